@@ -1,0 +1,660 @@
+//! The command line: lexopt parsing into a `Command`, and the usage texts.
+//! Every command accepts `--session NAME` and `--help` wherever it stands.
+
+use crate::error::{Error, Result};
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: agent-procs [--session NAME] COMMAND [ARGS]
+
+Run and supervise background processes for agents and CI, under a per-session daemon.
+
+commands:
+  run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P]
+                        start CMD in the background (the daemon starts on first use)
+  stop NAME|ID [--timeout S]    stop a process and its whole process group
+  stop-all [--timeout S]        stop every process of the session
+  restart NAME|ID               stop, then start again with the same settings
+  status [--json]               list processes and their states
+  logs NAME [--tail N] [--stderr] [--follow]
+  logs --all [--tail N] [--stderr] [--follow]
+                        print a process's output (read from disk; --follow streams)
+  wait NAME --until PAT [--regex] [--timeout S]
+  wait NAME --exit [--timeout S]
+                        block until a line matches or the process exits
+  down                          stop everything and shut the daemon down
+  session list | session clean  list sessions, or remove stale ones
+
+global options:
+  --session NAME        session to act on (default: default)
+  -h, --help            show this help, or COMMAND --help for one command
+  -V, --version         show the version
+
+exit status: 0 ok, 1 error or timeout, 2 unknown process or no logs, 64 usage error.
+See agent-procs(1).";
+
+const RUN_USAGE: &str = "\
+usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P]
+
+Start CMD in the background under the session's daemon, starting the daemon if needed.
+CMD runs with your current directory and environment. A command without shell syntax
+is executed directly; anything else runs under sh -c. Several words after -- are
+quoted and joined, so `run -- python3 -m http.server` works.
+
+options:
+  --name N        name of the process (default: its id, p1, p2, ...)
+  --cwd DIR       working directory (default: the current directory)
+  --env K=V       set a variable in the process's environment (repeatable)
+  --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1
+  --session NAME  session to use (default: default)
+
+prints: NAME (id: ID, pid: PID)";
+
+const STOP_USAGE: &str = "\
+usage: agent-procs stop NAME|ID [--timeout S]
+
+Send SIGTERM to the process group, then SIGKILL after the grace period.
+Returns when the process has exited.
+
+options:
+  --timeout S     grace period in seconds before SIGKILL (default: 10)
+  --session NAME  session to use (default: default)";
+
+const STOP_ALL_USAGE: &str = "\
+usage: agent-procs stop-all [--timeout S]
+
+Stop every process of the session at once; returns when all have exited.
+
+options:
+  --timeout S     grace period in seconds before SIGKILL (default: 10)
+  --session NAME  session to use (default: default)";
+
+const RESTART_USAGE: &str = "\
+usage: agent-procs restart NAME|ID
+
+Stop the process (if it is running) and start it again with the same command,
+directory, environment and id. The old logs are rotated to NAME.stdout.1.
+
+options:
+  --session NAME  session to use (default: default)";
+
+const STATUS_USAGE: &str = "\
+usage: agent-procs status [--json]
+
+List the session's processes with their pid, state, exit code and uptime.
+
+options:
+  --json          print a JSON array of processes instead of a table
+  --session NAME  session to use (default: default)";
+
+const LOGS_USAGE: &str = "\
+usage: agent-procs logs NAME [--tail N] [--stderr] [--follow [--timeout S] [--lines N]]
+       agent-procs logs --all [--tail N] [--stderr] [--follow ...]
+
+Print a process's captured output. Without --follow the log files are read
+directly, so this works after the daemon is gone.
+
+options:
+  --tail N        show the last N lines (default: 100)
+  --stderr        show stderr instead of stdout
+  --all           show every process, lines prefixed with [name]
+  --follow        keep streaming new lines from the daemon
+  --timeout S     with --follow: stop after S seconds (default: 30)
+  --lines N       with --follow: stop after N new lines
+  --session NAME  session to use (default: default)";
+
+const WAIT_USAGE: &str = "\
+usage: agent-procs wait NAME --until PAT [--regex] [--timeout S]
+       agent-procs wait NAME --exit [--timeout S]
+
+Block until the process prints a line containing PAT (stdout or stderr, output
+since its last start included), or until it exits.
+
+options:
+  --until PAT     wait for a line containing PAT
+  --regex         treat PAT as a regular expression
+  --exit          wait for the process to exit
+  --timeout S     give up after S seconds and exit 1 (default: 30)
+  --session NAME  session to use (default: default)
+
+prints: the matching line, or `exited with code N`, or `exited by SIGNAL`";
+
+const DOWN_USAGE: &str = "\
+usage: agent-procs down
+
+Stop every process of the session and shut its daemon down.
+
+options:
+  --session NAME  session to use (default: default)";
+
+const SESSION_USAGE: &str = "\
+usage: agent-procs session list
+       agent-procs session clean
+
+list    show every session with a pid file, and whether its daemon is running
+clean   remove the socket, pid file and state of sessions whose daemon is gone";
+
+/// Every command name the parser knows, for the tests that keep help and man page in step.
+#[cfg(test)]
+pub const COMMANDS: &[&str] = &[
+    "run", "stop", "stop-all", "restart", "status", "logs", "wait", "down", "session",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub session: String,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Run(RunArgs),
+    Stop {
+        target: String,
+        timeout: Option<Duration>,
+    },
+    StopAll {
+        timeout: Option<Duration>,
+    },
+    Restart {
+        target: String,
+    },
+    Status {
+        json: bool,
+    },
+    Logs(LogsArgs),
+    Wait(WaitArgs),
+    Down,
+    SessionList,
+    SessionClean,
+    Help(&'static str),
+    Version,
+    /// Internal: `agent-procs __daemon SESSION [--ready-fd N]`, started by the CLI.
+    Daemon {
+        ready_fd: Option<i32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunArgs {
+    pub command: String,
+    pub name: Option<String>,
+    pub cwd: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsArgs {
+    pub target: Option<String>,
+    pub tail: usize,
+    pub stderr: bool,
+    pub all: bool,
+    pub follow: bool,
+    pub timeout: Option<Duration>,
+    pub lines: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitArgs {
+    pub target: String,
+    pub until: Option<String>,
+    pub regex: bool,
+    pub exit: bool,
+    pub timeout: Option<Duration>,
+}
+
+fn usage_error(msg: impl Into<String>, usage: &'static str) -> Error {
+    Error::Usage {
+        msg: msg.into(),
+        usage,
+    }
+}
+
+/// lexopt's own errors, re-tagged with the usage of the command being parsed.
+fn with_usage(usage: &'static str) -> impl Fn(lexopt::Error) -> Error {
+    move |e| usage_error(e.to_string(), usage)
+}
+
+fn string(value: OsString, what: &str, usage: &'static str) -> Result<String> {
+    value.into_string().map_err(|v| {
+        usage_error(
+            format!("{what} is not valid UTF-8: {}", v.to_string_lossy()),
+            usage,
+        )
+    })
+}
+
+fn seconds(value: OsString, flag: &str, usage: &'static str) -> Result<Duration> {
+    let text = string(value, flag, usage)?;
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            usage_error(
+                format!("{flag} takes a number of seconds, not '{text}'"),
+                usage,
+            )
+        })
+}
+
+fn number<T: std::str::FromStr>(
+    value: OsString,
+    flag: &str,
+    what: &str,
+    usage: &'static str,
+) -> Result<T> {
+    let text = string(value, flag, usage)?;
+    text.parse::<T>()
+        .map_err(|_| usage_error(format!("{flag} takes {what}, not '{text}'"), usage))
+}
+
+/// Quote one word for `sh` if it needs it; used to join `run -- a b c`.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '_' | '-' | '.' | '/' | ':' | '=' | '@' | '%' | '+' | ',')
+        });
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
+    let mut p = lexopt::Parser::from_args(args);
+    let mut session = "default".to_string();
+    let command = loop {
+        let Some(arg) = p.next()? else {
+            return Err(usage_error("no command given", USAGE));
+        };
+        match arg {
+            Long("session") => session = string(p.value()?, "--session", USAGE)?,
+            Short('h') | Long("help") => {
+                return Ok(Invocation {
+                    session,
+                    command: Command::Help(USAGE),
+                });
+            }
+            Short('V') | Long("version") => {
+                return Ok(Invocation {
+                    session,
+                    command: Command::Version,
+                });
+            }
+            Value(cmd) => break string(cmd, "the command", USAGE)?,
+            _ => return Err(arg.unexpected().into()),
+        }
+    };
+    let command = match command.as_str() {
+        "run" => parse_run(&mut p, &mut session)?,
+        "stop" => parse_stop(&mut p, &mut session)?,
+        "stop-all" => {
+            let mut timeout = None;
+            while let Some(arg) = p.next().map_err(with_usage(STOP_ALL_USAGE))? {
+                match arg {
+                    Long("timeout") => {
+                        timeout = Some(seconds(p.value()?, "--timeout", STOP_ALL_USAGE)?)
+                    }
+                    _ => common(other(arg), &mut p, &mut session, STOP_ALL_USAGE)?,
+                }
+            }
+            Command::StopAll { timeout }
+        }
+        "restart" => Command::Restart {
+            target: parse_target_only(&mut p, &mut session, RESTART_USAGE)?,
+        },
+        "status" => {
+            let mut json = false;
+            while let Some(arg) = p.next().map_err(with_usage(STATUS_USAGE))? {
+                match arg {
+                    Long("json") => json = true,
+                    _ => common(other(arg), &mut p, &mut session, STATUS_USAGE)?,
+                }
+            }
+            Command::Status { json }
+        }
+        "logs" => parse_logs(&mut p, &mut session)?,
+        "wait" => parse_wait(&mut p, &mut session)?,
+        "down" => {
+            while let Some(arg) = p.next().map_err(with_usage(DOWN_USAGE))? {
+                common(other(arg), &mut p, &mut session, DOWN_USAGE)?;
+            }
+            Command::Down
+        }
+        "session" => parse_session(&mut p, &mut session)?,
+        "help" => Command::Help(USAGE),
+        "__daemon" => {
+            let mut ready_fd = None;
+            let mut named = None;
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("ready-fd") => {
+                        ready_fd = Some(number(p.value()?, "--ready-fd", "a descriptor", USAGE)?)
+                    }
+                    Value(v) if named.is_none() => named = Some(string(v, "the session", USAGE)?),
+                    _ => common(other(arg), &mut p, &mut session, USAGE)?,
+                }
+            }
+            if let Some(named) = named {
+                session = named;
+            }
+            Command::Daemon { ready_fd }
+        }
+        other => return Err(usage_error(format!("unknown command '{other}'"), USAGE)),
+    };
+    Ok(Invocation { session, command })
+}
+
+/// An argument a command's own loop did not take, detached from the parser.
+enum Other {
+    Session,
+    Help,
+    Stray(String),
+}
+
+fn other(arg: lexopt::Arg<'_>) -> Other {
+    match arg {
+        Long("session") => Other::Session,
+        Short('h') | Long("help") => Other::Help,
+        Value(v) => Other::Stray(format!("unexpected argument '{}'", v.to_string_lossy())),
+        _ => Other::Stray(arg.unexpected().to_string()),
+    }
+}
+
+/// Options every command takes: `--session`, `--help`. Anything else is an error.
+fn common(
+    arg: Other,
+    p: &mut lexopt::Parser,
+    session: &mut String,
+    usage: &'static str,
+) -> Result<()> {
+    match arg {
+        Other::Session => {
+            *session = string(p.value().map_err(with_usage(usage))?, "--session", usage)?;
+            Ok(())
+        }
+        Other::Help => Err(Error::Help(usage)),
+        Other::Stray(msg) => Err(usage_error(msg, usage)),
+    }
+}
+
+fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+    let u = RUN_USAGE;
+    let mut args = RunArgs::default();
+    let mut words: Vec<String> = Vec::new();
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Long("name") => args.name = Some(string(p.value()?, "--name", u)?),
+            Long("cwd") => args.cwd = Some(string(p.value()?, "--cwd", u)?),
+            Long("env") => {
+                let kv = string(p.value()?, "--env", u)?;
+                match kv.split_once('=') {
+                    Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+                        args.env.push((k.to_string(), v.to_string()))
+                    }
+                    _ => return Err(usage_error(format!("--env takes KEY=VALUE, not '{kv}'"), u)),
+                }
+            }
+            Long("port") => {
+                let port: u16 = number(p.value()?, "--port", "a port number from 1 to 65535", u)?;
+                if port == 0 {
+                    return Err(usage_error(
+                        "--port takes a port number from 1 to 65535, not '0'",
+                        u,
+                    ));
+                }
+                args.port = Some(port);
+            }
+            Value(v) => words.push(string(v, "the command", u)?),
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    args.command = match words.len() {
+        0 => return Err(usage_error("run needs a command", u)),
+        1 => words.remove(0),
+        _ => words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    if args.command.trim().is_empty() {
+        return Err(usage_error("run needs a command, not an empty string", u));
+    }
+    Ok(Command::Run(args))
+}
+
+fn parse_target_only(
+    p: &mut lexopt::Parser,
+    session: &mut String,
+    usage: &'static str,
+) -> Result<String> {
+    let mut target = None;
+    while let Some(arg) = p.next().map_err(with_usage(usage))? {
+        match arg {
+            Value(v) if target.is_none() => target = Some(string(v, "the process name", usage)?),
+            _ => common(other(arg), p, session, usage)?,
+        }
+    }
+    target.ok_or_else(|| usage_error("missing process name or id", usage))
+}
+
+fn parse_stop(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+    let u = STOP_USAGE;
+    let mut target = None;
+    let mut timeout = None;
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Long("timeout") => timeout = Some(seconds(p.value()?, "--timeout", u)?),
+            Value(v) if target.is_none() => target = Some(string(v, "the process name", u)?),
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    let target = target.ok_or_else(|| usage_error("missing process name or id", u))?;
+    Ok(Command::Stop { target, timeout })
+}
+
+fn parse_logs(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+    let u = LOGS_USAGE;
+    let mut a = LogsArgs {
+        target: None,
+        tail: 100,
+        stderr: false,
+        all: false,
+        follow: false,
+        timeout: None,
+        lines: None,
+    };
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Long("tail") => a.tail = number(p.value()?, "--tail", "a number of lines", u)?,
+            Long("stderr") => a.stderr = true,
+            Long("all") => a.all = true,
+            Long("follow") | Short('f') => a.follow = true,
+            Long("timeout") => a.timeout = Some(seconds(p.value()?, "--timeout", u)?),
+            Long("lines") => a.lines = Some(number(p.value()?, "--lines", "a number of lines", u)?),
+            Value(v) if a.target.is_none() => a.target = Some(string(v, "the process name", u)?),
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    if a.target.is_some() && a.all {
+        return Err(usage_error("give a process name or --all, not both", u));
+    }
+    if a.target.is_none() && !a.all {
+        return Err(usage_error(
+            "missing process name (or --all for every process)",
+            u,
+        ));
+    }
+    if !a.follow && (a.timeout.is_some() || a.lines.is_some()) {
+        return Err(usage_error("--timeout and --lines go with --follow", u));
+    }
+    Ok(Command::Logs(a))
+}
+
+fn parse_wait(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+    let u = WAIT_USAGE;
+    let mut a = WaitArgs {
+        target: String::new(),
+        until: None,
+        regex: false,
+        exit: false,
+        timeout: None,
+    };
+    let mut target = None;
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Long("until") => a.until = Some(string(p.value()?, "--until", u)?),
+            Long("regex") => a.regex = true,
+            Long("exit") => a.exit = true,
+            Long("timeout") => a.timeout = Some(seconds(p.value()?, "--timeout", u)?),
+            Value(v) if target.is_none() => target = Some(string(v, "the process name", u)?),
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    a.target = target.ok_or_else(|| usage_error("missing process name or id", u))?;
+    if a.until.is_none() && !a.exit {
+        return Err(usage_error(
+            "say what to wait for: --until PAT or --exit",
+            u,
+        ));
+    }
+    if a.regex && a.until.is_none() {
+        return Err(usage_error("--regex goes with --until", u));
+    }
+    Ok(Command::Wait(a))
+}
+
+fn parse_session(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+    let u = SESSION_USAGE;
+    let mut sub = None;
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Value(v) if sub.is_none() => sub = Some(string(v, "the subcommand", u)?),
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    match sub.as_deref() {
+        Some("list") => Ok(Command::SessionList),
+        Some("clean") => Ok(Command::SessionClean),
+        Some(other) => Err(usage_error(format!("unknown session command '{other}'"), u)),
+        None => Err(usage_error("session needs a subcommand: list or clean", u)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Invocation> {
+        parse(line.split_whitespace().map(OsString::from))
+    }
+
+    fn command(line: &str) -> Command {
+        parse_str(line)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn session_is_accepted_before_and_after_the_command() {
+        assert_eq!(parse_str("--session a status").unwrap().session, "a");
+        assert_eq!(parse_str("status --session b").unwrap().session, "b");
+        assert_eq!(parse_str("status").unwrap().session, "default");
+    }
+
+    #[test]
+    fn run_takes_its_options_and_joins_words() {
+        let Command::Run(r) =
+            command("run sleep --name web --env A=1 --env B=x=y --port 8000 --cwd /tmp")
+        else {
+            panic!()
+        };
+        assert_eq!(r.command, "sleep");
+        assert_eq!(r.name.as_deref(), Some("web"));
+        assert_eq!(
+            r.env,
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        assert_eq!(r.port, Some(8000));
+        assert_eq!(r.cwd.as_deref(), Some("/tmp"));
+        let Command::Run(r) = command("run -- echo it's --name") else {
+            panic!()
+        };
+        assert_eq!(r.command, r"echo 'it'\''s' --name");
+    }
+
+    #[test]
+    fn usage_errors_name_the_problem() {
+        let cases = [
+            ("", "no command given"),
+            ("frobnicate", "unknown command 'frobnicate'"),
+            ("run", "run needs a command"),
+            (
+                "run x --port 70000",
+                "--port takes a port number from 1 to 65535, not '70000'",
+            ),
+            (
+                "run x --env NOEQUALS",
+                "--env takes KEY=VALUE, not 'NOEQUALS'",
+            ),
+            ("stop", "missing process name or id"),
+            (
+                "stop web --timeout soon",
+                "--timeout takes a number of seconds, not 'soon'",
+            ),
+            ("wait web", "say what to wait for: --until PAT or --exit"),
+            ("wait web --exit --regex", "--regex goes with --until"),
+            ("logs", "missing process name (or --all for every process)"),
+            ("logs web --all", "give a process name or --all, not both"),
+            (
+                "logs web --lines 3",
+                "--timeout and --lines go with --follow",
+            ),
+            ("status --jsn", "invalid option '--jsn'"),
+            ("session", "session needs a subcommand: list or clean"),
+        ];
+        for (line, want) in cases {
+            match parse_str(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_and_version_are_commands_of_their_own() {
+        assert_eq!(command("--help"), Command::Help(USAGE));
+        assert_eq!(command("-V"), Command::Version);
+        assert!(matches!(
+            parse_str("logs --help"),
+            Err(Error::Help(LOGS_USAGE))
+        ));
+    }
+
+    #[test]
+    fn wait_and_logs_defaults_match_0_6() {
+        let Command::Logs(l) = command("logs web") else {
+            panic!()
+        };
+        assert_eq!((l.tail, l.stderr, l.follow), (100, false, false));
+        let Command::Wait(w) = command("wait web --until ready --timeout 0.5") else {
+            panic!()
+        };
+        assert_eq!(w.timeout, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn every_command_has_a_parser() {
+        for name in COMMANDS {
+            let result = parse_str(&format!("{name} --help"));
+            assert!(matches!(result, Err(Error::Help(_))), "{name}: {result:?}");
+        }
+    }
+}

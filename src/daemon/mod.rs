@@ -1,0 +1,1455 @@
+//! The daemon: one thread, one `mio::Poll`. This is the only file that touches the
+//! poll registry. It accepts control connections, reads child output into logs,
+//! reaps children on SIGCHLD, fires deadlines, and answers requests.
+
+mod control;
+mod procs;
+mod signals;
+mod spawn;
+mod startup;
+mod state;
+mod timers;
+mod waits;
+
+use crate::error::{Error, Result};
+use crate::logs::{self, store::LogSink};
+use crate::paths::{self, SessionPaths};
+use crate::protocol::{Request, Response, Stream};
+use control::{Client, ReadOutcome};
+use mio::{Events, Interest, Poll, Token};
+use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
+use signals::Exit;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+use timers::{Timer, Timers};
+use waits::{Pattern, Wait, WaitTable};
+
+const LISTENER: Token = Token(0);
+const SIGCHLD_PIPE: Token = Token(1);
+const SHUTDOWN_PIPE: Token = Token(2);
+const FIRST_DYNAMIC: usize = 16;
+
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// After SIGKILL, how often to check (and re-send) until the group is gone.
+const KILL_RECHECK: Duration = Duration::from_secs(1);
+const MAX_KILLS: u32 = 5;
+/// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
+const PIPE_BUDGET: usize = 256 * 1024;
+const MAX_CLIENTS: usize = 4096;
+/// How long replies may take to drain once we decided to exit.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Who owns a dynamic token.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Client,
+    Output(ProcId, Stream),
+}
+
+/// A `logs --follow` in progress on a client.
+struct Follow {
+    target: Option<ProcId>,
+    stderr: bool,
+    all: bool,
+    remaining: Option<usize>,
+}
+
+/// A request that is answered later, when processes have finished stopping.
+enum Pending {
+    Stop {
+        client: usize,
+        proc: ProcId,
+        label: String,
+    },
+    Restart {
+        client: usize,
+        proc: ProcId,
+    },
+    StopAll {
+        client: usize,
+        remaining: HashSet<ProcId>,
+    },
+    Shutdown {
+        client: Option<usize>,
+        remaining: HashSet<ProcId>,
+    },
+}
+
+pub fn run(session: &str, ready_fd: Option<i32>) -> i32 {
+    let ready = startup::ReadyPipe::from_fd(ready_fd);
+    match Daemon::start(session) {
+        Ok(mut daemon) => {
+            ready.ready();
+            let code = match daemon.run_loop() {
+                Ok(()) => 0,
+                Err(e) => {
+                    daemon.note(&format!("fatal: {e}"));
+                    daemon.kill_everything();
+                    1
+                }
+            };
+            startup::remove_runtime_files(&daemon.paths);
+            code
+        }
+        Err(e) => {
+            eprintln!("agent-procs: {e}");
+            ready.failed(&e);
+            1
+        }
+    }
+}
+
+struct Daemon {
+    paths: SessionPaths,
+    poll: Poll,
+    listener: mio::net::UnixListener,
+    sigchld: mio::net::UnixStream,
+    shutdown_sig: mio::net::UnixStream,
+    slots: HashMap<Token, Slot>,
+    next_token: usize,
+    clients: HashMap<usize, Client>,
+    follows: HashMap<usize, Follow>,
+    procs: ProcTable,
+    waits: WaitTable,
+    pending: Vec<Pending>,
+    timers: Timers,
+    retry: Vec<Token>,
+    generation: u64,
+    /// Where relative and missing `cwd`s of old clients resolve: the daemon's start dir.
+    home_cwd: PathBuf,
+    shutting_down: bool,
+    /// Everything is stopped; leave once replies are flushed or the grace ends.
+    exiting: bool,
+    uid: u32,
+    read_buf: Vec<u8>,
+}
+
+impl Daemon {
+    fn start(session: &str) -> Result<Daemon> {
+        let paths = SessionPaths::new(session)?;
+        paths::ensure_private_dir(&paths.runtime_dir)?;
+        paths::ensure_state_dirs(&paths)?;
+        startup::detach();
+        startup::redirect_stdio(&paths)?;
+        startup::raise_fd_limit();
+        let home_cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        // Do not keep the caller's directory busy (an unmount, a deleted checkout).
+        let _ = std::env::set_current_dir("/");
+
+        let io_err = |what: &str| {
+            let what = what.to_string();
+            move |err: io::Error| Error::Io { what, err }
+        };
+        let poll = Poll::new().map_err(io_err("creating the poll instance"))?;
+        let mut sigchld = signals::signal_pipe(&[libc::SIGCHLD])
+            .map_err(io_err("installing the SIGCHLD handler"))?;
+        let mut shutdown_sig = signals::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+            .map_err(io_err("installing the SIGTERM handler"))?;
+        let mut listener = startup::bind_socket(&paths.socket)?;
+        startup::write_pid_file(&paths)?;
+        let registry = poll.registry();
+        registry
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io_err("registering the socket"))?;
+        registry
+            .register(&mut sigchld, SIGCHLD_PIPE, Interest::READABLE)
+            .map_err(io_err("registering signals"))?;
+        registry
+            .register(&mut shutdown_sig, SHUTDOWN_PIPE, Interest::READABLE)
+            .map_err(io_err("registering signals"))?;
+
+        let daemon = Daemon {
+            paths,
+            poll,
+            listener,
+            sigchld,
+            shutdown_sig,
+            slots: HashMap::new(),
+            next_token: FIRST_DYNAMIC,
+            clients: HashMap::new(),
+            follows: HashMap::new(),
+            procs: ProcTable::default(),
+            waits: WaitTable::default(),
+            pending: Vec::new(),
+            timers: Timers::default(),
+            retry: Vec::new(),
+            generation: 0,
+            home_cwd,
+            shutting_down: false,
+            exiting: false,
+            uid: paths::euid(),
+            read_buf: vec![0; 64 * 1024],
+        };
+        daemon.note(&format!(
+            "daemon {} started for session '{session}'",
+            std::process::id()
+        ));
+        daemon.stop_orphans();
+        daemon.save_state();
+        Ok(daemon)
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if self.exiting && self.clients.values().all(|c| !c.has_output()) {
+                return Ok(());
+            }
+            let timeout = if self.retry.is_empty() {
+                self.timers.next_timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    return Err(Error::Io {
+                        what: "waiting for events".into(),
+                        err,
+                    });
+                }
+            }
+            for token in std::mem::take(&mut self.retry) {
+                self.dispatch(token, true, false);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_clients(),
+                    SIGCHLD_PIPE => {
+                        signals::drain_pipe(&mut self.sigchld);
+                        self.reap_children();
+                    }
+                    SHUTDOWN_PIPE => {
+                        signals::drain_pipe(&mut self.shutdown_sig);
+                        self.note("received a termination signal; stopping every process");
+                        self.begin_shutdown(None);
+                    }
+                    token => self.dispatch(
+                        token,
+                        event.is_readable() || event.is_read_closed(),
+                        event.is_write_closed(),
+                    ),
+                }
+            }
+            self.fire_due_timers();
+        }
+    }
+
+    fn dispatch(&mut self, token: Token, readable: bool, hung_up: bool) {
+        match self.slots.get(&token).copied() {
+            Some(Slot::Client) => {
+                if hung_up {
+                    self.close_client(token.0);
+                } else {
+                    self.service_client(token.0, readable);
+                }
+            }
+            Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
+            None => {} // a source closed earlier in this turn
+        }
+    }
+
+    fn new_token(&mut self) -> Token {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        token
+    }
+
+    /// One line in daemon.log (our stderr), with a UTC timestamp.
+    fn note(&self, msg: &str) {
+        eprintln!("{} {msg}", crate::timefmt::rfc3339(SystemTime::now()));
+    }
+
+    // ---- control connections ----
+
+    fn accept_clients(&mut self) {
+        loop {
+            let (mut stream, _) = match self.listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the connection stays queued; retry on the next turn.
+                    self.note(&format!(
+                        "accepting a connection: {}",
+                        crate::error::describe_io(&e)
+                    ));
+                    self.retry.push(LISTENER);
+                    return;
+                }
+            };
+            use std::os::fd::AsRawFd;
+            match crate::sys::peer_uid(stream.as_raw_fd()) {
+                Ok(uid) if uid == self.uid => {}
+                Ok(uid) => {
+                    self.note(&format!("refused a connection from uid {uid}"));
+                    continue;
+                }
+                Err(e) => {
+                    self.note(&format!(
+                        "refused a connection: reading its credentials: {e}"
+                    ));
+                    continue;
+                }
+            }
+            if self.clients.len() >= MAX_CLIENTS {
+                self.note("refused a connection: too many open connections");
+                continue;
+            }
+            let token = self.new_token();
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+            {
+                continue;
+            }
+            self.slots.insert(token, Slot::Client);
+            self.clients.insert(token.0, Client::new(stream));
+        }
+    }
+
+    /// Read what a client sent, answer what can be answered, write what is queued.
+    fn service_client(&mut self, id: usize, readable: bool) {
+        let mut more = false;
+        if readable {
+            let Some(client) = self.clients.get_mut(&id) else {
+                return;
+            };
+            if !client.read_closed {
+                match client.read_some() {
+                    Ok(ReadOutcome::Drained) => {}
+                    Ok(ReadOutcome::More) => more = true,
+                    Err(_) => return self.close_client(id),
+                }
+            }
+        }
+        self.process_requests(id);
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.flush().is_err() {
+            return self.close_client(id);
+        }
+        if client.finished() {
+            return self.close_client(id);
+        }
+        // Read on later if the budget ran out and the client can take requests again.
+        if more && client.ready_for_request() {
+            self.retry.push(Token(id));
+        }
+    }
+
+    fn process_requests(&mut self, id: usize) {
+        let mut handled = 0;
+        loop {
+            let Some(client) = self.clients.get_mut(&id) else {
+                return;
+            };
+            if !client.ready_for_request() || handled >= 64 {
+                if handled >= 64 {
+                    self.retry.push(Token(id));
+                }
+                return;
+            }
+            let Some(request) = client.next_request() else {
+                return;
+            };
+            handled += 1;
+            match request {
+                Ok(request) => self.handle(id, request),
+                Err(message) => client.send(&Response::error(message)),
+            }
+        }
+    }
+
+    /// Flush after a reply made outside `service_client` (a stop that finished, a
+    /// wait that matched), and take the client's next request, which waited.
+    fn after_reply(&mut self, id: usize) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.busy = false;
+        }
+        self.service_client(id, false);
+        // The client may have sent more while busy; its edge was spent.
+        if self.clients.get(&id).is_some_and(|c| !c.read_closed) {
+            self.retry.push(Token(id));
+        }
+    }
+
+    fn reply(&mut self, id: usize, response: &Response) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.send(response);
+        }
+    }
+
+    /// Reply to a request that kept the client busy, and free the client.
+    fn reply_later(&mut self, id: usize, response: &Response) {
+        self.reply(id, response);
+        self.after_reply(id);
+    }
+
+    fn close_client(&mut self, id: usize) {
+        if let Some(mut client) = self.clients.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut client.stream);
+        }
+        self.slots.remove(&Token(id));
+        self.follows.remove(&id);
+        self.waits.drop_client(id);
+        for p in &mut self.pending {
+            match p {
+                Pending::Stop { client, .. }
+                | Pending::Restart { client, .. }
+                | Pending::StopAll { client, .. }
+                    if *client == id =>
+                {
+                    *client = usize::MAX;
+                }
+                Pending::Shutdown { client, .. } if *client == Some(id) => *client = None,
+                _ => {}
+            }
+        }
+    }
+
+    // ---- requests ----
+
+    fn handle(&mut self, client: usize, request: Request) {
+        match request {
+            Request::Run { command, name, cwd, env, port, restart, watch, base_env } => {
+                let response = self.run_process(command, name, cwd, env, port, restart, watch, base_env);
+                self.reply(client, &response);
+            }
+            Request::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
+            Request::StopAll { timeout_ms } => {
+                let timeout = timeout_ms.map_or(DEFAULT_STOP_TIMEOUT, Duration::from_millis);
+                let remaining = self.stop_all(timeout);
+                if remaining.is_empty() {
+                    self.reply(client, &Response::Ok { message: "all processes stopped".into() });
+                } else {
+                    self.set_busy(client);
+                    self.pending.push(Pending::StopAll { client, remaining });
+                }
+            }
+            Request::Restart { target } => self.restart_request(client, &target),
+            Request::Status => {
+                let processes = self.procs.status(Instant::now());
+                self.reply(client, &Response::Status { processes });
+            }
+            Request::Logs { target, tail, follow: true, stderr, all, timeout_secs, lines } => {
+                self.follow_request(client, target, tail, stderr, all, timeout_secs, lines)
+            }
+            Request::Logs { .. } => self.reply(
+                client,
+                &Response::error("logs without follow are read from the files directly; set follow: true to stream"),
+            ),
+            Request::Wait { target, until, regex, exit, timeout_secs, timeout_ms } => {
+                let timeout = timeout_ms
+                    .map(Duration::from_millis)
+                    .or(timeout_secs.map(Duration::from_secs))
+                    .unwrap_or(DEFAULT_WAIT_TIMEOUT);
+                self.wait_request(client, &target, until, regex, exit, timeout)
+            }
+            Request::Shutdown => {
+                self.set_busy(client);
+                self.begin_shutdown(Some(client));
+            }
+            Request::EnableProxy { .. } => {
+                self.reply(client, &Response::error("the reverse proxy is not available in this version of agent-procs"))
+            }
+            Request::Hello { .. } => {
+                self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
+            }
+            Request::Unknown => self.reply(client, &Response::error("unknown request type")),
+        }
+    }
+
+    fn set_busy(&mut self, client: usize) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.busy = true;
+        }
+    }
+
+    fn not_found(&self, target: &str) -> Response {
+        let names = self.procs.names();
+        let known = if names.is_empty() {
+            format!("session '{}' has no processes", self.paths.session)
+        } else {
+            format!("session '{}' has: {}", self.paths.session, names.join(", "))
+        };
+        Response::not_found(format!("process not found: {target} ({known})"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_process(
+        &mut self,
+        command: String,
+        name: Option<String>,
+        cwd: Option<String>,
+        env: Option<HashMap<String, String>>,
+        port: Option<u16>,
+        restart: Option<crate::protocol::RestartPolicy>,
+        watch: Option<crate::protocol::WatchConfig>,
+        base_env: Option<HashMap<String, String>>,
+    ) -> Response {
+        if self.shutting_down {
+            return Response::error(
+                "the daemon is shutting down; run the command again once it has exited",
+            );
+        }
+        if restart.as_ref().is_some_and(|r| r.mode != "never") {
+            return Response::error(
+                "restart policies (--autorestart) are not available in this version of agent-procs",
+            );
+        }
+        if watch.is_some() {
+            return Response::error(
+                "file watching (--watch) is not available in this version of agent-procs",
+            );
+        }
+        if command.trim().is_empty() {
+            return Response::error("the command is empty");
+        }
+        if command.contains('\0') {
+            return Response::error("the command contains a NUL byte");
+        }
+        let env = env.unwrap_or_default();
+        let bad_env = |map: &HashMap<String, String>| {
+            map.iter()
+                .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
+                .map(|(k, _)| k.clone())
+        };
+        if let Some(key) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
+            return Response::error(format!("invalid environment variable name {key:?}"));
+        }
+        let cwd = match cwd {
+            Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir),
+            Some(dir) => self.home_cwd.join(dir),
+            None => self.home_cwd.clone(),
+        };
+        let existing = match &name {
+            Some(n) => {
+                if let Err(msg) = paths::check_process_name(n) {
+                    return Response::error(msg);
+                }
+                self.procs.by_name(n)
+            }
+            None => None,
+        };
+        if let Some(id) = existing
+            && let Some(p) = self.procs.get(id)
+            && p.state.is_alive()
+        {
+            return Response::error(format!(
+                "process '{}' is already running (id p{}, pid {}); stop it first or choose another --name",
+                p.name, p.id, p.pid
+            ));
+        }
+        let spec = spawn::Spec {
+            command,
+            cwd,
+            base_env,
+            env,
+            port,
+        };
+        match existing {
+            Some(id) => {
+                // Re-running an exited name replaces it, keeping its id; leftovers of
+                // its old process group belong to the run being replaced.
+                if let Some(p) = self.procs.get_mut(id) {
+                    signals::kill_group(p.pgid, libc::SIGKILL);
+                    p.spec = spec;
+                }
+                self.respawn(id, None)
+            }
+            None => {
+                let id = self.procs.allocate_id();
+                let name = name.unwrap_or_else(|| format!("p{id}"));
+                if self.procs.by_name(&name).is_some() {
+                    return Response::error(format!(
+                        "process '{name}' already exists; choose a --name"
+                    ));
+                }
+                let proc = Proc {
+                    id,
+                    name,
+                    spec,
+                    state: State::Failed {
+                        reason: "not started".into(),
+                    },
+                    pgid: 0,
+                    pid: 0,
+                    started_wall: SystemTime::now(),
+                    outputs: [None, None],
+                };
+                self.procs.insert(proc);
+                let response = self.respawn(id, None);
+                if matches!(response, Response::Error { .. }) {
+                    self.procs_remove(id);
+                }
+                response
+            }
+        }
+    }
+
+    fn procs_remove(&mut self, id: ProcId) {
+        // Only a process that never started is removed; it has no pipes or logs.
+        self.procs.remove(id);
+    }
+
+    /// Start (or start again) process `id` from its spec: new log segments, new
+    /// pipes registered with the loop, state Running. Returns the `run` answer.
+    fn respawn(&mut self, id: ProcId, annotation: Option<&str>) -> Response {
+        let Some(p) = self.procs.get(id) else {
+            return Response::error("process vanished");
+        };
+        let spec = p.spec.clone();
+        let name = p.name.clone();
+        let spawned = match spawn::spawn(&spec) {
+            Ok(s) => s,
+            Err(msg) => {
+                self.note(&format!("{name}: {msg}"));
+                if let Some(p) = self.procs.get_mut(id) {
+                    p.state = State::Failed {
+                        reason: msg.clone(),
+                    };
+                }
+                return Response::error(msg);
+            }
+        };
+        // Retire the previous run's pipes (a setsid'd escapee may still hold them).
+        self.close_outputs(id);
+        let mut outputs: [Option<Output>; 2] = [None, None];
+        let mut failure = None;
+        for (slot, (stream, pipe)) in outputs.iter_mut().zip([
+            (Stream::Stdout, spawned.stdout),
+            (Stream::Stderr, spawned.stderr),
+        ]) {
+            let path = self.paths.log_file(&name, stream.name());
+            let sink = match LogSink::create(path.clone()) {
+                Ok(mut s) => {
+                    // Before the child's first byte, which is still in the pipe.
+                    if let (Some(note), Stream::Stdout) = (annotation, stream) {
+                        s.annotate(note, |_| {});
+                    }
+                    s
+                }
+                Err(e) => {
+                    failure = Some(format!(
+                        "opening log {}: {}",
+                        path.display(),
+                        crate::error::describe_io(&e)
+                    ));
+                    continue;
+                }
+            };
+            let token = self.new_token();
+            let mut pipe = pipe;
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut pipe, token, Interest::READABLE)
+            {
+                failure = Some(format!("watching the output of {name}: {e}"));
+                continue;
+            }
+            self.slots.insert(token, Slot::Output(id, stream));
+            *slot = Some(Output {
+                pipe: Some(pipe),
+                token,
+                sink,
+            });
+        }
+        let pid = spawned.pid;
+        let Some(p) = self.procs.get_mut(id) else {
+            return Response::error("process vanished");
+        };
+        p.outputs = outputs;
+        p.pid = pid;
+        p.pgid = pid as i32;
+        p.started_wall = SystemTime::now();
+        p.state = State::Running {
+            pid,
+            since: Instant::now(),
+        };
+        self.procs.set_pid(id, pid as i32);
+        if let Some(msg) = failure {
+            // Without its logs the process would run blind; stop it at once.
+            signals::kill_group(pid as i32, libc::SIGKILL);
+            self.note(&format!("{name}: {msg}"));
+            return Response::error(msg);
+        }
+        self.note(&format!(
+            "{name} (p{id}) started, pid {pid}: {}",
+            spec.command
+        ));
+        self.save_state();
+        Response::RunOk {
+            name,
+            id: format!("p{id}"),
+            pid,
+            port: spec.port,
+            url: spec.port.map(|p| format!("http://127.0.0.1:{p}")),
+        }
+    }
+
+    fn close_outputs(&mut self, id: ProcId) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        for output in p.outputs.iter_mut().flatten() {
+            if let Some(mut pipe) = output.pipe.take() {
+                let _ = self.poll.registry().deregister(&mut pipe);
+            }
+            self.slots.remove(&output.token);
+        }
+    }
+
+    fn stop_request(&mut self, client: usize, target: &str, timeout_ms: Option<u64>) {
+        let Some(id) = self.procs.find(target) else {
+            let response = self.not_found(target);
+            return self.reply(client, &response);
+        };
+        let timeout = timeout_ms.map_or(DEFAULT_STOP_TIMEOUT, Duration::from_millis);
+        if self.begin_stop(id, timeout) {
+            self.set_busy(client);
+            self.pending.push(Pending::Stop {
+                client,
+                proc: id,
+                label: target.to_string(),
+            });
+        } else {
+            self.reply(
+                client,
+                &Response::Ok {
+                    message: format!("stopped {target}"),
+                },
+            );
+        }
+    }
+
+    /// Send SIGTERM to the group and arm the SIGKILL deadline. Returns false when
+    /// there is nothing left to stop (the process and its whole group are gone).
+    fn begin_stop(&mut self, id: ProcId, timeout: Duration) -> bool {
+        self.generation += 1;
+        let generation = self.generation;
+        let Some(p) = self.procs.get_mut(id) else {
+            return false;
+        };
+        let signal = if timeout.is_zero() {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        };
+        match p.state.clone() {
+            State::Running { pid, since } => {
+                p.state = State::Stopping {
+                    pid,
+                    since,
+                    leader: None,
+                    generation,
+                    kills: 0,
+                };
+            }
+            State::Stopping { .. } => {
+                // Already stopping: a shorter grace period may still apply.
+                if let State::Stopping { generation: g, .. } = p.state {
+                    self.timers.arm(
+                        Instant::now() + timeout,
+                        Timer::Escalate {
+                            proc: id,
+                            generation: g,
+                        },
+                    );
+                }
+                return true;
+            }
+            State::Exited { exit } if signals::group_alive(p.pgid) => {
+                // The leader is gone but members of its group live on.
+                p.state = State::Stopping {
+                    pid: p.pid,
+                    since: Instant::now(),
+                    leader: Some(exit),
+                    generation,
+                    kills: 0,
+                };
+            }
+            State::Exited { .. } | State::Failed { .. } => return false,
+        }
+        let (pgid, name) = (p.pgid, p.name.clone());
+        signals::kill_group(pgid, signal);
+        self.note(&format!(
+            "stopping {name}: sent {} to process group {pgid}",
+            signals::signal_name(signal)
+        ));
+        self.timers.arm(
+            Instant::now() + timeout,
+            Timer::Escalate {
+                proc: id,
+                generation,
+            },
+        );
+        true
+    }
+
+    /// Begin stopping every live process; returns those that must finish first.
+    fn stop_all(&mut self, timeout: Duration) -> HashSet<ProcId> {
+        let mut remaining = HashSet::new();
+        for id in self.procs.ids() {
+            if self.begin_stop(id, timeout) {
+                remaining.insert(id);
+            }
+        }
+        remaining
+    }
+
+    fn restart_request(&mut self, client: usize, target: &str) {
+        if self.shutting_down {
+            return self.reply(client, &Response::error("the daemon is shutting down"));
+        }
+        let Some(id) = self.procs.find(target) else {
+            let response = self.not_found(target);
+            return self.reply(client, &response);
+        };
+        if self.begin_stop(id, DEFAULT_STOP_TIMEOUT) {
+            self.set_busy(client);
+            self.pending.push(Pending::Restart { client, proc: id });
+        } else {
+            let response = self.respawn(id, Some("[agent-procs] Restarted (manual)"));
+            self.reply(client, &response);
+        }
+    }
+
+    fn begin_shutdown(&mut self, client: Option<usize>) {
+        if !self.shutting_down {
+            self.note("shutting down");
+        }
+        self.shutting_down = true;
+        let remaining = self.stop_all(DEFAULT_STOP_TIMEOUT);
+        self.pending.push(Pending::Shutdown { client, remaining });
+        self.settle_pending();
+    }
+
+    // ---- waits and follows ----
+
+    fn wait_request(
+        &mut self,
+        client: usize,
+        target: &str,
+        until: Option<String>,
+        regex: bool,
+        exit: bool,
+        timeout: Duration,
+    ) {
+        let Some(id) = self.procs.find(target) else {
+            let response = self.not_found(target);
+            return self.reply(client, &response);
+        };
+        let pattern = match until.as_deref().map(|u| Pattern::new(u, regex)).transpose() {
+            Ok(p) => p,
+            Err(msg) => return self.reply(client, &Response::error(msg)),
+        };
+        if pattern.is_none() && !exit {
+            return self.reply(
+                client,
+                &Response::error("wait needs a pattern (until) or exit: true"),
+            );
+        }
+        // History first: the output of the current run, up to its last complete line.
+        if let Some(pattern) = &pattern
+            && let Some(line) = self.search_history(id, pattern)
+        {
+            return self.reply(
+                client,
+                &Response::WaitMatch {
+                    line: String::from_utf8_lossy(&line).into_owned(),
+                },
+            );
+        }
+        let Some(p) = self.procs.get(id) else { return };
+        match &p.state {
+            State::Exited { exit: status } if exit => {
+                let response = Response::WaitExited {
+                    exit_code: status.code(),
+                    exit_signal: status.signal_name(),
+                };
+                return self.reply(client, &response);
+            }
+            State::Exited { exit: status } if p.pipes_closed() => {
+                let message = format!(
+                    "{} has exited ({}) and its output never matched '{}'",
+                    p.name,
+                    status.describe(),
+                    until.unwrap_or_default()
+                );
+                return self.reply(client, &Response::error(message));
+            }
+            State::Failed { reason } => {
+                let message = format!("{} is not running: {reason}", p.name);
+                return self.reply(client, &Response::error(message));
+            }
+            _ => {}
+        }
+        self.set_busy(client);
+        let wait = self.waits.add(Wait {
+            client,
+            proc: id,
+            pattern,
+            pattern_text: until.unwrap_or_default(),
+            exit,
+        });
+        self.timers
+            .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
+    }
+
+    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
+        let p = self.procs.get(id)?;
+        p.outputs.iter().flatten().find_map(|o| {
+            logs::read::find_line(&o.sink.path, o.sink.complete_len(), |line| {
+                pattern.matches(line)
+            })
+            .ok()
+            .flatten()
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn follow_request(
+        &mut self,
+        client: usize,
+        target: Option<String>,
+        tail: usize,
+        stderr: bool,
+        all: bool,
+        timeout_secs: Option<u64>,
+        lines: Option<usize>,
+    ) {
+        let target_id = match target.as_deref() {
+            Some(t) if !all => match self.procs.find(t) {
+                Some(id) => Some(id),
+                None => {
+                    let response = self.not_found(t);
+                    return self.reply(client, &response);
+                }
+            },
+            _ => None,
+        };
+        let follow = Follow {
+            target: target_id,
+            stderr,
+            all: all || target_id.is_none(),
+            remaining: lines,
+        };
+        // Replay the tail and go live in the same turn: no gap, no duplicate.
+        if tail > 0 {
+            let ids = match target_id {
+                Some(id) => vec![id],
+                None => self.procs.ids(),
+            };
+            for id in ids {
+                let Some(p) = self.procs.get(id) else {
+                    continue;
+                };
+                for stream in STREAMS {
+                    if !follow_wants(&follow, stream) {
+                        continue;
+                    }
+                    let Some(output) = &p.outputs[procs::stream_index(stream)] else {
+                        continue;
+                    };
+                    let lines =
+                        logs::read::tail(&output.sink.path, tail, Some(output.sink.complete_len()));
+                    for line in lines.unwrap_or_default() {
+                        let response = Response::LogLine {
+                            process: p.name.clone(),
+                            stream,
+                            line: String::from_utf8_lossy(&line).into_owned(),
+                        };
+                        if let Some(c) = self.clients.get_mut(&client) {
+                            c.send(&response);
+                        }
+                    }
+                }
+            }
+        }
+        self.set_busy(client);
+        self.generation += 1;
+        if let Some(secs) = timeout_secs {
+            let generation = self.generation;
+            self.timers.arm(
+                Instant::now() + Duration::from_secs(secs),
+                Timer::FollowDeadline { client, generation },
+            );
+        }
+        self.follows.insert(client, follow);
+        if lines == Some(0) || target_id.is_some_and(|id| self.output_finished(id)) {
+            self.end_follow(client);
+        }
+    }
+
+    fn end_follow(&mut self, client: usize) {
+        if self.follows.remove(&client).is_some() {
+            self.reply_later(client, &Response::LogEnd);
+        }
+    }
+
+    /// The process has exited for good and all its output has been read.
+    fn output_finished(&self, id: ProcId) -> bool {
+        self.procs.get(id).is_some_and(|p| {
+            matches!(p.state, State::Exited { .. } | State::Failed { .. }) && p.pipes_closed()
+        })
+    }
+
+    // ---- child output ----
+
+    /// Read up to `budget` bytes from one pipe into its log, and pass the lines on.
+    fn read_output(&mut self, id: ProcId, stream: Stream, budget: usize) {
+        let mut taken = 0;
+        let mut eof = false;
+        let mut buf = std::mem::take(&mut self.read_buf);
+        let interested = self.waits.any_for(id) || !self.follows.is_empty();
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut write_error = None;
+        {
+            let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
+                self.read_buf = buf;
+                return;
+            };
+            let Some(pipe) = output.pipe.as_mut() else {
+                self.read_buf = buf;
+                return;
+            };
+            while taken < budget {
+                match pipe.read(&mut buf) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        taken += n;
+                        let err = output.sink.append(&buf[..n], |line| {
+                            if interested {
+                                lines.push(line.to_vec());
+                            }
+                        });
+                        write_error = write_error.or(err);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        eof = true;
+                        break;
+                    }
+                }
+            }
+            if eof {
+                output.sink.finish(|line| {
+                    if interested {
+                        lines.push(line.to_vec());
+                    }
+                });
+                if let Some(mut pipe) = output.pipe.take() {
+                    let _ = self.poll.registry().deregister(&mut pipe);
+                }
+                self.slots.remove(&output.token);
+            } else if taken >= budget {
+                self.retry.push(output.token);
+            }
+        }
+        self.read_buf = buf;
+        if let Some(e) = write_error {
+            let path = self.paths.log_file(&self.proc_name(id), stream.name());
+            self.note(&format!(
+                "writing {}: {} (output is being lost)",
+                path.display(),
+                crate::error::describe_io(&e)
+            ));
+        }
+        for line in &lines {
+            self.deliver_line(id, stream, line);
+        }
+        if eof {
+            self.check_output_finished(id);
+        }
+    }
+
+    fn proc_name(&self, id: ProcId) -> String {
+        self.procs
+            .get(id)
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn deliver_line(&mut self, id: ProcId, stream: Stream, line: &[u8]) {
+        let matched = self.waits.take_matching(id, line);
+        let mut text = None;
+        for wait in matched {
+            let line = text
+                .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
+                .clone();
+            self.reply_later(wait.client, &Response::WaitMatch { line });
+        }
+        if self.follows.is_empty() {
+            return;
+        }
+        let name = self.proc_name(id);
+        let mut finished = Vec::new();
+        for (client, follow) in self.follows.iter_mut() {
+            if follow.target.is_some_and(|t| t != id) || !follow_wants(follow, stream) {
+                continue;
+            }
+            let Some(c) = self.clients.get_mut(client) else {
+                continue;
+            };
+            let line = text
+                .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
+                .clone();
+            c.send_follow(&Response::LogLine {
+                process: name.clone(),
+                stream,
+                line,
+            });
+            if let Some(left) = follow.remaining.as_mut() {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    finished.push(*client);
+                }
+            }
+            if c.flush().is_err() {
+                finished.push(*client);
+            }
+        }
+        for client in finished {
+            self.end_follow(client);
+        }
+    }
+
+    /// When a process is gone for good and its pipes are drained, waits for its
+    /// output can never match and followers of it are done.
+    fn check_output_finished(&mut self, id: ProcId) {
+        if !self.output_finished(id) {
+            return;
+        }
+        let Some(p) = self.procs.get(id) else { return };
+        let (name, outcome) = match &p.state {
+            State::Exited { exit } => (p.name.clone(), exit.describe()),
+            State::Failed { reason } => (p.name.clone(), reason.clone()),
+            _ => return,
+        };
+        for wait in self.waits.take_all_for(id) {
+            let message = if wait.pattern.is_some() {
+                format!(
+                    "{name} has exited ({outcome}) and its output never matched '{}'",
+                    wait.pattern_text
+                )
+            } else {
+                format!("{name} has exited ({outcome})")
+            };
+            self.reply_later(wait.client, &Response::error(message));
+        }
+        let followers: Vec<usize> = self
+            .follows
+            .iter()
+            .filter(|(_, f)| f.target == Some(id))
+            .map(|(c, _)| *c)
+            .collect();
+        for client in followers {
+            self.end_follow(client);
+        }
+    }
+
+    // ---- children ----
+
+    fn reap_children(&mut self) {
+        let mut reaped = Vec::new();
+        signals::reap(|pid, exit| reaped.push((pid, exit)));
+        for (pid, exit) in reaped {
+            if let Some(id) = self.procs.take_pid(pid) {
+                self.leader_exited(id, exit);
+            }
+            // Other pids are orphans re-parented to us (we are a subreaper): reaped, done.
+        }
+        // Reaping group members may have emptied a group whose leader is already gone.
+        let stopping: Vec<ProcId> = self
+            .procs
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.state,
+                    State::Stopping {
+                        leader: Some(_),
+                        ..
+                    }
+                )
+            })
+            .map(|p| p.id)
+            .collect();
+        for id in stopping {
+            self.check_stop_done(id);
+        }
+    }
+
+    fn leader_exited(&mut self, id: ProcId, exit: Exit) {
+        // Everything the leader wrote is in the pipes now: take it before reporting
+        // the exit, so `wait --exit` followed by `logs` sees all of it.
+        for stream in STREAMS {
+            self.read_output(id, stream, 16 * PIPE_BUDGET);
+        }
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        match p.state.clone() {
+            State::Stopping {
+                pid,
+                since,
+                generation,
+                kills,
+                ..
+            } => {
+                p.state = State::Stopping {
+                    pid,
+                    since,
+                    leader: Some(exit),
+                    generation,
+                    kills,
+                };
+                self.check_stop_done(id);
+            }
+            _ => {
+                p.state = State::Exited { exit };
+                let name = p.name.clone();
+                self.note(&format!("{name} exited ({})", exit.describe()));
+                self.exited(id, exit);
+            }
+        }
+        self.save_state();
+    }
+
+    /// A stop is done once the leader is reaped and nobody is left in its group.
+    fn check_stop_done(&mut self, id: ProcId) {
+        let Some(p) = self.procs.get(id) else { return };
+        let State::Stopping {
+            leader: Some(exit),
+            kills,
+            ..
+        } = p.state
+        else {
+            return;
+        };
+        if signals::group_alive(p.pgid) && kills < MAX_KILLS {
+            return;
+        }
+        if kills >= MAX_KILLS {
+            self.note(&format!(
+                "{}: process group {} survived SIGKILL; giving up on it",
+                p.name, p.pgid
+            ));
+        }
+        let name = p.name.clone();
+        if let Some(p) = self.procs.get_mut(id) {
+            p.state = State::Exited { exit };
+        }
+        self.note(&format!("{name} stopped ({})", exit.describe()));
+        self.exited(id, exit);
+        self.save_state();
+    }
+
+    /// The process reached `Exited`: answer exit waits and requests that waited for it.
+    fn exited(&mut self, id: ProcId, exit: Exit) {
+        for wait in self.waits.take_exit(id) {
+            let response = Response::WaitExited {
+                exit_code: exit.code(),
+                exit_signal: exit.signal_name(),
+            };
+            self.reply_later(wait.client, &response);
+        }
+        self.settle_pending();
+        self.check_output_finished(id);
+    }
+
+    /// Answer every pending request whose processes have all stopped.
+    fn settle_pending(&mut self) {
+        let stopped =
+            |procs: &ProcTable, id: ProcId| procs.get(id).is_none_or(|p| !p.state.is_alive());
+        let mut i = 0;
+        while i < self.pending.len() {
+            let done = match &mut self.pending[i] {
+                Pending::Stop { proc, .. } | Pending::Restart { proc, .. } => {
+                    stopped(&self.procs, *proc)
+                }
+                Pending::StopAll { remaining, .. } | Pending::Shutdown { remaining, .. } => {
+                    remaining.retain(|id| !stopped(&self.procs, *id));
+                    remaining.is_empty()
+                }
+            };
+            if !done {
+                i += 1;
+                continue;
+            }
+            match self.pending.remove(i) {
+                Pending::Stop { client, label, .. } => self.reply_later(
+                    client,
+                    &Response::Ok {
+                        message: format!("stopped {label}"),
+                    },
+                ),
+                Pending::Restart { client, proc } => {
+                    let response = if self.shutting_down {
+                        Response::error("the daemon is shutting down")
+                    } else {
+                        self.respawn(proc, Some("[agent-procs] Restarted (manual)"))
+                    };
+                    if let Response::RunOk { .. } = response {
+                        let name = self.proc_name(proc);
+                        self.note(&format!("{name} restarted (manual)"));
+                    }
+                    self.reply_later(client, &response);
+                }
+                Pending::StopAll { client, .. } => self.reply_later(
+                    client,
+                    &Response::Ok {
+                        message: "all processes stopped".into(),
+                    },
+                ),
+                Pending::Shutdown { client, .. } => self.finish_shutdown(client),
+            }
+        }
+    }
+
+    fn finish_shutdown(&mut self, client: Option<usize>) {
+        if self.exiting {
+            return;
+        }
+        // Free the session name first, so a new daemon can start as soon as we answer.
+        startup::remove_runtime_files(&self.paths);
+        self.note("all processes stopped; daemon exiting");
+        self.exiting = true;
+        if let Some(client) = client {
+            self.reply_later(
+                client,
+                &Response::Ok {
+                    message: "daemon shutting down".into(),
+                },
+            );
+        }
+        self.timers
+            .arm(Instant::now() + EXIT_GRACE, Timer::ExitDeadline);
+    }
+
+    // ---- timers ----
+
+    fn fire_due_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Escalate { proc, generation } => self.escalate(proc, generation),
+                Timer::WaitDeadline { wait } => {
+                    if let Some(w) = self.waits.remove(wait) {
+                        self.reply_later(w.client, &Response::WaitTimeout);
+                    }
+                }
+                Timer::FollowDeadline { client, .. } => self.end_follow(client),
+                Timer::ExitDeadline => {
+                    // Replies that could not be delivered in time are dropped.
+                    for client in self.clients.values_mut() {
+                        let _ = client.flush();
+                    }
+                    self.clients.clear();
+                }
+            }
+        }
+    }
+
+    fn escalate(&mut self, id: ProcId, generation: u64) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        let State::Stopping {
+            generation: current,
+            ref mut kills,
+            ..
+        } = p.state
+        else {
+            return;
+        };
+        if current != generation {
+            return;
+        }
+        *kills += 1;
+        let (pgid, name, kills) = (p.pgid, p.name.clone(), *kills);
+        signals::kill_group(pgid, libc::SIGKILL);
+        if kills == 1 {
+            self.note(&format!(
+                "{name} did not stop in time; sent SIGKILL to process group {pgid}"
+            ));
+        }
+        self.timers.arm(
+            Instant::now() + KILL_RECHECK,
+            Timer::Escalate {
+                proc: id,
+                generation,
+            },
+        );
+        self.check_stop_done(id);
+    }
+
+    // ---- persistence ----
+
+    fn save_state(&self) {
+        let processes = self
+            .procs
+            .iter()
+            .filter(|p| p.state.is_alive() || signals::group_alive(p.pgid))
+            .filter_map(|p| {
+                Some(state::SavedProc {
+                    name: p.name.clone(),
+                    id: format!("p{}", p.id),
+                    pid: p.pid,
+                    pgid: p.pgid,
+                    start_ticks: state::start_ticks(p.pid)?,
+                    command: p.spec.command.clone(),
+                })
+            })
+            .collect();
+        let saved = state::SavedState {
+            daemon_pid: std::process::id(),
+            processes,
+        };
+        if let Err(e) = state::save(&self.paths.state_file(), &saved) {
+            self.note(&format!(
+                "writing {}: {}",
+                self.paths.state_file().display(),
+                crate::error::describe_io(&e)
+            ));
+        }
+    }
+
+    /// Process groups a previous daemon left running when it was killed: stop them.
+    fn stop_orphans(&self) {
+        for orphan in state::orphans(&self.paths.state_file()) {
+            self.note(&format!(
+                "previous daemon died without stopping {} ({}, pid {}): sent SIGKILL to process group {}",
+                orphan.name, orphan.id, orphan.pid, orphan.pgid
+            ));
+            signals::kill_group(orphan.pgid, libc::SIGKILL);
+        }
+    }
+
+    /// Last resort on a fatal loop error: leave nothing running.
+    fn kill_everything(&mut self) {
+        for p in self.procs.iter() {
+            signals::kill_group(p.pgid, libc::SIGKILL);
+        }
+    }
+}
+
+fn follow_wants(follow: &Follow, stream: Stream) -> bool {
+    // 0.6's rule: --stderr shows stderr; a single process shows stdout; --all shows both.
+    match stream {
+        Stream::Stderr => follow.stderr || (follow.all && follow.target.is_none()),
+        Stream::Stdout => !follow.stderr,
+    }
+}

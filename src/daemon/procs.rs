@@ -1,0 +1,200 @@
+//! The process table: each managed process, its lifecycle state, its output
+//! pipes and log sinks, and the lookups by name, id and pid. It holds data and
+//! rules; the loop in `mod.rs` does the system calls and registrations.
+
+use super::signals::Exit;
+use super::spawn::Spec;
+use crate::logs::store::LogSink;
+use crate::protocol::{ProcessInfo, Stream};
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+pub type ProcId = u32;
+
+#[derive(Debug, Clone)]
+pub enum State {
+    Running {
+        pid: u32,
+        since: Instant,
+    },
+    /// SIGTERM sent; `leader` is set once the leader is reaped, while the rest of
+    /// the group may still be going. `generation` tells stale escalation timers apart.
+    Stopping {
+        pid: u32,
+        since: Instant,
+        leader: Option<Exit>,
+        generation: u64,
+        kills: u32,
+    },
+    Exited {
+        exit: Exit,
+    },
+    /// A restart could not start the command again.
+    Failed {
+        reason: String,
+    },
+}
+
+impl State {
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Running { .. } => "running",
+            State::Stopping { .. } => "stopping",
+            State::Exited { .. } => "exited",
+            State::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        matches!(self, State::Running { .. } | State::Stopping { .. })
+    }
+}
+
+/// One output stream of the current run: the pipe (until EOF) and its log.
+pub struct Output {
+    pub pipe: Option<mio::unix::pipe::Receiver>,
+    pub token: mio::Token,
+    pub sink: LogSink,
+}
+
+pub struct Proc {
+    pub id: ProcId,
+    pub name: String,
+    pub spec: Spec,
+    pub state: State,
+    /// The process group of the current or last run (the leader's pid).
+    pub pgid: i32,
+    pub pid: u32,
+    pub started_wall: SystemTime,
+    /// stdout, stderr.
+    pub outputs: [Option<Output>; 2],
+}
+
+impl Proc {
+    pub fn output(&mut self, stream: Stream) -> Option<&mut Output> {
+        self.outputs[stream_index(stream)].as_mut()
+    }
+
+    /// Both pipes have reached end of file (or there never were any).
+    pub fn pipes_closed(&self) -> bool {
+        self.outputs
+            .iter()
+            .all(|o| o.as_ref().is_none_or(|o| o.pipe.is_none()))
+    }
+
+    pub fn info(&self, now: Instant) -> ProcessInfo {
+        let (exit_code, exit_signal, uptime) = match &self.state {
+            State::Running { since, .. } | State::Stopping { since, .. } => (
+                None,
+                None,
+                Some(now.saturating_duration_since(*since).as_secs()),
+            ),
+            State::Exited { exit } => (exit.code(), exit.signal_name(), None),
+            State::Failed { .. } => (None, None, None),
+        };
+        ProcessInfo {
+            name: self.name.clone(),
+            id: format!("p{}", self.id),
+            pid: self.pid,
+            state: self.state.name().to_string(),
+            exit_code,
+            uptime_secs: uptime,
+            command: self.spec.command.clone(),
+            port: self.spec.port,
+            url: self.spec.port.map(|p| format!("http://127.0.0.1:{p}")),
+            restart_count: None,
+            max_restarts: None,
+            restart_policy: None,
+            watched: None,
+            exit_signal,
+            cwd: Some(self.spec.cwd.display().to_string()),
+        }
+    }
+}
+
+pub fn stream_index(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
+}
+
+pub const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+
+#[derive(Default)]
+pub struct ProcTable {
+    procs: HashMap<ProcId, Proc>,
+    by_name: HashMap<String, ProcId>,
+    by_pid: HashMap<i32, ProcId>,
+    next_id: ProcId,
+}
+
+impl ProcTable {
+    pub fn allocate_id(&mut self) -> ProcId {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn insert(&mut self, proc: Proc) {
+        self.by_name.insert(proc.name.clone(), proc.id);
+        self.procs.insert(proc.id, proc);
+    }
+
+    pub fn remove(&mut self, id: ProcId) -> Option<Proc> {
+        let proc = self.procs.remove(&id)?;
+        self.by_name.remove(&proc.name);
+        self.by_pid.retain(|_, v| *v != id);
+        Some(proc)
+    }
+
+    pub fn get(&self, id: ProcId) -> Option<&Proc> {
+        self.procs.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: ProcId) -> Option<&mut Proc> {
+        self.procs.get_mut(&id)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<ProcId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// A name, or an id of the form `pN`, as 0.6 accepts both.
+    pub fn find(&self, target: &str) -> Option<ProcId> {
+        self.by_name(target).or_else(|| {
+            let id = target.strip_prefix('p')?.parse::<ProcId>().ok()?;
+            self.procs.contains_key(&id).then_some(id)
+        })
+    }
+
+    pub fn set_pid(&mut self, id: ProcId, pid: i32) {
+        self.by_pid.insert(pid, id);
+    }
+
+    pub fn take_pid(&mut self, pid: i32) -> Option<ProcId> {
+        self.by_pid.remove(&pid)
+    }
+
+    pub fn ids(&self) -> Vec<ProcId> {
+        let mut ids: Vec<ProcId> = self.procs.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Proc> {
+        self.procs.values()
+    }
+
+    /// Names in the table, sorted, for "did you mean" style messages.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub fn status(&self, now: Instant) -> Vec<ProcessInfo> {
+        let mut rows: Vec<ProcessInfo> = self.procs.values().map(|p| p.info(now)).collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+}

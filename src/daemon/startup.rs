@@ -1,0 +1,153 @@
+//! Becoming a daemon: detach from the caller's session, point stdio at /dev/null
+//! and daemon.log, bind the socket privately, write the pid file, and tell the
+//! waiting CLI through the readiness pipe that we are up (or why we are not).
+
+use crate::error::{Context, Error, Result};
+use crate::paths::{self, SessionPaths};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+/// The write end of the pipe the CLI waits on; fd number given by `--ready-fd`.
+pub struct ReadyPipe(Option<File>);
+
+impl ReadyPipe {
+    pub fn from_fd(fd: Option<i32>) -> ReadyPipe {
+        ReadyPipe(fd.filter(|&fd| fd > 2 && fd_is_open(fd)).map(|fd| {
+            // SAFETY: the CLI handed us this descriptor and nothing else owns it.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            set_cloexec(owned.as_raw_fd());
+            File::from(owned)
+        }))
+    }
+
+    /// Report success: the CLI may connect now.
+    pub fn ready(mut self) {
+        if let Some(mut f) = self.0.take() {
+            let _ = f.write_all(b"ok\n");
+        }
+    }
+
+    /// Report why we could not start; the CLI prints it as its own error.
+    pub fn failed(mut self, err: &Error) {
+        if let Some(mut f) = self.0.take() {
+            let _ = writeln!(f, "{err}");
+        }
+    }
+}
+
+fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+fn set_cloexec(fd: i32) {
+    // SAFETY: F_SETFD on a descriptor we own changes only its flags.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+/// Leave the caller's session and process group, so Ctrl-C in its terminal
+/// (or the end of a CI step's group) does not reach us.
+pub fn detach() {
+    // SAFETY: setsid takes no arguments; failing (already a group leader) is harmless.
+    unsafe { libc::setsid() };
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    // Orphaned grandchildren are then re-parented to us, so we reap them and see
+    // when a stopped process group is really empty.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Raise the soft descriptor limit to the hard one: each child costs four.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(65536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// stdin and stdout to /dev/null, stderr appended to daemon.log (0600).
+pub fn redirect_stdio(paths: &SessionPaths) -> Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context(|| "opening /dev/null".into())?;
+    let log_path = paths.daemon_log();
+    let log = crate::logs::store::open_append(&log_path)
+        .context(|| format!("opening {}", log_path.display()))?;
+    for (from, to) in [
+        (null.as_raw_fd(), 0),
+        (null.as_raw_fd(), 1),
+        (log.as_raw_fd(), 2),
+    ] {
+        // SAFETY: dup2 onto the standard descriptors; both are valid open descriptors.
+        if unsafe { libc::dup2(from, to) } == -1 {
+            return Err(io::Error::last_os_error())
+                .context(|| "redirecting standard streams".into());
+        }
+    }
+    Ok(())
+}
+
+/// Bind the control socket (mode 0600), replacing a stale one. A live daemon on
+/// it is an error: two daemons must never serve one session.
+pub fn bind_socket(socket: &Path) -> Result<mio::net::UnixListener> {
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                return Err(Error::Failed(format!(
+                    "a daemon is already serving {}",
+                    socket.display()
+                )));
+            }
+            std::fs::remove_file(socket)
+                .context(|| format!("removing stale socket {}", socket.display()))?;
+        }
+        Ok(_) => {
+            return Err(Error::Failed(format!(
+                "{} exists and is not a socket; refusing to replace it (remove it)",
+                socket.display()
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context(|| format!("checking {}", socket.display())),
+    }
+    // SAFETY: umask only swaps the process's file-creation mask; we are single-threaded.
+    let old = unsafe { libc::umask(0o077) };
+    let bound = std::os::unix::net::UnixListener::bind(socket);
+    // SAFETY: as above; restore the mask so children get the caller's usual one.
+    unsafe { libc::umask(old) };
+    let listener = bound.context(|| format!("binding {}", socket.display()))?;
+    paths::set_private(socket).context(|| format!("setting the mode of {}", socket.display()))?;
+    listener
+        .set_nonblocking(true)
+        .context(|| "making the socket non-blocking".into())?;
+    Ok(mio::net::UnixListener::from_std(listener))
+}
+
+pub fn write_pid_file(paths: &SessionPaths) -> Result<()> {
+    let pid = std::process::id();
+    paths::write_private_atomic(&paths.pid_file, format!("{pid}\n").as_bytes())
+        .context(|| format!("writing {}", paths.pid_file.display()))
+}
+
+/// Remove the socket and pid file, but only if they are still ours.
+pub fn remove_runtime_files(paths: &SessionPaths) {
+    let ours = std::fs::read_to_string(&paths.pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    if ours {
+        let _ = std::fs::remove_file(&paths.socket);
+        let _ = std::fs::remove_file(&paths.pid_file);
+    }
+}

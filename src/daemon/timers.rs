@@ -1,0 +1,77 @@
+//! The deadline heap that sets the poll timeout. Cancelling is lazy: a timer that
+//! fires for something that moved on (a stop that finished, a wait that matched)
+//! finds nothing to do, because each carries the generation it was armed for.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// SIGKILL the group of this process if its stop (of this generation) is still pending.
+    Escalate { proc: u32, generation: u64 },
+    /// A `wait` ran out of time.
+    WaitDeadline { wait: u64 },
+    /// A `logs --follow` ran out of time.
+    FollowDeadline { client: usize, generation: u64 },
+    /// Stop waiting for the last replies to drain and exit.
+    ExitDeadline,
+}
+
+#[derive(Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+}
+
+impl Timers {
+    pub fn arm(&mut self, when: Instant, timer: Timer) {
+        self.heap.push(Reverse((when, timer)));
+    }
+
+    /// How long poll may sleep: until the earliest deadline, or forever when none.
+    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        self.heap
+            .peek()
+            .map(|Reverse((when, _))| when.saturating_duration_since(now))
+    }
+
+    /// Remove and return the earliest timer if it is due.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        match self.heap.peek() {
+            Some(Reverse((when, _))) if *when <= now => self.heap.pop().map(|Reverse((_, t))| t),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_timers_means_sleep_forever() {
+        assert_eq!(Timers::default().next_timeout(Instant::now()), None);
+    }
+
+    #[test]
+    fn earliest_deadline_sets_the_timeout_and_fires_first() {
+        let now = Instant::now();
+        let mut t = Timers::default();
+        t.arm(now + Duration::from_secs(5), Timer::ExitDeadline);
+        t.arm(
+            now + Duration::from_secs(1),
+            Timer::WaitDeadline { wait: 7 },
+        );
+        assert_eq!(t.next_timeout(now), Some(Duration::from_secs(1)));
+        assert_eq!(t.pop_due(now), None);
+        assert_eq!(
+            t.pop_due(now + Duration::from_secs(2)),
+            Some(Timer::WaitDeadline { wait: 7 })
+        );
+        assert_eq!(t.pop_due(now + Duration::from_secs(2)), None);
+        assert_eq!(
+            t.next_timeout(now + Duration::from_secs(9)),
+            Some(Duration::ZERO)
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Pending `wait` requests: what each waits for, and whether a line or an exit
+//! satisfies it. The loop feeds lines and exits in; replies go out through it.
+
+use super::procs::ProcId;
+use std::collections::HashMap;
+
+pub enum Pattern {
+    Substring(Vec<u8>),
+    Regex(regex_lite::Regex),
+}
+
+impl Pattern {
+    pub fn new(text: &str, regex: bool) -> Result<Pattern, String> {
+        if regex {
+            regex_lite::Regex::new(text)
+                .map(Pattern::Regex)
+                .map_err(|e| format!("invalid regex: {e}"))
+        } else {
+            Ok(Pattern::Substring(text.as_bytes().to_vec()))
+        }
+    }
+
+    pub fn matches(&self, line: &[u8]) -> bool {
+        match self {
+            Pattern::Substring(needle) => contains(line, needle),
+            Pattern::Regex(re) => re.is_match(&String::from_utf8_lossy(line)),
+        }
+    }
+}
+
+/// Byte substring search: scan for the first byte, then compare.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut from = 0;
+    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
+        let start = from + at;
+        if haystack[start + 1..].starts_with(rest) {
+            return true;
+        }
+        from = start + 1;
+    }
+    false
+}
+
+pub struct Wait {
+    pub client: usize,
+    pub proc: ProcId,
+    pub pattern: Option<Pattern>,
+    /// The pattern as the user gave it, for messages.
+    pub pattern_text: String,
+    pub exit: bool,
+}
+
+#[derive(Default)]
+pub struct WaitTable {
+    waits: HashMap<u64, Wait>,
+    next: u64,
+}
+
+impl WaitTable {
+    pub fn add(&mut self, wait: Wait) -> u64 {
+        self.next += 1;
+        self.waits.insert(self.next, wait);
+        self.next
+    }
+
+    pub fn remove(&mut self, id: u64) -> Option<Wait> {
+        self.waits.remove(&id)
+    }
+
+    pub fn any_for(&self, proc: ProcId) -> bool {
+        self.waits.values().any(|w| w.proc == proc)
+    }
+
+    /// Waits on `proc` whose pattern matches `line`, removed from the table.
+    pub fn take_matching(&mut self, proc: ProcId, line: &[u8]) -> Vec<Wait> {
+        self.take_where(|w| w.proc == proc && w.pattern.as_ref().is_some_and(|p| p.matches(line)))
+    }
+
+    /// Waits on `proc` for its exit, removed from the table.
+    pub fn take_exit(&mut self, proc: ProcId) -> Vec<Wait> {
+        self.take_where(|w| w.proc == proc && w.exit)
+    }
+
+    /// Every wait on `proc` (its output has ended for good), removed from the table.
+    pub fn take_all_for(&mut self, proc: ProcId) -> Vec<Wait> {
+        self.take_where(|w| w.proc == proc)
+    }
+
+    pub fn drop_client(&mut self, client: usize) {
+        self.waits.retain(|_, w| w.client != client);
+    }
+
+    fn take_where(&mut self, pred: impl Fn(&Wait) -> bool) -> Vec<Wait> {
+        let ids: Vec<u64> = self
+            .waits
+            .iter()
+            .filter(|(_, w)| pred(w))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.waits.remove(&id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substring_search_table() {
+        let cases: &[(&[u8], &[u8], bool)] = &[
+            (b"Serving HTTP on 0.0.0.0", b"Serving HTTP", true),
+            (b"aaab", b"aab", true),
+            (b"abc", b"", true),
+            (b"", b"a", false),
+            (b"ab", b"abc", false),
+            (b"\xff\xfeready\xff", b"ready", true),
+        ];
+        for (hay, needle, want) in cases {
+            assert_eq!(contains(hay, needle), *want, "{hay:?} {needle:?}");
+        }
+    }
+
+    #[test]
+    fn regex_patterns_match_lossy_text_and_report_bad_syntax() {
+        let p = Pattern::new(r"port \d+", true).unwrap();
+        assert!(p.matches(b"listening on port 8080 \xff"));
+        assert!(!p.matches(b"listening"));
+        let err = Pattern::new("(unclosed", true).err().unwrap();
+        assert!(err.starts_with("invalid regex: "), "{err}");
+    }
+
+    #[test]
+    fn waits_are_taken_once() {
+        let mut t = WaitTable::default();
+        let pattern = Some(Pattern::new("ready", false).unwrap());
+        t.add(Wait {
+            client: 1,
+            proc: 7,
+            pattern,
+            pattern_text: "ready".into(),
+            exit: false,
+        });
+        t.add(Wait {
+            client: 2,
+            proc: 7,
+            pattern: None,
+            pattern_text: String::new(),
+            exit: true,
+        });
+        assert!(t.take_matching(7, b"not yet").is_empty());
+        assert_eq!(t.take_matching(7, b"now ready").len(), 1);
+        assert!(t.take_matching(7, b"ready again").is_empty());
+        assert_eq!(t.take_exit(7).len(), 1);
+        assert!(!t.any_for(7));
+    }
+}

@@ -1,0 +1,230 @@
+//! Reading logs back: the last N lines of a stream, read backwards from the end
+//! (cost grows with N, not with the file size), crossing into rotated segments.
+
+use super::segments;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+const BLOCK: u64 = 64 * 1024;
+
+/// Open a log for reading without following a symlink.
+pub fn open_log(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// The last `n` lines of the stream at `path` (newest segment first, then `.1`…),
+/// oldest line first, without their newlines. `limit` caps how much of the newest
+/// segment is read (the daemon passes the length of its complete lines).
+/// `NotFound` when not even the newest segment exists.
+pub fn tail(path: &Path, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>>> {
+    let mut newest_first: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut have = 0;
+    for (i, segment) in segments(path).iter().enumerate() {
+        if have >= n {
+            break;
+        }
+        let mut file = match open_log(segment) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && i > 0 => break,
+            Err(e) => return Err(e),
+        };
+        let lines = tail_file(&mut file, n - have, if i == 0 { limit } else { None })?;
+        have += lines.len();
+        newest_first.push(lines);
+    }
+    Ok(newest_first.into_iter().rev().flatten().collect())
+}
+
+/// The last `n` lines of one file, reading blocks backwards from `limit` (or EOF).
+fn tail_file(file: &mut File, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>>> {
+    let size = file.metadata()?.len();
+    let end = limit.map_or(size, |l| l.min(size));
+    if n == 0 || end == 0 {
+        return Ok(Vec::new());
+    }
+    // Blocks read so far, last block first; `start` is where the wanted lines begin.
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    let mut pos = end;
+    let mut newlines = 0;
+    let mut start = None;
+    let mut first = true;
+    while pos > 0 && start.is_none() {
+        let len = BLOCK.min(pos);
+        pos -= len;
+        let mut block = vec![0; len as usize];
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut block)?;
+        // The newline that ends the last line does not start a new one.
+        let scan_end = if first && block.last() == Some(&b'\n') {
+            block.len() - 1
+        } else {
+            block.len()
+        };
+        first = false;
+        for at in (0..scan_end).rev() {
+            if block[at] == b'\n' {
+                newlines += 1;
+                if newlines == n {
+                    start = Some(pos + at as u64 + 1);
+                    break;
+                }
+            }
+        }
+        blocks.push(block);
+    }
+    let from = start.unwrap_or(0);
+    let mut bytes = Vec::with_capacity((end - from) as usize);
+    for block in blocks.iter().rev() {
+        bytes.extend_from_slice(block);
+    }
+    let skip = (from - pos) as usize;
+    let mut wanted = &bytes[skip..];
+    if wanted.last() == Some(&b'\n') {
+        wanted = &wanted[..wanted.len() - 1];
+    }
+    Ok(wanted.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect())
+}
+
+/// Call `on_line` for each line of `path` up to `limit` bytes, until it returns true.
+/// Used by `wait` to search the output of the current run. Returns the matched line.
+pub fn find_line(
+    path: &Path,
+    limit: u64,
+    mut matches: impl FnMut(&[u8]) -> bool,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut file = open_log(path)?.take(limit);
+    let mut buf = vec![0u8; BLOCK as usize];
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut rest = &buf[..n];
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            let hit = if carry.is_empty() {
+                matches(&rest[..at]).then(|| rest[..at].to_vec())
+            } else {
+                carry.extend_from_slice(&rest[..at]);
+                let line = std::mem::take(&mut carry);
+                matches(&line).then_some(line)
+            };
+            if hit.is_some() {
+                return Ok(hit);
+            }
+            rest = &rest[at + 1..];
+        }
+        carry.extend_from_slice(rest);
+        if carry.len() >= super::MAX_LINE {
+            if matches(&carry) {
+                return Ok(Some(carry));
+            }
+            carry.clear();
+        }
+    }
+    Ok(if !carry.is_empty() && matches(&carry) {
+        Some(carry)
+    } else {
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::fs;
+    use std::path::PathBuf;
+
+    fn temp_file(tag: &str, contents: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ap-read-{tag}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.stdout");
+        fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn naive_tail(contents: &[u8], n: usize) -> Vec<Vec<u8>> {
+        let mut body = contents;
+        if body.last() == Some(&b'\n') {
+            body = &body[..body.len() - 1];
+        }
+        if contents.is_empty() {
+            return Vec::new();
+        }
+        let lines: Vec<Vec<u8>> = body.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+        lines[lines.len().saturating_sub(n)..].to_vec()
+    }
+
+    #[test]
+    fn tail_table() {
+        let cases: &[(&[u8], usize, &[&[u8]])] = &[
+            (b"", 5, &[]),
+            (b"a\nb\nc\n", 2, &[b"b", b"c"]),
+            (b"a\nb\nc", 2, &[b"b", b"c"]),
+            (b"a\nb\nc\n", 10, &[b"a", b"b", b"c"]),
+            (b"\n\n", 5, &[b"", b""]),
+            (b"only", 1, &[b"only"]),
+            (b"a\nb\n", 0, &[]),
+        ];
+        for (contents, n, want) in cases {
+            let path = temp_file("table", contents);
+            let got = tail(&path, *n, None).unwrap();
+            let want: Vec<Vec<u8>> = want.iter().map(|l| l.to_vec()).collect();
+            assert_eq!(got, want, "{:?} n={n}", String::from_utf8_lossy(contents));
+        }
+    }
+
+    #[test]
+    fn tail_crosses_into_rotated_segments() {
+        let path = temp_file("segments", b"new1\nnew2\n");
+        fs::write(path.with_extension("stdout.1"), b"old1\nold2\n").unwrap();
+        assert_eq!(
+            tail(&path, 3, None).unwrap(),
+            vec![b"old2".to_vec(), b"new1".to_vec(), b"new2".to_vec()]
+        );
+    }
+
+    #[test]
+    fn tail_reads_only_up_to_the_limit() {
+        let path = temp_file("limit", b"a\nb\npartial");
+        assert_eq!(
+            tail(&path, 5, Some(4)).unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+
+    #[test]
+    fn missing_log_is_not_found() {
+        let err = tail(Path::new("/nonexistent/x.stdout"), 5, None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn find_line_sees_lines_split_across_blocks() {
+        let mut contents = vec![b'x'; BLOCK as usize - 3];
+        contents.extend_from_slice(b"\nServing HTTP on 0.0.0.0\nafter\n");
+        let path = temp_file("find", &contents);
+        let hit = find_line(&path, u64::MAX, |l| l.windows(7).any(|w| w == b"Serving")).unwrap();
+        assert_eq!(hit.as_deref(), Some(&b"Serving HTTP on 0.0.0.0"[..]));
+        let none = find_line(&path, 10, |l| l.starts_with(b"Serving")).unwrap();
+        assert!(none.is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn tail_agrees_with_a_naive_split(lines in proptest::collection::vec("[a-z\u{e9}]{0,300}", 0..400), n in 0usize..50, trailing in any::<bool>()) {
+            let mut contents = lines.join("\n").into_bytes();
+            if trailing && !contents.is_empty() { contents.push(b'\n'); }
+            let path = temp_file("prop", &contents);
+            prop_assert_eq!(tail(&path, n, None).unwrap(), naive_tail(&contents, n));
+        }
+    }
+}

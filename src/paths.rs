@@ -1,0 +1,242 @@
+//! Where agent-procs keeps its files, and the checks that keep them private:
+//! the runtime dir (socket, pid file, lock) and the per-session state dir (logs,
+//! state.json, daemon.log). Names are validated here so no path escapes them.
+
+use crate::error::{Context, Error, Result};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// `sun_path` holds 108 bytes including the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+pub use crate::sys::euid;
+
+/// Session names: 1–64 of `[A-Za-z0-9._-]`, not starting with `.` or `-`.
+pub fn check_session_name(name: &str) -> Result<()> {
+    check_name(name, 64)
+        .map_err(|why| Error::Failed(format!("invalid session name '{name}': {why}")))
+}
+
+/// Process names: 1–63 of `[A-Za-z0-9._-]`, not starting with `.` or `-`.
+pub fn check_process_name(name: &str) -> std::result::Result<(), String> {
+    check_name(name, 63).map_err(|why| format!("invalid process name '{name}': {why}"))
+}
+
+fn check_name(name: &str, max: usize) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > max {
+        return Err(format!(
+            "it is {} characters long, the limit is {max}",
+            name.len()
+        ));
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return Err("it must not start with '.' or '-'".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{bad:?} is not allowed; use letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Everything the CLI and the daemon need to know about one session's files.
+#[derive(Debug, Clone)]
+pub struct SessionPaths {
+    pub session: String,
+    pub runtime_dir: PathBuf,
+    pub socket: PathBuf,
+    pub pid_file: PathBuf,
+    pub lock_file: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl SessionPaths {
+    pub fn new(session: &str) -> Result<SessionPaths> {
+        check_session_name(session)?;
+        let runtime_dir = runtime_dir();
+        let socket = runtime_dir.join(format!("{session}.sock"));
+        let len = socket.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(Error::Failed(format!(
+                "socket path {} is {len} bytes, longer than the {MAX_SOCKET_PATH} a Unix socket path can hold; \
+                 use a shorter session name or AGENT_PROCS_RUNTIME_DIR",
+                socket.display()
+            )));
+        }
+        let state_dir = state_base().join("sessions").join(session);
+        Ok(SessionPaths {
+            session: session.to_string(),
+            pid_file: runtime_dir.join(format!("{session}.pid")),
+            lock_file: runtime_dir.join(format!("{session}.lock")),
+            socket,
+            runtime_dir,
+            log_dir: state_dir.join("logs"),
+            state_dir,
+        })
+    }
+
+    pub fn log_file(&self, name: &str, stream: &str) -> PathBuf {
+        self.log_dir.join(format!("{name}.{stream}"))
+    }
+
+    pub fn daemon_log(&self) -> PathBuf {
+        self.state_dir.join("daemon.log")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("state.json")
+    }
+}
+
+/// `$AGENT_PROCS_RUNTIME_DIR`, else `/tmp/agent-procs-<uid>` (the path 0.6 uses).
+pub fn runtime_dir() -> PathBuf {
+    match std::env::var_os("AGENT_PROCS_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(format!("/tmp/agent-procs-{}", euid())),
+    }
+}
+
+/// `$XDG_STATE_HOME/agent-procs`, else `~/.local/state/agent-procs`.
+pub fn state_base() -> PathBuf {
+    let base = match std::env::var_os("XDG_STATE_HOME") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => match std::env::var_os("HOME") {
+            Some(home) if !home.is_empty() => PathBuf::from(home).join(".local/state"),
+            _ => PathBuf::from(format!("/tmp/agent-procs-state-{}", euid())),
+        },
+    };
+    base.join("agent-procs")
+}
+
+/// Create `dir` (mode 0700) if it is missing, then refuse it unless it is a real
+/// directory, owned by us, with no group or other permission bits.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).context(|| format!("creating {}", dir.display())),
+    }
+    check_private_dir(dir)
+}
+
+/// The checks of `ensure_private_dir` on an existing directory; never follows a symlink.
+pub fn check_private_dir(dir: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(dir).context(|| format!("checking {}", dir.display()))?;
+    let shown = dir.display();
+    if meta.file_type().is_symlink() {
+        return Err(Error::Failed(format!(
+            "{shown} is a symbolic link; refusing to use it (remove it)"
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(Error::Failed(format!(
+            "{shown} is not a directory; refusing to use it (remove it)"
+        )));
+    }
+    if meta.uid() != euid() {
+        return Err(Error::Failed(format!(
+            "{shown} is owned by uid {}, not by us (uid {}); refusing to use it",
+            meta.uid(),
+            euid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(Error::Failed(format!(
+            "{shown} has mode {:o}, open to other users; refusing to use it (fix with: chmod 700 {shown})",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Create the state dir chain (`agent-procs/`, `sessions/`, `<session>/`, `logs/`),
+/// each private, for the daemon. Parents above `agent-procs/` are the user's own.
+pub fn ensure_state_dirs(paths: &SessionPaths) -> Result<()> {
+    let base = state_base();
+    if let Some(parent) = base.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .context(|| format!("creating {}", parent.display()))?;
+    }
+    for dir in [
+        base.clone(),
+        base.join("sessions"),
+        paths.state_dir.clone(),
+        paths.log_dir.clone(),
+    ] {
+        ensure_private_dir(&dir)?;
+    }
+    Ok(())
+}
+
+/// Write `contents` to `path` atomically (temp file + rename), mode 0600.
+pub fn write_private_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    file.write_all(contents)?;
+    fs::rename(&tmp, path)
+}
+
+/// Make an existing file private; used on files we created before a mode change.
+pub fn set_private(path: &Path) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_against_the_safe_alphabet() {
+        for good in ["web", "p1", "api.v2", "a_b-c", "A"] {
+            assert!(check_process_name(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(64);
+        for bad in [
+            "",
+            ".hidden",
+            "-flag",
+            "a/b",
+            "..",
+            "a b",
+            "ü",
+            "a\0b",
+            long.as_str(),
+        ] {
+            assert!(check_process_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_session_name(&"s".repeat(64)).is_ok());
+        assert!(check_session_name(&"s".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn name_errors_say_what_is_wrong() {
+        let err = check_process_name("a/b").unwrap_err();
+        assert_eq!(
+            err,
+            "invalid process name 'a/b': '/' is not allowed; use letters, digits, '.', '_' and '-'"
+        );
+    }
+}
