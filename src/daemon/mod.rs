@@ -1222,10 +1222,10 @@ impl Daemon {
                 p.state = State::Exited { exit };
                 let name = p.name.clone();
                 self.note(&format!("{name} exited ({})", exit.describe()));
+                self.save_state();
                 self.exited(id, exit);
             }
         }
-        self.save_state();
     }
 
     /// A stop is done once the leader is reaped and nobody is left in its group.

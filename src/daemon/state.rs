@@ -45,11 +45,9 @@ pub fn orphans(path: &Path) -> Vec<SavedProc> {
     let Ok(state) = serde_json::from_slice::<SavedState>(&bytes) else {
         return Vec::new();
     };
-    if state.daemon_pid != 0
-        && start_ticks(state.daemon_pid).is_some()
-        && state.daemon_pid != std::process::id()
-    {
-        // That daemon still exists (it may be stopping); its children are its business.
+    // We only start once the old socket refuses connections: whatever the old
+    // daemon's state (dead, a zombie, wedged), its groups have nobody serving them.
+    if state.daemon_pid == std::process::id() {
         return Vec::new();
     }
     state

@@ -1,0 +1,251 @@
+//! The integration-test sandbox: a private runtime dir and state dir per test,
+//! the real binary run with bounded waits, and cleanup of everything it started.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agent-procs");
+/// No CLI call in a test may take longer than this; past it the call is killed.
+pub const CALL_LIMIT: Duration = Duration::from_secs(60);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Sandbox {
+    pub root: PathBuf,
+    pub runtime: PathBuf,
+    pub state: PathBuf,
+    pub session: String,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub raw_stdout: Vec<u8>,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        // Short, so the socket path stays well under the 107-byte limit.
+        let root = PathBuf::from(format!("/tmp/apt-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("creating the sandbox");
+        Sandbox { runtime: root.join("run"), state: root.join("state"), root, session: "default".into() }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("AGENT_PROCS_RUNTIME_DIR", &self.runtime)
+            .env("XDG_STATE_HOME", &self.state)
+            .env_remove("NO_COLOR")
+            .current_dir(&self.root)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run the CLI and return what it did, killing it if it outlives CALL_LIMIT.
+    pub fn run(&self, args: &[&str]) -> Out {
+        run_bounded(self.command(args), CALL_LIMIT)
+    }
+
+    /// Run the CLI and insist on exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        if out.code != 0 {
+            panic!("{}", self.report(args, &out, "expected exit 0"));
+        }
+        out.stdout
+    }
+
+    /// Run the CLI and insist on a given exit code; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        if out.code != code {
+            panic!("{}", self.report(args, &out, &format!("expected exit {code}")));
+        }
+        out.stderr
+    }
+
+    pub fn report(&self, args: &[&str], out: &Out, what: &str) -> String {
+        format!(
+            "{what}: agent-procs {}\nexit: {}\nstdout:\n{}\nstderr:\n{}\ndaemon.log:\n{}",
+            args.join(" "),
+            out.code,
+            out.stdout,
+            out.stderr,
+            std::fs::read_to_string(self.daemon_log()).unwrap_or_default()
+        )
+    }
+
+    pub fn session_dir(&self) -> PathBuf {
+        self.state.join("agent-procs/sessions").join(&self.session)
+    }
+
+    pub fn log(&self, name: &str, stream: &str) -> PathBuf {
+        self.session_dir().join("logs").join(format!("{name}.{stream}"))
+    }
+
+    pub fn daemon_log(&self) -> PathBuf {
+        self.session_dir().join("daemon.log")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.runtime.join(format!("{}.sock", self.session))
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.runtime.join(format!("{}.pid", self.session))).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Start a process and return its pid.
+    pub fn start(&self, name: &str, command: &str) -> i32 {
+        let out = self.ok(&["run", command, "--name", name]);
+        parse_pid(&out)
+    }
+
+    /// `status --json` as a JSON value.
+    pub fn status(&self) -> serde_json::Value {
+        let text = self.ok(&["status", "--json"]);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {text}"))
+    }
+
+    pub fn proc_status(&self, name: &str) -> serde_json::Value {
+        let all = self.status();
+        all.as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no process {name} in status: {all}"))
+    }
+
+    /// A raw connection to the daemon's socket.
+    pub fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(self.socket()).expect("connecting to the daemon");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("setting a read timeout");
+        s
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let daemon = self.daemon_pid();
+        let out = run_bounded(self.command(&["down"]), Duration::from_secs(30));
+        if let Some(pid) = daemon
+            && !wait_gone(pid, Duration::from_secs(15))
+        {
+            eprintln!("sandbox: daemon {pid} survived down ({}); killing it", out.stderr);
+            kill(pid, libc::SIGKILL);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Send one request line on a raw connection and read one response line.
+pub fn ask(stream: &mut UnixStream, line: &[u8]) -> serde_json::Value {
+    stream.write_all(line).expect("writing a request");
+    read_response(stream)
+}
+
+pub fn read_response(stream: &mut UnixStream) -> serde_json::Value {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => panic!("the daemon closed the connection; got {:?}", String::from_utf8_lossy(&buf)),
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => buf.push(byte[0]),
+            Err(e) => panic!("reading a response: {e}; got {:?}", String::from_utf8_lossy(&buf)),
+        }
+    }
+    serde_json::from_slice(&buf).unwrap_or_else(|e| panic!("response is not JSON ({e}): {:?}", String::from_utf8_lossy(&buf)))
+}
+
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting agent-procs");
+    let pid = child.id() as i32;
+    let (done, wait) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if wait.recv_timeout(limit).is_err() {
+            kill(pid, libc::SIGKILL);
+        }
+    });
+    let output: Output = child.wait_with_output().expect("waiting for agent-procs");
+    let _ = done.send(());
+    let _ = watchdog.join();
+    Out {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        raw_stdout: output.stdout,
+    }
+}
+
+/// The pid in `run`'s answer: `NAME (id: pK, pid: PID)`.
+pub fn parse_pid(out: &str) -> i32 {
+    let at = out.find("pid: ").unwrap_or_else(|| panic!("no pid in {out:?}"));
+    out[at + 5..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().expect("a pid")
+}
+
+pub fn kill(pid: i32, signal: i32) {
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(pid, signal) };
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie is not alive for our purposes.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Wait for `pid` to be gone, on a pidfd (an event, not a sleep loop).
+pub fn wait_gone(pid: i32, limit: Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return !alive(pid); // ESRCH: already gone
+    }
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on the one pollfd we own; a pidfd turns readable when the process exits.
+    let n = unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) };
+    // SAFETY: closing the descriptor we opened.
+    unsafe { libc::close(fd) };
+    n > 0 || !alive(pid)
+}
+
+/// Pids of the zombie children of `pid`.
+pub fn zombie_children(pid: i32) -> Vec<i32> {
+    let mut zombies = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return zombies };
+    for entry in entries.flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let Some(rest) = stat.rsplit(')').next() else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(pid) {
+            zombies.push(child);
+        }
+    }
+    zombies
+}
+
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}

