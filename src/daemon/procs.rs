@@ -66,6 +66,8 @@ pub struct Proc {
     pub pgid: i32,
     pub pid: u32,
     pub started_wall: SystemTime,
+    /// The leader's start time in /proc, to recognise it after a daemon crash.
+    pub start_ticks: Option<u64>,
     /// stdout, stderr.
     pub outputs: [Option<Output>; 2],
 }
@@ -138,6 +140,14 @@ impl ProcTable {
     pub fn insert(&mut self, proc: Proc) {
         self.by_name.insert(proc.name.clone(), proc.id);
         self.procs.insert(proc.id, proc);
+    }
+
+    /// Forget a process that never started; its id is handed out again if it was the last.
+    pub fn remove_unstarted(&mut self, id: ProcId) -> Option<Proc> {
+        if self.next_id == id {
+            self.next_id -= 1;
+        }
+        self.remove(id)
     }
 
     pub fn remove(&mut self, id: ProcId) -> Option<Proc> {

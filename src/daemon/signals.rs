@@ -2,6 +2,8 @@
 //! signals into readable sources, the `waitpid` loop, group kills, and names.
 
 use std::io::{self, Read};
+#[cfg(test)]
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
@@ -126,14 +128,46 @@ pub fn kill_group(pgid: i32, signal: libc::c_int) {
     }
 }
 
-/// Whether any process is left in group `pgid` (zombies included).
-pub fn group_alive(pgid: i32) -> bool {
+/// Whether process group `pgid` still has a member (zombies included) in session
+/// `sid`. Our children stay in the daemon's session, so this tells our own
+/// lingering group members apart from an unrelated group that reused the number.
+pub fn group_alive(pgid: i32, sid: i32) -> bool {
     if pgid <= 1 {
         return false;
     }
     // SAFETY: signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(-pgid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    if unsafe { libc::kill(-pgid, 0) } != 0 {
+        return false; // ESRCH: nobody; EPERM: someone else's group
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // After the command name: state ppid pgrp session ...
+        let Some(rest) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace().skip(2);
+        let pgrp = fields.next().and_then(|f| f.parse::<i32>().ok());
+        let session = fields.next().and_then(|f| f.parse::<i32>().ok());
+        pgrp == Some(pgid) && session == Some(sid)
+    })
+}
+
+/// Our session id (the daemon's pid once it has called setsid).
+pub fn session_id() -> i32 {
+    // SAFETY: getsid(0) only queries the calling process.
+    unsafe { libc::getsid(0) }
 }
 
 #[cfg(test)]
@@ -149,5 +183,20 @@ mod tests {
             Some("SIGTERM")
         );
         assert_eq!(signal_name(64), "signal 64");
+    }
+
+    #[test]
+    fn only_groups_in_the_given_session_count_as_ours() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("starting sleep");
+        let pgid = child.id() as i32;
+        assert!(group_alive(pgid, session_id()));
+        assert!(!group_alive(pgid, session_id() + 1));
+        kill_group(pgid, libc::SIGKILL);
+        let _ = child.wait();
+        assert!(!group_alive(pgid, session_id()));
     }
 }

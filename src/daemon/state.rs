@@ -19,25 +19,33 @@ pub struct SavedProc {
     pub pid: u32,
     pub pgid: i32,
     /// Field 22 of /proc/<pid>/stat when we started it: clock ticks since boot.
-    pub start_ticks: u64,
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
     pub command: String,
 }
 
 /// Start time of `pid` in clock ticks since boot, from /proc/<pid>/stat.
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    use std::io::Read;
+    // One read into a fixed buffer: a stat line is a few hundred bytes.
+    let mut buf = [0u8; 1024];
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let n = file.read(&mut buf).ok()?;
+    let stat = std::str::from_utf8(&buf[..n]).ok()?;
     // The command name may hold spaces and parentheses; fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
 }
 
 pub fn save(path: &Path, state: &SavedState) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    let bytes = serde_json::to_vec(state).map_err(std::io::Error::other)?;
     crate::paths::write_private_atomic(path, &bytes)
 }
 
 /// Process groups left behind by a previous daemon that did not shut down:
-/// those whose leader is still the process we started (same start time).
+/// those whose leader is still the process it started (same start time), or
+/// that still have members in its session (the old daemon's pid, which stays
+/// reserved while anyone is in that session), so a reused number is never hit.
 pub fn orphans(path: &Path) -> Vec<SavedProc> {
     let Ok(bytes) = std::fs::read(path) else {
         return Vec::new();
@@ -50,10 +58,15 @@ pub fn orphans(path: &Path) -> Vec<SavedProc> {
     if state.daemon_pid == std::process::id() {
         return Vec::new();
     }
+    let old_session = state.daemon_pid as i32;
     state
         .processes
         .into_iter()
-        .filter(|p| p.pgid > 1 && start_ticks(p.pid) == Some(p.start_ticks))
+        .filter(|p| p.pgid > 1)
+        .filter(|p| {
+            p.start_ticks.is_some_and(|t| start_ticks(p.pid) == Some(t))
+                || super::signals::group_alive(p.pgid, old_session)
+        })
         .collect()
 }
 
