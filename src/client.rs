@@ -77,8 +77,8 @@ fn millis(d: Duration) -> u64 {
 
 /// A connection to the daemon of one session.
 struct Conn {
+    /// Reads go through the buffer; writes go straight to the socket under it.
     reader: BufReader<UnixStream>,
-    writer: UnixStream,
     socket: PathBuf,
 }
 
@@ -120,10 +120,8 @@ impl Conn {
                 ),
             ));
         }
-        let writer = stream.try_clone()?;
         Ok(Conn {
             reader: BufReader::new(stream),
-            writer,
             socket: paths.socket.clone(),
         })
     }
@@ -132,7 +130,8 @@ impl Conn {
         let mut line = serde_json::to_vec(request)
             .map_err(|e| Error::Failed(format!("encoding the request: {e}")))?;
         line.push(b'\n');
-        self.writer
+        let mut socket: &UnixStream = self.reader.get_ref();
+        socket
             .write_all(&line)
             .context(|| format!("sending to {}", self.socket.display()))
     }

@@ -112,10 +112,15 @@ pub fn state_base() -> PathBuf {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => match std::env::var_os("HOME") {
             Some(home) if !home.is_empty() => PathBuf::from(home).join(".local/state"),
-            _ => PathBuf::from(format!("/tmp/agent-procs-state-{}", euid())),
+            _ => fallback_state_dir(),
         },
     };
     base.join("agent-procs")
+}
+
+/// Where state goes when neither XDG_STATE_HOME nor HOME is set.
+fn fallback_state_dir() -> PathBuf {
+    PathBuf::from(format!("/tmp/agent-procs-state-{}", euid()))
 }
 
 /// Create `dir` (mode 0700) if it is missing, then refuse it unless it is a real
@@ -164,11 +169,16 @@ pub fn check_private_dir(dir: &Path) -> Result<()> {
 pub fn ensure_state_dirs(paths: &SessionPaths) -> Result<()> {
     let base = state_base();
     if let Some(parent) = base.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .context(|| format!("creating {}", parent.display()))?;
+        if parent == fallback_state_dir() {
+            // Under /tmp anyone could have made it first: check it like the runtime dir.
+            ensure_private_dir(parent)?;
+        } else {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .context(|| format!("creating {}", parent.display()))?;
+        }
     }
     for dir in [
         base.clone(),

@@ -90,3 +90,9 @@ pub fn wait_readable(file: &File, timeout: Duration) -> io::Result<bool> {
         }
     }
 }
+
+/// Return free heap memory to the system (glibc keeps it otherwise).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks and releases the allocator's own free memory.
+    unsafe { libc::malloc_trim(0) };
+}

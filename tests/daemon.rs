@@ -13,7 +13,10 @@ fn garbage_on_the_socket_gets_errors_and_the_connection_stays_usable() {
     sb.start("x", "sleep 30");
     let mut s = sb.connect();
     let nested = format!("{}\n", "[".repeat(100_000));
-    let huge = format!("{{\"type\":\"Status\",\"pad\":\"{}\"}}\n", "a".repeat(2 * 1024 * 1024));
+    let huge = format!(
+        "{{\"type\":\"Status\",\"pad\":\"{}\"}}\n",
+        "a".repeat(2 * 1024 * 1024)
+    );
     let cases: Vec<(&[u8], &str)> = vec![
         (b"not json\n", "invalid request"),
         (b"{\"type\":\"Run\"\n", "invalid request"),
@@ -30,7 +33,10 @@ fn garbage_on_the_socket_gets_errors_and_the_connection_stays_usable() {
         let status = ask(&mut s, b"{\"type\":\"Status\"}\n");
         assert_eq!(status["type"], "Status", "{status}");
     }
-    assert_eq!(ask(&mut s, b"{\"type\":\"Hello\",\"version\":1}\n")["version"], 1);
+    assert_eq!(
+        ask(&mut s, b"{\"type\":\"Hello\",\"version\":1}\n")["version"],
+        1
+    );
     // A truncated request followed by a hang-up harms nobody.
     let mut t = sb.connect();
     t.write_all(b"{\"type\":\"Sta").unwrap();
@@ -55,12 +61,19 @@ fn concurrent_first_calls_start_exactly_one_daemon() {
     let children: Vec<_> = (0..20)
         .map(|i| {
             let mut cmd = sb.command(&["run", "sleep 60", "--name", &format!("w{i}")]);
-            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(sb.status().as_array().unwrap().len(), 20);
     let daemons = std::fs::read_dir("/proc")
@@ -86,14 +99,23 @@ fn a_killed_daemon_is_replaced_and_its_orphans_are_stopped() {
     let daemon = sb.daemon_pid().unwrap();
     kill(daemon, libc::SIGKILL);
     assert!(wait_gone(daemon, Duration::from_secs(10)));
-    assert!(sb.socket().exists(), "the stale socket is the point of this test");
+    assert!(
+        sb.socket().exists(),
+        "the stale socket is the point of this test"
+    );
     sb.fails(&["status"], 1);
     sb.start("new", "sleep 30");
     let replacement = sb.daemon_pid().unwrap();
     assert_ne!(replacement, daemon);
-    assert!(wait_gone(orphan, Duration::from_secs(10)), "orphan {orphan} of the dead daemon survived");
+    assert!(
+        wait_gone(orphan, Duration::from_secs(10)),
+        "orphan {orphan} of the dead daemon survived"
+    );
     let log = std::fs::read_to_string(sb.daemon_log()).unwrap();
-    assert!(log.contains("previous daemon died without stopping old"), "{log}");
+    assert!(
+        log.contains("previous daemon died without stopping old"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -135,7 +157,10 @@ fn an_unsafe_runtime_dir_is_refused() {
     std::fs::create_dir(&sb.runtime).unwrap();
     std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o777)).unwrap();
     let err = sb.fails(&["run", "sleep 1"], 1);
-    assert!(err.contains("open to other users") && err.contains("chmod 700"), "{err}");
+    assert!(
+        err.contains("open to other users") && err.contains("chmod 700"),
+        "{err}"
+    );
     std::fs::remove_dir(&sb.runtime).unwrap();
     std::os::unix::fs::symlink("/tmp", &sb.runtime).unwrap();
     let err = sb.fails(&["run", "sleep 1"], 1);
@@ -147,7 +172,8 @@ fn an_unsafe_runtime_dir_is_refused() {
 fn files_are_private() {
     let sb = Sandbox::new();
     sb.start("x", "echo hi");
-    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    let mode =
+        |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&sb.runtime), 0o700);
     assert_eq!(mode(&sb.socket()), 0o600);
     assert_eq!(mode(&sb.runtime.join("default.pid")), 0o600);
@@ -165,7 +191,11 @@ fn another_uid_cannot_talk_to_the_daemon() {
     let sb = Sandbox::new();
     sb.start("x", "sleep 30");
     // Open the doors that the modes normally keep shut, to reach the credential check.
-    for (path, mode) in [(&sb.root, 0o755), (&sb.runtime, 0o755), (&sb.socket(), 0o666)] {
+    for (path, mode) in [
+        (&sb.root, 0o755),
+        (&sb.runtime, 0o755),
+        (&sb.socket(), 0o666),
+    ] {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     // Prints "refused" unless the daemon answers (a reset or a closed socket both count).
@@ -182,7 +212,12 @@ fn another_uid_cannot_talk_to_the_daemon() {
     std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
     cmd.args(["-c", &script]);
     let out = cmd.output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "refused",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
     let log = std::fs::read_to_string(sb.daemon_log()).unwrap();
     assert!(log.contains("refused a connection from uid 65534"), "{log}");

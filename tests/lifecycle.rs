@@ -7,23 +7,37 @@ use std::time::Duration;
 #[test]
 fn quick_start_from_the_readme_works() {
     let sb = Sandbox::new();
-    let out = sb.ok(&["run", "python3 -m http.server 0 --bind 127.0.0.1", "--name", "web"]);
+    let out = sb.ok(&[
+        "run",
+        "python3 -m http.server 0 --bind 127.0.0.1",
+        "--name",
+        "web",
+    ]);
     assert!(out.starts_with("web (id: p1, pid: "), "{out}");
     let line = sb.ok(&["wait", "web", "--until", "Serving HTTP", "--timeout", "10"]);
     assert!(line.contains("Serving HTTP on 127.0.0.1"), "{line}");
     let table = sb.ok(&["status"]);
-    assert!(table.starts_with("NAME         PID      STATE      EXIT   UPTIME\nweb "), "{table}");
+    assert!(
+        table.starts_with("NAME         PID      STATE      EXIT   UPTIME\nweb "),
+        "{table}"
+    );
     assert!(table.contains(" running "), "{table}");
     assert_eq!(sb.proc_status("web")["state"], "running");
     let logs = sb.ok(&["logs", "web", "--tail", "20"]);
     assert!(logs.contains("Serving HTTP"), "{logs}");
     let restarted = sb.ok(&["restart", "web"]);
-    assert!(restarted.starts_with("restarted web (id: p1, pid: "), "{restarted}");
+    assert!(
+        restarted.starts_with("restarted web (id: p1, pid: "),
+        "{restarted}"
+    );
     assert_eq!(sb.ok(&["stop", "web"]), "stopped web\n");
     assert_eq!(sb.proc_status("web")["state"], "exited");
     let daemon = sb.daemon_pid().expect("a daemon pid");
     assert_eq!(sb.ok(&["down"]), "all processes stopped\n");
-    assert!(wait_gone(daemon, Duration::from_secs(10)), "daemon still alive after down");
+    assert!(
+        wait_gone(daemon, Duration::from_secs(10)),
+        "daemon still alive after down"
+    );
     assert!(!sb.socket().exists(), "socket left behind");
     assert!(sb.daemon_pid().is_none(), "pid file left behind");
 }
@@ -45,13 +59,22 @@ fn run_passes_cwd_environment_overrides_and_port() {
         "--port",
         "4567",
     ]);
-    cmd.env("FROM_CALLER", "caller-value").env("OVER", "no").env("PORT", "1");
+    cmd.env("FROM_CALLER", "caller-value")
+        .env("OVER", "no")
+        .env("PORT", "1");
     let out = run_bounded(cmd, CALL_LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("http://127.0.0.1:4567"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("http://127.0.0.1:4567"),
+        "{}",
+        out.stdout
+    );
     sb.ok(&["wait", "env", "--exit", "--timeout", "10"]);
     let line = sb.ok(&["logs", "env"]);
-    let want = format!("cwd={} inherited=caller-value over=yes port=4567 host=127.0.0.1\n", dir.display());
+    let want = format!(
+        "cwd={} inherited=caller-value over=yes port=4567 host=127.0.0.1\n",
+        dir.display()
+    );
     assert_eq!(line, want);
     let st = sb.proc_status("env");
     assert_eq!(st["port"], 4567);
@@ -64,8 +87,19 @@ fn status_json_keeps_the_0_6_fields() {
     let pid = sb.start("sleeper", "sleep 30");
     let st = sb.proc_status("sleeper");
     for field in [
-        "name", "id", "pid", "state", "exit_code", "uptime_secs", "command", "port", "url", "restart_count",
-        "max_restarts", "restart_policy", "watched",
+        "name",
+        "id",
+        "pid",
+        "state",
+        "exit_code",
+        "uptime_secs",
+        "command",
+        "port",
+        "url",
+        "restart_count",
+        "max_restarts",
+        "restart_policy",
+        "watched",
     ] {
         assert!(st.get(field).is_some(), "missing {field} in {st}");
     }
@@ -90,7 +124,11 @@ fn stop_kills_the_whole_group_including_grandchildren() {
     let sb = Sandbox::new();
     sb.start("tree", "sleep 300 & echo grandchild $!; wait");
     let line = sb.ok(&["wait", "tree", "--until", "grandchild", "--timeout", "10"]);
-    let grandchild: i32 = line.trim().trim_start_matches("grandchild ").parse().unwrap();
+    let grandchild: i32 = line
+        .trim()
+        .trim_start_matches("grandchild ")
+        .parse()
+        .unwrap();
     assert!(alive(grandchild));
     assert_eq!(sb.ok(&["stop", "tree"]), "stopped tree\n");
     assert!(!alive(grandchild), "grandchild {grandchild} survived stop");
@@ -99,10 +137,16 @@ fn stop_kills_the_whole_group_including_grandchildren() {
 #[test]
 fn a_child_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let sb = Sandbox::new();
-    let pid = sb.start("stubborn", "trap '' TERM; echo armed; while :; do sleep 1; done");
+    let pid = sb.start(
+        "stubborn",
+        "trap '' TERM; echo armed; while :; do sleep 1; done",
+    );
     sb.ok(&["wait", "stubborn", "--until", "armed", "--timeout", "10"]);
     let began = std::time::Instant::now();
-    assert_eq!(sb.ok(&["stop", "stubborn", "--timeout", "0.3"]), "stopped stubborn\n");
+    assert_eq!(
+        sb.ok(&["stop", "stubborn", "--timeout", "0.3"]),
+        "stopped stubborn\n"
+    );
     assert!(began.elapsed() < Duration::from_secs(5));
     assert!(!alive(pid));
     let st = sb.proc_status("stubborn");
@@ -114,16 +158,26 @@ fn a_child_that_ignores_sigterm_is_killed_after_the_grace_period() {
 #[test]
 fn a_stubborn_stop_does_not_delay_other_clients() {
     let sb = Sandbox::new();
-    sb.start("stubborn", "trap '' TERM; echo armed; while :; do sleep 1; done");
+    sb.start(
+        "stubborn",
+        "trap '' TERM; echo armed; while :; do sleep 1; done",
+    );
     sb.ok(&["wait", "stubborn", "--until", "armed", "--timeout", "10"]);
     let mut stopping = sb.command(&["stop", "stubborn", "--timeout", "5"]);
-    let child = stopping.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child = stopping
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // While that stop waits out its grace period, the daemon keeps answering.
     sb.ok(&["wait", "stubborn", "--until", "armed", "--timeout", "10"]);
     let began = std::time::Instant::now();
     sb.ok(&["status"]);
     sb.start("other", "sleep 30");
-    assert!(began.elapsed() < Duration::from_secs(2), "status/run took {:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "status/run took {:?}",
+        began.elapsed()
+    );
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "stopped stubborn\n");
 }
@@ -140,7 +194,10 @@ fn restart_keeps_the_id_rotates_logs_and_annotates() {
     sb.ok(&["wait", "svc", "--until", "run", "--timeout", "10"]);
     assert_eq!(sb.proc_status("svc")["id"], "p1");
     assert_eq!(read(&sb.log("svc", "stdout.1")), b"run\n");
-    assert_eq!(read(&sb.log("svc", "stdout")), b"[agent-procs] Restarted (manual)\nrun\n");
+    assert_eq!(
+        read(&sb.log("svc", "stdout")),
+        b"[agent-procs] Restarted (manual)\nrun\n"
+    );
     // An exited process restarts too.
     sb.ok(&["stop", "svc"]);
     sb.ok(&["restart", "p1"]);
@@ -164,9 +221,16 @@ fn rerunning_a_name_replaces_an_exited_process_but_not_a_running_one() {
 fn unknown_processes_exit_2_and_say_what_exists() {
     let sb = Sandbox::new();
     sb.start("real", "sleep 30");
-    for args in [&["stop", "ghost"][..], &["restart", "ghost"], &["wait", "ghost", "--exit"]] {
+    for args in [
+        &["stop", "ghost"][..],
+        &["restart", "ghost"],
+        &["wait", "ghost", "--exit"],
+    ] {
         let err = sb.fails(args, 2);
-        assert!(err.contains("process not found: ghost") && err.contains("real"), "{err}");
+        assert!(
+            err.contains("process not found: ghost") && err.contains("real"),
+            "{err}"
+        );
     }
     let err = sb.fails(&["logs", "ghost"], 2);
     assert!(err.contains("no logs for process 'ghost'"), "{err}");
@@ -176,9 +240,15 @@ fn unknown_processes_exit_2_and_say_what_exists() {
 fn bad_runs_get_clear_errors_and_the_daemon_carries_on() {
     let sb = Sandbox::new();
     let err = sb.fails(&["run", "sleep 1", "--cwd", "/nonexistent/dir"], 1);
-    assert!(err.contains("working directory /nonexistent/dir: no such file or directory"), "{err}");
+    assert!(
+        err.contains("working directory /nonexistent/dir: no such file or directory"),
+        "{err}"
+    );
     let err = sb.fails(&["run", "no-such-program-here --flag"], 1);
-    assert!(err.contains("cannot start 'no-such-program-here': command not found"), "{err}");
+    assert!(
+        err.contains("cannot start 'no-such-program-here': command not found"),
+        "{err}"
+    );
     let err = sb.fails(&["run", "sleep 1", "--name", "../escape"], 1);
     assert!(err.contains("invalid process name '../escape'"), "{err}");
     let err = sb.fails(&["--session", "../x", "run", "sleep 1"], 1);
@@ -191,10 +261,14 @@ fn bad_runs_get_clear_errors_and_the_daemon_carries_on() {
 #[test]
 fn stop_all_and_down_leave_nothing_running() {
     let sb = Sandbox::new();
-    let pids: Vec<i32> = (0..5).map(|i| sb.start(&format!("w{i}"), "sleep 300")).collect();
+    let pids: Vec<i32> = (0..5)
+        .map(|i| sb.start(&format!("w{i}"), "sleep 300"))
+        .collect();
     assert_eq!(sb.ok(&["stop-all"]), "all processes stopped\n");
     assert!(pids.iter().all(|&p| !alive(p)));
-    let pids: Vec<i32> = (0..3).map(|i| sb.start(&format!("w{i}"), "sleep 300")).collect();
+    let pids: Vec<i32> = (0..3)
+        .map(|i| sb.start(&format!("w{i}"), "sleep 300"))
+        .collect();
     let daemon = sb.daemon_pid().unwrap();
     sb.ok(&["down"]);
     assert!(pids.iter().all(|&p| !alive(p)));
@@ -202,15 +276,28 @@ fn stop_all_and_down_leave_nothing_running() {
     // down with no daemon is a no-op that succeeds, so CI teardown can always call it.
     let out = sb.run(&["down"]);
     assert_eq!(out.code, 0);
-    assert!(out.stderr.contains("no daemon running for session 'default'"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no daemon running for session 'default'"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn read_commands_without_a_daemon_say_so() {
     let sb = Sandbox::new();
-    for args in [&["status"][..], &["stop", "x"], &["wait", "x", "--exit"], &["stop-all"]] {
+    for args in [
+        &["status"][..],
+        &["stop", "x"],
+        &["wait", "x", "--exit"],
+        &["stop-all"],
+    ] {
         let err = sb.fails(args, 1);
-        assert!(err.contains("no daemon running for session 'default'"), "{args:?}: {err}");
+        assert!(
+            err.contains("no daemon running for session 'default'"),
+            "{args:?}: {err}"
+        );
     }
 }
 
@@ -218,7 +305,10 @@ fn read_commands_without_a_daemon_say_so() {
 fn usage_errors_exit_64_with_the_reason() {
     let sb = Sandbox::new();
     let err = sb.fails(&["wait", "web"], 64);
-    assert!(err.starts_with("agent-procs: say what to wait for"), "{err}");
+    assert!(
+        err.starts_with("agent-procs: say what to wait for"),
+        "{err}"
+    );
     assert!(err.contains("usage: agent-procs wait"), "{err}");
     sb.fails(&["frobnicate"], 64);
     sb.fails(&["status", "--bogus"], 64);
@@ -235,7 +325,10 @@ fn sessions_are_isolated_and_listed() {
     sb.ok(&["--session", "other", "run", "sleep 30", "--name", "b"]);
     assert_eq!(sb.status().as_array().unwrap().len(), 1);
     let list = sb.ok(&["session", "list"]);
-    assert!(list.contains("default") && list.contains("other") && list.contains("running"), "{list}");
+    assert!(
+        list.contains("default") && list.contains("other") && list.contains("running"),
+        "{list}"
+    );
     sb.ok(&["down", "--session", "other"]);
     let list = sb.ok(&["session", "list"]);
     assert!(!list.contains("other"), "{list}");

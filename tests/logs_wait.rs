@@ -8,15 +8,25 @@ use std::time::{Duration, Instant};
 #[test]
 fn logs_are_byte_exact_and_tails_are_right() {
     let sb = Sandbox::new();
-    sb.start("bytes", r"printf 'one\ntwo\n\377\376 not utf8\nno newline at end'; printf 'err line\n' >&2");
+    sb.start(
+        "bytes",
+        r"printf 'one\ntwo\n\377\376 not utf8\nno newline at end'; printf 'err line\n' >&2",
+    );
     sb.ok(&["wait", "bytes", "--exit", "--timeout", "10"]);
-    assert_eq!(read(&sb.log("bytes", "stdout")), b"one\ntwo\n\xff\xfe not utf8\nno newline at end");
+    assert_eq!(
+        read(&sb.log("bytes", "stdout")),
+        b"one\ntwo\n\xff\xfe not utf8\nno newline at end"
+    );
     assert_eq!(read(&sb.log("bytes", "stderr")), b"err line\n");
     let out = sb.run(&["logs", "bytes", "--tail", "2"]);
     assert_eq!(out.raw_stdout, b"\xff\xfe not utf8\nno newline at end\n");
     assert_eq!(sb.ok(&["logs", "bytes", "--stderr"]), "err line\n");
     assert_eq!(sb.ok(&["logs", "p1", "--tail", "1"]), "no newline at end\n");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(sb.log("bytes", "stdout")).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(sb.log("bytes", "stdout"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -52,12 +62,32 @@ fn tail_on_a_big_log_reads_from_the_end() {
 #[test]
 fn wait_sees_history_on_both_streams_and_then_live_lines() {
     let sb = Sandbox::new();
-    sb.start("svc", "echo 'booting' >&2; echo ready-1; read never < /dev/stdin; sleep 30");
+    sb.start(
+        "svc",
+        "echo 'booting' >&2; echo ready-1; read never < /dev/stdin; sleep 30",
+    );
     // Both lines are already in the logs: found in the history.
-    assert_eq!(sb.ok(&["wait", "svc", "--until", "booting", "--timeout", "10"]), "booting\n");
-    assert_eq!(sb.ok(&["wait", "svc", "--until", "ready-1", "--timeout", "10"]), "ready-1\n");
-    sb.start("later", "sleep 0.3; echo 'listening on port 8123'; sleep 30");
-    let line = sb.ok(&["wait", "later", "--until", r"port \d+", "--regex", "--timeout", "10"]);
+    assert_eq!(
+        sb.ok(&["wait", "svc", "--until", "booting", "--timeout", "10"]),
+        "booting\n"
+    );
+    assert_eq!(
+        sb.ok(&["wait", "svc", "--until", "ready-1", "--timeout", "10"]),
+        "ready-1\n"
+    );
+    sb.start(
+        "later",
+        "sleep 0.3; echo 'listening on port 8123'; sleep 30",
+    );
+    let line = sb.ok(&[
+        "wait",
+        "later",
+        "--until",
+        r"port \d+",
+        "--regex",
+        "--timeout",
+        "10",
+    ]);
     assert_eq!(line, "listening on port 8123\n");
 }
 
@@ -65,10 +95,16 @@ fn wait_sees_history_on_both_streams_and_then_live_lines() {
 fn wait_exit_reports_codes_and_signal_names() {
     let sb = Sandbox::new();
     sb.start("fails", "exit 3");
-    assert_eq!(sb.ok(&["wait", "fails", "--exit", "--timeout", "10"]), "exited with code 3\n");
+    assert_eq!(
+        sb.ok(&["wait", "fails", "--exit", "--timeout", "10"]),
+        "exited with code 3\n"
+    );
     let pid = sb.start("killed", "sleep 300");
     kill(pid, libc::SIGKILL);
-    assert_eq!(sb.ok(&["wait", "killed", "--exit", "--timeout", "10"]), "exited by SIGKILL\n");
+    assert_eq!(
+        sb.ok(&["wait", "killed", "--exit", "--timeout", "10"]),
+        "exited by SIGKILL\n"
+    );
     assert_eq!(sb.proc_status("killed")["exit_signal"], "SIGKILL");
 }
 
@@ -77,7 +113,10 @@ fn wait_times_out_with_exit_1() {
     let sb = Sandbox::new();
     sb.start("quiet", "sleep 300");
     let began = Instant::now();
-    let err = sb.fails(&["wait", "quiet", "--until", "never", "--timeout", "0.3"], 1);
+    let err = sb.fails(
+        &["wait", "quiet", "--until", "never", "--timeout", "0.3"],
+        1,
+    );
     assert!(began.elapsed() >= Duration::from_millis(300));
     assert!(err.contains("timeout"), "{err}");
 }
@@ -90,7 +129,10 @@ fn wait_fails_at_once_when_the_process_exited_without_matching() {
     let began = Instant::now();
     let err = sb.fails(&["wait", "short", "--until", "ready", "--timeout", "20"], 1);
     assert!(began.elapsed() < Duration::from_secs(5));
-    assert!(err.contains("short has exited (exit code 0) and its output never matched 'ready'"), "{err}");
+    assert!(
+        err.contains("short has exited (exit code 0) and its output never matched 'ready'"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -105,16 +147,25 @@ fn an_invalid_regex_is_exit_1_with_the_regex_message() {
 fn wait_exit_returns_while_a_grandchild_holds_the_pipe() {
     let sb = Sandbox::new();
     sb.start("leaky", "sleep 300 & echo leader done");
-    assert_eq!(sb.ok(&["wait", "leaky", "--exit", "--timeout", "10"]), "exited with code 0\n");
+    assert_eq!(
+        sb.ok(&["wait", "leaky", "--exit", "--timeout", "10"]),
+        "exited with code 0\n"
+    );
     assert_eq!(sb.ok(&["logs", "leaky"]), "leader done\n");
     // The lingering group member is still ours to stop.
-    assert_eq!(sb.ok(&["stop", "leaky", "--timeout", "2"]), "stopped leaky\n");
+    assert_eq!(
+        sb.ok(&["stop", "leaky", "--timeout", "2"]),
+        "stopped leaky\n"
+    );
 }
 
 #[test]
 fn a_child_that_closes_stdout_early_keeps_running() {
     let sb = Sandbox::new();
-    sb.start("closer", "echo bye; exec 1>&-; echo still here >&2; sleep 300");
+    sb.start(
+        "closer",
+        "echo bye; exec 1>&-; echo still here >&2; sleep 300",
+    );
     sb.ok(&["wait", "closer", "--until", "still here", "--timeout", "10"]);
     assert_eq!(sb.proc_status("closer")["state"], "running");
     assert_eq!(sb.ok(&["logs", "closer"]), "bye\n");
@@ -123,10 +174,26 @@ fn a_child_that_closes_stdout_early_keeps_running() {
 #[test]
 fn follow_streams_live_lines_after_the_tail_without_gaps() {
     let sb = Sandbox::new();
-    sb.start("ticker", "i=0; while [ $i -lt 50 ]; do i=$((i+1)); echo tick $i; sleep 0.01; done; sleep 30");
+    sb.start(
+        "ticker",
+        "i=0; while [ $i -lt 50 ]; do i=$((i+1)); echo tick $i; sleep 0.01; done; sleep 30",
+    );
     sb.ok(&["wait", "ticker", "--until", "tick 5", "--timeout", "10"]);
-    let out = sb.ok(&["logs", "ticker", "--follow", "--tail", "3", "--lines", "40", "--timeout", "20"]);
-    let numbers: Vec<u32> = out.lines().map(|l| l.trim_start_matches("tick ").parse().unwrap()).collect();
+    let out = sb.ok(&[
+        "logs",
+        "ticker",
+        "--follow",
+        "--tail",
+        "3",
+        "--lines",
+        "40",
+        "--timeout",
+        "20",
+    ]);
+    let numbers: Vec<u32> = out
+        .lines()
+        .map(|l| l.trim_start_matches("tick ").parse().unwrap())
+        .collect();
     assert_eq!(numbers.len(), 43, "{out}");
     for pair in numbers.windows(2) {
         assert_eq!(pair[1], pair[0] + 1, "gap or duplicate in {numbers:?}");
@@ -137,15 +204,29 @@ fn follow_streams_live_lines_after_the_tail_without_gaps() {
 fn follow_ends_when_the_process_has_exited_and_its_output_is_read() {
     let sb = Sandbox::new();
     sb.start("brief", "echo a; sleep 0.2; echo b");
-    let out = sb.ok(&["logs", "brief", "--follow", "--tail", "10", "--timeout", "20"]);
+    let out = sb.ok(&[
+        "logs",
+        "brief",
+        "--follow",
+        "--tail",
+        "10",
+        "--timeout",
+        "20",
+    ]);
     assert_eq!(out, "a\nb\n");
 }
 
 #[test]
 fn non_utf8_output_and_huge_lines_do_not_break_waits() {
     let sb = Sandbox::new();
-    sb.start("noisy", "head -c 3000000 /dev/zero | tr '\\0' 'x'; printf '\\377\\n'; echo marker");
-    assert_eq!(sb.ok(&["wait", "noisy", "--until", "marker", "--timeout", "20"]), "marker\n");
+    sb.start(
+        "noisy",
+        "head -c 3000000 /dev/zero | tr '\\0' 'x'; printf '\\377\\n'; echo marker",
+    );
+    assert_eq!(
+        sb.ok(&["wait", "noisy", "--until", "marker", "--timeout", "20"]),
+        "marker\n"
+    );
     let size = std::fs::metadata(sb.log("noisy", "stdout")).unwrap().len();
     assert_eq!(size, 3_000_000 + 2 + 7);
 }

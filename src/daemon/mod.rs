@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::logs::{self, store::LogSink};
 use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
+use crate::sys;
 use control::{Client, ReadOutcome};
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
@@ -41,6 +42,8 @@ const PIPE_BUDGET: usize = 256 * 1024;
 const MAX_CLIENTS: usize = 4096;
 /// How long replies may take to drain once we decided to exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// Pause before accepting again when out of descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Who owns a dynamic token.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +58,8 @@ struct Follow {
     stderr: bool,
     all: bool,
     remaining: Option<usize>,
+    /// Tells this follow's deadline apart from an earlier follow's on the same client.
+    generation: u64,
 }
 
 /// A request that is answered later, when processes have finished stopping.
@@ -124,6 +129,12 @@ struct Daemon {
     /// Everything is stopped; leave once replies are flushed or the grace ends.
     exiting: bool,
     uid: u32,
+    /// The process table changed this turn; state.json is rewritten once, at its end.
+    state_dirty: bool,
+    /// Accepting is paused for lack of descriptors (said once in daemon.log).
+    accept_paused: bool,
+    /// Our session: children stay in it, which is how we recognise their groups.
+    sid: i32,
     read_buf: Vec<u8>,
 }
 
@@ -181,6 +192,9 @@ impl Daemon {
             shutting_down: false,
             exiting: false,
             uid: paths::euid(),
+            sid: signals::session_id(),
+            accept_paused: false,
+            state_dirty: false,
             read_buf: vec![0; 64 * 1024],
         };
         daemon.note(&format!(
@@ -195,6 +209,10 @@ impl Daemon {
     fn run_loop(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
+            if self.state_dirty {
+                self.state_dirty = false;
+                self.save_state();
+            }
             if self.exiting && self.clients.values().all(|c| !c.has_output()) {
                 return Ok(());
             }
@@ -203,6 +221,11 @@ impl Daemon {
             } else {
                 Some(Duration::ZERO)
             };
+            if timeout.is_none() {
+                // Going idle: hand freed heap pages back, so a burst of requests does
+                // not leave its high-water mark in the daemon's resident size.
+                sys::trim_heap();
+            }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -261,7 +284,9 @@ impl Daemon {
 
     /// One line in daemon.log (our stderr), with a UTC timestamp.
     fn note(&self, msg: &str) {
-        eprintln!("{} {msg}", crate::timefmt::rfc3339(SystemTime::now()));
+        // One write per line, so lines from one daemon never interleave mid-line.
+        let line = format!("{} {msg}\n", crate::timefmt::rfc3339(SystemTime::now()));
+        let _ = io::Write::write_all(&mut io::stderr().lock(), line.as_bytes());
     }
 
     // ---- control connections ----
@@ -273,12 +298,17 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: the connection stays queued; retry on the next turn.
-                    self.note(&format!(
-                        "accepting a connection: {}",
-                        crate::error::describe_io(&e)
-                    ));
-                    self.retry.push(LISTENER);
+                    // EMFILE and friends: the connection stays queued in the backlog;
+                    // try again shortly rather than spinning on it.
+                    if !self.accept_paused {
+                        self.note(&format!(
+                            "accepting a connection: {}; retrying every 100 ms",
+                            crate::error::describe_io(&e)
+                        ));
+                    }
+                    self.accept_paused = true;
+                    self.timers
+                        .arm(Instant::now() + ACCEPT_RETRY, Timer::RetryAccept);
                     return;
                 }
             };
@@ -548,6 +578,15 @@ impl Daemon {
                 p.name, p.id, p.pid
             ));
         }
+        // Processes started from one shell share one copy of its environment.
+        let base_env = base_env.map(|env| {
+            self.procs
+                .iter()
+                .filter_map(|p| p.spec.base_env.as_ref())
+                .find(|known| ***known == env)
+                .cloned()
+                .unwrap_or_else(|| std::rc::Rc::new(env))
+        });
         let spec = spawn::Spec {
             command,
             cwd,
@@ -559,8 +598,11 @@ impl Daemon {
             Some(id) => {
                 // Re-running an exited name replaces it, keeping its id; leftovers of
                 // its old process group belong to the run being replaced.
+                let sid = self.sid;
                 if let Some(p) = self.procs.get_mut(id) {
-                    signals::kill_group(p.pgid, libc::SIGKILL);
+                    if signals::group_alive(p.pgid, sid) {
+                        signals::kill_group(p.pgid, libc::SIGKILL);
+                    }
                     p.spec = spec;
                 }
                 self.respawn(id, None)
@@ -583,6 +625,7 @@ impl Daemon {
                     pgid: 0,
                     pid: 0,
                     started_wall: SystemTime::now(),
+                    start_ticks: None,
                     outputs: [None, None],
                 };
                 self.procs.insert(proc);
@@ -597,7 +640,7 @@ impl Daemon {
 
     fn procs_remove(&mut self, id: ProcId) {
         // Only a process that never started is removed; it has no pipes or logs.
-        self.procs.remove(id);
+        self.procs.remove_unstarted(id);
     }
 
     /// Start (or start again) process `id` from its spec: new log segments, new
@@ -671,6 +714,7 @@ impl Daemon {
         p.pid = pid;
         p.pgid = pid as i32;
         p.started_wall = SystemTime::now();
+        p.start_ticks = state::start_ticks(pid);
         p.state = State::Running {
             pid,
             since: Instant::now(),
@@ -686,6 +730,8 @@ impl Daemon {
             "{name} (p{id}) started, pid {pid}: {}",
             spec.command
         ));
+        // Recorded before anyone hears of it: if we are killed right after
+        // answering, the next daemon must still find this process group.
         self.save_state();
         Response::RunOk {
             name,
@@ -767,7 +813,7 @@ impl Daemon {
                 }
                 return true;
             }
-            State::Exited { exit } if signals::group_alive(p.pgid) => {
+            State::Exited { exit } if signals::group_alive(p.pgid, self.sid) => {
                 // The leader is gone but members of its group live on.
                 p.state = State::Stopping {
                     pid: p.pid,
@@ -937,11 +983,13 @@ impl Daemon {
             },
             _ => None,
         };
+        self.generation += 1;
         let follow = Follow {
             target: target_id,
             stderr,
             all: all || target_id.is_none(),
             remaining: lines,
+            generation: self.generation,
         };
         // Replay the tail and go live in the same turn: no gap, no duplicate.
         if tail > 0 {
@@ -976,9 +1024,8 @@ impl Daemon {
             }
         }
         self.set_busy(client);
-        self.generation += 1;
         if let Some(secs) = timeout_secs {
-            let generation = self.generation;
+            let generation = follow.generation;
             self.timers.arm(
                 Instant::now() + Duration::from_secs(secs),
                 Timer::FollowDeadline { client, generation },
@@ -1222,7 +1269,7 @@ impl Daemon {
                 p.state = State::Exited { exit };
                 let name = p.name.clone();
                 self.note(&format!("{name} exited ({})", exit.describe()));
-                self.save_state();
+                self.state_dirty = true;
                 self.exited(id, exit);
             }
         }
@@ -1239,7 +1286,7 @@ impl Daemon {
         else {
             return;
         };
-        if signals::group_alive(p.pgid) && kills < MAX_KILLS {
+        if signals::group_alive(p.pgid, self.sid) && kills < MAX_KILLS {
             return;
         }
         if kills >= MAX_KILLS {
@@ -1254,7 +1301,7 @@ impl Daemon {
         }
         self.note(&format!("{name} stopped ({})", exit.describe()));
         self.exited(id, exit);
-        self.save_state();
+        self.state_dirty = true;
     }
 
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
@@ -1351,7 +1398,16 @@ impl Daemon {
                         self.reply_later(w.client, &Response::WaitTimeout);
                     }
                 }
-                Timer::FollowDeadline { client, .. } => self.end_follow(client),
+                Timer::FollowDeadline { client, generation } => {
+                    if self
+                        .follows
+                        .get(&client)
+                        .is_some_and(|f| f.generation == generation)
+                    {
+                        self.end_follow(client);
+                    }
+                }
+                Timer::RetryAccept => self.accept_clients(),
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
                     for client in self.clients.values_mut() {
@@ -1380,7 +1436,11 @@ impl Daemon {
         }
         *kills += 1;
         let (pgid, name, kills) = (p.pgid, p.name.clone(), *kills);
-        signals::kill_group(pgid, libc::SIGKILL);
+        let leader_alive = matches!(p.state, State::Stopping { leader: None, .. });
+        // Once the leader is reaped, make sure the group number is still ours.
+        if leader_alive || signals::group_alive(pgid, self.sid) {
+            signals::kill_group(pgid, libc::SIGKILL);
+        }
         if kills == 1 {
             self.note(&format!(
                 "{name} did not stop in time; sent SIGKILL to process group {pgid}"
@@ -1402,16 +1462,14 @@ impl Daemon {
         let processes = self
             .procs
             .iter()
-            .filter(|p| p.state.is_alive() || signals::group_alive(p.pgid))
-            .filter_map(|p| {
-                Some(state::SavedProc {
-                    name: p.name.clone(),
-                    id: format!("p{}", p.id),
-                    pid: p.pid,
-                    pgid: p.pgid,
-                    start_ticks: state::start_ticks(p.pid)?,
-                    command: p.spec.command.clone(),
-                })
+            .filter(|p| p.state.is_alive() || signals::group_alive(p.pgid, self.sid))
+            .map(|p| state::SavedProc {
+                name: p.name.clone(),
+                id: format!("p{}", p.id),
+                pid: p.pid,
+                pgid: p.pgid,
+                start_ticks: p.start_ticks,
+                command: p.spec.command.clone(),
             })
             .collect();
         let saved = state::SavedState {
@@ -1441,7 +1499,9 @@ impl Daemon {
     /// Last resort on a fatal loop error: leave nothing running.
     fn kill_everything(&mut self) {
         for p in self.procs.iter() {
-            signals::kill_group(p.pgid, libc::SIGKILL);
+            if p.state.is_alive() || signals::group_alive(p.pgid, self.sid) {
+                signals::kill_group(p.pgid, libc::SIGKILL);
+            }
         }
     }
 }

@@ -9,14 +9,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::rc::Rc;
 
 /// What to start; kept on the process so restarts start the same thing.
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub command: String,
     pub cwd: PathBuf,
-    /// The base environment (the caller's, or the daemon's for 0.6 clients).
-    pub base_env: Option<HashMap<String, String>>,
+    /// The base environment (the caller's, or the daemon's for 0.6 clients);
+    /// shared between processes started from the same environment.
+    pub base_env: Option<Rc<HashMap<String, String>>>,
     /// Overrides from `--env`; they win over everything.
     pub env: HashMap<String, String>,
     pub port: Option<u16>,
@@ -107,7 +109,7 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, String> {
         }
     }
     let mut env: HashMap<String, String> = match &spec.base_env {
-        Some(base) => base.clone(),
+        Some(base) => HashMap::clone(base),
         None => std::env::vars().collect(),
     };
     if let Some(port) = spec.port {

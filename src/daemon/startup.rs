@@ -51,6 +51,10 @@ fn set_cloexec(fd: i32) {
 /// Leave the caller's session and process group, so Ctrl-C in its terminal
 /// (or the end of a CI step's group) does not reach us.
 pub fn detach() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    // A client that hangs up must cost us an EPIPE, not our life; children get
+    // the default back from std's spawn.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // SAFETY: setsid takes no arguments; failing (already a group leader) is harmless.
     unsafe { libc::setsid() };
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.

@@ -16,6 +16,8 @@ pub enum Timer {
     FollowDeadline { client: usize, generation: u64 },
     /// Stop waiting for the last replies to drain and exit.
     ExitDeadline,
+    /// Try accepting again after running out of descriptors.
+    RetryAccept,
 }
 
 #[derive(Default)]

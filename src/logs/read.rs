@@ -33,7 +33,12 @@ pub fn tail(path: &Path, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>
             Err(e) if e.kind() == io::ErrorKind::NotFound && i > 0 => break,
             Err(e) => return Err(e),
         };
-        let lines = tail_file(&mut file, n - have, if i == 0 { limit } else { None })?;
+        let lines = tail_file(
+            &mut file,
+            n - have,
+            if i == 0 { limit } else { None },
+            BLOCK,
+        )?;
         have += lines.len();
         newest_first.push(lines);
     }
@@ -41,7 +46,12 @@ pub fn tail(path: &Path, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>
 }
 
 /// The last `n` lines of one file, reading blocks backwards from `limit` (or EOF).
-fn tail_file(file: &mut File, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>>> {
+fn tail_file(
+    file: &mut File,
+    n: usize,
+    limit: Option<u64>,
+    block: u64,
+) -> io::Result<Vec<Vec<u8>>> {
     let size = file.metadata()?.len();
     let end = limit.map_or(size, |l| l.min(size));
     if n == 0 || end == 0 {
@@ -54,7 +64,7 @@ fn tail_file(file: &mut File, n: usize, limit: Option<u64>) -> io::Result<Vec<Ve
     let mut start = None;
     let mut first = true;
     while pos > 0 && start.is_none() {
-        let len = BLOCK.min(pos);
+        let len = block.min(pos);
         pos -= len;
         let mut block = vec![0; len as usize];
         file.seek(SeekFrom::Start(pos))?;
@@ -163,9 +173,12 @@ mod tests {
         lines[lines.len().saturating_sub(n)..].to_vec()
     }
 
+    /// Contents of a log, how many lines to ask for, the lines expected.
+    type TailCase = (&'static [u8], usize, &'static [&'static [u8]]);
+
     #[test]
     fn tail_table() {
-        let cases: &[(&[u8], usize, &[&[u8]])] = &[
+        let cases: &[TailCase] = &[
             (b"", 5, &[]),
             (b"a\nb\nc\n", 2, &[b"b", b"c"]),
             (b"a\nb\nc", 2, &[b"b", b"c"]),
@@ -219,12 +232,39 @@ mod tests {
     }
 
     proptest! {
+        /// Small blocks, so lines and newlines fall on every kind of block boundary.
         #[test]
-        fn tail_agrees_with_a_naive_split(lines in proptest::collection::vec("[a-z\u{e9}]{0,300}", 0..400), n in 0usize..50, trailing in any::<bool>()) {
+        fn tail_agrees_with_a_naive_split(
+            lines in proptest::collection::vec("[a-z\u{e9}]{0,30}", 0..60),
+            n in 0usize..20,
+            trailing in any::<bool>(),
+            block in 1u64..40,
+        ) {
             let mut contents = lines.join("\n").into_bytes();
             if trailing && !contents.is_empty() { contents.push(b'\n'); }
-            let path = temp_file("prop", &contents);
-            prop_assert_eq!(tail(&path, n, None).unwrap(), naive_tail(&contents, n));
+            let mut file = tempfile_with(&contents);
+            prop_assert_eq!(tail_file(&mut file, n, None, block).unwrap(), naive_tail(&contents, n));
         }
+    }
+
+    /// An unnamed temporary file holding `contents`, rewound.
+    fn tempfile_with(contents: &[u8]) -> File {
+        use std::io::Write;
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!(
+            "ap-read-prop-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file.write_all(contents).unwrap();
+        file
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agent-procs");
 /// No CLI call in a test may take longer than this; past it the call is killed.
@@ -37,7 +37,12 @@ impl Sandbox {
         let root = PathBuf::from(format!("/tmp/apt-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("creating the sandbox");
-        Sandbox { runtime: root.join("run"), state: root.join("state"), root, session: "default".into() }
+        Sandbox {
+            runtime: root.join("run"),
+            state: root.join("state"),
+            root,
+            session: "default".into(),
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -69,7 +74,10 @@ impl Sandbox {
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let out = self.run(args);
         if out.code != code {
-            panic!("{}", self.report(args, &out, &format!("expected exit {code}")));
+            panic!(
+                "{}",
+                self.report(args, &out, &format!("expected exit {code}"))
+            );
         }
         out.stderr
     }
@@ -90,7 +98,9 @@ impl Sandbox {
     }
 
     pub fn log(&self, name: &str, stream: &str) -> PathBuf {
-        self.session_dir().join("logs").join(format!("{name}.{stream}"))
+        self.session_dir()
+            .join("logs")
+            .join(format!("{name}.{stream}"))
     }
 
     pub fn daemon_log(&self) -> PathBuf {
@@ -102,7 +112,8 @@ impl Sandbox {
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
-        let text = std::fs::read_to_string(self.runtime.join(format!("{}.pid", self.session))).ok()?;
+        let text =
+            std::fs::read_to_string(self.runtime.join(format!("{}.pid", self.session))).ok()?;
         text.trim().parse().ok()
     }
 
@@ -115,7 +126,8 @@ impl Sandbox {
     /// `status --json` as a JSON value.
     pub fn status(&self) -> serde_json::Value {
         let text = self.ok(&["status", "--json"]);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {text}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {text}"))
     }
 
     pub fn proc_status(&self, name: &str) -> serde_json::Value {
@@ -128,7 +140,8 @@ impl Sandbox {
     /// A raw connection to the daemon's socket.
     pub fn connect(&self) -> UnixStream {
         let s = UnixStream::connect(self.socket()).expect("connecting to the daemon");
-        s.set_read_timeout(Some(Duration::from_secs(20))).expect("setting a read timeout");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("setting a read timeout");
         s
     }
 }
@@ -140,7 +153,10 @@ impl Drop for Sandbox {
         if let Some(pid) = daemon
             && !wait_gone(pid, Duration::from_secs(15))
         {
-            eprintln!("sandbox: daemon {pid} survived down ({}); killing it", out.stderr);
+            eprintln!(
+                "sandbox: daemon {pid} survived down ({}); killing it",
+                out.stderr
+            );
             kill(pid, libc::SIGKILL);
         }
         let _ = std::fs::remove_dir_all(&self.root);
@@ -158,17 +174,32 @@ pub fn read_response(stream: &mut UnixStream) -> serde_json::Value {
     let mut byte = [0u8; 1];
     loop {
         match stream.read(&mut byte) {
-            Ok(0) => panic!("the daemon closed the connection; got {:?}", String::from_utf8_lossy(&buf)),
+            Ok(0) => panic!(
+                "the daemon closed the connection; got {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
             Ok(_) if byte[0] == b'\n' => break,
             Ok(_) => buf.push(byte[0]),
-            Err(e) => panic!("reading a response: {e}; got {:?}", String::from_utf8_lossy(&buf)),
+            Err(e) => panic!(
+                "reading a response: {e}; got {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
         }
     }
-    serde_json::from_slice(&buf).unwrap_or_else(|e| panic!("response is not JSON ({e}): {:?}", String::from_utf8_lossy(&buf)))
+    serde_json::from_slice(&buf).unwrap_or_else(|e| {
+        panic!(
+            "response is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&buf)
+        )
+    })
 }
 
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting agent-procs");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting agent-procs");
     let pid = child.id() as i32;
     let (done, wait) = mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
@@ -189,8 +220,15 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
 
 /// The pid in `run`'s answer: `NAME (id: pK, pid: PID)`.
 pub fn parse_pid(out: &str) -> i32 {
-    let at = out.find("pid: ").unwrap_or_else(|| panic!("no pid in {out:?}"));
-    out[at + 5..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().expect("a pid")
+    let at = out
+        .find("pid: ")
+        .unwrap_or_else(|| panic!("no pid in {out:?}"));
+    out[at + 5..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("a pid")
 }
 
 pub fn kill(pid: i32, signal: i32) {
@@ -201,7 +239,10 @@ pub fn kill(pid: i32, signal: i32) {
 pub fn alive(pid: i32) -> bool {
     // A zombie is not alive for our purposes.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -213,7 +254,11 @@ pub fn wait_gone(pid: i32, limit: Duration) -> bool {
     if fd < 0 {
         return !alive(pid); // ESRCH: already gone
     }
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: poll on the one pollfd we own; a pidfd turns readable when the process exits.
     let n = unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) };
     // SAFETY: closing the descriptor we opened.
@@ -224,13 +269,23 @@ pub fn wait_gone(pid: i32, limit: Duration) -> bool {
 /// Pids of the zombie children of `pid`.
 pub fn zombie_children(pid: i32) -> Vec<i32> {
     let mut zombies = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return zombies };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return zombies;
+    };
     for entry in entries.flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-        let Some(rest) = stat.rsplit(')').next() else { continue };
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit(')').next() else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") && fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(pid) {
+        if fields.first() == Some(&"Z")
+            && fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(pid)
+        {
             zombies.push(child);
         }
     }
@@ -238,7 +293,9 @@ pub fn zombie_children(pid: i32) -> Vec<i32> {
 }
 
 pub fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 pub fn is_root() -> bool {
