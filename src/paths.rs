@@ -101,17 +101,25 @@ impl SessionPaths {
 /// `$AGENT_PROCS_RUNTIME_DIR`, else `/tmp/agent-procs-<uid>` (the path 0.6 uses).
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("AGENT_PROCS_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        Some(dir) if !dir.is_empty() => absolute(PathBuf::from(dir)),
         _ => PathBuf::from(format!("/tmp/agent-procs-{}", euid())),
     }
+}
+
+/// The daemon leaves its start directory, so every path it keeps must be absolute.
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir().map_or(path.clone(), |cwd| cwd.join(path))
 }
 
 /// `$XDG_STATE_HOME/agent-procs`, else `~/.local/state/agent-procs`.
 pub fn state_base() -> PathBuf {
     let base = match std::env::var_os("XDG_STATE_HOME") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        Some(dir) if !dir.is_empty() => absolute(PathBuf::from(dir)),
         _ => match std::env::var_os("HOME") {
-            Some(home) if !home.is_empty() => PathBuf::from(home).join(".local/state"),
+            Some(home) if !home.is_empty() => absolute(PathBuf::from(home)).join(".local/state"),
             _ => fallback_state_dir(),
         },
     };

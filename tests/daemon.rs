@@ -113,7 +113,10 @@ fn termination_signals_stop_everything_and_clean_up() {
         let child = sb.start("x", "sleep 300");
         let daemon = sb.daemon_pid().unwrap();
         kill(daemon, signal);
-        assert!(wait_gone(daemon, Duration::from_secs(15)), "signal {signal}");
+        assert!(
+            wait_gone(daemon, Duration::from_secs(15)),
+            "signal {signal}"
+        );
         assert!(!alive(child), "signal {signal}: child survived");
         assert!(!sb.socket().exists(), "signal {signal}: socket left");
     }
@@ -250,9 +253,31 @@ fn the_cli_refuses_a_socket_served_by_another_uid() {
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "listening\n");
     let err = sb.fails(&["run", "echo secret-command", "--env", "TOKEN=secret"], 1);
-    assert!(err.contains("served by uid 65534") && err.contains("refusing"), "{err}");
+    assert!(
+        err.contains("served by uid 65534") && err.contains("refusing"),
+        "{err}"
+    );
     line.clear();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "received 0\n", "the impostor got bytes");
     let _ = impostor.wait();
+}
+
+#[test]
+fn a_request_sent_just_before_hanging_up_is_still_carried_out() {
+    let sb = Sandbox::new();
+    let pid = sb.start("x", "sleep 300");
+    let mut s = sb.connect();
+    // Freeze the daemon so the request and the hang-up reach it as one event.
+    let daemon = sb.daemon_pid().unwrap();
+    kill(daemon, libc::SIGSTOP);
+    s.write_all(b"{\"type\":\"StopAll\",\"timeout_ms\":5000}\n")
+        .unwrap();
+    drop(s);
+    kill(daemon, libc::SIGCONT);
+    assert!(
+        wait_gone(pid, Duration::from_secs(10)),
+        "the stop was lost with its connection"
+    );
+    assert_eq!(sb.ok(&["wait", "x", "--exit"]), "exited by SIGTERM\n");
 }

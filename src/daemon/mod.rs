@@ -129,6 +129,8 @@ struct Daemon {
     /// Everything is stopped; leave once replies are flushed or the grace ends.
     exiting: bool,
     uid: u32,
+    /// state.json, open for rewriting in place (None if it could not be opened).
+    state_file: Option<state::StateFile>,
     /// The process table changed this turn; state.json is rewritten once, at its end.
     state_dirty: bool,
     /// Accepting is paused for lack of descriptors (said once in daemon.log).
@@ -172,7 +174,7 @@ impl Daemon {
             .register(&mut shutdown_sig, SHUTDOWN_PIPE, Interest::READABLE)
             .map_err(io_err("registering signals"))?;
 
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             paths,
             poll,
             listener,
@@ -195,6 +197,7 @@ impl Daemon {
             sid: signals::session_id(),
             accept_paused: false,
             state_dirty: false,
+            state_file: None,
             read_buf: vec![0; 64 * 1024],
         };
         daemon.note(&format!(
@@ -202,6 +205,15 @@ impl Daemon {
             std::process::id()
         ));
         daemon.stop_orphans();
+        let path = daemon.paths.state_file();
+        match state::StateFile::open(&path) {
+            Ok(file) => daemon.state_file = Some(file),
+            Err(e) => daemon.note(&format!(
+                "opening {}: {}; crash recovery is off",
+                path.display(),
+                crate::error::describe_io(&e)
+            )),
+        }
         daemon.save_state();
         Ok(daemon)
     }
@@ -265,10 +277,11 @@ impl Daemon {
     fn dispatch(&mut self, token: Token, readable: bool, hung_up: bool) {
         match self.slots.get(&token).copied() {
             Some(Slot::Client) => {
+                // A peer that hung up may still have left requests in the socket
+                // (a fire-and-forget StopAll): act on them, then let it go.
+                self.service_client(token.0, readable || hung_up);
                 if hung_up {
                     self.close_client(token.0);
-                } else {
-                    self.service_client(token.0, readable);
                 }
             }
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
@@ -1476,7 +1489,8 @@ impl Daemon {
             daemon_pid: std::process::id(),
             processes,
         };
-        if let Err(e) = state::save(&self.paths.state_file(), &saved) {
+        let Some(file) = &self.state_file else { return };
+        if let Err(e) = file.save(&saved) {
             self.note(&format!(
                 "writing {}: {}",
                 self.paths.state_file().display(),
