@@ -967,9 +967,13 @@ impl Daemon {
     fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
         let p = self.procs.get(id)?;
         p.outputs.iter().flatten().find_map(|o| {
-            logs::read::find_line(&o.sink.path, o.sink.complete_len(), |line| {
-                pattern.matches(line)
-            })
+            let (path, limit) = (&o.sink.path, o.sink.complete_len());
+            match pattern {
+                Pattern::Substring(text) => logs::read::find_substring(path, limit, text),
+                Pattern::Regex(_) => {
+                    logs::read::find_line(path, limit, |line| pattern.matches(line))
+                }
+            }
             .ok()
             .flatten()
         })

@@ -5,7 +5,7 @@ use super::procs::ProcId;
 use std::collections::HashMap;
 
 pub enum Pattern {
-    Substring(Vec<u8>),
+    Substring(String),
     Regex(regex_lite::Regex),
 }
 
@@ -16,13 +16,13 @@ impl Pattern {
                 .map(Pattern::Regex)
                 .map_err(|e| format!("invalid regex: {e}"))
         } else {
-            Ok(Pattern::Substring(text.as_bytes().to_vec()))
+            Ok(Pattern::Substring(text.to_string()))
         }
     }
 
     pub fn matches(&self, line: &[u8]) -> bool {
         match self {
-            Pattern::Substring(needle) => contains(line, needle),
+            Pattern::Substring(needle) => contains(line, needle.as_bytes()),
             Pattern::Regex(re) => re.is_match(&String::from_utf8_lossy(line)),
         }
     }

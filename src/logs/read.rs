@@ -146,6 +146,91 @@ pub fn find_line(
     })
 }
 
+/// How much `find_substring` scans at once.
+const SCAN_BLOCK: usize = 1024 * 1024;
+
+/// The first line of `path` (up to `limit` bytes) that contains `needle`. Same
+/// answer as `find_line` with a substring test, but it searches whole blocks
+/// with the standard library's string search instead of line by line: the
+/// daemon runs this before a `wait`, and a big log must not hold its loop.
+pub fn find_substring(path: &Path, limit: u64, needle: &str) -> io::Result<Option<Vec<u8>>> {
+    if needle.is_empty() || needle.contains('\n') {
+        let bytes = needle.as_bytes();
+        return find_line(path, limit, |line| {
+            bytes.is_empty() || line.windows(bytes.len()).any(|w| w == bytes)
+        });
+    }
+    let mut file = open_log(path)?.take(limit);
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let kept = buf.len();
+        buf.resize(kept + SCAN_BLOCK, 0);
+        let got = read_full(&mut file, &mut buf[kept..])?;
+        buf.truncate(kept + got);
+        let eof = got < SCAN_BLOCK;
+        // Search complete lines only, unless this is the end or one line is huge.
+        let end = match buf.iter().rposition(|&b| b == b'\n') {
+            _ if eof => buf.len(),
+            Some(at) => at + 1,
+            None if buf.len() >= super::MAX_LINE => buf.len(),
+            None => continue,
+        };
+        if let Some(at) = search(&buf[..end], needle) {
+            let start = buf[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+            let stop = buf[at..end]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(end, |p| at + p);
+            return Ok(Some(buf[start..stop].to_vec()));
+        }
+        if eof {
+            return Ok(None);
+        }
+        buf.drain(..end);
+    }
+}
+
+/// Read until `buf` is full or the input ends; returns how much was read.
+fn read_full(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Offset of `needle` in `hay`, which may hold invalid UTF-8: the valid runs are
+/// searched as text (a needle, being text, never spans an invalid byte).
+fn search(hay: &[u8], needle: &str) -> Option<usize> {
+    let mut pos = 0;
+    while pos < hay.len() {
+        let (valid, skip) = match std::str::from_utf8(&hay[pos..]) {
+            Ok(_) => (hay.len() - pos, 0),
+            Err(e) => (
+                e.valid_up_to(),
+                e.error_len().unwrap_or(hay.len() - pos - e.valid_up_to()),
+            ),
+        };
+        let text = std::str::from_utf8(&hay[pos..pos + valid]).unwrap_or_default();
+        if let Some(at) = text.find(needle) {
+            return Some(pos + at);
+        }
+        if skip == 0 {
+            return None;
+        }
+        pos += valid + skip;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +316,43 @@ mod tests {
         assert!(none.is_none());
     }
 
+    #[test]
+    fn substring_search_finds_the_whole_line_across_blocks_and_bad_bytes() {
+        let mut contents = Vec::new();
+        for i in 0..40_000 {
+            contents.extend_from_slice(format!("line {i} ").as_bytes());
+            contents.extend_from_slice(b"\xff\n");
+        }
+        contents.extend_from_slice(b"caf\xc3\xa9 Serving HTTP on 0.0.0.0 \xfe tail\nafter\n");
+        let path = temp_file("substring", &contents);
+        let hit = find_substring(&path, u64::MAX, "Serving HTTP").unwrap();
+        assert_eq!(
+            hit.as_deref(),
+            Some(&b"caf\xc3\xa9 Serving HTTP on 0.0.0.0 \xfe tail"[..])
+        );
+        assert_eq!(
+            find_substring(&path, u64::MAX, "line 39999 ")
+                .unwrap()
+                .as_deref(),
+            Some(&b"line 39999 \xff"[..])
+        );
+        assert_eq!(find_substring(&path, u64::MAX, "absent").unwrap(), None);
+        assert_eq!(find_substring(&path, 100, "Serving").unwrap(), None);
+    }
+
     proptest! {
+        /// The block search and the line-by-line search always agree.
+        #[test]
+        fn substring_search_agrees_with_line_search(
+            lines in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0xffu8), Just(0xc3u8), Just(0xa9u8)], 0..12), 0..40),
+            needle in "[ab\u{e9}]{1,3}",
+        ) {
+            let contents = lines.join(&b'\n');
+            let path = temp_file("agree", &contents);
+            let slow = find_line(&path, u64::MAX, |l| l.windows(needle.len()).any(|w| w == needle.as_bytes())).unwrap();
+            prop_assert_eq!(find_substring(&path, u64::MAX, &needle).unwrap(), slow);
+        }
+
         /// Small blocks, so lines and newlines fall on every kind of block boundary.
         #[test]
         fn tail_agrees_with_a_naive_split(
