@@ -50,7 +50,7 @@ options:
   --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1
   --session NAME  session to use (default: default)
 
-prints: NAME (id: ID, pid: PID)";
+prints: NAME (id: ID, pid: PID), with the URL http://127.0.0.1:P added when --port is given";
 
 const STOP_USAGE: &str = "\
 usage: agent-procs stop NAME|ID [--timeout S]

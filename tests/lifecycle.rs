@@ -333,3 +333,28 @@ fn sessions_are_isolated_and_listed() {
     let list = sb.ok(&["session", "list"]);
     assert!(!list.contains("other"), "{list}");
 }
+
+#[test]
+fn relative_runtime_and_state_dirs_work_from_anywhere() {
+    let sb = Sandbox::new();
+    let run = |args: &[&str]| {
+        let mut cmd = sb.command(args);
+        cmd.env("AGENT_PROCS_RUNTIME_DIR", "run")
+            .env("XDG_STATE_HOME", "state");
+        run_bounded(cmd, CALL_LIMIT)
+    };
+    let out = run(&["run", "echo hi; sleep 30", "--name", "rel"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(run(&["wait", "rel", "--until", "hi"]).stdout, "hi\n");
+    assert_eq!(run(&["down"]).code, 0);
+    // The daemon left its start directory, yet it cleaned up where it should.
+    assert!(!sb.root.join("run/default.sock").exists());
+    assert!(!sb.root.join("run/default.pid").exists());
+    assert_eq!(
+        read(
+            &sb.root
+                .join("state/agent-procs/sessions/default/logs/rel.stdout")
+        ),
+        b"hi\n"
+    );
+}
