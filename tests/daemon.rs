@@ -281,3 +281,15 @@ fn a_request_sent_just_before_hanging_up_is_still_carried_out() {
     );
     assert_eq!(sb.ok(&["wait", "x", "--exit"]), "exited by SIGTERM\n");
 }
+
+#[test]
+fn a_socket_path_too_long_for_sun_path_is_a_clear_error() {
+    let sb = Sandbox::new();
+    let deep = sb.root.join("d".repeat(120));
+    let mut cmd = sb.command(&["run", "sleep 1"]);
+    cmd.env("AGENT_PROCS_RUNTIME_DIR", &deep);
+    let out = run_bounded(cmd, CALL_LIMIT);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("longer than the 107 a Unix socket path can hold"), "{}", out.stderr);
+    assert!(out.stderr.contains("shorter session name or AGENT_PROCS_RUNTIME_DIR"), "{}", out.stderr);
+}
