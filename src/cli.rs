@@ -36,7 +36,7 @@ exit status: 0 ok, 1 error or timeout, 2 unknown process or no logs, 64 usage er
 See agent-procs(1).";
 
 const RUN_USAGE: &str = "\
-usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P]
+usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--log-max-size SIZE]
 
 Start CMD in the background under the session's daemon, starting the daemon if needed.
 CMD runs with your current directory and environment. A command without shell syntax
@@ -48,6 +48,8 @@ options:
   --cwd DIR       working directory (default: the current directory)
   --env K=V       set a variable in the process's environment (repeatable)
   --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1
+  --log-max-size SIZE
+                  rotate each log stream at SIZE bytes (512k, 10MB, 50MiB; default 50MiB)
   --session NAME  session to use (default: default)
 
 prints: NAME (id: ID, pid: PID), with the URL http://127.0.0.1:P added when --port is given";
@@ -90,16 +92,34 @@ options:
   --session NAME  session to use (default: default)";
 
 const LOGS_USAGE: &str = "\
-usage: agent-procs logs NAME [--tail N] [--stderr] [--follow [--timeout S] [--lines N]]
-       agent-procs logs --all [--tail N] [--stderr] [--follow ...]
+usage: agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--since WHEN] [--after CURSOR]
+                        [--grep PAT [--regex] [--ignore-case] [--context N]]
+                        [--timestamps] [--json] [--max-bytes B] [--cursor]
+       agent-procs logs NAME|--all [--stderr] [--tail N] --follow [--timeout S] [--lines N]
 
 Print a process's captured output. Without --follow the log files are read
-directly, so this works after the daemon is gone.
+directly, so this works after the daemon is gone. Lines of several streams or
+processes are interleaved in the order the daemon received them.
 
 options:
-  --tail N        show the last N lines (default: 100)
+  --tail N        show the last N lines, or with --grep the last N matches
+                  (default: 100, or everything with --since, --after or --grep)
   --stderr        show stderr instead of stdout
+  --both          show stdout and stderr; stderr lines are marked err| or [name:err]
   --all           show every process, lines prefixed with [name]
+  --since WHEN    only output from WHEN on: 30s, 5m, 2h, 1d ago, restart (the
+                  latest start of the process) or start (everything kept)
+  --after CURSOR  only output after CURSOR (from --json or --cursor), so a poller
+                  never reads a line twice or misses one
+  --grep PAT      only lines containing PAT
+  --regex         PAT is a regular expression
+  --ignore-case   match PAT regardless of case
+  --context N     with --grep: N lines around each match; groups separated by --
+  --timestamps    prefix each line with the time it arrived (RFC 3339, UTC)
+  --json          JSON Lines: process, stream, seq, time, line, cursor (+ context)
+  --max-bytes B   print at most B bytes, keeping the newest lines; says on stderr
+                  what was left out
+  --cursor        print the cursor after the last line on stderr (cursor: X)
   --follow        keep streaming new lines from the daemon
   --timeout S     with --follow: stop after S seconds (default: 30)
   --lines N       with --follow: stop after N new lines
@@ -184,17 +204,83 @@ pub struct RunArgs {
     pub cwd: Option<String>,
     pub env: Vec<(String, String)>,
     pub port: Option<u16>,
+    pub log_max_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogsArgs {
     pub target: Option<String>,
     pub tail: usize,
+    /// --tail was given (it changes meaning with --since, --after and --grep).
+    pub tail_given: bool,
     pub stderr: bool,
+    pub both: bool,
     pub all: bool,
     pub follow: bool,
     pub timeout: Option<Duration>,
     pub lines: Option<usize>,
+    pub since: Option<SinceArg>,
+    pub after: Option<String>,
+    pub grep: Option<String>,
+    pub regex: bool,
+    pub ignore_case: bool,
+    pub context: usize,
+    pub timestamps: bool,
+    pub json: bool,
+    pub max_bytes: Option<usize>,
+    pub cursor: bool,
+}
+
+/// `--since`: a span back from now, the latest start, or all that is kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SinceArg {
+    Ago(Duration),
+    Restart,
+    Start,
+}
+
+/// `30s`, `5m`, `2h`, `1d` (decimals allowed), `restart`, `start`.
+pub fn parse_since(text: &str) -> Option<SinceArg> {
+    match text {
+        "restart" => return Some(SinceArg::Restart),
+        "start" => return Some(SinceArg::Start),
+        _ => {}
+    }
+    let unit_at = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(unit_at);
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    let secs = value * scale;
+    (secs.is_finite() && (0.0..1e10).contains(&secs))
+        .then(|| SinceArg::Ago(Duration::from_secs_f64(secs)))
+}
+
+/// `512`, `512k`, `10MB`, `50MiB`, `1G` … (k/M/G are powers of 1024, as are KiB/MiB/GiB;
+/// kB/MB/GB are powers of 1000).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(scale)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -422,6 +508,18 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
                 }
                 args.port = Some(port);
             }
+            Long("log-max-size") => {
+                let text = string(p.value().map_err(with_usage(u))?, "--log-max-size", u)?;
+                let size = parse_size(&text).filter(|&s| s > 0).ok_or_else(|| {
+                    usage_error(
+                        format!(
+                            "--log-max-size takes a size like 512k, 10MB or 50MiB, not '{text}'"
+                        ),
+                        u,
+                    )
+                })?;
+                args.log_max_size = Some(size);
+            }
             Value(v) => words.push(string(v, "the command", u)?),
             _ => common(other(arg), p, session, u)?,
         }
@@ -478,36 +576,59 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
     let mut a = LogsArgs {
         target: None,
         tail: 100,
+        tail_given: false,
         stderr: false,
+        both: false,
         all: false,
         follow: false,
         timeout: None,
         lines: None,
+        since: None,
+        after: None,
+        grep: None,
+        regex: false,
+        ignore_case: false,
+        context: 0,
+        timestamps: false,
+        json: false,
+        max_bytes: None,
+        cursor: false,
     };
     while let Some(arg) = p.next().map_err(with_usage(u))? {
+        let value = |p: &mut lexopt::Parser| p.value().map_err(with_usage(u));
         match arg {
             Long("tail") => {
-                a.tail = number(
-                    p.value().map_err(with_usage(u))?,
-                    "--tail",
-                    "a number of lines",
-                    u,
-                )?
+                a.tail = number(value(p)?, "--tail", "a number of lines", u)?;
+                a.tail_given = true;
             }
             Long("stderr") => a.stderr = true,
+            Long("both") => a.both = true,
             Long("all") => a.all = true,
             Long("follow") | Short('f') => a.follow = true,
-            Long("timeout") => {
-                a.timeout = Some(seconds(p.value().map_err(with_usage(u))?, "--timeout", u)?)
+            Long("timeout") => a.timeout = Some(seconds(value(p)?, "--timeout", u)?),
+            Long("lines") => a.lines = Some(number(value(p)?, "--lines", "a number of lines", u)?),
+            Long("since") => {
+                let text = string(value(p)?, "--since", u)?;
+                a.since = Some(parse_since(&text).ok_or_else(|| {
+                    usage_error(
+                        format!("--since takes 30s, 5m, 2h, 1d, restart or start, not '{text}'"),
+                        u,
+                    )
+                })?);
             }
-            Long("lines") => {
-                a.lines = Some(number(
-                    p.value().map_err(with_usage(u))?,
-                    "--lines",
-                    "a number of lines",
-                    u,
-                )?)
+            Long("after") => a.after = Some(string(value(p)?, "--after", u)?),
+            Long("grep") => a.grep = Some(string(value(p)?, "--grep", u)?),
+            Long("regex") => a.regex = true,
+            Long("ignore-case") | Short('i') => a.ignore_case = true,
+            Long("context") | Short('C') => {
+                a.context = number(value(p)?, "--context", "a number of lines", u)?
             }
+            Long("timestamps") => a.timestamps = true,
+            Long("json") => a.json = true,
+            Long("max-bytes") => {
+                a.max_bytes = Some(number(value(p)?, "--max-bytes", "a number of bytes", u)?)
+            }
+            Long("cursor") => a.cursor = true,
             Value(v) if a.target.is_none() => a.target = Some(string(v, "the process name", u)?),
             _ => common(other(arg), p, session, u)?,
         }
@@ -521,8 +642,47 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
             u,
         ));
     }
+    if a.stderr && a.both {
+        return Err(usage_error("--stderr and --both exclude each other", u));
+    }
     if !a.follow && (a.timeout.is_some() || a.lines.is_some()) {
         return Err(usage_error("--timeout and --lines go with --follow", u));
+    }
+    if a.grep.is_none() && (a.regex || a.ignore_case || a.context > 0) {
+        return Err(usage_error(
+            "--regex, --ignore-case and --context go with --grep",
+            u,
+        ));
+    }
+    if let Some(c) = &a.after
+        && crate::logs::query::Position::parse(c).is_none()
+    {
+        return Err(usage_error(
+            format!(
+                "--after takes a cursor as printed by --json or --cursor (like 1795642245123456.0), not '{c}'"
+            ),
+            u,
+        ));
+    }
+    if a.follow {
+        let reading_only = [
+            (a.both, "--both"),
+            (a.since.is_some(), "--since"),
+            (a.after.is_some(), "--after"),
+            (a.grep.is_some(), "--grep"),
+            (a.timestamps, "--timestamps"),
+            (a.json, "--json"),
+            (a.max_bytes.is_some(), "--max-bytes"),
+            (a.cursor, "--cursor"),
+        ];
+        if let Some((_, flag)) = reading_only.iter().find(|(given, _)| *given) {
+            return Err(usage_error(
+                format!(
+                    "{flag} reads the stored logs and cannot be combined with --follow in this version"
+                ),
+                u,
+            ));
+        }
     }
     Ok(Command::Logs(a))
 }

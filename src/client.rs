@@ -2,10 +2,13 @@
 //! creates processes), send one request, print the answer. `logs` without
 //! `--follow` reads the files directly and works without a daemon.
 
-use crate::cli::{Command, Invocation, LogsArgs, RunArgs, WaitArgs};
+use crate::cli::{Command, Invocation, LogsArgs, RunArgs, SinceArg, WaitArgs};
 use crate::error::{Context, Error, Result};
 use crate::logs;
+use crate::logs::index::now_ms;
+use crate::logs::query::{Line, Position, Query, Since, Source};
 use crate::paths::{self, SessionPaths};
+use crate::protocol::Stream;
 use crate::protocol::{ProcessInfo, Request, Response};
 use crate::sys;
 use std::collections::HashMap;
@@ -294,6 +297,8 @@ fn run_process(paths: &SessionPaths, args: RunArgs) -> Result<i32> {
         restart: None,
         watch: None,
         base_env: Some(base_env),
+        log_max_size: args.log_max_size,
+        log_max_files: None,
     };
     let mut conn = Conn::open(paths, true)?;
     match conn.ask(&request, Duration::from_secs(10))? {
@@ -387,40 +392,184 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 }
 
 fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
-    let stream = if args.stderr { "stderr" } else { "stdout" };
-    let mut out = Vec::new();
-    if args.all {
-        let names = logged_names(paths, stream)?;
-        for name in names {
-            let lines = logs::read::tail(&paths.log_file(&name, stream), args.tail, None)
-                .unwrap_or_default();
-            for line in lines {
-                out.extend_from_slice(format!("[{name}] ").as_bytes());
-                out.extend_from_slice(&line);
-                out.push(b'\n');
-            }
+    let streams: &[Stream] = match (args.both, args.stderr) {
+        (true, _) => &[Stream::Stdout, Stream::Stderr],
+        (false, true) => &[Stream::Stderr],
+        (false, false) => &[Stream::Stdout],
+    };
+    let names = match &args.target {
+        Some(target) if !args.all => {
+            let name = log_name(paths, target, streams[0].name());
+            paths::check_process_name(&name).map_err(Error::Failed)?;
+            vec![name]
         }
-    } else {
-        let target = args.target.as_deref().unwrap_or_default();
-        let name = log_name(paths, target, stream);
-        paths::check_process_name(&name).map_err(Error::Failed)?;
-        let path = paths.log_file(&name, stream);
-        let lines = match logs::read::tail(&path, args.tail, None) {
-            Ok(lines) => lines,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!(
-                    "no logs for process '{target}' ({stream})"
-                )));
+        _ => logged_names(paths, streams)?,
+    };
+    let mut sources = Vec::new();
+    for name in &names {
+        for &stream in streams {
+            let path = paths.log_file(name, stream.name());
+            match Source::open(name, stream, &path) {
+                Ok(source) => sources.push(source),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
             }
-            Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
-        };
-        for line in lines {
-            out.extend_from_slice(&line);
-            out.push(b'\n');
         }
     }
+    if sources.is_empty() && !args.all {
+        let shown = streams
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let target = args.target.as_deref().unwrap_or_default();
+        return Err(Error::NotFound(format!(
+            "no logs for process '{target}' ({shown})"
+        )));
+    }
+
+    let matcher = match &args.grep {
+        Some(pattern) => Some(Matcher::new(pattern, args.regex, args.ignore_case)?),
+        None => None,
+    };
+    let grep = matcher.as_ref().map(|m| move |line: &[u8]| m.matches(line));
+    let reading_a_range = args.since.is_some() || args.after.is_some() || args.grep.is_some();
+    let since = match args.since {
+        None | Some(SinceArg::Start) => Since::Everything,
+        Some(SinceArg::Restart) => Since::Run,
+        Some(SinceArg::Ago(span)) => Since::Time(now_ms().saturating_sub(span.as_millis() as u64)),
+    };
+    let query = Query {
+        tail: (args.tail_given || !reading_a_range).then_some(args.tail),
+        since,
+        after: args.after.as_deref().and_then(Position::parse),
+        grep: grep.as_ref().map(|g| g as &dyn Fn(&[u8]) -> bool),
+        context: args.context,
+    };
+    let lines = logs::query::run(&sources, &query)
+        .context(|| format!("reading {}", paths.log_dir.display()))?;
+
+    let mut rendered: Vec<Vec<u8>> = lines
+        .iter()
+        .map(|line| render_line(line, &sources, args))
+        .collect();
+    if let Some(budget) = args.max_bytes {
+        let mut total = 0;
+        let keep = rendered.iter().rev().take_while(|r| {
+            total += r.len();
+            total <= budget
+        });
+        let kept = keep.count();
+        let cut = rendered.len() - kept;
+        if cut > 0 {
+            let bytes: usize = rendered[..cut].iter().map(Vec::len).sum();
+            eprintln!(
+                "agent-procs: --max-bytes {budget}: left out the {cut} oldest lines ({bytes} bytes); \
+                 narrow with --tail, --since or --grep"
+            );
+            rendered.drain(..cut);
+        }
+    }
+    let out: Vec<u8> = rendered.concat();
     write_stdout(&out)?;
+    if args.cursor {
+        let cursor = match lines.last() {
+            Some(line) => line.pos.cursor(),
+            None => args
+                .after
+                .clone()
+                .unwrap_or_else(|| Position::default().cursor()),
+        };
+        eprintln!("cursor: {cursor}");
+    }
     Ok(0)
+}
+
+/// One output line: `[time ]` + the process/stream mark + the bytes, or JSON.
+fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
+    let Some(source) = sources.get(line.source) else {
+        return Vec::new();
+    };
+    let time = crate::timefmt::rfc3339_ms(line.time_ms);
+    if args.json {
+        let record = JsonLine {
+            process: &source.process,
+            stream: source.stream.name(),
+            seq: line.pos.seq,
+            time: &time,
+            line: &String::from_utf8_lossy(&line.bytes),
+            cursor: line.pos.cursor(),
+            context: line.context.then_some(true),
+        };
+        let mut out = serde_json::to_vec(&record).unwrap_or_default();
+        out.push(b'\n');
+        return out;
+    }
+    let mut out = Vec::with_capacity(line.bytes.len() + 48);
+    if line.group_start {
+        out.extend_from_slice(b"--\n");
+    }
+    if args.timestamps {
+        out.extend_from_slice(time.as_bytes());
+        out.push(b' ');
+    }
+    let err = args.both && source.stream == Stream::Stderr;
+    match (args.all, err) {
+        (true, true) => out.extend_from_slice(format!("[{}:err] ", source.process).as_bytes()),
+        (true, false) => out.extend_from_slice(format!("[{}] ", source.process).as_bytes()),
+        (false, true) => out.extend_from_slice(b"err| "),
+        (false, false) => {}
+    }
+    out.extend_from_slice(&line.bytes);
+    out.push(b'\n');
+    out
+}
+
+/// One line of `logs --json`, fields in the documented order.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    process: &'a str,
+    stream: &'a str,
+    seq: u64,
+    time: &'a str,
+    line: &'a str,
+    cursor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<bool>,
+}
+
+/// What `--grep` looks for.
+enum Matcher {
+    Bytes(Vec<u8>),
+    Regex(regex_lite::Regex),
+}
+
+impl Matcher {
+    fn new(pattern: &str, regex: bool, ignore_case: bool) -> Result<Matcher> {
+        if !regex && !ignore_case {
+            return Ok(Matcher::Bytes(pattern.as_bytes().to_vec()));
+        }
+        let source = if regex {
+            pattern.to_string()
+        } else {
+            regex_lite::escape(pattern)
+        };
+        regex_lite::RegexBuilder::new(&source)
+            .case_insensitive(ignore_case)
+            .build()
+            .map(Matcher::Regex)
+            .map_err(|e| Error::Usage {
+                msg: format!("invalid regex: {e}"),
+                usage: "usage: agent-procs logs NAME --grep PAT --regex",
+            })
+    }
+
+    fn matches(&self, line: &[u8]) -> bool {
+        match self {
+            Matcher::Bytes(needle) => logs::query::contains(line, needle),
+            Matcher::Regex(re) => re.is_match(&String::from_utf8_lossy(line)),
+        }
+    }
 }
 
 /// The log file name for a target: the name itself, or, for an id like `p3` that
@@ -449,8 +598,8 @@ fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
         .unwrap_or_else(|| target.to_string())
 }
 
-/// Process names that have a current log for `stream`, sorted.
-fn logged_names(paths: &SessionPaths, stream: &str) -> Result<Vec<String>> {
+/// Process names that have a current log for one of `streams`, sorted.
+fn logged_names(paths: &SessionPaths, streams: &[Stream]) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(&paths.log_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -461,13 +610,21 @@ fn logged_names(paths: &SessionPaths, stream: &str) -> Result<Vec<String>> {
         }
         Err(e) => return Err(e).context(|| format!("reading {}", paths.log_dir.display())),
     };
-    let suffix = format!(".{stream}");
-    let mut names: Vec<String> = entries
+    let files: Vec<String> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|f| f.strip_suffix(&suffix).map(str::to_string))
+        .collect();
+    let mut names: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            streams
+                .iter()
+                .find_map(|s| f.strip_suffix(&format!(".{}", s.name())))
+        })
         .filter(|n| paths::check_process_name(n).is_ok())
+        .map(str::to_string)
         .collect();
     names.sort();
+    names.dedup();
     Ok(names)
 }
 

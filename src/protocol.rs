@@ -31,6 +31,9 @@ pub struct WatchConfig {
     pub ignore: Option<Vec<String>>,
 }
 
+// Requests are decoded one at a time and never stored in bulk, so the size of
+// the `Run` variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Request {
@@ -52,6 +55,12 @@ pub enum Request {
         /// that `PORT`/`HOST` and then `env` are applied on.
         #[serde(default)]
         base_env: Option<HashMap<String, String>>,
+        /// New: rotate this process's logs at this many bytes (default 50 MiB).
+        #[serde(default)]
+        log_max_size: Option<u64>,
+        /// New: old log segments to keep (default 5).
+        #[serde(default)]
+        log_max_files: Option<usize>,
     },
     Stop {
         target: String,

@@ -15,6 +15,12 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// RFC 3339 with milliseconds, from Unix milliseconds: `2026-11-25T21:30:45.123Z`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let base = rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(ms));
+    format!("{}.{:03}Z", &base[..base.len() - 1], ms % 1000)
+}
+
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -38,5 +44,6 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_795_642_245), "2026-11-25T21:30:45Z");
+        assert_eq!(rfc3339_ms(1_795_642_245_007), "2026-11-25T21:30:45.007Z");
     }
 }

@@ -290,6 +290,16 @@ fn a_socket_path_too_long_for_sun_path_is_a_clear_error() {
     cmd.env("AGENT_PROCS_RUNTIME_DIR", &deep);
     let out = run_bounded(cmd, CALL_LIMIT);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("longer than the 107 a Unix socket path can hold"), "{}", out.stderr);
-    assert!(out.stderr.contains("shorter session name or AGENT_PROCS_RUNTIME_DIR"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("longer than the 107 a Unix socket path can hold"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("shorter session name or AGENT_PROCS_RUNTIME_DIR"),
+        "{}",
+        out.stderr
+    );
 }

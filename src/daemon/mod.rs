@@ -131,6 +131,8 @@ struct Daemon {
     uid: u32,
     /// state.json, open for rewriting in place (None if it could not be opened).
     state_file: Option<state::StateFile>,
+    /// Sequence numbers for the log indexes, shared by every stream.
+    clock: logs::index::SeqClock,
     /// The process table changed this turn; state.json is rewritten once, at its end.
     state_dirty: bool,
     /// Accepting is paused for lack of descriptors (said once in daemon.log).
@@ -198,6 +200,7 @@ impl Daemon {
             accept_paused: false,
             state_dirty: false,
             state_file: None,
+            clock: logs::index::SeqClock::default(),
             read_buf: vec![0; 64 * 1024],
         };
         daemon.note(&format!(
@@ -462,8 +465,8 @@ impl Daemon {
 
     fn handle(&mut self, client: usize, request: Request) {
         match request {
-            Request::Run { command, name, cwd, env, port, restart, watch, base_env } => {
-                let response = self.run_process(command, name, cwd, env, port, restart, watch, base_env);
+            run @ Request::Run { .. } => {
+                let response = self.run_process(run);
                 self.reply(client, &response);
             }
             Request::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
@@ -526,18 +529,22 @@ impl Daemon {
         Response::not_found(format!("process not found: {target} ({known})"))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_process(
-        &mut self,
-        command: String,
-        name: Option<String>,
-        cwd: Option<String>,
-        env: Option<HashMap<String, String>>,
-        port: Option<u16>,
-        restart: Option<crate::protocol::RestartPolicy>,
-        watch: Option<crate::protocol::WatchConfig>,
-        base_env: Option<HashMap<String, String>>,
-    ) -> Response {
+    fn run_process(&mut self, request: Request) -> Response {
+        let Request::Run {
+            command,
+            name,
+            cwd,
+            env,
+            port,
+            restart,
+            watch,
+            base_env,
+            log_max_size,
+            log_max_files,
+        } = request
+        else {
+            return Response::error("internal error: not a run request");
+        };
         if self.shutting_down {
             return Response::error(
                 "the daemon is shutting down; run the command again once it has exited",
@@ -600,12 +607,20 @@ impl Daemon {
                 .cloned()
                 .unwrap_or_else(|| std::rc::Rc::new(env))
         });
+        let defaults = logs::Limits::default();
+        let log_limits = logs::Limits {
+            max_size: log_max_size.unwrap_or(defaults.max_size).max(1),
+            keep: log_max_files
+                .unwrap_or(defaults.keep)
+                .min(logs::MAX_SEGMENTS),
+        };
         let spec = spawn::Spec {
             command,
             cwd,
             base_env,
             env,
             port,
+            log_limits,
         };
         match existing {
             Some(id) => {
@@ -685,11 +700,20 @@ impl Daemon {
             (Stream::Stderr, spawned.stderr),
         ]) {
             let path = self.paths.log_file(&name, stream.name());
-            let sink = match LogSink::create(path.clone()) {
+            let mut created = LogSink::create(path.clone(), spec.log_limits, &mut self.clock);
+            if created
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+            {
+                // The log dir was deleted under us: make it again.
+                let _ = paths::ensure_state_dirs(&self.paths);
+                created = LogSink::create(path.clone(), spec.log_limits, &mut self.clock);
+            }
+            let sink = match created {
                 Ok(mut s) => {
                     // Before the child's first byte, which is still in the pipe.
                     if let (Some(note), Stream::Stdout) = (annotation, stream) {
-                        s.annotate(note, |_| {});
+                        s.annotate(&mut self.clock, note, |_| {});
                     }
                     s
                 }
@@ -1094,7 +1118,7 @@ impl Daemon {
                     }
                     Ok(n) => {
                         taken += n;
-                        let err = output.sink.append(&buf[..n], |line| {
+                        let err = output.sink.append(&mut self.clock, &buf[..n], |line| {
                             if interested {
                                 lines.push(line.to_vec());
                             }

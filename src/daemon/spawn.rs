@@ -22,6 +22,8 @@ pub struct Spec {
     /// Overrides from `--env`; they win over everything.
     pub env: HashMap<String, String>,
     pub port: Option<u16>,
+    /// Segment size and number of old segments for this process's logs.
+    pub log_limits: crate::logs::Limits,
 }
 
 pub struct Spawned {

@@ -2,6 +2,7 @@
 //! satisfies it. The loop feeds lines and exits in; replies go out through it.
 
 use super::procs::ProcId;
+use crate::logs::query::contains;
 use std::collections::HashMap;
 
 pub enum Pattern {
@@ -26,22 +27,6 @@ impl Pattern {
             Pattern::Regex(re) => re.is_match(&String::from_utf8_lossy(line)),
         }
     }
-}
-
-/// Byte substring search: scan for the first byte, then compare.
-pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    let mut from = 0;
-    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
-        let start = from + at;
-        if haystack[start + 1..].starts_with(rest) {
-            return true;
-        }
-        from = start + 1;
-    }
-    false
 }
 
 pub struct Wait {
@@ -109,21 +94,6 @@ impl WaitTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn substring_search_table() {
-        let cases: &[(&[u8], &[u8], bool)] = &[
-            (b"Serving HTTP on 0.0.0.0", b"Serving HTTP", true),
-            (b"aaab", b"aab", true),
-            (b"abc", b"", true),
-            (b"", b"a", false),
-            (b"ab", b"abc", false),
-            (b"\xff\xfeready\xff", b"ready", true),
-        ];
-        for (hay, needle, want) in cases {
-            assert_eq!(contains(hay, needle), *want, "{hay:?} {needle:?}");
-        }
-    }
 
     #[test]
     fn regex_patterns_match_lossy_text_and_report_bad_syntax() {

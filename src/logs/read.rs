@@ -1,7 +1,7 @@
 //! Reading logs back: the last N lines of a stream, read backwards from the end
 //! (cost grows with N, not with the file size), crossing into rotated segments.
 
-use super::segments;
+use super::existing_segments;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,9 +22,20 @@ pub fn open_log(path: &Path) -> io::Result<File> {
 /// segment is read (the daemon passes the length of its complete lines).
 /// `NotFound` when not even the newest segment exists.
 pub fn tail(path: &Path, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>>> {
-    let mut newest_first: Vec<Vec<Vec<u8>>> = Vec::new();
+    let lines = tail_located(path, n, limit)?;
+    Ok(lines.into_iter().map(|(_, _, bytes)| bytes).collect())
+}
+
+/// Like `tail`, with where each line starts: (segment number counted from the
+/// newest, 0 = current; byte offset in that segment; the line).
+pub fn tail_located(
+    path: &Path,
+    n: usize,
+    limit: Option<u64>,
+) -> io::Result<Vec<(usize, u64, Vec<u8>)>> {
+    let mut newest_first: Vec<Vec<(usize, u64, Vec<u8>)>> = Vec::new();
     let mut have = 0;
-    for (i, segment) in segments(path).iter().enumerate() {
+    for (i, segment) in existing_segments(path).iter().enumerate() {
         if have >= n {
             break;
         }
@@ -40,7 +51,12 @@ pub fn tail(path: &Path, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>
             BLOCK,
         )?;
         have += lines.len();
-        newest_first.push(lines);
+        newest_first.push(
+            lines
+                .into_iter()
+                .map(|(offset, bytes)| (i, offset, bytes))
+                .collect(),
+        );
     }
     Ok(newest_first.into_iter().rev().flatten().collect())
 }
@@ -51,7 +67,7 @@ fn tail_file(
     n: usize,
     limit: Option<u64>,
     block: u64,
-) -> io::Result<Vec<Vec<u8>>> {
+) -> io::Result<Vec<(u64, Vec<u8>)>> {
     let size = file.metadata()?.len();
     let end = limit.map_or(size, |l| l.min(size));
     if n == 0 || end == 0 {
@@ -97,7 +113,15 @@ fn tail_file(
     if wanted.last() == Some(&b'\n') {
         wanted = &wanted[..wanted.len() - 1];
     }
-    Ok(wanted.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect())
+    let mut offset = from;
+    Ok(wanted
+        .split(|&b| b == b'\n')
+        .map(|line| {
+            let at = offset;
+            offset += line.len() as u64 + 1;
+            (at, line.to_vec())
+        })
+        .collect())
 }
 
 /// Call `on_line` for each line of `path` up to `limit` bytes, until it returns true.
@@ -364,7 +388,8 @@ mod tests {
             let mut contents = lines.join("\n").into_bytes();
             if trailing && !contents.is_empty() { contents.push(b'\n'); }
             let mut file = tempfile_with(&contents);
-            prop_assert_eq!(tail_file(&mut file, n, None, block).unwrap(), naive_tail(&contents, n));
+            let got: Vec<Vec<u8>> = tail_file(&mut file, n, None, block).unwrap().into_iter().map(|(_, l)| l).collect();
+            prop_assert_eq!(got, naive_tail(&contents, n));
         }
     }
 

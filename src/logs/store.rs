@@ -1,22 +1,32 @@
-//! The daemon's side of a log: one append-only file per process and stream that
-//! holds exactly the bytes the child wrote, and the line splitter that feeds waits
-//! and followers. Rotation renames files; nothing is ever truncated.
+//! The daemon's side of a log: per process and stream, an append-only segment that
+//! holds exactly the bytes the child wrote, its index, rotation (at every start and
+//! by size, at a line boundary), and the line splitter that feeds waits and
+//! followers. Rotation renames files; nothing is ever truncated.
 
-use super::{MAX_LINE, segments};
+use super::index::{IndexWriter, SeqClock, index_path};
+use super::{Limits, MAX_LINE, segments};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A full disk is reported at most this often.
+const ERROR_REPORT_EVERY: Duration = Duration::from_secs(60);
+/// How often a writer checks that its file still has a name (log dir deleted?).
+const UNLINK_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub struct LogSink {
     pub path: PathBuf,
+    limits: Limits,
     file: File,
-    /// Bytes written to the current file since it was opened.
+    index: IndexWriter,
+    /// Bytes in the current segment.
     written: u64,
     /// The tail of the output that has no newline yet.
     partial: Vec<u8>,
-    /// Set after the first failed write, so a full disk is reported once.
-    write_failed: bool,
+    last_error_report: Option<Instant>,
+    last_unlink_check: Instant,
 }
 
 /// Open a log file for appending: 0600, never through a symlink, close-on-exec.
@@ -29,33 +39,52 @@ pub fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Shift `x` → `x.1` → … → `x.5` (the oldest falls off). Missing segments are fine.
-pub fn rotate(path: &Path) -> io::Result<()> {
+/// Shift `x` → `x.1` → … → `x.keep` with their indexes (the oldest falls off).
+pub fn rotate(path: &Path, keep: usize) -> io::Result<()> {
     if fs::symlink_metadata(path).is_err() {
         return Ok(()); // no current segment: nothing moves (a fresh name, the common case)
     }
-    let names = segments(path);
+    let names = segments(path, keep);
+    if keep == 0 {
+        let _ = fs::remove_file(index_path(path));
+        return fs::remove_file(path);
+    }
     for pair in (0..names.len() - 1).rev() {
-        match fs::rename(&names[pair], &names[pair + 1]) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        for (from, to) in [
+            (names[pair].clone(), names[pair + 1].clone()),
+            (index_path(&names[pair]), index_path(&names[pair + 1])),
+        ] {
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // An older segment without an index must not keep a newer one's.
+                    if to.extension().is_some_and(|e| e == "idx") {
+                        let _ = fs::remove_file(&to);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
 }
 
 impl LogSink {
-    /// Start a fresh segment at `path`, rotating whatever was there.
-    pub fn create(path: PathBuf) -> io::Result<LogSink> {
-        rotate(&path)?;
-        let file = open_append(&path)?;
+    /// Start a new run: rotate whatever was at `path` and open a fresh segment whose
+    /// index begins with a run-start record.
+    pub fn create(path: PathBuf, limits: Limits, clock: &mut SeqClock) -> io::Result<LogSink> {
+        rotate(&path, limits.keep)?;
+        let (file, mut index) = open_segment(&path)?;
+        index.note(clock, 0, true)?;
         Ok(LogSink {
             path,
+            limits,
             file,
+            index,
             written: 0,
             partial: Vec::new(),
-            write_failed: false,
+            last_error_report: None,
+            last_unlink_check: Instant::now(),
         })
     }
 
@@ -65,19 +94,66 @@ impl LogSink {
         self.written.saturating_sub(self.partial.len() as u64)
     }
 
-    /// Append `bytes` to the file and hand every completed line to `on_line`.
-    /// Returns the write error the first time the disk refuses bytes.
-    pub fn append(&mut self, bytes: &[u8], mut on_line: impl FnMut(&[u8])) -> Option<io::Error> {
-        let mut failure = None;
-        match self.file.write_all(bytes) {
-            Ok(()) => self.written += bytes.len() as u64,
-            Err(e) if !self.write_failed => {
-                self.write_failed = true;
-                failure = Some(e);
-            }
-            Err(_) => {}
-        }
+    /// Append `bytes` to the log and hand every completed line to `on_line`.
+    /// Returns an error to report (at most once a minute) when the disk refuses bytes.
+    pub fn append(
+        &mut self,
+        clock: &mut SeqClock,
+        bytes: &[u8],
+        mut on_line: impl FnMut(&[u8]),
+    ) -> Option<io::Error> {
+        let mut failure = self.check_unlinked();
         let mut rest = bytes;
+        while !rest.is_empty() {
+            // Rotate by size, but only where a line ends, unless one line is enormous.
+            let mut take = rest.len();
+            let max = self.limits.max_size;
+            if self.written >= max {
+                if self.partial.is_empty() {
+                    failure = failure.or(self.rotate_by_size());
+                    if self.written == 0 {
+                        continue; // a fresh segment: measure the room again
+                    }
+                } else if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+                    take = nl + 1;
+                } else if self.written >= max + MAX_LINE as u64 {
+                    failure = failure.or(self.rotate_by_size());
+                }
+            } else if (rest.len() as u64) > max - self.written {
+                // This chunk crosses the limit: fill the segment up to the first line
+                // end at or past it; the rest goes to the next segment.
+                let room = (max - self.written) as usize;
+                if let Some(nl) = rest[room.saturating_sub(1)..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                {
+                    take = room.saturating_sub(1) + nl + 1;
+                }
+            }
+            let (chunk, tail) = rest.split_at(take);
+            failure = failure.or(self.write_chunk(clock, chunk));
+            self.split_lines(chunk, &mut on_line);
+            rest = tail;
+        }
+        failure
+    }
+
+    fn write_chunk(&mut self, clock: &mut SeqClock, chunk: &[u8]) -> Option<io::Error> {
+        let result = self
+            .index
+            .note(clock, self.written, false)
+            .and_then(|()| self.file.write_all(chunk));
+        match result {
+            Ok(()) => {
+                self.written += chunk.len() as u64;
+                None
+            }
+            Err(e) => self.report(e),
+        }
+    }
+
+    fn split_lines(&mut self, chunk: &[u8], on_line: &mut impl FnMut(&[u8])) {
+        let mut rest = chunk;
         while let Some(at) = rest.iter().position(|&b| b == b'\n') {
             if self.partial.is_empty() {
                 on_line(&rest[..at]);
@@ -94,7 +170,56 @@ impl LogSink {
             on_line(&self.partial);
             self.partial = tail;
         }
-        failure
+    }
+
+    fn rotate_by_size(&mut self) -> Option<io::Error> {
+        let result = rotate(&self.path, self.limits.keep).and_then(|()| open_segment(&self.path));
+        match result {
+            Ok((file, index)) => {
+                self.file = file;
+                self.index = index;
+                self.written = 0;
+                None
+            }
+            Err(e) => self.report(e),
+        }
+    }
+
+    /// If the log dir was deleted under us, start a new segment where it belongs.
+    fn check_unlinked(&mut self) -> Option<io::Error> {
+        if self.last_unlink_check.elapsed() < UNLINK_CHECK_EVERY {
+            return None;
+        }
+        self.last_unlink_check = Instant::now();
+        if self.file.metadata().is_ok_and(|m| m.nlink() > 0) {
+            return None;
+        }
+        if let Some(dir) = self.path.parent() {
+            let _ = fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+        match open_segment(&self.path) {
+            Ok((file, index)) => {
+                self.file = file;
+                self.index = index;
+                self.written = 0;
+                None
+            }
+            Err(e) => self.report(e),
+        }
+    }
+
+    fn report(&mut self, err: io::Error) -> Option<io::Error> {
+        let due = self
+            .last_error_report
+            .is_none_or(|at| at.elapsed() >= ERROR_REPORT_EVERY);
+        if due {
+            self.last_error_report = Some(Instant::now());
+            return Some(err);
+        }
+        None
     }
 
     /// End of the stream: a last line without a newline still counts as a line.
@@ -106,15 +231,23 @@ impl LogSink {
     }
 
     /// Write a supervisor note (`[agent-procs] …`) as a line of its own.
-    pub fn annotate(&mut self, note: &str, on_line: impl FnMut(&[u8])) {
+    pub fn annotate(&mut self, clock: &mut SeqClock, note: &str, on_line: impl FnMut(&[u8])) {
         let mut line = Vec::with_capacity(note.len() + 2);
         if !self.partial.is_empty() {
             line.push(b'\n');
         }
         line.extend_from_slice(note.as_bytes());
         line.push(b'\n');
-        self.append(&line, on_line);
+        self.append(clock, &line, on_line);
     }
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+fn open_segment(path: &Path) -> io::Result<(File, IndexWriter)> {
+    let file = open_append(path)?;
+    let index = IndexWriter::create(path)?;
+    Ok((file, index))
 }
 
 #[cfg(test)]
@@ -132,10 +265,11 @@ mod tests {
     fn lines_are_split_across_chunks_and_bytes_kept_exactly() {
         let dir = temp_dir("split");
         let path = dir.join("a.stdout");
-        let mut sink = LogSink::create(path.clone()).unwrap();
+        let mut clock = SeqClock::default();
+        let mut sink = LogSink::create(path.clone(), Limits::default(), &mut clock).unwrap();
         let mut lines = Vec::new();
         for chunk in [&b"hel"[..], b"lo\nwor", b"ld\n\xff\xfe\n", b"tail"] {
-            sink.append(chunk, |l| lines.push(l.to_vec()));
+            sink.append(&mut clock, chunk, |l| lines.push(l.to_vec()));
         }
         assert_eq!(
             lines,
@@ -151,25 +285,53 @@ mod tests {
     #[test]
     fn overlong_lines_are_split_for_matching() {
         let dir = temp_dir("long");
-        let mut sink = LogSink::create(dir.join("a.stdout")).unwrap();
+        let mut clock = SeqClock::default();
+        let mut sink =
+            LogSink::create(dir.join("a.stdout"), Limits::default(), &mut clock).unwrap();
         let mut lens = Vec::new();
-        sink.append(&vec![b'x'; MAX_LINE * 2 + 10], |l| lens.push(l.len()));
+        sink.append(&mut clock, &vec![b'x'; MAX_LINE * 2 + 10], |l| {
+            lens.push(l.len())
+        });
         assert_eq!(lens, vec![MAX_LINE, MAX_LINE]);
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn rotation_keeps_five_old_segments() {
+    fn every_run_rotates_and_keeps_the_configured_number_of_segments() {
         let dir = temp_dir("rotate");
         let path = dir.join("a.stdout");
+        let mut clock = SeqClock::default();
         for run in 0..8 {
-            let mut sink = LogSink::create(path.clone()).unwrap();
-            sink.append(format!("run {run}\n").as_bytes(), |_| {});
+            let mut sink = LogSink::create(path.clone(), Limits::default(), &mut clock).unwrap();
+            sink.append(&mut clock, format!("run {run}\n").as_bytes(), |_| {});
         }
         assert_eq!(fs::read(&path).unwrap(), b"run 7\n");
         assert_eq!(fs::read(dir.join("a.stdout.1")).unwrap(), b"run 6\n");
         assert_eq!(fs::read(dir.join("a.stdout.5")).unwrap(), b"run 2\n");
+        assert!(dir.join("a.stdout.5.idx").exists());
         assert!(!dir.join("a.stdout.6").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn size_rotation_happens_at_a_line_boundary() {
+        let dir = temp_dir("size");
+        let path = dir.join("a.stdout");
+        let mut clock = SeqClock::default();
+        let limits = Limits {
+            max_size: 10,
+            keep: 3,
+        };
+        let mut sink = LogSink::create(path.clone(), limits, &mut clock).unwrap();
+        for chunk in [&b"0123456789ab"[..], b"cd\nef", b"gh\n", b"ij\n"] {
+            sink.append(&mut clock, chunk, |_| {});
+        }
+        assert_eq!(
+            fs::read(dir.join("a.stdout.1")).unwrap(),
+            b"0123456789abcd\n"
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"efgh\nij\n");
+        assert!(!dir.join("a.stdout.2").exists());
         fs::remove_dir_all(dir).unwrap();
     }
 }

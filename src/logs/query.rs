@@ -1,0 +1,601 @@
+//! Queries over stored logs, for `logs` without `--follow`: the streams of one or
+//! more processes, each line placed by its index record (sequence number, offset
+//! in the record, arrival time), merged in arrival order, then filtered by the
+//! pipeline since → after → grep → tail → context. Works on the files alone.
+
+use super::index::{IndexReader, Record};
+use super::read::{open_log, tail_located};
+use super::{MAX_LINE, existing_segments};
+use crate::protocol::Stream;
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// Where a line starts, in a form that survives rotation and restarts: the
+/// sequence number of its index record and its byte offset within that record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub seq: u64,
+    pub delta: u64,
+}
+
+impl Position {
+    /// A cursor as the user sees it: `SEQ.DELTA`.
+    pub fn cursor(&self) -> String {
+        format!("{}.{}", self.seq, self.delta)
+    }
+
+    pub fn parse(text: &str) -> Option<Position> {
+        let (seq, delta) = text.split_once('.')?;
+        Some(Position {
+            seq: seq.parse().ok()?,
+            delta: delta.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Which of the query's sources it came from.
+    pub source: usize,
+    pub pos: Position,
+    pub time_ms: u64,
+    pub bytes: Vec<u8>,
+    /// Shown only as context around a match.
+    pub context: bool,
+    /// A `--` goes before it: it starts a new group of matches.
+    pub group_start: bool,
+}
+
+/// One stream of one process, as stored: its segments, oldest first.
+pub struct Source {
+    pub process: String,
+    pub stream: Stream,
+    segments: Vec<Segment>,
+}
+
+struct Segment {
+    data: PathBuf,
+    index: IndexReader,
+}
+
+impl Source {
+    /// The stream whose current segment is `path`. `NotFound` when it has no log.
+    pub fn open(process: &str, stream: Stream, path: &Path) -> io::Result<Source> {
+        let mut segments: Vec<Segment> = existing_segments(path)
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            .map(|data| Segment {
+                index: IndexReader::open(&data),
+                data,
+            })
+            .collect();
+        if segments.is_empty() {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        segments.reverse();
+        Ok(Source {
+            process: process.to_string(),
+            stream,
+            segments,
+        })
+    }
+
+    /// Segment number (oldest first) and offset where lines at or after `time_ms` begin.
+    fn start_since(&self, time_ms: u64) -> (usize, u64) {
+        for (i, seg) in self.segments.iter().enumerate() {
+            let last = seg.index.get(seg.index.len().saturating_sub(1));
+            if last.is_some_and(|r| r.time_ms >= time_ms) || i + 1 == self.segments.len() {
+                let at = seg
+                    .index
+                    .last_where(|r| r.time_ms < time_ms)
+                    .map_or(0, |k| k + 1);
+                return match seg.index.get(at) {
+                    Some(r) => (i, r.offset),
+                    None => (i, u64::MAX), // nothing this recent: start past the end
+                };
+            }
+        }
+        (0, 0)
+    }
+
+    /// Where the newest run of the process began (its last run-start record).
+    fn start_of_run(&self) -> (usize, u64) {
+        for (i, seg) in self.segments.iter().enumerate().rev() {
+            if let Some(k) = last_run_start(&seg.index) {
+                return (i, seg.index.get(k).map_or(0, |r| r.offset));
+            }
+        }
+        (0, 0)
+    }
+
+    /// Where lines after `cursor` may begin (lines at it are filtered out later).
+    fn start_after(&self, cursor: Position) -> (usize, u64) {
+        for (i, seg) in self.segments.iter().enumerate().rev() {
+            if seg.index.get(0).is_some_and(|r| r.seq <= cursor.seq) {
+                let k = seg.index.last_where(|r| r.seq <= cursor.seq).unwrap_or(0);
+                return (i, seg.index.get(k).map_or(0, |r| r.offset));
+            }
+        }
+        (0, 0)
+    }
+}
+
+fn last_run_start(index: &IndexReader) -> Option<u64> {
+    let mut found = None;
+    for (k, record) in index.iter_from(0).enumerate() {
+        if record.run_start {
+            found = Some(k as u64);
+        }
+    }
+    found
+}
+
+/// Lines of one source from a starting point onward, with their positions.
+struct Forward<'a> {
+    source: &'a Source,
+    source_no: usize,
+    seg_no: usize,
+    reader: Option<BufReader<std::fs::File>>,
+    offset: u64,
+    records: Vec<Record>,
+    record_at: usize,
+}
+
+impl<'a> Forward<'a> {
+    fn new(source: &'a Source, source_no: usize, (seg_no, offset): (usize, u64)) -> Forward<'a> {
+        let mut f = Forward {
+            source,
+            source_no,
+            seg_no,
+            reader: None,
+            offset,
+            records: Vec::new(),
+            record_at: 0,
+        };
+        f.open_segment(offset);
+        f
+    }
+
+    fn open_segment(&mut self, offset: u64) {
+        self.reader = None;
+        let Some(seg) = self.source.segments.get(self.seg_no) else {
+            return;
+        };
+        let Ok(mut file) = open_log(&seg.data) else {
+            return;
+        };
+        if file.seek(SeekFrom::Start(offset)).is_err() {
+            return;
+        }
+        let (first, _) = seg.index.at_offset(offset);
+        self.records = seg.index.iter_from(first).collect();
+        self.record_at = 0;
+        self.offset = offset;
+        self.reader = Some(BufReader::with_capacity(256 * 1024, file));
+    }
+
+    fn next_line(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            let Some(reader) = self.reader.as_mut() else {
+                if self.seg_no + 1 >= self.source.segments.len() {
+                    return Ok(None);
+                }
+                self.seg_no += 1;
+                self.open_segment(0);
+                continue;
+            };
+            let mut bytes = Vec::new();
+            let n = read_line_capped(reader, &mut bytes)?;
+            if n == 0 {
+                self.reader = None;
+                continue;
+            }
+            let start = self.offset;
+            self.offset += n as u64;
+            while self
+                .records
+                .get(self.record_at + 1)
+                .is_some_and(|r| r.offset <= start)
+            {
+                self.record_at += 1;
+            }
+            let record = self.records.get(self.record_at).copied().unwrap_or(Record {
+                offset: 0,
+                seq: 0,
+                time_ms: 0,
+                run_start: false,
+            });
+            return Ok(Some(Line {
+                source: self.source_no,
+                pos: Position {
+                    seq: record.seq,
+                    delta: start.saturating_sub(record.offset),
+                },
+                time_ms: record.time_ms,
+                bytes,
+                context: false,
+                group_start: false,
+            }));
+        }
+    }
+}
+
+/// One line without its newline, at most MAX_LINE bytes (the rest is the next line,
+/// as the daemon splits it). Returns the bytes consumed, 0 at the end.
+fn read_line_capped(reader: &mut impl BufRead, out: &mut Vec<u8>) -> io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(consumed);
+        }
+        let room = MAX_LINE - out.len();
+        match buf[..buf.len().min(room)].iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                out.extend_from_slice(&buf[..at]);
+                reader.consume(at + 1);
+                return Ok(consumed + at + 1);
+            }
+            None => {
+                let take = buf.len().min(room);
+                out.extend_from_slice(&buf[..take]);
+                reader.consume(take);
+                consumed += take;
+                if out.len() >= MAX_LINE {
+                    return Ok(consumed);
+                }
+            }
+        }
+    }
+}
+
+/// Byte substring search: scan for the first byte, then compare.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut from = 0;
+    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
+        let start = from + at;
+        if haystack[start + 1..].starts_with(rest) {
+            return true;
+        }
+        from = start + 1;
+    }
+    false
+}
+
+/// Where to begin reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Since {
+    Everything,
+    Time(u64),
+    /// The latest (re)start of the process.
+    Run,
+}
+
+/// A line filter for `--grep`.
+pub type LineFilter<'a> = &'a dyn Fn(&[u8]) -> bool;
+
+pub struct Query<'a> {
+    pub tail: Option<usize>,
+    pub since: Since,
+    pub after: Option<Position>,
+    pub grep: Option<LineFilter<'a>>,
+    pub context: usize,
+}
+
+/// Run a query over `sources`, merged in arrival order.
+pub fn run(sources: &[Source], q: &Query<'_>) -> io::Result<Vec<Line>> {
+    if q.since == Since::Everything
+        && q.after.is_none()
+        && q.grep.is_none()
+        && let Some(n) = q.tail
+    {
+        return tail_merged(sources, n);
+    }
+    let mut heads: Vec<(Forward<'_>, Option<Line>)> = Vec::new();
+    for (no, source) in sources.iter().enumerate() {
+        let start = match (q.after, q.since) {
+            (Some(c), _) => source.start_after(c),
+            (None, Since::Time(t)) => source.start_since(t),
+            (None, Since::Run) => source.start_of_run(),
+            (None, Since::Everything) => (0, 0),
+        };
+        let start = match (q.after, q.since) {
+            // With both, begin at whichever comes later.
+            (Some(_), Since::Time(t)) => later(start, source.start_since(t)),
+            (Some(_), Since::Run) => later(start, source.start_of_run()),
+            _ => start,
+        };
+        let mut forward = Forward::new(source, no, start);
+        let first = forward.next_line()?;
+        heads.push((forward, first));
+    }
+    let mut collector = Collector::new(q.tail, q.context, q.grep.is_some());
+    // The head with the earliest position goes next.
+    while let Some(pick) = heads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, line))| line.as_ref().map(|l| (l.pos, i)))
+        .min()
+        .map(|(_, i)| i)
+    {
+        let (forward, slot) = &mut heads[pick];
+        let next = forward.next_line()?;
+        let Some(line) = std::mem::replace(slot, next) else {
+            continue;
+        };
+        if q.after.is_some_and(|c| line.pos <= c) {
+            continue;
+        }
+        let matched = q.grep.is_none_or(|g| g(&line.bytes));
+        collector.push(line, matched);
+    }
+    Ok(collector.finish())
+}
+
+fn later(a: (usize, u64), b: (usize, u64)) -> (usize, u64) {
+    a.max(b)
+}
+
+/// The last `n` lines of the merged sources: the last `n` of each, merged.
+fn tail_merged(sources: &[Source], n: usize) -> io::Result<Vec<Line>> {
+    let mut all: Vec<Line> = Vec::new();
+    for (no, source) in sources.iter().enumerate() {
+        let Some(newest) = source.segments.last() else {
+            continue;
+        };
+        let located = tail_located(&newest.data, n, None)?;
+        let count = source.segments.len();
+        let mut cursor: Option<(usize, Vec<Record>, usize)> = None;
+        for (from_newest, offset, bytes) in located {
+            let seg_no = count - 1 - from_newest;
+            let seg = &source.segments[seg_no];
+            if cursor.as_ref().is_none_or(|(s, _, _)| *s != seg_no) {
+                let (first, _) = seg.index.at_offset(offset);
+                cursor = Some((seg_no, seg.index.iter_from(first).collect(), 0));
+            }
+            let Some((_, records, at)) = cursor.as_mut() else {
+                continue;
+            };
+            while records.get(*at + 1).is_some_and(|r| r.offset <= offset) {
+                *at += 1;
+            }
+            let record = records.get(*at).copied().unwrap_or(Record {
+                offset: 0,
+                seq: 0,
+                time_ms: 0,
+                run_start: false,
+            });
+            all.push(Line {
+                source: no,
+                pos: Position {
+                    seq: record.seq,
+                    delta: offset.saturating_sub(record.offset),
+                },
+                time_ms: record.time_ms,
+                bytes,
+                context: false,
+                group_start: false,
+            });
+        }
+    }
+    all.sort_by_key(|l| (l.pos, l.source));
+    let skip = all.len().saturating_sub(n);
+    Ok(all.split_off(skip))
+}
+
+/// grep → tail → context, in one pass with bounded memory: groups of lines around
+/// the last `tail` matches, each group a match window merged with its neighbours.
+struct Collector {
+    tail: Option<usize>,
+    context: usize,
+    grep: bool,
+    /// Lines seen since the last group ended (before-context candidates).
+    before: VecDeque<Line>,
+    groups: VecDeque<Vec<Line>>,
+    matches: usize,
+    /// Lines still to add after the latest match.
+    after_left: usize,
+    /// Lines since the last group's window ended.
+    gap: usize,
+}
+
+impl Collector {
+    fn new(tail: Option<usize>, context: usize, grep: bool) -> Collector {
+        Collector {
+            tail,
+            context,
+            grep,
+            before: VecDeque::new(),
+            groups: VecDeque::new(),
+            matches: 0,
+            after_left: 0,
+            gap: 0,
+        }
+    }
+
+    fn push(&mut self, mut line: Line, matched: bool) {
+        if !self.grep {
+            // Plain reading: keep the last `tail` lines.
+            self.before.push_back(line);
+            if self.tail.is_some_and(|n| self.before.len() > n) {
+                self.before.pop_front();
+            }
+            return;
+        }
+        if matched {
+            // Windows that touch or overlap merge into one group.
+            let merge = !self.groups.is_empty() && self.gap <= self.context;
+            let lead: Vec<Line> = self.before.drain(..).collect();
+            if merge {
+                if let Some(group) = self.groups.back_mut() {
+                    group.extend(lead);
+                }
+            } else {
+                self.groups.push_back(lead);
+            }
+            line.context = false;
+            if let Some(group) = self.groups.back_mut() {
+                group.push(line);
+            }
+            self.matches += 1;
+            self.after_left = self.context;
+            self.gap = 0;
+            self.trim_to_tail();
+        } else if self.after_left > 0 {
+            self.after_left -= 1;
+            line.context = true;
+            if let Some(group) = self.groups.back_mut() {
+                group.push(line);
+            }
+        } else {
+            line.context = true;
+            self.gap += 1;
+            self.before.push_back(line);
+            if self.before.len() > self.context {
+                self.before.pop_front();
+            }
+        }
+    }
+
+    /// Drop the oldest matches beyond `tail`, with the context only they needed.
+    fn trim_to_tail(&mut self) {
+        let Some(limit) = self.tail else { return };
+        while self.matches > limit {
+            let Some(group) = self.groups.front_mut() else {
+                return;
+            };
+            let Some(first) = group.iter().position(|l| !l.context) else {
+                self.groups.pop_front();
+                continue;
+            };
+            group[first].context = true;
+            self.matches -= 1;
+            match group.iter().position(|l| !l.context) {
+                None => {
+                    self.groups.pop_front();
+                }
+                Some(next) => {
+                    // Keep at most `context` lines before the new first match.
+                    let cut = next.saturating_sub(self.context);
+                    group.drain(..cut);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<Line> {
+        if !self.grep {
+            return self.before.into_iter().collect();
+        }
+        let mut out = Vec::new();
+        let mut first_group = true;
+        for group in self.groups.drain(..) {
+            for (i, mut line) in group.into_iter().enumerate() {
+                // Separators only make sense between windows of context.
+                line.group_start = i == 0 && !first_group && self.context > 0;
+                out.push(line);
+            }
+            first_group = false;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run the collector over lines `0..n` where `matched` lines match; render as
+    /// `m7` (match), `c6` (context) and `--` separators.
+    fn collect(n: u64, matched: &[u64], tail: Option<usize>, context: usize) -> String {
+        let mut c = Collector::new(tail, context, true);
+        for i in 0..n {
+            let line = Line {
+                source: 0,
+                pos: Position { seq: i, delta: 0 },
+                time_ms: 0,
+                bytes: Vec::new(),
+                context: false,
+                group_start: false,
+            };
+            c.push(line, matched.contains(&i));
+        }
+        let mut out = Vec::new();
+        for line in c.finish() {
+            if line.group_start {
+                out.push("--".to_string());
+            }
+            out.push(format!(
+                "{}{}",
+                if line.context { "c" } else { "m" },
+                line.pos.seq
+            ));
+        }
+        out.join(" ")
+    }
+
+    /// Lines, which of them match, --tail, --context, the expected rendering.
+    type Case = (u64, &'static [u64], Option<usize>, usize, &'static str);
+
+    #[test]
+    fn grep_tail_context_pipeline_table() {
+        let cases: &[Case] = &[
+            (10, &[3], None, 0, "m3"),
+            (10, &[3, 4, 7], None, 0, "m3 m4 m7"),
+            (10, &[3], None, 2, "c1 c2 m3 c4 c5"),
+            (10, &[0], None, 2, "m0 c1 c2"),
+            (10, &[9], None, 2, "c7 c8 m9"),
+            // Windows that overlap or touch merge; others get a separator.
+            (20, &[3, 6], None, 2, "c1 c2 m3 c4 c5 m6 c7 c8"),
+            (20, &[3, 8], None, 2, "c1 c2 m3 c4 c5 c6 c7 m8 c9 c10"),
+            (20, &[3, 9], None, 2, "c1 c2 m3 c4 c5 -- c7 c8 m9 c10 c11"),
+            // tail keeps the last N matches and only the context they need.
+            (20, &[2, 9, 15], Some(2), 1, "c8 m9 c10 -- c14 m15 c16"),
+            (20, &[2, 3, 4], Some(1), 1, "c3 m4 c5"),
+            (20, &[2, 3, 4], Some(2), 0, "m3 m4"),
+            (20, &[], Some(5), 3, ""),
+        ];
+        for (n, matched, tail, context, want) in cases {
+            assert_eq!(
+                collect(*n, matched, *tail, *context),
+                *want,
+                "{matched:?} tail {tail:?} context {context}"
+            );
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        let p = Position {
+            seq: 1_795_642_245_123_456,
+            delta: 42,
+        };
+        assert_eq!(Position::parse(&p.cursor()), Some(p));
+        for junk in ["", "12", "a.b", "1.2.3", "-1.0", "1.", ".1"] {
+            assert_eq!(Position::parse(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn byte_substring_search_table() {
+        let cases: &[(&[u8], &[u8], bool)] = &[
+            (b"Serving HTTP on 0.0.0.0", b"Serving HTTP", true),
+            (b"aaab", b"aab", true),
+            (b"abc", b"", true),
+            (b"", b"a", false),
+            (b"ab", b"abc", false),
+            (b"\xff\xferedy ready\xff", b"ready", true),
+        ];
+        for (hay, needle, want) in cases {
+            assert_eq!(contains(hay, needle), *want, "{hay:?} {needle:?}");
+        }
+    }
+}
