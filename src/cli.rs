@@ -95,7 +95,8 @@ const LOGS_USAGE: &str = "\
 usage: agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--since WHEN] [--after CURSOR]
                         [--grep PAT [--regex] [--ignore-case] [--context N]]
                         [--timestamps] [--json] [--max-bytes B] [--cursor]
-       agent-procs logs NAME|--all [--stderr] [--tail N] --follow [--timeout S] [--lines N]
+       agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--grep PAT [--regex] [--ignore-case]]
+                        --follow [--timeout S] [--lines N]
 
 Print a process's captured output. Without --follow the log files are read
 directly, so this works after the daemon is gone. Lines of several streams or
@@ -666,10 +667,9 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
     }
     if a.follow {
         let reading_only = [
-            (a.both, "--both"),
             (a.since.is_some(), "--since"),
             (a.after.is_some(), "--after"),
-            (a.grep.is_some(), "--grep"),
+            (a.context > 0, "--context"),
             (a.timestamps, "--timestamps"),
             (a.json, "--json"),
             (a.max_bytes.is_some(), "--max-bytes"),

@@ -444,6 +444,10 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
         since,
         after: args.after.as_deref().and_then(Position::parse),
         grep: grep.as_ref().map(|g| g as &dyn Fn(&[u8]) -> bool),
+        plain: match &matcher {
+            Some(Matcher::Bytes(_)) => args.grep.as_deref(),
+            _ => None,
+        },
         context: args.context,
     };
     let lines = logs::query::run(&sources, &query)
@@ -638,16 +642,26 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
         all: args.all,
         timeout_secs: Some(timeout.as_secs_f64().ceil() as u64),
         lines: args.lines,
+        both: args.both,
+        grep: args.grep.clone(),
+        regex: args.regex,
+        ignore_case: args.ignore_case,
     };
     let mut conn = Conn::open(paths, false)?;
     conn.send(&request)?;
     loop {
         match conn.recv(Some(timeout))? {
-            Response::LogLine { process, line, .. } => {
-                let text = if args.all {
-                    format!("[{process}] {line}\n")
-                } else {
-                    format!("{line}\n")
+            Response::LogLine {
+                process,
+                line,
+                stream,
+            } => {
+                let err = args.both && stream == Stream::Stderr;
+                let text = match (args.all, err) {
+                    (true, true) => format!("[{process}:err] {line}\n"),
+                    (true, false) => format!("[{process}] {line}\n"),
+                    (false, true) => format!("err| {line}\n"),
+                    (false, false) => format!("{line}\n"),
                 };
                 write_stdout(text.as_bytes())?;
             }

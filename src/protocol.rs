@@ -91,6 +91,16 @@ pub enum Request {
         timeout_secs: Option<u64>,
         #[serde(default)]
         lines: Option<usize>,
+        /// New: stdout and stderr together.
+        #[serde(default)]
+        both: bool,
+        /// New: only lines containing this (a regex with `regex`).
+        #[serde(default)]
+        grep: Option<String>,
+        #[serde(default)]
+        regex: bool,
+        #[serde(default)]
+        ignore_case: bool,
     },
     Wait {
         target: String,

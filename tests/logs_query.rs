@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::io::Write;
 
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
@@ -203,7 +204,138 @@ fn bad_since_and_cursor_values_are_usage_errors() {
     );
     let err = sb.fails(&["logs", "x", "--after", "nonsense"], 64);
     assert!(err.contains("--after takes a cursor"), "{err}");
-    let err = sb.fails(&["logs", "x", "--follow", "--grep", "y"], 64);
+    let err = sb.fails(&["logs", "x", "--follow", "--since", "5m"], 64);
     assert!(err.contains("cannot be combined with --follow"), "{err}");
     sb.fails(&["logs", "x", "--stderr", "--both"], 64);
+}
+
+#[test]
+fn follow_with_both_and_grep_replays_and_streams_in_order() {
+    let sb = Sandbox::new();
+    sb.start(
+        "mix",
+        "echo out-1; echo err-1 >&2; echo out-2; echo ready; while [ ! -e go ]; do sleep 0.01; done; \
+         echo out-3; echo err-2 >&2; echo out-4",
+    );
+    sb.ok(&["wait", "mix", "--until", "ready"]);
+    let mut follow = sb.command(&[
+        "logs", "mix", "--follow", "--both", "--tail", "3", "--lines", "3",
+    ]);
+    let mut child = follow.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    // The replay arrives first; only then let the process go on.
+    let mut replay = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        replay.push(line.trim_end().to_string());
+    }
+    std::fs::write(sb.root.join("go"), "").unwrap();
+    let mut live = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut live).unwrap();
+    assert!(child.wait().unwrap().success());
+    // Two pipes: the daemon may read one before the other, so only the order
+    // within each stream is certain.
+    assert!(replay.contains(&"ready".to_string()), "{replay:?}");
+    assert!(
+        replay
+            .iter()
+            .all(|l| ["out-1", "err| err-1", "out-2", "ready"].contains(&l.as_str())),
+        "{replay:?}"
+    );
+    let live: Vec<&str> = live.lines().collect();
+    let (err, out): (Vec<&str>, Vec<&str>) = live.iter().partition(|l| l.starts_with("err| "));
+    assert_eq!(err, ["err| err-2"], "{live:?}");
+    assert_eq!(out, ["out-3", "out-4"], "{live:?}");
+    let grep = sb.ok(&[
+        "logs",
+        "mix",
+        "--follow",
+        "--both",
+        "--grep",
+        "err",
+        "--tail",
+        "10",
+        "--timeout",
+        "5",
+    ]);
+    assert_eq!(grep, "err| err-1\nerr| err-2\n");
+}
+
+#[test]
+fn a_deleted_log_dir_is_recreated_and_logging_goes_on() {
+    let sb = Sandbox::new();
+    sb.start(
+        "ticker",
+        "i=0; while :; do if [ -e go ]; then i=$((i + 1)); echo after-delete-$i; else echo waiting; fi; sleep 0.05; done",
+    );
+    sb.ok(&["wait", "ticker", "--until", "waiting"]);
+    let logs = sb.session_dir().join("logs");
+    std::fs::remove_dir_all(&logs).unwrap();
+    std::fs::write(sb.root.join("go"), "").unwrap();
+    // The writer notices within a second; 30 lines take about 1.5 s.
+    sb.ok(&[
+        "wait",
+        "ticker",
+        "--until",
+        "after-delete-30",
+        "--timeout",
+        "20",
+    ]);
+    let text = String::from_utf8_lossy(&read(&sb.log("ticker", "stdout"))).into_owned();
+    assert!(text.contains("after-delete-30"), "{text}");
+    assert_eq!(sb.proc_status("ticker")["state"], "running");
+}
+
+#[test]
+fn carriage_returns_and_nul_bytes_are_kept_exactly() {
+    let sb = Sandbox::new();
+    sb.start("raw", r"printf 'a\r\nb\000c\n\r\n'");
+    sb.ok(&["wait", "raw", "--exit"]);
+    assert_eq!(read(&sb.log("raw", "stdout")), b"a\r\nb\0c\n\r\n");
+    let out = sb.run(&["logs", "raw"]);
+    assert_eq!(out.raw_stdout, b"a\r\nb\0c\n\r\n");
+}
+
+#[test]
+fn a_follower_too_slow_to_keep_up_is_told_what_it_lost_and_blocks_nobody() {
+    let sb = Sandbox::new();
+    sb.start("idle", "echo ready; sleep 300");
+    sb.ok(&["wait", "idle", "--until", "ready"]);
+    sb.start("flood", "while [ ! -e go ]; do sleep 0.01; done; yes 'a line of output' | head -c 20000000; echo done");
+    let mut slow = sb.connect();
+    slow.write_all(
+        b"{\"type\":\"Logs\",\"target\":\"flood\",\"follow\":true,\"timeout_secs\":60}\n",
+    )
+    .unwrap();
+    std::fs::write(sb.root.join("go"), "").unwrap();
+    // While the follower reads nothing, the daemon keeps answering.
+    sb.ok(&["wait", "flood", "--until", "done", "--timeout", "30"]);
+    sb.ok(&["status"]);
+    // Now read it all: somewhere before the end comes the count of what was lost.
+    let mut reader = std::io::BufReader::new(slow);
+    let mut dropped = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap() == 0 {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["type"] == "LogEnd" {
+            break;
+        }
+        let text = v["line"].as_str().unwrap_or_default();
+        if text.starts_with("[agent-procs] ") && text.contains("lines dropped") {
+            dropped = Some(text.to_string());
+        }
+        if text == "done" {
+            break;
+        }
+    }
+    let dropped = dropped.expect("a dropped-lines notice");
+    assert!(
+        dropped.ends_with("lines dropped: this reader was too slow"),
+        "{dropped}"
+    );
 }

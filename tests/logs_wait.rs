@@ -230,3 +230,25 @@ fn non_utf8_output_and_huge_lines_do_not_break_waits() {
     let size = std::fs::metadata(sb.log("noisy", "stdout")).unwrap().len();
     assert_eq!(size, 3_000_000 + 2 + 7);
 }
+
+#[test]
+fn wait_searches_every_segment_of_the_current_run() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "run",
+        "echo early-marker; seq 1 1000; sleep 300",
+        "--name",
+        "rot",
+        "--log-max-size",
+        "2k",
+    ]);
+    sb.ok(&["wait", "rot", "--until", "1000", "--timeout", "20"]);
+    assert!(
+        sb.log("rot", "stdout.1").exists(),
+        "expected several segments"
+    );
+    assert_eq!(
+        sb.ok(&["wait", "rot", "--until", "early-marker", "--timeout", "5"]),
+        "early-marker\n"
+    );
+}

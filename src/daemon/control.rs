@@ -23,8 +23,12 @@ pub struct Client {
     /// A request of this client is in progress (stop, wait, follow …); later
     /// requests wait in `inbuf` until it is answered.
     pub busy: bool,
-    /// Lines a follower lost because it did not read fast enough, not yet reported.
+    /// Lines a follower lost because it did not read fast enough, not yet reported,
+    /// and the process and stream of the first of them.
     pub lost_lines: u64,
+    lost_from: Option<(String, crate::protocol::Stream)>,
+    /// How much of `out` has been written already.
+    out_pos: usize,
 }
 
 pub enum ReadOutcome {
@@ -44,12 +48,14 @@ impl Client {
             read_closed: false,
             busy: false,
             lost_lines: 0,
+            lost_from: None,
+            out_pos: 0,
         }
     }
 
     /// Whether the loop may hand this client's next request to the daemon.
     pub fn ready_for_request(&self) -> bool {
-        !self.busy && self.out.len() < OUT_HIGH_WATER
+        !self.busy && self.queued() < OUT_HIGH_WATER
     }
 
     /// Read what the peer sent, within the budget. Error means the connection is broken.
@@ -123,42 +129,69 @@ impl Client {
 
     /// Queue a line for a follower, or count it as lost when the follower lags.
     pub fn send_follow(&mut self, response: &Response) {
-        if self.out.len() >= FOLLOW_CAP {
+        if self.queued() >= FOLLOW_CAP {
             self.lost_lines += 1;
+            if self.lost_from.is_none()
+                && let Response::LogLine {
+                    process, stream, ..
+                } = response
+            {
+                self.lost_from = Some((process.clone(), *stream));
+            }
             return;
         }
-        if self.lost_lines > 0 {
-            let note = format!(
-                "[agent-procs] {} lines dropped: this reader was too slow",
-                self.lost_lines
-            );
-            self.lost_lines = 0;
-            if let Response::LogLine {
-                process, stream, ..
-            } = response
-            {
-                self.send(&Response::LogLine {
-                    process: process.clone(),
-                    stream: *stream,
-                    line: note,
-                });
-            }
-        }
+        self.note_lost();
         self.send(response);
+    }
+
+    /// Tell a follower how many lines it lost, once there is room again.
+    pub fn note_lost(&mut self) {
+        if self.lost_lines == 0 {
+            return;
+        }
+        let line = format!(
+            "[agent-procs] {} lines dropped: this reader was too slow",
+            self.lost_lines
+        );
+        self.lost_lines = 0;
+        if let Some((process, stream)) = self.lost_from.take() {
+            self.send(&Response::LogLine {
+                process,
+                stream,
+                line,
+            });
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.out.len() - self.out_pos
     }
 
     /// Write out what is queued. Error means the connection is broken.
     pub fn flush(&mut self) -> io::Result<()> {
-        while !self.out.is_empty() {
-            match self.stream.write(&self.out) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out.drain(..n);
+        loop {
+            while self.out_pos < self.out.len() {
+                match self.stream.write(&self.out[self.out_pos..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.out_pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Compact now and then, not on every partial write.
+                        if self.out_pos > self.out.len() / 2 {
+                            self.out.drain(..self.out_pos);
+                            self.out_pos = 0;
+                        }
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
             }
+            self.out.clear();
+            self.out_pos = 0;
+            if self.lost_lines == 0 {
+                break;
+            }
+            self.note_lost();
         }
         if self.out.capacity() > 64 * 1024 {
             self.out.shrink_to(4096);
@@ -167,12 +200,12 @@ impl Client {
     }
 
     pub fn has_output(&self) -> bool {
-        !self.out.is_empty()
+        self.queued() > 0
     }
 
     /// Nothing more will come from the peer and nothing is owed to it.
     pub fn finished(&self) -> bool {
-        self.read_closed && !self.busy && self.out.is_empty() && !self.inbuf.contains(&b'\n')
+        self.read_closed && !self.busy && self.queued() == 0 && !self.inbuf.contains(&b'\n')
     }
 }
 

@@ -58,6 +58,10 @@ struct Follow {
     stderr: bool,
     all: bool,
     remaining: Option<usize>,
+    /// Both streams (`--both`), whatever `stderr` and `all` say.
+    both: bool,
+    /// Only lines that match (`--grep`).
+    grep: Option<Pattern>,
     /// Tells this follow's deadline apart from an earlier follow's on the same client.
     generation: u64,
 }
@@ -135,6 +139,9 @@ struct Daemon {
     clock: logs::index::SeqClock,
     /// The process table changed this turn; state.json is rewritten once, at its end.
     state_dirty: bool,
+    /// Output pipes grown to spawn::PIPE_SIZE, and how many may be.
+    big_pipes: usize,
+    big_pipe_budget: usize,
     /// Accepting is paused for lack of descriptors (said once in daemon.log).
     accept_paused: bool,
     /// Our session: children stay in it, which is how we recognise their groups.
@@ -198,6 +205,8 @@ impl Daemon {
             uid: paths::euid(),
             sid: signals::session_id(),
             accept_paused: false,
+            big_pipes: 0,
+            big_pipe_budget: spawn::big_pipe_budget(),
             state_dirty: false,
             state_file: None,
             clock: logs::index::SeqClock::default(),
@@ -485,9 +494,7 @@ impl Daemon {
                 let processes = self.procs.status(Instant::now());
                 self.reply(client, &Response::Status { processes });
             }
-            Request::Logs { target, tail, follow: true, stderr, all, timeout_secs, lines } => {
-                self.follow_request(client, target, tail, stderr, all, timeout_secs, lines)
-            }
+            logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
             Request::Logs { .. } => self.reply(
                 client,
                 &Response::error("logs without follow are read from the files directly; set follow: true to stream"),
@@ -679,7 +686,8 @@ impl Daemon {
         };
         let spec = p.spec.clone();
         let name = p.name.clone();
-        let spawned = match spawn::spawn(&spec) {
+        let grow = self.big_pipes + 2 <= self.big_pipe_budget;
+        let spawned = match spawn::spawn(&spec, grow) {
             Ok(s) => s,
             Err(msg) => {
                 self.note(&format!("{name}: {msg}"));
@@ -693,6 +701,7 @@ impl Daemon {
         };
         // Retire the previous run's pipes (a setsid'd escapee may still hold them).
         self.close_outputs(id);
+        let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
         for (slot, (stream, pipe)) in outputs.iter_mut().zip([
@@ -737,10 +746,14 @@ impl Daemon {
                 continue;
             }
             self.slots.insert(token, Slot::Output(id, stream));
+            if grown {
+                self.big_pipes += 1;
+            }
             *slot = Some(Output {
                 pipe: Some(pipe),
                 token,
                 sink,
+                grown,
             });
         }
         let pid = spawned.pid;
@@ -786,6 +799,9 @@ impl Daemon {
         for output in p.outputs.iter_mut().flatten() {
             if let Some(mut pipe) = output.pipe.take() {
                 let _ = self.poll.registry().deregister(&mut pipe);
+            }
+            if std::mem::take(&mut output.grown) {
+                self.big_pipes -= 1;
             }
             self.slots.remove(&output.token);
         }
@@ -990,30 +1006,41 @@ impl Daemon {
 
     fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
         let p = self.procs.get(id)?;
-        p.outputs.iter().flatten().find_map(|o| {
-            let (path, limit) = (&o.sink.path, o.sink.complete_len());
-            match pattern {
-                Pattern::Substring(text) => logs::read::find_substring(path, limit, text),
-                Pattern::Regex(_) => {
-                    logs::read::find_line(path, limit, |line| pattern.matches(line))
-                }
-            }
-            .ok()
+        // Every segment of the current run: it may have been rotated by size.
+        p.outputs
+            .iter()
             .flatten()
-        })
+            .flat_map(|o| o.sink.run_segments())
+            .find_map(|(path, limit)| {
+                match pattern {
+                    Pattern::Substring(text) => logs::read::find_substring(&path, limit, text),
+                    Pattern::Regex(_) => {
+                        logs::read::find_line(&path, limit, |line| pattern.matches(line))
+                    }
+                }
+                .ok()
+                .flatten()
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn follow_request(
-        &mut self,
-        client: usize,
-        target: Option<String>,
-        tail: usize,
-        stderr: bool,
-        all: bool,
-        timeout_secs: Option<u64>,
-        lines: Option<usize>,
-    ) {
+    fn follow_request(&mut self, client: usize, request: Request) {
+        let Request::Logs {
+            target,
+            tail,
+            stderr,
+            all,
+            timeout_secs,
+            lines,
+            both,
+            grep,
+            regex,
+            ignore_case,
+            ..
+        } = request
+        else {
+            return;
+        };
         let target_id = match target.as_deref() {
             Some(t) if !all => match self.procs.find(t) {
                 Some(id) => Some(id),
@@ -1024,45 +1051,27 @@ impl Daemon {
             },
             _ => None,
         };
+        let grep = match grep
+            .as_deref()
+            .map(|g| Pattern::with_case(g, regex, ignore_case))
+            .transpose()
+        {
+            Ok(g) => g,
+            Err(msg) => return self.reply(client, &Response::error(msg)),
+        };
         self.generation += 1;
         let follow = Follow {
             target: target_id,
             stderr,
+            both,
             all: all || target_id.is_none(),
             remaining: lines,
             generation: self.generation,
+            grep,
         };
         // Replay the tail and go live in the same turn: no gap, no duplicate.
         if tail > 0 {
-            let ids = match target_id {
-                Some(id) => vec![id],
-                None => self.procs.ids(),
-            };
-            for id in ids {
-                let Some(p) = self.procs.get(id) else {
-                    continue;
-                };
-                for stream in STREAMS {
-                    if !follow_wants(&follow, stream) {
-                        continue;
-                    }
-                    let Some(output) = &p.outputs[procs::stream_index(stream)] else {
-                        continue;
-                    };
-                    let lines =
-                        logs::read::tail(&output.sink.path, tail, Some(output.sink.complete_len()));
-                    for line in lines.unwrap_or_default() {
-                        let response = Response::LogLine {
-                            process: p.name.clone(),
-                            stream,
-                            line: String::from_utf8_lossy(&line).into_owned(),
-                        };
-                        if let Some(c) = self.clients.get_mut(&client) {
-                            c.send(&response);
-                        }
-                    }
-                }
-            }
+            self.replay(client, &follow, tail);
         }
         self.set_busy(client);
         if let Some(secs) = timeout_secs {
@@ -1078,8 +1087,70 @@ impl Daemon {
         }
     }
 
+    /// The last `tail` lines (or matches) a follower asked for, from the files,
+    /// in arrival order and up to the last complete line of each stream.
+    fn replay(&mut self, client: usize, follow: &Follow, tail: usize) {
+        let ids = match follow.target {
+            Some(id) => vec![id],
+            None => self.procs.ids(),
+        };
+        let mut sources = Vec::new();
+        for id in ids {
+            let Some(p) = self.procs.get(id) else {
+                continue;
+            };
+            for stream in STREAMS {
+                let Some(output) = &p.outputs[procs::stream_index(stream)] else {
+                    continue;
+                };
+                if !follow_wants(follow, stream) {
+                    continue;
+                }
+                let limit = Some(output.sink.complete_len());
+                if let Ok(source) =
+                    logs::query::Source::open_limited(&p.name, stream, &output.sink.path, limit)
+                {
+                    sources.push(source);
+                }
+            }
+        }
+        let filter = |line: &[u8]| follow.grep.as_ref().is_none_or(|g| g.matches(line));
+        let plain = match &follow.grep {
+            Some(Pattern::Substring(text)) => Some(text.as_str()),
+            _ => None,
+        };
+        let query = logs::query::Query {
+            tail: Some(tail),
+            since: logs::query::Since::Everything,
+            after: None,
+            grep: follow
+                .grep
+                .as_ref()
+                .map(|_| &filter as logs::query::LineFilter<'_>),
+            plain,
+            context: 0,
+        };
+        let lines = logs::query::run(&sources, &query).unwrap_or_default();
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        for line in lines {
+            let Some(source) = sources.get(line.source) else {
+                continue;
+            };
+            c.send(&Response::LogLine {
+                process: source.process.clone(),
+                stream: source.stream,
+                line: String::from_utf8_lossy(&line.bytes).into_owned(),
+            });
+        }
+    }
+
     fn end_follow(&mut self, client: usize) {
         if self.follows.remove(&client).is_some() {
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.note_lost(); // before the end, not after it
+            }
             self.reply_later(client, &Response::LogEnd);
         }
     }
@@ -1098,7 +1169,12 @@ impl Daemon {
         let mut taken = 0;
         let mut eof = false;
         let mut buf = std::mem::take(&mut self.read_buf);
-        let interested = self.waits.any_for(id) || !self.follows.is_empty();
+        // Lines are split out only for someone who wants them.
+        let interested = self.waits.any_pattern_for(id)
+            || self
+                .follows
+                .values()
+                .any(|f| f.target.is_none_or(|t| t == id) && follow_wants(f, stream));
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut write_error = None;
         {
@@ -1118,11 +1194,13 @@ impl Daemon {
                     }
                     Ok(n) => {
                         taken += n;
-                        let err = output.sink.append(&mut self.clock, &buf[..n], |line| {
-                            if interested {
-                                lines.push(line.to_vec());
-                            }
-                        });
+                        let err = if interested {
+                            output.sink.append(&mut self.clock, &buf[..n], |line| {
+                                lines.push(line.to_vec())
+                            })
+                        } else {
+                            output.sink.append_quiet(&mut self.clock, &buf[..n])
+                        };
                         write_error = write_error.or(err);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -1141,6 +1219,9 @@ impl Daemon {
                 });
                 if let Some(mut pipe) = output.pipe.take() {
                     let _ = self.poll.registry().deregister(&mut pipe);
+                }
+                if std::mem::take(&mut output.grown) {
+                    self.big_pipes -= 1;
                 }
                 self.slots.remove(&output.token);
             } else if taken >= budget {
@@ -1186,7 +1267,10 @@ impl Daemon {
         let name = self.proc_name(id);
         let mut finished = Vec::new();
         for (client, follow) in self.follows.iter_mut() {
-            if follow.target.is_some_and(|t| t != id) || !follow_wants(follow, stream) {
+            if follow.target.is_some_and(|t| t != id)
+                || !follow_wants(follow, stream)
+                || follow.grep.as_ref().is_some_and(|g| !g.matches(line))
+            {
                 continue;
             }
             let Some(c) = self.clients.get_mut(client) else {
@@ -1549,6 +1633,9 @@ impl Daemon {
 }
 
 fn follow_wants(follow: &Follow, stream: Stream) -> bool {
+    if follow.both {
+        return true;
+    }
     // 0.6's rule: --stderr shows stderr; a single process shows stdout; --all shows both.
     match stream {
         Stream::Stderr => follow.stderr || (follow.all && follow.target.is_none()),

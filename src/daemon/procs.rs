@@ -55,6 +55,8 @@ pub struct Output {
     pub pipe: Option<mio::unix::pipe::Receiver>,
     pub token: mio::Token,
     pub sink: LogSink,
+    /// The pipe was grown and counts against the daemon's budget until closed.
+    pub grown: bool,
 }
 
 pub struct Proc {

@@ -11,6 +11,23 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// A pattern for `--grep`: case-insensitive matching goes through the regex engine.
+    pub fn with_case(text: &str, regex: bool, ignore_case: bool) -> Result<Pattern, String> {
+        if !ignore_case {
+            return Pattern::new(text, regex);
+        }
+        let source = if regex {
+            text.to_string()
+        } else {
+            regex_lite::escape(text)
+        };
+        regex_lite::RegexBuilder::new(&source)
+            .case_insensitive(true)
+            .build()
+            .map(Pattern::Regex)
+            .map_err(|e| format!("invalid regex: {e}"))
+    }
+
     pub fn new(text: &str, regex: bool) -> Result<Pattern, String> {
         if regex {
             regex_lite::Regex::new(text)
@@ -55,8 +72,11 @@ impl WaitTable {
         self.waits.remove(&id)
     }
 
-    pub fn any_for(&self, proc: ProcId) -> bool {
-        self.waits.values().any(|w| w.proc == proc)
+    /// Whether a wait on `proc` looks at its lines (not only at its exit).
+    pub fn any_pattern_for(&self, proc: ProcId) -> bool {
+        self.waits
+            .values()
+            .any(|w| w.proc == proc && w.pattern.is_some())
     }
 
     /// Waits on `proc` whose pattern matches `line`, removed from the table.
@@ -126,6 +146,6 @@ mod tests {
         assert_eq!(t.take_matching(7, b"now ready").len(), 1);
         assert!(t.take_matching(7, b"ready again").is_empty());
         assert_eq!(t.take_exit(7).len(), 1);
-        assert!(!t.any_for(7));
+        assert!(!t.any_pattern_for(7));
     }
 }

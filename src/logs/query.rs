@@ -4,7 +4,7 @@
 //! pipeline since → after → grep → tail → context. Works on the files alone.
 
 use super::index::{IndexReader, Record};
-use super::read::{open_log, tail_located};
+use super::read::{for_each_match, open_log, tail_located_from};
 use super::{MAX_LINE, existing_segments};
 use crate::protocol::Stream;
 use std::collections::VecDeque;
@@ -52,6 +52,8 @@ pub struct Source {
     pub process: String,
     pub stream: Stream,
     segments: Vec<Segment>,
+    /// Read the newest segment only up to here (the daemon's last complete line).
+    limit: Option<u64>,
 }
 
 struct Segment {
@@ -62,6 +64,16 @@ struct Segment {
 impl Source {
     /// The stream whose current segment is `path`. `NotFound` when it has no log.
     pub fn open(process: &str, stream: Stream, path: &Path) -> io::Result<Source> {
+        Source::open_limited(process, stream, path, None)
+    }
+
+    /// `open`, reading the current segment only up to `limit` bytes.
+    pub fn open_limited(
+        process: &str,
+        stream: Stream,
+        path: &Path,
+        limit: Option<u64>,
+    ) -> io::Result<Source> {
         let mut segments: Vec<Segment> = existing_segments(path)
             .into_iter()
             .filter(|p| std::fs::symlink_metadata(p).is_ok())
@@ -78,6 +90,7 @@ impl Source {
             process: process.to_string(),
             stream,
             segments,
+            limit,
         })
     }
 
@@ -136,10 +149,12 @@ struct Forward<'a> {
     source: &'a Source,
     source_no: usize,
     seg_no: usize,
-    reader: Option<BufReader<std::fs::File>>,
+    reader: Option<BufReader<io::Take<std::fs::File>>>,
     offset: u64,
     records: Vec<Record>,
     record_at: usize,
+    /// Segment and offset where the line last returned begins.
+    last_start: (usize, u64),
 }
 
 impl<'a> Forward<'a> {
@@ -152,6 +167,7 @@ impl<'a> Forward<'a> {
             offset,
             records: Vec::new(),
             record_at: 0,
+            last_start: (seg_no, offset),
         };
         f.open_segment(offset);
         f
@@ -172,7 +188,18 @@ impl<'a> Forward<'a> {
         self.records = seg.index.iter_from(first).collect();
         self.record_at = 0;
         self.offset = offset;
-        self.reader = Some(BufReader::with_capacity(256 * 1024, file));
+        let newest = self.seg_no + 1 == self.source.segments.len();
+        let len = match self.source.limit {
+            Some(limit) if newest => limit.saturating_sub(offset),
+            _ => u64::MAX,
+        };
+        let mut reader = BufReader::with_capacity(256 * 1024, io::Read::take(file, len));
+        if offset > 0 && !starts_line(&seg.data, offset) {
+            // Begun inside a line (a record starts mid-line): that line began earlier.
+            let mut skipped = Vec::new();
+            self.offset += read_line_capped(&mut reader, &mut skipped).unwrap_or(0) as u64;
+        }
+        self.reader = Some(reader);
     }
 
     fn next_line(&mut self) -> io::Result<Option<Line>> {
@@ -192,6 +219,7 @@ impl<'a> Forward<'a> {
                 continue;
             }
             let start = self.offset;
+            self.last_start = (self.seg_no, start);
             self.offset += n as u64;
             while self
                 .records
@@ -219,6 +247,15 @@ impl<'a> Forward<'a> {
             }));
         }
     }
+}
+
+/// Whether a line begins at `offset` of the file (the byte before is a newline).
+fn starts_line(path: &Path, offset: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut before = [0u8; 1];
+    open_log(path)
+        .and_then(|f| f.read_exact_at(&mut before, offset - 1))
+        .is_ok_and(|()| before[0] == b'\n')
 }
 
 /// One line without its newline, at most MAX_LINE bytes (the rest is the next line,
@@ -287,32 +324,26 @@ pub struct Query<'a> {
     pub since: Since,
     pub after: Option<Position>,
     pub grep: Option<LineFilter<'a>>,
+    /// The grep pattern when it is a plain substring: lets whole blocks be searched.
+    pub plain: Option<&'a str>,
     pub context: usize,
 }
 
 /// Run a query over `sources`, merged in arrival order.
 pub fn run(sources: &[Source], q: &Query<'_>) -> io::Result<Vec<Line>> {
-    if q.since == Since::Everything
-        && q.after.is_none()
-        && q.grep.is_none()
+    if q.grep.is_none()
         && let Some(n) = q.tail
     {
-        return tail_merged(sources, n);
+        return tail_merged(sources, n, q);
+    }
+    if let Some(needle) = q.plain.filter(|n| !n.is_empty() && !n.contains('\n'))
+        && (sources.len() == 1 || q.context == 0)
+    {
+        return grep_plain(sources, needle, q);
     }
     let mut heads: Vec<(Forward<'_>, Option<Line>)> = Vec::new();
     for (no, source) in sources.iter().enumerate() {
-        let start = match (q.after, q.since) {
-            (Some(c), _) => source.start_after(c),
-            (None, Since::Time(t)) => source.start_since(t),
-            (None, Since::Run) => source.start_of_run(),
-            (None, Since::Everything) => (0, 0),
-        };
-        let start = match (q.after, q.since) {
-            // With both, begin at whichever comes later.
-            (Some(_), Since::Time(t)) => later(start, source.start_since(t)),
-            (Some(_), Since::Run) => later(start, source.start_of_run()),
-            _ => start,
-        };
+        let start = start_of(source, q);
         let mut forward = Forward::new(source, no, start);
         let first = forward.next_line()?;
         heads.push((forward, first));
@@ -340,19 +371,153 @@ pub fn run(sources: &[Source], q: &Query<'_>) -> io::Result<Vec<Line>> {
     Ok(collector.finish())
 }
 
-fn later(a: (usize, u64), b: (usize, u64)) -> (usize, u64) {
-    a.max(b)
+/// Where reading of `source` begins for `q`: the later of --since and --after.
+fn start_of(source: &Source, q: &Query<'_>) -> (usize, u64) {
+    let since = match q.since {
+        Since::Everything => (0, 0),
+        Since::Time(t) => source.start_since(t),
+        Since::Run => source.start_of_run(),
+    };
+    match q.after {
+        Some(c) => since.max(source.start_after(c)),
+        None => since,
+    }
 }
 
-/// The last `n` lines of the merged sources: the last `n` of each, merged.
-fn tail_merged(sources: &[Source], n: usize) -> io::Result<Vec<Line>> {
+/// A line's place from where it starts in a segment.
+fn locate(source: &Source, seg_no: usize, offset: u64) -> (Position, u64) {
+    let Some(seg) = source.segments.get(seg_no) else {
+        return (Position::default(), 0);
+    };
+    let (_, r) = seg.index.at_offset(offset);
+    (
+        Position {
+            seq: r.seq,
+            delta: offset.saturating_sub(r.offset),
+        },
+        r.time_ms,
+    )
+}
+
+/// `--grep` with a plain substring: search whole blocks (see `for_each_match`),
+/// keep the last `tail` matches per source, merge, then read the context around
+/// them (one source only). Same result as the general path, much faster.
+fn grep_plain(sources: &[Source], needle: &str, q: &Query<'_>) -> io::Result<Vec<Line>> {
+    // (source, segment, offset, line) of each kept match.
+    let mut found: Vec<(Position, u64, usize, usize, u64, Vec<u8>)> = Vec::new();
+    for (no, source) in sources.iter().enumerate() {
+        let (first_seg, first_offset) = start_of(source, q);
+        let mut kept: VecDeque<(Position, u64, usize, usize, u64, Vec<u8>)> = VecDeque::new();
+        for seg_no in first_seg..source.segments.len() {
+            let from = if seg_no == first_seg { first_offset } else { 0 };
+            let data = &source.segments[seg_no].data;
+            let limit = if seg_no + 1 == source.segments.len() {
+                source.limit.unwrap_or(u64::MAX)
+            } else {
+                u64::MAX
+            };
+            for_each_match(data, from, limit, needle, |offset, line| {
+                let (pos, time) = locate(source, seg_no, offset);
+                if q.after.is_none_or(|c| pos > c) {
+                    kept.push_back((pos, time, no, seg_no, offset, line.to_vec()));
+                    if q.tail.is_some_and(|n| kept.len() > n) {
+                        kept.pop_front();
+                    }
+                }
+                true
+            })?;
+        }
+        found.extend(kept);
+    }
+    found.sort_by_key(|m| (m.0, m.2));
+    if let Some(n) = q.tail {
+        let skip = found.len().saturating_sub(n);
+        found.drain(..skip);
+    }
+    let plain =
+        |(pos, time_ms, source, _, _, bytes): (Position, u64, usize, usize, u64, Vec<u8>)| Line {
+            source,
+            pos,
+            time_ms,
+            bytes,
+            context: false,
+            group_start: false,
+        };
+    if q.context == 0 {
+        return Ok(found.into_iter().map(plain).collect());
+    }
+    // One source: add the lines around each match, windows merged.
+    let Some(source) = sources.first() else {
+        return Ok(Vec::new());
+    };
+    let mut lines: std::collections::BTreeMap<(usize, u64), (Vec<u8>, bool)> = Default::default();
+    for (_, _, _, seg_no, offset, bytes) in &found {
+        let end = offset + bytes.len() as u64 + 1;
+        // Lines before, into older segments if this one begins too soon.
+        let (mut seg, mut limit, mut need) = (*seg_no, *offset, q.context);
+        loop {
+            let data = &source.segments[seg].data;
+            let before = super::read::tail_located_in(data, need, limit)?;
+            need -= before.len();
+            for (at, line) in before {
+                lines.entry((seg, at)).or_insert((line, false));
+            }
+            if need == 0 || seg == 0 {
+                break;
+            }
+            seg -= 1;
+            limit = u64::MAX;
+        }
+        let mut forward = Forward::new(source, 0, (*seg_no, end));
+        for _ in 0..q.context {
+            let Some(line) = forward.next_line()? else {
+                break;
+            };
+            lines
+                .entry(forward.last_start)
+                .or_insert((line.bytes, false));
+        }
+        lines.insert((*seg_no, *offset), (bytes.clone(), true));
+    }
+    let mut out = Vec::new();
+    let mut next_expected: Option<(usize, u64)> = None;
+    for ((seg_no, offset), (bytes, matched)) in lines {
+        let (pos, time_ms) = locate(source, seg_no, offset);
+        let segment_len =
+            |s: usize| std::fs::metadata(&source.segments[s].data).map_or(0, |m| m.len());
+        let adjacent = next_expected.is_none_or(|(s, o)| {
+            (s == seg_no && o == offset) || (seg_no == s + 1 && offset == 0 && o >= segment_len(s))
+        });
+        next_expected = Some((seg_no, offset + bytes.len() as u64 + 1));
+        if q.after.is_some_and(|c| pos <= c) {
+            continue;
+        }
+        out.push(Line {
+            source: 0,
+            pos,
+            time_ms,
+            bytes,
+            context: !matched,
+            group_start: !adjacent && !out.is_empty(),
+        });
+    }
+    Ok(out)
+}
+
+/// The last `n` lines of the merged sources (after --since/--after): the last
+/// `n` of each, read backwards down to where the query starts, merged.
+fn tail_merged(sources: &[Source], n: usize, q: &Query<'_>) -> io::Result<Vec<Line>> {
     let mut all: Vec<Line> = Vec::new();
     for (no, source) in sources.iter().enumerate() {
         let Some(newest) = source.segments.last() else {
             continue;
         };
-        let located = tail_located(&newest.data, n, None)?;
         let count = source.segments.len();
+        let floor = (q.since != Since::Everything || q.after.is_some()).then(|| {
+            let (seg_no, offset) = start_of(source, q);
+            (count - 1 - seg_no.min(count - 1), offset)
+        });
+        let located = tail_located_from(&newest.data, n, source.limit, floor)?;
         let mut cursor: Option<(usize, Vec<Record>, usize)> = None;
         for (from_newest, offset, bytes) in located {
             let seg_no = count - 1 - from_newest;
@@ -373,12 +538,16 @@ fn tail_merged(sources: &[Source], n: usize) -> io::Result<Vec<Line>> {
                 time_ms: 0,
                 run_start: false,
             });
+            let pos = Position {
+                seq: record.seq,
+                delta: offset.saturating_sub(record.offset),
+            };
+            if q.after.is_some_and(|c| pos <= c) {
+                continue;
+            }
             all.push(Line {
                 source: no,
-                pos: Position {
-                    seq: record.seq,
-                    delta: offset.saturating_sub(record.offset),
-                },
+                pos,
                 time_ms: record.time_ms,
                 bytes,
                 context: false,
@@ -569,6 +738,50 @@ mod tests {
                 *want,
                 "{matched:?} tail {tail:?} context {context}"
             );
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// A one-stream log written the way the daemon writes it, size-rotated.
+    fn write_log(dir: &Path, chunks: &[Vec<u8>]) -> Source {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("p.stdout");
+        let mut clock = crate::logs::index::SeqClock::default();
+        let limits = crate::logs::Limits {
+            max_size: 64,
+            keep: 100,
+        };
+        let mut sink =
+            crate::logs::store::LogSink::create(path.clone(), limits, &mut clock).unwrap();
+        for chunk in chunks {
+            sink.append(&mut clock, chunk, |_| {});
+        }
+        Source::open("p", Stream::Stdout, &path).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The block-search grep and the line-by-line grep give the same lines.
+        #[test]
+        fn plain_grep_agrees_with_the_general_pipeline(
+            chunks in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n'), Just(0xffu8)], 0..40), 0..12),
+            needle in "[ab]{1,2}",
+            tail in proptest::option::of(0usize..5),
+            context in 0usize..3,
+        ) {
+            let dir = std::env::temp_dir().join(format!("ap-query-{}", std::process::id()));
+            let source = write_log(&dir, &chunks);
+            let sources = [source];
+            let bytes = needle.as_bytes().to_vec();
+            let filter = move |line: &[u8]| contains(line, &bytes);
+            let general = Query { tail, since: Since::Everything, after: None, grep: Some(&filter), plain: None, context };
+            let fast = Query { plain: Some(&needle), ..general };
+            let a = run(&sources, &Query { grep: Some(&filter), ..general }).unwrap();
+            let b = run(&sources, &fast).unwrap();
+            let show = |lines: &[Line]| lines.iter().map(|l| (l.pos, l.bytes.clone(), l.context, l.group_start)).collect::<Vec<_>>();
+            prop_assert_eq!(show(&a), show(&b));
         }
     }
 

@@ -18,24 +18,24 @@ pub fn open_log(path: &Path) -> io::Result<File> {
 }
 
 /// The last `n` lines of the stream at `path` (newest segment first, then `.1`…),
-/// oldest line first, without their newlines. `limit` caps how much of the newest
-/// segment is read (the daemon passes the length of its complete lines).
-/// `NotFound` when not even the newest segment exists.
-pub fn tail(path: &Path, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>>> {
-    let lines = tail_located(path, n, limit)?;
-    Ok(lines.into_iter().map(|(_, _, bytes)| bytes).collect())
-}
-
-/// Like `tail`, with where each line starts: (segment number counted from the
-/// newest, 0 = current; byte offset in that segment; the line).
-pub fn tail_located(
+/// oldest line first, without their newlines, with where each line starts:
+/// (segment number counted from the newest, 0 = current; byte offset in that
+/// segment; the line). `limit` caps how much of the newest segment is read (the
+/// daemon passes the length of its complete lines); reading stops at `floor`:
+/// (segment number from the newest, offset). `NotFound` when not even the newest
+/// segment exists.
+pub fn tail_located_from(
     path: &Path,
     n: usize,
     limit: Option<u64>,
+    floor: Option<(usize, u64)>,
 ) -> io::Result<Vec<(usize, u64, Vec<u8>)>> {
     let mut newest_first: Vec<Vec<(usize, u64, Vec<u8>)>> = Vec::new();
     let mut have = 0;
     for (i, segment) in existing_segments(path).iter().enumerate() {
+        if floor.is_some_and(|(seg, _)| i > seg) {
+            break;
+        }
         if have >= n {
             break;
         }
@@ -44,10 +44,15 @@ pub fn tail_located(
             Err(e) if e.kind() == io::ErrorKind::NotFound && i > 0 => break,
             Err(e) => return Err(e),
         };
-        let lines = tail_file(
+        let lowest = match floor {
+            Some((seg, offset)) if seg == i => offset,
+            _ => 0,
+        };
+        let lines = tail_file_from(
             &mut file,
             n - have,
             if i == 0 { limit } else { None },
+            lowest,
             BLOCK,
         )?;
         have += lines.len();
@@ -61,6 +66,13 @@ pub fn tail_located(
     Ok(newest_first.into_iter().rev().flatten().collect())
 }
 
+/// The last `n` lines of the one file `path` that end before byte `limit`, with
+/// their offsets (the lines before a match, for `--context`).
+pub fn tail_located_in(path: &Path, n: usize, limit: u64) -> io::Result<Vec<(u64, Vec<u8>)>> {
+    let mut file = open_log(path)?;
+    tail_file(&mut file, n, Some(limit), BLOCK)
+}
+
 /// The last `n` lines of one file, reading blocks backwards from `limit` (or EOF).
 fn tail_file(
     file: &mut File,
@@ -68,9 +80,21 @@ fn tail_file(
     limit: Option<u64>,
     block: u64,
 ) -> io::Result<Vec<(u64, Vec<u8>)>> {
+    tail_file_from(file, n, limit, 0, block)
+}
+
+/// `tail_file` that only takes lines starting at or after `floor` (a line cut
+/// by the floor is left out).
+fn tail_file_from(
+    file: &mut File,
+    n: usize,
+    limit: Option<u64>,
+    floor: u64,
+    block: u64,
+) -> io::Result<Vec<(u64, Vec<u8>)>> {
     let size = file.metadata()?.len();
     let end = limit.map_or(size, |l| l.min(size));
-    if n == 0 || end == 0 {
+    if n == 0 || end <= floor {
         return Ok(Vec::new());
     }
     // Blocks read so far, last block first; `start` is where the wanted lines begin.
@@ -79,8 +103,8 @@ fn tail_file(
     let mut newlines = 0;
     let mut start = None;
     let mut first = true;
-    while pos > 0 && start.is_none() {
-        let len = block.min(pos);
+    while pos > floor && start.is_none() {
+        let len = block.min(pos - floor);
         pos -= len;
         let mut block = vec![0; len as usize];
         file.seek(SeekFrom::Start(pos))?;
@@ -103,7 +127,7 @@ fn tail_file(
         }
         blocks.push(block);
     }
-    let from = start.unwrap_or(0);
+    let from = start.unwrap_or(floor);
     let mut bytes = Vec::with_capacity((end - from) as usize);
     for block in blocks.iter().rev() {
         bytes.extend_from_slice(block);
@@ -114,14 +138,24 @@ fn tail_file(
         wanted = &wanted[..wanted.len() - 1];
     }
     let mut offset = from;
-    Ok(wanted
+    let mut lines: Vec<(u64, Vec<u8>)> = wanted
         .split(|&b| b == b'\n')
         .map(|line| {
             let at = offset;
             offset += line.len() as u64 + 1;
             (at, line.to_vec())
         })
-        .collect())
+        .collect();
+    if start.is_none() && floor > 0 && !lines.is_empty() {
+        // Reached the floor: drop the line it cuts, unless a line starts right there.
+        let mut before = [0u8; 1];
+        file.seek(SeekFrom::Start(floor - 1))?;
+        file.read_exact(&mut before)?;
+        if before[0] != b'\n' {
+            lines.remove(0);
+        }
+    }
+    Ok(lines)
 }
 
 /// Call `on_line` for each line of `path` up to `limit` bytes, until it returns true.
@@ -184,8 +218,31 @@ pub fn find_substring(path: &Path, limit: u64, needle: &str) -> io::Result<Optio
             bytes.is_empty() || line.windows(bytes.len()).any(|w| w == bytes)
         });
     }
-    let mut file = open_log(path)?.take(limit);
+    let mut found = None;
+    for_each_match(path, 0, limit, needle, |_, line| {
+        found = Some(line.to_vec());
+        false
+    })?;
+    Ok(found)
+}
+
+/// Call `on_match(offset, line)` for each line of `path` between `from` and
+/// `limit` that contains `needle` (which must be non-empty and have no newline),
+/// until it returns false. Blocks are searched whole; only matching lines are
+/// split out, so a scan runs at the speed of the string search.
+pub fn for_each_match(
+    path: &Path,
+    from: u64,
+    limit: u64,
+    needle: &str,
+    mut on_match: impl FnMut(u64, &[u8]) -> bool,
+) -> io::Result<()> {
+    let mut file = open_log(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut file = file.take(limit.saturating_sub(from));
     let mut buf: Vec<u8> = Vec::new();
+    // File offset of buf[0].
+    let mut base = from;
     loop {
         let kept = buf.len();
         buf.resize(kept + SCAN_BLOCK, 0);
@@ -199,7 +256,9 @@ pub fn find_substring(path: &Path, limit: u64, needle: &str) -> io::Result<Optio
             None if buf.len() >= super::MAX_LINE => buf.len(),
             None => continue,
         };
-        if let Some(at) = search(&buf[..end], needle) {
+        let mut at_from = 0;
+        while let Some(found) = search(&buf[at_from..end], needle) {
+            let at = at_from + found;
             let start = buf[..at]
                 .iter()
                 .rposition(|&b| b == b'\n')
@@ -208,12 +267,19 @@ pub fn find_substring(path: &Path, limit: u64, needle: &str) -> io::Result<Optio
                 .iter()
                 .position(|&b| b == b'\n')
                 .map_or(end, |p| at + p);
-            return Ok(Some(buf[start..stop].to_vec()));
+            if !on_match(base + start as u64, &buf[start..stop]) {
+                return Ok(());
+            }
+            at_from = (stop + 1).min(end);
+            if at_from >= end {
+                break;
+            }
         }
         if eof {
-            return Ok(None);
+            return Ok(());
         }
         buf.drain(..end);
+        base += end as u64;
     }
 }
 
@@ -244,7 +310,11 @@ fn search(hay: &[u8], needle: &str) -> Option<usize> {
             ),
         };
         let text = std::str::from_utf8(&hay[pos..pos + valid]).unwrap_or_default();
-        if let Some(at) = text.find(needle) {
+        // `contains` has a SIMD fast path that `find` lacks: rule most blocks out
+        // with it, and locate the match only where there is one.
+        if text.contains(needle)
+            && let Some(at) = text.find(needle)
+        {
             return Some(pos + at);
         }
         if skip == 0 {
@@ -284,6 +354,11 @@ mod tests {
 
     /// Contents of a log, how many lines to ask for, the lines expected.
     type TailCase = (&'static [u8], usize, &'static [&'static [u8]]);
+
+    fn tail(path: &Path, n: usize, limit: Option<u64>) -> io::Result<Vec<Vec<u8>>> {
+        let lines = tail_located_from(path, n, limit, None)?;
+        Ok(lines.into_iter().map(|(_, _, bytes)| bytes).collect())
+    }
 
     #[test]
     fn tail_table() {

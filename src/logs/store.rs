@@ -16,6 +16,9 @@ const ERROR_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How often a writer checks that its file still has a name (log dir deleted?).
 const UNLINK_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// Where completed lines go, when anyone wants them.
+type LineSink<'a> = &'a mut dyn FnMut(&[u8]);
+
 pub struct LogSink {
     pub path: PathBuf,
     limits: Limits,
@@ -25,6 +28,8 @@ pub struct LogSink {
     written: u64,
     /// The tail of the output that has no newline yet.
     partial: Vec<u8>,
+    /// Size rotations since the run began: its older segments are `.1` … `.n`.
+    run_rotations: usize,
     last_error_report: Option<Instant>,
     last_unlink_check: Instant,
 }
@@ -83,6 +88,7 @@ impl LogSink {
             index,
             written: 0,
             partial: Vec::new(),
+            run_rotations: 0,
             last_error_report: None,
             last_unlink_check: Instant::now(),
         })
@@ -101,6 +107,21 @@ impl LogSink {
         clock: &mut SeqClock,
         bytes: &[u8],
         mut on_line: impl FnMut(&[u8]),
+    ) -> Option<io::Error> {
+        self.append_inner(clock, bytes, Some(&mut on_line))
+    }
+
+    /// `append` when nobody wants the lines: only the pending partial line is
+    /// tracked, found from the end of each chunk instead of line by line.
+    pub fn append_quiet(&mut self, clock: &mut SeqClock, bytes: &[u8]) -> Option<io::Error> {
+        self.append_inner(clock, bytes, None)
+    }
+
+    fn append_inner(
+        &mut self,
+        clock: &mut SeqClock,
+        bytes: &[u8],
+        mut on_line: Option<LineSink<'_>>,
     ) -> Option<io::Error> {
         let mut failure = self.check_unlinked();
         let mut rest = bytes;
@@ -132,7 +153,10 @@ impl LogSink {
             }
             let (chunk, tail) = rest.split_at(take);
             failure = failure.or(self.write_chunk(clock, chunk));
-            self.split_lines(chunk, &mut on_line);
+            match on_line.as_mut() {
+                Some(f) => self.split_lines(chunk, &mut **f),
+                None => self.track_partial(chunk),
+            }
             rest = tail;
         }
         failure
@@ -152,7 +176,23 @@ impl LogSink {
         }
     }
 
-    fn split_lines(&mut self, chunk: &[u8], on_line: &mut impl FnMut(&[u8])) {
+    /// Keep `partial` as `split_lines` would leave it, without visiting every line.
+    fn track_partial(&mut self, chunk: &[u8]) {
+        match chunk.iter().rposition(|&b| b == b'\n') {
+            Some(at) => {
+                self.partial.clear();
+                self.partial.extend_from_slice(&chunk[at + 1..]);
+            }
+            None => self.partial.extend_from_slice(chunk),
+        }
+        if self.partial.len() >= MAX_LINE {
+            // Whole MAX_LINE pieces would have been handed out as lines.
+            let cut = self.partial.len() / MAX_LINE * MAX_LINE;
+            self.partial.drain(..cut);
+        }
+    }
+
+    fn split_lines(&mut self, chunk: &[u8], on_line: &mut dyn FnMut(&[u8])) {
         let mut rest = chunk;
         while let Some(at) = rest.iter().position(|&b| b == b'\n') {
             if self.partial.is_empty() {
@@ -179,10 +219,23 @@ impl LogSink {
                 self.file = file;
                 self.index = index;
                 self.written = 0;
+                self.run_rotations += 1;
                 None
             }
             Err(e) => self.report(e),
         }
+    }
+
+    /// The segments holding the current run's output, oldest first, with how
+    /// much of each to read (the current one up to its last complete line).
+    pub fn run_segments(&self) -> Vec<(PathBuf, u64)> {
+        let older = self.run_rotations.min(self.limits.keep);
+        let mut all: Vec<(PathBuf, u64)> = (1..=older)
+            .rev()
+            .map(|k| (super::segment(&self.path, k), u64::MAX))
+            .collect();
+        all.push((self.path.clone(), self.complete_len()));
+        all
     }
 
     /// If the log dir was deleted under us, start a new segment where it belongs.
@@ -279,6 +332,26 @@ mod tests {
         sink.finish(|l| lines.push(l.to_vec()));
         assert_eq!(lines.last().unwrap(), b"tail");
         assert_eq!(fs::read(&path).unwrap(), b"hello\nworld\n\xff\xfe\ntail");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn quiet_appends_leave_the_same_partial_line_as_counted_ones() {
+        let dir = temp_dir("quiet");
+        let mut clock = SeqClock::default();
+        let mut a = LogSink::create(dir.join("a.stdout"), Limits::default(), &mut clock).unwrap();
+        let mut b = LogSink::create(dir.join("b.stdout"), Limits::default(), &mut clock).unwrap();
+        let big = vec![b'y'; MAX_LINE + 7];
+        for chunk in [&b"ab"[..], b"c\nde", b"", b"f\n\ng", &big, b"h\nij"] {
+            a.append(&mut clock, chunk, |_| {});
+            b.append_quiet(&mut clock, chunk);
+            assert_eq!(
+                a.complete_len(),
+                b.complete_len(),
+                "after {} bytes",
+                chunk.len()
+            );
+        }
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -180,6 +180,8 @@ pub fn read_response(stream: &mut UnixStream) -> serde_json::Value {
             ),
             Ok(_) if byte[0] == b'\n' => break,
             Ok(_) => buf.push(byte[0]),
+            // A receive timeout makes recv(2) fail with EINTR after a stop/continue.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => panic!(
                 "reading a response: {e}; got {:?}",
                 String::from_utf8_lossy(&buf)
