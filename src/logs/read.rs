@@ -240,61 +240,62 @@ pub fn for_each_match(
     let mut file = open_log(path)?;
     file.seek(SeekFrom::Start(from))?;
     let mut file = file.take(limit.saturating_sub(from));
-    let mut buf: Vec<u8> = Vec::new();
+    // Unread data is buf[start..end]; buf[..start] is done. Allocated once: no
+    // zeroing or shifting of whole blocks per read.
+    let mut buf = vec![0u8; SCAN_BLOCK];
+    let (mut start, mut end) = (0usize, 0usize);
     // File offset of buf[0].
     let mut base = from;
     loop {
-        let kept = buf.len();
-        buf.resize(kept + SCAN_BLOCK, 0);
-        let got = read_full(&mut file, &mut buf[kept..])?;
-        buf.truncate(kept + got);
-        let eof = got < SCAN_BLOCK;
+        if start > 0 {
+            buf.copy_within(start..end, 0);
+            base += start as u64;
+            end -= start;
+            start = 0;
+        }
+        if end == buf.len() {
+            buf.resize(buf.len() * 2, 0); // one line longer than the buffer
+        }
+        let got = loop {
+            match file.read(&mut buf[end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        end += got;
+        let eof = got == 0;
         // Search complete lines only, unless this is the end or one line is huge.
-        let end = match buf.iter().rposition(|&b| b == b'\n') {
-            _ if eof => buf.len(),
+        let stop_at = match buf[..end].iter().rposition(|&b| b == b'\n') {
+            _ if eof => end,
             Some(at) => at + 1,
-            None if buf.len() >= super::MAX_LINE => buf.len(),
+            None if end >= super::MAX_LINE => end,
             None => continue,
         };
-        let mut at_from = 0;
-        while let Some(found) = search(&buf[at_from..end], needle) {
+        let mut at_from = start;
+        while at_from < stop_at {
+            let Some(found) = search(&buf[at_from..stop_at], needle) else {
+                break;
+            };
             let at = at_from + found;
-            let start = buf[..at]
+            let line_start = buf[..at]
                 .iter()
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |p| p + 1);
-            let stop = buf[at..end]
+            let line_end = buf[at..stop_at]
                 .iter()
                 .position(|&b| b == b'\n')
-                .map_or(end, |p| at + p);
-            if !on_match(base + start as u64, &buf[start..stop]) {
+                .map_or(stop_at, |p| at + p);
+            if !on_match(base + line_start as u64, &buf[line_start..line_end]) {
                 return Ok(());
             }
-            at_from = (stop + 1).min(end);
-            if at_from >= end {
-                break;
-            }
+            at_from = line_end + 1;
         }
         if eof {
             return Ok(());
         }
-        buf.drain(..end);
-        base += end as u64;
+        start = stop_at;
     }
-}
-
-/// Read until `buf` is full or the input ends; returns how much was read.
-fn read_full(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match src.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Offset of `needle` in `hay`, which may hold invalid UTF-8: the valid runs are
