@@ -433,6 +433,14 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
         None => None,
     };
     let grep = matcher.as_ref().map(|m| move |line: &[u8]| m.matches(line));
+    // Text every matching line contains, so blocks without it are skipped fast.
+    let literal: Option<String> = match (&matcher, &args.grep) {
+        (Some(Matcher::Bytes(_)), Some(pattern)) => Some(pattern.clone()),
+        (Some(Matcher::Regex(_)), Some(pattern)) if args.regex && !args.ignore_case => {
+            logs::literal::required_literal(pattern)
+        }
+        _ => None,
+    };
     let reading_a_range = args.since.is_some() || args.after.is_some() || args.grep.is_some();
     let since = match args.since {
         None | Some(SinceArg::Start) => Since::Everything,
@@ -444,10 +452,7 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
         since,
         after: args.after.as_deref().and_then(Position::parse),
         grep: grep.as_ref().map(|g| g as &dyn Fn(&[u8]) -> bool),
-        plain: match &matcher {
-            Some(Matcher::Bytes(_)) => args.grep.as_deref(),
-            _ => None,
-        },
+        plain: literal.as_deref(),
         context: args.context,
     };
     let lines = logs::query::run(&sources, &query)

@@ -1014,7 +1014,18 @@ impl Daemon {
             .find_map(|(path, limit)| {
                 match pattern {
                     Pattern::Substring(text) => logs::read::find_substring(&path, limit, text),
-                    Pattern::Regex(_) => {
+                    Pattern::Regex(_, Some(literal)) => {
+                        // Only lines holding the literal can match: search for it first.
+                        let mut found = None;
+                        logs::read::for_each_match(&path, 0, limit, literal, |_, line| {
+                            if pattern.matches(line) {
+                                found = Some(line.to_vec());
+                            }
+                            found.is_none()
+                        })
+                        .map(|()| found)
+                    }
+                    Pattern::Regex(_, None) => {
                         logs::read::find_line(&path, limit, |line| pattern.matches(line))
                     }
                 }
@@ -1115,10 +1126,7 @@ impl Daemon {
             }
         }
         let filter = |line: &[u8]| follow.grep.as_ref().is_none_or(|g| g.matches(line));
-        let plain = match &follow.grep {
-            Some(Pattern::Substring(text)) => Some(text.as_str()),
-            _ => None,
-        };
+        let plain = follow.grep.as_ref().and_then(Pattern::literal);
         let query = logs::query::Query {
             tail: Some(tail),
             since: logs::query::Since::Everything,

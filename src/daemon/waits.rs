@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 pub enum Pattern {
     Substring(String),
-    Regex(regex_lite::Regex),
+    /// The regex, and text every match must contain (when it can be told).
+    Regex(regex_lite::Regex, Option<String>),
 }
 
 impl Pattern {
@@ -24,24 +25,32 @@ impl Pattern {
         regex_lite::RegexBuilder::new(&source)
             .case_insensitive(true)
             .build()
-            .map(Pattern::Regex)
+            .map(|re| Pattern::Regex(re, None))
             .map_err(|e| format!("invalid regex: {e}"))
     }
 
     pub fn new(text: &str, regex: bool) -> Result<Pattern, String> {
         if regex {
             regex_lite::Regex::new(text)
-                .map(Pattern::Regex)
+                .map(|re| Pattern::Regex(re, crate::logs::literal::required_literal(text)))
                 .map_err(|e| format!("invalid regex: {e}"))
         } else {
             Ok(Pattern::Substring(text.to_string()))
         }
     }
 
+    /// Plain text a line must contain to match: lets blocks be searched fast.
+    pub fn literal(&self) -> Option<&str> {
+        match self {
+            Pattern::Substring(text) => Some(text),
+            Pattern::Regex(_, literal) => literal.as_deref(),
+        }
+    }
+
     pub fn matches(&self, line: &[u8]) -> bool {
         match self {
             Pattern::Substring(needle) => contains(line, needle.as_bytes()),
-            Pattern::Regex(re) => re.is_match(&String::from_utf8_lossy(line)),
+            Pattern::Regex(re, _) => re.is_match(&String::from_utf8_lossy(line)),
         }
     }
 }

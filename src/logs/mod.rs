@@ -2,6 +2,7 @@
 //! waits and followers), `read` is what the CLI and the daemon read back (tails).
 
 pub mod index;
+pub mod literal;
 pub mod query;
 pub mod read;
 pub mod store;

@@ -324,7 +324,8 @@ pub struct Query<'a> {
     pub since: Since,
     pub after: Option<Position>,
     pub grep: Option<LineFilter<'a>>,
-    /// The grep pattern when it is a plain substring: lets whole blocks be searched.
+    /// Text every line that `grep` accepts must contain (the pattern itself, or a
+    /// regex's literal): lets whole blocks be searched.
     pub plain: Option<&'a str>,
     pub context: usize,
 }
@@ -417,6 +418,10 @@ fn grep_plain(sources: &[Source], needle: &str, q: &Query<'_>) -> io::Result<Vec
                 u64::MAX
             };
             for_each_match(data, from, limit, needle, |offset, line| {
+                // `needle` may be only part of the pattern (a regex's literal).
+                if q.grep.is_some_and(|g| !g(line)) {
+                    return true;
+                }
                 let (pos, time) = locate(source, seg_no, offset);
                 if q.after.is_none_or(|c| pos > c) {
                     kept.push_back((pos, time, no, seg_no, offset, line.to_vec()));
@@ -782,6 +787,29 @@ mod tests {
             let b = run(&sources, &fast).unwrap();
             let show = |lines: &[Line]| lines.iter().map(|l| (l.pos, l.bytes.clone(), l.context, l.group_start)).collect::<Vec<_>>();
             prop_assert_eq!(show(&a), show(&b));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A regex searched through its literal gives what the line-by-line search gives.
+        #[test]
+        fn regex_grep_through_its_literal_agrees(
+            chunks in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n')], 0..40), 0..12),
+            stem in "[ab]{2,3}",
+            tail in proptest::option::of(0usize..5),
+        ) {
+            let dir = std::env::temp_dir().join(format!("ap-query-re-{}", std::process::id()));
+            let sources = [write_log(&dir, &chunks)];
+            let pattern = format!("{stem}b*$");
+            let re = regex_lite::Regex::new(&pattern).unwrap();
+            let literal = crate::logs::literal::required_literal(&pattern);
+            prop_assert!(literal.is_some());
+            let filter = move |line: &[u8]| re.is_match(&String::from_utf8_lossy(line));
+            let general = Query { tail, since: Since::Everything, after: None, grep: Some(&filter), plain: None, context: 0 };
+            let fast = Query { plain: literal.as_deref(), ..general };
+            let show = |lines: &[Line]| lines.iter().map(|l| (l.pos, l.bytes.clone())).collect::<Vec<_>>();
+            prop_assert_eq!(show(&run(&sources, &Query { grep: Some(&filter), ..general }).unwrap()), show(&run(&sources, &fast).unwrap()));
         }
     }
 
