@@ -654,25 +654,50 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
     };
     let mut conn = Conn::open(paths, false)?;
     conn.send(&request)?;
+    // Lines are gathered while more are already waiting in the socket buffer and
+    // written out in one go: a line at a time would make the reader the bottleneck.
+    let mut out = Vec::new();
     loop {
-        match conn.recv(Some(timeout))? {
+        let response = match conn.recv(Some(timeout)) {
+            Ok(response) => response,
+            Err(e) => {
+                write_stdout(&out)?;
+                return Err(e);
+            }
+        };
+        match response {
             Response::LogLine {
                 process,
                 line,
                 stream,
             } => {
                 let err = args.both && stream == Stream::Stderr;
-                let text = match (args.all, err) {
-                    (true, true) => format!("[{process}:err] {line}\n"),
-                    (true, false) => format!("[{process}] {line}\n"),
-                    (false, true) => format!("err| {line}\n"),
-                    (false, false) => format!("{line}\n"),
-                };
-                write_stdout(text.as_bytes())?;
+                match (args.all, err) {
+                    (true, true) => out.extend_from_slice(format!("[{process}:err] ").as_bytes()),
+                    (true, false) => out.extend_from_slice(format!("[{process}] ").as_bytes()),
+                    (false, true) => out.extend_from_slice(b"err| "),
+                    (false, false) => {}
+                }
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+                // Nothing more waiting: show what we have before blocking again.
+                if conn.reader.buffer().is_empty() || out.len() > 1 << 20 {
+                    write_stdout(&out)?;
+                    out.clear();
+                }
             }
-            Response::LogEnd => return Ok(0),
-            Response::Error { code, message } => return Err(daemon_error(code, message)),
-            other => return unexpected(other),
+            Response::LogEnd => {
+                write_stdout(&out)?;
+                return Ok(0);
+            }
+            Response::Error { code, message } => {
+                write_stdout(&out)?;
+                return Err(daemon_error(code, message));
+            }
+            other => {
+                write_stdout(&out)?;
+                return unexpected(other);
+            }
         }
     }
 }

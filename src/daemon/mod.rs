@@ -1248,6 +1248,9 @@ impl Daemon {
         for line in &lines {
             self.deliver_line(id, stream, line);
         }
+        if !lines.is_empty() {
+            self.flush_followers();
+        }
         if eof {
             self.check_output_finished(id);
         }
@@ -1298,12 +1301,24 @@ impl Daemon {
                     finished.push(*client);
                 }
             }
-            if c.flush().is_err() {
-                finished.push(*client);
-            }
         }
         for client in finished {
             self.end_follow(client);
+        }
+    }
+
+    /// Write out what followers were sent: once per batch of lines, not per line.
+    fn flush_followers(&mut self) {
+        let mut broken = Vec::new();
+        for client in self.follows.keys() {
+            if let Some(c) = self.clients.get_mut(client)
+                && c.flush().is_err()
+            {
+                broken.push(*client);
+            }
+        }
+        for client in broken {
+            self.close_client(client);
         }
     }
 
