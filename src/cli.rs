@@ -26,6 +26,9 @@ commands:
                         block until a line matches or the process exits
   down                          stop everything and shut the daemon down
   session list | session clean  list sessions, or remove stale ones
+  config check [--config PATH] [--json]
+  config show [--config PATH] --json
+                        validate agent-procs.yaml, or print it resolved as JSON
 
 global options:
   --session NAME        session to act on (default: default)
@@ -157,10 +160,29 @@ usage: agent-procs session list
 list    show every session with a pid file, and whether its daemon is running
 clean   remove the socket, pid file and state of sessions whose daemon is gone";
 
+const CONFIG_USAGE: &str = "\
+usage: agent-procs config check [--config PATH] [--json]
+       agent-procs config show [--config PATH] --json
+
+Read agent-procs.yaml (the nearest one in the current directory or a parent, or
+PATH) and check it without starting anything: YAML syntax, keys, types, values,
+process names and dependencies. Each problem is printed on stderr as
+FILE:LINE:COL: KEY.PATH: MESSAGE, all of them in one run.
+
+check   exit 0 and print FILE: ok (N processes), or exit 1 listing every problem
+show    print the resolved config as JSON: cwd absolute, env values as strings,
+        depends_on as lists, defaults filled in, and the start order
+
+options:
+  --config PATH   the config file to read instead of searching for agent-procs.yaml
+  --json          print the verdict (or, for show, the config) as JSON on stdout;
+                  show prints nothing but JSON, so it needs --json
+  --session NAME  session to use (default: default)";
+
 /// Every command name the parser knows, for the tests that keep help and man page in step.
 #[cfg(test)]
 pub const COMMANDS: &[&str] = &[
-    "run", "stop", "stop-all", "restart", "status", "logs", "wait", "down", "session",
+    "run", "stop", "stop-all", "restart", "status", "logs", "wait", "down", "session", "config",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,12 +212,21 @@ pub enum Command {
     Down,
     SessionList,
     SessionClean,
+    Config(ConfigArgs),
     Help(&'static str),
     Version,
     /// Internal: `agent-procs __daemon SESSION [--ready-fd N]`, started by the CLI.
     Daemon {
         ready_fd: Option<i32>,
     },
+}
+
+/// `config check` or, with `show`, `config show`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigArgs {
+    pub show: bool,
+    pub path: Option<std::path::PathBuf>,
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -261,27 +292,6 @@ pub fn parse_since(text: &str) -> Option<SinceArg> {
     let secs = value * scale;
     (secs.is_finite() && (0.0..1e10).contains(&secs))
         .then(|| SinceArg::Ago(Duration::from_secs_f64(secs)))
-}
-
-/// `512`, `512k`, `10MB`, `50MiB`, `1G` … (k/M/G are powers of 1024, as are KiB/MiB/GiB;
-/// kB/MB/GB are powers of 1000).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let unit_at = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(unit_at);
-    let number: u64 = number.parse().ok()?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "kB" | "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    number.checked_mul(scale)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -419,6 +429,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             Command::Down
         }
         "session" => parse_session(&mut p, &mut session)?,
+        "config" => parse_config(&mut p, &mut session)?,
         "help" => Command::Help(USAGE),
         "__daemon" => {
             let mut ready_fd = None;
@@ -511,14 +522,16 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
             }
             Long("log-max-size") => {
                 let text = string(p.value().map_err(with_usage(u))?, "--log-max-size", u)?;
-                let size = parse_size(&text).filter(|&s| s > 0).ok_or_else(|| {
-                    usage_error(
-                        format!(
-                            "--log-max-size takes a size like 512k, 10MB or 50MiB, not '{text}'"
-                        ),
-                        u,
-                    )
-                })?;
+                let size = crate::config::parse_size(&text)
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| {
+                        usage_error(
+                            format!(
+                                "--log-max-size takes a size like 512k, 10MB or 50MiB, not '{text}'"
+                            ),
+                            u,
+                        )
+                    })?;
                 args.log_max_size = Some(size);
             }
             Value(v) => words.push(string(v, "the command", u)?),
@@ -741,6 +754,31 @@ fn parse_session(p: &mut lexopt::Parser, session: &mut String) -> Result<Command
     }
 }
 
+fn parse_config(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+    let u = CONFIG_USAGE;
+    let mut sub = None;
+    let mut path = None;
+    let mut json = false;
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Long("config") => path = Some(p.value().map_err(with_usage(u))?.into()),
+            Long("json") => json = true,
+            Value(v) if sub.is_none() => sub = Some(string(v, "the subcommand", u)?),
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    let show = match sub.as_deref() {
+        Some("check") => false,
+        Some("show") if json => true,
+        Some("show") => {
+            return Err(usage_error("config show prints JSON only; add --json", u));
+        }
+        Some(other) => return Err(usage_error(format!("unknown config command '{other}'"), u)),
+        None => return Err(usage_error("config needs a subcommand: check or show", u)),
+    };
+    Ok(Command::Config(ConfigArgs { show, path, json }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -851,6 +889,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn config_takes_a_subcommand_a_path_and_json() {
+        let parsed = |line| match command(line) {
+            Command::Config(args) => (args.show, args.path, args.json),
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(parsed("config check"), (false, None, false));
+        assert_eq!(
+            parsed("config --json check --config a/b.yaml"),
+            (false, Some("a/b.yaml".into()), true)
+        );
+        assert_eq!(parsed("config show --json"), (true, None, true));
+        let cases = [
+            ("config", "config needs a subcommand: check or show"),
+            ("config show", "config show prints JSON only; add --json"),
+            ("config up", "unknown config command 'up'"),
+            ("config check extra", "unexpected argument 'extra'"),
+        ];
+        for (line, want) in cases {
+            match parse_str(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+
     /// The long options in `text`: `--word` with `dash` standing for one hyphen
     /// (`-` in usage texts, `\-` in roff). A bare `--` (end of options) is not one.
     fn long_flags(text: &str, dash: &str) -> std::collections::BTreeSet<String> {
@@ -895,6 +959,7 @@ mod tests {
             WAIT_USAGE,
             DOWN_USAGE,
             SESSION_USAGE,
+            CONFIG_USAGE,
         ];
         // The list above must name every usage constant of this file.
         let declared = include_str!("cli.rs")

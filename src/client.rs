@@ -60,6 +60,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         Command::Down => down(&paths),
         Command::SessionList => session_list(),
         Command::SessionClean => session_clean(),
+        Command::Config(args) => crate::config_cmd::run(args),
         Command::Help(usage) => {
             println!("{usage}");
             Ok(0)

@@ -9,6 +9,8 @@
 
 mod cli;
 mod client;
+mod config;
+mod config_cmd;
 mod daemon;
 mod error;
 mod logs;
@@ -16,6 +18,7 @@ mod paths;
 mod protocol;
 mod sys;
 mod timefmt;
+mod yaml;
 
 use error::Error;
 
