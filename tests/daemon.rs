@@ -303,3 +303,22 @@ fn a_socket_path_too_long_for_sun_path_is_a_clear_error() {
         out.stderr
     );
 }
+
+#[test]
+fn an_idle_process_costs_the_daemon_four_descriptors() {
+    let sb = Sandbox::new();
+    sb.start("first", "echo hi; sleep 300");
+    sb.ok(&["wait", "first", "--until", "hi"]);
+    let daemon = sb.daemon_pid().unwrap();
+    let mut s = sb.connect();
+    let status = b"{\"type\":\"Status\"}\n";
+    assert_eq!(ask(&mut s, status)["type"], "Status");
+    let before = fd_count(daemon);
+    for i in 0..5 {
+        let run = format!("{{\"type\":\"Run\",\"command\":\"sleep 300\",\"name\":\"s{i}\"}}\n");
+        assert_eq!(ask(&mut s, run.as_bytes())["type"], "RunOk");
+    }
+    assert_eq!(ask(&mut s, status)["type"], "Status");
+    // Two pipes and two log files each; indexes are open only while output flows.
+    assert_eq!(fd_count(daemon) - before, 5 * 4);
+}

@@ -1219,6 +1219,7 @@ impl Daemon {
                     }
                 }
             }
+            output.sink.release();
             if eof {
                 output.sink.finish(|line| {
                     if interested {

@@ -208,24 +208,45 @@ impl Iterator for RecordIter<'_> {
 }
 
 /// Appends records for one segment, coalescing a stream's consecutive chunks.
+/// The file is open only while its stream is writing: the daemon closes it when
+/// a burst of output has been read (`release`), so an idle process holds no
+/// descriptor for its indexes.
 pub struct IndexWriter {
-    file: File,
+    path: PathBuf,
+    file: Option<File>,
     last_seq: u64,
     last_time: u64,
 }
 
 impl IndexWriter {
     pub fn create(segment: &Path) -> io::Result<IndexWriter> {
-        use std::io::Write;
-        let mut file = crate::logs::store::open_append(&index_path(segment))?;
-        if file.metadata()?.len() == 0 {
-            file.write_all(MAGIC)?;
-        }
-        Ok(IndexWriter {
-            file,
+        let mut writer = IndexWriter {
+            path: index_path(segment),
+            file: None,
             last_seq: u64::MAX,
             last_time: 0,
-        })
+        };
+        writer.open()?;
+        Ok(writer)
+    }
+
+    fn open(&mut self) -> io::Result<&mut File> {
+        use std::io::Write;
+        if self.file.is_none() {
+            let mut file = crate::logs::store::open_append(&self.path)?;
+            if file.metadata()?.len() == 0 {
+                file.write_all(MAGIC)?;
+            }
+            self.file = Some(file);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+
+    /// Close the file until the next record.
+    pub fn release(&mut self) {
+        self.file = None;
     }
 
     /// Note that bytes starting at `offset` arrive now. A record is written unless
@@ -240,7 +261,7 @@ impl IndexWriter {
         let seq = clock.next();
         self.last_seq = seq;
         self.last_time = time_ms;
-        self.file.write_all(
+        self.open()?.write_all(
             &Record {
                 offset,
                 seq,

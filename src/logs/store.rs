@@ -81,6 +81,7 @@ impl LogSink {
         rotate(&path, limits.keep)?;
         let (file, mut index) = open_segment(&path)?;
         index.note(clock, 0, true)?;
+        index.release();
         Ok(LogSink {
             path,
             limits,
@@ -92,6 +93,11 @@ impl LogSink {
             last_error_report: None,
             last_unlink_check: Instant::now(),
         })
+    }
+
+    /// A burst of output has been taken: let go of the index file until more comes.
+    pub fn release(&mut self) {
+        self.index.release();
     }
 
     /// Bytes of the current segment that form complete lines; readers that replay
