@@ -6,6 +6,7 @@ use crate::cli::{Command, Invocation, LogsArgs, RunArgs, SinceArg, WaitArgs};
 use crate::error::{Context, Error, Result};
 use crate::logs;
 use crate::logs::index::now_ms;
+use crate::logs::pattern::Pattern;
 use crate::logs::query::{Line, Position, Query, Since, Source};
 use crate::paths::{self, SessionPaths};
 use crate::protocol::Stream;
@@ -430,18 +431,12 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
     }
 
     let matcher = match &args.grep {
-        Some(pattern) => Some(Matcher::new(pattern, args.regex, args.ignore_case)?),
+        Some(text) => {
+            Some(Pattern::new(text, args.regex, args.ignore_case).map_err(Error::Failed)?)
+        }
         None => None,
     };
     let grep = matcher.as_ref().map(|m| move |line: &[u8]| m.matches(line));
-    // Text every matching line contains, so blocks without it are skipped fast.
-    let literal: Option<String> = match (&matcher, &args.grep) {
-        (Some(Matcher::Bytes(_)), Some(pattern)) => Some(pattern.clone()),
-        (Some(Matcher::Regex(_)), Some(pattern)) if args.regex && !args.ignore_case => {
-            logs::literal::required_literal(pattern)
-        }
-        _ => None,
-    };
     let reading_a_range = args.since.is_some() || args.after.is_some() || args.grep.is_some();
     let since = match args.since {
         None | Some(SinceArg::Start) => Since::Everything,
@@ -453,7 +448,8 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
         since,
         after: args.after.as_deref().and_then(Position::parse),
         grep: grep.as_ref().map(|g| g as &dyn Fn(&[u8]) -> bool),
-        plain: literal.as_deref(),
+        // Text every matching line contains, so blocks without it are skipped fast.
+        plain: matcher.as_ref().and_then(Pattern::literal),
         context: args.context,
     };
     let lines = logs::query::run(&sources, &query)
@@ -546,40 +542,6 @@ struct JsonLine<'a> {
     cursor: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     context: Option<bool>,
-}
-
-/// What `--grep` looks for.
-enum Matcher {
-    Bytes(Vec<u8>),
-    Regex(regex_lite::Regex),
-}
-
-impl Matcher {
-    fn new(pattern: &str, regex: bool, ignore_case: bool) -> Result<Matcher> {
-        if !regex && !ignore_case {
-            return Ok(Matcher::Bytes(pattern.as_bytes().to_vec()));
-        }
-        let source = if regex {
-            pattern.to_string()
-        } else {
-            regex_lite::escape(pattern)
-        };
-        regex_lite::RegexBuilder::new(&source)
-            .case_insensitive(ignore_case)
-            .build()
-            .map(Matcher::Regex)
-            .map_err(|e| Error::Usage {
-                msg: format!("invalid regex: {e}"),
-                usage: "usage: agent-procs logs NAME --grep PAT --regex",
-            })
-    }
-
-    fn matches(&self, line: &[u8]) -> bool {
-        match self {
-            Matcher::Bytes(needle) => logs::query::contains(line, needle),
-            Matcher::Regex(re) => re.is_match(&String::from_utf8_lossy(line)),
-        }
-    }
 }
 
 /// The log file name for a target: the name itself, or, for an id like `p3` that

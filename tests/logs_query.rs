@@ -207,6 +207,10 @@ fn bad_since_and_cursor_values_are_usage_errors() {
     let err = sb.fails(&["logs", "x", "--follow", "--since", "5m"], 64);
     assert!(err.contains("cannot be combined with --follow"), "{err}");
     sb.fails(&["logs", "x", "--stderr", "--both"], 64);
+    sb.start("x", "echo hi");
+    sb.ok(&["wait", "x", "--exit"]);
+    let err = sb.fails(&["logs", "x", "--grep", "(unclosed", "--regex"], 1);
+    assert!(err.contains("invalid regex"), "{err}");
 }
 
 #[test]

@@ -947,7 +947,11 @@ impl Daemon {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        let pattern = match until.as_deref().map(|u| Pattern::new(u, regex)).transpose() {
+        let pattern = match until
+            .as_deref()
+            .map(|u| Pattern::new(u, regex, false))
+            .transpose()
+        {
             Ok(p) => p,
             Err(msg) => return self.reply(client, &Response::error(msg)),
         };
@@ -1064,7 +1068,7 @@ impl Daemon {
         };
         let grep = match grep
             .as_deref()
-            .map(|g| Pattern::with_case(g, regex, ignore_case))
+            .map(|g| Pattern::new(g, regex, ignore_case))
             .transpose()
         {
             Ok(g) => g,

@@ -2,58 +2,8 @@
 //! satisfies it. The loop feeds lines and exits in; replies go out through it.
 
 use super::procs::ProcId;
-use crate::logs::query::contains;
+pub use crate::logs::pattern::Pattern;
 use std::collections::HashMap;
-
-pub enum Pattern {
-    Substring(String),
-    /// The regex, and text every match must contain (when it can be told).
-    Regex(regex_lite::Regex, Option<String>),
-}
-
-impl Pattern {
-    /// A pattern for `--grep`: case-insensitive matching goes through the regex engine.
-    pub fn with_case(text: &str, regex: bool, ignore_case: bool) -> Result<Pattern, String> {
-        if !ignore_case {
-            return Pattern::new(text, regex);
-        }
-        let source = if regex {
-            text.to_string()
-        } else {
-            regex_lite::escape(text)
-        };
-        regex_lite::RegexBuilder::new(&source)
-            .case_insensitive(true)
-            .build()
-            .map(|re| Pattern::Regex(re, None))
-            .map_err(|e| format!("invalid regex: {e}"))
-    }
-
-    pub fn new(text: &str, regex: bool) -> Result<Pattern, String> {
-        if regex {
-            regex_lite::Regex::new(text)
-                .map(|re| Pattern::Regex(re, crate::logs::literal::required_literal(text)))
-                .map_err(|e| format!("invalid regex: {e}"))
-        } else {
-            Ok(Pattern::Substring(text.to_string()))
-        }
-    }
-
-    /// Plain text a line must contain to match: lets blocks be searched fast.
-    pub fn literal(&self) -> Option<&str> {
-        match self {
-            Pattern::Substring(text) => Some(text),
-            Pattern::Regex(_, literal) => literal.as_deref(),
-        }
-    }
-
-    pub fn matches(&self, line: &[u8]) -> bool {
-        match self {
-            Pattern::Substring(needle) => contains(line, needle.as_bytes()),
-            Pattern::Regex(re, _) => re.is_match(&String::from_utf8_lossy(line)),
-        }
-    }
-}
 
 pub struct Wait {
     pub client: usize,
@@ -125,18 +75,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn regex_patterns_match_lossy_text_and_report_bad_syntax() {
-        let p = Pattern::new(r"port \d+", true).unwrap();
-        assert!(p.matches(b"listening on port 8080 \xff"));
-        assert!(!p.matches(b"listening"));
-        let err = Pattern::new("(unclosed", true).err().unwrap();
-        assert!(err.starts_with("invalid regex: "), "{err}");
-    }
-
-    #[test]
     fn waits_are_taken_once() {
         let mut t = WaitTable::default();
-        let pattern = Some(Pattern::new("ready", false).unwrap());
+        let pattern = Some(Pattern::new("ready", false, false).unwrap());
         t.add(Wait {
             client: 1,
             proc: 7,

@@ -3,6 +3,7 @@
 
 pub mod index;
 pub mod literal;
+pub mod pattern;
 pub mod query;
 pub mod read;
 pub mod store;
