@@ -343,3 +343,16 @@ fn a_follower_too_slow_to_keep_up_is_told_what_it_lost_and_blocks_nobody() {
         "{dropped}"
     );
 }
+
+#[test]
+fn since_restart_shows_nothing_of_an_earlier_run_while_the_new_one_is_silent() {
+    let sb = Sandbox::new();
+    sb.start("svc", "echo old-run; sleep 300");
+    sb.ok(&["wait", "svc", "--until", "old-run"]);
+    sb.ok(&["run", "sleep 300", "--name", "other"]);
+    // Re-run under the same name after stopping: the new run prints nothing.
+    sb.ok(&["stop", "svc"]);
+    sb.ok(&["run", "sleep 300", "--name", "svc"]);
+    assert_eq!(sb.ok(&["logs", "svc", "--since", "restart"]), "");
+    assert_eq!(sb.ok(&["logs", "svc", "--since", "start"]), "old-run\n");
+}

@@ -709,14 +709,14 @@ impl Daemon {
             (Stream::Stderr, spawned.stderr),
         ]) {
             let path = self.paths.log_file(&name, stream.name());
-            let mut created = LogSink::create(path.clone(), spec.log_limits, &mut self.clock);
+            let mut created = LogSink::create(path.clone(), spec.log_limits);
             if created
                 .as_ref()
                 .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
             {
                 // The log dir was deleted under us: make it again.
                 let _ = paths::ensure_state_dirs(&self.paths);
-                created = LogSink::create(path.clone(), spec.log_limits, &mut self.clock);
+                created = LogSink::create(path.clone(), spec.log_limits);
             }
             let sink = match created {
                 Ok(mut s) => {

@@ -97,11 +97,13 @@ pub struct IndexReader {
 
 impl IndexReader {
     pub fn open(segment: &Path) -> IndexReader {
+        // A segment without an index is one whole run: a log from agent-procs 0.6
+        // (which rotated at every start), or a run that has not printed yet.
         let fallback = Record {
             offset: 0,
             seq: 0,
             time_ms: 0,
-            run_start: false,
+            run_start: true,
         };
         let opened = crate::logs::read::open_log(&index_path(segment))
             .ok()
@@ -216,18 +218,27 @@ pub struct IndexWriter {
     file: Option<File>,
     last_seq: u64,
     last_time: u64,
+    /// The next record is the first of a run.
+    run_start: bool,
 }
 
 impl IndexWriter {
-    pub fn create(segment: &Path) -> io::Result<IndexWriter> {
-        let mut writer = IndexWriter {
+    /// The index of `segment`. Nothing is created until the stream writes: a
+    /// process that never prints on a stream costs no index file (creating files
+    /// is the dearest part of starting a process on ext4).
+    pub fn create(segment: &Path) -> IndexWriter {
+        IndexWriter {
             path: index_path(segment),
             file: None,
             last_seq: u64::MAX,
             last_time: 0,
-        };
-        writer.open()?;
-        Ok(writer)
+            run_start: false,
+        }
+    }
+
+    /// The next record begins a run of the process.
+    pub fn mark_run_start(&mut self) {
+        self.run_start = true;
     }
 
     fn open(&mut self) -> io::Result<&mut File> {
@@ -254,6 +265,7 @@ impl IndexWriter {
     /// the same millisecond; `force` always writes one (a new run).
     pub fn note(&mut self, clock: &mut SeqClock, offset: u64, run_start: bool) -> io::Result<()> {
         use std::io::Write;
+        let run_start = run_start || std::mem::take(&mut self.run_start);
         let time_ms = now_ms();
         if !run_start && self.last_seq == clock.last() && self.last_time == time_ms {
             return Ok(());
@@ -309,14 +321,14 @@ mod tests {
         let seg = dir.join("x.stdout");
         let _ = std::fs::remove_file(index_path(&seg));
         let mut clock = SeqClock::default();
-        let mut w = IndexWriter::create(&seg).unwrap();
+        let mut w = IndexWriter::create(&seg);
         w.note(&mut clock, 0, true).unwrap();
         for off in 1..100 {
             w.note(&mut clock, off, false).unwrap();
         }
         let n = IndexReader::open(&seg).len();
         assert!(n < 10, "{n} records for one writer"); // one per millisecond at most
-        let mut other = IndexWriter::create(&dir.join("y.stdout")).unwrap();
+        let mut other = IndexWriter::create(&dir.join("y.stdout"));
         other.note(&mut clock, 0, false).unwrap();
         w.note(&mut clock, 100, false).unwrap(); // another stream wrote in between
         let r = IndexReader::open(&seg);

@@ -758,8 +758,7 @@ mod tests {
             max_size: 64,
             keep: 100,
         };
-        let mut sink =
-            crate::logs::store::LogSink::create(path.clone(), limits, &mut clock).unwrap();
+        let mut sink = crate::logs::store::LogSink::create(path.clone(), limits).unwrap();
         for chunk in chunks {
             sink.append(&mut clock, chunk, |_| {});
         }

@@ -77,11 +77,10 @@ pub fn rotate(path: &Path, keep: usize) -> io::Result<()> {
 impl LogSink {
     /// Start a new run: rotate whatever was at `path` and open a fresh segment whose
     /// index begins with a run-start record.
-    pub fn create(path: PathBuf, limits: Limits, clock: &mut SeqClock) -> io::Result<LogSink> {
+    pub fn create(path: PathBuf, limits: Limits) -> io::Result<LogSink> {
         rotate(&path, limits.keep)?;
         let (file, mut index) = open_segment(&path)?;
-        index.note(clock, 0, true)?;
-        index.release();
+        index.mark_run_start();
         Ok(LogSink {
             path,
             limits,
@@ -305,7 +304,7 @@ use std::os::unix::fs::DirBuilderExt;
 
 fn open_segment(path: &Path) -> io::Result<(File, IndexWriter)> {
     let file = open_append(path)?;
-    let index = IndexWriter::create(path)?;
+    let index = IndexWriter::create(path);
     Ok((file, index))
 }
 
@@ -325,7 +324,7 @@ mod tests {
         let dir = temp_dir("split");
         let path = dir.join("a.stdout");
         let mut clock = SeqClock::default();
-        let mut sink = LogSink::create(path.clone(), Limits::default(), &mut clock).unwrap();
+        let mut sink = LogSink::create(path.clone(), Limits::default()).unwrap();
         let mut lines = Vec::new();
         for chunk in [&b"hel"[..], b"lo\nwor", b"ld\n\xff\xfe\n", b"tail"] {
             sink.append(&mut clock, chunk, |l| lines.push(l.to_vec()));
@@ -345,8 +344,8 @@ mod tests {
     fn quiet_appends_leave_the_same_partial_line_as_counted_ones() {
         let dir = temp_dir("quiet");
         let mut clock = SeqClock::default();
-        let mut a = LogSink::create(dir.join("a.stdout"), Limits::default(), &mut clock).unwrap();
-        let mut b = LogSink::create(dir.join("b.stdout"), Limits::default(), &mut clock).unwrap();
+        let mut a = LogSink::create(dir.join("a.stdout"), Limits::default()).unwrap();
+        let mut b = LogSink::create(dir.join("b.stdout"), Limits::default()).unwrap();
         let big = vec![b'y'; MAX_LINE + 7];
         for chunk in [&b"ab"[..], b"c\nde", b"", b"f\n\ng", &big, b"h\nij"] {
             a.append(&mut clock, chunk, |_| {});
@@ -365,8 +364,7 @@ mod tests {
     fn overlong_lines_are_split_for_matching() {
         let dir = temp_dir("long");
         let mut clock = SeqClock::default();
-        let mut sink =
-            LogSink::create(dir.join("a.stdout"), Limits::default(), &mut clock).unwrap();
+        let mut sink = LogSink::create(dir.join("a.stdout"), Limits::default()).unwrap();
         let mut lens = Vec::new();
         sink.append(&mut clock, &vec![b'x'; MAX_LINE * 2 + 10], |l| {
             lens.push(l.len())
@@ -381,7 +379,7 @@ mod tests {
         let path = dir.join("a.stdout");
         let mut clock = SeqClock::default();
         for run in 0..8 {
-            let mut sink = LogSink::create(path.clone(), Limits::default(), &mut clock).unwrap();
+            let mut sink = LogSink::create(path.clone(), Limits::default()).unwrap();
             sink.append(&mut clock, format!("run {run}\n").as_bytes(), |_| {});
         }
         assert_eq!(fs::read(&path).unwrap(), b"run 7\n");
@@ -401,7 +399,7 @@ mod tests {
             max_size: 10,
             keep: 3,
         };
-        let mut sink = LogSink::create(path.clone(), limits, &mut clock).unwrap();
+        let mut sink = LogSink::create(path.clone(), limits).unwrap();
         for chunk in [&b"0123456789ab"[..], b"cd\nef", b"gh\n", b"ij\n"] {
             sink.append(&mut clock, chunk, |_| {});
         }
