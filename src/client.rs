@@ -614,6 +614,7 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
         grep: args.grep.clone(),
         regex: args.regex,
         ignore_case: args.ignore_case,
+        chunked: true,
     };
     let mut conn = Conn::open(paths, false)?;
     conn.send(&request)?;
@@ -634,16 +635,21 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
                 line,
                 stream,
             } => {
-                let err = args.both && stream == Stream::Stderr;
-                match (args.all, err) {
-                    (true, true) => out.extend_from_slice(format!("[{process}:err] ").as_bytes()),
-                    (true, false) => out.extend_from_slice(format!("[{process}] ").as_bytes()),
-                    (false, true) => out.extend_from_slice(b"err| "),
-                    (false, false) => {}
-                }
-                out.extend_from_slice(line.as_bytes());
-                out.push(b'\n');
+                push_followed(&mut out, &args, &process, stream, &line);
                 // Nothing more waiting: show what we have before blocking again.
+                if conn.reader.buffer().is_empty() || out.len() > 1 << 20 {
+                    write_stdout(&out)?;
+                    out.clear();
+                }
+            }
+            Response::LogChunk {
+                process,
+                lines,
+                stream,
+            } => {
+                for line in lines.split('\n') {
+                    push_followed(&mut out, &args, &process, stream, line);
+                }
                 if conn.reader.buffer().is_empty() || out.len() > 1 << 20 {
                     write_stdout(&out)?;
                     out.clear();
@@ -663,6 +669,19 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
             }
         }
     }
+}
+
+/// One followed line as printed: marked by process and stream as asked.
+fn push_followed(out: &mut Vec<u8>, args: &LogsArgs, process: &str, stream: Stream, line: &str) {
+    let err = args.both && stream == Stream::Stderr;
+    match (args.all, err) {
+        (true, true) => out.extend_from_slice(format!("[{process}:err] ").as_bytes()),
+        (true, false) => out.extend_from_slice(format!("[{process}] ").as_bytes()),
+        (false, true) => out.extend_from_slice(b"err| "),
+        (false, false) => {}
+    }
+    out.extend_from_slice(line.as_bytes());
+    out.push(b'\n');
 }
 
 fn wait(paths: &SessionPaths, args: WaitArgs) -> Result<i32> {

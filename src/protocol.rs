@@ -101,6 +101,9 @@ pub enum Request {
         regex: bool,
         #[serde(default)]
         ignore_case: bool,
+        /// New: the client takes live lines in batches (`LogChunk`).
+        #[serde(default)]
+        chunked: bool,
     },
     Wait {
         target: String,
@@ -167,6 +170,13 @@ pub enum Response {
         process: String,
         stream: Stream,
         line: String,
+    },
+    /// New: several live lines of one process and stream, joined by newlines,
+    /// for a follower that asked for `chunked` (one message per burst, not per line).
+    LogChunk {
+        process: String,
+        stream: Stream,
+        lines: String,
     },
     LogEnd,
     WaitMatch {

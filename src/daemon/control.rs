@@ -128,11 +128,15 @@ impl Client {
     }
 
     /// Queue a line for a follower, or count it as lost when the follower lags.
-    pub fn send_follow(&mut self, response: &Response) {
+    /// Queue `lines` lines for a follower (one `LogLine`, or a `LogChunk`).
+    pub fn send_follow(&mut self, response: &Response, lines: u64) {
         if self.queued() >= FOLLOW_CAP {
-            self.lost_lines += 1;
+            self.lost_lines += lines;
             if self.lost_from.is_none()
                 && let Response::LogLine {
+                    process, stream, ..
+                }
+                | Response::LogChunk {
                     process, stream, ..
                 } = response
             {

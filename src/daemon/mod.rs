@@ -64,6 +64,17 @@ struct Follow {
     grep: Option<Pattern>,
     /// Tells this follow's deadline apart from an earlier follow's on the same client.
     generation: u64,
+    /// The client takes live lines in batches; the batch being gathered.
+    chunked: bool,
+    batch: Option<Batch>,
+}
+
+/// Live lines of one process and stream gathered for one `LogChunk`.
+struct Batch {
+    process: String,
+    stream: Stream,
+    text: String,
+    lines: u64,
 }
 
 /// A request that is answered later, when processes have finished stopping.
@@ -1051,6 +1062,7 @@ impl Daemon {
             grep,
             regex,
             ignore_case,
+            chunked,
             ..
         } = request
         else {
@@ -1083,6 +1095,8 @@ impl Daemon {
             remaining: lines,
             generation: self.generation,
             grep,
+            chunked,
+            batch: None,
         };
         // Replay the tail and go live in the same turn: no gap, no duplicate.
         if tail > 0 {
@@ -1159,8 +1173,11 @@ impl Daemon {
     }
 
     fn end_follow(&mut self, client: usize) {
-        if self.follows.remove(&client).is_some() {
+        if let Some(mut follow) = self.follows.remove(&client) {
             if let Some(c) = self.clients.get_mut(&client) {
+                if let Some(batch) = follow.batch.take() {
+                    send_batch(c, batch);
+                }
                 c.note_lost(); // before the end, not after it
             }
             self.reply_later(client, &Response::LogEnd);
@@ -1292,14 +1309,38 @@ impl Daemon {
             let Some(c) = self.clients.get_mut(client) else {
                 continue;
             };
-            let line = text
-                .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
-                .clone();
-            c.send_follow(&Response::LogLine {
-                process: name.clone(),
-                stream,
-                line,
-            });
+            if follow.chunked {
+                let same = follow
+                    .batch
+                    .as_ref()
+                    .is_some_and(|b| b.process == name && b.stream == stream);
+                if !same && let Some(batch) = follow.batch.take() {
+                    send_batch(c, batch);
+                }
+                let batch = follow.batch.get_or_insert_with(|| Batch {
+                    process: name.clone(),
+                    stream,
+                    text: String::new(),
+                    lines: 0,
+                });
+                if batch.lines > 0 {
+                    batch.text.push('\n');
+                }
+                batch.text.push_str(&String::from_utf8_lossy(line));
+                batch.lines += 1;
+            } else {
+                let line = text
+                    .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
+                    .clone();
+                c.send_follow(
+                    &Response::LogLine {
+                        process: name.clone(),
+                        stream,
+                        line,
+                    },
+                    1,
+                );
+            }
             if let Some(left) = follow.remaining.as_mut() {
                 *left = left.saturating_sub(1);
                 if *left == 0 {
@@ -1312,13 +1353,18 @@ impl Daemon {
         }
     }
 
-    /// Write out what followers were sent: once per batch of lines, not per line.
+    /// Send the batches gathered and write out what followers were sent: once
+    /// per burst of output, not per line.
     fn flush_followers(&mut self) {
         let mut broken = Vec::new();
-        for client in self.follows.keys() {
-            if let Some(c) = self.clients.get_mut(client)
-                && c.flush().is_err()
-            {
+        for (client, follow) in self.follows.iter_mut() {
+            let Some(c) = self.clients.get_mut(client) else {
+                continue;
+            };
+            if let Some(batch) = follow.batch.take() {
+                send_batch(c, batch);
+            }
+            if c.flush().is_err() {
                 broken.push(*client);
             }
         }
@@ -1658,6 +1704,18 @@ impl Daemon {
             }
         }
     }
+}
+
+fn send_batch(client: &mut Client, batch: Batch) {
+    let lines = batch.lines;
+    client.send_follow(
+        &Response::LogChunk {
+            process: batch.process,
+            stream: batch.stream,
+            lines: batch.text,
+        },
+        lines,
+    );
 }
 
 fn follow_wants(follow: &Follow, stream: Stream) -> bool {
