@@ -28,6 +28,21 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_SLACK: Duration = Duration::from_secs(30);
 
 pub fn run(inv: Invocation) -> Result<i32> {
+    // Commands that touch no session do not need a valid one.
+    match inv.command {
+        Command::Config(args) => return crate::config_cmd::run(args),
+        Command::SessionList => return session_list(),
+        Command::SessionClean => return session_clean(),
+        Command::Help(usage) => {
+            println!("{usage}");
+            return Ok(0);
+        }
+        Command::Version => {
+            println!("agent-procs {}", env!("CARGO_PKG_VERSION"));
+            return Ok(0);
+        }
+        _ => {}
+    }
     let paths = SessionPaths::new(&inv.session)?;
     match inv.command {
         Command::Run(args) => run_process(&paths, args),
@@ -59,19 +74,13 @@ pub fn run(inv: Invocation) -> Result<i32> {
         Command::Logs(args) => print_logs(&paths, &args),
         Command::Wait(args) => wait(&paths, args),
         Command::Down => down(&paths),
-        Command::SessionList => session_list(),
-        Command::SessionClean => session_clean(),
-        Command::Config(args) => crate::config_cmd::run(args),
-        Command::Help(usage) => {
-            println!("{usage}");
-            Ok(0)
-        }
-        Command::Version => {
-            println!("agent-procs {}", env!("CARGO_PKG_VERSION"));
-            Ok(0)
-        }
-        Command::Daemon { .. } => Err(Error::Failed(
-            "internal error: daemon mode reached the client".into(),
+        Command::SessionList
+        | Command::SessionClean
+        | Command::Config(_)
+        | Command::Help(_)
+        | Command::Version
+        | Command::Daemon { .. } => Err(Error::Failed(
+            "internal error: command reached the wrong handler".into(),
         )),
     }
 }
