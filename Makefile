@@ -7,11 +7,24 @@ CARGO   ?= cargo
 BENCH   ?= ../shared/bench
 BIN     := target/release/agent-procs
 MANPAGES := man/agent-procs.1
+COMPDIR  := target/completions
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
 all: build
 
 build:
 	$(CARGO) build --release --locked
+	$(MAKE) --no-print-directory completions
+
+# Shell completion scripts, written by the built binary for `install` to copy.
+completions:
+	@test -x $(BIN) || { echo "run 'make build' first" >&2; exit 1; }
+	mkdir -p $(COMPDIR)
+	$(BIN) completions bash > $(COMPDIR)/agent-procs.bash
+	$(BIN) completions zsh > $(COMPDIR)/_agent-procs
+	$(BIN) completions fish > $(COMPDIR)/agent-procs.fish
 
 test:
 	$(CARGO) fmt --all -- --check
@@ -31,9 +44,17 @@ install:
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/agent-procs
 	install -m 644 man/agent-procs.1 $(DESTDIR)$(MANDIR)/man1/agent-procs.1
+	@if test -f $(COMPDIR)/agent-procs.bash; then \
+		install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) && \
+		install -m 644 $(COMPDIR)/agent-procs.bash $(DESTDIR)$(BASHCOMPDIR)/agent-procs && \
+		install -m 644 $(COMPDIR)/_agent-procs $(DESTDIR)$(ZSHCOMPDIR)/_agent-procs && \
+		install -m 644 $(COMPDIR)/agent-procs.fish $(DESTDIR)$(FISHCOMPDIR)/agent-procs.fish; \
+	else echo "note: no completion scripts in $(COMPDIR) ('make completions'); not installing them" >&2; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/agent-procs $(DESTDIR)$(MANDIR)/man1/agent-procs.1
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/agent-procs $(DESTDIR)$(ZSHCOMPDIR)/_agent-procs \
+		$(DESTDIR)$(FISHCOMPDIR)/agent-procs.fish
 
 # Benchmarks from the outside (see BENCHMARKS.md); QUICK=1 for a short run.
 bench: build
@@ -42,4 +63,4 @@ bench: build
 clean:
 	$(CARGO) clean
 
-.PHONY: all build test lint lint-man install uninstall bench clean
+.PHONY: all build completions test lint lint-man install uninstall bench clean

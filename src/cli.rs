@@ -29,6 +29,7 @@ commands:
   config check [--config PATH] [--json]
   config show [--config PATH] --json
                         validate agent-procs.yaml, or print it resolved as JSON
+  completions bash|zsh|fish     print a shell completion script
 
 global options:
   --session NAME        session to act on (default: default)
@@ -179,10 +180,170 @@ options:
                   show prints nothing but JSON, so it needs --json
   --session NAME  session to use (default: default)";
 
+const COMPLETIONS_USAGE: &str = "\
+usage: agent-procs completions bash|zsh|fish
+
+Print a completion script for the shell on stdout. It completes commands, their
+flags, and process names, which it asks the session's daemon for (with status)
+each time.
+
+bash    source it from ~/.bashrc, or install it as
+        share/bash-completion/completions/agent-procs
+zsh     install it as _agent-procs in a directory of $fpath
+fish    install it as share/fish/vendor_completions.d/agent-procs.fish";
+
 /// Every command name the parser knows, for the tests that keep help and man page in step.
 #[cfg(test)]
 pub const COMMANDS: &[&str] = &[
-    "run", "stop", "stop-all", "restart", "status", "logs", "wait", "down", "session", "config",
+    "run",
+    "stop",
+    "stop-all",
+    "restart",
+    "status",
+    "logs",
+    "wait",
+    "down",
+    "session",
+    "config",
+    "completions",
+];
+
+/// What a long flag takes after it, as completions need to know.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Takes {
+    Nothing,
+    /// A value with nothing to offer: a number, a pattern, a name.
+    Word,
+    /// A file or directory name.
+    Path,
+}
+
+/// One command as the shell completions see it. `parse` is the authority; unit
+/// tests keep this table in step with it and with the usage texts.
+pub struct CommandSpec {
+    pub name: &'static str,
+    /// One line for completion menus.
+    pub about: &'static str,
+    /// Words that may stand first after the command, as in `session list`.
+    pub subcommands: &'static [&'static str],
+    /// Long flags without the `--`, besides `COMMON_FLAGS`.
+    pub flags: &'static [(&'static str, Takes)],
+    /// The first plain argument names a process.
+    pub takes_process: bool,
+}
+
+/// Flags every command takes, before or after it.
+pub const COMMON_FLAGS: &[(&str, Takes)] = &[("session", Takes::Word), ("help", Takes::Nothing)];
+/// Flags taken only before the command, besides `COMMON_FLAGS`.
+pub const TOP_FLAGS: &[(&str, Takes)] = &[("version", Takes::Nothing)];
+
+pub const COMMAND_TABLE: &[CommandSpec] = &[
+    CommandSpec {
+        name: "run",
+        about: "start a command in the background",
+        subcommands: &[],
+        flags: &[
+            ("name", Takes::Word),
+            ("cwd", Takes::Path),
+            ("env", Takes::Word),
+            ("port", Takes::Word),
+            ("log-max-size", Takes::Word),
+        ],
+        takes_process: false,
+    },
+    CommandSpec {
+        name: "stop",
+        about: "stop a process and its process group",
+        subcommands: &[],
+        flags: &[("timeout", Takes::Word)],
+        takes_process: true,
+    },
+    CommandSpec {
+        name: "stop-all",
+        about: "stop every process of the session",
+        subcommands: &[],
+        flags: &[("timeout", Takes::Word)],
+        takes_process: false,
+    },
+    CommandSpec {
+        name: "restart",
+        about: "stop, then start again with the same settings",
+        subcommands: &[],
+        flags: &[],
+        takes_process: true,
+    },
+    CommandSpec {
+        name: "status",
+        about: "list processes and their states",
+        subcommands: &[],
+        flags: &[("json", Takes::Nothing)],
+        takes_process: false,
+    },
+    CommandSpec {
+        name: "logs",
+        about: "print the output of a process",
+        subcommands: &[],
+        flags: &[
+            ("tail", Takes::Word),
+            ("stderr", Takes::Nothing),
+            ("both", Takes::Nothing),
+            ("all", Takes::Nothing),
+            ("follow", Takes::Nothing),
+            ("timeout", Takes::Word),
+            ("lines", Takes::Word),
+            ("since", Takes::Word),
+            ("after", Takes::Word),
+            ("grep", Takes::Word),
+            ("regex", Takes::Nothing),
+            ("ignore-case", Takes::Nothing),
+            ("context", Takes::Word),
+            ("timestamps", Takes::Nothing),
+            ("json", Takes::Nothing),
+            ("max-bytes", Takes::Word),
+            ("cursor", Takes::Nothing),
+        ],
+        takes_process: true,
+    },
+    CommandSpec {
+        name: "wait",
+        about: "block until a line matches or the process exits",
+        subcommands: &[],
+        flags: &[
+            ("until", Takes::Word),
+            ("regex", Takes::Nothing),
+            ("exit", Takes::Nothing),
+            ("timeout", Takes::Word),
+        ],
+        takes_process: true,
+    },
+    CommandSpec {
+        name: "down",
+        about: "stop everything and shut the daemon down",
+        subcommands: &[],
+        flags: &[],
+        takes_process: false,
+    },
+    CommandSpec {
+        name: "session",
+        about: "list sessions, or remove stale ones",
+        subcommands: &["list", "clean"],
+        flags: &[],
+        takes_process: false,
+    },
+    CommandSpec {
+        name: "config",
+        about: "validate agent-procs.yaml, or print it as JSON",
+        subcommands: &["check", "show"],
+        flags: &[("config", Takes::Path), ("json", Takes::Nothing)],
+        takes_process: false,
+    },
+    CommandSpec {
+        name: "completions",
+        about: "print a shell completion script",
+        subcommands: &["bash", "zsh", "fish"],
+        flags: &[],
+        takes_process: false,
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,12 +374,21 @@ pub enum Command {
     SessionList,
     SessionClean,
     Config(ConfigArgs),
+    Completions(Shell),
     Help(&'static str),
     Version,
     /// Internal: `agent-procs __daemon SESSION [--ready-fd N]`, started by the CLI.
     Daemon {
         ready_fd: Option<i32>,
     },
+}
+
+/// The shell `completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// `config check` or, with `show`, `config show`.
@@ -430,6 +600,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         }
         "session" => parse_session(&mut p, &mut session)?,
         "config" => parse_config(&mut p, &mut session)?,
+        "completions" => parse_completions(&mut p, &mut session)?,
         "help" => Command::Help(USAGE),
         "__daemon" => {
             let mut ready_fd = None;
@@ -754,6 +925,30 @@ fn parse_session(p: &mut lexopt::Parser, session: &mut String) -> Result<Command
     }
 }
 
+fn parse_completions(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+    let u = COMPLETIONS_USAGE;
+    let mut shell = None;
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Value(v) if shell.is_none() => shell = Some(string(v, "the shell", u)?),
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    match shell.as_deref() {
+        Some("bash") => Ok(Command::Completions(Shell::Bash)),
+        Some("zsh") => Ok(Command::Completions(Shell::Zsh)),
+        Some("fish") => Ok(Command::Completions(Shell::Fish)),
+        Some(other) => Err(usage_error(
+            format!("unknown shell '{other}'; completions are for bash, zsh and fish"),
+            u,
+        )),
+        None => Err(usage_error(
+            "completions needs a shell: bash, zsh or fish",
+            u,
+        )),
+    }
+}
+
 fn parse_config(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
     let u = CONFIG_USAGE;
     let mut sub = None;
@@ -915,6 +1110,125 @@ mod tests {
         }
     }
 
+    #[test]
+    fn completions_take_one_known_shell() {
+        assert_eq!(
+            command("completions fish"),
+            Command::Completions(Shell::Fish)
+        );
+        let cases = [
+            (
+                "completions",
+                "completions needs a shell: bash, zsh or fish",
+            ),
+            (
+                "completions tcsh",
+                "unknown shell 'tcsh'; completions are for bash, zsh and fish",
+            ),
+            ("completions bash zsh", "unexpected argument 'zsh'"),
+        ];
+        for (line, want) in cases {
+            match parse_str(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+
+    /// Errors by which lexopt or `common` refuse a flag rather than its value.
+    fn refuses_flag(result: &Result<Invocation>) -> bool {
+        let refusals = ["invalid option", "unexpected argument", "missing argument"];
+        matches!(result, Err(Error::Usage { msg, .. }) if refusals.iter().any(|r| msg.contains(r)))
+    }
+
+    #[test]
+    fn completion_table_agrees_with_the_parser() {
+        let names: Vec<&str> = COMMAND_TABLE.iter().map(|c| c.name).collect();
+        assert_eq!(names, COMMANDS);
+        for spec in COMMAND_TABLE {
+            for sub in spec.subcommands {
+                let line = format!("{} {sub}", spec.name);
+                assert!(!refuses_flag(&parse_str(&line)), "{line} is refused");
+            }
+            // The command with its first subcommand or a process name, then the flag.
+            let mut head = spec.name.to_string();
+            if let Some(sub) = spec.subcommands.first() {
+                head = format!("{head} {sub}");
+            }
+            if spec.takes_process {
+                head = format!("{head} web");
+            }
+            for &(flag, takes) in spec.flags.iter().chain(COMMON_FLAGS) {
+                // Accepted, though the line may still fail a later check.
+                let given = match takes {
+                    Takes::Nothing => format!("{head} --{flag}"),
+                    Takes::Word | Takes::Path => format!("{head} --{flag}=1"),
+                };
+                let result = parse_str(&given);
+                assert!(!refuses_flag(&result), "{given}: {result:?}");
+                // And it takes a value exactly when the table says so.
+                let (wrong, want) = match takes {
+                    Takes::Nothing if flag == "help" => continue, // ends parsing at once
+                    Takes::Nothing => (format!("{head} --{flag}=1"), "unexpected argument for"),
+                    Takes::Word | Takes::Path => (format!("{head} --{flag}"), "missing argument"),
+                };
+                match parse_str(&wrong) {
+                    Err(Error::Usage { msg, .. }) if msg.contains(want) => {}
+                    other => panic!("{wrong}: expected '{want}', got {other:?}"),
+                }
+            }
+        }
+        assert_eq!(command("--version"), Command::Version);
+        assert_eq!(parse_str("--session=s status").unwrap().session, "s");
+    }
+
+    #[test]
+    fn completion_table_has_every_flag_of_the_usage_texts() {
+        let mut kinds = std::collections::BTreeMap::new();
+        for &(flag, takes) in COMMON_FLAGS.iter().chain(TOP_FLAGS) {
+            kinds.insert(flag, takes);
+        }
+        for spec in COMMAND_TABLE {
+            let Err(Error::Help(usage)) = parse_str(&format!("{} --help", spec.name)) else {
+                panic!("{} --help gives no usage", spec.name)
+            };
+            let own: std::collections::BTreeSet<&str> = spec.flags.iter().map(|f| f.0).collect();
+            let in_usage = long_flags(usage, "-");
+            for flag in &in_usage {
+                let known =
+                    own.contains(flag.as_str()) || COMMON_FLAGS.iter().any(|(f, _)| f == flag);
+                assert!(
+                    known,
+                    "{} --{flag} is in its usage, not in COMMAND_TABLE",
+                    spec.name
+                );
+            }
+            for flag in &own {
+                assert!(
+                    in_usage.contains(*flag),
+                    "{} --{flag} is in COMMAND_TABLE, not in its usage",
+                    spec.name
+                );
+            }
+            // The scripts skip a flag's value by the flag's name alone.
+            for &(flag, takes) in spec.flags {
+                let first = *kinds.entry(flag).or_insert(takes);
+                assert_eq!(
+                    first, takes,
+                    "--{flag} takes different things in different commands"
+                );
+            }
+            // Menus show these in single quotes.
+            assert!(!spec.about.contains(['\'', '\\']), "{}", spec.about);
+        }
+        for flag in long_flags(USAGE, "-") {
+            assert!(
+                kinds.contains_key(flag.as_str()),
+                "--{flag} is in USAGE, not in the table"
+            );
+        }
+    }
+
     /// The long options in `text`: `--word` with `dash` standing for one hyphen
     /// (`-` in usage texts, `\-` in roff). A bare `--` (end of options) is not one.
     fn long_flags(text: &str, dash: &str) -> std::collections::BTreeSet<String> {
@@ -960,6 +1274,7 @@ mod tests {
             DOWN_USAGE,
             SESSION_USAGE,
             CONFIG_USAGE,
+            COMPLETIONS_USAGE,
         ];
         // The list above must name every usage constant of this file.
         let declared = include_str!("cli.rs")

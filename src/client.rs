@@ -31,6 +31,10 @@ pub fn run(inv: Invocation) -> Result<i32> {
     // Commands that touch no session do not need a valid one.
     match inv.command {
         Command::Config(args) => return crate::config_cmd::run(args),
+        Command::Completions(shell) => {
+            print!("{}", crate::completions::script(shell));
+            return Ok(0);
+        }
         Command::SessionList => return session_list(),
         Command::SessionClean => return session_clean(),
         Command::Help(usage) => {
@@ -77,6 +81,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         Command::SessionList
         | Command::SessionClean
         | Command::Config(_)
+        | Command::Completions(_)
         | Command::Help(_)
         | Command::Version
         | Command::Daemon { .. } => Err(Error::Failed(

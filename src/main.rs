@@ -9,6 +9,7 @@
 
 mod cli;
 mod client;
+mod completions;
 mod config;
 mod config_cmd;
 mod daemon;
