@@ -6,7 +6,7 @@ MANDIR  ?= $(PREFIX)/share/man
 CARGO   ?= cargo
 BENCH   ?= ../shared/bench
 BIN     := target/release/agent-procs
-MANPAGES := man/agent-procs.1
+MANPAGES := man/agent-procs.1 man/agent-procs.yaml.5
 COMPDIR  := target/completions
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
@@ -41,9 +41,10 @@ lint: lint-man
 
 install:
 	@test -x $(BIN) || { echo "run 'make build' first" >&2; exit 1; }
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/agent-procs
 	install -m 644 man/agent-procs.1 $(DESTDIR)$(MANDIR)/man1/agent-procs.1
+	install -m 644 man/agent-procs.yaml.5 $(DESTDIR)$(MANDIR)/man5/agent-procs.yaml.5
 	@if test -f $(COMPDIR)/agent-procs.bash; then \
 		install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) && \
 		install -m 644 $(COMPDIR)/agent-procs.bash $(DESTDIR)$(BASHCOMPDIR)/agent-procs && \
@@ -52,7 +53,8 @@ install:
 	else echo "note: no completion scripts in $(COMPDIR) ('make completions'); not installing them" >&2; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/agent-procs $(DESTDIR)$(MANDIR)/man1/agent-procs.1
+	rm -f $(DESTDIR)$(BINDIR)/agent-procs $(DESTDIR)$(MANDIR)/man1/agent-procs.1 \
+		$(DESTDIR)$(MANDIR)/man5/agent-procs.yaml.5
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/agent-procs $(DESTDIR)$(ZSHCOMPDIR)/_agent-procs \
 		$(DESTDIR)$(FISHCOMPDIR)/agent-procs.fish
 
