@@ -23,8 +23,11 @@ commands:
                         print a process's output (read from disk; --follow streams)
   wait NAME --until PAT [--regex] [--timeout S]
   wait NAME --exit [--timeout S]
-                        block until a line matches or the process exits
-  down                          stop everything and shut the daemon down
+  wait NAME --port P | --http URL [--timeout S]
+                        block until a line matches, the process exits, or it serves
+  up [--only N,...] [--config PATH] [--timeout S]
+                        start agent-procs.yaml's processes in dependency order
+  down [--config PATH]          stop everything and shut the daemon down
   session list | session clean  list sessions, or remove stale ones
   config check [--config PATH] [--json]
   config show [--config PATH] --json
@@ -133,26 +136,54 @@ options:
 const WAIT_USAGE: &str = "\
 usage: agent-procs wait NAME --until PAT [--regex] [--timeout S]
        agent-procs wait NAME --exit [--timeout S]
+       agent-procs wait NAME --port P | --http URL [--timeout S]
 
 Block until the process prints a line containing PAT (stdout or stderr, output
-since its last start included), or until it exits.
+since its last start included), until it exits, or until it serves: a TCP port
+on 127.0.0.1 accepts connections, or a URL answers 2xx or 3xx (tried every 250 ms).
 
 options:
   --until PAT     wait for a line containing PAT
   --regex         treat PAT as a regular expression
   --exit          wait for the process to exit
+  --port P        wait until 127.0.0.1:P accepts a TCP connection
+  --http URL      wait until a GET of URL (http://, host an IP address or
+                  localhost) answers 2xx or 3xx
   --timeout S     give up after S seconds and exit 1 (default: 30)
   --session NAME  session to use (default: default)
 
-prints: the matching line, or `exited with code N`, or `exited by SIGNAL`";
+prints: the matching line, `exited with code N`, `exited by SIGNAL`, or
+        `port P is ready (accepting connections)`, `URL is ready (HTTP 200)`";
 
-const DOWN_USAGE: &str = "\
-usage: agent-procs down
+const UP_USAGE: &str = "\
+usage: agent-procs up [--only NAME,...] [--config PATH] [--timeout S]
 
-Stop every process of the session and shut its daemon down.
+Start the processes of agent-procs.yaml (the nearest one in the current directory
+or a parent, or PATH). Each starts as soon as everything in its depends_on is
+ready; progress is printed as it happens. Processes already running with the same
+definition are left alone; changed ones are restarted. If a process exits before
+it is ready, or is not ready in time (its ready_timeout, default 30 s), up exits 1
+naming it, the reason and its last 20 log lines; what did start keeps running.
 
 options:
-  --session NAME  session to use (default: default)";
+  --only NAME,... start only these (and what they depend on)
+  --config PATH   the config file to use instead of searching for agent-procs.yaml
+  --timeout S     fail if the whole stack is not ready within S seconds
+  --session NAME  session to use (default: the config's session, else default)
+
+prints: started NAME (id: ID, pid: PID[, URL]), NAME is ready, ...,
+        all processes started";
+
+const DOWN_USAGE: &str = "\
+usage: agent-procs down [--config PATH]
+
+Stop every process of the session (dependents before what they depend on, each
+with its stop_timeout) and shut its daemon down. With no daemon running there is
+nothing to do, and down says so and exits 0.
+
+options:
+  --config PATH   read the session name from this config file
+  --session NAME  session to use (default: the config's session, else default)";
 
 const SESSION_USAGE: &str = "\
 usage: agent-procs session list
@@ -202,6 +233,7 @@ pub const COMMANDS: &[&str] = &[
     "status",
     "logs",
     "wait",
+    "up",
     "down",
     "session",
     "config",
@@ -306,21 +338,34 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "wait",
-        about: "block until a line matches or the process exits",
+        about: "block until a line matches, the process exits, or it serves",
         subcommands: &[],
         flags: &[
             ("until", Takes::Word),
             ("regex", Takes::Nothing),
             ("exit", Takes::Nothing),
+            ("port", Takes::Word),
+            ("http", Takes::Word),
             ("timeout", Takes::Word),
         ],
         takes_process: true,
     },
     CommandSpec {
+        name: "up",
+        about: "start the processes of agent-procs.yaml in dependency order",
+        subcommands: &[],
+        flags: &[
+            ("only", Takes::Word),
+            ("config", Takes::Path),
+            ("timeout", Takes::Word),
+        ],
+        takes_process: false,
+    },
+    CommandSpec {
         name: "down",
         about: "stop everything and shut the daemon down",
         subcommands: &[],
-        flags: &[],
+        flags: &[("config", Takes::Path)],
         takes_process: false,
     },
     CommandSpec {
@@ -349,6 +394,8 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
     pub session: String,
+    /// `--session` was given; else `up` and `down` take the config's `session`.
+    pub session_given: bool,
     pub command: Command,
 }
 
@@ -370,7 +417,11 @@ pub enum Command {
     },
     Logs(LogsArgs),
     Wait(WaitArgs),
-    Down,
+    Up(UpArgs),
+    Down {
+        /// Where to read `session` from when `--session` is not given.
+        config: Option<std::path::PathBuf>,
+    },
     SessionList,
     SessionClean,
     Config(ConfigArgs),
@@ -470,6 +521,20 @@ pub struct WaitArgs {
     pub until: Option<String>,
     pub regex: bool,
     pub exit: bool,
+    /// `--port`: wait until 127.0.0.1:P accepts connections.
+    pub port: Option<u16>,
+    /// `--http`: wait until a GET of this URL answers 2xx or 3xx.
+    pub http: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UpArgs {
+    /// `--only a,b`: these and what they depend on.
+    pub only: Vec<String>,
+    pub config: Option<std::path::PathBuf>,
+    pub proxy: bool,
+    /// Fail when the whole stack is not ready within this.
     pub timeout: Option<Duration>,
 }
 
@@ -519,6 +584,17 @@ fn number<T: std::str::FromStr>(
         .map_err(|_| usage_error(format!("{flag} takes {what}, not '{text}'"), usage))
 }
 
+fn port(value: OsString, usage: &'static str) -> Result<u16> {
+    let port: u16 = number(value, "--port", "a port number from 1 to 65535", usage)?;
+    if port == 0 {
+        return Err(usage_error(
+            "--port takes a port number from 1 to 65535, not '0'",
+            usage,
+        ));
+    }
+    Ok(port)
+}
+
 /// Quote one word for `sh` if it needs it; used to join `run -- a b c`.
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -535,24 +611,19 @@ fn shell_quote(word: &str) -> String {
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
     let mut p = lexopt::Parser::from_args(args);
-    let mut session = "default".to_string();
+    // Empty until `--session` sets it (which refuses an empty name).
+    let mut session = String::new();
     let command = loop {
         let Some(arg) = p.next()? else {
             return Err(usage_error("no command given", USAGE));
         };
         match arg {
-            Long("session") => session = string(p.value()?, "--session", USAGE)?,
+            Long("session") => session = session_name(p.value()?, USAGE)?,
             Short('h') | Long("help") => {
-                return Ok(Invocation {
-                    session,
-                    command: Command::Help(USAGE),
-                });
+                return Ok(invocation(session, Command::Help(USAGE)));
             }
             Short('V') | Long("version") => {
-                return Ok(Invocation {
-                    session,
-                    command: Command::Version,
-                });
+                return Ok(invocation(session, Command::Version));
             }
             Value(cmd) => break string(cmd, "the command", USAGE)?,
             _ => return Err(arg.unexpected().into()),
@@ -592,11 +663,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         }
         "logs" => parse_logs(&mut p, &mut session)?,
         "wait" => parse_wait(&mut p, &mut session)?,
+        "up" => parse_up(&mut p, &mut session)?,
         "down" => {
+            let mut config = None;
             while let Some(arg) = p.next().map_err(with_usage(DOWN_USAGE))? {
-                common(other(arg), &mut p, &mut session, DOWN_USAGE)?;
+                match arg {
+                    Long("config") => {
+                        let value = p.value().map_err(with_usage(DOWN_USAGE))?;
+                        config = Some(std::path::PathBuf::from(value));
+                    }
+                    _ => common(other(arg), &mut p, &mut session, DOWN_USAGE)?,
+                }
             }
-            Command::Down
+            Command::Down { config }
         }
         "session" => parse_session(&mut p, &mut session)?,
         "config" => parse_config(&mut p, &mut session)?,
@@ -621,7 +700,28 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         }
         other => return Err(usage_error(format!("unknown command '{other}'"), USAGE)),
     };
-    Ok(Invocation { session, command })
+    Ok(invocation(session, command))
+}
+
+fn invocation(session: String, command: Command) -> Invocation {
+    let session_given = !session.is_empty();
+    Invocation {
+        session: if session_given {
+            session
+        } else {
+            "default".into()
+        },
+        session_given,
+        command,
+    }
+}
+
+fn session_name(value: OsString, usage: &'static str) -> Result<String> {
+    let name = string(value, "--session", usage)?;
+    if name.is_empty() {
+        return Err(usage_error("--session needs a name", usage));
+    }
+    Ok(name)
 }
 
 /// An argument a command's own loop did not take, detached from the parser.
@@ -649,7 +749,7 @@ fn common(
 ) -> Result<()> {
     match arg {
         Other::Session => {
-            *session = string(p.value().map_err(with_usage(usage))?, "--session", usage)?;
+            *session = session_name(p.value().map_err(with_usage(usage))?, usage)?;
             Ok(())
         }
         Other::Help => Err(Error::Help(usage)),
@@ -676,21 +776,7 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
                     _ => return Err(usage_error(format!("--env takes KEY=VALUE, not '{kv}'"), u)),
                 }
             }
-            Long("port") => {
-                let port: u16 = number(
-                    p.value().map_err(with_usage(u))?,
-                    "--port",
-                    "a port number from 1 to 65535",
-                    u,
-                )?;
-                if port == 0 {
-                    return Err(usage_error(
-                        "--port takes a port number from 1 to 65535, not '0'",
-                        u,
-                    ));
-                }
-                args.port = Some(port);
-            }
+            Long("port") => args.port = Some(port(p.value().map_err(with_usage(u))?, u)?),
             Long("log-max-size") => {
                 let text = string(p.value().map_err(with_usage(u))?, "--log-max-size", u)?;
                 let size = crate::config::parse_size(&text)
@@ -878,6 +964,8 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
         until: None,
         regex: false,
         exit: false,
+        port: None,
+        http: None,
         timeout: None,
     };
     let mut target = None;
@@ -888,6 +976,14 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
             }
             Long("regex") => a.regex = true,
             Long("exit") => a.exit = true,
+            Long("port") => a.port = Some(port(p.value().map_err(with_usage(u))?, u)?),
+            Long("http") => {
+                let url = string(p.value().map_err(with_usage(u))?, "--http", u)?;
+                if let Err(why) = crate::probe::http_target(&url) {
+                    return Err(usage_error(why, u));
+                }
+                a.http = Some(url);
+            }
             Long("timeout") => {
                 a.timeout = Some(seconds(p.value().map_err(with_usage(u))?, "--timeout", u)?)
             }
@@ -896,9 +992,16 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
         }
     }
     a.target = target.ok_or_else(|| usage_error("missing process name or id", u))?;
-    if a.until.is_none() && !a.exit {
+    let probes = usize::from(a.port.is_some()) + usize::from(a.http.is_some());
+    if probes > 1 || (probes == 1 && (a.until.is_some() || a.exit)) {
         return Err(usage_error(
-            "say what to wait for: --until PAT or --exit",
+            "--port and --http go alone, not with each other, --until or --exit",
+            u,
+        ));
+    }
+    if a.until.is_none() && !a.exit && probes == 0 {
+        return Err(usage_error(
+            "say what to wait for: --until PAT, --exit, --port P or --http URL",
             u,
         ));
     }
@@ -906,6 +1009,38 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
         return Err(usage_error("--regex goes with --until", u));
     }
     Ok(Command::Wait(a))
+}
+
+fn parse_up(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+    let u = UP_USAGE;
+    let mut a = UpArgs::default();
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Long("only") => {
+                let list = string(p.value().map_err(with_usage(u))?, "--only", u)?;
+                for name in list.split(',').map(str::trim) {
+                    if name.is_empty() {
+                        return Err(usage_error(
+                            format!("--only takes names separated by commas, not '{list}'"),
+                            u,
+                        ));
+                    }
+                    if !a.only.iter().any(|n| n == name) {
+                        a.only.push(name.to_string());
+                    }
+                }
+            }
+            Long("config") => {
+                a.config = Some(std::path::PathBuf::from(p.value().map_err(with_usage(u))?))
+            }
+            Long("proxy") => a.proxy = true,
+            Long("timeout") => {
+                a.timeout = Some(seconds(p.value().map_err(with_usage(u))?, "--timeout", u)?)
+            }
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    Ok(Command::Up(a))
 }
 
 fn parse_session(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
@@ -1035,7 +1170,27 @@ mod tests {
                 "stop web --timeout soon",
                 "--timeout takes a number of seconds, not 'soon'",
             ),
-            ("wait web", "say what to wait for: --until PAT or --exit"),
+            (
+                "wait web",
+                "say what to wait for: --until PAT, --exit, --port P or --http URL",
+            ),
+            (
+                "wait web --port 80 --exit",
+                "--port and --http go alone, not with each other, --until or --exit",
+            ),
+            (
+                "wait web --port 0",
+                "--port takes a port number from 1 to 65535, not '0'",
+            ),
+            (
+                "wait web --http https://x/",
+                "invalid URL 'https://x/': only http:// URLs can be probed",
+            ),
+            (
+                "up --only a,,b",
+                "--only takes names separated by commas, not 'a,,b'",
+            ),
+            ("up web", "unexpected argument 'web'"),
             ("wait web --exit --regex", "--regex goes with --until"),
             ("logs", "missing process name (or --all for every process)"),
             ("logs web --all", "give a process name or --all, not both"),
@@ -1052,6 +1207,8 @@ mod tests {
                 other => panic!("{line}: expected a usage error, got {other:?}"),
             }
         }
+        let empty = parse(["--session", "", "status"].map(OsString::from));
+        assert!(matches!(empty, Err(Error::Usage { msg, .. }) if msg == "--session needs a name"));
     }
 
     #[test]
@@ -1271,6 +1428,7 @@ mod tests {
             STATUS_USAGE,
             LOGS_USAGE,
             WAIT_USAGE,
+            UP_USAGE,
             DOWN_USAGE,
             SESSION_USAGE,
             CONFIG_USAGE,

@@ -45,6 +45,19 @@ pub fn run(inv: Invocation) -> Result<i32> {
             println!("agent-procs {}", env!("CARGO_PKG_VERSION"));
             return Ok(0);
         }
+        Command::Up(args) => {
+            return crate::up_cmd::run(inv.session_given.then_some(inv.session.as_str()), args);
+        }
+        Command::Down { config } if !inv.session_given => {
+            // The session the config names, as `up` used; any problem with the
+            // file leaves the default (0.6 does the same).
+            let session = crate::up_cmd::locate(config)
+                .ok()
+                .and_then(|path| crate::config::Config::load(&path).ok())
+                .and_then(|c| c.session)
+                .unwrap_or(inv.session);
+            return down(&SessionPaths::new(&session)?);
+        }
         _ => {}
     }
     let paths = SessionPaths::new(&inv.session)?;
@@ -77,13 +90,14 @@ pub fn run(inv: Invocation) -> Result<i32> {
         Command::Logs(args) if args.follow => follow_logs(&paths, args),
         Command::Logs(args) => print_logs(&paths, &args),
         Command::Wait(args) => wait(&paths, args),
-        Command::Down => down(&paths),
+        Command::Down { .. } => down(&paths),
         Command::SessionList
         | Command::SessionClean
         | Command::Config(_)
         | Command::Completions(_)
         | Command::Help(_)
         | Command::Version
+        | Command::Up(_)
         | Command::Daemon { .. } => Err(Error::Failed(
             "internal error: command reached the wrong handler".into(),
         )),
@@ -95,7 +109,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// A connection to the daemon of one session.
-struct Conn {
+pub struct Conn {
     /// Reads go through the buffer; writes go straight to the socket under it.
     reader: BufReader<UnixStream>,
     socket: PathBuf,
@@ -103,7 +117,7 @@ struct Conn {
 
 impl Conn {
     /// Connect; with `start`, start the daemon when none is running.
-    fn open(paths: &SessionPaths, start: bool) -> Result<Conn> {
+    pub fn open(paths: &SessionPaths, start: bool) -> Result<Conn> {
         if start {
             paths::ensure_private_dir(&paths.runtime_dir)?;
         } else {
@@ -145,7 +159,7 @@ impl Conn {
         })
     }
 
-    fn send(&mut self, request: &Request) -> Result<()> {
+    pub fn send(&mut self, request: &Request) -> Result<()> {
         let mut line = serde_json::to_vec(request)
             .map_err(|e| Error::Failed(format!("encoding the request: {e}")))?;
         line.push(b'\n');
@@ -156,7 +170,7 @@ impl Conn {
     }
 
     /// The next response; `patience` bounds the wait (None: wait as long as it takes).
-    fn recv(&mut self, patience: Option<Duration>) -> Result<Response> {
+    pub fn recv(&mut self, patience: Option<Duration>) -> Result<Response> {
         let _ = self
             .reader
             .get_ref()
@@ -205,7 +219,7 @@ fn no_daemon(paths: &SessionPaths) -> Error {
     Error::Failed(format!("no daemon running for session '{}'", paths.session))
 }
 
-fn daemon_error(code: i32, message: String) -> Error {
+pub fn daemon_error(code: i32, message: String) -> Error {
     if code == crate::protocol::CODE_NOT_FOUND {
         Error::NotFound(message)
     } else {
@@ -213,7 +227,7 @@ fn daemon_error(code: i32, message: String) -> Error {
     }
 }
 
-fn unexpected(response: Response) -> Result<i32> {
+pub fn unexpected(response: Response) -> Result<i32> {
     Err(Error::Failed(format!(
         "unexpected reply from the daemon: {response:?}"
     )))
@@ -315,6 +329,9 @@ fn run_process(paths: &SessionPaths, args: RunArgs) -> Result<i32> {
         base_env: Some(base_env),
         log_max_size: args.log_max_size,
         log_max_files: None,
+        stop_timeout_ms: None,
+        stop_signal: None,
+        depends_on: Vec::new(),
     };
     let mut conn = Conn::open(paths, true)?;
     match conn.ask(&request, Duration::from_secs(10))? {
@@ -405,6 +422,47 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Error::Silent(0)),
         Err(e) => Err(e).context(|| "writing to standard output".into()),
     }
+}
+
+/// One line on stdout; a closed stdout ends the program quietly.
+pub fn print_line(text: &str) -> Result<()> {
+    write_stdout(format!("{text}\n").as_bytes())
+}
+
+/// The last `n` lines of the current run of `name`, both streams in arrival
+/// order, stderr lines marked `err| `.
+pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>> {
+    let mut sources = Vec::new();
+    for stream in [Stream::Stdout, Stream::Stderr] {
+        let path = paths.log_file(name, stream.name());
+        match Source::open(name, stream, &path) {
+            Ok(source) => sources.push(source),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
+        }
+    }
+    let query = Query {
+        tail: Some(n),
+        since: Since::Run,
+        after: None,
+        grep: None,
+        plain: None,
+        context: 0,
+    };
+    let lines = logs::query::run(&sources, &query)
+        .context(|| format!("reading {}", paths.log_dir.display()))?;
+    let mut out = Vec::new();
+    for line in &lines {
+        if sources
+            .get(line.source)
+            .is_some_and(|s| s.stream == Stream::Stderr)
+        {
+            out.extend_from_slice(b"err| ");
+        }
+        out.extend_from_slice(&line.bytes);
+        out.push(b'\n');
+    }
+    Ok(out)
 }
 
 fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
@@ -707,6 +765,8 @@ fn wait(paths: &SessionPaths, args: WaitArgs) -> Result<i32> {
         exit: args.exit,
         timeout_secs: Some(timeout.as_secs_f64().ceil() as u64),
         timeout_ms: Some(millis(timeout)),
+        port: args.port,
+        http: args.http.clone(),
     };
     let mut conn = Conn::open(paths, false)?;
     match conn.ask(&request, timeout)? {
@@ -726,16 +786,19 @@ fn wait(paths: &SessionPaths, args: WaitArgs) -> Result<i32> {
             write_stdout(text.as_bytes())?;
             Ok(0)
         }
-        Response::WaitTimeout => Err(Error::Failed(format!(
-            "timeout: {} did not {} within {}s",
-            args.target,
-            if args.exit {
-                "exit"
-            } else {
-                "print a matching line"
-            },
-            timeout.as_secs_f64()
-        ))),
+        Response::WaitTimeout => {
+            let what = match (&args.port, &args.http) {
+                (Some(port), _) => format!("accept connections on port {port}"),
+                (_, Some(url)) => format!("answer {url} with 2xx or 3xx"),
+                _ if args.exit => "exit".into(),
+                _ => "print a matching line".into(),
+            };
+            Err(Error::Failed(format!(
+                "timeout: {} did not {what} within {}s",
+                args.target,
+                timeout.as_secs_f64()
+            )))
+        }
         other => unexpected(other),
     }
 }

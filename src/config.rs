@@ -696,12 +696,14 @@ impl Checker<'_> {
                 }
                 "tcp" => self.port(value, kp).map(|tcp| Ready::Tcp { tcp }),
                 "http" => match &value.value {
-                    Value::Str(url) if is_http_url(url) => Some(Ready::Http { http: url.clone() }),
-                    Value::Str(_) => self.node(
-                        value,
-                        kp,
-                        "expected a URL starting with http://, such as http://127.0.0.1:8080/health",
-                    ),
+                    Value::Str(url) => match crate::probe::http_target(url) {
+                        Ok(_) => Some(Ready::Http { http: url.clone() }),
+                        Err(why) => self.node(
+                            value,
+                            kp,
+                            format!("{why}; write it like http://127.0.0.1:8080/health"),
+                        ),
+                    },
                     _ => self.wrong_type(value, kp, "a URL starting with http://"),
                 },
                 "exit" => self
@@ -935,12 +937,6 @@ fn yaml_scalar(value: &Value) -> String {
         Value::List(_) => "a list".into(),
         Value::Map(_) => "a map".into(),
     }
-}
-
-fn is_http_url(url: &str) -> bool {
-    url.strip_prefix("http://").is_some_and(|rest| {
-        !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace)
-    })
 }
 
 /// `1048576`, `512k`, `50MiB`, `10MB`, `1 G`: k, M, G and KiB, MiB, GiB are powers of
@@ -1332,7 +1328,7 @@ processes:
             (
                 "processes:\n  a:\n    cmd: x\n    ready: {http: \"https://x/\"}\n  b:\n    cmd: x\n    ready: {exit: 300}\n  c:\n    cmd: x\n    ready: [up]\n  d:\n    cmd: x\n    ready: {lgo: up}\n  e:\n    cmd: x\n    ready: ''\n",
                 vec![
-                    "agent-procs.yaml:4:19: processes.a.ready.http: expected a URL starting with http://, such as http://127.0.0.1:8080/health",
+                    "agent-procs.yaml:4:19: processes.a.ready.http: invalid URL 'https://x/': only http:// URLs can be probed; write it like http://127.0.0.1:8080/health",
                     "agent-procs.yaml:7:19: processes.b.ready.exit: expected an exit code from 0 to 255, not 300",
                     "agent-procs.yaml:10:12: processes.c.ready: expected a log text or a map with one of log, tcp, http or exit, found a list",
                     "agent-procs.yaml:13:13: processes.d.ready.lgo: unknown key; did you mean 'log'?",
@@ -1569,5 +1565,79 @@ processes:
             text.len(),
             text.lines().count()
         );
+    }
+
+    /// agent-procs.yaml(5) gives every key an item of its own: each top-level and
+    /// process key heads a `.TP` item of its section, and each readiness key is in
+    /// the tag of a `ready:` form under READINESS. The items of the two key
+    /// sections name nothing but keys.
+    #[test]
+    fn man_page_documents_every_key() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/man/agent-procs.yaml.5");
+        let page = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        // Each `.TP` tag as (section, words), without its macro, font escapes and
+        // backslashes: `.BI "ready: {tcp: " port }` reads as ready, tcp, port.
+        let mut tags: Vec<(&str, Vec<String>)> = Vec::new();
+        let mut section = "";
+        let mut lines = page.lines();
+        while let Some(line) = lines.next() {
+            if let Some(title) = line.strip_prefix(".SH ") {
+                section = title.trim_matches('"');
+            } else if line == ".TP" {
+                let tag = lines.next().unwrap_or_default();
+                let args = match tag.strip_prefix('.') {
+                    Some(call) => call.split_once(' ').map_or("", |(_, args)| args),
+                    None => tag,
+                };
+                let mut text = String::new();
+                let mut chars = args.chars();
+                while let Some(c) = chars.next() {
+                    match c {
+                        // `\fB`, `\fI`, `\fR`, `\fP` change the font.
+                        '\\' if chars.as_str().starts_with('f') => {
+                            chars.nth(1);
+                        }
+                        '\\' => {}
+                        c => text.push(c),
+                    }
+                }
+                let words = text
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                tags.push((section, words));
+            }
+        }
+        for (section, keys) in [("TOP-LEVEL KEYS", TOP_KEYS), ("PROCESS KEYS", PROCESS_KEYS)] {
+            let items: Vec<&str> = tags
+                .iter()
+                .filter(|(s, _)| *s == section)
+                .filter_map(|(_, words)| words.first().map(String::as_str))
+                .collect();
+            for key in keys {
+                assert!(
+                    items.contains(key),
+                    "{file}: no item for '{key}' under {section}"
+                );
+            }
+            for item in &items {
+                assert!(
+                    keys.contains(item),
+                    "{file}: '{item}' under {section} is not a key"
+                );
+            }
+        }
+        for key in READY_KEYS {
+            let found = tags.iter().any(|(s, words)| {
+                *s == "READINESS"
+                    && words.first().is_some_and(|w| w == "ready")
+                    && words.iter().any(|w| w == key)
+            });
+            assert!(
+                found,
+                "{file}: no 'ready:' form with '{key}' under READINESS"
+            );
+        }
     }
 }

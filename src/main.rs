@@ -16,9 +16,11 @@ mod daemon;
 mod error;
 mod logs;
 mod paths;
+mod probe;
 mod protocol;
 mod sys;
 mod timefmt;
+mod up_cmd;
 mod yaml;
 
 use error::Error;
@@ -38,6 +40,7 @@ fn agent_procs() -> i32 {
         Ok(cli::Invocation {
             session,
             command: cli::Command::Daemon { ready_fd },
+            ..
         }) => daemon::run(&session, ready_fd),
         Ok(invocation) => report(client::run(invocation)),
         Err(e) => report(Err(e)),

@@ -61,6 +61,26 @@ pub enum Request {
         /// New: old log segments to keep (default 5).
         #[serde(default)]
         log_max_files: Option<usize>,
+        /// New: grace period between the stop signal and SIGKILL (default 10 s).
+        #[serde(default)]
+        stop_timeout_ms: Option<u64>,
+        /// New: the signal that asks the process to stop, `SIGTERM` by default.
+        #[serde(default)]
+        stop_signal: Option<String>,
+        /// New: names of processes this one depends on; `down` stops it first.
+        #[serde(default)]
+        depends_on: Vec<String>,
+    },
+    /// New: start a dependency graph (`up`). The daemon starts each process as soon
+    /// as its dependencies are ready and answers with a stream of `UpProgress`,
+    /// then `Ok`, or `UpFailed`.
+    Up {
+        processes: Vec<UpProcess>,
+        #[serde(default)]
+        base_env: Option<HashMap<String, String>>,
+        /// Give up when the whole graph is not ready within this time.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
     },
     Stop {
         target: String,
@@ -118,6 +138,12 @@ pub enum Request {
         /// New: millisecond precision; wins over `timeout_secs`.
         #[serde(default)]
         timeout_ms: Option<u64>,
+        /// New: wait until 127.0.0.1:port accepts a TCP connection.
+        #[serde(default)]
+        port: Option<u16>,
+        /// New: wait until a GET of this http:// URL answers 2xx or 3xx.
+        #[serde(default)]
+        http: Option<String>,
     },
     Shutdown,
     EnableProxy {
@@ -130,6 +156,56 @@ pub enum Request {
     },
     #[serde(other)]
     Unknown,
+}
+
+/// One process of an `Up` request, as the config file defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpProcess {
+    pub name: String,
+    pub command: String,
+    /// Absolute.
+    pub cwd: String,
+    #[serde(default)]
+    pub env: HashMap<String, String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub ready: Option<ReadyCheck>,
+    #[serde(default)]
+    pub ready_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub stop_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub log_max_size: Option<u64>,
+    #[serde(default)]
+    pub log_max_files: Option<usize>,
+    #[serde(default)]
+    pub restart: Option<RestartPolicy>,
+    #[serde(default)]
+    pub watch: Option<WatchConfig>,
+}
+
+/// When a process of `up` counts as ready; exactly one field is set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReadyCheck {
+    /// A line of output containing this (a regex with `regex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub regex: bool,
+    /// 127.0.0.1:tcp accepts a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<u16>,
+    /// A GET of this URL answers 2xx or 3xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// The process exits with this code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +265,21 @@ pub enum Response {
         exit_signal: Option<String>,
     },
     WaitTimeout,
+    /// New: one step of an `up`: `started`, `running` (already, unchanged),
+    /// `restarted` (its definition changed) or `ready`.
+    UpProgress {
+        event: String,
+        name: String,
+        id: String,
+        pid: u32,
+        #[serde(default)]
+        url: Option<String>,
+    },
+    /// New: `up` failed because of this process; the others keep running.
+    UpFailed {
+        name: String,
+        reason: String,
+    },
     Error {
         code: i32,
         message: String,

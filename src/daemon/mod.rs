@@ -3,12 +3,14 @@
 //! reaps children on SIGCHLD, fires deadlines, and answers requests.
 
 mod control;
+mod probes;
 mod procs;
 mod signals;
 mod spawn;
 mod startup;
 mod state;
 mod timers;
+mod up;
 mod waits;
 
 use crate::error::{Error, Result};
@@ -50,6 +52,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 enum Slot {
     Client,
     Output(ProcId, Stream),
+    Probe(u64),
 }
 
 /// A `logs --follow` in progress on a client.
@@ -158,6 +161,14 @@ struct Daemon {
     /// Our session: children stay in it, which is how we recognise their groups.
     sid: i32,
     read_buf: Vec<u8>,
+    /// `up` runs in progress, by number.
+    ups: HashMap<u64, up::UpRun>,
+    next_up: u64,
+    /// TCP and HTTP readiness checks in progress.
+    probes: probes::ProbeTable,
+    /// Processes a stop-all or shutdown stops once their dependents are gone,
+    /// with the grace period it asked for.
+    deferred_stops: Vec<(ProcId, Option<Duration>)>,
 }
 
 impl Daemon {
@@ -222,6 +233,10 @@ impl Daemon {
             state_file: None,
             clock: logs::index::SeqClock::default(),
             read_buf: vec![0; 64 * 1024],
+            ups: HashMap::new(),
+            next_up: 0,
+            probes: probes::ProbeTable::default(),
+            deferred_stops: Vec::new(),
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -308,6 +323,7 @@ impl Daemon {
                 }
             }
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
+            Some(Slot::Probe(probe)) => self.probe_event(probe),
             None => {} // a source closed earlier in this turn
         }
     }
@@ -466,6 +482,7 @@ impl Daemon {
         self.slots.remove(&Token(id));
         self.follows.remove(&id);
         self.waits.drop_client(id);
+        self.up_drop_client(id);
         for p in &mut self.pending {
             match p {
                 Pending::Stop { client, .. }
@@ -489,10 +506,12 @@ impl Daemon {
                 let response = self.run_process(run);
                 self.reply(client, &response);
             }
+            Request::Up { processes, base_env, timeout_ms } => {
+                self.up_request(client, processes, base_env, timeout_ms)
+            }
             Request::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
             Request::StopAll { timeout_ms } => {
-                let timeout = timeout_ms.map_or(DEFAULT_STOP_TIMEOUT, Duration::from_millis);
-                let remaining = self.stop_all(timeout);
+                let remaining = self.stop_all(timeout_ms.map(Duration::from_millis));
                 if remaining.is_empty() {
                     self.reply(client, &Response::Ok { message: "all processes stopped".into() });
                 } else {
@@ -510,12 +529,27 @@ impl Daemon {
                 client,
                 &Response::error("logs without follow are read from the files directly; set follow: true to stream"),
             ),
-            Request::Wait { target, until, regex, exit, timeout_secs, timeout_ms } => {
+            Request::Wait { target, until, regex, exit, timeout_secs, timeout_ms, port, http } => {
                 let timeout = timeout_ms
                     .map(Duration::from_millis)
                     .or(timeout_secs.map(Duration::from_secs))
                     .unwrap_or(DEFAULT_WAIT_TIMEOUT);
-                self.wait_request(client, &target, until, regex, exit, timeout)
+                let probe = match (port, http) {
+                    (None, None) => None,
+                    (Some(port), None) if port > 0 => Some(Ok(crate::probe::Target::tcp(port))),
+                    (Some(_), None) => Some(Err("port must be from 1 to 65535".to_string())),
+                    (None, Some(url)) => Some(crate::probe::http_target(&url)),
+                    (Some(_), Some(_)) => Some(Err("wait takes port or http, not both".to_string())),
+                };
+                match probe {
+                    None => self.wait_request(client, &target, until, regex, exit, timeout),
+                    Some(_) if until.is_some() || exit => self.reply(
+                        client,
+                        &Response::error("wait takes one of until, exit, port and http"),
+                    ),
+                    Some(Ok(probe)) => self.probe_wait(client, &target, probe, timeout),
+                    Some(Err(msg)) => self.reply(client, &Response::error(msg)),
+                }
             }
             Request::Shutdown => {
                 self.set_busy(client);
@@ -547,7 +581,46 @@ impl Daemon {
         Response::not_found(format!("process not found: {target} ({known})"))
     }
 
+    /// What a run request asks for, minus the caller's environment and name:
+    /// equal definitions start the same thing.
+    fn definition(&self, request: &Request) -> Option<String> {
+        let Request::Run {
+            command,
+            cwd,
+            env,
+            port,
+            log_max_size,
+            log_max_files,
+            stop_timeout_ms,
+            stop_signal,
+            depends_on,
+            ..
+        } = request
+        else {
+            return None;
+        };
+        let cwd = match cwd {
+            Some(dir) => self.home_cwd.join(dir),
+            None => self.home_cwd.clone(),
+        };
+        let env: Option<std::collections::BTreeMap<&String, &String>> =
+            env.as_ref().map(|e| e.iter().collect());
+        let fields = (
+            command,
+            cwd,
+            env.unwrap_or_default(),
+            port,
+            log_max_size,
+            log_max_files,
+            stop_timeout_ms,
+            stop_signal.as_deref().and_then(signals::signal_number),
+            depends_on,
+        );
+        serde_json::to_string(&fields).ok()
+    }
+
     fn run_process(&mut self, request: Request) -> Response {
+        let definition = self.definition(&request).unwrap_or_default();
         let Request::Run {
             command,
             name,
@@ -559,6 +632,9 @@ impl Daemon {
             base_env,
             log_max_size,
             log_max_files,
+            stop_timeout_ms,
+            stop_signal,
+            depends_on,
         } = request
         else {
             return Response::error("internal error: not a run request");
@@ -593,11 +669,23 @@ impl Daemon {
         if let Some(key) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
             return Response::error(format!("invalid environment variable name {key:?}"));
         }
+        let stop_signal = match stop_signal.as_deref() {
+            None => libc::SIGTERM,
+            Some(name) => match signals::signal_number(name) {
+                Some(sig) => sig,
+                None => {
+                    return Response::error(format!(
+                        "unknown stop signal '{name}' (try TERM, INT, HUP, QUIT or KILL)"
+                    ));
+                }
+            },
+        };
         let cwd = match cwd {
             Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir),
             Some(dir) => self.home_cwd.join(dir),
             None => self.home_cwd.clone(),
         };
+
         let existing = match &name {
             Some(n) => {
                 if let Err(msg) = paths::check_process_name(n) {
@@ -639,6 +727,10 @@ impl Daemon {
             env,
             port,
             log_limits,
+            stop_timeout: stop_timeout_ms.map(Duration::from_millis),
+            stop_signal,
+            depends_on,
+            definition,
         };
         match existing {
             Some(id) => {
@@ -823,7 +915,7 @@ impl Daemon {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        let timeout = timeout_ms.map_or(DEFAULT_STOP_TIMEOUT, Duration::from_millis);
+        let timeout = self.stop_timeout(id, timeout_ms.map(Duration::from_millis));
         if self.begin_stop(id, timeout) {
             self.set_busy(client);
             self.pending.push(Pending::Stop {
@@ -852,7 +944,7 @@ impl Daemon {
         let signal = if timeout.is_zero() {
             libc::SIGKILL
         } else {
-            libc::SIGTERM
+            p.spec.stop_signal
         };
         match p.state.clone() {
             State::Running { pid, since } => {
@@ -905,15 +997,69 @@ impl Daemon {
         true
     }
 
-    /// Begin stopping every live process; returns those that must finish first.
-    fn stop_all(&mut self, timeout: Duration) -> HashSet<ProcId> {
+    /// The grace period for stopping `id`: the one asked for, else its own, else 10 s.
+    fn stop_timeout(&self, id: ProcId, requested: Option<Duration>) -> Duration {
+        requested
+            .or_else(|| self.procs.get(id).and_then(|p| p.spec.stop_timeout))
+            .unwrap_or(DEFAULT_STOP_TIMEOUT)
+    }
+
+    /// Begin stopping every live process, dependents before what they depend on
+    /// (independent ones in parallel); returns those that must finish first.
+    fn stop_all(&mut self, requested: Option<Duration>) -> HashSet<ProcId> {
         let mut remaining = HashSet::new();
         for id in self.procs.ids() {
-            if self.begin_stop(id, timeout) {
+            if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
+                remaining.insert(id);
+                self.deferred_stops.retain(|(d, _)| *d != id);
+                self.deferred_stops.push((id, requested));
+            } else if self.begin_stop(id, self.stop_timeout(id, requested)) {
+                // Exited leader, live group: nothing depends on leftovers.
                 remaining.insert(id);
             }
         }
+        self.release_deferred_stops();
         remaining
+    }
+
+    /// Stop the deferred processes that no live process depends on any more.
+    fn release_deferred_stops(&mut self) {
+        loop {
+            let live_needs: HashSet<&str> = self
+                .procs
+                .iter()
+                .filter(|p| p.state.is_alive())
+                .flat_map(|p| p.spec.depends_on.iter().map(String::as_str))
+                .collect();
+            let mut free: Vec<(ProcId, Option<Duration>)> = self
+                .deferred_stops
+                .iter()
+                .filter(|(id, _)| {
+                    self.procs
+                        .get(*id)
+                        .is_none_or(|p| !live_needs.contains(p.name.as_str()))
+                })
+                .copied()
+                .collect();
+            if free.is_empty() {
+                // Nothing is stopping, so nothing will free them (dependencies from
+                // two configs can form a cycle): stop the rest together.
+                let in_flight = self
+                    .procs
+                    .iter()
+                    .any(|p| matches!(p.state, State::Stopping { .. }));
+                if in_flight || self.deferred_stops.is_empty() {
+                    return;
+                }
+                free = self.deferred_stops.clone();
+            }
+            self.deferred_stops.retain(|d| !free.contains(d));
+            for (id, requested) in free {
+                let timeout = self.stop_timeout(id, requested);
+                self.begin_stop(id, timeout);
+            }
+            // A process that was already gone may have freed others at once.
+        }
     }
 
     fn restart_request(&mut self, client: usize, target: &str) {
@@ -924,7 +1070,7 @@ impl Daemon {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        if self.begin_stop(id, DEFAULT_STOP_TIMEOUT) {
+        if self.begin_stop(id, self.stop_timeout(id, None)) {
             self.set_busy(client);
             self.pending.push(Pending::Restart { client, proc: id });
         } else {
@@ -938,7 +1084,7 @@ impl Daemon {
             self.note("shutting down");
         }
         self.shutting_down = true;
-        let remaining = self.stop_all(DEFAULT_STOP_TIMEOUT);
+        let remaining = self.stop_all(None);
         self.pending.push(Pending::Shutdown { client, remaining });
         self.settle_pending();
     }
@@ -1014,7 +1160,45 @@ impl Daemon {
             pattern,
             pattern_text: until.unwrap_or_default(),
             exit,
+            probe: false,
         });
+        self.timers
+            .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
+    }
+
+    /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
+    fn probe_wait(
+        &mut self,
+        client: usize,
+        target: &str,
+        probe: crate::probe::Target,
+        timeout: Duration,
+    ) {
+        let Some(id) = self.procs.find(target) else {
+            let response = self.not_found(target);
+            return self.reply(client, &response);
+        };
+        let Some(p) = self.procs.get(id) else { return };
+        if !matches!(p.state, State::Running { .. }) {
+            let why = match &p.state {
+                State::Exited { exit } => format!("it exited ({})", exit.describe()),
+                State::Failed { reason } => reason.clone(),
+                _ => "it is stopping".to_string(),
+            };
+            let message = format!("{} is not running: {why}", p.name);
+            return self.reply(client, &Response::error(message));
+        }
+        self.set_busy(client);
+        let wait = self.waits.add(Wait {
+            client,
+            proc: id,
+            pattern: None,
+            pattern_text: probe.describe(),
+            exit: false,
+            probe: true,
+        });
+        let probe = self.probes.add(probes::Owner::Wait(wait), id, probe);
+        self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
         self.timers
             .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
     }
@@ -1200,6 +1384,7 @@ impl Daemon {
         let mut buf = std::mem::take(&mut self.read_buf);
         // Lines are split out only for someone who wants them.
         let interested = self.waits.any_pattern_for(id)
+            || self.up_wants_lines(id)
             || self
                 .follows
                 .values()
@@ -1286,6 +1471,9 @@ impl Daemon {
     }
 
     fn deliver_line(&mut self, id: ProcId, stream: Stream, line: &[u8]) {
+        if !self.ups.is_empty() {
+            self.up_line(id, line);
+        }
         let matched = self.waits.take_matching(id, line);
         let mut text = None;
         for wait in matched {
@@ -1505,6 +1693,15 @@ impl Daemon {
 
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
     fn exited(&mut self, id: ProcId, exit: Exit) {
+        for wait in self.waits.take_probes(id) {
+            let name = self.proc_name(id);
+            let message = format!(
+                "{name} has exited ({}) before {} was ready",
+                exit.describe(),
+                wait.pattern_text
+            );
+            self.reply_later(wait.client, &Response::error(message));
+        }
         for wait in self.waits.take_exit(id) {
             let response = Response::WaitExited {
                 exit_code: exit.code(),
@@ -1514,10 +1711,14 @@ impl Daemon {
         }
         self.settle_pending();
         self.check_output_finished(id);
+        self.up_exited(id, exit);
     }
 
     /// Answer every pending request whose processes have all stopped.
     fn settle_pending(&mut self) {
+        if !self.deferred_stops.is_empty() {
+            self.release_deferred_stops();
+        }
         let stopped =
             |procs: &ProcTable, id: ProcId| procs.get(id).is_none_or(|p| !p.state.is_alive());
         let mut i = 0;
@@ -1607,6 +1808,10 @@ impl Daemon {
                     }
                 }
                 Timer::RetryAccept => self.accept_clients(),
+                Timer::ProbeTry { probe } => self.probe_try(probe),
+                Timer::ProbeTimeout { probe, tries } => self.probe_timeout(probe, tries),
+                Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
+                Timer::UpDeadline { run } => self.up_deadline(run, None),
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
                     for client in self.clients.values_mut() {
@@ -1653,6 +1858,135 @@ impl Daemon {
             },
         );
         self.check_stop_done(id);
+    }
+
+    // ---- readiness probes ----
+
+    /// Start the next try of `probe`, unless nobody waits for it any more.
+    fn probe_try(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(id) else {
+            return;
+        };
+        let owner_alive = match probe.owner {
+            probes::Owner::Wait(w) => self.waits.contains(w),
+            probes::Owner::Up { run, .. } => self.ups.contains_key(&run),
+        };
+        let proc_alive = self
+            .procs
+            .get(probe.proc)
+            .is_some_and(|p| matches!(p.state, State::Running { .. }));
+        if !owner_alive || !proc_alive || probe.attempt.is_some() {
+            // Its process exited: the exit paths tell the owner.
+            if !owner_alive || !proc_alive {
+                self.drop_probe(id);
+            }
+            return;
+        }
+        probe.tries += 1;
+        let tries = probe.tries;
+        match probes::Attempt::connect(&probe.target) {
+            Ok(mut attempt) => {
+                let token = Token(self.next_token);
+                self.next_token += 1;
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if let Err(e) = self
+                    .poll
+                    .registry()
+                    .register(&mut attempt.stream, token, interest)
+                {
+                    probe.last_error = Some(crate::error::describe_io(&e));
+                    self.timers.arm(
+                        Instant::now() + probes::PERIOD,
+                        Timer::ProbeTry { probe: id },
+                    );
+                    return;
+                }
+                probe.attempt = Some((attempt, token));
+                self.slots.insert(token, Slot::Probe(id));
+                self.timers.arm(
+                    Instant::now() + probes::TRY_TIMEOUT,
+                    Timer::ProbeTimeout { probe: id, tries },
+                );
+            }
+            Err(e) => {
+                probe.last_error = Some(crate::error::describe_io(&e));
+                self.timers.arm(
+                    Instant::now() + probes::PERIOD,
+                    Timer::ProbeTry { probe: id },
+                );
+            }
+        }
+    }
+
+    fn probe_event(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(id) else {
+            return;
+        };
+        let Some((attempt, _)) = probe.attempt.as_mut() else {
+            return;
+        };
+        match attempt.step(&probe.target) {
+            probes::Step::Pending => {}
+            probes::Step::Ready(how) => {
+                self.end_attempt(id);
+                if let Some(probe) = self.probes.remove(id) {
+                    self.probe_succeeded(probe, how);
+                }
+            }
+            probes::Step::NotYet(why) => {
+                self.end_attempt(id);
+                if let Some(probe) = self.probes.get_mut(id) {
+                    probe.last_error = Some(why);
+                }
+                self.timers.arm(
+                    Instant::now() + probes::PERIOD,
+                    Timer::ProbeTry { probe: id },
+                );
+            }
+        }
+    }
+
+    fn probe_timeout(&mut self, id: u64, tries: u64) {
+        let Some(probe) = self.probes.get_mut(id) else {
+            return;
+        };
+        if probe.tries != tries || probe.attempt.is_none() {
+            return;
+        }
+        probe.last_error = Some(format!(
+            "no answer within {} s",
+            probes::TRY_TIMEOUT.as_secs()
+        ));
+        self.end_attempt(id);
+        self.probe_try(id);
+    }
+
+    fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
+        match probe.owner {
+            probes::Owner::Wait(w) => {
+                if let Some(wait) = self.waits.remove(w) {
+                    let line = format!("{} is ready ({how})", probe.target.describe());
+                    self.reply_later(wait.client, &Response::WaitMatch { line });
+                }
+            }
+            probes::Owner::Up { run, entry } => self.up_ready(run, entry),
+        }
+    }
+
+    /// Close the socket of the try in progress, if any.
+    fn end_attempt(&mut self, id: u64) {
+        let Some(probe) = self.probes.get_mut(id) else {
+            return;
+        };
+        if let Some((mut attempt, token)) = probe.attempt.take() {
+            let _ = self.poll.registry().deregister(&mut attempt.stream);
+            self.slots.remove(&token);
+        }
+    }
+
+    fn drop_probe(&mut self, id: u64) {
+        self.end_attempt(id);
+        self.probes.remove(id);
     }
 
     // ---- persistence ----

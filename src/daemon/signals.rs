@@ -83,6 +83,12 @@ pub fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
+/// The number of a signal named `TERM` or `SIGTERM`.
+pub fn signal_number(name: &str) -> Option<i32> {
+    let name = name.strip_prefix("SIG").unwrap_or(name);
+    (1..32).find(|&sig| signal_name(sig).strip_prefix("SIG") == Some(name))
+}
+
 /// A self-pipe for `signals`: the handler writes a byte, the loop reads it.
 pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<mio::net::UnixStream> {
     let (read, write) = std::os::unix::net::UnixStream::pair()?;
@@ -173,6 +179,15 @@ pub fn session_id() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_are_found_by_name() {
+        assert_eq!(signal_number("TERM"), Some(libc::SIGTERM));
+        assert_eq!(signal_number("SIGINT"), Some(libc::SIGINT));
+        assert_eq!(signal_number("USR2"), Some(libc::SIGUSR2));
+        assert_eq!(signal_number("NOPE"), None);
+        assert_eq!(signal_number(""), None);
+    }
 
     #[test]
     fn exits_describe_themselves() {

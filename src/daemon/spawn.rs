@@ -25,6 +25,14 @@ pub struct Spec {
     pub port: Option<u16>,
     /// Segment size and number of old segments for this process's logs.
     pub log_limits: crate::logs::Limits,
+    /// Grace period between `stop_signal` and SIGKILL; None: the daemon's default.
+    pub stop_timeout: Option<std::time::Duration>,
+    pub stop_signal: i32,
+    /// Names of the processes this one needs; it is stopped before them.
+    pub depends_on: Vec<String>,
+    /// What was asked for, minus the caller's environment: `up` leaves a running
+    /// process alone when this is unchanged and restarts it when it differs.
+    pub definition: String,
 }
 
 pub struct Spawned {

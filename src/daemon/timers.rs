@@ -18,6 +18,14 @@ pub enum Timer {
     ExitDeadline,
     /// Try accepting again after running out of descriptors.
     RetryAccept,
+    /// Start the next try of a readiness probe.
+    ProbeTry { probe: u64 },
+    /// Give up on try number `tries` of a probe if it is still going.
+    ProbeTimeout { probe: u64, tries: u64 },
+    /// Entry `entry` of an `up` run must be ready by now.
+    ReadyDeadline { run: u64, entry: usize },
+    /// The whole `up` run must be done by now (`up --timeout`).
+    UpDeadline { run: u64 },
 }
 
 #[derive(Default)]

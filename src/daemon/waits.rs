@@ -12,6 +12,8 @@ pub struct Wait {
     /// The pattern as the user gave it, for messages.
     pub pattern_text: String,
     pub exit: bool,
+    /// A TCP or HTTP probe decides this wait (`pattern_text` describes it).
+    pub probe: bool,
 }
 
 #[derive(Default)]
@@ -29,6 +31,15 @@ impl WaitTable {
 
     pub fn remove(&mut self, id: u64) -> Option<Wait> {
         self.waits.remove(&id)
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.waits.contains_key(&id)
+    }
+
+    /// Probe waits on `proc` (which has exited), removed from the table.
+    pub fn take_probes(&mut self, proc: ProcId) -> Vec<Wait> {
+        self.take_where(|w| w.proc == proc && w.probe)
     }
 
     /// Whether a wait on `proc` looks at its lines (not only at its exit).
@@ -84,6 +95,7 @@ mod tests {
             pattern,
             pattern_text: "ready".into(),
             exit: false,
+            probe: false,
         });
         t.add(Wait {
             client: 2,
@@ -91,6 +103,7 @@ mod tests {
             pattern: None,
             pattern_text: String::new(),
             exit: true,
+            probe: false,
         });
         assert!(t.take_matching(7, b"not yet").is_empty());
         assert_eq!(t.take_matching(7, b"now ready").len(), 1);

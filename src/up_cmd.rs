@@ -1,0 +1,319 @@
+//! `agent-procs up` on the CLI side: load and check the config, pick the
+//! processes (`--only` and what they depend on), read `env_file`s, hand the whole
+//! graph to the daemon, and print its progress. On failure, print why and the
+//! last lines the failed process wrote.
+
+use crate::cli::UpArgs;
+use crate::client::{self, Conn};
+use crate::config::{self, Config, Process, Ready};
+use crate::error::{Context, Error, Result};
+use crate::paths::SessionPaths;
+use crate::protocol::{ReadyCheck, Request, Response, UpProcess};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Log lines shown with a failure.
+const TAIL_LINES: usize = 20;
+
+/// The config file: `--config PATH`, else the nearest `agent-procs.yaml`.
+pub fn locate(path: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(path) = path {
+        return Ok(path);
+    }
+    let cwd = std::env::current_dir().context(|| "finding the current directory".into())?;
+    config::find_config(&cwd).ok_or_else(|| {
+        Error::Failed(format!(
+            "no {} in {} or any parent; pass --config PATH",
+            config::FILE_NAME,
+            cwd.display()
+        ))
+    })
+}
+
+/// Load and check the config, printing every problem.
+pub fn load(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|errors| {
+        for e in &errors {
+            eprintln!("agent-procs: {e}");
+        }
+        Error::Silent(1)
+    })
+}
+
+pub fn run(session: Option<&str>, args: UpArgs) -> Result<i32> {
+    let path = locate(args.config.clone())?;
+    let config = load(&path)?;
+    if args.proxy || config.proxy {
+        return Err(Error::Failed(
+            "the reverse proxy (--proxy, proxy: true) is not available in this version of agent-procs".into(),
+        ));
+    }
+    let session = session
+        .map(str::to_string)
+        .or(config.session.clone())
+        .unwrap_or_else(|| "default".into());
+    let paths = SessionPaths::new(&session)?;
+    let chosen = select(&config, &args.only)?;
+    let mut processes = Vec::with_capacity(chosen.len());
+    for p in chosen {
+        processes.push(up_process(p)?);
+    }
+    let base_env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let request = Request::Up {
+        processes,
+        base_env: Some(base_env),
+        timeout_ms: args
+            .timeout
+            .map(|t| t.as_millis().min(u64::MAX as u128) as u64),
+    };
+    let mut conn = Conn::open(&paths, true)?;
+    conn.send(&request)?;
+    loop {
+        // Each step has its own deadline in the daemon; this only guards against a hang.
+        match conn.recv(None)? {
+            Response::UpProgress {
+                event,
+                name,
+                id,
+                pid,
+                url,
+            } => {
+                let at = match url {
+                    Some(url) => format!("(id: {id}, pid: {pid}, {url})"),
+                    None => format!("(id: {id}, pid: {pid})"),
+                };
+                let line = match event.as_str() {
+                    "started" => format!("started {name} {at}"),
+                    "restarted" => format!("restarted {name} {at}: its definition changed"),
+                    "running" => format!("{name} is already running {at}"),
+                    "ready" => format!("{name} is ready"),
+                    other => format!("{name}: {other}"),
+                };
+                client::print_line(&line)?;
+            }
+            Response::Ok { message } => {
+                client::print_line(&message)?;
+                return Ok(0);
+            }
+            Response::UpFailed { name, reason } => {
+                eprintln!("agent-procs: up failed: {name} {reason}");
+                if !reason.starts_with("could not start") {
+                    print_tail(&paths, &name);
+                }
+                eprintln!(
+                    "agent-procs: processes that started keep running; `agent-procs{} down` stops them",
+                    if session == "default" {
+                        String::new()
+                    } else {
+                        format!(" --session {session}")
+                    }
+                );
+                return Err(Error::Silent(1));
+            }
+            Response::Error { code, message } => return Err(client::daemon_error(code, message)),
+            other => return client::unexpected(other),
+        }
+    }
+}
+
+/// The processes to start, in file order: all, or those named and what they need.
+fn select<'c>(config: &'c Config, only: &[String]) -> Result<Vec<&'c Process>> {
+    if only.is_empty() {
+        return Ok(config.processes.iter().collect());
+    }
+    let by_name: HashMap<&str, &Process> = config
+        .processes
+        .iter()
+        .map(|p| (p.name.as_str(), p))
+        .collect();
+    let mut wanted: HashSet<&str> = HashSet::new();
+    let mut todo: Vec<&str> = Vec::new();
+    for name in only {
+        if !by_name.contains_key(name.as_str()) {
+            let known: Vec<&str> = config.processes.iter().map(|p| p.name.as_str()).collect();
+            return Err(Error::NotFound(format!(
+                "--only: {} defines no process '{name}' (it has: {})",
+                config.file.display(),
+                known.join(", ")
+            )));
+        }
+        todo.push(name);
+    }
+    while let Some(name) = todo.pop() {
+        if wanted.insert(name)
+            && let Some(p) = by_name.get(name)
+        {
+            todo.extend(p.depends_on.iter().map(String::as_str));
+        }
+    }
+    Ok(config
+        .processes
+        .iter()
+        .filter(|p| wanted.contains(p.name.as_str()))
+        .collect())
+}
+
+fn up_process(p: &Process) -> Result<UpProcess> {
+    let mut env = match &p.env_file {
+        Some(file) => read_env_file(file)?,
+        None => HashMap::new(),
+    };
+    env.extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let cwd = p.cwd.to_str().ok_or_else(|| {
+        Error::Failed(format!(
+            "{}: the directory {} is not valid UTF-8",
+            p.name,
+            p.cwd.display()
+        ))
+    })?;
+    let ready = p.ready.as_ref().map(|r| match r {
+        Ready::Log { log, regex } => ReadyCheck {
+            log: Some(log.clone()),
+            regex: *regex,
+            ..ReadyCheck::default()
+        },
+        Ready::Tcp { tcp } => ReadyCheck {
+            tcp: Some(*tcp),
+            ..ReadyCheck::default()
+        },
+        Ready::Http { http } => ReadyCheck {
+            http: Some(http.clone()),
+            ..ReadyCheck::default()
+        },
+        Ready::Exit { exit } => ReadyCheck {
+            exit: Some(*exit),
+            ..ReadyCheck::default()
+        },
+    });
+    let restart =
+        (p.autorestart != config::Autorestart::Never).then(|| crate::protocol::RestartPolicy {
+            mode: match p.autorestart {
+                config::Autorestart::Always => "always".into(),
+                _ => "on-failure".into(),
+            },
+            max_restarts: p.max_restarts,
+            restart_delay_ms: millis(p.restart_delay),
+        });
+    let watch = (!p.watch.is_empty()).then(|| crate::protocol::WatchConfig {
+        paths: p.watch.clone(),
+        ignore: (!p.watch_ignore.is_empty()).then(|| p.watch_ignore.clone()),
+    });
+    Ok(UpProcess {
+        name: p.name.clone(),
+        command: p.cmd.clone(),
+        cwd: cwd.to_string(),
+        env,
+        port: p.port,
+        depends_on: p.depends_on.clone(),
+        ready,
+        ready_timeout_ms: Some(millis(p.ready_timeout)),
+        stop_timeout_ms: Some(millis(p.stop_timeout)),
+        stop_signal: Some(p.stop_signal.clone()),
+        log_max_size: Some(p.log_max_size),
+        log_max_files: Some(p.log_max_files),
+        restart,
+        watch,
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped, `export ` is
+/// allowed, and one pair of matching quotes around the value is removed.
+fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))?;
+    parse_env(&text)
+        .map_err(|(line, why)| Error::Failed(format!("{}:{line}: {why}", path.display())))
+}
+
+fn parse_env(text: &str) -> std::result::Result<HashMap<String, String>, (usize, String)> {
+    let mut env = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let Some((key, value)) = line.split_once('=') else {
+            return Err((n + 1, "expected KEY=VALUE".into()));
+        };
+        let key = key.trim();
+        let valid = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err((n + 1, format!("'{key}' is not a variable name")));
+        }
+        let value = value.trim();
+        let unquoted = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|&(open, close)| {
+                value.strip_prefix(open).and_then(|v| v.strip_suffix(close))
+            });
+        let value = unquoted.unwrap_or(value);
+        if value.contains('\0') {
+            return Err((n + 1, "the value contains a NUL byte".into()));
+        }
+        env.insert(key.to_string(), value.to_string());
+    }
+    Ok(env)
+}
+
+/// The last lines of the failed process's current run, both streams, on stderr.
+fn print_tail(paths: &SessionPaths, name: &str) {
+    match client::tail_of_run(paths, name, TAIL_LINES) {
+        Ok(text) if text.is_empty() => eprintln!("agent-procs: {name} wrote nothing"),
+        Ok(text) => {
+            eprintln!("agent-procs: last lines of {name} (stderr marked err|):");
+            let mut err = std::io::stderr().lock();
+            let _ = std::io::Write::write_all(&mut err, &text);
+        }
+        Err(e) => eprintln!("agent-procs: reading the logs of {name}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_read_like_dotenv() {
+        let env = parse_env(
+            "# comment\n\nA=1\nexport B = two words \nC=\"quoted # not a comment\"\nD='x'\nE=\n",
+        )
+        .unwrap();
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "two words");
+        assert_eq!(env["C"], "quoted # not a comment");
+        assert_eq!(env["D"], "x");
+        assert_eq!(env["E"], "");
+        assert_eq!(parse_env("A=1\nnope\n").unwrap_err().0, 2);
+        assert!(parse_env("1A=x").unwrap_err().1.contains("not a variable"));
+        assert!(parse_env("A B=x").is_err());
+    }
+
+    #[test]
+    fn only_pulls_in_dependencies_in_file_order() {
+        let text = "processes:\n  db: {cmd: a}\n  cache: {cmd: b}\n  migrate: {cmd: c, depends_on: db}\n  api: {cmd: d, depends_on: [migrate, cache]}\n  web: {cmd: e, depends_on: api}\n  other: {cmd: f}\n";
+        let config =
+            Config::parse(text, Path::new("/x/agent-procs.yaml"), "agent-procs.yaml").unwrap();
+        let names = |only: &[&str]| -> Vec<String> {
+            let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+            select(&config, &only)
+                .unwrap()
+                .iter()
+                .map(|p| p.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&["api"]), ["db", "cache", "migrate", "api"]);
+        assert_eq!(names(&["other", "migrate"]), ["db", "migrate", "other"]);
+        assert_eq!(names(&[]).len(), 6);
+        let only = vec!["nope".to_string()];
+        assert!(select(&config, &only).is_err());
+    }
+}
