@@ -61,6 +61,7 @@ uninstall:
 # Benchmarks from the outside (see BENCHMARKS.md); QUICK=1 for a short run.
 bench: build
 	AP=$(BIN) $(BENCH)/run_all.sh
+	python3 tests/bench/up_graph.py $(abspath $(BIN))
 
 clean:
 	$(CARGO) clean
