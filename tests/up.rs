@@ -434,3 +434,82 @@ fn a_broken_config_starts_nothing() {
     let err = sb.fails(&["up"], 1);
     assert!(err.contains("no agent-procs.yaml in"), "{err}");
 }
+
+#[test]
+fn hostile_up_requests_get_an_error_and_the_daemon_carries_on() {
+    let sb = Sandbox::new();
+    sb.start("keep", "sleep 60");
+    let mut conn = sb.connect();
+    // A long chain that names a missing process at its end, a cycle, bad forms.
+    let mut chain: Vec<serde_json::Value> = (0..12_000)
+        .map(|i| {
+            serde_json::json!({"name": format!("c{i}"), "command": "true", "cwd": "/",
+                "depends_on": if i == 0 { vec![] } else { vec![format!("c{}", i - 1)] }})
+        })
+        .collect();
+    chain.push(serde_json::json!({"name": "end", "command": "true", "cwd": "/", "depends_on": ["missing"]}));
+    let cases = [
+        (
+            serde_json::json!({"type": "Up", "processes": chain}),
+            "end depends on 'missing', which is not among the processes to start",
+        ),
+        (
+            serde_json::json!({"type": "Up", "processes": [
+                {"name": "a", "command": "true", "cwd": "/", "depends_on": ["b"]},
+                {"name": "b", "command": "true", "cwd": "/", "depends_on": ["a"]}]}),
+            "the dependencies form a cycle among: a, b",
+        ),
+        (
+            serde_json::json!({"type": "Up", "processes": [
+                {"name": "a", "command": "true", "cwd": "/", "ready": {"tcp": 80, "exit": 0}}]}),
+            "a: give exactly one of log, tcp, http and exit",
+        ),
+        (
+            serde_json::json!({"type": "Up", "processes": [
+                {"name": "a", "command": "true", "cwd": "/", "ready": {"http": "http://example.com/"}}]}),
+            "host must be an IP address or localhost",
+        ),
+        (
+            serde_json::json!({"type": "Up", "processes": [
+                {"name": "../x", "command": "true", "cwd": "/"}]}),
+            "name",
+        ),
+    ];
+    for (request, want) in cases {
+        let mut line = serde_json::to_vec(&request).expect("encoding");
+        line.push(b'\n');
+        let answer = ask(&mut conn, &line);
+        assert_eq!(answer["type"], "Error", "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(want), "{message}");
+    }
+    let status = ask(&mut conn, b"{\"type\":\"Status\"}\n");
+    assert_eq!(status["processes"][0]["name"], "keep");
+}
+
+#[test]
+fn a_graph_larger_than_one_loop_turn_comes_up_whole() {
+    // More than the daemon starts per turn (32), in a chain and side by side.
+    let mut config = String::from("processes:\n");
+    for i in 0..45 {
+        config.push_str(&format!("  s{i}: {{cmd: sleep 60}}\n"));
+    }
+    for i in 0..5 {
+        let dep = if i == 0 {
+            "s44".to_string()
+        } else {
+            format!("c{}", i - 1)
+        };
+        config.push_str(&format!("  c{i}: {{cmd: sleep 60, depends_on: {dep}}}\n"));
+    }
+    let sb = sandbox_with(&config);
+    let out = sb.ok(&["up"]);
+    assert_eq!(out.matches("started ").count(), 50, "{out}");
+    assert!(out.ends_with("all processes started\n"), "{out}");
+    let running = sb
+        .status()
+        .as_array()
+        .map(|a| a.iter().filter(|p| p["state"] == "running").count())
+        .unwrap_or(0);
+    assert_eq!(running, 50);
+}

@@ -1812,6 +1812,7 @@ impl Daemon {
                 Timer::ProbeTimeout { probe, tries } => self.probe_timeout(probe, tries),
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
+                Timer::UpContinue { run } => self.up_advance(run),
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
                     for client in self.clients.values_mut() {

@@ -26,6 +26,8 @@ pub enum Timer {
     ReadyDeadline { run: u64, entry: usize },
     /// The whole `up` run must be done by now (`up --timeout`).
     UpDeadline { run: u64 },
+    /// Start the next processes of an `up` run that had more than one turn's worth.
+    UpContinue { run: u64 },
 }
 
 #[derive(Default)]

@@ -17,12 +17,82 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Processes started per loop turn; the rest wait for the next turn, so a huge
+/// graph does not keep other clients waiting.
+const STARTS_PER_TURN: usize = 32;
 
-/// One `up` request in progress.
+/// One `up` request in progress. The bookkeeping keeps every step proportional
+/// to what changed, so a huge graph cannot stall the loop.
 pub struct UpRun {
     pub client: usize,
     pub entries: Vec<Entry>,
     pub base_env: Option<HashMap<String, String>>,
+    /// For each entry, the entries that depend on it.
+    dependents: Vec<Vec<usize>>,
+    /// For each entry, how many of its dependencies are not ready yet.
+    waiting: Vec<usize>,
+    /// Entries free to start.
+    queue: Vec<usize>,
+    ready: usize,
+    /// The entry checking or replacing each process.
+    by_proc: HashMap<ProcId, usize>,
+}
+
+impl UpRun {
+    fn new(client: usize, entries: Vec<Entry>, base_env: Option<HashMap<String, String>>) -> UpRun {
+        let mut dependents = vec![Vec::new(); entries.len()];
+        for (i, e) in entries.iter().enumerate() {
+            for &d in &e.deps {
+                dependents[d].push(i);
+            }
+        }
+        let waiting: Vec<usize> = entries.iter().map(|e| e.deps.len()).collect();
+        // Reversed, so that popping starts them in file order.
+        let queue = (0..entries.len())
+            .rev()
+            .filter(|&i| waiting[i] == 0)
+            .collect();
+        UpRun {
+            client,
+            entries,
+            base_env,
+            dependents,
+            waiting,
+            queue,
+            ready: 0,
+            by_proc: HashMap::new(),
+        }
+    }
+
+    fn set_phase(&mut self, i: usize, phase: Phase) {
+        let Some(e) = self.entries.get_mut(i) else {
+            return;
+        };
+        if let Phase::Checking(id) | Phase::Replacing(id) = e.phase {
+            self.by_proc.remove(&id);
+        }
+        if let Phase::Checking(id) | Phase::Replacing(id) = phase {
+            self.by_proc.insert(id, i);
+        }
+        let was_ready = e.phase == Phase::Ready;
+        e.phase = phase;
+        if phase == Phase::Ready && !was_ready {
+            self.ready += 1;
+            for k in 0..self.dependents[i].len() {
+                let d = self.dependents[i][k];
+                self.waiting[d] -= 1;
+                if self.waiting[d] == 0 {
+                    self.queue.push(d);
+                }
+            }
+        }
+    }
+
+    /// The entry watching process `id`, and its phase.
+    fn watching(&self, id: ProcId) -> Option<(usize, &Entry)> {
+        let &i = self.by_proc.get(&id)?;
+        Some((i, self.entries.get(i)?))
+    }
 }
 
 pub struct Entry {
@@ -116,19 +186,21 @@ fn plan(processes: Vec<UpProcess>) -> Result<Vec<Entry>, String> {
         });
     }
     // Kahn's algorithm: whatever never becomes free sits on a cycle.
+    let mut dependents = vec![Vec::new(); entries.len()];
+    for (i, e) in entries.iter().enumerate() {
+        for &d in &e.deps {
+            dependents[d].push(i);
+        }
+    }
     let mut waiting: Vec<usize> = entries.iter().map(|e| e.deps.len()).collect();
     let mut free: Vec<usize> = (0..entries.len()).filter(|&i| waiting[i] == 0).collect();
     let mut seen = 0;
     while let Some(i) = free.pop() {
         seen += 1;
-        for (j, e) in entries.iter().enumerate() {
-            for &d in &e.deps {
-                if d == i {
-                    waiting[j] -= 1;
-                    if waiting[j] == 0 {
-                        free.push(j);
-                    }
-                }
+        for &j in &dependents[i] {
+            waiting[j] -= 1;
+            if waiting[j] == 0 {
+                free.push(j);
             }
         }
     }
@@ -167,14 +239,7 @@ impl Daemon {
         };
         self.next_up += 1;
         let run = self.next_up;
-        self.ups.insert(
-            run,
-            UpRun {
-                client,
-                entries,
-                base_env,
-            },
-        );
+        self.ups.insert(run, UpRun::new(client, entries, base_env));
         self.set_busy(client);
         if let Some(ms) = timeout_ms {
             self.timers.arm(
@@ -186,20 +251,19 @@ impl Daemon {
     }
 
     /// Start every entry whose dependencies are all ready; finish when all are.
-    fn up_advance(&mut self, run: u64) {
-        loop {
-            let Some(up) = self.ups.get(&run) else { return };
-            let next = up.entries.iter().position(|e| {
-                e.phase == Phase::Blocked
-                    && e.deps.iter().all(|&d| up.entries[d].phase == Phase::Ready)
-            });
-            match next {
-                Some(i) => self.up_start(run, i),
-                None => break,
+    pub(super) fn up_advance(&mut self, run: u64) {
+        let mut started = 0;
+        while let Some(i) = self.ups.get_mut(&run).and_then(|u| u.queue.pop()) {
+            self.up_start(run, i);
+            started += 1;
+            if started == STARTS_PER_TURN && self.ups.get(&run).is_some_and(|u| !u.queue.is_empty())
+            {
+                self.timers.arm(Instant::now(), Timer::UpContinue { run });
+                return;
             }
         }
         let Some(up) = self.ups.get(&run) else { return };
-        if up.entries.iter().all(|e| e.phase == Phase::Ready) {
+        if up.ready == up.entries.len() {
             let client = up.client;
             self.ups.remove(&run);
             self.reply_later(
@@ -325,9 +389,9 @@ impl Daemon {
     /// Whether an `up` watches the lines of `id`.
     pub(super) fn up_wants_lines(&self, id: ProcId) -> bool {
         self.ups.values().any(|u| {
-            u.entries
-                .iter()
-                .any(|e| e.phase == Phase::Checking(id) && matches!(e.ready, Readiness::Log(_)))
+            u.watching(id).is_some_and(|(_, e)| {
+                e.phase == Phase::Checking(id) && matches!(e.ready, Readiness::Log(_))
+            })
         })
     }
 
@@ -335,12 +399,11 @@ impl Daemon {
         let matched: Vec<(u64, usize)> = self
             .ups
             .iter()
-            .flat_map(|(&run, u)| {
-                u.entries.iter().enumerate().filter_map(move |(i, e)| {
-                    let hit = e.phase == Phase::Checking(id)
-                        && matches!(&e.ready, Readiness::Log(p) if p.matches(line));
-                    hit.then_some((run, i))
-                })
+            .filter_map(|(&run, u)| {
+                let (i, e) = u.watching(id)?;
+                let hit = e.phase == Phase::Checking(id)
+                    && matches!(&e.ready, Readiness::Log(p) if p.matches(line));
+                hit.then_some((run, i))
             })
             .collect();
         for (run, i) in matched {
@@ -353,11 +416,9 @@ impl Daemon {
         let affected: Vec<(u64, usize, Phase)> = self
             .ups
             .iter()
-            .flat_map(|(&run, u)| {
-                u.entries.iter().enumerate().filter_map(move |(i, e)| {
-                    matches!(e.phase, Phase::Checking(p) | Phase::Replacing(p) if p == id)
-                        .then_some((run, i, e.phase))
-                })
+            .filter_map(|(&run, u)| {
+                let (i, e) = u.watching(id)?;
+                Some((run, i, e.phase))
             })
             .collect();
         for (run, i, phase) in affected {
@@ -445,8 +506,8 @@ impl Daemon {
     }
 
     fn set_phase(&mut self, run: u64, i: usize, phase: Phase) {
-        if let Some(e) = self.ups.get_mut(&run).and_then(|u| u.entries.get_mut(i)) {
-            e.phase = phase;
+        if let Some(up) = self.ups.get_mut(&run) {
+            up.set_phase(i, phase);
         }
     }
 
