@@ -667,7 +667,7 @@ fn logged_names(paths: &SessionPaths, streams: &[Stream]) -> Result<Vec<String>>
         .filter(|n| paths::check_process_name(n).is_ok())
         .map(str::to_string)
         .collect();
-    names.sort();
+    names.sort_unstable();
     names.dedup();
     Ok(names)
 }
@@ -841,7 +841,7 @@ fn sessions() -> Result<Vec<(String, bool)>> {
         .filter_map(|f| f.strip_suffix(".pid").map(str::to_string))
         .filter(|n| paths::check_session_name(n).is_ok())
         .collect();
-    names.sort();
+    names.sort_unstable();
     Ok(names
         .into_iter()
         .map(|name| {

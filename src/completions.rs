@@ -47,7 +47,7 @@ fn flags_taking(kind: Takes) -> Vec<String> {
         .filter(|&&(flag, takes)| takes == kind && flag != "session")
         .map(|(flag, _)| format!("--{flag}"))
         .collect();
-    flags.sort();
+    flags.sort_unstable();
     flags.dedup();
     flags
 }

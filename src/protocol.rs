@@ -2,7 +2,7 @@
 //! `type`-tagged, with the shapes of agent-procs 0.6. Fields are only ever added
 //! (with defaults), and unknown fields and request types are tolerated.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
 
 /// Largest request line the daemon accepts; longer lines get an Error and are skipped.
@@ -33,8 +33,14 @@ pub struct WatchConfig {
 
 // Requests are decoded one at a time and never stored in bulk, so the size of
 // the `Run` variant costs nothing worth a Box.
+//
+// Encoding is derived; decoding is by hand (see `RawRequest`), because serde's
+// derived decoder of an internally tagged enum buffers each message and carries
+// a second decoder of every field per variant, tens of KB of machine code. The
+// `#[serde(default)]` attributes below therefore only document which fields are
+// optional; `RawRequest` and `Request::deserialize` are what apply them.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
 pub enum Request {
     Run {
@@ -224,7 +230,8 @@ impl Stream {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Encoded by derive, decoded by hand through `RawResponse`, as `Request` is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
 pub enum Response {
     Ok {
@@ -337,6 +344,277 @@ pub struct ProcessInfo {
     pub cwd: Option<String>,
 }
 
+/// Declares a flat message struct and its decoder, which takes a JSON object
+/// only (not the array form that derived struct decoders also accept, so one
+/// copy of each field's decoding): `type` is required, every other field falls
+/// back to its `Default`, unknown fields are skipped and a repeated field is an
+/// error, as derived decoders do.
+macro_rules! flat_message {
+    ($raw:ident, $field:ident, $expecting:literal, { $($name:ident: $ty:ty,)* }) => {
+        #[derive(Default)]
+        struct $raw {
+            kind: String,
+            $($name: $ty,)*
+        }
+
+        #[derive(Deserialize, Clone, Copy, PartialEq)]
+        #[serde(field_identifier)]
+        #[allow(non_camel_case_types)]
+        enum $field {
+            #[serde(rename = "type")]
+            r#type,
+            $($name,)*
+            #[serde(other)]
+            other,
+        }
+
+        impl<'de> Deserialize<'de> for $raw {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_map(FlatVisitor::<$raw>(std::marker::PhantomData))
+            }
+        }
+
+        impl<'de> serde::de::Visitor<'de> for FlatVisitor<$raw> {
+            type Value = $raw;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str($expecting)
+            }
+
+            fn visit_map<A>(self, mut map: A) -> Result<$raw, A::Error>
+            where
+                A: serde::de::MapAccess<'de>,
+            {
+                const NAMES: &[&str] = &["type", $(stringify!($name),)*];
+                const _: () = assert!(NAMES.len() <= 64, "fields are counted in a u64");
+                let mut raw = $raw::default();
+                let mut kind = None;
+                let mut seen = 0u64;
+                while let Some(key) = map.next_key::<$field>()? {
+                    if key != $field::other {
+                        let bit = 1u64 << (key as u32);
+                        if seen & bit != 0 {
+                            let name = NAMES.get(key as usize).copied().unwrap_or("?");
+                            return Err(serde::de::Error::duplicate_field(name));
+                        }
+                        seen |= bit;
+                    }
+                    match key {
+                        $field::r#type => kind = Some(map.next_value()?),
+                        $($field::$name => raw.$name = map.next_value()?,)*
+                        $field::other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                raw.kind = kind.ok_or_else(|| serde::de::Error::missing_field("type"))?;
+                Ok(raw)
+            }
+        }
+    };
+}
+
+/// The decoder of a `flat_message!` struct `T`.
+struct FlatVisitor<T>(std::marker::PhantomData<T>);
+
+// Every field of every `Request` variant, each name once with one type: one
+// flat decoder instead of one per variant. A field that is optional in every
+// variant that has it keeps its default here; the others are `Option` and
+// `Request::deserialize` reports them missing. A name that several variants
+// use must have the same type in all of them, and a new variant or field must
+// keep to that, older daemons and clients included: every field named here is
+// checked against its type in every message, even one whose type does not use
+// it or is unknown, so a field of the wrong type is an error, not ignored.
+flat_message!(RawRequest, RequestField, "internally tagged enum Request", {
+    command: Option<String>,
+    name: Option<String>,
+    cwd: Option<String>,
+    env: Option<HashMap<String, String>>,
+    port: Option<u16>,
+    restart: Option<RestartPolicy>,
+    watch: Option<WatchConfig>,
+    base_env: Option<HashMap<String, String>>,
+    log_max_size: Option<u64>,
+    log_max_files: Option<usize>,
+    stop_timeout_ms: Option<u64>,
+    stop_signal: Option<String>,
+    depends_on: Vec<String>,
+    processes: Option<Vec<UpProcess>>,
+    timeout_ms: Option<u64>,
+    target: Option<String>,
+    tail: usize,
+    follow: bool,
+    stderr: bool,
+    all: bool,
+    timeout_secs: Option<u64>,
+    lines: Option<usize>,
+    both: bool,
+    grep: Option<String>,
+    regex: bool,
+    ignore_case: bool,
+    chunked: bool,
+    until: Option<String>,
+    exit: bool,
+    http: Option<String>,
+    proxy_port: Option<u16>,
+    version: u32,
+});
+
+/// A required field's value, or serde's "missing field" error naming it.
+fn required<T, E: serde::de::Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
+    value.ok_or_else(|| E::missing_field(field))
+}
+
+impl<'de> Deserialize<'de> for Request {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = RawRequest::deserialize(deserializer)?;
+        Ok(match r.kind.as_str() {
+            "Run" => Request::Run {
+                command: required(r.command, "command")?,
+                name: r.name,
+                cwd: r.cwd,
+                env: r.env,
+                port: r.port,
+                restart: r.restart,
+                watch: r.watch,
+                base_env: r.base_env,
+                log_max_size: r.log_max_size,
+                log_max_files: r.log_max_files,
+                stop_timeout_ms: r.stop_timeout_ms,
+                stop_signal: r.stop_signal,
+                depends_on: r.depends_on,
+            },
+            "Up" => Request::Up {
+                processes: required(r.processes, "processes")?,
+                base_env: r.base_env,
+                timeout_ms: r.timeout_ms,
+            },
+            "Stop" => Request::Stop {
+                target: required(r.target, "target")?,
+                timeout_ms: r.timeout_ms,
+            },
+            "StopAll" => Request::StopAll {
+                timeout_ms: r.timeout_ms,
+            },
+            "Restart" => Request::Restart {
+                target: required(r.target, "target")?,
+            },
+            "Status" => Request::Status,
+            "Logs" => Request::Logs {
+                target: r.target,
+                tail: r.tail,
+                follow: r.follow,
+                stderr: r.stderr,
+                all: r.all,
+                timeout_secs: r.timeout_secs,
+                lines: r.lines,
+                both: r.both,
+                grep: r.grep,
+                regex: r.regex,
+                ignore_case: r.ignore_case,
+                chunked: r.chunked,
+            },
+            "Wait" => Request::Wait {
+                target: required(r.target, "target")?,
+                until: r.until,
+                regex: r.regex,
+                exit: r.exit,
+                timeout_secs: r.timeout_secs,
+                timeout_ms: r.timeout_ms,
+                port: r.port,
+                http: r.http,
+            },
+            "Shutdown" => Request::Shutdown,
+            "EnableProxy" => Request::EnableProxy {
+                proxy_port: r.proxy_port,
+            },
+            "Hello" => Request::Hello { version: r.version },
+            _ => Request::Unknown,
+        })
+    }
+}
+
+// Every field of every `Response` variant, as `RawRequest` is for requests.
+flat_message!(RawResponse, ResponseField, "internally tagged enum Response", {
+    message: Option<String>,
+    name: Option<String>,
+    id: Option<String>,
+    pid: Option<u32>,
+    port: Option<u16>,
+    url: Option<String>,
+    processes: Option<Vec<ProcessInfo>>,
+    process: Option<String>,
+    stream: Option<Stream>,
+    line: Option<String>,
+    lines: Option<String>,
+    exit_code: Option<i32>,
+    exit_signal: Option<String>,
+    event: Option<String>,
+    reason: Option<String>,
+    code: Option<i32>,
+    version: Option<u32>,
+});
+
+impl<'de> Deserialize<'de> for Response {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = RawResponse::deserialize(deserializer)?;
+        Ok(match r.kind.as_str() {
+            "Ok" => Response::Ok {
+                message: required(r.message, "message")?,
+            },
+            "RunOk" => Response::RunOk {
+                name: required(r.name, "name")?,
+                id: required(r.id, "id")?,
+                pid: required(r.pid, "pid")?,
+                port: r.port,
+                url: r.url,
+            },
+            "Status" => Response::Status {
+                processes: required(r.processes, "processes")?,
+            },
+            "LogLine" => Response::LogLine {
+                process: required(r.process, "process")?,
+                stream: required(r.stream, "stream")?,
+                line: required(r.line, "line")?,
+            },
+            "LogChunk" => Response::LogChunk {
+                process: required(r.process, "process")?,
+                stream: required(r.stream, "stream")?,
+                lines: required(r.lines, "lines")?,
+            },
+            "LogEnd" => Response::LogEnd,
+            "WaitMatch" => Response::WaitMatch {
+                line: required(r.line, "line")?,
+            },
+            // `exit_code` has no default but is an Option: absent reads as None.
+            "WaitExited" => Response::WaitExited {
+                exit_code: r.exit_code,
+                exit_signal: r.exit_signal,
+            },
+            "WaitTimeout" => Response::WaitTimeout,
+            "UpProgress" => Response::UpProgress {
+                event: required(r.event, "event")?,
+                name: required(r.name, "name")?,
+                id: required(r.id, "id")?,
+                pid: required(r.pid, "pid")?,
+                url: r.url,
+            },
+            "UpFailed" => Response::UpFailed {
+                name: required(r.name, "name")?,
+                reason: required(r.reason, "reason")?,
+            },
+            "Error" => Response::Error {
+                code: required(r.code, "code")?,
+                message: required(r.message, "message")?,
+            },
+            "Hello" => Response::Hello {
+                version: required(r.version, "version")?,
+            },
+            _ => Response::Unknown,
+        })
+    }
+}
+
 /// Outcome of decoding one request line: the request, or an error to answer with.
 pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     serde_json::from_slice(line).map_err(|e| format!("invalid request: {e}"))
@@ -433,6 +711,560 @@ mod tests {
             },
         );
         assert_eq!(out, b"{\"type\":\"WaitExited\",\"exit_code\":0}\n");
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// One request of every type with every field away from its default, and for
+    /// each the fields that must be present.
+    fn every_request() -> Vec<(Request, &'static [&'static str])> {
+        let restart = RestartPolicy {
+            mode: "on-failure".into(),
+            max_restarts: Some(3),
+            restart_delay_ms: 250,
+        };
+        let watch = WatchConfig {
+            paths: strings(&["src", "Cargo.toml"]),
+            ignore: Some(strings(&["target"])),
+        };
+        vec![
+            (
+                Request::Run {
+                    command: "npm run dev".into(),
+                    name: Some("web".into()),
+                    cwd: Some("/srv/app".into()),
+                    env: Some(env(&[("A", "1"), ("B", "two")])),
+                    port: Some(3000),
+                    restart: Some(restart.clone()),
+                    watch: Some(watch.clone()),
+                    base_env: Some(env(&[("PATH", "/bin")])),
+                    log_max_size: Some(1 << 20),
+                    log_max_files: Some(2),
+                    stop_timeout_ms: Some(1500),
+                    stop_signal: Some("SIGINT".into()),
+                    depends_on: strings(&["db", "cache"]),
+                },
+                &["command"],
+            ),
+            (
+                Request::Up {
+                    processes: vec![
+                        UpProcess {
+                            name: "db".into(),
+                            command: "postgres".into(),
+                            cwd: "/srv".into(),
+                            env: env(&[("PGDATA", "/tmp/pg")]),
+                            port: Some(5432),
+                            depends_on: vec![],
+                            ready: Some(ReadyCheck {
+                                tcp: Some(5432),
+                                ..ReadyCheck::default()
+                            }),
+                            ready_timeout_ms: Some(30_000),
+                            stop_timeout_ms: Some(5_000),
+                            stop_signal: Some("SIGINT".into()),
+                            log_max_size: Some(4096),
+                            log_max_files: Some(1),
+                            restart: Some(restart),
+                            watch: Some(watch),
+                        },
+                        UpProcess {
+                            name: "web".into(),
+                            command: "serve".into(),
+                            cwd: "/srv/web".into(),
+                            env: HashMap::new(),
+                            port: None,
+                            depends_on: strings(&["db"]),
+                            ready: Some(ReadyCheck {
+                                log: Some("listening on \\d+".into()),
+                                regex: true,
+                                ..ReadyCheck::default()
+                            }),
+                            ready_timeout_ms: None,
+                            stop_timeout_ms: None,
+                            stop_signal: None,
+                            log_max_size: None,
+                            log_max_files: None,
+                            restart: None,
+                            watch: None,
+                        },
+                    ],
+                    base_env: Some(env(&[("HOME", "/root")])),
+                    timeout_ms: Some(60_000),
+                },
+                &["processes"],
+            ),
+            (
+                Request::Stop {
+                    target: "web".into(),
+                    timeout_ms: Some(2_000),
+                },
+                &["target"],
+            ),
+            (
+                Request::StopAll {
+                    timeout_ms: Some(3_000),
+                },
+                &[],
+            ),
+            (
+                Request::Restart {
+                    target: "p7".into(),
+                },
+                &["target"],
+            ),
+            (Request::Status, &[]),
+            (
+                Request::Logs {
+                    target: Some("web".into()),
+                    tail: 25,
+                    follow: true,
+                    stderr: true,
+                    all: true,
+                    timeout_secs: Some(9),
+                    lines: Some(100),
+                    both: true,
+                    grep: Some("error|warn".into()),
+                    regex: true,
+                    ignore_case: true,
+                    chunked: true,
+                },
+                &[],
+            ),
+            (
+                Request::Wait {
+                    target: "web".into(),
+                    until: Some("ready".into()),
+                    regex: true,
+                    exit: true,
+                    timeout_secs: Some(30),
+                    timeout_ms: Some(30_500),
+                    port: Some(8080),
+                    http: Some("http://127.0.0.1:8080/health".into()),
+                },
+                &["target"],
+            ),
+            (Request::Shutdown, &[]),
+            (
+                Request::EnableProxy {
+                    proxy_port: Some(9090),
+                },
+                &[],
+            ),
+            (Request::Hello { version: 7 }, &[]),
+            (Request::Unknown, &[]),
+        ]
+    }
+
+    /// One response of every type with every field set, and the fields each needs.
+    fn every_response() -> Vec<(Response, &'static [&'static str])> {
+        vec![
+            (
+                Response::Ok {
+                    message: "stopped web".into(),
+                },
+                &["message"],
+            ),
+            (
+                Response::RunOk {
+                    name: "web".into(),
+                    id: "p1".into(),
+                    pid: 4242,
+                    port: Some(3000),
+                    url: Some("http://127.0.0.1:3000".into()),
+                },
+                &["name", "id", "pid"],
+            ),
+            (
+                Response::Status {
+                    processes: vec![ProcessInfo {
+                        name: "web".into(),
+                        id: "p1".into(),
+                        pid: 4242,
+                        state: "exited".into(),
+                        exit_code: Some(-1),
+                        uptime_secs: Some(61),
+                        command: "serve".into(),
+                        port: Some(3000),
+                        url: Some("http://127.0.0.1:3000".into()),
+                        restart_count: Some(2),
+                        max_restarts: Some(5),
+                        restart_policy: Some("always".into()),
+                        watched: Some(true),
+                        exit_signal: Some("SIGKILL".into()),
+                        cwd: Some("/srv".into()),
+                    }],
+                },
+                &["processes"],
+            ),
+            (
+                Response::LogLine {
+                    process: "web".into(),
+                    stream: Stream::Stderr,
+                    line: "oops \"quoted\" \u{e9}".into(),
+                },
+                &["process", "stream", "line"],
+            ),
+            (
+                Response::LogChunk {
+                    process: "web".into(),
+                    stream: Stream::Stdout,
+                    lines: "a\nb\nc".into(),
+                },
+                &["process", "stream", "lines"],
+            ),
+            (Response::LogEnd, &[]),
+            (
+                Response::WaitMatch {
+                    line: "ready on :3000".into(),
+                },
+                &["line"],
+            ),
+            (
+                Response::WaitExited {
+                    exit_code: Some(3),
+                    exit_signal: Some("SIGTERM".into()),
+                },
+                &[],
+            ),
+            (Response::WaitTimeout, &[]),
+            (
+                Response::UpProgress {
+                    event: "ready".into(),
+                    name: "db".into(),
+                    id: "p2".into(),
+                    pid: 99,
+                    url: Some("http://127.0.0.1:5432".into()),
+                },
+                &["event", "name", "id", "pid"],
+            ),
+            (
+                Response::UpFailed {
+                    name: "db".into(),
+                    reason: "exited with code 1".into(),
+                },
+                &["name", "reason"],
+            ),
+            (
+                Response::Error {
+                    code: CODE_NOT_FOUND,
+                    message: "process not found: x".into(),
+                },
+                &["code", "message"],
+            ),
+            (Response::Hello { version: 1 }, &["version"]),
+            (Response::Unknown, &[]),
+        ]
+    }
+
+    fn decode_response(line: &[u8]) -> Result<Response, String> {
+        serde_json::from_slice(line).map_err(|e| e.to_string())
+    }
+
+    /// The message as a JSON object, to take fields out of or put fields in.
+    fn as_object<T: Serialize>(message: &T) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(message) {
+            Ok(serde_json::Value::Object(map)) => map,
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_request_decodes_to_what_was_encoded() {
+        for (request, _) in every_request() {
+            let line = serde_json::to_vec(&request).expect("encodes");
+            assert_eq!(
+                decode_request(&line),
+                Ok(request),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+    }
+
+    #[test]
+    fn every_response_decodes_to_what_was_encoded() {
+        for (response, _) in every_response() {
+            let mut line = Vec::new();
+            encode_response(&mut line, &response);
+            assert_eq!(
+                decode_response(&line),
+                Ok(response),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+    }
+
+    /// Takes each field out of `object` in turn: a required one (or `type`) must
+    /// give an error naming it, any other must still decode.
+    fn check_each_field_missing(
+        object: &serde_json::Map<String, serde_json::Value>,
+        required: &[&str],
+        decode: fn(&[u8]) -> Result<(), String>,
+    ) {
+        for field in object.keys() {
+            let mut without = object.clone();
+            without.remove(field);
+            let line = serde_json::to_vec(&without).expect("encodes");
+            let shown = String::from_utf8_lossy(&line);
+            let outcome = decode(&line);
+            if field == "type" || required.contains(&field.as_str()) {
+                let err = outcome.expect_err(&shown);
+                assert!(
+                    err.contains(&format!("missing field `{field}`")),
+                    "{shown}: {err}"
+                );
+            } else {
+                assert_eq!(outcome, Ok(()), "{shown}");
+            }
+        }
+        for field in required {
+            assert!(object.contains_key(*field), "{object:?} has no {field}");
+        }
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named_and_the_others_are_optional() {
+        for (request, required) in every_request() {
+            check_each_field_missing(&as_object(&request), required, |line| {
+                decode_request(line).map(drop)
+            });
+        }
+        for (response, required) in every_response() {
+            check_each_field_missing(&as_object(&response), required, |line| {
+                decode_response(line).map(drop)
+            });
+        }
+    }
+
+    #[test]
+    fn optional_fields_take_their_defaults() {
+        assert_eq!(
+            decode_request(br#"{"type":"Logs"}"#),
+            Ok(Request::Logs {
+                target: None,
+                tail: 0,
+                follow: false,
+                stderr: false,
+                all: false,
+                timeout_secs: None,
+                lines: None,
+                both: false,
+                grep: None,
+                regex: false,
+                ignore_case: false,
+                chunked: false,
+            })
+        );
+        assert_eq!(
+            decode_request(br#"{"type":"Hello"}"#),
+            Ok(Request::Hello { version: 0 })
+        );
+        assert_eq!(
+            decode_request(br#"{"type":"Wait","target":"w"}"#),
+            Ok(Request::Wait {
+                target: "w".into(),
+                until: None,
+                regex: false,
+                exit: false,
+                timeout_secs: None,
+                timeout_ms: None,
+                port: None,
+                http: None,
+            })
+        );
+        assert_eq!(
+            decode_request(br#"{"type":"Up","processes":[]}"#),
+            Ok(Request::Up {
+                processes: vec![],
+                base_env: None,
+                timeout_ms: None,
+            })
+        );
+        // A process killed by a signal has no exit code: null or absent.
+        for line in [
+            &br#"{"type":"WaitExited","exit_code":null,"exit_signal":"SIGKILL"}"#[..],
+            br#"{"type":"WaitExited","exit_signal":"SIGKILL"}"#,
+        ] {
+            assert_eq!(
+                decode_response(line),
+                Ok(Response::WaitExited {
+                    exit_code: None,
+                    exit_signal: Some("SIGKILL".into()),
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_types_decode_as_unknown_and_unknown_fields_are_ignored() {
+        assert_eq!(
+            decode_request(br#"{"zone":{"a":[1,2]},"type":"Teleport","to":"mars"}"#),
+            Ok(Request::Unknown)
+        );
+        assert_eq!(
+            decode_response(br#"{"type":"Postcard","from":"mars","pictures":[{}]}"#),
+            Ok(Response::Unknown)
+        );
+        let extra = serde_json::json!({"n": 1, "list": [null, {"deep": true}], "s": "x"});
+        for (request, _) in every_request() {
+            let mut object = as_object(&request);
+            object.insert("from_the_future".into(), extra.clone());
+            object.insert("also_new".into(), serde_json::Value::Null);
+            let line = serde_json::to_vec(&object).expect("encodes");
+            assert_eq!(decode_request(&line), Ok(request));
+        }
+        for (response, _) in every_response() {
+            let mut object = as_object(&response);
+            object.insert("from_the_future".into(), extra.clone());
+            let line = serde_json::to_vec(&object).expect("encodes");
+            assert_eq!(decode_response(&line), Ok(response));
+        }
+    }
+
+    #[test]
+    fn requests_of_agent_procs_0_6_decode_to_these_values() {
+        let cases: &[(&[u8], Request)] = &[
+            (br#"{"type":"Status"}"#, Request::Status),
+            (
+                br#"{"type":"StopAll"}"#,
+                Request::StopAll { timeout_ms: None },
+            ),
+            (br#"{"type":"Shutdown"}"#, Request::Shutdown),
+            (
+                br#"{"type":"Stop","target":"web"}"#,
+                Request::Stop {
+                    target: "web".into(),
+                    timeout_ms: None,
+                },
+            ),
+            (
+                br#"{"type":"Restart","target":"p1"}"#,
+                Request::Restart {
+                    target: "p1".into(),
+                },
+            ),
+            (
+                br#"{"type":"Hello","version":1}"#,
+                Request::Hello { version: 1 },
+            ),
+            (
+                br#"{"type":"EnableProxy","proxy_port":null}"#,
+                Request::EnableProxy { proxy_port: None },
+            ),
+            (
+                br#"{"type":"Run","command":"sleep 1","name":null,"cwd":null,"env":null,"port":null,"restart":null,"watch":null}"#,
+                Request::Run {
+                    command: "sleep 1".into(),
+                    name: None,
+                    cwd: None,
+                    env: None,
+                    port: None,
+                    restart: None,
+                    watch: None,
+                    base_env: None,
+                    log_max_size: None,
+                    log_max_files: None,
+                    stop_timeout_ms: None,
+                    stop_signal: None,
+                    depends_on: vec![],
+                },
+            ),
+            (
+                br#"{"type":"Run","command":"serve","name":"web","cwd":"/srv","env":{"A":"1"},"port":3000,"restart":{"mode":"always","max_restarts":null,"restart_delay_ms":100},"watch":{"paths":["src"],"ignore":null}}"#,
+                Request::Run {
+                    command: "serve".into(),
+                    name: Some("web".into()),
+                    cwd: Some("/srv".into()),
+                    env: Some(env(&[("A", "1")])),
+                    port: Some(3000),
+                    restart: Some(RestartPolicy {
+                        mode: "always".into(),
+                        max_restarts: None,
+                        restart_delay_ms: 100,
+                    }),
+                    watch: Some(WatchConfig {
+                        paths: strings(&["src"]),
+                        ignore: None,
+                    }),
+                    base_env: None,
+                    log_max_size: None,
+                    log_max_files: None,
+                    stop_timeout_ms: None,
+                    stop_signal: None,
+                    depends_on: vec![],
+                },
+            ),
+            (
+                br#"{"type":"Logs","target":"web","tail":10,"follow":true,"stderr":false,"all":false,"timeout_secs":30,"lines":null}"#,
+                Request::Logs {
+                    target: Some("web".into()),
+                    tail: 10,
+                    follow: true,
+                    stderr: false,
+                    all: false,
+                    timeout_secs: Some(30),
+                    lines: None,
+                    both: false,
+                    grep: None,
+                    regex: false,
+                    ignore_case: false,
+                    chunked: false,
+                },
+            ),
+            (
+                br#"{"type":"Wait","target":"web","until":"ready","regex":false,"exit":false,"timeout_secs":60}"#,
+                Request::Wait {
+                    target: "web".into(),
+                    until: Some("ready".into()),
+                    regex: false,
+                    exit: false,
+                    timeout_secs: Some(60),
+                    timeout_ms: None,
+                    port: None,
+                    http: None,
+                },
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(
+                decode_request(line).as_ref(),
+                Ok(expected),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn wrongly_typed_fields_are_errors() {
+        for line in [
+            &br#"{"type":"Stop","target":5}"#[..],
+            br#"{"type":"Stop","target":null}"#,
+            br#"{"type":"Wait","target":"w","port":70000}"#,
+            br#"{"type":"Logs","follow":null}"#,
+            br#"{"type":"Logs","tail":-1}"#,
+            br#"{"type":"Hello","version":"1"}"#,
+            br#"{"type":"Run","command":"x","depends_on":null}"#,
+            br#"{"type":"Stop","target":"a","target":"b"}"#,
+            br#"{"type":null}"#,
+        ] {
+            let err = decode_request(line).expect_err(&String::from_utf8_lossy(line));
+            assert!(err.starts_with("invalid request: "), "{err}");
+        }
+        let err = decode_response(br#"{"type":"LogLine","process":"a","stream":"x","line":""}"#)
+            .expect_err("bad stream");
+        assert!(err.contains("unknown variant `x`"), "{err}");
     }
 
     proptest! {

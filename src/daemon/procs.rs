@@ -6,7 +6,7 @@ use super::signals::Exit;
 use super::spawn::Spec;
 use crate::logs::store::LogSink;
 use crate::protocol::{ProcessInfo, Stream};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime};
 
 pub type ProcId = u32;
@@ -128,7 +128,8 @@ pub const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 #[derive(Default)]
 pub struct ProcTable {
     procs: HashMap<ProcId, Proc>,
-    by_name: HashMap<String, ProcId>,
+    /// Ordered, so names and status rows come out sorted without a sort.
+    by_name: BTreeMap<String, ProcId>,
     by_pid: HashMap<i32, ProcId>,
     next_id: ProcId,
 }
@@ -199,14 +200,14 @@ impl ProcTable {
 
     /// Names in the table, sorted, for "did you mean" style messages.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names
+        self.by_name.keys().map(String::as_str).collect()
     }
 
     pub fn status(&self, now: Instant) -> Vec<ProcessInfo> {
-        let mut rows: Vec<ProcessInfo> = self.procs.values().map(|p| p.info(now)).collect();
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
-        rows
+        self.by_name
+            .values()
+            .filter_map(|id| self.procs.get(id))
+            .map(|p| p.info(now))
+            .collect()
     }
 }
