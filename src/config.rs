@@ -317,7 +317,8 @@ impl Checker<'_> {
         match &node.value {
             Value::Bool(b) => Some(*b),
             Value::Str(s)
-                if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) =>
+                if ["yes", "no", "on", "off", "y", "n"]
+                    .contains(&s.to_ascii_lowercase().as_str()) =>
             {
                 self.node(
                     node,
@@ -893,9 +894,9 @@ fn join(parent: &str, key: &str) -> String {
 
 /// The closest of `known` within edit distance 2 of `word`, ignoring case.
 fn suggest<'k>(word: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
-    let word = word.to_lowercase();
+    let word = word.to_ascii_lowercase();
     known
-        .map(|k| (distance(&word, &k.to_lowercase()), k))
+        .map(|k| (distance(&word, &k.to_ascii_lowercase()), k))
         .filter(|&(d, k)| d <= 2 && d < k.chars().count().max(2))
         .min_by_key(|&(d, _)| d)
         .map(|(_, k)| k)
