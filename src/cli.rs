@@ -12,7 +12,7 @@ usage: agent-procs [--session NAME] COMMAND [ARGS]
 Run and supervise background processes for agents and CI, under a per-session daemon.
 
 commands:
-  run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P]
+  run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--proxy]
                         start CMD in the background (the daemon starts on first use)
   stop NAME|ID [--timeout S]    stop a process and its whole process group
   stop-all [--timeout S]        stop every process of the session
@@ -25,7 +25,7 @@ commands:
   wait NAME --exit [--timeout S]
   wait NAME --port P | --http URL [--timeout S]
                         block until a line matches, the process exits, or it serves
-  up [--only N,...] [--config PATH] [--timeout S]
+  up [--only N,...] [--config PATH] [--proxy] [--timeout S]
                         start agent-procs.yaml's processes in dependency order
   down [--config PATH]          stop everything and shut the daemon down
   session list | session clean  list sessions, or remove stale ones
@@ -43,7 +43,8 @@ exit status: 0 ok, 1 error or timeout, 2 unknown process or no logs, 64 usage er
 See agent-procs(1).";
 
 const RUN_USAGE: &str = "\
-usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--log-max-size SIZE]
+usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--proxy]
+                         [--log-max-size SIZE]
 
 Start CMD in the background under the session's daemon, starting the daemon if needed.
 CMD runs with your current directory and environment. A command without shell syntax
@@ -55,11 +56,15 @@ options:
   --cwd DIR       working directory (default: the current directory)
   --env K=V       set a variable in the process's environment (repeatable)
   --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1
+  --proxy         serve it at http://N.localhost:PORT through the session's reverse
+                  proxy (127.0.0.1, first free port from 9090); without --port the
+                  process gets a free port from 4000-4999
   --log-max-size SIZE
                   rotate each log stream at SIZE bytes (512k, 10MB, 50MiB; default 50MiB)
   --session NAME  session to use (default: default)
 
-prints: NAME (id: ID, pid: PID), with the URL http://127.0.0.1:P added when --port is given";
+prints: NAME (id: ID, pid: PID), with the URL http://127.0.0.1:P added when --port is
+given, or http://NAME.localhost:PORT behind the proxy";
 
 const STOP_USAGE: &str = "\
 usage: agent-procs stop NAME|ID [--timeout S]
@@ -156,7 +161,7 @@ prints: the matching line, `exited with code N`, `exited by SIGNAL`, or
         `port P is ready (accepting connections)`, `URL is ready (HTTP 200)`";
 
 const UP_USAGE: &str = "\
-usage: agent-procs up [--only NAME,...] [--config PATH] [--timeout S]
+usage: agent-procs up [--only NAME,...] [--config PATH] [--proxy] [--timeout S]
 
 Start the processes of agent-procs.yaml (the nearest one in the current directory
 or a parent, or PATH). Each starts as soon as everything in its depends_on is
@@ -168,6 +173,7 @@ naming it, the reason and its last 20 log lines; what did start keeps running.
 options:
   --only NAME,... start only these (and what they depend on)
   --config PATH   the config file to use instead of searching for agent-procs.yaml
+  --proxy         serve every process through the reverse proxy, as proxy: true does
   --timeout S     fail if the whole stack is not ready within S seconds
   --session NAME  session to use (default: the config's session, else default)
 
@@ -280,6 +286,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("env", Takes::Word),
             ("port", Takes::Word),
             ("log-max-size", Takes::Word),
+            ("proxy", Takes::Nothing),
         ],
         takes_process: false,
     },
@@ -357,6 +364,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         flags: &[
             ("only", Takes::Word),
             ("config", Takes::Path),
+            ("proxy", Takes::Nothing),
             ("timeout", Takes::Word),
         ],
         takes_process: false,
@@ -458,6 +466,8 @@ pub struct RunArgs {
     pub env: Vec<(String, String)>,
     pub port: Option<u16>,
     pub log_max_size: Option<u64>,
+    /// Reach it through the session's reverse proxy as http://NAME.localhost:PORT.
+    pub proxy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -777,6 +787,7 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
                 }
             }
             Long("port") => args.port = Some(port(p.value().map_err(with_usage(u))?, u)?),
+            Long("proxy") => args.proxy = true,
             Long("log-max-size") => {
                 let text = string(p.value().map_err(with_usage(u))?, "--log-max-size", u)?;
                 let size = crate::config::parse_size(&text)
@@ -1484,7 +1495,7 @@ mod tests {
         }
         // COMPATIBILITY names the 0.6 options this version does not have yet; they
         // must stay unknown to the parser until they are documented properly.
-        let not_yet = ["autorestart", "proxy", "watch"];
+        let not_yet = ["autorestart", "watch"];
         for flag in &in_page {
             if not_yet.contains(&flag.as_str()) {
                 assert!(!in_usage.contains(flag), "--{flag} is in a usage text now");

@@ -334,6 +334,9 @@ fn run_process(paths: &SessionPaths, args: RunArgs) -> Result<i32> {
         depends_on: Vec::new(),
     };
     let mut conn = Conn::open(paths, true)?;
+    if args.proxy {
+        enable_proxy(&mut conn, None)?;
+    }
     match conn.ask(&request, Duration::from_secs(10))? {
         Response::RunOk {
             name, id, pid, url, ..
@@ -345,6 +348,20 @@ fn run_process(paths: &SessionPaths, args: RunArgs) -> Result<i32> {
             Ok(0)
         }
         other => unexpected(other),
+    }
+}
+
+/// Ask the daemon for its reverse proxy; says where it listens on stderr.
+pub fn enable_proxy(conn: &mut Conn, port: Option<u16>) -> Result<()> {
+    match conn.ask(
+        &Request::EnableProxy { proxy_port: port },
+        Duration::from_secs(10),
+    )? {
+        Response::Ok { message } => {
+            eprintln!("agent-procs: {message}");
+            Ok(())
+        }
+        other => unexpected(other).map(|_| ()),
     }
 }
 
@@ -794,9 +811,9 @@ fn wait(paths: &SessionPaths, args: WaitArgs) -> Result<i32> {
                 _ => "print a matching line".into(),
             };
             Err(Error::Failed(format!(
-                "timeout: {} did not {what} within {}s",
+                "timeout: {} did not {what} within {}",
                 args.target,
-                timeout.as_secs_f64()
+                crate::timefmt::seconds(timeout)
             )))
         }
         other => unexpected(other),

@@ -18,6 +18,7 @@ mod logs;
 mod paths;
 mod probe;
 mod protocol;
+mod proxy;
 mod sys;
 mod timefmt;
 mod up_cmd;

@@ -3,6 +3,18 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// `30s`, `1.5s`, `0.25s`: whole milliseconds, without float formatting.
+pub fn seconds(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    let (whole, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        format!("{whole}s")
+    } else {
+        let frac = format!("{frac:03}");
+        format!("{whole}.{}s", frac.trim_end_matches('0'))
+    }
+}
+
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);

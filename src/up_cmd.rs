@@ -44,11 +44,6 @@ pub fn load(path: &Path) -> Result<Config> {
 pub fn run(session: Option<&str>, args: UpArgs) -> Result<i32> {
     let path = locate(args.config.clone())?;
     let config = load(&path)?;
-    if args.proxy || config.proxy {
-        return Err(Error::Failed(
-            "the reverse proxy (--proxy, proxy: true) is not available in this version of agent-procs".into(),
-        ));
-    }
     let session = session
         .map(str::to_string)
         .or(config.session.clone())
@@ -70,6 +65,9 @@ pub fn run(session: Option<&str>, args: UpArgs) -> Result<i32> {
             .map(|t| t.as_millis().min(u64::MAX as u128) as u64),
     };
     let mut conn = Conn::open(&paths, true)?;
+    if args.proxy || config.proxy {
+        client::enable_proxy(&mut conn, config.proxy_port)?;
+    }
     conn.send(&request)?;
     loop {
         // Each step has its own deadline in the daemon; this only guards against a hang.

@@ -169,6 +169,8 @@ struct Daemon {
     /// Processes a stop-all or shutdown stops once their dependents are gone,
     /// with the grace period it asked for.
     deferred_stops: Vec<(ProcId, Option<Duration>)>,
+    /// The reverse proxy, once a client asked for it (nothing until then).
+    proxy: Option<crate::proxy::Proxy>,
 }
 
 impl Daemon {
@@ -237,6 +239,7 @@ impl Daemon {
             next_up: 0,
             probes: probes::ProbeTable::default(),
             deferred_stops: Vec::new(),
+            proxy: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -266,8 +269,17 @@ impl Daemon {
             if self.exiting && self.clients.values().all(|c| !c.has_output()) {
                 return Ok(());
             }
+            let now = Instant::now();
             let timeout = if self.retry.is_empty() {
-                self.timers.next_timeout(Instant::now())
+                let proxy = self
+                    .proxy
+                    .as_ref()
+                    .and_then(|p| p.next_deadline())
+                    .map(|at| at.saturating_duration_since(now));
+                match (self.timers.next_timeout(now), proxy) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             } else {
                 Some(Duration::ZERO)
             };
@@ -301,6 +313,9 @@ impl Daemon {
                         self.note("received a termination signal; stopping every process");
                         self.begin_shutdown(None);
                     }
+                    token if crate::proxy::Proxy::owns(token) => {
+                        self.proxy_event(token, event.is_read_closed() || event.is_error())
+                    }
                     token => self.dispatch(
                         token,
                         event.is_readable() || event.is_read_closed(),
@@ -309,6 +324,7 @@ impl Daemon {
                 }
             }
             self.fire_due_timers();
+            self.fire_proxy();
         }
     }
 
@@ -521,7 +537,8 @@ impl Daemon {
             }
             Request::Restart { target } => self.restart_request(client, &target),
             Request::Status => {
-                let processes = self.procs.status(Instant::now());
+                let proxy_port = self.proxy.as_ref().map(|p| p.port());
+                let processes = self.procs.status(Instant::now(), proxy_port);
                 self.reply(client, &Response::Status { processes });
             }
             logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
@@ -555,8 +572,9 @@ impl Daemon {
                 self.set_busy(client);
                 self.begin_shutdown(Some(client));
             }
-            Request::EnableProxy { .. } => {
-                self.reply(client, &Response::error("the reverse proxy is not available in this version of agent-procs"))
+            Request::EnableProxy { proxy_port } => {
+                let response = self.enable_proxy(proxy_port);
+                self.reply(client, &response);
             }
             Request::Hello { .. } => {
                 self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
@@ -713,6 +731,28 @@ impl Daemon {
                 .cloned()
                 .unwrap_or_else(|| std::rc::Rc::new(env))
         });
+        // Behind the proxy every process needs a port: keep the one it had, or
+        // take a free one.
+        let port = match port {
+            Some(port) => Some(port),
+            None => {
+                let kept = existing
+                    .and_then(|id| self.procs.get(id))
+                    .and_then(|p| p.spec.port);
+                match (kept, &self.proxy) {
+                    (Some(port), _) => Some(port),
+                    (None, Some(_)) => match self.free_backend_port() {
+                        Some(port) => Some(port),
+                        None => {
+                            return Response::error(
+                                "no free port in 4000-4999 for the process; give it one with --port",
+                            );
+                        }
+                    },
+                    (None, None) => None,
+                }
+            }
+        };
         let defaults = logs::Limits::default();
         let log_limits = logs::Limits {
             max_size: log_max_size.unwrap_or(defaults.max_size).max(1),
@@ -886,12 +926,14 @@ impl Daemon {
         // Recorded before anyone hears of it: if we are killed right after
         // answering, the next daemon must still find this process group.
         self.save_state();
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
         Response::RunOk {
             name,
             id: format!("p{id}"),
             pid,
             port: spec.port,
-            url: spec.port.map(|p| format!("http://127.0.0.1:{p}")),
+            url,
         }
     }
 
@@ -1859,6 +1901,77 @@ impl Daemon {
             },
         );
         self.check_stop_done(id);
+    }
+
+    // ---- the reverse proxy ----
+
+    fn enable_proxy(&mut self, wanted: Option<u16>) -> Response {
+        if let Some(proxy) = &self.proxy {
+            let port = proxy.port();
+            if wanted.is_some_and(|w| w != port) {
+                return Response::error(format!(
+                    "the proxy of this session already listens on port {port}; \
+                     stop the session (agent-procs down) to move it"
+                ));
+            }
+            return Response::Ok {
+                message: format!("proxy already listening on http://localhost:{port}"),
+            };
+        }
+        let mut proxy = match crate::proxy::Proxy::bind(wanted) {
+            Ok(proxy) => proxy,
+            Err(msg) => return Response::error(msg),
+        };
+        if let Err(e) = proxy.register(self.poll.registry()) {
+            return Response::error(format!("watching the proxy's socket: {e}"));
+        }
+        let port = proxy.port();
+        self.note(&format!("proxy listening on 127.0.0.1:{port}"));
+        self.proxy = Some(proxy);
+        Response::Ok {
+            message: format!("proxy listening on http://localhost:{port}"),
+        }
+    }
+
+    /// A port of 4000-4999 that no process of the session has and nobody listens on.
+    fn free_backend_port(&self) -> Option<u16> {
+        let taken: HashSet<u16> = self.procs.iter().filter_map(|p| p.spec.port).collect();
+        crate::proxy::BACKEND_PORTS
+            .clone()
+            .filter(|p| !taken.contains(p))
+            .find(|&p| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok())
+    }
+
+    fn proxy_event(&mut self, token: Token, hup: bool) {
+        let Some(proxy) = self.proxy.as_mut() else {
+            return;
+        };
+        let mut notes = Vec::new();
+        proxy.ready(self.poll.registry(), token, hup, &self.procs, &mut |n| {
+            notes.push(n.to_string())
+        });
+        for n in notes {
+            self.note(&n);
+        }
+    }
+
+    fn fire_proxy(&mut self) {
+        let Some(proxy) = self.proxy.as_mut() else {
+            return;
+        };
+        if proxy.next_deadline().is_none_or(|at| at > Instant::now()) {
+            return;
+        }
+        let mut notes = Vec::new();
+        proxy.fire(
+            self.poll.registry(),
+            Instant::now(),
+            &self.procs,
+            &mut |n| notes.push(n.to_string()),
+        );
+        for n in notes {
+            self.note(&n);
+        }
     }
 
     // ---- readiness probes ----

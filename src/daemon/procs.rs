@@ -86,7 +86,16 @@ impl Proc {
             .all(|o| o.as_ref().is_none_or(|o| o.pipe.is_none()))
     }
 
-    pub fn info(&self, now: Instant) -> ProcessInfo {
+    /// The URL of the process: through the proxy when it listens on `proxy_port`.
+    pub fn url(&self, proxy_port: Option<u16>) -> Option<String> {
+        let port = self.spec.port?;
+        Some(match proxy_port {
+            Some(pp) => format!("http://{}.localhost:{pp}", self.name),
+            None => format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    pub fn info(&self, now: Instant, proxy_port: Option<u16>) -> ProcessInfo {
         let (exit_code, exit_signal, uptime) = match &self.state {
             State::Running { since, .. } | State::Stopping { since, .. } => (
                 None,
@@ -105,7 +114,7 @@ impl Proc {
             uptime_secs: uptime,
             command: self.spec.command.clone(),
             port: self.spec.port,
-            url: self.spec.port.map(|p| format!("http://127.0.0.1:{p}")),
+            url: self.url(proxy_port),
             restart_count: None,
             max_restarts: None,
             restart_policy: None,
@@ -203,11 +212,50 @@ impl ProcTable {
         self.by_name.keys().map(String::as_str).collect()
     }
 
-    pub fn status(&self, now: Instant) -> Vec<ProcessInfo> {
+    pub fn status(&self, now: Instant, proxy_port: Option<u16>) -> Vec<ProcessInfo> {
         self.by_name
             .values()
             .filter_map(|id| self.procs.get(id))
-            .map(|p| p.info(now))
+            .map(|p| p.info(now, proxy_port))
+            .collect()
+    }
+}
+
+/// What the proxy sees of the processes: a name, a port and a state.
+impl crate::proxy::Backends for ProcTable {
+    fn lookup(&self, name: &str) -> crate::proxy::Lookup {
+        use crate::proxy::Lookup;
+        // Host names arrive lowercased: match names regardless of case.
+        let id = self.by_name(name).or_else(|| {
+            self.by_name
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, id)| *id)
+        });
+        let Some(p) = id.and_then(|id| self.get(id)) else {
+            return Lookup::Unknown;
+        };
+        let Some(port) = p.spec.port else {
+            return Lookup::Down(format!(
+                "{name} has no port; start it with --port P or --proxy to give it one"
+            ));
+        };
+        match &p.state {
+            State::Running { .. } => Lookup::Up(port),
+            State::Stopping { .. } => Lookup::Soon(format!("{name} is stopping or restarting")),
+            State::Exited { exit } => Lookup::Down(format!(
+                "{name} is not running: it exited ({})",
+                exit.describe()
+            )),
+            State::Failed { reason } => Lookup::Down(format!("{name} is not running: {reason}")),
+        }
+    }
+
+    fn routes(&self) -> Vec<(String, Option<u16>, String)> {
+        self.by_name
+            .values()
+            .filter_map(|id| self.get(*id))
+            .map(|p| (p.name.clone(), p.spec.port, p.state.name().to_string()))
             .collect()
     }
 }

@@ -288,7 +288,7 @@ impl Daemon {
         let same = definition.as_deref() == Some(p.spec.definition.as_str());
         match (&p.state, &entry.ready) {
             (State::Running { .. }, _) if same => {
-                let progress = progress("running", p);
+                let progress = progress("running", p, self.proxy.as_ref().map(|x| x.port()));
                 self.up_send(run, &progress);
                 self.up_check(run, i, id, false);
             }
@@ -303,7 +303,7 @@ impl Daemon {
                 if same && exit.code() == Some(*code) =>
             {
                 // A setup step that already did its job with this definition.
-                let progress = progress("ready", p);
+                let progress = progress("ready", p, self.proxy.as_ref().map(|x| x.port()));
                 self.set_phase(run, i, Phase::Ready);
                 self.up_send(run, &progress);
             }
@@ -328,7 +328,7 @@ impl Daemon {
                     return;
                 };
                 if let Some(p) = self.procs.get(id) {
-                    let progress = progress(event, p);
+                    let progress = progress(event, p, self.proxy.as_ref().map(|x| x.port()));
                     self.up_send(run, &progress);
                 }
                 self.up_check(run, i, id, true);
@@ -380,7 +380,7 @@ impl Daemon {
         };
         self.set_phase(run, i, Phase::Ready);
         if let Some(p) = self.procs.get(id) {
-            let progress = progress("ready", p);
+            let progress = progress("ready", p, self.proxy.as_ref().map(|x| x.port()));
             self.up_send(run, &progress);
         }
         self.up_advance(run);
@@ -477,7 +477,7 @@ impl Daemon {
         let mut reason = match (entry, e.phase) {
             (None, Phase::Blocked) => "not started before the up --timeout ran out".to_string(),
             (None, _) => "not ready before the up --timeout ran out".to_string(),
-            (Some(_), _) => format!("not ready after {}", seconds(limit)),
+            (Some(_), _) => format!("not ready after {}", crate::timefmt::seconds(limit)),
         };
         if let Some(why) = why {
             reason.push_str(&format!(" (last try: {why})"));
@@ -547,13 +547,13 @@ impl Daemon {
     }
 }
 
-fn progress(event: &str, p: &super::procs::Proc) -> Response {
+fn progress(event: &str, p: &super::procs::Proc, proxy_port: Option<u16>) -> Response {
     Response::UpProgress {
         event: event.into(),
         name: p.name.clone(),
         id: format!("p{}", p.id),
         pid: p.pid,
-        url: p.spec.port.map(|port| format!("http://127.0.0.1:{port}")),
+        url: p.url(proxy_port),
     }
 }
 
@@ -580,15 +580,6 @@ fn exited(exit: Exit) -> String {
     match exit {
         Exit::Code(c) => format!("exited with code {c}"),
         Exit::Signal(_) => exit.describe(),
-    }
-}
-
-fn seconds(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{s}s")
-    } else {
-        format!("{s:.1}s")
     }
 }
 
@@ -639,7 +630,8 @@ mod tests {
     fn exits_are_worded_for_people() {
         assert_eq!(exited(Exit::Code(1)), "exited with code 1");
         assert_eq!(exited(Exit::Signal(libc::SIGSEGV)), "killed by SIGSEGV");
-        assert_eq!(seconds(Duration::from_secs(30)), "30s");
-        assert_eq!(seconds(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(crate::timefmt::seconds(Duration::from_secs(30)), "30s");
+        assert_eq!(crate::timefmt::seconds(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(crate::timefmt::seconds(Duration::from_millis(250)), "0.25s");
     }
 }

@@ -1,0 +1,1116 @@
+//! One client connection of the proxy, and the backend connection it uses: a
+//! state machine that readiness events and deadlines move on.
+//!
+//! ```text
+//! Head ──request──▶ Exchange ──response done──▶ Head (keep-alive)
+//!  │                 │   ▲  (backend not up yet: retry every 100 ms, ≤ 5 s)
+//!  │                 │   └── Connect
+//!  │                 └──101──▶ Tunnel
+//!  └──error, close──▶ Closing ──flushed──▶ Draining ──EOF or 2 s──▶ done
+//! ```
+//!
+//! Both sockets are registered once, readable and writable, edge-triggered;
+//! `run` does all the work it can and remembers which side may have more.
+//! Buffers stay bounded: a side is not read while what it produced waits to be
+//! written to the other, so a slow client slows its backend, never the daemon.
+
+use super::http::{self, Chunked, Framing, Parsed, Route};
+use super::{Backends, Lookup, TOKEN_BASE};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// A partial request head must be complete within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection with no request is closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a request waits for a process that is starting or restarting.
+const BACKEND_WAIT: Duration = Duration::from_secs(5);
+const RETRY: Duration = Duration::from_millis(100);
+/// After an error response, how long unread request bytes are drained, so
+/// closing does not reset the connection before the client read the answer.
+const LINGER: Duration = Duration::from_secs(2);
+/// Bytes waiting to be written to one side before the other side is not read.
+const HIGH_WATER: usize = 256 * 1024;
+
+/// Idle backend connections kept open by port after their client left, so that
+/// the next client need not connect again (as nginx's upstream keepalive).
+pub type Pool = std::collections::HashMap<u16, Vec<TcpStream>>;
+/// Idle connections kept per backend port.
+pub const POOL_PER_PORT: usize = 32;
+
+/// What a connection needs from around it while it runs.
+pub struct Env<'a> {
+    pub backends: &'a dyn Backends,
+    pub pool: &'a mut Pool,
+    pub proxy_port: u16,
+}
+
+/// What woke a connection up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// `hup`: the peer has closed its side (its end of file waits behind any data).
+    Client {
+        hup: bool,
+    },
+    Backend {
+        hup: bool,
+    },
+    Deadline,
+}
+
+pub fn split_token(token: Token) -> (u64, bool) {
+    let n = token.0.saturating_sub(TOKEN_BASE);
+    ((n >> 1) as u64, n & 1 == 1)
+}
+
+fn token(id: u64, backend: bool) -> Token {
+    Token(TOKEN_BASE + ((id as usize) << 1) + usize::from(backend))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// A request is being relayed.
+    Exchange,
+    /// After a 101: bytes pass both ways untouched.
+    Tunnel,
+    /// Our own response is being written; then the connection closes.
+    Closing,
+    /// Written and half-closed: reading what the client still sends, briefly.
+    Draining,
+}
+
+/// Where a body stands.
+#[derive(Debug)]
+enum Body {
+    Done,
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+impl Body {
+    fn new(framing: Framing) -> Body {
+        match framing {
+            Framing::Empty | Framing::Length(0) => Body::Done,
+            Framing::Length(n) => Body::Length(n),
+            Framing::Chunked => Body::Chunked(Chunked::default()),
+            Framing::UntilClose => Body::UntilClose,
+        }
+    }
+
+    fn done(&self) -> bool {
+        matches!(self, Body::Done)
+    }
+
+    /// How many of `data` belong to the body; Err for a broken chunked body.
+    fn take(&mut self, data: &[u8]) -> Result<usize, ()> {
+        let (n, finished) = match self {
+            Body::Done => (0, true),
+            Body::Length(left) => {
+                let n = (*left).min(data.len() as u64);
+                *left -= n;
+                (n as usize, *left == 0)
+            }
+            Body::Chunked(c) => c.feed(data).map_err(|_| ())?,
+            Body::UntilClose => (data.len(), false),
+        };
+        if finished {
+            *self = Body::Done;
+        }
+        Ok(n)
+    }
+}
+
+/// Bytes waiting to be written to one socket.
+#[derive(Default)]
+struct Out {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Out {
+    fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Write what we can. Ok(true) when something was written.
+    fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
+        let mut wrote = false;
+        while self.pos < self.buf.len() {
+            match stream.write(&self.buf[self.pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.pos += n;
+                    wrote = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+            // An idle connection keeps no big buffer.
+            if self.buf.capacity() > 64 * 1024 {
+                self.buf = Vec::new();
+            }
+        }
+        Ok(wrote)
+    }
+}
+
+struct Backend {
+    stream: TcpStream,
+    port: u16,
+    connected: bool,
+    /// Kept from an earlier exchange: it may have been closed under us.
+    reused: bool,
+    /// Something was written to it in this exchange.
+    sent: bool,
+    readable: bool,
+    /// The backend has closed its side: read to the end of file.
+    hup: bool,
+    /// Registered for writability (while connecting, or when a write would block).
+    watching_writes: bool,
+}
+
+/// The request being relayed.
+struct Exchange {
+    name: String,
+    /// The head as sent to the backend, for one retry on a stale kept connection.
+    head: Vec<u8>,
+    keep_alive: bool,
+    upgrade: bool,
+    is_head: bool,
+    /// The request had no body, so it can be sent again.
+    bodiless: bool,
+    request: Body,
+    /// Waiting for the response head (again, after a 1xx).
+    awaiting_head: bool,
+    response: Body,
+    backend_keep_alive: bool,
+    /// Response bytes have reached the client.
+    answered: bool,
+    /// Give up waiting for the backend then.
+    wait_until: Instant,
+    /// No backend yet: try again then.
+    retry_at: Option<Instant>,
+    why_waiting: String,
+}
+
+pub struct Conn {
+    id: u64,
+    client: TcpStream,
+    peer: IpAddr,
+    backend: Option<Backend>,
+    phase: Phase,
+    /// The heap entry that counts for this connection (see `Proxy::arm`).
+    pub armed: Option<Instant>,
+    since: Instant,
+    head_started: Option<Instant>,
+    exchange: Option<Exchange>,
+    c_in: Vec<u8>,
+    c_out: Out,
+    b_in: Vec<u8>,
+    b_out: Out,
+    c_readable: bool,
+    /// The client has closed its side: read to the end of file.
+    c_hup: bool,
+    c_watching_writes: bool,
+    c_eof: bool,
+    deadline_hit: bool,
+    done: bool,
+}
+
+impl Conn {
+    pub fn new(
+        id: u64,
+        mut client: TcpStream,
+        peer: IpAddr,
+        registry: &Registry,
+    ) -> io::Result<Conn> {
+        let _ = client.set_nodelay(true);
+        registry.register(&mut client, token(id, false), Interest::READABLE)?;
+        Ok(Conn {
+            id,
+            client,
+            peer,
+            backend: None,
+            phase: Phase::Head,
+            armed: None,
+            since: Instant::now(),
+            head_started: None,
+            exchange: None,
+            c_in: Vec::new(),
+            c_out: Out::default(),
+            b_in: Vec::new(),
+            b_out: Out::default(),
+            c_readable: true,
+            c_hup: false,
+            c_watching_writes: false,
+            c_eof: false,
+            deadline_hit: false,
+            done: false,
+        })
+    }
+
+    pub fn wake(&mut self, why: Wake) {
+        match why {
+            Wake::Client { hup } => {
+                self.c_readable = true;
+                self.c_hup |= hup;
+            }
+            Wake::Backend { hup } => {
+                if let Some(b) = self.backend.as_mut() {
+                    b.readable = true;
+                    b.hup |= hup;
+                }
+            }
+            Wake::Deadline => self.deadline_hit = true,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.done
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Head => Some(match self.head_started {
+                Some(t) => t + HEADER_TIMEOUT,
+                None => self.since + IDLE_TIMEOUT,
+            }),
+            Phase::Exchange => self.exchange.as_ref().and_then(|e| e.retry_at),
+            Phase::Tunnel => None,
+            Phase::Closing | Phase::Draining => Some(self.since + LINGER),
+        }
+    }
+
+    /// Deregister and close; hands back the backend connection when it is idle
+    /// and may serve another client.
+    pub fn close(&mut self, registry: &Registry) -> Option<(u16, TcpStream)> {
+        let _ = registry.deregister(&mut self.client);
+        let idle = self.phase != Phase::Tunnel
+            && self.exchange.is_none()
+            && self.b_in.is_empty()
+            && self.b_out.len() == 0;
+        match self.backend.take() {
+            Some(b) if idle && b.connected => Some((b.port, b.stream)),
+            Some(mut b) => {
+                let _ = registry.deregister(&mut b.stream);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn drop_backend(&mut self, registry: &Registry) {
+        if let Some(mut b) = self.backend.take() {
+            let _ = registry.deregister(&mut b.stream);
+        }
+        self.b_in.clear();
+    }
+
+    /// Make the progress possible now. Returns true when it stopped with work
+    /// left (its share of this loop turn is spent); call again soon then, as no
+    /// new event will come for bytes already waiting.
+    pub fn run(&mut self, registry: &Registry, env: &mut Env, scratch: &mut [u8]) -> bool {
+        if std::mem::take(&mut self.deadline_hit) {
+            self.on_deadline(registry, env);
+        }
+        // Each pass moves bytes one step; stop when a pass changes nothing.
+        for _ in 0..64 {
+            if self.done {
+                return false;
+            }
+            let mut progress = false;
+            progress |= self.flush_client(registry);
+            progress |= self.flush_backend(registry, env);
+            progress |= match self.phase {
+                Phase::Head => self.step_head(registry, env, scratch),
+                Phase::Exchange => self.step_exchange(registry, env, scratch),
+                Phase::Tunnel => self.step_tunnel(registry, scratch),
+                Phase::Closing => self.step_closing(),
+                Phase::Draining => self.step_draining(scratch),
+            };
+            if !progress {
+                return false;
+            }
+        }
+        true
+    }
+
+    // ---- reading ----
+
+    /// Read from the client into `c_in`. Ok(true) when bytes came.
+    fn read_client(&mut self, scratch: &mut [u8]) -> bool {
+        if !self.c_readable || self.c_eof {
+            return false;
+        }
+        match read_some(&mut self.client, scratch) {
+            Some(0) => {
+                self.c_eof = true;
+                true
+            }
+            Some(n) => {
+                self.c_in.extend_from_slice(&scratch[..n]);
+                // A short read emptied the socket, and the next byte brings an
+                // event; but an end of file that came with the data brings none.
+                if n < scratch.len() && !self.c_hup {
+                    // A short read emptied the socket; the next byte brings an event.
+                    self.c_readable = false;
+                }
+                true
+            }
+            None => {
+                self.c_readable = false;
+                false
+            }
+        }
+    }
+
+    /// Read from the backend into `b_in`: Some(true) bytes, Some(false) EOF,
+    /// None nothing (would block, or an error that `backend_failed` handles).
+    fn read_backend(&mut self, scratch: &mut [u8]) -> Option<bool> {
+        let b = self.backend.as_mut()?;
+        if !b.readable || !b.connected {
+            return None;
+        }
+        match b.stream.read(scratch) {
+            Ok(0) => {
+                b.readable = false;
+                Some(false)
+            }
+            Ok(n) => {
+                self.b_in.extend_from_slice(&scratch[..n]);
+                if n < scratch.len() && !b.hup {
+                    b.readable = false;
+                }
+                Some(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                b.readable = false;
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            // A reset reads as the end of the connection.
+            Err(_) => {
+                b.readable = false;
+                Some(false)
+            }
+        }
+    }
+
+    // ---- writing ----
+
+    fn flush_client(&mut self, registry: &Registry) -> bool {
+        if self.c_out.len() == 0 {
+            return false;
+        }
+        match self.c_out.flush(&mut self.client) {
+            Ok(wrote) => {
+                // Writability is watched only while a write waits, so that the
+                // acknowledgements of every write do not wake the loop.
+                let blocked = self.c_out.len() > 0;
+                if blocked != self.c_watching_writes {
+                    let interest = if blocked {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    let _ = registry.reregister(&mut self.client, token(self.id, false), interest);
+                    self.c_watching_writes = blocked;
+                }
+                wrote
+            }
+            Err(_) => {
+                // The client is gone: nothing more to do for it.
+                self.done = true;
+                true
+            }
+        }
+    }
+
+    fn flush_backend(&mut self, registry: &Registry, env: &mut Env) -> bool {
+        let Some(b) = self.backend.as_mut() else {
+            return false;
+        };
+        if !b.connected {
+            match connect_result(&b.stream) {
+                ConnectState::Pending => return false,
+                ConnectState::Connected => b.connected = true,
+                ConnectState::Failed(why) => {
+                    self.connect_failed(registry, why);
+                    return true;
+                }
+            }
+        }
+        if self.b_out.len() == 0 {
+            if b.watching_writes && b.connected {
+                let _ =
+                    registry.reregister(&mut b.stream, token(self.id, true), Interest::READABLE);
+                b.watching_writes = false;
+            }
+            return false;
+        }
+        let Some(b) = self.backend.as_mut() else {
+            return false;
+        };
+        match self.b_out.flush(&mut b.stream) {
+            Ok(wrote) => {
+                b.sent |= wrote;
+                let blocked = self.b_out.len() > 0;
+                if blocked != b.watching_writes {
+                    let interest = if blocked {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    let _ = registry.reregister(&mut b.stream, token(self.id, true), interest);
+                    b.watching_writes = blocked;
+                }
+                wrote
+            }
+            Err(_) => {
+                self.backend_failed(registry, env);
+                true
+            }
+        }
+    }
+
+    // ---- phases ----
+
+    fn step_head(&mut self, registry: &Registry, env: &mut Env, scratch: &mut [u8]) -> bool {
+        let mut progress = false;
+        // A kept backend that speaks or hangs up between requests is dropped.
+        if self.backend.as_ref().is_some_and(|b| b.readable) && self.read_backend(scratch).is_some()
+        {
+            self.drop_backend(registry);
+            progress = true;
+        }
+        if self.c_in.is_empty() || self.head_needs_more() {
+            progress |= self.read_client(scratch);
+        }
+        if self.c_in.is_empty() {
+            if self.c_eof {
+                self.done = true;
+                return true;
+            }
+            return progress;
+        }
+        if self.head_started.is_none() {
+            self.head_started = Some(Instant::now());
+        }
+        let mut head = Vec::new();
+        let request = match http::parse_request(&self.c_in, self.peer, &mut head) {
+            Parsed::Partial => {
+                if self.c_eof {
+                    self.done = true;
+                    return true;
+                }
+                return progress;
+            }
+            Parsed::Invalid(reject) => {
+                let body = format!("{}\n", reject.reason);
+                self.respond(reject.status, &body, false);
+                return true;
+            }
+            Parsed::Complete(request) => request,
+        };
+        self.c_in.drain(..request.head_len);
+        let has_body = request.framing != Framing::Empty;
+        let keep = request.keep_alive && !has_body && !self.c_eof;
+        match &request.route {
+            Route::Index => {
+                let page = super::routes_page(&env.backends.routes(), env.proxy_port);
+                self.respond(200, &page, keep);
+            }
+            Route::Misdirected => {
+                let body = format!(
+                    "this is the agent-procs proxy; it serves NAME.localhost:{} only, not '{}'\n",
+                    env.proxy_port, request.host
+                );
+                self.respond(421, &body, false);
+            }
+            Route::Process(name) => {
+                let now = Instant::now();
+                self.exchange = Some(Exchange {
+                    name: name.clone(),
+                    head,
+                    keep_alive: request.keep_alive,
+                    upgrade: request.upgrade,
+                    is_head: request.is_head,
+                    bodiless: !has_body,
+                    request: Body::new(request.framing),
+                    awaiting_head: true,
+                    response: Body::Done,
+                    backend_keep_alive: false,
+                    answered: false,
+                    wait_until: now + BACKEND_WAIT,
+                    retry_at: None,
+                    why_waiting: String::new(),
+                });
+                self.phase = Phase::Exchange;
+                self.head_started = None;
+                self.since = now;
+                self.dial(registry, env);
+            }
+        }
+        true
+    }
+
+    /// Whether the head in `c_in` is incomplete (so reading more may help).
+    fn head_needs_more(&self) -> bool {
+        !self.c_in.windows(2).any(|w| w == b"\n\n") && !contains(&self.c_in, b"\r\n\r\n")
+    }
+
+    fn step_exchange(&mut self, registry: &Registry, env: &mut Env, scratch: &mut [u8]) -> bool {
+        let mut progress = false;
+        // Request body: client → backend.
+        let body_pending = self.exchange.as_ref().is_some_and(|e| !e.request.done());
+        if body_pending {
+            if self.c_in.is_empty() && self.b_out.len() < HIGH_WATER {
+                progress |= self.read_client(scratch);
+            }
+            if !self.c_in.is_empty() {
+                let Some(ex) = self.exchange.as_mut() else {
+                    return progress;
+                };
+                match ex.request.take(&self.c_in) {
+                    Ok(n) => {
+                        self.b_out.push(&self.c_in[..n]);
+                        self.c_in.drain(..n);
+                        progress |= n > 0;
+                    }
+                    Err(()) => {
+                        self.fail_request(registry, 400, "bad chunked request body".into());
+                        return true;
+                    }
+                }
+            } else if self.c_eof {
+                // The client gave up in the middle of its body.
+                self.done = true;
+                return true;
+            }
+        }
+        // Response: backend → client.
+        if self.c_out.len() < HIGH_WATER {
+            match self.read_backend(scratch) {
+                Some(true) => progress = true,
+                Some(false) => {
+                    self.backend_eof(registry, env);
+                    return true;
+                }
+                None => {}
+            }
+        }
+        if !self.b_in.is_empty() {
+            progress |= self.relay_response(registry);
+        }
+        progress
+    }
+
+    /// Move what `b_in` holds of the response to the client.
+    fn relay_response(&mut self, registry: &Registry) -> bool {
+        let mut progress = false;
+        loop {
+            let Some(ex) = self.exchange.as_mut() else {
+                return progress;
+            };
+            if ex.awaiting_head {
+                let mut head = Vec::new();
+                match http::parse_response(&self.b_in, ex.is_head, ex.keep_alive, &mut head) {
+                    Parsed::Partial => return progress,
+                    Parsed::Invalid(reject) => {
+                        let name = ex.name.clone();
+                        self.bad_gateway(
+                            registry,
+                            format!("{name} sent an invalid response: {}", reject.reason),
+                        );
+                        return true;
+                    }
+                    Parsed::Complete(response) => {
+                        if response.status == 101 && !ex.upgrade {
+                            let name = ex.name.clone();
+                            self.bad_gateway(
+                                registry,
+                                format!("{name} switched protocols without being asked"),
+                            );
+                            return true;
+                        }
+                        self.b_in.drain(..response.head_len);
+                        self.c_out.push(&head);
+                        ex.answered = true;
+                        progress = true;
+                        if response.status == 101 {
+                            if ex.upgrade {
+                                self.phase = Phase::Tunnel;
+                                // Whatever followed the head belongs to the tunnel.
+                                let rest = std::mem::take(&mut self.b_in);
+                                self.c_out.push(&rest);
+                                return true;
+                            }
+                            let name = ex.name.clone();
+                            self.bad_gateway(
+                                registry,
+                                format!("{name} switched protocols without being asked"),
+                            );
+                            return true;
+                        }
+                        if (100..200).contains(&response.status) {
+                            continue; // an interim answer; the real one follows
+                        }
+                        ex.awaiting_head = false;
+                        ex.response = Body::new(response.framing);
+                        ex.backend_keep_alive = response.keep_alive;
+                        if response.framing == Framing::UntilClose {
+                            ex.keep_alive = false;
+                        }
+                    }
+                }
+            }
+            let Some(ex) = self.exchange.as_mut() else {
+                return progress;
+            };
+            if !ex.response.done() && !self.b_in.is_empty() {
+                match ex.response.take(&self.b_in) {
+                    Ok(n) => {
+                        send(&mut self.client, &mut self.c_out, &self.b_in[..n]);
+                        self.b_in.drain(..n);
+                        progress |= n > 0;
+                    }
+                    Err(()) => {
+                        // Mid-body: all we can do is cut the client off.
+                        self.done = true;
+                        return true;
+                    }
+                }
+            }
+            let Some(ex) = self.exchange.as_ref() else {
+                return progress;
+            };
+            if ex.response.done() && !ex.awaiting_head {
+                self.finish_exchange(registry);
+                return true;
+            }
+            return progress;
+        }
+    }
+
+    /// The response is complete: keep or close each side, then the next request.
+    fn finish_exchange(&mut self, registry: &Registry) {
+        let Some(ex) = self.exchange.take() else {
+            return;
+        };
+        if !ex.backend_keep_alive || !ex.request.done() || !self.b_in.is_empty() {
+            self.drop_backend(registry);
+        } else if let Some(b) = self.backend.as_mut() {
+            b.reused = true;
+            b.sent = false;
+        }
+        if !ex.keep_alive || !ex.request.done() || self.c_eof {
+            self.phase = Phase::Closing;
+            self.since = Instant::now();
+            return;
+        }
+        self.phase = Phase::Head;
+        self.since = Instant::now();
+        self.head_started = None;
+    }
+
+    fn step_tunnel(&mut self, registry: &Registry, scratch: &mut [u8]) -> bool {
+        let mut progress = false;
+        if self.b_out.len() < HIGH_WATER {
+            if self.c_in.is_empty() {
+                progress |= self.read_client(scratch);
+            }
+            if !self.c_in.is_empty() {
+                self.b_out.push(&self.c_in);
+                self.c_in.clear();
+                progress = true;
+            }
+        }
+        if self.c_out.len() < HIGH_WATER {
+            match self.read_backend(scratch) {
+                Some(true) => {
+                    send(&mut self.client, &mut self.c_out, &self.b_in);
+                    self.b_in.clear();
+                    progress = true;
+                }
+                Some(false) => {
+                    // The backend is done: finish writing to the client, then close.
+                    self.drop_backend(registry);
+                    self.phase = Phase::Closing;
+                    self.since = Instant::now();
+                    return true;
+                }
+                None => {}
+            }
+        }
+        if self.c_eof && self.c_in.is_empty() && self.b_out.len() == 0 {
+            if let Some(b) = self.backend.as_ref() {
+                let _ = b.stream.shutdown(Shutdown::Write);
+            }
+            if self.backend.is_none() {
+                self.done = true;
+                return true;
+            }
+        }
+        progress
+    }
+
+    fn step_closing(&mut self) -> bool {
+        if self.c_out.len() > 0 {
+            return false;
+        }
+        // Nothing unread: closing cannot reset the answer away.
+        if self.c_in.is_empty() && (!self.c_readable || self.c_eof) {
+            self.done = true;
+            return true;
+        }
+        let _ = self.client.shutdown(Shutdown::Write);
+        self.phase = Phase::Draining;
+        self.since = Instant::now();
+        self.c_in = Vec::new();
+        true
+    }
+
+    fn step_draining(&mut self, scratch: &mut [u8]) -> bool {
+        let mut drained = 0;
+        while self.c_readable && !self.c_eof && drained < 256 * 1024 {
+            match read_some(&mut self.client, scratch) {
+                Some(0) => self.c_eof = true,
+                Some(n) => drained += n,
+                None => self.c_readable = false,
+            }
+        }
+        if self.c_eof || drained >= 256 * 1024 {
+            self.done = true;
+            return true;
+        }
+        false
+    }
+
+    fn on_deadline(&mut self, registry: &Registry, env: &mut Env) {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Head if self.head_started.is_some() => {
+                self.respond(408, "the request head did not arrive within 10 s\n", false);
+            }
+            Phase::Head => self.done = true,
+            Phase::Exchange => {
+                if self
+                    .exchange
+                    .as_ref()
+                    .and_then(|e| e.retry_at)
+                    .is_some_and(|at| at <= now)
+                {
+                    if let Some(ex) = self.exchange.as_mut() {
+                        ex.retry_at = None;
+                    }
+                    self.dial(registry, env);
+                }
+            }
+            Phase::Tunnel => {}
+            Phase::Closing | Phase::Draining => self.done = true,
+        }
+    }
+
+    // ---- the backend ----
+
+    /// Connect to the process of the current exchange (or wait for it).
+    fn dial(&mut self, registry: &Registry, env: &mut Env) {
+        let Some(ex) = self.exchange.as_ref() else {
+            return;
+        };
+        let name = ex.name.clone();
+        let port = match env.backends.lookup(&name) {
+            Lookup::Up(port) => port,
+            Lookup::Soon(why) => return self.wait_for_backend(registry, why),
+            Lookup::Down(why) => {
+                let body = format!(
+                    "{why}\n\n{}",
+                    super::routes_page(&env.backends.routes(), env.proxy_port)
+                );
+                return self.fail_request(registry, 502, body);
+            }
+            Lookup::Unknown => {
+                let body = format!(
+                    "no process named '{name}' in this session\n\n{}",
+                    super::routes_page(&env.backends.routes(), env.proxy_port)
+                );
+                return self.fail_request(registry, 502, body);
+            }
+        };
+        let reuse = self
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.port == port && b.connected);
+        if !reuse {
+            self.drop_backend(registry);
+        }
+        let bodiless = self.exchange.as_ref().is_some_and(|e| e.bodiless);
+        if !reuse && let Some(stream) = take_pooled(env.pool, port, !bodiless) {
+            let mut stream = stream;
+            if registry
+                .reregister(&mut stream, token(self.id, true), Interest::READABLE)
+                .is_ok()
+            {
+                self.backend = Some(Backend {
+                    stream,
+                    port,
+                    connected: true,
+                    reused: true,
+                    sent: false,
+                    readable: false,
+                    hup: false,
+                    watching_writes: false,
+                });
+            }
+        }
+        let reuse = reuse || self.backend.is_some();
+        if !reuse {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let mut stream = match TcpStream::connect(addr) {
+                Ok(s) => s,
+                Err(e) => {
+                    let why = format!(
+                        "{name} is not accepting connections on 127.0.0.1:{port} ({})",
+                        refusal(&e)
+                    );
+                    return self.wait_for_backend(registry, why);
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            if registry
+                .register(
+                    &mut stream,
+                    token(self.id, true),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                return self.fail_request(
+                    registry,
+                    502,
+                    format!("cannot watch the connection to {name}\n"),
+                );
+            }
+            self.backend = Some(Backend {
+                stream,
+                port,
+                connected: false,
+                reused: false,
+                sent: false,
+                readable: true,
+                hup: false,
+                watching_writes: true,
+            });
+        }
+        // The head goes first; body bytes follow as they come.
+        if self.b_out.len() == 0 {
+            let head = self
+                .exchange
+                .as_ref()
+                .map(|e| e.head.clone())
+                .unwrap_or_default();
+            self.b_out.push(&head);
+        }
+    }
+
+    fn wait_for_backend(&mut self, registry: &Registry, why: String) {
+        let now = Instant::now();
+        self.drop_backend(registry);
+        let Some(ex) = self.exchange.as_mut() else {
+            return;
+        };
+        if now >= ex.wait_until {
+            return self.fail_request(registry, 503, format!("{why}; gave up after 5 s\n"));
+        }
+        ex.why_waiting = why;
+        ex.retry_at = Some((now + RETRY).min(ex.wait_until));
+    }
+
+    fn connect_failed(&mut self, registry: &Registry, why: String) {
+        let (name, port) = match (self.exchange.as_ref(), self.backend.as_ref()) {
+            (Some(ex), Some(b)) => (ex.name.clone(), b.port),
+            _ => {
+                self.drop_backend(registry);
+                return;
+            }
+        };
+        // Nothing was written: what waits in b_out goes to the next try.
+        self.wait_for_backend(
+            registry,
+            format!("{name} is not accepting connections on 127.0.0.1:{port} ({why})"),
+        );
+    }
+
+    /// Writing to the backend failed.
+    fn backend_failed(&mut self, registry: &Registry, env: &mut Env) {
+        self.backend_eof(registry, env);
+    }
+
+    /// The backend closed (or reset) its connection.
+    fn backend_eof(&mut self, registry: &Registry, env: &mut Env) {
+        let Some(ex) = self.exchange.as_mut() else {
+            self.drop_backend(registry);
+            return;
+        };
+        let reused = self.backend.as_ref().is_some_and(|b| b.reused);
+        if ex.awaiting_head && !ex.answered && self.b_in.is_empty() {
+            if reused && ex.bodiless {
+                // A kept connection the backend had closed: try once more on a new one.
+                self.drop_backend(registry);
+                self.b_out = Out::default();
+                self.dial(registry, env);
+                return;
+            }
+            let name = ex.name.clone();
+            return self.bad_gateway(
+                registry,
+                format!("{name} closed the connection without answering"),
+            );
+        }
+        if !ex.awaiting_head && matches!(ex.response, Body::UntilClose) {
+            ex.response = Body::Done;
+            ex.backend_keep_alive = false;
+            self.finish_exchange(registry);
+            return;
+        }
+        // Cut off in the middle of a response: the client cannot be told otherwise.
+        self.drop_backend(registry);
+        self.done = true;
+    }
+
+    // ---- our own answers ----
+
+    /// Answer with our own response; `keep` keeps the connection for more.
+    fn respond(&mut self, status: u16, body: &str, keep: bool) {
+        let mut out = Vec::new();
+        http::own_response(status, body, keep, &mut out);
+        self.c_out.push(&out);
+        self.since = Instant::now();
+        self.head_started = None;
+        if keep {
+            self.phase = Phase::Head;
+        } else {
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// The current request cannot be served: answer it and, unless it is safe to
+    /// go on (no body left unread), close.
+    fn fail_request(&mut self, registry: &Registry, status: u16, body: String) {
+        let keep = self
+            .exchange
+            .as_ref()
+            .is_some_and(|e| e.keep_alive && e.request.done() && !e.upgrade)
+            && !self.c_eof;
+        self.exchange = None;
+        self.drop_backend(registry);
+        self.b_out = Out::default();
+        self.respond(status, &body, keep);
+    }
+
+    fn bad_gateway(&mut self, registry: &Registry, why: String) {
+        let answered = self.exchange.as_ref().is_some_and(|e| e.answered);
+        if answered {
+            self.drop_backend(registry);
+            self.done = true;
+            return;
+        }
+        self.fail_request(registry, 502, format!("{why}\n"));
+    }
+}
+
+enum ConnectState {
+    Pending,
+    Connected,
+    Failed(String),
+}
+
+fn connect_result(stream: &TcpStream) -> ConnectState {
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => return ConnectState::Failed(refusal(&e)),
+        Ok(None) => {}
+    }
+    match stream.peer_addr() {
+        Ok(_) => ConnectState::Connected,
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => ConnectState::Pending,
+        Err(e) => ConnectState::Failed(refusal(&e)),
+    }
+}
+
+fn refusal(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        _ => crate::error::describe_io(e),
+    }
+}
+
+/// One read: Some(n) bytes (0 at end of stream), None when it would block.
+/// An error counts as the end of the stream.
+fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        match stream.read(buf) {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Some(0),
+        }
+    }
+}
+
+/// An idle pooled connection to `port`. With `check`, one the backend has not
+/// closed (a request with a body cannot be sent again; one without is retried
+/// on a new connection if the old one turns out closed, so it skips the check).
+fn take_pooled(pool: &mut Pool, port: u16, check: bool) -> Option<TcpStream> {
+    let idle = pool.get_mut(&port)?;
+    while let Some(mut stream) = idle.pop() {
+        if !check {
+            return Some(stream);
+        }
+        let mut byte = [0u8; 1];
+        // Still open and silent: reading would block.
+        if let Err(e) = stream.read(&mut byte)
+            && e.kind() == io::ErrorKind::WouldBlock
+        {
+            return Some(stream);
+        }
+    }
+    None
+}
+
+/// Write `data` to the client now if nothing waits before it; queue the rest.
+fn send(stream: &mut TcpStream, out: &mut Out, data: &[u8]) {
+    let mut data = data;
+    if out.len() == 0 {
+        while !data.is_empty() {
+            match stream.write(data) {
+                Ok(0) => break,
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Would block, or an error the next flush reports.
+                Err(_) => break,
+            }
+        }
+    }
+    if !data.is_empty() {
+        out.push(data);
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

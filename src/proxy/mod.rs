@@ -1,0 +1,305 @@
+//! The reverse proxy: `http://NAME.localhost:PORT` to the process named NAME.
+//!
+//! It runs on the daemon's loop. The daemon hands it readiness events for the
+//! tokens it owns (`owns`), asks it for its next deadline, and describes the
+//! processes through `Backends`; the proxy knows nothing else about them.
+//! `conn.rs` is one client connection's state machine, `http.rs` the protocol.
+
+pub mod conn;
+pub mod http;
+
+use conn::{Conn, Env, Pool, Wake};
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Where the proxy listens unless the config names a port.
+pub const PORTS: std::ops::RangeInclusive<u16> = 9090..=9190;
+/// Where processes without a port get one.
+pub const BACKEND_PORTS: std::ops::RangeInclusive<u16> = 4000..=4999;
+/// Proxy tokens start here, far above the daemon's own.
+pub const TOKEN_BASE: usize = 1 << 40;
+const LISTENER: Token = Token(TOKEN_BASE);
+/// Pause before accepting again when out of descriptors, doubled up to a second.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Client connections held at most; past it the listener waits.
+const MAX_CONNS: usize = 16 * 1024;
+
+/// What the proxy may know of a process.
+pub enum Lookup {
+    /// Running, serving on this port (if it accepts connections).
+    Up(u16),
+    /// Restarting or starting: worth waiting for (up to 5 s). The text says why.
+    Soon(String),
+    /// Exited, failed, or without a port: the text says what is wrong.
+    Down(String),
+    Unknown,
+}
+
+/// The daemon's view of its processes, as the proxy needs it.
+pub trait Backends {
+    fn lookup(&self, name: &str) -> Lookup;
+    /// Every process: name, port, state, for the routes page and 502 bodies.
+    fn routes(&self) -> Vec<(String, Option<u16>, String)>;
+}
+
+pub struct Proxy {
+    listener: TcpListener,
+    port: u16,
+    conns: HashMap<u64, Conn>,
+    next_id: u64,
+    /// (deadline, connection). A connection's `deadline()` is the truth and
+    /// `armed` says which entry counts, so a deadline that moves later costs no
+    /// push: the entry fires, finds it moved, and re-arms once.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Accepting is paused until then (out of descriptors, or at the cap).
+    accept_paused: Option<Instant>,
+    backoff: Duration,
+    said_emfile: bool,
+    /// One read buffer for every connection: an idle connection owns no buffer.
+    scratch: Vec<u8>,
+    /// Connections that stopped with work left; they run again next turn.
+    again: Vec<u64>,
+    pool: Pool,
+}
+
+impl Proxy {
+    /// Listen on 127.0.0.1: `port`, or the first free port of `PORTS`.
+    pub fn bind(port: Option<u16>) -> Result<Proxy, String> {
+        let listener = match port {
+            Some(p) => {
+                TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, p))).map_err(|e| {
+                    format!(
+                        "the proxy cannot listen on 127.0.0.1:{p}: {}",
+                        crate::error::describe_io(&e)
+                    )
+                })?
+            }
+            None => PORTS
+                .clone()
+                .find_map(|p| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, p))).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "the proxy found no free port in {}-{}; set proxy_port in agent-procs.yaml",
+                        PORTS.start(),
+                        PORTS.end()
+                    )
+                })?,
+        };
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("the proxy's address: {e}"))?
+            .port();
+        Ok(Proxy {
+            listener,
+            port,
+            conns: HashMap::new(),
+            next_id: 0,
+            deadlines: BinaryHeap::new(),
+            accept_paused: None,
+            backoff: ACCEPT_BACKOFF,
+            said_emfile: false,
+            scratch: vec![0; 64 * 1024],
+            again: Vec::new(),
+            pool: Pool::new(),
+        })
+    }
+
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.register(&mut self.listener, LISTENER, Interest::READABLE)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn owns(token: Token) -> bool {
+        token.0 >= TOKEN_BASE
+    }
+
+    /// A readiness event on one of our tokens.
+    pub fn ready(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        hup: bool,
+        backends: &dyn Backends,
+        note: &mut dyn FnMut(&str),
+    ) {
+        if token == LISTENER {
+            return self.accept(registry, note);
+        }
+        let (id, backend_side) = conn::split_token(token);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.wake(if backend_side {
+            Wake::Backend { hup }
+        } else {
+            Wake::Client { hup }
+        });
+        self.drive(registry, id, backends);
+    }
+
+    /// When the loop must wake up for us next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.again.is_empty() {
+            return Some(Instant::now());
+        }
+        let conn = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        match (conn, self.accept_paused) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fire what is due: connection deadlines and a paused listener.
+    pub fn fire(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        backends: &dyn Backends,
+        note: &mut dyn FnMut(&str),
+    ) {
+        if self.accept_paused.is_some_and(|at| at <= now) {
+            self.accept_paused = None;
+            self.accept(registry, note);
+        }
+        for id in std::mem::take(&mut self.again) {
+            self.drive(registry, id, backends);
+        }
+        while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if conn.armed != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            conn.armed = None;
+            if conn.deadline().is_some_and(|due| due <= now) {
+                conn.wake(Wake::Deadline);
+                self.drive(registry, id, backends);
+            } else {
+                self.arm(id);
+            }
+        }
+    }
+
+    /// Make sure the heap holds an entry no later than the connection's deadline.
+    fn arm(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if let Some(due) = conn.deadline()
+            && conn.armed.is_none_or(|at| due < at)
+        {
+            conn.armed = Some(due);
+            self.deadlines.push(Reverse((due, id)));
+        }
+    }
+
+    fn accept(&mut self, registry: &Registry, note: &mut dyn FnMut(&str)) {
+        if self.accept_paused.is_some() {
+            return;
+        }
+        loop {
+            if self.conns.len() >= MAX_CONNS {
+                // A closing connection resumes accepting; the backlog waits.
+                self.accept_paused = Some(Instant::now() + ACCEPT_BACKOFF_MAX);
+                return;
+            }
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    self.backoff = ACCEPT_BACKOFF;
+                    self.next_id += 1;
+                    let id = self.next_id;
+                    match Conn::new(id, stream, peer.ip(), registry) {
+                        Ok(conn) => {
+                            self.conns.insert(id, conn);
+                            self.arm(id);
+                        }
+                        Err(_) => continue, // the peer left already
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    if !self.said_emfile {
+                        self.said_emfile = true;
+                        note(&format!(
+                            "proxy: out of descriptors ({}); pausing accepts, {} connections open",
+                            crate::error::describe_io(&e),
+                            self.conns.len()
+                        ));
+                    }
+                    self.accept_paused = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    return;
+                }
+                Err(_) => continue, // ECONNABORTED and friends: that peer only
+            }
+        }
+    }
+
+    /// Let a connection make all the progress it can, then retire it if done.
+    fn drive(&mut self, registry: &Registry, id: u64, backends: &dyn Backends) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut env = Env {
+            backends,
+            pool: &mut self.pool,
+            proxy_port: self.port,
+        };
+        if conn.run(registry, &mut env, &mut self.scratch) {
+            self.again.push(id);
+        }
+        if conn.finished() {
+            if let Some(mut conn) = self.conns.remove(&id)
+                && let Some((port, mut stream)) = conn.close(registry)
+            {
+                let idle = self.pool.entry(port).or_default();
+                if idle.len() < conn::POOL_PER_PORT {
+                    idle.push(stream);
+                } else {
+                    let _ = registry.deregister(&mut stream);
+                }
+            }
+            // Room again: accept what waited in the backlog.
+            if self.accept_paused.is_some() && self.conns.len() < MAX_CONNS {
+                self.accept_paused = Some(Instant::now());
+            }
+            return;
+        }
+        self.arm(id);
+    }
+}
+
+/// The routes page: every process, its URL, where it goes and its state.
+pub fn routes_page(routes: &[(String, Option<u16>, String)], proxy_port: u16) -> String {
+    let mut page = format!("agent-procs proxy on 127.0.0.1:{proxy_port}\n\n");
+    if routes.is_empty() {
+        page.push_str("no processes yet; start one with agent-procs run CMD --name NAME --proxy\n");
+    }
+    for (name, port, state) in routes {
+        let to = port.map_or("(no port)".to_string(), |p| format!("127.0.0.1:{p}"));
+        page.push_str(&format!(
+            "http://{name}.localhost:{proxy_port}  ->  {to}  {state}\n"
+        ));
+    }
+    page
+}

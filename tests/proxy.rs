@@ -1,0 +1,1254 @@
+//! The reverse proxy, driven through the real binary and spoken to over raw TCP:
+//! routing by Host and the routes page, the error statuses, HTTP/1.1 framing and
+//! smuggling defences, keep-alive, hop-by-hop and X-Forwarded-* headers, 1xx,
+//! streaming, WebSocket tunnels, slow and numerous clients, descriptor exhaustion,
+//! port assignment, and no listener at all when the proxy is not asked for.
+//! Backends are tests/proxy/backend.py, written into each sandbox.
+
+#[path = "proxy/client.rs"]
+mod client;
+mod common;
+
+use client::*;
+use common::*;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const BACKEND: &str = include_str!("proxy/backend.py");
+
+/// A sandbox with the test backend in its root (the cwd of every process).
+fn sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    write(&sb.root.join("backend.py"), BACKEND);
+    sb
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("writing a test file");
+}
+
+/// A port nobody listens on right now (ephemeral, so never one the daemon assigns).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    l.local_addr().expect("local address").port()
+}
+
+/// The port in the first `localhost:PORT` of some CLI output.
+fn proxy_port_in(text: &str) -> Option<u16> {
+    let at = text.find("localhost:")? + "localhost:".len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// `run COMMAND --name NAME [--port P] --proxy`; returns the output and the proxy port.
+fn run_proxied(sb: &Sandbox, name: &str, command: &str, port: Option<u16>) -> (Out, u16) {
+    let port = port.map(|p| p.to_string());
+    let mut args = vec!["run", command, "--name", name];
+    if let Some(p) = &port {
+        args.extend(["--port", p]);
+    }
+    args.push("--proxy");
+    let out = sb.run(&args);
+    if out.code != 0 {
+        panic!("{}", sb.report(&args, &out, "expected exit 0"));
+    }
+    let both = format!("{}{}", out.stdout, out.stderr);
+    let Some(proxy) = proxy_port_in(&both) else {
+        panic!(
+            "{}",
+            sb.report(&args, &out, "no localhost:PORT in the output")
+        );
+    };
+    (out, proxy)
+}
+
+/// Start the backend NAME on a port of its own behind the proxy and wait until
+/// it serves; returns (proxy port, backend port).
+fn serve(sb: &Sandbox, name: &str) -> (u16, u16) {
+    let port = free_port();
+    let (_, proxy) = run_proxied(sb, name, &format!("python3 backend.py {name}"), Some(port));
+    sb.ok(&["wait", name, "--until", "serving", "--timeout", "20"]);
+    (proxy, port)
+}
+
+/// The header values the backend received, by name (case-insensitive).
+fn received(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|kv| kv[0].as_str().is_some_and(|k| k.eq_ignore_ascii_case(name)))
+                .map(|kv| kv[1].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const SHORT: Duration = Duration::from_secs(5);
+
+#[test]
+fn the_routes_page_lists_every_process_and_the_host_picks_the_process() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let (pp2, _) = serve(&sb, "api");
+    assert_eq!(pp, pp2, "one proxy per session");
+    assert!(
+        (9090..=9190).contains(&pp),
+        "proxy port {pp} is outside 9090-9190"
+    );
+    run_proxied(&sb, "idle", "sleep 60", Some(free_port()));
+    sb.ok(&["stop", "idle"]);
+
+    let hosts = [
+        "localhost".to_string(),
+        format!("localhost:{pp}"),
+        format!("127.0.0.1:{pp}"),
+        format!("LocalHost:{pp}"),
+    ];
+    for host in hosts {
+        let r = get(pp, &host, "/");
+        assert_eq!(r.status, 200, "Host {host}:\n{r}");
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain")),
+            "Host {host}:\n{r}"
+        );
+        let text = r.text();
+        for (name, states) in [
+            ("web", &["running"][..]),
+            ("api", &["running"][..]),
+            ("idle", &["stopped", "exited"][..]),
+        ] {
+            let url = format!("http://{name}.localhost:{pp}");
+            let line = text
+                .lines()
+                .find(|l| l.contains(&url))
+                .unwrap_or_else(|| panic!("no line with {url} on the routes page:\n{r}"));
+            assert!(
+                states.iter().any(|s| line.contains(s)),
+                "the line for {name} does not say {states:?}: {line:?}\n{r}"
+            );
+        }
+    }
+
+    let routes = [
+        (format!("web.localhost:{pp}"), "web"),
+        ("web.localhost".to_string(), "web"),
+        (format!("WEB.LocalHost:{pp}"), "web"),
+        (format!("api.localhost:{pp}"), "api"),
+        (format!("x.api.localhost:{pp}"), "api"),
+        ("a.b.web.localhost".to_string(), "web"),
+    ];
+    for (host, want) in routes {
+        let r = get(pp, &host, "/echo?q=1");
+        assert_eq!(r.status, 200, "Host {host}:\n{r}");
+        let echo = r.json();
+        assert_eq!(echo["name"], want, "Host {host}:\n{r}");
+        assert_eq!(echo["path"], "/echo?q=1", "Host {host}:\n{r}");
+    }
+}
+
+#[test]
+fn hosts_that_name_nothing_routable_get_the_right_error() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    run_proxied(&sb, "idle", "sleep 60", Some(free_port()));
+    sb.ok(&["stop", "idle"]);
+    run_proxied(&sb, "quitter", "sh -c 'exit 3'", Some(free_port()));
+    sb.ok(&["wait", "quitter", "--exit", "--timeout", "20"]);
+
+    for host in [
+        "example.com",
+        "web.example.com",
+        "web.localhost.example.com",
+        "localhostx",
+        "weblocalhost",
+    ] {
+        let r = get(pp, host, "/");
+        assert_eq!(r.status, 421, "Host {host}:\n{r}");
+    }
+
+    let raw: [(&str, &[u8]); 2] = [
+        ("no Host", b"GET / HTTP/1.1\r\n\r\n"),
+        (
+            "two Hosts",
+            b"GET / HTTP/1.1\r\nHost: web.localhost\r\nHost: web.localhost\r\n\r\n",
+        ),
+    ];
+    for (what, bytes) in raw {
+        let mut c = Conn::open(pp);
+        c.send(bytes);
+        let r = c.response(SHORT);
+        assert_eq!(r.status, 400, "{what}:\n{r}");
+    }
+
+    let r = get(pp, &format!("nope.localhost:{pp}"), "/");
+    assert_eq!(r.status, 502, "{r}");
+    let body = r.text();
+    assert!(
+        body.contains("nope"),
+        "the 502 does not name the process:\n{r}"
+    );
+    assert!(
+        body.contains(&format!("http://web.localhost:{pp}")),
+        "the 502 does not list the routes that exist:\n{r}"
+    );
+
+    let r = get(pp, "idle.localhost", "/");
+    assert_eq!(r.status, 502, "{r}");
+    let body = r.text();
+    assert!(
+        body.contains("idle")
+            && ["stopped", "exited", "not running"]
+                .iter()
+                .any(|w| body.contains(w)),
+        "the 502 does not say the process is stopped:\n{r}"
+    );
+
+    let r = get(pp, "quitter.localhost", "/");
+    assert_eq!(r.status, 502, "{r}");
+    let body = r.text();
+    assert!(
+        body.contains("quitter") && body.contains("exited"),
+        "the 502 does not say the process exited:\n{r}"
+    );
+}
+
+#[test]
+fn requests_wait_for_a_starting_backend_and_give_up_after_five_seconds() {
+    let sb = sandbox();
+    // Listens 1.5 s after it starts: the request waits instead of failing.
+    let (_, pp) = run_proxied(
+        &sb,
+        "slow",
+        "python3 backend.py slow 1.5",
+        Some(free_port()),
+    );
+    let r = get(pp, "slow.localhost", "/echo");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["name"], "slow");
+
+    // The same across a restart.
+    let before = sb.proc_status("slow")["pid"].clone();
+    sb.ok(&["restart", "slow"]);
+    let r = get(pp, "slow.localhost", "/echo");
+    assert_eq!(r.status, 200, "{r}");
+    assert_ne!(sb.proc_status("slow")["pid"], before);
+
+    // Running but never listening: 503 after about 5 s, with the reason.
+    run_proxied(&sb, "deaf", "sleep 60", Some(free_port()));
+    let started = Instant::now();
+    let r = get(pp, "deaf.localhost", "/");
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{r}");
+    assert!(r.text().contains("deaf"), "the 503 gives no reason:\n{r}");
+    assert!(
+        took >= Duration::from_secs(4) && took <= Duration::from_secs(12),
+        "the 503 came after {took:?}, not about 5 s"
+    );
+}
+
+#[test]
+fn malformed_and_ambiguous_requests_are_refused() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let post = |extra: &str, body: &str| {
+        format!("POST /echo HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n{body}").into_bytes()
+    };
+    let get_with = |extra: &str| format!("GET /echo HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n");
+
+    let big = format!("X-Big: {}\r\n", "a".repeat(70 * 1024));
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let long_line = format!(
+        "GET /{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+        "a".repeat(9 * 1024)
+    );
+    let smuggled = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: web.localhost\r\n\r\n";
+    // (what, bytes, status, whether the connection must close after it)
+    let cases: Vec<(&str, Vec<u8>, u16, bool)> = vec![
+        ("a head over 64 KiB", get_with(&big).into_bytes(), 431, true),
+        ("101 header fields", get_with(&many).into_bytes(), 431, true),
+        (
+            "a request line over 8 KiB",
+            long_line.into_bytes(),
+            414,
+            true,
+        ),
+        (
+            "Content-Length and Transfer-Encoding",
+            post(
+                "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+                smuggled,
+            ),
+            400,
+            true,
+        ),
+        (
+            "Transfer-Encoding and Content-Length",
+            post(
+                "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
+                smuggled,
+            ),
+            400,
+            true,
+        ),
+        (
+            "two equal Content-Lengths",
+            post("Content-Length: 5\r\nContent-Length: 5\r\n", "hello"),
+            400,
+            true,
+        ),
+        (
+            "two different Content-Lengths",
+            post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"),
+            400,
+            true,
+        ),
+        (
+            "a Content-Length list",
+            post("Content-Length: 5, 5\r\n", "hello"),
+            400,
+            true,
+        ),
+        (
+            "a Content-Length that is not a number",
+            post("Content-Length: abc\r\n", "hello"),
+            400,
+            true,
+        ),
+        (
+            "a negative Content-Length",
+            post("Content-Length: -1\r\n", "hello"),
+            400,
+            true,
+        ),
+        (
+            "a signed Content-Length",
+            post("Content-Length: +5\r\n", "hello"),
+            400,
+            true,
+        ),
+        (
+            "a Content-Length past u64",
+            post("Content-Length: 99999999999999999999999\r\n", "hello"),
+            400,
+            true,
+        ),
+        (
+            "a chunk size that is not hex",
+            post("Transfer-Encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"),
+            400,
+            true,
+        ),
+        (
+            "a chunk size past u64",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                "1ffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+            ),
+            400,
+            true,
+        ),
+        (
+            "an obs-fold continuation line",
+            get_with("X-A: 1\r\n folded\r\n").into_bytes(),
+            400,
+            true,
+        ),
+        (
+            "a bare CR in a header value",
+            get_with("X-A: a\rb\r\n").into_bytes(),
+            400,
+            true,
+        ),
+        (
+            "a bare CR ending a line",
+            format!("GET /echo HTTP/1.1\rHost: {host}\r\n\r\n").into_bytes(),
+            400,
+            true,
+        ),
+        (
+            "a space before the colon",
+            format!("GET /echo HTTP/1.1\r\nHost : {host}\r\n\r\n").into_bytes(),
+            400,
+            true,
+        ),
+        (
+            "CONNECT",
+            format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
+            405,
+            false,
+        ),
+        (
+            "an absolute-form target for a route",
+            format!("GET http://{host}/echo HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
+            400,
+            false,
+        ),
+    ];
+    for (what, bytes, status, closes) in cases {
+        let mut c = Conn::open(pp);
+        // The proxy may answer and close before it has read everything.
+        let _ = c.send_lossy(&bytes);
+        let r = c
+            .try_response(false, SHORT)
+            .unwrap_or_else(|f| panic!("{what}: no response: {f}"));
+        assert_eq!(r.status, status, "{what}:\n{r}");
+        if closes {
+            match c.rest_until_close(SHORT) {
+                Ok(rest) => assert!(
+                    rest.is_empty(),
+                    "{what}: more came after the {status}: {:?}",
+                    preview(&rest)
+                ),
+                Err(f) => panic!("{what}: the connection stayed open after the {status}: {f}"),
+            }
+        }
+    }
+
+    // Not an open proxy: an absolute-form target is never dialled.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    target.set_nonblocking(true).expect("non-blocking");
+    let tp = target.local_addr().expect("local address").port();
+    let mut c = Conn::open(pp);
+    c.send(
+        format!("GET http://127.0.0.1:{tp}/ HTTP/1.1\r\nHost: 127.0.0.1:{tp}\r\n\r\n").as_bytes(),
+    );
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 400, "absolute-form to 127.0.0.1:{tp}:\n{r}");
+    match target.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the proxy dialled an absolute-form target: {other:?}"),
+    }
+
+    // Near the limits is fine: a 60 KB head and 90 header fields.
+    let near: [(&str, String); 2] = [
+        ("a 60 KB head", format!("X-Big: {}\r\n", "a".repeat(60_000))),
+        (
+            "90 header fields",
+            (0..89).map(|i| format!("X-H{i}: v\r\n")).collect(),
+        ),
+    ];
+    for (what, extra) in near {
+        let mut c = Conn::open(pp);
+        c.send(get_with(&extra).as_bytes());
+        let r = c.response(SHORT);
+        assert_eq!(r.status, 200, "{what}:\n{r}");
+        assert_eq!(r.json()["name"], "web", "{what}");
+    }
+}
+
+#[test]
+fn one_connection_carries_requests_for_two_processes_and_reuses_the_backend() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    serve(&sb, "api");
+    let mut c = Conn::open(pp);
+    let mut peers = Vec::new();
+    for want in ["web", "api", "web", "web", "web"] {
+        c.send(&request(
+            "GET",
+            "/echo",
+            &format!("{want}.localhost:{pp}"),
+            &[],
+        ));
+        let r = c.response(SHORT);
+        assert_eq!(r.status, 200, "{r}");
+        let echo = r.json();
+        assert_eq!(echo["name"], want, "{r}");
+        peers.push(echo["peer_port"].as_u64().unwrap_or(0));
+        assert!(
+            !r.header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close")),
+            "the proxy closes a keep-alive connection:\n{r}"
+        );
+    }
+    assert!(
+        peers[3] == peers[4],
+        "two requests in a row to web used two backend connections (ports {peers:?})"
+    );
+}
+
+#[test]
+fn bodies_pass_intact_in_both_framings_and_both_directions() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let pattern = |n: usize| -> Vec<u8> { (0..n).map(|i| b'a' + (i % 26) as u8).collect() };
+    let ends = |body: &[u8]| {
+        (
+            String::from_utf8_lossy(&body[..64.min(body.len())]).into_owned(),
+            String::from_utf8_lossy(&body[body.len().saturating_sub(64)..]).into_owned(),
+        )
+    };
+    let mut c = Conn::open(pp);
+
+    let big = pattern(300_000);
+    c.send(&request(
+        "POST",
+        "/echo",
+        &host,
+        &[&format!("Content-Length: {}", big.len())],
+    ));
+    c.send(&big);
+    let echo = c.response(SHORT).json();
+    let (head, tail) = ends(&big);
+    assert_eq!(echo["body_len"], big.len());
+    assert_eq!(echo["body_head"], head);
+    assert_eq!(echo["body_tail"], tail);
+
+    let sizes = [10usize, 70_000, 3];
+    let body = pattern(sizes.iter().sum());
+    c.send(&request(
+        "POST",
+        "/echo",
+        &host,
+        &["Transfer-Encoding: chunked"],
+    ));
+    let mut at = 0;
+    for n in sizes {
+        c.send(format!("{n:x}\r\n").as_bytes());
+        c.send(&body[at..at + n]);
+        c.send(b"\r\n");
+        at += n;
+    }
+    c.send(b"0\r\n\r\n");
+    let echo = c.response(SHORT).json();
+    let (head, tail) = ends(&body);
+    assert_eq!(echo["body_len"], body.len());
+    assert_eq!(echo["body_head"], head);
+    assert_eq!(echo["body_tail"], tail);
+
+    c.send(&request("GET", "/chunked?sizes=1,100,70000,3", &host, &[]));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let mut want = Vec::new();
+    for (i, n) in [1usize, 100, 70_000, 3].into_iter().enumerate() {
+        want.extend(std::iter::repeat_n(b'a' + i as u8, n));
+    }
+    assert!(
+        r.body == want,
+        "the chunked response arrived changed ({} bytes)",
+        r.body.len()
+    );
+
+    c.send(&request("GET", "/echo", &host, &[]));
+    assert_eq!(c.response(SHORT).json()["name"], "web");
+
+    // A body that ends where the backend closes: the client gets all of it,
+    // re-framed or ended by a close of its own.
+    c.send(&request("GET", "/close", &host, &[]));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(
+        r.body.len() == 100_000 && r.body.iter().all(|&b| b == b'z'),
+        "a close-delimited body arrived changed ({} bytes)",
+        r.body.len()
+    );
+}
+
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_answer_then_the_close() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let mut c = Conn::open(pp);
+    c.send_and_finish(&request(
+        "GET",
+        "/echo",
+        &format!("web.localhost:{pp}"),
+        &[],
+    ));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "{r}");
+    assert!(
+        c.closes_within(SHORT),
+        "the proxy kept the connection open after the client half-closed and was answered"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_each_by_its_own_host() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    serve(&sb, "api");
+    let web = format!("web.localhost:{pp}");
+    let api = format!("api.localhost:{pp}");
+    // One write: a POST with its body, then two GETs for two processes.
+    let mut bytes = request("POST", "/echo", &web, &["Content-Length: 5"]);
+    bytes.extend(b"hello");
+    bytes.extend(request("GET", "/echo", &api, &[]));
+    bytes.extend(request("GET", "/echo", &web, &[]));
+    let mut c = Conn::open(pp);
+    c.send(&bytes);
+    for (name, method) in [("web", "POST"), ("api", "GET"), ("web", "GET")] {
+        let r = c.response(SHORT);
+        assert_eq!(r.status, 200, "{r}");
+        let echo = r.json();
+        assert_eq!(
+            (echo["name"].as_str(), echo["method"].as_str()),
+            (Some(name), Some(method)),
+            "pipelined requests answered out of order or by the wrong process:\n{r}"
+        );
+        let body = if method == "POST" { "hello" } else { "" };
+        assert_eq!(echo["body_head"], body, "{r}");
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let mut c = Conn::open(pp);
+    c.send(&request(
+        "GET",
+        "/echo",
+        &host,
+        &[
+            "Connection: keep-alive, X-Secret",
+            "X-Secret: 1",
+            "Keep-Alive: timeout=5",
+            "TE: trailers",
+            "Trailer: X-T",
+            "Proxy-Connection: keep-alive",
+            "X-Forwarded-For: 1.2.3.4",
+            "X-Custom: kept",
+        ],
+    ));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "{r}");
+    let echo = r.json();
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "te",
+        "trailer",
+        "proxy-connection",
+    ] {
+        assert!(
+            received(&echo, gone).is_empty(),
+            "{gone} reached the backend: {echo}"
+        );
+    }
+    for v in received(&echo, "connection") {
+        assert!(
+            v.eq_ignore_ascii_case("keep-alive") || v.eq_ignore_ascii_case("close"),
+            "Connection: {v} reached the backend: {echo}"
+        );
+    }
+    assert_eq!(received(&echo, "x-custom"), ["kept"], "{echo}");
+    assert_eq!(
+        received(&echo, "x-forwarded-for"),
+        ["1.2.3.4, 127.0.0.1"],
+        "{echo}"
+    );
+    assert_eq!(
+        received(&echo, "x-forwarded-host"),
+        [host.as_str()],
+        "{echo}"
+    );
+    assert_eq!(received(&echo, "x-forwarded-proto"), ["http"], "{echo}");
+    assert_eq!(received(&echo, "host"), [host.as_str()], "{echo}");
+
+    c.send(&request("GET", "/echo", &host, &[]));
+    let echo = c.response(SHORT).json();
+    assert_eq!(received(&echo, "x-forwarded-for"), ["127.0.0.1"], "{echo}");
+
+    // And on the way back.
+    c.send(&request("GET", "/hop", &host, &[]));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "{r}");
+    for gone in ["x-internal", "keep-alive", "proxy-connection"] {
+        assert!(r.header(gone).is_none(), "{gone} reached the client:\n{r}");
+    }
+    for v in r.all("connection") {
+        assert!(
+            v.eq_ignore_ascii_case("keep-alive") || v.eq_ignore_ascii_case("close"),
+            "Connection: {v} reached the client:\n{r}"
+        );
+    }
+    assert_eq!(r.header("x-visible"), Some("yes"), "{r}");
+    assert_eq!(r.text(), "hop");
+}
+
+#[test]
+fn head_204_and_304_responses_end_at_their_head() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let mut c = Conn::open(pp);
+
+    c.send(&request("HEAD", "/echo", &host, &[]));
+    let r = c.head_response(SHORT);
+    assert_eq!(r.status, 200, "{r}");
+    assert!(
+        r.header("content-length").is_some_and(|n| n != "0"),
+        "HEAD lost its Content-Length:\n{r}"
+    );
+    for status in [204, 304] {
+        c.send(&request("GET", &format!("/status/{status}"), &host, &[]));
+        let r = c.response(SHORT);
+        assert_eq!(r.status, status, "{r}");
+    }
+    // Anything after those heads would spoil this response.
+    c.send(&request("GET", "/echo", &host, &[]));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["method"], "GET");
+    assert!(
+        c.pending().is_empty(),
+        "extra bytes: {:?}",
+        preview(c.pending())
+    );
+}
+
+#[test]
+fn expect_100_continue_gets_the_interim_response_before_the_body() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let mut c = Conn::open(pp);
+    c.send(&request(
+        "POST",
+        "/echo",
+        &format!("web.localhost:{pp}"),
+        &["Content-Length: 11", "Expect: 100-continue"],
+    ));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 100, "no 100 Continue before the body:\n{r}");
+    c.send(b"hello world");
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["body_head"], "hello world");
+}
+
+#[test]
+fn server_sent_events_arrive_as_they_are_sent() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let mut c = Conn::open(pp);
+    c.send(&request("GET", "/sse", &format!("web.localhost:{pp}"), &[]));
+    // The backend sends the second event only once `sse-go` exists.
+    let first = c
+        .read_until(b"data: one\n\n", SHORT)
+        .unwrap_or_else(|f| panic!("the first event did not arrive by itself: {f}"));
+    let head = String::from_utf8_lossy(&first).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("text/event-stream"),
+        "{head}"
+    );
+    assert!(find(c.pending(), b"two").is_none());
+    write(&sb.root.join("sse-go"), "");
+    c.read_until(b"data: two\n\n", SHORT)
+        .unwrap_or_else(|f| panic!("the second event did not arrive: {f}"));
+}
+
+#[test]
+fn a_websocket_upgrade_becomes_a_two_way_tunnel() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let upgrade = [
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ];
+    let mut c = Conn::open(pp);
+    // A backend that answers an upgrade with a plain 200 keeps plain HTTP going.
+    c.send(&request("GET", "/echo", &host, &upgrade));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "{r}");
+    let echo = r.json();
+    assert_eq!(received(&echo, "upgrade"), ["websocket"], "{echo}");
+    c.send(&request("GET", "/echo", &host, &[]));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 200, "after a refused upgrade:\n{r}");
+    assert!(received(&r.json(), "upgrade").is_empty(), "{r}");
+
+    c.send(&request("GET", "/ws", &host, &upgrade));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 101, "{r}");
+    assert!(
+        r.header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
+        "{r}"
+    );
+    // RFC 6455's own example key and answer.
+    assert_eq!(
+        r.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{r}"
+    );
+
+    c.send(&ws_frame(1, b"hello proxy"));
+    assert_eq!(ws_read(&mut c), (1, b"hello proxy".to_vec()));
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    c.send(&ws_frame(2, &big));
+    let (op, echoed) = ws_read(&mut c);
+    assert_eq!(op, 2);
+    assert!(echoed == big, "a 100 KB binary frame came back changed");
+}
+
+/// A WebSocket handshake with the backend NAME through the proxy.
+fn ws_open(pp: u16, name: &str) -> Conn {
+    let mut c = Conn::open(pp);
+    c.send(&request(
+        "GET",
+        "/ws",
+        &format!("{name}.localhost:{pp}"),
+        &[
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ],
+    ));
+    let r = c.response(SHORT);
+    assert_eq!(r.status, 101, "{r}");
+    c
+}
+
+#[test]
+fn a_tunnel_ends_when_the_backend_closes() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let mut c = ws_open(pp, "web");
+    // The backend answers a close frame with its own and closes, both at once.
+    c.send(&ws_frame(8, &1000u16.to_be_bytes()));
+    assert_eq!(ws_read(&mut c), (8, 1000u16.to_be_bytes().to_vec()));
+    assert!(
+        c.closes_within(SHORT),
+        "the tunnel stayed open after the backend closed"
+    );
+}
+
+#[test]
+fn a_tunnel_passes_on_the_clients_half_close() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let mut c = ws_open(pp, "web");
+    // A last frame and the half-close at once; the backend echoes the frame,
+    // reads the end of file, and closes.
+    c.send_and_finish(&ws_frame(1, b"bye"));
+    assert_eq!(ws_read(&mut c), (1, b"bye".to_vec()));
+    assert!(
+        c.closes_within(SHORT),
+        "the tunnel stayed open after the client half-closed"
+    );
+}
+
+/// Takes about 10 s: the proxy's header-read timeout.
+#[test]
+fn a_stalled_or_trickled_head_times_out_while_others_are_served() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let started = Instant::now();
+    let mut stalled = Conn::open(pp);
+    stalled.send(b"GET /echo HTTP/1.1\r\nHost: web.loc");
+    // Another sends one byte every half second, never finishing its head.
+    let mut trickled = Conn::open(pp);
+    trickled.send(b"GET /echo HTTP/1.1\r\nX-Slow: ");
+    let mut writer = trickled.stream.try_clone().expect("cloning a socket");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_writer = stop.clone();
+    let trickler = std::thread::spawn(move || {
+        use std::io::Write;
+        let until = Instant::now() + Duration::from_secs(25);
+        while !stop_writer.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
+            if writer.write_all(b"a").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = get(pp, &host, "/echo");
+        assert_eq!(r.status, 200, "{r}");
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "a request took {:?} while a client stalled",
+            t.elapsed()
+        );
+    }
+
+    let limit = Duration::from_secs(20);
+    for (what, conn) in [("stalled", &mut stalled), ("trickled", &mut trickled)] {
+        match conn.try_response(false, limit.saturating_sub(started.elapsed())) {
+            Ok(r) => assert_eq!(r.status, 408, "{what}:\n{r}"),
+            Err(Failure::Closed(_)) => {}
+            Err(f) => panic!("the {what} client was neither answered nor closed: {f}"),
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(9),
+            "the {what} client was cut off after {took:?}, before 10 s"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    trickler.join().expect("the trickling thread");
+}
+
+/// Raise this process's soft descriptor limit to the hard one.
+fn raise_fd_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert!(
+        lim.rlim_max >= need,
+        "the hard descriptor limit {} is below the {need} this test needs",
+        lim.rlim_max
+    );
+    if lim.rlim_cur < need {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we pass.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        assert_eq!(rc, 0, "raising the descriptor limit");
+    }
+}
+
+#[test]
+fn a_thousand_concurrent_connections_are_all_answered() {
+    raise_fd_limit(1200);
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let req = request("GET", "/echo", &format!("web.localhost:{pp}"), &[]);
+    let mut conns: Vec<Conn> = (0..1000).map(|_| Conn::open(pp)).collect();
+    for c in &mut conns {
+        c.send(&req);
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for (i, c) in conns.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = c
+            .try_response(false, left)
+            .unwrap_or_else(|f| panic!("connection {i} of 1000: {f}"));
+        assert_eq!(r.status, 200, "connection {i} of 1000:\n{r}");
+    }
+}
+
+/// The daemon's user plus system CPU time so far.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of stat(5); the list starts at field 3.
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // SAFETY: sysconf takes a constant and returns a number.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz.max(1))
+}
+
+/// The soft "Max open files" of a process.
+fn fd_limit(pid: i32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn running_out_of_descriptors_neither_spins_nor_sticks() {
+    raise_fd_limit(400);
+    let sb = sandbox();
+    let port = free_port().to_string();
+    // The first call starts the daemon, which inherits the low limits (hard too,
+    // since the daemon raises its soft limit to the hard one).
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -n 64 && exec \"$0\" \"$@\"",
+        BIN,
+        "run",
+        "python3 backend.py web",
+        "--name",
+        "web",
+        "--port",
+        &port,
+        "--proxy",
+    ])
+    .env("AGENT_PROCS_RUNTIME_DIR", &sb.runtime)
+    .env("XDG_STATE_HOME", &sb.state)
+    .current_dir(&sb.root)
+    .stdin(std::process::Stdio::null());
+    let out = run_bounded(cmd, CALL_LIMIT);
+    if out.code != 0 {
+        panic!(
+            "{}",
+            sb.report(&["run", "(ulimit -n 64)"], &out, "expected exit 0")
+        );
+    }
+    let pp = proxy_port_in(&format!("{}{}", out.stdout, out.stderr))
+        .unwrap_or_else(|| panic!("no localhost:PORT in {out:?}", out = out.stderr));
+    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let daemon = sb.daemon_pid().expect("the daemon's pid");
+    let limit = fd_limit(daemon);
+    assert!(
+        limit.is_some_and(|n| n <= 64),
+        "the daemon's descriptor limit is {limit:?}, not 64: the test did not lower it"
+    );
+    let host = format!("web.localhost:{pp}");
+    assert_eq!(get(pp, &host, "/echo").status, 200);
+
+    // More clients than descriptors: the excess may wait in the accept queue or,
+    // once that is full, not get connected at all; both are fine.
+    let mut conns = Vec::new();
+    while conns.len() < 300 {
+        match Conn::try_open(pp, Duration::from_millis(500)) {
+            Ok(mut c) => {
+                let _ = c.send_lossy(&request("GET", "/echo", &host, &[]));
+                conns.push(c);
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(
+        conns.len() > 64,
+        "only {} connections opened; the test needs more than the daemon's 64 descriptors",
+        conns.len()
+    );
+    let held = fd_count(daemon);
+    assert!(
+        held >= 56,
+        "the daemon holds {held} descriptors of 64: the test did not run it out of them"
+    );
+    let before = cpu_time(daemon);
+    // A measuring window, not a wait for an event.
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_time(daemon) - before;
+    assert!(
+        spent < Duration::from_millis(500),
+        "the daemon used {spent:?} of CPU in 2 s while out of descriptors"
+    );
+    assert!(alive(daemon), "the daemon died out of descriptors");
+    drop(conns);
+
+    // Once the clients are gone, the proxy serves again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // A fresh SYN each try: a full accept queue drops SYNs, and the
+        // kernel's own retransmission would wait seconds.
+        let Ok(mut c) = Conn::try_open(pp, Duration::from_millis(300)) else {
+            assert!(
+                Instant::now() < deadline,
+                "no connection after the clients closed"
+            );
+            continue;
+        };
+        c.send(&request("GET", "/echo", &host, &[]));
+        match c.try_response(false, Duration::from_secs(3)) {
+            Ok(r) if r.status == 200 => break,
+            other if Instant::now() > deadline => {
+                panic!("no recovery after the clients closed: {other:?}")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(sb.proc_status("web")["state"], "running");
+}
+
+/// The TCP sockets `pid` listens on: (address as /proc/net/tcp prints it, port).
+fn listeners(pid: i32) -> Vec<(String, u16)> {
+    let mut inodes = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("reading the daemon's descriptors")
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            let target = target.to_string_lossy().into_owned();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() > 9
+                && f[3] == "0A"
+                && inodes.contains(f[9])
+                && let Some((addr, port)) = f[1].split_once(':')
+            {
+                found.push((addr.to_string(), u16::from_str_radix(port, 16).unwrap_or(0)));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn without_proxy_the_daemon_listens_on_nothing_and_with_it_on_loopback_only() {
+    let sb = sandbox();
+    let port = free_port().to_string();
+    sb.ok(&[
+        "run",
+        "python3 backend.py web",
+        "--name",
+        "web",
+        "--port",
+        &port,
+    ]);
+    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let daemon = sb.daemon_pid().expect("the daemon's pid");
+    assert_eq!(listeners(daemon), [], "the daemon listens without --proxy");
+    assert_eq!(
+        sb.proc_status("web")["port"],
+        port.parse::<u64>().unwrap_or(0)
+    );
+
+    let (_, pp) = run_proxied(&sb, "other", "sleep 60", Some(free_port()));
+    assert_eq!(
+        listeners(daemon),
+        [("0100007F".to_string(), pp)],
+        "the proxy should listen on 127.0.0.1:{pp} alone"
+    );
+}
+
+#[test]
+fn ports_come_from_4000_to_4999_reach_the_environment_and_survive_a_restart() {
+    let sb = sandbox();
+    // A port of the range that someone else holds is never handed out.
+    let taken = (4000..=4999)
+        .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+        .expect("no free port in 4000-4999");
+    let taken_port = u64::from(taken.local_addr().expect("local address").port());
+    let args = ["run", "python3 backend.py web", "--name", "web", "--proxy"];
+    let out = sb.run(&args);
+    assert_eq!(out.code, 0, "{}", sb.report(&args, &out, "expected exit 0"));
+    let pp = proxy_port_in(&out.stderr).unwrap_or_else(|| panic!("stderr: {:?}", out.stderr));
+    assert!(
+        out.stderr
+            .contains(&format!("proxy listening on http://localhost:{pp}")),
+        "{:?}",
+        out.stderr
+    );
+    let pid = parse_pid(&out.stdout);
+    assert_eq!(
+        out.stdout,
+        format!("web (id: p1, pid: {pid}, http://web.localhost:{pp})\n")
+    );
+
+    let args = ["run", "python3 backend.py api", "--name", "api", "--proxy"];
+    let out = sb.run(&args);
+    assert_eq!(out.code, 0, "{}", sb.report(&args, &out, "expected exit 0"));
+    assert!(
+        out.stderr
+            .contains(&format!("proxy already listening on http://localhost:{pp}")),
+        "{:?}",
+        out.stderr
+    );
+    let pid = parse_pid(&out.stdout);
+    assert_eq!(
+        out.stdout,
+        format!("api (id: p2, pid: {pid}, http://api.localhost:{pp})\n")
+    );
+
+    let explicit = free_port();
+    run_proxied(&sb, "fixed", "sleep 60", Some(explicit));
+
+    let web = sb.proc_status("web");
+    let api = sb.proc_status("api");
+    let fixed = sb.proc_status("fixed");
+    let port_of = |p: &serde_json::Value| p["port"].as_u64().unwrap_or(0);
+    for p in [&web, &api] {
+        assert!((4000..=4999).contains(&port_of(p)), "{p}");
+    }
+    assert_ne!(port_of(&web), port_of(&api));
+    assert!(
+        port_of(&web) != taken_port && port_of(&api) != taken_port,
+        "port {taken_port} was handed out while another program listened on it"
+    );
+    assert_eq!(port_of(&fixed), u64::from(explicit), "{fixed}");
+    for (p, name) in [(&web, "web"), (&api, "api"), (&fixed, "fixed")] {
+        assert_eq!(p["url"], format!("http://{name}.localhost:{pp}"), "{p}");
+    }
+
+    for name in ["web", "api"] {
+        sb.ok(&["wait", name, "--until", "serving", "--timeout", "20"]);
+        let echo = get(pp, &format!("{name}.localhost"), "/echo").json();
+        let port = sb.proc_status(name)["port"].as_u64().unwrap_or(0);
+        assert_eq!(echo["env"]["PORT"], port.to_string(), "{echo}");
+        assert_eq!(echo["env"]["HOST"], "127.0.0.1", "{echo}");
+    }
+
+    let pid = web["pid"].clone();
+    sb.ok(&["restart", "web"]);
+    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let after = sb.proc_status("web");
+    assert_ne!(after["pid"], pid);
+    assert_eq!(
+        port_of(&after),
+        port_of(&web),
+        "restart moved the port: {after}"
+    );
+    let echo = get(pp, "web.localhost", "/echo").json();
+    assert_eq!(echo["env"]["PORT"], port_of(&web).to_string(), "{echo}");
+}
+
+#[test]
+fn the_config_or_up_proxy_turns_the_proxy_on() {
+    let proxy_port = free_port();
+    let sb = sandbox();
+    write(
+        &sb.root.join("agent-procs.yaml"),
+        &format!(
+            "proxy: true
+proxy_port: {proxy_port}
+processes:
+  web:
+    cmd: python3 backend.py web
+    ready: serving
+"
+        ),
+    );
+    let out = sb.ok(&["up"]);
+    assert!(
+        out.contains(&format!("http://web.localhost:{proxy_port}")),
+        "up does not show the proxy URL:\n{out}"
+    );
+    let r = get(proxy_port, "web.localhost", "/echo");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["name"], "web");
+    let status = sb.proc_status("web");
+    assert_eq!(status["url"], format!("http://web.localhost:{proxy_port}"));
+    assert!(
+        (4000..=4999).contains(&status["port"].as_u64().unwrap_or(0)),
+        "{status}"
+    );
+
+    let sb = sandbox();
+    write(
+        &sb.root.join("agent-procs.yaml"),
+        "processes:\n  api:\n    cmd: python3 backend.py api\n    ready: serving\n",
+    );
+    let out = sb.ok(&["up", "--proxy"]);
+    let pp = proxy_port_in(&out).unwrap_or_else(|| panic!("no proxy URL in:\n{out}"));
+    assert!(out.contains(&format!("http://api.localhost:{pp}")), "{out}");
+    assert_eq!(get(pp, "api.localhost", "/echo").json()["name"], "api");
+}
