@@ -1252,3 +1252,14 @@ processes:
     assert!(out.contains(&format!("http://api.localhost:{pp}")), "{out}");
     assert_eq!(get(pp, "api.localhost", "/echo").json()["name"], "api");
 }
+
+#[test]
+fn behind_the_proxy_a_name_must_be_a_dns_label() {
+    let sb = Sandbox::new();
+    sb.ok(&["run", "sleep 60", "--name", "web", "--proxy"]);
+    for bad in ["web.v2", "Web", "my_api"] {
+        let err = sb.fails(&["run", "sleep 60", "--name", bad], 1);
+        assert!(err.contains("must be a DNS label"), "{bad}: {err}");
+    }
+    sb.ok(&["run", "sleep 60", "--name", "api-2"]);
+}

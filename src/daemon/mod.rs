@@ -709,6 +709,15 @@ impl Daemon {
                 if let Err(msg) = paths::check_process_name(n) {
                     return Response::error(msg);
                 }
+                let label = n
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if self.proxy.is_some() && !label {
+                    return Response::error(format!(
+                        "behind the proxy a process name becomes NAME.localhost, so it must be \
+                         a DNS label (lower-case letters, digits and '-'), not '{n}'"
+                    ));
+                }
                 self.procs.by_name(n)
             }
             None => None,
@@ -739,8 +748,9 @@ impl Daemon {
                 let kept = existing
                     .and_then(|id| self.procs.get(id))
                     .and_then(|p| p.spec.port);
+                // Behind the proxy a re-run keeps its port, so its URL keeps working.
                 match (kept, &self.proxy) {
-                    (Some(port), _) => Some(port),
+                    (Some(port), Some(_)) => Some(port),
                     (None, Some(_)) => match self.free_backend_port() {
                         Some(port) => Some(port),
                         None => {
@@ -749,7 +759,7 @@ impl Daemon {
                             );
                         }
                     },
-                    (None, None) => None,
+                    (_, None) => None,
                 }
             }
         };
