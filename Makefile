@@ -62,6 +62,7 @@ uninstall:
 bench: build
 	AP=$(BIN) $(BENCH)/run_all.sh
 	python3 tests/bench/up_graph.py $(abspath $(BIN))
+	python3 tests/bench/proxy_idle.py $(abspath $(BIN))
 
 clean:
 	$(CARGO) clean
