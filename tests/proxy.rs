@@ -28,23 +28,6 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("writing a test file");
 }
 
-/// A port nobody listens on right now (ephemeral, so never one the daemon assigns).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    l.local_addr().expect("local address").port()
-}
-
-/// The port in the first `localhost:PORT` of some CLI output.
-fn proxy_port_in(text: &str) -> Option<u16> {
-    let at = text.find("localhost:")? + "localhost:".len();
-    text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()
-}
-
 /// `run COMMAND --name NAME [--port P] --proxy`; returns the output and the proxy port.
 fn run_proxied(sb: &Sandbox, name: &str, command: &str, port: Option<u16>) -> (Out, u16) {
     let port = port.map(|p| p.to_string());

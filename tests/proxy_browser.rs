@@ -16,22 +16,6 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Chromium gets this long before its whole process group is killed.
 const BROWSER_LIMIT: Duration = Duration::from_secs(90);
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    l.local_addr().expect("local address").port()
-}
-
-/// The port in the first `localhost:PORT` of some CLI output.
-fn proxy_port_in(text: &str) -> Option<u16> {
-    let at = text.find("localhost:")? + "localhost:".len();
-    text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()
-}
-
 /// Run Chromium in a process group of its own, killing the group past the limit.
 fn run_browser(mut cmd: Command) -> (Option<i32>, String, String) {
     let child = cmd

@@ -36,12 +36,6 @@ fn sandbox_with(config: &str) -> Sandbox {
     sb
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    l.local_addr().expect("local address").port()
-}
-
 fn pid_of(sb: &Sandbox, name: &str) -> i64 {
     sb.proc_status(name)["pid"].as_i64().unwrap_or(0)
 }

@@ -308,3 +308,20 @@ pub fn is_root() -> bool {
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
+
+/// A port nobody listens on right now (ephemeral, so never one the daemon assigns).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    l.local_addr().expect("local address").port()
+}
+
+/// The port in the first `localhost:PORT` of some CLI output.
+pub fn proxy_port_in(text: &str) -> Option<u16> {
+    let at = text.find("localhost:")? + "localhost:".len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
