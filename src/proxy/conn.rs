@@ -298,19 +298,16 @@ impl Conn {
 
     /// Deregister and close; hands back the backend connection when it is idle
     /// and may serve another client.
-    pub fn close(&mut self, registry: &Registry) -> Option<(u16, TcpStream)> {
-        let _ = registry.deregister(&mut self.client);
+    pub fn close(&mut self) -> Option<(u16, TcpStream)> {
+        // Closing a socket removes it from epoll: no deregistering (a system call
+        // per connection). Ids are never reused, so a late event finds nobody.
         let idle = self.phase != Phase::Tunnel
             && self.exchange.is_none()
             && self.b_in.is_empty()
             && self.b_out.len() == 0;
         match self.backend.take() {
             Some(b) if idle && b.connected => Some((b.port, b.stream)),
-            Some(mut b) => {
-                let _ = registry.deregister(&mut b.stream);
-                None
-            }
-            None => None,
+            Some(_) | None => None,
         }
     }
 
@@ -382,6 +379,18 @@ impl Conn {
     /// Read from the backend into `b_in`: Some(true) bytes, Some(false) EOF,
     /// None nothing (would block, or an error that `backend_failed` handles).
     fn read_backend(&mut self, scratch: &mut [u8]) -> Option<bool> {
+        match self.read_backend_raw(scratch)? {
+            0 => Some(false),
+            n => {
+                self.b_in.extend_from_slice(&scratch[..n]);
+                Some(true)
+            }
+        }
+    }
+
+    /// Read from the backend into `scratch`: Some(n) bytes, Some(0) at its end
+    /// (a reset included), None when it would block.
+    fn read_backend_raw(&mut self, scratch: &mut [u8]) -> Option<usize> {
         let b = self.backend.as_mut()?;
         if !b.readable || !b.connected {
             return None;
@@ -389,24 +398,22 @@ impl Conn {
         match b.stream.read(scratch) {
             Ok(0) => {
                 b.readable = false;
-                Some(false)
+                Some(0)
             }
             Ok(n) => {
-                self.b_in.extend_from_slice(&scratch[..n]);
                 if n < scratch.len() && !b.hup {
                     b.readable = false;
                 }
-                Some(true)
+                Some(n)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 b.readable = false;
                 None
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-            // A reset reads as the end of the connection.
             Err(_) => {
                 b.readable = false;
-                Some(false)
+                Some(0)
             }
         }
     }
@@ -603,41 +610,72 @@ impl Conn {
                 return true;
             }
         }
-        // Response: backend → client.
+        // Response: backend → client, straight from the read buffer when nothing
+        // of an earlier read waits.
         if self.c_out.len() < HIGH_WATER {
-            match self.read_backend(scratch) {
-                Some(true) => progress = true,
-                Some(false) => {
+            match self.read_backend_raw(scratch) {
+                Some(0) => {
                     self.backend_eof(registry, env);
                     return true;
                 }
+                Some(n) if self.b_in.is_empty() => {
+                    let used = self.relay(registry, &scratch[..n]);
+                    self.keep_unrelayed(registry, &scratch[used..n]);
+                    progress = true;
+                }
+                Some(n) => {
+                    self.b_in.extend_from_slice(&scratch[..n]);
+                    self.relay_response(registry);
+                    progress = true;
+                }
                 None => {}
             }
-        }
-        if !self.b_in.is_empty() {
-            progress |= self.relay_response(registry);
         }
         progress
     }
 
     /// Move what `b_in` holds of the response to the client.
     fn relay_response(&mut self, registry: &Registry) -> bool {
-        let mut progress = false;
+        let data = std::mem::take(&mut self.b_in);
+        let used = self.relay(registry, &data);
+        self.keep_unrelayed(registry, &data[used..]);
+        used > 0
+    }
+
+    /// Bytes of the backend that `relay` did not take: the rest of a head, or, after
+    /// the response ended, bytes nobody asked for (the connection is then dropped).
+    fn keep_unrelayed(&mut self, registry: &Registry, rest: &[u8]) {
+        if rest.is_empty() {
+            return;
+        }
+        if self.phase == Phase::Exchange && self.exchange.is_some() {
+            self.b_in.extend_from_slice(rest);
+        } else {
+            self.drop_backend(registry);
+        }
+    }
+
+    /// Pass response bytes in `data` to the client: heads rewritten, body bytes as
+    /// they are, head and body in one write when nothing waits before them. Returns
+    /// how many bytes of `data` were taken.
+    fn relay(&mut self, registry: &Registry, data: &[u8]) -> usize {
+        let mut at = 0;
+        let mut head = Vec::new();
         loop {
             let Some(ex) = self.exchange.as_mut() else {
-                return progress;
+                return at;
             };
+            head.clear();
             if ex.awaiting_head {
-                let mut head = Vec::new();
-                match http::parse_response(&self.b_in, ex.is_head, ex.keep_alive, &mut head) {
-                    Parsed::Partial => return progress,
+                match http::parse_response(&data[at..], ex.is_head, ex.keep_alive, &mut head) {
+                    Parsed::Partial => return at,
                     Parsed::Invalid(reject) => {
                         let name = ex.name.clone();
                         self.bad_gateway(
                             registry,
                             format!("{name} sent an invalid response: {}", reject.reason),
                         );
-                        return true;
+                        return data.len();
                     }
                     Parsed::Complete(response) => {
                         if response.status == 101 && !ex.upgrade {
@@ -646,29 +684,20 @@ impl Conn {
                                 registry,
                                 format!("{name} switched protocols without being asked"),
                             );
-                            return true;
+                            return data.len();
                         }
-                        self.b_in.drain(..response.head_len);
-                        self.c_out.push(&head);
+                        at += response.head_len;
                         ex.answered = true;
-                        progress = true;
                         if response.status == 101 {
-                            if ex.upgrade {
-                                self.phase = Phase::Tunnel;
-                                // Whatever followed the head belongs to the tunnel.
-                                let rest = std::mem::take(&mut self.b_in);
-                                self.c_out.push(&rest);
-                                return true;
-                            }
-                            let name = ex.name.clone();
-                            self.bad_gateway(
-                                registry,
-                                format!("{name} switched protocols without being asked"),
-                            );
-                            return true;
+                            // Whatever followed the head belongs to the tunnel.
+                            self.phase = Phase::Tunnel;
+                            send(&mut self.client, &mut self.c_out, &head, &data[at..]);
+                            return data.len();
                         }
                         if (100..200).contains(&response.status) {
-                            continue; // an interim answer; the real one follows
+                            // An interim answer; the real one follows.
+                            send(&mut self.client, &mut self.c_out, &head, &[]);
+                            continue;
                         }
                         ex.awaiting_head = false;
                         ex.response = Body::new(response.framing);
@@ -680,30 +709,24 @@ impl Conn {
                 }
             }
             let Some(ex) = self.exchange.as_mut() else {
-                return progress;
+                return at;
             };
-            if !ex.response.done() && !self.b_in.is_empty() {
-                match ex.response.take(&self.b_in) {
-                    Ok(n) => {
-                        send(&mut self.client, &mut self.c_out, &self.b_in[..n]);
-                        self.b_in.drain(..n);
-                        progress |= n > 0;
-                    }
-                    Err(()) => {
-                        // Mid-body: all we can do is cut the client off.
-                        self.done = true;
-                        return true;
-                    }
+            let body = match ex.response.take(&data[at..]) {
+                Ok(n) => &data[at..at + n],
+                Err(()) => {
+                    // Mid-body: all we can do is cut the client off.
+                    self.done = true;
+                    return data.len();
                 }
-            }
-            let Some(ex) = self.exchange.as_ref() else {
-                return progress;
             };
-            if ex.response.done() && !ex.awaiting_head {
-                self.finish_exchange(registry);
-                return true;
+            if !head.is_empty() || !body.is_empty() {
+                send(&mut self.client, &mut self.c_out, &head, body);
             }
-            return progress;
+            at += body.len();
+            if ex.response.done() {
+                self.finish_exchange(registry);
+            }
+            return at;
         }
     }
 
@@ -743,7 +766,7 @@ impl Conn {
         if self.c_out.len() < HIGH_WATER {
             match self.read_backend(scratch) {
                 Some(true) => {
-                    send(&mut self.client, &mut self.c_out, &self.b_in);
+                    send(&mut self.client, &mut self.c_out, &[], &self.b_in);
                     self.b_in.clear();
                     progress = true;
                 }
@@ -1092,23 +1115,28 @@ fn take_pooled(pool: &mut Pool, port: u16, check: bool) -> Option<TcpStream> {
     None
 }
 
-/// Write `data` to the client now if nothing waits before it; queue the rest.
-fn send(stream: &mut TcpStream, out: &mut Out, data: &[u8]) {
-    let mut data = data;
+/// Write `head` then `body` to the client now, in one vectored write, if nothing
+/// waits before them; queue what the socket does not take.
+fn send(stream: &mut TcpStream, out: &mut Out, head: &[u8], body: &[u8]) {
+    let (mut head, mut body) = (head, body);
     if out.len() == 0 {
-        while !data.is_empty() {
-            match stream.write(data) {
+        while !head.is_empty() || !body.is_empty() {
+            let parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+            match stream.write_vectored(&parts) {
                 Ok(0) => break,
-                Ok(n) => data = &data[n..],
+                Ok(n) => {
+                    let from_head = n.min(head.len());
+                    head = &head[from_head..];
+                    body = &body[n - from_head..];
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Would block, or an error the next flush reports.
                 Err(_) => break,
             }
         }
     }
-    if !data.is_empty() {
-        out.push(data);
-    }
+    out.push(head);
+    out.push(body);
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

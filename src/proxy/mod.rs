@@ -104,7 +104,7 @@ impl Proxy {
             accept_paused: None,
             backoff: ACCEPT_BACKOFF,
             said_emfile: false,
-            scratch: vec![0; 64 * 1024],
+            scratch: vec![0; 256 * 1024],
             again: Vec::new(),
             pool: Pool::new(),
         })
@@ -270,7 +270,7 @@ impl Proxy {
         }
         if conn.finished() {
             if let Some(mut conn) = self.conns.remove(&id)
-                && let Some((port, mut stream)) = conn.close(registry)
+                && let Some((port, mut stream)) = conn.close()
             {
                 let idle = self.pool.entry(port).or_default();
                 if idle.len() < conn::POOL_PER_PORT {
