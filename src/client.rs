@@ -324,7 +324,12 @@ fn run_process(paths: &SessionPaths, args: RunArgs) -> Result<i32> {
         cwd: Some(cwd),
         env: (!overrides.is_empty()).then_some(overrides),
         port: args.port,
-        restart: None,
+        restart: args.restart.map(|r| crate::protocol::RestartPolicy {
+            mode: r.mode,
+            max_restarts: r.max_restarts,
+            restart_delay_ms: r.delay_ms.unwrap_or(1000),
+            backoff: r.exponential.then(|| "exponential".to_string()),
+        }),
         watch: None,
         base_env: Some(base_env),
         log_max_size: args.log_max_size,
@@ -397,7 +402,14 @@ fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
 /// The table of 0.6: NAME PID STATE EXIT [URL] UPTIME.
 pub fn status_table(processes: &[ProcessInfo]) -> String {
     let has_urls = processes.iter().any(|p| p.url.is_some());
+    // 0.6's columns; RESTARTS only when some process has a policy.
+    let has_restarts = processes
+        .iter()
+        .any(|p| p.restart_policy.is_some() || p.restart_count.is_some());
     let mut out = format!("{:<12} {:<8} {:<10} {:<6}", "NAME", "PID", "STATE", "EXIT");
+    if has_restarts {
+        let _ = write!(out, " {:<10}", "RESTARTS");
+    }
     if has_urls {
         let _ = write!(out, " {:<30}", "URL");
     }
@@ -414,6 +426,14 @@ pub fn status_table(processes: &[ProcessInfo]) -> String {
             (None, None) => "-".into(),
         };
         let _ = write!(out, "{:<12} {:<8} {:<10} {:<6}", p.name, p.pid, state, exit);
+        if has_restarts {
+            let restarts = match (p.restart_count, p.max_restarts) {
+                (Some(c), Some(m)) => format!("{c}/{m}"),
+                (Some(c), None) => c.to_string(),
+                _ => "-".into(),
+            };
+            let _ = write!(out, " {restarts:<10}");
+        }
         if has_urls {
             let _ = write!(out, " {:<30}", p.url.as_deref().unwrap_or("-"));
         }
@@ -927,6 +947,7 @@ mod tests {
             watched: None,
             exit_signal: exit_signal.map(str::to_string),
             cwd: None,
+            ..ProcessInfo::default()
         }
     }
 

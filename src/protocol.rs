@@ -22,6 +22,9 @@ pub struct RestartPolicy {
     pub max_restarts: Option<u32>,
     #[serde(default)]
     pub restart_delay_ms: u64,
+    /// New: `exponential` doubles the delay after each quick death (capped at 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,7 +317,7 @@ impl Response {
 }
 
 /// One row of `status`, with 0.6's fields first and ours added after.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ProcessInfo {
     pub name: String,
     pub id: String,
@@ -342,6 +345,30 @@ pub struct ProcessInfo {
     /// New: the working directory the process was started in.
     #[serde(default)]
     pub cwd: Option<String>,
+    /// New: when the current or last run started and ended (RFC 3339, UTC).
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub exited_at: Option<String>,
+    /// New: the last exits, oldest first (at most 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exits: Option<Vec<ExitInfo>>,
+    /// New: in state `backoff`, how long until the next automatic restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_in_ms: Option<u64>,
+    /// New: deaths the process did not ask for in the last 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crashes_last_minute: Option<u32>,
+}
+
+/// One exit of a process, for `last_exits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<String>,
+    pub time: String,
+    /// `crashed`, `stopped`, `restarted` or `killed-after-timeout`.
+    pub reason: String,
 }
 
 /// Declares a flat message struct and its decoder, which takes a JSON object
@@ -731,6 +758,7 @@ mod tests {
             mode: "on-failure".into(),
             max_restarts: Some(3),
             restart_delay_ms: 250,
+            backoff: None,
         };
         let watch = WatchConfig {
             paths: strings(&["src", "Cargo.toml"]),
@@ -902,6 +930,7 @@ mod tests {
                         watched: Some(true),
                         exit_signal: Some("SIGKILL".into()),
                         cwd: Some("/srv".into()),
+                        ..ProcessInfo::default()
                     }],
                 },
                 &["processes"],
@@ -1192,6 +1221,7 @@ mod tests {
                         mode: "always".into(),
                         max_restarts: None,
                         restart_delay_ms: 100,
+                        backoff: None,
                     }),
                     watch: Some(WatchConfig {
                         paths: strings(&["src"]),

@@ -193,6 +193,7 @@ fn up_process(p: &Process) -> Result<UpProcess> {
                 _ => "on-failure".into(),
             },
             max_restarts: p.max_restarts,
+            backoff: None,
             restart_delay_ms: millis(p.restart_delay),
         });
     let watch = (!p.watch.is_empty()).then(|| crate::protocol::WatchConfig {

@@ -9,6 +9,7 @@ mod signals;
 mod spawn;
 mod startup;
 mod state;
+mod supervise;
 mod timers;
 mod up;
 mod waits;
@@ -612,6 +613,7 @@ impl Daemon {
             stop_timeout_ms,
             stop_signal,
             depends_on,
+            restart,
             ..
         } = request
         else {
@@ -633,6 +635,7 @@ impl Daemon {
             stop_timeout_ms,
             stop_signal.as_deref().and_then(signals::signal_number),
             depends_on,
+            restart,
         );
         serde_json::to_string(&fields).ok()
     }
@@ -662,11 +665,11 @@ impl Daemon {
                 "the daemon is shutting down; run the command again once it has exited",
             );
         }
-        if restart.as_ref().is_some_and(|r| r.mode != "never") {
-            return Response::error(
-                "restart policies (--autorestart) are not available in this version of agent-procs",
-            );
-        }
+        let restart = match restart.as_ref().map(supervise::Policy::from_request) {
+            None => None,
+            Some(Ok(policy)) => policy,
+            Some(Err(msg)) => return Response::error(msg),
+        };
         if watch.is_some() {
             return Response::error(
                 "file watching (--watch) is not available in this version of agent-procs",
@@ -780,6 +783,7 @@ impl Daemon {
             stop_timeout: stop_timeout_ms.map(Duration::from_millis),
             stop_signal,
             depends_on,
+            restart,
             definition,
         };
         match existing {
@@ -792,6 +796,7 @@ impl Daemon {
                         signals::kill_group(p.pgid, libc::SIGKILL);
                     }
                     p.spec = spec;
+                    p.sup.reset();
                 }
                 self.respawn(id, None)
             }
@@ -815,6 +820,7 @@ impl Daemon {
                     started_wall: SystemTime::now(),
                     start_ticks: None,
                     outputs: [None, None],
+                    sup: supervise::Supervision::default(),
                 };
                 self.procs.insert(proc);
                 let response = self.respawn(id, None);
@@ -968,6 +974,10 @@ impl Daemon {
             return self.reply(client, &response);
         };
         let timeout = self.stop_timeout(id, timeout_ms.map(Duration::from_millis));
+        // A stop by hand turns automatic restarts off until `restart` or `run`.
+        if let Some(p) = self.procs.get_mut(id) {
+            p.sup.disabled = true;
+        }
         if self.begin_stop(id, timeout) {
             self.set_busy(client);
             self.pending.push(Pending::Stop {
@@ -1031,8 +1041,15 @@ impl Daemon {
                     kills: 0,
                 };
             }
+            State::Backoff { exit, .. } => {
+                // Waiting to restart: the stop just cancels that.
+                p.state = State::Exited { exit };
+                self.state_dirty = true;
+                return false;
+            }
             State::Exited { .. } | State::Failed { .. } => return false,
         }
+        p.sup.stop_reason.get_or_insert(supervise::Reason::Stopped);
         let (pgid, name) = (p.pgid, p.name.clone());
         signals::kill_group(pgid, signal);
         self.note(&format!(
@@ -1061,6 +1078,13 @@ impl Daemon {
     fn stop_all(&mut self, requested: Option<Duration>) -> HashSet<ProcId> {
         let mut remaining = HashSet::new();
         for id in self.procs.ids() {
+            if let Some(p) = self.procs.get_mut(id) {
+                p.sup.disabled = true;
+                if let State::Backoff { exit, .. } = p.state {
+                    p.state = State::Exited { exit };
+                    self.state_dirty = true;
+                }
+            }
             if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
                 remaining.insert(id);
                 self.deferred_stops.retain(|(d, _)| *d != id);
@@ -1122,6 +1146,10 @@ impl Daemon {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
+        if let Some(p) = self.procs.get_mut(id) {
+            p.sup.reset();
+            p.sup.stop_reason = Some(supervise::Reason::Restarted);
+        }
         if self.begin_stop(id, self.stop_timeout(id, None)) {
             self.set_busy(client);
             self.pending.push(Pending::Restart { client, proc: id });
@@ -1183,7 +1211,7 @@ impl Daemon {
         }
         let Some(p) = self.procs.get(id) else { return };
         match &p.state {
-            State::Exited { exit: status } if exit => {
+            State::Exited { exit: status } | State::Backoff { exit: status, .. } if exit => {
                 let response = Response::WaitExited {
                     exit_code: status.code(),
                     exit_signal: status.signal_name(),
@@ -1235,6 +1263,7 @@ impl Daemon {
             let why = match &p.state {
                 State::Exited { exit } => format!("it exited ({})", exit.describe()),
                 State::Failed { reason } => reason.clone(),
+                State::Backoff { .. } => "it is waiting to be restarted".to_string(),
                 _ => "it is stopping".to_string(),
             };
             let message = format!("{} is not running: {why}", p.name);
@@ -1737,6 +1766,9 @@ impl Daemon {
         let name = p.name.clone();
         if let Some(p) = self.procs.get_mut(id) {
             p.state = State::Exited { exit };
+            if kills > 0 {
+                p.sup.stop_reason = Some(supervise::Reason::KilledAfterTimeout);
+            }
         }
         self.note(&format!("{name} stopped ({})", exit.describe()));
         self.exited(id, exit);
@@ -1745,6 +1777,7 @@ impl Daemon {
 
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
     fn exited(&mut self, id: ProcId, exit: Exit) {
+        self.supervise_exit(id, exit);
         for wait in self.waits.take_probes(id) {
             let name = self.proc_name(id);
             let message = format!(
@@ -1861,6 +1894,7 @@ impl Daemon {
                 }
                 Timer::RetryAccept => self.accept_clients(),
                 Timer::ProbeTry { probe } => self.probe_try(probe),
+                Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
                 Timer::ProbeTimeout { probe, tries } => self.probe_timeout(probe, tries),
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
@@ -1911,6 +1945,90 @@ impl Daemon {
             },
         );
         self.check_stop_done(id);
+    }
+
+    // ---- restart policies ----
+
+    /// A run ended: record why, and restart it later or give up, as its policy says.
+    fn supervise_exit(&mut self, id: ProcId, exit: Exit) {
+        self.generation += 1;
+        let generation = self.generation;
+        let now = Instant::now();
+        let shutting_down = self.shutting_down;
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        let ran_for = p.started_wall.elapsed().unwrap_or_default();
+        let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
+        let name = p.name.clone();
+        match decision {
+            _ if shutting_down => {}
+            supervise::Decision::Stay => {}
+            supervise::Decision::Restart { delay, attempt } => {
+                p.state = State::Backoff {
+                    exit,
+                    until: now + delay,
+                    generation,
+                };
+                self.timers.arm(
+                    now + delay,
+                    Timer::Restart {
+                        proc: id,
+                        generation,
+                    },
+                );
+                self.note(&format!(
+                    "{name} died ({}); restart {attempt} in {}",
+                    exit.describe(),
+                    crate::timefmt::seconds(delay)
+                ));
+            }
+            supervise::Decision::GiveUp { max } => {
+                let note = format!("[agent-procs] Max restarts ({max}) exhausted");
+                p.state = State::Failed {
+                    reason: format!("max restarts ({max}) exhausted"),
+                };
+                if let Some(out) = p.output(Stream::Stdout) {
+                    out.sink.annotate(&mut self.clock, &note, |_| {});
+                    out.sink.release();
+                }
+                self.note(&format!("{name}: {note}"));
+            }
+        }
+        self.state_dirty = true;
+    }
+
+    /// The restart delay is over: start the process again, with the note first.
+    fn auto_restart(&mut self, id: ProcId, generation: u64) {
+        if self.shutting_down {
+            return;
+        }
+        let sid = self.sid;
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        let State::Backoff {
+            exit,
+            generation: current,
+            ..
+        } = p.state
+        else {
+            return;
+        };
+        if current != generation {
+            return;
+        }
+        // What the dead leader left behind (a child holding its port) goes first.
+        if signals::group_alive(p.pgid, sid) {
+            signals::kill_group(p.pgid, libc::SIGKILL);
+        }
+        p.sup.restarts += 1;
+        let max = p.spec.restart.as_ref().and_then(|r| r.max);
+        let note = supervise::restarted_note(exit, p.sup.restarts, max);
+        let name = p.name.clone();
+        if let Response::RunOk { pid, .. } = self.respawn(id, Some(&note)) {
+            self.note(&format!("{name} restarted, pid {pid}: {note}"));
+        }
     }
 
     // ---- the reverse proxy ----

@@ -29,7 +29,13 @@ pub enum State {
     Exited {
         exit: Exit,
     },
-    /// A restart could not start the command again.
+    /// Died; its restart policy starts it again at `until`.
+    Backoff {
+        exit: Exit,
+        until: Instant,
+        generation: u64,
+    },
+    /// A restart could not start the command again, or the restarts ran out.
     Failed {
         reason: String,
     },
@@ -41,6 +47,7 @@ impl State {
             State::Running { .. } => "running",
             State::Stopping { .. } => "stopping",
             State::Exited { .. } => "exited",
+            State::Backoff { .. } => "backoff",
             State::Failed { .. } => "failed",
         }
     }
@@ -72,6 +79,8 @@ pub struct Proc {
     pub start_ticks: Option<u64>,
     /// stdout, stderr.
     pub outputs: [Option<Output>; 2],
+    /// Restarts, the reasons of past exits, and the restart policy's counters.
+    pub sup: super::supervise::Supervision,
 }
 
 impl Proc {
@@ -102,8 +111,29 @@ impl Proc {
                 None,
                 Some(now.saturating_duration_since(*since).as_secs()),
             ),
-            State::Exited { exit } => (exit.code(), exit.signal_name(), None),
+            State::Exited { exit } | State::Backoff { exit, .. } => {
+                (exit.code(), exit.signal_name(), None)
+            }
             State::Failed { .. } => (None, None, None),
+        };
+        let policy = self.spec.restart.as_ref();
+        let rfc = crate::timefmt::rfc3339;
+        let last_exits = self
+            .sup
+            .exits
+            .iter()
+            .map(|e| crate::protocol::ExitInfo {
+                code: e.exit.code(),
+                signal: e.exit.signal_name(),
+                time: rfc(e.at),
+                reason: e.reason.name().to_string(),
+            })
+            .collect::<Vec<_>>();
+        let next_restart_in_ms = match self.state {
+            State::Backoff { until, .. } => {
+                Some(until.saturating_duration_since(now).as_millis() as u64)
+            }
+            _ => None,
         };
         ProcessInfo {
             name: self.name.clone(),
@@ -115,12 +145,20 @@ impl Proc {
             command: self.spec.command.clone(),
             port: self.spec.port,
             url: self.url(proxy_port),
-            restart_count: None,
-            max_restarts: None,
-            restart_policy: None,
+            restart_count: policy.map(|_| self.sup.restarts),
+            max_restarts: policy.and_then(|p| p.max),
+            restart_policy: policy.map(|p| p.mode_name().to_string()),
             watched: None,
             exit_signal,
             cwd: Some(self.spec.cwd.display().to_string()),
+            started_at: (self.pid != 0).then(|| rfc(self.started_wall)),
+            exited_at: match self.state {
+                State::Running { .. } | State::Stopping { .. } => None,
+                _ => self.sup.exited_at.map(rfc),
+            },
+            last_exits: (!last_exits.is_empty()).then_some(last_exits),
+            next_restart_in_ms,
+            crashes_last_minute: Some(self.sup.crashes_last_minute(now)),
         }
     }
 }
@@ -242,7 +280,9 @@ impl crate::proxy::Backends for ProcTable {
         };
         match &p.state {
             State::Running { .. } => Lookup::Up(port),
-            State::Stopping { .. } => Lookup::Soon(format!("{name} is stopping or restarting")),
+            State::Stopping { .. } | State::Backoff { .. } => {
+                Lookup::Soon(format!("{name} is stopping or restarting"))
+            }
             State::Exited { exit } => Lookup::Down(format!(
                 "{name} is not running: it exited ({})",
                 exit.describe()

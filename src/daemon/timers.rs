@@ -18,6 +18,8 @@ pub enum Timer {
     ExitDeadline,
     /// Try accepting again after running out of descriptors.
     RetryAccept,
+    /// A restart policy's delay is over (if the process still waits, in this generation).
+    Restart { proc: u32, generation: u64 },
     /// Start the next try of a readiness probe.
     ProbeTry { probe: u64 },
     /// Give up on try number `tries` of a probe if it is still going.
