@@ -14,6 +14,7 @@ mod config;
 mod config_cmd;
 mod daemon;
 mod error;
+mod glob;
 mod logs;
 mod paths;
 mod probe;

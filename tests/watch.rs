@@ -1,0 +1,188 @@
+//! `run --watch`: a change of a matching file restarts the process after the
+//! debounce; reads, ignored paths and stopped processes do not; new directories
+//! join the watch; a failed process is revived; nothing leaks across restarts.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Long enough for the 500 ms debounce and a restart, with room for a slow machine.
+const RESTART_WITHIN: Duration = Duration::from_secs(10);
+/// How long a change that must not restart anything is given to do so anyway.
+const QUIET_FOR: Duration = Duration::from_millis(1500);
+
+fn watched(sb: &Sandbox, extra: &[&str]) -> String {
+    std::fs::create_dir_all(sb.root.join("src")).expect("making src");
+    std::fs::write(sb.root.join("src/app.txt"), "v1").expect("writing a source");
+    let mut args = vec![
+        "run",
+        "sh -c 'echo up; exec sleep 60'",
+        "--name",
+        "app",
+        "--watch",
+        "src/**/*.txt",
+    ];
+    args.extend_from_slice(extra);
+    let out = sb.ok(&args);
+    sb.ok(&["wait", "app", "--until", "up"]);
+    out
+}
+
+fn pid(sb: &Sandbox) -> i64 {
+    sb.proc_status("app")["pid"].as_i64().unwrap_or(0)
+}
+
+/// Wait until `app` runs with a pid other than `old`; the restarts it took.
+fn wait_restarted(sb: &Sandbox, old: i64) {
+    let deadline = Instant::now() + RESTART_WITHIN;
+    loop {
+        let p = sb.proc_status("app");
+        if p["state"] == "running" && p["pid"].as_i64() != Some(old) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "app was not restarted: {p}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_not_restarted(sb: &Sandbox, old: i64) {
+    let until = Instant::now() + QUIET_FOR;
+    while Instant::now() < until {
+        assert_eq!(pid(sb), old, "app restarted without a matching change");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("making a directory");
+    }
+    std::fs::write(path, text).expect("writing a file");
+}
+
+#[test]
+fn a_write_restarts_with_an_annotation_and_a_read_does_not() {
+    let sb = Sandbox::new();
+    watched(&sb, &[]);
+    let first = pid(&sb);
+    assert_eq!(sb.proc_status("app")["watched"], true);
+    // Reading, and writing files the patterns do not name, restart nothing.
+    let _ = std::fs::read(sb.root.join("src/app.txt")).expect("reading");
+    write(&sb.root.join("src/other.md"), "x");
+    write(&sb.root.join("notes.txt"), "x");
+    assert_not_restarted(&sb, first);
+
+    write(&sb.root.join("src/app.txt"), "v2");
+    wait_restarted(&sb, first);
+    let logs = sb.ok(&["logs", "app", "--tail", "10"]);
+    assert!(
+        logs.contains("up\n[agent-procs] File changed, restarted\nup\n"),
+        "{logs}"
+    );
+    let exits = &sb.proc_status("app")["last_exits"];
+    assert_eq!(exits[0]["reason"], "watch", "{exits}");
+}
+
+#[test]
+fn ignored_paths_change_nothing_and_new_directories_are_watched() {
+    let sb = Sandbox::new();
+    watched(&sb, &["--watch-ignore", "src/gen/**"]);
+    let first = pid(&sb);
+    write(&sb.root.join("src/node_modules/x.txt"), "x");
+    write(&sb.root.join("src/gen/out.txt"), "x");
+    write(&sb.root.join("src/.git/x.txt"), "x");
+    assert_not_restarted(&sb, first);
+
+    // A directory made after the start is watched too. The daemon adds it when it
+    // hears of it, so a write that came first may go unseen: write until one counts.
+    std::fs::create_dir_all(sb.root.join("src/new/deeper")).expect("mkdir");
+    let deadline = Instant::now() + RESTART_WITHIN;
+    let mut n = 0;
+    while pid(&sb) == first {
+        assert!(
+            Instant::now() < deadline,
+            "a write in a new directory restarted nothing"
+        );
+        n += 1;
+        write(&sb.root.join("src/new/deeper/a.txt"), &n.to_string());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_restarted(&sb, first);
+}
+
+#[test]
+fn a_change_revives_a_failed_process_but_not_a_stopped_one() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.root.join("src")).expect("making src");
+    sb.ok(&[
+        "run",
+        "sh -c 'test -e src/fixed || exit 3; echo up; exec sleep 60'",
+        "--name",
+        "app",
+        "--watch",
+        "src/*",
+        "--autorestart",
+        "on-failure",
+        "--max-restarts",
+        "1",
+        "--restart-delay",
+        "50",
+    ]);
+    let deadline = Instant::now() + RESTART_WITHIN;
+    while sb.proc_status("app")["state"] != "failed" {
+        assert!(Instant::now() < deadline, "app never failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    write(&sb.root.join("src/fixed"), "");
+    let failed_pid = pid(&sb);
+    wait_restarted(&sb, failed_pid);
+    sb.ok(&["wait", "app", "--until", "up", "--timeout", "10"]);
+    let app = sb.proc_status("app");
+    assert_eq!(app["state"], "running", "{app}");
+    assert_eq!(
+        app["restart_count"], 0,
+        "a watch restart resets the count: {app}"
+    );
+
+    sb.ok(&["stop", "app"]);
+    assert_eq!(sb.proc_status("app")["watched"], false);
+    write(&sb.root.join("src/more"), "");
+    let until = Instant::now() + QUIET_FOR;
+    while Instant::now() < until {
+        assert_eq!(
+            sb.proc_status("app")["state"],
+            "exited",
+            "a stopped app restarted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn restarts_leak_no_descriptors() {
+    let sb = Sandbox::new();
+    watched(&sb, &[]);
+    let daemon = sb.daemon_pid().expect("a daemon");
+    let before = fd_count(daemon);
+    for i in 0..8 {
+        let old = pid(&sb);
+        write(&sb.root.join("src/app.txt"), &format!("v{i}"));
+        wait_restarted(&sb, old);
+    }
+    assert_eq!(
+        fd_count(daemon),
+        before,
+        "descriptors leaked across watch restarts"
+    );
+}
+
+#[test]
+fn bad_patterns_are_usage_errors_with_the_position() {
+    let sb = Sandbox::new();
+    let err = sb.fails(&["run", "sleep 1", "--watch", "src/[ab"], 64);
+    assert!(err.contains("--watch 'src/[ab'"), "{err}");
+    assert!(err.contains('4'), "the error names the position: {err}");
+    let err = sb.fails(&["run", "sleep 1", "--watch-ignore", "x"], 64);
+    assert!(err.contains("--watch-ignore goes with --watch"), "{err}");
+}
