@@ -45,7 +45,8 @@ See agent-procs(1).";
 const RUN_USAGE: &str = "\
 usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--proxy]
                          [--autorestart always|on-failure|never [--max-restarts N]
-                          [--restart-delay MS] [--backoff exponential]] [--log-max-size SIZE]
+                          [--restart-delay MS] [--backoff exponential]]
+                         [--watch GLOB]... [--watch-ignore GLOB]... [--log-max-size SIZE]
 
 Start CMD in the background under the session's daemon, starting the daemon if needed.
 CMD runs with your current directory and environment. A command without shell syntax
@@ -70,6 +71,12 @@ options:
   --backoff exponential
                   double the delay after each quick death, up to 30 s; reset after
                   30 s up
+  --watch GLOB    restart it when a file under its directory that matches GLOB
+                  changes (repeatable; * and ? within a path segment, ** across
+                  segments, [a-z], {a,b}; a pattern without / matches file names
+                  at any depth); .git, node_modules, target, __pycache__ are ignored
+  --watch-ignore GLOB
+                  leave out files (and directories) matching GLOB (repeatable)
   --log-max-size SIZE
                   rotate each log stream at SIZE bytes (512k, 10MB, 50MiB; default 50MiB)
   --session NAME  session to use (default: default)
@@ -299,6 +306,8 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("log-max-size", Takes::Word),
             ("proxy", Takes::Nothing),
             ("autorestart", Takes::Word),
+            ("watch", Takes::Word),
+            ("watch-ignore", Takes::Word),
             ("max-restarts", Takes::Word),
             ("restart-delay", Takes::Word),
             ("backoff", Takes::Word),
@@ -483,13 +492,16 @@ pub struct RunArgs {
     pub log_max_size: Option<u64>,
     /// Reach it through the session's reverse proxy as http://NAME.localhost:PORT.
     pub proxy: bool,
-    /// `--autorestart always|on-failure` with its settings; None for never.
+    /// `--autorestart` with its settings; None when not given.
     pub restart: Option<RestartArgs>,
+    /// `--watch GLOB` (repeatable): restart when a matching file changes.
+    pub watch: Vec<String>,
+    pub watch_ignore: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RestartArgs {
-    /// `always` or `on-failure`.
+    /// `always`, `on-failure` or `never`.
     pub mode: String,
     pub max_restarts: Option<u32>,
     pub delay_ms: Option<u64>,
@@ -842,6 +854,23 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
                     u,
                 )?)
             }
+            Long(flag @ ("watch" | "watch-ignore")) => {
+                let is_watch = flag == "watch";
+                let what = if is_watch {
+                    "--watch"
+                } else {
+                    "--watch-ignore"
+                };
+                let pattern = string(p.value().map_err(with_usage(u))?, what, u)?;
+                if let Err(e) = crate::glob::Glob::new(&pattern) {
+                    return Err(usage_error(format!("{what} '{pattern}': {e}"), u));
+                }
+                if is_watch {
+                    args.watch.push(pattern);
+                } else {
+                    args.watch_ignore.push(pattern);
+                }
+            }
             Long("backoff") => {
                 let kind = string(p.value().map_err(with_usage(u))?, "--backoff", u)?;
                 if kind != "exponential" {
@@ -882,7 +911,16 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
     if args.command.trim().is_empty() {
         return Err(usage_error("run needs a command, not an empty string", u));
     }
+    if args.watch.is_empty() && !args.watch_ignore.is_empty() {
+        return Err(usage_error("--watch-ignore goes with --watch", u));
+    }
     match autorestart.as_deref() {
+        Some("never") if max_restarts.is_none() && restart_delay.is_none() && !exponential => {
+            args.restart = Some(RestartArgs {
+                mode: "never".into(),
+                ..RestartArgs::default()
+            })
+        }
         Some("always" | "on-failure") => {
             args.restart = Some(RestartArgs {
                 mode: autorestart.unwrap_or_default(),
@@ -1576,7 +1614,7 @@ mod tests {
         }
         // COMPATIBILITY names the 0.6 options this version does not have yet; they
         // must stay unknown to the parser until they are documented properly.
-        let not_yet = ["watch"];
+        let not_yet: [&str; 0] = [];
         for flag in &in_page {
             if not_yet.contains(&flag.as_str()) {
                 assert!(!in_usage.contains(flag), "--{flag} is in a usage text now");

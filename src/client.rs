@@ -330,7 +330,10 @@ fn run_process(paths: &SessionPaths, args: RunArgs) -> Result<i32> {
             restart_delay_ms: r.delay_ms.unwrap_or(1000),
             backoff: r.exponential.then(|| "exponential".to_string()),
         }),
-        watch: None,
+        watch: (!args.watch.is_empty()).then(|| crate::protocol::WatchConfig {
+            paths: args.watch,
+            ignore: (!args.watch_ignore.is_empty()).then_some(args.watch_ignore),
+        }),
         base_env: Some(base_env),
         log_max_size: args.log_max_size,
         log_max_files: None,
@@ -406,9 +409,13 @@ pub fn status_table(processes: &[ProcessInfo]) -> String {
     let has_restarts = processes
         .iter()
         .any(|p| p.restart_policy.is_some() || p.restart_count.is_some());
+    let has_watch = processes.iter().any(|p| p.watched == Some(true));
     let mut out = format!("{:<12} {:<8} {:<10} {:<6}", "NAME", "PID", "STATE", "EXIT");
     if has_restarts {
         let _ = write!(out, " {:<10}", "RESTARTS");
+    }
+    if has_watch {
+        let _ = write!(out, " {:<6}", "WATCH");
     }
     if has_urls {
         let _ = write!(out, " {:<30}", "URL");
@@ -433,6 +440,10 @@ pub fn status_table(processes: &[ProcessInfo]) -> String {
                 _ => "-".into(),
             };
             let _ = write!(out, " {restarts:<10}");
+        }
+        if has_watch {
+            let watch = if p.watched == Some(true) { "*" } else { "-" };
+            let _ = write!(out, " {watch:<6}");
         }
         if has_urls {
             let _ = write!(out, " {:<30}", p.url.as_deref().unwrap_or("-"));

@@ -13,6 +13,7 @@ mod supervise;
 mod timers;
 mod up;
 mod waits;
+mod watch;
 
 use crate::error::{Error, Result};
 use crate::logs::{self, store::LogSink};
@@ -33,6 +34,11 @@ use waits::{Pattern, Wait, WaitTable};
 const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
 const SHUTDOWN_PIPE: Token = Token(2);
+const WATCH: Token = Token(3);
+/// Changes closer together than this restart a process once.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
+const WATCH_NOTE: &str = "[agent-procs] File changed, restarted";
+const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
 
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,6 +97,8 @@ enum Pending {
     Restart {
         client: usize,
         proc: ProcId,
+        /// The annotation the new run starts with.
+        note: &'static str,
     },
     StopAll {
         client: usize,
@@ -172,6 +180,10 @@ struct Daemon {
     deferred_stops: Vec<(ProcId, Option<Duration>)>,
     /// The reverse proxy, once a client asked for it (nothing until then).
     proxy: Option<crate::proxy::Proxy>,
+    /// inotify, once a process asked to be watched (nothing until then).
+    watcher: Option<watch::Watcher>,
+    /// Processes with a change waiting out the debounce.
+    watch_pending: HashSet<ProcId>,
 }
 
 impl Daemon {
@@ -241,6 +253,8 @@ impl Daemon {
             probes: probes::ProbeTable::default(),
             deferred_stops: Vec::new(),
             proxy: None,
+            watcher: None,
+            watch_pending: HashSet::new(),
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -309,6 +323,7 @@ impl Daemon {
                         signals::drain_pipe(&mut self.sigchld);
                         self.reap_children();
                     }
+                    WATCH => self.watch_events(),
                     SHUTDOWN_PIPE => {
                         signals::drain_pipe(&mut self.shutdown_sig);
                         self.note("received a termination signal; stopping every process");
@@ -539,7 +554,17 @@ impl Daemon {
             Request::Restart { target } => self.restart_request(client, &target),
             Request::Status => {
                 let proxy_port = self.proxy.as_ref().map(|p| p.port());
-                let processes = self.procs.status(Instant::now(), proxy_port);
+                let mut processes = self.procs.status(Instant::now(), proxy_port);
+                if let Some(w) = &self.watcher {
+                    for row in &mut processes {
+                        if let Some(p) = self.procs.by_name(&row.name).and_then(|id| self.procs.get(id))
+                            && w.watching(p.id)
+                        {
+                            // A process stopped by hand is not restarted by changes.
+                            row.watched = Some(!p.sup.disabled);
+                        }
+                    }
+                }
                 self.reply(client, &Response::Status { processes });
             }
             logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
@@ -614,6 +639,7 @@ impl Daemon {
             stop_signal,
             depends_on,
             restart,
+            watch,
             ..
         } = request
         else {
@@ -636,6 +662,7 @@ impl Daemon {
             stop_signal.as_deref().and_then(signals::signal_number),
             depends_on,
             restart,
+            watch,
         );
         serde_json::to_string(&fields).ok()
     }
@@ -670,11 +697,11 @@ impl Daemon {
             Some(Ok(policy)) => policy,
             Some(Err(msg)) => return Response::error(msg),
         };
-        if watch.is_some() {
-            return Response::error(
-                "file watching (--watch) is not available in this version of agent-procs",
-            );
-        }
+        let watch = match watch.as_ref().map(watch_globs) {
+            None => None,
+            Some(Ok(globs)) => Some(globs),
+            Some(Err(msg)) => return Response::error(msg),
+        };
         if command.trim().is_empty() {
             return Response::error("the command is empty");
         }
@@ -706,6 +733,11 @@ impl Daemon {
             Some(dir) => self.home_cwd.join(dir),
             None => self.home_cwd.clone(),
         };
+        let watch = watch.map(|(patterns, ignore)| watch::Spec {
+            root: cwd.clone(),
+            patterns,
+            ignore,
+        });
 
         let existing = match &name {
             Some(n) => {
@@ -798,6 +830,9 @@ impl Daemon {
                     p.spec = spec;
                     p.sup.reset();
                 }
+                if let Err(msg) = self.set_watch(id, watch) {
+                    return Response::error(msg);
+                }
                 self.respawn(id, None)
             }
             None => {
@@ -823,6 +858,10 @@ impl Daemon {
                     sup: supervise::Supervision::default(),
                 };
                 self.procs.insert(proc);
+                if let Err(msg) = self.set_watch(id, watch) {
+                    self.procs_remove(id);
+                    return Response::error(msg);
+                }
                 let response = self.respawn(id, None);
                 if matches!(response, Response::Error { .. }) {
                     self.procs_remove(id);
@@ -1150,11 +1189,20 @@ impl Daemon {
             p.sup.reset();
             p.sup.stop_reason = Some(supervise::Reason::Restarted);
         }
-        if self.begin_stop(id, self.stop_timeout(id, None)) {
+        let stopping = self.begin_stop(id, self.stop_timeout(id, None));
+        if !stopping && let Some(p) = self.procs.get_mut(id) {
+            // Not running: nothing ends with this reason; the next death is its own.
+            p.sup.stop_reason = None;
+        }
+        if stopping {
             self.set_busy(client);
-            self.pending.push(Pending::Restart { client, proc: id });
+            self.pending.push(Pending::Restart {
+                client,
+                proc: id,
+                note: MANUAL_NOTE,
+            });
         } else {
-            let response = self.respawn(id, Some("[agent-procs] Restarted (manual)"));
+            let response = self.respawn(id, Some(MANUAL_NOTE));
             self.reply(client, &response);
         }
     }
@@ -1828,15 +1876,15 @@ impl Daemon {
                         message: format!("stopped {label}"),
                     },
                 ),
-                Pending::Restart { client, proc } => {
+                Pending::Restart { client, proc, note } => {
                     let response = if self.shutting_down {
                         Response::error("the daemon is shutting down")
                     } else {
-                        self.respawn(proc, Some("[agent-procs] Restarted (manual)"))
+                        self.respawn(proc, Some(note))
                     };
                     if let Response::RunOk { .. } = response {
                         let name = self.proc_name(proc);
-                        self.note(&format!("{name} restarted (manual)"));
+                        self.note(&format!("{name}: {note}"));
                     }
                     self.reply_later(client, &response);
                 }
@@ -1895,6 +1943,10 @@ impl Daemon {
                 Timer::RetryAccept => self.accept_clients(),
                 Timer::ProbeTry { probe } => self.probe_try(probe),
                 Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
+                Timer::WatchRestart { proc } => {
+                    self.watch_pending.remove(&proc);
+                    self.watch_restart(proc);
+                }
                 Timer::ProbeTimeout { probe, tries } => self.probe_timeout(probe, tries),
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
@@ -2028,6 +2080,101 @@ impl Daemon {
         let name = p.name.clone();
         if let Response::RunOk { pid, .. } = self.respawn(id, Some(&note)) {
             self.note(&format!("{name} restarted, pid {pid}: {note}"));
+        }
+    }
+
+    // ---- file watching ----
+
+    /// Watch `spec`'s tree for `id`, or stop watching for it (None). The inotify
+    /// descriptor is made and registered on first use.
+    fn set_watch(
+        &mut self,
+        id: ProcId,
+        spec: Option<watch::Spec>,
+    ) -> std::result::Result<(), String> {
+        let Some(spec) = spec else {
+            if let Some(w) = self.watcher.as_mut() {
+                w.unwatch(id);
+            }
+            return Ok(());
+        };
+        if self.watcher.is_none() {
+            let w = watch::Watcher::new().map_err(|e| {
+                format!(
+                    "starting file watching (inotify): {}",
+                    crate::error::describe_io(&e)
+                )
+            })?;
+            self.poll
+                .registry()
+                .register(&mut mio::unix::SourceFd(&w.fd()), WATCH, Interest::READABLE)
+                .map_err(|e| format!("watching the inotify descriptor: {e}"))?;
+            self.watcher = Some(w);
+        }
+        let root = spec.root.display().to_string();
+        let patterns: Vec<&str> = spec.patterns.iter().map(|g| g.as_str()).collect();
+        let patterns = patterns.join(" ");
+        let Some(w) = self.watcher.as_mut() else {
+            return Ok(());
+        };
+        let dirs = w.watch(id, spec)?;
+        let name = self.proc_name(id);
+        self.note(&format!(
+            "{name}: watching {dirs} directories under {root} for {patterns}"
+        ));
+        Ok(())
+    }
+
+    fn watch_events(&mut self) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        let changed = w.read_changes();
+        for id in changed {
+            if self.watch_pending.insert(id) {
+                self.timers.arm(
+                    Instant::now() + WATCH_DEBOUNCE,
+                    Timer::WatchRestart { proc: id },
+                );
+            }
+        }
+    }
+
+    /// A watched file changed: restart the process (reviving it if it had failed),
+    /// unless it was stopped by hand.
+    fn watch_restart(&mut self, id: ProcId) {
+        if self.shutting_down {
+            return;
+        }
+        let sid = self.sid;
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        if p.sup.disabled {
+            return;
+        }
+        p.sup.reset();
+        match p.state {
+            State::Running { .. } => {
+                p.sup.stop_reason = Some(supervise::Reason::Watch);
+                let timeout = self.stop_timeout(id, None);
+                if self.begin_stop(id, timeout) {
+                    self.pending.push(Pending::Restart {
+                        client: usize::MAX,
+                        proc: id,
+                        note: WATCH_NOTE,
+                    });
+                } else {
+                    self.respawn(id, Some(WATCH_NOTE));
+                }
+            }
+            State::Stopping { .. } => {} // already on its way down
+            State::Exited { .. } | State::Backoff { .. } | State::Failed { .. } => {
+                if signals::group_alive(p.pgid, sid) {
+                    signals::kill_group(p.pgid, libc::SIGKILL);
+                }
+                self.respawn(id, Some(WATCH_NOTE));
+            }
         }
     }
 
@@ -2303,4 +2450,21 @@ fn follow_wants(follow: &Follow, stream: Stream) -> bool {
         Stream::Stderr => follow.stderr || (follow.all && follow.target.is_none()),
         Stream::Stdout => !follow.stderr,
     }
+}
+
+/// The compiled `--watch` and `--watch-ignore` globs of a run request.
+fn watch_globs(
+    w: &crate::protocol::WatchConfig,
+) -> std::result::Result<(Vec<crate::glob::Glob>, Vec<crate::glob::Glob>), String> {
+    let compile = |flag: &str, list: &[String]| {
+        list.iter()
+            .map(|p| crate::glob::Glob::new(p).map_err(|e| format!("{flag} '{p}': {e}")))
+            .collect::<std::result::Result<Vec<_>, String>>()
+    };
+    if w.paths.is_empty() {
+        return Err("--watch needs at least one pattern".into());
+    }
+    let patterns = compile("--watch", &w.paths)?;
+    let ignore = compile("--watch-ignore", w.ignore.as_deref().unwrap_or_default())?;
+    Ok((patterns, ignore))
 }

@@ -156,7 +156,7 @@ impl Proc {
                 State::Running { .. } | State::Stopping { .. } => None,
                 _ => self.sup.exited_at.map(rfc),
             },
-            last_exits: (!last_exits.is_empty()).then_some(last_exits),
+            last_exits: Some(last_exits),
             next_restart_in_ms,
             crashes_last_minute: Some(self.sup.crashes_last_minute(now)),
         }

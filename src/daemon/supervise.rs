@@ -19,6 +19,8 @@ const CRASH_WINDOW: Duration = Duration::from_secs(60);
 pub enum Mode {
     Always,
     OnFailure,
+    /// Given explicitly: shown in status, restarts nothing.
+    Never,
 }
 
 /// When and how to start a process again after it died on its own.
@@ -38,7 +40,7 @@ impl Policy {
         let mode = match p.mode.as_str() {
             "always" => Mode::Always,
             "on-failure" => Mode::OnFailure,
-            "never" => return Ok(None),
+            "never" => Mode::Never,
             other => {
                 return Err(format!(
                     "unknown restart mode '{other}' (always, on-failure or never)"
@@ -62,6 +64,7 @@ impl Policy {
         match self.mode {
             Mode::Always => "always",
             Mode::OnFailure => "on-failure",
+            Mode::Never => "never",
         }
     }
 }
@@ -77,6 +80,8 @@ pub enum Reason {
     Restarted,
     /// A stop that needed SIGKILL.
     KilledAfterTimeout,
+    /// A watched file changed.
+    Watch,
 }
 
 impl Reason {
@@ -86,6 +91,7 @@ impl Reason {
             Reason::Stopped => "stopped",
             Reason::Restarted => "restarted",
             Reason::KilledAfterTimeout => "killed-after-timeout",
+            Reason::Watch => "watch",
         }
     }
 }
@@ -160,7 +166,11 @@ impl Supervision {
             return Decision::Stay;
         };
         let clean = exit == Exit::Code(0);
-        if reason != Reason::Crashed || self.disabled || (policy.mode == Mode::OnFailure && clean) {
+        if reason != Reason::Crashed
+            || self.disabled
+            || policy.mode == Mode::Never
+            || (policy.mode == Mode::OnFailure && clean)
+        {
             return Decision::Stay;
         }
         if let Some(max) = policy.max
@@ -235,6 +245,7 @@ mod tests {
             (Some(Mode::OnFailure), Exit::Code(0), Decision::Stay),
             (Some(Mode::OnFailure), Exit::Code(3), restart(1)),
             (Some(Mode::OnFailure), Exit::Signal(11), restart(1)),
+            (Some(Mode::Never), Exit::Code(1), Decision::Stay),
             (None, Exit::Code(1), Decision::Stay),
         ];
         for (mode, exit, want) in table {

@@ -20,6 +20,8 @@ pub enum Timer {
     RetryAccept,
     /// A restart policy's delay is over (if the process still waits, in this generation).
     Restart { proc: u32, generation: u64 },
+    /// The debounce after a watched file changed is over.
+    WatchRestart { proc: u32 },
     /// Start the next try of a readiness probe.
     ProbeTry { probe: u64 },
     /// Give up on try number `tries` of a probe if it is still going.
