@@ -63,6 +63,7 @@ bench: build
 	AP=$(BIN) $(BENCH)/run_all.sh
 	python3 tests/bench/up_graph.py $(abspath $(BIN))
 	python3 tests/bench/proxy_idle.py $(abspath $(BIN))
+	python3 tests/bench/watch_tree.py $(abspath $(BIN))
 
 clean:
 	$(CARGO) clean
