@@ -608,11 +608,18 @@ impl Checker<'_> {
         (self.errors.len() == before).then_some(p)
     }
 
+    /// Glob patterns, each checked now rather than when `up` starts the process.
     fn pattern_list(&mut self, node: &Node, path: &str) -> Vec<String> {
-        self.strings(node, path)
-            .into_iter()
-            .map(|(s, _, _)| s.to_string())
-            .collect()
+        let mut out = Vec::new();
+        for (s, item, item_path) in self.strings(node, path) {
+            match crate::glob::Glob::new(s) {
+                Ok(_) => out.push(s.to_string()),
+                Err(e) => {
+                    self.node::<()>(item, &item_path, format!("invalid pattern: {e}"));
+                }
+            }
+        }
+        out
     }
 
     /// Variables: values are shown the way YAML 1.2 shows the scalar (`1`, `true`, `1.5`).

@@ -20,11 +20,16 @@ pub struct RestartPolicy {
     pub mode: String,
     #[serde(default)]
     pub max_restarts: Option<u32>,
-    #[serde(default)]
+    /// Default 1000 ms, as the command line's.
+    #[serde(default = "default_restart_delay")]
     pub restart_delay_ms: u64,
     /// New: `exponential` doubles the delay after each quick death (capped at 30 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<String>,
+}
+
+fn default_restart_delay() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -507,3 +507,36 @@ fn a_graph_larger_than_one_loop_turn_comes_up_whole() {
         .unwrap_or(0);
     assert_eq!(running, 50);
 }
+
+#[test]
+fn a_changed_process_without_readiness_is_restarted_and_up_finishes() {
+    let sb =
+        sandbox_with("processes:\n  a: {cmd: sleep 60}\n  b: {cmd: sleep 61, depends_on: a}\n");
+    sb.ok(&["up"]);
+    write(
+        &sb.root.join("agent-procs.yaml"),
+        "processes:\n  a: {cmd: sleep 62}\n  b: {cmd: sleep 61, depends_on: a}\n",
+    );
+    let out = sb.ok(&["up"]);
+    assert_eq!(
+        steps(&out),
+        [
+            "restarted a",
+            "b is already running",
+            "all processes started"
+        ],
+        "{out}"
+    );
+    let exits = &sb.proc_status("a")["last_exits"];
+    assert_eq!(exits[0]["reason"], "restarted", "{exits}");
+}
+
+#[test]
+fn bad_watch_patterns_are_found_by_config_check() {
+    let sb = sandbox_with("processes:\n  a: {cmd: x, watch: ['src/[ab']}\n");
+    let err = sb.fails(&["config", "check"], 1);
+    assert!(
+        err.contains("processes.a.watch[0]: invalid pattern: unclosed '['"),
+        "{err}"
+    );
+}

@@ -1081,8 +1081,12 @@ impl Daemon {
                 };
             }
             State::Backoff { exit, .. } => {
-                // Waiting to restart: the stop just cancels that.
+                // Waiting to restart: the stop cancels that, and ends what the dead
+                // leader left in its group.
                 p.state = State::Exited { exit };
+                if signals::group_alive(p.pgid, self.sid) {
+                    signals::kill_group(p.pgid, libc::SIGKILL);
+                }
                 self.state_dirty = true;
                 return false;
             }

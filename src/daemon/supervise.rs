@@ -14,6 +14,8 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// The window of `crashes_last_minute`.
 const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// The shortest restart delay, so a command that dies at once cannot spin.
+const MIN_DELAY: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -55,7 +57,7 @@ impl Policy {
         Ok(Some(Policy {
             mode,
             max: p.max_restarts,
-            delay: Duration::from_millis(p.restart_delay_ms),
+            delay: Duration::from_millis(p.restart_delay_ms).max(MIN_DELAY),
             exponential,
         }))
     }

@@ -294,6 +294,9 @@ impl Daemon {
             }
             (State::Running { .. } | State::Stopping { .. }, _) => {
                 self.set_phase(run, i, Phase::Replacing(id));
+                if let Some(p) = self.procs.get_mut(id) {
+                    p.sup.stop_reason = Some(super::supervise::Reason::Restarted);
+                }
                 let timeout = self.stop_timeout(id, None);
                 if !self.begin_stop(id, timeout) {
                     self.up_spawn(run, i, "restarted");
@@ -427,7 +430,11 @@ impl Daemon {
             };
             let name = entry.def.name.clone();
             match (phase, &entry.ready) {
-                (Phase::Replacing(_), _) => self.up_spawn(run, i, "restarted"),
+                (Phase::Replacing(_), _) => {
+                    self.up_spawn(run, i, "restarted");
+                    // Ready at once when it has no readiness condition.
+                    self.up_advance(run);
+                }
                 (_, Readiness::Exit(code)) if exit.code() == Some(*code) => self.up_ready(run, i),
                 (_, Readiness::Exit(code)) => {
                     let reason = format!("{} (expected exit code {code})", exited(exit));
