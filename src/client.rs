@@ -410,7 +410,22 @@ pub fn status_table(processes: &[ProcessInfo]) -> String {
         .iter()
         .any(|p| p.restart_policy.is_some() || p.restart_count.is_some());
     let has_watch = processes.iter().any(|p| p.watched == Some(true));
-    let mut out = format!("{:<12} {:<8} {:<10} {:<6}", "NAME", "PID", "STATE", "EXIT");
+    let exit_text = |p: &ProcessInfo| match (&p.exit_code, &p.exit_signal) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(sig)) => sig.clone(),
+        (None, None) => "-".into(),
+    };
+    // 0.6's width, widened when a signal name (SIGTERM) would not fit.
+    let ew = processes
+        .iter()
+        .map(|p| exit_text(p).len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let mut out = format!(
+        "{:<12} {:<8} {:<10} {:<ew$}",
+        "NAME", "PID", "STATE", "EXIT"
+    );
     if has_restarts {
         let _ = write!(out, " {:<10}", "RESTARTS");
     }
@@ -427,12 +442,12 @@ pub fn status_table(processes: &[ProcessInfo]) -> String {
         } else {
             p.state.as_str()
         };
-        let exit = match (&p.exit_code, &p.exit_signal) {
-            (Some(code), _) => code.to_string(),
-            (None, Some(sig)) => sig.clone(),
-            (None, None) => "-".into(),
-        };
-        let _ = write!(out, "{:<12} {:<8} {:<10} {:<6}", p.name, p.pid, state, exit);
+        let exit = exit_text(p);
+        let _ = write!(
+            out,
+            "{:<12} {:<8} {:<10} {:<ew$}",
+            p.name, p.pid, state, exit
+        );
         if has_restarts {
             let restarts = match (p.restart_count, p.max_restarts) {
                 (Some(c), Some(m)) => format!("{c}/{m}"),
@@ -967,13 +982,20 @@ mod tests {
         let table = status_table(&[
             row("web", "running", None, None),
             row("job", "exited", Some(3), None),
-            row("hung", "exited", None, Some("SIGKILL")),
         ]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "NAME         PID      STATE      EXIT   UPTIME");
         assert_eq!(lines[1], "web          42       running    -      1m15s");
         assert_eq!(lines[2], "job          42       exited     3      -");
-        assert_eq!(lines[3], "hung         42       exited     SIGKILL -");
+        // A signal name widens EXIT so that UPTIME stays in line.
+        let table = status_table(&[
+            row("web", "running", None, None),
+            row("hung", "exited", None, Some("SIGKILL")),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "NAME         PID      STATE      EXIT    UPTIME");
+        assert_eq!(lines[1], "web          42       running    -       1m15s");
+        assert_eq!(lines[2], "hung         42       exited     SIGKILL -");
     }
 
     #[test]
