@@ -65,7 +65,19 @@ bench: build
 	python3 tests/bench/proxy_idle.py $(abspath $(BIN))
 	python3 tests/bench/watch_tree.py $(abspath $(BIN))
 
+# A source tarball that builds and tests offline, as distro builders need: the
+# tracked files of HEAD plus every crate (tests' too) vendored, and a
+# .cargo/config.toml that points cargo at them.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DIST    := agent-procs-$(VERSION)
+dist:
+	rm -rf target/dist && mkdir -p target/dist/$(DIST)/.cargo
+	git archive --format=tar HEAD | tar -x -C target/dist/$(DIST)
+	cd target/dist/$(DIST) && $(CARGO) vendor --locked --versioned-dirs vendor > .cargo/config.toml
+	tar -C target/dist -czf target/dist/$(DIST).tar.gz $(DIST)
+	@echo "target/dist/$(DIST).tar.gz: build with 'make build CARGO=\"cargo --offline\"' or 'cargo build --release --locked --offline'"
+
 clean:
 	$(CARGO) clean
 
-.PHONY: all build completions test lint lint-man install uninstall bench clean
+.PHONY: all build completions test lint lint-man install uninstall bench dist clean
