@@ -79,6 +79,8 @@ options:
                   leave out files (and directories) matching GLOB (repeatable)
   --log-max-size SIZE
                   rotate each log stream at SIZE bytes (512k, 10MB, 50MiB; default 50MiB)
+  --json          print one JSON object, with schema: 1, instead of text
+  -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)
 
 prints: NAME (id: ID, pid: PID), with the URL http://127.0.0.1:P added when --port is
@@ -92,6 +94,8 @@ Returns when the process has exited.
 
 options:
   --timeout S     grace period in seconds before SIGKILL (default: 10)
+  --json          print one JSON object, with schema: 1, instead of text
+  -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)";
 
 const STOP_ALL_USAGE: &str = "\
@@ -101,6 +105,8 @@ Stop every process of the session at once; returns when all have exited.
 
 options:
   --timeout S     grace period in seconds before SIGKILL (default: 10)
+  --json          print one JSON object, with schema: 1, instead of text
+  -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)";
 
 const RESTART_USAGE: &str = "\
@@ -110,6 +116,8 @@ Stop the process (if it is running) and start it again with the same command,
 directory, environment and id. The old logs are rotated to NAME.stdout.1.
 
 options:
+  --json          print one JSON object, with schema: 1, instead of text
+  -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)";
 
 const STATUS_USAGE: &str = "\
@@ -173,6 +181,8 @@ options:
   --http URL      wait until a GET of URL (http://, host an IP address or
                   localhost) answers 2xx or 3xx
   --timeout S     give up after S seconds and exit 1 (default: 30)
+  --json          print one JSON object, with schema: 1, instead of text
+  -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)
 
 prints: the matching line, `exited with code N`, `exited by SIGNAL`, or
@@ -193,6 +203,8 @@ options:
   --config PATH   the config file to use instead of searching for agent-procs.yaml
   --proxy         serve every process through the reverse proxy, as proxy: true does
   --timeout S     fail if the whole stack is not ready within S seconds
+  --json          print JSON Lines, one object (with schema: 1) per step
+  -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: the config's session, else default)
 
 prints: started NAME (id: ID, pid: PID[, URL]), NAME is ready, ...,
@@ -207,6 +219,8 @@ nothing to do, and down says so and exits 0.
 
 options:
   --config PATH   read the session name from this config file
+  --json          print one JSON object, with schema: 1, instead of text
+  -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: the config's session, else default)";
 
 const SESSION_USAGE: &str = "\
@@ -214,7 +228,10 @@ usage: agent-procs session list
        agent-procs session clean
 
 list    show every session with a pid file, and whether its daemon is running
-clean   remove the socket, pid file and state of sessions whose daemon is gone";
+clean   remove the socket, pid file and state of sessions whose daemon is gone
+
+options:
+  --json          list: print {schema: 1, sessions: [{name, running}]} as JSON";
 
 const CONFIG_USAGE: &str = "\
 usage: agent-procs config check [--config PATH] [--json]
@@ -311,6 +328,8 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("max-restarts", Takes::Word),
             ("restart-delay", Takes::Word),
             ("backoff", Takes::Word),
+            ("json", Takes::Nothing),
+            ("quiet", Takes::Nothing),
         ],
         takes_process: false,
     },
@@ -318,21 +337,29 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         name: "stop",
         about: "stop a process and its process group",
         subcommands: &[],
-        flags: &[("timeout", Takes::Word)],
+        flags: &[
+            ("timeout", Takes::Word),
+            ("json", Takes::Nothing),
+            ("quiet", Takes::Nothing),
+        ],
         takes_process: true,
     },
     CommandSpec {
         name: "stop-all",
         about: "stop every process of the session",
         subcommands: &[],
-        flags: &[("timeout", Takes::Word)],
+        flags: &[
+            ("timeout", Takes::Word),
+            ("json", Takes::Nothing),
+            ("quiet", Takes::Nothing),
+        ],
         takes_process: false,
     },
     CommandSpec {
         name: "restart",
         about: "stop, then start again with the same settings",
         subcommands: &[],
-        flags: &[],
+        flags: &[("json", Takes::Nothing), ("quiet", Takes::Nothing)],
         takes_process: true,
     },
     CommandSpec {
@@ -378,6 +405,8 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("port", Takes::Word),
             ("http", Takes::Word),
             ("timeout", Takes::Word),
+            ("json", Takes::Nothing),
+            ("quiet", Takes::Nothing),
         ],
         takes_process: true,
     },
@@ -390,6 +419,8 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("config", Takes::Path),
             ("proxy", Takes::Nothing),
             ("timeout", Takes::Word),
+            ("json", Takes::Nothing),
+            ("quiet", Takes::Nothing),
         ],
         takes_process: false,
     },
@@ -397,14 +428,18 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         name: "down",
         about: "stop everything and shut the daemon down",
         subcommands: &[],
-        flags: &[("config", Takes::Path)],
+        flags: &[
+            ("config", Takes::Path),
+            ("json", Takes::Nothing),
+            ("quiet", Takes::Nothing),
+        ],
         takes_process: false,
     },
     CommandSpec {
         name: "session",
         about: "list sessions, or remove stale ones",
         subcommands: &["list", "clean"],
-        flags: &[],
+        flags: &[("json", Takes::Nothing)],
         takes_process: false,
     },
     CommandSpec {
@@ -428,6 +463,10 @@ pub struct Invocation {
     pub session: String,
     /// `--session` was given; else `up` and `down` take the config's `session`.
     pub session_given: bool,
+    /// `--json`: one JSON object (JSON Lines for `up`) with `"schema": 1` on stdout.
+    pub json: bool,
+    /// `--quiet`: nothing on stdout; errors still go to stderr.
+    pub quiet: bool,
     pub command: Command,
 }
 
@@ -659,14 +698,14 @@ fn shell_quote(word: &str) -> String {
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
     let mut p = lexopt::Parser::from_args(args);
-    // Empty until `--session` sets it (which refuses an empty name).
-    let mut session = String::new();
+    // The session stays empty until `--session` sets it (which refuses "").
+    let mut session = Globals::default();
     let command = loop {
         let Some(arg) = p.next()? else {
             return Err(usage_error("no command given", USAGE));
         };
         match arg {
-            Long("session") => session = session_name(p.value()?, USAGE)?,
+            Long("session") => session.session = session_name(p.value()?, USAGE)?,
             Short('h') | Long("help") => {
                 return Ok(invocation(session, Command::Help(USAGE)));
             }
@@ -742,24 +781,47 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
                 }
             }
             if let Some(named) = named {
-                session = named;
+                session.session = named;
             }
             Command::Daemon { ready_fd }
         }
         other => return Err(usage_error(format!("unknown command '{other}'"), USAGE)),
     };
+    let takes_json = matches!(
+        command,
+        Command::Run(_)
+            | Command::Stop { .. }
+            | Command::StopAll { .. }
+            | Command::Restart { .. }
+            | Command::Wait(_)
+            | Command::Up(_)
+            | Command::Down { .. }
+            | Command::SessionList
+    );
+    if (session.json || session.quiet) && !takes_json {
+        let flag = if session.json { "--json" } else { "--quiet" };
+        return Err(usage_error(
+            format!("{flag} does not go with this command"),
+            USAGE,
+        ));
+    }
+    if session.json && session.quiet {
+        return Err(usage_error("--json and --quiet do not go together", USAGE));
+    }
     Ok(invocation(session, command))
 }
 
-fn invocation(session: String, command: Command) -> Invocation {
-    let session_given = !session.is_empty();
+fn invocation(g: Globals, command: Command) -> Invocation {
+    let session_given = !g.session.is_empty();
     Invocation {
         session: if session_given {
-            session
+            g.session
         } else {
             "default".into()
         },
         session_given,
+        json: g.json,
+        quiet: g.quiet,
         command,
     }
 }
@@ -776,13 +838,25 @@ fn session_name(value: OsString, usage: &'static str) -> Result<String> {
 enum Other {
     Session,
     Help,
+    Json,
+    Quiet,
     Stray(String),
+}
+
+/// What `common` collects: the session and the output mode.
+#[derive(Default)]
+struct Globals {
+    session: String,
+    json: bool,
+    quiet: bool,
 }
 
 fn other(arg: lexopt::Arg<'_>) -> Other {
     match arg {
         Long("session") => Other::Session,
         Short('h') | Long("help") => Other::Help,
+        Long("json") => Other::Json,
+        Short('q') | Long("quiet") => Other::Quiet,
         Value(v) => Other::Stray(format!("unexpected argument '{}'", v.to_string_lossy())),
         _ => Other::Stray(arg.unexpected().to_string()),
     }
@@ -792,12 +866,20 @@ fn other(arg: lexopt::Arg<'_>) -> Other {
 fn common(
     arg: Other,
     p: &mut lexopt::Parser,
-    session: &mut String,
+    session: &mut Globals,
     usage: &'static str,
 ) -> Result<()> {
     match arg {
         Other::Session => {
-            *session = session_name(p.value().map_err(with_usage(usage))?, usage)?;
+            session.session = session_name(p.value().map_err(with_usage(usage))?, usage)?;
+            Ok(())
+        }
+        Other::Json => {
+            session.json = true;
+            Ok(())
+        }
+        Other::Quiet => {
+            session.quiet = true;
             Ok(())
         }
         Other::Help => Err(Error::Help(usage)),
@@ -805,7 +887,7 @@ fn common(
     }
 }
 
-fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let u = RUN_USAGE;
     let mut args = RunArgs::default();
     let (mut autorestart, mut max_restarts, mut restart_delay, mut exponential) =
@@ -942,7 +1024,7 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
 
 fn parse_target_only(
     p: &mut lexopt::Parser,
-    session: &mut String,
+    session: &mut Globals,
     usage: &'static str,
 ) -> Result<String> {
     let mut target = None;
@@ -955,7 +1037,7 @@ fn parse_target_only(
     target.ok_or_else(|| usage_error("missing process name or id", usage))
 }
 
-fn parse_stop(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+fn parse_stop(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let u = STOP_USAGE;
     let mut target = None;
     let mut timeout = None;
@@ -972,7 +1054,7 @@ fn parse_stop(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
     Ok(Command::Stop { target, timeout })
 }
 
-fn parse_logs(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+fn parse_logs(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let u = LOGS_USAGE;
     let mut a = LogsArgs {
         target: None,
@@ -1087,7 +1169,7 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
     Ok(Command::Logs(a))
 }
 
-fn parse_wait(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+fn parse_wait(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let u = WAIT_USAGE;
     let mut a = WaitArgs {
         target: String::new(),
@@ -1141,7 +1223,7 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
     Ok(Command::Wait(a))
 }
 
-fn parse_up(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+fn parse_up(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let u = UP_USAGE;
     let mut a = UpArgs::default();
     while let Some(arg) = p.next().map_err(with_usage(u))? {
@@ -1173,7 +1255,7 @@ fn parse_up(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
     Ok(Command::Up(a))
 }
 
-fn parse_session(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+fn parse_session(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let u = SESSION_USAGE;
     let mut sub = None;
     while let Some(arg) = p.next().map_err(with_usage(u))? {
@@ -1190,7 +1272,7 @@ fn parse_session(p: &mut lexopt::Parser, session: &mut String) -> Result<Command
     }
 }
 
-fn parse_completions(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+fn parse_completions(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let u = COMPLETIONS_USAGE;
     let mut shell = None;
     while let Some(arg) = p.next().map_err(with_usage(u))? {
@@ -1214,7 +1296,7 @@ fn parse_completions(p: &mut lexopt::Parser, session: &mut String) -> Result<Com
     }
 }
 
-fn parse_config(p: &mut lexopt::Parser, session: &mut String) -> Result<Command> {
+fn parse_config(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let u = CONFIG_USAGE;
     let mut sub = None;
     let mut path = None;

@@ -27,7 +27,37 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 /// Slack on top of a request's own deadline before the CLI gives up on the daemon.
 const REPLY_SLACK: Duration = Duration::from_secs(30);
 
+/// How a command reports what it did: text, one JSON object, or nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Output {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Output {
+    /// Print `text` (a line), or `json` with `"schema": 1` first; nothing when quiet.
+    pub fn say(self, text: &str, json: serde_json::Value) -> Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
+        if self.json {
+            let mut object = serde_json::Map::new();
+            object.insert("schema".into(), 1.into());
+            if let serde_json::Value::Object(fields) = json {
+                object.extend(fields);
+            }
+            let line = serde_json::Value::Object(object).to_string();
+            return print_line(&line);
+        }
+        print_line(text)
+    }
+}
+
 pub fn run(inv: Invocation) -> Result<i32> {
+    let out = Output {
+        json: inv.json,
+        quiet: inv.quiet,
+    };
     // Commands that touch no session do not need a valid one.
     match inv.command {
         Command::Config(args) => return crate::config_cmd::run(args),
@@ -35,7 +65,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
             print!("{}", crate::completions::script(shell));
             return Ok(0);
         }
-        Command::SessionList => return session_list(),
+        Command::SessionList => return session_list(out),
         Command::SessionClean => return session_clean(),
         Command::Help(usage) => {
             println!("{usage}");
@@ -46,7 +76,8 @@ pub fn run(inv: Invocation) -> Result<i32> {
             return Ok(0);
         }
         Command::Up(args) => {
-            return crate::up_cmd::run(inv.session_given.then_some(inv.session.as_str()), args);
+            let session = inv.session_given.then_some(inv.session.as_str());
+            return crate::up_cmd::run(session, args, out);
         }
         Command::Down { config } if !inv.session_given => {
             // The session the config names, as `up` used; any problem with the
@@ -56,31 +87,49 @@ pub fn run(inv: Invocation) -> Result<i32> {
                 .and_then(|path| crate::config::Config::load(&path).ok())
                 .and_then(|c| c.session)
                 .unwrap_or(inv.session);
-            return down(&SessionPaths::new(&session)?);
+            return down(&SessionPaths::new(&session)?, out);
         }
         _ => {}
     }
     let paths = SessionPaths::new(&inv.session)?;
     match inv.command {
-        Command::Run(args) => run_process(&paths, args),
+        Command::Run(args) => run_process(&paths, args, out),
         Command::Stop { target, timeout } => {
             let request = Request::Stop {
                 target,
                 timeout_ms: timeout.map(millis),
             };
-            print_message(&paths, &request, timeout.unwrap_or(Duration::from_secs(10)))
+            print_message(
+                &paths,
+                &request,
+                timeout.unwrap_or(Duration::from_secs(10)),
+                out,
+            )
         }
         Command::StopAll { timeout } => {
             let request = Request::StopAll {
                 timeout_ms: timeout.map(millis),
             };
-            print_message(&paths, &request, timeout.unwrap_or(Duration::from_secs(10)))
+            print_message(
+                &paths,
+                &request,
+                timeout.unwrap_or(Duration::from_secs(10)),
+                out,
+            )
         }
         Command::Restart { target } => {
             let mut conn = Conn::open(&paths, false)?;
             match conn.ask(&Request::Restart { target }, Duration::from_secs(10))? {
-                Response::RunOk { name, id, pid, .. } => {
-                    println!("restarted {name} (id: {id}, pid: {pid})");
+                Response::RunOk {
+                    name,
+                    id,
+                    pid,
+                    port,
+                    url,
+                } => {
+                    let text = format!("restarted {name} (id: {id}, pid: {pid})");
+                    let json = serde_json::json!({"name": name, "id": id, "pid": pid, "port": port, "url": url});
+                    out.say(&text, json)?;
                     Ok(0)
                 }
                 other => unexpected(other),
@@ -89,8 +138,8 @@ pub fn run(inv: Invocation) -> Result<i32> {
         Command::Status { json } => status(&paths, json),
         Command::Logs(args) if args.follow => follow_logs(&paths, args),
         Command::Logs(args) => print_logs(&paths, &args),
-        Command::Wait(args) => wait(&paths, args),
-        Command::Down { .. } => down(&paths),
+        Command::Wait(args) => wait(&paths, args, out),
+        Command::Down { .. } => down(&paths, out),
         Command::SessionList
         | Command::SessionClean
         | Command::Config(_)
@@ -301,7 +350,7 @@ fn start_daemon(paths: &SessionPaths) -> Result<()> {
 
 // ---- commands ----
 
-fn run_process(paths: &SessionPaths, args: RunArgs) -> Result<i32> {
+fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> {
     let here = std::env::current_dir().context(|| "finding the current directory".into())?;
     let cwd = match args.cwd {
         Some(dir) => here.join(dir),
@@ -347,12 +396,19 @@ fn run_process(paths: &SessionPaths, args: RunArgs) -> Result<i32> {
     }
     match conn.ask(&request, Duration::from_secs(10))? {
         Response::RunOk {
-            name, id, pid, url, ..
+            name,
+            id,
+            pid,
+            port,
+            url,
         } => {
-            match url {
-                Some(url) => println!("{name} (id: {id}, pid: {pid}, {url})"),
-                None => println!("{name} (id: {id}, pid: {pid})"),
-            }
+            let text = match &url {
+                Some(url) => format!("{name} (id: {id}, pid: {pid}, {url})"),
+                None => format!("{name} (id: {id}, pid: {pid})"),
+            };
+            let json =
+                serde_json::json!({"name": name, "id": id, "pid": pid, "port": port, "url": url});
+            out.say(&text, json)?;
             Ok(0)
         }
         other => unexpected(other),
@@ -373,11 +429,16 @@ pub fn enable_proxy(conn: &mut Conn, port: Option<u16>) -> Result<()> {
     }
 }
 
-fn print_message(paths: &SessionPaths, request: &Request, grace: Duration) -> Result<i32> {
+fn print_message(
+    paths: &SessionPaths,
+    request: &Request,
+    grace: Duration,
+    out: Output,
+) -> Result<i32> {
     let mut conn = Conn::open(paths, false)?;
     match conn.ask(request, grace)? {
         Response::Ok { message } => {
-            println!("{message}");
+            out.say(&message, serde_json::json!({"message": message}))?;
             Ok(0)
         }
         other => unexpected(other),
@@ -819,7 +880,7 @@ fn push_followed(out: &mut Vec<u8>, args: &LogsArgs, process: &str, stream: Stre
     out.push(b'\n');
 }
 
-fn wait(paths: &SessionPaths, args: WaitArgs) -> Result<i32> {
+fn wait(paths: &SessionPaths, args: WaitArgs, out: Output) -> Result<i32> {
     let timeout = args.timeout.unwrap_or(Duration::from_secs(30));
     let request = Request::Wait {
         target: args.target.clone(),
@@ -834,19 +895,20 @@ fn wait(paths: &SessionPaths, args: WaitArgs) -> Result<i32> {
     let mut conn = Conn::open(paths, false)?;
     match conn.ask(&request, timeout)? {
         Response::WaitMatch { line } => {
-            write_stdout(format!("{line}\n").as_bytes())?;
+            out.say(&line, serde_json::json!({"event": "match", "line": line}))?;
             Ok(0)
         }
         Response::WaitExited {
             exit_code,
             exit_signal,
         } => {
-            let text = match (exit_code, exit_signal) {
-                (Some(code), _) => format!("exited with code {code}\n"),
-                (None, Some(signal)) => format!("exited by {signal}\n"),
-                (None, None) => "exited by signal\n".to_string(),
+            let text = match (exit_code, &exit_signal) {
+                (Some(code), _) => format!("exited with code {code}"),
+                (None, Some(signal)) => format!("exited by {signal}"),
+                (None, None) => "exited by signal".to_string(),
             };
-            write_stdout(text.as_bytes())?;
+            let json = serde_json::json!({"event": "exit", "exit_code": exit_code, "exit_signal": exit_signal});
+            out.say(&text, json)?;
             Ok(0)
         }
         Response::WaitTimeout => {
@@ -856,6 +918,9 @@ fn wait(paths: &SessionPaths, args: WaitArgs) -> Result<i32> {
                 _ if args.exit => "exit".into(),
                 _ => "print a matching line".into(),
             };
+            if out.json {
+                out.say("", serde_json::json!({"event": "timeout"}))?;
+            }
             Err(Error::Failed(format!(
                 "timeout: {} did not {what} within {}",
                 args.target,
@@ -866,11 +931,15 @@ fn wait(paths: &SessionPaths, args: WaitArgs) -> Result<i32> {
     }
 }
 
-fn down(paths: &SessionPaths) -> Result<i32> {
+fn down(paths: &SessionPaths, out: Output) -> Result<i32> {
     let mut conn = match Conn::open(paths, false) {
         Ok(conn) => conn,
         Err(Error::Failed(msg)) if msg.starts_with("no daemon running") => {
             eprintln!("agent-procs: {msg}; nothing to stop");
+            if out.json {
+                let json = serde_json::json!({"message": "nothing to stop", "stopped": false});
+                out.say("", json)?;
+            }
             return Ok(0);
         }
         Err(e) => return Err(e),
@@ -886,7 +955,8 @@ fn down(paths: &SessionPaths) -> Result<i32> {
         .set_read_timeout(Some(Duration::from_secs(5)));
     let mut rest = Vec::new();
     let _ = conn.reader.read_to_end(&mut rest);
-    println!("all processes stopped");
+    let json = serde_json::json!({"message": "all processes stopped", "stopped": true});
+    out.say("all processes stopped", json)?;
     Ok(0)
 }
 
@@ -914,8 +984,16 @@ fn sessions() -> Result<Vec<(String, bool)>> {
         .collect())
 }
 
-fn session_list() -> Result<i32> {
+fn session_list(out: Output) -> Result<i32> {
     let sessions = sessions()?;
+    if out.json || out.quiet {
+        let list: Vec<serde_json::Value> = sessions
+            .iter()
+            .map(|(name, alive)| serde_json::json!({"name": name, "running": alive}))
+            .collect();
+        out.say("", serde_json::json!({"sessions": list}))?;
+        return Ok(0);
+    }
     if sessions.is_empty() {
         println!("no active sessions");
         return Ok(0);

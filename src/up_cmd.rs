@@ -41,7 +41,7 @@ pub fn load(path: &Path) -> Result<Config> {
     })
 }
 
-pub fn run(session: Option<&str>, args: UpArgs) -> Result<i32> {
+pub fn run(session: Option<&str>, args: UpArgs, out: client::Output) -> Result<i32> {
     let path = locate(args.config.clone())?;
     let config = load(&path)?;
     let session = session
@@ -79,10 +79,11 @@ pub fn run(session: Option<&str>, args: UpArgs) -> Result<i32> {
                 pid,
                 url,
             } => {
-                let at = match url {
+                let at = match &url {
                     Some(url) => format!("(id: {id}, pid: {pid}, {url})"),
                     None => format!("(id: {id}, pid: {pid})"),
                 };
+                let json = serde_json::json!({"event": event, "name": name, "id": id, "pid": pid, "url": url});
                 let line = match event.as_str() {
                     "started" => format!("started {name} {at}"),
                     "restarted" => format!("restarted {name} {at}: its definition changed"),
@@ -90,16 +91,30 @@ pub fn run(session: Option<&str>, args: UpArgs) -> Result<i32> {
                     "ready" => format!("{name} is ready"),
                     other => format!("{name}: {other}"),
                 };
-                client::print_line(&line)?;
+                out.say(&line, json)?;
             }
             Response::Ok { message } => {
-                client::print_line(&message)?;
+                out.say(&message, serde_json::json!({"event": "done"}))?;
                 return Ok(0);
             }
             Response::UpFailed { name, reason } => {
                 eprintln!("agent-procs: up failed: {name} {reason}");
-                if !reason.starts_with("could not start") {
+                let started = !reason.starts_with("could not start");
+                if started {
                     print_tail(&paths, &name);
+                }
+                if out.json {
+                    let tail = if started {
+                        client::tail_of_run(&paths, &name, TAIL_LINES).unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let lines: Vec<String> = String::from_utf8_lossy(&tail)
+                        .lines()
+                        .map(str::to_string)
+                        .collect();
+                    let json = serde_json::json!({"event": "failed", "name": name, "reason": reason, "log_tail": lines});
+                    out.say("", json)?;
                 }
                 eprintln!(
                     "agent-procs: processes that started keep running; `agent-procs{} down` stops them",
