@@ -164,16 +164,26 @@ fn restarts_leak_no_descriptors() {
     let sb = Sandbox::new();
     watched(&sb, &[]);
     let daemon = sb.daemon_pid().expect("a daemon");
-    let before = fd_count(daemon);
+    // A CLI connection being closed counts for a moment: take the least of a few.
+    let settled = || {
+        (0..5)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(30));
+                fd_count(daemon)
+            })
+            .min()
+            .unwrap_or(0)
+    };
+    let before = settled();
     for i in 0..8 {
         let old = pid(&sb);
         write(&sb.root.join("src/app.txt"), &format!("v{i}"));
         wait_restarted(&sb, old);
     }
-    assert_eq!(
-        fd_count(daemon),
-        before,
-        "descriptors leaked across watch restarts"
+    let after = settled();
+    assert!(
+        after <= before,
+        "descriptors leaked across watch restarts: {before} -> {after}"
     );
 }
 
