@@ -119,21 +119,8 @@ pub fn run(inv: Invocation) -> Result<i32> {
         }
         Command::Restart { target } => {
             let mut conn = Conn::open(&paths, false)?;
-            match conn.ask(&Request::Restart { target }, Duration::from_secs(10))? {
-                Response::RunOk {
-                    name,
-                    id,
-                    pid,
-                    port,
-                    url,
-                } => {
-                    let text = format!("restarted {name} (id: {id}, pid: {pid})");
-                    let json = serde_json::json!({"name": name, "id": id, "pid": pid, "port": port, "url": url});
-                    out.say(&text, json)?;
-                    Ok(0)
-                }
-                other => unexpected(other),
-            }
+            let response = conn.ask(&Request::Restart { target }, Duration::from_secs(10))?;
+            say_started(out, "restarted ", false, response)
         }
         Command::Status { json } => status(&paths, json),
         Command::Logs(args) if args.follow => follow_logs(&paths, args),
@@ -394,25 +381,29 @@ fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> 
     if args.proxy {
         enable_proxy(&mut conn, None)?;
     }
-    match conn.ask(&request, Duration::from_secs(10))? {
-        Response::RunOk {
-            name,
-            id,
-            pid,
-            port,
-            url,
-        } => {
-            let text = match &url {
-                Some(url) => format!("{name} (id: {id}, pid: {pid}, {url})"),
-                None => format!("{name} (id: {id}, pid: {pid})"),
-            };
-            let json =
-                serde_json::json!({"name": name, "id": id, "pid": pid, "port": port, "url": url});
-            out.say(&text, json)?;
-            Ok(0)
-        }
-        other => unexpected(other),
-    }
+    let response = conn.ask(&request, Duration::from_secs(10))?;
+    say_started(out, "", true, response)
+}
+
+/// Report the process `run` or `restart` started: `{verb}NAME (id: ID, pid: PID[, URL])`.
+fn say_started(out: Output, verb: &str, show_url: bool, response: Response) -> Result<i32> {
+    let Response::RunOk {
+        name,
+        id,
+        pid,
+        port,
+        url,
+    } = response
+    else {
+        return unexpected(response);
+    };
+    let text = match (&url, show_url) {
+        (Some(url), true) => format!("{verb}{name} (id: {id}, pid: {pid}, {url})"),
+        _ => format!("{verb}{name} (id: {id}, pid: {pid})"),
+    };
+    let json = serde_json::json!({"name": name, "id": id, "pid": pid, "port": port, "url": url});
+    out.say(&text, json)?;
+    Ok(0)
 }
 
 /// Ask the daemon for its reverse proxy; says where it listens on stderr.
