@@ -879,3 +879,39 @@ fn bad_restart_flags_are_usage_errors() {
     assert_eq!(st["max_restarts"], 1, "{st}");
     assert_eq!(sb.proc_status("nev")["restart_policy"], "never");
 }
+
+#[test]
+fn waits_and_followers_see_the_supervisor_lines() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "run",
+        "sh -c 'sleep 0.3; exit 1'",
+        "--name",
+        "flaky",
+        "--autorestart",
+        "on-failure",
+        "--max-restarts",
+        "1",
+        "--restart-delay",
+        "50",
+    ]);
+    // Asked before either line exists: both arrive live.
+    let out = sb.ok(&[
+        "wait",
+        "flaky",
+        "--until",
+        "Restarted (exit 1",
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(out, "[agent-procs] Restarted (exit 1, attempt 1/1)\n");
+    let out = sb.ok(&[
+        "wait",
+        "flaky",
+        "--until",
+        "Max restarts",
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(out, "[agent-procs] Max restarts (1) exhausted\n");
+}

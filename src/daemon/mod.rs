@@ -981,6 +981,11 @@ impl Daemon {
         // Recorded before anyone hears of it: if we are killed right after
         // answering, the next daemon must still find this process group.
         self.save_state();
+        // Followers and waits see the note as the first line of the new run.
+        if let Some(note) = annotation {
+            self.deliver_line(id, Stream::Stdout, note.as_bytes());
+            self.flush_followers();
+        }
         let proxy_port = self.proxy.as_ref().map(|p| p.port());
         let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
         Response::RunOk {
@@ -2049,6 +2054,8 @@ impl Daemon {
                     out.sink.release();
                 }
                 self.note(&format!("{name}: {note}"));
+                self.deliver_line(id, Stream::Stdout, note.as_bytes());
+                self.flush_followers();
             }
         }
         self.state_dirty = true;
