@@ -155,7 +155,7 @@ options:
   --ignore-case   match PAT regardless of case
   --context N     with --grep: N lines around each match; groups separated by --
   --timestamps    prefix each line with the time it arrived (RFC 3339, UTC)
-  --json          JSON Lines: process, stream, seq, time, line, cursor (+ context)
+  --json          JSON Lines: schema, process, stream, seq, time, line, cursor (+ context)
   --max-bytes B   print at most B bytes, keeping the newest lines; says on stderr
                   what was left out
   --cursor        print the cursor after the last line on stderr (cursor: X)

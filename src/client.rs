@@ -438,11 +438,14 @@ fn print_message(
 
 fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
     let mut conn = Conn::open(paths, false)?;
-    let Response::Status { processes } = conn.ask(&Request::Status, Duration::from_secs(10))?
+    let Response::Status { mut processes } = conn.ask(&Request::Status, Duration::from_secs(10))?
     else {
         return Err(Error::Failed("unexpected reply to status".into()));
     };
     let text = if json {
+        for row in &mut processes {
+            row.schema = Some(1);
+        }
         let mut text =
             serde_json::to_string_pretty(&processes).map_err(|e| Error::Failed(e.to_string()))?;
         text.push('\n');
@@ -686,6 +689,7 @@ fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
     let time = crate::timefmt::rfc3339_ms(line.time_ms);
     if args.json {
         let record = JsonLine {
+            schema: 1,
             process: &source.process,
             stream: source.stream.name(),
             seq: line.pos.seq,
@@ -721,6 +725,7 @@ fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
 /// One line of `logs --json`, fields in the documented order.
 #[derive(serde::Serialize)]
 struct JsonLine<'a> {
+    schema: u32,
     process: &'a str,
     stream: &'a str,
     seq: u64,

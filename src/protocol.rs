@@ -324,6 +324,9 @@ impl Response {
 /// One row of `status`, with 0.6's fields first and ours added after.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ProcessInfo {
+    /// Set by the CLI for `status --json` (the version of this shape); never sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<u32>,
     pub name: String,
     pub id: String,
     pub pid: u32,

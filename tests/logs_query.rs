@@ -175,7 +175,7 @@ fn json_lines_carry_every_field_and_replace_invalid_utf8() {
     }
     let first = out.lines().next().unwrap();
     assert!(
-        first.starts_with("{\"process\":\"j\",\"stream\":\"stdout\",\"seq\":"),
+        first.starts_with("{\"schema\":1,\"process\":\"j\",\"stream\":\"stdout\",\"seq\":"),
         "{first}"
     );
 }

@@ -136,6 +136,7 @@ impl Proc {
             _ => None,
         };
         ProcessInfo {
+            schema: None,
             name: self.name.clone(),
             id: format!("p{}", self.id),
             pid: self.pid,
