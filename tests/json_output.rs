@@ -26,7 +26,11 @@ fn commands_print_one_schema_1_object() {
     assert_eq!(run["id"], "p1");
     assert!(run["pid"].as_i64().is_some_and(|p| p > 0), "{run}");
     assert_eq!(run["url"], Value::Null);
-    assert_eq!(sb.proc_status("web")["schema"], 1, "status --json rows carry it too");
+    assert_eq!(
+        sb.proc_status("web")["schema"],
+        1,
+        "status --json rows carry it too"
+    );
 
     let wait = one(&sb.ok(&["wait", "web", "--until", "hi", "--json"]));
     assert_eq!(wait, json!({"schema": 1, "event": "match", "line": "hi"}));
