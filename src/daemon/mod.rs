@@ -921,6 +921,8 @@ impl Daemon {
                     // Before the child's first byte, which is still in the pipe.
                     if let (Some(note), Stream::Stdout) = (annotation, stream) {
                         s.annotate(&mut self.clock, note, |_| {});
+                        // Its index closes again until output flows.
+                        s.release();
                     }
                     s
                 }
