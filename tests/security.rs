@@ -1,0 +1,91 @@
+//! What a hostile local setup cannot make the CLI or the daemon do: use a runtime
+//! or state directory that is not privately ours, replace a file planted at the
+//! socket path, trust a planted pid file, or act on a session name that escapes
+//! the runtime directory. Each refusal names the problem and the fix.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn a_planted_pid_file_and_a_non_socket_at_the_socket_path_are_not_trusted() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(&sb.runtime).expect("making the runtime dir");
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    // A pid file naming a live process that is not a daemon (pid 1) means nothing
+    // without a socket that answers.
+    std::fs::write(sb.runtime.join("default.pid"), "1\n").expect("planting a pid file");
+    let err = sb.fails(&["status"], 1);
+    assert!(
+        err.contains("no daemon running for session 'default'"),
+        "{err}"
+    );
+    // A regular file where the socket belongs is refused, never deleted.
+    std::fs::write(sb.socket(), "not a socket").expect("planting a file");
+    let err = sb.fails(&["run", "sleep 1"], 1);
+    assert!(
+        err.contains("exists and is not a socket; refusing to replace it (remove it)"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(sb.socket()).unwrap_or_default(),
+        b"not a socket"
+    );
+    std::fs::remove_file(sb.socket()).expect("removing the planted file");
+    // Once it is gone, a daemon starts and the planted pid file is replaced.
+    sb.start("ok", "sleep 60");
+    let pid = sb.daemon_pid().expect("the daemon's pid");
+    assert_ne!(pid, 1);
+}
+
+#[test]
+fn a_state_directory_open_to_others_is_refused_with_the_fix() {
+    let sb = Sandbox::new();
+    let dir = sb.state.join("agent-procs");
+    std::fs::create_dir_all(&dir).expect("making the state dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = sb.fails(&["run", "sleep 1"], 1);
+    assert!(err.contains("has mode 777, open to other users"), "{err}");
+    assert!(
+        err.contains(&format!("chmod 700 {}", dir.display())),
+        "{err}"
+    );
+    assert!(sb.daemon_pid().is_none(), "a daemon started anyway");
+}
+
+#[test]
+fn a_runtime_directory_owned_by_someone_else_is_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root to hand a directory to another uid");
+        return;
+    }
+    let sb = Sandbox::new();
+    std::fs::create_dir(&sb.runtime).expect("making the runtime dir");
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::chown(&sb.runtime, Some(65534), None).expect("chown");
+    let err = sb.fails(&["run", "sleep 1"], 1);
+    assert!(
+        err.contains("is owned by uid 65534, not by us (uid 0); refusing to use it"),
+        "{err}"
+    );
+    assert!(!sb.socket().exists());
+}
+
+#[test]
+fn session_names_cannot_escape_the_runtime_directory() {
+    let sb = Sandbox::new();
+    for (name, why) in [
+        ("../x", "must not start with '.' or '-'"),
+        ("a/b", "'/' is not allowed"),
+        (".hidden", "must not start with '.' or '-'"),
+        ("-rf", "must not start with '.' or '-'"),
+    ] {
+        let err = sb.fails(&["--session", name, "run", "sleep 1"], 1);
+        assert!(err.contains(why), "{name}: {err}");
+    }
+    let err = sb.fails(&["--session", "", "status"], 64);
+    assert!(err.contains("--session needs a name"), "{err}");
+    // Nothing was created outside (or inside) the runtime directory.
+    assert!(!sb.root.join("x").exists());
+    assert!(!sb.runtime.exists() || std::fs::read_dir(&sb.runtime).map_or(0, |d| d.count()) == 0);
+}
