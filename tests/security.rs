@@ -89,3 +89,33 @@ fn session_names_cannot_escape_the_runtime_directory() {
     assert!(!sb.root.join("x").exists());
     assert!(!sb.runtime.exists() || std::fs::read_dir(&sb.runtime).map_or(0, |d| d.count()) == 0);
 }
+
+#[test]
+fn descriptors_the_caller_left_open_do_not_reach_the_daemon_or_its_children() {
+    let sb = Sandbox::new();
+    // The CLI inherits fds 7 and 8 (as from a CI runner or a shell); the daemon it
+    // starts must not keep them, or a pipe's reader would wait for ever.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec 7</dev/null 8>&2; exec \"$0\" run 'ls /proc/self/fd' --name fds")
+        .arg(BIN)
+        .env("AGENT_PROCS_RUNTIME_DIR", &sb.runtime)
+        .env("XDG_STATE_HOME", &sb.state)
+        .current_dir(&sb.root);
+    let out = run_bounded(cmd, CALL_LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    sb.ok(&["wait", "fds", "--exit"]);
+    // The child sees stdin, stdout, stderr and the directory ls itself opened.
+    assert_eq!(sb.ok(&["logs", "fds"]), "0\n1\n2\n3\n");
+    let daemon = sb.daemon_pid().expect("a daemon");
+    let inherited: Vec<String> = std::fs::read_dir(format!("/proc/{daemon}/fd"))
+        .expect("reading the daemon's descriptors")
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t == std::path::Path::new("/dev/null"))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    // Only stdin and stdout point at /dev/null (the daemon's own redirection).
+    assert_eq!(inherited.len(), 2, "the daemon kept {inherited:?}");
+}

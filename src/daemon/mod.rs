@@ -111,6 +111,7 @@ enum Pending {
 }
 
 pub fn run(session: &str, ready_fd: Option<i32>) -> i32 {
+    startup::ReadyPipe::close_inherited(ready_fd);
     let ready = startup::ReadyPipe::from_fd(ready_fd);
     match Daemon::start(session) {
         Ok(mut daemon) => {

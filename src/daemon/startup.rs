@@ -14,6 +14,26 @@ use std::path::Path;
 pub struct ReadyPipe(Option<File>);
 
 impl ReadyPipe {
+    /// Descriptors the CLI's own caller left open (a CI runner's pipe, a shell's
+    /// saved descriptor) must not live on in the daemon and its children: a pipe
+    /// held open by a daemon keeps whoever reads it waiting forever. Close every
+    /// descriptor above stderr but `keep`.
+    pub fn close_inherited(keep: Option<i32>) {
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        let fds: Vec<i32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2 && Some(fd) != keep)
+            .collect();
+        for fd in fds {
+            // SAFETY: closing a descriptor number; none is owned by Rust code yet
+            // (this runs first thing in the daemon), and a closed one gives EBADF.
+            unsafe { libc::close(fd) };
+        }
+    }
+
     pub fn from_fd(fd: Option<i32>) -> ReadyPipe {
         ReadyPipe(fd.filter(|&fd| fd > 2 && fd_is_open(fd)).map(|fd| {
             // SAFETY: the CLI handed us this descriptor and nothing else owns it.
