@@ -42,12 +42,11 @@ fn shell_ok(sb: &Sandbox, shell: &str, args: &[&str]) -> String {
     let mut cmd = Command::new(shell);
     cmd.args(args)
         .env("PATH", path)
-        .env("AGENT_PROCS_RUNTIME_DIR", &sb.runtime)
-        .env("XDG_STATE_HOME", &sb.state)
         .env("XDG_CONFIG_HOME", sb.root.join("config"))
         .env("XDG_DATA_HOME", sb.root.join("data"))
         .current_dir(&sb.root)
         .stdin(Stdio::null());
+    sb.isolate(&mut cmd);
     let out = run_bounded(cmd, CALL_LIMIT);
     if out.code != 0 {
         panic!(

@@ -970,10 +970,9 @@ fn running_out_of_descriptors_neither_spins_nor_sticks() {
         &port,
         "--proxy",
     ])
-    .env("AGENT_PROCS_RUNTIME_DIR", &sb.runtime)
-    .env("XDG_STATE_HOME", &sb.state)
     .current_dir(&sb.root)
     .stdin(std::process::Stdio::null());
+    sb.isolate(&mut cmd);
     let out = run_bounded(cmd, CALL_LIMIT);
     if out.code != 0 {
         panic!(

@@ -99,9 +99,8 @@ fn descriptors_the_caller_left_open_do_not_reach_the_daemon_or_its_children() {
     cmd.arg("-c")
         .arg("exec 7</dev/null 8>&2; exec \"$0\" run 'ls /proc/self/fd' --name fds")
         .arg(BIN)
-        .env("AGENT_PROCS_RUNTIME_DIR", &sb.runtime)
-        .env("XDG_STATE_HOME", &sb.state)
         .current_dir(&sb.root);
+    sb.isolate(&mut cmd);
     let out = run_bounded(cmd, CALL_LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
     sb.ok(&["wait", "fds", "--exit"]);

@@ -108,12 +108,11 @@ fn run_block(block: &Block) -> Result<(), String> {
     cmd.arg("-e")
         .arg(&script)
         .env("PATH", path)
-        .env("AGENT_PROCS_RUNTIME_DIR", &sb.runtime)
-        .env("XDG_STATE_HOME", &sb.state)
         .env("PORT_FREE", free_port().to_string())
         .env_remove("NO_COLOR")
         .current_dir(&work)
         .stdin(Stdio::null());
+    sb.isolate(&mut cmd);
     let out = run_bounded(cmd, BLOCK_LIMIT);
 
     let mut problems = Vec::new();

@@ -47,13 +47,17 @@ impl Sandbox {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("AGENT_PROCS_RUNTIME_DIR", &self.runtime)
-            .env("XDG_STATE_HOME", &self.state)
+        self.isolate(cmd.args(args))
             .env_remove("NO_COLOR")
             .current_dir(&self.root)
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// Point another program (a shell around the CLI) at this sandbox's dirs.
+    pub fn isolate<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("AGENT_PROCS_RUNTIME_DIR", &self.runtime)
+            .env("XDG_STATE_HOME", &self.state)
     }
 
     /// Run the CLI and return what it did, killing it if it outlives CALL_LIMIT.
