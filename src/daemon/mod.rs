@@ -3,6 +3,7 @@
 //! reaps children on SIGCHLD, fires deadlines, and answers requests.
 
 mod control;
+mod events;
 mod probes;
 mod procs;
 mod signals;
@@ -21,6 +22,7 @@ use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
 use control::{Client, ReadOutcome};
+use events::Change;
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
 use signals::Exit;
@@ -185,6 +187,10 @@ struct Daemon {
     watcher: Option<watch::Watcher>,
     /// Processes with a change waiting out the debounce.
     watch_pending: HashSet<ProcId>,
+    /// State changes, numbered, for `Events` clients.
+    events: events::EventLog,
+    /// Clients streaming events.
+    subscribers: Vec<usize>,
 }
 
 impl Daemon {
@@ -256,6 +262,8 @@ impl Daemon {
             proxy: None,
             watcher: None,
             watch_pending: HashSet::new(),
+            events: events::EventLog::default(),
+            subscribers: Vec::new(),
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -514,6 +522,7 @@ impl Daemon {
         }
         self.slots.remove(&Token(id));
         self.follows.remove(&id);
+        self.subscribers.retain(|&c| c != id);
         self.waits.drop_client(id);
         self.up_drop_client(id);
         for p in &mut self.pending {
@@ -606,7 +615,45 @@ impl Daemon {
             Request::Hello { .. } => {
                 self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
             }
+            Request::Events { since } => self.subscribe(client, since),
             Request::Unknown => self.reply(client, &Response::error("unknown request type")),
+        }
+    }
+
+    /// Stream state changes to `client` from now on, after those past `since`.
+    fn subscribe(&mut self, client: usize, since: Option<u64>) {
+        self.set_busy(client);
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        if let Some(since) = since {
+            let (missed, replay) = self.events.since(since);
+            if missed > 0 {
+                c.send(&events::lost(missed, since.saturating_add(missed)));
+            }
+            for event in replay {
+                c.send(event);
+            }
+        }
+        self.subscribers.push(client);
+    }
+
+    /// Number a state change of process `id` and stream it to the subscribers.
+    fn emit(&mut self, id: ProcId, change: events::Change) {
+        let Some(p) = self.procs.get(id) else {
+            return;
+        };
+        let seq = self.events.last_seq() + 1;
+        let event = self.events.record(&p.name, id, change);
+        for client in &self.subscribers {
+            if let Some(c) = self.clients.get_mut(client) {
+                c.send_event(event, seq);
+                // What does not fit in the socket now goes on its writable edge; a
+                // broken connection is closed by the retry, not in the middle of this.
+                if c.flush().is_err() {
+                    self.retry.push(Token(*client));
+                }
+            }
         }
     }
 
@@ -895,6 +942,7 @@ impl Daemon {
                         reason: msg.clone(),
                     };
                 }
+                self.emit(id, Change::new("failed").detail(msg.clone()));
                 return Response::error(msg);
             }
         };
@@ -975,6 +1023,7 @@ impl Daemon {
             // Without its logs the process would run blind; stop it at once.
             signals::kill_group(pid as i32, libc::SIGKILL);
             self.note(&format!("{name}: {msg}"));
+            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
             return Response::error(msg);
         }
         self.note(&format!(
@@ -984,6 +1033,14 @@ impl Daemon {
         // Recorded before anyone hears of it: if we are killed right after
         // answering, the next daemon must still find this process group.
         self.save_state();
+        let started = Change::new("started").pid(pid);
+        self.emit(
+            id,
+            match annotation {
+                Some(note) => started.detail(note.trim_start_matches("[agent-procs] ")),
+                None => started,
+            },
+        );
         // Followers and waits see the note as the first line of the new run.
         if let Some(note) = annotation {
             self.deliver_line(id, Stream::Stdout, note.as_bytes());
@@ -1096,17 +1153,24 @@ impl Daemon {
                     signals::kill_group(p.pgid, libc::SIGKILL);
                 }
                 self.state_dirty = true;
+                self.emit(id, Change::new("stopped").detail("restart cancelled"));
                 return false;
             }
             State::Exited { .. } | State::Failed { .. } => return false,
         }
         p.sup.stop_reason.get_or_insert(supervise::Reason::Stopped);
-        let (pgid, name) = (p.pgid, p.name.clone());
+        let (pgid, name, pid) = (p.pgid, p.name.clone(), p.pid);
         signals::kill_group(pgid, signal);
         self.note(&format!(
             "stopping {name}: sent {} to process group {pgid}",
             signals::signal_name(signal)
         ));
+        self.emit(
+            id,
+            Change::new("stopping")
+                .pid(pid)
+                .detail(signals::signal_name(signal)),
+        );
         self.timers.arm(
             Instant::now() + timeout,
             Timer::Escalate {
@@ -1795,9 +1859,15 @@ impl Daemon {
             }
             _ => {
                 p.state = State::Exited { exit };
-                let name = p.name.clone();
+                let (name, pid) = (p.name.clone(), p.pid);
                 self.note(&format!("{name} exited ({})", exit.describe()));
                 self.state_dirty = true;
+                self.emit(
+                    id,
+                    Change::new("exited")
+                        .pid(pid)
+                        .exit(exit.code(), exit.signal_name()),
+                );
                 self.exited(id, exit);
             }
         }
@@ -1831,6 +1901,13 @@ impl Daemon {
             }
         }
         self.note(&format!("{name} stopped ({})", exit.describe()));
+        let pid = self.procs.get(id).map_or(0, |p| p.pid);
+        self.emit(
+            id,
+            Change::new("stopped")
+                .pid(pid)
+                .exit(exit.code(), exit.signal_name()),
+        );
         self.exited(id, exit);
         self.state_dirty = true;
     }
@@ -2046,6 +2123,13 @@ impl Daemon {
                     exit.describe(),
                     crate::timefmt::seconds(delay)
                 ));
+                self.emit(
+                    id,
+                    Change::new("backoff")
+                        .exit(exit.code(), exit.signal_name())
+                        .delay_ms(delay.as_millis() as u64)
+                        .detail(format!("restart {attempt}")),
+                );
             }
             supervise::Decision::GiveUp { max } => {
                 let note = format!("[agent-procs] Max restarts ({max}) exhausted");
@@ -2059,6 +2143,13 @@ impl Daemon {
                 self.note(&format!("{name}: {note}"));
                 self.deliver_line(id, Stream::Stdout, note.as_bytes());
                 self.flush_followers();
+                let reason = format!("max restarts ({max}) exhausted");
+                self.emit(
+                    id,
+                    Change::new("failed")
+                        .exit(exit.code(), exit.signal_name())
+                        .detail(reason),
+                );
             }
         }
         self.state_dirty = true;
@@ -2160,7 +2251,6 @@ impl Daemon {
         if self.shutting_down {
             return;
         }
-        let sid = self.sid;
         let Some(p) = self.procs.get_mut(id) else {
             return;
         };
@@ -2168,7 +2258,13 @@ impl Daemon {
             return;
         }
         p.sup.reset();
-        match p.state {
+        let state = p.state.clone();
+        self.emit(id, Change::new("watch_triggered"));
+        let sid = self.sid;
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        match state {
             State::Running { .. } => {
                 p.sup.stop_reason = Some(supervise::Reason::Watch);
                 let timeout = self.stop_timeout(id, None);
