@@ -439,7 +439,10 @@ fn print_message(
 
 fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
     let mut conn = Conn::open(paths, false)?;
-    let Response::Status { mut processes } = conn.ask(&Request::Status, Duration::from_secs(10))?
+    let Response::Status {
+        mut processes,
+        notes,
+    } = conn.ask(&Request::Status, Duration::from_secs(10))?
     else {
         return Err(Error::Failed("unexpected reply to status".into()));
     };
@@ -455,6 +458,25 @@ fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
         status_table(&processes)
     };
     write_stdout(text.as_bytes())?;
+    // On stderr, so the table and the JSON stay as scripts parse them.
+    for note in &notes {
+        eprintln!("agent-procs: note: {note}");
+    }
+    for p in &processes {
+        if let Some(survivors) = &p.survivors {
+            let list: Vec<String> = survivors
+                .iter()
+                .map(|s| format!("{} ({})", s.pid, s.command))
+                .collect();
+            let pids: Vec<String> = survivors.iter().map(|s| s.pid.to_string()).collect();
+            eprintln!(
+                "agent-procs: note: {} outlived its stop outside its process group: {}; end with: kill {}",
+                p.name,
+                list.join(", "),
+                pids.join(" ")
+            );
+        }
+    }
     Ok(0)
 }
 
@@ -823,7 +845,8 @@ fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
     }
     let lookup = || -> Result<Option<String>> {
         let mut conn = Conn::open(paths, false)?;
-        let Response::Status { processes } = conn.ask(&Request::Status, Duration::from_secs(10))?
+        let Response::Status { processes, .. } =
+            conn.ask(&Request::Status, Duration::from_secs(10))?
         else {
             return Ok(None);
         };

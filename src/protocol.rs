@@ -262,6 +262,10 @@ pub enum Response {
     },
     Status {
         processes: Vec<ProcessInfo>,
+        /// New: what the daemon wants the user to know about the session as a
+        /// whole, such as what it did about a previous daemon that was killed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     LogLine {
         process: String,
@@ -396,6 +400,17 @@ pub struct ProcessInfo {
     /// New: deaths the process did not ask for in the last 60 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crashes_last_minute: Option<u32>,
+    /// New: processes that outlived the last stop because they left the process
+    /// group (setsid), while they are still running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivors: Option<Vec<SurvivorInfo>>,
+}
+
+/// A process that outlived a stop, for `survivors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurvivorInfo {
+    pub pid: i32,
+    pub command: String,
 }
 
 /// One exit of a process, for `last_exits`.
@@ -609,6 +624,7 @@ flat_message!(RawResponse, ResponseField, "internally tagged enum Response", {
     port: Option<u16>,
     url: Option<String>,
     processes: Option<Vec<ProcessInfo>>,
+    notes: Vec<String>,
     process: Option<String>,
     stream: Option<Stream>,
     line: Option<String>,
@@ -641,6 +657,7 @@ impl<'de> Deserialize<'de> for Response {
             },
             "Status" => Response::Status {
                 processes: required(r.processes, "processes")?,
+                notes: r.notes,
             },
             "LogLine" => Response::LogLine {
                 process: required(r.process, "process")?,
@@ -987,6 +1004,7 @@ mod tests {
                         cwd: Some("/srv".into()),
                         ..ProcessInfo::default()
                     }],
+                    notes: vec![],
                 },
                 &["processes"],
             ),

@@ -11,6 +11,7 @@ mod spawn;
 mod startup;
 mod state;
 mod supervise;
+mod survivors;
 mod timers;
 mod up;
 mod waits;
@@ -191,6 +192,8 @@ struct Daemon {
     events: events::EventLog,
     /// Clients streaming events.
     subscribers: Vec<usize>,
+    /// Told with every `status`: what this daemon did about a dead predecessor.
+    notes: Vec<String>,
 }
 
 impl Daemon {
@@ -264,6 +267,7 @@ impl Daemon {
             watch_pending: HashSet::new(),
             events: events::EventLog::default(),
             subscribers: Vec::new(),
+            notes: Vec::new(),
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -575,7 +579,8 @@ impl Daemon {
                         }
                     }
                 }
-                self.reply(client, &Response::Status { processes });
+                let notes = self.notes.clone();
+                self.reply(client, &Response::Status { processes, notes });
             }
             logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
             Request::Logs { .. } => self.reply(
@@ -904,6 +909,7 @@ impl Daemon {
                     start_ticks: None,
                     outputs: [None, None],
                     sup: supervise::Supervision::default(),
+                    survivors: Vec::new(),
                 };
                 self.procs.insert(proc);
                 if let Err(msg) = self.set_watch(id, watch) {
@@ -933,7 +939,7 @@ impl Daemon {
         let spec = p.spec.clone();
         let name = p.name.clone();
         let grow = self.big_pipes + 2 <= self.big_pipe_budget;
-        let spawned = match spawn::spawn(&spec, grow) {
+        let spawned = match spawn::spawn(&spec, &name, grow) {
             Ok(s) => s,
             Err(msg) => {
                 self.note(&format!("{name}: {msg}"));
@@ -1894,22 +1900,33 @@ impl Daemon {
             ));
         }
         let name = p.name.clone();
+        // The group is gone; what left it earlier may live on, re-parented to us.
+        let survivors = survivors::find(&name, |pid| self.procs.is_leader(pid));
+        let mut stopped = Change::new("stopped").exit(exit.code(), exit.signal_name());
         if let Some(p) = self.procs.get_mut(id) {
             p.state = State::Exited { exit };
             if kills > 0 {
                 p.sup.stop_reason = Some(supervise::Reason::KilledAfterTimeout);
             }
+            stopped = stopped.pid(p.pid);
+            p.survivors = survivors;
         }
         self.note(&format!("{name} stopped ({})", exit.describe()));
-        let pid = self.procs.get(id).map_or(0, |p| p.pid);
-        self.emit(
-            id,
-            Change::new("stopped")
-                .pid(pid)
-                .exit(exit.code(), exit.signal_name()),
-        );
+        if let Some(sentence) = self.survivor_sentence(id) {
+            self.note(&sentence);
+            stopped = stopped.detail(sentence);
+        }
+        self.emit(id, stopped);
         self.exited(id, exit);
         self.state_dirty = true;
+    }
+
+    /// What of process `id` outlived its last stop and still runs, as a sentence.
+    fn survivor_sentence(&self, id: ProcId) -> Option<String> {
+        let p = self.procs.get(id)?;
+        let alive: Vec<survivors::Survivor> =
+            p.survivors.iter().filter(|s| s.alive()).cloned().collect();
+        (!alive.is_empty()).then(|| survivors::sentence(&p.name, &alive))
     }
 
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
@@ -1959,12 +1976,17 @@ impl Daemon {
                 continue;
             }
             match self.pending.remove(i) {
-                Pending::Stop { client, label, .. } => self.reply_later(
+                Pending::Stop {
                     client,
-                    &Response::Ok {
-                        message: format!("stopped {label}"),
-                    },
-                ),
+                    label,
+                    proc,
+                } => {
+                    let mut message = format!("stopped {label}");
+                    if let Some(sentence) = self.survivor_sentence(proc) {
+                        message = format!("{message}\n{sentence}");
+                    }
+                    self.reply_later(client, &Response::Ok { message })
+                }
                 Pending::Restart { client, proc, note } => {
                     let response = if self.shutting_down {
                         Response::error("the daemon is shutting down")
@@ -1977,12 +1999,15 @@ impl Daemon {
                     }
                     self.reply_later(client, &response);
                 }
-                Pending::StopAll { client, .. } => self.reply_later(
-                    client,
-                    &Response::Ok {
-                        message: "all processes stopped".into(),
-                    },
-                ),
+                Pending::StopAll { client, .. } => {
+                    let mut message = "all processes stopped".to_string();
+                    for id in self.procs.ids() {
+                        if let Some(sentence) = self.survivor_sentence(id) {
+                            message = format!("{message}\n{sentence}");
+                        }
+                    }
+                    self.reply_later(client, &Response::Ok { message })
+                }
                 Pending::Shutdown { client, .. } => self.finish_shutdown(client),
             }
         }
@@ -2519,13 +2544,23 @@ impl Daemon {
     }
 
     /// Process groups a previous daemon left running when it was killed: stop them.
-    fn stop_orphans(&self) {
-        for orphan in state::orphans(&self.paths.state_file()) {
+    fn stop_orphans(&mut self) {
+        let (old_daemon, orphans) = state::orphans(&self.paths.state_file());
+        let mut stopped = Vec::new();
+        for orphan in orphans {
             self.note(&format!(
                 "previous daemon died without stopping {} ({}, pid {}): sent SIGKILL to process group {}",
                 orphan.name, orphan.id, orphan.pid, orphan.pgid
             ));
             signals::kill_group(orphan.pgid, libc::SIGKILL);
+            stopped.push(format!("{} (pid {})", orphan.name, orphan.pid));
+        }
+        if !stopped.is_empty() {
+            let at = crate::timefmt::rfc3339(SystemTime::now());
+            self.notes.push(format!(
+                "the previous daemon (pid {old_daemon}) was killed without stopping its processes; at {at} this daemon stopped what was left of them: {}; their logs are kept (agent-procs logs NAME)",
+                stopped.join(", ")
+            ));
         }
     }
 

@@ -70,24 +70,25 @@ impl StateFile {
 /// those whose leader is still the process it started (same start time), or
 /// that still have members in its session (the old daemon's pid, which stays
 /// reserved while anyone is in that session), so a reused number is never hit.
-pub fn orphans(path: &Path) -> Vec<SavedProc> {
+/// Also returns the old daemon's pid.
+pub fn orphans(path: &Path) -> (u32, Vec<SavedProc>) {
     let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
+        return (0, Vec::new());
     };
     // The first value: a longer older table may trail it until the truncate.
     let first = serde_json::Deserializer::from_slice(&bytes)
         .into_iter::<SavedState>()
         .next();
     let Some(Ok(state)) = first else {
-        return Vec::new();
+        return (0, Vec::new());
     };
     // We only start once the old socket refuses connections: whatever the old
     // daemon's state (dead, a zombie, wedged), its groups have nobody serving them.
     if state.daemon_pid == std::process::id() {
-        return Vec::new();
+        return (0, Vec::new());
     }
     let old_session = state.daemon_pid as i32;
-    state
+    let left = state
         .processes
         .into_iter()
         .filter(|p| p.pgid > 1)
@@ -95,7 +96,8 @@ pub fn orphans(path: &Path) -> Vec<SavedProc> {
             p.start_ticks.is_some_and(|t| start_ticks(p.pid) == Some(t))
                 || super::signals::group_alive(p.pgid, old_session)
         })
-        .collect()
+        .collect();
+    (state.daemon_pid, left)
 }
 
 #[cfg(test)]
