@@ -194,6 +194,8 @@ struct Daemon {
     subscribers: Vec<usize>,
     /// Told with every `status`: what this daemon did about a dead predecessor.
     notes: Vec<String>,
+    /// Ports chosen for processes that named none, by name (kept in state.json).
+    chosen_ports: std::collections::BTreeMap<String, u16>,
 }
 
 impl Daemon {
@@ -268,6 +270,7 @@ impl Daemon {
             events: events::EventLog::default(),
             subscribers: Vec::new(),
             notes: Vec::new(),
+            chosen_ports: Default::default(),
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -839,7 +842,7 @@ impl Daemon {
                 // Behind the proxy a re-run keeps its port, so its URL keeps working.
                 match (kept, &self.proxy) {
                     (Some(port), Some(_)) => Some(port),
-                    (None, Some(_)) => match self.free_backend_port() {
+                    (None, Some(_)) => match self.free_backend_port(name.as_deref()) {
                         Some(port) => Some(port),
                         None => {
                             return Response::error(
@@ -2343,13 +2346,37 @@ impl Daemon {
         }
     }
 
-    /// A port of 4000-4999 that no process of the session has and nobody listens on.
-    fn free_backend_port(&self) -> Option<u16> {
+    /// A port of 4000-4999 that no process of the session has and nobody listens
+    /// on, for process `name`: the one chosen for that name before (by this daemon
+    /// or the last one) while it is free, else one not chosen for another name,
+    /// else any. The choice is remembered in state.json.
+    fn free_backend_port(&mut self, name: Option<&str>) -> Option<u16> {
         let taken: HashSet<u16> = self.procs.iter().filter_map(|p| p.spec.port).collect();
-        crate::proxy::BACKEND_PORTS
-            .clone()
-            .filter(|p| !taken.contains(p))
-            .find(|&p| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok())
+        let free = |p: u16| {
+            !taken.contains(&p)
+                && std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok()
+        };
+        let before = name.and_then(|n| self.chosen_ports.get(n).copied());
+        let others: HashSet<u16> = self
+            .chosen_ports
+            .iter()
+            .filter(|(n, _)| Some(n.as_str()) != name)
+            .map(|(_, &p)| p)
+            .collect();
+        let port = before
+            .filter(|&p| free(p))
+            .or_else(|| {
+                crate::proxy::BACKEND_PORTS
+                    .clone()
+                    .filter(|p| !others.contains(p))
+                    .find(|&p| free(p))
+            })
+            .or_else(|| crate::proxy::BACKEND_PORTS.clone().find(|&p| free(p)))?;
+        if let Some(name) = name {
+            self.chosen_ports.insert(name.to_string(), port);
+            self.state_dirty = true;
+        }
+        Some(port)
     }
 
     fn proxy_event(&mut self, token: Token, hup: bool) {
@@ -2532,6 +2559,7 @@ impl Daemon {
         let saved = state::SavedState {
             daemon_pid: std::process::id(),
             processes,
+            ports: self.chosen_ports.clone(),
         };
         let Some(file) = &self.state_file else { return };
         if let Err(e) = file.save(&saved) {
@@ -2545,7 +2573,12 @@ impl Daemon {
 
     /// Process groups a previous daemon left running when it was killed: stop them.
     fn stop_orphans(&mut self) {
-        let (old_daemon, orphans) = state::orphans(&self.paths.state_file());
+        let state::Previous {
+            daemon_pid: old_daemon,
+            orphans,
+            ports,
+        } = state::previous(&self.paths.state_file());
+        self.chosen_ports = ports;
         let mut stopped = Vec::new();
         for orphan in orphans {
             self.note(&format!(
