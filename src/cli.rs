@@ -36,7 +36,8 @@ commands:
   completions bash|zsh|fish     print a shell completion script
 
 global options:
-  --session NAME        session to act on (default: default)
+  --session NAME        session to act on (default: $AGENT_PROCS_SESSION, else default);
+                        auto: one of the git worktree you are in
   -h, --help            show this help, or COMMAND --help for one command
   -V, --version         show the version
 
@@ -484,8 +485,11 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
     pub session: String,
-    /// `--session` was given; else `up` and `down` take the config's `session`.
+    /// `--session` or `AGENT_PROCS_SESSION` was given; else `up` and `down`
+    /// take the config's `session`.
     pub session_given: bool,
+    /// For `--session auto`: the worktree root the name was derived from.
+    pub session_root: Option<std::path::PathBuf>,
     /// `--json`: one JSON object (JSON Lines for `up`) with `"schema": 1` on stdout.
     pub json: bool,
     /// `--quiet`: nothing on stdout; errors still go to stderr.
@@ -734,10 +738,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         match arg {
             Long("session") => session.session = session_name(p.value()?, USAGE)?,
             Short('h') | Long("help") => {
-                return Ok(invocation(session, Command::Help(USAGE)));
+                return invocation(session, Command::Help(USAGE));
             }
             Short('V') | Long("version") => {
-                return Ok(invocation(session, Command::Version));
+                return invocation(session, Command::Version);
             }
             Value(cmd) => break string(cmd, "the command", USAGE)?,
             _ => return Err(arg.unexpected().into()),
@@ -850,22 +854,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
     if session.json && session.quiet {
         return Err(usage_error("--json and --quiet do not go together", USAGE));
     }
-    Ok(invocation(session, command))
+    invocation(session, command)
 }
 
-fn invocation(g: Globals, command: Command) -> Invocation {
-    let session_given = !g.session.is_empty();
-    Invocation {
-        session: if session_given {
-            g.session
-        } else {
-            "default".into()
-        },
-        session_given,
+fn invocation(g: Globals, command: Command) -> Result<Invocation> {
+    let flag = (!g.session.is_empty()).then_some(g.session);
+    let env = std::env::var(crate::session::ENV).ok();
+    let chosen = crate::session::choose(flag, env, std::env::current_dir)?;
+    Ok(Invocation {
+        session: chosen.name,
+        session_given: chosen.given,
+        session_root: chosen.root,
         json: g.json,
         quiet: g.quiet,
         command,
-    }
+    })
 }
 
 fn session_name(value: OsString, usage: &'static str) -> Result<String> {

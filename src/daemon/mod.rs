@@ -2560,6 +2560,7 @@ impl Daemon {
             daemon_pid: std::process::id(),
             processes,
             ports: self.chosen_ports.clone(),
+            root: Some(self.home_cwd.display().to_string()),
         };
         let Some(file) = &self.state_file else { return };
         if let Err(e) = file.save(&saved) {
