@@ -45,7 +45,7 @@ exit status: 0 ok, 1 error or timeout, 2 unknown process or no logs, 64 usage er
 See agent-procs(1).";
 
 const RUN_USAGE: &str = "\
-usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--proxy]
+usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--proxy] [--oneshot]
                          [--autorestart always|on-failure|never [--max-restarts N]
                           [--restart-delay MS] [--backoff exponential]]
                          [--watch GLOB]... [--watch-ignore GLOB]... [--log-max-size SIZE]
@@ -63,6 +63,8 @@ options:
   --proxy         serve it at http://N.localhost:PORT through the session's reverse
                   proxy (127.0.0.1, first free port from 9090); without --port the
                   process gets a free port from 4000-4999
+  --oneshot       a setup step that runs to completion (status --json says
+                  oneshot: true); `agent-procs wait` tells if it succeeded
   --autorestart MODE
                   restart it when it exits: always, on-failure (a non-zero exit or
                   a signal), or never (the default); a stop turns it off until restart
@@ -182,7 +184,7 @@ options:
 
 const WAIT_USAGE: &str = "\
 usage: agent-procs wait NAME --until PAT [--regex] [--timeout S]
-       agent-procs wait NAME --exit [--timeout S]
+       agent-procs wait NAME --exit [--success] [--timeout S]
        agent-procs wait NAME --port P | --http URL [--timeout S]
 
 Block until the process prints a line containing PAT (stdout or stderr, output
@@ -193,6 +195,7 @@ options:
   --until PAT     wait for a line containing PAT
   --regex         treat PAT as a regular expression
   --exit          wait for the process to exit
+  --success       with --exit: exit 1 unless the process exited with code 0
   --port P        wait until 127.0.0.1:P accepts a TCP connection
   --http URL      wait until a GET of URL (http://, host an IP address or
                   localhost) answers 2xx or 3xx
@@ -339,6 +342,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("port", Takes::Word),
             ("log-max-size", Takes::Word),
             ("proxy", Takes::Nothing),
+            ("oneshot", Takes::Nothing),
             ("autorestart", Takes::Word),
             ("watch", Takes::Word),
             ("watch-ignore", Takes::Word),
@@ -426,6 +430,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("until", Takes::Word),
             ("regex", Takes::Nothing),
             ("exit", Takes::Nothing),
+            ("success", Takes::Nothing),
             ("port", Takes::Word),
             ("http", Takes::Word),
             ("timeout", Takes::Word),
@@ -567,6 +572,8 @@ pub struct RunArgs {
     /// `--watch GLOB` (repeatable): restart when a matching file changes.
     pub watch: Vec<String>,
     pub watch_ignore: Vec<String>,
+    /// `--oneshot`: a setup step that runs to completion.
+    pub oneshot: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -639,6 +646,8 @@ pub struct WaitArgs {
     pub until: Option<String>,
     pub regex: bool,
     pub exit: bool,
+    /// `--success` with `--exit`: exit status 0 only for exit code 0.
+    pub success: bool,
     /// `--port`: wait until 127.0.0.1:P accepts connections.
     pub port: Option<u16>,
     /// `--http`: wait until a GET of this URL answers 2xx or 3xx.
@@ -955,6 +964,7 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
             }
             Long("port") => args.port = Some(port(p.value().map_err(with_usage(u))?, u)?),
             Long("proxy") => args.proxy = true,
+            Long("oneshot") => args.oneshot = true,
             Long("autorestart") => {
                 let mode = string(p.value().map_err(with_usage(u))?, "--autorestart", u)?;
                 if !["always", "on-failure", "never"].contains(&mode.as_str()) {
@@ -1040,6 +1050,13 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     }
     if args.watch.is_empty() && !args.watch_ignore.is_empty() {
         return Err(usage_error("--watch-ignore goes with --watch", u));
+    }
+    if args.oneshot && autorestart.as_deref() == Some("always") {
+        return Err(usage_error(
+            "--oneshot runs to completion, so it does not go with --autorestart always \
+             (on-failure retries it until it succeeds)",
+            u,
+        ));
     }
     match autorestart.as_deref() {
         Some("never") if max_restarts.is_none() && restart_delay.is_none() && !exponential => {
@@ -1221,6 +1238,7 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
         until: None,
         regex: false,
         exit: false,
+        success: false,
         port: None,
         http: None,
         timeout: None,
@@ -1233,6 +1251,7 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
             }
             Long("regex") => a.regex = true,
             Long("exit") => a.exit = true,
+            Long("success") => a.success = true,
             Long("port") => a.port = Some(port(p.value().map_err(with_usage(u))?, u)?),
             Long("http") => {
                 let url = string(p.value().map_err(with_usage(u))?, "--http", u)?;
@@ -1255,6 +1274,9 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
             "--port and --http go alone, not with each other, --until or --exit",
             u,
         ));
+    }
+    if a.success && !a.exit {
+        return Err(usage_error("--success goes with --exit", u));
     }
     if a.until.is_none() && !a.exit && probes == 0 {
         return Err(usage_error(

@@ -376,6 +376,7 @@ fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> 
             ignore: (!args.watch_ignore.is_empty()).then_some(args.watch_ignore),
         }),
         base_env: Some(base_env),
+        oneshot: args.oneshot,
         log_max_size: args.log_max_size,
         log_max_files: None,
         stop_timeout_ms: None,
@@ -1007,6 +1008,15 @@ fn wait(paths: &SessionPaths, args: WaitArgs, out: Output) -> Result<i32> {
                 (None, None) => "exited by signal".to_string(),
             };
             let json = serde_json::json!({"event": "exit", "exit_code": exit_code, "exit_signal": exit_signal});
+            if args.success && exit_code != Some(0) {
+                // The exit is what was asked about, so it is said as usual; the
+                // status says it was not a success.
+                out.say(&text, json)?;
+                return Err(Error::Failed(format!(
+                    "{} did not succeed: it {text}",
+                    args.target
+                )));
+            }
             out.say(&text, json)?;
             Ok(0)
         }

@@ -250,6 +250,7 @@ fn up_process(p: &Process) -> Result<UpProcess> {
         log_max_files: Some(p.log_max_files),
         restart,
         watch,
+        oneshot: p.oneshot,
     })
 }
 

@@ -507,3 +507,30 @@ fn relative_runtime_and_state_dirs_work_from_anywhere() {
         b"hi\n"
     );
 }
+
+#[test]
+fn a_oneshot_run_is_marked_and_wait_success_tells_success_from_failure() {
+    let sb = Sandbox::new();
+    sb.ok(&["run", "--oneshot", "--name", "good", "true"]);
+    sb.ok(&["run", "--oneshot", "--name", "bad", "sh -c 'exit 3'"]);
+    let out = sb.ok(&["wait", "good", "--exit", "--success", "--timeout", "10"]);
+    assert_eq!(out, "exited with code 0\n");
+    let out = sb.run(&["wait", "bad", "--exit", "--success", "--timeout", "10"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.stdout, "exited with code 3\n");
+    assert!(
+        out.stderr
+            .contains("bad did not succeed: it exited with code 3"),
+        "{}",
+        out.stderr
+    );
+    // Without --success the exit is all that was asked about.
+    sb.ok(&["wait", "bad", "--exit", "--timeout", "10"]);
+    assert_eq!(sb.proc_status("good")["oneshot"], true);
+    sb.start("plain", "sleep 30");
+    assert!(sb.proc_status("plain").get("oneshot").is_none());
+    let err = sb.fails(&["run", "--oneshot", "--autorestart", "always", "true"], 64);
+    assert!(err.contains("--oneshot"), "{err}");
+    let err = sb.fails(&["wait", "good", "--success"], 64);
+    assert!(err.contains("--success goes with --exit"), "{err}");
+}

@@ -696,6 +696,7 @@ impl Daemon {
             depends_on,
             restart,
             watch,
+            oneshot,
             ..
         } = request
         else {
@@ -719,6 +720,7 @@ impl Daemon {
             depends_on,
             restart,
             watch,
+            oneshot,
         );
         serde_json::to_string(&fields).ok()
     }
@@ -739,10 +741,17 @@ impl Daemon {
             stop_timeout_ms,
             stop_signal,
             depends_on,
+            oneshot,
         } = request
         else {
             return Response::error("internal error: not a run request");
         };
+        if oneshot && restart.as_ref().is_some_and(|r| r.mode == "always") {
+            return Response::error(
+                "a one-shot step runs to completion, so it cannot be restarted always; \
+                 use on-failure to retry it until it succeeds",
+            );
+        }
         if self.shutting_down {
             return Response::error(
                 "the daemon is shutting down; run the command again once it has exited",
@@ -873,6 +882,7 @@ impl Daemon {
             depends_on,
             restart,
             definition,
+            oneshot,
         };
         match existing {
             Some(id) => {
