@@ -137,7 +137,7 @@ const EVENTS_USAGE: &str = "\
 usage: agent-procs events [--since SEQ] [--json]
 
 Print each state change of the session's processes as it happens: started,
-ready, exited, stopping, stopped, backoff, failed, watch_triggered. Each event
+ready, exited, stopping, stopped, restarting, backoff, failed, watch_triggered. Each event
 has a sequence number; --since SEQ first replays the events after SEQ that the
 daemon still holds (the last 1024), so a reader that reconnects misses nothing.
 Runs until interrupted or until the daemon exits.

@@ -319,7 +319,7 @@ pub enum Response {
     },
     /// New: one state change of a process, streamed to an `Events` client.
     /// `event` is one of `started`, `ready`, `exited`, `stopping`, `stopped`,
-    /// `backoff`, `failed`, `watch_triggered`, or `lost` (the client read too
+    /// `restarting`, `backoff`, `failed`, `watch_triggered`, or `lost` (the client read too
     /// slowly and `detail` says how many events it missed).
     Event {
         seq: u64,

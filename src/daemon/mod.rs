@@ -1284,6 +1284,7 @@ impl Daemon {
             p.sup.reset();
             p.sup.stop_reason = Some(supervise::Reason::Restarted);
         }
+        self.emit(id, Change::new("restarting").delay_ms(0).detail("manual"));
         let stopping = self.begin_stop(id, self.stop_timeout(id, None));
         if !stopping && let Some(p) = self.procs.get_mut(id) {
             // Not running: nothing ends with this reason; the next death is its own.
@@ -2140,6 +2141,7 @@ impl Daemon {
         let ran_for = p.started_wall.elapsed().unwrap_or_default();
         let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
         let name = p.name.clone();
+        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
         match decision {
             _ if shutting_down => {}
             supervise::Decision::Stay => {}
@@ -2161,9 +2163,15 @@ impl Daemon {
                     exit.describe(),
                     crate::timefmt::seconds(delay)
                 ));
+                // `backoff` when exponential backoff stretched the delay.
+                let kind = if base_delay.is_some_and(|base| delay > base) {
+                    "backoff"
+                } else {
+                    "restarting"
+                };
                 self.emit(
                     id,
-                    Change::new("backoff")
+                    Change::new(kind)
                         .exit(exit.code(), exit.signal_name())
                         .delay_ms(delay.as_millis() as u64)
                         .detail(format!("restart {attempt}")),
@@ -2298,6 +2306,10 @@ impl Daemon {
         p.sup.reset();
         let state = p.state.clone();
         self.emit(id, Change::new("watch_triggered"));
+        self.emit(
+            id,
+            Change::new("restarting").delay_ms(0).detail("file changed"),
+        );
         let sid = self.sid;
         let Some(p) = self.procs.get_mut(id) else {
             return;
