@@ -1,8 +1,7 @@
-//! `export`: a checked config turned into files for another supervisor, systemd
-//! units or a Procfile, so a stack can outgrow agent-procs without being rewritten.
-//! Pure: `export_cmd.rs` reads env files, resolves paths and writes the result.
-//! What a target cannot express becomes a comment and a warning; what it cannot
-//! carry is refused, naming the key.
+//! `export`: a checked config turned into systemd units or a Procfile. Pure:
+//! `export_cmd.rs` reads env files, resolves paths and writes the result. What a
+//! target cannot express becomes a comment and a warning; what it cannot carry is
+//! refused, naming the key.
 
 use crate::config::{self, Autorestart, Process, Ready};
 use serde::Serialize;

@@ -48,6 +48,8 @@ pub fn run(session: Option<&str>, args: ExportArgs) -> Result<i32> {
         .map(str::to_string)
         .or(config.session.clone())
         .unwrap_or_else(|| "default".into());
+    // It becomes part of file names; the config's own is checked when loaded.
+    crate::paths::check_session_name(&session)?;
     let chosen = up_cmd::select(&config, &args.only)?;
     let systemd = args.format == ExportFormat::Systemd;
     let mut processes = Vec::with_capacity(chosen.len());

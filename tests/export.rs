@@ -234,6 +234,25 @@ fn user_units_a_prefix_and_only_change_names_and_install_target() {
 
     let stderr = sb.fails(&["export", "systemd", "--only", "nope"], 2);
     assert!(stderr.contains("defines no process 'nope'"), "{stderr}");
+    // The session goes into file names, so it must be a valid one.
+    let stderr = sb.fails(&["--session", "../etc", "export", "systemd"], 1);
+    assert!(stderr.contains("invalid session name '../etc'"), "{stderr}");
+
+    // Written where the user's manager reads units, there is nothing to copy.
+    let config_home = sb.root.join("config");
+    let units = config_home.join("systemd/user");
+    let mut cmd = sb.command(&["export", "systemd", "--user", "--json", "--dir"]);
+    cmd.arg(&units).env("XDG_CONFIG_HOME", &config_home);
+    let out = run_bounded(cmd, CALL_LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        json(&out.stdout)["commands"],
+        serde_json::json!([
+            "systemctl --user daemon-reload",
+            "systemctl --user start agent-procs-shop.target"
+        ])
+    );
+    assert!(units.join("agent-procs-shop.target").is_file());
 }
 
 #[test]
