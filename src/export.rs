@@ -735,7 +735,10 @@ fn relative_dir(cwd: &Path, base: &Path) -> Result<Option<String>, String> {
     match cwd.strip_prefix(base) {
         Ok(rel) if rel.as_os_str().is_empty() => Ok(None),
         Ok(rel) if !rel.components().any(|c| c == Component::ParentDir) => {
-            Ok(Some(rel.to_string_lossy().into_owned()))
+            let rel = rel.to_string_lossy();
+            // `cd -x` would take it for an option.
+            let dot = if rel.starts_with('-') { "./" } else { "" };
+            Ok(Some(format!("{dot}{rel}")))
         }
         _ => Ok(Some(text.to_string())),
     }
@@ -1136,6 +1139,9 @@ api: cd backend && exec env DEBUG=true 'GREETING=it'\''s "fine"' HOST=127.0.0.1 
             text.contains("\napi: cd /srv/app/backend && exec env "),
             "{text}"
         );
+        let export = procfile_of("processes:\n  a: {cmd: x, cwd: -odd}\n", "/srv/app");
+        let text = &export.files[0].contents;
+        assert!(text.ends_with("\na: cd ./-odd && exec sh -c x\n"), "{text}");
     }
 
     #[test]
