@@ -52,39 +52,32 @@ pub fn run(session: Option<&str>, args: ExportArgs) -> Result<i32> {
     crate::paths::check_session_name(&session)?;
     let chosen = up_cmd::select(&config, &args.only)?;
     let systemd = args.format == ExportFormat::Systemd;
-    let mut processes = Vec::with_capacity(chosen.len());
+    let mut resolved = Vec::with_capacity(chosen.len());
     for def in chosen {
         let mut env: BTreeMap<String, String> = match &def.env_file {
             Some(file) => up_cmd::read_env_file(file)?.into_iter().collect(),
             None => BTreeMap::new(),
         };
         env.extend(def.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        processes.push((def, env));
+        let mut def = def.clone();
+        // WorkingDirectory= must be normalized: resolve `..` where the directory exists.
+        if systemd
+            && def.cwd.components().any(|c| c == Component::ParentDir)
+            && let Ok(real) = std::fs::canonicalize(&def.cwd)
+        {
+            def.cwd = real;
+        }
+        resolved.push((def, env));
     }
-    // WorkingDirectory= must be normalized; resolve `..` where the directory exists.
-    let resolved: Vec<_> = processes
-        .iter()
-        .map(|(def, _)| {
-            let mut def = (*def).clone();
-            if systemd
-                && def.cwd.components().any(|c| c == Component::ParentDir)
-                && let Ok(real) = std::fs::canonicalize(&def.cwd)
-            {
-                def.cwd = real;
-            }
-            def
-        })
-        .collect();
     let stack = Stack {
         session: &session,
         file: &config.file,
         proxy: config.proxy,
         processes: resolved
             .iter()
-            .zip(processes)
-            .map(|(def, (_, env))| Proc {
+            .map(|(def, env)| Proc {
                 def,
-                env,
+                env: env.clone(),
                 from_env_file: def.env_file.is_some(),
             })
             .collect(),
@@ -100,9 +93,6 @@ pub fn run(session: Option<&str>, args: ExportArgs) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| export::default_prefix(&session));
     let result = if systemd {
-        if let Err(why) = export::check_prefix(&prefix) {
-            return Err(Error::Failed(why));
-        }
         let opts = export::Systemd {
             prefix: &prefix,
             user: args.user,

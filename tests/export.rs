@@ -622,3 +622,31 @@ fn a_procfile_line_runs_what_up_runs() {
         )
     );
 }
+
+#[test]
+fn a_cwd_with_dot_dot_is_resolved_or_refused_for_systemd() {
+    let sb = sandbox_with("processes:\n  a: {cmd: x, cwd: backend/../backend}\n");
+    let out = sb.ok(&["export", "systemd"]);
+    let real = std::fs::canonicalize(sb.root.join("backend")).expect("resolving backend/");
+    assert!(
+        out.contains(&format!("\nWorkingDirectory={}\n", real.display())),
+        "{out}"
+    );
+    // A Procfile's cd takes it as it is, absolute since it leaves and comes back.
+    let out = sb.ok(&["export", "procfile"]);
+    let line = format!(
+        "\na: cd {}/backend/../backend && exec sh -c x\n",
+        sb.root.display()
+    );
+    assert!(out.contains(&line), "{out}");
+
+    write(
+        &sb.root.join("agent-procs.yaml"),
+        "processes:\n  a: {cmd: x, cwd: missing/../elsewhere}\n",
+    );
+    let stderr = sb.fails(&["export", "systemd"], 1);
+    assert!(
+        stderr.contains("processes.a.cwd: ") && stderr.contains("has a '..' component"),
+        "{stderr}"
+    );
+}
