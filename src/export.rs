@@ -635,19 +635,22 @@ fn procfile_line(p: &Proc<'_>, base: &Path) -> Result<(String, Vec<Warning>), Ve
         return Err(refusals);
     }
 
+    // Lines start with a program, never a shell builtin: foreman hands the line
+    // to a runner that execs its first word. The cd happens inside `sh -c`,
+    // before the command, so a failed cd runs nothing, as under agent-procs.
     let one_line = !def.cmd.chars().any(|c| c.is_control() && c != '\t');
     let line = if dir.is_none() && assignments.is_empty() && one_line {
         def.cmd.clone()
     } else {
+        let script = match &dir {
+            Some(dir) => format!("cd {} || exit; {}", sh_quote(dir), def.cmd),
+            None => def.cmd.clone(),
+        };
         let mut line = String::new();
-        if let Some(dir) = &dir {
-            let _ = write!(line, "cd {} && ", sh_quote(dir));
-        }
-        line.push_str("exec ");
         if !assignments.is_empty() {
             let _ = write!(line, "env {} ", assignments.join(" "));
         }
-        let _ = write!(line, "sh -c {}", sh_script(&def.cmd));
+        let _ = write!(line, "sh -c {}", sh_script(&script));
         line
     };
 
@@ -1124,7 +1127,7 @@ migrate: ./migrate up
 # api: depends_on (db, migrate) is not carried over: a Procfile starts every process at once
 # api: autorestart: on-failure is not carried over: honcho and foreman do not restart a process; they stop every process when one exits
 # api: stop_timeout is not carried over: the runner's own grace period applies
-api: cd backend && exec env DEBUG=true 'GREETING=it'\''s "fine"' HOST=127.0.0.1 PORT=8080 sh -c './api --port "$PORT" --rate 100%'
+api: env DEBUG=true 'GREETING=it'\''s "fine"' HOST=127.0.0.1 PORT=8080 sh -c 'cd backend || exit; ./api --port "$PORT" --rate 100%'
 "#;
         assert_eq!(export.files[0].contents, want);
         assert_eq!(export.warnings.len(), 7);
@@ -1132,16 +1135,19 @@ api: cd backend && exec env DEBUG=true 'GREETING=it'\''s "fine"' HOST=127.0.0.1 
         let export = procfile_of(STACK, "/elsewhere");
         let text = &export.files[0].contents;
         assert!(
-            text.contains("\ndb: cd /srv/app && exec sh -c 'postgres -D data'\n"),
+            text.contains("\ndb: sh -c 'cd /srv/app || exit; postgres -D data'\n"),
             "{text}"
         );
         assert!(
-            text.contains("\napi: cd /srv/app/backend && exec env "),
+            text.contains(" sh -c 'cd /srv/app/backend || exit; ./api --port "),
             "{text}"
         );
         let export = procfile_of("processes:\n  a: {cmd: x, cwd: -odd}\n", "/srv/app");
         let text = &export.files[0].contents;
-        assert!(text.ends_with("\na: cd ./-odd && exec sh -c x\n"), "{text}");
+        assert!(
+            text.ends_with("\na: sh -c 'cd ./-odd || exit; x'\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -635,7 +635,7 @@ fn a_cwd_with_dot_dot_is_resolved_or_refused_for_systemd() {
     // A Procfile's cd takes it as it is, absolute since it leaves and comes back.
     let out = sb.ok(&["export", "procfile"]);
     let line = format!(
-        "\na: cd {}/backend/../backend && exec sh -c x\n",
+        "\na: sh -c 'cd {}/backend/../backend || exit; x'\n",
         sb.root.display()
     );
     assert!(out.contains(&line), "{out}");
