@@ -33,6 +33,8 @@ commands:
   config check [--config PATH] [--json]
   config show [--config PATH] --json
                         validate agent-procs.yaml, or print it resolved as JSON
+  export systemd|procfile [--dir D [--force]] [--user] [--only N,...]
+                        write systemd units or a Procfile from agent-procs.yaml
   completions bash|zsh|fish     print a shell completion script
 
 global options:
@@ -271,6 +273,41 @@ options:
                   show prints nothing but JSON, so it needs --json
   --session NAME  session to use (default: default)";
 
+const EXPORT_USAGE: &str = "\
+usage: agent-procs export systemd [--user] [--prefix P] [--dir D [--force]]
+                                  [--only NAME,...] [--config PATH] [--json]
+       agent-procs export procfile [--dir D [--force]] [--only NAME,...]
+                                   [--config PATH] [--json]
+
+Turn agent-procs.yaml (the nearest one in the current directory or a parent, or
+PATH) into files for another supervisor, so the stack runs without agent-procs
+and without rewriting its definition. Nothing is started; no daemon is involved.
+
+systemd   one unit per process, PREFIX-NAME.service: After= and Requires= from
+          depends_on, Restart= from autorestart, Environment=, WorkingDirectory=,
+          KillSignal= and TimeoutStopSec=; ready: {exit: N} makes it Type=oneshot.
+          PREFIX.target wants them all. PREFIX is agent-procs-SESSION.
+procfile  a Procfile of NAME: COMMAND lines, for honcho, foreman or overmind
+
+Without --dir the files go to stdout, each after a `# file: NAME` line, and the
+commands to load and start them go to stderr. What the target cannot express
+(readiness checks, watch, the proxy, ...) is written as a comment and reported
+as a warning; a value it cannot carry is refused, naming the process and key.
+
+options:
+  --dir D         write the files into D (created if needed), mode 0644 (0600
+                  for files holding values from an env_file)
+  --force         replace files in D that exist with other contents
+  --user          systemd: units for systemctl --user (WantedBy=default.target
+                  instead of multi-user.target)
+  --prefix P      systemd: name the units P-NAME.service and P.target
+  --only NAME,... export only these (and what they depend on)
+  --config PATH   the config file to read instead of searching for agent-procs.yaml
+  --json          print {schema: 1, files: [{path, contents, mode}], warnings,
+                  commands} as JSON instead
+  --session NAME  session named in the units (default: the config's session,
+                  else default)";
+
 const COMPLETIONS_USAGE: &str = "\
 usage: agent-procs completions bash|zsh|fish
 
@@ -298,6 +335,7 @@ pub const COMMANDS: &[&str] = &[
     "down",
     "session",
     "config",
+    "export",
     "completions",
 ];
 
@@ -479,6 +517,21 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         takes_process: false,
     },
     CommandSpec {
+        name: "export",
+        about: "write systemd units or a Procfile from agent-procs.yaml",
+        subcommands: &["systemd", "procfile"],
+        flags: &[
+            ("dir", Takes::Path),
+            ("force", Takes::Nothing),
+            ("user", Takes::Nothing),
+            ("prefix", Takes::Word),
+            ("only", Takes::Word),
+            ("config", Takes::Path),
+            ("json", Takes::Nothing),
+        ],
+        takes_process: false,
+    },
+    CommandSpec {
         name: "completions",
         about: "print a shell completion script",
         subcommands: &["bash", "zsh", "fish"],
@@ -532,6 +585,7 @@ pub enum Command {
     SessionList,
     SessionClean,
     Config(ConfigArgs),
+    Export(ExportArgs),
     Completions(Shell),
     Help(&'static str),
     Version,
@@ -555,6 +609,29 @@ pub struct ConfigArgs {
     pub show: bool,
     pub path: Option<std::path::PathBuf>,
     pub json: bool,
+}
+
+/// `export systemd` or `export procfile`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportArgs {
+    pub format: ExportFormat,
+    pub config: Option<std::path::PathBuf>,
+    pub only: Vec<String>,
+    /// Write the files here instead of printing them.
+    pub dir: Option<std::path::PathBuf>,
+    /// Replace files in `dir` whose contents differ.
+    pub force: bool,
+    /// systemd: units for the user's manager.
+    pub user: bool,
+    /// systemd: the unit name stem instead of `agent-procs-SESSION`.
+    pub prefix: Option<String>,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExportFormat {
+    Systemd,
+    Procfile,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -821,6 +898,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         }
         "session" => parse_session(&mut p, &mut session)?,
         "config" => parse_config(&mut p, &mut session)?,
+        "export" => parse_export(&mut p, &mut session)?,
         "completions" => parse_completions(&mut p, &mut session)?,
         "help" => Command::Help(USAGE),
         "__daemon" => {
@@ -1295,20 +1373,7 @@ fn parse_up(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     let mut a = UpArgs::default();
     while let Some(arg) = p.next().map_err(with_usage(u))? {
         match arg {
-            Long("only") => {
-                let list = string(p.value().map_err(with_usage(u))?, "--only", u)?;
-                for name in list.split(',').map(str::trim) {
-                    if name.is_empty() {
-                        return Err(usage_error(
-                            format!("--only takes names separated by commas, not '{list}'"),
-                            u,
-                        ));
-                    }
-                    if !a.only.iter().any(|n| n == name) {
-                        a.only.push(name.to_string());
-                    }
-                }
-            }
+            Long("only") => only(p.value().map_err(with_usage(u))?, &mut a.only, u)?,
             Long("config") => {
                 a.config = Some(std::path::PathBuf::from(p.value().map_err(with_usage(u))?))
             }
@@ -1320,6 +1385,23 @@ fn parse_up(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
         }
     }
     Ok(Command::Up(a))
+}
+
+/// `--only a,b`: names added to `list` once each.
+fn only(value: OsString, list: &mut Vec<String>, usage: &'static str) -> Result<()> {
+    let text = string(value, "--only", usage)?;
+    for name in text.split(',').map(str::trim) {
+        if name.is_empty() {
+            return Err(usage_error(
+                format!("--only takes names separated by commas, not '{text}'"),
+                usage,
+            ));
+        }
+        if !list.iter().any(|n| n == name) {
+            list.push(name.to_string());
+        }
+    }
+    Ok(())
 }
 
 fn parse_session(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
@@ -1386,6 +1468,58 @@ fn parse_config(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command
         None => return Err(usage_error("config needs a subcommand: check or show", u)),
     };
     Ok(Command::Config(ConfigArgs { show, path, json }))
+}
+
+fn parse_export(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
+    let u = EXPORT_USAGE;
+    let mut format = None;
+    let mut a = ExportArgs {
+        format: ExportFormat::Systemd,
+        config: None,
+        only: Vec::new(),
+        dir: None,
+        force: false,
+        user: false,
+        prefix: None,
+        json: false,
+    };
+    while let Some(arg) = p.next().map_err(with_usage(u))? {
+        match arg {
+            Long("dir") => a.dir = Some(p.value().map_err(with_usage(u))?.into()),
+            Long("force") => a.force = true,
+            Long("user") => a.user = true,
+            Long("prefix") => {
+                a.prefix = Some(string(p.value().map_err(with_usage(u))?, "--prefix", u)?)
+            }
+            Long("only") => only(p.value().map_err(with_usage(u))?, &mut a.only, u)?,
+            Long("config") => a.config = Some(p.value().map_err(with_usage(u))?.into()),
+            Long("json") => a.json = true,
+            Value(v) if format.is_none() => format = Some(string(v, "the format", u)?),
+            _ => common(other(arg), p, session, u)?,
+        }
+    }
+    a.format = match format.as_deref() {
+        Some("systemd") => ExportFormat::Systemd,
+        Some("procfile") => ExportFormat::Procfile,
+        Some(other) => {
+            return Err(usage_error(
+                format!("unknown export format '{other}'; export writes systemd or procfile"),
+                u,
+            ));
+        }
+        None => return Err(usage_error("export needs a format: systemd or procfile", u)),
+    };
+    if a.format == ExportFormat::Procfile && (a.user || a.prefix.is_some()) {
+        let flag = if a.user { "--user" } else { "--prefix" };
+        return Err(usage_error(format!("{flag} goes with export systemd"), u));
+    }
+    if a.force && a.dir.is_none() {
+        return Err(usage_error("--force goes with --dir", u));
+    }
+    if let Some(prefix) = &a.prefix {
+        crate::export::check_prefix(prefix).map_err(|msg| usage_error(msg, u))?;
+    }
+    Ok(Command::Export(a))
 }
 
 #[cfg(test)]
@@ -1537,6 +1671,49 @@ mod tests {
             ("config show", "config show prints JSON only; add --json"),
             ("config up", "unknown config command 'up'"),
             ("config check extra", "unexpected argument 'extra'"),
+        ];
+        for (line, want) in cases {
+            match parse_str(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn export_takes_a_format_and_its_flags() {
+        let Command::Export(a) =
+            command("export systemd --user --prefix shop --dir out --force --only api,web --json")
+        else {
+            panic!()
+        };
+        assert_eq!(a.format, ExportFormat::Systemd);
+        assert!(a.user && a.force && a.json);
+        assert_eq!(a.prefix.as_deref(), Some("shop"));
+        assert_eq!(a.dir, Some("out".into()));
+        assert_eq!(a.only, ["api", "web"]);
+        let Command::Export(a) = command("export procfile --config x.yaml") else {
+            panic!()
+        };
+        assert_eq!(a.format, ExportFormat::Procfile);
+        assert_eq!(a.config, Some("x.yaml".into()));
+        let cases = [
+            ("export", "export needs a format: systemd or procfile"),
+            (
+                "export upstart",
+                "unknown export format 'upstart'; export writes systemd or procfile",
+            ),
+            ("export procfile --user", "--user goes with export systemd"),
+            (
+                "export procfile --prefix p",
+                "--prefix goes with export systemd",
+            ),
+            ("export systemd --force", "--force goes with --dir"),
+            (
+                "export systemd --prefix a@b",
+                "--prefix takes letters, digits, '.', '_' and '-', not starting with '.' or '-', not 'a@b'",
+            ),
+            ("export systemd procfile", "unexpected argument 'procfile'"),
         ];
         for (line, want) in cases {
             match parse_str(line) {
@@ -1712,6 +1889,7 @@ mod tests {
             DOWN_USAGE,
             SESSION_USAGE,
             CONFIG_USAGE,
+            EXPORT_USAGE,
             COMPLETIONS_USAGE,
         ];
         // The list above must name every usage constant of this file.

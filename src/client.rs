@@ -61,6 +61,10 @@ pub fn run(inv: Invocation) -> Result<i32> {
     // Commands that touch no session do not need a valid one.
     match inv.command {
         Command::Config(args) => return crate::config_cmd::run(args),
+        Command::Export(args) => {
+            let session = inv.session_given.then_some(inv.session.as_str());
+            return crate::export_cmd::run(session, args);
+        }
         Command::Completions(shell) => {
             print!("{}", crate::completions::script(shell));
             return Ok(0);
@@ -131,6 +135,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         Command::SessionList
         | Command::SessionClean
         | Command::Config(_)
+        | Command::Export(_)
         | Command::Completions(_)
         | Command::Help(_)
         | Command::Version

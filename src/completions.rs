@@ -355,7 +355,7 @@ mod tests {
 
     #[test]
     fn value_flags_form_case_patterns() {
-        assert_eq!(flags_taking(Takes::Path), ["--config", "--cwd"]);
+        assert_eq!(flags_taking(Takes::Path), ["--config", "--cwd", "--dir"]);
         let words = flags_taking(Takes::Word);
         assert!(words.iter().any(|f| f == "--timeout"));
         assert!(!words.iter().any(|f| f == "--json" || f == "--session"));

@@ -14,6 +14,8 @@ mod config;
 mod config_cmd;
 mod daemon;
 mod error;
+mod export;
+mod export_cmd;
 mod glob;
 mod logs;
 mod paths;

@@ -153,7 +153,7 @@ pub fn run(
 }
 
 /// The processes to start, in file order: all, or those named and what they need.
-fn select<'c>(config: &'c Config, only: &[String]) -> Result<Vec<&'c Process>> {
+pub fn select<'c>(config: &'c Config, only: &[String]) -> Result<Vec<&'c Process>> {
     if only.is_empty() {
         return Ok(config.processes.iter().collect());
     }
@@ -260,7 +260,7 @@ fn millis(d: Duration) -> u64 {
 
 /// `KEY=VALUE` lines; blank lines and `#` comments are skipped, `export ` is
 /// allowed, and one pair of matching quotes around the value is removed.
-fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
+pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))?;
     parse_env(&text)
         .map_err(|(line, why)| Error::Failed(format!("{}:{line}: {why}", path.display())))
