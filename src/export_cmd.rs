@@ -44,10 +44,12 @@ struct JsonExport<'a> {
 pub fn run(session: Option<&str>, args: ExportArgs) -> Result<i32> {
     let path = up_cmd::locate(args.config.clone())?;
     let config = up_cmd::load(&path)?;
-    let session = session
-        .map(str::to_string)
-        .or(config.session.clone())
-        .unwrap_or_else(|| "default".into());
+    let session = match (session, &config.session) {
+        (Some(given), _) => given.to_string(),
+        // `session: auto` names the worktree's session, as `up` does.
+        (None, Some(named)) => up_cmd::config_session(named, &path)?.0,
+        (None, None) => "default".into(),
+    };
     // It becomes part of file names; the config's own is checked when loaded.
     crate::paths::check_session_name(&session)?;
     let chosen = up_cmd::select(&config, &args.only)?;
