@@ -6,6 +6,7 @@ mod control;
 mod events;
 mod probes;
 mod procs;
+mod resources;
 mod signals;
 mod spawn;
 mod startup;
@@ -566,9 +567,18 @@ impl Daemon {
                 }
             }
             Request::Restart { target } => self.restart_request(client, &target),
-            Request::Status => {
+            Request::Status { target, resources } => {
                 let proxy_port = self.proxy.as_ref().map(|p| p.port());
-                let mut processes = self.procs.status(Instant::now(), proxy_port);
+                let mut processes = match &target {
+                    None => self.procs.status(Instant::now(), proxy_port),
+                    Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
+                        Some(p) => vec![p.info(Instant::now(), proxy_port)],
+                        None => {
+                            let response = self.not_found(t);
+                            return self.reply(client, &response);
+                        }
+                    },
+                };
                 if let Some(w) = &self.watcher {
                     for row in &mut processes {
                         if let Some(p) = self.procs.by_name(&row.name).and_then(|id| self.procs.get(id))
@@ -578,6 +588,9 @@ impl Daemon {
                             row.watched = Some(!p.sup.disabled);
                         }
                     }
+                }
+                if resources || target.is_some() {
+                    self.add_resources(&mut processes, target.is_some());
                 }
                 let notes = self.notes.clone();
                 self.reply(client, &Response::Status { processes, notes });
@@ -871,7 +884,16 @@ impl Daemon {
             restart,
             definition,
         };
-        match existing {
+        // 0.6 did not look; a taken port is a warning, not a refusal, because
+        // the holder may be about to go, or the command may not use PORT at all.
+        let taken = spec.port.and_then(|port| {
+            let old_group = existing
+                .and_then(|id| self.procs.get(id))
+                .map(|p| p.pgid)
+                .filter(|&g| g > 0);
+            self.port_taken(port, old_group)
+        });
+        let mut response = match existing {
             Some(id) => {
                 // Re-running an exited name replaces it, keeping its id; leftovers of
                 // its old process group belong to the run being replaced.
@@ -910,6 +932,8 @@ impl Daemon {
                     outputs: [None, None],
                     sup: supervise::Supervision::default(),
                     survivors: Vec::new(),
+                    cpu_sample: None,
+                    port_conflict: None,
                 };
                 self.procs.insert(proc);
                 if let Err(msg) = self.set_watch(id, watch) {
@@ -922,7 +946,12 @@ impl Daemon {
                 }
                 response
             }
+        };
+        if let (Some(taken), Response::RunOk { name, warning, .. }) = (taken, &mut response) {
+            self.note(&format!("{name}: warning: {taken}"));
+            *warning = Some(taken);
         }
+        response
     }
 
     fn procs_remove(&mut self, id: ProcId) {
@@ -1020,6 +1049,8 @@ impl Daemon {
         p.pgid = pid as i32;
         p.started_wall = SystemTime::now();
         p.start_ticks = state::start_ticks(pid);
+        p.port_conflict = None;
+        p.cpu_sample = None;
         p.state = State::Running {
             pid,
             since: Instant::now(),
@@ -1060,6 +1091,7 @@ impl Daemon {
             pid,
             port: spec.port,
             url,
+            warning: None,
         }
     }
 
@@ -1780,7 +1812,10 @@ impl Daemon {
         }
         let Some(p) = self.procs.get(id) else { return };
         let (name, outcome) = match &p.state {
-            State::Exited { exit } => (p.name.clone(), exit.describe()),
+            State::Exited { exit } => match &p.port_conflict {
+                Some(c) => (p.name.clone(), format!("{}; {c}", exit.describe())),
+                None => (p.name.clone(), exit.describe()),
+            },
             State::Failed { reason } => (p.name.clone(), reason.clone()),
             _ => return,
         };
@@ -1866,14 +1901,27 @@ impl Daemon {
             _ => {
                 p.state = State::Exited { exit };
                 let (name, pid) = (p.name.clone(), p.pid);
-                self.note(&format!("{name} exited ({})", exit.describe()));
+                // A server that died because its port was taken: say who has it.
+                let conflict = if exit.code() == Some(0) {
+                    None
+                } else {
+                    self.port_conflict(id)
+                };
+                let mut exited = Change::new("exited")
+                    .pid(pid)
+                    .exit(exit.code(), exit.signal_name());
+                match &conflict {
+                    Some(c) => {
+                        self.note(&format!("{name} exited ({}); {c}", exit.describe()));
+                        exited = exited.detail(c.clone());
+                    }
+                    None => self.note(&format!("{name} exited ({})", exit.describe())),
+                }
+                if let Some(p) = self.procs.get_mut(id) {
+                    p.port_conflict = conflict;
+                }
                 self.state_dirty = true;
-                self.emit(
-                    id,
-                    Change::new("exited")
-                        .pid(pid)
-                        .exit(exit.code(), exit.signal_name()),
-                );
+                self.emit(id, exited);
                 self.exited(id, exit);
             }
         }

@@ -83,6 +83,10 @@ pub struct Proc {
     pub sup: super::supervise::Supervision,
     /// What outlived the last stop outside the process group.
     pub survivors: Vec<super::survivors::Survivor>,
+    /// The last CPU reading of a `status` that asked for resources.
+    pub cpu_sample: Option<super::resources::CpuSample>,
+    /// Who held the port when the last run died saying its address was in use.
+    pub port_conflict: Option<String>,
 }
 
 impl Proc {
@@ -177,6 +181,8 @@ impl Proc {
             next_restart_in_ms,
             crashes_last_minute: Some(self.sup.crashes_last_minute(now)),
             survivors: self.survivors_alive(),
+            port_conflict: self.port_conflict.clone(),
+            ..ProcessInfo::default()
         }
     }
 }

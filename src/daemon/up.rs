@@ -443,7 +443,10 @@ impl Daemon {
                     self.up_fail(run, &name, reason)
                 }
                 _ => {
-                    let reason = format!("{} before it was ready", exited(exit));
+                    let mut reason = format!("{} before it was ready", exited(exit));
+                    if let Some(c) = self.procs.get(id).and_then(|p| p.port_conflict.as_ref()) {
+                        reason.push_str(&format!("; {c}"));
+                    }
                     self.up_fail(run, &name, reason)
                 }
             }
@@ -490,6 +493,12 @@ impl Daemon {
         };
         if let Some(why) = why {
             reason.push_str(&format!(" (last try: {why})"));
+        }
+        // Still running, but its output may say why it never got ready.
+        if let Phase::Checking(id) = e.phase
+            && let Some(c) = self.port_conflict(id)
+        {
+            reason.push_str(&format!("; {c}"));
         }
         self.up_fail(run, &name, reason);
     }
