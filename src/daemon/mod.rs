@@ -1384,7 +1384,7 @@ impl Daemon {
                 let message = format!(
                     "{} has exited ({}) and its output never matched '{}'",
                     p.name,
-                    status.describe(),
+                    p.outcome(*status),
                     until.unwrap_or_default()
                 );
                 return self.reply(client, &Response::error(message));
@@ -1423,7 +1423,7 @@ impl Daemon {
         let Some(p) = self.procs.get(id) else { return };
         if !matches!(p.state, State::Running { .. }) {
             let why = match &p.state {
-                State::Exited { exit } => format!("it exited ({})", exit.describe()),
+                State::Exited { exit } => format!("it exited ({})", p.outcome(*exit)),
                 State::Failed { reason } => reason.clone(),
                 State::Backoff { .. } => "it is waiting to be restarted".to_string(),
                 _ => "it is stopping".to_string(),
@@ -1812,10 +1812,7 @@ impl Daemon {
         }
         let Some(p) = self.procs.get(id) else { return };
         let (name, outcome) = match &p.state {
-            State::Exited { exit } => match &p.port_conflict {
-                Some(c) => (p.name.clone(), format!("{}; {c}", exit.describe())),
-                None => (p.name.clone(), exit.describe()),
-            },
+            State::Exited { exit } => (p.name.clone(), p.outcome(*exit)),
             State::Failed { reason } => (p.name.clone(), reason.clone()),
             _ => return,
         };
@@ -1982,9 +1979,12 @@ impl Daemon {
         self.supervise_exit(id, exit);
         for wait in self.waits.take_probes(id) {
             let name = self.proc_name(id);
+            let outcome = self
+                .procs
+                .get(id)
+                .map_or_else(|| exit.describe(), |p| p.outcome(exit));
             let message = format!(
-                "{name} has exited ({}) before {} was ready",
-                exit.describe(),
+                "{name} has exited ({outcome}) before {} was ready",
                 wait.pattern_text
             );
             self.reply_later(wait.client, &Response::error(message));

@@ -101,6 +101,15 @@ impl Proc {
             .all(|o| o.as_ref().is_none_or(|o| o.pipe.is_none()))
     }
 
+    /// How the last run ended, for messages: `exit code 1`, followed by who
+    /// held its port when it died saying its address was in use.
+    pub fn outcome(&self, exit: Exit) -> String {
+        match &self.port_conflict {
+            Some(conflict) => format!("{}; {conflict}", exit.describe()),
+            None => exit.describe(),
+        }
+    }
+
     /// The URL of the process: through the proxy when it listens on `proxy_port`.
     pub fn url(&self, proxy_port: Option<u16>) -> Option<String> {
         let port = self.spec.port?;
