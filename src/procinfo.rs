@@ -90,11 +90,34 @@ pub fn listeners() -> Vec<Listener> {
     let mut found = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         // A kernel without IPv6 has no tcp6: nothing listens there.
-        if let Ok(text) = std::fs::read_to_string(table) {
+        if let Some(text) = read_table(table) {
             found.extend(text.lines().filter_map(parse_tcp_line));
         }
     }
     found
+}
+
+/// A /proc/net table in as few reads as it takes: each read(2) of these
+/// files walks the kernel's socket hash from the start (about 1.5 ms on a
+/// big one), and `read_to_string` would begin with 32-byte reads.
+fn read_table(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut bytes = vec![0u8; 256 * 1024];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+    bytes.truncate(len);
+    String::from_utf8(bytes).ok()
 }
 
 /// The fields of `/proc/PID/stat` that we use.
@@ -180,21 +203,50 @@ pub fn socket_inodes(pid: i32) -> Vec<u64> {
         .collect()
 }
 
-/// Our processes grouped by process group, for the groups in `pgids` only:
-/// one pass over /proc, however many groups are asked about.
-pub fn group_members(pgids: &[i32]) -> HashMap<i32, Vec<Stat>> {
+/// Our processes grouped by process group, for the groups in `pgids` only,
+/// found by walking down from `roots` (the leaders, and the daemon's other
+/// children: orphans re-parented to it). Only members are descended into, so
+/// the cost follows the size of the groups, not the number of processes on
+/// the machine. A process that is not ours is neither read nor descended into.
+pub fn group_members(roots: &[i32], pgids: &[i32]) -> HashMap<i32, Vec<Stat>> {
     let mut groups: HashMap<i32, Vec<Stat>> = HashMap::new();
     if pgids.is_empty() {
         return groups;
     }
-    for pid in own_pids() {
-        if let Some(stat) = read_stat(pid)
-            && pgids.contains(&stat.pgid)
-        {
+    let me = crate::sys::euid();
+    let mut queue: Vec<i32> = roots.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(pid) = queue.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        let ours = std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == me);
+        let Some(stat) = read_stat(pid).filter(|_| ours) else {
+            continue; // gone meanwhile, or another user's (a setuid program)
+        };
+        if pgids.contains(&stat.pgid) {
             groups.entry(stat.pgid).or_default().push(stat);
+            queue.extend(children(pid));
         }
     }
     groups
+}
+
+/// The children of `pid`, from each of its threads' `children` file.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut kids = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            kids.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    kids
 }
 
 /// What a process group uses right now.
@@ -203,12 +255,12 @@ pub struct Usage {
     pub processes: u32,
     pub rss_bytes: u64,
     pub cpu_ticks: u64,
-    /// Listening addresses, sorted, without repeats.
-    pub listening: Vec<String>,
+    /// The inodes of the sockets its members have open.
+    pub sockets: Vec<u64>,
 }
 
-/// Sum the usage of `members` and find which of `listeners` they hold.
-pub fn usage(members: &[Stat], listeners: &[Listener]) -> Usage {
+/// Sum the usage of `members` and collect their sockets.
+pub fn usage(members: &[Stat]) -> Usage {
     let mut usage = Usage {
         processes: members.len() as u32,
         ..Usage::default()
@@ -216,17 +268,22 @@ pub fn usage(members: &[Stat], listeners: &[Listener]) -> Usage {
     for m in members {
         usage.rss_bytes += rss_bytes(m.pid).unwrap_or(0);
         usage.cpu_ticks += m.cpu_ticks;
-        if !listeners.is_empty() {
-            for inode in socket_inodes(m.pid) {
-                if let Some(l) = listeners.iter().find(|l| l.inode == inode) {
-                    usage.listening.push(l.address());
-                }
-            }
-        }
+        usage.sockets.extend(socket_inodes(m.pid));
     }
-    usage.listening.sort_unstable();
-    usage.listening.dedup();
     usage
+}
+
+/// The addresses of `listeners` whose socket is one of `sockets`: sorted,
+/// without repeats.
+pub fn listening(sockets: &[u64], listeners: &[Listener]) -> Vec<String> {
+    let mut found: Vec<String> = listeners
+        .iter()
+        .filter(|l| sockets.contains(&l.inode))
+        .map(Listener::address)
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
 }
 
 /// A listening socket on a port, and the process that holds it when we can see it.
@@ -396,8 +453,21 @@ mod tests {
         assert_eq!(stat.pid, me);
         assert!(rss_bytes(me).is_some_and(|b| b > 0));
         assert!(own_pids().contains(&me));
-        let groups = group_members(&[stat.pgid]);
+        let groups = group_members(&[me], &[stat.pgid]);
         assert!(groups[&stat.pgid].iter().any(|s| s.pid == me));
+        // A child in our group is found below us; another group is not read.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let groups = group_members(&[me], &[stat.pgid]);
+        let found = groups[&stat.pgid]
+            .iter()
+            .any(|s| s.pid == child.id() as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found, "{groups:?}");
+        assert!(group_members(&[me], &[-5]).is_empty());
     }
 
     #[test]
@@ -413,8 +483,11 @@ mod tests {
         );
         let stat = read_stat(me).unwrap();
         assert!(holders(port, Some(stat.pgid)).is_empty());
-        let used = usage(&[stat], &listeners());
-        assert!(used.listening.contains(&want), "{used:?}");
+        let used = usage(&[stat]);
+        assert!(
+            listening(&used.sockets, &listeners()).contains(&want),
+            "{used:?}"
+        );
         assert_eq!(used.processes, 1);
     }
 

@@ -40,16 +40,28 @@ impl Daemon {
             })
             .collect();
         let pgids: Vec<i32> = live.iter().map(|&(_, _, g)| g).collect();
-        let groups = procinfo::group_members(&pgids);
-        let listeners = if groups.is_empty() {
-            Vec::new()
-        } else {
+        // Down from each leader, and from the daemon's children that lead
+        // nothing (members whose parent died are re-parented to us).
+        let mut roots: Vec<i32> = procinfo::children(std::process::id() as i32)
+            .into_iter()
+            .filter(|&pid| !self.procs.is_leader(pid))
+            .collect();
+        roots.extend(&pgids);
+        let groups = procinfo::group_members(&roots, &pgids);
+        let used: Vec<procinfo::Usage> = live
+            .iter()
+            .map(|(_, _, pgid)| {
+                procinfo::usage(groups.get(pgid).map(Vec::as_slice).unwrap_or_default())
+            })
+            .collect();
+        // The TCP tables cost a few ms to read: only when some group has a socket.
+        let listeners = if used.iter().any(|u| !u.sockets.is_empty()) {
             procinfo::listeners()
+        } else {
+            Vec::new()
         };
         let hz = crate::sys::clock_ticks() as f64;
-        for (i, id, pgid) in live {
-            let members = groups.get(&pgid).map(Vec::as_slice).unwrap_or_default();
-            let used = procinfo::usage(members, &listeners);
+        for ((i, id, pgid), used) in live.into_iter().zip(used) {
             let Some(p) = self.procs.get_mut(id) else {
                 continue;
             };
@@ -81,7 +93,7 @@ impl Daemon {
             row.process_count = Some(used.processes);
             row.rss_bytes = Some(used.rss_bytes);
             row.cpu_percent = Some(percent);
-            row.listening = Some(used.listening);
+            row.listening = Some(procinfo::listening(&used.sockets, &listeners));
         }
         if full {
             for row in rows.iter_mut() {
