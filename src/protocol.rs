@@ -311,6 +311,9 @@ pub enum Response {
         pid: u32,
         #[serde(default)]
         url: Option<String>,
+        /// New: as `RunOk`'s, for `started` and `restarted`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
     },
     /// New: `up` failed because of this process; the others keep running.
     UpFailed {
@@ -729,6 +732,7 @@ impl<'de> Deserialize<'de> for Response {
                 id: required(r.id, "id")?,
                 pid: required(r.pid, "pid")?,
                 url: r.url,
+                warning: r.warning,
             },
             "UpFailed" => Response::UpFailed {
                 name: required(r.name, "name")?,
@@ -1109,6 +1113,7 @@ mod tests {
                     id: "p2".into(),
                     pid: 99,
                     url: Some("http://127.0.0.1:5432".into()),
+                    warning: Some("port 5432 is already in use".into()),
                 },
                 &["event", "name", "id", "pid"],
             ),

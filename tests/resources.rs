@@ -257,6 +257,10 @@ fn up_whose_server_dies_with_eaddrinuse_names_the_holder() {
         ),
     );
     let err = sb.fails(&["up", "--timeout", "30"], 1);
+    let warned = format!(
+        "agent-procs: warning: web: port {port} is already in use: 127.0.0.1:{port} is held by pid {holder} ("
+    );
+    assert!(err.contains(&warned), "{err}");
     let expected = format!(
         "up failed: web exited with code 1 before it was ready; port {port} is already in use: \
          127.0.0.1:{port} is held by pid {holder} ("

@@ -326,12 +326,15 @@ impl Daemon {
         let request = run_request(&up.entries[i].def, up.base_env.clone());
         let name = up.entries[i].def.name.clone();
         match self.run_process(request) {
-            Response::RunOk { .. } => {
+            Response::RunOk { warning, .. } => {
                 let Some(id) = self.procs.by_name(&name) else {
                     return;
                 };
                 if let Some(p) = self.procs.get(id) {
-                    let progress = progress(event, p, self.proxy.as_ref().map(|x| x.port()));
+                    let mut progress = progress(event, p, self.proxy.as_ref().map(|x| x.port()));
+                    if let Response::UpProgress { warning: w, .. } = &mut progress {
+                        *w = warning;
+                    }
                     self.up_send(run, &progress);
                 }
                 self.up_check(run, i, id, true);
@@ -572,6 +575,7 @@ fn progress(event: &str, p: &super::procs::Proc, proxy_port: Option<u16>) -> Res
         id: format!("p{}", p.id),
         pid: p.pid,
         url: p.url(proxy_port),
+        warning: None,
     }
 }
 
