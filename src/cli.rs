@@ -59,7 +59,8 @@ options:
   --name N        name of the process (default: its id, p1, p2, ...)
   --cwd DIR       working directory (default: the current directory)
   --env K=V       set a variable in the process's environment (repeatable)
-  --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1
+  --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1;
+                  if something listens there already, a warning names its pid
   --proxy         serve it at http://N.localhost:PORT through the session's reverse
                   proxy (127.0.0.1, first free port from 9090); without --port the
                   process gets a free port from 4000-4999
