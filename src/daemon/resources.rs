@@ -26,8 +26,9 @@ const MIN_CPU_WINDOW: Duration = Duration::from_millis(250);
 const CONFLICT_LINES: usize = 20;
 
 impl Daemon {
-    /// Fill in the /proc fields of `rows` (the live ones): one pass over /proc
-    /// for all their groups, the listening sockets read once.
+    /// Fill in the /proc fields of `rows` (the live ones): members found from
+    /// the leaders down, the TCP tables read at most once; with `full`, also
+    /// what `status NAME` shows.
     pub(super) fn add_resources(&mut self, rows: &mut [ProcessInfo], full: bool) {
         let now = Instant::now();
         let live: Vec<(usize, ProcId, i32)> = rows
@@ -65,29 +66,13 @@ impl Daemon {
             let Some(p) = self.procs.get_mut(id) else {
                 continue;
             };
-            let since = match p.state {
+            let started = match p.state {
                 State::Running { since, .. } | State::Stopping { since, .. } => since,
                 _ => now,
             };
-            let percent = match p.cpu_sample {
-                Some(s) if s.pgid == pgid && now.duration_since(s.at) < MIN_CPU_WINDOW => s.percent,
-                Some(s) if s.pgid == pgid => {
-                    rate(used.cpu_ticks.saturating_sub(s.ticks), hz, now - s.at)
-                }
-                // The first reading of this run: the average since it started.
-                _ => rate(used.cpu_ticks, hz, now.saturating_duration_since(since)),
-            };
-            let keep_baseline = p
-                .cpu_sample
-                .is_some_and(|s| s.pgid == pgid && now.duration_since(s.at) < MIN_CPU_WINDOW);
-            if !keep_baseline {
-                p.cpu_sample = Some(CpuSample {
-                    pgid,
-                    ticks: used.cpu_ticks,
-                    at: now,
-                    percent,
-                });
-            }
+            let sample = cpu_reading(p.cpu_sample, pgid, used.cpu_ticks, now, started, hz);
+            p.cpu_sample = Some(sample);
+            let percent = sample.percent;
             let row = &mut rows[i];
             row.pgid = Some(pgid);
             row.process_count = Some(used.processes);
@@ -264,6 +249,37 @@ impl Daemon {
     }
 }
 
+/// The reading to report and keep for a group that has used `ticks` clock
+/// ticks by `now`: measured against the previous reading of the same run, or
+/// since `started` for the first; a previous reading too recent to measure
+/// against is kept, with its figure.
+fn cpu_reading(
+    prev: Option<CpuSample>,
+    pgid: i32,
+    ticks: u64,
+    now: Instant,
+    started: Instant,
+    hz: f64,
+) -> CpuSample {
+    let percent = match prev {
+        Some(s) if s.pgid == pgid && now.saturating_duration_since(s.at) < MIN_CPU_WINDOW => {
+            return s;
+        }
+        Some(s) if s.pgid == pgid => rate(
+            ticks.saturating_sub(s.ticks),
+            hz,
+            now.saturating_duration_since(s.at),
+        ),
+        _ => rate(ticks, hz, now.saturating_duration_since(started)),
+    };
+    CpuSample {
+        pgid,
+        ticks,
+        at: now,
+        percent,
+    }
+}
+
 /// Percent of one CPU: `ticks` clock ticks over `span`.
 fn rate(ticks: u64, hz: f64, span: Duration) -> f64 {
     let secs = span.as_secs_f64();
@@ -284,5 +300,29 @@ mod tests {
         assert_eq!(rate(200, 100.0, Duration::from_secs(1)), 200.0);
         assert_eq!(rate(1, 100.0, Duration::from_secs(3)), 0.3);
         assert_eq!(rate(5, 100.0, Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn cpu_is_measured_since_the_previous_reading_of_the_run() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // First reading: 50 ticks in the 1 s since start.
+        let first = cpu_reading(None, 7, 50, at(1000), t0, 100.0);
+        assert_eq!(first.percent, 50.0);
+        // 100 ms later is too soon to measure: the same figure and baseline.
+        let soon = cpu_reading(Some(first), 7, 60, at(1100), t0, 100.0);
+        assert_eq!((soon.percent, soon.ticks), (50.0, 50));
+        // 2 s after the first, 20 more ticks: 10%.
+        let later = cpu_reading(Some(first), 7, 70, at(3000), t0, 100.0);
+        assert_eq!((later.percent, later.ticks), (10.0, 70));
+        // A new run (another group) starts over; a dead member never goes negative.
+        assert_eq!(
+            cpu_reading(Some(later), 8, 3, at(3000), at(2000), 100.0).percent,
+            3.0
+        );
+        assert_eq!(
+            cpu_reading(Some(later), 7, 10, at(4000), t0, 100.0).percent,
+            0.0
+        );
     }
 }
