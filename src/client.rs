@@ -504,6 +504,9 @@ fn status(
         eprintln!("agent-procs: note: {note}");
     }
     for p in &processes {
+        if let Some(conflict) = &p.port_conflict {
+            eprintln!("agent-procs: note: {} could not listen: {conflict}", p.name);
+        }
         if let Some(survivors) = &p.survivors {
             let list: Vec<String> = survivors
                 .iter()

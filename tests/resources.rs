@@ -202,6 +202,15 @@ fn a_run_on_a_held_port_is_warned_with_the_holder_and_its_death_explained() {
         conflict.starts_with(&expected) && conflict.ends_with("session web, process api)"),
         "{second}"
     );
+    // Plain status says it too, on stderr, so the table keeps its shape.
+    let out = sb.run(&["status"]);
+    assert!(
+        out.stderr.contains(&format!(
+            "agent-procs: note: second could not listen: {expected}"
+        )),
+        "{}",
+        out.stderr
+    );
     let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
     assert!(
         log.contains(&format!("second exited (exit code 1); {expected}")),
