@@ -17,7 +17,8 @@ commands:
   stop NAME|ID [--timeout S]    stop a process and its whole process group
   stop-all [--timeout S]        stop every process of the session
   restart NAME|ID               stop, then start again with the same settings
-  status [--json]               list processes and their states
+  status [NAME] [--resources] [--json]
+                        list processes and their states; one in full with NAME
   events [--since SEQ] [--json] stream state changes as they happen
   logs NAME [--tail N] [--stderr] [--follow]
   logs --all [--tail N] [--stderr] [--follow]
@@ -61,7 +62,8 @@ options:
   --name N        name of the process (default: its id, p1, p2, ...)
   --cwd DIR       working directory (default: the current directory)
   --env K=V       set a variable in the process's environment (repeatable)
-  --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1
+  --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1;
+                  if something listens there already, a warning names its pid
   --proxy         serve it at http://N.localhost:PORT through the session's reverse
                   proxy (127.0.0.1, first free port from 9090); without --port the
                   process gets a free port from 4000-4999
@@ -127,12 +129,20 @@ options:
   --session NAME  session to use (default: default)";
 
 const STATUS_USAGE: &str = "\
-usage: agent-procs status [--json]
+usage: agent-procs status [NAME] [--resources] [--json]
 
 List the session's processes with their pid, state, exit code and uptime.
+With NAME, show that one process in full: command, cwd, the names of the
+variables set for it (never their values), port and listening addresses,
+process group, memory, CPU, the last exits and its log files.
 
 options:
+  -r, --resources add what each process group uses, read from /proc now:
+                  PROCS (processes in the group), RSS (summed resident
+                  memory), CPU (% of one CPU since the previous reading, or
+                  since start) and LISTEN (TCP addresses it listens on)
   --json          print a JSON array of processes instead of a table
+                  (with NAME, one object)
   --session NAME  session to use (default: default)";
 
 const EVENTS_USAGE: &str = "\
@@ -425,8 +435,8 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         name: "status",
         about: "list processes and their states",
         subcommands: &[],
-        flags: &[("json", Takes::Nothing)],
-        takes_process: false,
+        flags: &[("resources", Takes::Nothing), ("json", Takes::Nothing)],
+        takes_process: true,
     },
     CommandSpec {
         name: "events",
@@ -570,6 +580,10 @@ pub enum Command {
     },
     Status {
         json: bool,
+        /// One process in full.
+        target: Option<String>,
+        /// Add group size, memory, CPU and listening ports.
+        resources: bool,
     },
     Events {
         since: Option<u64>,
@@ -856,14 +870,23 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             target: parse_target_only(&mut p, &mut session, RESTART_USAGE)?,
         },
         "status" => {
-            let mut json = false;
-            while let Some(arg) = p.next().map_err(with_usage(STATUS_USAGE))? {
+            let (mut json, mut target, mut resources) = (false, None, false);
+            let u = STATUS_USAGE;
+            while let Some(arg) = p.next().map_err(with_usage(u))? {
                 match arg {
                     Long("json") => json = true,
-                    _ => common(other(arg), &mut p, &mut session, STATUS_USAGE)?,
+                    Long("resources") | Short('r') => resources = true,
+                    Value(v) if target.is_none() => {
+                        target = Some(string(v, "the process name", u)?)
+                    }
+                    _ => common(other(arg), &mut p, &mut session, u)?,
                 }
             }
-            Command::Status { json }
+            Command::Status {
+                json,
+                target,
+                resources,
+            }
         }
         "events" => {
             let (mut since, mut json) = (None, false);

@@ -126,7 +126,11 @@ pub fn run(inv: Invocation) -> Result<i32> {
             let response = conn.ask(&Request::Restart { target }, Duration::from_secs(10))?;
             say_started(out, "restarted ", false, response)
         }
-        Command::Status { json } => status(&paths, json),
+        Command::Status {
+            json,
+            target,
+            resources,
+        } => status(&paths, json, target, resources),
         Command::Events { since, json } => events(&paths, since, json),
         Command::Logs(args) if args.follow => follow_logs(&paths, args),
         Command::Logs(args) => print_logs(&paths, &args),
@@ -404,15 +408,24 @@ fn say_started(out: Output, verb: &str, show_url: bool, response: Response) -> R
         pid,
         port,
         url,
+        warning,
     } = response
     else {
         return unexpected(response);
     };
+    // On stderr, so the line and the JSON stay as scripts parse them.
+    if let Some(w) = &warning {
+        eprintln!("agent-procs: warning: {w}");
+    }
     let text = match (&url, show_url) {
         (Some(url), true) => format!("{verb}{name} (id: {id}, pid: {pid}, {url})"),
         _ => format!("{verb}{name} (id: {id}, pid: {pid})"),
     };
-    let json = serde_json::json!({"name": name, "id": id, "pid": pid, "port": port, "url": url});
+    let mut json =
+        serde_json::json!({"name": name, "id": id, "pid": pid, "port": port, "url": url});
+    if let (Some(w), Some(object)) = (warning, json.as_object_mut()) {
+        object.insert("warning".into(), w.into());
+    }
     out.say(&text, json)?;
     Ok(0)
 }
@@ -447,15 +460,43 @@ fn print_message(
     }
 }
 
-fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
+/// The `status` request of 0.6: every process, no /proc readings.
+fn plain_status() -> Request {
+    Request::Status {
+        target: None,
+        resources: false,
+    }
+}
+
+fn status(
+    paths: &SessionPaths,
+    json: bool,
+    target: Option<String>,
+    resources: bool,
+) -> Result<i32> {
     let mut conn = Conn::open(paths, false)?;
-    let Response::Status {
-        mut processes,
-        notes,
-    } = conn.ask(&Request::Status, Duration::from_secs(10))?
-    else {
-        return Err(Error::Failed("unexpected reply to status".into()));
+    let one = target.is_some();
+    let request = Request::Status { target, resources };
+    let (mut processes, notes) = match conn.ask(&request, Duration::from_secs(10))? {
+        Response::Status { processes, notes } => (processes, notes),
+        other => return unexpected(other),
     };
+    if one {
+        let Some(mut p) = processes.pop() else {
+            return Err(Error::Failed("unexpected reply to status".into()));
+        };
+        let text = if json {
+            p.schema = Some(1);
+            let mut text =
+                serde_json::to_string_pretty(&p).map_err(|e| Error::Failed(e.to_string()))?;
+            text.push('\n');
+            text
+        } else {
+            status_detail(&p)
+        };
+        write_stdout(text.as_bytes())?;
+        return Ok(0);
+    }
     let text = if json {
         for row in &mut processes {
             row.schema = Some(1);
@@ -465,7 +506,7 @@ fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
         text.push('\n');
         text
     } else {
-        status_table(&processes)
+        status_table(&processes, resources)
     };
     write_stdout(text.as_bytes())?;
     // On stderr, so the table and the JSON stay as scripts parse them.
@@ -473,6 +514,9 @@ fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
         eprintln!("agent-procs: note: {note}");
     }
     for p in &processes {
+        if let Some(conflict) = &p.port_conflict {
+            eprintln!("agent-procs: note: {} could not listen: {conflict}", p.name);
+        }
         if let Some(survivors) = &p.survivors {
             let list: Vec<String> = survivors
                 .iter()
@@ -565,8 +609,9 @@ fn event_text(event: &Response) -> String {
     text
 }
 
-/// The table of 0.6: NAME PID STATE EXIT [URL] UPTIME.
-pub fn status_table(processes: &[ProcessInfo]) -> String {
+/// The table of 0.6: NAME PID STATE EXIT [URL] UPTIME; with `resources`,
+/// PROCS RSS CPU LISTEN after it, so the 0.6 columns stay where they were.
+pub fn status_table(processes: &[ProcessInfo], resources: bool) -> String {
     let has_urls = processes.iter().any(|p| p.url.is_some());
     // 0.6's columns; RESTARTS only when some process has a policy.
     let has_restarts = processes
@@ -598,7 +643,11 @@ pub fn status_table(processes: &[ProcessInfo]) -> String {
     if has_urls {
         let _ = write!(out, " {:<30}", "URL");
     }
-    out.push_str(" UPTIME\n");
+    if resources {
+        out.push_str(" UPTIME   PROCS RSS      CPU    LISTEN\n");
+    } else {
+        out.push_str(" UPTIME\n");
+    }
     for p in processes {
         let state = if p.state == "failed" {
             "FAILED"
@@ -627,7 +676,143 @@ pub fn status_table(processes: &[ProcessInfo]) -> String {
             let _ = write!(out, " {:<30}", p.url.as_deref().unwrap_or("-"));
         }
         let uptime = p.uptime_secs.map_or("-".to_string(), format_uptime);
-        let _ = writeln!(out, " {uptime}");
+        if resources {
+            let procs = p.process_count.map_or("-".into(), |n| n.to_string());
+            let rss = p.rss_bytes.map_or("-".into(), format_bytes);
+            let cpu = p.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%"));
+            let listen = match &p.listening {
+                Some(l) if !l.is_empty() => l.join(","),
+                _ => "-".into(),
+            };
+            let _ = writeln!(out, " {uptime:<8} {procs:<5} {rss:<8} {cpu:<6} {listen}");
+        } else {
+            let _ = writeln!(out, " {uptime}");
+        }
+    }
+    out
+}
+
+/// `812K`, `23.4M`, `1.2G`: resident memory, as ps and top print it.
+fn format_bytes(bytes: u64) -> String {
+    const K: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < K * K {
+        format!("{}K", (b / K).round() as u64)
+    } else if b < K * K * K {
+        format!("{:.1}M", b / K / K)
+    } else {
+        format!("{:.1}G", b / K / K / K)
+    }
+}
+
+/// `status NAME`: one process in full, a field per line.
+fn status_detail(p: &ProcessInfo) -> String {
+    let mut out = String::new();
+    let mut field = |key: &str, value: &str| {
+        let mut lines = value.lines();
+        let _ = writeln!(out, "{key:<14}{}", lines.next().unwrap_or(""));
+        for line in lines {
+            let _ = writeln!(out, "{:<14}{line}", "");
+        }
+    };
+    field("name", &format!("{} ({})", p.name, p.id));
+    let mut state = p.state.clone();
+    match (&p.exit_code, &p.exit_signal) {
+        (Some(code), _) => state.push_str(&format!(", exit code {code}")),
+        (None, Some(sig)) => state.push_str(&format!(", killed by {sig}")),
+        _ => {}
+    }
+    if let Some(ms) = p.next_restart_in_ms {
+        state.push_str(&format!(
+            ", restarting in {}",
+            crate::timefmt::seconds(Duration::from_millis(ms))
+        ));
+    }
+    field("state", &state);
+    if p.pid != 0 {
+        let mut pid = format!("{}", p.pid);
+        if let Some(g) = p.pgid {
+            pid.push_str(&format!(", process group {g}"));
+        }
+        if let Some(n) = p.process_count {
+            let s = if n == 1 { "" } else { "es" };
+            pid.push_str(&format!(" of {n} process{s}"));
+        }
+        field("pid", &pid);
+    }
+    if let Some(up) = p.uptime_secs {
+        field("uptime", &format_uptime(up));
+    }
+    field("command", &p.command);
+    if let Some(cwd) = &p.cwd {
+        field("cwd", cwd);
+    }
+    if let Some(keys) = &p.env_keys {
+        field(
+            "env",
+            &if keys.is_empty() {
+                "-".to_string()
+            } else {
+                keys.join(", ")
+            },
+        );
+    }
+    if let Some(port) = p.port {
+        match &p.url {
+            Some(url) => field("port", &format!("{port} ({url})")),
+            None => field("port", &port.to_string()),
+        }
+    }
+    if let Some(listening) = &p.listening {
+        field(
+            "listening",
+            &if listening.is_empty() {
+                "-".to_string()
+            } else {
+                listening.join(", ")
+            },
+        );
+    }
+    if let Some(rss) = p.rss_bytes {
+        field("memory", &format!("{} resident", format_bytes(rss)));
+    }
+    if let Some(cpu) = p.cpu_percent {
+        field("cpu", &format!("{cpu:.1}%"));
+    }
+    if let Some(policy) = &p.restart_policy {
+        let count = match (p.restart_count, p.max_restarts) {
+            (Some(c), Some(m)) => format!(", {c}/{m} restarts"),
+            (Some(c), None) => format!(", {c} restarts"),
+            _ => String::new(),
+        };
+        field("restart", &format!("{policy}{count}"));
+    }
+    if let Some(exits) = p.last_exits.as_ref().filter(|e| !e.is_empty()) {
+        let lines: Vec<String> = exits
+            .iter()
+            .map(|e| {
+                let how = match (&e.code, &e.signal) {
+                    (Some(c), _) => format!("exit code {c}"),
+                    (None, Some(s)) => format!("killed by {s}"),
+                    (None, None) => "-".into(),
+                };
+                format!("{}  {how}  {}", e.time, e.reason)
+            })
+            .collect();
+        field("last exits", &lines.join("\n"));
+    }
+    if let Some(conflict) = &p.port_conflict {
+        field("port conflict", conflict);
+    }
+    if let Some(s) = p.survivors.as_ref().filter(|s| !s.is_empty()) {
+        let list: Vec<String> = s
+            .iter()
+            .map(|s| format!("{} ({})", s.pid, s.command))
+            .collect();
+        field("survivors", &list.join("\n"));
+    }
+    if let Some(files) = &p.log_files {
+        field("logs", &files.join("\n"));
     }
     out
 }
@@ -856,7 +1041,7 @@ fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
     let lookup = || -> Result<Option<String>> {
         let mut conn = Conn::open(paths, false)?;
         let Response::Status { processes, .. } =
-            conn.ask(&Request::Status, Duration::from_secs(10))?
+            conn.ask(&plain_status(), Duration::from_secs(10))?
         else {
             return Ok(None);
         };
@@ -1181,23 +1366,69 @@ mod tests {
 
     #[test]
     fn status_table_has_the_0_6_columns() {
-        let table = status_table(&[
-            row("web", "running", None, None),
-            row("job", "exited", Some(3), None),
-        ]);
+        let table = status_table(
+            &[
+                row("web", "running", None, None),
+                row("job", "exited", Some(3), None),
+            ],
+            false,
+        );
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "NAME         PID      STATE      EXIT   UPTIME");
         assert_eq!(lines[1], "web          42       running    -      1m15s");
         assert_eq!(lines[2], "job          42       exited     3      -");
         // A signal name widens EXIT so that UPTIME stays in line.
-        let table = status_table(&[
-            row("web", "running", None, None),
-            row("hung", "exited", None, Some("SIGKILL")),
-        ]);
+        let table = status_table(
+            &[
+                row("web", "running", None, None),
+                row("hung", "exited", None, Some("SIGKILL")),
+            ],
+            false,
+        );
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "NAME         PID      STATE      EXIT    UPTIME");
         assert_eq!(lines[1], "web          42       running    -       1m15s");
         assert_eq!(lines[2], "hung         42       exited     SIGKILL -");
+    }
+
+    #[test]
+    fn resource_columns_follow_uptime() {
+        let mut web = row("web", "running", None, None);
+        web.process_count = Some(2);
+        web.rss_bytes = Some(25 * 1024 * 1024 + 400 * 1024);
+        web.cpu_percent = Some(1.5);
+        web.listening = Some(vec!["127.0.0.1:3000".into(), "[::]:3000".into()]);
+        let table = status_table(&[web, row("job", "exited", Some(3), None)], true);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME         PID      STATE      EXIT   UPTIME   PROCS RSS      CPU    LISTEN"
+        );
+        assert_eq!(
+            lines[1],
+            "web          42       running    -      1m15s    2     25.4M    1.5%   127.0.0.1:3000,[::]:3000"
+        );
+        assert_eq!(
+            lines[2],
+            "job          42       exited     3      -        -     -        -      -"
+        );
+        assert_eq!(format_bytes(812 * 1024), "812K");
+        assert_eq!(format_bytes(3 << 30), "3.0G");
+    }
+
+    #[test]
+    fn one_process_in_full_names_env_keys_only() {
+        let mut p = row("api", "running", None, None);
+        p.env_keys = Some(vec!["PORT".into(), "SECRET".into()]);
+        p.log_files = Some(vec!["/s/api.stdout".into(), "/s/api.stderr".into()]);
+        p.listening = Some(vec![]);
+        let text = status_detail(&p);
+        assert!(text.contains("env           PORT, SECRET\n"), "{text}");
+        assert!(
+            text.contains("logs          /s/api.stdout\n              /s/api.stderr\n"),
+            "{text}"
+        );
+        assert!(text.contains("listening     -\n"), "{text}");
     }
 
     #[test]

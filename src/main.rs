@@ -20,6 +20,7 @@ mod glob;
 mod logs;
 mod paths;
 mod probe;
+mod procinfo;
 mod protocol;
 mod proxy;
 mod session;

@@ -112,7 +112,15 @@ pub enum Request {
     Restart {
         target: String,
     },
-    Status,
+    /// 0.6 sends no fields. New: `target` asks for one process only (an
+    /// unknown one is an error), `resources` adds what each process group
+    /// uses, read from /proc for this request (one process is always read).
+    Status {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resources: bool,
+    },
     Logs {
         #[serde(default)]
         target: Option<String>,
@@ -264,6 +272,10 @@ pub enum Response {
         port: Option<u16>,
         #[serde(default)]
         url: Option<String>,
+        /// New: something the process will likely trip over, such as its
+        /// `--port` already being listened on by another process.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
     },
     Status {
         processes: Vec<ProcessInfo>,
@@ -304,6 +316,9 @@ pub enum Response {
         pid: u32,
         #[serde(default)]
         url: Option<String>,
+        /// New: as `RunOk`'s, for `started` and `restarted`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
     },
     /// New: `up` failed because of this process; the others keep running.
     UpFailed {
@@ -412,6 +427,32 @@ pub struct ProcessInfo {
     /// New: started as a one-shot step (`run --oneshot`, `oneshot: true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oneshot: Option<bool>,
+    /// New: why the last run failed to listen, naming who holds its port, e.g.
+    /// `port 3000 is already in use: 127.0.0.1:3000 is held by pid 4242 (...)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_conflict: Option<String>,
+    /// New, with `resources` (or `target`): the process group's size, summed
+    /// resident memory, CPU use and listening TCP addresses, read from /proc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Percent of one CPU since the previous resource reading of this run
+    /// (at least 0.25 s before), or since it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// `127.0.0.1:3000`, `[::]:3000`, sorted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listening: Option<Vec<String>>,
+    /// New, with `target`: the names of the variables set for the process
+    /// (`--env`, config `env`, and `PORT`/`HOST`), never their values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_keys: Option<Vec<String>>,
+    /// New, with `target`: the current stdout and stderr log files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_files: Option<Vec<String>>,
 }
 
 /// A process that outlived a stop, for `survivors`.
@@ -547,6 +588,7 @@ flat_message!(RawRequest, RequestField, "internally tagged enum Request", {
     version: u32,
     since: Option<u64>,
     oneshot: bool,
+    resources: bool,
 });
 
 /// A required field's value, or serde's "missing field" error naming it.
@@ -589,7 +631,10 @@ impl<'de> Deserialize<'de> for Request {
             "Restart" => Request::Restart {
                 target: required(r.target, "target")?,
             },
-            "Status" => Request::Status,
+            "Status" => Request::Status {
+                target: r.target,
+                resources: r.resources,
+            },
             "Logs" => Request::Logs {
                 target: r.target,
                 tail: r.tail,
@@ -649,6 +694,7 @@ flat_message!(RawResponse, ResponseField, "internally tagged enum Response", {
     at_ms: Option<u64>,
     delay_ms: Option<u64>,
     detail: Option<String>,
+    warning: Option<String>,
 });
 
 impl<'de> Deserialize<'de> for Response {
@@ -664,6 +710,7 @@ impl<'de> Deserialize<'de> for Response {
                 pid: required(r.pid, "pid")?,
                 port: r.port,
                 url: r.url,
+                warning: r.warning,
             },
             "Status" => Response::Status {
                 processes: required(r.processes, "processes")?,
@@ -695,6 +742,7 @@ impl<'de> Deserialize<'de> for Response {
                 id: required(r.id, "id")?,
                 pid: required(r.pid, "pid")?,
                 url: r.url,
+                warning: r.warning,
             },
             "UpFailed" => Response::UpFailed {
                 name: required(r.name, "name")?,
@@ -770,7 +818,10 @@ mod tests {
         );
         assert_eq!(
             decode_request(br#"{"type":"Status","future":true}"#),
-            Ok(Request::Status)
+            Ok(Request::Status {
+                target: None,
+                resources: false
+            })
         );
     }
 
@@ -802,6 +853,7 @@ mod tests {
                 pid: 42,
                 port: None,
                 url: None,
+                warning: None,
             },
         );
         assert_eq!(out, b"{\"type\":\"RunOk\",\"name\":\"web\",\"id\":\"p1\",\"pid\":42,\"port\":null,\"url\":null}\n");
@@ -935,7 +987,13 @@ mod tests {
                 },
                 &["target"],
             ),
-            (Request::Status, &[]),
+            (
+                Request::Status {
+                    target: Some("web".into()),
+                    resources: true,
+                },
+                &[],
+            ),
             (
                 Request::Logs {
                     target: Some("web".into()),
@@ -994,6 +1052,7 @@ mod tests {
                     pid: 4242,
                     port: Some(3000),
                     url: Some("http://127.0.0.1:3000".into()),
+                    warning: Some("port 3000 is already in use".into()),
                 },
                 &["name", "id", "pid"],
             ),
@@ -1015,6 +1074,14 @@ mod tests {
                         watched: Some(true),
                         exit_signal: Some("SIGKILL".into()),
                         cwd: Some("/srv".into()),
+                        port_conflict: Some("port 3000 is already in use".into()),
+                        pgid: Some(4242),
+                        process_count: Some(2),
+                        rss_bytes: Some(1 << 20),
+                        cpu_percent: Some(12.5),
+                        listening: Some(strings(&["127.0.0.1:3000", "[::]:3000"])),
+                        env_keys: Some(strings(&["PORT"])),
+                        log_files: Some(strings(&["/s/web.stdout"])),
                         ..ProcessInfo::default()
                     }],
                     notes: vec![],
@@ -1059,6 +1126,7 @@ mod tests {
                     id: "p2".into(),
                     pid: 99,
                     url: Some("http://127.0.0.1:5432".into()),
+                    warning: Some("port 5432 is already in use".into()),
                 },
                 &["event", "name", "id", "pid"],
             ),
@@ -1250,7 +1318,13 @@ mod tests {
     #[test]
     fn requests_of_agent_procs_0_6_decode_to_these_values() {
         let cases: &[(&[u8], Request)] = &[
-            (br#"{"type":"Status"}"#, Request::Status),
+            (
+                br#"{"type":"Status"}"#,
+                Request::Status {
+                    target: None,
+                    resources: false,
+                },
+            ),
             (
                 br#"{"type":"StopAll"}"#,
                 Request::StopAll { timeout_ms: None },

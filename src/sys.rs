@@ -96,3 +96,17 @@ pub fn trim_heap() {
     // SAFETY: malloc_trim only walks and releases the allocator's own free memory.
     unsafe { libc::malloc_trim(0) };
 }
+
+/// The size of a memory page in bytes (4096 when sysconf cannot tell).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a system setting.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+}
+
+/// Clock ticks per second, the unit of CPU times in /proc (100 when unknown).
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a system setting.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}

@@ -98,12 +98,20 @@ pub fn run(
                 id,
                 pid,
                 url,
+                warning,
             } => {
+                // On stderr, so progress lines and JSON keep their shape.
+                if let Some(w) = &warning {
+                    eprintln!("agent-procs: warning: {name}: {w}");
+                }
                 let at = match &url {
                     Some(url) => format!("(id: {id}, pid: {pid}, {url})"),
                     None => format!("(id: {id}, pid: {pid})"),
                 };
-                let json = serde_json::json!({"event": event, "name": name, "id": id, "pid": pid, "url": url});
+                let mut json = serde_json::json!({"event": event, "name": name, "id": id, "pid": pid, "url": url});
+                if let (Some(w), Some(object)) = (warning, json.as_object_mut()) {
+                    object.insert("warning".into(), w.into());
+                }
                 let line = match event.as_str() {
                     "started" => format!("started {name} {at}"),
                     "restarted" => format!("restarted {name} {at}: its definition changed"),

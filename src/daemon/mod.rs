@@ -6,6 +6,7 @@ mod control;
 mod events;
 mod probes;
 mod procs;
+mod resources;
 mod signals;
 mod spawn;
 mod startup;
@@ -29,6 +30,7 @@ use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
 use signals::Exit;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use timers::{Timer, Timers};
@@ -569,9 +571,18 @@ impl Daemon {
                 }
             }
             Request::Restart { target } => self.restart_request(client, &target),
-            Request::Status => {
+            Request::Status { target, resources } => {
                 let proxy_port = self.proxy.as_ref().map(|p| p.port());
-                let mut processes = self.procs.status(Instant::now(), proxy_port);
+                let mut processes = match &target {
+                    None => self.procs.status(Instant::now(), proxy_port),
+                    Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
+                        Some(p) => vec![p.info(Instant::now(), proxy_port)],
+                        None => {
+                            let response = self.not_found(t);
+                            return self.reply(client, &response);
+                        }
+                    },
+                };
                 if let Some(w) = &self.watcher {
                     for row in &mut processes {
                         if let Some(p) = self.procs.by_name(&row.name).and_then(|id| self.procs.get(id))
@@ -581,6 +592,9 @@ impl Daemon {
                             row.watched = Some(!p.sup.disabled);
                         }
                     }
+                }
+                if resources || target.is_some() {
+                    self.add_resources(&mut processes, target.is_some());
                 }
                 let notes = self.notes.clone();
                 self.reply(client, &Response::Status { processes, notes });
@@ -840,6 +854,7 @@ impl Daemon {
                 .cloned()
                 .unwrap_or_else(|| std::rc::Rc::new(env))
         });
+        let asked_port = port;
         // Behind the proxy every process needs a port: keep the one it had, or
         // take a free one.
         let port = match port {
@@ -884,7 +899,20 @@ impl Daemon {
             definition,
             oneshot,
         };
-        match existing {
+        // 0.6 did not look; a taken port is a warning, not a refusal, because
+        // the holder may be about to go, or the command may not use PORT at all.
+        // A port we chose was free already; a bind tells in microseconds whether
+        // an asked-for one is, and only a refusal costs reading the TCP tables.
+        let taken = asked_port
+            .filter(|&port| TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_err())
+            .and_then(|port| {
+                let old_group = existing
+                    .and_then(|id| self.procs.get(id))
+                    .map(|p| p.pgid)
+                    .filter(|&g| g > 0);
+                self.port_taken(port, old_group)
+            });
+        let mut response = match existing {
             Some(id) => {
                 // Re-running an exited name replaces it, keeping its id; leftovers of
                 // its old process group belong to the run being replaced.
@@ -923,6 +951,8 @@ impl Daemon {
                     outputs: [None, None],
                     sup: supervise::Supervision::default(),
                     survivors: Vec::new(),
+                    cpu_sample: None,
+                    port_conflict: None,
                 };
                 self.procs.insert(proc);
                 if let Err(msg) = self.set_watch(id, watch) {
@@ -935,7 +965,12 @@ impl Daemon {
                 }
                 response
             }
+        };
+        if let (Some(taken), Response::RunOk { name, warning, .. }) = (taken, &mut response) {
+            self.note(&format!("{name}: warning: {taken}"));
+            *warning = Some(taken);
         }
+        response
     }
 
     fn procs_remove(&mut self, id: ProcId) {
@@ -1033,6 +1068,8 @@ impl Daemon {
         p.pgid = pid as i32;
         p.started_wall = SystemTime::now();
         p.start_ticks = state::start_ticks(pid);
+        p.port_conflict = None;
+        p.cpu_sample = None;
         p.state = State::Running {
             pid,
             since: Instant::now(),
@@ -1073,6 +1110,7 @@ impl Daemon {
             pid,
             port: spec.port,
             url,
+            warning: None,
         }
     }
 
@@ -1366,7 +1404,7 @@ impl Daemon {
                 let message = format!(
                     "{} has exited ({}) and its output never matched '{}'",
                     p.name,
-                    status.describe(),
+                    p.outcome(*status),
                     until.unwrap_or_default()
                 );
                 return self.reply(client, &Response::error(message));
@@ -1405,7 +1443,7 @@ impl Daemon {
         let Some(p) = self.procs.get(id) else { return };
         if !matches!(p.state, State::Running { .. }) {
             let why = match &p.state {
-                State::Exited { exit } => format!("it exited ({})", exit.describe()),
+                State::Exited { exit } => format!("it exited ({})", p.outcome(*exit)),
                 State::Failed { reason } => reason.clone(),
                 State::Backoff { .. } => "it is waiting to be restarted".to_string(),
                 _ => "it is stopping".to_string(),
@@ -1794,7 +1832,7 @@ impl Daemon {
         }
         let Some(p) = self.procs.get(id) else { return };
         let (name, outcome) = match &p.state {
-            State::Exited { exit } => (p.name.clone(), exit.describe()),
+            State::Exited { exit } => (p.name.clone(), p.outcome(*exit)),
             State::Failed { reason } => (p.name.clone(), reason.clone()),
             _ => return,
         };
@@ -1880,14 +1918,27 @@ impl Daemon {
             _ => {
                 p.state = State::Exited { exit };
                 let (name, pid) = (p.name.clone(), p.pid);
-                self.note(&format!("{name} exited ({})", exit.describe()));
+                // A server that died because its port was taken: say who has it.
+                let conflict = if exit.code() == Some(0) {
+                    None
+                } else {
+                    self.port_conflict(id)
+                };
+                let mut exited = Change::new("exited")
+                    .pid(pid)
+                    .exit(exit.code(), exit.signal_name());
+                match &conflict {
+                    Some(c) => {
+                        self.note(&format!("{name} exited ({}); {c}", exit.describe()));
+                        exited = exited.detail(c.clone());
+                    }
+                    None => self.note(&format!("{name} exited ({})", exit.describe())),
+                }
+                if let Some(p) = self.procs.get_mut(id) {
+                    p.port_conflict = conflict;
+                }
                 self.state_dirty = true;
-                self.emit(
-                    id,
-                    Change::new("exited")
-                        .pid(pid)
-                        .exit(exit.code(), exit.signal_name()),
-                );
+                self.emit(id, exited);
                 self.exited(id, exit);
             }
         }
@@ -1948,9 +1999,12 @@ impl Daemon {
         self.supervise_exit(id, exit);
         for wait in self.waits.take_probes(id) {
             let name = self.proc_name(id);
+            let outcome = self
+                .procs
+                .get(id)
+                .map_or_else(|| exit.describe(), |p| p.outcome(exit));
             let message = format!(
-                "{name} has exited ({}) before {} was ready",
-                exit.describe(),
+                "{name} has exited ({outcome}) before {} was ready",
                 wait.pattern_text
             );
             self.reply_later(wait.client, &Response::error(message));

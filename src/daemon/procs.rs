@@ -83,6 +83,10 @@ pub struct Proc {
     pub sup: super::supervise::Supervision,
     /// What outlived the last stop outside the process group.
     pub survivors: Vec<super::survivors::Survivor>,
+    /// The last CPU reading of a `status` that asked for resources.
+    pub cpu_sample: Option<super::resources::CpuSample>,
+    /// Who held the port when the last run died saying its address was in use.
+    pub port_conflict: Option<String>,
 }
 
 impl Proc {
@@ -95,6 +99,15 @@ impl Proc {
         self.outputs
             .iter()
             .all(|o| o.as_ref().is_none_or(|o| o.pipe.is_none()))
+    }
+
+    /// How the last run ended, for messages: `exit code 1`, followed by who
+    /// held its port when it died saying its address was in use.
+    pub fn outcome(&self, exit: Exit) -> String {
+        match &self.port_conflict {
+            Some(conflict) => format!("{}; {conflict}", exit.describe()),
+            None => exit.describe(),
+        }
     }
 
     /// The URL of the process: through the proxy when it listens on `proxy_port`.
@@ -178,6 +191,8 @@ impl Proc {
             crashes_last_minute: Some(self.sup.crashes_last_minute(now)),
             survivors: self.survivors_alive(),
             oneshot: self.spec.oneshot.then_some(true),
+            port_conflict: self.port_conflict.clone(),
+            ..ProcessInfo::default()
         }
     }
 }

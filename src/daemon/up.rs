@@ -326,12 +326,15 @@ impl Daemon {
         let request = run_request(&up.entries[i].def, up.base_env.clone());
         let name = up.entries[i].def.name.clone();
         match self.run_process(request) {
-            Response::RunOk { .. } => {
+            Response::RunOk { warning, .. } => {
                 let Some(id) = self.procs.by_name(&name) else {
                     return;
                 };
                 if let Some(p) = self.procs.get(id) {
-                    let progress = progress(event, p, self.proxy.as_ref().map(|x| x.port()));
+                    let mut progress = progress(event, p, self.proxy.as_ref().map(|x| x.port()));
+                    if let Response::UpProgress { warning: w, .. } = &mut progress {
+                        *w = warning;
+                    }
                     self.up_send(run, &progress);
                 }
                 self.up_check(run, i, id, true);
@@ -443,7 +446,10 @@ impl Daemon {
                     self.up_fail(run, &name, reason)
                 }
                 _ => {
-                    let reason = format!("{} before it was ready", exited(exit));
+                    let mut reason = format!("{} before it was ready", exited(exit));
+                    if let Some(c) = self.procs.get(id).and_then(|p| p.port_conflict.as_ref()) {
+                        reason.push_str(&format!("; {c}"));
+                    }
                     self.up_fail(run, &name, reason)
                 }
             }
@@ -490,6 +496,12 @@ impl Daemon {
         };
         if let Some(why) = why {
             reason.push_str(&format!(" (last try: {why})"));
+        }
+        // Still running, but its output may say why it never got ready.
+        if let Phase::Checking(id) = e.phase
+            && let Some(c) = self.port_conflict(id)
+        {
+            reason.push_str(&format!("; {c}"));
         }
         self.up_fail(run, &name, reason);
     }
@@ -563,6 +575,7 @@ fn progress(event: &str, p: &super::procs::Proc, proxy_port: Option<u16>) -> Res
         id: format!("p{}", p.id),
         pid: p.pid,
         url: p.url(proxy_port),
+        warning: None,
     }
 }
 

@@ -1,0 +1,328 @@
+//! Resources and ports of the managed process groups, read from /proc only when
+//! a request asks (`status` with `resources` or a target, a `run --port`, an
+//! exit whose log says an address was in use): never on a timer. Parsing and
+//! reading /proc is `crate::procinfo`'s; this file decides what to say.
+
+use super::Daemon;
+use super::procs::{ProcId, State};
+use crate::procinfo::{self, Holder};
+use crate::protocol::{ProcessInfo, Stream};
+use std::time::{Duration, Instant};
+
+/// The CPU time of a process group at one reading, to measure the next against.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    pgid: i32,
+    ticks: u64,
+    at: Instant,
+    percent: f64,
+}
+
+/// Readings closer together than this reuse the last percentage: CPU times
+/// come in clock ticks (10 ms), too coarse to measure a shorter span.
+const MIN_CPU_WINDOW: Duration = Duration::from_millis(250);
+
+/// How many of the last lines of each stream are searched for "address in use".
+const CONFLICT_LINES: usize = 20;
+
+impl Daemon {
+    /// Fill in the /proc fields of `rows` (the live ones): members found from
+    /// the leaders down, the TCP tables read at most once; with `full`, also
+    /// what `status NAME` shows.
+    pub(super) fn add_resources(&mut self, rows: &mut [ProcessInfo], full: bool) {
+        let now = Instant::now();
+        let live: Vec<(usize, ProcId, i32)> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| {
+                let id = self.procs.by_name(&row.name)?;
+                let p = self.procs.get(id)?;
+                (p.state.is_alive() && p.pgid > 0).then_some((i, id, p.pgid))
+            })
+            .collect();
+        let pgids: Vec<i32> = live.iter().map(|&(_, _, g)| g).collect();
+        // Down from each leader, and from the daemon's children that lead
+        // nothing (members whose parent died are re-parented to us).
+        let mut roots: Vec<i32> = procinfo::children(std::process::id() as i32)
+            .into_iter()
+            .filter(|&pid| !self.procs.is_leader(pid))
+            .collect();
+        roots.extend(&pgids);
+        let groups = procinfo::group_members(&roots, &pgids);
+        let used: Vec<procinfo::Usage> = live
+            .iter()
+            .map(|(_, _, pgid)| {
+                procinfo::usage(groups.get(pgid).map(Vec::as_slice).unwrap_or_default())
+            })
+            .collect();
+        // The TCP tables cost a few ms to read: only when some group has a socket.
+        let listeners = if used.iter().any(|u| !u.sockets.is_empty()) {
+            procinfo::listeners()
+        } else {
+            Vec::new()
+        };
+        let hz = crate::sys::clock_ticks() as f64;
+        for ((i, id, pgid), used) in live.into_iter().zip(used) {
+            let Some(p) = self.procs.get_mut(id) else {
+                continue;
+            };
+            let started = match p.state {
+                State::Running { since, .. } | State::Stopping { since, .. } => since,
+                _ => now,
+            };
+            let sample = cpu_reading(p.cpu_sample, pgid, used.cpu_ticks, now, started, hz);
+            p.cpu_sample = Some(sample);
+            let percent = sample.percent;
+            let row = &mut rows[i];
+            row.pgid = Some(pgid);
+            row.process_count = Some(used.processes);
+            row.rss_bytes = Some(used.rss_bytes);
+            row.cpu_percent = Some(percent);
+            row.listening = Some(procinfo::listening(&used.sockets, &listeners));
+        }
+        if full {
+            for row in rows.iter_mut() {
+                self.add_details(row);
+            }
+        }
+    }
+
+    /// What `status NAME` adds: the variables set for the process (names
+    /// only) and its log files.
+    fn add_details(&self, row: &mut ProcessInfo) {
+        let Some(p) = self
+            .procs
+            .by_name(&row.name)
+            .and_then(|id| self.procs.get(id))
+        else {
+            return;
+        };
+        let mut keys: Vec<String> = p.spec.env.keys().cloned().collect();
+        if p.spec.port.is_some() {
+            for injected in ["PORT", "HOST"] {
+                if !keys.iter().any(|k| k == injected) {
+                    keys.push(injected.to_string());
+                }
+            }
+        }
+        keys.sort_unstable();
+        row.env_keys = Some(keys);
+        row.log_files = Some(
+            [Stream::Stdout, Stream::Stderr]
+                .iter()
+                .map(|s| self.paths.log_file(&p.name, s.name()).display().to_string())
+                .collect(),
+        );
+        if row.pgid.is_none() && p.pgid > 0 {
+            row.pgid = Some(p.pgid);
+        }
+    }
+
+    /// `port 3000 is already in use: 127.0.0.1:3000 is held by pid 4242 (...)`,
+    /// when something other than the group `except_pgid` listens on `port`.
+    pub(super) fn port_taken(&self, port: u16, except_pgid: Option<i32>) -> Option<String> {
+        let holders = procinfo::holders(port, except_pgid);
+        if holders.is_empty() {
+            return None;
+        }
+        let held: Vec<String> = holders.iter().map(|h| self.describe_holder(h)).collect();
+        Some(format!(
+            "port {port} is already in use: {}",
+            held.join("; ")
+        ))
+    }
+
+    /// `127.0.0.1:3000 is held by pid 4242 (node server.js, session web, process api)`.
+    fn describe_holder(&self, h: &Holder) -> String {
+        let Some(pid) = h.pid else {
+            return if h.uid == crate::sys::euid() {
+                format!(
+                    "{} is held by a process of ours that has gone or hides its descriptors",
+                    h.address
+                )
+            } else {
+                format!(
+                    "{} is held by a process of uid {} (not ours to inspect)",
+                    h.address, h.uid
+                )
+            };
+        };
+        let mut about = vec![super::survivors::command_of(pid)];
+        about.retain(|c| !c.is_empty());
+        if let Some((session, name)) = h.pgid.and_then(|g| self.owner_of_group(g)) {
+            about.push(format!("session {session}, process {name}"));
+        }
+        if about.is_empty() {
+            format!("{} is held by pid {pid}", h.address)
+        } else {
+            format!("{} is held by pid {pid} ({})", h.address, about.join(", "))
+        }
+    }
+
+    /// The session and process that started process group `pgid`: ours, or
+    /// another session's as its state.json records it (with the leader's start
+    /// time checked when it still runs, so a reused pid is not misnamed).
+    fn owner_of_group(&self, pgid: i32) -> Option<(String, String)> {
+        if let Some(p) = self
+            .procs
+            .iter()
+            .find(|p| p.pgid == pgid && p.state.is_alive())
+        {
+            return Some((self.paths.session.clone(), p.name.clone()));
+        }
+        let sessions = self.paths.state_dir.parent()?;
+        for entry in std::fs::read_dir(sessions).ok()?.flatten() {
+            let Ok(session) = entry.file_name().into_string() else {
+                continue;
+            };
+            if session == self.paths.session {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(entry.path().join("state.json")) else {
+                continue;
+            };
+            let Some(Ok(saved)) = serde_json::Deserializer::from_slice(&bytes)
+                .into_iter::<super::state::SavedState>()
+                .next()
+            else {
+                continue;
+            };
+            let found = saved.processes.into_iter().find(|p| {
+                p.pgid == pgid
+                    && match (p.start_ticks, super::state::start_ticks(p.pid)) {
+                        (Some(want), Some(now)) => want == now,
+                        _ => true, // the leader is gone; its group lives on
+                    }
+            });
+            if let Some(p) = found {
+                return Some((session, p.name));
+            }
+        }
+        None
+    }
+
+    /// When the last lines of process `id`'s current run say an address was
+    /// in use, who holds its port (or the port the line names).
+    pub(super) fn port_conflict(&self, id: ProcId) -> Option<String> {
+        let p = self.procs.get(id)?;
+        let mut said = None;
+        for (i, out) in p.outputs.iter().enumerate() {
+            let Some(out) = out else { continue };
+            let path = self
+                .paths
+                .log_file(&p.name, super::procs::STREAMS[i].name());
+            let limit = out.sink.complete_len();
+            // Lines of this run only: the current segment up to its complete lines.
+            let Ok(lines) = crate::logs::read::tail_located_from(
+                &path,
+                CONFLICT_LINES,
+                Some(limit),
+                Some((0, 0)),
+            ) else {
+                continue;
+            };
+            if let Some(line) = lines
+                .iter()
+                .rev()
+                .map(|(_, _, l)| String::from_utf8_lossy(l))
+                .find(|l| procinfo::says_address_in_use(l))
+            {
+                said = Some(line.into_owned());
+                break;
+            }
+        }
+        let line = said?;
+        // The port the line names (an app may ignore PORT), else the one we gave it.
+        let port = procinfo::port_in_line(&line).or(p.spec.port);
+        let Some(port) = port else {
+            return Some(
+                "its output says an address was already in use (no port is known to look up)"
+                    .into(),
+            );
+        };
+        let except = (p.pgid > 0).then_some(p.pgid);
+        Some(
+            self.port_taken(port, except).unwrap_or_else(|| {
+                format!("port {port} was in use, but nothing listens on it now")
+            }),
+        )
+    }
+}
+
+/// The reading to report and keep for a group that has used `ticks` clock
+/// ticks by `now`: measured against the previous reading of the same run, or
+/// since `started` for the first; a previous reading too recent to measure
+/// against is kept, with its figure.
+fn cpu_reading(
+    prev: Option<CpuSample>,
+    pgid: i32,
+    ticks: u64,
+    now: Instant,
+    started: Instant,
+    hz: f64,
+) -> CpuSample {
+    let percent = match prev {
+        Some(s) if s.pgid == pgid && now.saturating_duration_since(s.at) < MIN_CPU_WINDOW => {
+            return s;
+        }
+        Some(s) if s.pgid == pgid => rate(
+            ticks.saturating_sub(s.ticks),
+            hz,
+            now.saturating_duration_since(s.at),
+        ),
+        _ => rate(ticks, hz, now.saturating_duration_since(started)),
+    };
+    CpuSample {
+        pgid,
+        ticks,
+        at: now,
+        percent,
+    }
+}
+
+/// Percent of one CPU: `ticks` clock ticks over `span`.
+fn rate(ticks: u64, hz: f64, span: Duration) -> f64 {
+    let secs = span.as_secs_f64();
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    let percent = ticks as f64 / hz / secs * 100.0;
+    (percent * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_rates_are_percent_of_one_cpu_rounded() {
+        assert_eq!(rate(50, 100.0, Duration::from_secs(1)), 50.0);
+        assert_eq!(rate(200, 100.0, Duration::from_secs(1)), 200.0);
+        assert_eq!(rate(1, 100.0, Duration::from_secs(3)), 0.3);
+        assert_eq!(rate(5, 100.0, Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn cpu_is_measured_since_the_previous_reading_of_the_run() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // First reading: 50 ticks in the 1 s since start.
+        let first = cpu_reading(None, 7, 50, at(1000), t0, 100.0);
+        assert_eq!(first.percent, 50.0);
+        // 100 ms later is too soon to measure: the same figure and baseline.
+        let soon = cpu_reading(Some(first), 7, 60, at(1100), t0, 100.0);
+        assert_eq!((soon.percent, soon.ticks), (50.0, 50));
+        // 2 s after the first, 20 more ticks: 10%.
+        let later = cpu_reading(Some(first), 7, 70, at(3000), t0, 100.0);
+        assert_eq!((later.percent, later.ticks), (10.0, 70));
+        // A new run (another group) starts over; a dead member never goes negative.
+        assert_eq!(
+            cpu_reading(Some(later), 8, 3, at(3000), at(2000), 100.0).percent,
+            3.0
+        );
+        assert_eq!(
+            cpu_reading(Some(later), 7, 10, at(4000), t0, 100.0).percent,
+            0.0
+        );
+    }
+}
