@@ -22,6 +22,7 @@ mod protocol;
 mod proxy;
 mod sys;
 mod timefmt;
+mod ui;
 mod up_cmd;
 mod yaml;
 
