@@ -3,5 +3,8 @@
 #![allow(dead_code)]
 
 mod input;
+mod model;
+mod render;
 mod sanitize;
+mod screen;
 mod style;
