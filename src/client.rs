@@ -66,6 +66,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
             return Ok(0);
         }
         Command::SessionList => return session_list(out),
+        Command::Ui => return crate::ui::run(&inv.session),
         Command::SessionClean => return session_clean(),
         Command::Help(usage) => {
             println!("{usage}");
@@ -134,6 +135,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         | Command::Help(_)
         | Command::Version
         | Command::Up(_)
+        | Command::Ui
         | Command::Daemon { .. } => Err(Error::Failed(
             "internal error: command reached the wrong handler".into(),
         )),

@@ -127,7 +127,7 @@ impl Source {
     /// the first byte written after `pos`. None when all of it comes later.
     fn ceiling(&self, pos: Position) -> io::Result<Option<(usize, u64)>> {
         for (i, seg) in self.segments.iter().enumerate().rev() {
-            if !seg.index.get(0).is_some_and(|r| r.seq <= pos.seq) {
+            if seg.index.get(0).is_none_or(|r| r.seq > pos.seq) {
                 continue;
             }
             let k = seg.index.last_where(|r| r.seq <= pos.seq).unwrap_or(0);

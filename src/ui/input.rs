@@ -26,9 +26,18 @@ pub enum Key {
 pub enum Input {
     Key(Key),
     /// Columns and rows count from 0.
-    WheelUp { col: u16, row: u16 },
-    WheelDown { col: u16, row: u16 },
-    Click { col: u16, row: u16 },
+    WheelUp {
+        col: u16,
+        row: u16,
+    },
+    WheelDown {
+        col: u16,
+        row: u16,
+    },
+    Click {
+        col: u16,
+        row: u16,
+    },
 }
 
 /// Longest escape sequence we wait for; anything longer is dropped.
@@ -133,7 +142,10 @@ fn utf8(buf: &[u8]) -> Step {
             Step::Event(None, 1)
         };
     }
-    match std::str::from_utf8(&buf[..len]).ok().and_then(|s| s.chars().next()) {
+    match std::str::from_utf8(&buf[..len])
+        .ok()
+        .and_then(|s| s.chars().next())
+    {
         Some(c) => Step::Event(key(Key::Char(c)), len),
         None => Step::Event(None, 1),
     }
@@ -242,7 +254,10 @@ mod tests {
                     Input::WheelDown { col: 0, row: 0 },
                 ],
             ),
-            (b"\x1b[<0;3;4M\x1b[<0;3;4m", vec![Input::Click { col: 2, row: 3 }]),
+            (
+                b"\x1b[<0;3;4M\x1b[<0;3;4m",
+                vec![Input::Click { col: 2, row: 3 }],
+            ),
             (b"\x1b[<32;3;4M", vec![]),
             (b"\x1b[99Zx", vec![k(Char('x'))]),
             (b"\xff?", vec![k(Char('?'))]),

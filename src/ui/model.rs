@@ -60,7 +60,9 @@ pub enum Fetch {
     After(Option<Position>, usize),
 }
 
-/// What the loop must do after an update.
+/// What the loop must do after an update. Actions are few and short-lived, so
+/// the size of `Send` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Fetch(Fetch),
@@ -80,7 +82,10 @@ pub struct Filter {
 pub enum Mode {
     Normal,
     /// Typing a filter.
-    Filter { text: String, regex: bool },
+    Filter {
+        text: String,
+        regex: bool,
+    },
     Help,
 }
 
@@ -548,7 +553,10 @@ mod tests {
         assert_eq!(names, ["api", "web", "db"]);
         key(&mut m, Key::Char('j'));
         assert_eq!(m.selected_name(), Some("web"));
-        m.set_status(vec![proc("zz", "p0", "running"), proc("web", "p2", "running")]);
+        m.set_status(vec![
+            proc("zz", "p0", "running"),
+            proc("web", "p2", "running"),
+        ]);
         assert_eq!(m.selected_name(), Some("web"));
     }
 
@@ -585,14 +593,20 @@ mod tests {
             (&[Key::Char('q')], vec![Action::Quit { shutdown: false }]),
             (&[Key::Ctrl('c')], vec![Action::Quit { shutdown: false }]),
             (&[Key::Char('Q')], vec![Action::Quit { shutdown: true }]),
-            (&[Key::Char('g')], vec![Action::Fetch(Fetch::After(None, 4))]),
+            (
+                &[Key::Char('g')],
+                vec![Action::Fetch(Fetch::After(None, 4))],
+            ),
             (&[Key::Char('?'), Key::Char('j')], vec![]),
             (&[Key::Char('/'), Key::Char('q')], vec![]),
             (
                 &[Key::Char('/'), Key::Char('x'), Key::Enter],
                 vec![Action::Fetch(Fetch::Tail)],
             ),
-            (&[Key::Char('/'), Key::Char('('), Key::Tab, Key::Enter], vec![]),
+            (
+                &[Key::Char('/'), Key::Char('('), Key::Tab, Key::Enter],
+                vec![],
+            ),
         ];
         for (keys, want) in cases {
             let mut m = model();
@@ -623,9 +637,19 @@ mod tests {
         assert_eq!(m.lines.len(), 4);
         assert_eq!(m.lines[0].pos.seq, 12);
         let up = key(&mut m, Key::Char('u'));
-        assert_eq!(up, vec![Action::Fetch(Fetch::Before(Position { seq: 12, delta: 0 }, 2))]);
+        assert_eq!(
+            up,
+            vec![Action::Fetch(Fetch::Before(
+                Position { seq: 12, delta: 0 },
+                2
+            ))]
+        );
         assert!(!m.live);
-        m.fetched(Fetch::Before(Position::default(), 2), vec![line(10, "a"), line(11, "b")], None);
+        m.fetched(
+            Fetch::Before(Position::default(), 2),
+            vec![line(10, "a"), line(11, "b")],
+            None,
+        );
         let seqs: Vec<u64> = m.lines.iter().map(|l| l.pos.seq).collect();
         assert_eq!(seqs, [10, 11, 12, 13]);
         // Output while paused is counted, not shown.
@@ -633,8 +657,18 @@ mod tests {
         assert_eq!(m.unseen, 2);
         assert!(m.tick().is_empty());
         let down = key(&mut m, Key::Char('d'));
-        assert_eq!(down, vec![Action::Fetch(Fetch::After(Some(Position { seq: 13, delta: 0 }), 2))]);
-        m.fetched(Fetch::After(Some(Position::default()), 2), vec![line(14, "c")], None);
+        assert_eq!(
+            down,
+            vec![Action::Fetch(Fetch::After(
+                Some(Position { seq: 13, delta: 0 }),
+                2
+            ))]
+        );
+        m.fetched(
+            Fetch::After(Some(Position::default()), 2),
+            vec![line(14, "c")],
+            None,
+        );
         assert!(m.live);
         assert_eq!(m.tick(), vec![Action::Fetch(Fetch::Tail)]);
     }
@@ -657,13 +691,21 @@ mod tests {
         key(&mut m, Key::Char('/'));
         key(&mut m, Key::Char('x'));
         key(&mut m, Key::Enter);
-        m.fetched(Fetch::Tail, vec![line(3, "x1")], Some(Position { seq: 9, delta: 0 }));
+        m.fetched(
+            Fetch::Tail,
+            vec![line(3, "x1")],
+            Some(Position { seq: 9, delta: 0 }),
+        );
         m.output("api", Stream::Stdout, "x2");
         assert_eq!(
             m.tick(),
             vec![Action::Fetch(Fetch::Newer(Position { seq: 9, delta: 0 }))]
         );
-        m.fetched(Fetch::Newer(Position::default()), vec![line(12, "x2")], Some(Position { seq: 11, delta: 0 }));
+        m.fetched(
+            Fetch::Newer(Position::default()),
+            vec![line(12, "x2")],
+            Some(Position { seq: 11, delta: 0 }),
+        );
         assert_eq!(m.searched_to, Some(Position { seq: 12, delta: 0 }));
         assert_eq!(m.lines.len(), 2);
         key(&mut m, Key::Esc);
@@ -673,13 +715,22 @@ mod tests {
     #[test]
     fn mouse_clicks_select_and_the_wheel_scrolls() {
         let mut m = model();
-        assert_eq!(m.input(Input::Click { col: 2, row: 3 }), vec![Action::Fetch(Fetch::Tail)]);
+        assert_eq!(
+            m.input(Input::Click { col: 2, row: 3 }),
+            vec![Action::Fetch(Fetch::Tail)]
+        );
         assert_eq!(m.selected_name(), Some("db"));
         assert!(m.input(Input::Click { col: 2, row: 5 }).is_empty());
         m.input(Input::WheelDown { col: 1, row: 1 });
         assert_eq!(m.selected_name(), Some("api"));
         m.fetched(Fetch::Tail, vec![line(1, "a")], None);
         let up = m.input(Input::WheelUp { col: 40, row: 2 });
-        assert_eq!(up, vec![Action::Fetch(Fetch::Before(Position { seq: 1, delta: 0 }, 3))]);
+        assert_eq!(
+            up,
+            vec![Action::Fetch(Fetch::Before(
+                Position { seq: 1, delta: 0 },
+                3
+            ))]
+        );
     }
 }

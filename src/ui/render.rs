@@ -169,7 +169,13 @@ pub fn render(m: &Model) -> Frame {
             ch: ' ',
             style: HEADER,
         });
-        put(row, 1, list_w, &format!("processes ({})", m.procs.len()), HEADER);
+        put(
+            row,
+            1,
+            list_w,
+            &format!("processes ({})", m.procs.len()),
+            HEADER,
+        );
         put(row, out_x, cols, &output_title(m), HEADER);
     }
 
@@ -189,7 +195,13 @@ pub fn render(m: &Model) -> Frame {
             continue;
         };
         let selected = top + r == m.selected;
-        let bg = |s: Style| if selected { s.on(SELECTED_BG).with(BOLD) } else { s };
+        let bg = |s: Style| {
+            if selected {
+                s.on(SELECTED_BG).with(BOLD)
+            } else {
+                s
+            }
+        };
         if selected {
             row[..list_w].fill(Cell {
                 ch: ' ',
@@ -281,7 +293,13 @@ fn draw_status(m: &Model, row: &mut [Cell]) {
             let col = put(row, 1, left_end, prompt, BAR.with(BOLD));
             let col = put(row, col, left_end, text, BAR);
             let col = put(row, col, left_end, "▏", BAR);
-            put(row, col + 2, left_end, "Tab regex  Enter apply  Esc cancel", BAR.with(DIM));
+            put(
+                row,
+                col + 2,
+                left_end,
+                "Tab regex  Enter apply  Esc cancel",
+                BAR.with(DIM),
+            );
         }
         _ => match &m.message {
             Some(message) => {
@@ -307,7 +325,12 @@ fn draw_help(frame: &mut Frame, x0: usize, cols: usize, pane: usize) {
     let left = x0 + (cols.saturating_sub(x0).saturating_sub(width)) / 2;
     let top = 1 + pane.saturating_sub(height) / 2;
     let boxed = Style::default().with(REVERSE);
-    for (i, row) in frame.iter_mut().skip(top).take(height.min(pane)).enumerate() {
+    for (i, row) in frame
+        .iter_mut()
+        .skip(top)
+        .take(height.min(pane))
+        .enumerate()
+    {
         let end = (left + width).min(cols);
         for cell in row.iter_mut().take(end).skip(left) {
             *cell = Cell {
@@ -409,7 +432,11 @@ mod tests {
         }
         let frame = render(&m);
         // The child's red applies to its word only; stderr has its own colour.
-        let red = frame[2].iter().skip(21).find(|c| c.ch == 'r').map(|c| c.style);
+        let red = frame[2]
+            .iter()
+            .skip(21)
+            .find(|c| c.ch == 'r')
+            .map(|c| c.style);
         assert_eq!(red, Some(Style::fg(style::RED)));
         let after = frame[2].iter().rev().find(|c| c.ch == 'a').map(|c| c.style);
         assert_eq!(after, Some(Style::default()));
@@ -441,7 +468,11 @@ mod tests {
     #[test]
     fn wide_characters_take_two_cells_and_never_overflow() {
         let mut m = model(40, 4);
-        m.fetched(Fetch::Tail, lines(&[("日本語のテキストがとても長い行です", Stream::Stdout)]), None);
+        m.fetched(
+            Fetch::Tail,
+            lines(&[("日本語のテキストがとても長い行です", Stream::Stdout)]),
+            None,
+        );
         for row in render(&m) {
             assert_eq!(row.len(), 40);
         }

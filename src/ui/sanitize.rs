@@ -72,7 +72,9 @@ pub fn sanitize(line: &[u8]) -> String {
                 '@'..='~' => {
                     let sgr = c == 'm'
                         && csi.len() <= MAX_SGR
-                        && csi.bytes().all(|b| b.is_ascii_digit() || b == b';' || b == b':');
+                        && csi
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || b == b';' || b == b':');
                     if sgr {
                         out.push_str("\x1b[");
                         out.push_str(&csi);
@@ -128,7 +130,12 @@ mod tests {
             ("wide 日本 ok".as_bytes(), "wide 日本 ok"),
         ];
         for (input, want) in cases {
-            assert_eq!(sanitize(input), *want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                sanitize(input),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

@@ -155,8 +155,14 @@ mod tests {
     fn a_changed_half_of_a_wide_character_redraws_the_whole_character() {
         let mut s = Screen::default();
         let mut f = vec![vec![BLANK; 4]];
-        f[0][0] = Cell { ch: '日', style: Style::default() };
-        f[0][1] = Cell { ch: '\0', style: Style::default() };
+        f[0][0] = Cell {
+            ch: '日',
+            style: Style::default(),
+        };
+        f[0][1] = Cell {
+            ch: '\0',
+            style: Style::default(),
+        };
         s.update(&f);
         let mut g = f.clone();
         g[0][1].style = Style::fg(1);

@@ -50,8 +50,6 @@ impl Style {
 pub const RED: u8 = 1;
 pub const GREEN: u8 = 2;
 pub const YELLOW: u8 = 3;
-pub const BLUE: u8 = 4;
-pub const CYAN: u8 = 6;
 pub const GRAY: u8 = 8;
 pub const DARK_BG: u8 = 236;
 
@@ -159,7 +157,7 @@ mod tests {
             ("39", base),
             ("38;5;208", Style::fg(208)),
             ("91", Style::fg(9)),
-            ("44", Style::fg(YELLOW).on(BLUE)),
+            ("44", Style::fg(YELLOW).on(4)),
             (
                 "38;2;1;2;3",
                 Style {
