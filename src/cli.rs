@@ -1679,6 +1679,7 @@ mod tests {
             WAIT_USAGE,
             UP_USAGE,
             DOWN_USAGE,
+            UI_USAGE,
             SESSION_USAGE,
             CONFIG_USAGE,
             COMPLETIONS_USAGE,
