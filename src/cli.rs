@@ -18,6 +18,7 @@ commands:
   stop-all [--timeout S]        stop every process of the session
   restart NAME|ID               stop, then start again with the same settings
   status [--json]               list processes and their states
+  events [--since SEQ] [--json] stream state changes as they happen
   logs NAME [--tail N] [--stderr] [--follow]
   logs --all [--tail N] [--stderr] [--follow]
                         print a process's output (read from disk; --follow streams)
@@ -128,6 +129,20 @@ List the session's processes with their pid, state, exit code and uptime.
 
 options:
   --json          print a JSON array of processes instead of a table
+  --session NAME  session to use (default: default)";
+
+const EVENTS_USAGE: &str = "\
+usage: agent-procs events [--since SEQ] [--json]
+
+Print each state change of the session's processes as it happens: started,
+ready, exited, stopping, stopped, backoff, failed, watch_triggered. Each event
+has a sequence number; --since SEQ first replays the events after SEQ that the
+daemon still holds (the last 1024), so a reader that reconnects misses nothing.
+Runs until interrupted or until the daemon exits.
+
+options:
+  --since SEQ     replay the held events after sequence number SEQ first (0: all)
+  --json          print each event as one JSON object per line
   --session NAME  session to use (default: default)";
 
 const LOGS_USAGE: &str = "\
@@ -293,6 +308,7 @@ pub const COMMANDS: &[&str] = &[
     "stop-all",
     "restart",
     "status",
+    "events",
     "logs",
     "wait",
     "up",
@@ -389,6 +405,13 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         about: "list processes and their states",
         subcommands: &[],
         flags: &[("json", Takes::Nothing)],
+        takes_process: false,
+    },
+    CommandSpec {
+        name: "events",
+        about: "stream state changes as they happen",
+        subcommands: &[],
+        flags: &[("since", Takes::Word), ("json", Takes::Nothing)],
         takes_process: false,
     },
     CommandSpec {
@@ -513,6 +536,10 @@ pub enum Command {
         target: String,
     },
     Status {
+        json: bool,
+    },
+    Events {
+        since: Option<u64>,
         json: bool,
     },
     Logs(LogsArgs),
@@ -778,6 +805,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
                 }
             }
             Command::Status { json }
+        }
+        "events" => {
+            let (mut since, mut json) = (None, false);
+            let u = EVENTS_USAGE;
+            while let Some(arg) = p.next().map_err(with_usage(u))? {
+                match arg {
+                    Long("json") => json = true,
+                    Long("since") => {
+                        let v = p.value().map_err(with_usage(u))?;
+                        since = Some(number(v, "--since", "a sequence number", u)?)
+                    }
+                    _ => common(other(arg), &mut p, &mut session, u)?,
+                }
+            }
+            Command::Events { since, json }
         }
         "logs" => parse_logs(&mut p, &mut session)?,
         "wait" => parse_wait(&mut p, &mut session)?,
@@ -1675,6 +1717,7 @@ mod tests {
             STOP_ALL_USAGE,
             RESTART_USAGE,
             STATUS_USAGE,
+            EVENTS_USAGE,
             LOGS_USAGE,
             WAIT_USAGE,
             UP_USAGE,

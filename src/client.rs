@@ -124,6 +124,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
             say_started(out, "restarted ", false, response)
         }
         Command::Status { json } => status(&paths, json),
+        Command::Events { since, json } => events(&paths, since, json),
         Command::Logs(args) if args.follow => follow_logs(&paths, args),
         Command::Logs(args) => print_logs(&paths, &args),
         Command::Wait(args) => wait(&paths, args, out),
@@ -440,7 +441,10 @@ fn print_message(
 
 fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
     let mut conn = Conn::open(paths, false)?;
-    let Response::Status { mut processes } = conn.ask(&Request::Status, Duration::from_secs(10))?
+    let Response::Status {
+        mut processes,
+        notes,
+    } = conn.ask(&Request::Status, Duration::from_secs(10))?
     else {
         return Err(Error::Failed("unexpected reply to status".into()));
     };
@@ -456,7 +460,101 @@ fn status(paths: &SessionPaths, json: bool) -> Result<i32> {
         status_table(&processes)
     };
     write_stdout(text.as_bytes())?;
+    // On stderr, so the table and the JSON stay as scripts parse them.
+    for note in &notes {
+        eprintln!("agent-procs: note: {note}");
+    }
+    for p in &processes {
+        if let Some(survivors) = &p.survivors {
+            let list: Vec<String> = survivors
+                .iter()
+                .map(|s| format!("{} ({})", s.pid, s.command))
+                .collect();
+            let pids: Vec<String> = survivors.iter().map(|s| s.pid.to_string()).collect();
+            eprintln!(
+                "agent-procs: note: {} outlived its stop outside its process group: {}; end with: kill {}",
+                p.name,
+                list.join(", "),
+                pids.join(" ")
+            );
+        }
+    }
     Ok(0)
+}
+
+/// Stream the daemon's events until it exits (or stdout closes).
+fn events(paths: &SessionPaths, since: Option<u64>, json: bool) -> Result<i32> {
+    let mut conn = Conn::open(paths, false)?;
+    conn.send(&Request::Events { since })?;
+    let mut out = Vec::new();
+    loop {
+        let response = match conn.recv(None) {
+            Ok(response) => response,
+            // The daemon exited: the stream is over, as for `tail -f` of a removed file.
+            Err(_) if out.is_empty() && conn.reader.buffer().is_empty() => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        match &response {
+            Response::Event { .. } if json => {
+                serde_json::to_writer(&mut out, &response)
+                    .map_err(|e| Error::Failed(e.to_string()))?;
+                out.push(b'\n');
+            }
+            Response::Event { .. } => {
+                out.extend_from_slice(event_text(&response).as_bytes());
+                out.push(b'\n');
+            }
+            Response::Error { code, message } => {
+                return Err(daemon_error(*code, message.clone()));
+            }
+            _ => return unexpected(response),
+        }
+        if conn.reader.buffer().is_empty() {
+            write_stdout(&out)?;
+            out.clear();
+        }
+    }
+}
+
+/// `2026-11-26T02:31:00.123Z 12 api exited code 1`, and what else the event says.
+fn event_text(event: &Response) -> String {
+    let Response::Event {
+        seq,
+        at_ms,
+        name,
+        event,
+        pid,
+        exit_code,
+        exit_signal,
+        delay_ms,
+        detail,
+        ..
+    } = event
+    else {
+        return String::new();
+    };
+    let mut text = format!("{} {seq} ", crate::timefmt::rfc3339_ms(*at_ms));
+    if !name.is_empty() {
+        text.push_str(name);
+        text.push(' ');
+    }
+    text.push_str(event);
+    if let Some(pid) = pid {
+        text.push_str(&format!(" pid {pid}"));
+    }
+    match (exit_code, exit_signal) {
+        (Some(code), _) => text.push_str(&format!(" code {code}")),
+        (None, Some(signal)) => text.push_str(&format!(" {signal}")),
+        (None, None) => {}
+    }
+    if let Some(ms) = delay_ms {
+        let delay = crate::timefmt::seconds(Duration::from_millis(*ms));
+        text.push_str(&format!(" restart in {delay}"));
+    }
+    if let Some(detail) = detail {
+        text.push_str(&format!(" ({detail})"));
+    }
+    text
 }
 
 /// The table of 0.6: NAME PID STATE EXIT [URL] UPTIME.
@@ -749,7 +847,8 @@ fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
     }
     let lookup = || -> Result<Option<String>> {
         let mut conn = Conn::open(paths, false)?;
-        let Response::Status { processes } = conn.ask(&Request::Status, Duration::from_secs(10))?
+        let Response::Status { processes, .. } =
+            conn.ask(&Request::Status, Duration::from_secs(10))?
         else {
             return Ok(None);
         };

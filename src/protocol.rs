@@ -168,6 +168,12 @@ pub enum Request {
         #[serde(default)]
         version: u32,
     },
+    /// New: stream state changes (`Event`) until the client hangs up. With
+    /// `since`, first replay the events still held whose `seq` is greater.
+    Events {
+        #[serde(default)]
+        since: Option<u64>,
+    },
     #[serde(other)]
     Unknown,
 }
@@ -256,6 +262,10 @@ pub enum Response {
     },
     Status {
         processes: Vec<ProcessInfo>,
+        /// New: what the daemon wants the user to know about the session as a
+        /// whole, such as what it did about a previous daemon that was killed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     LogLine {
         process: String,
@@ -301,6 +311,29 @@ pub enum Response {
     },
     Hello {
         version: u32,
+    },
+    /// New: one state change of a process, streamed to an `Events` client.
+    /// `event` is one of `started`, `ready`, `exited`, `stopping`, `stopped`,
+    /// `backoff`, `failed`, `watch_triggered`, or `lost` (the client read too
+    /// slowly and `detail` says how many events it missed).
+    Event {
+        seq: u64,
+        /// Milliseconds since the Unix epoch.
+        at_ms: u64,
+        name: String,
+        id: String,
+        event: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_signal: Option<String>,
+        /// For `backoff`: how long until the restart.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     #[serde(other)]
     Unknown,
@@ -367,6 +400,17 @@ pub struct ProcessInfo {
     /// New: deaths the process did not ask for in the last 60 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crashes_last_minute: Option<u32>,
+    /// New: processes that outlived the last stop because they left the process
+    /// group (setsid), while they are still running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivors: Option<Vec<SurvivorInfo>>,
+}
+
+/// A process that outlived a stop, for `survivors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurvivorInfo {
+    pub pid: i32,
+    pub command: String,
 }
 
 /// One exit of a process, for `last_exits`.
@@ -493,6 +537,7 @@ flat_message!(RawRequest, RequestField, "internally tagged enum Request", {
     http: Option<String>,
     proxy_port: Option<u16>,
     version: u32,
+    since: Option<u64>,
 });
 
 /// A required field's value, or serde's "missing field" error naming it.
@@ -564,6 +609,7 @@ impl<'de> Deserialize<'de> for Request {
                 proxy_port: r.proxy_port,
             },
             "Hello" => Request::Hello { version: r.version },
+            "Events" => Request::Events { since: r.since },
             _ => Request::Unknown,
         })
     }
@@ -578,6 +624,7 @@ flat_message!(RawResponse, ResponseField, "internally tagged enum Response", {
     port: Option<u16>,
     url: Option<String>,
     processes: Option<Vec<ProcessInfo>>,
+    notes: Vec<String>,
     process: Option<String>,
     stream: Option<Stream>,
     line: Option<String>,
@@ -588,6 +635,10 @@ flat_message!(RawResponse, ResponseField, "internally tagged enum Response", {
     reason: Option<String>,
     code: Option<i32>,
     version: Option<u32>,
+    seq: Option<u64>,
+    at_ms: Option<u64>,
+    delay_ms: Option<u64>,
+    detail: Option<String>,
 });
 
 impl<'de> Deserialize<'de> for Response {
@@ -606,6 +657,7 @@ impl<'de> Deserialize<'de> for Response {
             },
             "Status" => Response::Status {
                 processes: required(r.processes, "processes")?,
+                notes: r.notes,
             },
             "LogLine" => Response::LogLine {
                 process: required(r.process, "process")?,
@@ -644,6 +696,18 @@ impl<'de> Deserialize<'de> for Response {
             },
             "Hello" => Response::Hello {
                 version: required(r.version, "version")?,
+            },
+            "Event" => Response::Event {
+                seq: required(r.seq, "seq")?,
+                at_ms: required(r.at_ms, "at_ms")?,
+                name: required(r.name, "name")?,
+                id: required(r.id, "id")?,
+                event: required(r.event, "event")?,
+                pid: r.pid,
+                exit_code: r.exit_code,
+                exit_signal: r.exit_signal,
+                delay_ms: r.delay_ms,
+                detail: r.detail,
             },
             _ => Response::Unknown,
         })
@@ -940,6 +1004,7 @@ mod tests {
                         cwd: Some("/srv".into()),
                         ..ProcessInfo::default()
                     }],
+                    notes: vec![],
                 },
                 &["processes"],
             ),

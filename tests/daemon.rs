@@ -2,9 +2,11 @@
 //! input on the socket, other users, signals, and resource hygiene.
 
 mod common;
+
 use common::*;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 #[test]
@@ -104,6 +106,54 @@ fn a_killed_daemon_is_replaced_and_its_orphans_are_stopped() {
         log.contains("previous daemon died without stopping old"),
         "{log}"
     );
+    // `status` tells what was done, on stderr, leaving the table and JSON alone.
+    for args in [&["status"][..], &["status", "--json"]] {
+        let out = sb.run(args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "note: the previous daemon (pid {daemon}) was killed without stopping its processes"
+            )) && out.stderr.contains(&format!("old (pid {orphan})")),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("previous daemon"), "{}", out.stdout);
+    }
+    let json: serde_json::Value = serde_json::from_str(&sb.ok(&["status", "--json"])).unwrap();
+    assert!(json.is_array(), "status --json keeps its shape: {json}");
+}
+
+#[test]
+fn a_recorded_pid_now_used_by_another_process_is_never_signalled() {
+    let sb = Sandbox::new();
+    sb.start("first", "sleep 30");
+    sb.ok(&["down"]);
+    // An unrelated process in a group of its own, and a state.json that says a
+    // killed daemon left it running: same pid and group, another start time,
+    // as when the pid was reused after the old process ended.
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .expect("starting sleep");
+    let pid = stranger.id();
+    let state = serde_json::json!({
+        "daemon_pid": 999_999,
+        "processes": [{"name": "old", "id": "p1", "pid": pid, "pgid": pid, "start_ticks": 1, "command": "sleep 300"}]
+    });
+    std::fs::write(sb.session_dir().join("state.json"), state.to_string()).unwrap();
+    sb.start("new", "sleep 30");
+    let alive_after = alive(pid as i32);
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert!(
+        alive_after,
+        "the daemon signalled a process it did not start"
+    );
+    let out = sb.run(&["status"]);
+    assert!(!out.stderr.contains("previous daemon"), "{}", out.stderr);
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap();
+    assert!(!log.contains("without stopping old"), "{log}");
 }
 
 #[test]
@@ -321,4 +371,50 @@ fn an_idle_process_costs_the_daemon_four_descriptors() {
     assert_eq!(ask(&mut s, status)["type"], "Status");
     // Two pipes and two log files each; indexes are open only while output flows.
     assert_eq!(fd_count(daemon) - before, 5 * 4);
+}
+
+/// The parent pid in /proc/PID/stat, or None once the process is reaped.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit(')').next()?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn an_orphaned_grandchild_is_adopted_and_reaped_by_the_daemon() {
+    let sb = Sandbox::new();
+    // The inner shell exits at once and leaves its child (in a session of its
+    // own, so the stop of `parent` is no help) without a parent.
+    sb.start(
+        "parent",
+        "sh -c 'setsid sleep 2 & echo orphan $!'; sleep 300",
+    );
+    let line = sb.ok(&["wait", "parent", "--until", "orphan", "--timeout", "10"]);
+    let orphan: i32 = line.trim().trim_start_matches("orphan ").parse().unwrap();
+    let daemon = sb.daemon_pid().expect("the daemon's pid");
+    // Adopted by the daemon (the subreaper), not by init.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match parent_of(orphan) {
+            Some(p) if p == daemon => break,
+            Some(p) => assert!(
+                std::time::Instant::now() < deadline,
+                "orphan {orphan} has parent {p}, not the daemon {daemon}"
+            ),
+            None => panic!("orphan {orphan} ended before it was seen adopted"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // When it exits, the daemon reaps it: no zombie is left behind.
+    assert!(wait_gone(orphan, Duration::from_secs(10)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while parent_of(orphan).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphan {orphan} was left a zombie: {:?}",
+            zombie_children(daemon)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(zombie_children(daemon), Vec::<i32>::new());
 }

@@ -134,6 +134,84 @@ fn stop_kills_the_whole_group_including_grandchildren() {
     assert!(!alive(grandchild), "grandchild {grandchild} survived stop");
 }
 
+/// Kills a process the test made, however the test ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill(self.0, libc::SIGKILL);
+    }
+}
+
+#[test]
+fn a_process_that_left_the_group_is_reported_by_pid_and_command_after_the_stop() {
+    let sb = Sandbox::new();
+    // A daemonizing child (its own session) and an ordinary one.
+    sb.start(
+        "tree",
+        "setsid sleep 301 & echo escapee $!; sleep 302 & echo member $!; wait",
+    );
+    let pid_after = |word: &str| -> i32 {
+        let line = sb.ok(&["wait", "tree", "--until", word, "--timeout", "10"]);
+        line.trim().trim_start_matches(word).trim().parse().unwrap()
+    };
+    let escapee = pid_after("escapee");
+    let _guard = KillOnDrop(escapee);
+    let member = pid_after("member");
+    // Until setsid has exec'd sleep, the escapee's command line is setsid's.
+    let exec_done = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read(format!("/proc/{escapee}/cmdline")).unwrap_or_default()
+        != b"sleep\x00301\x00"
+    {
+        assert!(
+            std::time::Instant::now() < exec_done,
+            "setsid never ran sleep"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let out = sb.ok(&["stop", "tree"]);
+    assert!(out.starts_with("stopped tree\n"), "{out}");
+    assert!(out.contains(&format!("pid {escapee} (sleep 301)")), "{out}");
+    assert!(out.contains(&format!("kill {escapee}")), "{out}");
+    assert!(
+        !alive(member),
+        "the group member {member} survived the stop"
+    );
+    assert!(alive(escapee), "the escapee was not supposed to be killed");
+
+    let st = sb.proc_status("tree");
+    assert_eq!(
+        st["survivors"],
+        serde_json::json!([{"pid": escapee, "command": "sleep 301"}]),
+        "{st}"
+    );
+    let status = sb.run(&["status"]);
+    assert!(
+        status.stderr.contains(&format!(
+            "tree outlived its stop outside its process group: {escapee} (sleep 301)"
+        )),
+        "{}",
+        status.stderr
+    );
+    assert!(
+        !status.stdout.contains("outlived"),
+        "the table stays clean: {}",
+        status.stdout
+    );
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap();
+    assert!(log.contains(&format!("pid {escapee} (sleep 301)")), "{log}");
+
+    // Once it is gone (reaped by the daemon, its subreaper), it is no longer reported.
+    kill(escapee, libc::SIGKILL);
+    assert!(wait_gone(escapee, Duration::from_secs(10)));
+    let st = sb.proc_status("tree");
+    assert!(st.get("survivors").is_none(), "{st}");
+    // An ordinary stop says nothing more than before.
+    sb.start("plain", "sleep 303 & wait");
+    assert_eq!(sb.ok(&["stop", "plain"]), "stopped plain\n");
+}
+
 #[test]
 fn a_child_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let sb = Sandbox::new();

@@ -1194,6 +1194,41 @@ fn ports_come_from_4000_to_4999_reach_the_environment_and_survive_a_restart() {
 }
 
 #[test]
+fn a_chosen_port_is_kept_for_the_name_across_daemons_while_it_is_free() {
+    let sb = sandbox();
+    let port_of = |name: &str| sb.proc_status(name)["port"].as_u64().unwrap_or(0) as u16;
+    run_proxied(&sb, "api", "sleep 60", None);
+    run_proxied(&sb, "web", "sleep 60", None);
+    let (api, web) = (port_of("api"), port_of("web"));
+    assert!((4000..=4999).contains(&api) && api != web);
+    // A new daemon gives each name its port again, whatever the order of runs.
+    sb.ok(&["down"]);
+    run_proxied(&sb, "web", "sleep 60", None);
+    run_proxied(&sb, "api", "sleep 60", None);
+    assert_eq!((port_of("api"), port_of("web")), (api, web));
+    // A name that is new never gets a port chosen for another name while a
+    // free one remains.
+    run_proxied(&sb, "other", "sleep 60", None);
+    let other = port_of("other");
+    assert!(other != api && other != web, "{other}");
+
+    // Taken by someone else meanwhile: the name gets another port, and keeps that.
+    sb.ok(&["down"]);
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", api));
+    if squatter.is_err() {
+        eprintln!("skipped the squatter half: port {api} was taken by someone else");
+        return;
+    }
+    run_proxied(&sb, "api", "sleep 60", None);
+    let moved = port_of("api");
+    assert!(moved != api && moved != web && moved != other, "{moved}");
+    drop(squatter);
+    sb.ok(&["stop", "api"]);
+    sb.ok(&["restart", "api"]);
+    assert_eq!(port_of("api"), moved);
+}
+
+#[test]
 fn the_config_or_up_proxy_turns_the_proxy_on() {
     let proxy_port = free_port();
     let sb = sandbox();

@@ -554,6 +554,9 @@ fn stop_turns_auto_restart_off_and_restart_turns_it_back_on() {
         st["restart_count"] == 2 && st["state"] == "running"
     });
     assert_eq!(st["max_restarts"], Value::Null, "{st}");
+    // Stop run 3 only once it has counted itself: a stop in the middle of writing
+    // svc.n would leave it empty and restart the count.
+    sb.ok(&["wait", "svc", "--until", "run 3", "--timeout", "10"]);
     assert_eq!(sb.ok(&["stop", "svc"]), "stopped svc\n");
     let st = sb.proc_status("svc");
     assert_eq!(st["state"], "exited", "{st}");
@@ -582,6 +585,8 @@ fn stop_turns_auto_restart_off_and_restart_turns_it_back_on() {
     });
     assert_eq!(last_exit(&st)["reason"], "crashed", "{st}");
     assert_eq!(last_exit(&st)["signal"], "SIGKILL", "{st}");
+    // Running is said at the fork; the new run's first line may come a moment later.
+    sb.ok(&["wait", "svc", "--until", "run 5", "--timeout", "10"]);
     let log = all_logs(&sb, "svc");
     assert!(
         log.ends_with("run 4\n[agent-procs] Restarted (killed by SIGKILL, attempt 1)\nrun 5\n"),

@@ -27,6 +27,8 @@ pub struct Client {
     /// and the process and stream of the first of them.
     pub lost_lines: u64,
     lost_from: Option<(String, crate::protocol::Stream)>,
+    /// Events an `Events` subscriber lost because it did not read fast enough.
+    events_lost: u64,
     /// How much of `out` has been written already.
     out_pos: usize,
 }
@@ -49,6 +51,7 @@ impl Client {
             busy: false,
             lost_lines: 0,
             lost_from: None,
+            events_lost: 0,
             out_pos: 0,
         }
     }
@@ -146,6 +149,21 @@ impl Client {
         }
         self.note_lost();
         self.send(response);
+    }
+
+    /// Queue an event for a subscriber, or count it as lost when it lags; the
+    /// count goes out (as a `lost` event) before the next event that fits.
+    pub fn send_event(&mut self, event: &Response, seq: u64) {
+        if self.queued() >= FOLLOW_CAP {
+            self.events_lost += 1;
+            return;
+        }
+        if self.events_lost > 0 {
+            let lost = super::events::lost(self.events_lost, seq.saturating_sub(1));
+            self.events_lost = 0;
+            self.send(&lost);
+        }
+        self.send(event);
     }
 
     /// Tell a follower how many lines it lost, once there is room again.

@@ -3,6 +3,7 @@
 //! reaps children on SIGCHLD, fires deadlines, and answers requests.
 
 mod control;
+mod events;
 mod probes;
 mod procs;
 mod signals;
@@ -10,6 +11,7 @@ mod spawn;
 mod startup;
 mod state;
 mod supervise;
+mod survivors;
 mod timers;
 mod up;
 mod waits;
@@ -21,6 +23,7 @@ use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
 use control::{Client, ReadOutcome};
+use events::Change;
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
 use signals::Exit;
@@ -185,6 +188,14 @@ struct Daemon {
     watcher: Option<watch::Watcher>,
     /// Processes with a change waiting out the debounce.
     watch_pending: HashSet<ProcId>,
+    /// State changes, numbered, for `Events` clients.
+    events: events::EventLog,
+    /// Clients streaming events.
+    subscribers: Vec<usize>,
+    /// Told with every `status`: what this daemon did about a dead predecessor.
+    notes: Vec<String>,
+    /// Ports chosen for processes that named none, by name (kept in state.json).
+    chosen_ports: std::collections::BTreeMap<String, u16>,
 }
 
 impl Daemon {
@@ -256,6 +267,10 @@ impl Daemon {
             proxy: None,
             watcher: None,
             watch_pending: HashSet::new(),
+            events: events::EventLog::default(),
+            subscribers: Vec::new(),
+            notes: Vec::new(),
+            chosen_ports: Default::default(),
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -514,6 +529,7 @@ impl Daemon {
         }
         self.slots.remove(&Token(id));
         self.follows.remove(&id);
+        self.subscribers.retain(|&c| c != id);
         self.waits.drop_client(id);
         self.up_drop_client(id);
         for p in &mut self.pending {
@@ -566,7 +582,8 @@ impl Daemon {
                         }
                     }
                 }
-                self.reply(client, &Response::Status { processes });
+                let notes = self.notes.clone();
+                self.reply(client, &Response::Status { processes, notes });
             }
             logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
             Request::Logs { .. } => self.reply(
@@ -606,7 +623,45 @@ impl Daemon {
             Request::Hello { .. } => {
                 self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
             }
+            Request::Events { since } => self.subscribe(client, since),
             Request::Unknown => self.reply(client, &Response::error("unknown request type")),
+        }
+    }
+
+    /// Stream state changes to `client` from now on, after those past `since`.
+    fn subscribe(&mut self, client: usize, since: Option<u64>) {
+        self.set_busy(client);
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        if let Some(since) = since {
+            let (missed, replay) = self.events.since(since);
+            if missed > 0 {
+                c.send(&events::lost(missed, since.saturating_add(missed)));
+            }
+            for event in replay {
+                c.send(event);
+            }
+        }
+        self.subscribers.push(client);
+    }
+
+    /// Number a state change of process `id` and stream it to the subscribers.
+    fn emit(&mut self, id: ProcId, change: events::Change) {
+        let Some(p) = self.procs.get(id) else {
+            return;
+        };
+        let seq = self.events.last_seq() + 1;
+        let event = self.events.record(&p.name, id, change);
+        for client in &self.subscribers {
+            if let Some(c) = self.clients.get_mut(client) {
+                c.send_event(event, seq);
+                // What does not fit in the socket now goes on its writable edge; a
+                // broken connection is closed by the retry, not in the middle of this.
+                if c.flush().is_err() {
+                    self.retry.push(Token(*client));
+                }
+            }
         }
     }
 
@@ -787,7 +842,7 @@ impl Daemon {
                 // Behind the proxy a re-run keeps its port, so its URL keeps working.
                 match (kept, &self.proxy) {
                     (Some(port), Some(_)) => Some(port),
-                    (None, Some(_)) => match self.free_backend_port() {
+                    (None, Some(_)) => match self.free_backend_port(name.as_deref()) {
                         Some(port) => Some(port),
                         None => {
                             return Response::error(
@@ -857,6 +912,7 @@ impl Daemon {
                     start_ticks: None,
                     outputs: [None, None],
                     sup: supervise::Supervision::default(),
+                    survivors: Vec::new(),
                 };
                 self.procs.insert(proc);
                 if let Err(msg) = self.set_watch(id, watch) {
@@ -886,7 +942,7 @@ impl Daemon {
         let spec = p.spec.clone();
         let name = p.name.clone();
         let grow = self.big_pipes + 2 <= self.big_pipe_budget;
-        let spawned = match spawn::spawn(&spec, grow) {
+        let spawned = match spawn::spawn(&spec, &name, grow) {
             Ok(s) => s,
             Err(msg) => {
                 self.note(&format!("{name}: {msg}"));
@@ -895,6 +951,7 @@ impl Daemon {
                         reason: msg.clone(),
                     };
                 }
+                self.emit(id, Change::new("failed").detail(msg.clone()));
                 return Response::error(msg);
             }
         };
@@ -975,6 +1032,7 @@ impl Daemon {
             // Without its logs the process would run blind; stop it at once.
             signals::kill_group(pid as i32, libc::SIGKILL);
             self.note(&format!("{name}: {msg}"));
+            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
             return Response::error(msg);
         }
         self.note(&format!(
@@ -984,6 +1042,14 @@ impl Daemon {
         // Recorded before anyone hears of it: if we are killed right after
         // answering, the next daemon must still find this process group.
         self.save_state();
+        let started = Change::new("started").pid(pid);
+        self.emit(
+            id,
+            match annotation {
+                Some(note) => started.detail(note.trim_start_matches("[agent-procs] ")),
+                None => started,
+            },
+        );
         // Followers and waits see the note as the first line of the new run.
         if let Some(note) = annotation {
             self.deliver_line(id, Stream::Stdout, note.as_bytes());
@@ -1096,17 +1162,24 @@ impl Daemon {
                     signals::kill_group(p.pgid, libc::SIGKILL);
                 }
                 self.state_dirty = true;
+                self.emit(id, Change::new("stopped").detail("restart cancelled"));
                 return false;
             }
             State::Exited { .. } | State::Failed { .. } => return false,
         }
         p.sup.stop_reason.get_or_insert(supervise::Reason::Stopped);
-        let (pgid, name) = (p.pgid, p.name.clone());
+        let (pgid, name, pid) = (p.pgid, p.name.clone(), p.pid);
         signals::kill_group(pgid, signal);
         self.note(&format!(
             "stopping {name}: sent {} to process group {pgid}",
             signals::signal_name(signal)
         ));
+        self.emit(
+            id,
+            Change::new("stopping")
+                .pid(pid)
+                .detail(signals::signal_name(signal)),
+        );
         self.timers.arm(
             Instant::now() + timeout,
             Timer::Escalate {
@@ -1795,9 +1868,15 @@ impl Daemon {
             }
             _ => {
                 p.state = State::Exited { exit };
-                let name = p.name.clone();
+                let (name, pid) = (p.name.clone(), p.pid);
                 self.note(&format!("{name} exited ({})", exit.describe()));
                 self.state_dirty = true;
+                self.emit(
+                    id,
+                    Change::new("exited")
+                        .pid(pid)
+                        .exit(exit.code(), exit.signal_name()),
+                );
                 self.exited(id, exit);
             }
         }
@@ -1824,15 +1903,33 @@ impl Daemon {
             ));
         }
         let name = p.name.clone();
+        // The group is gone; what left it earlier may live on, re-parented to us.
+        let survivors = survivors::find(&name, |pid| self.procs.is_leader(pid));
+        let mut stopped = Change::new("stopped").exit(exit.code(), exit.signal_name());
         if let Some(p) = self.procs.get_mut(id) {
             p.state = State::Exited { exit };
             if kills > 0 {
                 p.sup.stop_reason = Some(supervise::Reason::KilledAfterTimeout);
             }
+            stopped = stopped.pid(p.pid);
+            p.survivors = survivors;
         }
         self.note(&format!("{name} stopped ({})", exit.describe()));
+        if let Some(sentence) = self.survivor_sentence(id) {
+            self.note(&sentence);
+            stopped = stopped.detail(sentence);
+        }
+        self.emit(id, stopped);
         self.exited(id, exit);
         self.state_dirty = true;
+    }
+
+    /// What of process `id` outlived its last stop and still runs, as a sentence.
+    fn survivor_sentence(&self, id: ProcId) -> Option<String> {
+        let p = self.procs.get(id)?;
+        let alive: Vec<survivors::Survivor> =
+            p.survivors.iter().filter(|s| s.alive()).cloned().collect();
+        (!alive.is_empty()).then(|| survivors::sentence(&p.name, &alive))
     }
 
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
@@ -1882,12 +1979,17 @@ impl Daemon {
                 continue;
             }
             match self.pending.remove(i) {
-                Pending::Stop { client, label, .. } => self.reply_later(
+                Pending::Stop {
                     client,
-                    &Response::Ok {
-                        message: format!("stopped {label}"),
-                    },
-                ),
+                    label,
+                    proc,
+                } => {
+                    let mut message = format!("stopped {label}");
+                    if let Some(sentence) = self.survivor_sentence(proc) {
+                        message = format!("{message}\n{sentence}");
+                    }
+                    self.reply_later(client, &Response::Ok { message })
+                }
                 Pending::Restart { client, proc, note } => {
                     let response = if self.shutting_down {
                         Response::error("the daemon is shutting down")
@@ -1900,12 +2002,15 @@ impl Daemon {
                     }
                     self.reply_later(client, &response);
                 }
-                Pending::StopAll { client, .. } => self.reply_later(
-                    client,
-                    &Response::Ok {
-                        message: "all processes stopped".into(),
-                    },
-                ),
+                Pending::StopAll { client, .. } => {
+                    let mut message = "all processes stopped".to_string();
+                    for id in self.procs.ids() {
+                        if let Some(sentence) = self.survivor_sentence(id) {
+                            message = format!("{message}\n{sentence}");
+                        }
+                    }
+                    self.reply_later(client, &Response::Ok { message })
+                }
                 Pending::Shutdown { client, .. } => self.finish_shutdown(client),
             }
         }
@@ -2046,6 +2151,13 @@ impl Daemon {
                     exit.describe(),
                     crate::timefmt::seconds(delay)
                 ));
+                self.emit(
+                    id,
+                    Change::new("backoff")
+                        .exit(exit.code(), exit.signal_name())
+                        .delay_ms(delay.as_millis() as u64)
+                        .detail(format!("restart {attempt}")),
+                );
             }
             supervise::Decision::GiveUp { max } => {
                 let note = format!("[agent-procs] Max restarts ({max}) exhausted");
@@ -2059,6 +2171,13 @@ impl Daemon {
                 self.note(&format!("{name}: {note}"));
                 self.deliver_line(id, Stream::Stdout, note.as_bytes());
                 self.flush_followers();
+                let reason = format!("max restarts ({max}) exhausted");
+                self.emit(
+                    id,
+                    Change::new("failed")
+                        .exit(exit.code(), exit.signal_name())
+                        .detail(reason),
+                );
             }
         }
         self.state_dirty = true;
@@ -2160,7 +2279,6 @@ impl Daemon {
         if self.shutting_down {
             return;
         }
-        let sid = self.sid;
         let Some(p) = self.procs.get_mut(id) else {
             return;
         };
@@ -2168,7 +2286,13 @@ impl Daemon {
             return;
         }
         p.sup.reset();
-        match p.state {
+        let state = p.state.clone();
+        self.emit(id, Change::new("watch_triggered"));
+        let sid = self.sid;
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        match state {
             State::Running { .. } => {
                 p.sup.stop_reason = Some(supervise::Reason::Watch);
                 let timeout = self.stop_timeout(id, None);
@@ -2222,13 +2346,37 @@ impl Daemon {
         }
     }
 
-    /// A port of 4000-4999 that no process of the session has and nobody listens on.
-    fn free_backend_port(&self) -> Option<u16> {
+    /// A port of 4000-4999 that no process of the session has and nobody listens
+    /// on, for process `name`: the one chosen for that name before (by this daemon
+    /// or the last one) while it is free, else one not chosen for another name,
+    /// else any. The choice is remembered in state.json.
+    fn free_backend_port(&mut self, name: Option<&str>) -> Option<u16> {
         let taken: HashSet<u16> = self.procs.iter().filter_map(|p| p.spec.port).collect();
-        crate::proxy::BACKEND_PORTS
-            .clone()
-            .filter(|p| !taken.contains(p))
-            .find(|&p| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok())
+        let free = |p: u16| {
+            !taken.contains(&p)
+                && std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok()
+        };
+        let before = name.and_then(|n| self.chosen_ports.get(n).copied());
+        let others: HashSet<u16> = self
+            .chosen_ports
+            .iter()
+            .filter(|(n, _)| Some(n.as_str()) != name)
+            .map(|(_, &p)| p)
+            .collect();
+        let port = before
+            .filter(|&p| free(p))
+            .or_else(|| {
+                crate::proxy::BACKEND_PORTS
+                    .clone()
+                    .filter(|p| !others.contains(p))
+                    .find(|&p| free(p))
+            })
+            .or_else(|| crate::proxy::BACKEND_PORTS.clone().find(|&p| free(p)))?;
+        if let Some(name) = name {
+            self.chosen_ports.insert(name.to_string(), port);
+            self.state_dirty = true;
+        }
+        Some(port)
     }
 
     fn proxy_event(&mut self, token: Token, hup: bool) {
@@ -2411,6 +2559,7 @@ impl Daemon {
         let saved = state::SavedState {
             daemon_pid: std::process::id(),
             processes,
+            ports: self.chosen_ports.clone(),
         };
         let Some(file) = &self.state_file else { return };
         if let Err(e) = file.save(&saved) {
@@ -2423,13 +2572,28 @@ impl Daemon {
     }
 
     /// Process groups a previous daemon left running when it was killed: stop them.
-    fn stop_orphans(&self) {
-        for orphan in state::orphans(&self.paths.state_file()) {
+    fn stop_orphans(&mut self) {
+        let state::Previous {
+            daemon_pid: old_daemon,
+            orphans,
+            ports,
+        } = state::previous(&self.paths.state_file());
+        self.chosen_ports = ports;
+        let mut stopped = Vec::new();
+        for orphan in orphans {
             self.note(&format!(
                 "previous daemon died without stopping {} ({}, pid {}): sent SIGKILL to process group {}",
                 orphan.name, orphan.id, orphan.pid, orphan.pgid
             ));
             signals::kill_group(orphan.pgid, libc::SIGKILL);
+            stopped.push(format!("{} (pid {})", orphan.name, orphan.pid));
+        }
+        if !stopped.is_empty() {
+            let at = crate::timefmt::rfc3339(SystemTime::now());
+            self.notes.push(format!(
+                "the previous daemon (pid {old_daemon}) was killed without stopping its processes; at {at} this daemon stopped what was left of them: {}; their logs are kept (agent-procs logs NAME)",
+                stopped.join(", ")
+            ));
         }
     }
 

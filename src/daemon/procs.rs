@@ -81,6 +81,8 @@ pub struct Proc {
     pub outputs: [Option<Output>; 2],
     /// Restarts, the reasons of past exits, and the restart policy's counters.
     pub sup: super::supervise::Supervision,
+    /// What outlived the last stop outside the process group.
+    pub survivors: Vec<super::survivors::Survivor>,
 }
 
 impl Proc {
@@ -102,6 +104,20 @@ impl Proc {
             Some(pp) => format!("http://{}.localhost:{pp}", self.name),
             None => format!("http://127.0.0.1:{port}"),
         })
+    }
+
+    /// The survivors of the last stop that still run, if any.
+    pub fn survivors_alive(&self) -> Option<Vec<crate::protocol::SurvivorInfo>> {
+        let alive: Vec<_> = self
+            .survivors
+            .iter()
+            .filter(|s| s.alive())
+            .map(|s| crate::protocol::SurvivorInfo {
+                pid: s.pid,
+                command: s.command.clone(),
+            })
+            .collect();
+        (!alive.is_empty()).then_some(alive)
     }
 
     pub fn info(&self, now: Instant, proxy_port: Option<u16>) -> ProcessInfo {
@@ -160,6 +176,7 @@ impl Proc {
             last_exits: Some(last_exits),
             next_restart_in_ms,
             crashes_last_minute: Some(self.sup.crashes_last_minute(now)),
+            survivors: self.survivors_alive(),
         }
     }
 }
@@ -230,6 +247,11 @@ impl ProcTable {
 
     pub fn set_pid(&mut self, id: ProcId, pid: i32) {
         self.by_pid.insert(pid, id);
+    }
+
+    /// Whether `pid` leads the current run of a managed process.
+    pub fn is_leader(&self, pid: i32) -> bool {
+        self.by_pid.contains_key(&pid)
     }
 
     pub fn take_pid(&mut self, pid: i32) -> Option<ProcId> {

@@ -107,7 +107,7 @@ fn is_executable(path: &Path) -> bool {
 /// Start the child in its own process group with stdin from /dev/null and both
 /// output streams piped. Errors are worded for the `run` caller.
 /// `grow`: try to give the output pipes `PIPE_SIZE` of room.
-pub fn spawn(spec: &Spec, grow: bool) -> Result<Spawned, String> {
+pub fn spawn(spec: &Spec, name: &str, grow: bool) -> Result<Spawned, String> {
     match std::fs::metadata(&spec.cwd) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -133,6 +133,8 @@ pub fn spawn(spec: &Spec, grow: bool) -> Result<Spawned, String> {
         env.insert("HOST".into(), "127.0.0.1".into());
     }
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // Tells which process a child that leaves its group belongs to (survivors.rs).
+    env.insert(super::survivors::MARKER.into(), name.into());
 
     let mut cmd = match plain_words(&spec.command) {
         Some(words) => {

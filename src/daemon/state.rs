@@ -4,12 +4,28 @@
 //! time in /proc still matches, so a reused pid is never signalled.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Debug, Serialize, Deserialize, Default)]
 pub struct SavedState {
     pub daemon_pid: u32,
     pub processes: Vec<SavedProc>,
+    /// Ports the daemon chose for processes that did not name one, by process
+    /// name, so a process gets the same port (and URL) again, also under the
+    /// next daemon, while the port is free.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// What the next daemon learns from the last one's state.json.
+#[derive(Debug, Default)]
+pub struct Previous {
+    /// 0 when there was no readable state.
+    pub daemon_pid: u32,
+    /// Process groups it left running (see `orphans`).
+    pub orphans: Vec<SavedProc>,
+    pub ports: BTreeMap<String, u16>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,24 +86,24 @@ impl StateFile {
 /// those whose leader is still the process it started (same start time), or
 /// that still have members in its session (the old daemon's pid, which stays
 /// reserved while anyone is in that session), so a reused number is never hit.
-pub fn orphans(path: &Path) -> Vec<SavedProc> {
+pub fn previous(path: &Path) -> Previous {
     let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
+        return Previous::default();
     };
     // The first value: a longer older table may trail it until the truncate.
     let first = serde_json::Deserializer::from_slice(&bytes)
         .into_iter::<SavedState>()
         .next();
     let Some(Ok(state)) = first else {
-        return Vec::new();
+        return Previous::default();
     };
     // We only start once the old socket refuses connections: whatever the old
     // daemon's state (dead, a zombie, wedged), its groups have nobody serving them.
     if state.daemon_pid == std::process::id() {
-        return Vec::new();
+        return Previous::default();
     }
     let old_session = state.daemon_pid as i32;
-    state
+    let orphans = state
         .processes
         .into_iter()
         .filter(|p| p.pgid > 1)
@@ -95,7 +111,12 @@ pub fn orphans(path: &Path) -> Vec<SavedProc> {
             p.start_ticks.is_some_and(|t| start_ticks(p.pid) == Some(t))
                 || super::signals::group_alive(p.pgid, old_session)
         })
-        .collect()
+        .collect();
+    Previous {
+        daemon_pid: state.daemon_pid,
+        orphans,
+        ports: state.ports,
+    }
 }
 
 #[cfg(test)]
@@ -117,11 +138,13 @@ mod tests {
         file.save(&SavedState {
             daemon_pid: 1,
             processes: vec![proc("a"), proc("b")],
+            ..SavedState::default()
         })
         .unwrap();
         file.save(&SavedState {
             daemon_pid: 2,
             processes: vec![],
+            ..SavedState::default()
         })
         .unwrap();
         let bytes = std::fs::read(&path).unwrap();

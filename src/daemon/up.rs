@@ -384,7 +384,9 @@ impl Daemon {
         self.set_phase(run, i, Phase::Ready);
         if let Some(p) = self.procs.get(id) {
             let progress = progress("ready", p, self.proxy.as_ref().map(|x| x.port()));
+            let change = super::events::Change::new("ready").pid(p.pid);
             self.up_send(run, &progress);
+            self.emit(id, change);
         }
         self.up_advance(run);
     }

@@ -1,0 +1,207 @@
+//! The event log: every state change of a process gets the next sequence number
+//! and is kept in a short ring, so `events --since SEQ` can replay what a client
+//! missed. The loop in `mod.rs` streams each new event to its subscribers.
+
+use crate::protocol::Response;
+use std::collections::VecDeque;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Events kept for replay. A client that was away for longer re-reads `status`.
+const KEPT: usize = 1024;
+
+/// What happened to a process, before it gets its number and time.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Change {
+    pub event: &'static str,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<String>,
+    pub delay_ms: Option<u64>,
+    pub detail: Option<String>,
+}
+
+impl Change {
+    pub fn new(event: &'static str) -> Change {
+        Change {
+            event,
+            ..Change::default()
+        }
+    }
+
+    pub fn pid(mut self, pid: u32) -> Change {
+        self.pid = Some(pid);
+        self
+    }
+
+    pub fn exit(mut self, code: Option<i32>, signal: Option<String>) -> Change {
+        self.exit_code = code;
+        self.exit_signal = signal;
+        self
+    }
+
+    pub fn delay_ms(mut self, ms: u64) -> Change {
+        self.delay_ms = Some(ms);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Change {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+#[derive(Default)]
+pub struct EventLog {
+    last_seq: u64,
+    recent: VecDeque<Response>,
+}
+
+impl EventLog {
+    /// Number the change, keep it, and return the event to send.
+    pub fn record(&mut self, name: &str, id: u32, change: Change) -> &Response {
+        self.last_seq += 1;
+        if self.recent.len() == KEPT {
+            self.recent.pop_front();
+        }
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.recent.push_back(Response::Event {
+            seq: self.last_seq,
+            at_ms,
+            name: name.to_string(),
+            id: format!("p{id}"),
+            event: change.event.to_string(),
+            pid: change.pid,
+            exit_code: change.exit_code,
+            exit_signal: change.exit_signal,
+            delay_ms: change.delay_ms,
+            detail: change.detail,
+        });
+        // Just pushed, so the ring is not empty.
+        &self.recent[self.recent.len() - 1]
+    }
+
+    /// The sequence number of the newest event, 0 before the first.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The events after `seq` still held, and how many after it are no longer held.
+    pub fn since(&self, seq: u64) -> (u64, impl Iterator<Item = &Response>) {
+        let oldest = self.last_seq + 1 - self.recent.len() as u64;
+        let missed = oldest.saturating_sub(seq.saturating_add(1));
+        let skip = seq.saturating_add(1).saturating_sub(oldest);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        (missed, self.recent.iter().skip(skip))
+    }
+}
+
+/// The note a slow subscriber gets in place of the events it lost.
+pub fn lost(count: u64, seq: u64) -> Response {
+    let at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Response::Event {
+        seq,
+        at_ms,
+        name: String::new(),
+        id: String::new(),
+        event: "lost".into(),
+        pid: None,
+        exit_code: None,
+        exit_signal: None,
+        delay_ms: None,
+        detail: Some(format!(
+            "{count} events dropped: this reader was too slow; read status again"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs<'a>(events: impl Iterator<Item = &'a Response>) -> Vec<u64> {
+        events
+            .map(|e| match e {
+                Response::Event { seq, .. } => *seq,
+                _ => 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_are_numbered_from_one_and_replayed_after_a_seq() {
+        let mut log = EventLog::default();
+        assert_eq!(log.last_seq(), 0);
+        let (missed, none) = log.since(0);
+        assert_eq!((missed, seqs(none)), (0, vec![]));
+        for _ in 0..5 {
+            log.record("api", 1, Change::new("started").pid(42));
+        }
+        assert_eq!(log.last_seq(), 5);
+        let (missed, after) = log.since(2);
+        assert_eq!((missed, seqs(after)), (0, vec![3, 4, 5]));
+        let (missed, after) = log.since(5);
+        assert_eq!((missed, seqs(after)), (0, vec![]));
+        // A seq from the future (another daemon's) replays nothing.
+        let (missed, after) = log.since(99);
+        assert_eq!((missed, seqs(after)), (0, vec![]));
+        let (_, all) = log.since(0);
+        assert_eq!(seqs(all), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn only_the_newest_are_kept_and_the_rest_are_counted_as_missed() {
+        let mut log = EventLog::default();
+        let total = KEPT as u64 + 10;
+        for _ in 0..total {
+            log.record("api", 1, Change::new("exited").exit(Some(1), None));
+        }
+        let (missed, after) = log.since(0);
+        let after = seqs(after);
+        assert_eq!(missed, 10);
+        assert_eq!(after.len(), KEPT);
+        assert_eq!(after.first(), Some(&11));
+        assert_eq!(after.last(), Some(&total));
+        let (missed, after) = log.since(total - 3);
+        assert_eq!((missed, seqs(after).len()), (0, 3));
+        let (missed, _) = log.since(u64::MAX);
+        assert_eq!(missed, 0);
+    }
+
+    #[test]
+    fn an_event_carries_what_changed_and_encodes_as_one_line() {
+        let mut log = EventLog::default();
+        let event = log
+            .record(
+                "web",
+                3,
+                Change::new("backoff")
+                    .exit(None, Some("SIGKILL".into()))
+                    .delay_ms(2000),
+            )
+            .clone();
+        let mut line = Vec::new();
+        crate::protocol::encode_response(&mut line, &event);
+        let text = String::from_utf8_lossy(&line);
+        assert!(text.starts_with(r#"{"type":"Event","seq":1,"#), "{text}");
+        assert!(
+            text.contains(r#""name":"web","id":"p3","event":"backoff","#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""exit_signal":"SIGKILL","delay_ms":2000"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("exit_code"),
+            "absent fields are left out: {text}"
+        );
+        let back: Response = serde_json::from_slice(&line[..line.len() - 1])
+            .ok()
+            .unwrap_or(Response::Unknown);
+        assert_eq!(back, event);
+    }
+}

@@ -1,0 +1,166 @@
+//! Processes that outlive a stop. A stop ends a process group; a process that
+//! left the group (`setsid`, a daemonizing double fork) is not in it any more.
+//! Once its parent in the group dies it is re-parented to the daemon, which is
+//! the children's subreaper, so after a stop such escapees are exactly the
+//! daemon's children that lead no managed process, with their descendants. Each
+//! child is told which process it belongs to by `MARKER` in its environment,
+//! which its escapees inherit. Found from /proc when a stop ends, never polled.
+
+use std::io::Read;
+
+/// Set in every child's environment to the name of its process.
+pub const MARKER: &str = "AGENT_PROCS_NAME";
+/// How many are recorded for one stop; more are counted, not listed.
+const MAX_LISTED: usize = 16;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Survivor {
+    pub pid: i32,
+    /// The start time in /proc, so a reused pid is not taken for the survivor.
+    pub start_ticks: Option<u64>,
+    pub command: String,
+}
+
+impl Survivor {
+    pub fn alive(&self) -> bool {
+        self.start_ticks.is_some() && super::state::start_ticks(self.pid as u32) == self.start_ticks
+    }
+}
+
+/// The escapees of process `name`: our children that lead no managed process and
+/// carry `name` in their environment, and their descendants.
+pub fn find(name: &str, is_leader: impl Fn(i32) -> bool) -> Vec<Survivor> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    let mut queue: Vec<i32> = children(me)
+        .into_iter()
+        .filter(|&pid| !is_leader(pid) && marked(pid, name))
+        .collect();
+    while let Some(pid) = queue.pop() {
+        if found.len() == MAX_LISTED {
+            break;
+        }
+        let start_ticks = super::state::start_ticks(pid as u32);
+        if start_ticks.is_none() {
+            continue; // gone meanwhile
+        }
+        found.push(Survivor {
+            pid,
+            start_ticks,
+            command: command_of(pid),
+        });
+        queue.extend(children(pid));
+    }
+    found.sort_by_key(|s| s.pid);
+    found
+}
+
+/// The children of `pid`, from each of its threads' `children` file.
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut kids = Vec::new();
+    for task in tasks.flatten() {
+        let path = task.path().join("children");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            kids.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    kids
+}
+
+/// Whether `pid`'s environment holds `MARKER=name`.
+fn marked(pid: i32, name: &str) -> bool {
+    let Ok(mut file) = std::fs::File::open(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let mut environ = Vec::new();
+    // Environments are small; the cap keeps a hostile one from costing much.
+    if file
+        .by_ref()
+        .take(1 << 20)
+        .read_to_end(&mut environ)
+        .is_err()
+    {
+        return false;
+    }
+    let wanted = format!("{MARKER}={name}");
+    environ
+        .split(|&b| b == 0)
+        .any(|entry| entry == wanted.as_bytes())
+}
+
+/// The command line of `pid`, as words joined by spaces, cut to 100 characters.
+pub fn command_of(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let words: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let mut text = if words.is_empty() {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| format!("[{}]", c.trim_end()))
+            .unwrap_or_default()
+    } else {
+        words.join(" ")
+    };
+    if let Some((cut, _)) = text.char_indices().nth(100) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// `pid 4242 (sleep 300)`, `pids 4242 (sleep 300), 4250 (tail -f x)`.
+pub fn describe(survivors: &[Survivor]) -> String {
+    let list: Vec<String> = survivors
+        .iter()
+        .map(|s| format!("{} ({})", s.pid, s.command))
+        .collect();
+    let noun = if survivors.len() == 1 { "pid" } else { "pids" };
+    format!("{noun} {}", list.join(", "))
+}
+
+/// The sentence a stop's answer and daemon.log carry about what outlived it.
+pub fn sentence(name: &str, survivors: &[Survivor]) -> String {
+    let pids: Vec<String> = survivors.iter().map(|s| s.pid.to_string()).collect();
+    format!(
+        "{name} left processes running outside its process group (they called setsid): {}; end them with: kill {}",
+        describe(survivors),
+        pids.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_command_line_and_environment_are_read() {
+        let me = std::process::id() as i32;
+        assert!(!command_of(me).is_empty());
+        // The test harness has no marker; a name never matches a missing variable.
+        assert!(!marked(me, "api"));
+        assert!(!marked(-1, "api"));
+        assert_eq!(command_of(-1), "");
+    }
+
+    #[test]
+    fn the_sentence_names_pids_and_commands() {
+        let s = |pid, command: &str| Survivor {
+            pid,
+            start_ticks: None,
+            command: command.into(),
+        };
+        assert_eq!(
+            sentence("api", &[s(42, "sleep 300")]),
+            "api left processes running outside its process group (they called setsid): pid 42 (sleep 300); end them with: kill 42"
+        );
+        assert_eq!(describe(&[s(1, "a"), s(2, "b c")]), "pids 1 (a), 2 (b c)");
+    }
+}
