@@ -467,7 +467,7 @@ impl Ui {
         });
         for reply in replies {
             self.status_busy = false;
-            if let Ok(Response::Status { processes }) = reply {
+            if let Ok(Response::Status { processes, .. }) = reply {
                 let actions = self.model.set_status(processes);
                 let _ = self.act(actions);
                 self.dirty = true;
