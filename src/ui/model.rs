@@ -100,6 +100,8 @@ pub enum Link {
 pub struct Model {
     pub procs: Vec<ProcessInfo>,
     pub selected: usize,
+    /// First process shown in the list; moved only as far as keeps the selection visible.
+    pub list_top: usize,
     pub stream: StreamMode,
     pub filter: Option<Filter>,
     pub mode: Mode,
@@ -127,6 +129,7 @@ impl Model {
         Model {
             procs: Vec::new(),
             selected: 0,
+            list_top: 0,
             stream: StreamMode::Stdout,
             filter: None,
             mode: Mode::Normal,
@@ -162,14 +165,21 @@ impl Model {
         widest.clamp(16, (self.cols as usize / 2).max(16))
     }
 
-    /// First process shown in the list, so that the selection is visible.
-    pub fn list_top(&self) -> usize {
-        (self.selected + 1).saturating_sub(self.pane_rows())
+    /// Scroll the list as little as keeps the selection in view and the list full.
+    fn keep_visible(&mut self) {
+        let rows = self.pane_rows();
+        let last_top = self.procs.len().saturating_sub(rows);
+        self.list_top = self
+            .list_top
+            .min(self.selected)
+            .max((self.selected + 1).saturating_sub(rows))
+            .min(last_top);
     }
 
     pub fn resize(&mut self, cols: u16, rows: u16) -> Vec<Action> {
         self.cols = cols;
         self.rows = rows;
+        self.keep_visible();
         let rows = self.pane_rows();
         if self.live {
             return self.go_live();
@@ -203,6 +213,7 @@ impl Model {
         match found {
             Some(i) => {
                 self.selected = i;
+                self.keep_visible();
                 Vec::new()
             }
             None => {
@@ -296,7 +307,7 @@ impl Model {
             Input::WheelUp { .. } => self.scroll_up(WHEEL),
             Input::WheelDown { .. } => self.scroll_down(WHEEL),
             Input::Click { col, row } if col < list_cols && row >= 1 => {
-                let i = self.list_top() + row as usize - 1;
+                let i = self.list_top + row as usize - 1;
                 if (row as usize) <= rows && i < self.procs.len() {
                     self.select(i, false)
                 } else {
@@ -458,6 +469,7 @@ impl Model {
             return Vec::new();
         }
         self.selected = i;
+        self.keep_visible();
         self.lines.clear();
         self.go_live()
     }
@@ -710,6 +722,37 @@ mod tests {
         assert_eq!(m.lines.len(), 2);
         key(&mut m, Key::Esc);
         assert!(m.filter.is_none());
+    }
+
+    #[test]
+    fn the_list_scrolls_only_as_far_as_the_selection_needs() {
+        let mut m = Model::new(80, 6); // 4 rows
+        m.set_status(
+            (1..=10)
+                .map(|i| proc(&format!("p{i}"), &format!("p{i}"), "running"))
+                .collect(),
+        );
+        let mut tops = Vec::new();
+        for k in ['j', 'j', 'j', 'j', 'j', 'k', 'k', 'k', 'k', 'k', 'k'] {
+            key(&mut m, Key::Char(k));
+            tops.push((m.selected, m.list_top));
+        }
+        assert_eq!(
+            tops,
+            [
+                (1, 0),
+                (2, 0),
+                (3, 0),
+                (4, 1),
+                (5, 2),
+                (4, 2),
+                (3, 2),
+                (2, 2),
+                (1, 1),
+                (0, 0),
+                (9, 6)
+            ]
+        );
     }
 
     #[test]

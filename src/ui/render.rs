@@ -180,7 +180,7 @@ pub fn render(m: &Model) -> Frame {
     }
 
     // Process list and separator.
-    let top = m.list_top();
+    let top = m.list_top;
     for r in 0..pane {
         let Some(row) = frame.get_mut(r + 1) else {
             break;
@@ -311,7 +311,20 @@ fn draw_status(m: &Model, row: &mut [Cell]) {
                 } else {
                     "u/d PgUp/PgDn scroll  g/G top/bottom  L live  / filter  ? help  q quit"
                 };
-                put(row, 1, left_end, hints, BAR);
+                // As many whole hints as fit.
+                let mut shown = String::new();
+                for hint in hints.split("  ") {
+                    let wider = if shown.is_empty() {
+                        hint.to_string()
+                    } else {
+                        format!("{shown}  {hint}")
+                    };
+                    if wider.chars().count() + 1 > left_end {
+                        break;
+                    }
+                    shown = wider;
+                }
+                put(row, 1, left_end, &shown, BAR);
             }
         },
     }
@@ -424,7 +437,7 @@ mod tests {
             " ✗ worker           │ red after",
             " ✗ db               │ tab     stop",
             "                    │",
-            " j/k select  e stream  / fi 1 running · 1 exited · 1 failed",
+            " j/k select  e stream       1 running · 1 exited · 1 failed",
         ];
         let got = text(&render(&m));
         for (g, w) in got.iter().zip(want) {
