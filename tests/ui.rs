@@ -133,6 +133,11 @@ fn setup() -> Option<Sandbox> {
         return None;
     }
     let sb = Sandbox::new();
+    setup_processes(&sb);
+    Some(sb)
+}
+
+fn setup_processes(sb: &Sandbox) {
     sb.start(
         "api",
         "echo 'api says hello'; printf '\\033]0;EVIL\\007\\033[2Jtitle kept\\n'; echo 'api complains' >&2; exec sleep 600",
@@ -141,7 +146,6 @@ fn setup() -> Option<Sandbox> {
         "worker",
         "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo \"tick $i\"; done; exec sleep 600",
     );
-    Some(sb)
 }
 
 #[test]
@@ -223,6 +227,34 @@ fn ui_selects_switches_streams_filters_restarts_and_quits() {
     };
     assert_eq!(restarted(&after), restarted(&before) + 1, "{after}");
 
+    // Stop the selected process, then start it again with `s`.
+    pane.keys(&["x"]);
+    pane.wait_text("stopping worker");
+    let deadline = Instant::now() + PATIENCE;
+    while sb.proc_status("worker")["state"] == "running" {
+        assert!(Instant::now() < deadline, "worker did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pane.wait_for("worker shown stopped", |s| s.contains("1 running"));
+    pane.keys(&["s"]);
+    pane.wait_for("worker shown running", |s| s.contains("2 running"));
+    assert_eq!(sb.proc_status("worker")["state"], "running");
+
+    // A mouse click on the first row of the list selects api (SGR report, 1-based).
+    pane.keys(&["-H", "1b", "5b", "3c", "30", "3b", "33", "3b", "32", "4d"]);
+    pane.wait_text("api · stdout");
+
+    // A resize redraws at once, at the new size.
+    let status = pane
+        .tmux()
+        .args(["resize-window", "-t", "0", "-x", "90", "-y", "20"])
+        .status()
+        .expect("tmux resize-window");
+    assert!(status.success());
+    pane.wait_for("the status bar on row 20", |s| {
+        s.lines().nth(19).is_some_and(|l| l.contains("2 running"))
+    });
+
     // Help, then quit: the processes keep running and the terminal is normal again.
     pane.keys(&["?"]);
     pane.wait_text("any key closes this help");
@@ -261,6 +293,23 @@ fn ui_restores_the_terminal_on_signals_and_when_the_daemon_goes_away() {
         assert!(screen.contains(&format!("exit={code}")), "{screen}");
         assert_cooked(&stty);
     }
+
+    // Q quits and shuts the daemon down.
+    let stty = sb.root.join("stty-shutdown");
+    let pane = Pane::start(
+        &sb,
+        "shut",
+        &after_ui(&stty).replacen("ui", "agent-procs ui", 1),
+    );
+    pane.wait_text("api says hello");
+    pane.keys(&["Q"]);
+    let screen = pane.wait_text("done");
+    assert!(screen.contains("exit=0"), "{screen}");
+    assert_cooked(&stty);
+    let out = sb.run(&["status"]);
+    assert_eq!(out.code, 1, "the daemon is still there: {}", out.stdout);
+    drop(pane);
+    setup_processes(&sb);
 
     // The daemon shuts down under the UI: it gives up after a few seconds, says
     // why, and leaves the terminal as it found it.
