@@ -10,6 +10,10 @@ use crate::logs::query::{self, Line, LineFilter, Position, Query, Since, Source}
 use crate::paths::SessionPaths;
 use std::io;
 
+/// Bytes of a line kept for the screen: far more than the widest terminal shows,
+/// even with colour sequences, so a 1 MiB line costs no more than a short one.
+const SHOWN_BYTES: usize = 16 * 1024;
+
 /// What to read: whose output, which streams, which lines.
 pub struct View<'a> {
     pub name: &'a str,
@@ -82,7 +86,107 @@ fn pane_line(sources: &[Source], line: &Line) -> PaneLine {
         stream: sources
             .get(line.source)
             .map_or(crate::protocol::Stream::Stdout, |s| s.stream),
-        text: sanitize(&line.bytes),
+        // Lines are not wrapped: what lies past any terminal's width is never shown.
+        text: sanitize(&line.bytes[..line.bytes.len().min(SHOWN_BYTES)]),
         pos: line.pos,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::index::SeqClock;
+    use crate::logs::store::LogSink;
+    use crate::protocol::Stream;
+
+    /// A session whose process `p` wrote `o1 e1 o2 e2 …` alternately on stdout
+    /// and stderr, in small rotated segments.
+    fn session(tag: &str, n: usize) -> (SessionPaths, LogSink, LogSink, SeqClock) {
+        let dir = std::env::temp_dir().join(format!("ap-ui-hist-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let paths = SessionPaths {
+            session: "t".into(),
+            runtime_dir: dir.clone(),
+            socket: dir.join("t.sock"),
+            pid_file: dir.join("t.pid"),
+            lock_file: dir.join("t.lock"),
+            log_dir: dir.join("logs"),
+            state_dir: dir,
+        };
+        let limits = crate::logs::Limits {
+            max_size: 40,
+            keep: 100,
+        };
+        let mut out = LogSink::create(paths.log_file("p", "stdout"), limits).unwrap();
+        let mut err = LogSink::create(paths.log_file("p", "stderr"), limits).unwrap();
+        let mut clock = SeqClock::default();
+        for i in 1..=n {
+            out.append(&mut clock, format!("o{i}\n").as_bytes(), |_| {});
+            err.append(&mut clock, format!("e{i}\n").as_bytes(), |_| {});
+        }
+        (paths, out, err, clock)
+    }
+
+    fn texts(page: &[PaneLine]) -> Vec<String> {
+        page.iter().map(|l| l.text.clone()).collect()
+    }
+
+    #[test]
+    fn pages_from_the_files_table() {
+        let (paths, ..) = session("table", 20);
+        let both = View {
+            name: "p",
+            mode: StreamMode::Both,
+            filter: None,
+        };
+        let (tail, _) = fetch(&paths, &both, Fetch::Tail, 4).unwrap();
+        assert_eq!(texts(&tail), ["o19", "e19", "o20", "e20"]);
+        assert_eq!(tail[1].stream, Stream::Stderr);
+        let (before, _) = fetch(&paths, &both, Fetch::Before(tail[0].pos, 3), 4).unwrap();
+        assert_eq!(texts(&before), ["e17", "o18", "e18"]);
+        let (head, _) = fetch(&paths, &both, Fetch::After(None, 3), 4).unwrap();
+        assert_eq!(texts(&head), ["o1", "e1", "o2"]);
+        let (next, _) = fetch(&paths, &both, Fetch::After(Some(head[2].pos), 2), 4).unwrap();
+        assert_eq!(texts(&next), ["e2", "o3"]);
+        let stderr = View {
+            mode: StreamMode::Stderr,
+            ..both
+        };
+        let (tail, _) = fetch(&paths, &stderr, Fetch::Tail, 2).unwrap();
+        assert_eq!(texts(&tail), ["e19", "e20"]);
+        let missing = View {
+            name: "nope",
+            ..both
+        };
+        assert!(
+            fetch(&paths, &missing, Fetch::Tail, 5)
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        let _ = std::fs::remove_dir_all(&paths.state_dir);
+    }
+
+    #[test]
+    fn a_filtered_live_view_reads_only_what_is_new() {
+        let (paths, mut out, mut err, mut clock) = session("filter", 12);
+        let pattern = Pattern::new("1", false, false).unwrap();
+        let view = View {
+            name: "p",
+            mode: StreamMode::Both,
+            filter: Some(&pattern),
+        };
+        let (tail, end) = fetch(&paths, &view, Fetch::Tail, 3).unwrap();
+        assert_eq!(texts(&tail), ["e11", "o12", "e12"]);
+        let end = end.expect("the newest position");
+        out.append(&mut clock, b"o13\nno match\n", |_| {});
+        err.append(&mut clock, b"e13\n", |_| {});
+        let (new, newest) = fetch(&paths, &view, Fetch::Newer(end), 3).unwrap();
+        assert_eq!(texts(&new), ["o13", "e13"]);
+        assert!(newest > Some(end));
+        let (none, _) = fetch(&paths, &view, Fetch::Newer(newest.unwrap()), 3).unwrap();
+        assert!(none.is_empty());
+        let _ = std::fs::remove_dir_all(&paths.state_dir);
     }
 }
