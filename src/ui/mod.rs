@@ -65,9 +65,21 @@ pub fn run(session: &str) -> Result<i32> {
         return Err(Error::Silent(64));
     }
     let paths = SessionPaths::new(session)?;
-    // Fail before touching the terminal when there is no daemon.
-    drop(Conn::open(&paths, false)?);
+    // Fail before touching the terminal when there is no daemon, and have the
+    // processes for the first frame.
+    let mut conn = Conn::open(&paths, false)?;
+    conn.send(&Request::Status)?;
+    let processes = match conn.recv(Some(Duration::from_secs(10)))? {
+        Response::Status { processes, .. } => processes,
+        Response::Error { code, message } => {
+            return Err(crate::client::daemon_error(code, message));
+        }
+        other => return crate::client::unexpected(other),
+    };
+    drop(conn);
     let mut ui = Ui::new(paths)?;
+    let actions = ui.model.set_status(processes);
+    ui.act(actions)?;
     let guard = term::Guard::enter().context(|| "setting up the terminal".into())?;
     let result = ui.run();
     drop(guard);
