@@ -76,8 +76,10 @@ impl Guard {
         set_attr(libc::STDIN_FILENO, &raw)?;
         ACTIVE.store(true, Ordering::SeqCst);
         install_panic_hook();
+        // From here on, any failure drops the guard, which restores the terminal.
+        let guard = Guard(());
         write_out(ENTER.as_bytes())?;
-        Ok(Guard(()))
+        Ok(guard)
     }
 }
 
