@@ -88,6 +88,16 @@ impl Pane {
         }
     }
 
+    /// The screen with its scrollback, oldest line first.
+    fn history(&self) -> String {
+        let out = self
+            .tmux()
+            .args(["capture-pane", "-p", "-t", "0", "-S", "-"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn wait_text(&self, text: &str) -> String {
         self.wait_for(&format!("'{text}'"), |s| s.contains(text))
     }
@@ -229,7 +239,6 @@ fn ui_selects_switches_streams_filters_restarts_and_quits() {
 
     // Stop the selected process, then start it again with `s`.
     pane.keys(&["x"]);
-    pane.wait_text("stopping worker");
     let deadline = Instant::now() + PATIENCE;
     while sb.proc_status("worker")["state"] == "running" {
         assert!(Instant::now() < deadline, "worker did not stop");
@@ -327,6 +336,25 @@ fn ui_restores_the_terminal_on_signals_and_when_the_daemon_goes_away() {
         screen.contains("went away") && screen.contains("exit=1"),
         "{screen}"
     );
+    assert_cooked(&stty);
+}
+
+#[test]
+fn ui_restores_the_terminal_before_a_panic_message() {
+    let Some(sb) = setup() else { return };
+    let stty = sb.root.join("stty");
+    let script = after_ui(&stty).replacen(
+        "ui",
+        "RUST_BACKTRACE=0 AGENT_PROCS_UI_TEST_PANIC=1 agent-procs ui",
+        1,
+    );
+    let pane = Pane::start(&sb, "panic", &script);
+    let screen = pane.wait_text("done");
+    // Printed after the alternate screen was left, so it is still there to read
+    // (above the backtrace of the abort: a panic cannot unwind out of `main`).
+    let history = pane.history();
+    assert!(history.contains("test panic requested"), "{history}");
+    assert!(!screen.contains("exit=0"), "{screen}");
     assert_cooked(&stty);
 }
 

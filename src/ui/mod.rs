@@ -258,6 +258,11 @@ impl Ui {
     fn run(&mut self) -> Result<Exit> {
         let mut events = Events::with_capacity(64);
         self.draw()?;
+        // Debug builds only: lets tests/ui.rs check the terminal survives a panic.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("AGENT_PROCS_UI_TEST_PANIC").is_some() {
+            panic!("test panic requested by AGENT_PROCS_UI_TEST_PANIC");
+        }
         loop {
             let now = Instant::now();
             let due = [
