@@ -37,7 +37,8 @@ commands:
   completions bash|zsh|fish     print a shell completion script
 
 global options:
-  --session NAME        session to act on (default: default)
+  --session NAME        session to act on (default: $AGENT_PROCS_SESSION, else default);
+                        auto: one of the git worktree you are in
   -h, --help            show this help, or COMMAND --help for one command
   -V, --version         show the version
 
@@ -45,7 +46,7 @@ exit status: 0 ok, 1 error or timeout, 2 unknown process or no logs, 64 usage er
 See agent-procs(1).";
 
 const RUN_USAGE: &str = "\
-usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--proxy]
+usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--proxy] [--oneshot]
                          [--autorestart always|on-failure|never [--max-restarts N]
                           [--restart-delay MS] [--backoff exponential]]
                          [--watch GLOB]... [--watch-ignore GLOB]... [--log-max-size SIZE]
@@ -63,6 +64,8 @@ options:
   --proxy         serve it at http://N.localhost:PORT through the session's reverse
                   proxy (127.0.0.1, first free port from 9090); without --port the
                   process gets a free port from 4000-4999
+  --oneshot       a setup step that runs to completion (status --json says
+                  oneshot: true); `agent-procs wait` tells if it succeeded
   --autorestart MODE
                   restart it when it exits: always, on-failure (a non-zero exit or
                   a signal), or never (the default); a stop turns it off until restart
@@ -135,7 +138,7 @@ const EVENTS_USAGE: &str = "\
 usage: agent-procs events [--since SEQ] [--json]
 
 Print each state change of the session's processes as it happens: started,
-ready, exited, stopping, stopped, backoff, failed, watch_triggered. Each event
+ready, exited, stopping, stopped, restarting, backoff, failed, watch_triggered. Each event
 has a sequence number; --since SEQ first replays the events after SEQ that the
 daemon still holds (the last 1024), so a reader that reconnects misses nothing.
 Runs until interrupted or until the daemon exits.
@@ -182,7 +185,7 @@ options:
 
 const WAIT_USAGE: &str = "\
 usage: agent-procs wait NAME --until PAT [--regex] [--timeout S]
-       agent-procs wait NAME --exit [--timeout S]
+       agent-procs wait NAME --exit [--success] [--timeout S]
        agent-procs wait NAME --port P | --http URL [--timeout S]
 
 Block until the process prints a line containing PAT (stdout or stderr, output
@@ -193,6 +196,7 @@ options:
   --until PAT     wait for a line containing PAT
   --regex         treat PAT as a regular expression
   --exit          wait for the process to exit
+  --success       with --exit: exit 1 unless the process exited with code 0
   --port P        wait until 127.0.0.1:P accepts a TCP connection
   --http URL      wait until a GET of URL (http://, host an IP address or
                   localhost) answers 2xx or 3xx
@@ -360,6 +364,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("port", Takes::Word),
             ("log-max-size", Takes::Word),
             ("proxy", Takes::Nothing),
+            ("oneshot", Takes::Nothing),
             ("autorestart", Takes::Word),
             ("watch", Takes::Word),
             ("watch-ignore", Takes::Word),
@@ -447,6 +452,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("until", Takes::Word),
             ("regex", Takes::Nothing),
             ("exit", Takes::Nothing),
+            ("success", Takes::Nothing),
             ("port", Takes::Word),
             ("http", Takes::Word),
             ("timeout", Takes::Word),
@@ -513,8 +519,11 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
     pub session: String,
-    /// `--session` was given; else `up` and `down` take the config's `session`.
+    /// `--session` or `AGENT_PROCS_SESSION` was given; else `up` and `down`
+    /// take the config's `session`.
     pub session_given: bool,
+    /// For `--session auto`: the worktree root the name was derived from.
+    pub session_root: Option<std::path::PathBuf>,
     /// `--json`: one JSON object (JSON Lines for `up`) with `"schema": 1` on stdout.
     pub json: bool,
     /// `--quiet`: nothing on stdout; errors still go to stderr.
@@ -594,6 +603,8 @@ pub struct RunArgs {
     /// `--watch GLOB` (repeatable): restart when a matching file changes.
     pub watch: Vec<String>,
     pub watch_ignore: Vec<String>,
+    /// `--oneshot`: a setup step that runs to completion.
+    pub oneshot: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -666,6 +677,8 @@ pub struct WaitArgs {
     pub until: Option<String>,
     pub regex: bool,
     pub exit: bool,
+    /// `--success` with `--exit`: exit status 0 only for exit code 0.
+    pub success: bool,
     /// `--port`: wait until 127.0.0.1:P accepts connections.
     pub port: Option<u16>,
     /// `--http`: wait until a GET of this URL answers 2xx or 3xx.
@@ -765,10 +778,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         match arg {
             Long("session") => session.session = session_name(p.value()?, USAGE)?,
             Short('h') | Long("help") => {
-                return Ok(invocation(session, Command::Help(USAGE)));
+                return invocation(session, Command::Help(USAGE));
             }
             Short('V') | Long("version") => {
-                return Ok(invocation(session, Command::Version));
+                return invocation(session, Command::Version);
             }
             Value(cmd) => break string(cmd, "the command", USAGE)?,
             _ => return Err(arg.unexpected().into()),
@@ -887,22 +900,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
     if session.json && session.quiet {
         return Err(usage_error("--json and --quiet do not go together", USAGE));
     }
-    Ok(invocation(session, command))
+    invocation(session, command)
 }
 
-fn invocation(g: Globals, command: Command) -> Invocation {
-    let session_given = !g.session.is_empty();
-    Invocation {
-        session: if session_given {
-            g.session
-        } else {
-            "default".into()
-        },
-        session_given,
+fn invocation(g: Globals, command: Command) -> Result<Invocation> {
+    let flag = (!g.session.is_empty()).then_some(g.session);
+    let env = std::env::var(crate::session::ENV).ok();
+    let chosen = crate::session::choose(flag, env, std::env::current_dir)?;
+    Ok(Invocation {
+        session: chosen.name,
+        session_given: chosen.given,
+        session_root: chosen.root,
         json: g.json,
         quiet: g.quiet,
         command,
-    }
+    })
 }
 
 fn session_name(value: OsString, usage: &'static str) -> Result<String> {
@@ -989,6 +1001,7 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
             }
             Long("port") => args.port = Some(port(p.value().map_err(with_usage(u))?, u)?),
             Long("proxy") => args.proxy = true,
+            Long("oneshot") => args.oneshot = true,
             Long("autorestart") => {
                 let mode = string(p.value().map_err(with_usage(u))?, "--autorestart", u)?;
                 if !["always", "on-failure", "never"].contains(&mode.as_str()) {
@@ -1074,6 +1087,13 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     }
     if args.watch.is_empty() && !args.watch_ignore.is_empty() {
         return Err(usage_error("--watch-ignore goes with --watch", u));
+    }
+    if args.oneshot && autorestart.as_deref() == Some("always") {
+        return Err(usage_error(
+            "--oneshot runs to completion, so it does not go with --autorestart always \
+             (on-failure retries it until it succeeds)",
+            u,
+        ));
     }
     match autorestart.as_deref() {
         Some("never") if max_restarts.is_none() && restart_delay.is_none() && !exponential => {
@@ -1255,6 +1275,7 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
         until: None,
         regex: false,
         exit: false,
+        success: false,
         port: None,
         http: None,
         timeout: None,
@@ -1267,6 +1288,7 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
             }
             Long("regex") => a.regex = true,
             Long("exit") => a.exit = true,
+            Long("success") => a.success = true,
             Long("port") => a.port = Some(port(p.value().map_err(with_usage(u))?, u)?),
             Long("http") => {
                 let url = string(p.value().map_err(with_usage(u))?, "--http", u)?;
@@ -1289,6 +1311,9 @@ fn parse_wait(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
             "--port and --http go alone, not with each other, --until or --exit",
             u,
         ));
+    }
+    if a.success && !a.exit {
+        return Err(usage_error("--success goes with --exit", u));
     }
     if a.until.is_none() && !a.exit && probes == 0 {
         return Err(usage_error(

@@ -78,21 +78,21 @@ pub fn run(inv: Invocation) -> Result<i32> {
         }
         Command::Up(args) => {
             let session = inv.session_given.then_some(inv.session.as_str());
-            return crate::up_cmd::run(session, args, out);
+            return crate::up_cmd::run(session, inv.session_root, args, out);
         }
         Command::Down { config } if !inv.session_given => {
             // The session the config names, as `up` used; any problem with the
             // file leaves the default (0.6 does the same).
-            let session = crate::up_cmd::locate(config)
-                .ok()
-                .and_then(|path| crate::config::Config::load(&path).ok())
-                .and_then(|c| c.session)
-                .unwrap_or(inv.session);
+            let session = crate::up_cmd::locate(config).ok().and_then(|path| {
+                let named = crate::config::Config::load(&path).ok()?.session?;
+                crate::up_cmd::config_session(&named, &path).ok()
+            });
+            let session = session.map_or(inv.session, |(name, _)| name);
             return down(&SessionPaths::new(&session)?, out);
         }
         _ => {}
     }
-    let paths = SessionPaths::new(&inv.session)?;
+    let paths = SessionPaths::new(&inv.session)?.with_root(inv.session_root.clone());
     match inv.command {
         Command::Run(args) => run_process(&paths, args, out),
         Command::Stop { target, timeout } => {
@@ -292,7 +292,11 @@ fn start_daemon(paths: &SessionPaths) -> Result<()> {
     let (mut ready_r, ready_w) = sys::pipe().context(|| "creating a pipe".into())?;
     sys::clear_cloexec(ready_w.as_raw_fd()).context(|| "preparing the readiness pipe".into())?;
     let exe = std::env::current_exe().context(|| "finding our own executable".into())?;
-    let child = std::process::Command::new(&exe)
+    let mut command = std::process::Command::new(&exe);
+    if let Some(root) = &paths.root {
+        command.current_dir(root);
+    }
+    let child = command
         .arg("__daemon")
         .arg(&paths.session)
         .arg("--ready-fd")
@@ -374,6 +378,7 @@ fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> 
             ignore: (!args.watch_ignore.is_empty()).then_some(args.watch_ignore),
         }),
         base_env: Some(base_env),
+        oneshot: args.oneshot,
         log_max_size: args.log_max_size,
         log_max_files: None,
         stop_timeout_ms: None,
@@ -1005,6 +1010,15 @@ fn wait(paths: &SessionPaths, args: WaitArgs, out: Output) -> Result<i32> {
                 (None, None) => "exited by signal".to_string(),
             };
             let json = serde_json::json!({"event": "exit", "exit_code": exit_code, "exit_signal": exit_signal});
+            if args.success && exit_code != Some(0) {
+                // The exit is what was asked about, so it is said as usual; the
+                // status says it was not a success.
+                out.say(&text, json)?;
+                return Err(Error::Failed(format!(
+                    "{} did not succeed: it {text}",
+                    args.target
+                )));
+            }
             out.say(&text, json)?;
             Ok(0)
         }
@@ -1083,10 +1097,22 @@ fn sessions() -> Result<Vec<(String, bool)>> {
 
 fn session_list(out: Output) -> Result<i32> {
     let sessions = sessions()?;
+    let root_of = |name: &str| -> Option<String> {
+        let paths = SessionPaths::new(name).ok()?;
+        let text = std::fs::read(paths.state_dir.join("state.json")).ok()?;
+        // The first value: a longer older table may trail it (see daemon/state.rs).
+        let state = serde_json::Deserializer::from_slice(&text)
+            .into_iter::<serde_json::Value>()
+            .next()?
+            .ok()?;
+        state["root"].as_str().map(str::to_string)
+    };
     if out.json || out.quiet {
         let list: Vec<serde_json::Value> = sessions
             .iter()
-            .map(|(name, alive)| serde_json::json!({"name": name, "running": alive}))
+            .map(|(name, alive)| {
+                serde_json::json!({"name": name, "running": alive, "root": root_of(name)})
+            })
             .collect();
         out.say("", serde_json::json!({"sessions": list}))?;
         return Ok(0);
@@ -1095,13 +1121,11 @@ fn session_list(out: Output) -> Result<i32> {
         println!("no active sessions");
         return Ok(0);
     }
-    let mut out = format!("{:<20} STATUS\n", "SESSION");
+    let mut out = format!("{:<20} {:<8} ROOT\n", "SESSION", "STATUS");
     for (name, alive) in sessions {
-        let _ = writeln!(
-            out,
-            "{name:<20} {}",
-            if alive { "running" } else { "stale" }
-        );
+        let root = root_of(&name).unwrap_or_else(|| "-".into());
+        let status = if alive { "running" } else { "stale" };
+        let _ = writeln!(out, "{name:<20} {status:<8} {root}");
     }
     write_stdout(out.as_bytes())?;
     Ok(0)

@@ -43,6 +43,7 @@ const PROCESS_KEYS: &[&str] = &[
     "stop_signal",
     "log_max_size",
     "log_max_files",
+    "oneshot",
 ];
 const READY_KEYS: &[&str] = &["log", "regex", "tcp", "http", "exit"];
 const SIGNALS: &[&str] = &["TERM", "INT", "HUP", "QUIT", "KILL", "USR1", "USR2"];
@@ -110,6 +111,9 @@ pub struct Process {
     pub stop_signal: String,
     pub log_max_size: u64,
     pub log_max_files: usize,
+    /// A setup step that runs to completion: ready (for its dependents) when it
+    /// exits with code 0, and `up` fails when it exits otherwise.
+    pub oneshot: bool,
 }
 
 /// When a process counts as ready, so that its dependents may start.
@@ -499,8 +503,10 @@ impl Checker<'_> {
             stop_signal: "SIGTERM".into(),
             log_max_size: crate::logs::MAX_SEGMENT,
             log_max_files: crate::logs::KEEP_SEGMENTS,
+            oneshot: false,
         };
         let mut cmd = None;
+        let mut oneshot_at = None;
         for (key, value) in entries {
             let kp = join(&path, &key.name);
             let kp = kp.as_str();
@@ -585,6 +591,10 @@ impl Checker<'_> {
                         p.log_max_size = size;
                     }
                 }
+                "oneshot" => {
+                    p.oneshot = self.boolean(value, kp).unwrap_or(false);
+                    oneshot_at = Some((value.line, value.col));
+                }
                 "log_max_files" => {
                     let max = crate::logs::MAX_SEGMENTS as i64;
                     if let Some(n) = self.int(value, kp, 0, max, "a number of files") {
@@ -604,6 +614,25 @@ impl Checker<'_> {
                 );
             }
             None => {}
+        }
+        if let (true, Some(at)) = (p.oneshot, oneshot_at) {
+            let kp = join(&path, "oneshot");
+            match (&p.ready, p.autorestart) {
+                (_, Autorestart::Always) => self.at(
+                    at,
+                    &kp,
+                    "a one-shot step runs to completion, so it cannot have autorestart: always \
+                     (on-failure retries it until it succeeds)",
+                ),
+                (None, _) => p.ready = Some(Ready::Exit { exit: 0 }),
+                (Some(Ready::Exit { exit: 0 }), _) => {}
+                (Some(_), _) => self.at(
+                    at,
+                    &kp,
+                    "a one-shot step is ready when it exits with code 0; remove its ready: \
+                     (or drop oneshot: and use ready: {exit: N})",
+                ),
+            }
         }
         (self.errors.len() == before).then_some(p)
     }
@@ -1197,7 +1226,7 @@ processes:
             (
                 "processes:\n  api:\n    cmd: x\n    colour: red\n",
                 vec![
-                    "agent-procs.yaml:4:5: processes.api.colour: unknown key (expected one of cmd, cwd, env, env_file, ready, ready_timeout, depends_on, port, autorestart, max_restarts, restart_delay, watch, watch_ignore, stop_timeout, stop_signal, log_max_size, log_max_files)",
+                    "agent-procs.yaml:4:5: processes.api.colour: unknown key (expected one of cmd, cwd, env, env_file, ready, ready_timeout, depends_on, port, autorestart, max_restarts, restart_delay, watch, watch_ignore, stop_timeout, stop_signal, log_max_size, log_max_files, oneshot)",
                 ],
             ),
             (

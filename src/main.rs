@@ -20,6 +20,7 @@ mod paths;
 mod probe;
 mod protocol;
 mod proxy;
+mod session;
 mod sys;
 mod timefmt;
 mod ui;

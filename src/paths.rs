@@ -58,6 +58,8 @@ pub struct SessionPaths {
     pub lock_file: PathBuf,
     pub state_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// Where a daemon started for this session runs (None: the caller's directory).
+    pub root: Option<PathBuf>,
 }
 
 impl SessionPaths {
@@ -82,7 +84,15 @@ impl SessionPaths {
             runtime_dir,
             log_dir: state_dir.join("logs"),
             state_dir,
+            root: None,
         })
+    }
+
+    /// The same session, whose daemon is to start in `root` (an `auto` session's
+    /// worktree), so `session list` can show where it belongs.
+    pub fn with_root(mut self, root: Option<PathBuf>) -> SessionPaths {
+        self.root = root;
+        self
     }
 
     pub fn log_file(&self, name: &str, stream: &str) -> PathBuf {

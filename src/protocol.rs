@@ -84,6 +84,9 @@ pub enum Request {
         /// New: names of processes this one depends on; `down` stops it first.
         #[serde(default)]
         depends_on: Vec<String>,
+        /// New: a setup step that runs to completion (`run --oneshot`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oneshot: bool,
     },
     /// New: start a dependency graph (`up`). The daemon starts each process as soon
     /// as its dependencies are ready and answers with a stream of `UpProgress`,
@@ -207,6 +210,8 @@ pub struct UpProcess {
     pub restart: Option<RestartPolicy>,
     #[serde(default)]
     pub watch: Option<WatchConfig>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oneshot: bool,
 }
 
 /// When a process of `up` counts as ready; exactly one field is set.
@@ -314,7 +319,7 @@ pub enum Response {
     },
     /// New: one state change of a process, streamed to an `Events` client.
     /// `event` is one of `started`, `ready`, `exited`, `stopping`, `stopped`,
-    /// `backoff`, `failed`, `watch_triggered`, or `lost` (the client read too
+    /// `restarting`, `backoff`, `failed`, `watch_triggered`, or `lost` (the client read too
     /// slowly and `detail` says how many events it missed).
     Event {
         seq: u64,
@@ -404,6 +409,9 @@ pub struct ProcessInfo {
     /// group (setsid), while they are still running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub survivors: Option<Vec<SurvivorInfo>>,
+    /// New: started as a one-shot step (`run --oneshot`, `oneshot: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oneshot: Option<bool>,
 }
 
 /// A process that outlived a stop, for `survivors`.
@@ -538,6 +546,7 @@ flat_message!(RawRequest, RequestField, "internally tagged enum Request", {
     proxy_port: Option<u16>,
     version: u32,
     since: Option<u64>,
+    oneshot: bool,
 });
 
 /// A required field's value, or serde's "missing field" error naming it.
@@ -563,6 +572,7 @@ impl<'de> Deserialize<'de> for Request {
                 stop_timeout_ms: r.stop_timeout_ms,
                 stop_signal: r.stop_signal,
                 depends_on: r.depends_on,
+                oneshot: r.oneshot,
             },
             "Up" => Request::Up {
                 processes: required(r.processes, "processes")?,
@@ -852,6 +862,7 @@ mod tests {
                     stop_timeout_ms: Some(1500),
                     stop_signal: Some("SIGINT".into()),
                     depends_on: strings(&["db", "cache"]),
+                    oneshot: true,
                 },
                 &["command"],
             ),
@@ -876,6 +887,7 @@ mod tests {
                             log_max_files: Some(1),
                             restart: Some(restart),
                             watch: Some(watch),
+                            oneshot: false,
                         },
                         UpProcess {
                             name: "web".into(),
@@ -896,6 +908,7 @@ mod tests {
                             log_max_files: None,
                             restart: None,
                             watch: None,
+                            oneshot: true,
                         },
                     ],
                     base_env: Some(env(&[("HOME", "/root")])),
@@ -1280,6 +1293,7 @@ mod tests {
                     stop_timeout_ms: None,
                     stop_signal: None,
                     depends_on: vec![],
+                    oneshot: false,
                 },
             ),
             (
@@ -1306,6 +1320,7 @@ mod tests {
                     stop_timeout_ms: None,
                     stop_signal: None,
                     depends_on: vec![],
+                    oneshot: false,
                 },
             ),
             (

@@ -41,14 +41,34 @@ pub fn load(path: &Path) -> Result<Config> {
     })
 }
 
-pub fn run(session: Option<&str>, args: UpArgs, out: client::Output) -> Result<i32> {
+/// The session a config's `session:` names; `auto` is derived from the
+/// worktree the config file is in.
+pub fn config_session(
+    named: &str,
+    config_path: &std::path::Path,
+) -> Result<(String, Option<std::path::PathBuf>)> {
+    let dir = config_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(std::env::current_dir, |d| Ok(d.to_path_buf()));
+    let chosen = crate::session::choose(Some(named.to_string()), None, || dir)?;
+    Ok((chosen.name, chosen.root))
+}
+
+pub fn run(
+    session: Option<&str>,
+    root: Option<std::path::PathBuf>,
+    args: UpArgs,
+    out: client::Output,
+) -> Result<i32> {
     let path = locate(args.config.clone())?;
     let config = load(&path)?;
-    let session = session
-        .map(str::to_string)
-        .or(config.session.clone())
-        .unwrap_or_else(|| "default".into());
-    let paths = SessionPaths::new(&session)?;
+    let (session, root) = match (session, &config.session) {
+        (Some(given), _) => (given.to_string(), root),
+        (None, Some(named)) => config_session(named, &path)?,
+        (None, None) => ("default".to_string(), None),
+    };
+    let paths = SessionPaths::new(&session)?.with_root(root);
     let chosen = select(&config, &args.only)?;
     let mut processes = Vec::with_capacity(chosen.len());
     for p in chosen {
@@ -230,6 +250,7 @@ fn up_process(p: &Process) -> Result<UpProcess> {
         log_max_files: Some(p.log_max_files),
         restart,
         watch,
+        oneshot: p.oneshot,
     })
 }
 

@@ -235,6 +235,7 @@ fn show_prints_the_resolved_config() {
             "stop_signal": "SIGTERM",
             "log_max_size": 52428800,
             "log_max_files": 5,
+            "oneshot": false,
         })
     );
     assert_eq!(shown["processes"][0]["cwd"], serde_json::json!(root));

@@ -125,7 +125,12 @@ fn every_state_change_is_streamed_numbered_and_the_stream_ends_with_the_daemon()
     assert_eq!(
         of(&events, "crash"),
         [
-            "started", "exited", "backoff", "started", "exited", "failed"
+            "started",
+            "exited",
+            "restarting",
+            "started",
+            "exited",
+            "failed"
         ]
     );
     assert_eq!(of(&events, "svc"), ["started", "stopping", "stopped"]);
@@ -177,6 +182,12 @@ fn every_state_change_is_streamed_numbered_and_the_stream_ends_with_the_daemon()
         (Some(last + 1), &Value::from("started"))
     );
     assert_eq!(live["name"], "late");
+    // A restart by hand says so before the stop it begins with.
+    sb.ok(&["restart", "late"]);
+    let kinds: Vec<Value> = (0..4)
+        .map(|_| read_response(&mut socket)["event"].clone())
+        .collect();
+    assert_eq!(kinds, ["restarting", "stopping", "stopped", "started"]);
 
     // The stream is over, with status 0, when the daemon exits.
     sb.ok(&["down"]);

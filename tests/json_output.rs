@@ -55,7 +55,9 @@ fn commands_print_one_schema_1_object() {
     let sessions = one(&sb.ok(&["session", "list", "--json"]));
     assert_eq!(
         sessions,
-        json!({"schema": 1, "sessions": [{"name": "default", "running": true}]})
+        json!({"schema": 1, "sessions": [
+            {"name": "default", "running": true, "root": sb.root.display().to_string()}
+        ]})
     );
     let down = one(&sb.ok(&["down", "--json"]));
     assert_eq!(

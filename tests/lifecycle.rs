@@ -413,6 +413,77 @@ fn sessions_are_isolated_and_listed() {
 }
 
 #[test]
+fn agent_procs_session_sets_the_default_and_auto_follows_the_worktree() {
+    let sb = Sandbox::new();
+    let in_dir = |dir: &std::path::Path, env: Option<&str>, args: &[&str]| {
+        let mut cmd = sb.command(args);
+        cmd.current_dir(dir);
+        if let Some(env) = env {
+            cmd.env("AGENT_PROCS_SESSION", env);
+        }
+        let out = run_bounded(cmd, CALL_LIMIT);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out.stdout
+    };
+    // The environment names the session; --session still wins.
+    in_dir(&sb.root, Some("ci"), &["run", "sleep 30", "--name", "job"]);
+    assert!(sb.ok(&["--session", "ci", "status"]).contains("job"));
+    assert_eq!(sb.run(&["status"]).code, 1, "nothing runs in default");
+    in_dir(
+        &sb.root,
+        Some("ci"),
+        &["--session", "other", "run", "sleep 30", "--name", "x"],
+    );
+    let other: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["--session", "other", "status", "--json"])).unwrap();
+    assert_eq!(other[0]["name"], "x", "{other}");
+
+    // Two checkouts both called `app`: two sessions, the same from anywhere inside.
+    let (one, two) = (sb.root.join("one/app"), sb.root.join("two/app"));
+    for repo in [&one, &two] {
+        std::fs::create_dir_all(repo.join("src/deep")).unwrap();
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+    }
+    in_dir(
+        &one.join("src/deep"),
+        None,
+        &["--session", "auto", "run", "sleep 30", "--name", "web"],
+    );
+    in_dir(&two, Some("auto"), &["run", "sleep 30", "--name", "web"]);
+    let names = |dir: &std::path::Path, env| in_dir(dir, env, &["status"]);
+    assert!(names(&one, Some("auto")).contains("web"));
+    assert!(names(&two.join("src"), Some("auto")).contains("web"));
+    let list: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["session", "list", "--json"])).unwrap();
+    let autos: Vec<(String, String)> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("app-")))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["root"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(autos.len(), 2, "{list}");
+    assert_ne!(autos[0].0, autos[1].0);
+    let roots: Vec<&str> = autos.iter().map(|(_, r)| r.as_str()).collect();
+    assert!(
+        roots.contains(&one.to_str().unwrap()) && roots.contains(&two.to_str().unwrap()),
+        "{list}"
+    );
+    let text = sb.ok(&["session", "list"]);
+    assert!(text.contains(one.to_str().unwrap()), "{text}");
+    for (name, _) in &autos {
+        sb.ok(&["down", "--session", name]);
+    }
+    sb.ok(&["down", "--session", "ci"]);
+    sb.ok(&["down", "--session", "other"]);
+}
+
+#[test]
 fn relative_runtime_and_state_dirs_work_from_anywhere() {
     let sb = Sandbox::new();
     let run = |args: &[&str]| {
@@ -435,4 +506,31 @@ fn relative_runtime_and_state_dirs_work_from_anywhere() {
         ),
         b"hi\n"
     );
+}
+
+#[test]
+fn a_oneshot_run_is_marked_and_wait_success_tells_success_from_failure() {
+    let sb = Sandbox::new();
+    sb.ok(&["run", "--oneshot", "--name", "good", "true"]);
+    sb.ok(&["run", "--oneshot", "--name", "bad", "sh -c 'exit 3'"]);
+    let out = sb.ok(&["wait", "good", "--exit", "--success", "--timeout", "10"]);
+    assert_eq!(out, "exited with code 0\n");
+    let out = sb.run(&["wait", "bad", "--exit", "--success", "--timeout", "10"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.stdout, "exited with code 3\n");
+    assert!(
+        out.stderr
+            .contains("bad did not succeed: it exited with code 3"),
+        "{}",
+        out.stderr
+    );
+    // Without --success the exit is all that was asked about.
+    sb.ok(&["wait", "bad", "--exit", "--timeout", "10"]);
+    assert_eq!(sb.proc_status("good")["oneshot"], true);
+    sb.start("plain", "sleep 30");
+    assert!(sb.proc_status("plain").get("oneshot").is_none());
+    let err = sb.fails(&["run", "--oneshot", "--autorestart", "always", "true"], 64);
+    assert!(err.contains("--oneshot"), "{err}");
+    let err = sb.fails(&["wait", "good", "--success"], 64);
+    assert!(err.contains("--success goes with --exit"), "{err}");
 }

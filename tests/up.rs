@@ -540,3 +540,107 @@ fn bad_watch_patterns_are_found_by_config_check() {
         "{err}"
     );
 }
+
+#[test]
+fn a_oneshot_step_gates_its_dependents_on_success_and_is_not_run_again() {
+    let sb = sandbox_with(
+        "processes:
+  migrate:
+    cmd: sh -c 'echo migrated >> migrations.log'
+    oneshot: true
+  api:
+    cmd: sleep 60
+    depends_on: migrate
+",
+    );
+    let out = sb.ok(&["up"]);
+    assert_eq!(
+        steps(&out),
+        [
+            "started migrate",
+            "migrate is ready",
+            "started api",
+            "all processes started"
+        ],
+        "{out}"
+    );
+    let migrate = sb.proc_status("migrate");
+    assert_eq!(migrate["oneshot"], true, "{migrate}");
+    assert_eq!(migrate["exit_code"], 0, "{migrate}");
+    sb.ok(&["wait", "migrate", "--exit", "--success", "--timeout", "10"]);
+    // Unchanged and successful: up leaves it alone.
+    sb.ok(&["up"]);
+    let log = std::fs::read_to_string(sb.root.join("migrations.log")).unwrap();
+    assert_eq!(log, "migrated\n");
+}
+
+#[test]
+fn a_failing_oneshot_step_fails_up_and_starts_none_of_its_dependents() {
+    let sb = sandbox_with(
+        "processes:
+  migrate:
+    cmd: sh -c 'echo no database >&2; exit 2'
+    oneshot: true
+  api:
+    cmd: sleep 60
+    depends_on: migrate
+",
+    );
+    let out = sb.run(&["up"]);
+    assert_eq!(
+        out.code,
+        1,
+        "{}",
+        sb.report(&["up"], &out, "expected exit 1")
+    );
+    assert!(
+        out.stderr
+            .contains("up failed: migrate exited with code 2 (expected exit code 0)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("err| no database"), "{}", out.stderr);
+    assert!(
+        sb.status()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["name"] != "api")
+    );
+    let err = sb.fails(&["wait", "migrate", "--exit", "--success"], 1);
+    assert!(
+        err.contains("migrate did not succeed: it exited with code 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn oneshot_with_another_readiness_or_restarting_always_is_a_config_error() {
+    let sb = sandbox_with(
+        "processes:
+  a:
+    cmd: make
+    oneshot: true
+    ready: built
+  b:
+    cmd: make
+    oneshot: true
+    autorestart: always
+",
+    );
+    let out = sb.run(&["config", "check"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            ":4:14: processes.a.oneshot: a one-shot step is ready when it exits with code 0"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(":8:14: processes.b.oneshot: a one-shot step runs to completion"),
+        "{}",
+        out.stderr
+    );
+}

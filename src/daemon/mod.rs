@@ -696,6 +696,7 @@ impl Daemon {
             depends_on,
             restart,
             watch,
+            oneshot,
             ..
         } = request
         else {
@@ -719,6 +720,7 @@ impl Daemon {
             depends_on,
             restart,
             watch,
+            oneshot,
         );
         serde_json::to_string(&fields).ok()
     }
@@ -739,10 +741,17 @@ impl Daemon {
             stop_timeout_ms,
             stop_signal,
             depends_on,
+            oneshot,
         } = request
         else {
             return Response::error("internal error: not a run request");
         };
+        if oneshot && restart.as_ref().is_some_and(|r| r.mode == "always") {
+            return Response::error(
+                "a one-shot step runs to completion, so it cannot be restarted always; \
+                 use on-failure to retry it until it succeeds",
+            );
+        }
         if self.shutting_down {
             return Response::error(
                 "the daemon is shutting down; run the command again once it has exited",
@@ -873,6 +882,7 @@ impl Daemon {
             depends_on,
             restart,
             definition,
+            oneshot,
         };
         match existing {
             Some(id) => {
@@ -1274,6 +1284,7 @@ impl Daemon {
             p.sup.reset();
             p.sup.stop_reason = Some(supervise::Reason::Restarted);
         }
+        self.emit(id, Change::new("restarting").delay_ms(0).detail("manual"));
         let stopping = self.begin_stop(id, self.stop_timeout(id, None));
         if !stopping && let Some(p) = self.procs.get_mut(id) {
             // Not running: nothing ends with this reason; the next death is its own.
@@ -2130,6 +2141,7 @@ impl Daemon {
         let ran_for = p.started_wall.elapsed().unwrap_or_default();
         let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
         let name = p.name.clone();
+        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
         match decision {
             _ if shutting_down => {}
             supervise::Decision::Stay => {}
@@ -2151,9 +2163,15 @@ impl Daemon {
                     exit.describe(),
                     crate::timefmt::seconds(delay)
                 ));
+                // `backoff` when exponential backoff stretched the delay.
+                let kind = if base_delay.is_some_and(|base| delay > base) {
+                    "backoff"
+                } else {
+                    "restarting"
+                };
                 self.emit(
                     id,
-                    Change::new("backoff")
+                    Change::new(kind)
                         .exit(exit.code(), exit.signal_name())
                         .delay_ms(delay.as_millis() as u64)
                         .detail(format!("restart {attempt}")),
@@ -2288,6 +2306,10 @@ impl Daemon {
         p.sup.reset();
         let state = p.state.clone();
         self.emit(id, Change::new("watch_triggered"));
+        self.emit(
+            id,
+            Change::new("restarting").delay_ms(0).detail("file changed"),
+        );
         let sid = self.sid;
         let Some(p) = self.procs.get_mut(id) else {
             return;
@@ -2560,6 +2582,7 @@ impl Daemon {
             daemon_pid: std::process::id(),
             processes,
             ports: self.chosen_ports.clone(),
+            root: Some(self.home_cwd.display().to_string()),
         };
         let Some(file) = &self.state_file else { return };
         if let Err(e) = file.save(&saved) {

@@ -177,6 +177,7 @@ impl Proc {
             next_restart_in_ms,
             crashes_last_minute: Some(self.sup.crashes_last_minute(now)),
             survivors: self.survivors_alive(),
+            oneshot: self.spec.oneshot.then_some(true),
         }
     }
 }

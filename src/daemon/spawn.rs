@@ -30,6 +30,8 @@ pub struct Spec {
     pub stop_signal: i32,
     /// Names of the processes this one needs; it is stopped before them.
     pub depends_on: Vec<String>,
+    /// A setup step that runs to completion.
+    pub oneshot: bool,
     /// Start it again when it dies on its own (None: never).
     pub restart: Option<super::supervise::Policy>,
     /// What was asked for, minus the caller's environment: `up` leaves a running

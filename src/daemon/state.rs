@@ -16,6 +16,10 @@ pub struct SavedState {
     /// next daemon, while the port is free.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, u16>,
+    /// The directory the daemon started in (for an `auto` session, its
+    /// worktree), shown by `session list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 /// What the next daemon learns from the last one's state.json.

@@ -581,6 +581,7 @@ fn run_request(def: &UpProcess, base_env: Option<HashMap<String, String>>) -> Re
         stop_timeout_ms: def.stop_timeout_ms,
         stop_signal: def.stop_signal.clone(),
         depends_on: def.depends_on.clone(),
+        oneshot: def.oneshot,
     }
 }
 
@@ -612,6 +613,7 @@ mod tests {
             log_max_files: None,
             restart: None,
             watch: None,
+            oneshot: false,
         }
     }
 

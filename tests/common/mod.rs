@@ -58,6 +58,8 @@ impl Sandbox {
     pub fn isolate<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
         cmd.env("AGENT_PROCS_RUNTIME_DIR", &self.runtime)
             .env("XDG_STATE_HOME", &self.state)
+            // The session comes from --session in tests, never from the caller.
+            .env_remove("AGENT_PROCS_SESSION")
     }
 
     /// Run the CLI and return what it did, killing it if it outlives CALL_LIMIT.
