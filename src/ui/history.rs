@@ -113,6 +113,7 @@ mod tests {
             lock_file: dir.join("t.lock"),
             log_dir: dir.join("logs"),
             state_dir: dir,
+            root: None,
         };
         let limits = crate::logs::Limits {
             max_size: 40,
