@@ -41,6 +41,8 @@ const FIRST_REQUEST: usize = 16;
 const FRAME: Duration = Duration::from_millis(33);
 /// How long an ESC waits for the rest of a sequence before it is the Esc key.
 const ESC_WAIT: Duration = Duration::from_millis(30);
+/// At most one Status request per this span, however fast events come.
+const STATUS_GAP: Duration = Duration::from_millis(100);
 /// Status poll period when the daemon has no event stream (older daemons).
 const POLL: Duration = Duration::from_secs(1);
 const RECONNECT: Duration = Duration::from_millis(500);
@@ -134,6 +136,9 @@ struct Ui {
     /// A Status request is in flight; `status_again`: another is wanted after it.
     status_busy: bool,
     status_again: bool,
+    /// When the last Status was sent, and when the next one may go.
+    status_sent: Instant,
+    status_due: Option<Instant>,
     events: Option<LineConn>,
     /// The daemon has no event stream: poll Status instead.
     polling: bool,
@@ -164,6 +169,8 @@ impl Ui {
             status: None,
             status_busy: false,
             status_again: false,
+            status_sent: Instant::now(),
+            status_due: None,
             events: None,
             polling: false,
             follow: None,
@@ -267,6 +274,7 @@ impl Ui {
             let now = Instant::now();
             let due = [
                 self.esc_due,
+                self.status_due,
                 self.poll_due,
                 self.reconnect_due,
                 self.dirty.then_some(self.last_frame + FRAME),
@@ -368,6 +376,10 @@ impl Ui {
                 return Ok(Some(exit));
             }
         }
+        if self.status_due.is_some_and(|d| d <= now) {
+            self.status_due = None;
+            self.request_status();
+        }
         if self.poll_due.is_some_and(|d| d <= now) {
             self.poll_due = Some(now + POLL);
             self.request_status();
@@ -400,6 +412,10 @@ impl Ui {
             match action {
                 Action::Fetch(fetch) => self.fetch(fetch),
                 Action::Send(request) => self.send(&request),
+                Action::Repaint => {
+                    self.screen.invalidate();
+                    self.dirty = true;
+                }
                 Action::Quit { shutdown: false } => return Ok(Some(Exit::Quit)),
                 Action::Quit { shutdown: true } => return Ok(Some(Exit::Shutdown)),
             }
@@ -460,9 +476,15 @@ impl Ui {
             self.status_again = true;
             return;
         }
+        let next = self.status_sent + STATUS_GAP;
+        if Instant::now() < next {
+            self.status_due = Some(next);
+            return;
+        }
         let Some(conn) = self.status.as_mut() else {
             return;
         };
+        self.status_sent = Instant::now();
         conn.queue(&line(&Request::Status));
         if conn.flush().is_err() {
             return self.lost();

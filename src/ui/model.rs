@@ -67,7 +67,11 @@ pub enum Fetch {
 pub enum Action {
     Fetch(Fetch),
     Send(Request),
-    Quit { shutdown: bool },
+    /// Write every cell again (something else drew on the terminal).
+    Repaint,
+    Quit {
+        shutdown: bool,
+    },
 }
 
 /// The output pane's filter, as typed and compiled.
@@ -400,6 +404,7 @@ impl Model {
                 self.message = Some("stopping all processes".into());
                 vec![Action::Send(Request::StopAll { timeout_ms: None })]
             }
+            Key::Ctrl('l') => vec![Action::Repaint],
             Key::Char('q') | Key::Ctrl('c') => vec![Action::Quit { shutdown: false }],
             Key::Char('Q') => vec![Action::Quit { shutdown: true }],
             _ => Vec::new(),
@@ -605,6 +610,7 @@ mod tests {
             (&[Key::Char('q')], vec![Action::Quit { shutdown: false }]),
             (&[Key::Ctrl('c')], vec![Action::Quit { shutdown: false }]),
             (&[Key::Char('Q')], vec![Action::Quit { shutdown: true }]),
+            (&[Key::Ctrl('l')], vec![Action::Repaint]),
             (
                 &[Key::Char('g')],
                 vec![Action::Fetch(Fetch::After(None, 4))],

@@ -45,6 +45,7 @@ const HELP: &[&str] = &[
     "x / X           stop the selected process / all",
     "q               quit (processes keep running)",
     "Q               quit and shut the daemon down",
+    "Ctrl-L          redraw the whole screen",
     "",
     "any key closes this help",
 ];
