@@ -56,7 +56,19 @@ pub fn fetch(
         }
         Fetch::Newer(after) => {
             let end = newest(&sources)?;
-            (query::run(&sources, &query(rows, Some(after), grep))?, end)
+            // From the line at `after` itself: it may have been a partial line,
+            // completed since (the model replaces it rather than adding it again).
+            let from = match after.delta {
+                0 => after.seq.checked_sub(1).map(|seq| Position {
+                    seq,
+                    delta: u64::MAX,
+                }),
+                d => Some(Position {
+                    seq: after.seq,
+                    delta: d - 1,
+                }),
+            };
+            (query::run(&sources, &query(rows, from, grep))?, end)
         }
         Fetch::Before(pos, n) => (query::page_before(&sources, pos, n, grep)?, None),
         Fetch::After(pos, n) => (query::page_after(&sources, pos, n, grep)?, None),
@@ -184,10 +196,20 @@ mod tests {
         out.append(&mut clock, b"o13\nno match\n", |_| {});
         err.append(&mut clock, b"e13\n", |_| {});
         let (new, newest) = fetch(&paths, &view, Fetch::Newer(end), 3).unwrap();
-        assert_eq!(texts(&new), ["o13", "e13"]);
+        // From the last line searched (e12, seen already) on.
+        assert_eq!(texts(&new), ["e12", "o13", "e13"]);
         assert!(newest > Some(end));
-        let (none, _) = fetch(&paths, &view, Fetch::Newer(newest.unwrap()), 3).unwrap();
-        assert!(none.is_empty());
+        // Nothing new: at most the newest line again (the model drops it as seen).
+        let (again, _) = fetch(&paths, &view, Fetch::Newer(newest.unwrap()), 3).unwrap();
+        assert!(again.iter().all(|l| l.pos >= newest.unwrap()), "{again:?}");
+        assert!(again.len() <= 1);
+        // A line written in two pieces: searched while partial, found once complete.
+        let (_, end) = fetch(&paths, &view, Fetch::Tail, 3).unwrap();
+        out.append(&mut clock, b"half", |_| {});
+        let (_, end2) = fetch(&paths, &view, Fetch::Newer(end.unwrap()), 3).unwrap();
+        out.append(&mut clock, b" 1 done\n", |_| {});
+        let (done, _) = fetch(&paths, &view, Fetch::Newer(end2.unwrap()), 3).unwrap();
+        assert_eq!(texts(&done), ["half 1 done"]);
         let _ = std::fs::remove_dir_all(&paths.state_dir);
     }
 }

@@ -274,7 +274,20 @@ impl Model {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b).or(self.searched_to),
                 };
-                self.lines.append(&mut page);
+                // The page starts at the last line searched: a line shown already
+                // is replaced (it may have been completed), not shown twice.
+                let shown = self.lines.last().map(|l| l.pos);
+                for line in page {
+                    match shown {
+                        Some(pos) if line.pos < pos => {}
+                        Some(pos) if line.pos == pos => {
+                            if let Some(last) = self.lines.last_mut() {
+                                *last = line;
+                            }
+                        }
+                        _ => self.lines.push(line),
+                    }
+                }
                 let skip = self.lines.len().saturating_sub(rows);
                 self.lines.drain(..skip);
             }
@@ -726,6 +739,14 @@ mod tests {
         );
         assert_eq!(m.searched_to, Some(Position { seq: 12, delta: 0 }));
         assert_eq!(m.lines.len(), 2);
+        // The next page starts at the last line searched: replaced, not repeated.
+        m.fetched(
+            Fetch::Newer(Position::default()),
+            vec![line(12, "x2 completed"), line(13, "x3")],
+            None,
+        );
+        let texts: Vec<&str> = m.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["x1", "x2 completed", "x3"]);
         key(&mut m, Key::Esc);
         assert!(m.filter.is_none());
     }
