@@ -66,6 +66,7 @@ bench: build
 	python3 tests/bench/watch_tree.py $(abspath $(BIN))
 	python3 tests/bench/load_1000.py $(abspath $(BIN))
 	python3 tests/bench/control_load.py $(abspath $(BIN))
+	python3 tests/bench/ui_cpu.py $(abspath $(BIN))
 
 # A source tarball that builds and tests offline, as distro builders need: the
 # tracked files of HEAD plus every crate (tests' too) vendored, and a

@@ -30,6 +30,7 @@ commands:
   up [--only N,...] [--config PATH] [--proxy] [--timeout S]
                         start agent-procs.yaml's processes in dependency order
   down [--config PATH]          stop everything and shut the daemon down
+  ui                            watch and control processes in a terminal UI
   session list | session clean  list sessions, or remove stale ones
   config check [--config PATH] [--json]
   config show [--config PATH] --json
@@ -254,6 +255,26 @@ options:
   -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: the config's session, else default)";
 
+const UI_USAGE: &str = "\
+usage: agent-procs ui
+
+A terminal UI for the session: the processes with their state, restarts, watch
+mark and port, beside the selected process's output (its whole history, read
+from the log files), live as it comes. Needs a terminal on stdin and stdout.
+
+keys:
+  j/k, Up/Down    select a process (or click it; the wheel scrolls)
+  e               show stdout, stderr, or both (stderr in its own colour)
+  u/d, PgUp/PgDn  scroll half a page, a page; g/G top, bottom; L live
+  Space           pause or resume following
+  /               filter lines (Tab makes it a regex); Esc clears it
+  r, s, x, X      restart, start, stop the selected process; stop all
+  ?               help
+  q, Q            quit; quit and shut the daemon down (like down)
+
+options:
+  --session NAME  session to watch (default: default)";
+
 const SESSION_USAGE: &str = "\
 usage: agent-procs session list
        agent-procs session clean
@@ -343,6 +364,7 @@ pub const COMMANDS: &[&str] = &[
     "wait",
     "up",
     "down",
+    "ui",
     "session",
     "config",
     "export",
@@ -513,6 +535,13 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         takes_process: false,
     },
     CommandSpec {
+        name: "ui",
+        about: "watch and control processes in a terminal UI",
+        subcommands: &[],
+        flags: &[],
+        takes_process: false,
+    },
+    CommandSpec {
         name: "session",
         about: "list sessions, or remove stale ones",
         subcommands: &["list", "clean"],
@@ -596,6 +625,8 @@ pub enum Command {
         /// Where to read `session` from when `--session` is not given.
         config: Option<std::path::PathBuf>,
     },
+    /// The terminal UI.
+    Ui,
     SessionList,
     SessionClean,
     Config(ConfigArgs),
@@ -918,6 +949,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
                 }
             }
             Command::Down { config }
+        }
+        "ui" => {
+            while let Some(arg) = p.next().map_err(with_usage(UI_USAGE))? {
+                common(other(arg), &mut p, &mut session, UI_USAGE)?;
+            }
+            Command::Ui
         }
         "session" => parse_session(&mut p, &mut session)?,
         "config" => parse_config(&mut p, &mut session)?,
@@ -1910,6 +1947,7 @@ mod tests {
             WAIT_USAGE,
             UP_USAGE,
             DOWN_USAGE,
+            UI_USAGE,
             SESSION_USAGE,
             CONFIG_USAGE,
             EXPORT_USAGE,

@@ -70,6 +70,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
             return Ok(0);
         }
         Command::SessionList => return session_list(out),
+        Command::Ui => return crate::ui::run(&inv.session),
         Command::SessionClean => return session_clean(),
         Command::Help(usage) => {
             println!("{usage}");
@@ -144,6 +145,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         | Command::Help(_)
         | Command::Version
         | Command::Up(_)
+        | Command::Ui
         | Command::Daemon { .. } => Err(Error::Failed(
             "internal error: command reached the wrong handler".into(),
         )),
@@ -461,7 +463,7 @@ fn print_message(
 }
 
 /// The `status` request of 0.6: every process, no /proc readings.
-fn plain_status() -> Request {
+pub fn plain_status() -> Request {
     Request::Status {
         target: None,
         resources: false,

@@ -26,6 +26,7 @@ mod proxy;
 mod session;
 mod sys;
 mod timefmt;
+mod ui;
 mod up_cmd;
 mod yaml;
 

@@ -769,6 +769,8 @@ fn the_status_table_shows_restarts_only_when_a_policy_exists() {
     };
     assert_eq!(cell("capped"), "2/5", "{table}");
     assert_eq!(cell("open"), "2", "{table}");
+    // Running is said at the fork; run 3's first line may come a moment later.
+    sb.ok(&["wait", "open", "--until", "run 3", "--timeout", "10"]);
     let log = all_logs(&sb, "open");
     assert!(
         log.contains("[agent-procs] Restarted (exit 1, attempt 2)\nrun 3\n"),

@@ -122,6 +122,30 @@ impl Source {
         (0, 0)
     }
 
+    /// Segment and byte where the lines before `pos` end in this source: at the
+    /// line `pos` names when it is one of ours, else after the line that holds
+    /// the first byte written after `pos`. None when all of it comes later.
+    fn ceiling(&self, pos: Position) -> io::Result<Option<(usize, u64)>> {
+        for (i, seg) in self.segments.iter().enumerate().rev() {
+            if seg.index.get(0).is_none_or(|r| r.seq > pos.seq) {
+                continue;
+            }
+            let k = seg.index.last_where(|r| r.seq <= pos.seq).unwrap_or(0);
+            let Some(record) = seg.index.get(k) else {
+                return Ok(None);
+            };
+            if record.seq == pos.seq {
+                return Ok(Some((i, record.offset + pos.delta)));
+            }
+            let next = match seg.index.get(k + 1) {
+                Some(r) => r.offset,
+                None => return Ok(Some((i, u64::MAX))),
+            };
+            return Ok(Some((i, end_of_line_at(&seg.data, next)?)));
+        }
+        Ok(None)
+    }
+
     /// Where lines after `cursor` may begin (lines at it are filtered out later).
     fn start_after(&self, cursor: Position) -> (usize, u64) {
         for (i, seg) in self.segments.iter().enumerate().rev() {
@@ -249,6 +273,19 @@ impl<'a> Forward<'a> {
     }
 }
 
+/// `offset` when a line starts there, else just past the end of the line that
+/// holds byte `offset - 1`.
+fn end_of_line_at(path: &Path, offset: u64) -> io::Result<u64> {
+    if offset == 0 || starts_line(path, offset) {
+        return Ok(offset);
+    }
+    let mut file = open_log(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut skipped = Vec::new();
+    Ok(offset + read_line_capped(&mut reader, &mut skipped)? as u64)
+}
+
 /// Whether a line begins at `offset` of the file (the byte before is a newline).
 fn starts_line(path: &Path, offset: u64) -> bool {
     use std::os::unix::fs::FileExt;
@@ -370,6 +407,105 @@ pub fn run(sources: &[Source], q: &Query<'_>) -> io::Result<Vec<Line>> {
         collector.push(line, matched);
     }
     Ok(collector.finish())
+}
+
+/// Up to `n` lines (that `grep` accepts) after `after`, or from the start of the
+/// kept history, in arrival order: a page of scrollback read forward, stopping
+/// as soon as the page is full.
+pub fn page_after(
+    sources: &[Source],
+    after: Option<Position>,
+    n: usize,
+    grep: Option<LineFilter<'_>>,
+) -> io::Result<Vec<Line>> {
+    let mut heads: Vec<(Forward<'_>, Option<Line>)> = Vec::new();
+    for (no, source) in sources.iter().enumerate() {
+        let start = after.map_or((0, 0), |c| source.start_after(c));
+        let mut forward = Forward::new(source, no, start);
+        let first = forward.next_line()?;
+        heads.push((forward, first));
+    }
+    let mut out = Vec::new();
+    while out.len() < n {
+        let Some(pick) = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, line))| line.as_ref().map(|l| (l.pos, i)))
+            .min()
+            .map(|(_, i)| i)
+        else {
+            break;
+        };
+        let (forward, slot) = &mut heads[pick];
+        let next = forward.next_line()?;
+        let Some(line) = std::mem::replace(slot, next) else {
+            continue;
+        };
+        if after.is_none_or(|c| line.pos > c) && grep.is_none_or(|g| g(&line.bytes)) {
+            out.push(line);
+        }
+    }
+    Ok(out)
+}
+
+/// The last `n` lines (that `grep` accepts) before `before`, in arrival order: a
+/// page of scrollback read backward from where `before` lies in each source's
+/// segments (found through the index), so its cost follows the page, not the file.
+pub fn page_before(
+    sources: &[Source],
+    before: Position,
+    n: usize,
+    grep: Option<LineFilter<'_>>,
+) -> io::Result<Vec<Line>> {
+    let mut all = Vec::new();
+    for (no, source) in sources.iter().enumerate() {
+        let Some((mut seg_no, mut ceiling)) = source.ceiling(before)? else {
+            continue;
+        };
+        let mut found: Vec<Line> = Vec::new();
+        // Newest batch first; a grep may need many batches to find `n` lines.
+        let batch = if grep.is_some() { n.max(4096) } else { n };
+        loop {
+            let data = &source.segments[seg_no].data;
+            let lines = super::read::tail_located_in(data, batch, ceiling)?;
+            let complete = lines.len() < batch;
+            if let Some((first, _)) = lines.first() {
+                ceiling = *first;
+            }
+            let mut kept = Vec::new();
+            for (offset, bytes) in lines {
+                if grep.is_some_and(|g| !g(&bytes)) {
+                    continue;
+                }
+                let (pos, time_ms) = locate(source, seg_no, offset);
+                kept.push(Line {
+                    source: no,
+                    pos,
+                    time_ms,
+                    bytes,
+                    context: false,
+                    group_start: false,
+                });
+            }
+            kept.append(&mut found);
+            found = kept;
+            if found.len() >= n {
+                break;
+            }
+            if complete || ceiling == 0 {
+                if seg_no == 0 {
+                    break;
+                }
+                seg_no -= 1;
+                ceiling = u64::MAX;
+            }
+        }
+        let skip = found.len().saturating_sub(n);
+        all.extend(found.drain(skip..));
+    }
+    all.sort_by_key(|l| (l.pos, l.source));
+    let skip = all.len().saturating_sub(n);
+    Ok(all.split_off(skip))
 }
 
 /// Where reading of `source` begins for `q`: the later of --since and --after.
@@ -809,6 +945,35 @@ mod tests {
             let fast = Query { plain: literal.as_deref(), ..general };
             let show = |lines: &[Line]| lines.iter().map(|l| (l.pos, l.bytes.clone())).collect::<Vec<_>>();
             prop_assert_eq!(show(&run(&sources, &Query { grep: Some(&filter), ..general }).unwrap()), show(&run(&sources, &fast).unwrap()));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Pages read forward or backward from any line agree with reading everything.
+        #[test]
+        fn pages_agree_with_the_whole_history(
+            chunks in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n')], 0..40), 0..12),
+            k in 0usize..6,
+            grep in proptest::option::of("[ab]"),
+        ) {
+            let dir = std::env::temp_dir().join(format!("ap-query-page-{}", std::process::id()));
+            let sources = [write_log(&dir, &chunks)];
+            let needle = grep.clone().unwrap_or_default().into_bytes();
+            let filter = move |line: &[u8]| contains(line, &needle);
+            let g = grep.as_ref().map(|_| &filter as LineFilter<'_>);
+            let everything = Query { tail: None, since: Since::Everything, after: None, grep: None, plain: None, context: 0 };
+            let all = run(&sources, &everything).unwrap();
+            let show = |lines: &[Line]| lines.iter().map(|l| (l.pos, l.bytes.clone())).collect::<Vec<_>>();
+            let matching: Vec<Line> = all.iter().filter(|l| g.is_none_or(|g| g(&l.bytes))).cloned().collect();
+            prop_assert_eq!(show(&page_after(&sources, None, k, g).unwrap()), show(&matching[..k.min(matching.len())]));
+            for line in &all {
+                let before: Vec<Line> = matching.iter().filter(|l| l.pos < line.pos).cloned().collect();
+                let after: Vec<Line> = matching.iter().filter(|l| l.pos > line.pos).cloned().collect();
+                let want_before = &before[before.len().saturating_sub(k)..];
+                prop_assert_eq!(show(&page_before(&sources, line.pos, k, g).unwrap()), show(want_before), "before {:?}", line.pos);
+                prop_assert_eq!(show(&page_after(&sources, Some(line.pos), k, g).unwrap()), show(&after[..k.min(after.len())]), "after {:?}", line.pos);
+            }
         }
     }
 
