@@ -415,6 +415,23 @@ fn sessions_are_isolated_and_listed() {
 #[test]
 fn agent_procs_session_sets_the_default_and_auto_follows_the_worktree() {
     let sb = Sandbox::new();
+    // However the test ends, every session it made is shut down.
+    struct DownAll<'a>(&'a Sandbox);
+    impl Drop for DownAll<'_> {
+        fn drop(&mut self) {
+            for entry in std::fs::read_dir(&self.0.runtime)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if let Some(session) = file.strip_suffix(".sock") {
+                    self.0.run(&["down", "--session", session]);
+                }
+            }
+        }
+    }
+    let _down_all = DownAll(&sb);
     let in_dir = |dir: &std::path::Path, env: Option<&str>, args: &[&str]| {
         let mut cmd = sb.command(args);
         cmd.current_dir(dir);
@@ -476,11 +493,6 @@ fn agent_procs_session_sets_the_default_and_auto_follows_the_worktree() {
     );
     let text = sb.ok(&["session", "list"]);
     assert!(text.contains(one.to_str().unwrap()), "{text}");
-    for (name, _) in &autos {
-        sb.ok(&["down", "--session", name]);
-    }
-    sb.ok(&["down", "--session", "ci"]);
-    sb.ok(&["down", "--session", "other"]);
 }
 
 #[test]
