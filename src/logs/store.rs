@@ -32,6 +32,12 @@ pub struct LogSink {
     run_rotations: usize,
     last_error_report: Option<Instant>,
     last_unlink_check: Instant,
+    /// Bytes the disk refused since the last successful write, and why; said in
+    /// the log (`[agent-procs] N bytes not logged: …`) once writing works again.
+    lost: u64,
+    lost_reason: String,
+    /// The segment does not end with a newline, so a note needs one first.
+    mid_line: bool,
 }
 
 /// Open a log file for appending: 0600, never through a symlink, close-on-exec.
@@ -91,6 +97,9 @@ impl LogSink {
             run_rotations: 0,
             last_error_report: None,
             last_unlink_check: Instant::now(),
+            lost: 0,
+            lost_reason: String::new(),
+            mid_line: false,
         })
     }
 
@@ -167,18 +176,48 @@ impl LogSink {
         failure
     }
 
+    /// Write `chunk`, or count it as lost. The child is never held up: a full disk
+    /// costs output, which the log then owns up to, not the process.
     fn write_chunk(&mut self, clock: &mut SeqClock, chunk: &[u8]) -> Option<io::Error> {
-        let result = self
-            .index
-            .note(clock, self.written, false)
-            .and_then(|()| self.file.write_all(chunk));
-        match result {
-            Ok(()) => {
-                self.written += chunk.len() as u64;
-                None
+        if self.lost > 0 {
+            let mut note = Vec::new();
+            if self.mid_line {
+                note.push(b'\n');
             }
-            Err(e) => self.report(e),
+            let text = format!(
+                "[agent-procs] {} bytes not logged: {}\n",
+                self.lost, self.lost_reason
+            );
+            note.extend_from_slice(text.as_bytes());
+            if let Err(e) = self.write_raw(clock, &note) {
+                self.lost += chunk.len() as u64;
+                return self.report(e);
+            }
+            self.lost = 0;
         }
+        match self.write_raw(clock, chunk) {
+            Ok(()) => None,
+            Err(e) => {
+                self.lost += chunk.len() as u64;
+                self.lost_reason = crate::error::describe_io(&e);
+                self.report(e)
+            }
+        }
+    }
+
+    fn write_raw(&mut self, clock: &mut SeqClock, bytes: &[u8]) -> io::Result<()> {
+        self.index.note(clock, self.written, false)?;
+        if let Err(e) = self.file.write_all(bytes) {
+            // A write cut short (ENOSPC part-way) would shift every later offset
+            // the index records: take its bytes back off.
+            if self.file.metadata().is_ok_and(|m| m.len() > self.written) {
+                let _ = self.file.set_len(self.written);
+            }
+            return Err(e);
+        }
+        self.written += bytes.len() as u64;
+        self.mid_line = bytes.last() != Some(&b'\n');
+        Ok(())
     }
 
     /// Keep `partial` as `split_lines` would leave it, without visiting every line.

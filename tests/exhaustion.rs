@@ -1,0 +1,132 @@
+//! Running out of things: disk space for the logs, processes, descriptors, CPU
+//! time against a flood of output. In each case the daemon carries on, keeps its
+//! children running, says what happened once, and recovers when the resource is back.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Poll `cond` until it holds or `limit` passes (files have no change event we can await).
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn count_in(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+#[test]
+fn a_full_log_disk_loses_output_but_neither_the_process_nor_the_daemon() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a tiny tmpfs in a private mount namespace");
+        return;
+    }
+    let sb = Sandbox::new();
+    // The log directory gets a 128 KiB tmpfs of its own, seen only by the daemon and
+    // its children (a private mount namespace), half filled by a ballast file.
+    let logs = sb.session_dir().join("logs");
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&logs)
+        .expect("making the log dir");
+    let progress = sb.root.join("progress");
+    // 1 KiB lines; every 100 lines the child says how far it got, outside the tmpfs.
+    let child = format!(
+        "i=0; while :; do i=$((i+1)); printf '%s %01000d\\n' $i 0; \
+         [ $((i % 100)) = 0 ] && echo $i > {}; done",
+        progress.display()
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=128k,mode=0700 ap-enospc \"$0\" || exit 99; \
+             head -c 65536 /dev/zero > \"$0/ballast\"; exec \"$@\"",
+        )
+        .arg(&logs)
+        .args([BIN, "run", &child, "--name", "w"])
+        .current_dir(&sb.root);
+    sb.isolate(&mut cmd);
+    let out = run_bounded(cmd, CALL_LIMIT);
+    if out.code == 99 || out.stderr.contains("unshare failed") {
+        eprintln!("skipped: cannot mount a tmpfs here: {}", out.stderr);
+        return;
+    }
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let daemon = sb.daemon_pid().expect("a daemon");
+    // The daemon's view of the log dir, through its mount namespace.
+    let seen = PathBuf::from(format!("/proc/{daemon}/root")).join(logs.strip_prefix("/").unwrap());
+    let log = seen.join("w.stdout");
+    let full = "no space left on device";
+    assert!(
+        eventually(Duration::from_secs(30), || count_in(&sb.daemon_log(), full)
+            > 0),
+        "the full disk was never reported; daemon.log:\n{}",
+        std::fs::read_to_string(sb.daemon_log()).unwrap_or_default()
+    );
+    // The daemon keeps draining the pipe: the child writes on, 4 MiB past a full
+    // disk (four times what the pipe holds), without being blocked.
+    let at = |p: &Path| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let start = at(&progress);
+    assert!(
+        eventually(Duration::from_secs(60), || at(&progress) > start + 4000),
+        "the child stopped making progress at line {} (from {start})",
+        at(&progress)
+    );
+    assert_eq!(sb.proc_status("w")["state"], "running");
+    // Said once, not once per write.
+    let log_text = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+    assert_eq!(log_text.matches(full).count(), 1, "{log_text}");
+    assert!(log_text.contains("(output is being lost)"), "{log_text}");
+    // Space comes back: logging resumes, and the log says how much it lost.
+    let stuck = file_len(&log);
+    std::fs::remove_file(seen.join("ballast")).expect("removing the ballast");
+    assert!(
+        eventually(Duration::from_secs(30), || file_len(&log) > stuck + 4096),
+        "logging did not resume ({} bytes, was {stuck})",
+        file_len(&log)
+    );
+    let text = std::fs::read(&log).expect("reading the log");
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("bytes not logged: no space left on device\n"),
+        "no note of the loss in the log"
+    );
+    // Lines are torn only where the log says output was lost: a write cut short by
+    // the full disk was undone, so nothing else is garbled.
+    let lines: Vec<&str> = text.lines().collect();
+    let note = |i: usize| {
+        lines
+            .get(i)
+            .is_some_and(|l| l.starts_with("[agent-procs] "))
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let whole = note(i)
+            || line
+                .split_once(' ')
+                .is_some_and(|(n, zeros)| n.parse::<u64>().is_ok() && zeros.len() == 1000);
+        let beside_a_note = note(i + 1) || (i > 0 && note(i - 1));
+        assert!(whole || beside_a_note, "line {i} is torn: {:.80}", line);
+    }
+    assert_eq!(sb.proc_status("w")["state"], "running");
+}
