@@ -48,12 +48,26 @@ pub fn open_append(path: &Path) -> io::Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
+        .map_err(crate::error::not_following)
 }
 
 /// Shift `x` → `x.1` → … → `x.keep` with their indexes (the oldest falls off).
 pub fn rotate(path: &Path, keep: usize) -> io::Result<()> {
-    if fs::symlink_metadata(path).is_err() {
-        return Ok(()); // no current segment: nothing moves (a fresh name, the common case)
+    match fs::symlink_metadata(path) {
+        Err(_) => return Ok(()), // no current segment: nothing moves (a fresh name, the common case)
+        // Not a log we wrote: something planted, never followed nor kept as history.
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(crate::error::not_following(io::Error::from_raw_os_error(
+                libc::ELOOP,
+            )));
+        }
+        Ok(meta) if !meta.is_file() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is not a regular file (remove it)",
+            ));
+        }
+        Ok(_) => {}
     }
     let names = segments(path, keep);
     if keep == 0 {
@@ -426,6 +440,27 @@ mod tests {
         assert_eq!(fs::read(dir.join("a.stdout.5")).unwrap(), b"run 2\n");
         assert!(dir.join("a.stdout.5.idx").exists());
         assert!(!dir.join("a.stdout.6").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_planted_at_a_segment_is_refused_and_not_followed() {
+        let dir = temp_dir("link");
+        let outside = dir.join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let path = dir.join("a.stdout");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let Err(err) = LogSink::create(path.clone(), Limits::default()) else {
+            panic!("a symbolic link was taken for a log");
+        };
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(
+            fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
         fs::remove_dir_all(dir).unwrap();
     }
 
