@@ -20,6 +20,7 @@ mod paths;
 mod probe;
 mod protocol;
 mod proxy;
+mod ratelimit;
 mod sys;
 mod timefmt;
 mod up_cmd;

@@ -130,3 +130,87 @@ fn a_full_log_disk_loses_output_but_neither_the_process_nor_the_daemon() {
     }
     assert_eq!(sb.proc_status("w")["state"], "running");
 }
+
+/// Raise this test process's soft descriptor limit to at least `need`.
+fn raise_fd_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert!(
+        lim.rlim_max >= need,
+        "the hard descriptor limit is below {need}"
+    );
+    if lim.rlim_cur < need {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we pass.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    }
+}
+
+/// User plus system CPU time of `pid` so far.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of proc_pid_stat(5); the list starts at field 3.
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // SAFETY: sysconf takes a constant and returns a number.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz.max(1))
+}
+
+#[test]
+fn out_of_descriptors_the_control_socket_neither_spins_nor_sticks_nor_floods_the_log() {
+    raise_fd_limit(400);
+    let sb = Sandbox::new();
+    // The first call starts the daemon, which inherits the limit (hard too, so
+    // raising its soft limit at start-up cannot undo it).
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", BIN])
+        .args(["run", "sleep 300", "--name", "x"])
+        .current_dir(&sb.root)
+        .stdin(std::process::Stdio::null());
+    sb.isolate(&mut cmd);
+    let out = run_bounded(cmd, CALL_LIMIT);
+    assert_eq!(
+        out.code,
+        0,
+        "{}",
+        sb.report(&["run"], &out, "expected exit 0")
+    );
+    let daemon = sb.daemon_pid().expect("a daemon");
+    let busy = "accepting a connection: too many open files";
+    for episode in 0..2 {
+        // 150 clients: more than the daemon has descriptors for, fewer than the
+        // listen backlog holds, so every connect returns at once.
+        let clients: Vec<_> = (0..150).map(|_| sb.connect()).collect();
+        assert!(
+            eventually(Duration::from_secs(20), || fd_count(daemon) >= 60),
+            "episode {episode}: the daemon holds {} descriptors of 64",
+            fd_count(daemon)
+        );
+        let before = cpu_time(daemon);
+        // A measuring window, not a wait for an event.
+        std::thread::sleep(Duration::from_secs(2));
+        let spent = cpu_time(daemon) - before;
+        assert!(
+            spent < Duration::from_millis(500),
+            "episode {episode}: the daemon used {spent:?} of CPU in 2 s out of descriptors"
+        );
+        assert!(alive(daemon), "the daemon died out of descriptors");
+        drop(clients);
+        // Once they are gone it serves again (the CLI's connection waited in the backlog).
+        assert_eq!(sb.proc_status("x")["state"], "running");
+    }
+    // Two episodes within a minute: one line.
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+    assert_eq!(log.matches(busy).count(), 1, "{log}");
+}
