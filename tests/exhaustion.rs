@@ -131,6 +131,24 @@ fn a_full_log_disk_loses_output_but_neither_the_process_nor_the_daemon() {
     assert_eq!(sb.proc_status("w")["state"], "running");
 }
 
+/// Processes the test started itself, killed and reaped however the test ends.
+struct Children(Vec<std::process::Child>);
+
+impl Children {
+    fn end(&mut self) {
+        for mut child in self.0.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 /// Raise this test process's soft descriptor limit to at least `need`.
 fn raise_fd_limit(need: u64) {
     let mut lim = libc::rlimit {
@@ -213,4 +231,80 @@ fn out_of_descriptors_the_control_socket_neither_spins_nor_sticks_nor_floods_the
     // Two episodes within a minute: one line.
     let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
     assert_eq!(log.matches(busy).count(), 1, "{log}");
+}
+
+#[test]
+fn a_process_that_cannot_be_forked_is_a_clear_error_and_the_daemon_carries_on() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the daemon as an unused uid under RLIMIT_NPROC");
+        return;
+    }
+    // Root ignores RLIMIT_NPROC, so the daemon runs as a uid nobody else uses,
+    // started with a limit of 8 processes for that uid (which it never raises).
+    let uid = 64_101;
+    let sb = Sandbox::as_uid(uid);
+    let mut first = std::process::Command::new("prlimit");
+    first
+        .arg("--nproc=8:8")
+        .arg("setpriv")
+        .args(setpriv_args(uid))
+        .args(["--", BIN, "run", "sleep 300", "--name", "kept"])
+        .current_dir(&sb.root)
+        .stdin(std::process::Stdio::null());
+    sb.isolate(&mut first);
+    let out = run_bounded(first, CALL_LIMIT);
+    assert_eq!(
+        out.code,
+        0,
+        "{}",
+        sb.report(&["run"], &out, "expected exit 0")
+    );
+    // Eight more processes of that uid: from now on no fork of the daemon succeeds.
+    let mut padding = Children(
+        (0..8)
+            .map(|_| {
+                std::process::Command::new("setpriv")
+                    .args(setpriv_args(uid))
+                    .args(["--", "sleep", "300"])
+                    .spawn()
+                    .expect("starting a process of that uid")
+            })
+            .collect(),
+    );
+    let refused = "the system refused to create a process (too many processes?)";
+    let err = sb.fails(&["run", "sleep 1", "--name", "new"], 1);
+    assert!(
+        err.contains(&format!("cannot start 'sleep 1': {refused}")),
+        "{err}"
+    );
+    // A `run` that never started keeps no row (DESIGN.md: `failed` is a respawn's).
+    let names: Vec<_> = sb
+        .status()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert_eq!(names, ["kept"]);
+    // A restart that cannot fork leaves the process `failed`, saying why.
+    let err = sb.fails(&["restart", "kept"], 1);
+    assert!(err.contains(refused), "{err}");
+    assert_eq!(sb.proc_status("kept")["state"], "failed");
+    let err = sb.fails(&["wait", "kept", "--exit"], 1);
+    assert!(
+        err.contains(&format!(
+            "kept is not running: cannot start 'sleep 300': {refused}"
+        )),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+    assert!(
+        log.contains(&format!("kept: cannot start 'sleep 300': {refused}")),
+        "{log}"
+    );
+    // Processes again: the daemon carries on as before.
+    padding.end();
+    sb.start("after", "sleep 300");
+    sb.ok(&["restart", "kept"]);
+    assert_eq!(sb.proc_status("kept")["state"], "running");
 }
