@@ -63,10 +63,10 @@ fn a_runtime_directory_owned_by_someone_else_is_refused() {
     let sb = Sandbox::new();
     std::fs::create_dir(&sb.runtime).expect("making the runtime dir");
     std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    std::os::unix::fs::chown(&sb.runtime, Some(65534), None).expect("chown");
+    std::os::unix::fs::chown(&sb.runtime, Some(64_104), None).expect("chown");
     let err = sb.fails(&["run", "sleep 1"], 1);
     assert!(
-        err.contains("is owned by uid 65534, not by us (uid 0); refusing to use it"),
+        err.contains("is owned by uid 64104, not by us (uid 0); refusing to use it"),
         "{err}"
     );
     assert!(!sb.socket().exists());
