@@ -308,3 +308,46 @@ fn a_process_that_cannot_be_forked_is_a_clear_error_and_the_daemon_carries_on() 
     sb.ok(&["restart", "kept"]);
     assert_eq!(sb.proc_status("kept")["state"], "running");
 }
+
+/// Bytes `pid` has read so far (`rchar` of /proc/PID/io: pipes included).
+fn bytes_read(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_child_writing_as_fast_as_it_can_does_not_starve_the_control_socket() {
+    let sb = Sandbox::new();
+    // `yes` with 100-byte lines writes as fast as a pipe takes it (GB/s).
+    let line = "y".repeat(99);
+    sb.start("flood", &format!("yes {line}"));
+    let daemon = sb.daemon_pid().expect("a daemon");
+    let before = bytes_read(daemon);
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        sb.ok(&["status"]);
+        took.push(t.elapsed());
+    }
+    let drained = bytes_read(daemon) - before;
+    took.sort();
+    let (median, worst) = (took[took.len() / 2], took[took.len() - 1]);
+    eprintln!("status under a flood: median {median:?}, worst {worst:?}, {drained} bytes read");
+    // Generous bounds: the machine is shared and this is a debug build.
+    assert!(
+        worst < Duration::from_secs(1),
+        "a status took {worst:?}: {took:?}"
+    );
+    assert!(
+        median < Duration::from_millis(200),
+        "median {median:?}: {took:?}"
+    );
+    // And the flood was real: the daemon kept reading it meanwhile.
+    assert!(drained > 20 << 20, "the daemon read only {drained} bytes");
+    assert_eq!(sb.proc_status("flood")["state"], "running");
+    sb.ok(&["stop", "flood"]);
+}
