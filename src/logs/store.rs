@@ -74,6 +74,13 @@ pub fn rotate(path: &Path, keep: usize) -> io::Result<()> {
         let _ = fs::remove_file(index_path(path));
         return fs::remove_file(path);
     }
+    // The oldest falls off. Unlinked first, so that no rename replaces a file:
+    // ext4 flushes a file renamed over another (auto_da_alloc), which under a
+    // flood of output cost a rotation ~50 ms instead of ~30.
+    if let Some(oldest) = names.last() {
+        let _ = fs::remove_file(oldest);
+        let _ = fs::remove_file(index_path(oldest));
+    }
     for pair in (0..names.len() - 1).rev() {
         for (from, to) in [
             (names[pair].clone(), names[pair + 1].clone()),
