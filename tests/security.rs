@@ -259,3 +259,36 @@ fn symbolic_links_planted_at_our_files_are_never_followed() {
     kill(vpid as i32, libc::SIGKILL);
     let _ = victim.wait();
 }
+
+#[test]
+fn a_link_planted_where_a_deleted_log_dir_was_is_not_followed() {
+    let sb = Sandbox::new();
+    sb.start("w", "while :; do echo tick; sleep 0.05; done");
+    sb.ok(&["wait", "w", "--until", "tick"]);
+    let logs = sb.session_dir().join("logs");
+    std::fs::remove_dir_all(&logs).expect("deleting the log dir");
+    let outside = sb.root.join("outside");
+    std::fs::create_dir(&outside).expect("making the outside dir");
+    std::os::unix::fs::symlink(&outside, &logs).expect("planting the link");
+    // A writer checks once a second that its file still has a name; then it
+    // finds the link where the log dir was, and says so rather than follow it.
+    let said = "w.stdout: it is a symbolic link, which agent-procs never follows";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(sb.daemon_log())
+        .unwrap_or_default()
+        .contains(said)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no word of the link in daemon.log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let written: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(written.is_empty(), "written through the link: {written:?}");
+    assert_eq!(sb.proc_status("w")["state"], "running");
+}

@@ -244,6 +244,14 @@ impl IndexWriter {
     fn open(&mut self) -> io::Result<&mut File> {
         use std::io::Write;
         if self.file.is_none() {
+            // Opened by path for each burst: if the log dir was replaced by a link
+            // meanwhile, do not create our index wherever it points.
+            if let Some(dir) = self.path.parent()
+                && std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir())
+            {
+                let err = io::Error::from_raw_os_error(libc::ELOOP);
+                return Err(crate::error::not_following(err));
+            }
             let mut file = crate::logs::store::open_append(&self.path)?;
             if file.metadata()?.len() == 0
                 && let Err(e) = file.write_all(MAGIC)

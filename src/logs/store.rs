@@ -38,6 +38,9 @@ pub struct LogSink {
     lost_reason: String,
     /// The segment does not end with a newline, so a note needs one first.
     mid_line: bool,
+    /// Something not ours took the deleted log dir's place: write nothing (not
+    /// even an index record) until a directory is back.
+    dir_taken: bool,
 }
 
 /// Open a log file for appending: 0600, never through a symlink, close-on-exec.
@@ -121,6 +124,7 @@ impl LogSink {
             lost: 0,
             lost_reason: String::new(),
             mid_line: false,
+            dir_taken: false,
         })
     }
 
@@ -200,6 +204,10 @@ impl LogSink {
     /// Write `chunk`, or count it as lost. The child is never held up: a full disk
     /// costs output, which the log then owns up to, not the process.
     fn write_chunk(&mut self, clock: &mut SeqClock, chunk: &[u8]) -> Option<io::Error> {
+        if self.dir_taken {
+            self.lost += chunk.len() as u64;
+            return None;
+        }
         if self.lost > 0 {
             let mut note = Vec::new();
             if self.mid_line {
@@ -313,6 +321,14 @@ impl LogSink {
             return None;
         }
         if let Some(dir) = self.path.parent() {
+            // Whatever took the deleted dir's place is not ours to write through.
+            if fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+                let err = crate::error::not_following(io::Error::from_raw_os_error(libc::ELOOP));
+                self.dir_taken = true;
+                self.lost_reason = crate::error::describe_io(&err);
+                return self.report(err);
+            }
+            self.dir_taken = false;
             let _ = fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
