@@ -67,6 +67,12 @@ bench: build
 	python3 tests/bench/load_1000.py $(abspath $(BIN))
 	python3 tests/bench/control_load.py $(abspath $(BIN))
 	python3 tests/bench/ui_cpu.py $(abspath $(BIN))
+	python3 tests/bench/flood_status.py $(abspath $(BIN))
+
+# A day of churn compressed into SOAK_MINUTES (default 10), watching the daemon's
+# RSS and descriptors; not in CI (see tests/bench/soak.py).
+soak: build
+	python3 tests/bench/soak.py $(abspath $(BIN))
 
 # A source tarball that builds and tests offline, as distro builders need: the
 # tracked files of HEAD plus every crate (tests' too) vendored, and a
@@ -83,4 +89,4 @@ dist:
 clean:
 	$(CARGO) clean
 
-.PHONY: all build completions test lint lint-man install uninstall bench dist clean
+.PHONY: all build completions test lint lint-man install uninstall bench soak dist clean

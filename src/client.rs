@@ -291,6 +291,7 @@ fn start_daemon(paths: &SessionPaths) -> Result<()> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&paths.lock_file)
+        .map_err(crate::error::not_following)
         .context(|| format!("opening {}", paths.lock_file.display()))?;
     sys::lock_exclusive(&lock).context(|| format!("locking {}", paths.lock_file.display()))?;
     match UnixStream::connect(&paths.socket) {
@@ -1264,12 +1265,12 @@ fn down(paths: &SessionPaths, out: Output) -> Result<i32> {
 /// Sessions with a pid file in the runtime dir, sorted, with whether they answer.
 fn sessions() -> Result<Vec<(String, bool)>> {
     let dir = paths::runtime_dir();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).context(|| format!("reading {}", dir.display())),
-    };
+    if std::fs::symlink_metadata(&dir).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        return Ok(Vec::new());
+    }
+    // Checked before reading: a file or a link there gets the same refusal as elsewhere.
     paths::check_private_dir(&dir)?;
+    let entries = std::fs::read_dir(&dir).context(|| format!("reading {}", dir.display()))?;
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter_map(|f| f.strip_suffix(".pid").map(str::to_string))

@@ -64,6 +64,19 @@ pub fn describe_io(err: &io::Error) -> String {
     }
 }
 
+/// Our own files are opened with `O_NOFOLLOW`, which fails with ELOOP at a
+/// symbolic link: say that plainly rather than "too many levels of symbolic links".
+pub fn not_following(err: io::Error) -> io::Error {
+    if err.raw_os_error() == Some(libc::ELOOP) {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is a symbolic link, which agent-procs never follows (remove it)",
+        )
+    } else {
+        err
+    }
+}
+
 pub trait Context<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T>;
 }

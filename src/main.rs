@@ -23,6 +23,7 @@ mod probe;
 mod procinfo;
 mod protocol;
 mod proxy;
+mod ratelimit;
 mod session;
 mod sys;
 mod timefmt;

@@ -251,9 +251,10 @@ fn another_uid_cannot_talk_to_the_daemon() {
          print('answered', data) if data else print('refused')",
         sb.socket().display().to_string()
     );
-    let mut cmd = std::process::Command::new("python3");
-    std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
-    cmd.args(["-c", &script]);
+    // An unused uid, dropped to with setpriv (no groups, no capabilities left).
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(setpriv_args(64_102))
+        .args(["--", python_for_anyone(), "-c", &script]);
     let out = cmd.output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -263,7 +264,7 @@ fn another_uid_cannot_talk_to_the_daemon() {
     );
     std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
     let log = std::fs::read_to_string(sb.daemon_log()).unwrap();
-    assert!(log.contains("refused a connection from uid 65534"), "{log}");
+    assert!(log.contains("refused a connection from uid 64102"), "{log}");
     assert_eq!(sb.proc_status("x")["state"], "running");
 }
 
@@ -276,13 +277,12 @@ fn the_cli_refuses_a_socket_served_by_another_uid() {
     let sb = Sandbox::new();
     std::fs::create_dir(&sb.runtime).unwrap();
     std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
-    // An impostor: binds where our socket belongs, then listens as uid 65534,
-    // which is what SO_PEERCRED reports. It prints whatever it is sent.
+    // An impostor, run as an unused uid (setpriv): binds where our socket belongs
+    // and listens, so SO_PEERCRED reports its uid. It prints whatever it is sent.
     let script = format!(
         "import os, socket, sys\n\
          s = socket.socket(socket.AF_UNIX)\n\
          s.bind({:?})\n\
-         os.setuid(65534)\n\
          s.listen(8)\n\
          print('listening', flush=True)\n\
          s.settimeout(20)\n\
@@ -293,8 +293,11 @@ fn the_cli_refuses_a_socket_served_by_another_uid() {
          print('received', len(data), flush=True)",
         sb.socket().display().to_string()
     );
-    let mut impostor = std::process::Command::new("python3")
-        .args(["-c", &script])
+    // The runtime dir is opened only for the impostor to bind in, then closed again.
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut impostor = std::process::Command::new("setpriv")
+        .args(setpriv_args(64_103))
+        .args(["--", python_for_anyone(), "-c", &script])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -302,9 +305,10 @@ fn the_cli_refuses_a_socket_served_by_another_uid() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "listening\n");
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
     let err = sb.fails(&["run", "echo secret-command", "--env", "TOKEN=secret"], 1);
     assert!(
-        err.contains("served by uid 65534") && err.contains("refusing"),
+        err.contains("served by uid 64103") && err.contains("refusing"),
         "{err}"
     );
     line.clear();
@@ -417,4 +421,13 @@ fn an_orphaned_grandchild_is_adopted_and_reaped_by_the_daemon() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(zombie_children(daemon), Vec::<i32>::new());
+}
+
+/// A python3 that another uid can run (a user's pyenv shim under /root is not).
+fn python_for_anyone() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
 }

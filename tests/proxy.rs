@@ -1047,6 +1047,9 @@ fn running_out_of_descriptors_neither_spins_nor_sticks() {
         }
     }
     assert_eq!(sb.proc_status("web")["state"], "running");
+    // Noted once (at most once a minute), not once per refused accept.
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+    assert_eq!(log.matches("proxy: out of descriptors").count(), 1, "{log}");
 }
 
 /// The TCP sockets `pid` listens on: (address as /proc/net/tcp prints it, port).

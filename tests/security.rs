@@ -5,7 +5,8 @@
 
 mod common;
 use common::*;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 
 #[test]
 fn a_planted_pid_file_and_a_non_socket_at_the_socket_path_are_not_trusted() {
@@ -62,10 +63,10 @@ fn a_runtime_directory_owned_by_someone_else_is_refused() {
     let sb = Sandbox::new();
     std::fs::create_dir(&sb.runtime).expect("making the runtime dir");
     std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    std::os::unix::fs::chown(&sb.runtime, Some(65534), None).expect("chown");
+    std::os::unix::fs::chown(&sb.runtime, Some(64_104), None).expect("chown");
     let err = sb.fails(&["run", "sleep 1"], 1);
     assert!(
-        err.contains("is owned by uid 65534, not by us (uid 0); refusing to use it"),
+        err.contains("is owned by uid 64104, not by us (uid 0); refusing to use it"),
         "{err}"
     );
     assert!(!sb.socket().exists());
@@ -117,4 +118,177 @@ fn descriptors_the_caller_left_open_do_not_reach_the_daemon_or_its_children() {
         .collect();
     // Only stdin and stdout point at /dev/null (the daemon's own redirection).
     assert_eq!(inherited.len(), 2, "the daemon kept {inherited:?}");
+}
+
+#[test]
+fn a_runtime_dir_path_that_is_a_file_is_refused() {
+    let sb = Sandbox::new();
+    std::fs::write(&sb.runtime, "a file").expect("planting a file");
+    for args in [&["run", "sleep 1"][..], &["status"], &["session", "list"]] {
+        let err = sb.fails(args, 1);
+        assert!(
+            err.contains(&format!(
+                "{} is not a directory; refusing to use it (remove it)",
+                sb.runtime.display()
+            )),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(read(&sb.runtime), b"a file");
+}
+
+/// Where a symbolic link is planted, and what a `run` then does.
+enum Planted {
+    /// The run is refused with an error naming the file.
+    Refused,
+    /// The run works; the link is replaced or set aside, never written through.
+    Replaced,
+}
+
+#[test]
+fn symbolic_links_planted_at_our_files_are_never_followed() {
+    // A live process a planted state.json names as an orphan to kill.
+    let mut victim = std::process::Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .expect("starting a bystander");
+    let vpid = victim.id();
+    let stat = std::fs::read_to_string(format!("/proc/{vpid}/stat")).expect("its stat");
+    let ticks: u64 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(20)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let table = format!(
+        "{{\"daemon_pid\":1,\"processes\":[{{\"name\":\"victim\",\"id\":\"p1\",\"pid\":{vpid},\
+         \"pgid\":{vpid},\"start_ticks\":{ticks},\"command\":\"sleep 300\"}}]}}"
+    );
+    let cases: [(&str, Planted, &str); 6] = [
+        (
+            "logs",
+            Planted::Refused,
+            "is a symbolic link; refusing to use it",
+        ),
+        (
+            "logs/w.stdout",
+            Planted::Refused,
+            "w.stdout: it is a symbolic link",
+        ),
+        (
+            "state.json",
+            Planted::Replaced,
+            "state.json: it is a symbolic link",
+        ),
+        (
+            "daemon.log",
+            Planted::Refused,
+            "daemon.log: it is a symbolic link",
+        ),
+        ("PID", Planted::Replaced, ""),
+        (
+            "LOCK",
+            Planted::Refused,
+            "default.lock: it is a symbolic link",
+        ),
+    ];
+    for (at, planted, says) in cases {
+        let sb = Sandbox::new();
+        let session = sb.session_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(session.join("logs"))
+            .expect("making the state dirs");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&sb.runtime)
+            .expect("making the runtime dir");
+        let link = match at {
+            "PID" => sb.runtime.join("default.pid"),
+            "LOCK" => sb.runtime.join("default.lock"),
+            _ => session.join(at),
+        };
+        // The target outside: a directory for the log dir, else a file.
+        let target = sb.root.join("outside");
+        let content = if at == "state.json" {
+            table.as_str()
+        } else {
+            "precious\n"
+        };
+        if at == "logs" {
+            std::fs::remove_dir(&link).expect("making room for the link");
+            std::fs::create_dir(&target).expect("making the outside dir");
+        } else {
+            std::fs::write(&target, content).expect("writing the outside file");
+        }
+        std::os::unix::fs::symlink(&target, &link).expect("planting the link");
+        let out = sb.run(&["run", "echo hi", "--name", "w"]);
+        match planted {
+            Planted::Refused => {
+                assert_eq!(
+                    out.code,
+                    1,
+                    "{at}: {}",
+                    sb.report(&["run"], &out, "refused")
+                );
+                assert!(out.stderr.contains(says), "{at}: {}", out.stderr);
+            }
+            Planted::Replaced => {
+                assert_eq!(out.code, 0, "{at}: {}", sb.report(&["run"], &out, "ran"));
+                sb.ok(&["wait", "w", "--exit"]);
+                assert_eq!(sb.ok(&["logs", "w"]), "hi\n", "{at}");
+                let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+                assert!(log.contains(says), "{at}: {log}");
+            }
+        }
+        if at == "logs" {
+            assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{at}");
+        } else {
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), content, "{at}");
+        }
+        assert!(
+            alive(vpid as i32),
+            "{at}: the daemon killed a process named by a planted file"
+        );
+    }
+    kill(vpid as i32, libc::SIGKILL);
+    let _ = victim.wait();
+}
+
+#[test]
+fn a_link_planted_where_a_deleted_log_dir_was_is_not_followed() {
+    let sb = Sandbox::new();
+    sb.start("w", "while :; do echo tick; sleep 0.05; done");
+    sb.ok(&["wait", "w", "--until", "tick"]);
+    let logs = sb.session_dir().join("logs");
+    std::fs::remove_dir_all(&logs).expect("deleting the log dir");
+    let outside = sb.root.join("outside");
+    std::fs::create_dir(&outside).expect("making the outside dir");
+    std::os::unix::fs::symlink(&outside, &logs).expect("planting the link");
+    // A writer checks once a second that its file still has a name; then it
+    // finds the link where the log dir was, and says so rather than follow it.
+    let said = "w.stdout: it is a symbolic link, which agent-procs never follows";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(sb.daemon_log())
+        .unwrap_or_default()
+        .contains(said)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no word of the link in daemon.log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let written: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(written.is_empty(), "written through the link: {written:?}");
+    assert_eq!(sb.proc_status("w")["state"], "running");
 }

@@ -171,8 +171,11 @@ struct Daemon {
     /// Output pipes grown to spawn::PIPE_SIZE, and how many may be.
     big_pipes: usize,
     big_pipe_budget: usize,
-    /// Accepting is paused for lack of descriptors (said once in daemon.log).
+    /// Accepting is paused for lack of descriptors until a RetryAccept timer
+    /// fires (only one is ever armed).
     accept_paused: bool,
+    /// Conditions that could repeat on every event are noted once a minute.
+    notes: crate::ratelimit::NoteLimit,
     /// Our session: children stay in it, which is how we recognise their groups.
     sid: i32,
     read_buf: Vec<u8>,
@@ -195,7 +198,7 @@ struct Daemon {
     /// Clients streaming events.
     subscribers: Vec<usize>,
     /// Told with every `status`: what this daemon did about a dead predecessor.
-    notes: Vec<String>,
+    status_notes: Vec<String>,
     /// Ports chosen for processes that named none, by name (kept in state.json).
     chosen_ports: std::collections::BTreeMap<String, u16>,
 }
@@ -256,6 +259,7 @@ impl Daemon {
             uid: paths::euid(),
             sid: signals::session_id(),
             accept_paused: false,
+            notes: crate::ratelimit::NoteLimit::default(),
             big_pipes: 0,
             big_pipe_budget: spawn::big_pipe_budget(),
             state_dirty: false,
@@ -271,7 +275,7 @@ impl Daemon {
             watch_pending: HashSet::new(),
             events: events::EventLog::default(),
             subscribers: Vec::new(),
-            notes: Vec::new(),
+            status_notes: Vec::new(),
             chosen_ports: Default::default(),
         };
         daemon.note(&format!(
@@ -393,21 +397,39 @@ impl Daemon {
 
     // ---- control connections ----
 
+    /// A note for a cause that may repeat per event: at most one a minute.
+    fn note_limited(&mut self, cause: &'static str, msg: &str) {
+        if let Some(held) = self.notes.allow(cause, Instant::now()) {
+            self.note(&crate::ratelimit::with_held(msg, held));
+        }
+    }
+
+    /// Accept what waits, unless paused: a paused listener is retried by its one
+    /// timer, not by every new connection's event (that would re-arm a timer each).
     fn accept_clients(&mut self) {
+        if !self.accept_paused {
+            self.accept_waiting();
+        }
+    }
+
+    fn accept_waiting(&mut self) {
+        self.accept_paused = false;
         loop {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
                 Err(e) => {
                     // EMFILE and friends: the connection stays queued in the backlog;
                     // try again shortly rather than spinning on it.
-                    if !self.accept_paused {
-                        self.note(&format!(
+                    self.note_limited(
+                        "accept",
+                        &format!(
                             "accepting a connection: {}; retrying every 100 ms",
                             crate::error::describe_io(&e)
-                        ));
-                    }
+                        ),
+                    );
                     self.accept_paused = true;
                     self.timers
                         .arm(Instant::now() + ACCEPT_RETRY, Timer::RetryAccept);
@@ -418,18 +440,22 @@ impl Daemon {
             match crate::sys::peer_uid(stream.as_raw_fd()) {
                 Ok(uid) if uid == self.uid => {}
                 Ok(uid) => {
-                    self.note(&format!("refused a connection from uid {uid}"));
+                    self.note_limited("uid", &format!("refused a connection from uid {uid}"));
                     continue;
                 }
                 Err(e) => {
-                    self.note(&format!(
-                        "refused a connection: reading its credentials: {e}"
-                    ));
+                    self.note_limited(
+                        "credentials",
+                        &format!("refused a connection: reading its credentials: {e}"),
+                    );
                     continue;
                 }
             }
             if self.clients.len() >= MAX_CLIENTS {
-                self.note("refused a connection: too many open connections");
+                self.note_limited(
+                    "cap",
+                    &format!("refused a connection: {MAX_CLIENTS} connections are open"),
+                );
                 continue;
             }
             let token = self.new_token();
@@ -596,7 +622,7 @@ impl Daemon {
                 if resources || target.is_some() {
                     self.add_resources(&mut processes, target.is_some());
                 }
-                let notes = self.notes.clone();
+                let notes = self.status_notes.clone();
                 self.reply(client, &Response::Status { processes, notes });
             }
             logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
@@ -2122,7 +2148,7 @@ impl Daemon {
                         self.end_follow(client);
                     }
                 }
-                Timer::RetryAccept => self.accept_clients(),
+                Timer::RetryAccept => self.accept_waiting(),
                 Timer::ProbeTry { probe } => self.probe_try(probe),
                 Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
                 Timer::WatchRestart { proc } => {
@@ -2667,7 +2693,7 @@ impl Daemon {
         }
         if !stopped.is_empty() {
             let at = crate::timefmt::rfc3339(SystemTime::now());
-            self.notes.push(format!(
+            self.status_notes.push(format!(
                 "the previous daemon (pid {old_daemon}) was killed without stopping its processes; at {at} this daemon stopped what was left of them: {}; their logs are kept (agent-procs logs NAME)",
                 stopped.join(", ")
             ));

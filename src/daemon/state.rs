@@ -74,7 +74,8 @@ impl StateFile {
             .truncate(false)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)?;
+            .open(path)
+            .map_err(crate::error::not_following)?;
         Ok(StateFile(file))
     }
 
@@ -91,7 +92,11 @@ impl StateFile {
 /// that still have members in its session (the old daemon's pid, which stays
 /// reserved while anyone is in that session), so a reused number is never hit.
 pub fn previous(path: &Path) -> Previous {
-    let Ok(bytes) = std::fs::read(path) else {
+    // Never through a symbolic link: a planted table would name groups to kill.
+    let Ok(bytes) = crate::logs::read::open_log(path).and_then(|mut f| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut bytes).map(|_| bytes)
+    }) else {
         return Previous::default();
     };
     // The first value: a longer older table may trail it until the truncate.

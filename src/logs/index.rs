@@ -244,9 +244,21 @@ impl IndexWriter {
     fn open(&mut self) -> io::Result<&mut File> {
         use std::io::Write;
         if self.file.is_none() {
+            // Opened by path for each burst: if the log dir was replaced by a link
+            // meanwhile, do not create our index wherever it points.
+            if let Some(dir) = self.path.parent()
+                && std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir())
+            {
+                let err = io::Error::from_raw_os_error(libc::ELOOP);
+                return Err(crate::error::not_following(err));
+            }
             let mut file = crate::logs::store::open_append(&self.path)?;
-            if file.metadata()?.len() == 0 {
-                file.write_all(MAGIC)?;
+            if file.metadata()?.len() == 0
+                && let Err(e) = file.write_all(MAGIC)
+            {
+                // A magic cut short would pass for one: start the file again next time.
+                let _ = file.set_len(0);
+                return Err(e);
             }
             self.file = Some(file);
         }
@@ -273,15 +285,35 @@ impl IndexWriter {
         let seq = clock.next();
         self.last_seq = seq;
         self.last_time = time_ms;
-        self.open()?.write_all(
-            &Record {
-                offset,
-                seq,
-                time_ms,
-                run_start,
+        let record = Record {
+            offset,
+            seq,
+            time_ms,
+            run_start,
+        };
+        let file = self.open()?;
+        let Err(e) = file.write_all(&record.encode()) else {
+            return Ok(());
+        };
+        // A record cut short (a full disk) would misalign every later one: cut
+        // the file back to whole records, and write a record next time.
+        if let Ok(len) = file.metadata().map(|m| m.len()) {
+            let head = MAGIC.len() as u64;
+            let whole = if len < head {
+                0
+            } else {
+                head + (len - head) / RECORD * RECORD
+            };
+            if whole < len {
+                let _ = file.set_len(whole);
             }
-            .encode(),
-        )
+            if whole == 0 {
+                self.file = None;
+            }
+        }
+        self.last_seq = u64::MAX;
+        self.run_start |= run_start;
+        Err(e)
     }
 }
 

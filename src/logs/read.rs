@@ -15,6 +15,7 @@ pub fn open_log(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
+        .map_err(crate::error::not_following)
 }
 
 /// The last `n` lines of the stream at `path` (newest segment first, then `.1`…),

@@ -60,7 +60,8 @@ pub struct Proxy {
     /// Accepting is paused until then (out of descriptors, or at the cap).
     accept_paused: Option<Instant>,
     backoff: Duration,
-    said_emfile: bool,
+    /// daemon.log hears of running out of descriptors once a minute at most.
+    notes: crate::ratelimit::NoteLimit,
     /// One read buffer for every connection: an idle connection owns no buffer.
     scratch: Vec<u8>,
     /// Connections that stopped with work left; they run again next turn.
@@ -103,7 +104,7 @@ impl Proxy {
             deadlines: BinaryHeap::new(),
             accept_paused: None,
             backoff: ACCEPT_BACKOFF,
-            said_emfile: false,
+            notes: crate::ratelimit::NoteLimit::default(),
             scratch: vec![0; 256 * 1024],
             again: Vec::new(),
             pool: Pool::new(),
@@ -238,12 +239,14 @@ impl Proxy {
                         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                     ) =>
                 {
-                    if !self.said_emfile {
-                        self.said_emfile = true;
-                        note(&format!(
-                            "proxy: out of descriptors ({}); pausing accepts, {} connections open",
-                            crate::error::describe_io(&e),
-                            self.conns.len()
+                    if let Some(held) = self.notes.allow("accept", Instant::now()) {
+                        note(&crate::ratelimit::with_held(
+                            &format!(
+                                "proxy: out of descriptors ({}); pausing accepts, {} connections open",
+                                crate::error::describe_io(&e),
+                                self.conns.len()
+                            ),
+                            held,
                         ));
                     }
                     self.accept_paused = Some(Instant::now() + self.backoff);

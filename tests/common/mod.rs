@@ -21,6 +21,8 @@ pub struct Sandbox {
     pub runtime: PathBuf,
     pub state: PathBuf,
     pub session: String,
+    /// Run the CLI (and so the daemon) as this uid, through `setpriv`.
+    pub uid: Option<u32>,
 }
 
 pub struct Out {
@@ -42,11 +44,28 @@ impl Sandbox {
             state: root.join("state"),
             root,
             session: "default".into(),
+            uid: None,
         }
     }
 
+    /// A sandbox whose CLI, daemon and processes run as `uid` (root only): an
+    /// unused uid, so per-user limits such as RLIMIT_NPROC count nobody else.
+    pub fn as_uid(uid: u32) -> Sandbox {
+        let mut sb = Sandbox::new();
+        std::os::unix::fs::chown(&sb.root, Some(uid), Some(uid)).expect("handing the sandbox over");
+        sb.uid = Some(uid);
+        sb
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.uid {
+            Some(uid) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.args(setpriv_args(uid)).arg("--").arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         self.isolate(cmd.args(args))
             .env_remove("NO_COLOR")
             .current_dir(&self.root)
@@ -304,6 +323,16 @@ pub fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// `setpriv` (util-linux) options that drop root for `uid`: real and effective
+/// user and group ids, no supplementary groups (and so no capabilities).
+pub fn setpriv_args(uid: u32) -> [String; 3] {
+    [
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        "--clear-groups".to_string(),
+    ]
 }
 
 pub fn is_root() -> bool {
