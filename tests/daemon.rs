@@ -431,3 +431,38 @@ fn python_for_anyone() -> &'static str {
         "python3"
     }
 }
+
+/// The soft and hard "Max open files" of a process.
+fn fd_limits(pid: i32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut words = line["Max open files".len()..].split_whitespace();
+    Some((words.next()?.to_string(), words.next()?.to_string()))
+}
+
+#[test]
+fn the_daemon_raises_its_soft_descriptor_limit_to_the_hard_one() {
+    let sb = Sandbox::new();
+    // Soft 256, hard 4096 for the CLI, so for the daemon it starts.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -Sn 256 && ulimit -Hn 4096 && exec \"$0\" \"$@\"",
+        BIN,
+        "run",
+        "sleep 30",
+        "--name",
+        "x",
+    ])
+    .current_dir(&sb.root)
+    .stdin(std::process::Stdio::null());
+    sb.isolate(&mut cmd);
+    let out = run_bounded(cmd, CALL_LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let daemon = sb.daemon_pid().expect("the daemon's pid");
+    assert_eq!(
+        fd_limits(daemon),
+        Some(("4096".to_string(), "4096".to_string())),
+        "the daemon did not raise its soft limit to the hard one"
+    );
+}

@@ -1283,3 +1283,117 @@ fn behind_the_proxy_a_name_must_be_a_dns_label() {
     }
     sb.ok(&["run", "sleep 60", "--name", "api-2"]);
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `big.py PORT`: answers one request with a 128 MiB body, recording in `sent`
+/// how many bytes the proxy has taken so far.
+const BIG: &str = r#"
+import socket, sys
+TOTAL = 128 << 20
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(8)
+print("serving", flush=True)
+while True:
+    c, _ = srv.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        more = c.recv(65536)
+        if not more:
+            break
+        head += more
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % TOTAL)
+    chunk, sent = b"x" * (1 << 20), 0
+    while sent < TOTAL:
+        c.sendall(chunk)
+        sent += len(chunk)
+        with open("sent.tmp", "w") as f:
+            f.write(str(sent))
+        __import__("os").replace("sent.tmp", "sent")
+    c.close()
+"#;
+
+#[test]
+fn a_client_that_does_not_read_slows_its_backend_instead_of_filling_the_daemon() {
+    let sb = sandbox();
+    write(&sb.root.join("big.py"), BIG);
+    let port = free_port();
+    let (_, pp) = run_proxied(&sb, "big", &format!("python3 big.py {port}"), Some(port));
+    sb.ok(&["wait", "big", "--until", "serving", "--timeout", "20"]);
+    let daemon = sb.daemon_pid().expect("the daemon's pid");
+    let before = rss_kib(daemon);
+
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", pp)).expect("connecting");
+    std::io::Write::write_all(
+        &mut client,
+        b"GET / HTTP/1.1\r\nHost: big.localhost\r\n\r\n",
+    )
+    .expect("sending the request");
+    // Not reading: what the backend manages to send is bounded by socket buffers
+    // and the proxy's own per-direction buffer, not by the daemon's memory.
+    let sent = || -> u64 {
+        std::fs::read_to_string(sb.root.join("sent"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut last = 0;
+    let steady = std::time::Instant::now() + Duration::from_secs(20);
+    // Wait until the backend is stuck (no progress for 1 s), boundedly.
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = sent();
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+        assert!(
+            std::time::Instant::now() < steady,
+            "the backend never stalled: {now} bytes sent"
+        );
+    }
+    let grown = rss_kib(daemon).saturating_sub(before);
+    eprintln!(
+        "a client reading nothing: the backend sent {last} bytes, the daemon grew {grown} KiB"
+    );
+    assert!(
+        last < 64 << 20,
+        "the backend sent {last} bytes to a client that reads nothing"
+    );
+    assert!(grown < 8 * 1024, "the daemon grew by {grown} KiB");
+
+    // Reading now gets the whole body, intact in length.
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut head_len = None;
+    let mut head = Vec::new();
+    while total < (128 << 20) {
+        let n = std::io::Read::read(&mut client, &mut buf).expect("reading the body");
+        assert!(n > 0, "the proxy closed after {total} body bytes");
+        match head_len {
+            Some(_) => total += n,
+            None => {
+                head.extend_from_slice(&buf[..n]);
+                if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    head_len = Some(at + 4);
+                    total = head.len() - (at + 4);
+                }
+            }
+        }
+    }
+    assert_eq!(total, 128 << 20);
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200 OK\r\n"));
+}
