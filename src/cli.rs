@@ -844,8 +844,9 @@ fn port(value: OsString, usage: &'static str) -> Result<u16> {
     Ok(port)
 }
 
-/// Quote one word for `sh` if it needs it; used to join `run -- a b c`.
-fn shell_quote(word: &str) -> String {
+/// Quote one word for `sh` if it needs it; used to join `run -- a b c` and by
+/// `export procfile`.
+pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word.chars().all(|c| {
             c.is_ascii_alphanumeric()

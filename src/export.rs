@@ -628,7 +628,7 @@ fn procfile_line(p: &Proc<'_>, base: &Path) -> Result<(String, Vec<Warning>), Ve
                 ),
             });
         } else {
-            assignments.push(sh_quote(&format!("{key}={value}")));
+            assignments.push(crate::cli::shell_quote(&format!("{key}={value}")));
         }
     }
     if !refusals.is_empty() {
@@ -643,7 +643,7 @@ fn procfile_line(p: &Proc<'_>, base: &Path) -> Result<(String, Vec<Warning>), Ve
         def.cmd.clone()
     } else {
         let script = match &dir {
-            Some(dir) => format!("cd {} || exit; {}", sh_quote(dir), def.cmd),
+            Some(dir) => format!("cd {} || exit; {}", crate::cli::shell_quote(dir), def.cmd),
             None => def.cmd.clone(),
         };
         let mut line = String::new();
@@ -747,26 +747,12 @@ fn relative_dir(cwd: &Path, base: &Path) -> Result<Option<String>, String> {
     }
 }
 
-/// One word for `sh`, in single quotes unless it needs none.
-fn sh_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, '_' | '-' | '.' | '/' | ':' | '=' | '@' | '%' | '+' | ',')
-        });
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 /// The script for `sh -c` as one word on one line. A script of several lines is
 /// rebuilt by `printf`, whose format turns `\n` back into a newline; only
 /// trailing newlines are lost, which a script does not miss.
 fn sh_script(script: &str) -> String {
     if !script.chars().any(|c| c.is_control() && c != '\t') {
-        return sh_quote(script);
+        return crate::cli::shell_quote(script);
     }
     let mut format = String::with_capacity(script.len() + 8);
     for c in script.chars() {
@@ -780,7 +766,7 @@ fn sh_script(script: &str) -> String {
             c => format.push(c),
         }
     }
-    format!("\"$(printf {})\"", sh_quote(&format))
+    format!("\"$(printf {})\"", crate::cli::shell_quote(&format))
 }
 
 #[cfg(test)]

@@ -11,15 +11,6 @@ use std::time::Duration;
 
 const STATUS: &[u8] = b"{\"type\":\"Status\"}\n";
 
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Whether `stream` can take more bytes within `limit` (poll for POLLOUT).
 fn writable_within(stream: &std::os::unix::net::UnixStream, limit: Duration) -> bool {
     use std::os::fd::AsRawFd;

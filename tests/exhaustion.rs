@@ -201,23 +201,6 @@ fn raise_fd_limit(need: u64) {
     }
 }
 
-/// User plus system CPU time of `pid` so far.
-fn cpu_time(pid: i32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    // Fields 14 and 15 of proc_pid_stat(5); the list starts at field 3.
-    let ticks: u64 =
-        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-    // SAFETY: sysconf takes a constant and returns a number.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz.max(1))
-}
-
 #[test]
 fn out_of_descriptors_the_control_socket_neither_spins_nor_sticks_nor_floods_the_log() {
     raise_fd_limit(400);

@@ -922,23 +922,6 @@ fn a_thousand_concurrent_connections_are_all_answered() {
     }
 }
 
-/// The daemon's user plus system CPU time so far.
-fn cpu_time(pid: i32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    // Fields 14 and 15 of stat(5); the list starts at field 3.
-    let ticks: u64 =
-        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-    // SAFETY: sysconf takes a constant and returns a number.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz.max(1))
-}
-
 /// The soft "Max open files" of a process.
 fn fd_limit(pid: i32) -> Option<u64> {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
@@ -1282,18 +1265,6 @@ fn behind_the_proxy_a_name_must_be_a_dns_label() {
         assert!(err.contains("must be a DNS label"), "{bad}: {err}");
     }
     sb.ok(&["run", "sleep 60", "--name", "api-2"]);
-}
-
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// `big.py PORT`: answers one request with a 128 MiB body, recording in `sent`
