@@ -2,7 +2,7 @@
 # Build the fuzz targets and run each in turn; exits non-zero if any input
 # crashed one, hung one (over FUZZ_TIMEOUT s) or took more memory than allowed.
 #
-#   run.sh smoke [TARGET...]   each for FUZZ_SECS seconds (default 10); what the
+#   run.sh smoke [TARGET...]   each for FUZZ_SECS seconds (default 8); what the
 #                              committed corpus grows by is thrown away (CI)
 #   run.sh long [TARGET...]    each for FUZZ_RUNS executions (default 10,000,000),
 #                              new inputs added to corpus/TARGET (`make fuzz`)
@@ -47,7 +47,7 @@ for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     log=$scratch/$t.log
     case $mode in
-        smoke) dirs=("$scratch/$t" "corpus/$t"); run=(-max_total_time="${FUZZ_SECS:-10}") ;;
+        smoke) dirs=("$scratch/$t" "corpus/$t"); run=(-max_total_time="${FUZZ_SECS:-8}") ;;
         long) dirs=("corpus/$t"); run=(-runs="${FUZZ_RUNS:-10000000}") ;;
         cmin)
             "$CARGO" fuzz cmin "${flags[@]}" "$t" "corpus/$t" -- "${limits[@]}" > "$log" 2>&1 ||
@@ -66,6 +66,7 @@ for t in "${targets[@]}"; do
         grep -E -A 30 'ERROR: libFuzzer|panicked|==ERROR|SUMMARY' "$log" | head -n 60 >&2 || tail -n 40 "$log" >&2
     fi
     secs=$(( $(date +%s) - start ))
+    [ "$mode" = smoke ] && rm -rf "${dirs[0]}"
     stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1; }
     runs=$(stat number_of_executed_units)
     printf '%-18s %12s %9s %8s %9s %8s %s\n' "$t" "${runs:-?}" "$(stat average_exec_per_sec)" \
