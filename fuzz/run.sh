@@ -22,9 +22,12 @@ targets=("$@")
 export RUSTC_BOOTSTRAP=1
 CARGO=${CARGO:-cargo}
 flags=(--sanitizer "${FUZZ_SANITIZER:-none}" --debug-assertions)
-# Hangs, memory: one input may run FUZZ_TIMEOUT s, the process may hold 512 MB,
-# one allocation may ask for 256 MB.
-limits=(-timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=512 -malloc_limit_mb=256 -print_final_stats=1)
+# Hangs, memory: one input may run FUZZ_TIMEOUT s, the process may hold 512 MB
+# (2 GB under ASan, whose quarantine and shadow take ~500 MB), one allocation
+# may ask for 256 MB.
+rss_mb=512
+[ "${FUZZ_SANITIZER:-none}" = none ] || rss_mb=2048
+limits=(-timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=$rss_mb -malloc_limit_mb=256 -print_final_stats=1)
 # Logs of this run. log_index writes its files under $TMPDIR: a fresh directory,
 # in memory where /dev/shm is (three times as fast), removed at the end.
 scratch=target/scratch/$mode-$$

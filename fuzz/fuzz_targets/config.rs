@@ -38,7 +38,11 @@ fuzz_target!(|data: &[u8]| {
             }
             for p in &order {
                 for dep in &p.depends_on {
-                    assert!(at[dep.as_str()] < at[p.name.as_str()], "{} before {dep}", p.name);
+                    assert!(
+                        at[dep.as_str()] < at[p.name.as_str()],
+                        "{} before {dep}",
+                        p.name
+                    );
                 }
             }
         }

@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // The raw bytes as a cursor made of two u64s, printed and parsed back.
     if let Some((seq, delta)) = data.split_first_chunk::<8>().and_then(|(a, rest)| {
-        Some((u64::from_le_bytes(*a), u64::from_le_bytes(*rest.first_chunk::<8>()?)))
+        Some((
+            u64::from_le_bytes(*a),
+            u64::from_le_bytes(*rest.first_chunk::<8>()?),
+        ))
     }) {
         let p = Position { seq, delta };
         assert_eq!(Position::parse(&p.cursor()), Some(p));

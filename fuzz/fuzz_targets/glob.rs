@@ -17,7 +17,12 @@ fuzz_target!(|data: &[u8]| {
     glob::ignored_by_default(&path);
     match Glob::new(&pattern) {
         Err(e) => {
-            assert!(e.pos <= pattern.len(), "error at {} of {}", e.pos, pattern.len());
+            assert!(
+                e.pos <= pattern.len(),
+                "error at {} of {}",
+                e.pos,
+                pattern.len()
+            );
             assert!(!e.message.is_empty());
         }
         Ok(g) => {

@@ -45,8 +45,22 @@ fuzz_target!(|data: &[u8]| {
         Parsed::Complete(f) => {
             assert_eq!(f.head_len, out.len());
             assert_eq!(
-                (&f.route, &f.host, f.framing, f.upgrade, f.expect_continue, f.is_head),
-                (&req.route, &req.host, req.framing, req.upgrade, req.expect_continue, req.is_head),
+                (
+                    &f.route,
+                    &f.host,
+                    f.framing,
+                    f.upgrade,
+                    f.expect_continue,
+                    f.is_head
+                ),
+                (
+                    &req.route,
+                    &req.host,
+                    req.framing,
+                    req.upgrade,
+                    req.expect_continue,
+                    req.is_head
+                ),
                 "the forwarded head means something else: {}",
                 String::from_utf8_lossy(&out)
             );

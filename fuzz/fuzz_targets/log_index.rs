@@ -72,7 +72,12 @@ fn check_reader(segment: &Path, written: &Segment) {
     assert!(len >= 1);
     let records = written.index.len() as u64 / RECORD;
     if written.magic && records > 0 {
-        assert_eq!(len, records, "records of a {}-byte index", written.index.len());
+        assert_eq!(
+            len,
+            records,
+            "records of a {}-byte index",
+            written.index.len()
+        );
     } else {
         assert_eq!(len, 1, "a missing or empty index stands for one whole run");
     }
@@ -124,10 +129,17 @@ fuzz_target!(|input: Input| {
     };
     let lines = match query::run(std::slice::from_ref(&source), &q) {
         Ok(lines) => lines,
-        Err(e) => panic!("query {:?} failed: {e}", (q.tail, q.since, q.after, grep, q.context)),
+        Err(e) => panic!(
+            "query {:?} failed: {e}",
+            (q.tail, q.since, q.after, grep, q.context)
+        ),
     };
     let bytes = input.current.log.len() + input.rotated.as_ref().map_or(0, |s| s.log.len());
-    assert!(lines.len() <= bytes + 2, "{} lines from {bytes} bytes", lines.len());
+    assert!(
+        lines.len() <= bytes + 2,
+        "{} lines from {bytes} bytes",
+        lines.len()
+    );
     if let Some(n) = q.tail {
         let matched = lines.iter().filter(|l| !l.context).count();
         assert!(matched <= n, "{matched} lines for --tail {n}");
@@ -136,10 +148,17 @@ fuzz_target!(|input: Input| {
         assert!(line.bytes.len() <= MAX_LINE);
         assert!(line.bytes.len() <= bytes);
         if let (Some(g), false) = (grep, line.context) {
-            assert!(query::contains(&line.bytes, g.as_bytes()), "a line without {g:?}");
+            assert!(
+                query::contains(&line.bytes, g.as_bytes()),
+                "a line without {g:?}"
+            );
         }
         if let Some(after) = q.after {
-            assert!(line.pos > after, "a line at {:?} not after {after:?}", line.pos);
+            assert!(
+                line.pos > after,
+                "a line at {:?} not after {after:?}",
+                line.pos
+            );
         }
     }
 });

@@ -9,12 +9,24 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let url = String::from_utf8_lossy(data);
     match http_target(&url) {
-        Ok(Target::Http { request, url: shown, .. }) => {
+        Ok(Target::Http {
+            request,
+            url: shown,
+            ..
+        }) => {
             assert_eq!(shown, url);
-            assert!(request.starts_with(b"GET /"), "{:?}", String::from_utf8_lossy(&request));
+            assert!(
+                request.starts_with(b"GET /"),
+                "{:?}",
+                String::from_utf8_lossy(&request)
+            );
             assert!(request.ends_with(b"\r\n\r\n"));
             let head_end = request.windows(4).position(|w| w == b"\r\n\r\n");
-            assert_eq!(head_end, Some(request.len() - 4), "one head, nothing after it");
+            assert_eq!(
+                head_end,
+                Some(request.len() - 4),
+                "one head, nothing after it"
+            );
         }
         Ok(other) => panic!("an http URL gave {other:?}"),
         Err(why) => assert!(why.starts_with("invalid URL"), "{why}"),

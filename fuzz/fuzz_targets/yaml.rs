@@ -26,7 +26,10 @@ fn assert_within(widths: &[usize], line: usize, col: usize, what: &str) {
 }
 
 fn check_tree(widths: &[usize], node: &Node, depth: usize) {
-    assert!(depth <= yaml::MAX_DEPTH + 1, "nesting {depth} passed the cap");
+    assert!(
+        depth <= yaml::MAX_DEPTH + 1,
+        "nesting {depth} passed the cap"
+    );
     assert_within(widths, node.line, node.col, "node");
     match &node.value {
         Value::List(items) => items.iter().for_each(|n| check_tree(widths, n, depth + 1)),

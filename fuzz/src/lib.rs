@@ -1,6 +1,8 @@
 //! agent-procs' modules, included by path so that the fuzz targets can call the
 //! parsers of a binary-only crate. Only the targets use this; much of it is unused.
 #![allow(dead_code, unused_imports, unreachable_pub)]
+// Lints about a public API: these modules are one binary's, public here only for the targets.
+#![allow(clippy::should_implement_trait, clippy::len_without_is_empty)]
 
 #[path = "../../src/cli.rs"]
 pub mod cli;
