@@ -39,6 +39,21 @@ lint: lint-man
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
+# Fuzzing (fuzz/run.sh, needs cargo-fuzz): `fuzz` runs every target for FUZZ_RUNS
+# executions and adds what it finds to fuzz/corpus (then `fuzz-cmin` shrinks it);
+# `fuzz-smoke` runs each for FUZZ_SECS seconds, as CI does. A crash, a hang or
+# too much memory fails either; the input is left in fuzz/artifacts.
+FUZZ_RUNS ?= 10000000
+FUZZ_SECS ?= 8
+fuzz:
+	CARGO="$(CARGO)" FUZZ_RUNS=$(FUZZ_RUNS) fuzz/run.sh long
+
+fuzz-smoke:
+	CARGO="$(CARGO)" FUZZ_SECS=$(FUZZ_SECS) fuzz/run.sh smoke
+
+fuzz-cmin:
+	CARGO="$(CARGO)" fuzz/run.sh cmin
+
 install:
 	@test -x $(BIN) || { echo "run 'make build' first" >&2; exit 1; }
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
@@ -89,4 +104,4 @@ dist:
 clean:
 	$(CARGO) clean
 
-.PHONY: all build completions test lint lint-man install uninstall bench soak dist clean
+.PHONY: all build completions test lint lint-man fuzz fuzz-smoke fuzz-cmin install uninstall bench soak dist clean

@@ -977,6 +977,38 @@ mod tests {
         }
     }
 
+    /// `--since` later than the last line (or an index offset past the end) with
+    /// `--grep` used to seek to u64::MAX and fail with "invalid argument".
+    #[test]
+    fn a_since_later_than_every_line_finds_nothing_with_or_without_grep() {
+        let dir = std::env::temp_dir().join(format!("ap-query-late-{}", std::process::id()));
+        let sources = [write_log(
+            &dir,
+            &[b"ready\n".to_vec(), b"ready again\n".to_vec()],
+        )];
+        let filter = |line: &[u8]| contains(line, b"ready");
+        let later = Since::Time(crate::logs::index::now_ms() + 3_600_000);
+        for (tail, grep, plain) in [
+            (None, None, None),
+            (Some(5), None, None),
+            (None, Some(&filter as LineFilter<'_>), None),
+            (None, Some(&filter as LineFilter<'_>), Some("ready")),
+            (Some(1), Some(&filter as LineFilter<'_>), Some("ready")),
+        ] {
+            let q = Query {
+                tail,
+                since: later,
+                after: None,
+                grep,
+                plain,
+                context: 0,
+            };
+            let lines = run(&sources, &q).map(|l| l.len());
+            assert_eq!(lines.ok(), Some(0), "tail {tail:?} plain {plain:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn cursors_round_trip_and_reject_junk() {
         let p = Position {

@@ -239,6 +239,11 @@ pub fn for_each_match(
     mut on_match: impl FnMut(u64, &[u8]) -> bool,
 ) -> io::Result<()> {
     let mut file = open_log(path)?;
+    // Nothing to search from past the end: `--since` later than every line
+    // starts at u64::MAX, and lseek refuses offsets over i64::MAX (EINVAL).
+    if from >= file.metadata()?.len() {
+        return Ok(());
+    }
     file.seek(SeekFrom::Start(from))?;
     let mut file = file.take(limit.saturating_sub(from));
     // Unread data is buf[start..end]; buf[..start] is done. Allocated once: no
