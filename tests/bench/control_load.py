@@ -13,8 +13,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
+
+import benchlib
 
 
 def zombies_of(pid):
@@ -42,9 +43,7 @@ def main():
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     ap = sys.argv[1]
-    root = tempfile.mkdtemp(prefix="ctl-", dir="/tmp")
-    env = dict(os.environ, AGENT_PROCS_RUNTIME_DIR=os.path.join(root, "run"),
-               XDG_STATE_HOME=os.path.join(root, "state"))
+    root, env = benchlib.sandbox("ctl-")
     sock_path = os.path.join(root, "run", "default.sock")
     try:
         subprocess.run([ap, "run", "sleep 3600", "--name", "churn"], env=env, check=True,

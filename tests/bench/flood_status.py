@@ -16,8 +16,9 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+
+import benchlib
 
 TARGET_MS = 50.0
 
@@ -40,9 +41,7 @@ def main():
         raise SystemExit(__doc__)
     ap = sys.argv[1]
     warmup = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
-    root = tempfile.mkdtemp(prefix="flood-", dir="/tmp")
-    env = dict(os.environ, AGENT_PROCS_RUNTIME_DIR=os.path.join(root, "run"),
-               XDG_STATE_HOME=os.path.join(root, "state"))
+    root, env = benchlib.sandbox("flood-")
     try:
         subprocess.run([ap, "run", "yes " + "y" * 99, "--name", "flood"], env=env, check=True,
                        capture_output=True, timeout=30, cwd=root)

@@ -14,16 +14,9 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-
-def status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+import benchlib
 
 
 def main():
@@ -31,9 +24,7 @@ def main():
         raise SystemExit(__doc__)
     ap = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    root = tempfile.mkdtemp(prefix="load-", dir="/tmp")
-    env = dict(os.environ, AGENT_PROCS_RUNTIME_DIR=os.path.join(root, "run"),
-               XDG_STATE_HOME=os.path.join(root, "state"))
+    root, env = benchlib.sandbox("load-")
     try:
         subprocess.run([ap, "run", "sleep 3600", "--name", "s0"], env=env, check=True,
                        capture_output=True, timeout=30)
@@ -51,8 +42,8 @@ def main():
         started = time.perf_counter() - t0
         pid = int(open(os.path.join(root, "run", "default.pid")).read())
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-        rss = status_kib(pid, "VmRSS")
-        threads = status_kib(pid, "Threads")
+        rss = benchlib.status_kib(pid, "VmRSS")
+        threads = benchlib.status_kib(pid, "Threads")
         times = {}
         for args in (["status"], ["status", "--json"]):
             samples = []

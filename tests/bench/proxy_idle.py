@@ -17,16 +17,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+import benchlib
 
 
 def pss_kib(pid):
@@ -50,9 +43,7 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < n + 100:
         raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is below {n + 100}")
-    root = tempfile.mkdtemp(prefix="pxidle-", dir="/tmp")
-    env = dict(os.environ, AGENT_PROCS_RUNTIME_DIR=os.path.join(root, "run"),
-               XDG_STATE_HOME=os.path.join(root, "state"))
+    root, env = benchlib.sandbox("pxidle-")
     os.makedirs(os.path.join(root, "www"))
     with open(os.path.join(root, "www", "x"), "w") as f:
         f.write("x" * 100)
@@ -69,14 +60,14 @@ def main():
         subprocess.run([ap, "wait", "web", "--port", str(backend), "--timeout", "20"],
                        env=env, check=True, capture_output=True, timeout=30)
         pid = int(open(os.path.join(root, "run", "default.pid")).read())
-        base = rss_kib(pid)
+        base = benchlib.status_kib(pid)
         print(f"daemon {pid}: RSS {base / 1024:.1f} MiB with the proxy on, no connections")
 
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             socks.append(s)
         time.sleep(1)  # let the daemon accept the backlog
-        idle = rss_kib(pid)
+        idle = benchlib.status_kib(pid)
         print(f"{n} idle connections (no request): RSS {idle / 1024:.1f} MiB, "
               f"PSS {pss_kib(pid) / 1024:.1f} MiB, {(idle - base) * 1024 / n:.0f} B each")
         for s in socks:
@@ -95,7 +86,7 @@ def main():
                     raise SystemExit(f"connection {i} closed early: {got[:200]!r}")
                 got += chunk
             socks.append(s)
-        kept = rss_kib(pid)
+        kept = benchlib.status_kib(pid)
         print(f"{m} keep-alive connections after one request each: RSS {kept / 1024:.1f} MiB, PSS {pss_kib(pid) / 1024:.1f} MiB, "
               f"{(kept - base) * 1024 / m:.0f} B each")
     finally:

@@ -22,16 +22,9 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-
-def vm_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+import benchlib
 
 
 def fds(pid):
@@ -43,9 +36,7 @@ def main():
         raise SystemExit(__doc__)
     ap = sys.argv[1]
     minutes = float(os.environ.get("SOAK_MINUTES", "10"))
-    root = tempfile.mkdtemp(prefix="soak-", dir="/tmp")
-    env = dict(os.environ, AGENT_PROCS_RUNTIME_DIR=os.path.join(root, "run"),
-               XDG_STATE_HOME=os.path.join(root, "state"))
+    root, env = benchlib.sandbox("soak-")
     watched = os.path.join(root, "w")
     os.mkdir(watched)
 
@@ -113,12 +104,12 @@ def main():
                 next_touch = now + 2
             if now >= next_sample:
                 ask({"type": "Status"})
-                samples.append((now - start, vm_rss_kib(pid), fds(pid)))
+                samples.append((now - start, benchlib.status_kib(pid), fds(pid)))
                 next_sample = now + 5
             i += 1
             time.sleep(0.05)
         ask({"type": "Status"})
-        samples.append((time.monotonic() - start, vm_rss_kib(pid), fds(pid)))
+        samples.append((time.monotonic() - start, benchlib.status_kib(pid), fds(pid)))
         status = {p["name"]: p for p in ask({"type": "Status"}).get("processes", [])}
         elapsed = time.monotonic() - start
         log = open(os.path.join(root, "state", "agent-procs", "sessions", "default",

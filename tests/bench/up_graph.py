@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+import benchlib
+
 RUNS = int(os.environ.get("RUNS", "10"))
 LEVELS, WIDTH = 10, 5
 
@@ -52,16 +54,8 @@ def big_config(n=1000):
     return "\n".join(lines) + "\n"
 
 
-def env_for(root):
-    env = dict(os.environ)
-    env["AGENT_PROCS_RUNTIME_DIR"] = os.path.join(root, "run")
-    env["XDG_STATE_HOME"] = os.path.join(root, "state")
-    return env
-
-
 def one_up(ap, cfg_dir, n):
-    root = tempfile.mkdtemp(prefix=f"upb{n}-", dir="/tmp")
-    env = env_for(root)
+    root, env = benchlib.sandbox(f"upb{n}-")
     try:
         t0 = time.time()
         out = subprocess.run(

@@ -11,16 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+import benchlib
 
 
 def cpu_s(pid):
@@ -33,9 +26,7 @@ def main():
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     ap = sys.argv[1]
-    root = tempfile.mkdtemp(prefix="wtree-", dir="/tmp")
-    env = dict(os.environ, AGENT_PROCS_RUNTIME_DIR=os.path.join(root, "run"),
-               XDG_STATE_HOME=os.path.join(root, "state"))
+    root, env = benchlib.sandbox("wtree-")
     tree = os.path.join(root, "tree")
     try:
         for a in range(50):
@@ -49,14 +40,14 @@ def main():
                                   timeout=60, cwd=tree)
         cli("run", "sleep 600", "--name", "idle")
         pid = int(open(os.path.join(root, "run", "default.pid")).read())
-        before = rss_kib(pid)
+        before = benchlib.status_kib(pid)
         t0 = time.perf_counter()
         out = cli("run", "sh -c 'echo up; exec sleep 600'", "--name", "app",
                   "--watch", "**/*.rs")
         setup = time.perf_counter() - t0
         if out.returncode != 0:
             raise SystemExit(out.stderr)
-        after = rss_kib(pid)
+        after = benchlib.status_kib(pid)
         c0 = cpu_s(pid)
         time.sleep(5)
         idle_cpu = cpu_s(pid) - c0
