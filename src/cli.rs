@@ -38,6 +38,8 @@ commands:
   export systemd|procfile [--dir D [--force]] [--user] [--only N,...]
                         write systemd units or a Procfile from agent-procs.yaml
   completions bash|zsh|fish     print a shell completion script
+  mcp                           serve the Model Context Protocol on stdin/stdout
+                        (for coding agents; session default: auto)
 
 global options:
   --session NAME        session to act on (default: $AGENT_PROCS_SESSION, else default);
@@ -351,6 +353,22 @@ bash    source it from ~/.bashrc, or install it as
 zsh     install it as _agent-procs in a directory of $fpath
 fish    install it as share/fish/vendor_completions.d/agent-procs.fish";
 
+const MCP_USAGE: &str = "\
+usage: agent-procs mcp [--session NAME]
+
+Serve the Model Context Protocol (MCP) over stdio: JSON-RPC 2.0, one message
+per line on stdin and stdout, for coding agents (Claude Code, Codex, Cursor,
+Zed, ...). Tools: start, up, stop, restart, down, status, logs, wait. It is a
+client of the session's daemon, started when a tool creates processes. When
+the agent disconnects, its processes keep running; only the down tool stops
+them. Diagnostics go to stderr. Register it with, for example:
+
+  claude mcp add agent-procs -- agent-procs mcp
+
+options:
+  --session NAME  session to use (default: $AGENT_PROCS_SESSION, else auto:
+                  one derived from the git worktree of the current directory)";
+
 /// Every command name the parser knows, for the tests that keep help and man page in step.
 #[cfg(test)]
 pub const COMMANDS: &[&str] = &[
@@ -369,6 +387,7 @@ pub const COMMANDS: &[&str] = &[
     "config",
     "export",
     "completions",
+    "mcp",
 ];
 
 /// What a long flag takes after it, as completions need to know.
@@ -577,6 +596,13 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         flags: &[],
         takes_process: false,
     },
+    CommandSpec {
+        name: "mcp",
+        about: "serve the Model Context Protocol on stdin/stdout",
+        subcommands: &[],
+        flags: &[],
+        takes_process: false,
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -634,6 +660,8 @@ pub enum Command {
     Completions(Shell),
     Help(&'static str),
     Version,
+    /// `mcp`: the Model Context Protocol server on stdio.
+    Mcp,
     /// Internal: `agent-procs __daemon SESSION [--ready-fd N]`, started by the CLI.
     Daemon {
         ready_fd: Option<i32>,
@@ -961,6 +989,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         "config" => parse_config(&mut p, &mut session)?,
         "export" => parse_export(&mut p, &mut session)?,
         "completions" => parse_completions(&mut p, &mut session)?,
+        "mcp" => {
+            while let Some(arg) = p.next().map_err(with_usage(MCP_USAGE))? {
+                common(other(arg), &mut p, &mut session, MCP_USAGE)?;
+            }
+            // Parallel agents in separate worktrees must never share a session.
+            let from_env = std::env::var(crate::session::ENV).is_ok_and(|e| !e.is_empty());
+            if session.session.is_empty() && !from_env {
+                session.session = crate::session::AUTO.into();
+            }
+            Command::Mcp
+        }
         "help" => Command::Help(USAGE),
         "__daemon" => {
             let mut ready_fd = None;

@@ -71,6 +71,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         }
         Command::SessionList => return session_list(out),
         Command::Ui => return crate::ui::run(&inv.session),
+        Command::Mcp => return crate::mcp::run(&inv.session, inv.session_root),
         Command::SessionClean => return session_clean(),
         Command::Help(usage) => {
             println!("{usage}");
@@ -146,6 +147,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         | Command::Version
         | Command::Up(_)
         | Command::Ui
+        | Command::Mcp
         | Command::Daemon { .. } => Err(Error::Failed(
             "internal error: command reached the wrong handler".into(),
         )),
@@ -205,6 +207,11 @@ impl Conn {
             reader: BufReader::new(stream),
             socket: paths.socket.clone(),
         })
+    }
+
+    /// The socket itself, for a caller with a loop of its own (nothing has been read yet).
+    pub fn into_stream(self) -> UnixStream {
+        self.reader.into_inner()
     }
 
     pub fn send(&mut self, request: &Request) -> Result<()> {
@@ -1034,7 +1041,7 @@ struct JsonLine<'a> {
 
 /// The log file name for a target: the name itself, or, for an id like `p3` that
 /// has no log of its own, the name the daemon knows it by.
-fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
+pub fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
     let looks_like_id = target
         .strip_prefix('p')
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
@@ -1060,7 +1067,7 @@ fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
 }
 
 /// Process names that have a current log for one of `streams`, sorted.
-fn logged_names(paths: &SessionPaths, streams: &[Stream]) -> Result<Vec<String>> {
+pub fn logged_names(paths: &SessionPaths, streams: &[Stream]) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(&paths.log_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -18,6 +18,7 @@ mod export;
 mod export_cmd;
 mod glob;
 mod logs;
+mod mcp;
 mod paths;
 mod probe;
 mod procinfo;

@@ -197,7 +197,7 @@ pub fn select<'c>(config: &'c Config, only: &[String]) -> Result<Vec<&'c Process
         .collect())
 }
 
-fn up_process(p: &Process) -> Result<UpProcess> {
+pub fn up_process(p: &Process) -> Result<UpProcess> {
     let mut env = match &p.env_file {
         Some(file) => read_env_file(file)?,
         None => HashMap::new(),

@@ -26,6 +26,8 @@ pub mod export_cmd;
 pub mod glob;
 #[path = "../../src/logs/mod.rs"]
 pub mod logs;
+#[path = "../../src/mcp/mod.rs"]
+pub mod mcp;
 #[path = "../../src/paths.rs"]
 pub mod paths;
 #[path = "../../src/probe.rs"]
