@@ -299,7 +299,8 @@ impl Server {
                 jsonrpc::INVALID_REQUEST,
                 format!("{method} before initialize: send initialize first"),
             )),
-            "tools/list" => Ok(Some(tools::TOOLS.into())),
+            // One line: the schemas are written over several for reading.
+            "tools/list" => Ok(Some(tools::TOOLS.replace('\n', ""))),
             "tools/call" => self.call(id, params),
             _ => Err(fault(
                 jsonrpc::METHOD_NOT_FOUND,
