@@ -1644,6 +1644,21 @@ mod tests {
     }
 
     #[test]
+    fn mcp_defaults_to_the_worktree_session() {
+        // `status` would be `default` here (the test below); `mcp` is `auto`.
+        let inv = parse_str("mcp").unwrap();
+        assert_eq!(inv.command, Command::Mcp);
+        assert!(
+            inv.session_root.is_some(),
+            "derived from a worktree: {inv:?}"
+        );
+        assert_ne!(inv.session, "default");
+        assert_eq!(parse_str("mcp --session a").unwrap().session, "a");
+        assert!(parse_str("mcp --json").is_err());
+        assert!(parse_str("mcp extra").is_err());
+    }
+
+    #[test]
     fn run_takes_its_options_and_joins_words() {
         let Command::Run(r) =
             command("run sleep --name web --env A=1 --env B=x=y --port 8000 --cwd /tmp")
@@ -1992,6 +2007,7 @@ mod tests {
             CONFIG_USAGE,
             EXPORT_USAGE,
             COMPLETIONS_USAGE,
+            MCP_USAGE,
         ];
         // The list above must name every usage constant of this file.
         let declared = include_str!("cli.rs")
