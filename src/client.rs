@@ -361,6 +361,14 @@ fn start_daemon(paths: &SessionPaths) -> Result<()> {
 
 // ---- commands ----
 
+/// The environment a started process gets as its base, as the daemon is told.
+/// Only UTF-8 variables can travel in JSON; others are left out.
+pub fn caller_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
 fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> {
     let here = std::env::current_dir().context(|| "finding the current directory".into())?;
     let cwd = match args.cwd {
@@ -373,10 +381,7 @@ fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> 
             p.to_string_lossy()
         ))
     })?;
-    // Only UTF-8 variables can travel in JSON; others are left out.
-    let base_env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let base_env = caller_env();
     let overrides: HashMap<String, String> = args.env.into_iter().collect();
     let request = Request::Run {
         command: args.command,

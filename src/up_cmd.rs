@@ -74,9 +74,7 @@ pub fn run(
     for p in chosen {
         processes.push(up_process(p)?);
     }
-    let base_env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let base_env = client::caller_env();
     let request = Request::Up {
         processes,
         base_env: Some(base_env),

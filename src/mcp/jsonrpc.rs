@@ -9,11 +9,12 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 
-/// One message from the client.
+/// One message from the client. Ids are kept as their JSON text: they are
+/// only ever written back and compared.
 #[derive(Debug, PartialEq)]
 pub enum Message {
     Request {
-        id: Value,
+        id: String,
         method: String,
         params: Map<String, Value>,
     },
@@ -26,18 +27,18 @@ pub enum Message {
 }
 
 /// A message that cannot be served: the error to answer with, and to which id
-/// (`null` when the id could not be read).
+/// (`null` when the id could not be read), as JSON text.
 #[derive(Debug, PartialEq)]
 pub struct Fault {
-    pub id: Value,
+    pub id: String,
     pub code: i64,
     pub message: String,
 }
 
 impl Fault {
-    pub fn new(id: Value, code: i64, message: impl Into<String>) -> Fault {
+    pub fn new(id: &str, code: i64, message: impl Into<String>) -> Fault {
         Fault {
-            id,
+            id: id.to_string(),
             code,
             message: message.into(),
         }
@@ -47,55 +48,64 @@ impl Fault {
 /// Read one line as a JSON-RPC message.
 pub fn classify(line: &[u8]) -> Result<Message, Fault> {
     let value: Value = serde_json::from_slice(line)
-        .map_err(|e| Fault::new(Value::Null, PARSE_ERROR, format!("parse error: {e}")))?;
-    let mut object = match value {
+        .map_err(|e| Fault::new("null", PARSE_ERROR, format!("parse error: {e}")))?;
+    let object = match value {
         Value::Object(object) => object,
         Value::Array(_) => {
             return Err(Fault::new(
-                Value::Null,
+                "null",
                 INVALID_REQUEST,
                 "batches are not supported (MCP removed them in 2025-06-18): send one message per line",
             ));
         }
         _ => {
             return Err(Fault::new(
-                Value::Null,
+                "null",
                 INVALID_REQUEST,
                 "a message must be a JSON object",
             ));
         }
     };
-    let id = match object.remove("id") {
+    let (mut version, mut id, mut method, mut params, mut reply) = (None, None, None, None, false);
+    for (key, value) in object {
+        match key.as_str() {
+            "jsonrpc" => version = Some(value),
+            "id" => id = Some(value),
+            "method" => method = Some(value),
+            "params" => params = Some(value),
+            "result" | "error" => reply = true,
+            _ => {}
+        }
+    }
+    let id = match id {
         None => None,
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id),
+        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.to_string()),
         Some(_) => {
             return Err(Fault::new(
-                Value::Null,
+                "null",
                 INVALID_REQUEST,
                 "id must be a string or a number",
             ));
         }
     };
     let fault =
-        |message: &str| Fault::new(id.clone().unwrap_or(Value::Null), INVALID_REQUEST, message);
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        |message: &str| Fault::new(id.as_deref().unwrap_or("null"), INVALID_REQUEST, message);
+    if version.as_ref().and_then(Value::as_str) != Some("2.0") {
         return Err(fault("jsonrpc must be \"2.0\""));
     }
-    let method = match object.remove("method") {
+    let method = match method {
         Some(Value::String(method)) => method,
-        None if object.contains_key("result") || object.contains_key("error") => {
-            return Ok(Message::Response);
-        }
+        None if reply => return Ok(Message::Response),
         _ => return Err(fault("method must be a string")),
     };
-    let params = match object.remove("params") {
+    let params = match params {
         None => Map::new(),
         Some(Value::Object(params)) => params,
         // Notifications are never answered, errors included.
         Some(_) if id.is_none() => Map::new(),
         Some(Value::Array(_)) => {
             return Err(Fault::new(
-                id.unwrap_or(Value::Null),
+                id.as_deref().unwrap_or("null"),
                 INVALID_PARAMS,
                 "params must be an object (MCP passes parameters by name)",
             ));
@@ -109,7 +119,7 @@ pub fn classify(line: &[u8]) -> Result<Message, Fault> {
 }
 
 /// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` and a newline; `result` is JSON text.
-pub fn result(id: &Value, result: &str) -> Vec<u8> {
+pub fn result(id: &str, result: &str) -> Vec<u8> {
     format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}\n").into_bytes()
 }
 
@@ -141,66 +151,58 @@ pub fn string(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn code(line: &str) -> (Value, i64) {
+    fn code(line: &str) -> (String, i64) {
         let fault = classify(line.as_bytes()).expect_err(line);
         (fault.id, fault.code)
     }
 
     #[test]
     fn broken_messages_get_the_error_codes_of_json_rpc() {
-        let cases: &[(&str, Value, i64)] = &[
-            ("{", Value::Null, PARSE_ERROR),
-            ("not json", Value::Null, PARSE_ERROR),
+        let cases: &[(&str, &str, i64)] = &[
+            ("{", "null", PARSE_ERROR),
+            ("not json", "null", PARSE_ERROR),
             (
                 r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
-                Value::Null,
+                "null",
                 INVALID_REQUEST,
             ),
-            ("[]", Value::Null, INVALID_REQUEST),
-            ("42", Value::Null, INVALID_REQUEST),
+            ("[]", "null", INVALID_REQUEST),
+            ("42", "null", INVALID_REQUEST),
             (
                 r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
-                Value::Null,
+                "null",
                 INVALID_REQUEST,
             ),
             (
                 r#"{"jsonrpc":"2.0","id":[1],"method":"ping"}"#,
-                Value::Null,
+                "null",
                 INVALID_REQUEST,
             ),
             (
                 r#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#,
-                Value::from(7),
+                "7",
                 INVALID_REQUEST,
             ),
-            (
-                r#"{"id":7,"method":"ping"}"#,
-                Value::from(7),
-                INVALID_REQUEST,
-            ),
+            (r#"{"id":7,"method":"ping"}"#, "7", INVALID_REQUEST),
             (
                 r#"{"jsonrpc":"2.0","id":"a","method":3}"#,
-                Value::from("a"),
+                r#""a""#,
                 INVALID_REQUEST,
             ),
-            (
-                r#"{"jsonrpc":"2.0","id":"a"}"#,
-                Value::from("a"),
-                INVALID_REQUEST,
-            ),
+            (r#"{"jsonrpc":"2.0","id":"a"}"#, r#""a""#, INVALID_REQUEST),
             (
                 r#"{"jsonrpc":"2.0","id":2,"method":"x","params":[1]}"#,
-                Value::from(2),
+                "2",
                 INVALID_PARAMS,
             ),
             (
                 r#"{"jsonrpc":"2.0","id":2,"method":"x","params":"p"}"#,
-                Value::from(2),
+                "2",
                 INVALID_REQUEST,
             ),
         ];
         for (line, id, want) in cases {
-            assert_eq!(code(line), (id.clone(), *want), "{line}");
+            assert_eq!(code(line), (id.to_string(), *want), "{line}");
         }
     }
 
@@ -212,7 +214,7 @@ mod tests {
         let Ok(Message::Request { id, method, params }) = request else {
             panic!("{request:?}");
         };
-        assert_eq!((id, method.as_str()), (Value::from("r1"), "tools/list"));
+        assert_eq!((id.as_str(), method.as_str()), (r#""r1""#, "tools/list"));
         assert_eq!(params.get("cursor"), Some(&Value::from("x")));
         assert_eq!(
             classify(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
@@ -234,10 +236,10 @@ mod tests {
 
     #[test]
     fn written_messages_are_one_json_line_each() {
-        let out = result(&Value::from(5), "{}");
+        let out = result("5", "{}");
         assert_eq!(out, b"{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n");
         let out = error(&Fault::new(
-            Value::from("x"),
+            r#""x""#,
             METHOD_NOT_FOUND,
             "no \"such\"\nmethod",
         ));

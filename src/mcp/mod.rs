@@ -15,7 +15,6 @@ use jsonrpc::{Fault, Message};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -58,12 +57,14 @@ pub fn run(session: &str, root: Option<PathBuf>) -> Result<i32> {
 
 /// One tool call waiting for the daemon.
 struct Call {
-    id: Value,
+    token: Token,
+    /// The request's id, as JSON text.
+    id: String,
     job: Job,
     stream: mio::net::UnixStream,
     inbuf: Vec<u8>,
-    /// The client's `progressToken`, when it wants progress.
-    progress: Option<Value>,
+    /// The client's `progressToken` (JSON text), when it wants progress.
+    progress: Option<String>,
     progress_sent: u64,
     started: Instant,
     next_progress: Option<Instant>,
@@ -78,7 +79,8 @@ struct Server {
     discarding: bool,
     /// The negotiated revision, once `initialize` was answered.
     version: Option<&'static str>,
-    calls: HashMap<Token, Call>,
+    /// Pending calls, few at a time.
+    calls: Vec<Call>,
     next_token: usize,
     signals: mio::net::UnixStream,
 }
@@ -121,7 +123,7 @@ impl Server {
             inbuf: Vec::new(),
             discarding: false,
             version: None,
-            calls: HashMap::new(),
+            calls: Vec::new(),
             next_token: FIRST_CALL,
             signals,
         })
@@ -133,7 +135,7 @@ impl Server {
             let now = Instant::now();
             let timeout = self
                 .calls
-                .values()
+                .iter()
                 .filter_map(|c| c.next_progress)
                 .min()
                 .map(|t| t.saturating_duration_since(now));
@@ -210,7 +212,7 @@ impl Server {
                 self.discarding = true;
                 let message = format!("message longer than {MAX_MESSAGE} bytes; skipped");
                 self.send(&jsonrpc::error(&Fault::new(
-                    Value::Null,
+                    "null",
                     jsonrpc::INVALID_REQUEST,
                     message,
                 )))?;
@@ -247,12 +249,9 @@ impl Server {
             let Some(id) = params.get("requestId") else {
                 return;
             };
-            let token = self
-                .calls
-                .iter()
-                .find(|(_, c)| c.id == *id)
-                .map(|(t, _)| *t);
-            if let Some(mut call) = token.and_then(|t| self.calls.remove(&t)) {
+            let id = id.to_string();
+            if let Some(at) = self.calls.iter().position(|c| c.id == id) {
+                let mut call = self.calls.swap_remove(at);
                 let _ = self.poll.registry().deregister(&mut call.stream);
             }
         }
@@ -262,11 +261,11 @@ impl Server {
     /// The result (JSON text) to answer with now, None when it comes later.
     fn on_request(
         &mut self,
-        id: &Value,
+        id: &str,
         method: &str,
         params: &Map<String, Value>,
     ) -> std::result::Result<Option<String>, Fault> {
-        let fault = |code, message: String| Fault::new(id.clone(), code, message);
+        let fault = |code, message: String| Fault::new(id, code, message);
         match method {
             "initialize" => {
                 if self.version.is_some() {
@@ -313,10 +312,10 @@ impl Server {
 
     fn call(
         &mut self,
-        id: &Value,
+        id: &str,
         params: &Map<String, Value>,
     ) -> std::result::Result<Option<String>, Fault> {
-        let invalid = |message: String| Fault::new(id.clone(), jsonrpc::INVALID_PARAMS, message);
+        let invalid = |message: String| Fault::new(id, jsonrpc::INVALID_PARAMS, message);
         let Some(name) = params.get("name").and_then(Value::as_str) else {
             return Err(invalid(
                 "tools/call needs params.name: start, up, stop, restart, down, status, logs or wait".into(),
@@ -349,7 +348,7 @@ impl Server {
             .get("_meta")
             .and_then(|m| m.get("progressToken"))
             .filter(|t| t.is_string() || t.is_number())
-            .cloned();
+            .map(Value::to_string);
         match self.open_call(&requests, start) {
             Ok(stream) => {
                 let token = Token(self.next_token);
@@ -366,19 +365,17 @@ impl Server {
                 }
                 let now = Instant::now();
                 let waits = matches!(job, Job::Wait { .. });
-                self.calls.insert(
+                self.calls.push(Call {
                     token,
-                    Call {
-                        id: id.clone(),
-                        job,
-                        stream,
-                        inbuf: Vec::new(),
-                        next_progress: (waits && progress.is_some()).then(|| now + PROGRESS_EVERY),
-                        progress,
-                        progress_sent: 0,
-                        started: now,
-                    },
-                );
+                    id: id.to_string(),
+                    job,
+                    stream,
+                    inbuf: Vec::new(),
+                    next_progress: (waits && progress.is_some()).then(|| now + PROGRESS_EVERY),
+                    progress,
+                    progress_sent: 0,
+                    started: now,
+                });
                 Ok(None)
             }
             Err(Error::Failed(msg)) if msg.starts_with("no daemon running") => {
@@ -413,9 +410,10 @@ impl Server {
 
     /// Replies (or the end) on one call's connection.
     fn on_daemon(&mut self, token: Token) -> Result<()> {
-        let Some(mut call) = self.calls.remove(&token) else {
+        let Some(at) = self.calls.iter().position(|c| c.token == token) else {
             return Ok(()); // a late event for a call already answered or cancelled
         };
+        let mut call = self.calls.swap_remove(at);
         let mut buf = [0u8; 64 * 1024];
         let mut eof = false;
         loop {
@@ -456,7 +454,9 @@ impl Server {
         }
         call.inbuf.drain(..start);
         for message in progress {
-            self.notify_progress(&mut call, &message, None)?;
+            if let Some(note) = progress_note(&mut call, &message, None) {
+                self.send(&note)?;
+            }
         }
         if done.is_none() && eof {
             done = Some(tools::on_eof(&call.job));
@@ -467,7 +467,7 @@ impl Server {
                 self.send(&jsonrpc::result(&call.id, &outcome.to_json()))
             }
             None => {
-                self.calls.insert(token, call);
+                self.calls.push(call);
                 Ok(())
             }
         }
@@ -475,16 +475,11 @@ impl Server {
 
     /// Tell waiting clients how long their waits have run.
     fn send_progress(&mut self, now: Instant) -> Result<()> {
-        let due: Vec<Token> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.next_progress.is_some_and(|t| t <= now))
-            .map(|(t, _)| *t)
-            .collect();
-        for token in due {
-            let Some(mut call) = self.calls.remove(&token) else {
+        let mut notes = Vec::new();
+        for call in &mut self.calls {
+            if call.next_progress.is_none_or(|t| t > now) {
                 continue;
-            };
+            }
             call.next_progress = Some(now + PROGRESS_EVERY);
             if let Job::Wait {
                 target,
@@ -499,40 +494,13 @@ impl Server {
                     crate::timefmt::seconds(*timeout)
                 );
                 let total = timeout.as_secs_f64();
-                self.notify_progress(&mut call, &message, Some(total))?;
+                notes.extend(progress_note(call, &message, Some(total)));
             }
-            self.calls.insert(token, call);
+        }
+        for note in notes {
+            self.send(&note)?;
         }
         Ok(())
-    }
-
-    fn notify_progress(
-        &mut self,
-        call: &mut Call,
-        message: &str,
-        total: Option<f64>,
-    ) -> Result<()> {
-        let Some(token) = &call.progress else {
-            return Ok(());
-        };
-        // Progress must grow with every notification.
-        call.progress_sent += 1;
-        let mut params = format!(
-            "{{\"progressToken\":{token},\"progress\":{},\"message\":{}",
-            call.progress_sent,
-            jsonrpc::string(message)
-        );
-        if let Some(total) = total {
-            // In seconds, as progress is for waits.
-            params = format!(
-                "{{\"progressToken\":{token},\"progress\":{},\"total\":{},\"message\":{}",
-                call.started.elapsed().as_secs().max(call.progress_sent),
-                total.ceil(),
-                jsonrpc::string(message)
-            );
-        }
-        params.push('}');
-        self.send(&jsonrpc::notification("notifications/progress", &params))
     }
 
     /// Write one message to stdout, which carries nothing else.
@@ -542,6 +510,29 @@ impl Server {
             .and_then(|()| out.flush())
             .context(|| "writing to standard output".into())
     }
+}
+
+/// A `notifications/progress` for a call whose client asked for progress. For
+/// a wait, progress is in seconds out of `total`; else it counts steps.
+fn progress_note(call: &mut Call, message: &str, total: Option<f64>) -> Option<Vec<u8>> {
+    let token = call.progress.as_ref()?;
+    // Progress must grow with every notification.
+    call.progress_sent += 1;
+    let mut params = format!(
+        "{{\"progressToken\":{token},\"message\":{}",
+        jsonrpc::string(message)
+    );
+    match total {
+        Some(total) => {
+            let done = call.started.elapsed().as_secs().max(call.progress_sent);
+            params.push_str(&format!(
+                ",\"progress\":{done},\"total\":{}}}",
+                total.ceil()
+            ));
+        }
+        None => params.push_str(&format!(",\"progress\":{}}}", call.progress_sent)),
+    }
+    Some(jsonrpc::notification("notifications/progress", &params))
 }
 
 /// What the client may show the model about this server as a whole.

@@ -230,6 +230,55 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
+/// A JSON object written field by field: less code than `json!`, which
+/// builds a tree of values first.
+struct Obj(String);
+
+impl Obj {
+    fn new() -> Obj {
+        Obj(String::from("{"))
+    }
+
+    fn raw(mut self, key: &str, json: &str) -> Obj {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
+        self.0.push_str(json);
+        self
+    }
+
+    fn str(self, key: &str, value: &str) -> Obj {
+        self.raw(key, &super::jsonrpc::string(value))
+    }
+
+    fn opt_str(self, key: &str, value: Option<&str>) -> Obj {
+        match value {
+            Some(value) => self.str(key, value),
+            None => self.raw(key, "null"),
+        }
+    }
+
+    /// A number or a boolean.
+    fn num(self, key: &str, value: impl std::fmt::Display) -> Obj {
+        self.raw(key, &value.to_string())
+    }
+
+    fn opt(self, key: &str, value: Option<impl std::fmt::Display>) -> Obj {
+        match value {
+            Some(value) => self.num(key, value),
+            None => self.raw(key, "null"),
+        }
+    }
+
+    fn end(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
 /// A call's arguments, read with messages that name the tool and the argument.
 struct Args<'a> {
     tool: &'a str,
@@ -384,9 +433,7 @@ fn start(a: &Args) -> Result<Plan, String> {
         }
     };
     // The server's environment is the base, as the CLI's is for `run`.
-    let base_env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let base_env = client::caller_env();
     Ok(Plan::Ask {
         requests: vec![Request::Run {
             command,
@@ -432,9 +479,7 @@ fn up(a: &Args, _paths: &SessionPaths) -> Result<Plan, String> {
     for p in chosen {
         processes.push(crate::up_cmd::up_process(p).map_err(|e| e.to_string())?);
     }
-    let base_env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let base_env = client::caller_env();
     let mut requests = Vec::new();
     if config.proxy {
         requests.push(Request::EnableProxy {
@@ -515,8 +560,12 @@ fn wait(a: &Args) -> Result<Plan, String> {
 
 /// Read one reply of the daemon for a call.
 pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step {
-    if let Response::Error { message, .. } = response {
-        return Step::Done(Outcome::error(message));
+    if let Response::Error { code, message } = response {
+        return Step::Done(Outcome::error(if code == crate::protocol::CODE_NOT_FOUND {
+            format!("{message}; the status tool lists the processes")
+        } else {
+            message
+        }));
     }
     match (job, response) {
         (
@@ -535,17 +584,21 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
                 text.push_str(&format!(", {url}"));
             }
             text.push(')');
-            let mut json =
-                serde_json::json!({"name": name, "id": id, "pid": pid, "port": port, "url": url});
+            let mut json = Obj::new()
+                .str("name", &name)
+                .str("id", &id)
+                .num("pid", pid)
+                .opt("port", port)
+                .opt_str("url", url.as_deref());
             if let Some(w) = warning {
                 text.push_str(&format!("; warning: {w}"));
-                json["warning"] = w.into();
+                json = json.str("warning", &w);
             }
-            Step::Done(Outcome::ok(text, json.to_string()))
+            Step::Done(Outcome::ok(text, json.end()))
         }
         (Job::Stopped, Response::Ok { message }) => {
-            let json = serde_json::json!({ "message": message });
-            Step::Done(Outcome::ok(message, json.to_string()))
+            let json = Obj::new().str("message", &message).end();
+            Step::Done(Outcome::ok(message, json))
         }
         // The daemon closes the connection as it exits; `on_eof` finishes.
         (Job::Down, Response::Ok { .. }) => Step::More(None),
@@ -553,8 +606,8 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
             Step::Done(status(*one, &processes, &notes))
         }
         (Job::Wait { .. }, Response::WaitMatch { line }) => {
-            let json = serde_json::json!({"event": "match", "line": line});
-            Step::Done(Outcome::ok(line, json.to_string()))
+            let json = Obj::new().str("event", "match").str("line", &line).end();
+            Step::Done(Outcome::ok(line, json))
         }
         (
             Job::Wait { .. },
@@ -568,8 +621,12 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
                 (None, Some(signal)) => format!("exited by {signal}"),
                 (None, None) => "exited by a signal".to_string(),
             };
-            let json = serde_json::json!({"event": "exit", "exit_code": exit_code, "exit_signal": exit_signal});
-            Step::Done(Outcome::ok(text, json.to_string()))
+            let json = Obj::new()
+                .str("event", "exit")
+                .opt("exit_code", exit_code)
+                .opt_str("exit_signal", exit_signal.as_deref())
+                .end();
+            Step::Done(Outcome::ok(text, json))
         }
         (
             Job::Wait {
@@ -611,8 +668,12 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
                 other => format!("{name}: {other}"),
             };
             steps.push(
-                serde_json::json!({"event": event, "name": name, "pid": pid, "url": url})
-                    .to_string(),
+                Obj::new()
+                    .str("event", &event)
+                    .str("name", &name)
+                    .num("pid", pid)
+                    .opt_str("url", url.as_deref())
+                    .end(),
             );
             Step::More(Some(text))
         }
@@ -838,11 +899,14 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
     let cursor = last.or(after).unwrap_or_default().cursor();
     let output = String::from_utf8_lossy(&rendered[keep.clone()].concat()).into_owned();
     let count = keep.len();
-    let mut json =
-        serde_json::json!({"output": output, "lines": count, "cursor": cursor, "more": more});
+    let mut json = Obj::new()
+        .str("output", &output)
+        .num("lines", count)
+        .str("cursor", &cursor)
+        .num("more", more);
     let mut text = output;
     if omitted > 0 {
-        json["omitted_lines"] = omitted.into();
+        json = json.num("omitted_lines", omitted);
         text.insert_str(
             0,
             &format!("[{omitted} older lines left out to stay within max_bytes {budget}]\n"),
@@ -855,7 +919,7 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
     if more {
         text.push_str(" (more: call again with this cursor)");
     }
-    Ok(Outcome::ok(text, json.to_string()))
+    Ok(Outcome::ok(text, json.end()))
 }
 
 /// One line as shown: `[name] `/`[name:err] ` for several processes, `err| `
@@ -1119,6 +1183,9 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(outcome, Outcome::error("no process 'web'"));
+        assert_eq!(
+            outcome,
+            Outcome::error("no process 'web'; the status tool lists the processes")
+        );
     }
 }

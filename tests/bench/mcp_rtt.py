@@ -27,6 +27,18 @@ def ctxt_switches(pid):
     return total
 
 
+def rollup_kib(pid):
+    """Pss and private (USS) kB from /proc/PID/smaps_rollup."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1])
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return fields.get("Pss", 0), uss
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "../../target/release/agent-procs")
@@ -63,6 +75,7 @@ def main():
             times.append(time.perf_counter() - t)
         times.sort()
         rss = status_kib(server.pid)
+        pss, uss = rollup_kib(server.pid)
         before = ctxt_switches(server.pid)
         time.sleep(10)
         idle = ctxt_switches(server.pid) - before
@@ -72,6 +85,9 @@ def main():
             "status_rtt_p90_ms": round(times[int(calls * 0.9)] * 1000, 3),
             "status_rtt_p99_ms": round(times[int(calls * 0.99)] * 1000, 3),
             "server_rss_kib": rss,
+            "server_rss_anon_kib": status_kib(server.pid, "RssAnon"),
+            "server_pss_kib": pss,
+            "server_uss_kib": uss,
             "idle_wakeups_10s": idle,
         }))
         ask({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
