@@ -891,7 +891,9 @@ pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>
     Ok(out)
 }
 
-fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
+/// The stored lines `logs` (without `--follow`) selects for `args`, and the
+/// sources they came from; shared with the MCP server's `logs` tool.
+pub fn read_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<(Vec<Source>, Vec<Line>)> {
     let streams: &[Stream] = match (args.both, args.stderr) {
         (true, _) => &[Stream::Stdout, Stream::Stderr],
         (false, true) => &[Stream::Stderr],
@@ -952,7 +954,11 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
     };
     let lines = logs::query::run(&sources, &query)
         .context(|| format!("reading {}", paths.log_dir.display()))?;
+    Ok((sources, lines))
+}
 
+fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
+    let (sources, lines) = read_logs(paths, args)?;
     let mut rendered: Vec<Vec<u8>> = lines
         .iter()
         .map(|line| render_line(line, &sources, args))
@@ -990,7 +996,7 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
 }
 
 /// One output line: `[time ]` + the process/stream mark + the bytes, or JSON.
-fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
+pub fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
     let Some(source) = sources.get(line.source) else {
         return Vec::new();
     };
@@ -1046,7 +1052,7 @@ struct JsonLine<'a> {
 
 /// The log file name for a target: the name itself, or, for an id like `p3` that
 /// has no log of its own, the name the daemon knows it by.
-pub fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
+fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
     let looks_like_id = target
         .strip_prefix('p')
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
@@ -1072,7 +1078,7 @@ pub fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
 }
 
 /// Process names that have a current log for one of `streams`, sorted.
-pub fn logged_names(paths: &SessionPaths, streams: &[Stream]) -> Result<Vec<String>> {
+fn logged_names(paths: &SessionPaths, streams: &[Stream]) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(&paths.log_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -77,10 +77,10 @@ pub fn classify(line: &[u8]) -> Result<Message, Fault> {
             _ => {}
         }
     }
-    let id = match id {
+    let id = match id.map(|id| id_text(&id)) {
         None => None,
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.to_string()),
-        Some(_) => {
+        Some(Some(text)) => Some(text),
+        Some(None) => {
             return Err(Fault::new(
                 "null",
                 INVALID_REQUEST,
@@ -144,7 +144,16 @@ pub fn notification(method: &str, params: &str) -> Vec<u8> {
 
 /// `text` as a JSON string.
 pub fn string(text: &str) -> String {
-    Value::from(text).to_string()
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// An id or progress token as JSON text: a string or a number, nothing else.
+pub fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(string(s)),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

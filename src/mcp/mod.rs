@@ -249,8 +249,8 @@ impl Server {
             let Some(id) = params.get("requestId") else {
                 return;
             };
-            let id = id.to_string();
-            if let Some(at) = self.calls.iter().position(|c| c.id == id) {
+            let id = jsonrpc::id_text(id);
+            if let Some(at) = self.calls.iter().position(|c| Some(&c.id) == id.as_ref()) {
                 let mut call = self.calls.swap_remove(at);
                 let _ = self.poll.registry().deregister(&mut call.stream);
             }
@@ -347,8 +347,7 @@ impl Server {
         let progress = params
             .get("_meta")
             .and_then(|m| m.get("progressToken"))
-            .filter(|t| t.is_string() || t.is_number())
-            .map(Value::to_string);
+            .and_then(jsonrpc::id_text);
         match self.open_call(&requests, start) {
             Ok(stream) => {
                 let token = Token(self.next_token);

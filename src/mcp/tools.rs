@@ -3,11 +3,12 @@
 //! request each becomes, and the result each reply makes. The loop in `mod.rs`
 //! moves the bytes; `logs` reads the files here, as the CLI does.
 
+use crate::cli::LogsArgs;
 use crate::client;
 use crate::logs::pattern::Pattern;
-use crate::logs::query::{self, Line, Position, Query, Since, Source};
+use crate::logs::query::Position;
 use crate::paths::{self, SessionPaths};
-use crate::protocol::{ProcessInfo, Request, Response, RestartPolicy, Stream};
+use crate::protocol::{Request, Response, RestartPolicy};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,9 +18,9 @@ pub const MAX_WAIT_SECS: f64 = 300.0;
 
 /// The `tools/list` result: short descriptions with examples, small defaults.
 pub const TOOLS: &str = r#"{"tools":[
-{"name":"start","title":"Start a process","description":"Start one long-running process in the background (a dev server, a watcher, a worker). Returns at once with its name, pid and URL; it keeps running after this call and after you disconnect. Then call wait to know it is ready. Example: {\"name\":\"web\",\"command\":\"npm run dev\",\"port\":3000}",
+{"name":"start","description":"Start one long-running process in the background. Returns at once with its name, pid and URL; it keeps running after this call and after you disconnect. Then call wait to know it is ready. Example: {\"name\":\"web\",\"command\":\"npm run dev\",\"port\":3000}",
 "inputSchema":{"type":"object","properties":{
-"command":{"type":"string","description":"shell command line (sh -c), e.g. \"python3 -m http.server 8000\""},
+"command":{"type":"string","description":"shell command line (sh -c)"},
 "name":{"type":"string","description":"name to refer to it by: letters, digits, . _ - (default p1, p2, ...)"},
 "cwd":{"type":"string","description":"working directory, relative to the server's (default: the server's)"},
 "env":{"type":"object","additionalProperties":{"type":"string"},"description":"extra environment variables, e.g. {\"DEBUG\":\"1\"}"},
@@ -29,32 +30,32 @@ pub const TOOLS: &str = r#"{"tools":[
 "restart_delay_ms":{"type":"integer","minimum":0,"description":"with autorestart: pause before each restart (default 1000)"}},
 "required":["command"],"additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"name":{"type":"string"},"id":{"type":"string"},"pid":{"type":"integer"},"port":{"type":["integer","null"]},"url":{"type":["string","null"]},"warning":{"type":"string"}},"required":["name","id","pid"]}},
-{"name":"up","title":"Start the project's stack","description":"Start the processes of agent-procs.yaml (the nearest one in the server's directory or above) in dependency order, each once what it depends on is ready. Running ones with the same definition are left alone. Example: {\"only\":[\"api\"]} starts api and what it needs.",
+{"name":"up","description":"Start the processes of agent-procs.yaml (the nearest one in the server's directory or above) in dependency order, each once what it depends on is ready. Running ones with the same definition are left alone. Example: {\"only\":[\"api\"]} starts api and what it needs.",
 "inputSchema":{"type":"object","properties":{
 "only":{"type":"array","items":{"type":"string"},"description":"start only these (and their dependencies)"},
 "config":{"type":"string","description":"path of the config file (default: search for agent-procs.yaml)"},
 "timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":3600,"description":"fail if the stack is not ready in this many seconds"}},
 "additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"steps":{"type":"array","items":{"type":"object","properties":{"event":{"type":"string"},"name":{"type":"string"},"pid":{"type":"integer"},"url":{"type":["string","null"]}},"required":["event","name"]}}},"required":["steps"]}},
-{"name":"stop","title":"Stop a process","description":"Stop a process and its whole process group (SIGTERM, then SIGKILL after the grace period). Its logs stay readable. Example: {\"name\":\"web\"}",
+{"name":"stop","description":"Stop a process and its whole process group (SIGTERM, then SIGKILL after the grace period). Its logs stay readable. Example: {\"name\":\"web\"}",
 "inputSchema":{"type":"object","properties":{
 "name":{"type":"string","description":"process name or id"},
 "timeout_s":{"type":"number","minimum":0,"maximum":3600,"description":"grace period before SIGKILL (default 10)"}},
 "required":["name"],"additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"message":{"type":"string"}},"required":["message"]}},
-{"name":"restart","title":"Restart a process","description":"Stop a process if it runs, then start it again with the same command, directory and environment. Example: {\"name\":\"web\"}",
+{"name":"restart","description":"Stop a process if it runs, then start it again with the same command, directory and environment. Example: {\"name\":\"web\"}",
 "inputSchema":{"type":"object","properties":{"name":{"type":"string","description":"process name or id"}},"required":["name"],"additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"name":{"type":"string"},"id":{"type":"string"},"pid":{"type":"integer"},"port":{"type":["integer","null"]},"url":{"type":["string","null"]},"warning":{"type":"string"}},"required":["name","id","pid"]}},
-{"name":"down","title":"Stop everything","description":"Stop every process of the session and shut its daemon down. The only tool that ends processes you did not name. Example: {}",
+{"name":"down","description":"Stop every process of the session and shut its daemon down. The only tool that ends processes you did not name. Example: {}",
 "inputSchema":{"type":"object","properties":{},"additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"message":{"type":"string"},"stopped":{"type":"boolean"}},"required":["message","stopped"]}},
-{"name":"status","title":"Process status","description":"List the processes with state, pid, exit code and uptime. With name: that one in full, with memory, CPU, listening ports, last exits and log files. Example: {} or {\"name\":\"web\"}",
+{"name":"status","description":"List the processes with state, pid, exit code and uptime. With name: that one in full, with memory, CPU, listening ports, last exits and log files. Example: {} or {\"name\":\"web\"}",
 "inputSchema":{"type":"object","properties":{
 "name":{"type":"string","description":"one process, in full"},
 "resources":{"type":"boolean","description":"add memory, CPU and listening ports for every process (default false)"}},
 "additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"processes":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"id":{"type":"string"},"pid":{"type":"integer"},"state":{"type":"string"},"exit_code":{"type":["integer","null"]}},"required":["name","id","pid","state"]}},"notes":{"type":"array","items":{"type":"string"}}},"required":["processes"]}},
-{"name":"logs","title":"Read output","description":"Read a process's output (stdout and stderr, stderr lines marked err|), newest lines by default. Pass the returned cursor as after next time to get only new lines, oldest first; more: true means call again. Example: {\"name\":\"web\",\"grep\":\"error\",\"ignore_case\":true}",
+"outputSchema":{"type":"object","properties":{"processes":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"state":{"type":"string"}},"required":["name","state"]}},"notes":{"type":"array","items":{"type":"string"}}},"required":["processes"]}},
+{"name":"logs","description":"Read a process's output (stdout and stderr, stderr lines marked err|), newest lines by default. Pass the returned cursor as after next time to get only new lines, oldest first; more: true means call again. Example: {\"name\":\"web\",\"grep\":\"error\",\"ignore_case\":true}",
 "inputSchema":{"type":"object","properties":{
 "name":{"type":"string","description":"process name or id (default: every process, lines marked [name])"},
 "stream":{"type":"string","enum":["both","stdout","stderr"],"description":"default both"},
@@ -68,7 +69,7 @@ pub const TOOLS: &str = r#"{"tools":[
 "max_bytes":{"type":"integer","minimum":1,"maximum":1000000,"description":"at most this much text (default 8000)"}},
 "additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"output":{"type":"string"},"lines":{"type":"integer"},"cursor":{"type":"string"},"more":{"type":"boolean"},"omitted_lines":{"type":"integer"}},"required":["output","lines","cursor","more"]}},
-{"name":"wait","title":"Wait for a process","description":"Block until a process prints a matching line (until), exits (exit), accepts TCP connections on a port (port), or answers an http:// URL with 2xx/3xx (http). Give exactly one condition and a timeout. Output since its last start counts. Example: {\"name\":\"web\",\"port\":3000,\"timeout_s\":30}",
+{"name":"wait","description":"Block until a process prints a matching line (until), exits (exit), accepts TCP connections on a port (port), or answers an http:// URL with 2xx/3xx (http). Give exactly one condition and a timeout. Output since its last start counts. Example: {\"name\":\"web\",\"port\":3000,\"timeout_s\":30}",
 "inputSchema":{"type":"object","properties":{
 "name":{"type":"string","description":"process name or id"},
 "until":{"type":"string","description":"text of a line to wait for"},
@@ -602,9 +603,7 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
         }
         // The daemon closes the connection as it exits; `on_eof` finishes.
         (Job::Down, Response::Ok { .. }) => Step::More(None),
-        (Job::Status { one }, Response::Status { processes, notes }) => {
-            Step::Done(status(*one, &processes, &notes))
-        }
+        (Job::Status { one }, reply @ Response::Status { .. }) => Step::Done(status(*one, reply)),
         (Job::Wait { .. }, Response::WaitMatch { line }) => {
             let json = Obj::new().str("event", "match").str("line", &line).end();
             Step::Done(Outcome::ok(line, json))
@@ -730,14 +729,18 @@ pub fn without_daemon(job: &Job, session: &str) -> Option<Outcome> {
     }
 }
 
-fn status(one: bool, processes: &[ProcessInfo], notes: &[String]) -> Outcome {
-    let rows = serde_json::to_string(processes).unwrap_or_else(|_| "[]".into());
-    let mut json = format!("{{\"processes\":{rows}");
-    if !notes.is_empty() {
-        json.push_str(",\"notes\":");
-        json.push_str(&serde_json::to_string(notes).unwrap_or_else(|_| "[]".into()));
-    }
-    json.push('}');
+fn status(one: bool, reply: Response) -> Outcome {
+    // The daemon's own reply, re-encoded as the daemon encodes it, without its
+    // `"type":"Status",`: `{"processes":[...]}` plus `notes` when there are any.
+    let mut line = Vec::new();
+    crate::protocol::encode_response(&mut line, &reply);
+    let Response::Status { processes, notes } = reply else {
+        return Outcome::error("unexpected reply from the daemon");
+    };
+    let json = String::from_utf8_lossy(&line)
+        .trim_end()
+        .replacen("\"type\":\"Status\",", "", 1);
+    let (processes, notes) = (&processes[..], &notes[..]);
     let mut text = if one {
         // The detail in full is in the structured form; this is its summary.
         processes
@@ -766,7 +769,7 @@ fn status(one: bool, processes: &[ProcessInfo], notes: &[String]) -> Outcome {
     Outcome::ok(text, json)
 }
 
-/// `logs`: read the files, as `agent-procs logs` does.
+/// `logs`: the CLI's query over the files, with a budget and a cursor for paging.
 fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
     a.only(&[
         "name",
@@ -780,10 +783,10 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
         "after",
         "max_bytes",
     ])?;
-    let streams: &[Stream] = match a.string("stream")?.as_deref() {
-        None | Some("both") => &[Stream::Stdout, Stream::Stderr],
-        Some("stdout") => &[Stream::Stdout],
-        Some("stderr") => &[Stream::Stderr],
+    let (stderr, both) = match a.string("stream")?.as_deref() {
+        None | Some("both") => (false, true),
+        Some("stdout") => (false, false),
+        Some("stderr") => (true, false),
         Some(other) => {
             return Err(format!(
                 "logs: stream takes both, stdout or stderr, not '{other}'"
@@ -798,83 +801,57 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
     if grep.is_none() && (regex || ignore_case || context > 0) {
         return Err("logs: regex, ignore_case and context go with grep".into());
     }
+    if let Some(text) = &grep {
+        Pattern::new(text, regex, ignore_case).map_err(|e| format!("logs: {e}"))?;
+    }
     let since = match a.string("since")? {
         None => None,
         Some(text) => Some(crate::cli::parse_since(&text).ok_or_else(|| {
             format!("logs: since takes 30s, 5m, 2h, 1d, restart or start, not '{text}'")
         })?),
     };
-    let after = match a.string("after")? {
-        None => None,
-        Some(c) => Some(Position::parse(&c).ok_or_else(|| {
-            format!("logs: after takes a cursor returned by an earlier logs call (like 1795642245123456.0), not '{c}'")
-        })?),
-    };
+    let after = a.string("after")?;
+    if let Some(c) = after.as_deref()
+        && Position::parse(c).is_none()
+    {
+        return Err(format!(
+            "logs: after takes a cursor returned by an earlier logs call (like 1795642245123456.0), not '{c}'"
+        ));
+    }
     let target = a.string("name")?;
-    let names = match &target {
-        Some(target) => {
-            let name = client::log_name(paths, target, streams[0].name());
-            paths::check_process_name(&name).map_err(|e| format!("logs: {e}"))?;
-            vec![name]
-        }
-        None => client::logged_names(paths, streams).unwrap_or_default(),
+    // After a cursor every later line is read, and the oldest ones are shown
+    // first, so nothing is skipped between two calls; else the newest `tail`.
+    let paging = after.is_some();
+    let args = LogsArgs {
+        all: target.is_none(),
+        target,
+        tail,
+        tail_given: !paging,
+        stderr,
+        both,
+        follow: false,
+        timeout: None,
+        lines: None,
+        since,
+        after: after.clone(),
+        grep,
+        regex,
+        ignore_case,
+        context,
+        timestamps: false,
+        json: false,
+        max_bytes: None,
+        cursor: false,
     };
-    let mut sources = Vec::new();
-    for name in &names {
-        for &stream in streams {
-            let path = paths.log_file(name, stream.name());
-            match Source::open(name, stream, &path) {
-                Ok(source) => sources.push(source),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Ok(Outcome::error(format!("reading {}: {e}", path.display()))),
-            }
-        }
-    }
-    if sources.is_empty() {
-        return Ok(Outcome::error(match &target {
-            Some(t) => format!("no logs for process '{t}'; status lists the processes"),
-            None => "no logs yet: nothing has run in this session".to_string(),
-        }));
-    }
-    let matcher = match &grep {
-        Some(text) => {
-            Some(Pattern::new(text, regex, ignore_case).map_err(|e| format!("logs: {e}"))?)
-        }
-        None => None,
+    let (sources, mut lines) = match client::read_logs(paths, &args) {
+        Ok(read) => read,
+        Err(e) => return Ok(Outcome::error(e.to_string())),
     };
-    let filter = matcher.as_ref().map(|m| move |line: &[u8]| m.matches(line));
-    let filter = filter.as_ref().map(|g| g as &dyn Fn(&[u8]) -> bool);
-    // After a cursor, with nothing that needs the whole range: page forward,
-    // oldest first, so nothing is skipped between two calls.
-    let paging = after.is_some() && since.is_none() && context == 0;
-    let read = if paging {
-        query::page_after(&sources, after, tail + 1, filter)
-    } else {
-        let since = match since {
-            None | Some(crate::cli::SinceArg::Start) => Since::Everything,
-            Some(crate::cli::SinceArg::Restart) => Since::Run,
-            Some(crate::cli::SinceArg::Ago(span)) => {
-                Since::Time(crate::logs::index::now_ms().saturating_sub(span.as_millis() as u64))
-            }
-        };
-        query::run(
-            &sources,
-            &Query {
-                tail: Some(tail),
-                since,
-                after,
-                grep: filter,
-                plain: matcher.as_ref().and_then(Pattern::literal),
-                context,
-            },
-        )
-    };
-    let mut lines = read.map_err(|e| format!("reading {}: {e}", paths.log_dir.display()))?;
     let mut more = paging && lines.len() > tail;
     lines.truncate(tail);
     let rendered: Vec<Vec<u8>> = lines
         .iter()
-        .map(|l| render(l, &sources, target.is_none(), streams.len() > 1))
+        .map(|l| client::render_line(l, &sources, &args))
         .collect();
     // Within the byte budget: the oldest lines when paging forward, else the newest.
     let mut total = 0;
@@ -883,6 +860,7 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
         total <= budget
     };
     let (keep, omitted) = if paging {
+        // At least one line, however long, so that paging always moves on.
         let kept = rendered
             .iter()
             .take_while(fits)
@@ -895,8 +873,16 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
         let kept = rendered.iter().rev().take_while(fits).count();
         (rendered.len() - kept..rendered.len(), rendered.len() - kept)
     };
-    let last = lines[keep.clone()].last().map(|l| l.pos);
-    let cursor = last.or(after).unwrap_or_default().cursor();
+    // Paging: after the last line shown. Else after the newest line, shown or not.
+    let last = if paging {
+        lines[keep.clone()].last()
+    } else {
+        lines.last()
+    };
+    let cursor = match last {
+        Some(line) => line.pos.cursor(),
+        None => after.unwrap_or_else(|| Position::default().cursor()),
+    };
     let output = String::from_utf8_lossy(&rendered[keep.clone()].concat()).into_owned();
     let count = keep.len();
     let mut json = Obj::new()
@@ -920,28 +906,6 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
         text.push_str(" (more: call again with this cursor)");
     }
     Ok(Outcome::ok(text, json.end()))
-}
-
-/// One line as shown: `[name] `/`[name:err] ` for several processes, `err| `
-/// for stderr among both streams, a `--` before each new group of matches.
-fn render(line: &Line, sources: &[Source], all: bool, both: bool) -> Vec<u8> {
-    let Some(source) = sources.get(line.source) else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(line.bytes.len() + 16);
-    if line.group_start {
-        out.extend_from_slice(b"--\n");
-    }
-    let err = both && source.stream == Stream::Stderr;
-    match (all, err) {
-        (true, true) => out.extend_from_slice(format!("[{}:err] ", source.process).as_bytes()),
-        (true, false) => out.extend_from_slice(format!("[{}] ", source.process).as_bytes()),
-        (false, true) => out.extend_from_slice(b"err| "),
-        (false, false) => {}
-    }
-    out.extend_from_slice(&line.bytes);
-    out.push(b'\n');
-    out
 }
 
 #[cfg(test)]
