@@ -252,6 +252,78 @@ fn a_cancelled_wait_ends_at_once_and_eof_leaves_processes_running() {
     assert_eq!(sb.proc_status("sleeper")["state"], "running");
 }
 
+#[test]
+fn logs_page_forward_with_a_cursor_and_keep_within_max_bytes() {
+    let sb = Sandbox::new();
+    let mut server = Server::start(&sb);
+    server.initialize("2025-11-25");
+    let started = server.call(
+        1,
+        "start",
+        json!({"name": "counter",
+        "command": "i=1; while [ $i -le 120 ]; do echo line-$i; i=$((i+1)); done; echo done >&2"}),
+    );
+    assert_eq!(started["result"]["isError"], false, "{started}");
+    let exited = server.call(
+        2,
+        "wait",
+        json!({"name": "counter", "exit": true, "timeout_s": 30}),
+    );
+    assert_eq!(exited["result"]["isError"], false, "{exited}");
+    let logs = |server: &mut Server, id: u64, args: Value| -> Value {
+        let reply = server.call(id, "logs", args);
+        assert_eq!(reply["result"]["isError"], false, "{reply}");
+        reply["result"]["structuredContent"].clone()
+    };
+
+    // The newest 50 by default, both streams, stderr marked.
+    let newest = logs(&mut server, 3, json!({"name": "counter"}));
+    let output = newest["output"].as_str().unwrap();
+    assert_eq!(newest["lines"], 50, "{newest}");
+    assert!(
+        output.starts_with("line-72\n") && output.ends_with("err| done\n"),
+        "{output}"
+    );
+    // A byte budget keeps the newest lines and says how many it left out.
+    let small = logs(
+        &mut server,
+        4,
+        json!({"name": "counter", "stream": "stdout", "max_bytes": 30}),
+    );
+    assert_eq!(small["output"], "line-118\nline-119\nline-120\n", "{small}");
+    assert_eq!(small["omitted_lines"], 47, "{small}");
+
+    // Paging from the start: every line once, oldest first, `more` until the end.
+    let mut cursor = "0.0".to_string();
+    let mut seen = Vec::new();
+    for id in 10.. {
+        let page = logs(
+            &mut server,
+            id,
+            json!({"name": "counter", "stream": "stdout", "after": cursor, "tail": 50}),
+        );
+        seen.extend(page["output"].as_str().unwrap().lines().map(str::to_string));
+        cursor = page["cursor"].as_str().unwrap().to_string();
+        if page["more"] == false {
+            break;
+        }
+        assert!(id < 20, "paging does not end: {page}");
+    }
+    let want: Vec<String> = (1..=120).map(|i| format!("line-{i}")).collect();
+    assert_eq!(seen, want);
+    // Nothing new: no lines, the same cursor.
+    let after = logs(
+        &mut server,
+        30,
+        json!({"name": "counter", "stream": "stdout", "after": cursor}),
+    );
+    assert_eq!(
+        (after["lines"].clone(), after["cursor"].clone()),
+        (json!(0), json!(cursor))
+    );
+    assert_eq!(server.close(), 0);
+}
+
 /// A Python with the official MCP SDK and jsonschema, or why there is none.
 fn sdk_python() -> Result<PathBuf, String> {
     let works = |python: &PathBuf| {
