@@ -76,6 +76,7 @@ def main():
         times.sort()
         rss = status_kib(server.pid)
         pss, uss = rollup_kib(server.pid)
+        time.sleep(1)  # let it finish the last reply and block in poll
         before = ctxt_switches(server.pid)
         time.sleep(10)
         idle = ctxt_switches(server.pid) - before
