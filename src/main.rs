@@ -65,6 +65,11 @@ fn report(result: error::Result<i32>) -> i32 {
         }
         Err(Error::Usage { msg, usage }) => {
             // The reason, then the synopsis: the first paragraph of the usage text.
+            if usage.is_empty() {
+                // The message carries its own hint (a did-you-mean, where to look).
+                eprintln!("agent-procs: {msg}");
+                return 64;
+            }
             let synopsis = usage.split("\n\n").next().unwrap_or(usage);
             eprintln!("agent-procs: {msg}\n{synopsis}\n(see agent-procs --help or agent-procs(1))");
             64
