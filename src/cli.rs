@@ -38,6 +38,7 @@ commands:
   export systemd|procfile [--dir D [--force]] [--user] [--only N,...]
                         write systemd units or a Procfile from agent-procs.yaml
   completions bash|zsh|fish     print a shell completion script
+  help [COMMAND]                this help, or what COMMAND --help prints
 
 global options:
   --session NAME        session to act on (default: $AGENT_PROCS_SESSION, else default);
@@ -99,11 +100,14 @@ const STOP_USAGE: &str = "\
 usage: agent-procs stop NAME|ID [--timeout S]
 
 Send SIGTERM to the process group, then SIGKILL after the grace period.
-Returns when the process has exited.
+Returns when the process has exited, printing `stopped NAME`; a process that
+had exited already gets `NAME was not running` (exit 0). Processes that left
+the group with setsid and outlived the stop are named on stderr.
 
 options:
   --timeout S     grace period in seconds before SIGKILL (default: 10)
-  --json          print one JSON object, with schema: 1, instead of text
+  --json          print one JSON object, with schema: 1, instead of text:
+                  message, name, state, exit_code, exit_signal (+ survivors)
   -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)";
 
@@ -125,7 +129,8 @@ Stop the process (if it is running) and start it again with the same command,
 directory, environment and id. The old logs are rotated to NAME.stdout.1.
 
 options:
-  --json          print one JSON object, with schema: 1, instead of text
+  --json          print one JSON object, with schema: 1, instead of text:
+                  name, id, pid, port, url, state, exit_code
   -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)";
 
@@ -247,8 +252,10 @@ const DOWN_USAGE: &str = "\
 usage: agent-procs down [--config PATH]
 
 Stop every process of the session (dependents before what they depend on, each
-with its stop_timeout) and shut its daemon down. With no daemon running there is
-nothing to do, and down says so and exits 0.
+with its stop_timeout) and shut its daemon down; its socket, pid and lock files
+go, its logs stay. Processes that left their group with setsid and outlived
+the stops are named on stderr. With no daemon running there is nothing to do,
+and down says so and exits 0.
 
 options:
   --config PATH   read the session name from this config file
@@ -281,7 +288,9 @@ usage: agent-procs session list
        agent-procs session clean
 
 list    show every session with a pid file, and whether its daemon is running
-clean   remove the socket, pid file and state of sessions whose daemon is gone
+clean   for each session whose daemon is verifiably gone, remove its socket, pid
+        file, lock file and state directory (logs included), naming each; links
+        are not followed, files not owned by you are left
 
 options:
   --json          list: print {schema: 1, sessions: [{name, running}]} as JSON";
