@@ -122,7 +122,12 @@ fn grep_since_context_tail_combinations() {
     }
     // No match prints nothing and, as with grep, exits 1.
     let none = sb.run(&["logs", "app", "--grep", "nothing like this"]);
-    assert_eq!((none.code, none.stdout.as_str()), (1, ""), "{}", none.stderr);
+    assert_eq!(
+        (none.code, none.stdout.as_str()),
+        (1, ""),
+        "{}",
+        none.stderr
+    );
     // Output from the future does not exist; output older than 1 ms ago does.
     assert_eq!(sb.ok(&["logs", "app", "--since", "0s"]), "");
 }
