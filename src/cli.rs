@@ -887,7 +887,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             }
             Value(cmd) => break string(cmd, "the command", USAGE)?,
             Long(flag) => return Err(unknown_option(&format!("--{flag}"), USAGE)),
-            _ => return Err(arg.unexpected().into()),
+            Short(c) => return Err(unknown_option(&format!("-{c}"), USAGE)),
         }
     };
     let command = match command.as_str() {
@@ -1149,6 +1149,20 @@ fn unknown_command(typed: &str) -> Error {
         None => format!("unknown command '{typed}'; see 'agent-procs --help'"),
     };
     usage_error(msg, "")
+}
+
+/// `unknown session command 'lsit'; did you mean 'list'?`: the nearest of the
+/// command's subcommands in the table, else the message and the usage.
+fn unknown_subcommand(command: &str, typed: &str, usage: &'static str) -> Error {
+    let subs = COMMAND_TABLE
+        .iter()
+        .find(|spec| spec.name == command)
+        .map_or(&[][..], |spec| spec.subcommands);
+    let msg = format!("unknown {command} command '{typed}'");
+    match closest(typed, subs.iter().copied()) {
+        Some(sub) => usage_error(format!("{msg}; did you mean '{sub}'?"), ""),
+        None => usage_error(msg, usage),
+    }
 }
 
 /// The candidate nearest to `typed`, if near enough to be a slip of the keyboard:
@@ -1626,7 +1640,7 @@ fn parse_session(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Comman
     match sub.as_deref() {
         Some("list") => Ok(Command::SessionList),
         Some("clean") => Ok(Command::SessionClean),
-        Some(other) => Err(usage_error(format!("unknown session command '{other}'"), u)),
+        Some(other) => Err(unknown_subcommand("session", other, u)),
         None => Err(usage_error("session needs a subcommand: list or clean", u)),
     }
 }
@@ -1674,7 +1688,7 @@ fn parse_config(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command
         Some("show") => {
             return Err(usage_error("config show prints JSON only; add --json", u));
         }
-        Some(other) => return Err(usage_error(format!("unknown config command '{other}'"), u)),
+        Some(other) => return Err(unknown_subcommand("config", other, u)),
         None => return Err(usage_error("config needs a subcommand: check or show", u)),
     };
     Ok(Command::Config(ConfigArgs { show, path, json }))
@@ -1896,6 +1910,15 @@ mod tests {
                 "unknown option '-x' for status; see 'agent-procs status --help'",
             ),
             ("stpo web", "unknown command 'stpo'; did you mean 'stop'?"),
+            (
+                "session lsit",
+                "unknown session command 'lsit'; did you mean 'list'?",
+            ),
+            (
+                "config chekc",
+                "unknown config command 'chekc'; did you mean 'check'?",
+            ),
+            ("-x status", "unknown option '-x'; see 'agent-procs --help'"),
         ];
         for (line, want) in cases {
             match parse_str(line) {

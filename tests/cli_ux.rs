@@ -47,7 +47,7 @@ fn help_cmd_prints_what_cmd_help_prints() {
 #[test]
 fn typos_get_one_line_with_the_nearest_command_or_flag_and_exit_64() {
     let sb = Sandbox::new();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["stauts"],
             "unknown command 'stauts'; did you mean 'status'?",
@@ -67,6 +67,10 @@ fn typos_get_one_line_with_the_nearest_command_or_flag_and_exit_64() {
         (
             &["stop", "web", "--follow"],
             "unknown option '--follow' for stop; see 'agent-procs stop --help'",
+        ),
+        (
+            &["session", "lsit"],
+            "unknown session command 'lsit'; did you mean 'list'?",
         ),
         (
             &["--sesion", "x", "status"],
