@@ -324,6 +324,60 @@ fn logs_page_forward_with_a_cursor_and_keep_within_max_bytes() {
     assert_eq!(server.close(), 0);
 }
 
+#[test]
+fn up_starts_the_config_in_order_with_progress() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.root.join("agent-procs.yaml"),
+        "processes:\n  db:\n    cmd: echo db-ready; exec sleep 300\n    ready: {log: db-ready}\n  \
+         api:\n    cmd: echo api-up; exec sleep 300\n    depends_on: db\n    ready: {log: api-up}\n  \
+         extra:\n    cmd: exec sleep 300\n",
+    )
+    .expect("writing agent-procs.yaml");
+    let mut server = Server::start(&sb);
+    server.initialize("2025-11-25");
+    server.send(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "up", "arguments": {"only": ["api"], "timeout_s": 60},
+        "_meta": {"progressToken": 7}}})
+        .to_string(),
+    );
+    let mut progress = Vec::new();
+    let reply = loop {
+        let message = server.next(Duration::from_secs(60));
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], 7, "{message}");
+            progress.push(message["params"]["message"].as_str().unwrap().to_string());
+            continue;
+        }
+        break message;
+    };
+    assert_eq!(reply["result"]["isError"], false, "{reply}");
+    let steps = reply["result"]["structuredContent"]["steps"]
+        .as_array()
+        .unwrap();
+    let seen: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["event"].as_str().unwrap()))
+        .collect();
+    // db is ready before api starts; extra was not asked for.
+    let at = |step| {
+        seen.iter()
+            .position(|s| *s == step)
+            .unwrap_or_else(|| panic!("{seen:?}"))
+    };
+    assert!(at(("db", "ready")) < at(("api", "started")), "{seen:?}");
+    assert!(seen.contains(&("api", "ready")), "{seen:?}");
+    assert!(!seen.iter().any(|(name, _)| *name == "extra"), "{seen:?}");
+    assert!(progress.iter().any(|p| p == "db is ready"), "{progress:?}");
+    // A name the config does not have: an error naming what it has.
+    let wrong = server.call(2, "up", json!({"only": ["nope"]}));
+    assert_eq!(wrong["result"]["isError"], true, "{wrong}");
+    let text = wrong["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("nope") && text.contains("db"), "{text}");
+    assert_eq!(server.close(), 0);
+}
+
 /// A Python with the official MCP SDK and jsonschema, or why there is none.
 fn sdk_python() -> Result<PathBuf, String> {
     let works = |python: &PathBuf| {
