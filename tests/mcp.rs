@@ -196,6 +196,62 @@ fn broken_and_early_messages_get_the_json_rpc_error_codes() {
 }
 
 #[test]
+fn the_2026_07_28_envelope_needs_no_handshake_and_is_checked_per_request() {
+    let sb = Sandbox::new();
+    let meta = |version: &str| {
+        json!({"io.modelcontextprotocol/protocolVersion": version,
+               "io.modelcontextprotocol/clientCapabilities": {}})
+    };
+    let mut server = Server::start(&sb);
+    // A revision we do not speak: -32022, naming the one we do.
+    let old = server.ask(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+        "params": {"_meta": meta("2099-01-01")}}),
+    );
+    assert_eq!(error_code(&old), -32022, "{old}");
+    assert_eq!(
+        old["error"]["data"]["supported"],
+        json!(["2026-07-28"]),
+        "{old}"
+    );
+    let discover = server.ask(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "server/discover",
+        "params": {"_meta": meta("2026-07-28")}}),
+    );
+    assert_eq!(
+        discover["result"]["supportedVersions"],
+        json!(["2026-07-28"]),
+        "{discover}"
+    );
+    assert_eq!(discover["result"]["resultType"], "complete", "{discover}");
+    // Tools without initialize, every result tagged.
+    let call = server.ask(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "status", "arguments": {}, "_meta": meta("2026-07-28")}}));
+    assert_eq!(
+        call["result"]["structuredContent"],
+        json!({"processes": []}),
+        "{call}"
+    );
+    assert_eq!(call["result"]["resultType"], "complete", "{call}");
+    // On this connection: no initialize, and no request without its envelope.
+    let init = server.initialize("2025-11-25");
+    assert_eq!(error_code(&init), -32022, "{init}");
+    let bare = server.ask(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}));
+    assert_eq!(error_code(&bare), -32602, "{bare}");
+    assert_eq!(server.close(), 0);
+
+    // A connection that began with initialize takes no envelopes.
+    let mut server = Server::start(&sb);
+    server.initialize("2025-11-25");
+    let mixed = server.ask(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list",
+        "params": {"_meta": meta("2026-07-28")}}));
+    assert_eq!(error_code(&mixed), -32600, "{mixed}");
+    let list = server.ask(json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}));
+    assert!(list["result"].get("resultType").is_none(), "{list}");
+    assert_eq!(server.close(), 0);
+}
+
+#[test]
 fn a_cancelled_wait_ends_at_once_and_eof_leaves_processes_running() {
     let sb = Sandbox::new();
     let mut server = Server::start(&sb);

@@ -8,6 +8,8 @@ pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
+/// MCP's: a per-request envelope names a revision not spoken here.
+pub const UNSUPPORTED_VERSION: i64 = -32022;
 
 /// One message from the client. Ids are kept as their JSON text: they are
 /// only ever written back and compared.
@@ -33,6 +35,8 @@ pub struct Fault {
     pub id: String,
     pub code: i64,
     pub message: String,
+    /// The error's `data`, as JSON text.
+    pub data: Option<String>,
 }
 
 impl Fault {
@@ -41,6 +45,7 @@ impl Fault {
             id: id.to_string(),
             code,
             message: message.into(),
+            data: None,
         }
     }
 }
@@ -118,14 +123,27 @@ pub fn classify(line: &[u8]) -> Result<Message, Fault> {
     })
 }
 
-/// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` and a newline; `result` is JSON text.
-pub fn result(id: &str, result: &str) -> Vec<u8> {
-    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}\n").into_bytes()
+/// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` and a newline; `result` is a
+/// JSON object's text. `tagged` adds the `"resultType":"complete"` that
+/// revision 2026-07-28 requires.
+pub fn result(id: &str, result: &str, tagged: bool) -> Vec<u8> {
+    let body = match result.strip_suffix('}') {
+        Some(open) if tagged => {
+            let comma = if open.trim_end() == "{" { "" } else { "," };
+            format!("{open}{comma}\"resultType\":\"complete\"}}")
+        }
+        _ => result.to_string(),
+    };
+    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{body}}}\n").into_bytes()
 }
 
 pub fn error(fault: &Fault) -> Vec<u8> {
+    let data = match &fault.data {
+        Some(data) => format!(",\"data\":{data}"),
+        None => String::new(),
+    };
     format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":{},\"message\":{}}}}}\n",
+        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":{},\"message\":{}{data}}}}}\n",
         fault.id,
         fault.code,
         string(&fault.message)
@@ -245,8 +263,11 @@ mod tests {
 
     #[test]
     fn written_messages_are_one_json_line_each() {
-        let out = result("5", "{}");
+        let out = result("5", "{}", false);
         assert_eq!(out, b"{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n");
+        let tagged = |r| String::from_utf8(result("5", r, true)).unwrap();
+        assert!(tagged("{}").contains(r#""result":{"resultType":"complete"}}"#));
+        assert!(tagged(r#"{"a":1}"#).contains(r#""result":{"a":1,"resultType":"complete"}}"#));
         let out = error(&Fault::new(
             r#""x""#,
             METHOD_NOT_FOUND,

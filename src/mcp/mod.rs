@@ -35,6 +35,11 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// asking for another gets the newest, and decides whether it can go on.
 pub const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
+/// The revision of per-request envelopes (no `initialize`), spoken as well.
+pub const MODERN: &str = "2026-07-28";
+/// Where a 2026-07-28 request names its revision, in `params._meta`.
+const ENVELOPE_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
 /// The revision to answer a client that asked for `asked`.
 pub fn negotiate(asked: &str) -> &'static str {
     VERSIONS
@@ -77,8 +82,11 @@ struct Server {
     inbuf: Vec<u8>,
     /// Skipping the rest of an oversized message.
     discarding: bool,
-    /// The negotiated revision, once `initialize` was answered.
+    /// The negotiated revision, once `initialize` was answered or a request
+    /// came with a 2026-07-28 envelope.
     version: Option<&'static str>,
+    /// Speaking 2026-07-28: every request carries its envelope, results are tagged.
+    modern: bool,
     /// Pending calls, few at a time.
     calls: Vec<Call>,
     next_token: usize,
@@ -123,6 +131,7 @@ impl Server {
             inbuf: Vec::new(),
             discarding: false,
             version: None,
+            modern: false,
             calls: Vec::new(),
             next_token: FIRST_CALL,
             signals,
@@ -234,7 +243,7 @@ impl Server {
             }
             Ok(Message::Request { id, method, params }) => {
                 match self.on_request(&id, &method, &params) {
-                    Ok(Some(result)) => self.send(&jsonrpc::result(&id, &result)),
+                    Ok(Some(result)) => self.send(&jsonrpc::result(&id, &result, self.modern)),
                     Ok(None) => Ok(()),
                     Err(fault) => self.send(&jsonrpc::error(&fault)),
                 }
@@ -266,7 +275,59 @@ impl Server {
         params: &Map<String, Value>,
     ) -> std::result::Result<Option<String>, Fault> {
         let fault = |code, message: String| Fault::new(id, code, message);
+        // 2026-07-28: no handshake; each request names the revision. The
+        // first request decides which way this connection speaks.
+        let envelope = params.get("_meta").and_then(|m| m.get(ENVELOPE_VERSION));
+        match envelope {
+            _ if method == "initialize" && self.modern => {
+                let mut fault = fault(
+                    jsonrpc::UNSUPPORTED_VERSION,
+                    format!("this connection speaks {MODERN}, which has no initialize"),
+                );
+                fault.data = Some(format!("{{\"supported\":[\"{MODERN}\"]}}"));
+                return Err(fault);
+            }
+            Some(_) if method != "initialize" && self.version.is_some() && !self.modern => {
+                return Err(fault(
+                    jsonrpc::INVALID_REQUEST,
+                    format!(
+                        "this connection began with initialize; requests with a {MODERN} envelope are not taken on it"
+                    ),
+                ));
+            }
+            Some(asked) if method != "initialize" => {
+                if asked.as_str() != Some(MODERN) {
+                    let mut fault = fault(
+                        jsonrpc::UNSUPPORTED_VERSION,
+                        format!(
+                            "protocol version {asked} is not supported: requests with an envelope speak {MODERN}, initialize speaks {}",
+                            VERSIONS.join(", ")
+                        ),
+                    );
+                    fault.data = Some(format!(
+                        "{{\"supported\":[\"{MODERN}\"],\"requested\":{asked}}}"
+                    ));
+                    return Err(fault);
+                }
+                self.modern = true;
+                self.version = Some(MODERN);
+            }
+            None if self.modern => {
+                return Err(fault(
+                    jsonrpc::INVALID_PARAMS,
+                    format!("params._meta must carry {ENVELOPE_VERSION} on a {MODERN} connection"),
+                ));
+            }
+            _ => {}
+        }
         match method {
+            "server/discover" => Ok(Some(format!(
+                "{{\"supportedVersions\":[\"{MODERN}\"],\"ttlMs\":0,\"cacheScope\":\"private\",\"capabilities\":{{\"tools\":{{\"listChanged\":false}}}},\
+                 \"instructions\":{},\"_meta\":{{\"io.modelcontextprotocol/serverInfo\":\
+                 {{\"name\":\"agent-procs\",\"version\":\"{}\"}}}}}}",
+                jsonrpc::string(&instructions(&self.paths.session)),
+                env!("CARGO_PKG_VERSION")
+            ))),
             "initialize" => {
                 if self.version.is_some() {
                     return Err(fault(
@@ -299,7 +360,15 @@ impl Server {
                 format!("{method} before initialize: send initialize first"),
             )),
             // One line: the schemas are written over several for reading.
-            "tools/list" => Ok(Some(tools::TOOLS.replace('\n', ""))),
+            "tools/list" => {
+                let mut list = tools::TOOLS.replace('\n', "");
+                if self.modern {
+                    // 2026-07-28 caching hints: the list is fixed for this binary.
+                    list.pop();
+                    list.push_str(",\"ttlMs\":3600000,\"cacheScope\":\"private\"}");
+                }
+                Ok(Some(list))
+            }
             "tools/call" => self.call(id, params),
             _ => Err(fault(
                 jsonrpc::METHOD_NOT_FOUND,
@@ -463,7 +532,7 @@ impl Server {
         match done {
             Some(outcome) => {
                 let _ = self.poll.registry().deregister(&mut call.stream);
-                self.send(&jsonrpc::result(&call.id, &outcome.to_json()))
+                self.send(&jsonrpc::result(&call.id, &outcome.to_json(), self.modern))
             }
             None => {
                 self.calls.push(call);
@@ -559,5 +628,6 @@ mod tests {
         assert_eq!(negotiate("1.0"), "2025-11-25");
         assert!(bad_arguments_are_tool_errors("2025-11-25"));
         assert!(!bad_arguments_are_tool_errors("2025-06-18"));
+        assert!(bad_arguments_are_tool_errors(MODERN));
     }
 }

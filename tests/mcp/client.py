@@ -63,8 +63,18 @@ async def main(bin_path: str, root: str) -> None:
     params = StdioServerParameters(
         command=bin_path, args=["mcp", "--session", "default"], env=env, cwd=root
     )
-    async with Client(params, read_timeout_seconds=60) as client:
+    # The handshake era: initialize, at the newest revision it has.
+    async with Client(params, read_timeout_seconds=60, mode="legacy") as client:
         assert client.protocol_version == "2025-11-25", client.protocol_version
+        assert client.server_info.name == "agent-procs", client.server_info
+        listed = await client.list_tools()
+        assert {t.name for t in listed.tools} == TOOLS, listed
+        rows = (await client.call_tool("status", {})).structured_content
+        assert rows == {"processes": []}, rows
+
+    # The SDK's default: server/discover, then 2026-07-28 envelopes on every request.
+    async with Client(params, read_timeout_seconds=60) as client:
+        assert client.protocol_version == "2026-07-28", client.protocol_version
         assert client.server_info.name == "agent-procs", client.server_info
 
         listed = await client.list_tools()
