@@ -366,14 +366,11 @@ fish    install it as share/fish/vendor_completions.d/agent-procs.fish";
 const MCP_USAGE: &str = "\
 usage: agent-procs mcp [--session NAME]
 
-Serve the Model Context Protocol (MCP) over stdio: JSON-RPC 2.0, one message
-per line on stdin and stdout, for coding agents (Claude Code, Codex, Cursor,
-Zed, ...). Tools: start, up, stop, restart, down, status, logs, wait. It is a
-client of the session's daemon, started when a tool creates processes. When
-the agent disconnects, its processes keep running; only the down tool stops
-them. Diagnostics go to stderr. Register it with, for example:
-
-  claude mcp add agent-procs -- agent-procs mcp
+Serve the Model Context Protocol over stdio (JSON-RPC, one message per line) for
+coding agents, with the tools start, up, stop, restart, down, status, logs and
+wait, as a client of the session's daemon. Processes keep running when the
+agent disconnects; only the down tool stops them. Register it with, e.g.,
+claude mcp add agent-procs -- agent-procs mcp
 
 options:
   --session NAME  session to use (default: $AGENT_PROCS_SESSION, else auto:

@@ -425,7 +425,7 @@ fn up_starts_the_config_in_order_with_progress() {
     assert!(at(("db", "ready")) < at(("api", "started")), "{seen:?}");
     assert!(seen.contains(&("api", "ready")), "{seen:?}");
     assert!(!seen.iter().any(|(name, _)| *name == "extra"), "{seen:?}");
-    assert!(progress.iter().any(|p| p == "db is ready"), "{progress:?}");
+    assert!(progress.iter().any(|p| p == "db: ready"), "{progress:?}");
     // A name the config does not have: an error naming what it has.
     let wrong = server.call(2, "up", json!({"only": ["nope"]}));
     assert_eq!(wrong["result"]["isError"], true, "{wrong}");

@@ -37,6 +37,8 @@ pub const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-
 
 /// The revision of per-request envelopes (no `initialize`), spoken as well.
 pub const MODERN: &str = "2026-07-28";
+/// The `data` of -32022: what a per-request envelope may name.
+const SUPPORTED: &str = r#"{"supported":["2026-07-28"]}"#;
 /// Where a 2026-07-28 request names its revision, in `params._meta`.
 const ENVELOPE_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
@@ -284,7 +286,7 @@ impl Server {
                     jsonrpc::UNSUPPORTED_VERSION,
                     format!("this connection speaks {MODERN}, which has no initialize"),
                 );
-                fault.data = Some(format!("{{\"supported\":[\"{MODERN}\"]}}"));
+                fault.data = Some(SUPPORTED.into());
                 return Err(fault);
             }
             Some(_) if method != "initialize" && self.version.is_some() && !self.modern => {
@@ -300,13 +302,11 @@ impl Server {
                     let mut fault = fault(
                         jsonrpc::UNSUPPORTED_VERSION,
                         format!(
-                            "protocol version {asked} is not supported: requests with an envelope speak {MODERN}, initialize speaks {}",
+                            "this protocol version is not supported: requests with an envelope speak {MODERN}, initialize speaks {}",
                             VERSIONS.join(", ")
                         ),
                     );
-                    fault.data = Some(format!(
-                        "{{\"supported\":[\"{MODERN}\"],\"requested\":{asked}}}"
-                    ));
+                    fault.data = Some(SUPPORTED.into());
                     return Err(fault);
                 }
                 self.modern = true;

@@ -5,7 +5,6 @@
 
 use crate::cli::LogsArgs;
 use crate::client;
-use crate::logs::pattern::Pattern;
 use crate::logs::query::Position;
 use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, RestartPolicy};
@@ -18,26 +17,26 @@ pub const MAX_WAIT_SECS: f64 = 300.0;
 
 /// The `tools/list` result: short descriptions with examples, small defaults.
 pub const TOOLS: &str = r#"{"tools":[
-{"name":"start","description":"Start one long-running process in the background. Returns at once with its name, pid and URL; it keeps running after this call and after you disconnect. Then call wait to know it is ready. Example: {\"name\":\"web\",\"command\":\"npm run dev\",\"port\":3000}",
+{"name":"start","description":"Start a long-running process in the background; it keeps running after you disconnect. Returns at once: call wait to know it is ready. Example: {\"name\":\"web\",\"command\":\"npm run dev\",\"port\":3000}",
 "inputSchema":{"type":"object","properties":{
 "command":{"type":"string","description":"shell command line (sh -c)"},
 "name":{"type":"string","description":"name to refer to it by: letters, digits, . _ - (default p1, p2, ...)"},
-"cwd":{"type":"string","description":"working directory, relative to the server's (default: the server's)"},
-"env":{"type":"object","additionalProperties":{"type":"string"},"description":"extra environment variables, e.g. {\"DEBUG\":\"1\"}"},
+"cwd":{"type":"string","description":"working directory (default: the server's)"},
+"env":{"type":"object","additionalProperties":{"type":"string"},"description":"extra environment variables"},
 "port":{"type":"integer","minimum":1,"maximum":65535,"description":"port it listens on: sets PORT and HOST=127.0.0.1 for it"},
 "autorestart":{"type":"string","enum":["never","on-failure","always"],"description":"restart it when it exits (default never)"},
 "max_restarts":{"type":"integer","minimum":0,"description":"with autorestart: give up after this many"},
 "restart_delay_ms":{"type":"integer","minimum":0,"description":"with autorestart: pause before each restart (default 1000)"}},
 "required":["command"],"additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"name":{"type":"string"},"id":{"type":"string"},"pid":{"type":"integer"},"port":{"type":["integer","null"]},"url":{"type":["string","null"]},"warning":{"type":"string"}},"required":["name","id","pid"]}},
-{"name":"up","description":"Start the processes of agent-procs.yaml (the nearest one in the server's directory or above) in dependency order, each once what it depends on is ready. Running ones with the same definition are left alone. Example: {\"only\":[\"api\"]} starts api and what it needs.",
+{"name":"up","description":"Start the processes of agent-procs.yaml (nearest in the server's directory or above) in dependency order; running ones with the same definition are left alone. Example: {\"only\":[\"api\"]}",
 "inputSchema":{"type":"object","properties":{
 "only":{"type":"array","items":{"type":"string"},"description":"start only these (and their dependencies)"},
-"config":{"type":"string","description":"path of the config file (default: search for agent-procs.yaml)"},
+"config":{"type":"string","description":"config file (default: the nearest agent-procs.yaml)"},
 "timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":3600,"description":"fail if the stack is not ready in this many seconds"}},
 "additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"steps":{"type":"array","items":{"type":"object","properties":{"event":{"type":"string"},"name":{"type":"string"},"pid":{"type":"integer"},"url":{"type":["string","null"]}},"required":["event","name"]}}},"required":["steps"]}},
-{"name":"stop","description":"Stop a process and its whole process group (SIGTERM, then SIGKILL after the grace period). Its logs stay readable. Example: {\"name\":\"web\"}",
+{"name":"stop","description":"Stop a process and its process group (SIGTERM, then SIGKILL after the grace period). Example: {\"name\":\"web\"}",
 "inputSchema":{"type":"object","properties":{
 "name":{"type":"string","description":"process name or id"},
 "timeout_s":{"type":"number","minimum":0,"maximum":3600,"description":"grace period before SIGKILL (default 10)"}},
@@ -52,7 +51,7 @@ pub const TOOLS: &str = r#"{"tools":[
 {"name":"status","description":"List the processes with state, pid, exit code and uptime. With name: that one in full, with memory, CPU, listening ports, last exits and log files. Example: {} or {\"name\":\"web\"}",
 "inputSchema":{"type":"object","properties":{
 "name":{"type":"string","description":"one process, in full"},
-"resources":{"type":"boolean","description":"add memory, CPU and listening ports for every process (default false)"}},
+"resources":{"type":"boolean","description":"add memory, CPU and ports for every process"}},
 "additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"processes":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"state":{"type":"string"}},"required":["name","state"]}},"notes":{"type":"array","items":{"type":"string"}}},"required":["processes"]}},
 {"name":"logs","description":"Read a process's output (stdout and stderr, stderr lines marked err|), newest lines by default. Pass the returned cursor as after next time to get only new lines, oldest first; more: true means call again. Example: {\"name\":\"web\",\"grep\":\"error\",\"ignore_case\":true}",
@@ -69,7 +68,7 @@ pub const TOOLS: &str = r#"{"tools":[
 "max_bytes":{"type":"integer","minimum":1,"maximum":1000000,"description":"at most this much text (default 8000)"}},
 "additionalProperties":false},
 "outputSchema":{"type":"object","properties":{"output":{"type":"string"},"lines":{"type":"integer"},"cursor":{"type":"string"},"more":{"type":"boolean"},"omitted_lines":{"type":"integer"}},"required":["output","lines","cursor","more"]}},
-{"name":"wait","description":"Block until a process prints a matching line (until), exits (exit), accepts TCP connections on a port (port), or answers an http:// URL with 2xx/3xx (http). Give exactly one condition and a timeout. Output since its last start counts. Example: {\"name\":\"web\",\"port\":3000,\"timeout_s\":30}",
+{"name":"wait","description":"Block until a process prints a matching line (until), exits (exit), accepts connections on a port (port) or answers an http:// URL with 2xx/3xx (http): exactly one, and a timeout. Output since its last start counts. Example: {\"name\":\"web\",\"port\":3000,\"timeout_s\":30}",
 "inputSchema":{"type":"object","properties":{
 "name":{"type":"string","description":"process name or id"},
 "until":{"type":"string","description":"text of a line to wait for"},
@@ -92,9 +91,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn ok(text: impl Into<String>, structured: String) -> Outcome {
+    pub fn ok(text: String, structured: String) -> Outcome {
         Outcome {
-            text: text.into(),
+            text,
             structured: Some(structured),
             is_error: false,
         }
@@ -457,16 +456,20 @@ fn start(a: &Args) -> Result<Plan, String> {
     })
 }
 
+const ONLY_NAMES: &str = "up: only must be a list of process names";
+
 fn up(a: &Args, _paths: &SessionPaths) -> Result<Plan, String> {
     a.only(&["only", "config", "timeout_s"])?;
     let only: Vec<String> = match a.args.get("only") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(names)) => names
-            .iter()
-            .map(|n| n.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .ok_or("up: only must be a list of process names")?,
-        Some(_) => return Err("up: only must be a list of process names".into()),
+        Some(Value::Array(names)) => {
+            let mut only = Vec::new();
+            for name in names {
+                only.push(name.as_str().ok_or(ONLY_NAMES)?.to_string());
+            }
+            only
+        }
+        Some(_) => return Err(ONLY_NAMES.into()),
     };
     let timeout = a.seconds("timeout_s", 3600.0)?;
     let file =
@@ -659,13 +662,9 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
                 ..
             },
         ) => {
-            let text = match event.as_str() {
-                "started" => format!("started {name} (pid {pid})"),
-                "restarted" => format!("restarted {name} (pid {pid}): its definition changed"),
-                "running" => format!("{name} is already running (pid {pid})"),
-                "ready" => format!("{name} is ready"),
-                other => format!("{name}: {other}"),
-            };
+            // `db: started`, `db: ready`; `running` is one already running, and
+            // `restarted` one whose definition changed.
+            let text = format!("{name}: {event}");
             steps.push(
                 Obj::new()
                     .str("event", &event)
@@ -704,7 +703,7 @@ pub fn on_eof(job: &Job) -> Outcome {
     match job {
         Job::Down => {
             let json = r#"{"message":"all processes stopped","stopped":true}"#;
-            Outcome::ok("all processes stopped", json.to_string())
+            Outcome::ok("all processes stopped".into(), json.to_string())
         }
         _ => Outcome::error(
             "the daemon closed the connection before answering (it may have been shut down); try again",
@@ -741,22 +740,14 @@ fn status(one: bool, reply: Response) -> Outcome {
         .trim_end()
         .replacen("\"type\":\"Status\",", "", 1);
     let (processes, notes) = (&processes[..], &notes[..]);
-    let mut text = if one {
-        // The detail in full is in the structured form; this is its summary.
-        processes
-            .first()
-            .map(|p| {
-                let mut text = client::status_table(std::slice::from_ref(p), true);
-                if let Some(files) = &p.log_files {
-                    text.push_str(&format!("logs: {}\n", files.join(" ")));
-                }
-                text
-            })
-            .unwrap_or_default()
-    } else if processes.is_empty() {
+    // The detail in full is in the structured form; this is its summary.
+    let mut text = if processes.is_empty() {
         "no processes\n".to_string()
     } else {
-        client::status_table(processes, processes.iter().any(|p| p.rss_bytes.is_some()))
+        client::status_table(
+            processes,
+            one || processes.iter().any(|p| p.rss_bytes.is_some()),
+        )
     };
     for note in notes {
         text.push_str(&format!("note: {note}\n"));
@@ -800,9 +791,6 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
     let (regex, ignore_case) = (a.flag("regex")?, a.flag("ignore_case")?);
     if grep.is_none() && (regex || ignore_case || context > 0) {
         return Err("logs: regex, ignore_case and context go with grep".into());
-    }
-    if let Some(text) = &grep {
-        Pattern::new(text, regex, ignore_case).map_err(|e| format!("logs: {e}"))?;
     }
     let since = match a.string("since")? {
         None => None,
@@ -1114,7 +1102,8 @@ mod tests {
     #[test]
     fn results_carry_text_structure_and_the_error_flag() {
         let ok: Value =
-            serde_json::from_str(&Outcome::ok("fine", r#"{"a":1}"#.into()).to_json()).unwrap();
+            serde_json::from_str(&Outcome::ok("fine".into(), r#"{"a":1}"#.into()).to_json())
+                .unwrap();
         assert_eq!(ok["content"][0]["text"], "fine");
         assert_eq!(ok["structuredContent"]["a"], 1);
         assert_eq!(ok["isError"], false);
