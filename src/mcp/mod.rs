@@ -359,9 +359,8 @@ impl Server {
                 jsonrpc::INVALID_REQUEST,
                 format!("{method} before initialize: send initialize first"),
             )),
-            // One line: the schemas are written over several for reading.
             "tools/list" => {
-                let mut list = tools::TOOLS.replace('\n', "");
+                let mut list = tools::TOOLS.to_string();
                 if self.modern {
                     // 2026-07-28 caching hints: the list is fixed for this binary.
                     list.pop();

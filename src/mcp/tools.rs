@@ -15,71 +15,73 @@ use std::time::Duration;
 /// The longest `wait` an agent may ask for.
 pub const MAX_WAIT_SECS: f64 = 300.0;
 
-/// The `tools/list` result: short descriptions with examples, small defaults.
-pub const TOOLS: &str = r#"{"tools":[
-{"name":"start","description":"Start a long-running process in the background; it keeps running after you disconnect. Returns at once: call wait to know it is ready. Example: {\"name\":\"web\",\"command\":\"npm run dev\",\"port\":3000}",
-"inputSchema":{"type":"object","properties":{
-"command":{"type":"string","description":"shell command line (sh -c)"},
-"name":{"type":"string","description":"name to refer to it by: letters, digits, . _ - (default p1, p2, ...)"},
-"cwd":{"type":"string","description":"working directory (default: the server's)"},
-"env":{"type":"object","additionalProperties":{"type":"string"},"description":"extra environment variables"},
-"port":{"type":"integer","minimum":1,"maximum":65535,"description":"port it listens on: sets PORT and HOST=127.0.0.1 for it"},
-"autorestart":{"type":"string","enum":["never","on-failure","always"],"description":"restart it when it exits (default never)"},
-"max_restarts":{"type":"integer","minimum":0,"description":"with autorestart: give up after this many"},
-"restart_delay_ms":{"type":"integer","minimum":0,"description":"with autorestart: pause before each restart (default 1000)"}},
-"required":["command"],"additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"name":{"type":"string"},"id":{"type":"string"},"pid":{"type":"integer"},"port":{"type":["integer","null"]},"url":{"type":["string","null"]},"warning":{"type":"string"}},"required":["name","id","pid"]}},
-{"name":"up","description":"Start the processes of agent-procs.yaml (nearest in the server's directory or above) in dependency order; running ones with the same definition are left alone. Example: {\"only\":[\"api\"]}",
-"inputSchema":{"type":"object","properties":{
-"only":{"type":"array","items":{"type":"string"},"description":"start only these (and their dependencies)"},
-"config":{"type":"string","description":"config file (default: the nearest agent-procs.yaml)"},
-"timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":3600,"description":"fail if the stack is not ready in this many seconds"}},
-"additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"steps":{"type":"array","items":{"type":"object","properties":{"event":{"type":"string"},"name":{"type":"string"},"pid":{"type":"integer"},"url":{"type":["string","null"]}},"required":["event","name"]}}},"required":["steps"]}},
-{"name":"stop","description":"Stop a process and its process group (SIGTERM, then SIGKILL after the grace period). Example: {\"name\":\"web\"}",
-"inputSchema":{"type":"object","properties":{
-"name":{"type":"string","description":"process name or id"},
-"timeout_s":{"type":"number","minimum":0,"maximum":3600,"description":"grace period before SIGKILL (default 10)"}},
-"required":["name"],"additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"message":{"type":"string"}},"required":["message"]}},
-{"name":"restart","description":"Stop a process if it runs, then start it again with the same command, directory and environment. Example: {\"name\":\"web\"}",
-"inputSchema":{"type":"object","properties":{"name":{"type":"string","description":"process name or id"}},"required":["name"],"additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"name":{"type":"string"},"id":{"type":"string"},"pid":{"type":"integer"},"port":{"type":["integer","null"]},"url":{"type":["string","null"]},"warning":{"type":"string"}},"required":["name","id","pid"]}},
-{"name":"down","description":"Stop every process of the session and shut its daemon down. The only tool that ends processes you did not name. Example: {}",
-"inputSchema":{"type":"object","properties":{},"additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"message":{"type":"string"},"stopped":{"type":"boolean"}},"required":["message","stopped"]}},
-{"name":"status","description":"List the processes with state, pid, exit code and uptime. With name: that one in full, with memory, CPU, listening ports, last exits and log files. Example: {} or {\"name\":\"web\"}",
-"inputSchema":{"type":"object","properties":{
-"name":{"type":"string","description":"one process, in full"},
-"resources":{"type":"boolean","description":"add memory, CPU and ports for every process"}},
-"additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"processes":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"state":{"type":"string"}},"required":["name","state"]}},"notes":{"type":"array","items":{"type":"string"}}},"required":["processes"]}},
-{"name":"logs","description":"Read a process's output (stdout and stderr, stderr lines marked err|), newest lines by default. Pass the returned cursor as after next time to get only new lines, oldest first; more: true means call again. Example: {\"name\":\"web\",\"grep\":\"error\",\"ignore_case\":true}",
-"inputSchema":{"type":"object","properties":{
-"name":{"type":"string","description":"process name or id (default: every process, lines marked [name])"},
-"stream":{"type":"string","enum":["both","stdout","stderr"],"description":"default both"},
-"tail":{"type":"integer","minimum":1,"maximum":10000,"description":"at most this many lines (default 50)"},
-"grep":{"type":"string","description":"only lines containing this"},
-"regex":{"type":"boolean","description":"grep is a regular expression"},
-"ignore_case":{"type":"boolean"},
-"context":{"type":"integer","minimum":0,"maximum":100,"description":"with grep: lines around each match"},
-"since":{"type":"string","description":"30s, 5m, 2h, 1d ago, restart (the latest start) or start (everything kept)"},
-"after":{"type":"string","description":"cursor from an earlier call: only lines after it"},
-"max_bytes":{"type":"integer","minimum":1,"maximum":1000000,"description":"at most this much text (default 8000)"}},
-"additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"output":{"type":"string"},"lines":{"type":"integer"},"cursor":{"type":"string"},"more":{"type":"boolean"},"omitted_lines":{"type":"integer"}},"required":["output","lines","cursor","more"]}},
-{"name":"wait","description":"Block until a process prints a matching line (until), exits (exit), accepts connections on a port (port) or answers an http:// URL with 2xx/3xx (http): exactly one, and a timeout. Output since its last start counts. Example: {\"name\":\"web\",\"port\":3000,\"timeout_s\":30}",
-"inputSchema":{"type":"object","properties":{
-"name":{"type":"string","description":"process name or id"},
-"until":{"type":"string","description":"text of a line to wait for"},
-"regex":{"type":"boolean","description":"until is a regular expression"},
-"exit":{"type":"boolean","description":"wait for the process to exit"},
-"port":{"type":"integer","minimum":1,"maximum":65535,"description":"wait until 127.0.0.1:port accepts connections"},
-"http":{"type":"string","description":"wait until a GET of this URL (host an IP or localhost) answers 2xx or 3xx"},
-"timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":300,"description":"give up after this many seconds"}},
-"required":["name","timeout_s"],"additionalProperties":false},
-"outputSchema":{"type":"object","properties":{"event":{"type":"string","enum":["match","exit"]},"line":{"type":"string"},"exit_code":{"type":["integer","null"]},"exit_signal":{"type":["string","null"]}},"required":["event"]}}
-]}"#;
+/// The `tools/list` result, one line: short descriptions with examples, small defaults.
+pub const TOOLS: &str = concat!(
+    r#"{"tools":["#,
+    r#"{"name":"start","description":"Start a long-running process in the background; it keeps running after you disconnect. Returns at once: call wait to know it is ready. Example: {\"name\":\"web\",\"command\":\"npm run dev\",\"port\":3000}","#,
+    r#""inputSchema":{"type":"object","properties":{"#,
+    r#""command":{"type":"string","description":"shell command line (sh -c)"},"#,
+    r#""name":{"type":"string","description":"name to refer to it by: letters, digits, . _ - (default p1, p2, ...)"},"#,
+    r#""cwd":{"type":"string","description":"working directory (default: the server's)"},"#,
+    r#""env":{"type":"object","additionalProperties":{"type":"string"},"description":"extra environment variables"},"#,
+    r#""port":{"type":"integer","minimum":1,"maximum":65535,"description":"port it listens on: sets PORT and HOST=127.0.0.1 for it"},"#,
+    r#""autorestart":{"type":"string","enum":["never","on-failure","always"],"description":"restart it when it exits (default never)"},"#,
+    r#""max_restarts":{"type":"integer","minimum":0,"description":"with autorestart: give up after this many"},"#,
+    r#""restart_delay_ms":{"type":"integer","minimum":0,"description":"with autorestart: pause before each restart (default 1000)"}},"#,
+    r#""required":["command"],"additionalProperties":false},"#,
+    r#""outputSchema":{"type":"object","properties":{"name":{"type":"string"},"id":{"type":"string"},"pid":{"type":"integer"},"port":{"type":["integer","null"]},"url":{"type":["string","null"]},"warning":{"type":"string"}},"required":["name","id","pid"]}},"#,
+    r#"{"name":"up","description":"Start the processes of agent-procs.yaml (nearest in the server's directory or above) in dependency order; running ones with the same definition are left alone. Example: {\"only\":[\"api\"]}","#,
+    r#""inputSchema":{"type":"object","properties":{"#,
+    r#""only":{"type":"array","items":{"type":"string"},"description":"start only these (and their dependencies)"},"#,
+    r#""config":{"type":"string","description":"config file (default: the nearest agent-procs.yaml)"},"#,
+    r#""timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":3600,"description":"fail if the stack is not ready in this many seconds"}},"#,
+    r#""additionalProperties":false},"#,
+    r#""outputSchema":{"type":"object","properties":{"steps":{"type":"array","items":{"type":"object","properties":{"event":{"type":"string"},"name":{"type":"string"},"pid":{"type":"integer"},"url":{"type":["string","null"]}},"required":["event","name"]}}},"required":["steps"]}},"#,
+    r#"{"name":"stop","description":"Stop a process and its process group (SIGTERM, then SIGKILL after the grace period). Example: {\"name\":\"web\"}","#,
+    r#""inputSchema":{"type":"object","properties":{"#,
+    r#""name":{"type":"string","description":"process name or id"},"#,
+    r#""timeout_s":{"type":"number","minimum":0,"maximum":3600,"description":"grace period before SIGKILL (default 10)"}},"#,
+    r#""required":["name"],"additionalProperties":false},"#,
+    r#""outputSchema":{"type":"object","properties":{"message":{"type":"string"}},"required":["message"]}},"#,
+    r#"{"name":"restart","description":"Stop a process if it runs, then start it again with the same command, directory and environment. Example: {\"name\":\"web\"}","#,
+    r#""inputSchema":{"type":"object","properties":{"name":{"type":"string","description":"process name or id"}},"required":["name"],"additionalProperties":false},"#,
+    r#""outputSchema":{"type":"object","properties":{"name":{"type":"string"},"id":{"type":"string"},"pid":{"type":"integer"},"port":{"type":["integer","null"]},"url":{"type":["string","null"]},"warning":{"type":"string"}},"required":["name","id","pid"]}},"#,
+    r#"{"name":"down","description":"Stop every process of the session and shut its daemon down. The only tool that ends processes you did not name. Example: {}","#,
+    r#""inputSchema":{"type":"object","properties":{},"additionalProperties":false},"#,
+    r#""outputSchema":{"type":"object","properties":{"message":{"type":"string"},"stopped":{"type":"boolean"}},"required":["message","stopped"]}},"#,
+    r#"{"name":"status","description":"List the processes with state, pid, exit code and uptime. With name: that one in full, with memory, CPU, listening ports, last exits and log files. Example: {} or {\"name\":\"web\"}","#,
+    r#""inputSchema":{"type":"object","properties":{"#,
+    r#""name":{"type":"string","description":"one process, in full"},"#,
+    r#""resources":{"type":"boolean","description":"add memory, CPU and ports for every process"}},"#,
+    r#""additionalProperties":false},"#,
+    r#""outputSchema":{"type":"object","properties":{"processes":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"state":{"type":"string"}},"required":["name","state"]}},"notes":{"type":"array","items":{"type":"string"}}},"required":["processes"]}},"#,
+    r#"{"name":"logs","description":"Read a process's output (stdout and stderr, stderr lines marked err|), newest lines by default. Pass the returned cursor as after next time to get only new lines, oldest first; more: true means call again. Example: {\"name\":\"web\",\"grep\":\"error\",\"ignore_case\":true}","#,
+    r#""inputSchema":{"type":"object","properties":{"#,
+    r#""name":{"type":"string","description":"process name or id (default: every process, lines marked [name])"},"#,
+    r#""stream":{"type":"string","enum":["both","stdout","stderr"],"description":"default both"},"#,
+    r#""tail":{"type":"integer","minimum":1,"maximum":10000,"description":"at most this many lines (default 50)"},"#,
+    r#""grep":{"type":"string","description":"only lines containing this"},"#,
+    r#""regex":{"type":"boolean","description":"grep is a regular expression"},"#,
+    r#""ignore_case":{"type":"boolean"},"#,
+    r#""context":{"type":"integer","minimum":0,"maximum":100,"description":"with grep: lines around each match"},"#,
+    r#""since":{"type":"string","description":"30s, 5m, 2h, 1d ago, restart (the latest start) or start (everything kept)"},"#,
+    r#""after":{"type":"string","description":"cursor from an earlier call: only lines after it"},"#,
+    r#""max_bytes":{"type":"integer","minimum":1,"maximum":1000000,"description":"at most this much text (default 8000)"}},"#,
+    r#""additionalProperties":false},"#,
+    r#""outputSchema":{"type":"object","properties":{"output":{"type":"string"},"lines":{"type":"integer"},"cursor":{"type":"string"},"more":{"type":"boolean"},"omitted_lines":{"type":"integer"}},"required":["output","lines","cursor","more"]}},"#,
+    r#"{"name":"wait","description":"Block until a process prints a matching line (until), exits (exit), accepts connections on a port (port) or answers an http:// URL with 2xx/3xx (http): exactly one, and a timeout. Output since its last start counts. Example: {\"name\":\"web\",\"port\":3000,\"timeout_s\":30}","#,
+    r#""inputSchema":{"type":"object","properties":{"#,
+    r#""name":{"type":"string","description":"process name or id"},"#,
+    r#""until":{"type":"string","description":"text of a line to wait for"},"#,
+    r#""regex":{"type":"boolean","description":"until is a regular expression"},"#,
+    r#""exit":{"type":"boolean","description":"wait for the process to exit"},"#,
+    r#""port":{"type":"integer","minimum":1,"maximum":65535,"description":"wait until 127.0.0.1:port accepts connections"},"#,
+    r#""http":{"type":"string","description":"wait until a GET of this URL (host an IP or localhost) answers 2xx or 3xx"},"#,
+    r#""timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":300,"description":"give up after this many seconds"}},"#,
+    r#""required":["name","timeout_s"],"additionalProperties":false},"#,
+    r#""outputSchema":{"type":"object","properties":{"event":{"type":"string","enum":["match","exit"]},"line":{"type":"string"},"exit_code":{"type":["integer","null"]},"exit_signal":{"type":["string","null"]}},"required":["event"]}}"#,
+    r#"]}"#,
+);
 
 /// What a tool call ended with.
 #[derive(Debug, PartialEq)]
@@ -99,9 +101,9 @@ impl Outcome {
         }
     }
 
-    pub fn error(text: impl Into<String>) -> Outcome {
+    pub fn error(text: String) -> Outcome {
         Outcome {
-            text: text.into(),
+            text,
             structured: None,
             is_error: true,
         }
@@ -261,12 +263,12 @@ impl Obj {
         }
     }
 
-    /// A number or a boolean.
-    fn num(self, key: &str, value: impl std::fmt::Display) -> Obj {
+    /// A number or a boolean (one copy of this for every type).
+    fn num(self, key: &str, value: &dyn std::fmt::Display) -> Obj {
         self.raw(key, &value.to_string())
     }
 
-    fn opt(self, key: &str, value: Option<impl std::fmt::Display>) -> Obj {
+    fn opt(self, key: &str, value: Option<&dyn std::fmt::Display>) -> Obj {
         match value {
             Some(value) => self.num(key, value),
             None => self.raw(key, "null"),
@@ -591,8 +593,8 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
             let mut json = Obj::new()
                 .str("name", &name)
                 .str("id", &id)
-                .num("pid", pid)
-                .opt("port", port)
+                .num("pid", &pid)
+                .opt("port", port.as_ref().map(|p| p as _))
                 .opt_str("url", url.as_deref());
             if let Some(w) = warning {
                 text.push_str(&format!("; warning: {w}"));
@@ -625,7 +627,7 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
             };
             let json = Obj::new()
                 .str("event", "exit")
-                .opt("exit_code", exit_code)
+                .opt("exit_code", exit_code.as_ref().map(|c| c as _))
                 .opt_str("exit_signal", exit_signal.as_deref())
                 .end();
             Step::Done(Outcome::ok(text, json))
@@ -669,7 +671,7 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
                 Obj::new()
                     .str("event", &event)
                     .str("name", &name)
-                    .num("pid", pid)
+                    .num("pid", &pid)
                     .opt_str("url", url.as_deref())
                     .end(),
             );
@@ -706,7 +708,7 @@ pub fn on_eof(job: &Job) -> Outcome {
             Outcome::ok("all processes stopped".into(), json.to_string())
         }
         _ => Outcome::error(
-            "the daemon closed the connection before answering (it may have been shut down); try again",
+            "the daemon closed the connection before answering (it may have been shut down); try again".into(),
         ),
     }
 }
@@ -734,7 +736,7 @@ fn status(one: bool, reply: Response) -> Outcome {
     let mut line = Vec::new();
     crate::protocol::encode_response(&mut line, &reply);
     let Response::Status { processes, notes } = reply else {
-        return Outcome::error("unexpected reply from the daemon");
+        return Outcome::error("unexpected reply from the daemon".into());
     };
     let json = String::from_utf8_lossy(&line)
         .trim_end()
@@ -875,12 +877,12 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
     let count = keep.len();
     let mut json = Obj::new()
         .str("output", &output)
-        .num("lines", count)
+        .num("lines", &count)
         .str("cursor", &cursor)
-        .num("more", more);
+        .num("more", &more);
     let mut text = output;
     if omitted > 0 {
-        json = json.num("omitted_lines", omitted);
+        json = json.num("omitted_lines", &omitted);
         text.insert_str(
             0,
             &format!("[{omitted} older lines left out to stay within max_bytes {budget}]\n"),
@@ -1108,7 +1110,7 @@ mod tests {
         assert_eq!(ok["structuredContent"]["a"], 1);
         assert_eq!(ok["isError"], false);
         let bad: Value =
-            serde_json::from_str(&Outcome::error("no such process").to_json()).unwrap();
+            serde_json::from_str(&Outcome::error("no such process".into()).to_json()).unwrap();
         assert_eq!(bad["isError"], true);
         assert!(bad.get("structuredContent").is_none());
     }
@@ -1138,7 +1140,7 @@ mod tests {
         };
         assert_eq!(
             outcome,
-            Outcome::error("no process 'web'; the status tool lists the processes")
+            Outcome::error("no process 'web'; the status tool lists the processes".into())
         );
     }
 }
