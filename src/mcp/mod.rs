@@ -221,7 +221,7 @@ impl Server {
             if self.inbuf.len() > MAX_MESSAGE {
                 self.inbuf = Vec::new();
                 self.discarding = true;
-                let message = format!("message longer than {MAX_MESSAGE} bytes; skipped");
+                let message = "message longer than 4 MiB; skipped";
                 self.send(&jsonrpc::error(&Fault::new(
                     "null",
                     jsonrpc::INVALID_REQUEST,
@@ -280,45 +280,38 @@ impl Server {
         // 2026-07-28: no handshake; each request names the revision. The
         // first request decides which way this connection speaks.
         let envelope = params.get("_meta").and_then(|m| m.get(ENVELOPE_VERSION));
-        match envelope {
-            _ if method == "initialize" && self.modern => {
-                let mut fault = fault(
-                    jsonrpc::UNSUPPORTED_VERSION,
-                    format!("this connection speaks {MODERN}, which has no initialize"),
-                );
-                fault.data = Some(SUPPORTED.into());
-                return Err(fault);
-            }
-            Some(_) if method != "initialize" && self.version.is_some() && !self.modern => {
-                return Err(fault(
-                    jsonrpc::INVALID_REQUEST,
-                    format!(
-                        "this connection began with initialize; requests with a {MODERN} envelope are not taken on it"
-                    ),
-                ));
-            }
-            Some(asked) if method != "initialize" => {
-                if asked.as_str() != Some(MODERN) {
-                    let mut fault = fault(
-                        jsonrpc::UNSUPPORTED_VERSION,
-                        format!(
-                            "this protocol version is not supported: requests with an envelope speak {MODERN}, initialize speaks {}",
-                            VERSIONS.join(", ")
-                        ),
-                    );
-                    fault.data = Some(SUPPORTED.into());
-                    return Err(fault);
-                }
+        let initialize = method == "initialize";
+        let problem = match envelope {
+            _ if initialize && self.modern => Some((
+                jsonrpc::UNSUPPORTED_VERSION,
+                "this connection speaks 2026-07-28, which has no initialize",
+            )),
+            Some(_) if !initialize && self.version.is_some() && !self.modern => Some((
+                jsonrpc::INVALID_REQUEST,
+                "this connection began with initialize; requests with a 2026-07-28 envelope are not taken on it",
+            )),
+            Some(asked) if !initialize && asked.as_str() != Some(MODERN) => Some((
+                jsonrpc::UNSUPPORTED_VERSION,
+                "unsupported protocol version: requests with an envelope speak 2026-07-28; \
+                 initialize speaks 2025-11-25, 2025-06-18, 2025-03-26 and 2024-11-05",
+            )),
+            Some(_) if !initialize => {
                 self.modern = true;
                 self.version = Some(MODERN);
+                None
             }
-            None if self.modern => {
-                return Err(fault(
-                    jsonrpc::INVALID_PARAMS,
-                    format!("params._meta must carry {ENVELOPE_VERSION} on a {MODERN} connection"),
-                ));
+            None if self.modern => Some((
+                jsonrpc::INVALID_PARAMS,
+                "params._meta must carry io.modelcontextprotocol/protocolVersion on a 2026-07-28 connection",
+            )),
+            _ => None,
+        };
+        if let Some((code, message)) = problem {
+            let mut fault = fault(code, message.into());
+            if code == jsonrpc::UNSUPPORTED_VERSION {
+                fault.data = Some(SUPPORTED.into());
             }
-            _ => {}
+            return Err(fault);
         }
         match method {
             "server/discover" => Ok(Some(format!(
@@ -426,9 +419,7 @@ impl Server {
                         .registry()
                         .register(&mut stream, token, Interest::READABLE)
                 {
-                    return Ok(Some(
-                        Outcome::error(format!("watching the daemon connection: {e}")).to_json(),
-                    ));
+                    return Ok(Some(Outcome::error(e.to_string()).to_json()));
                 }
                 let now = Instant::now();
                 let waits = matches!(job, Job::Wait { .. });

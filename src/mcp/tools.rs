@@ -379,7 +379,7 @@ fn start(a: &Args) -> Result<Plan, String> {
     }
     let name = a.string("name")?;
     if let Some(name) = &name {
-        paths::check_process_name(name).map_err(|e| format!("start: {e}"))?;
+        paths::check_process_name(name)?;
     }
     let here =
         std::env::current_dir().map_err(|e| format!("finding the current directory: {e}"))?;
@@ -529,7 +529,7 @@ fn wait(a: &Args) -> Result<Plan, String> {
     let port = a.integer("port", 1, 65535)?.map(|p| p as u16);
     let http = a.string("http")?;
     if let Some(url) = &http {
-        crate::probe::http_target(url).map_err(|e| format!("wait: {e}"))?;
+        crate::probe::http_target(url)?;
     }
     let given = [until.is_some(), exit, port.is_some(), http.is_some()];
     if given.iter().filter(|&&g| g).count() != 1 {
@@ -694,9 +694,7 @@ pub fn on_reply(job: &mut Job, paths: &SessionPaths, response: Response) -> Step
             }
             Step::Done(Outcome::error(text))
         }
-        (_, other) => Step::Done(Outcome::error(format!(
-            "unexpected reply from the daemon: {other:?}"
-        ))),
+        _ => Step::Done(Outcome::error("unexpected reply from the daemon".into())),
     }
 }
 
@@ -958,7 +956,11 @@ mod tests {
                 "from 1 to 65535",
             ),
             ("start", r#"{"command":"x","port":"80"}"#, "port must be"),
-            ("start", r#"{"command":"x","name":"../etc"}"#, "start: "),
+            (
+                "start",
+                r#"{"command":"x","name":"../etc"}"#,
+                "invalid process name '../etc'",
+            ),
             (
                 "start",
                 r#"{"command":"x","env":{"A=B":"1"}}"#,
@@ -1010,7 +1012,7 @@ mod tests {
             (
                 "wait",
                 r#"{"name":"web","http":"http://example.com/","timeout_s":5}"#,
-                "wait: ",
+                "invalid URL",
             ),
             (
                 "wait",
