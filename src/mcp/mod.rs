@@ -186,11 +186,8 @@ impl Server {
             }
             match self.stdin.read(&mut buf) {
                 Ok(0) => {
-                    // A last message without its newline still counts.
-                    if !self.discarding && !self.inbuf.is_empty() {
-                        let line = std::mem::take(&mut self.inbuf);
-                        self.on_line(&line)?;
-                    }
+                    // A last message without its newline is not one (the
+                    // transport ends each message with a newline).
                     return Ok(true);
                 }
                 Ok(n) => self.take(&buf[..n])?,
@@ -318,7 +315,7 @@ impl Server {
                 "{{\"supportedVersions\":[\"{MODERN}\"],\"ttlMs\":0,\"cacheScope\":\"private\",\"capabilities\":{{\"tools\":{{\"listChanged\":false}}}},\
                  \"instructions\":{},\"_meta\":{{\"io.modelcontextprotocol/serverInfo\":\
                  {{\"name\":\"agent-procs\",\"version\":\"{}\"}}}}}}",
-                jsonrpc::string(&instructions(&self.paths.session)),
+                jsonrpc::string(INSTRUCTIONS),
                 env!("CARGO_PKG_VERSION")
             ))),
             "initialize" => {
@@ -344,7 +341,7 @@ impl Server {
                      \"serverInfo\":{{\"name\":\"agent-procs\",\"title\":\"agent-procs\",\"version\":\"{}\"}},\
                      \"instructions\":{}}}",
                     env!("CARGO_PKG_VERSION"),
-                    jsonrpc::string(&instructions(&self.paths.session))
+                    jsonrpc::string(INSTRUCTIONS)
                 )))
             }
             "ping" => Ok(Some("{}".into())),
@@ -547,9 +544,9 @@ impl Server {
             {
                 let elapsed = now.duration_since(call.started);
                 let message = format!(
-                    "waiting for {target} to {what} ({} of {})",
-                    crate::timefmt::seconds(Duration::from_secs(elapsed.as_secs())),
-                    crate::timefmt::seconds(*timeout)
+                    "waiting for {target} to {what} ({} s of {} s)",
+                    elapsed.as_secs(),
+                    timeout.as_secs_f64().ceil()
                 );
                 let total = timeout.as_secs_f64();
                 notes.extend(progress_note(call, &message, Some(total)));
@@ -594,15 +591,11 @@ fn progress_note(call: &mut Call, message: &str, total: Option<f64>) -> Option<V
 }
 
 /// What the client may show the model about this server as a whole.
-fn instructions(session: &str) -> String {
-    format!(
-        "agent-procs runs long-lived processes (dev servers, watchers, workers) in the \
-         background for you, in session '{session}'. Typical use: start (or up, for the \
-         project's agent-procs.yaml), then wait for its port, URL or a log line, then logs \
-         (pass the returned cursor as after to read only new lines), restart or stop. \
-         Processes keep running when you disconnect; down stops them all."
-    )
-}
+const INSTRUCTIONS: &str = "agent-procs runs long-lived processes (dev servers, watchers, \
+    workers) in the background for you, in a session of its own for this git worktree. \
+    Typical use: start (or up, for the project's agent-procs.yaml), then wait for its port, \
+    URL or a log line, then logs (pass the returned cursor as after to read only new \
+    lines), restart or stop. Processes keep running when you disconnect; down stops them all.";
 
 #[cfg(test)]
 mod tests {

@@ -34,7 +34,7 @@ pub const TOOLS: &str = concat!(
     r#""inputSchema":{"type":"object","properties":{"#,
     r#""only":{"type":"array","items":{"type":"string"},"description":"start only these (and their dependencies)"},"#,
     r#""config":{"type":"string","description":"config file (default: the nearest agent-procs.yaml)"},"#,
-    r#""timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":3600,"description":"fail if the stack is not ready in this many seconds"}},"#,
+    r#""timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":3600,"description":"fail after this many seconds"}},"#,
     r#""additionalProperties":false},"#,
     r#""outputSchema":{"type":"object","properties":{"steps":{"type":"array","items":{"type":"object","properties":{"event":{"type":"string"},"name":{"type":"string"},"pid":{"type":"integer"},"url":{"type":["string","null"]}},"required":["event","name"]}}},"required":["steps"]}},"#,
     r#"{"name":"stop","description":"Stop a process and its process group (SIGTERM, then SIGKILL after the grace period). Example: {\"name\":\"web\"}","#,
@@ -74,9 +74,9 @@ pub const TOOLS: &str = concat!(
     r#""name":{"type":"string","description":"process name or id"},"#,
     r#""until":{"type":"string","description":"text of a line to wait for"},"#,
     r#""regex":{"type":"boolean","description":"until is a regular expression"},"#,
-    r#""exit":{"type":"boolean","description":"wait for the process to exit"},"#,
-    r#""port":{"type":"integer","minimum":1,"maximum":65535,"description":"wait until 127.0.0.1:port accepts connections"},"#,
-    r#""http":{"type":"string","description":"wait until a GET of this URL (host an IP or localhost) answers 2xx or 3xx"},"#,
+    r#""exit":{"type":"boolean"},"#,
+    r#""port":{"type":"integer","minimum":1,"maximum":65535,"description":"127.0.0.1:port accepts connections"},"#,
+    r#""http":{"type":"string","description":"a GET answers 2xx/3xx (host: an IP or localhost)"},"#,
     r#""timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":300,"description":"give up after this many seconds"}},"#,
     r#""required":["name","timeout_s"],"additionalProperties":false},"#,
     r#""outputSchema":{"type":"object","properties":{"event":{"type":"string","enum":["match","exit"]},"line":{"type":"string"},"exit_code":{"type":["integer","null"]},"exit_signal":{"type":["string","null"]}},"required":["event"]}}"#,
@@ -332,7 +332,7 @@ impl Args<'_> {
     fn integer(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, String> {
         match self.args.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => match v.as_u64().or_else(|| whole(v.as_f64()?)) {
+            Some(v) => match v.as_u64() {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(format!(
                     "{}: {key} must be a whole number from {min} to {max}, not {v}",
@@ -355,11 +355,6 @@ impl Args<'_> {
             },
         }
     }
-}
-
-/// `3.0` as 3; JSON has one number type and some clients send whole floats.
-fn whole(f: f64) -> Option<u64> {
-    (f.fract() == 0.0 && (0.0..9e15).contains(&f)).then_some(f as u64)
 }
 
 fn start(a: &Args) -> Result<Plan, String> {
@@ -705,9 +700,7 @@ pub fn on_eof(job: &Job) -> Outcome {
             let json = r#"{"message":"all processes stopped","stopped":true}"#;
             Outcome::ok("all processes stopped".into(), json.to_string())
         }
-        _ => Outcome::error(
-            "the daemon closed the connection before answering (it may have been shut down); try again".into(),
-        ),
+        _ => Outcome::error("the daemon closed the connection before answering; try again".into()),
     }
 }
 
@@ -750,7 +743,9 @@ fn status(one: bool, reply: Response) -> Outcome {
         )
     };
     for note in notes {
-        text.push_str(&format!("note: {note}\n"));
+        text.push_str("note: ");
+        text.push_str(note);
+        text.push('\n');
     }
     for p in processes {
         if let Some(conflict) = &p.port_conflict {
@@ -889,7 +884,8 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
     if count == 0 {
         text.push_str("(no new lines)\n");
     }
-    text.push_str(&format!("cursor: {cursor}"));
+    text.push_str("cursor: ");
+    text.push_str(&cursor);
     if more {
         text.push_str(" (more: call again with this cursor)");
     }
@@ -1076,7 +1072,7 @@ mod tests {
         }) = super::plan(
             "start",
             &args(
-                r#"{"command":"sleep 9","name":"s","autorestart":"on-failure","max_restarts":2.0,"env":{"A":"1"}}"#,
+                r#"{"command":"sleep 9","name":"s","autorestart":"on-failure","max_restarts":2,"env":{"A":"1"}}"#,
             ),
             &paths(),
         )
