@@ -433,14 +433,16 @@ fn say_started(out: Output, verb: &str, show_url: bool, response: Response) -> R
     Ok(0)
 }
 
-/// Ask the daemon for its reverse proxy; says where it listens on stderr.
+/// Ask the daemon for its reverse proxy; says where it listens on stderr, in
+/// 0.6's words and without our prefix (`Proxy listening on http://localhost:9090`),
+/// since scripts look for that line.
 pub fn enable_proxy(conn: &mut Conn, port: Option<u16>) -> Result<()> {
     match conn.ask(
         &Request::EnableProxy { proxy_port: port },
         Duration::from_secs(10),
     )? {
         Response::Ok { message } => {
-            eprintln!("agent-procs: {message}");
+            eprintln!("{message}");
             Ok(())
         }
         other => unexpected(other).map(|_| ()),

@@ -341,11 +341,25 @@ fn exhausting_max_restarts_fails_the_process_with_a_last_word() {
         "--restart-delay",
         "50",
     ]);
+    // Killed by a signal: a failed process keeps that too.
+    sb.ok(&[
+        "run",
+        "kill -KILL $$",
+        "--name",
+        "killed",
+        "--autorestart",
+        "always",
+        "--max-restarts",
+        "0",
+    ]);
     let st = await_proc(&sb, "flaky", "to fail", |st| st["state"] == "failed");
     assert_eq!(st["restart_count"], 3, "{st}");
     assert_eq!(st["max_restarts"], 3, "{st}");
     assert_eq!(st["crashes_last_minute"], 4, "{st}");
     assert_eq!(last_exit(&st)["code"], 7, "{st}");
+    // As in 0.6, a failed process keeps the code of its last exit.
+    assert_eq!(st["exit_code"], 7, "{st}");
+    assert_eq!(st["exit_signal"], Value::Null, "{st}");
     let log = all_logs(&sb, "flaky");
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(
@@ -364,7 +378,12 @@ fn exhausting_max_restarts_fails_the_process_with_a_last_word() {
     );
 
     let st = await_proc(&sb, "once", "to fail", |st| st["state"] == "failed");
-    assert_eq!(st["restart_count"], 0, "{st}");
+    // null while 0, as in 0.6 (the key is there, its value null).
+    assert_eq!(st.get("restart_count"), Some(&Value::Null), "{st}");
+    assert_eq!(st["exit_code"], 1, "{st}");
+    let st = await_proc(&sb, "killed", "to fail", |st| st["state"] == "failed");
+    assert_eq!(st["exit_signal"], "SIGKILL", "{st}");
+    assert_eq!(st["exit_code"], Value::Null, "{st}");
     assert_eq!(
         all_logs(&sb, "once"),
         "[agent-procs] Max restarts (0) exhausted\n"
@@ -431,7 +450,7 @@ fn a_process_waiting_to_restart_is_in_backoff_with_a_countdown() {
         .as_u64()
         .unwrap_or_else(|| panic!("next_restart_in_ms is not a number: {first}"));
     assert!((1..=1500).contains(&left), "{first}");
-    assert_eq!(first["restart_count"], 0, "{first}");
+    assert_eq!(first["restart_count"], Value::Null, "{first}");
     let table = sb.ok(&["status"]);
     let row = table
         .lines()

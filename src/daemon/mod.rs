@@ -979,6 +979,7 @@ impl Daemon {
                     survivors: Vec::new(),
                     cpu_sample: None,
                     port_conflict: None,
+                    awaiting_ready: false,
                 };
                 self.procs.insert(proc);
                 if let Err(msg) = self.set_watch(id, watch) {
@@ -2430,7 +2431,7 @@ impl Daemon {
                 ));
             }
             return Response::Ok {
-                message: format!("proxy already listening on http://localhost:{port}"),
+                message: format!("Proxy already listening on http://localhost:{port}"),
             };
         }
         let mut proxy = match crate::proxy::Proxy::bind(wanted) {
@@ -2444,7 +2445,7 @@ impl Daemon {
         self.note(&format!("proxy listening on 127.0.0.1:{port}"));
         self.proxy = Some(proxy);
         Response::Ok {
-            message: format!("proxy listening on http://localhost:{port}"),
+            message: format!("Proxy listening on http://localhost:{port}"),
         }
     }
 
