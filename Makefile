@@ -27,6 +27,7 @@ completions:
 	$(BIN) completions fish > $(COMPDIR)/agent-procs.fish
 
 test:
+	@command -v python3 >/dev/null 2>&1 || { echo "make test needs python3 (the tests' backends and helpers are Python scripts): apt-get install python3" >&2; exit 1; }
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked

@@ -249,7 +249,10 @@ fn files_are_private() {
 #[test]
 fn another_uid_cannot_talk_to_the_daemon() {
     if !is_root() {
-        eprintln!("skipped: needs root to act as another uid");
+        skip_notice("needs root to act as another uid");
+        return;
+    }
+    if !need(&["setpriv", "python3"], "util-linux and python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -292,7 +295,10 @@ fn another_uid_cannot_talk_to_the_daemon() {
 #[test]
 fn the_cli_refuses_a_socket_served_by_another_uid() {
     if !is_root() {
-        eprintln!("skipped: needs root to act as another uid");
+        skip_notice("needs root to act as another uid");
+        return;
+    }
+    if !need(&["setpriv", "python3"], "util-linux and python3") {
         return;
     }
     let sb = Sandbox::new();

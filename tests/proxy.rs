@@ -1275,7 +1275,9 @@ fn a_chosen_port_is_kept_for_the_name_across_daemons_while_it_is_free() {
     sb.ok(&["down"]);
     let squatter = std::net::TcpListener::bind(("127.0.0.1", api));
     if squatter.is_err() {
-        eprintln!("skipped the squatter half: port {api} was taken by someone else");
+        skip_notice(&format!(
+            "skipped the squatter half: port {api} was taken by someone else"
+        ));
         return;
     }
     run_proxied(&sb, "api", "sleep 60", None);
