@@ -119,6 +119,17 @@ else
     die "cannot make a private /tmp with unshare (util-linux; root or user namespaces needed); set AGENT_PROCS_COMPAT_SHARED_TMP=1 to run in the shared /tmp"
 fi
 
+# A tmpfs on /tmp would hide a checkout or a binary that lives under /tmp.
+tmp_mode=shared
+if [ ${#sandbox[@]} -gt 0 ]; then
+    case "$root/ $bin" in
+    /tmp/* | *" /tmp/"*)
+        say "warning: the checkout or the binary is under /tmp, so /tmp stays shared (only the pid namespace is private)"
+        ;;
+    *) tmp_mode=private ;;
+    esac
+fi
+
 logs=$work/logs/$($baseline && echo baseline || echo ours)
 rm -rf "$logs"
 mkdir -p "$logs"
@@ -137,7 +148,7 @@ for f in "${files[@]}"; do
     (cd "$src" && timeout -k 10 600 "${sandbox[@]}" sh -c '
         if [ "$1" = private ]; then mount -t tmpfs -o mode=1777 tmpfs /tmp || exit 97; fi
         shift
-        exec "$@"' sh "$([ ${#sandbox[@]} -gt 0 ] && echo private || echo shared)" \
+        exec "$@"' sh "$tmp_mode" \
         env -u AGENT_PROCS_RUNTIME_DIR -u XDG_STATE_HOME -u AGENT_PROCS_SESSION \
         HOME="$home" TMPDIR=/tmp "CARGO_BIN_EXE_agent-procs=$bin" \
         "$exe" --test-threads="${COMPAT_TEST_THREADS:-4}") >"$log" 2>&1
