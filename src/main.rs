@@ -5,7 +5,8 @@
 // of it. std still works; arguments come from glibc's init hook. SIGPIPE keeps
 // its default, so `agent-procs logs x | head` ends quietly like any Unix filter;
 // the daemon ignores SIGPIPE itself.
-// (Only outside `cargo test`: its harness brings its own main.)
+// The unit-test build of this file keeps the harness's `main` (it has no tests,
+// but `cargo test` runs it, and our `main` would parse the harness's arguments).
 #![cfg_attr(not(test), no_main)]
 
 #[cfg(not(test))]

@@ -89,6 +89,9 @@ pub struct Proc {
     pub port_conflict: Option<String>,
     /// An `up` is checking its readiness condition: the proxy waits for it.
     pub awaiting_ready: bool,
+    /// The `started_wall` of the run whose `ready` event was sent: a later `up`
+    /// that finds that run still going says nothing new about it.
+    pub ready_reported: Option<SystemTime>,
 }
 
 impl Proc {
