@@ -1446,9 +1446,11 @@ fn session_clean() -> Result<i32> {
             crate::session::Cleaned::Removed { removed, kept } => {
                 let list: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
                 if !list.is_empty() {
-                    let _ = writeln!(
-                        text,
-                        "cleaned stale session: {name} (removed {})",
+                    // 0.6's line, exactly, on stdout (its tests and scripts compare
+                    // it); what went, on stderr.
+                    let _ = writeln!(text, "cleaned stale session: {name}");
+                    eprintln!(
+                        "agent-procs: note: session '{name}': removed {}",
                         list.join(", ")
                     );
                 }
