@@ -424,6 +424,9 @@ fn start_with_escapee(sb: &Sandbox, name: &str, secs: &str) -> i32 {
 
 #[test]
 fn stop_and_down_name_setsid_escapees_on_stderr() {
+    if !need(&["setsid"], "util-linux") {
+        return;
+    }
     let sb = Sandbox::new();
     let first = start_with_escapee(&sb, "one", "311");
     let _g1 = KillOnDrop(first);

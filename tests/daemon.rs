@@ -413,6 +413,9 @@ fn parent_of(pid: i32) -> Option<i32> {
 
 #[test]
 fn an_orphaned_grandchild_is_adopted_and_reaped_by_the_daemon() {
+    if !need(&["setsid"], "util-linux") {
+        return;
+    }
     let sb = Sandbox::new();
     // The inner shell exits at once and leaves its child (in a session of its
     // own, so the stop of `parent` is no help) without a parent.
