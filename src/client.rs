@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -284,15 +283,14 @@ pub fn unexpected(response: Response) -> Result<i32> {
 /// Start the daemon for `paths.session`, unless another caller beat us to it.
 /// The lock makes concurrent first calls start exactly one daemon.
 fn start_daemon(paths: &SessionPaths) -> Result<()> {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&paths.lock_file)
-        .map_err(crate::error::not_following)
-        .context(|| format!("opening {}", paths.lock_file.display()))?;
+    let lock = paths::open_private(
+        &paths.lock_file,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+    )
+    .context(|| format!("opening {}", paths.lock_file.display()))?;
     sys::lock_exclusive(&lock).context(|| format!("locking {}", paths.lock_file.display()))?;
     match UnixStream::connect(&paths.socket) {
         Ok(_) => return Ok(()), // someone else started it while we waited for the lock
@@ -846,6 +844,7 @@ pub fn print_line(text: &str) -> Result<()> {
 /// The last `n` lines of the current run of `name`, both streams in arrival
 /// order, stderr lines marked `err| `.
 pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>> {
+    paths::check_state_dirs(paths)?;
     let mut sources = Vec::new();
     for stream in [Stream::Stdout, Stream::Stderr] {
         let path = paths.log_file(name, stream.name());
@@ -880,6 +879,9 @@ pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>
 }
 
 fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
+    // Read without a daemon: the same checks it makes, or we would print what
+    // another user planted in a dir open to them.
+    paths::check_state_dirs(paths)?;
     let streams: &[Stream] = match (args.both, args.stderr) {
         (true, _) => &[Stream::Stdout, Stream::Stderr],
         (false, true) => &[Stream::Stderr],
@@ -1290,7 +1292,13 @@ fn session_list(out: Output) -> Result<i32> {
     let sessions = sessions()?;
     let root_of = |name: &str| -> Option<String> {
         let paths = SessionPaths::new(name).ok()?;
-        let text = std::fs::read(paths.state_dir.join("state.json")).ok()?;
+        paths::check_state_dirs(&paths).ok()?;
+        let mut text = Vec::new();
+        io::Read::read_to_end(
+            &mut logs::read::open_log(&paths.state_file()).ok()?,
+            &mut text,
+        )
+        .ok()?;
         // The first value: a longer older table may trail it (see daemon/state.rs).
         let state = serde_json::Deserializer::from_slice(&text)
             .into_iter::<serde_json::Value>()

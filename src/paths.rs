@@ -166,20 +166,129 @@ pub fn check_private_dir(dir: &Path) -> Result<()> {
             "{shown} is not a directory; refusing to use it (remove it)"
         )));
     }
+    // chmod is no fix for the next two: it does not evict what others planted
+    // while the directory was theirs or open to them.
     if meta.uid() != euid() {
         return Err(Error::Failed(format!(
-            "{shown} is owned by uid {}, not by us (uid {}); refusing to use it",
+            "{shown} is owned by uid {}, not by us (uid {}); refusing to use it \
+             (have it removed; agent-procs recreates it)",
             meta.uid(),
             euid()
         )));
     }
     if meta.mode() & 0o077 != 0 {
         return Err(Error::Failed(format!(
-            "{shown} has mode {:o}, open to other users; refusing to use it (fix with: chmod 700 {shown})",
+            "{shown} has mode {:o}, open to other users, who may have planted files in it; \
+             refusing to use it (remove it with: rm -rf {shown}; agent-procs recreates it)",
             meta.mode() & 0o7777
         )));
     }
     Ok(())
+}
+
+/// The checks of `check_private_dir` for the state dirs of `paths` that exist,
+/// top down, for readers that run without a daemon (`logs`, `session list`):
+/// they must not show what another user planted where the daemon would refuse
+/// to write. Missing dirs are fine (nothing to read there).
+pub fn check_state_dirs(paths: &SessionPaths) -> Result<()> {
+    let base = state_base();
+    let mut dirs = Vec::new();
+    if let Some(parent) = base.parent()
+        && parent == fallback_state_dir()
+    {
+        dirs.push(parent.to_path_buf());
+    }
+    dirs.extend([
+        base.clone(),
+        base.join("sessions"),
+        paths.state_dir.clone(),
+        paths.log_dir.clone(),
+    ]);
+    for dir in dirs {
+        match fs::symlink_metadata(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            _ => check_private_dir(&dir)?,
+        }
+    }
+    Ok(())
+}
+
+/// Open one of our files in a private dir (state.json, daemon.log, logs and
+/// their indexes, the lock): never through a symbolic link, never blocking on a
+/// planted FIFO, close-on-exec; then `verify_file`. Only at open time: nothing
+/// here runs per write.
+pub fn open_private(path: &Path, how: &mut fs::OpenOptions) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = how
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| explain_refusal(path, crate::error::not_following(e)))?;
+    verify_file(&file)?;
+    Ok(file)
+}
+
+/// Refuse an opened file unless it is a regular file, ours, with no other name
+/// (`st_nlink` at most 1: 0 when it was just removed): a file another user
+/// planted while a dir was open to them, or a hard link to it they kept, would
+/// let them feed us a table of pids to kill or read what we write.
+pub fn verify_file(file: &fs::File) -> io::Result<()> {
+    check_own_file(&file.metadata()?)
+}
+
+/// The checks of `verify_file` on metadata at hand (an `lstat` before a rename).
+pub fn check_own_file(meta: &fs::Metadata) -> io::Result<()> {
+    if meta.file_type().is_symlink() {
+        return Err(crate::error::not_following(io::Error::from_raw_os_error(
+            libc::ELOOP,
+        )));
+    }
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{why}; refusing to use it (remove it)"),
+        ))
+    };
+    if !meta.file_type().is_file() {
+        return refuse("it is not a regular file".into());
+    }
+    if meta.uid() != euid() {
+        return refuse(format!(
+            "it is owned by uid {}, not by us (uid {})",
+            meta.uid(),
+            euid()
+        ));
+    }
+    if meta.nlink() > 1 {
+        return refuse(format!(
+            "it has {} hard links, so it can be reached under another name",
+            meta.nlink()
+        ));
+    }
+    Ok(())
+}
+
+/// An open that the kernel refused (EACCES, ENXIO at a FIFO) at a file that is
+/// not ours reads better as the refusal `verify_file` would have given.
+fn explain_refusal(path: &Path, err: io::Error) -> io::Error {
+    if !matches!(err.raw_os_error(), Some(libc::EACCES | libc::ENXIO)) {
+        return err;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.uid() != euid() => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "it is owned by uid {}, not by us (uid {}); refusing to use it (remove it)",
+                meta.uid(),
+                euid()
+            ),
+        ),
+        Ok(meta) if !meta.is_file() => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file; refusing to use it (remove it)",
+        ),
+        _ => err,
+    }
 }
 
 /// Create the state dir chain (`agent-procs/`, `sessions/`, `<session>/`, `logs/`),

@@ -7,7 +7,7 @@ use super::index::{IndexWriter, SeqClock, index_path};
 use super::{Limits, MAX_LINE, segments};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,34 +43,19 @@ pub struct LogSink {
     dir_taken: bool,
 }
 
-/// Open a log file for appending: 0600, never through a symlink, close-on-exec.
+/// Open a log file for appending: 0600, never through a symlink, close-on-exec,
+/// and only if it is a regular file of ours with one name (`paths::open_private`).
 pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(crate::error::not_following)
+    crate::paths::open_private(path, OpenOptions::new().append(true).create(true))
 }
 
 /// Shift `x` → `x.1` → … → `x.keep` with their indexes (the oldest falls off).
 pub fn rotate(path: &Path, keep: usize) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Err(_) => return Ok(()), // no current segment: nothing moves (a fresh name, the common case)
-        // Not a log we wrote: something planted, never followed nor kept as history.
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(crate::error::not_following(io::Error::from_raw_os_error(
-                libc::ELOOP,
-            )));
-        }
-        Ok(meta) if !meta.is_file() => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "it is not a regular file (remove it)",
-            ));
-        }
-        Ok(_) => {}
+        // Not a log we wrote (a link, another user's file, one with a second
+        // name): something planted, never followed nor kept as history.
+        Ok(meta) => crate::paths::check_own_file(&meta)?,
     }
     let names = segments(path, keep);
     if keep == 0 {
