@@ -814,13 +814,23 @@ impl Daemon {
             return Response::error("the command contains a NUL byte");
         }
         let env = env.unwrap_or_default();
+        // A bad name and a bad value are told apart: the value is what to fix
+        // when only it holds a NUL.
         let bad_env = |map: &HashMap<String, String>| {
-            map.iter()
-                .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
-                .map(|(k, _)| k.clone())
+            map.iter().find_map(|(k, v)| {
+                if k.is_empty() || k.contains(['=', '\0']) {
+                    Some(format!("invalid environment variable name {k:?}"))
+                } else if v.contains('\0') {
+                    Some(format!(
+                        "invalid value for environment variable {k:?}: it contains a NUL byte"
+                    ))
+                } else {
+                    None
+                }
+            })
         };
-        if let Some(key) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
-            return Response::error(format!("invalid environment variable name {key:?}"));
+        if let Some(msg) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
+            return Response::error(msg);
         }
         let stop_signal = match stop_signal.as_deref() {
             None => libc::SIGTERM,
