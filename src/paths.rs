@@ -268,6 +268,87 @@ pub fn check_own_file(meta: &fs::Metadata) -> io::Result<()> {
     Ok(())
 }
 
+/// A directory of ours held open (the log dir), so that the files in it are
+/// created, renamed and removed relative to this descriptor (`openat`,
+/// `renameat`, `unlinkat`): whatever later takes the dir's place by its path (a
+/// symbolic link to someone else's dir) is never written through.
+#[derive(Debug)]
+pub struct OwnDir {
+    fd: std::os::fd::OwnedFd,
+    dev: u64,
+    ino: u64,
+}
+
+impl OwnDir {
+    /// Open `path` without following a link there, and refuse it unless it is a
+    /// directory of ours with no group or other permission bit.
+    pub fn open(path: &Path) -> io::Result<OwnDir> {
+        let fd = crate::sys::open_raw(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .map_err(|e| match e.raw_os_error() {
+                // O_NOFOLLOW with O_DIRECTORY at a link says ELOOP or ENOTDIR.
+                Some(libc::ELOOP) | Some(libc::ENOTDIR)
+                    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) =>
+                {
+                    crate::error::not_following(io::Error::from_raw_os_error(libc::ELOOP))
+                }
+                _ => e,
+            })?;
+        let meta = fs::File::from(fd.try_clone()?).metadata()?;
+        if meta.uid() != euid() || meta.mode() & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "it is a directory of uid {} with mode {:o}, not private to us (uid {}); \
+                     refusing to use it (remove it)",
+                    meta.uid(),
+                    meta.mode() & 0o7777,
+                    euid()
+                ),
+            ));
+        }
+        Ok(OwnDir {
+            fd,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Whether both are the same directory (a dir made again has a new inode).
+    pub fn same_as(&self, other: &OwnDir) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+
+    /// Open `name` here for appending (created 0600), then `verify_file` it.
+    pub fn open_append(&self, name: &std::ffi::OsStr) -> io::Result<fs::File> {
+        use std::os::fd::AsFd;
+        let flags =
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let file = fs::File::from(
+            crate::sys::open_at(self.fd.as_fd(), name, flags)
+                .map_err(crate::error::not_following)?,
+        );
+        verify_file(&file)?;
+        Ok(file)
+    }
+
+    /// `lstat` of `name` here (a link is reported as one, not followed).
+    pub fn metadata(&self, name: &std::ffi::OsStr) -> io::Result<fs::Metadata> {
+        use std::os::fd::AsFd;
+        let flags = libc::O_PATH | libc::O_NOFOLLOW;
+        fs::File::from(crate::sys::open_at(self.fd.as_fd(), name, flags)?).metadata()
+    }
+
+    pub fn rename(&self, from: &std::ffi::OsStr, to: &std::ffi::OsStr) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        crate::sys::rename_at(self.fd.as_fd(), from, to)
+    }
+
+    pub fn remove(&self, name: &std::ffi::OsStr) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        crate::sys::unlink_at(self.fd.as_fd(), name)
+    }
+}
+
 /// An open that the kernel refused (EACCES, ENXIO at a FIFO) at a file that is
 /// not ours reads better as the refusal `verify_file` would have given.
 fn explain_refusal(path: &Path, err: io::Error) -> io::Error {

@@ -259,3 +259,88 @@ fn a_log_with_a_second_name_elsewhere_is_refused() {
     assert!(err.contains("it has 2 hard links"), "{err}");
     assert_eq!(read(&outside), b"kept\n");
 }
+
+/// Put a link to a dir the attacker owns (and reads) where the log dir was; the
+/// real one is set aside, as a `mv` would. Returns the attacker's dir.
+fn swap_log_dir_for_a_link(sb: &Sandbox) -> PathBuf {
+    let logs = sb.session_dir().join("logs");
+    std::fs::rename(&logs, sb.session_dir().join("logs.old")).expect("moving the log dir");
+    let outside = sb.root.join("outside");
+    std::fs::create_dir(&outside).expect("making the attacker's dir");
+    chmod(&outside, 0o777);
+    std::os::unix::fs::chown(&outside, Some(ATTACKER), Some(ATTACKER)).expect("chown");
+    std::os::unix::fs::symlink(&outside, &logs).expect("planting the link");
+    outside
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("listing a dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_new_run_never_writes_through_a_link_that_replaced_the_log_dir() {
+    let sb = Sandbox::new();
+    sb.start("a", "sleep 60");
+    let outside = swap_log_dir_for_a_link(&sb);
+    let err = sb.fails(&["run", "echo secret", "--name", "v"], 1);
+    assert!(
+        err.contains("logs: it is a symbolic link, which agent-procs never follows (remove it)"),
+        "{err}"
+    );
+    assert_eq!(names_in(&outside), Vec::<String>::new());
+    // Once the link is gone and a private dir is back, runs log again.
+    std::fs::remove_file(sb.session_dir().join("logs")).expect("removing the link");
+    std::fs::rename(
+        sb.session_dir().join("logs.old"),
+        sb.session_dir().join("logs"),
+    )
+    .expect("putting the log dir back");
+    sb.start("v", "echo back");
+    sb.ok(&["wait", "v", "--exit"]);
+    assert_eq!(sb.ok(&["logs", "v"]), "back\n");
+}
+
+#[test]
+fn a_rotation_never_writes_through_a_link_that_replaced_the_log_dir() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "run",
+        "while :; do echo tick-tick-tick-tick; sleep 0.01; done",
+        "--name",
+        "w",
+        "--log-max-size",
+        "1k",
+    ]);
+    sb.ok(&["wait", "w", "--until", "tick"]);
+    use std::os::unix::fs::MetadataExt;
+    let current = std::fs::metadata(sb.log("w", "stdout"))
+        .expect("the log")
+        .ino();
+    let outside = swap_log_dir_for_a_link(&sb);
+    // Rotations go on in the dir set aside (about one every 0.5 s): wait until
+    // the segment current at the swap has moved twice.
+    let old = sb.session_dir().join("logs.old");
+    let moved_twice = || {
+        (2..=5).any(|n| {
+            std::fs::metadata(old.join(format!("w.stdout.{n}"))).is_ok_and(|m| m.ino() == current)
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !moved_twice() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rotation in {}: {:?}",
+            old.display(),
+            names_in(&old)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(names_in(&outside), Vec::<String>::new());
+    assert_eq!(sb.proc_status("w")["state"], "running");
+}

@@ -201,6 +201,8 @@ struct Daemon {
     status_notes: Vec<String>,
     /// Ports chosen for processes that named none, by name (kept in state.json).
     chosen_ports: std::collections::BTreeMap<String, u16>,
+    /// The log dir as last verified, shared by the sinks of the runs it holds.
+    log_dir: Option<std::rc::Rc<paths::OwnDir>>,
 }
 
 impl Daemon {
@@ -277,6 +279,7 @@ impl Daemon {
             subscribers: Vec::new(),
             status_notes: Vec::new(),
             chosen_ports: Default::default(),
+            log_dir: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -294,6 +297,28 @@ impl Daemon {
         }
         daemon.save_state();
         Ok(daemon)
+    }
+
+    /// The log dir for a new run, opened by its path again and verified (a link
+    /// or a dir not privately ours there now is refused, never written through);
+    /// while it is the same dir, its one descriptor is shared with earlier runs.
+    fn own_log_dir(&mut self) -> io::Result<std::rc::Rc<paths::OwnDir>> {
+        let fresh = match paths::OwnDir::open(&self.paths.log_dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The log dir was deleted under us: make it again.
+                let _ = paths::ensure_state_dirs(&self.paths);
+                paths::OwnDir::open(&self.paths.log_dir)?
+            }
+            other => other?,
+        };
+        if let Some(held) = &self.log_dir
+            && held.same_as(&fresh)
+        {
+            return Ok(held.clone());
+        }
+        let dir = std::rc::Rc::new(fresh);
+        self.log_dir = Some(dir.clone());
+        Ok(dir)
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -1041,20 +1066,23 @@ impl Daemon {
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
+        let log_dir = self.own_log_dir();
         for (slot, (stream, pipe)) in outputs.iter_mut().zip([
             (Stream::Stdout, spawned.stdout),
             (Stream::Stderr, spawned.stderr),
         ]) {
             let path = self.paths.log_file(&name, stream.name());
-            let mut created = LogSink::create(path.clone(), spec.log_limits);
-            if created
-                .as_ref()
-                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-            {
-                // The log dir was deleted under us: make it again.
-                let _ = paths::ensure_state_dirs(&self.paths);
-                created = LogSink::create(path.clone(), spec.log_limits);
-            }
+            let created = match &log_dir {
+                Ok(dir) => LogSink::create_in(dir.clone(), path.clone(), spec.log_limits),
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: {}",
+                        self.paths.log_dir.display(),
+                        crate::error::describe_io(e)
+                    ),
+                )),
+            };
             let sink = match created {
                 Ok(mut s) => {
                     // Before the child's first byte, which is still in the pipe.

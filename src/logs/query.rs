@@ -900,6 +900,7 @@ mod tests {
     fn write_log(dir: &Path, chunks: &[Vec<u8>]) -> Source {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         let path = dir.join("p.stdout");
         let mut clock = crate::logs::index::SeqClock::default();
         let limits = crate::logs::Limits {
