@@ -77,3 +77,61 @@ fn a_nul_in_an_environment_value_is_reported_as_a_bad_value() {
         "{reply}"
     );
 }
+
+#[test]
+fn status_answers_quickly_while_a_huge_tree_is_being_watched() {
+    let sb = Sandbox::new();
+    sb.start("idle", "sleep 60");
+    let mut s = sb.connect();
+    ask(&mut s, b"{\"type\":\"Status\"}\n");
+    // /usr: some 15 000 directories, a watch each.
+    let watching = |log: &str| log.contains("big: watching");
+    let mut rtts = Vec::new();
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            sb.run(&[
+                "run", "sleep 60", "--name", "big", "--cwd", "/usr", "--watch", "**",
+            ])
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+            if watching(&log) && run.is_finished() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never done: {log}");
+            let at = std::time::Instant::now();
+            let reply = ask(&mut s, b"{\"type\":\"Status\"}\n");
+            rtts.push(at.elapsed());
+            assert_eq!(reply["type"], "Status", "{reply}");
+        }
+        let out = run.join().expect("the run thread");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    });
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+    let dirs: usize = log
+        .split("big: watching ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    rtts.sort();
+    let max = rtts.last().copied().unwrap_or_default();
+    let median = rtts.get(rtts.len() / 2).copied().unwrap_or_default();
+    eprintln!(
+        "watching {dirs} dirs: {} status round trips meanwhile, median {median:?}, max {max:?}",
+        rtts.len()
+    );
+    assert!(dirs > 1000, "{log}");
+    assert!(
+        rtts.len() >= 3,
+        "too few status calls overlapped the watching"
+    );
+    // 50 ms on a quiet machine (RELIABILITY.md); a loaded one gets room, but not
+    // the whole add (seconds) that used to pass before the first answer.
+    assert!(
+        max < std::time::Duration::from_millis(250),
+        "status took {max:?} while watching"
+    );
+    assert_eq!(sb.proc_status("big")["state"], "running");
+}

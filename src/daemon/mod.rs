@@ -324,6 +324,11 @@ impl Daemon {
     fn run_loop(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
+            // A huge tree to watch is added a slice per turn, so requests are
+            // served in between (the poll below does not sleep while work remains).
+            if self.watcher.as_ref().is_some_and(|w| w.busy()) {
+                let _ = self.watch_slice(None);
+            }
             if self.state_dirty {
                 self.state_dirty = false;
                 self.save_state();
@@ -332,7 +337,8 @@ impl Daemon {
                 return Ok(());
             }
             let now = Instant::now();
-            let timeout = if self.retry.is_empty() {
+            let watching = self.watcher.as_ref().is_some_and(|w| w.busy());
+            let timeout = if self.retry.is_empty() && !watching {
                 let proxy = self
                     .proxy
                     .as_ref()
@@ -2380,18 +2386,65 @@ impl Daemon {
                 .map_err(|e| format!("watching the inotify descriptor: {e}"))?;
             self.watcher = Some(w);
         }
-        let root = spec.root.display().to_string();
-        let patterns: Vec<&str> = spec.patterns.iter().map(|g| g.as_str()).collect();
-        let patterns = patterns.join(" ");
         let Some(w) = self.watcher.as_mut() else {
             return Ok(());
         };
-        let dirs = w.watch(id, spec)?;
-        let name = self.proc_name(id);
-        self.note(&format!(
-            "{name}: watching {dirs} directories under {root} for {patterns}"
-        ));
-        Ok(())
+        w.watch(id, spec);
+        // The first slice now: a tree that fits in it (most do) is watched before
+        // `run` answers, and its error is the answer. A bigger one goes on, a
+        // slice per loop turn (`run_loop`).
+        self.watch_slice(Some(id))
+    }
+
+    /// Add watches for one slice of time; say what finished. A failure of
+    /// `answering`'s tree is returned, for its `run` to report; one found later
+    /// goes to daemon.log and to the process's log.
+    fn watch_slice(&mut self, answering: Option<ProcId>) -> std::result::Result<(), String> {
+        let Some(w) = self.watcher.as_mut() else {
+            return Ok(());
+        };
+        let finished = w.work(watch::SLICE);
+        let described: Vec<(watch::Finished, Option<(String, String)>)> = finished
+            .into_iter()
+            .map(|f| {
+                let about = match &f {
+                    watch::Finished::Watching { proc, .. } => w.describe(*proc),
+                    watch::Finished::Failed { .. } => None,
+                };
+                (f, about)
+            })
+            .collect();
+        let mut answer = Ok(());
+        for (finished, about) in described {
+            match finished {
+                watch::Finished::Watching { proc, dirs } => {
+                    let name = self.proc_name(proc);
+                    let (root, patterns) = about.unwrap_or_default();
+                    self.note(&format!(
+                        "{name}: watching {dirs} directories under {root} for {patterns}"
+                    ));
+                }
+                watch::Finished::Failed { proc, msg } if Some(proc) == answering => {
+                    answer = Err(msg);
+                }
+                watch::Finished::Failed { proc, msg } => {
+                    let name = self.proc_name(proc);
+                    let note = format!("[agent-procs] Not watching files: {msg}");
+                    self.note(&format!("{name}: {note}"));
+                    if let Some(out) = self
+                        .procs
+                        .get_mut(proc)
+                        .and_then(|p| p.output(Stream::Stdout))
+                    {
+                        out.sink.annotate(&mut self.clock, &note, |_| {});
+                        out.sink.release();
+                    }
+                    self.deliver_line(proc, Stream::Stdout, note.as_bytes());
+                    self.flush_followers();
+                }
+            }
+        }
+        answer
     }
 
     fn watch_events(&mut self) {
