@@ -333,6 +333,8 @@ fn a_rotation_never_writes_through_a_link_that_replaced_the_log_dir() {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !moved_twice() {
+        let through = names_in(&outside);
+        assert!(through.is_empty(), "written through the link: {through:?}");
         assert!(
             std::time::Instant::now() < deadline,
             "no rotation in {}: {:?}",
