@@ -30,7 +30,7 @@ const CHANGES: u32 = libc::IN_CREATE
 pub const MAX_DIRS: usize = 100_000;
 /// How long one slice of adding watches may take: the loop serves its clients
 /// between slices, so this bounds what a huge tree adds to their wait.
-pub const SLICE: Duration = Duration::from_millis(5);
+pub const SLICE: Duration = Duration::from_millis(2);
 
 /// What one process watches.
 #[derive(Debug, Clone)]
