@@ -346,3 +346,32 @@ fn a_rotation_never_writes_through_a_link_that_replaced_the_log_dir() {
     assert_eq!(names_in(&outside), Vec::<String>::new());
     assert_eq!(sb.proc_status("w")["state"], "running");
 }
+
+#[test]
+fn a_fifo_planted_among_the_logs_stalls_nobody() {
+    let sb = Sandbox::new();
+    sb.start("w", "echo hi");
+    sb.ok(&["wait", "w", "--exit"]);
+    // A rotated segment that is a FIFO: opening it to read would wait for a
+    // writer for ever, in the CLI or in the daemon replaying history.
+    let fifo = sb.session_dir().join("logs/w.stdout.1");
+    let c = std::ffi::CString::new(fifo.to_str().expect("a UTF-8 path")).expect("no NUL");
+    // SAFETY: mkfifo reads the NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let err = sb.fails(&["logs", "w", "--since", "start"], 1);
+    assert!(
+        err.contains("w.stdout.1: it is not a regular file; refusing to use it (remove it)"),
+        "{err}"
+    );
+    // The daemon's replay for a follower is not held up either.
+    let mut s = sb.connect();
+    let status = ask(&mut s, b"{\"type\":\"Status\"}\n");
+    assert_eq!(status["type"], "Status", "{status}");
+    let out = run_bounded(
+        sb.command(&["logs", "w", "--follow", "--timeout", "1"]),
+        std::time::Duration::from_secs(20),
+    );
+    assert_ne!(out.code, -1, "logs --follow hung: {}", out.stderr);
+    let status = ask(&mut s, b"{\"type\":\"Status\"}\n");
+    assert_eq!(status["type"], "Status", "{status}");
+}
