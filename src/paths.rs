@@ -450,6 +450,36 @@ mod tests {
     }
 
     #[test]
+    fn only_a_regular_file_of_ours_with_one_name_is_opened() {
+        let dir = std::env::temp_dir().join(format!("ap-paths-open-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let read = || fs::OpenOptions::new().read(true).clone();
+        let mine = dir.join("mine");
+        fs::write(&mine, "x").unwrap();
+        assert!(open_private(&mine, &mut read()).is_ok());
+        let refusal = |name: &str| {
+            open_private(&dir.join(name), &mut read())
+                .expect_err(name)
+                .to_string()
+        };
+        fs::hard_link(&mine, dir.join("twice")).unwrap();
+        assert!(refusal("twice").contains("it has 2 hard links"));
+        assert!(refusal("mine").contains("it has 2 hard links"));
+        fs::remove_file(dir.join("twice")).unwrap();
+        std::os::unix::fs::symlink(&mine, dir.join("link")).unwrap();
+        assert!(refusal("link").contains("it is a symbolic link"));
+        // A FIFO: refused at once, not waited on for a writer.
+        let fifo = std::ffi::CString::new(dir.join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(
+            refusal("fifo").contains("it is not a regular file; refusing to use it (remove it)")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn name_errors_say_what_is_wrong() {
         let err = check_process_name("a/b").unwrap_err();
         assert_eq!(
