@@ -525,7 +525,9 @@ impl Conn {
                     self.done = true;
                     return true;
                 }
-                return progress;
+                // Whatever the quick check said, more is needed: read it now, as
+                // no new event comes for bytes already waiting.
+                return progress | self.read_client(scratch);
             }
             Parsed::Invalid(reject) => {
                 let body = format!("{}\n", reject.reason);
@@ -578,7 +580,7 @@ impl Conn {
 
     /// Whether the head in `c_in` is incomplete (so reading more may help).
     fn head_needs_more(&self) -> bool {
-        !self.c_in.windows(2).any(|w| w == b"\n\n") && !contains(&self.c_in, b"\r\n\r\n")
+        !http::head_complete(&self.c_in)
     }
 
     fn step_exchange(&mut self, registry: &Registry, env: &mut Env, scratch: &mut [u8]) -> bool {
@@ -1137,8 +1139,4 @@ fn send(stream: &mut TcpStream, out: &mut Out, head: &[u8], body: &[u8]) {
     }
     out.push(head);
     out.push(body);
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
