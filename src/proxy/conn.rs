@@ -35,11 +35,73 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Bytes waiting to be written to one side before the other side is not read.
 const HIGH_WATER: usize = 256 * 1024;
 
-/// Idle backend connections kept open by port after their client left, so that
-/// the next client need not connect again (as nginx's upstream keepalive).
-pub type Pool = std::collections::HashMap<u16, Vec<TcpStream>>;
 /// Idle connections kept per backend port.
 pub const POOL_PER_PORT: usize = 32;
+
+/// Idle backend connections kept open by port after their client left, so that
+/// the next client need not connect again (as nginx's upstream keepalive).
+///
+/// A pooled connection stays registered under the token of the client it last
+/// served (whose id is never reused), so it costs no system call to pool. Any
+/// event for it means bytes nobody asked for or a hang-up: it could only hand
+/// the next client someone else's response, so it is closed at once (`evict`).
+/// Events come in the order the kernel saw them, so bytes that arrived before
+/// a request are seen before that request is sent on a pooled connection.
+#[derive(Default)]
+pub struct Pool {
+    by_port: std::collections::HashMap<u16, Vec<(u64, TcpStream)>>,
+    /// Pooled connections by the id of their token, to their port.
+    ports: std::collections::HashMap<u64, u16>,
+}
+
+impl Pool {
+    /// Keep `stream` (registered under `id`'s token) for `port`; false when
+    /// that port's share is full (then the caller closes it).
+    pub fn put(&mut self, id: u64, port: u16, stream: TcpStream) -> bool {
+        let idle = self.by_port.entry(port).or_default();
+        if idle.len() >= POOL_PER_PORT {
+            return false;
+        }
+        idle.push((id, stream));
+        self.ports.insert(id, port);
+        true
+    }
+
+    /// The most recently pooled connection to `port`.
+    fn take(&mut self, port: u16) -> Option<TcpStream> {
+        let (id, stream) = self.by_port.get_mut(&port)?.pop()?;
+        self.ports.remove(&id);
+        Some(stream)
+    }
+
+    /// Close the pooled connection of token `id`, if there is one.
+    pub fn evict(&mut self, id: u64) -> bool {
+        let Some(port) = self.ports.remove(&id) else {
+            return false;
+        };
+        if let Some(idle) = self.by_port.get_mut(&port) {
+            idle.retain(|(i, _)| *i != id);
+        }
+        true
+    }
+
+    /// Close the longest-idle connection of some port, to free a descriptor.
+    pub fn evict_any(&mut self) -> bool {
+        let Some(id) = self
+            .by_port
+            .values()
+            .find_map(|idle| idle.first().map(|(id, _)| *id))
+        else {
+            return false;
+        };
+        self.evict(id)
+    }
+
+    /// Connections held.
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+}
 
 /// What a connection needs from around it while it runs.
 pub struct Env<'a> {
@@ -182,6 +244,11 @@ struct Backend {
     hup: bool,
     /// Registered for writability (while connecting, or when a write would block).
     watching_writes: bool,
+    /// It carried a request body. A backend may have ignored the body and read
+    /// it as a request of its own (a GET with Content-Length, to many dev
+    /// servers), whose answer would come later: such a connection serves no
+    /// other client.
+    carried_body: bool,
 }
 
 /// The request being relayed.
@@ -194,6 +261,8 @@ struct Exchange {
     is_head: bool,
     /// The request had no body, so it can be sent again.
     bodiless: bool,
+    /// The request has body bytes (not only `Content-Length: 0`).
+    carries_body: bool,
     request: Body,
     /// Waiting for the response head (again, after a 1xx).
     awaiting_head: bool,
@@ -306,7 +375,10 @@ impl Conn {
             && self.b_in.is_empty()
             && self.b_out.len() == 0;
         match self.backend.take() {
-            Some(b) if idle && b.connected => Some((b.port, b.stream)),
+            // Unread readiness or a hang-up: bytes nobody asked for may wait in it.
+            Some(b) if idle && b.connected && !b.readable && !b.hup && !b.carried_body => {
+                Some((b.port, b.stream))
+            }
             Some(_) | None => None,
         }
     }
@@ -560,6 +632,7 @@ impl Conn {
                     upgrade: request.upgrade,
                     is_head: request.is_head,
                     bodiless: !has_body,
+                    carries_body: !matches!(request.framing, Framing::Empty | Framing::Length(0)),
                     request: Body::new(request.framing),
                     awaiting_head: true,
                     response: Body::Done,
@@ -900,6 +973,7 @@ impl Conn {
                     readable: false,
                     hup: false,
                     watching_writes: false,
+                    carried_body: false,
                 });
             }
         }
@@ -940,7 +1014,13 @@ impl Conn {
                 readable: true,
                 hup: false,
                 watching_writes: true,
+                carried_body: false,
             });
+        }
+        if self.exchange.as_ref().is_some_and(|e| e.carries_body)
+            && let Some(b) = self.backend.as_mut()
+        {
+            b.carried_body = true;
         }
         // The head goes first; body bytes follow as they come.
         if self.b_out.len() == 0 {
@@ -1101,8 +1181,7 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
 /// closed (a request with a body cannot be sent again; one without is retried
 /// on a new connection if the old one turns out closed, so it skips the check).
 fn take_pooled(pool: &mut Pool, port: u16, check: bool) -> Option<TcpStream> {
-    let idle = pool.get_mut(&port)?;
-    while let Some(mut stream) = idle.pop() {
+    while let Some(mut stream) = pool.take(port) {
         if !check {
             return Some(stream);
         }

@@ -107,7 +107,7 @@ impl Proxy {
             notes: crate::ratelimit::NoteLimit::default(),
             scratch: vec![0; 256 * 1024],
             again: Vec::new(),
-            pool: Pool::new(),
+            pool: Pool::default(),
         })
     }
 
@@ -137,6 +137,10 @@ impl Proxy {
         }
         let (id, backend_side) = conn::split_token(token);
         let Some(conn) = self.conns.get_mut(&id) else {
+            if backend_side {
+                // Bytes or a hang-up on an idle pooled connection: it is spoiled.
+                self.pool.evict(id);
+            }
             return;
         };
         conn.wake(if backend_side {
@@ -273,14 +277,11 @@ impl Proxy {
         }
         if conn.finished() {
             if let Some(mut conn) = self.conns.remove(&id)
-                && let Some((port, mut stream)) = conn.close()
+                && let Some((port, stream)) = conn.close()
             {
-                let idle = self.pool.entry(port).or_default();
-                if idle.len() < conn::POOL_PER_PORT {
-                    idle.push(stream);
-                } else {
-                    let _ = registry.deregister(&mut stream);
-                }
+                // Still registered under this connection's token, which now
+                // finds the pool. A full pool closes it (closing deregisters).
+                self.pool.put(id, port, stream);
             }
             // Room again: accept what waited in the backlog.
             if self.accept_paused.is_some() && self.conns.len() < MAX_CONNS {
