@@ -232,3 +232,129 @@ fn a_head_after_empty_lines_split_over_two_reads_is_answered_at_once() {
         );
     }
 }
+
+/// A python another uid may run (root's may sit in a private pyenv).
+fn python_for_anyone() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// Whether this host has an IPv6 loopback to test with.
+fn ipv6_up() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// A program of another uid listening on [::1]:`port` (root only); it prints
+/// `listening`, then `got N` for the bytes of a connection, if one comes.
+struct Squatter(std::process::Child);
+
+impl Squatter {
+    fn start(uid: u32, port: u16) -> Squatter {
+        let script = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET6)\n\
+             s.bind(('::1', {port}))\n\
+             s.listen(8)\n\
+             print('listening', flush=True)\n\
+             s.settimeout(60)\n\
+             c, _ = s.accept()\n\
+             c.settimeout(5)\n\
+             print('got', len(c.recv(65536)), flush=True)"
+        );
+        let mut child = std::process::Command::new("setpriv")
+            .args(setpriv_args(uid))
+            .args(["--", python_for_anyone(), "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the squatter");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("its stdout"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).expect("reading the squatter");
+        assert_eq!(
+            line, "listening\n",
+            "the squatter could not bind [::1]:{port}"
+        );
+        Squatter(child)
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Another user who holds [::1]:PORT first would receive every browser request
+/// for NAME.localhost:PORT that went to ::1: the proxy refuses that port.
+#[test]
+fn a_proxy_port_another_user_holds_on_ipv6_is_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another uid");
+        return;
+    }
+    if !ipv6_up() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let sb = sandbox();
+    let port = free_port();
+    let _squatter = Squatter::start(64_105, port);
+    std::fs::write(
+        sb.root.join("agent-procs.yaml"),
+        format!(
+            "proxy: true\nproxy_port: {port}\nprocesses:\n  web:\n    cmd: python3 backend.py web\n"
+        ),
+    )
+    .expect("writing the config");
+    let err = sb.fails(&["up"], 1);
+    assert!(
+        err.contains(&format!(
+            "the proxy cannot listen on [::1]:{port}: another program holds it"
+        )),
+        "{err}"
+    );
+    // Nothing of ours listens on 127.0.0.1 there either: a browser trying both
+    // would find only the other user.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "127.0.0.1:{port} still answers"
+    );
+}
+
+/// The proxy holds [::1] on its port too, and serves it like 127.0.0.1.
+#[test]
+fn the_proxy_serves_the_ipv6_loopback_like_the_ipv4_one() {
+    if !ipv6_up() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let mut stream = std::net::TcpStream::connect(("::1", pp))
+        .unwrap_or_else(|e| panic!("the proxy does not listen on [::1]:{pp}: {e}"));
+    stream
+        .set_read_timeout(Some(RESPONSE_LIMIT))
+        .expect("a read timeout");
+    use std::io::{Read, Write};
+    stream
+        .write_all(&request(
+            "GET",
+            "/echo",
+            &format!("web.localhost:{pp}"),
+            &["Connection: close"],
+        ))
+        .expect("sending");
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.contains("\"name\": \"web\""), "{text}");
+    assert!(text.contains("X-Forwarded-For\", \"::1\""), "{text}");
+    // Nobody else can take [::1] on that port now.
+    let squat = std::net::TcpListener::bind(("::1", pp));
+    assert!(squat.is_err(), "[::1]:{pp} could be bound beside the proxy");
+}

@@ -14,7 +14,7 @@ use mio::{Interest, Registry, Token};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Where the proxy listens unless the config names a port.
@@ -24,6 +24,8 @@ pub const BACKEND_PORTS: std::ops::RangeInclusive<u16> = 4000..=4999;
 /// Proxy tokens start here, far above the daemon's own.
 pub const TOKEN_BASE: usize = 1 << 40;
 const LISTENER: Token = Token(TOKEN_BASE);
+/// The [::1] listener. Connection ids start at 1, so no connection has it.
+const LISTENER6: Token = Token(TOKEN_BASE + 1);
 /// Pause before accepting again when out of descriptors, doubled up to a second.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -50,6 +52,10 @@ pub trait Backends {
 
 pub struct Proxy {
     listener: TcpListener,
+    /// [::1] on the same port, wherever IPv6 is up: browsers, Node 17+ and glibc
+    /// resolve NAME.localhost to ::1 too, and whoever held [::1]:PORT would get
+    /// the requests (cookies included) meant for us.
+    listener6: Option<TcpListener>,
     port: u16,
     conns: HashMap<u64, Conn>,
     next_id: u64,
@@ -70,27 +76,12 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Listen on 127.0.0.1: `port`, or the first free port of `PORTS`.
+    /// Listen on 127.0.0.1 and [::1] (where IPv6 is up): `port`, or the first
+    /// port of `PORTS` free on both.
     pub fn bind(port: Option<u16>) -> Result<Proxy, String> {
-        let listener = match port {
-            Some(p) => {
-                TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, p))).map_err(|e| {
-                    format!(
-                        "the proxy cannot listen on 127.0.0.1:{p}: {}",
-                        crate::error::describe_io(&e)
-                    )
-                })?
-            }
-            None => PORTS
-                .clone()
-                .find_map(|p| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, p))).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "the proxy found no free port in {}-{}; set proxy_port in agent-procs.yaml",
-                        PORTS.start(),
-                        PORTS.end()
-                    )
-                })?,
+        let (listener, listener6) = match port {
+            Some(p) => bind_pair(p).map_err(|e| e.explain(p))?,
+            None => bind_first(PORTS)?,
         };
         let port = listener
             .local_addr()
@@ -98,6 +89,7 @@ impl Proxy {
             .port();
         Ok(Proxy {
             listener,
+            listener6,
             port,
             conns: HashMap::new(),
             next_id: 0,
@@ -112,7 +104,16 @@ impl Proxy {
     }
 
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
-        registry.register(&mut self.listener, LISTENER, Interest::READABLE)
+        registry.register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        if let Some(l) = self.listener6.as_mut() {
+            registry.register(l, LISTENER6, Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the proxy also listens on [::1] (IPv6 is up on this host).
+    pub fn on_ipv6(&self) -> bool {
+        self.listener6.is_some()
     }
 
     pub fn port(&self) -> u16 {
@@ -132,7 +133,7 @@ impl Proxy {
         backends: &dyn Backends,
         note: &mut dyn FnMut(&str),
     ) {
-        if token == LISTENER {
+        if token == LISTENER || token == LISTENER6 {
             return self.accept(registry, note);
         }
         let (id, backend_side) = conn::split_token(token);
@@ -212,17 +213,30 @@ impl Proxy {
         }
     }
 
+    /// Accept what waits on both listeners, unless paused.
     fn accept(&mut self, registry: &Registry, note: &mut dyn FnMut(&str)) {
         if self.accept_paused.is_some() {
             return;
         }
+        self.accept_from(false, registry, note);
+        if self.listener6.is_some() && self.accept_paused.is_none() {
+            self.accept_from(true, registry, note);
+        }
+    }
+
+    fn accept_from(&mut self, v6: bool, registry: &Registry, note: &mut dyn FnMut(&str)) {
         loop {
             if self.conns.len() >= MAX_CONNS {
                 // A closing connection resumes accepting; the backlog waits.
                 self.accept_paused = Some(Instant::now() + ACCEPT_BACKOFF_MAX);
                 return;
             }
-            match self.listener.accept() {
+            let listener = match (v6, self.listener6.as_ref()) {
+                (true, Some(l)) => l,
+                (true, None) => return,
+                (false, _) => &self.listener,
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => {
                     self.backoff = ACCEPT_BACKOFF;
                     self.next_id += 1;
@@ -293,6 +307,87 @@ impl Proxy {
     }
 }
 
+/// Why a port could not be held on both loopbacks.
+#[derive(Debug)]
+enum BindError {
+    V4(io::Error),
+    V6(io::Error),
+}
+
+impl BindError {
+    fn out_of_descriptors(&self) -> bool {
+        let (BindError::V4(e) | BindError::V6(e)) = self;
+        matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    }
+
+    /// The message for a port that was asked for.
+    fn explain(&self, port: u16) -> String {
+        match self {
+            BindError::V4(e) => format!(
+                "the proxy cannot listen on 127.0.0.1:{port}: {}",
+                crate::error::describe_io(e)
+            ),
+            BindError::V6(e) if e.kind() == io::ErrorKind::AddrInUse => format!(
+                "the proxy cannot listen on [::1]:{port}: another program holds it, and \
+                 browsers send NAME.localhost to ::1 as well as to 127.0.0.1, so it would \
+                 receive requests meant for the proxy; stop it or choose another proxy_port"
+            ),
+            BindError::V6(e) => format!(
+                "the proxy cannot listen on [::1]:{port}: {}",
+                crate::error::describe_io(e)
+            ),
+        }
+    }
+}
+
+/// Hold `port` on 127.0.0.1 and on [::1]. Without IPv6 (no ::1 on this host,
+/// or no IPv6 at all) 127.0.0.1 alone: nobody can listen on ::1 then either.
+fn bind_pair(port: u16) -> Result<(TcpListener, Option<TcpListener>), BindError> {
+    let v4 =
+        TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(BindError::V4)?;
+    // The same port number: an automatic port of 0 means the one just chosen.
+    let port = v4.local_addr().map_err(BindError::V4)?.port();
+    match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
+        Ok(v6) => Ok((v4, Some(v6))),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+            ) =>
+        {
+            Ok((v4, None))
+        }
+        Err(e) => Err(BindError::V6(e)),
+    }
+}
+
+/// The first port of `ports` free on both loopbacks.
+fn bind_first(
+    ports: std::ops::RangeInclusive<u16>,
+) -> Result<(TcpListener, Option<TcpListener>), String> {
+    for p in ports.clone() {
+        match bind_pair(p) {
+            Ok(pair) => return Ok(pair),
+            Err(e) if e.out_of_descriptors() => {
+                return Err(format!(
+                    "the proxy cannot listen: the daemon is out of file descriptors ({}); \
+                     close some connections or raise its limit (ulimit -n)",
+                    match &e {
+                        BindError::V4(e) | BindError::V6(e) => crate::error::describe_io(e),
+                    }
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    Err(format!(
+        "the proxy found no port in {}-{} free on both 127.0.0.1 and [::1]; \
+         set proxy_port in agent-procs.yaml",
+        ports.start(),
+        ports.end()
+    ))
+}
+
 /// The routes page: every process, its URL, where it goes and its state.
 pub fn routes_page(routes: &[(String, Option<u16>, String)], proxy_port: u16) -> String {
     let mut page = format!("agent-procs proxy on 127.0.0.1:{proxy_port}\n\n");
@@ -306,4 +401,48 @@ pub fn routes_page(routes: &[(String, Option<u16>, String)], proxy_port: u16) ->
         ));
     }
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port another socket holds on [::1] only; None without IPv6 here.
+    fn held_on_ipv6() -> Option<(std::net::TcpListener, u16)> {
+        let held = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).ok()?;
+        let port = held.local_addr().ok()?.port();
+        Some((held, port))
+    }
+
+    #[test]
+    fn a_port_held_on_ipv6_is_refused_with_the_reason() {
+        let Some((_held, port)) = held_on_ipv6() else {
+            eprintln!("skipped: no IPv6 loopback here");
+            return;
+        };
+        let err = match bind_pair(port) {
+            Ok(_) => panic!("[::1]:{port} is held, yet the pair was bound"),
+            Err(e) => e.explain(port),
+        };
+        assert!(
+            err.contains(&format!("[::1]:{port}: another program holds it"))
+                && err.contains("choose another proxy_port"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_automatic_port_skips_one_held_on_ipv6_and_holds_both() {
+        let Some((_held, port)) = held_on_ipv6() else {
+            eprintln!("skipped: no IPv6 loopback here");
+            return;
+        };
+        let last = port.saturating_add(40);
+        let (v4, v6) = bind_first(port..=last).expect("a free port nearby");
+        let chosen = v4.local_addr().expect("address").port();
+        assert_ne!(chosen, port, "chose the port held on [::1]");
+        let v6 = v6.expect("IPv6 is up here, so [::1] must be held too");
+        assert_eq!(v6.local_addr().expect("address").port(), chosen);
+        assert!(v6.local_addr().expect("address").ip().is_loopback());
+    }
 }
