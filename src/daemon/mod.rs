@@ -2441,7 +2441,15 @@ impl Daemon {
             return Response::error(format!("watching the proxy's socket: {e}"));
         }
         let port = proxy.port();
-        self.note(&format!("proxy listening on 127.0.0.1:{port}"));
+        if proxy.on_ipv6() {
+            self.note(&format!(
+                "proxy listening on 127.0.0.1:{port} and [::1]:{port}"
+            ));
+        } else {
+            self.note(&format!(
+                "proxy listening on 127.0.0.1:{port} (no IPv6 loopback on this host)"
+            ));
+        }
         self.proxy = Some(proxy);
         Response::Ok {
             message: format!("proxy listening on http://localhost:{port}"),
