@@ -358,3 +358,254 @@ fn the_proxy_serves_the_ipv6_loopback_like_the_ipv4_one() {
     let squat = std::net::TcpListener::bind(("::1", pp));
     assert!(squat.is_err(), "[::1]:{pp} could be bound beside the proxy");
 }
+
+/// The soft "Max open files" of a process.
+fn fd_limit(pid: i32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Raise this process's soft descriptor limit to at least `need`.
+fn raise_own_fd_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert!(
+        lim.rlim_max >= need,
+        "the hard descriptor limit is below {need}"
+    );
+    if lim.rlim_cur < need {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we pass.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    }
+}
+
+/// A CLI call that must answer within `limit`: (elapsed, output).
+fn timed(sb: &Sandbox, args: &[&str], limit: Duration) -> (Duration, Out) {
+    let t = Instant::now();
+    let out = run_bounded(sb.command(args), limit);
+    (t.elapsed(), out)
+}
+
+/// Another user holds hundreds of proxy connections whose bodies never end,
+/// against a daemon limited to 256 descriptors. The proxy keeps within its share,
+/// so `status` and `run` (whose port probe needs a descriptor) still answer at once.
+#[test]
+fn a_flood_of_held_connections_leaves_status_and_run_their_descriptors() {
+    raise_own_fd_limit(1024);
+    let sb = sandbox();
+    let port = free_port().to_string();
+    let mut first = std::process::Command::new("prlimit");
+    first
+        .arg("--nofile=256:256")
+        .args([BIN, "run", "python3 backend.py web", "--name", "web"])
+        .args(["--port", &port, "--proxy"])
+        .current_dir(&sb.root)
+        .stdin(std::process::Stdio::null());
+    sb.isolate(&mut first);
+    let out = run_bounded(first, CALL_LIMIT);
+    assert_eq!(
+        out.code,
+        0,
+        "{}",
+        sb.report(&["run"], &out, "expected exit 0")
+    );
+    let pp = proxy_port_in(&format!("{}{}", out.stdout, out.stderr))
+        .unwrap_or_else(|| panic!("no localhost:PORT in {}", out.stdout));
+    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let daemon = sb.daemon_pid().expect("the daemon's pid");
+    assert_eq!(
+        fd_limit(daemon),
+        Some(256),
+        "the test did not lower the limit"
+    );
+
+    let host = format!("web.localhost:{pp}");
+    let held = format!("POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000000\r\n\r\nabc");
+    let mut flood = Vec::new();
+    while flood.len() < 400 {
+        match Conn::try_open(pp, Duration::from_millis(500)) {
+            Ok(mut c) => {
+                let _ = c.send_lossy(held.as_bytes());
+                flood.push(c);
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(
+        // Each held connection costs the daemon two descriptors (and a backend one).
+        flood.len() > 128,
+        "only {} connections opened; the daemon holds {} descriptors; daemon.log:\n{}",
+        flood.len(),
+        fd_count(daemon),
+        std::fs::read_to_string(sb.daemon_log()).unwrap_or_default()
+    );
+    // The proxy takes connections until its share is used up.
+    let end = Instant::now() + Duration::from_secs(20);
+    while fd_count(daemon) < 180 {
+        assert!(
+            Instant::now() < end,
+            "the daemon holds only {} descriptors: the flood did not reach it",
+            fd_count(daemon)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let limit = Duration::from_secs(10);
+    let (took, out) = timed(&sb, &["status"], limit);
+    assert_eq!(
+        out.code,
+        0,
+        "{}",
+        sb.report(&["status"], &out, "under the flood")
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "status took {took:?} under the flood"
+    );
+    // Behind the proxy a process without --port gets one through a port probe.
+    let args = ["run", "sleep 60", "--name", "late", "--proxy"];
+    let (took, out) = timed(&sb, &args, limit);
+    assert_eq!(out.code, 0, "{}", sb.report(&args, &out, "under the flood"));
+    assert!(
+        took < Duration::from_secs(1),
+        "run took {took:?} under the flood"
+    );
+    assert_eq!(sb.proc_status("late")["state"], "running");
+    assert!(
+        fd_count(daemon) < 256,
+        "the daemon ran out of descriptors: {}",
+        fd_count(daemon)
+    );
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+    assert_eq!(
+        log.matches("descriptors the proxy may use").count(),
+        1,
+        "the cap is said once:\n{log}"
+    );
+    drop(flood);
+    // Once the flood is gone, the proxy serves again.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let Ok(mut c) = Conn::try_open(pp, Duration::from_millis(300)) else {
+            assert!(Instant::now() < end, "no connection after the flood");
+            continue;
+        };
+        c.send(&request("GET", "/echo", &host, &[]));
+        match c.try_response(false, Duration::from_secs(3)) {
+            Ok(r) if r.status == 200 => break,
+            other => assert!(
+                Instant::now() < end,
+                "no recovery after the flood: {other:?}"
+            ),
+        }
+    }
+    sb.ok(&["stop", "late"]);
+}
+
+/// A request body that stops coming is cut off after the request timeout (here
+/// shortened for the test), while a slow but steady one is not.
+#[test]
+fn a_stalled_request_body_times_out_and_a_slow_one_does_not() {
+    let sb = sandbox();
+    let port = free_port().to_string();
+    let command = "python3 backend.py web";
+    let args = ["run", command, "--name", "web", "--port", &port, "--proxy"];
+    let mut first = sb.command(&args);
+    first.env("AGENT_PROCS_TEST_HEAD_TIMEOUT_MS", "700");
+    let out = run_bounded(first, CALL_LIMIT);
+    assert_eq!(out.code, 0, "{}", sb.report(&args, &out, "expected exit 0"));
+    let pp = proxy_port_in(&out.stdout).expect("the proxy port");
+    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let host = format!("web.localhost:{pp}");
+
+    let t = Instant::now();
+    let mut stalled = Conn::open(pp);
+    stalled.send(
+        format!("POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\nabc").as_bytes(),
+    );
+    let r = stalled.response(Duration::from_secs(10));
+    assert_eq!(r.status, 408, "{r}");
+    assert!(
+        r.text()
+            .contains("the request body stalled: no byte for 700 ms"),
+        "{r}"
+    );
+    assert_eq!(r.header("connection"), Some("close"), "{r}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(650),
+        "cut off after {:?}",
+        t.elapsed()
+    );
+
+    // A head that stalls gets the same timeout.
+    let mut head = Conn::open(pp);
+    head.send(b"GET /echo HTTP/1.1\r\nHost: web.loc");
+    let r = head.response(Duration::from_secs(10));
+    assert_eq!(r.status, 408, "{r}");
+    assert!(r.text().contains("within 700 ms"), "{r}");
+
+    // Ten bytes, one every 250 ms: slower in all than the timeout, never stalled.
+    let mut slow = Conn::open(pp);
+    slow.send(
+        format!("POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n").as_bytes(),
+    );
+    for b in b"0123456789" {
+        // Pacing a slow client; nothing to wait for.
+        std::thread::sleep(Duration::from_millis(250));
+        slow.send(&[*b]);
+    }
+    let r = slow.response(RESPONSE_LIMIT);
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["body_head"], "0123456789", "{r}");
+}
+
+/// A CLI that gave up while the daemon was stalled (here: stopped with SIGSTOP)
+/// leaves its `run` in the socket; the daemon must not start it later.
+#[test]
+fn a_run_whose_client_gave_up_during_a_stall_is_not_started_later() {
+    let sb = sandbox();
+    sb.ok(&["run", "sleep 60", "--name", "first"]);
+    let daemon = sb.daemon_pid().expect("the daemon's pid");
+    kill(daemon, libc::SIGSTOP);
+    let gone = {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(sb.socket()).expect("connecting");
+        s.write_all(b"{\"type\":\"Run\",\"command\":\"sleep 60\",\"name\":\"late\"}\n")
+            .expect("sending the run");
+        s
+    };
+    drop(gone);
+    kill(daemon, libc::SIGCONT);
+    // A client that stays is served as ever (and after the one that left: the
+    // daemon accepts in order).
+    sb.ok(&["run", "sleep 60", "--name", "second"]);
+    let names: Vec<String> = sb
+        .status()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        names,
+        ["first", "second"],
+        "a run nobody waits for any more was started"
+    );
+    let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+    assert!(
+        log.contains("dropped a run of 'late': its client hung up before it was read"),
+        "{log}"
+    );
+    sb.ok(&["stop", "first"]);
+    sb.ok(&["stop", "second"]);
+}

@@ -22,8 +22,9 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// A partial request head must be complete within this.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A partial request head must be complete within this, and a request body
+/// may go this long without a byte (unless the backend is the one not reading).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A keep-alive connection with no request is closed after this.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a request waits for a process that is starting or restarting.
@@ -274,6 +275,8 @@ struct Exchange {
     wait_until: Instant,
     /// No backend yet: try again then.
     retry_at: Option<Instant>,
+    /// The last time request body bytes came from the client.
+    body_progress: Instant,
     why_waiting: String,
 }
 
@@ -287,6 +290,8 @@ pub struct Conn {
     pub armed: Option<Instant>,
     since: Instant,
     head_started: Option<Instant>,
+    /// `REQUEST_TIMEOUT`, or shorter for tests.
+    timeout: Duration,
     exchange: Option<Exchange>,
     c_in: Vec<u8>,
     c_out: Out,
@@ -306,6 +311,7 @@ impl Conn {
         id: u64,
         mut client: TcpStream,
         peer: IpAddr,
+        timeout: Duration,
         registry: &Registry,
     ) -> io::Result<Conn> {
         let _ = client.set_nodelay(true);
@@ -319,6 +325,7 @@ impl Conn {
             armed: None,
             since: Instant::now(),
             head_started: None,
+            timeout,
             exchange: None,
             c_in: Vec::new(),
             c_out: Out::default(),
@@ -356,13 +363,28 @@ impl Conn {
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Head => Some(match self.head_started {
-                Some(t) => t + HEADER_TIMEOUT,
+                Some(t) => t + self.timeout,
                 None => self.since + IDLE_TIMEOUT,
             }),
-            Phase::Exchange => self.exchange.as_ref().and_then(|e| e.retry_at),
+            Phase::Exchange => {
+                let ex = self.exchange.as_ref()?;
+                let stall = self.body_stall_deadline(ex);
+                match (ex.retry_at, stall) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
             Phase::Tunnel => None,
             Phase::Closing | Phase::Draining => Some(self.since + LINGER),
         }
+    }
+
+    /// When a request body that is waited for stops being waited for: the client
+    /// sends no byte for the timeout while the backend would take them. Held
+    /// bodies must not pin descriptors (another user's, perhaps) for ever.
+    fn body_stall_deadline(&self, ex: &Exchange) -> Option<Instant> {
+        (!ex.request.done() && self.b_out.len() < HIGH_WATER && self.c_in.is_empty())
+            .then_some(ex.body_progress + self.timeout)
     }
 
     /// Deregister and close; hands back the backend connection when it is idle
@@ -640,6 +662,7 @@ impl Conn {
                     answered: false,
                     wait_until: now + BACKEND_WAIT,
                     retry_at: None,
+                    body_progress: now,
                     why_waiting: String::new(),
                 });
                 self.phase = Phase::Exchange;
@@ -661,8 +684,11 @@ impl Conn {
         // Request body: client → backend.
         let body_pending = self.exchange.as_ref().is_some_and(|e| !e.request.done());
         if body_pending {
-            if self.c_in.is_empty() && self.b_out.len() < HIGH_WATER {
-                progress |= self.read_client(scratch);
+            if self.c_in.is_empty() && self.b_out.len() < HIGH_WATER && self.read_client(scratch) {
+                progress = true;
+                if let Some(ex) = self.exchange.as_mut() {
+                    ex.body_progress = Instant::now();
+                }
             }
             if !self.c_in.is_empty() {
                 let Some(ex) = self.exchange.as_mut() else {
@@ -903,10 +929,26 @@ impl Conn {
         let now = Instant::now();
         match self.phase {
             Phase::Head if self.head_started.is_some() => {
-                self.respond(408, "the request head did not arrive within 10 s\n", false);
+                let why = format!(
+                    "the request head did not arrive within {}\n",
+                    span(self.timeout)
+                );
+                self.respond(408, &why, false);
             }
             Phase::Head => self.done = true,
             Phase::Exchange => {
+                let stalled = self
+                    .exchange
+                    .as_ref()
+                    .and_then(|ex| self.body_stall_deadline(ex))
+                    .is_some_and(|at| at <= now);
+                if stalled {
+                    let why = format!(
+                        "the request body stalled: no byte for {}\n",
+                        span(self.timeout)
+                    );
+                    return self.bad_request_body(registry, why);
+                }
                 if self
                     .exchange
                     .as_ref()
@@ -982,6 +1024,17 @@ impl Conn {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             let mut stream = match TcpStream::connect(addr) {
                 Ok(s) => s,
+                Err(e) if crate::sys::out_of_descriptors(&e) => {
+                    // Not the backend's fault: say what is wrong, and do not wait.
+                    return self.fail_request(
+                        registry,
+                        503,
+                        format!(
+                            "the proxy is out of file descriptors ({}); try again shortly\n",
+                            crate::error::describe_io(&e)
+                        ),
+                    );
+                }
                 Err(e) => {
                     let why = format!(
                         "{name} is not accepting connections on 127.0.0.1:{port} ({})",
@@ -1128,6 +1181,17 @@ impl Conn {
         self.respond(status, &body, keep);
     }
 
+    /// The client stopped sending its body: 408 if nothing was answered yet,
+    /// else cut it off; the connection closes either way.
+    fn bad_request_body(&mut self, registry: &Registry, why: String) {
+        if self.exchange.as_ref().is_some_and(|e| e.answered) {
+            self.drop_backend(registry);
+            self.done = true;
+            return;
+        }
+        self.fail_request(registry, 408, why);
+    }
+
     fn bad_gateway(&mut self, registry: &Registry, why: String) {
         let answered = self.exchange.as_ref().is_some_and(|e| e.answered);
         if answered {
@@ -1161,6 +1225,15 @@ fn refusal(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         _ => crate::error::describe_io(e),
+    }
+}
+
+/// A timeout as a message shows it: `10 s`, or `500 ms` (tests shorten them).
+fn span(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
 

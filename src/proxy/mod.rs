@@ -31,6 +31,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Client connections held at most; past it the listener waits.
 const MAX_CONNS: usize = 16 * 1024;
+/// Shortens the request head and body timeouts, for tests only.
+const TEST_TIMEOUT_VAR: &str = "AGENT_PROCS_TEST_HEAD_TIMEOUT_MS";
 
 /// What the proxy may know of a process.
 pub enum Lookup {
@@ -73,6 +75,10 @@ pub struct Proxy {
     /// Connections that stopped with work left; they run again next turn.
     again: Vec<u64>,
     pool: Pool,
+    /// Descriptors the proxy may hold: client, backend and pooled sockets.
+    fd_budget: usize,
+    /// Request head and body timeout (`conn::REQUEST_TIMEOUT` but in tests).
+    timeout: Duration,
 }
 
 impl Proxy {
@@ -100,6 +106,12 @@ impl Proxy {
             scratch: vec![0; 256 * 1024],
             again: Vec::new(),
             pool: Pool::default(),
+            fd_budget: fd_budget(crate::sys::fd_limit()),
+            timeout: std::env::var(TEST_TIMEOUT_VAR)
+                .ok()
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|&ms| ms > 0)
+                .map_or(conn::REQUEST_TIMEOUT, Duration::from_millis),
         })
     }
 
@@ -226,8 +238,20 @@ impl Proxy {
 
     fn accept_from(&mut self, v6: bool, registry: &Registry, note: &mut dyn FnMut(&str)) {
         loop {
-            if self.conns.len() >= MAX_CONNS {
+            if !self.room_for_one() {
                 // A closing connection resumes accepting; the backlog waits.
+                if let Some(held) = self.notes.allow("cap", Instant::now()) {
+                    note(&crate::ratelimit::with_held(
+                        &format!(
+                            "proxy: {} connections hold the {} descriptors the proxy may use \
+                             (of the daemon's {}); new ones wait until some close",
+                            self.conns.len(),
+                            self.fd_budget,
+                            crate::sys::fd_limit().map_or("unlimited".into(), |l| l.to_string()),
+                        ),
+                        held,
+                    ));
+                }
                 self.accept_paused = Some(Instant::now() + ACCEPT_BACKOFF_MAX);
                 return;
             }
@@ -241,7 +265,7 @@ impl Proxy {
                     self.backoff = ACCEPT_BACKOFF;
                     self.next_id += 1;
                     let id = self.next_id;
-                    match Conn::new(id, stream, peer.ip(), registry) {
+                    match Conn::new(id, stream, peer.ip(), self.timeout, registry) {
                         Ok(conn) => {
                             self.conns.insert(id, conn);
                             self.arm(id);
@@ -276,6 +300,21 @@ impl Proxy {
         }
     }
 
+    /// Whether one more client (and its backend) fits in the descriptor budget,
+    /// closing idle pooled connections to make room.
+    fn room_for_one(&mut self) -> bool {
+        if self.conns.len() >= MAX_CONNS {
+            return false;
+        }
+        // Every connection counts with a backend, whether it has one yet or not.
+        while (self.conns.len() + 1) * 2 + self.pool.len() > self.fd_budget {
+            if !self.pool.evict_any() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Let a connection make all the progress it can, then retire it if done.
     fn drive(&mut self, registry: &Registry, id: u64, backends: &dyn Backends) {
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -298,13 +337,27 @@ impl Proxy {
                 self.pool.put(id, port, stream);
             }
             // Room again: accept what waited in the backlog.
-            if self.accept_paused.is_some() && self.conns.len() < MAX_CONNS {
+            if self.accept_paused.is_some() && self.room_for_one() {
                 self.accept_paused = Some(Instant::now());
             }
             return;
         }
         self.arm(id);
     }
+}
+
+/// Of `limit` descriptors, those the proxy may use: the rest of the daemon keeps
+/// a quarter (at least 64, or half of a tiny limit) for the control socket and
+/// its clients, each process's pipes and log files, readiness probes and port
+/// probes, so that a flood of proxy connections (another user's, perhaps)
+/// cannot starve `status` or `run`.
+fn fd_budget(limit: Option<u64>) -> usize {
+    let most = MAX_CONNS * 2;
+    let Some(limit) = limit else {
+        return most;
+    };
+    let reserve = (limit / 4).max(64.min(limit / 2));
+    usize::try_from(limit - reserve).map_or(most, |b| b.min(most))
 }
 
 /// Why a port could not be held on both loopbacks.
@@ -412,6 +465,22 @@ mod tests {
         let held = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).ok()?;
         let port = held.local_addr().ok()?.port();
         Some((held, port))
+    }
+
+    #[test]
+    fn the_descriptor_budget_leaves_the_daemon_a_reserve() {
+        let table: [(Option<u64>, usize); 7] = [
+            (Some(64), 32),
+            (Some(128), 64),
+            (Some(256), 192),
+            (Some(1024), 768),
+            (Some(65536), 32 * 1024),
+            (Some(0), 0),
+            (None, 32 * 1024),
+        ];
+        for (limit, want) in table {
+            assert_eq!(fd_budget(limit), want, "{limit:?}");
+        }
     }
 
     #[test]
