@@ -146,7 +146,12 @@ impl Proxy {
         note: &mut dyn FnMut(&str),
     ) {
         if token == LISTENER || token == LISTENER6 {
-            return self.accept(registry, note);
+            // Only the listener that fired: the other one's accept would just
+            // say EAGAIN, a system call per connection for nothing.
+            if self.accept_paused.is_none() {
+                self.accept_from(token == LISTENER6, registry, note);
+            }
+            return;
         }
         let (id, backend_side) = conn::split_token(token);
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -225,7 +230,8 @@ impl Proxy {
         }
     }
 
-    /// Accept what waits on both listeners, unless paused.
+    /// Accept what waits on both listeners, unless paused (after a pause, whose
+    /// edges were spent while it lasted).
     fn accept(&mut self, registry: &Registry, note: &mut dyn FnMut(&str)) {
         if self.accept_paused.is_some() {
             return;
