@@ -1292,3 +1292,80 @@ fn send(stream: &mut TcpStream, out: &mut Out, head: &[u8], body: &[u8]) {
     out.push(head);
     out.push(body);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected loopback stream, and the listener that keeps its peer queued.
+    fn stream() -> (std::net::TcpListener, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+        let addr = listener.local_addr().expect("address");
+        let std = std::net::TcpStream::connect(addr).expect("connecting");
+        (listener, TcpStream::from_std(std))
+    }
+
+    fn local_port(s: &TcpStream) -> u16 {
+        s.local_addr().expect("address").port()
+    }
+
+    #[test]
+    fn the_pool_hands_out_the_newest_and_forgets_an_evicted_connection() {
+        let mut pool = Pool::default();
+        let (_l1, a) = stream();
+        let (_l2, b) = stream();
+        let (_l3, c) = stream();
+        let (a_port, b_port) = (local_port(&a), local_port(&b));
+        assert!(pool.put(1, 4000, a));
+        assert!(pool.put(2, 4000, b));
+        assert!(pool.put(3, 4001, c));
+        assert_eq!(pool.len(), 3);
+        // An event on connection 2 (bytes nobody asked for, a hang-up) closes it.
+        assert!(pool.evict(2));
+        assert!(!pool.evict(2), "evicted twice");
+        assert!(!pool.evict(7), "an id that was never pooled");
+        assert_eq!(pool.len(), 2);
+        let got = pool.take(4000).expect("connection 1");
+        assert_eq!(local_port(&got), a_port, "not the evicted {b_port}");
+        assert!(pool.take(4000).is_none());
+        // Its id is no longer the pool's: a late event for it evicts nothing.
+        assert!(!pool.evict(1));
+        assert!(pool.take(4002).is_none());
+        assert!(pool.evict_any());
+        assert_eq!(pool.len(), 0);
+        assert!(!pool.evict_any());
+    }
+
+    #[test]
+    fn a_port_keeps_at_most_its_share_and_the_oldest_goes_first() {
+        let mut pool = Pool::default();
+        let mut keep = Vec::new();
+        let mut first_port = 0;
+        for id in 0..POOL_PER_PORT as u64 {
+            let (l, s) = stream();
+            if id == 0 {
+                first_port = local_port(&s);
+            }
+            keep.push(l);
+            assert!(pool.put(id, 4000, s));
+        }
+        let (_l, extra) = stream();
+        assert!(!pool.put(99, 4000, extra), "over the share of one port");
+        assert_eq!(pool.len(), POOL_PER_PORT);
+        assert!(pool.evict_any());
+        // The oldest (id 0) went; the rest come out newest first.
+        let mut seen = Vec::new();
+        while let Some(s) = pool.take(4000) {
+            seen.push(local_port(&s));
+        }
+        assert_eq!(seen.len(), POOL_PER_PORT - 1);
+        assert!(!seen.contains(&first_port));
+    }
+
+    #[test]
+    fn timeouts_read_in_the_unit_they_were_set_in() {
+        assert_eq!(span(Duration::from_secs(10)), "10 s");
+        assert_eq!(span(Duration::from_millis(700)), "700 ms");
+        assert_eq!(span(Duration::from_millis(1500)), "1500 ms");
+    }
+}
