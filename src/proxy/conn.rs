@@ -98,8 +98,8 @@ impl Pool {
         self.evict(id)
     }
 
-    /// Connections held.
-    pub fn len(&self) -> usize {
+    /// Connections held (each one descriptor).
+    pub fn held(&self) -> usize {
         self.ports.len()
     }
 }
@@ -1319,12 +1319,12 @@ mod tests {
         assert!(pool.put(1, 4000, a));
         assert!(pool.put(2, 4000, b));
         assert!(pool.put(3, 4001, c));
-        assert_eq!(pool.len(), 3);
+        assert_eq!(pool.held(), 3);
         // An event on connection 2 (bytes nobody asked for, a hang-up) closes it.
         assert!(pool.evict(2));
         assert!(!pool.evict(2), "evicted twice");
         assert!(!pool.evict(7), "an id that was never pooled");
-        assert_eq!(pool.len(), 2);
+        assert_eq!(pool.held(), 2);
         let got = pool.take(4000).expect("connection 1");
         assert_eq!(local_port(&got), a_port, "not the evicted {b_port}");
         assert!(pool.take(4000).is_none());
@@ -1332,7 +1332,7 @@ mod tests {
         assert!(!pool.evict(1));
         assert!(pool.take(4002).is_none());
         assert!(pool.evict_any());
-        assert_eq!(pool.len(), 0);
+        assert_eq!(pool.held(), 0);
         assert!(!pool.evict_any());
     }
 
@@ -1351,7 +1351,7 @@ mod tests {
         }
         let (_l, extra) = stream();
         assert!(!pool.put(99, 4000, extra), "over the share of one port");
-        assert_eq!(pool.len(), POOL_PER_PORT);
+        assert_eq!(pool.held(), POOL_PER_PORT);
         assert!(pool.evict_any());
         // The oldest (id 0) went; the rest come out newest first.
         let mut seen = Vec::new();

@@ -313,7 +313,7 @@ impl Proxy {
             return false;
         }
         // Every connection counts with a backend, whether it has one yet or not.
-        while (self.conns.len() + 1) * 2 + self.pool.len() > self.fd_budget {
+        while (self.conns.len() + 1) * 2 + self.pool.held() > self.fd_budget {
             if !self.pool.evict_any() {
                 return false;
             }
