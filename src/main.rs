@@ -5,8 +5,10 @@
 // of it. std still works; arguments come from glibc's init hook. SIGPIPE keeps
 // its default, so `agent-procs logs x | head` ends quietly like any Unix filter;
 // the daemon ignores SIGPIPE itself.
-#![no_main]
+// Not under `cargo test`, whose harness needs its own `main`.
+#![cfg_attr(not(test), no_main)]
 
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     std::process::exit(agent_procs::main_entry())
