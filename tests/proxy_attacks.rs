@@ -564,6 +564,23 @@ fn a_stalled_request_body_times_out_and_a_slow_one_does_not() {
     assert_eq!(r.status, 408, "{r}");
     assert!(r.text().contains("within 700 ms"), "{r}");
 
+    // A client that waits for 100 Continue is not stalled while the process
+    // takes its time to say it; its clock starts with the 100.
+    let mut waiting = Conn::open(pp);
+    waiting.send(
+        format!(
+            "POST /slow-continue HTTP/1.1\r\nHost: {host}\r\nExpect: 100-continue\r\n\
+             Content-Length: 5\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let r = waiting.response(Duration::from_secs(10));
+    assert_eq!(r.status, 100, "{r}");
+    waiting.send(b"hello");
+    let r = waiting.response(RESPONSE_LIMIT);
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["body_head"], "hello", "{r}");
+
     // Ten bytes, one every 250 ms: slower in all than the timeout, never stalled.
     let mut slow = Conn::open(pp);
     slow.send(

@@ -264,6 +264,8 @@ struct Exchange {
     bodiless: bool,
     /// The request has body bytes (not only `Content-Length: 0`).
     carries_body: bool,
+    /// `Expect: 100-continue`: the client may hold its body until an answer.
+    expect_continue: bool,
     request: Body,
     /// Waiting for the response head (again, after a 1xx).
     awaiting_head: bool,
@@ -382,8 +384,14 @@ impl Conn {
     /// When a request body that is waited for stops being waited for: the client
     /// sends no byte for the timeout while the backend would take them. Held
     /// bodies must not pin descriptors (another user's, perhaps) for ever.
+    /// A client that expects 100-continue may wait for the process's answer
+    /// before it sends, so its clock starts with the answer.
     fn body_stall_deadline(&self, ex: &Exchange) -> Option<Instant> {
-        (!ex.request.done() && self.b_out.len() < HIGH_WATER && self.c_in.is_empty())
+        let waiting_for_us = ex.expect_continue && !ex.answered;
+        (!ex.request.done()
+            && self.b_out.len() < HIGH_WATER
+            && self.c_in.is_empty()
+            && !waiting_for_us)
             .then_some(ex.body_progress + self.timeout)
     }
 
@@ -660,6 +668,7 @@ impl Conn {
                     response: Body::Done,
                     backend_keep_alive: false,
                     answered: false,
+                    expect_continue: request.expect_continue,
                     wait_until: now + BACKEND_WAIT,
                     retry_at: None,
                     body_progress: now,
@@ -788,6 +797,10 @@ impl Conn {
                             return data.len();
                         }
                         at += response.head_len;
+                        if !ex.answered {
+                            // The body clock of a client that waited starts now.
+                            ex.body_progress = Instant::now();
+                        }
                         ex.answered = true;
                         if response.status == 101 {
                             // Whatever followed the head belongs to the tunnel.

@@ -21,6 +21,7 @@ process a request reached. Routes:
   /nobody       answers without reading the request body, so a body that is a
                 request is then served as one (the CL.0 class of dev servers)
   /stale        after 300 ms, an answer marked X-Stale: smuggled
+  /slow-continue  like /echo, but its 100 Continue comes only after 1.5 s
 """
 
 import base64
@@ -100,6 +101,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def handle_expect_100(self):
+        if self.path.startswith("/slow-continue"):
+            time.sleep(1.5)
+        return super().handle_expect_100()
 
     def body(self):
         """The request body, by Content-Length or chunked (decoded)."""
