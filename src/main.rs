@@ -5,7 +5,8 @@
 // of it. std still works; arguments come from glibc's init hook. SIGPIPE keeps
 // its default, so `agent-procs logs x | head` ends quietly like any Unix filter;
 // the daemon ignores SIGPIPE itself.
-// Not under `cargo test`, whose harness needs its own `main`.
+// The unit-test build of this file keeps the harness's `main` (it has no tests,
+// but `cargo test` runs it, and our `main` would parse the harness's arguments).
 #![cfg_attr(not(test), no_main)]
 
 #[cfg(not(test))]

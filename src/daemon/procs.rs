@@ -87,6 +87,9 @@ pub struct Proc {
     pub cpu_sample: Option<super::resources::CpuSample>,
     /// Who held the port when the last run died saying its address was in use.
     pub port_conflict: Option<String>,
+    /// The `started_wall` of the run whose `ready` event was sent: a later `up`
+    /// that finds that run still going says nothing new about it.
+    pub ready_reported: Option<SystemTime>,
 }
 
 impl Proc {
