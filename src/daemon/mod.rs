@@ -1034,6 +1034,7 @@ impl Daemon {
                     survivors: Vec::new(),
                     cpu_sample: None,
                     port_conflict: None,
+                    awaiting_ready: false,
                     ready_reported: None,
                 };
                 self.procs.insert(proc);
@@ -2544,7 +2545,7 @@ impl Daemon {
                 ));
             }
             return Response::Ok {
-                message: format!("proxy already listening on http://localhost:{port}"),
+                message: format!("Proxy already listening on http://localhost:{port}"),
             };
         }
         let mut proxy = match crate::proxy::Proxy::bind(wanted) {
@@ -2566,7 +2567,7 @@ impl Daemon {
         }
         self.proxy = Some(proxy);
         Response::Ok {
-            message: format!("proxy listening on http://localhost:{port}"),
+            message: format!("Proxy listening on http://localhost:{port}"),
         }
     }
 
