@@ -522,14 +522,16 @@ fn warn_survivors(message: &str) -> &str {
     headline
 }
 
-/// Ask the daemon for its reverse proxy; says where it listens on stderr.
+/// Ask the daemon for its reverse proxy; says where it listens on stderr, in
+/// 0.6's words and without our prefix (`Proxy listening on http://localhost:9090`),
+/// since scripts look for that line.
 pub fn enable_proxy(conn: &mut Conn, port: Option<u16>) -> Result<()> {
     match conn.ask(
         &Request::EnableProxy { proxy_port: port },
         Duration::from_secs(10),
     )? {
         Response::Ok { message } => {
-            eprintln!("agent-procs: {message}");
+            eprintln!("{message}");
             Ok(())
         }
         other => unexpected(other).map(|_| ()),
@@ -936,6 +938,7 @@ pub fn print_line(text: &str) -> Result<()> {
 /// The last `n` lines of the current run of `name`, both streams in arrival
 /// order, stderr lines marked `err| `.
 pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>> {
+    paths::check_state_dirs(paths)?;
     let mut sources = Vec::new();
     for stream in [Stream::Stdout, Stream::Stderr] {
         let path = paths.log_file(name, stream.name());
@@ -972,6 +975,9 @@ pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>
 /// The stored lines `logs` (without `--follow`) selects for `args`, and the
 /// sources they came from; shared with the MCP server's `logs` tool.
 pub fn read_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<(Vec<Source>, Vec<Line>)> {
+    // Read without a daemon: the same checks it makes, or we would print what
+    // another user planted in a dir open to them.
+    paths::check_state_dirs(paths)?;
     let streams: &[Stream] = match (args.both, args.stderr) {
         (true, _) => &[Stream::Stdout, Stream::Stderr],
         (false, true) => &[Stream::Stderr],
@@ -1396,7 +1402,13 @@ fn session_list(out: Output) -> Result<i32> {
     let sessions = sessions()?;
     let root_of = |name: &str| -> Option<String> {
         let paths = SessionPaths::new(name).ok()?;
-        let text = std::fs::read(paths.state_dir.join("state.json")).ok()?;
+        paths::check_state_dirs(&paths).ok()?;
+        let mut text = Vec::new();
+        io::Read::read_to_end(
+            &mut logs::read::open_log(&paths.state_file()).ok()?,
+            &mut text,
+        )
+        .ok()?;
         // The first value: a longer older table may trail it (see daemon/state.rs).
         let state = serde_json::Deserializer::from_slice(&text)
             .into_iter::<serde_json::Value>()
@@ -1462,9 +1474,11 @@ fn session_clean() -> Result<i32> {
             crate::session::Cleaned::Removed { removed, kept } => {
                 let list: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
                 if !list.is_empty() {
-                    let _ = writeln!(
-                        text,
-                        "cleaned stale session: {name} (removed {})",
+                    // 0.6's line, exactly, on stdout (its tests and scripts compare
+                    // it); what went, on stderr.
+                    let _ = writeln!(text, "cleaned stale session: {name}");
+                    eprintln!(
+                        "agent-procs: note: session '{name}': removed {}",
                         list.join(", ")
                     );
                 }

@@ -95,21 +95,21 @@ pub fn auto_name(root: &Path) -> String {
     format!("{base}-{:08x}", (hash ^ (hash >> 32)) as u32)
 }
 
-/// Open a session's lock file without following a link (0600 when created).
+/// Open a session's lock file without following a link (0600 when created),
+/// and only if it is a regular file of ours with one name (`paths::open_private`).
 /// None when it is missing and `create` is false.
 pub fn open_lock(path: &Path, create: bool) -> std::io::Result<Option<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new()
-        .create(create)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path);
+    let opened = crate::paths::open_private(
+        path,
+        std::fs::OpenOptions::new()
+            .create(create)
+            .truncate(false)
+            .write(true),
+    );
     match opened {
         Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Ok(None),
-        Err(e) => Err(crate::error::not_following(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -197,7 +197,8 @@ pub fn clean(paths: &crate::paths::SessionPaths) -> Result<Cleaned> {
     }
     let mut removed = Vec::new();
     let mut kept = Vec::new();
-    // Each path, and whether it must be a socket (else a regular file).
+    // Each path, and whether it may be a socket (else only a regular file). A
+    // regular file of ours at the socket's path goes too, as with 0.6.
     for (path, socket) in [
         (&paths.socket, true),
         (&paths.pid_file, false),
@@ -207,7 +208,10 @@ pub fn clean(paths: &crate::paths::SessionPaths) -> Result<Cleaned> {
             continue;
         };
         let (right_kind, kind) = match socket {
-            true => (meta.file_type().is_socket(), "a socket"),
+            true => (
+                meta.file_type().is_socket() || meta.file_type().is_file(),
+                "a socket",
+            ),
             false => (meta.file_type().is_file(), "a regular file"),
         };
         if !right_kind || !ours(&meta) {

@@ -5,8 +5,8 @@
 //! `AGENT_PROCS_MCP_PYTHON`, else target/mcp-venv/bin/python, which is created
 //! (python3 -m venv, pip install mcp jsonschema) when missing and the package
 //! registry is reachable; .ci/run creates it beforehand. Without one the test
-//! is skipped with a notice, unless `AGENT_PROCS_REQUIRE_MCP_SDK=1` (set by
-//! .ci/run), which makes it fail instead.
+//! is skipped with a notice, unless `AGENT_PROCS_REQUIRE_MCP_SDK=1` or
+//! `AGENT_PROCS_REQUIRE_TOOLS=1` (both set by .ci/run), which make it fail instead.
 
 mod common;
 
@@ -489,13 +489,20 @@ fn sdk_python() -> Result<PathBuf, String> {
 fn the_official_python_sdk_drives_a_real_session() {
     let python = match sdk_python() {
         Ok(python) => python,
-        Err(why) if std::env::var("AGENT_PROCS_REQUIRE_MCP_SDK").as_deref() == Ok("1") => {
-            panic!("the MCP Python SDK is required (AGENT_PROCS_REQUIRE_MCP_SDK=1): {why}")
+        Err(why)
+            if ["AGENT_PROCS_REQUIRE_MCP_SDK", common::REQUIRE_TOOLS]
+                .iter()
+                .any(|v| std::env::var(v).as_deref() == Ok("1")) =>
+        {
+            panic!(
+                "the MCP Python SDK is required (AGENT_PROCS_REQUIRE_MCP_SDK=1 or {}=1): {why}",
+                common::REQUIRE_TOOLS
+            )
         }
         Err(why) => {
-            eprintln!(
-                "skipped: no MCP Python SDK ({why}); set AGENT_PROCS_MCP_PYTHON or run .ci/run"
-            );
+            common::skip_notice(&format!(
+                "no MCP Python SDK ({why}); set AGENT_PROCS_MCP_PYTHON or run .ci/run"
+            ));
             return;
         }
     };

@@ -201,6 +201,8 @@ struct Daemon {
     status_notes: Vec<String>,
     /// Ports chosen for processes that named none, by name (kept in state.json).
     chosen_ports: std::collections::BTreeMap<String, u16>,
+    /// The log dir as last verified, shared by the sinks of the runs it holds.
+    log_dir: Option<std::rc::Rc<paths::OwnDir>>,
 }
 
 impl Daemon {
@@ -277,6 +279,7 @@ impl Daemon {
             subscribers: Vec::new(),
             status_notes: Vec::new(),
             chosen_ports: Default::default(),
+            log_dir: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -296,9 +299,36 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// The log dir for a new run, opened by its path again and verified (a link
+    /// or a dir not privately ours there now is refused, never written through);
+    /// while it is the same dir, its one descriptor is shared with earlier runs.
+    fn own_log_dir(&mut self) -> io::Result<std::rc::Rc<paths::OwnDir>> {
+        let fresh = match paths::OwnDir::open(&self.paths.log_dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The log dir was deleted under us: make it again.
+                let _ = paths::ensure_state_dirs(&self.paths);
+                paths::OwnDir::open(&self.paths.log_dir)?
+            }
+            other => other?,
+        };
+        if let Some(held) = &self.log_dir
+            && held.same_as(&fresh)
+        {
+            return Ok(held.clone());
+        }
+        let dir = std::rc::Rc::new(fresh);
+        self.log_dir = Some(dir.clone());
+        Ok(dir)
+    }
+
     fn run_loop(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
+            // A huge tree to watch is added a slice per turn, so requests are
+            // served in between (the poll below does not sleep while work remains).
+            if self.watcher.as_ref().is_some_and(|w| w.busy()) {
+                let _ = self.watch_slice(None);
+            }
             if self.state_dirty {
                 self.state_dirty = false;
                 self.save_state();
@@ -307,7 +337,8 @@ impl Daemon {
                 return Ok(());
             }
             let now = Instant::now();
-            let timeout = if self.retry.is_empty() {
+            let watching = self.watcher.as_ref().is_some_and(|w| w.busy());
+            let timeout = if self.retry.is_empty() && !watching {
                 let proxy = self
                     .proxy
                     .as_ref()
@@ -578,6 +609,24 @@ impl Daemon {
     // ---- requests ----
 
     fn handle(&mut self, client: usize, request: Request) {
+        // The CLI never half-closes: a peer that hung up before its request was
+        // read has gone (it gave up while the daemon was stalled, or was killed).
+        // Nobody would learn of a process started for it now, so none is.
+        if matches!(request, Request::Run { .. } | Request::Up { .. })
+            && self.clients.get(&client).is_some_and(|c| c.read_closed)
+        {
+            let what = match &request {
+                Request::Run { name, command, .. } => {
+                    format!("run of '{}'", name.as_deref().unwrap_or(command))
+                }
+                _ => "up".to_string(),
+            };
+            self.note_limited(
+                "gone",
+                &format!("dropped a {what}: its client hung up before it was read"),
+            );
+            return;
+        }
         match request {
             run @ Request::Run { .. } => {
                 let response = self.run_process(run);
@@ -814,13 +863,23 @@ impl Daemon {
             return Response::error("the command contains a NUL byte");
         }
         let env = env.unwrap_or_default();
+        // A bad name and a bad value are told apart: the value is what to fix
+        // when only it holds a NUL.
         let bad_env = |map: &HashMap<String, String>| {
-            map.iter()
-                .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
-                .map(|(k, _)| k.clone())
+            map.iter().find_map(|(k, v)| {
+                if k.is_empty() || k.contains(['=', '\0']) {
+                    Some(format!("invalid environment variable name {k:?}"))
+                } else if v.contains('\0') {
+                    Some(format!(
+                        "invalid value for environment variable {k:?}: it contains a NUL byte"
+                    ))
+                } else {
+                    None
+                }
+            })
         };
-        if let Some(key) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
-            return Response::error(format!("invalid environment variable name {key:?}"));
+        if let Some(msg) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
+            return Response::error(msg);
         }
         let stop_signal = match stop_signal.as_deref() {
             None => libc::SIGTERM,
@@ -893,12 +952,8 @@ impl Daemon {
                 match (kept, &self.proxy) {
                     (Some(port), Some(_)) => Some(port),
                     (None, Some(_)) => match self.free_backend_port(name.as_deref()) {
-                        Some(port) => Some(port),
-                        None => {
-                            return Response::error(
-                                "no free port in 4000-4999 for the process; give it one with --port",
-                            );
-                        }
+                        Ok(port) => Some(port),
+                        Err(message) => return Response::error(message),
                     },
                     (_, None) => None,
                 }
@@ -979,6 +1034,7 @@ impl Daemon {
                     survivors: Vec::new(),
                     cpu_sample: None,
                     port_conflict: None,
+                    awaiting_ready: false,
                     ready_reported: None,
                 };
                 self.procs.insert(proc);
@@ -1032,20 +1088,23 @@ impl Daemon {
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
+        let log_dir = self.own_log_dir();
         for (slot, (stream, pipe)) in outputs.iter_mut().zip([
             (Stream::Stdout, spawned.stdout),
             (Stream::Stderr, spawned.stderr),
         ]) {
             let path = self.paths.log_file(&name, stream.name());
-            let mut created = LogSink::create(path.clone(), spec.log_limits);
-            if created
-                .as_ref()
-                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-            {
-                // The log dir was deleted under us: make it again.
-                let _ = paths::ensure_state_dirs(&self.paths);
-                created = LogSink::create(path.clone(), spec.log_limits);
-            }
+            let created = match &log_dir {
+                Ok(dir) => LogSink::create_in(dir.clone(), path.clone(), spec.log_limits),
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: {}",
+                        self.paths.log_dir.display(),
+                        crate::error::describe_io(e)
+                    ),
+                )),
+            };
             let sink = match created {
                 Ok(mut s) => {
                     // Before the child's first byte, which is still in the pipe.
@@ -2351,18 +2410,65 @@ impl Daemon {
                 .map_err(|e| format!("watching the inotify descriptor: {e}"))?;
             self.watcher = Some(w);
         }
-        let root = spec.root.display().to_string();
-        let patterns: Vec<&str> = spec.patterns.iter().map(|g| g.as_str()).collect();
-        let patterns = patterns.join(" ");
         let Some(w) = self.watcher.as_mut() else {
             return Ok(());
         };
-        let dirs = w.watch(id, spec)?;
-        let name = self.proc_name(id);
-        self.note(&format!(
-            "{name}: watching {dirs} directories under {root} for {patterns}"
-        ));
-        Ok(())
+        w.watch(id, spec);
+        // The first slice now: a tree that fits in it (most do) is watched before
+        // `run` answers, and its error is the answer. A bigger one goes on, a
+        // slice per loop turn (`run_loop`).
+        self.watch_slice(Some(id))
+    }
+
+    /// Add watches for one slice of time; say what finished. A failure of
+    /// `answering`'s tree is returned, for its `run` to report; one found later
+    /// goes to daemon.log and to the process's log.
+    fn watch_slice(&mut self, answering: Option<ProcId>) -> std::result::Result<(), String> {
+        let Some(w) = self.watcher.as_mut() else {
+            return Ok(());
+        };
+        let finished = w.work(watch::SLICE);
+        let described: Vec<(watch::Finished, Option<(String, String)>)> = finished
+            .into_iter()
+            .map(|f| {
+                let about = match &f {
+                    watch::Finished::Watching { proc, .. } => w.describe(*proc),
+                    watch::Finished::Failed { .. } => None,
+                };
+                (f, about)
+            })
+            .collect();
+        let mut answer = Ok(());
+        for (finished, about) in described {
+            match finished {
+                watch::Finished::Watching { proc, dirs } => {
+                    let name = self.proc_name(proc);
+                    let (root, patterns) = about.unwrap_or_default();
+                    self.note(&format!(
+                        "{name}: watching {dirs} directories under {root} for {patterns}"
+                    ));
+                }
+                watch::Finished::Failed { proc, msg } if Some(proc) == answering => {
+                    answer = Err(msg);
+                }
+                watch::Finished::Failed { proc, msg } => {
+                    let name = self.proc_name(proc);
+                    let note = format!("[agent-procs] Not watching files: {msg}");
+                    self.note(&format!("{name}: {note}"));
+                    if let Some(out) = self
+                        .procs
+                        .get_mut(proc)
+                        .and_then(|p| p.output(Stream::Stdout))
+                    {
+                        out.sink.annotate(&mut self.clock, &note, |_| {});
+                        out.sink.release();
+                    }
+                    self.deliver_line(proc, Stream::Stdout, note.as_bytes());
+                    self.flush_followers();
+                }
+            }
+        }
+        answer
     }
 
     fn watch_events(&mut self) {
@@ -2439,7 +2545,7 @@ impl Daemon {
                 ));
             }
             return Response::Ok {
-                message: format!("proxy already listening on http://localhost:{port}"),
+                message: format!("Proxy already listening on http://localhost:{port}"),
             };
         }
         let mut proxy = match crate::proxy::Proxy::bind(wanted) {
@@ -2450,10 +2556,18 @@ impl Daemon {
             return Response::error(format!("watching the proxy's socket: {e}"));
         }
         let port = proxy.port();
-        self.note(&format!("proxy listening on 127.0.0.1:{port}"));
+        if proxy.on_ipv6() {
+            self.note(&format!(
+                "proxy listening on 127.0.0.1:{port} and [::1]:{port}"
+            ));
+        } else {
+            self.note(&format!(
+                "proxy listening on 127.0.0.1:{port} (no IPv6 loopback on this host)"
+            ));
+        }
         self.proxy = Some(proxy);
         Response::Ok {
-            message: format!("proxy listening on http://localhost:{port}"),
+            message: format!("Proxy listening on http://localhost:{port}"),
         }
     }
 
@@ -2461,11 +2575,22 @@ impl Daemon {
     /// on, for process `name`: the one chosen for that name before (by this daemon
     /// or the last one) while it is free, else one not chosen for another name,
     /// else any. The choice is remembered in state.json.
-    fn free_backend_port(&mut self, name: Option<&str>) -> Option<u16> {
+    /// Out of descriptors, the probe cannot tell, and that is the error.
+    fn free_backend_port(&mut self, name: Option<&str>) -> std::result::Result<u16, String> {
         let taken: HashSet<u16> = self.procs.iter().filter_map(|p| p.spec.port).collect();
+        let no_fds = std::cell::Cell::new(None);
         let free = |p: u16| {
-            !taken.contains(&p)
-                && std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok()
+            if taken.contains(&p) || no_fds.get().is_some() {
+                return false;
+            }
+            match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)) {
+                Ok(_) => true,
+                Err(e) if sys::out_of_descriptors(&e) => {
+                    no_fds.set(e.raw_os_error());
+                    false
+                }
+                Err(_) => false,
+            }
         };
         let before = name.and_then(|n| self.chosen_ports.get(n).copied());
         let others: HashSet<u16> = self
@@ -2482,12 +2607,28 @@ impl Daemon {
                     .filter(|p| !others.contains(p))
                     .find(|&p| free(p))
             })
-            .or_else(|| crate::proxy::BACKEND_PORTS.clone().find(|&p| free(p)))?;
+            .or_else(|| crate::proxy::BACKEND_PORTS.clone().find(|&p| free(p)));
+        let port = match (port, no_fds.take()) {
+            (Some(port), _) => port,
+            (None, Some(errno)) => {
+                let why = crate::error::describe_io(&io::Error::from_raw_os_error(errno));
+                return Err(format!(
+                    "cannot look for a free port for the process: the daemon is out of file \
+                     descriptors ({why}); try again once some connections have closed, or give \
+                     it a port with --port"
+                ));
+            }
+            (None, None) => {
+                return Err(
+                    "no free port in 4000-4999 for the process; give it one with --port".into(),
+                );
+            }
+        };
         if let Some(name) = name {
             self.chosen_ports.insert(name.to_string(), port);
             self.state_dirty = true;
         }
-        Some(port)
+        Ok(port)
     }
 
     fn proxy_event(&mut self, token: Token, hup: bool) {

@@ -76,7 +76,7 @@ pub const TOOLS: &str = concat!(
     r#""regex":{"type":"boolean","description":"until is a regular expression"},"#,
     r#""exit":{"type":"boolean"},"#,
     r#""port":{"type":"integer","minimum":1,"maximum":65535,"description":"127.0.0.1:port accepts connections"},"#,
-    r#""http":{"type":"string","description":"a GET answers 2xx/3xx (host: an IP or localhost)"},"#,
+    r#""http":{"type":"string","description":"a GET answers 2xx/3xx (host: localhost or a loopback IP)"},"#,
     r#""timeout_s":{"type":"number","exclusiveMinimum":0,"maximum":300,"description":"give up after this many seconds"}},"#,
     r#""required":["name","timeout_s"],"additionalProperties":false},"#,
     r#""outputSchema":{"type":"object","properties":{"event":{"type":"string","enum":["match","exit"]},"line":{"type":"string"},"exit_code":{"type":["integer","null"]},"exit_signal":{"type":["string","null"]}},"required":["event"]}}"#,
