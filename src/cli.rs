@@ -729,6 +729,16 @@ pub struct LogsArgs {
     pub json: bool,
     pub max_bytes: Option<usize>,
     pub cursor: bool,
+    /// `--runs N|all`: how many of the latest runs to cover (None: the latest
+    /// one, or every run with --since or --after).
+    pub runs: Option<Runs>,
+}
+
+/// `--runs`: the last N runs of each process, or all that are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    Last(usize),
+    All,
 }
 
 /// `--since`: a span back from now, the latest start, or all that is kept.
@@ -1277,6 +1287,7 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
         json: false,
         max_bytes: None,
         cursor: false,
+        runs: None,
     };
     while let Some(arg) = p.next().map_err(with_usage(u))? {
         let value = |p: &mut lexopt::Parser| p.value().map_err(with_usage(u));
@@ -1313,6 +1324,21 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
                 a.max_bytes = Some(number(value(p)?, "--max-bytes", "a number of bytes", u)?)
             }
             Long("cursor") => a.cursor = true,
+            Long("runs") => {
+                let text = string(value(p)?, "--runs", u)?;
+                a.runs = Some(match text.parse::<usize>() {
+                    _ if text == "all" => Runs::All,
+                    Ok(n) if n > 0 => Runs::Last(n),
+                    _ => {
+                        return Err(usage_error(
+                            format!(
+                                "--runs takes a number of runs (1 or more) or all, not '{text}'"
+                            ),
+                            u,
+                        ));
+                    }
+                });
+            }
             Value(v) if a.target.is_none() => a.target = Some(string(v, "the process name", u)?),
             _ => common(other(arg), p, session, u)?,
         }
@@ -1357,6 +1383,7 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
             (a.json, "--json"),
             (a.max_bytes.is_some(), "--max-bytes"),
             (a.cursor, "--cursor"),
+            (a.runs.is_some(), "--runs"),
         ];
         if let Some((_, flag)) = reading_only.iter().find(|(given, _)| *given) {
             return Err(usage_error(

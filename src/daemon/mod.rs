@@ -166,6 +166,9 @@ struct Daemon {
     state_file: Option<state::StateFile>,
     /// Sequence numbers for the log indexes, shared by every stream.
     clock: logs::index::SeqClock,
+    /// The last run number of each process name in the run journal, read at
+    /// the first start (None until then).
+    run_numbers: Option<HashMap<String, u64>>,
     /// The process table changed this turn; state.json is rewritten once, at its end.
     state_dirty: bool,
     /// Output pipes grown to spawn::PIPE_SIZE, and how many may be.
@@ -265,6 +268,7 @@ impl Daemon {
             state_dirty: false,
             state_file: None,
             clock: logs::index::SeqClock::default(),
+            run_numbers: None,
             read_buf: vec![0; 64 * 1024],
             ups: HashMap::new(),
             next_up: 0,
@@ -979,6 +983,8 @@ impl Daemon {
                     survivors: Vec::new(),
                     cpu_sample: None,
                     port_conflict: None,
+                    run: 0,
+                    run_seq: 0,
                 };
                 self.procs.insert(proc);
                 if let Err(msg) = self.set_watch(id, watch) {
@@ -1028,6 +1034,9 @@ impl Daemon {
         };
         // Retire the previous run's pipes (a setsid'd escapee may still hold them).
         self.close_outputs(id);
+        // The run begins here: every byte of it gets a later sequence number.
+        let run = self.next_run_number(&name);
+        let run_seq = self.clock.next();
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
@@ -1093,6 +1102,8 @@ impl Daemon {
         p.pid = pid;
         p.pgid = pid as i32;
         p.started_wall = SystemTime::now();
+        p.run = run;
+        p.run_seq = run_seq;
         p.start_ticks = state::start_ticks(pid);
         p.port_conflict = None;
         p.cpu_sample = None;
@@ -1112,6 +1123,14 @@ impl Daemon {
             "{name} (p{id}) started, pid {pid}: {}",
             spec.command
         ));
+        self.journal(logs::runs::Entry {
+            p: name.clone(),
+            run,
+            start: Some(logs::index::now_ms()),
+            seq: Some(run_seq),
+            pid: Some(pid),
+            ..Default::default()
+        });
         // Recorded before anyone hears of it: if we are killed right after
         // answering, the next daemon must still find this process group.
         self.save_state();
@@ -1137,6 +1156,35 @@ impl Daemon {
             port: spec.port,
             url,
             warning: None,
+        }
+    }
+
+    /// The number the next run of `name` gets: one more than the journal's last,
+    /// or than the runs in its logs when the journal has none (older logs).
+    fn next_run_number(&mut self, name: &str) -> u64 {
+        let log_dir = &self.paths.log_dir;
+        let numbers = self
+            .run_numbers
+            .get_or_insert_with(|| logs::runs::last_numbers(log_dir));
+        let last = match numbers.get(name) {
+            Some(&n) => n,
+            None => {
+                let streams = STREAMS.map(|s| (s, self.paths.log_file(name, s.name())));
+                logs::runs::count_in_logs(name, &streams)
+            }
+        };
+        numbers.insert(name.to_string(), last + 1);
+        last + 1
+    }
+
+    /// Append to the run journal; a failure is noted in daemon.log, nothing more.
+    fn journal(&self, entry: logs::runs::Entry) {
+        if let Err(e) = logs::runs::append(&self.paths.log_dir, &entry) {
+            self.note(&format!(
+                "writing {}: {}",
+                logs::runs::journal_path(&self.paths.log_dir).display(),
+                crate::error::describe_io(&e)
+            ));
         }
     }
 
@@ -1609,9 +1657,11 @@ impl Daemon {
                     continue;
                 }
                 let limit = Some(output.sink.complete_len());
-                if let Ok(source) =
+                if let Ok(mut source) =
                     logs::query::Source::open_limited(&p.name, stream, &output.sink.path, limit)
                 {
+                    // The replay covers the current run, as `logs` does by default.
+                    source.floor = logs::query::Floor::Seq(p.run_seq);
                     sources.push(source);
                 }
             }
@@ -2221,6 +2271,19 @@ impl Daemon {
         let ran_for = p.started_wall.elapsed().unwrap_or_default();
         let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
         let name = p.name.clone();
+        let ended = (p.run > 0).then(|| logs::runs::Entry {
+            p: name.clone(),
+            run: p.run,
+            end: Some(logs::index::now_ms()),
+            how: p.sup.exits.back().map(supervise::ended),
+            ..Default::default()
+        });
+        if let Some(entry) = ended {
+            self.journal(entry);
+        }
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
         let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
         match decision {
             _ if shutting_down => {}
@@ -2660,6 +2723,7 @@ impl Daemon {
             .collect();
         let saved = state::SavedState {
             daemon_pid: std::process::id(),
+            names: Some(self.procs.iter().map(|p| p.name.clone()).collect()),
             processes,
             ports: self.chosen_ports.clone(),
             root: Some(self.home_cwd.display().to_string()),

@@ -1,0 +1,422 @@
+//! The run journal: `runs.jsonl` in the session's log directory, one JSON line
+//! each time the daemon starts a process (name, run number, time, pid, and the
+//! sequence number of the run's beginning, taken before its first byte) and each
+//! time a run ends (how). Readers cut logs at run boundaries with it and mark them;
+//! the daemon numbers runs from it. Logs from before it existed (0.8.0) are cut
+//! where their index flags a run start, with no pid or end recorded.
+
+use super::query::{Floor, Source};
+use crate::protocol::Stream;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The journal's file name in the log directory (no process log ends like this).
+pub const JOURNAL: &str = "runs.jsonl";
+
+/// The journal moves to `runs.jsonl.1` (replacing the older one) past this size.
+const MAX_JOURNAL: u64 = 128 * 1024;
+
+/// Readers take at most this much of each journal file (a planted huge file
+/// must not cost a reader its memory).
+const MAX_READ: u64 = 4 * MAX_JOURNAL;
+
+/// One line of the journal: a start (with `start`, `seq`, `pid`) or an end
+/// (with `end`, `how`) of run number `run` of process `p`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Entry {
+    pub p: String,
+    pub run: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
+}
+
+pub fn journal_path(log_dir: &Path) -> PathBuf {
+    log_dir.join(JOURNAL)
+}
+
+/// Append one entry (0600, never through a link); past `MAX_JOURNAL` the file
+/// is moved to `.1` first, so the journal stays bounded.
+pub fn append(log_dir: &Path, entry: &Entry) -> io::Result<()> {
+    let path = journal_path(log_dir);
+    let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
+    line.push(b'\n');
+    let mut file = super::store::open_append(&path)?;
+    if file.metadata()?.len() + line.len() as u64 > MAX_JOURNAL {
+        drop(file);
+        fs::rename(&path, super::segment(&path, 1))?;
+        file = super::store::open_append(&path)?;
+    }
+    // One write of a whole line: a reader sees it whole or not at all.
+    file.write_all(&line)
+}
+
+/// The entries of `process` (of every process when None), oldest first. A line
+/// that does not parse (cut short by a crash, or planted) is skipped.
+pub fn read(log_dir: &Path, process: Option<&str>) -> Vec<Entry> {
+    let path = journal_path(log_dir);
+    let needle = process.map(|p| format!("\"p\":{}", serde_json::json!(p)));
+    let mut out = Vec::new();
+    for file in [super::segment(&path, 1), path] {
+        let Ok(f) = super::read::open_log(&file) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        if f.take(MAX_READ).read_to_end(&mut bytes).is_err() {
+            continue;
+        }
+        for line in bytes.split(|&b| b == b'\n') {
+            if let Some(n) = &needle
+                && !super::query::contains(line, n.as_bytes())
+            {
+                continue;
+            }
+            if let Ok(entry) = serde_json::from_slice::<Entry>(line)
+                && process.is_none_or(|p| entry.p == p)
+            {
+                out.push(entry);
+            }
+        }
+    }
+    out
+}
+
+/// The highest run number recorded for each process.
+pub fn last_numbers(log_dir: &Path) -> HashMap<String, u64> {
+    let mut out: HashMap<String, u64> = HashMap::new();
+    for entry in read(log_dir, None) {
+        let n = out.entry(entry.p).or_default();
+        *n = (*n).max(entry.run);
+    }
+    out
+}
+
+/// The processes of the running daemon, or of the last one: the `names` that
+/// state.json records. None when it records none (a daemon of an older version,
+/// or no state at all).
+pub fn daemon_names(state_file: &Path) -> Option<Vec<String>> {
+    let file = super::read::open_log(state_file).ok()?;
+    let mut bytes = Vec::new();
+    file.take(16 * 1024 * 1024).read_to_end(&mut bytes).ok()?;
+    // The first value: a longer older table may trail it (see daemon/state.rs).
+    let value = serde_json::Deserializer::from_slice(&bytes)
+        .into_iter::<serde_json::Value>()
+        .next()?
+        .ok()?;
+    let names = value.get("names")?.as_array()?;
+    Some(
+        names
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// How the run before a run ended, as far as is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Previous {
+    /// The first run recorded for the name.
+    None,
+    /// `exited 1`, `killed by SIGTERM`, `restarted after file change (...)`.
+    Ended(String),
+    /// It was started but its end was never recorded: its daemon was killed.
+    DaemonGone,
+    /// Not recorded (logs of an older version).
+    Unknown,
+}
+
+/// One run of a process, as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Counted from 1 per process name across daemons; None when not known.
+    pub number: Option<u64>,
+    /// Lines whose sequence number is at least this belong to this run or a later one.
+    pub seq: u64,
+    /// When it started (for older logs: when its first output arrived).
+    pub start_ms: Option<u64>,
+    pub pid: Option<u32>,
+    pub previous: Previous,
+    /// Recorded in the journal (else found from a log index).
+    pub journal: bool,
+}
+
+/// Runs from journal entries of one process, oldest first.
+pub fn from_journal(entries: &[Entry]) -> Vec<Run> {
+    let ends: HashMap<u64, &str> = entries
+        .iter()
+        .filter(|e| e.end.is_some())
+        .map(|e| (e.run, e.how.as_deref().unwrap_or("unknown")))
+        .collect();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut starts: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.start.is_some() && e.seq.is_some())
+        .collect();
+    starts.sort_by_key(|e| e.seq);
+    for (i, e) in starts.iter().enumerate() {
+        let before = e.run.checked_sub(1).filter(|&n| n > 0);
+        let previous = match before {
+            None => Previous::None,
+            Some(n) => match ends.get(&n) {
+                Some(how) => Previous::Ended((*how).to_string()),
+                None if i > 0 && starts[i - 1].run == n => Previous::DaemonGone,
+                None => Previous::Unknown,
+            },
+        };
+        runs.push(Run {
+            number: Some(e.run),
+            seq: e.seq.unwrap_or_default(),
+            start_ms: e.start,
+            pid: e.pid,
+            previous,
+            journal: true,
+        });
+    }
+    runs
+}
+
+/// The runs of one process, oldest first: the journal's, after older ones
+/// found through the log index (logs of a version without the journal).
+#[derive(Debug, Default)]
+pub struct History {
+    pub runs: Vec<Run>,
+    /// No journal entry at all: runs are told by segments alone.
+    legacy_only: bool,
+}
+
+impl History {
+    /// The history of `process`, whose streams are `sources`.
+    pub fn load(log_dir: &Path, process: &str, sources: &[&Source]) -> History {
+        History::build(&read(log_dir, Some(process)), sources)
+    }
+
+    pub fn build(entries: &[Entry], sources: &[&Source]) -> History {
+        let journal = from_journal(entries);
+        let starts: Vec<Vec<Option<(u64, u64)>>> = sources.iter().map(|s| s.run_starts()).collect();
+        let count = starts.iter().map(Vec::len).max().unwrap_or(0);
+        // Each start of a process begins a segment in each stream: the k-th
+        // newest of each stream belong to the same run, which began with the
+        // earliest of them.
+        let zipped: Vec<Option<(u64, u64)>> = (0..count)
+            .map(|k| {
+                starts
+                    .iter()
+                    .filter_map(|s| s.get(k).copied().flatten())
+                    .min()
+            })
+            .collect();
+        let first_journal = journal.first().map(|r| (r.seq, r.number));
+        let mut legacy: Vec<Run> = Vec::new(); // newest first
+        for (k, start) in zipped.iter().enumerate() {
+            let number = match first_journal {
+                None => Some((count - k) as u64),
+                Some((seq, number)) => {
+                    if start.is_none_or(|(s, _)| s >= seq) {
+                        continue; // a run the journal has, or unplaceable
+                    }
+                    number
+                        .and_then(|n| n.checked_sub(1 + legacy.len() as u64))
+                        .filter(|&n| n > 0)
+                }
+            };
+            let Some((seq, time)) = start else { continue };
+            legacy.push(Run {
+                number,
+                seq: *seq,
+                start_ms: Some(*time),
+                pid: None,
+                previous: Previous::Unknown,
+                journal: false,
+            });
+        }
+        let legacy_only = journal.is_empty();
+        legacy.reverse();
+        legacy.extend(journal);
+        History {
+            runs: legacy,
+            legacy_only,
+        }
+    }
+
+    /// Where the last `n` runs begin (all of them when None).
+    pub fn floor(&self, n: Option<usize>) -> Floor {
+        let Some(n) = n else {
+            return Floor::Everything;
+        };
+        if self.legacy_only {
+            return Floor::Segments(n);
+        }
+        match self.runs.len().checked_sub(n) {
+            Some(i) => Floor::Seq(self.runs[i].seq),
+            None => Floor::Everything, // asked for more runs than are known
+        }
+    }
+
+    /// The run that a line with sequence number `seq` belongs to, by index in `runs`.
+    pub fn run_of(&self, seq: u64) -> Option<usize> {
+        self.runs.partition_point(|r| r.seq <= seq).checked_sub(1)
+    }
+}
+
+/// How many runs the logs at `paths` (a process's streams) hold, for numbering
+/// the first run recorded in the journal after them.
+pub fn count_in_logs(name: &str, paths: &[(Stream, PathBuf)]) -> u64 {
+    paths
+        .iter()
+        .filter_map(|(stream, path)| Source::open(name, *stream, path).ok())
+        .map(|s| s.run_starts().len() as u64)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The line that marks the start of `run` in text output:
+/// `--- run 3 started 2026-12-07 16:40:01 UTC (pid 1234); previous run: exited 1 ---`.
+pub fn marker(run: &Run) -> String {
+    let number = run
+        .number
+        .map_or_else(|| "run".to_string(), |n| format!("run {n}"));
+    let when = run.start_ms.map(|ms| {
+        let t = crate::timefmt::rfc3339_ms(ms);
+        // 2026-12-07T16:40:01.123Z -> 2026-12-07 16:40:01 UTC
+        format!("{} {} UTC", &t[..10], &t[11..19])
+    });
+    let mut text = match (&when, run.journal) {
+        (Some(w), true) => format!("--- {number} started {w}"),
+        (Some(w), false) => format!("--- {number}, first output {w}"),
+        (None, _) => format!("--- {number} started"),
+    };
+    if let Some(pid) = run.pid {
+        text.push_str(&format!(" (pid {pid})"));
+    }
+    match &run.previous {
+        Previous::None => {}
+        Previous::Ended(how) => text.push_str(&format!("; previous run: {how}")),
+        Previous::DaemonGone => text.push_str("; previous run: unknown (daemon gone)"),
+        Previous::Unknown => text.push_str("; previous run: not recorded"),
+    }
+    text.push_str(" ---");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(p: &str, run: u64, seq: u64) -> Entry {
+        Entry {
+            p: p.into(),
+            run,
+            start: Some(1_796_000_000_000 + run),
+            seq: Some(seq),
+            pid: Some(100 + run as u32),
+            ..Entry::default()
+        }
+    }
+
+    fn end(p: &str, run: u64, how: &str) -> Entry {
+        Entry {
+            p: p.into(),
+            run,
+            end: Some(1),
+            how: Some(how.into()),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_junk_lines_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("ap-runs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        append(&dir, &start("web", 1, 10)).unwrap();
+        append(&dir, &start("web2", 1, 11)).unwrap();
+        let mut f = super::super::store::open_append(&journal_path(&dir)).unwrap();
+        f.write_all(b"{\"p\":\"web\",\"ru\n").unwrap();
+        append(&dir, &end("web", 1, "exited 1")).unwrap();
+        assert_eq!(
+            read(&dir, Some("web")),
+            vec![start("web", 1, 10), end("web", 1, "exited 1")]
+        );
+        assert_eq!(read(&dir, None).len(), 3);
+        assert_eq!(last_numbers(&dir).get("web2"), Some(&1));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_journal_stays_bounded() {
+        let dir = std::env::temp_dir().join(format!("ap-runs-big-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for run in 1..=5000 {
+            append(&dir, &start("web", run, run)).unwrap();
+        }
+        let size = |p: PathBuf| fs::metadata(p).map_or(0, |m| m.len());
+        let path = journal_path(&dir);
+        assert!(size(path.clone()) <= MAX_JOURNAL);
+        assert!(size(super::super::segment(&path, 1)) <= MAX_JOURNAL);
+        assert!(!super::super::segment(&path, 2).exists());
+        assert_eq!(last_numbers(&dir).get("web"), Some(&5000));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn previous_runs_are_told_by_their_end_entries() {
+        let entries = [
+            start("web", 1, 10),
+            end("web", 1, "exited 1"),
+            start("web", 2, 20),
+            // run 2's daemon was killed: no end
+            start("web", 3, 30),
+        ];
+        let runs = from_journal(&entries);
+        let prev: Vec<Previous> = runs.iter().map(|r| r.previous.clone()).collect();
+        assert_eq!(
+            prev,
+            vec![
+                Previous::None,
+                Previous::Ended("exited 1".into()),
+                Previous::DaemonGone
+            ]
+        );
+        // The journal lost run 4's start (rotated away): unknown, not "daemon gone".
+        let runs = from_journal(&[start("web", 5, 50)]);
+        assert_eq!(runs[0].previous, Previous::Unknown);
+    }
+
+    #[test]
+    fn marker_lines_read_well() {
+        let run = Run {
+            number: Some(3),
+            seq: 1,
+            start_ms: Some(1_796_661_601_123),
+            pid: Some(1234),
+            previous: Previous::Ended("exited 1".into()),
+            journal: true,
+        };
+        assert_eq!(
+            marker(&run),
+            "--- run 3 started 2026-12-07 16:40:01 UTC (pid 1234); previous run: exited 1 ---"
+        );
+        let old = Run {
+            pid: None,
+            previous: Previous::Unknown,
+            journal: false,
+            number: Some(1),
+            ..run
+        };
+        assert_eq!(
+            marker(&old),
+            "--- run 1, first output 2026-12-07 16:40:01 UTC; previous run: not recorded ---"
+        );
+    }
+}
