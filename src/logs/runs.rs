@@ -393,6 +393,107 @@ mod tests {
         assert_eq!(runs[0].previous, Previous::Unknown);
     }
 
+    /// Logs of `p` in `dir` written the way the daemon writes them: one
+    /// `LogSink` per run and stream; the journal gets a start entry for the runs
+    /// of `journaled` (as if an older version wrote the others).
+    fn write_runs(dir: &Path, runs: &[(&str, &str)], journaled: std::ops::Range<usize>) {
+        use crate::logs::index::SeqClock;
+        use crate::logs::store::LogSink;
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir).unwrap();
+        let mut clock = SeqClock::default();
+        for (i, (out, err)) in runs.iter().enumerate() {
+            let seq = clock.next();
+            if journaled.contains(&i) {
+                append(dir, &start("p", i as u64 + 1, seq)).unwrap();
+            }
+            let mut o = LogSink::create(dir.join("p.stdout"), Default::default()).unwrap();
+            let mut e = LogSink::create(dir.join("p.stderr"), Default::default()).unwrap();
+            if !err.is_empty() {
+                e.append(&mut clock, err.as_bytes(), |_| {});
+            }
+            if !out.is_empty() {
+                o.append(&mut clock, out.as_bytes(), |_| {});
+            }
+        }
+    }
+
+    /// What a query over both streams of `p` prints for the last `n` runs.
+    fn read_runs(dir: &Path, n: Option<usize>) -> (Vec<String>, Vec<Option<u64>>) {
+        use crate::logs::query::{self, Query, Since};
+        let mut sources: Vec<Source> = [Stream::Stdout, Stream::Stderr]
+            .iter()
+            .filter_map(|&s| Source::open("p", s, &dir.join(format!("p.{}", s.name()))).ok())
+            .collect();
+        let history = History::load(dir, "p", &sources.iter().collect::<Vec<_>>());
+        for s in &mut sources {
+            s.floor = history.floor(n);
+        }
+        let q = Query {
+            tail: None,
+            since: Since::Everything,
+            after: None,
+            grep: None,
+            plain: None,
+            context: 0,
+        };
+        let lines = query::run(&sources, &q).unwrap();
+        let text = lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.bytes).into_owned())
+            .collect();
+        let numbers = lines
+            .iter()
+            .map(|l| {
+                history
+                    .run_of(l.pos.seq)
+                    .and_then(|i| history.runs[i].number)
+            })
+            .collect();
+        (text, numbers)
+    }
+
+    #[test]
+    fn runs_are_cut_with_or_without_a_journal() {
+        let runs = [
+            ("one\n", "one err\n"),
+            ("", "two err\n"),
+            ("", ""),
+            ("four\n", ""),
+        ];
+        for (tag, journaled) in [("all", 0..4), ("none", 0..0), ("mixed", 2..4)] {
+            let dir =
+                std::env::temp_dir().join(format!("ap-runs-cut-{tag}-{}", std::process::id()));
+            write_runs(&dir, &runs, journaled);
+            assert_eq!(
+                read_runs(&dir, Some(1)),
+                (vec!["four".into()], vec![Some(4)]),
+                "{tag}"
+            );
+            // Run 3 printed nothing: the last two runs are run 4's lines.
+            assert_eq!(read_runs(&dir, Some(2)).0, ["four"], "{tag}");
+            assert_eq!(read_runs(&dir, Some(3)).0, ["two err", "four"], "{tag}");
+            let all = read_runs(&dir, None);
+            assert_eq!(all.0, ["one err", "one", "two err", "four"], "{tag}");
+            assert_eq!(all.1, [Some(1), Some(1), Some(2), Some(4)], "{tag}");
+            assert_eq!(read_runs(&dir, Some(9)).0.len(), 4, "{tag}");
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    /// Logs of 0.6 have no index at all: each segment is one run.
+    #[test]
+    fn logs_without_an_index_are_one_run_per_segment() {
+        let dir = std::env::temp_dir().join(format!("ap-runs-06-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("p.stdout.1"), "old\n").unwrap();
+        fs::write(dir.join("p.stdout"), "new\n").unwrap();
+        assert_eq!(read_runs(&dir, Some(1)).0, ["new"]);
+        assert_eq!(read_runs(&dir, Some(2)).0, ["old", "new"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn marker_lines_read_well() {
         let run = Run {
