@@ -4,7 +4,7 @@
 //! what it depends on.
 #![no_main]
 
-use agent_procs_fuzz::config::Config;
+use agent_procs::config::Config;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 use std::path::Path;

@@ -3,8 +3,8 @@
 //! finite and under 1e10 seconds.
 #![no_main]
 
-use agent_procs_fuzz::cli::{SinceArg, parse_since};
-use agent_procs_fuzz::logs::query::Position;
+use agent_procs::cli::{SinceArg, parse_since};
+use agent_procs::logs::query::Position;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 //! special character matches exactly itself.
 #![no_main]
 
-use agent_procs_fuzz::glob::{self, Glob};
+use agent_procs::glob::{self, Glob};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

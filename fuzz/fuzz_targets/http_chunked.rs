@@ -4,7 +4,7 @@
 //! at a time.
 #![no_main]
 
-use agent_procs_fuzz::proxy::http::Chunked;
+use agent_procs::proxy::http::Chunked;
 use libfuzzer_sys::fuzz_target;
 
 /// Where the body ended (bytes used, if it did), or the error, or still open.

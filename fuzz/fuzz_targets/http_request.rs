@@ -4,7 +4,7 @@
 //! for the backend is itself a valid request with the same routing and framing.
 #![no_main]
 
-use agent_procs_fuzz::proxy::http::{MAX_HEAD, Parsed, parse_request};
+use agent_procs::proxy::http::{MAX_HEAD, Parsed, parse_request};
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -4,7 +4,7 @@
 //! valid response with the same status and framing.
 #![no_main]
 
-use agent_procs_fuzz::proxy::http::{MAX_HEAD, Parsed, parse_response};
+use agent_procs::proxy::http::{MAX_HEAD, Parsed, parse_response};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,10 +6,10 @@
 //! `--tail` asks for, and no more than the bytes could hold.
 #![no_main]
 
-use agent_procs_fuzz::logs::MAX_LINE;
-use agent_procs_fuzz::logs::index::{IndexReader, MAGIC, RECORD, index_path};
-use agent_procs_fuzz::logs::query::{self, Position, Query, Since, Source};
-use agent_procs_fuzz::protocol::Stream;
+use agent_procs::logs::MAX_LINE;
+use agent_procs::logs::index::{IndexReader, MAGIC, RECORD, index_path};
+use agent_procs::logs::query::{self, Position, Query, Since, Source};
+use agent_procs::protocol::Stream;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use std::path::{Path, PathBuf};
@@ -96,7 +96,7 @@ fn check_reader(segment: &Path, written: &Segment) {
 
 fuzz_target!(|input: Input| {
     let path = stream_path();
-    let rotated = agent_procs_fuzz::logs::segment(path, 1);
+    let rotated = agent_procs::logs::segment(path, 1);
     write(path, &input.current);
     check_reader(path, &input.current);
     match &input.rotated {

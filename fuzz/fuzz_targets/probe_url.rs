@@ -3,7 +3,7 @@
 //! a status line gives a code of three digits or a reason.
 #![no_main]
 
-use agent_procs_fuzz::probe::{Target, http_target, status_code};
+use agent_procs::probe::{Target, http_target, status_code};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! the same request (what the CLI sends is what the daemon reads).
 #![no_main]
 
-use agent_procs_fuzz::protocol::decode_request;
+use agent_procs::protocol::decode_request;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

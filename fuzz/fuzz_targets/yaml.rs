@@ -3,7 +3,7 @@
 //! error, is a line:col inside the input.
 #![no_main]
 
-use agent_procs_fuzz::yaml::{self, Node, Value};
+use agent_procs::yaml::{self, Node, Value};
 use libfuzzer_sys::fuzz_target;
 
 /// Characters on each line of the text as the parser sees it (1-based lines).

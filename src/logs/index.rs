@@ -73,7 +73,7 @@ pub struct SeqClock {
 }
 
 impl SeqClock {
-    pub fn next(&mut self) -> u64 {
+    pub fn tick(&mut self) -> u64 {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
@@ -127,6 +127,9 @@ impl IndexReader {
         }
     }
 
+    /// Records in the index. Never 0: a missing index reads as one record that
+    /// covers the whole file, so there is no `is_empty`.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.count
     }
@@ -287,7 +290,7 @@ impl IndexWriter {
         if !run_start && self.last_seq == clock.last() && self.last_time == time_ms {
             return Ok(());
         }
-        let seq = clock.next();
+        let seq = clock.tick();
         self.last_seq = seq;
         self.last_time = time_ms;
         let record = Record {
@@ -346,8 +349,8 @@ mod tests {
     #[test]
     fn the_clock_only_moves_forward() {
         let mut c = SeqClock::default();
-        let a = c.next();
-        let b = c.next();
+        let a = c.tick();
+        let b = c.tick();
         assert!(b > a && c.last() == b);
     }
 
