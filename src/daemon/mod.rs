@@ -1036,7 +1036,7 @@ impl Daemon {
         self.close_outputs(id);
         // The run begins here: every byte of it gets a later sequence number.
         let run = self.next_run_number(&name);
-        let run_seq = self.clock.next();
+        let run_seq = self.clock.tick();
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;

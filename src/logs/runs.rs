@@ -403,7 +403,7 @@ mod tests {
         fs::create_dir_all(dir).unwrap();
         let mut clock = SeqClock::default();
         for (i, (out, err)) in runs.iter().enumerate() {
-            let seq = clock.next();
+            let seq = clock.tick();
             if journaled.contains(&i) {
                 append(dir, &start("p", i as u64 + 1, seq)).unwrap();
             }
