@@ -164,8 +164,8 @@ const LOGS_USAGE: &str = "\
 usage: agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--runs N|all] [--since WHEN]
                         [--after CURSOR] [--grep PAT [--regex] [--ignore-case] [--context N]]
                         [--timestamps] [--json] [--max-bytes B] [--cursor]
-       agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--grep PAT [--regex] [--ignore-case]]
-                        --follow [--timeout S] [--lines N]
+       agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--runs N|all]
+                        [--grep PAT [--regex] [--ignore-case]] --follow [--timeout S] [--lines N]
 
 Print a process's captured output: its latest run (since it last started), unless
 --runs, --since or --after reach back. Without --follow the log files are read
@@ -197,7 +197,8 @@ options:
   --max-bytes B   print at most B bytes, keeping the newest lines; says on stderr
                   what was left out
   --cursor        print the cursor after the last line on stderr (cursor: X)
-  --follow        replay the tail of the latest run, then stream new lines from the daemon
+  --follow        replay the tail of the latest run (or of --runs), then stream new
+                  lines from the daemon; a run that starts meanwhile is marked
   --timeout S     with --follow: stop after S seconds (default: 30)
   --lines N       with --follow: stop after N new lines
   --session NAME  session to use (default: default)";
@@ -1391,7 +1392,6 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
             (a.json, "--json"),
             (a.max_bytes.is_some(), "--max-bytes"),
             (a.cursor, "--cursor"),
-            (a.runs.is_some(), "--runs"),
         ];
         if let Some((_, flag)) = reading_only.iter().find(|(given, _)| *given) {
             return Err(usage_error(

@@ -964,7 +964,11 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
     let lines = logs::query::run(&sources, &query)
         .context(|| format!("reading {}", paths.log_dir.display()))?;
 
-    let marks = run_marks(&lines, &sources, &histories);
+    let marks = logs::runs::marks(
+        &lines,
+        |i| sources.get(i).map(|s| s.process.as_str()),
+        &histories,
+    );
     let mut rendered: Vec<Vec<u8>> = lines
         .iter()
         .zip(&marks)
@@ -1002,72 +1006,14 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The run a printed line belongs to, and the runs whose start goes before it.
-#[derive(Default)]
-struct RunMark<'a> {
-    /// Its run's number, when known (`run` in JSON).
-    number: Option<u64>,
-    /// Marker lines to print before it (text output only).
-    starts: Vec<&'a logs::runs::Run>,
-}
-
-/// For each line, its run, and the run starts to mark before it. A process's
-/// starts are marked only when its printed lines span more than one run: then
-/// the run of its first line, and every run begun after it, even one that
-/// printed nothing.
-fn run_marks<'a>(
-    lines: &[Line],
-    sources: &[Source],
-    histories: &'a HashMap<String, logs::runs::History>,
-) -> Vec<RunMark<'a>> {
-    let which: Vec<Option<(&str, usize)>> = lines
-        .iter()
-        .map(|line| {
-            let process = sources.get(line.source)?.process.as_str();
-            let run = histories.get(process)?.run_of(line.pos.seq)?;
-            Some((process, run))
-        })
-        .collect();
-    let mut span: HashMap<&str, (usize, usize)> = HashMap::new();
-    for (process, run) in which.iter().flatten() {
-        let e = span.entry(process).or_insert((*run, *run));
-        e.0 = e.0.min(*run);
-        e.1 = e.1.max(*run);
-    }
-    let mut shown: HashMap<&str, usize> = HashMap::new();
-    which
-        .iter()
-        .map(|w| {
-            let Some((process, run)) = *w else {
-                return RunMark::default();
-            };
-            let Some(history) = histories.get(process) else {
-                return RunMark::default();
-            };
-            let mut mark = RunMark {
-                number: history.runs.get(run).and_then(|r| r.number),
-                starts: Vec::new(),
-            };
-            let multi = span.get(process).is_some_and(|(lo, hi)| lo < hi);
-            let from = match shown.get(process) {
-                None => Some(run),
-                Some(&last) if run > last => Some(last + 1),
-                Some(_) => None,
-            };
-            if let Some(from) = from.filter(|_| multi) {
-                mark.starts = history.runs[from..=run].iter().collect();
-            }
-            if shown.get(process).is_none_or(|&last| run > last) {
-                shown.insert(process, run);
-            }
-            mark
-        })
-        .collect()
-}
-
 /// One output line: `[time ]` + the process/stream mark + the bytes, or JSON;
 /// in text, the run starts it follows are marked first.
-fn render_line(line: &Line, sources: &[Source], args: &LogsArgs, mark: &RunMark<'_>) -> Vec<u8> {
+fn render_line(
+    line: &Line,
+    sources: &[Source],
+    args: &LogsArgs,
+    mark: &logs::runs::RunMark<'_>,
+) -> Vec<u8> {
     let Some(source) = sources.get(line.source) else {
         return Vec::new();
     };
@@ -1219,6 +1165,12 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
         regex: args.regex,
         ignore_case: args.ignore_case,
         chunked: true,
+        // Also asks the daemon to mark run starts.
+        runs: Some(match args.runs {
+            None => 1,
+            Some(Runs::Last(n)) => n as u64,
+            Some(Runs::All) => 0,
+        }),
     };
     let mut conn = Conn::open(paths, false)?;
     conn.send(&request)?;

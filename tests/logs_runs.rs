@@ -176,8 +176,6 @@ fn runs_takes_a_positive_number_or_all() {
             "{bad}: {err}"
         );
     }
-    let err = sb.fails(&["logs", "web", "--runs", "2", "--follow"], 64);
-    assert!(err.contains("--runs"), "{err}");
 }
 
 /// Three runs of `svc` printing `one`/`uno`, `two`, `three`; the JSON lines of all.
@@ -287,6 +285,103 @@ fn follow_replays_the_latest_run_only() {
         "10",
     ]);
     assert_eq!(lines(&out), ["[web] new line"]);
+    sb.ok(&["down"]);
+}
+
+#[test]
+fn follow_with_runs_replays_earlier_runs_marked() {
+    let sb = Sandbox::new();
+    sb.ok(&["run", "echo one; exit 1", "--name", "web"]);
+    exited(&sb, "web");
+    sb.ok(&["run", "echo two; sleep 60", "--name", "web"]);
+    sb.ok(&["wait", "web", "--until", "two", "--timeout", "20"]);
+    let out = sb.ok(&[
+        "logs",
+        "web",
+        "--follow",
+        "--runs",
+        "all",
+        "--tail",
+        "50",
+        "--lines",
+        "0",
+        "--timeout",
+        "10",
+    ]);
+    let got = lines(&out);
+    assert_eq!(got.len(), 4, "{out}");
+    assert!(got[0].starts_with("--- run 1 started "), "{out}");
+    assert_eq!(got[1], "one", "{out}");
+    assert!(
+        got[2].starts_with("--- run 2 started ") && got[2].ends_with("previous run: exited 1 ---"),
+        "{out}"
+    );
+    assert_eq!(got[3], "two", "{out}");
+    let out = sb.ok(&[
+        "logs",
+        "--all",
+        "--follow",
+        "--runs",
+        "1",
+        "--tail",
+        "50",
+        "--lines",
+        "0",
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(lines(&out), ["[web] two"]);
+    sb.ok(&["down"]);
+}
+
+/// A run that starts while a follow is going is marked in the live lines.
+#[test]
+fn a_restart_during_a_follow_is_marked() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    sb.ok(&["run", "echo hi; sleep 60", "--name", "web"]);
+    sb.ok(&["wait", "web", "--until", "hi", "--timeout", "20"]);
+    let mut follower = sb
+        .command(&[
+            "logs",
+            "web",
+            "--follow",
+            "--tail",
+            "1",
+            "--lines",
+            "2",
+            "--timeout",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the follower");
+    let stdout = follower.stdout.take().expect("the follower's stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(30)).ok();
+    // The replayed line: the follower is registered.
+    assert_eq!(next().as_deref(), Some("hi"));
+    sb.ok(&["restart", "web"]);
+    let marker = next().unwrap_or_default();
+    assert!(
+        marker.starts_with("--- run 2 started ")
+            && marker.ends_with("; previous run: restarted (killed by SIGTERM) ---"),
+        "{marker}"
+    );
+    assert_eq!(next().as_deref(), Some("[agent-procs] Restarted (manual)"));
+    assert_eq!(next().as_deref(), Some("hi"));
+    // --lines counts output lines, not markers: two, and the follow ends.
+    assert_eq!(next(), None);
+    let status = follower.wait().expect("waiting for the follower");
+    assert!(status.success(), "{status}");
     sb.ok(&["down"]);
 }
 

@@ -82,6 +82,8 @@ struct Follow {
     /// The client takes live lines in batches; the batch being gathered.
     chunked: bool,
     batch: Option<Batch>,
+    /// Runs the replay covers (0: all) and, when set, run starts are marked.
+    runs: Option<u64>,
 }
 
 /// Live lines of one process and stream gathered for one `LogChunk`.
@@ -1142,6 +1144,7 @@ impl Daemon {
                 None => started,
             },
         );
+        self.mark_run_start(id);
         // Followers and waits see the note as the first line of the new run.
         if let Some(note) = annotation {
             self.deliver_line(id, Stream::Stdout, note.as_bytes());
@@ -1175,6 +1178,52 @@ impl Daemon {
         };
         numbers.insert(name.to_string(), last + 1);
         last + 1
+    }
+
+    /// Tell the followers of `id` that asked for run markers that a run began.
+    fn mark_run_start(&mut self, id: ProcId) {
+        let wanted = |f: &Follow| f.runs.is_some() && f.target.is_none_or(|t| t == id);
+        if !self.follows.values().any(wanted) {
+            return;
+        }
+        let Some(p) = self.procs.get(id) else { return };
+        let previous = match p.sup.exits.back() {
+            Some(exit) => logs::runs::Previous::Ended(supervise::ended(exit)),
+            None if p.run <= 1 => logs::runs::Previous::None,
+            // Its last run was under an earlier daemon: the journal knows.
+            None => logs::runs::from_journal(&logs::runs::read(&self.paths.log_dir, Some(&p.name)))
+                .pop()
+                .map_or(logs::runs::Previous::Unknown, |r| r.previous),
+        };
+        let run = logs::runs::Run {
+            number: Some(p.run),
+            seq: p.run_seq,
+            start_ms: Some(logs::index::now_ms()),
+            pid: Some(p.pid),
+            previous,
+            journal: true,
+        };
+        let line = logs::runs::marker(&run);
+        let name = p.name.clone();
+        for (client, follow) in self.follows.iter_mut() {
+            if !wanted(follow) {
+                continue;
+            }
+            let Some(c) = self.clients.get_mut(client) else {
+                continue;
+            };
+            if let Some(batch) = follow.batch.take() {
+                send_batch(c, batch); // what came before goes first
+            }
+            c.send_follow(
+                &Response::LogLine {
+                    process: name.clone(),
+                    stream: marker_stream(follow),
+                    line: line.clone(),
+                },
+                1,
+            );
+        }
     }
 
     /// Append to the run journal; a failure is noted in daemon.log, nothing more.
@@ -1584,6 +1633,7 @@ impl Daemon {
             regex,
             ignore_case,
             chunked,
+            runs,
             ..
         } = request
         else {
@@ -1618,6 +1668,7 @@ impl Daemon {
             grep,
             chunked,
             batch: None,
+            runs,
         };
         // Replay the tail and go live in the same turn: no gap, no duplicate.
         if tail > 0 {
@@ -1645,10 +1696,12 @@ impl Daemon {
             None => self.procs.ids(),
         };
         let mut sources = Vec::new();
+        let mut histories = HashMap::new();
         for id in ids {
             let Some(p) = self.procs.get(id) else {
                 continue;
             };
+            let first = sources.len();
             for stream in STREAMS {
                 let Some(output) = &p.outputs[procs::stream_index(stream)] else {
                     continue;
@@ -1665,6 +1718,16 @@ impl Daemon {
                     sources.push(source);
                 }
             }
+            // Earlier runs too: their starts come from the run journal.
+            if let Some(n) = follow.runs.filter(|&n| n != 1) {
+                let mine: Vec<&logs::query::Source> = sources[first..].iter().collect();
+                let history = logs::runs::History::load(&self.paths.log_dir, &p.name, &mine);
+                let floor = history.floor((n > 0).then_some(n as usize));
+                for source in &mut sources[first..] {
+                    source.floor = floor;
+                }
+                histories.insert(p.name.clone(), history);
+            }
         }
         let filter = |line: &[u8]| follow.grep.as_ref().is_none_or(|g| g.matches(line));
         let plain = follow.grep.as_ref().and_then(Pattern::literal);
@@ -1680,13 +1743,25 @@ impl Daemon {
             context: 0,
         };
         let lines = logs::query::run(&sources, &query).unwrap_or_default();
+        let marks = logs::runs::marks(
+            &lines,
+            |i| sources.get(i).map(|s| s.process.as_str()),
+            &histories,
+        );
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
-        for line in lines {
+        for (line, mark) in lines.into_iter().zip(marks) {
             let Some(source) = sources.get(line.source) else {
                 continue;
             };
+            for run in mark.starts {
+                c.send(&Response::LogLine {
+                    process: source.process.clone(),
+                    stream: marker_stream(follow),
+                    line: logs::runs::marker(run),
+                });
+            }
             c.send(&Response::LogLine {
                 process: source.process.clone(),
                 stream: source.stream,
@@ -2784,6 +2859,15 @@ fn send_batch(client: &mut Client, batch: Batch) {
         },
         lines,
     );
+}
+
+/// The stream a run marker is sent as: one the follower shows, unmarked.
+fn marker_stream(follow: &Follow) -> Stream {
+    if follow_wants(follow, Stream::Stdout) {
+        Stream::Stdout
+    } else {
+        Stream::Stderr
+    }
 }
 
 fn follow_wants(follow: &Follow, stream: Stream) -> bool {

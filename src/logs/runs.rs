@@ -5,7 +5,7 @@
 //! the daemon numbers runs from it. Logs from before it existed (0.8.0) are cut
 //! where their index flags a run start, with no pid or end recorded.
 
-use super::query::{Floor, Source};
+use super::query::{Floor, Line, Source};
 use crate::protocol::Stream;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -277,6 +277,69 @@ pub fn count_in_logs(name: &str, paths: &[(Stream, PathBuf)]) -> u64 {
         .map(|s| s.run_starts().len() as u64)
         .max()
         .unwrap_or(0)
+}
+
+/// The run a printed line belongs to, and the runs whose start goes before it.
+#[derive(Default)]
+pub struct RunMark<'a> {
+    /// Its run's number, when known (`run` in JSON).
+    pub number: Option<u64>,
+    /// Marker lines to print before it (text output only).
+    pub starts: Vec<&'a Run>,
+}
+
+/// For each line, its run, and the run starts to mark before it. A process's
+/// starts are marked only when its printed lines span more than one run: then
+/// the run of its first line, and every run begun after it, even one that
+/// printed nothing.
+pub fn marks<'a, 's>(
+    lines: &[Line],
+    process_of: impl Fn(usize) -> Option<&'s str>,
+    histories: &'a HashMap<String, History>,
+) -> Vec<RunMark<'a>> {
+    let which: Vec<Option<(&str, usize)>> = lines
+        .iter()
+        .map(|line| {
+            let process = process_of(line.source)?;
+            let run = histories.get(process)?.run_of(line.pos.seq)?;
+            Some((process, run))
+        })
+        .collect();
+    let mut span: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (process, run) in which.iter().flatten() {
+        let e = span.entry(process).or_insert((*run, *run));
+        e.0 = e.0.min(*run);
+        e.1 = e.1.max(*run);
+    }
+    let mut shown: HashMap<&str, usize> = HashMap::new();
+    which
+        .iter()
+        .map(|w| {
+            let Some((process, run)) = *w else {
+                return RunMark::default();
+            };
+            let Some(history) = histories.get(process) else {
+                return RunMark::default();
+            };
+            let mut mark = RunMark {
+                number: history.runs.get(run).and_then(|r| r.number),
+                starts: Vec::new(),
+            };
+            let multi = span.get(process).is_some_and(|(lo, hi)| lo < hi);
+            let from = match shown.get(process) {
+                None => Some(run),
+                Some(&last) if run > last => Some(last + 1),
+                Some(_) => None,
+            };
+            if let Some(from) = from.filter(|_| multi) {
+                mark.starts = history.runs[from..=run].iter().collect();
+            }
+            if shown.get(process).is_none_or(|&last| run > last) {
+                shown.insert(process, run);
+            }
+            mark
+        })
+        .collect()
 }
 
 /// The line that marks the start of `run` in text output:
