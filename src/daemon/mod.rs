@@ -1176,8 +1176,10 @@ impl Daemon {
                 logs::runs::count_in_logs(name, &streams)
             }
         };
-        numbers.insert(name.to_string(), last + 1);
-        last + 1
+        // (A planted journal may say anything, u64::MAX included.)
+        let next = last.saturating_add(1);
+        numbers.insert(name.to_string(), next);
+        next
     }
 
     /// Tell the followers of `id` that asked for run markers that a run began.

@@ -54,7 +54,10 @@ pub fn append(log_dir: &Path, entry: &Entry) -> io::Result<()> {
     let mut file = super::store::open_append(&path)?;
     if file.metadata()?.len() + line.len() as u64 > MAX_JOURNAL {
         drop(file);
-        fs::rename(&path, super::segment(&path, 1))?;
+        // Unlinked first: a rename over a file makes ext4 flush it (see store.rs).
+        let older = super::segment(&path, 1);
+        let _ = fs::remove_file(&older);
+        fs::rename(&path, &older)?;
         file = super::store::open_append(&path)?;
     }
     // One write of a whole line: a reader sees it whole or not at all.
