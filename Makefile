@@ -33,7 +33,7 @@ test:
 
 # Man-page lint; .ci/run installs mandoc and runs this after `make test`.
 lint-man:
-	mandoc -T lint -W warning $(MANPAGES)
+	mandoc -T lint -W style $(MANPAGES)
 
 lint: lint-man
 	$(CARGO) fmt --all -- --check

@@ -38,6 +38,7 @@ commands:
   export systemd|procfile [--dir D [--force]] [--user] [--only N,...]
                         write systemd units or a Procfile from agent-procs.yaml
   completions bash|zsh|fish     print a shell completion script
+  help [COMMAND]                this help, or what COMMAND --help prints
 
 global options:
   --session NAME        session to act on (default: $AGENT_PROCS_SESSION, else default);
@@ -99,11 +100,14 @@ const STOP_USAGE: &str = "\
 usage: agent-procs stop NAME|ID [--timeout S]
 
 Send SIGTERM to the process group, then SIGKILL after the grace period.
-Returns when the process has exited.
+Returns when the process has exited, printing `stopped NAME`; a process that
+had exited already gets `NAME was not running` (exit 0). Processes that left
+the group with setsid and outlived the stop are named on stderr.
 
 options:
   --timeout S     grace period in seconds before SIGKILL (default: 10)
-  --json          print one JSON object, with schema: 1, instead of text
+  --json          print one JSON object, with schema: 1, instead of text:
+                  message, name, state, exit_code, exit_signal (+ survivors)
   -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)";
 
@@ -125,7 +129,8 @@ Stop the process (if it is running) and start it again with the same command,
 directory, environment and id. The old logs are rotated to NAME.stdout.1.
 
 options:
-  --json          print one JSON object, with schema: 1, instead of text
+  --json          print one JSON object, with schema: 1, instead of text:
+                  name, id, pid, port, url, state, exit_code
   -q, --quiet     print nothing on success (errors still go to stderr)
   --session NAME  session to use (default: default)";
 
@@ -175,7 +180,7 @@ one run is printed, a line marks each start:
   --- run 3 started 2026-12-07 16:40:01 UTC (pid 1234); previous run: exited 1 ---
 
 options:
-  --tail N        show the last N lines, or with --grep the last N matches
+  -n, --tail N    show the last N lines, or with --grep the last N matches
                   (default: 100, or everything with --since, --after or --grep)
   --runs N|all    cover the last N runs of each process, or every run kept
                   (default: 1, or all with --since or --after)
@@ -187,7 +192,8 @@ options:
                   restart (the latest start of the process) or start (everything kept)
   --after CURSOR  only output after CURSOR (from --json or --cursor), across runs, so
                   a poller never reads a line twice or misses one
-  --grep PAT      only lines containing PAT
+  --grep PAT      only lines containing PAT; exit 1 when no line matches, as
+                  grep does
   --regex         PAT is a regular expression
   --ignore-case   match PAT regardless of case
   --context N     with --grep: N lines around each match; groups separated by --
@@ -254,8 +260,10 @@ const DOWN_USAGE: &str = "\
 usage: agent-procs down [--config PATH]
 
 Stop every process of the session (dependents before what they depend on, each
-with its stop_timeout) and shut its daemon down. With no daemon running there is
-nothing to do, and down says so and exits 0.
+with its stop_timeout) and shut its daemon down; its socket, pid and lock files
+go, its logs stay. Processes that left their group with setsid and outlived
+the stops are named on stderr. With no daemon running there is nothing to do,
+and down says so and exits 0.
 
 options:
   --config PATH   read the session name from this config file
@@ -288,7 +296,9 @@ usage: agent-procs session list
        agent-procs session clean
 
 list    show every session with a pid file, and whether its daemon is running
-clean   remove the socket, pid file and state of sessions whose daemon is gone
+clean   for each session whose daemon is verifiably gone, remove its socket, pid
+        file, lock file and state directory (logs included), naming each; links
+        are not followed, files not owned by you are left
 
 options:
   --json          list: print {schema: 1, sessions: [{name, running}]} as JSON";
@@ -895,7 +905,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
                 return invocation(session, Command::Version);
             }
             Value(cmd) => break string(cmd, "the command", USAGE)?,
-            _ => return Err(arg.unexpected().into()),
+            Long(flag) => return Err(unknown_option(&format!("--{flag}"), USAGE)),
+            Short(c) => return Err(unknown_option(&format!("-{c}"), USAGE)),
         }
     };
     let command = match command.as_str() {
@@ -980,7 +991,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         "config" => parse_config(&mut p, &mut session)?,
         "export" => parse_export(&mut p, &mut session)?,
         "completions" => parse_completions(&mut p, &mut session)?,
-        "help" => Command::Help(USAGE),
+        "help" => parse_help(&mut p)?,
         "__daemon" => {
             let mut ready_fd = None;
             let mut named = None;
@@ -998,7 +1009,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             }
             Command::Daemon { ready_fd }
         }
-        other => return Err(usage_error(format!("unknown command '{other}'"), USAGE)),
+        other => return Err(unknown_command(other)),
     };
     let takes_json = matches!(
         command,
@@ -1028,6 +1039,16 @@ fn invocation(g: Globals, command: Command) -> Result<Invocation> {
     let flag = (!g.session.is_empty()).then_some(g.session);
     let env = std::env::var(crate::session::ENV).ok();
     let chosen = crate::session::choose(flag, env, std::env::current_dir)?;
+    // `--session` was checked as it was read; this catches the environment's, so a
+    // bad name is a usage error before any daemon or file is touched.
+    let uses_session = !matches!(
+        command,
+        Command::Help(_) | Command::Version | Command::Daemon { .. }
+    );
+    if uses_session && let Err(e) = crate::paths::check_session_name(&chosen.name) {
+        let env = crate::session::ENV;
+        return Err(usage_error(format!("{e} (from ${env})"), USAGE));
+    }
     Ok(Invocation {
         session: chosen.name,
         session_given: chosen.given,
@@ -1043,6 +1064,9 @@ fn session_name(value: OsString, usage: &'static str) -> Result<String> {
     if name.is_empty() {
         return Err(usage_error("--session needs a name", usage));
     }
+    if name != crate::session::AUTO {
+        crate::paths::check_session_name(&name).map_err(|e| usage_error(e.to_string(), usage))?;
+    }
     Ok(name)
 }
 
@@ -1053,6 +1077,8 @@ enum Other {
     Json,
     Quiet,
     Stray(String),
+    /// An option the command does not know, as typed (`--jsn`, `-x`).
+    Unknown(String),
 }
 
 /// What `common` collects: the session and the output mode.
@@ -1070,7 +1096,8 @@ fn other(arg: lexopt::Arg<'_>) -> Other {
         Long("json") => Other::Json,
         Short('q') | Long("quiet") => Other::Quiet,
         Value(v) => Other::Stray(format!("unexpected argument '{}'", v.to_string_lossy())),
-        _ => Other::Stray(arg.unexpected().to_string()),
+        Long(flag) => Other::Unknown(format!("--{flag}")),
+        Short(c) => Other::Unknown(format!("-{c}")),
     }
 }
 
@@ -1096,7 +1123,113 @@ fn common(
         }
         Other::Help => Err(Error::Help(usage)),
         Other::Stray(msg) => Err(usage_error(msg, usage)),
+        Other::Unknown(flag) => Err(unknown_option(&flag, usage)),
     }
+}
+
+/// The command table entry whose usage text is `usage`, found by the name after
+/// `usage: agent-procs ` (None for the top-level usage).
+fn spec_of_usage(usage: &str) -> Option<&'static CommandSpec> {
+    let name = usage
+        .strip_prefix("usage: agent-procs ")?
+        .split_whitespace()
+        .next()?;
+    COMMAND_TABLE.iter().find(|spec| spec.name == name)
+}
+
+/// `unknown option '--jsn' for status; did you mean '--json'?`, or, with nothing
+/// close, where to look. One line, no usage dump: the hint is the useful part.
+fn unknown_option(flag: &str, usage: &'static str) -> Error {
+    let spec = spec_of_usage(usage);
+    let own: &[(&str, Takes)] = spec.map_or(TOP_FLAGS, |s| s.flags);
+    let close = flag.strip_prefix("--").and_then(|typed| {
+        let flags = own.iter().chain(COMMON_FLAGS).map(|(f, _)| *f);
+        closest(typed, flags)
+    });
+    let (for_command, help) = match spec {
+        Some(s) => (
+            format!(" for {}", s.name),
+            format!("agent-procs {} --help", s.name),
+        ),
+        None => (String::new(), "agent-procs --help".to_string()),
+    };
+    let msg = match close {
+        Some(f) => format!("unknown option '{flag}'{for_command}; did you mean '--{f}'?"),
+        None => format!("unknown option '{flag}'{for_command}; see '{help}'"),
+    };
+    usage_error(msg, "")
+}
+
+/// `unknown command 'stauts'; did you mean 'status'?`, or where to look.
+fn unknown_command(typed: &str) -> Error {
+    let names = COMMAND_TABLE.iter().map(|s| s.name).chain(["help"]);
+    let msg = match closest(typed, names) {
+        Some(name) => format!("unknown command '{typed}'; did you mean '{name}'?"),
+        None => format!("unknown command '{typed}'; see 'agent-procs --help'"),
+    };
+    usage_error(msg, "")
+}
+
+/// `unknown session command 'lsit'; did you mean 'list'?`: the nearest of the
+/// command's subcommands in the table, else the message and the usage.
+fn unknown_subcommand(command: &str, typed: &str, usage: &'static str) -> Error {
+    let subs = COMMAND_TABLE
+        .iter()
+        .find(|spec| spec.name == command)
+        .map_or(&[][..], |spec| spec.subcommands);
+    let msg = format!("unknown {command} command '{typed}'");
+    match closest(typed, subs.iter().copied()) {
+        Some(sub) => usage_error(format!("{msg}; did you mean '{sub}'?"), ""),
+        None => usage_error(msg, usage),
+    }
+}
+
+/// The candidate nearest to `typed`, if near enough to be a slip of the keyboard:
+/// an edit distance (with swaps of neighbours, as `stauts` for `status`) of at
+/// most 1 for words of up to 3 letters, 2 up to 6, else 3. Of equally near ones a
+/// word `typed` begins (`stat`: status, not stop) wins, then the first.
+pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let typed = typed.to_ascii_lowercase();
+    let limit = match typed.chars().count() {
+        0 => return None,
+        1..=3 => 1,
+        4..=6 => 2,
+        _ => 3,
+    };
+    let mut best: Option<((usize, bool), &str)> = None;
+    for candidate in candidates {
+        let d = edit_distance(&typed, candidate);
+        let rank = (d, !candidate.starts_with(&typed));
+        if d <= limit && best.is_none_or(|(b, _)| rank < b) {
+            best = Some((rank, candidate));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and
+/// swaps of two adjacent characters each cost 1.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Three rows: the one before the previous, the previous, the current.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            cur[j] = d;
+        }
+        std::mem::swap(&mut before, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
 }
 
 fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
@@ -1108,7 +1241,9 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     while let Some(arg) = p.next().map_err(with_usage(u))? {
         match arg {
             Long("name") => {
-                args.name = Some(string(p.value().map_err(with_usage(u))?, "--name", u)?)
+                let name = string(p.value().map_err(with_usage(u))?, "--name", u)?;
+                crate::paths::check_process_name(&name).map_err(|why| usage_error(why, u))?;
+                args.name = Some(name);
             }
             Long("cwd") => args.cwd = Some(string(p.value().map_err(with_usage(u))?, "--cwd", u)?),
             Long("env") => {
@@ -1242,6 +1377,34 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
     Ok(Command::Run(args))
 }
 
+/// `help [COMMAND]`: the usage of COMMAND, exactly as `COMMAND --help` gives it.
+fn parse_help(p: &mut lexopt::Parser) -> Result<Command> {
+    let mut topic = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if topic.is_none() => topic = Some(v),
+            Short('h') | Long("help") => {}
+            _ => return Err(usage_error(other_message(arg), USAGE)),
+        }
+    }
+    let Some(topic) = topic else {
+        return Ok(Command::Help(USAGE));
+    };
+    match parse([topic, OsString::from("--help")]) {
+        Err(Error::Help(usage)) => Ok(Command::Help(usage)),
+        Err(e) => Err(e),
+        Ok(_) => Ok(Command::Help(USAGE)),
+    }
+}
+
+/// What to say about an argument nothing takes.
+fn other_message(arg: lexopt::Arg<'_>) -> String {
+    match arg {
+        Value(v) => format!("unexpected argument '{}'", v.to_string_lossy()),
+        _ => arg.unexpected().to_string(),
+    }
+}
+
 fn parse_target_only(
     p: &mut lexopt::Parser,
     session: &mut Globals,
@@ -1301,7 +1464,7 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
     while let Some(arg) = p.next().map_err(with_usage(u))? {
         let value = |p: &mut lexopt::Parser| p.value().map_err(with_usage(u));
         match arg {
-            Long("tail") => {
+            Long("tail") | Short('n') => {
                 a.tail = number(value(p)?, "--tail", "a number of lines", u)?;
                 a.tail_given = true;
             }
@@ -1512,7 +1675,7 @@ fn parse_session(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Comman
     match sub.as_deref() {
         Some("list") => Ok(Command::SessionList),
         Some("clean") => Ok(Command::SessionClean),
-        Some(other) => Err(usage_error(format!("unknown session command '{other}'"), u)),
+        Some(other) => Err(unknown_subcommand("session", other, u)),
         None => Err(usage_error("session needs a subcommand: list or clean", u)),
     }
 }
@@ -1560,7 +1723,7 @@ fn parse_config(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command
         Some("show") => {
             return Err(usage_error("config show prints JSON only; add --json", u));
         }
-        Some(other) => return Err(usage_error(format!("unknown config command '{other}'"), u)),
+        Some(other) => return Err(unknown_subcommand("config", other, u)),
         None => return Err(usage_error("config needs a subcommand: check or show", u)),
     };
     Ok(Command::Config(ConfigArgs { show, path, json }))
@@ -1664,7 +1827,10 @@ mod tests {
     fn usage_errors_name_the_problem() {
         let cases = [
             ("", "no command given"),
-            ("frobnicate", "unknown command 'frobnicate'"),
+            (
+                "frobnicate",
+                "unknown command 'frobnicate'; see 'agent-procs --help'",
+            ),
             ("run", "run needs a command"),
             (
                 "run x --port 70000",
@@ -1707,7 +1873,10 @@ mod tests {
                 "logs web --lines 3",
                 "--timeout and --lines go with --follow",
             ),
-            ("status --jsn", "invalid option '--jsn'"),
+            (
+                "status --jsn",
+                "unknown option '--jsn' for status; did you mean '--json'?",
+            ),
             ("session", "session needs a subcommand: list or clean"),
         ];
         for (line, want) in cases {
@@ -1718,6 +1887,135 @@ mod tests {
         }
         let empty = parse(["--session", "", "status"].map(OsString::from));
         assert!(matches!(empty, Err(Error::Usage { msg, .. }) if msg == "--session needs a name"));
+    }
+
+    #[test]
+    fn slips_of_the_keyboard_find_the_word_meant() {
+        let commands = || COMMAND_TABLE.iter().map(|c| c.name);
+        let cases = [
+            ("stauts", Some("status")),
+            ("stat", Some("status")),
+            ("log", Some("logs")),
+            ("Restart", Some("restart")),
+            ("stop-al", Some("stop-all")),
+            ("exprot", Some("export")),
+            ("frobnicate", None),
+            ("xy", None),
+            ("", None),
+        ];
+        for (typed, want) in cases {
+            assert_eq!(closest(typed, commands()), want, "{typed}");
+        }
+        assert_eq!(edit_distance("status", "status"), 0);
+        assert_eq!(edit_distance("stauts", "status"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn a_misspelled_flag_is_matched_against_that_commands_own_flags() {
+        let cases = [
+            (
+                "logs web --tial 3",
+                "unknown option '--tial' for logs; did you mean '--tail'?",
+            ),
+            (
+                "logs web --folow",
+                "unknown option '--folow' for logs; did you mean '--follow'?",
+            ),
+            (
+                "run x --nmae a",
+                "unknown option '--nmae' for run; did you mean '--name'?",
+            ),
+            (
+                "status --sesion a",
+                "unknown option '--sesion' for status; did you mean '--session'?",
+            ),
+            (
+                "--verison",
+                "unknown option '--verison'; did you mean '--version'?",
+            ),
+            // A flag of another command is not offered.
+            (
+                "stop web --follow",
+                "unknown option '--follow' for stop; see 'agent-procs stop --help'",
+            ),
+            (
+                "status -x",
+                "unknown option '-x' for status; see 'agent-procs status --help'",
+            ),
+            ("stpo web", "unknown command 'stpo'; did you mean 'stop'?"),
+            (
+                "session lsit",
+                "unknown session command 'lsit'; did you mean 'list'?",
+            ),
+            (
+                "config chekc",
+                "unknown config command 'chekc'; did you mean 'check'?",
+            ),
+            ("-x status", "unknown option '-x'; see 'agent-procs --help'"),
+        ];
+        for (line, want) in cases {
+            match parse_str(line) {
+                Err(Error::Usage { msg, usage: "" }) => assert_eq!(msg, want, "{line}"),
+                other => panic!("{line}: expected a one-line usage error, got {other:?}"),
+            }
+        }
+        // Every command's usage leads back to its own entry, so its flags are offered.
+        for spec in COMMAND_TABLE {
+            let Err(Error::Help(usage)) = parse_str(&format!("{} --help", spec.name)) else {
+                panic!("{} --help gives no usage", spec.name)
+            };
+            assert!(
+                spec_of_usage(usage).is_some_and(|s| s.name == spec.name),
+                "{}: its usage does not start with 'usage: agent-procs {}'",
+                spec.name,
+                spec.name
+            );
+        }
+        assert!(spec_of_usage(USAGE).is_none());
+    }
+
+    #[test]
+    fn help_command_is_the_commands_own_help() {
+        assert_eq!(command("help"), Command::Help(USAGE));
+        assert_eq!(command("help help"), Command::Help(USAGE));
+        for spec in COMMAND_TABLE {
+            let Err(Error::Help(usage)) = parse_str(&format!("{} --help", spec.name)) else {
+                panic!("{} --help gives no usage", spec.name)
+            };
+            assert_eq!(
+                command(&format!("help {}", spec.name)),
+                Command::Help(usage)
+            );
+        }
+        assert!(matches!(
+            parse_str("help stauts"),
+            Err(Error::Usage { msg, .. }) if msg.contains("did you mean 'status'?")
+        ));
+    }
+
+    #[test]
+    fn names_are_checked_before_anything_runs() {
+        let Command::Logs(l) = command("logs web -n 7") else {
+            panic!()
+        };
+        assert_eq!((l.tail, l.tail_given), (7, true));
+        for line in [
+            "run x --name a/b",
+            "run x --name .hidden",
+            "--session a/b status",
+            "status --session ../x",
+        ] {
+            assert!(
+                matches!(parse_str(line), Err(Error::Usage { .. })),
+                "{line} is not a usage error"
+            );
+        }
+        assert_eq!(
+            parse_str("--session auto-1 status").unwrap().session,
+            "auto-1"
+        );
     }
 
     #[test]
@@ -1846,7 +2144,7 @@ mod tests {
 
     /// Errors by which lexopt or `common` refuse a flag rather than its value.
     fn refuses_flag(result: &Result<Invocation>) -> bool {
-        let refusals = ["invalid option", "unexpected argument", "missing argument"];
+        let refusals = ["unknown option", "unexpected argument", "missing argument"];
         matches!(result, Err(Error::Usage { msg, .. }) if refusals.iter().any(|r| msg.contains(r)))
     }
 

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -99,18 +98,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
     let paths = SessionPaths::new(&inv.session)?.with_root(inv.session_root.clone());
     match inv.command {
         Command::Run(args) => run_process(&paths, args, out),
-        Command::Stop { target, timeout } => {
-            let request = Request::Stop {
-                target,
-                timeout_ms: timeout.map(millis),
-            };
-            print_message(
-                &paths,
-                &request,
-                timeout.unwrap_or(Duration::from_secs(10)),
-                out,
-            )
-        }
+        Command::Stop { target, timeout } => stop(&paths, target, timeout, out),
         Command::StopAll { timeout } => {
             let request = Request::StopAll {
                 timeout_ms: timeout.map(millis),
@@ -125,7 +113,11 @@ pub fn run(inv: Invocation) -> Result<i32> {
         Command::Restart { target } => {
             let mut conn = Conn::open(&paths, false)?;
             let response = conn.ask(&Request::Restart { target }, Duration::from_secs(10))?;
-            say_started(out, "restarted ", false, response)
+            let now = match &response {
+                Response::RunOk { name, .. } if out.json => one_status(&mut conn, name)?,
+                _ => None,
+            };
+            say_started(out, "restarted ", false, response, now.as_ref())
         }
         Command::Status {
             json,
@@ -284,16 +276,26 @@ pub fn unexpected(response: Response) -> Result<i32> {
 /// Start the daemon for `paths.session`, unless another caller beat us to it.
 /// The lock makes concurrent first calls start exactly one daemon.
 fn start_daemon(paths: &SessionPaths) -> Result<()> {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&paths.lock_file)
-        .map_err(crate::error::not_following)
-        .context(|| format!("opening {}", paths.lock_file.display()))?;
-    sys::lock_exclusive(&lock).context(|| format!("locking {}", paths.lock_file.display()))?;
+    let lock_path = &paths.lock_file;
+    let mut attempts = 0;
+    // Held until we return, so the daemon we start is the only one.
+    let _lock = loop {
+        let lock = crate::session::open_lock(lock_path, true)
+            .context(|| format!("opening {}", lock_path.display()))?
+            .ok_or_else(|| Error::Failed(format!("{} vanished", lock_path.display())))?;
+        sys::lock_exclusive(&lock).context(|| format!("locking {}", lock_path.display()))?;
+        if crate::session::still_at(&lock, lock_path) {
+            break lock;
+        }
+        // `down` or `session clean` removed it while we waited: lock the new one.
+        attempts += 1;
+        if attempts == 100 {
+            return Err(Error::Failed(format!(
+                "{} keeps being removed while we wait for it",
+                lock_path.display()
+            )));
+        }
+    };
     match UnixStream::connect(&paths.socket) {
         Ok(_) => return Ok(()), // someone else started it while we waited for the lock
         Err(e) if is_absent(&e) => {}
@@ -400,11 +402,18 @@ fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> 
         enable_proxy(&mut conn, None)?;
     }
     let response = conn.ask(&request, Duration::from_secs(10))?;
-    say_started(out, "", true, response)
+    say_started(out, "", true, response, None)
 }
 
-/// Report the process `run` or `restart` started: `{verb}NAME (id: ID, pid: PID[, URL])`.
-fn say_started(out: Output, verb: &str, show_url: bool, response: Response) -> Result<i32> {
+/// Report the process `run` or `restart` started: `{verb}NAME (id: ID, pid: PID[, URL])`;
+/// the JSON adds `state` and `exit_code` from `now`, the process's status.
+fn say_started(
+    out: Output,
+    verb: &str,
+    show_url: bool,
+    response: Response,
+    now: Option<&ProcessInfo>,
+) -> Result<i32> {
     let Response::RunOk {
         name,
         id,
@@ -429,8 +438,76 @@ fn say_started(out: Output, verb: &str, show_url: bool, response: Response) -> R
     if let (Some(w), Some(object)) = (warning, json.as_object_mut()) {
         object.insert("warning".into(), w.into());
     }
+    if let (Some(p), Some(object)) = (now, json.as_object_mut()) {
+        object.insert("state".into(), p.state.clone().into());
+        object.insert("exit_code".into(), p.exit_code.into());
+    }
     out.say(&text, json)?;
     Ok(0)
+}
+
+/// The status of one process, asked on an open connection (None if it is gone).
+fn one_status(conn: &mut Conn, name: &str) -> Result<Option<ProcessInfo>> {
+    let request = Request::Status {
+        target: Some(name.to_string()),
+        resources: false,
+    };
+    match conn.ask(&request, Duration::from_secs(10)) {
+        Ok(Response::Status { mut processes, .. }) => Ok(processes.pop()),
+        Ok(other) => unexpected(other).map(|_| None),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `stop`: the daemon's first line on stdout (`stopped NAME`, `NAME was not
+/// running`), what outlived the stop on stderr; the JSON adds the process's name,
+/// state and exit code, and the survivors.
+fn stop(
+    paths: &SessionPaths,
+    target: String,
+    timeout: Option<Duration>,
+    out: Output,
+) -> Result<i32> {
+    let request = Request::Stop {
+        target: target.clone(),
+        timeout_ms: timeout.map(millis),
+    };
+    let mut conn = Conn::open(paths, false)?;
+    let message = match conn.ask(&request, timeout.unwrap_or(Duration::from_secs(10)))? {
+        Response::Ok { message } => message,
+        other => return unexpected(other),
+    };
+    let headline = warn_survivors(&message);
+    if !out.json {
+        out.say(headline, serde_json::Value::Null)?;
+        return Ok(0);
+    }
+    let mut json = serde_json::json!({"message": headline});
+    if let (Some(p), Some(object)) = (one_status(&mut conn, &target)?, json.as_object_mut()) {
+        object.insert("name".into(), p.name.into());
+        object.insert("state".into(), p.state.into());
+        object.insert("exit_code".into(), p.exit_code.into());
+        object.insert("exit_signal".into(), p.exit_signal.into());
+        if let Some(survivors) = p.survivors.filter(|s| !s.is_empty()) {
+            let list = serde_json::to_value(survivors).unwrap_or_default();
+            object.insert("survivors".into(), list);
+        }
+    }
+    out.say("", json)?;
+    Ok(0)
+}
+
+/// A stop's answer is one line, then a sentence per process that left something
+/// running outside its group: those go to stderr, where a person sees them even
+/// when stdout is parsed. Returns the first line.
+fn warn_survivors(message: &str) -> &str {
+    let mut lines = message.lines();
+    let headline = lines.next().unwrap_or_default();
+    for line in lines.filter(|l| !l.is_empty()) {
+        eprintln!("agent-procs: warning: {line}");
+    }
+    headline
 }
 
 /// Ask the daemon for its reverse proxy; says where it listens on stderr.
@@ -456,7 +533,8 @@ fn print_message(
     let mut conn = Conn::open(paths, false)?;
     match conn.ask(request, grace)? {
         Response::Ok { message } => {
-            out.say(&message, serde_json::json!({"message": message}))?;
+            let headline = warn_survivors(&message);
+            out.say(headline, serde_json::json!({"message": headline}))?;
             Ok(0)
         }
         other => unexpected(other),
@@ -1003,7 +1081,12 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
         };
         eprintln!("cursor: {cursor}");
     }
-    Ok(0)
+    Ok(grep_status(args, lines.iter().any(|l| !l.context)))
+}
+
+/// The exit status of `logs`: with `--grep`, 1 when no line matched, as grep does.
+fn grep_status(args: &LogsArgs, matched: bool) -> i32 {
+    i32::from(args.grep.is_some() && !matched)
 }
 
 /// One output line: `[time ]` + the process/stream mark + the bytes, or JSON;
@@ -1174,6 +1257,7 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
     };
     let mut conn = Conn::open(paths, false)?;
     conn.send(&request)?;
+    let mut matched = false;
     // Lines are gathered while more are already waiting in the socket buffer and
     // written out in one go: a line at a time would make the reader the bottleneck.
     let mut out = Vec::new();
@@ -1191,6 +1275,7 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
                 line,
                 stream,
             } => {
+                matched = true;
                 push_followed(&mut out, &args, &process, stream, &line);
                 // Nothing more waiting: show what we have before blocking again.
                 if conn.reader.buffer().is_empty() || out.len() > 1 << 20 {
@@ -1203,6 +1288,7 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
                 lines,
                 stream,
             } => {
+                matched = true;
                 for line in lines.split('\n') {
                     push_followed(&mut out, &args, &process, stream, line);
                 }
@@ -1213,7 +1299,7 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
             }
             Response::LogEnd => {
                 write_stdout(&out)?;
-                return Ok(0);
+                return Ok(grep_status(&args, matched));
             }
             Response::Error { code, message } => {
                 write_stdout(&out)?;
@@ -1314,7 +1400,9 @@ fn down(paths: &SessionPaths, out: Output) -> Result<i32> {
         Err(e) => return Err(e),
     };
     match conn.ask(&Request::Shutdown, Duration::from_secs(10))? {
-        Response::Ok { .. } => {}
+        Response::Ok { message } => {
+            warn_survivors(&message);
+        }
         other => return unexpected(other),
     }
     // Return only once the daemon is gone: it closes the connection as it exits.
@@ -1389,18 +1477,53 @@ fn session_list(out: Output) -> Result<i32> {
     Ok(0)
 }
 
+/// Every session with a socket, pid file or lock file in the runtime dir whose
+/// daemon is verifiably gone loses them and its state directory; each is named.
 fn session_clean() -> Result<i32> {
-    for (name, alive) in sessions()? {
-        if alive {
-            continue;
-        }
-        let paths = SessionPaths::new(&name)?;
-        for file in [&paths.socket, &paths.pid_file, &paths.lock_file] {
-            let _ = std::fs::remove_file(file);
-        }
-        let _ = std::fs::remove_dir_all(&paths.state_dir);
-        println!("cleaned stale session: {name}");
+    let dir = paths::runtime_dir();
+    if std::fs::symlink_metadata(&dir).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        return Ok(0);
     }
+    paths::check_private_dir(&dir)?;
+    let entries = std::fs::read_dir(&dir).context(|| format!("reading {}", dir.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| {
+            let (name, ext) = f.rsplit_once('.')?;
+            ["pid", "sock", "lock"]
+                .contains(&ext)
+                .then(|| name.to_string())
+        })
+        .filter(|n| paths::check_session_name(n).is_ok())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut text = String::new();
+    for name in names {
+        let Ok(paths) = SessionPaths::new(&name) else {
+            continue;
+        };
+        match crate::session::clean(&paths)? {
+            crate::session::Cleaned::Running => {}
+            crate::session::Cleaned::Starting => {
+                eprintln!("agent-procs: note: session '{name}' is being started; left alone");
+            }
+            crate::session::Cleaned::Removed { removed, kept } => {
+                let list: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+                if !list.is_empty() {
+                    let _ = writeln!(
+                        text,
+                        "cleaned stale session: {name} (removed {})",
+                        list.join(", ")
+                    );
+                }
+                for what in kept {
+                    eprintln!("agent-procs: note: session '{name}': left {what}");
+                }
+            }
+        }
+    }
+    write_stdout(text.as_bytes())?;
     Ok(0)
 }
 

@@ -10,7 +10,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     /// What we were doing, and why it failed.
     Io { what: String, err: io::Error },
-    /// A bad command line: the reason, followed by the usage text to print.
+    /// A bad command line: the reason, followed by the usage text to print
+    /// (empty when the message carries its own hint, as a did-you-mean does).
     Usage { msg: String, usage: &'static str },
     /// A process, log or session that does not exist (exit 2).
     NotFound(String),

@@ -52,6 +52,11 @@ fn report(result: error::Result<i32>) -> i32 {
             0
         }
         Err(Error::Usage { msg, usage }) => {
+            if usage.is_empty() {
+                // The message carries its own hint (a did-you-mean, where to look).
+                eprintln!("agent-procs: {msg}");
+                return 64;
+            }
             // The reason, then the synopsis: the first paragraph of the usage text.
             let synopsis = usage.split("\n\n").next().unwrap_or(usage);
             eprintln!("agent-procs: {msg}\n{synopsis}\n(see agent-procs --help or agent-procs(1))");

@@ -95,6 +95,162 @@ pub fn auto_name(root: &Path) -> String {
     format!("{base}-{:08x}", (hash ^ (hash >> 32)) as u32)
 }
 
+/// Open a session's lock file without following a link (0600 when created).
+/// None when it is missing and `create` is false.
+pub fn open_lock(path: &Path, create: bool) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .create(create)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path);
+    match opened {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Ok(None),
+        Err(e) => Err(crate::error::not_following(e)),
+    }
+}
+
+/// Whether the open `file` is still the one at `path`. A lock file can be removed
+/// (by `down` or `session clean`) between someone's open and their lock; the lock
+/// then guards nothing, and they must open the path again.
+pub fn still_at(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Remove a session's lock file unless somebody holds it (a daemon being
+/// started). It is removed while we hold the lock, so a starter that opened it
+/// meanwhile finds it gone from the path (`still_at`) and opens the new one.
+pub fn remove_lock(path: &Path) -> std::io::Result<bool> {
+    let Some(file) = open_lock(path, false)? else {
+        return Ok(false);
+    };
+    if !crate::sys::try_lock_exclusive(&file)? || !still_at(&file, path) {
+        return Ok(false);
+    }
+    std::fs::remove_file(path)?;
+    Ok(true)
+}
+
+/// What `session clean` did with one session.
+#[derive(Debug, PartialEq)]
+pub enum Cleaned {
+    /// Its daemon answers, or its pid file names a live daemon of this session.
+    Running,
+    /// Somebody holds its lock: a daemon is being started right now.
+    Starting,
+    /// The daemon is gone: these paths were removed; `kept` says what was left
+    /// alone and why (not ours, not the kind of file it should be).
+    Removed {
+        removed: Vec<PathBuf>,
+        kept: Vec<String>,
+    },
+}
+
+/// Remove what a dead daemon of `paths.session` left behind: socket, pid file,
+/// lock file and state directory. Only when the daemon is verifiably gone (no
+/// answer on the socket, no live daemon of this session under the pid file's pid,
+/// the lock free, and held by us meanwhile), never through a symbolic link, and
+/// only files of the right kind owned by us.
+pub fn clean(paths: &crate::paths::SessionPaths) -> Result<Cleaned> {
+    use crate::error::Context;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let lock_path = &paths.lock_file;
+    // Held while we look and remove, so no daemon starts meanwhile; made for the
+    // purpose when there is none (and then not reported as something left behind).
+    let had_lock = std::fs::symlink_metadata(lock_path).is_ok();
+    let lock = match open_lock(lock_path, true) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Ok(Cleaned::Starting),
+        Err(e) => {
+            let why = crate::error::describe_io(&e);
+            let kept = vec![format!("{} ({why})", lock_path.display())];
+            return Ok(Cleaned::Removed {
+                removed: Vec::new(),
+                kept,
+            });
+        }
+    };
+    let locked = crate::sys::try_lock_exclusive(&lock)
+        .context(|| format!("locking {}", lock_path.display()))?;
+    if !locked || !still_at(&lock, lock_path) {
+        return Ok(Cleaned::Starting);
+    }
+    if std::os::unix::net::UnixStream::connect(&paths.socket).is_ok() {
+        return Ok(Cleaned::Running);
+    }
+    let ours = |meta: &std::fs::Metadata| meta.uid() == crate::sys::euid();
+    if let Ok(meta) = std::fs::symlink_metadata(&paths.pid_file)
+        && meta.is_file()
+        && ours(&meta)
+        && let Ok(text) = std::fs::read_to_string(&paths.pid_file)
+        && let Ok(pid) = text.trim().parse::<u32>()
+        && is_daemon_of(pid, &paths.session)
+    {
+        return Ok(Cleaned::Running);
+    }
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    // Each path, and whether it must be a socket (else a regular file).
+    for (path, socket) in [
+        (&paths.socket, true),
+        (&paths.pid_file, false),
+        (lock_path, false),
+    ] {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let (right_kind, kind) = match socket {
+            true => (meta.file_type().is_socket(), "a socket"),
+            false => (meta.file_type().is_file(), "a regular file"),
+        };
+        if !right_kind || !ours(&meta) {
+            kept.push(format!("{} (not {kind} of yours)", path.display()));
+            continue;
+        }
+        std::fs::remove_file(path).context(|| format!("removing {}", path.display()))?;
+        if path != lock_path || had_lock {
+            removed.push(path.to_path_buf());
+        }
+    }
+    if removed.is_empty() {
+        // Nothing was left behind here (a stray file of another kind at most):
+        // this is no session, and its state, if any, is not ours to judge.
+        return Ok(Cleaned::Removed { removed, kept });
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(&paths.state_dir) {
+        if meta.is_dir() && ours(&meta) {
+            // remove_dir_all does not follow symbolic links inside.
+            std::fs::remove_dir_all(&paths.state_dir)
+                .context(|| format!("removing {}", paths.state_dir.display()))?;
+            removed.push(paths.state_dir.clone());
+        } else {
+            kept.push(format!(
+                "{} (not a directory of yours)",
+                paths.state_dir.display()
+            ));
+        }
+    }
+    Ok(Cleaned::Removed { removed, kept })
+}
+
+/// Whether `pid` runs `agent-procs __daemon SESSION`: a pid file naming a pid
+/// that was reused by something else does not keep a session alive.
+fn is_daemon_of(pid: u32, session: &str) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+    args.windows(2)
+        .any(|w| w[0] == b"__daemon" && w[1] == session.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,6 +72,22 @@ pub fn lock_exclusive(file: &File) -> io::Result<()> {
     }
 }
 
+/// Take an exclusive lock on `file` if nobody holds one; false if somebody does.
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
 /// Wait until `file` is readable (or at EOF); false on timeout.
 pub fn wait_readable(file: &File, timeout: Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd {

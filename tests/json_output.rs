@@ -37,10 +37,16 @@ fn commands_print_one_schema_1_object() {
 
     let restart = one(&sb.ok(&["restart", "web", "--json"]));
     assert_eq!(restart["name"], "web");
+    assert_eq!(restart["state"], "running");
+    assert_eq!(restart["exit_code"], Value::Null);
     assert_ne!(restart["pid"], run["pid"]);
 
     let stop = one(&sb.ok(&["stop", "web", "--json"]));
-    assert_eq!(stop, json!({"schema": 1, "message": "stopped web"}));
+    assert_eq!(
+        stop,
+        json!({"schema": 1, "message": "stopped web", "name": "web", "state": "exited",
+               "exit_code": null, "exit_signal": "SIGTERM"})
+    );
     let exited = one(&sb.ok(&["wait", "web", "--exit", "--json"]));
     assert_eq!(exited["event"], "exit");
     assert_eq!(exited["exit_signal"], "SIGTERM");

@@ -81,7 +81,8 @@ fn session_names_cannot_escape_the_runtime_directory() {
         (".hidden", "must not start with '.' or '-'"),
         ("-rf", "must not start with '.' or '-'"),
     ] {
-        let err = sb.fails(&["--session", name, "run", "sleep 1"], 1);
+        // A usage error (64), found before any file is made.
+        let err = sb.fails(&["--session", name, "run", "sleep 1"], 64);
         assert!(err.contains(why), "{name}: {err}");
     }
     let err = sb.fails(&["--session", "", "status"], 64);

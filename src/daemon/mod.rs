@@ -987,6 +987,7 @@ impl Daemon {
                     port_conflict: None,
                     run: 0,
                     run_seq: 0,
+                    ready_reported: None,
                 };
                 self.procs.insert(proc);
                 if let Err(msg) = self.set_watch(id, watch) {
@@ -1261,8 +1262,12 @@ impl Daemon {
         };
         let timeout = self.stop_timeout(id, timeout_ms.map(Duration::from_millis));
         // A stop by hand turns automatic restarts off until `restart` or `run`.
+        let mut was_down = None;
         if let Some(p) = self.procs.get_mut(id) {
             p.sup.disabled = true;
+            if matches!(p.state, State::Exited { .. } | State::Failed { .. }) {
+                was_down = Some(p.name.clone());
+            }
         }
         if self.begin_stop(id, timeout) {
             self.set_busy(client);
@@ -1272,12 +1277,13 @@ impl Daemon {
                 label: target.to_string(),
             });
         } else {
-            self.reply(
-                client,
-                &Response::Ok {
-                    message: format!("stopped {target}"),
-                },
-            );
+            // A second stop is not an error (the process is where it was asked
+            // to be), but it does not pretend to have stopped anything either.
+            let message = match was_down {
+                Some(name) => format!("{name} was not running"),
+                None => format!("stopped {target}"),
+            };
+            self.reply(client, &Response::Ok { message });
         }
     }
 
@@ -2243,12 +2249,15 @@ impl Daemon {
         self.note("all processes stopped; daemon exiting");
         self.exiting = true;
         if let Some(client) = client {
-            self.reply_later(
-                client,
-                &Response::Ok {
-                    message: "daemon shutting down".into(),
-                },
-            );
+            // What outlived the stops, one sentence a line after the first, as
+            // stop-all says it, so `down` can name them on stderr.
+            let mut message = "daemon shutting down".to_string();
+            for id in self.procs.ids() {
+                if let Some(sentence) = self.survivor_sentence(id) {
+                    message = format!("{message}\n{sentence}");
+                }
+            }
+            self.reply_later(client, &Response::Ok { message });
         }
         self.timers
             .arm(Instant::now() + EXIT_GRACE, Timer::ExitDeadline);

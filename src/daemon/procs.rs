@@ -91,6 +91,9 @@ pub struct Proc {
     pub run: u64,
     /// The sequence number its output starts from (taken before its first byte).
     pub run_seq: u64,
+    /// The `started_wall` of the run whose `ready` event was sent: a later `up`
+    /// that finds that run still going says nothing new about it.
+    pub ready_reported: Option<SystemTime>,
 }
 
 impl Proc {

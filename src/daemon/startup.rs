@@ -164,7 +164,7 @@ pub fn write_pid_file(paths: &SessionPaths) -> Result<()> {
         .context(|| format!("writing {}", paths.pid_file.display()))
 }
 
-/// Remove the socket and pid file, but only if they are still ours.
+/// Remove the socket, pid file and lock file, but only if they are still ours.
 pub fn remove_runtime_files(paths: &SessionPaths) {
     let ours = std::fs::read_to_string(&paths.pid_file)
         .ok()
@@ -173,5 +173,7 @@ pub fn remove_runtime_files(paths: &SessionPaths) {
     if ours {
         let _ = std::fs::remove_file(&paths.socket);
         let _ = std::fs::remove_file(&paths.pid_file);
+        // Left alone when a caller holds it to start the next daemon already.
+        let _ = crate::session::remove_lock(&paths.lock_file);
     }
 }

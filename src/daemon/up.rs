@@ -385,11 +385,17 @@ impl Daemon {
             return;
         };
         self.set_phase(run, i, Phase::Ready);
-        if let Some(p) = self.procs.get(id) {
-            let progress = progress("ready", p, self.proxy.as_ref().map(|x| x.port()));
+        let proxy_port = self.proxy.as_ref().map(|x| x.port());
+        if let Some(p) = self.procs.get_mut(id) {
+            let progress = progress("ready", p, proxy_port);
+            // One `ready` event per run of the process, however many `up`s see it.
+            let first = p.ready_reported != Some(p.started_wall);
+            p.ready_reported = Some(p.started_wall);
             let change = super::events::Change::new("ready").pid(p.pid);
             self.up_send(run, &progress);
-            self.emit(id, change);
+            if first {
+                self.emit(id, change);
+            }
         }
         self.up_advance(run);
     }
