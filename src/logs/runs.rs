@@ -78,16 +78,28 @@ pub fn read(log_dir: &Path, process: Option<&str>) -> Vec<Entry> {
         if f.take(MAX_READ).read_to_end(&mut bytes).is_err() {
             continue;
         }
-        for line in bytes.split(|&b| b == b'\n') {
-            if let Some(n) = &needle
-                && !super::query::contains(line, n.as_bytes())
-            {
-                continue;
-            }
-            if let Ok(entry) = serde_json::from_slice::<Entry>(line)
+        let text = String::from_utf8_lossy(&bytes);
+        let mut parse = |line: &str| {
+            if let Ok(entry) = serde_json::from_str::<Entry>(line)
                 && process.is_none_or(|p| entry.p == p)
             {
                 out.push(entry);
+            }
+        };
+        match &needle {
+            None => text.lines().for_each(parse),
+            // Only the lines naming the process are parsed, found by the
+            // standard library's string search (a reader of one process's logs
+            // must not pay for the whole session's history).
+            Some(n) => {
+                let mut from = 0;
+                while let Some(at) = text[from..].find(n.as_str()) {
+                    let at = from + at;
+                    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+                    parse(&text[start..end]);
+                    from = end;
+                }
             }
         }
     }
