@@ -489,3 +489,31 @@ fn a_run_whose_daemon_was_killed_ended_unknown() {
     );
     sb.ok(&["down"]);
 }
+
+/// The journal is ours, but a reader must survive whatever is in it.
+#[test]
+fn a_garbled_journal_neither_crashes_the_daemon_nor_the_reader() {
+    let sb = Sandbox::new();
+    sb.ok(&["run", "echo one", "--name", "web"]);
+    exited(&sb, "web");
+    sb.ok(&["down"]);
+    let journal = sb.session_dir().join("logs/runs.jsonl");
+    let max = u64::MAX;
+    let mut junk = format!(
+        "{{\"p\":\"web\",\"run\":{max},\"start\":{max},\"seq\":{max},\"pid\":4294967295}}\n\
+         {{\"p\":\"web\",\"run\":{max},\"end\":{max},\"how\":\"\\u001b[2Jgone\"}}\n\
+         not json at all\n{{\"p\":\"web\"\n"
+    )
+    .into_bytes();
+    junk.extend_from_slice(b"\xff\xfe\n");
+    junk.extend_from_slice(&[b'x'; 100_000]);
+    std::fs::write(&journal, junk).expect("garbling the journal");
+    sb.ok(&["run", "echo two", "--name", "web"]);
+    exited(&sb, "web");
+    assert_eq!(lines(&sb.ok(&["logs", "web"])), ["two"]);
+    let all = sb.ok(&["logs", "web", "--runs", "all"]);
+    let body: Vec<&str> = all.lines().filter(|l| !is_marker(l)).collect();
+    assert_eq!(body, ["one", "two"], "{all}");
+    sb.ok(&["logs", "web", "--runs", "all", "--json"]);
+    sb.ok(&["down"]);
+}

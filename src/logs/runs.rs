@@ -51,17 +51,41 @@ pub fn append(log_dir: &Path, entry: &Entry) -> io::Result<()> {
     let path = journal_path(log_dir);
     let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
     line.push(b'\n');
-    let mut file = super::store::open_append(&path)?;
-    if file.metadata()?.len() + line.len() as u64 > MAX_JOURNAL {
+    let mut file = open_journal(&path)?;
+    let mut len = file.metadata()?.len();
+    if len + line.len() as u64 > MAX_JOURNAL {
         drop(file);
         // Unlinked first: a rename over a file makes ext4 flush it (see store.rs).
         let older = super::segment(&path, 1);
         let _ = fs::remove_file(&older);
         fs::rename(&path, &older)?;
-        file = super::store::open_append(&path)?;
+        file = open_journal(&path)?;
+        len = 0;
+    }
+    // A line cut short (a crash mid-write, a full disk) must not swallow ours.
+    let mut last = [b'\n'];
+    if len > 0 {
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, len - 1)?;
+    }
+    if last[0] != b'\n' {
+        line.insert(0, b'\n');
     }
     // One write of a whole line: a reader sees it whole or not at all.
     file.write_all(&line)
+}
+
+/// The journal, open for appending and for reading its last byte: 0600, never
+/// through a link, close-on-exec.
+fn open_journal(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(crate::error::not_following)
 }
 
 /// The entries of `process` (of every process when None), oldest first. A line
@@ -173,11 +197,22 @@ pub fn from_journal(entries: &[Entry]) -> Vec<Run> {
         .map(|e| (e.run, e.how.as_deref().unwrap_or("unknown")))
         .collect();
     let mut runs: Vec<Run> = Vec::new();
-    let mut starts: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| e.start.is_some() && e.seq.is_some())
-        .collect();
-    starts.sort_by_key(|e| e.seq);
+    // In the order they were appended, newest last. Each run begins before the
+    // next: walking back from the newest (the one to trust most), a start that
+    // does not come before the one after it is dropped (a planted or garbled line).
+    let mut starts: Vec<&Entry> = Vec::new();
+    for e in entries.iter().rev() {
+        let (Some(_), Some(seq)) = (e.start, e.seq) else {
+            continue;
+        };
+        if starts
+            .last()
+            .is_none_or(|next| next.seq.is_some_and(|n| seq < n))
+        {
+            starts.push(e);
+        }
+    }
+    starts.reverse();
     for (i, e) in starts.iter().enumerate() {
         let before = e.run.checked_sub(1).filter(|&n| n > 0);
         let previous = match before {
@@ -363,11 +398,15 @@ pub fn marker(run: &Run) -> String {
     let number = run
         .number
         .map_or_else(|| "run".to_string(), |n| format!("run {n}"));
-    let when = run.start_ms.map(|ms| {
-        let t = crate::timefmt::rfc3339_ms(ms);
-        // 2026-12-07T16:40:01.123Z -> 2026-12-07 16:40:01 UTC
-        format!("{} {} UTC", &t[..10], &t[11..19])
-    });
+    // Up to the year 9999: a time past it (a planted journal) is not shown.
+    let when = run
+        .start_ms
+        .filter(|&ms| ms < 253_402_300_800_000)
+        .map(|ms| {
+            let t = crate::timefmt::rfc3339_ms(ms);
+            // 2026-12-07T16:40:01.123Z -> 2026-12-07 16:40:01 UTC
+            format!("{} {} UTC", &t[..10], &t[11..19])
+        });
     let mut text = match (&when, run.journal) {
         (Some(w), true) => format!("--- {number} started {w}"),
         (Some(w), false) => format!("--- {number}, first output {w}"),
@@ -394,9 +433,9 @@ mod tests {
         Entry {
             p: p.into(),
             run,
-            start: Some(1_796_000_000_000 + run),
+            start: Some(1_796_000_000_000u64.wrapping_add(run)),
             seq: Some(seq),
-            pid: Some(100 + run as u32),
+            pid: Some(100u32.wrapping_add(run as u32)),
             ..Entry::default()
         }
     }
@@ -573,6 +612,18 @@ mod tests {
     }
 
     #[test]
+    fn a_start_out_of_order_is_dropped_and_the_newest_is_trusted() {
+        let runs = from_journal(&[
+            start("web", u64::MAX, u64::MAX), // planted
+            start("web", 1, 10),
+            start("web", 2, 5), // the clock went back, or planted
+            start("web", 3, 30),
+        ]);
+        let seqs: Vec<u64> = runs.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [10, 30]);
+    }
+
+    #[test]
     fn marker_lines_read_well() {
         let run = Run {
             number: Some(3),
@@ -596,6 +647,15 @@ mod tests {
         assert_eq!(
             marker(&old),
             "--- run 1, first output 2026-12-07 16:40:01 UTC; previous run: not recorded ---"
+        );
+        let planted = Run {
+            start_ms: Some(u64::MAX),
+            number: None,
+            ..old
+        };
+        assert_eq!(
+            marker(&planted),
+            "--- run started; previous run: not recorded ---"
         );
     }
 }
