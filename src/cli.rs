@@ -224,8 +224,8 @@ options:
   --exit          wait for the process to exit
   --success       with --exit: exit 1 unless the process exited with code 0
   --port P        wait until 127.0.0.1:P accepts a TCP connection
-  --http URL      wait until a GET of URL (http://, host an IP address or
-                  localhost) answers 2xx or 3xx
+  --http URL      wait until a GET of URL (http://, host localhost, 127.x.y.z
+                  or [::1]: loopback only) answers 2xx or 3xx
   --timeout S     give up after S seconds and exit 1 (default: 30)
   --json          print one JSON object, with schema: 1, instead of text
   -q, --quiet     print nothing on success (errors still go to stderr)

@@ -924,6 +924,7 @@ pub fn print_line(text: &str) -> Result<()> {
 /// The last `n` lines of the current run of `name`, both streams in arrival
 /// order, stderr lines marked `err| `.
 pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>> {
+    paths::check_state_dirs(paths)?;
     let mut sources = Vec::new();
     for stream in [Stream::Stdout, Stream::Stderr] {
         let path = paths.log_file(name, stream.name());
@@ -958,6 +959,9 @@ pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>
 }
 
 fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
+    // Read without a daemon: the same checks it makes, or we would print what
+    // another user planted in a dir open to them.
+    paths::check_state_dirs(paths)?;
     let streams: &[Stream] = match (args.both, args.stderr) {
         (true, _) => &[Stream::Stdout, Stream::Stderr],
         (false, true) => &[Stream::Stderr],
@@ -1445,7 +1449,13 @@ fn session_list(out: Output) -> Result<i32> {
     let sessions = sessions()?;
     let root_of = |name: &str| -> Option<String> {
         let paths = SessionPaths::new(name).ok()?;
-        let text = std::fs::read(paths.state_dir.join("state.json")).ok()?;
+        paths::check_state_dirs(&paths).ok()?;
+        let mut text = Vec::new();
+        io::Read::read_to_end(
+            &mut logs::read::open_log(&paths.state_file()).ok()?,
+            &mut text,
+        )
+        .ok()?;
         // The first value: a longer older table may trail it (see daemon/state.rs).
         let state = serde_json::Deserializer::from_slice(&text)
             .into_iter::<serde_json::Value>()

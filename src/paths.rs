@@ -166,20 +166,223 @@ pub fn check_private_dir(dir: &Path) -> Result<()> {
             "{shown} is not a directory; refusing to use it (remove it)"
         )));
     }
+    // chmod is no fix for the next two: it does not evict what others planted
+    // while the directory was theirs or open to them.
     if meta.uid() != euid() {
         return Err(Error::Failed(format!(
-            "{shown} is owned by uid {}, not by us (uid {}); refusing to use it",
+            "{shown} is owned by uid {}, not by us (uid {}); refusing to use it \
+             (have it removed; agent-procs recreates it)",
             meta.uid(),
             euid()
         )));
     }
     if meta.mode() & 0o077 != 0 {
         return Err(Error::Failed(format!(
-            "{shown} has mode {:o}, open to other users; refusing to use it (fix with: chmod 700 {shown})",
+            "{shown} has mode {:o}, open to other users, who may have planted files in it; \
+             refusing to use it (remove it with: rm -rf {shown}; agent-procs recreates it)",
             meta.mode() & 0o7777
         )));
     }
     Ok(())
+}
+
+/// The checks of `check_private_dir` for the state dirs of `paths` that exist,
+/// top down, for readers that run without a daemon (`logs`, `session list`):
+/// they must not show what another user planted where the daemon would refuse
+/// to write. Missing dirs are fine (nothing to read there).
+pub fn check_state_dirs(paths: &SessionPaths) -> Result<()> {
+    let base = state_base();
+    let mut dirs = Vec::new();
+    if let Some(parent) = base.parent()
+        && parent == fallback_state_dir()
+    {
+        dirs.push(parent.to_path_buf());
+    }
+    dirs.extend([
+        base.clone(),
+        base.join("sessions"),
+        paths.state_dir.clone(),
+        paths.log_dir.clone(),
+    ]);
+    for dir in dirs {
+        match fs::symlink_metadata(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            _ => check_private_dir(&dir)?,
+        }
+    }
+    Ok(())
+}
+
+/// Open one of our files in a private dir (state.json, daemon.log, logs and
+/// their indexes, the lock): never through a symbolic link, never blocking on a
+/// planted FIFO, close-on-exec; then `verify_file`. Only at open time: nothing
+/// here runs per write.
+pub fn open_private(path: &Path, how: &mut fs::OpenOptions) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = how
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| explain_refusal(path, crate::error::not_following(e)))?;
+    verify_file(&file)?;
+    Ok(file)
+}
+
+/// Refuse an opened file unless it is a regular file, ours, with no other name
+/// (`st_nlink` at most 1: 0 when it was just removed): a file another user
+/// planted while a dir was open to them, or a hard link to it they kept, would
+/// let them feed us a table of pids to kill or read what we write.
+pub fn verify_file(file: &fs::File) -> io::Result<()> {
+    check_own_file(&file.metadata()?)
+}
+
+/// The checks of `verify_file` on metadata at hand (an `lstat` before a rename).
+pub fn check_own_file(meta: &fs::Metadata) -> io::Result<()> {
+    if meta.file_type().is_symlink() {
+        return Err(crate::error::not_following(io::Error::from_raw_os_error(
+            libc::ELOOP,
+        )));
+    }
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{why}; refusing to use it (remove it)"),
+        ))
+    };
+    if !meta.file_type().is_file() {
+        return refuse("it is not a regular file".into());
+    }
+    if meta.uid() != euid() {
+        return refuse(format!(
+            "it is owned by uid {}, not by us (uid {})",
+            meta.uid(),
+            euid()
+        ));
+    }
+    if meta.nlink() > 1 {
+        return refuse(format!(
+            "it has {} hard links, so it can be reached under another name",
+            meta.nlink()
+        ));
+    }
+    Ok(())
+}
+
+/// A directory of ours held open (the log dir), so that the files in it are
+/// created, renamed and removed relative to this descriptor (`openat`,
+/// `renameat`, `unlinkat`): whatever later takes the dir's place by its path (a
+/// symbolic link to someone else's dir) is never written through.
+#[derive(Debug)]
+pub struct OwnDir {
+    fd: std::os::fd::OwnedFd,
+    dev: u64,
+    ino: u64,
+}
+
+impl OwnDir {
+    /// Open `path` without following a link there, and refuse it unless it is a
+    /// directory of ours with no group or other permission bit.
+    pub fn open(path: &Path) -> io::Result<OwnDir> {
+        let fd = crate::sys::open_raw(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .map_err(|e| match e.raw_os_error() {
+                // O_NOFOLLOW with O_DIRECTORY at a link says ELOOP or ENOTDIR.
+                Some(libc::ELOOP) | Some(libc::ENOTDIR)
+                    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) =>
+                {
+                    crate::error::not_following(io::Error::from_raw_os_error(libc::ELOOP))
+                }
+                _ => e,
+            })?;
+        let meta = fs::File::from(fd.try_clone()?).metadata()?;
+        if meta.uid() != euid() || meta.mode() & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "it is a directory of uid {} with mode {:o}, not private to us (uid {}); \
+                     refusing to use it (remove it)",
+                    meta.uid(),
+                    meta.mode() & 0o7777,
+                    euid()
+                ),
+            ));
+        }
+        Ok(OwnDir {
+            fd,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Whether both are the same directory (a dir made again has a new inode).
+    pub fn same_as(&self, other: &OwnDir) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+
+    /// Open `name` here for appending (created 0600), then `verify_file` it.
+    pub fn open_append(&self, name: &std::ffi::OsStr) -> io::Result<fs::File> {
+        use std::os::fd::AsFd;
+        let flags =
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let file = fs::File::from(
+            crate::sys::open_at(self.fd.as_fd(), name, flags)
+                .map_err(crate::error::not_following)?,
+        );
+        verify_file(&file)?;
+        Ok(file)
+    }
+
+    /// `open_append`, also readable (the run journal checks its last byte).
+    pub fn open_read_append(&self, name: &std::ffi::OsStr) -> io::Result<fs::File> {
+        use std::os::fd::AsFd;
+        let flags =
+            libc::O_RDWR | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let file = fs::File::from(
+            crate::sys::open_at(self.fd.as_fd(), name, flags)
+                .map_err(crate::error::not_following)?,
+        );
+        verify_file(&file)?;
+        Ok(file)
+    }
+
+    /// `lstat` of `name` here (a link is reported as one, not followed).
+    pub fn metadata(&self, name: &std::ffi::OsStr) -> io::Result<fs::Metadata> {
+        use std::os::fd::AsFd;
+        let flags = libc::O_PATH | libc::O_NOFOLLOW;
+        fs::File::from(crate::sys::open_at(self.fd.as_fd(), name, flags)?).metadata()
+    }
+
+    pub fn rename(&self, from: &std::ffi::OsStr, to: &std::ffi::OsStr) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        crate::sys::rename_at(self.fd.as_fd(), from, to)
+    }
+
+    pub fn remove(&self, name: &std::ffi::OsStr) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        crate::sys::unlink_at(self.fd.as_fd(), name)
+    }
+}
+
+/// An open that the kernel refused (EACCES, ENXIO at a FIFO) at a file that is
+/// not ours reads better as the refusal `verify_file` would have given.
+fn explain_refusal(path: &Path, err: io::Error) -> io::Error {
+    if !matches!(err.raw_os_error(), Some(libc::EACCES | libc::ENXIO)) {
+        return err;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.uid() != euid() => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "it is owned by uid {}, not by us (uid {}); refusing to use it (remove it)",
+                meta.uid(),
+                euid()
+            ),
+        ),
+        Ok(meta) if !meta.is_file() => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file; refusing to use it (remove it)",
+        ),
+        _ => err,
+    }
 }
 
 /// Create the state dir chain (`agent-procs/`, `sessions/`, `<session>/`, `logs/`),
@@ -257,6 +460,36 @@ mod tests {
         }
         assert!(check_session_name(&"s".repeat(64)).is_ok());
         assert!(check_session_name(&"s".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn only_a_regular_file_of_ours_with_one_name_is_opened() {
+        let dir = std::env::temp_dir().join(format!("ap-paths-open-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let read = || fs::OpenOptions::new().read(true).clone();
+        let mine = dir.join("mine");
+        fs::write(&mine, "x").unwrap();
+        assert!(open_private(&mine, &mut read()).is_ok());
+        let refusal = |name: &str| {
+            open_private(&dir.join(name), &mut read())
+                .expect_err(name)
+                .to_string()
+        };
+        fs::hard_link(&mine, dir.join("twice")).unwrap();
+        assert!(refusal("twice").contains("it has 2 hard links"));
+        assert!(refusal("mine").contains("it has 2 hard links"));
+        fs::remove_file(dir.join("twice")).unwrap();
+        std::os::unix::fs::symlink(&mine, dir.join("link")).unwrap();
+        assert!(refusal("link").contains("it is a symbolic link"));
+        // A FIFO: refused at once, not waited on for a writer.
+        let fifo = std::ffi::CString::new(dir.join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(
+            refusal("fifo").contains("it is not a regular file; refusing to use it (remove it)")
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

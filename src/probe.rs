@@ -37,9 +37,13 @@ impl Target {
     }
 }
 
-/// Parse `http://HOST[:PORT][/PATH]` where HOST is an IP address or `localhost`.
-/// Names are not looked up: a lookup could block the daemon's loop, and a probe
-/// of a dev server means this machine anyway.
+/// The rule for probe hosts, as errors state it.
+pub const LOOPBACK_ONLY: &str = "the host must be localhost or a loopback address (127.0.0.0/8 or ::1); agent-procs probes nothing off this machine";
+
+/// Parse `http://HOST[:PORT][/PATH]` where HOST is `localhost` or a loopback
+/// address (127.0.0.0/8, ::1). Names are not looked up: a lookup could block the
+/// daemon's loop. Other hosts are refused: the daemon opens no TCP connection
+/// off this machine (SECURITY.md), so a config cannot make it probe a network.
 pub fn http_target(url: &str) -> Result<Target, String> {
     let bad = |why: &str| Err(format!("invalid URL '{url}': {why}"));
     let Some(rest) = url.strip_prefix("http://") else {
@@ -83,9 +87,9 @@ pub fn http_target(url: &str) -> Result<Target, String> {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         match host.parse::<IpAddr>() {
-            Ok(ip) => ip,
+            Ok(ip) if ip.is_loopback() => ip,
             Err(_) if host.is_empty() => return bad("it has no host"),
-            Err(_) => return bad("the host must be an IP address or localhost"),
+            Ok(_) | Err(_) => return bad(LOOPBACK_ONLY),
         }
     };
     let host_header = if authority.is_empty() {
@@ -144,6 +148,8 @@ mod tests {
         let (addr, req) = http("http://localhost");
         assert_eq!(addr, "127.0.0.1:80".parse().unwrap());
         assert!(req.starts_with("GET / HTTP/1.1\r\nHost: localhost\r\n"));
+        let (addr, _) = http("http://127.1.2.3:81/");
+        assert_eq!(addr, "127.1.2.3:81".parse().unwrap());
         let (addr, _) = http("http://[::1]:9000/");
         assert_eq!(addr, "[::1]:9000".parse().unwrap());
         let (_, req) = http("http://LOCALHOST:3000?ready");
@@ -156,7 +162,15 @@ mod tests {
     fn bad_urls_say_what_is_wrong() {
         for (url, why) in [
             ("https://127.0.0.1/", "only http://"),
-            ("http://example.com/", "IP address or localhost"),
+            (
+                "http://example.com/",
+                "must be localhost or a loopback address",
+            ),
+            ("http://10.0.0.1:80/", "(127.0.0.0/8 or ::1)"),
+            ("http://0.0.0.0:80/", "(127.0.0.0/8 or ::1)"),
+            ("http://[::]:80/", "(127.0.0.0/8 or ::1)"),
+            ("http://[::ffff:10.1.2.3]/", "(127.0.0.0/8 or ::1)"),
+            ("http://169.254.169.254/latest/meta-data/", "loopback"),
             ("http://127.0.0.1:0/", "from 1 to 65535"),
             ("http://127.0.0.1:99999/", "from 1 to 65535"),
             ("http://u:p@127.0.0.1/", "passwords"),

@@ -95,21 +95,21 @@ pub fn auto_name(root: &Path) -> String {
     format!("{base}-{:08x}", (hash ^ (hash >> 32)) as u32)
 }
 
-/// Open a session's lock file without following a link (0600 when created).
+/// Open a session's lock file without following a link (0600 when created),
+/// and only if it is a regular file of ours with one name (`paths::open_private`).
 /// None when it is missing and `create` is false.
 pub fn open_lock(path: &Path, create: bool) -> std::io::Result<Option<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new()
-        .create(create)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path);
+    let opened = crate::paths::open_private(
+        path,
+        std::fs::OpenOptions::new()
+            .create(create)
+            .truncate(false)
+            .write(true),
+    );
     match opened {
         Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => Ok(None),
-        Err(e) => Err(crate::error::not_following(e)),
+        Err(e) => Err(e),
     }
 }
 

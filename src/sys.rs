@@ -126,3 +126,76 @@ pub fn clock_ticks() -> u64 {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
+
+/// A file name as the C string the `*at` calls take.
+fn c_name(name: &std::ffi::OsStr) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the name contains a NUL byte"))
+}
+
+/// `open(2)` of a path with `flags` (close-on-exec added), mode 0600 if it creates.
+pub fn open_raw(path: &std::path::Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let path = c_name(path.as_os_str())?;
+    // SAFETY: open reads the NUL-terminated path we own and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat(2)`: `name` in the directory `dir`, never resolved through `dir`'s path.
+pub fn open_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
+    let name = c_name(name)?;
+    // SAFETY: openat reads the NUL-terminated name we own; `dir` is an open descriptor.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `renameat(2)` within one directory.
+pub fn rename_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    from: &std::ffi::OsStr,
+    to: &std::ffi::OsStr,
+) -> io::Result<()> {
+    let (from, to) = (c_name(from)?, c_name(to)?);
+    let fd = dir.as_raw_fd();
+    // SAFETY: renameat reads the two NUL-terminated names we own; `fd` is an open directory.
+    if unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `unlinkat(2)` of a file in a directory.
+pub fn unlink_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<()> {
+    let name = c_name(name)?;
+    // SAFETY: unlinkat reads the NUL-terminated name we own; `dir` is an open directory.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -461,7 +461,12 @@ fn hostile_up_requests_get_an_error_and_the_daemon_carries_on() {
         (
             serde_json::json!({"type": "Up", "processes": [
                 {"name": "a", "command": "true", "cwd": "/", "ready": {"http": "http://example.com/"}}]}),
-            "host must be an IP address or localhost",
+            "the host must be localhost or a loopback address (127.0.0.0/8 or ::1)",
+        ),
+        (
+            serde_json::json!({"type": "Up", "processes": [
+                {"name": "a", "command": "true", "cwd": "/", "ready": {"http": "http://10.0.0.1:8080/"}}]}),
+            "the host must be localhost or a loopback address (127.0.0.0/8 or ::1)",
         ),
         (
             serde_json::json!({"type": "Up", "processes": [

@@ -206,6 +206,8 @@ struct Daemon {
     status_notes: Vec<String>,
     /// Ports chosen for processes that named none, by name (kept in state.json).
     chosen_ports: std::collections::BTreeMap<String, u16>,
+    /// The log dir as last verified, shared by the sinks of the runs it holds.
+    log_dir: Option<std::rc::Rc<paths::OwnDir>>,
 }
 
 impl Daemon {
@@ -283,6 +285,7 @@ impl Daemon {
             subscribers: Vec::new(),
             status_notes: Vec::new(),
             chosen_ports: Default::default(),
+            log_dir: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -302,9 +305,36 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// The log dir for a new run, opened by its path again and verified (a link
+    /// or a dir not privately ours there now is refused, never written through);
+    /// while it is the same dir, its one descriptor is shared with earlier runs.
+    fn own_log_dir(&mut self) -> io::Result<std::rc::Rc<paths::OwnDir>> {
+        let fresh = match paths::OwnDir::open(&self.paths.log_dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The log dir was deleted under us: make it again.
+                let _ = paths::ensure_state_dirs(&self.paths);
+                paths::OwnDir::open(&self.paths.log_dir)?
+            }
+            other => other?,
+        };
+        if let Some(held) = &self.log_dir
+            && held.same_as(&fresh)
+        {
+            return Ok(held.clone());
+        }
+        let dir = std::rc::Rc::new(fresh);
+        self.log_dir = Some(dir.clone());
+        Ok(dir)
+    }
+
     fn run_loop(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
+            // A huge tree to watch is added a slice per turn, so requests are
+            // served in between (the poll below does not sleep while work remains).
+            if self.watcher.as_ref().is_some_and(|w| w.busy()) {
+                let _ = self.watch_slice(None);
+            }
             if self.state_dirty {
                 self.state_dirty = false;
                 self.save_state();
@@ -313,7 +343,8 @@ impl Daemon {
                 return Ok(());
             }
             let now = Instant::now();
-            let timeout = if self.retry.is_empty() {
+            let watching = self.watcher.as_ref().is_some_and(|w| w.busy());
+            let timeout = if self.retry.is_empty() && !watching {
                 let proxy = self
                     .proxy
                     .as_ref()
@@ -820,13 +851,23 @@ impl Daemon {
             return Response::error("the command contains a NUL byte");
         }
         let env = env.unwrap_or_default();
+        // A bad name and a bad value are told apart: the value is what to fix
+        // when only it holds a NUL.
         let bad_env = |map: &HashMap<String, String>| {
-            map.iter()
-                .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
-                .map(|(k, _)| k.clone())
+            map.iter().find_map(|(k, v)| {
+                if k.is_empty() || k.contains(['=', '\0']) {
+                    Some(format!("invalid environment variable name {k:?}"))
+                } else if v.contains('\0') {
+                    Some(format!(
+                        "invalid value for environment variable {k:?}: it contains a NUL byte"
+                    ))
+                } else {
+                    None
+                }
+            })
         };
-        if let Some(key) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
-            return Response::error(format!("invalid environment variable name {key:?}"));
+        if let Some(msg) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
+            return Response::error(msg);
         }
         let stop_signal = match stop_signal.as_deref() {
             None => libc::SIGTERM,
@@ -1043,20 +1084,23 @@ impl Daemon {
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
+        let log_dir = self.own_log_dir();
         for (slot, (stream, pipe)) in outputs.iter_mut().zip([
             (Stream::Stdout, spawned.stdout),
             (Stream::Stderr, spawned.stderr),
         ]) {
             let path = self.paths.log_file(&name, stream.name());
-            let mut created = LogSink::create(path.clone(), spec.log_limits);
-            if created
-                .as_ref()
-                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-            {
-                // The log dir was deleted under us: make it again.
-                let _ = paths::ensure_state_dirs(&self.paths);
-                created = LogSink::create(path.clone(), spec.log_limits);
-            }
+            let created = match &log_dir {
+                Ok(dir) => LogSink::create_in(dir.clone(), path.clone(), spec.log_limits),
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: {}",
+                        self.paths.log_dir.display(),
+                        crate::error::describe_io(e)
+                    ),
+                )),
+            };
             let sink = match created {
                 Ok(mut s) => {
                     // Before the child's first byte, which is still in the pipe.
@@ -1230,8 +1274,13 @@ impl Daemon {
     }
 
     /// Append to the run journal; a failure is noted in daemon.log, nothing more.
-    fn journal(&self, entry: logs::runs::Entry) {
-        if let Err(e) = logs::runs::append(&self.paths.log_dir, &entry) {
+    /// Written relative to the log dir's descriptor, like the logs themselves.
+    fn journal(&mut self, entry: logs::runs::Entry) {
+        let dir = match self.log_dir.clone() {
+            Some(dir) => Ok(dir),
+            None => self.own_log_dir(),
+        };
+        if let Err(e) = dir.and_then(|dir| logs::runs::append(&dir, &entry)) {
             self.note(&format!(
                 "writing {}: {}",
                 logs::runs::journal_path(&self.paths.log_dir).display(),
@@ -2491,18 +2540,65 @@ impl Daemon {
                 .map_err(|e| format!("watching the inotify descriptor: {e}"))?;
             self.watcher = Some(w);
         }
-        let root = spec.root.display().to_string();
-        let patterns: Vec<&str> = spec.patterns.iter().map(|g| g.as_str()).collect();
-        let patterns = patterns.join(" ");
         let Some(w) = self.watcher.as_mut() else {
             return Ok(());
         };
-        let dirs = w.watch(id, spec)?;
-        let name = self.proc_name(id);
-        self.note(&format!(
-            "{name}: watching {dirs} directories under {root} for {patterns}"
-        ));
-        Ok(())
+        w.watch(id, spec);
+        // The first slice now: a tree that fits in it (most do) is watched before
+        // `run` answers, and its error is the answer. A bigger one goes on, a
+        // slice per loop turn (`run_loop`).
+        self.watch_slice(Some(id))
+    }
+
+    /// Add watches for one slice of time; say what finished. A failure of
+    /// `answering`'s tree is returned, for its `run` to report; one found later
+    /// goes to daemon.log and to the process's log.
+    fn watch_slice(&mut self, answering: Option<ProcId>) -> std::result::Result<(), String> {
+        let Some(w) = self.watcher.as_mut() else {
+            return Ok(());
+        };
+        let finished = w.work(watch::SLICE);
+        let described: Vec<(watch::Finished, Option<(String, String)>)> = finished
+            .into_iter()
+            .map(|f| {
+                let about = match &f {
+                    watch::Finished::Watching { proc, .. } => w.describe(*proc),
+                    watch::Finished::Failed { .. } => None,
+                };
+                (f, about)
+            })
+            .collect();
+        let mut answer = Ok(());
+        for (finished, about) in described {
+            match finished {
+                watch::Finished::Watching { proc, dirs } => {
+                    let name = self.proc_name(proc);
+                    let (root, patterns) = about.unwrap_or_default();
+                    self.note(&format!(
+                        "{name}: watching {dirs} directories under {root} for {patterns}"
+                    ));
+                }
+                watch::Finished::Failed { proc, msg } if Some(proc) == answering => {
+                    answer = Err(msg);
+                }
+                watch::Finished::Failed { proc, msg } => {
+                    let name = self.proc_name(proc);
+                    let note = format!("[agent-procs] Not watching files: {msg}");
+                    self.note(&format!("{name}: {note}"));
+                    if let Some(out) = self
+                        .procs
+                        .get_mut(proc)
+                        .and_then(|p| p.output(Stream::Stdout))
+                    {
+                        out.sink.annotate(&mut self.clock, &note, |_| {});
+                        out.sink.release();
+                    }
+                    self.deliver_line(proc, Stream::Stdout, note.as_bytes());
+                    self.flush_followers();
+                }
+            }
+        }
+        answer
     }
 
     fn watch_events(&mut self) {

@@ -178,9 +178,13 @@ impl Daemon {
             if session == self.paths.session {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(entry.path().join("state.json")) else {
+            // Only a table of ours: never through a link, never another user's file.
+            let mut bytes = Vec::new();
+            let read = crate::logs::read::open_log(&entry.path().join("state.json"))
+                .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes));
+            if read.is_err() {
                 continue;
-            };
+            }
             let Some(Ok(saved)) = serde_json::Deserializer::from_slice(&bytes)
                 .into_iter::<super::state::SavedState>()
                 .next()

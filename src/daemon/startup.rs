@@ -166,9 +166,11 @@ pub fn write_pid_file(paths: &SessionPaths) -> Result<()> {
 
 /// Remove the socket, pid file and lock file, but only if they are still ours.
 pub fn remove_runtime_files(paths: &SessionPaths) {
-    let ours = std::fs::read_to_string(&paths.pid_file)
+    let mut text = String::new();
+    let ours = crate::logs::read::open_log(&paths.pid_file)
+        .and_then(|mut f| io::Read::read_to_string(&mut f, &mut text))
         .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
+        .and_then(|_| text.trim().parse::<u32>().ok())
         .is_some_and(|pid| pid == std::process::id());
     if ours {
         let _ = std::fs::remove_file(&paths.socket);

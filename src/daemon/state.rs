@@ -70,16 +70,15 @@ pub struct StateFile(std::fs::File);
 
 impl StateFile {
     pub fn open(path: &Path) -> std::io::Result<StateFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(crate::error::not_following)?;
+        // A table planted while the dir was open to others is not ours to rewrite.
+        let file = crate::paths::open_private(
+            path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )?;
         Ok(StateFile(file))
     }
 
@@ -96,7 +95,8 @@ impl StateFile {
 /// that still have members in its session (the old daemon's pid, which stays
 /// reserved while anyone is in that session), so a reused number is never hit.
 pub fn previous(path: &Path) -> Previous {
-    // Never through a symbolic link: a planted table would name groups to kill.
+    // Never through a symbolic link, never another user's file: a planted table
+    // would name groups to kill.
     let Ok(bytes) = crate::logs::read::open_log(path).and_then(|mut f| {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut bytes).map(|_| bytes)

@@ -5,6 +5,8 @@
 //! attribute change — never open or read, so a process that reads its own
 //! sources does not restart itself. The loop owns the registration and the
 //! debounce; this file owns the descriptor, the tree and the matching.
+//! A tree is added in slices of bounded time (`work`), one per loop turn, so a
+//! huge tree (`--cwd /`, `**`) never holds up the daemon's other clients.
 
 use super::procs::ProcId;
 use crate::glob::{self, Glob};
@@ -15,6 +17,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The events that mean a file changed.
 const CHANGES: u32 = libc::IN_CREATE
@@ -24,7 +27,10 @@ const CHANGES: u32 = libc::IN_CREATE
     | libc::IN_DELETE
     | libc::IN_ATTRIB;
 /// Directories watched for one process at most (a runaway tree is an error).
-const MAX_DIRS: usize = 100_000;
+pub const MAX_DIRS: usize = 100_000;
+/// How long one slice of adding watches may take: the loop serves its clients
+/// between slices, so this bounds what a huge tree adds to their wait.
+pub const SLICE: Duration = Duration::from_millis(2);
 
 /// What one process watches.
 #[derive(Debug, Clone)]
@@ -54,11 +60,33 @@ struct Dir {
     procs: Vec<ProcId>,
 }
 
+/// Directories still to be added for one process: its whole tree (after
+/// `watch`), or a directory that appeared in it.
+struct Scan {
+    proc: ProcId,
+    todo: Vec<PathBuf>,
+    count: usize,
+    whole_tree: bool,
+}
+
+/// A tree that `work` finished adding, or gave up on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// All of `proc`'s tree is watched: `dirs` directories.
+    Watching { proc: ProcId, dirs: usize },
+    /// `proc`'s tree cannot be watched (too big, the inotify limit); nothing of
+    /// it is watched any more.
+    Failed { proc: ProcId, msg: String },
+}
+
 pub struct Watcher {
     inotify: File,
     dirs: HashMap<i32, Dir>,
     specs: HashMap<ProcId, Spec>,
     buf: Vec<u8>,
+    /// Work left, oldest first.
+    scans: Vec<Scan>,
+    max_dirs: usize,
 }
 
 impl Watcher {
@@ -74,6 +102,8 @@ impl Watcher {
             dirs: HashMap::new(),
             specs: HashMap::new(),
             buf: vec![0; 64 * 1024],
+            scans: Vec::new(),
+            max_dirs: MAX_DIRS,
         })
     }
 
@@ -81,22 +111,70 @@ impl Watcher {
         self.inotify.as_raw_fd()
     }
 
-    /// Watch the tree of `spec.root` for `proc` (replacing what it watched before).
-    /// Returns the number of directories watched.
-    pub fn watch(&mut self, proc: ProcId, spec: Spec) -> Result<usize, String> {
+    /// Watch the tree of `spec.root` for `proc` (replacing what it watched
+    /// before). The watches are added by `work`, slice by slice.
+    pub fn watch(&mut self, proc: ProcId, spec: Spec) {
         self.unwatch(proc);
         let root = spec.root.clone();
         self.specs.insert(proc, spec);
-        let mut count = 0;
-        if let Err(e) = self.add_tree(proc, &root, &mut count) {
-            self.unwatch(proc);
-            return Err(e);
+        self.scans.push(Scan {
+            proc,
+            todo: vec![root],
+            count: 0,
+            whole_tree: true,
+        });
+    }
+
+    /// What `proc` watches: its root and patterns, for messages.
+    pub fn describe(&self, proc: ProcId) -> Option<(String, String)> {
+        let spec = self.specs.get(&proc)?;
+        let patterns: Vec<&str> = spec.patterns.iter().map(|g| g.as_str()).collect();
+        Some((spec.root.display().to_string(), patterns.join(" ")))
+    }
+
+    /// Whether watches are still to be added (the loop then polls without sleeping).
+    pub fn busy(&self) -> bool {
+        !self.scans.is_empty()
+    }
+
+    /// Add watches for about `budget` at most, oldest work first; returns the
+    /// trees finished or given up on meanwhile.
+    pub fn work(&mut self, budget: Duration) -> Vec<Finished> {
+        let deadline = Instant::now() + budget;
+        let mut finished = Vec::new();
+        let mut steps: u32 = 0;
+        while let Some(scan) = self.scans.first_mut() {
+            // The clock is read every few directories: each costs microseconds.
+            steps += 1;
+            if steps.is_multiple_of(16) && Instant::now() >= deadline {
+                break;
+            }
+            let Some(dir) = scan.todo.pop() else {
+                let scan = self.scans.remove(0);
+                if scan.whole_tree && self.specs.contains_key(&scan.proc) {
+                    finished.push(Finished::Watching {
+                        proc: scan.proc,
+                        dirs: scan.count,
+                    });
+                }
+                continue;
+            };
+            let proc = scan.proc;
+            if let Err(msg) = self.add_dir(&dir) {
+                let scan = self.scans.remove(0);
+                if scan.whole_tree {
+                    self.unwatch(proc);
+                    finished.push(Finished::Failed { proc, msg });
+                }
+                // A dir that appeared later: as before, the rest of it is left out.
+            }
         }
-        Ok(count)
+        finished
     }
 
     /// Stop watching for `proc`; directories nobody watches any more are dropped.
     pub fn unwatch(&mut self, proc: ProcId) {
+        self.scans.retain(|s| s.proc != proc);
         if self.specs.remove(&proc).is_none() {
             return;
         }
@@ -116,57 +194,65 @@ impl Watcher {
         self.specs.contains_key(&proc)
     }
 
-    /// Add watches on `dir` and every directory below it, for `proc`.
-    fn add_tree(&mut self, proc: ProcId, dir: &Path, count: &mut usize) -> Result<(), String> {
-        let mut todo = vec![dir.to_path_buf()];
-        while let Some(dir) = todo.pop() {
+    /// Add a watch on `dir` for the process of the first scan, and queue the
+    /// directories in it.
+    fn add_dir(&mut self, dir: &Path) -> Result<(), String> {
+        let max_dirs = self.max_dirs;
+        let Some(scan) = self.scans.first_mut() else {
+            return Ok(());
+        };
+        let proc = scan.proc;
+        {
             let Some(spec) = self.specs.get(&proc) else {
+                scan.todo.clear();
                 return Ok(());
             };
-            let rel = relative(&spec.root, &dir);
+            let rel = relative(&spec.root, dir);
             if spec.skips_dir(&rel) {
-                continue;
+                return Ok(());
             }
-            *count += 1;
-            if *count > MAX_DIRS {
+            scan.count += 1;
+            if scan.count > max_dirs {
                 return Err(format!(
-                    "{} has more than {MAX_DIRS} directories to watch; narrow it with --watch-ignore",
+                    "{} has more than {max_dirs} directories to watch; narrow it with --watch-ignore",
                     spec.root.display()
                 ));
             }
-            match self.add_watch(&dir) {
-                Ok(wd) => {
-                    let entry = self.dirs.entry(wd).or_insert_with(|| Dir {
-                        path: dir.clone(),
-                        procs: Vec::new(),
-                    });
-                    entry.path = dir.clone();
-                    if !entry.procs.contains(&proc) {
-                        entry.procs.push(proc);
-                    }
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                    let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_else(|_| "?".into());
-                    return Err(format!(
-                        "the inotify watch limit (fs.inotify.max_user_watches = {limit}) is reached \
-                         watching {}; raise it with: sysctl fs.inotify.max_user_watches=524288, \
-                         or narrow the tree with --watch-ignore",
-                        dir.display()
-                    ));
-                }
-                // Gone or unreadable meanwhile: nothing to watch there.
-                Err(_) => continue,
-            }
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    todo.push(entry.path());
+        }
+        match self.add_watch(dir) {
+            Ok(wd) => {
+                let entry = self.dirs.entry(wd).or_insert_with(|| Dir {
+                    path: dir.to_path_buf(),
+                    procs: Vec::new(),
+                });
+                entry.path = dir.to_path_buf();
+                if !entry.procs.contains(&proc) {
+                    entry.procs.push(proc);
                 }
             }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                return Err(format!(
+                    "the inotify watch limit (fs.inotify.max_user_watches = {limit}) is reached \
+                     watching {}; raise it with: sysctl fs.inotify.max_user_watches=524288, \
+                     or narrow the tree with --watch-ignore",
+                    dir.display()
+                ));
+            }
+            // Gone or unreadable meanwhile: nothing to watch there.
+            Err(_) => return Ok(()),
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        let subdirs = entries
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|entry| entry.path());
+        if let Some(scan) = self.scans.first_mut() {
+            scan.todo.extend(subdirs);
         }
         Ok(())
     }
@@ -237,7 +323,7 @@ impl Watcher {
             let specs: Vec<(ProcId, Spec)> =
                 self.specs.iter().map(|(p, s)| (*p, s.clone())).collect();
             for (proc, spec) in specs {
-                let _ = self.watch(proc, spec);
+                self.watch(proc, spec);
                 if !changed.contains(&proc) {
                     changed.push(proc);
                 }
@@ -252,8 +338,12 @@ impl Watcher {
                 .map(|(p, _)| *p)
                 .collect();
             for proc in owners {
-                let mut count = 0;
-                let _ = self.add_tree(proc, &dir, &mut count);
+                self.scans.push(Scan {
+                    proc,
+                    todo: vec![dir.clone()],
+                    count: 0,
+                    whole_tree: false,
+                });
             }
         }
         changed
@@ -265,4 +355,68 @@ fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(tag: &str, dirs: usize) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("ap-watch-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for i in 0..dirs {
+            std::fs::create_dir_all(root.join(format!("d{}/e{i}", i % 7))).unwrap();
+        }
+        root
+    }
+
+    fn spec(root: &Path) -> Spec {
+        Spec {
+            root: root.to_path_buf(),
+            patterns: vec![Glob::new("**").unwrap()],
+            ignore: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_tree_is_added_in_slices_and_reported_once_whole() {
+        let root = tree("slices", 60);
+        let mut w = Watcher::new().unwrap();
+        w.watch(1, spec(&root));
+        assert!(w.busy());
+        // A zero budget still makes progress: the clock is read every 16 dirs.
+        let mut slices = 0;
+        let mut finished = Vec::new();
+        while w.busy() {
+            finished.extend(w.work(Duration::ZERO));
+            slices += 1;
+            assert!(slices < 100, "no progress");
+        }
+        assert!(slices > 1, "the tree was added in one slice");
+        // The root, d0..d6 and 60 leaves.
+        assert_eq!(finished, vec![Finished::Watching { proc: 1, dirs: 68 }]);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_tree_over_the_cap_is_given_up_with_the_fix() {
+        let root = tree("cap", 30);
+        let mut w = Watcher::new().unwrap();
+        w.max_dirs = 20;
+        w.watch(1, spec(&root));
+        let finished = w.work(Duration::from_secs(10));
+        let [Finished::Failed { proc, msg }] = finished.as_slice() else {
+            panic!("{finished:?}");
+        };
+        assert_eq!(*proc, 1);
+        assert_eq!(
+            msg,
+            &format!(
+                "{} has more than 20 directories to watch; narrow it with --watch-ignore",
+                root.display()
+            )
+        );
+        assert!(!w.busy() && !w.watching(1) && w.dirs.is_empty());
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -10,10 +10,12 @@
 //! the first record of a run of the process). Records are in file order, so
 //! offsets, sequence numbers and times only grow.
 
+use crate::paths::OwnDir;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const MAGIC: &[u8; 8] = b"APIDX\0\0\x01";
@@ -223,6 +225,8 @@ impl Iterator for RecordIter<'_> {
 /// descriptor for its indexes.
 pub struct IndexWriter {
     path: PathBuf,
+    /// The log dir, held open: the file is created relative to it.
+    dir: Rc<OwnDir>,
     file: Option<File>,
     last_seq: u64,
     last_time: u64,
@@ -234,9 +238,10 @@ impl IndexWriter {
     /// The index of `segment`. Nothing is created until the stream writes: a
     /// process that never prints on a stream costs no index file (creating files
     /// is the dearest part of starting a process on ext4).
-    pub fn create(segment: &Path) -> IndexWriter {
+    pub fn create(dir: Rc<OwnDir>, segment: &Path) -> IndexWriter {
         IndexWriter {
             path: index_path(segment),
+            dir,
             file: None,
             last_seq: u64::MAX,
             last_time: 0,
@@ -252,15 +257,10 @@ impl IndexWriter {
     fn open(&mut self) -> io::Result<&mut File> {
         use std::io::Write;
         if self.file.is_none() {
-            // Opened by path for each burst: if the log dir was replaced by a link
-            // meanwhile, do not create our index wherever it points.
-            if let Some(dir) = self.path.parent()
-                && std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir())
-            {
-                let err = io::Error::from_raw_os_error(libc::ELOOP);
-                return Err(crate::error::not_following(err));
-            }
-            let mut file = crate::logs::store::open_append(&self.path)?;
+            // Opened for each burst, relative to the log dir as it was verified:
+            // a link put in its place meanwhile is never written through.
+            let name = self.path.file_name().unwrap_or(self.path.as_os_str());
+            let mut file = self.dir.open_append(name)?;
             if file.metadata()?.len() == 0
                 && let Err(e) = file.write_all(MAGIC)
             {
@@ -356,19 +356,21 @@ mod tests {
 
     #[test]
     fn a_stream_writing_alone_within_a_millisecond_gets_one_record() {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = std::env::temp_dir().join(format!("ap-idx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let own = Rc::new(OwnDir::open(&dir).unwrap());
         let seg = dir.join("x.stdout");
-        let _ = std::fs::remove_file(index_path(&seg));
         let mut clock = SeqClock::default();
-        let mut w = IndexWriter::create(&seg);
+        let mut w = IndexWriter::create(own.clone(), &seg);
         w.note(&mut clock, 0, true).unwrap();
         for off in 1..100 {
             w.note(&mut clock, off, false).unwrap();
         }
         let n = IndexReader::open(&seg).len();
         assert!(n < 10, "{n} records for one writer"); // one per millisecond at most
-        let mut other = IndexWriter::create(&dir.join("y.stdout"));
+        let mut other = IndexWriter::create(own, &dir.join("y.stdout"));
         other.note(&mut clock, 0, false).unwrap();
         w.note(&mut clock, 100, false).unwrap(); // another stream wrote in between
         let r = IndexReader::open(&seg);

@@ -89,14 +89,26 @@ impl Source {
         path: &Path,
         limit: Option<u64>,
     ) -> io::Result<Source> {
-        let mut segments: Vec<Segment> = existing_segments(path)
-            .into_iter()
-            .filter(|p| std::fs::symlink_metadata(p).is_ok())
-            .map(|data| Segment {
+        let mut segments: Vec<Segment> = Vec::new();
+        for data in existing_segments(path) {
+            // A segment we would refuse to open (a link, another user's file) is an
+            // error naming it, not a silent gap in the history.
+            match open_log(&data) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if data == path => return Err(e),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("{}: {}", data.display(), crate::error::describe_io(&e)),
+                    ));
+                }
+            }
+            segments.push(Segment {
                 index: IndexReader::open(&data),
                 data,
-            })
-            .collect();
+            });
+        }
         if segments.is_empty() {
             return Err(io::ErrorKind::NotFound.into());
         }
@@ -960,6 +972,7 @@ mod tests {
     fn write_log(dir: &Path, chunks: &[Vec<u8>]) -> Source {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         let path = dir.join("p.stdout");
         let mut clock = crate::logs::index::SeqClock::default();
         let limits = crate::logs::Limits {

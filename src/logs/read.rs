@@ -4,18 +4,15 @@
 use super::existing_segments;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 const BLOCK: u64 = 64 * 1024;
 
-/// Open a log for reading without following a symlink.
+/// Open a log for reading without following a symlink, and only if it is a
+/// regular file of ours with one name (`paths::open_private`): never another
+/// user's planted bytes.
 pub fn open_log(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(crate::error::not_following)
+    crate::paths::open_private(path, std::fs::OpenOptions::new().read(true))
 }
 
 /// The last `n` lines of the stream at `path` (newest segment first, then `.1`…),

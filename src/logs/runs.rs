@@ -6,10 +6,11 @@
 //! where their index flags a run start, with no pid or end recorded.
 
 use super::query::{Floor, Line, Source};
+use crate::paths::OwnDir;
 use crate::protocol::Stream;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::fs;
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -45,21 +46,22 @@ pub fn journal_path(log_dir: &Path) -> PathBuf {
     log_dir.join(JOURNAL)
 }
 
-/// Append one entry (0600, never through a link); past `MAX_JOURNAL` the file
-/// is moved to `.1` first, so the journal stays bounded.
-pub fn append(log_dir: &Path, entry: &Entry) -> io::Result<()> {
-    let path = journal_path(log_dir);
+/// Append one entry to the journal in the log dir `dir` (0600, relative to the
+/// dir's descriptor, never through a link); past `MAX_JOURNAL` the file is
+/// moved to `.1` first, so the journal stays bounded.
+pub fn append(dir: &OwnDir, entry: &Entry) -> io::Result<()> {
+    let name = OsStr::new(JOURNAL);
+    let older = format!("{JOURNAL}.1");
     let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
     line.push(b'\n');
-    let mut file = open_journal(&path)?;
+    let mut file = dir.open_read_append(name)?;
     let mut len = file.metadata()?.len();
     if len + line.len() as u64 > MAX_JOURNAL {
         drop(file);
         // Unlinked first: a rename over a file makes ext4 flush it (see store.rs).
-        let older = super::segment(&path, 1);
-        let _ = fs::remove_file(&older);
-        fs::rename(&path, &older)?;
-        file = open_journal(&path)?;
+        let _ = dir.remove(OsStr::new(&older));
+        dir.rename(name, OsStr::new(&older))?;
+        file = dir.open_read_append(name)?;
         len = 0;
     }
     // A line cut short (a crash mid-write, a full disk) must not swallow ours.
@@ -72,20 +74,6 @@ pub fn append(log_dir: &Path, entry: &Entry) -> io::Result<()> {
     }
     // One write of a whole line: a reader sees it whole or not at all.
     file.write_all(&line)
-}
-
-/// The journal, open for appending and for reading its last byte: 0600, never
-/// through a link, close-on-exec.
-fn open_journal(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(crate::error::not_following)
 }
 
 /// The entries of `process` (of every process when None), oldest first. A line
@@ -428,6 +416,18 @@ pub fn marker(run: &Run) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A fresh private dir (as the log dir is), and its descriptor.
+    fn own_dir(tag: &str) -> (PathBuf, OwnDir) {
+        let dir = std::env::temp_dir().join(format!("ap-runs-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let own = OwnDir::open(&dir).unwrap();
+        (dir, own)
+    }
 
     fn start(p: &str, run: u64, seq: u64) -> Entry {
         Entry {
@@ -452,14 +452,14 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_junk_lines_are_skipped() {
-        let dir = std::env::temp_dir().join(format!("ap-runs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        append(&dir, &start("web", 1, 10)).unwrap();
-        append(&dir, &start("web2", 1, 11)).unwrap();
+        let (dir, own) = own_dir("trip");
+        append(&own, &start("web", 1, 10)).unwrap();
+        append(&own, &start("web2", 1, 11)).unwrap();
         let mut f = super::super::store::open_append(&journal_path(&dir)).unwrap();
-        f.write_all(b"{\"p\":\"web\",\"ru\n").unwrap();
-        append(&dir, &end("web", 1, "exited 1")).unwrap();
+        f.write_all(b"{\"p\":\"web\",\"ru\n{\"p\":\"web\",\"run\":7")
+            .unwrap();
+        // The line left unfinished is ended before the next entry.
+        append(&own, &end("web", 1, "exited 1")).unwrap();
         assert_eq!(
             read(&dir, Some("web")),
             vec![start("web", 1, 10), end("web", 1, "exited 1")]
@@ -471,11 +471,9 @@ mod tests {
 
     #[test]
     fn the_journal_stays_bounded() {
-        let dir = std::env::temp_dir().join(format!("ap-runs-big-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let (dir, own) = own_dir("big");
         for run in 1..=5000 {
-            append(&dir, &start("web", run, run)).unwrap();
+            append(&own, &start("web", run, run)).unwrap();
         }
         let size = |p: PathBuf| fs::metadata(p).map_or(0, |m| m.len());
         let path = journal_path(&dir);
@@ -513,16 +511,16 @@ mod tests {
     /// Logs of `p` in `dir` written the way the daemon writes them: one
     /// `LogSink` per run and stream; the journal gets a start entry for the runs
     /// of `journaled` (as if an older version wrote the others).
-    fn write_runs(dir: &Path, runs: &[(&str, &str)], journaled: std::ops::Range<usize>) {
+    fn write_runs(tag: &str, runs: &[(&str, &str)], journaled: std::ops::Range<usize>) -> PathBuf {
         use crate::logs::index::SeqClock;
         use crate::logs::store::LogSink;
-        let _ = fs::remove_dir_all(dir);
-        fs::create_dir_all(dir).unwrap();
+        let (dir, own) = own_dir(tag);
+        let dir = &dir;
         let mut clock = SeqClock::default();
         for (i, (out, err)) in runs.iter().enumerate() {
             let seq = clock.tick();
             if journaled.contains(&i) {
-                append(dir, &start("p", i as u64 + 1, seq)).unwrap();
+                append(&own, &start("p", i as u64 + 1, seq)).unwrap();
             }
             let mut o = LogSink::create(dir.join("p.stdout"), Default::default()).unwrap();
             let mut e = LogSink::create(dir.join("p.stderr"), Default::default()).unwrap();
@@ -533,6 +531,7 @@ mod tests {
                 o.append(&mut clock, out.as_bytes(), |_| {});
             }
         }
+        dir.clone()
     }
 
     /// What a query over both streams of `p` prints for the last `n` runs.
@@ -579,9 +578,7 @@ mod tests {
             ("four\n", ""),
         ];
         for (tag, journaled) in [("all", 0..4), ("none", 0..0), ("mixed", 2..4)] {
-            let dir =
-                std::env::temp_dir().join(format!("ap-runs-cut-{tag}-{}", std::process::id()));
-            write_runs(&dir, &runs, journaled);
+            let dir = write_runs(&format!("cut-{tag}"), &runs, journaled);
             assert_eq!(
                 read_runs(&dir, Some(1)),
                 (vec!["four".into()], vec![Some(4)]),
@@ -601,9 +598,7 @@ mod tests {
     /// Logs of 0.6 have no index at all: each segment is one run.
     #[test]
     fn logs_without_an_index_are_one_run_per_segment() {
-        let dir = std::env::temp_dir().join(format!("ap-runs-06-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let (dir, _) = own_dir("06");
         fs::write(dir.join("p.stdout.1"), "old\n").unwrap();
         fs::write(dir.join("p.stdout"), "new\n").unwrap();
         assert_eq!(read_runs(&dir, Some(1)).0, ["new"]);
@@ -615,7 +610,7 @@ mod tests {
     fn a_start_out_of_order_is_dropped_and_the_newest_is_trusted() {
         let runs = from_journal(&[
             start("web", u64::MAX, u64::MAX), // planted
-            start("web", 1, 10), // not before the run after it: dropped
+            start("web", 1, 10),              // not before the run after it: dropped
             start("web", 2, 5),
             start("web", 3, 30),
         ]);

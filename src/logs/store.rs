@@ -5,10 +5,13 @@
 
 use super::index::{IndexWriter, SeqClock, index_path};
 use super::{Limits, MAX_LINE, segments};
+use crate::paths::OwnDir;
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// A full disk is reported at most this often.
@@ -21,6 +24,9 @@ type LineSink<'a> = &'a mut dyn FnMut(&[u8]);
 
 pub struct LogSink {
     pub path: PathBuf,
+    /// The log dir as it was verified when the run began: every create, rename
+    /// and removal happens relative to it, never through its path again.
+    dir: Rc<OwnDir>,
     limits: Limits,
     file: File,
     index: IndexWriter,
@@ -43,58 +49,50 @@ pub struct LogSink {
     dir_taken: bool,
 }
 
-/// Open a log file for appending: 0600, never through a symlink, close-on-exec.
+/// Open a log file for appending: 0600, never through a symlink, close-on-exec,
+/// and only if it is a regular file of ours with one name (`paths::open_private`).
 pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(crate::error::not_following)
+    crate::paths::open_private(path, OpenOptions::new().append(true).create(true))
 }
 
-/// Shift `x` → `x.1` → … → `x.keep` with their indexes (the oldest falls off).
-pub fn rotate(path: &Path, keep: usize) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
+/// The file name of a path in the log dir, for the calls relative to it.
+fn name_of(path: &Path) -> &OsStr {
+    path.file_name().unwrap_or(path.as_os_str())
+}
+
+/// Shift `x` → `x.1` → … → `x.keep` with their indexes (the oldest falls off),
+/// within `dir` (where `path` is).
+pub fn rotate(dir: &OwnDir, path: &Path, keep: usize) -> io::Result<()> {
+    match dir.metadata(name_of(path)) {
         Err(_) => return Ok(()), // no current segment: nothing moves (a fresh name, the common case)
-        // Not a log we wrote: something planted, never followed nor kept as history.
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(crate::error::not_following(io::Error::from_raw_os_error(
-                libc::ELOOP,
-            )));
-        }
-        Ok(meta) if !meta.is_file() => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "it is not a regular file (remove it)",
-            ));
-        }
-        Ok(_) => {}
+        // Not a log we wrote (a link, another user's file, one with a second
+        // name): something planted, never followed nor kept as history.
+        Ok(meta) => crate::paths::check_own_file(&meta)?,
     }
     let names = segments(path, keep);
+    let remove = |p: &Path| dir.remove(name_of(p));
     if keep == 0 {
-        let _ = fs::remove_file(index_path(path));
-        return fs::remove_file(path);
+        let _ = remove(&index_path(path));
+        return remove(path);
     }
     // The oldest falls off. Unlinked first, so that no rename replaces a file:
     // ext4 flushes a file renamed over another (auto_da_alloc), which under a
     // flood of output cost a rotation ~50 ms instead of ~30.
     if let Some(oldest) = names.last() {
-        let _ = fs::remove_file(oldest);
-        let _ = fs::remove_file(index_path(oldest));
+        let _ = remove(oldest);
+        let _ = remove(&index_path(oldest));
     }
     for pair in (0..names.len() - 1).rev() {
         for (from, to) in [
             (names[pair].clone(), names[pair + 1].clone()),
             (index_path(&names[pair]), index_path(&names[pair + 1])),
         ] {
-            match fs::rename(&from, &to) {
+            match dir.rename(name_of(&from), name_of(&to)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // An older segment without an index must not keep a newer one's.
                     if to.extension().is_some_and(|e| e == "idx") {
-                        let _ = fs::remove_file(&to);
+                        let _ = remove(&to);
                     }
                 }
                 Err(e) => return Err(e),
@@ -107,12 +105,21 @@ pub fn rotate(path: &Path, keep: usize) -> io::Result<()> {
 impl LogSink {
     /// Start a new run: rotate whatever was at `path` and open a fresh segment whose
     /// index begins with a run-start record.
+    #[cfg(test)]
     pub fn create(path: PathBuf, limits: Limits) -> io::Result<LogSink> {
-        rotate(&path, limits.keep)?;
-        let (file, mut index) = open_segment(&path)?;
+        let dir = OwnDir::open(path.parent().unwrap_or(Path::new(".")))?;
+        LogSink::create_in(Rc::new(dir), path, limits)
+    }
+
+    /// `create` in the log dir `dir` the daemon verified (and shares between
+    /// sinks); `path` names the file in it.
+    pub fn create_in(dir: Rc<OwnDir>, path: PathBuf, limits: Limits) -> io::Result<LogSink> {
+        rotate(&dir, &path, limits.keep)?;
+        let (file, mut index) = open_segment(&dir, &path)?;
         index.mark_run_start();
         Ok(LogSink {
             path,
+            dir,
             limits,
             file,
             index,
@@ -162,7 +169,7 @@ impl LogSink {
         bytes: &[u8],
         mut on_line: Option<LineSink<'_>>,
     ) -> Option<io::Error> {
-        let mut failure = self.check_unlinked();
+        let mut failure = self.check_unlinked(false);
         let mut rest = bytes;
         while !rest.is_empty() {
             // Rotate by size, but only where a line ends, unless one line is enormous.
@@ -228,6 +235,13 @@ impl LogSink {
             Ok(()) => None,
             Err(e) => {
                 self.lost += chunk.len() as u64;
+                if e.kind() == io::ErrorKind::NotFound {
+                    // Nothing can be created in our dir: it was deleted. Say at
+                    // once what is at its path now, rather than "not found".
+                    if let Some(err) = self.check_unlinked(true) {
+                        return Some(err);
+                    }
+                }
                 self.lost_reason = crate::error::describe_io(&e);
                 self.report(e)
             }
@@ -286,7 +300,8 @@ impl LogSink {
     }
 
     fn rotate_by_size(&mut self) -> Option<io::Error> {
-        let result = rotate(&self.path, self.limits.keep).and_then(|()| open_segment(&self.path));
+        let result = rotate(&self.dir, &self.path, self.limits.keep)
+            .and_then(|()| open_segment(&self.dir, &self.path));
         match result {
             Ok((file, index)) => {
                 self.file = file;
@@ -312,29 +327,34 @@ impl LogSink {
     }
 
     /// If the log dir was deleted under us, start a new segment where it belongs.
-    fn check_unlinked(&mut self) -> Option<io::Error> {
-        if self.last_unlink_check.elapsed() < UNLINK_CHECK_EVERY {
+    fn check_unlinked(&mut self, now: bool) -> Option<io::Error> {
+        if !now && self.last_unlink_check.elapsed() < UNLINK_CHECK_EVERY {
             return None;
         }
         self.last_unlink_check = Instant::now();
         if self.file.metadata().is_ok_and(|m| m.nlink() > 0) {
             return None;
         }
-        if let Some(dir) = self.path.parent() {
-            // Whatever took the deleted dir's place is not ours to write through.
-            if fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
-                let err = crate::error::not_following(io::Error::from_raw_os_error(libc::ELOOP));
+        // The dir we held was deleted: take the one at its path now, if it is a
+        // private dir of ours. Whatever else took its place is not ours to write
+        // through.
+        let parent = self.path.parent().unwrap_or(Path::new("."));
+        let _ = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent);
+        match OwnDir::open(parent) {
+            Ok(dir) => {
+                self.dir_taken = false;
+                self.dir = Rc::new(dir);
+            }
+            Err(err) => {
                 self.dir_taken = true;
                 self.lost_reason = crate::error::describe_io(&err);
                 return self.report(err);
             }
-            self.dir_taken = false;
-            let _ = fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
         }
-        match open_segment(&self.path) {
+        match open_segment(&self.dir, &self.path) {
             Ok((file, index)) => {
                 self.file = file;
                 self.index = index;
@@ -378,9 +398,9 @@ impl LogSink {
 
 use std::os::unix::fs::DirBuilderExt;
 
-fn open_segment(path: &Path) -> io::Result<(File, IndexWriter)> {
-    let file = open_append(path)?;
-    let index = IndexWriter::create(path);
+fn open_segment(dir: &Rc<OwnDir>, path: &Path) -> io::Result<(File, IndexWriter)> {
+    let file = dir.open_append(name_of(path))?;
+    let index = IndexWriter::create(dir.clone(), path);
     Ok((file, index))
 }
 
@@ -391,7 +411,7 @@ mod tests {
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ap-store-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
         dir
     }
 

@@ -117,6 +117,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ap-ui-hist-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::set_permissions(
+            dir.join("logs"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let paths = SessionPaths {
             session: "t".into(),
             runtime_dir: dir.clone(),

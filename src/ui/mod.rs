@@ -67,6 +67,8 @@ pub fn run(session: &str) -> Result<i32> {
         return Err(Error::Silent(64));
     }
     let paths = SessionPaths::new(session)?;
+    // The UI reads log files itself: the checks `logs` makes first.
+    crate::paths::check_state_dirs(&paths)?;
     // Fail before touching the terminal when there is no daemon, and have the
     // processes for the first frame.
     let mut conn = Conn::open(&paths, false)?;
