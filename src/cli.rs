@@ -67,8 +67,8 @@ options:
   --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1;
                   if something listens there already, a warning names its pid
   --proxy         serve it at http://N.localhost:PORT through the session's reverse
-                  proxy (127.0.0.1, first free port from 9090); without --port the
-                  process gets a free port from 4000-4999
+                  proxy (127.0.0.1 and [::1], first free port from 9090); without
+                  --port the process gets a free port from 4000-4999
   --oneshot       a setup step that runs to completion (status --json says
                   oneshot: true); `agent-procs wait` tells if it succeeded
   --autorestart MODE

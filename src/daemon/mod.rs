@@ -615,6 +615,24 @@ impl Daemon {
     // ---- requests ----
 
     fn handle(&mut self, client: usize, request: Request) {
+        // The CLI never half-closes: a peer that hung up before its request was
+        // read has gone (it gave up while the daemon was stalled, or was killed).
+        // Nobody would learn of a process started for it now, so none is.
+        if matches!(request, Request::Run { .. } | Request::Up { .. })
+            && self.clients.get(&client).is_some_and(|c| c.read_closed)
+        {
+            let what = match &request {
+                Request::Run { name, command, .. } => {
+                    format!("run of '{}'", name.as_deref().unwrap_or(command))
+                }
+                _ => "up".to_string(),
+            };
+            self.note_limited(
+                "gone",
+                &format!("dropped a {what}: its client hung up before it was read"),
+            );
+            return;
+        }
         match request {
             run @ Request::Run { .. } => {
                 let response = self.run_process(run);
@@ -940,12 +958,8 @@ impl Daemon {
                 match (kept, &self.proxy) {
                     (Some(port), Some(_)) => Some(port),
                     (None, Some(_)) => match self.free_backend_port(name.as_deref()) {
-                        Some(port) => Some(port),
-                        None => {
-                            return Response::error(
-                                "no free port in 4000-4999 for the process; give it one with --port",
-                            );
-                        }
+                        Ok(port) => Some(port),
+                        Err(message) => return Response::error(message),
                     },
                     (_, None) => None,
                 }
@@ -2686,7 +2700,15 @@ impl Daemon {
             return Response::error(format!("watching the proxy's socket: {e}"));
         }
         let port = proxy.port();
-        self.note(&format!("proxy listening on 127.0.0.1:{port}"));
+        if proxy.on_ipv6() {
+            self.note(&format!(
+                "proxy listening on 127.0.0.1:{port} and [::1]:{port}"
+            ));
+        } else {
+            self.note(&format!(
+                "proxy listening on 127.0.0.1:{port} (no IPv6 loopback on this host)"
+            ));
+        }
         self.proxy = Some(proxy);
         Response::Ok {
             message: format!("proxy listening on http://localhost:{port}"),
@@ -2697,11 +2719,22 @@ impl Daemon {
     /// on, for process `name`: the one chosen for that name before (by this daemon
     /// or the last one) while it is free, else one not chosen for another name,
     /// else any. The choice is remembered in state.json.
-    fn free_backend_port(&mut self, name: Option<&str>) -> Option<u16> {
+    /// Out of descriptors, the probe cannot tell, and that is the error.
+    fn free_backend_port(&mut self, name: Option<&str>) -> std::result::Result<u16, String> {
         let taken: HashSet<u16> = self.procs.iter().filter_map(|p| p.spec.port).collect();
+        let no_fds = std::cell::Cell::new(None);
         let free = |p: u16| {
-            !taken.contains(&p)
-                && std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok()
+            if taken.contains(&p) || no_fds.get().is_some() {
+                return false;
+            }
+            match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)) {
+                Ok(_) => true,
+                Err(e) if sys::out_of_descriptors(&e) => {
+                    no_fds.set(e.raw_os_error());
+                    false
+                }
+                Err(_) => false,
+            }
         };
         let before = name.and_then(|n| self.chosen_ports.get(n).copied());
         let others: HashSet<u16> = self
@@ -2718,12 +2751,28 @@ impl Daemon {
                     .filter(|p| !others.contains(p))
                     .find(|&p| free(p))
             })
-            .or_else(|| crate::proxy::BACKEND_PORTS.clone().find(|&p| free(p)))?;
+            .or_else(|| crate::proxy::BACKEND_PORTS.clone().find(|&p| free(p)));
+        let port = match (port, no_fds.take()) {
+            (Some(port), _) => port,
+            (None, Some(errno)) => {
+                let why = crate::error::describe_io(&io::Error::from_raw_os_error(errno));
+                return Err(format!(
+                    "cannot look for a free port for the process: the daemon is out of file \
+                     descriptors ({why}); try again once some connections have closed, or give \
+                     it a port with --port"
+                ));
+            }
+            (None, None) => {
+                return Err(
+                    "no free port in 4000-4999 for the process; give it one with --port".into(),
+                );
+            }
+        };
         if let Some(name) = name {
             self.chosen_ports.insert(name.to_string(), port);
             self.state_dirty = true;
         }
-        Some(port)
+        Ok(port)
     }
 
     fn proxy_event(&mut self, token: Token, hup: bool) {

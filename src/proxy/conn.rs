@@ -22,8 +22,9 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// A partial request head must be complete within this.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A partial request head must be complete within this, and a request body
+/// may go this long without a byte (unless the backend is the one not reading).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A keep-alive connection with no request is closed after this.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a request waits for a process that is starting or restarting.
@@ -35,11 +36,73 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Bytes waiting to be written to one side before the other side is not read.
 const HIGH_WATER: usize = 256 * 1024;
 
-/// Idle backend connections kept open by port after their client left, so that
-/// the next client need not connect again (as nginx's upstream keepalive).
-pub type Pool = std::collections::HashMap<u16, Vec<TcpStream>>;
 /// Idle connections kept per backend port.
 pub const POOL_PER_PORT: usize = 32;
+
+/// Idle backend connections kept open by port after their client left, so that
+/// the next client need not connect again (as nginx's upstream keepalive).
+///
+/// A pooled connection stays registered under the token of the client it last
+/// served (whose id is never reused), so it costs no system call to pool. Any
+/// event for it means bytes nobody asked for or a hang-up: it could only hand
+/// the next client someone else's response, so it is closed at once (`evict`).
+/// Events come in the order the kernel saw them, so bytes that arrived before
+/// a request are seen before that request is sent on a pooled connection.
+#[derive(Default)]
+pub struct Pool {
+    by_port: std::collections::HashMap<u16, Vec<(u64, TcpStream)>>,
+    /// Pooled connections by the id of their token, to their port.
+    ports: std::collections::HashMap<u64, u16>,
+}
+
+impl Pool {
+    /// Keep `stream` (registered under `id`'s token) for `port`; false when
+    /// that port's share is full (then the caller closes it).
+    pub fn put(&mut self, id: u64, port: u16, stream: TcpStream) -> bool {
+        let idle = self.by_port.entry(port).or_default();
+        if idle.len() >= POOL_PER_PORT {
+            return false;
+        }
+        idle.push((id, stream));
+        self.ports.insert(id, port);
+        true
+    }
+
+    /// The most recently pooled connection to `port`.
+    fn take(&mut self, port: u16) -> Option<TcpStream> {
+        let (id, stream) = self.by_port.get_mut(&port)?.pop()?;
+        self.ports.remove(&id);
+        Some(stream)
+    }
+
+    /// Close the pooled connection of token `id`, if there is one.
+    pub fn evict(&mut self, id: u64) -> bool {
+        let Some(port) = self.ports.remove(&id) else {
+            return false;
+        };
+        if let Some(idle) = self.by_port.get_mut(&port) {
+            idle.retain(|(i, _)| *i != id);
+        }
+        true
+    }
+
+    /// Close the longest-idle connection of some port, to free a descriptor.
+    pub fn evict_any(&mut self) -> bool {
+        let Some(id) = self
+            .by_port
+            .values()
+            .find_map(|idle| idle.first().map(|(id, _)| *id))
+        else {
+            return false;
+        };
+        self.evict(id)
+    }
+
+    /// Connections held (each one descriptor).
+    pub fn held(&self) -> usize {
+        self.ports.len()
+    }
+}
 
 /// What a connection needs from around it while it runs.
 pub struct Env<'a> {
@@ -182,6 +245,11 @@ struct Backend {
     hup: bool,
     /// Registered for writability (while connecting, or when a write would block).
     watching_writes: bool,
+    /// It carried a request body. A backend may have ignored the body and read
+    /// it as a request of its own (a GET with Content-Length, to many dev
+    /// servers), whose answer would come later: such a connection serves no
+    /// other client.
+    carried_body: bool,
 }
 
 /// The request being relayed.
@@ -194,6 +262,10 @@ struct Exchange {
     is_head: bool,
     /// The request had no body, so it can be sent again.
     bodiless: bool,
+    /// The request has body bytes (not only `Content-Length: 0`).
+    carries_body: bool,
+    /// `Expect: 100-continue`: the client may hold its body until an answer.
+    expect_continue: bool,
     request: Body,
     /// Waiting for the response head (again, after a 1xx).
     awaiting_head: bool,
@@ -205,6 +277,8 @@ struct Exchange {
     wait_until: Instant,
     /// No backend yet: try again then.
     retry_at: Option<Instant>,
+    /// The last time request body bytes came from the client.
+    body_progress: Instant,
     why_waiting: String,
 }
 
@@ -218,6 +292,8 @@ pub struct Conn {
     pub armed: Option<Instant>,
     since: Instant,
     head_started: Option<Instant>,
+    /// `REQUEST_TIMEOUT`, or shorter for tests.
+    timeout: Duration,
     exchange: Option<Exchange>,
     c_in: Vec<u8>,
     c_out: Out,
@@ -237,6 +313,7 @@ impl Conn {
         id: u64,
         mut client: TcpStream,
         peer: IpAddr,
+        timeout: Duration,
         registry: &Registry,
     ) -> io::Result<Conn> {
         let _ = client.set_nodelay(true);
@@ -250,6 +327,7 @@ impl Conn {
             armed: None,
             since: Instant::now(),
             head_started: None,
+            timeout,
             exchange: None,
             c_in: Vec::new(),
             c_out: Out::default(),
@@ -287,13 +365,34 @@ impl Conn {
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Head => Some(match self.head_started {
-                Some(t) => t + HEADER_TIMEOUT,
+                Some(t) => t + self.timeout,
                 None => self.since + IDLE_TIMEOUT,
             }),
-            Phase::Exchange => self.exchange.as_ref().and_then(|e| e.retry_at),
+            Phase::Exchange => {
+                let ex = self.exchange.as_ref()?;
+                let stall = self.body_stall_deadline(ex);
+                match (ex.retry_at, stall) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
             Phase::Tunnel => None,
             Phase::Closing | Phase::Draining => Some(self.since + LINGER),
         }
+    }
+
+    /// When a request body that is waited for stops being waited for: the client
+    /// sends no byte for the timeout while the backend would take them. Held
+    /// bodies must not pin descriptors (another user's, perhaps) for ever.
+    /// A client that expects 100-continue may wait for the process's answer
+    /// before it sends, so its clock starts with the answer.
+    fn body_stall_deadline(&self, ex: &Exchange) -> Option<Instant> {
+        let waiting_for_us = ex.expect_continue && !ex.answered;
+        (!ex.request.done()
+            && self.b_out.len() < HIGH_WATER
+            && self.c_in.is_empty()
+            && !waiting_for_us)
+            .then_some(ex.body_progress + self.timeout)
     }
 
     /// Deregister and close; hands back the backend connection when it is idle
@@ -306,7 +405,10 @@ impl Conn {
             && self.b_in.is_empty()
             && self.b_out.len() == 0;
         match self.backend.take() {
-            Some(b) if idle && b.connected => Some((b.port, b.stream)),
+            // Unread readiness or a hang-up: bytes nobody asked for may wait in it.
+            Some(b) if idle && b.connected && !b.readable && !b.hup && !b.carried_body => {
+                Some((b.port, b.stream))
+            }
             Some(_) | None => None,
         }
     }
@@ -525,7 +627,9 @@ impl Conn {
                     self.done = true;
                     return true;
                 }
-                return progress;
+                // Whatever the quick check said, more is needed: read it now, as
+                // no new event comes for bytes already waiting.
+                return progress | self.read_client(scratch);
             }
             Parsed::Invalid(reject) => {
                 let body = format!("{}\n", reject.reason);
@@ -558,13 +662,16 @@ impl Conn {
                     upgrade: request.upgrade,
                     is_head: request.is_head,
                     bodiless: !has_body,
+                    carries_body: !matches!(request.framing, Framing::Empty | Framing::Length(0)),
                     request: Body::new(request.framing),
                     awaiting_head: true,
                     response: Body::Done,
                     backend_keep_alive: false,
                     answered: false,
+                    expect_continue: request.expect_continue,
                     wait_until: now + BACKEND_WAIT,
                     retry_at: None,
+                    body_progress: now,
                     why_waiting: String::new(),
                 });
                 self.phase = Phase::Exchange;
@@ -578,7 +685,7 @@ impl Conn {
 
     /// Whether the head in `c_in` is incomplete (so reading more may help).
     fn head_needs_more(&self) -> bool {
-        !self.c_in.windows(2).any(|w| w == b"\n\n") && !contains(&self.c_in, b"\r\n\r\n")
+        !http::head_complete(&self.c_in)
     }
 
     fn step_exchange(&mut self, registry: &Registry, env: &mut Env, scratch: &mut [u8]) -> bool {
@@ -586,8 +693,11 @@ impl Conn {
         // Request body: client → backend.
         let body_pending = self.exchange.as_ref().is_some_and(|e| !e.request.done());
         if body_pending {
-            if self.c_in.is_empty() && self.b_out.len() < HIGH_WATER {
-                progress |= self.read_client(scratch);
+            if self.c_in.is_empty() && self.b_out.len() < HIGH_WATER && self.read_client(scratch) {
+                progress = true;
+                if let Some(ex) = self.exchange.as_mut() {
+                    ex.body_progress = Instant::now();
+                }
             }
             if !self.c_in.is_empty() {
                 let Some(ex) = self.exchange.as_mut() else {
@@ -687,6 +797,10 @@ impl Conn {
                             return data.len();
                         }
                         at += response.head_len;
+                        if !ex.answered {
+                            // The body clock of a client that waited starts now.
+                            ex.body_progress = Instant::now();
+                        }
                         ex.answered = true;
                         if response.status == 101 {
                             // Whatever followed the head belongs to the tunnel.
@@ -828,10 +942,26 @@ impl Conn {
         let now = Instant::now();
         match self.phase {
             Phase::Head if self.head_started.is_some() => {
-                self.respond(408, "the request head did not arrive within 10 s\n", false);
+                let why = format!(
+                    "the request head did not arrive within {}\n",
+                    span(self.timeout)
+                );
+                self.respond(408, &why, false);
             }
             Phase::Head => self.done = true,
             Phase::Exchange => {
+                let stalled = self
+                    .exchange
+                    .as_ref()
+                    .and_then(|ex| self.body_stall_deadline(ex))
+                    .is_some_and(|at| at <= now);
+                if stalled {
+                    let why = format!(
+                        "the request body stalled: no byte for {}\n",
+                        span(self.timeout)
+                    );
+                    return self.bad_request_body(registry, why);
+                }
                 if self
                     .exchange
                     .as_ref()
@@ -898,6 +1028,7 @@ impl Conn {
                     readable: false,
                     hup: false,
                     watching_writes: false,
+                    carried_body: false,
                 });
             }
         }
@@ -906,6 +1037,17 @@ impl Conn {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             let mut stream = match TcpStream::connect(addr) {
                 Ok(s) => s,
+                Err(e) if crate::sys::out_of_descriptors(&e) => {
+                    // Not the backend's fault: say what is wrong, and do not wait.
+                    return self.fail_request(
+                        registry,
+                        503,
+                        format!(
+                            "the proxy is out of file descriptors ({}); try again shortly\n",
+                            crate::error::describe_io(&e)
+                        ),
+                    );
+                }
                 Err(e) => {
                     let why = format!(
                         "{name} is not accepting connections on 127.0.0.1:{port} ({})",
@@ -938,7 +1080,13 @@ impl Conn {
                 readable: true,
                 hup: false,
                 watching_writes: true,
+                carried_body: false,
             });
+        }
+        if self.exchange.as_ref().is_some_and(|e| e.carries_body)
+            && let Some(b) = self.backend.as_mut()
+        {
+            b.carried_body = true;
         }
         // The head goes first; body bytes follow as they come.
         if self.b_out.len() == 0 {
@@ -1046,6 +1194,17 @@ impl Conn {
         self.respond(status, &body, keep);
     }
 
+    /// The client stopped sending its body: 408 if nothing was answered yet,
+    /// else cut it off; the connection closes either way.
+    fn bad_request_body(&mut self, registry: &Registry, why: String) {
+        if self.exchange.as_ref().is_some_and(|e| e.answered) {
+            self.drop_backend(registry);
+            self.done = true;
+            return;
+        }
+        self.fail_request(registry, 408, why);
+    }
+
     fn bad_gateway(&mut self, registry: &Registry, why: String) {
         let answered = self.exchange.as_ref().is_some_and(|e| e.answered);
         if answered {
@@ -1082,6 +1241,15 @@ fn refusal(e: &io::Error) -> String {
     }
 }
 
+/// A timeout as a message shows it: `10 s`, or `500 ms` (tests shorten them).
+fn span(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 /// One read: Some(n) bytes (0 at end of stream), None when it would block.
 /// An error counts as the end of the stream.
 fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
@@ -1099,8 +1267,7 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
 /// closed (a request with a body cannot be sent again; one without is retried
 /// on a new connection if the old one turns out closed, so it skips the check).
 fn take_pooled(pool: &mut Pool, port: u16, check: bool) -> Option<TcpStream> {
-    let idle = pool.get_mut(&port)?;
-    while let Some(mut stream) = idle.pop() {
+    while let Some(mut stream) = pool.take(port) {
         if !check {
             return Some(stream);
         }
@@ -1139,6 +1306,79 @@ fn send(stream: &mut TcpStream, out: &mut Out, head: &[u8], body: &[u8]) {
     out.push(body);
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected loopback stream, and the listener that keeps its peer queued.
+    fn stream() -> (std::net::TcpListener, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+        let addr = listener.local_addr().expect("address");
+        let std = std::net::TcpStream::connect(addr).expect("connecting");
+        (listener, TcpStream::from_std(std))
+    }
+
+    fn local_port(s: &TcpStream) -> u16 {
+        s.local_addr().expect("address").port()
+    }
+
+    #[test]
+    fn the_pool_hands_out_the_newest_and_forgets_an_evicted_connection() {
+        let mut pool = Pool::default();
+        let (_l1, a) = stream();
+        let (_l2, b) = stream();
+        let (_l3, c) = stream();
+        let (a_port, b_port) = (local_port(&a), local_port(&b));
+        assert!(pool.put(1, 4000, a));
+        assert!(pool.put(2, 4000, b));
+        assert!(pool.put(3, 4001, c));
+        assert_eq!(pool.held(), 3);
+        // An event on connection 2 (bytes nobody asked for, a hang-up) closes it.
+        assert!(pool.evict(2));
+        assert!(!pool.evict(2), "evicted twice");
+        assert!(!pool.evict(7), "an id that was never pooled");
+        assert_eq!(pool.held(), 2);
+        let got = pool.take(4000).expect("connection 1");
+        assert_eq!(local_port(&got), a_port, "not the evicted {b_port}");
+        assert!(pool.take(4000).is_none());
+        // Its id is no longer the pool's: a late event for it evicts nothing.
+        assert!(!pool.evict(1));
+        assert!(pool.take(4002).is_none());
+        assert!(pool.evict_any());
+        assert_eq!(pool.held(), 0);
+        assert!(!pool.evict_any());
+    }
+
+    #[test]
+    fn a_port_keeps_at_most_its_share_and_the_oldest_goes_first() {
+        let mut pool = Pool::default();
+        let mut keep = Vec::new();
+        let mut first_port = 0;
+        for id in 0..POOL_PER_PORT as u64 {
+            let (l, s) = stream();
+            if id == 0 {
+                first_port = local_port(&s);
+            }
+            keep.push(l);
+            assert!(pool.put(id, 4000, s));
+        }
+        let (_l, extra) = stream();
+        assert!(!pool.put(99, 4000, extra), "over the share of one port");
+        assert_eq!(pool.held(), POOL_PER_PORT);
+        assert!(pool.evict_any());
+        // The oldest (id 0) went; the rest come out newest first.
+        let mut seen = Vec::new();
+        while let Some(s) = pool.take(4000) {
+            seen.push(local_port(&s));
+        }
+        assert_eq!(seen.len(), POOL_PER_PORT - 1);
+        assert!(!seen.contains(&first_port));
+    }
+
+    #[test]
+    fn timeouts_read_in_the_unit_they_were_set_in() {
+        assert_eq!(span(Duration::from_secs(10)), "10 s");
+        assert_eq!(span(Duration::from_millis(700)), "700 ms");
+        assert_eq!(span(Duration::from_millis(1500)), "1500 ms");
+    }
 }

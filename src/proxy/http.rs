@@ -97,8 +97,11 @@ pub struct Response {
 /// `X-Forwarded-Proto: http`; plus `Connection: keep-alive`, or for an upgrade
 /// `Connection: upgrade` and the `Upgrade` header. Refusals: a malformed head or
 /// request line, obs-fold, bare CR, missing or repeated Host, both
-/// Content-Length and Transfer-Encoding, a repeated or invalid Content-Length, a
-/// Transfer-Encoding whose last coding is not `chunked` → 400; head over
+/// Content-Length and Transfer-Encoding, a repeated or invalid Content-Length,
+/// `chunked` applied twice, an empty coding → 400; any other Transfer-Encoding
+/// than exactly `chunked` (`gzip, chunked`, `identity, chunked`, `gzip`) → 501, as
+/// nginx does (the backend could decode the codings differently than we frame
+/// the body); head over
 /// `MAX_HEAD` or more than `MAX_HEADERS` fields → 431; request line over
 /// `MAX_REQUEST_LINE` → 414; CONNECT → 405; an absolute-form or
 /// authority-form target → 400 (this is not a forward proxy); HTTP versions
@@ -158,9 +161,9 @@ pub fn parse_request(buf: &[u8], peer: IpAddr, out: &mut Vec<u8>) -> Parsed<Requ
         }
         Ok(Body::None) => Framing::Empty,
         Ok(Body::Length(n)) => Framing::Length(n),
-        Ok(Body::Chunked) => Framing::Chunked,
-        Ok(Body::NotChunked) => {
-            return Parsed::Invalid(reject(400, "Transfer-Encoding does not end in chunked"));
+        Ok(Body::Chunked) if info.te_codings == 1 => Framing::Chunked,
+        Ok(Body::Chunked | Body::NotChunked) => {
+            return Parsed::Invalid(reject(501, TE_UNSUPPORTED));
         }
     };
     let upgrade = minor == 1 && info.conn_upgrade && info.upgrade_header;
@@ -169,10 +172,17 @@ pub fn parse_request(buf: &[u8], peer: IpAddr, out: &mut Vec<u8>) -> Parsed<Requ
     out.extend_from_slice(first_line(head, head.len()));
     out.extend_from_slice(b"\r\n");
     for h in headers {
-        if info.is_dropped(h.name, headers, upgrade) || is_forwarded(h.name) {
+        if info.is_dropped(h.name, headers, upgrade)
+            || is_forwarded(h.name)
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+        {
             continue;
         }
         push_header(out, h.name.as_bytes(), h.value);
+    }
+    if framing == Framing::Chunked {
+        // Only the framing we track goes on, spelled one way.
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     for h in headers {
@@ -295,6 +305,20 @@ pub fn parse_response(
     })
 }
 
+/// Whether `buf` holds the end of a head, so that reading on cannot change what
+/// `parse_request` says: an empty line after the first line, where empty lines
+/// before the first line are skipped (RFC 9112 §2.2) and lines end in CRLF or LF.
+pub fn head_complete(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = buf.get(start..).unwrap_or_default();
+    rest.iter().enumerate().any(|(i, &b)| {
+        b == b'\n' && matches!(rest.get(i + 1..), Some([b'\n', ..] | [b'\r', b'\n', ..]))
+    })
+}
+
 /// Where a Host header value routes (see `Route`).
 pub fn route(host: &str) -> Route {
     let name = strip_port(host);
@@ -402,14 +426,21 @@ pub fn own_response(status: u16, body: &str, keep_alive: bool, out: &mut Vec<u8>
 /// Longest chunk-size line or trailer field line in a chunked body.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 
-/// Hop-by-hop headers that never cross the proxy (`Upgrade` is decided apart).
-const HOP_BY_HOP: [&str; 5] = [
+/// Hop-by-hop headers that never cross the proxy (`Upgrade` is decided apart;
+/// Go's reverse proxy drops the same list). Credentials meant for a proxy stay
+/// with the proxy: they must not reach a backend or come back from one.
+const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
     "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
     "te",
     "trailer",
 ];
+
+/// The 501 for a request whose Transfer-Encoding is not exactly `chunked`.
+const TE_UNSUPPORTED: &str = "only Transfer-Encoding: chunked is supported";
 
 /// Headers a `Connection` token may not remove: the framing and the route would
 /// then differ between the proxy and the backend.
@@ -434,6 +465,8 @@ struct HeadInfo<'b> {
     te_count: usize,
     /// Number of `chunked` codings over all of them.
     chunked: usize,
+    /// Number of codings over all of them.
+    te_codings: usize,
     te_last_chunked: bool,
     te_bad: bool,
     conn_close: bool,
@@ -475,6 +508,7 @@ impl<'b> HeadInfo<'b> {
                     if coding.is_empty() {
                         info.te_bad = true;
                     }
+                    info.te_codings += 1;
                     info.te_last_chunked = coding.eq_ignore_ascii_case(b"chunked");
                     info.chunked += usize::from(info.te_last_chunked);
                 }
@@ -937,10 +971,16 @@ mod tests {
             (format!("{get}Content-Length: \r\n\r\n"), 400, "invalid Content-Length"),
             (format!("{get}Content-Length: 18446744073709551616\r\n\r\n"), 400, "invalid Content-Length"),
             (format!("{get}Content-Length: 99999999999999999999999\r\n\r\n"), 400, "invalid Content-Length"),
-            (format!("{get}Transfer-Encoding: gzip\r\n\r\n"), 400, "Transfer-Encoding does not end in chunked"),
-            (format!("{get}Transfer-Encoding: chunked, gzip\r\n\r\n"), 400, "Transfer-Encoding does not end in chunked"),
-            (format!("{get}Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"), 400, "Transfer-Encoding does not end in chunked"),
-            (format!("{get}Transfer-Encoding: chunked;x=1\r\n\r\n"), 400, "Transfer-Encoding does not end in chunked"),
+            (format!("{get}Transfer-Encoding: gzip\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: chunked, gzip\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: chunked;x=1\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: identity, chunked\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: gzip, chunked\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: xyz, chunked\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: gzip , chunked\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n"), 501, TE_UNSUPPORTED),
+            (format!("{get}Transfer-Encoding: identity\r\n\r\n"), 501, TE_UNSUPPORTED),
             (format!("{get}Transfer-Encoding: chunked, chunked\r\n\r\n"), 400, "chunked applied more than once"),
             (format!("{get}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"), 400, "chunked applied more than once"),
             (format!("{get}Transfer-Encoding: chunked,\r\n\r\n"), 400, "malformed Transfer-Encoding"),
@@ -1077,8 +1117,7 @@ mod tests {
             ("POST / HTTP/1.0\r\nHost: a.localhost\r\nContent-Length: 5\r\n\r\n", Want { framing: Framing::Length(5), keep_alive: false, ..base.clone() }),
             ("POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: chunked\r\n\r\n", Want { framing: Framing::Chunked, ..base.clone() }),
             ("POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: Chunked\r\n\r\n", Want { framing: Framing::Chunked, ..base.clone() }),
-            ("POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: gzip , chunked\r\n\r\n", Want { framing: Framing::Chunked, ..base.clone() }),
-            ("POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", Want { framing: Framing::Chunked, ..base.clone() }),
+            ("POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding:  chunked \r\n\r\n", Want { framing: Framing::Chunked, ..base.clone() }),
             ("POST / HTTP/1.1\r\nHost: a.localhost\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n", Want { framing: Framing::Length(5), expect_continue: true, ..base.clone() }),
             ("POST / HTTP/1.0\r\nHost: a.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", Want { framing: Framing::Length(5), keep_alive: false, ..base.clone() }),
             ("GET /ws HTTP/1.1\r\nHost: a.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", Want { upgrade: true, ..base.clone() }),
@@ -1146,6 +1185,8 @@ mod tests {
             "Proxy-Connection: keep-alive\r\n",
             "TE: trailers\r\n",
             "Trailer: X-T\r\n",
+            "Proxy-Authorization: Basic dXNlcjpwYXNz\r\n",
+            "proxy-authenticate: Basic\r\n",
             "Upgrade: h2c\r\n",
             "x-secret: 1\r\n",
             "X-Forwarded-For: 1.2.3.4\r\n",
@@ -1217,12 +1258,14 @@ mod tests {
             out,
             "POST / HTTP/1.1\r\nHost: a.localhost\r\nContent-Length: 2\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Host: a.localhost\r\nX-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n"
         );
-        let (_, out) = complete(
-            "POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        // The backend is told the framing we track, in one spelling, and nothing else.
+        let (req, out) = complete(
+            "POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: Chunked\r\nConnection: Transfer-Encoding\r\n\r\n",
         );
-        assert!(
-            out.contains("\r\nTransfer-Encoding: gzip, chunked\r\n"),
-            "{out:?}"
+        assert_eq!(req.framing, Framing::Chunked);
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Host: a.localhost\r\nX-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 
@@ -1317,6 +1360,37 @@ mod tests {
     }
 
     #[test]
+    fn a_head_is_complete_at_its_empty_line_not_at_leading_ones() {
+        let table: [(&str, bool); 12] = [
+            ("", false),
+            ("\r\n", false),
+            ("\r\n\r\n", false),
+            ("\r\n\r\nGET / HTTP/1.1\r\n", false),
+            ("\n\nGET / HTTP/1.1\nHost: a\n", false),
+            ("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n", false),
+            ("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            ("GET / HTTP/1.1\nHost: a\n\n", true),
+            ("GET / HTTP/1.1\nHost: a\n\r\n", true),
+            ("GET / HTTP/1.1\r\nHost: a\r\n", false),
+            ("GET / HTTP/1.1\r\n\r\n", true),
+        ];
+        for (raw, want) in table {
+            assert_eq!(head_complete(raw.as_bytes()), want, "{raw:?}");
+        }
+        // Wherever a complete head is cut, the part is incomplete, and parsing
+        // agrees: never Complete while head_complete says more may come.
+        let raw = b"\r\n\n\r\nGET /x HTTP/1.1\r\nHost: a.localhost\nX: y\r\n\r\n";
+        for cut in 0..raw.len() {
+            let part = &raw[..cut];
+            assert!(!head_complete(part), "{:?}", String::from_utf8_lossy(part));
+            let mut out = Vec::new();
+            assert_eq!(parse_request(part, PEER, &mut out), Parsed::Partial);
+        }
+        assert!(head_complete(raw));
+    }
+
+    #[test]
     fn response_heads_lose_hop_by_hop_headers() {
         let (parsed, out) = response(
             concat!(
@@ -1327,6 +1401,7 @@ mod tests {
                 "x-internal: 1\r\n",
                 "Upgrade: h2c\r\n",
                 "Trailer: X-T\r\n",
+                "Proxy-Authenticate: Basic realm=\"x\"\r\n",
                 "Set-Cookie: a=b\r\n",
                 "X-Forwarded-For: kept\r\n",
                 "\r\nhi",

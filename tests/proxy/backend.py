@@ -16,6 +16,12 @@ process a request reached. Routes:
   /page         an HTML page whose script echoes a message over /ws (the browser test)
   /hold         answers once /ws has echoed a text frame (at most 10 s): the page
                 loads it, so its load event, and Chromium's --dump-dom, wait for the echo
+  /twice        a buggy handler: its answer, then 50 ms later a second response
+                nobody asked for (X-Stale: twice), then a line in the file `twice-log`
+  /nobody       answers without reading the request body, so a body that is a
+                request is then served as one (the CL.0 class of dev servers)
+  /stale        after 300 ms, an answer marked X-Stale: smuggled
+  /slow-continue  like /echo, but its 100 Continue comes only after 1.5 s
 """
 
 import base64
@@ -95,6 +101,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def handle_expect_100(self):
+        if self.path.startswith("/slow-continue"):
+            time.sleep(1.5)
+        return super().handle_expect_100()
 
     def body(self):
         """The request body, by Content-Length or chunked (decoded)."""
@@ -225,6 +236,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.body()
             ECHOED.wait(10)
             self.reply(200, b"// held\n", "text/javascript")
+        elif path == "/twice":
+            self.body()
+            self.reply(200, b"first answer", "text/plain")
+            self.wfile.flush()
+            time.sleep(0.05)
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: 13\r\nX-Stale: twice\r\n\r\nstale answer!")
+            self.wfile.flush()
+            with open("twice-log", "a") as log:
+                log.write(query + "\n")
+        elif path == "/nobody":
+            self.reply(200, b"ignored your body", "text/plain")
+        elif path == "/stale":
+            time.sleep(0.3)
+            self.reply(200, b"stale answer!", "text/plain", [("X-Stale", "smuggled")])
         elif path == "/page":
             self.body()
             self.reply(200, PAGE, "text/html; charset=utf-8")
