@@ -618,6 +618,70 @@ mod tests {
         assert_eq!(seqs, [5, 30]);
     }
 
+    /// Lines of processes a and b at the given sequence numbers; render the
+    /// marks as `[p:N]` before a line, the line as `p@seq`.
+    fn render_marks(lines: &[(usize, u64)], histories: &HashMap<String, History>) -> String {
+        let lines: Vec<Line> = lines
+            .iter()
+            .map(|&(source, seq)| Line {
+                source,
+                pos: crate::logs::query::Position { seq, delta: 0 },
+                time_ms: 0,
+                bytes: Vec::new(),
+                context: false,
+                group_start: false,
+            })
+            .collect();
+        let names = ["a", "b"];
+        let marks = marks(&lines, |i| names.get(i).copied(), histories);
+        let mut out = Vec::new();
+        for (line, mark) in lines.iter().zip(&marks) {
+            for run in &mark.starts {
+                out.push(format!(
+                    "[{}:{}]",
+                    names[line.source],
+                    run.number.unwrap_or(0)
+                ));
+            }
+            out.push(format!("{}@{}", names[line.source], line.pos.seq));
+        }
+        out.join(" ")
+    }
+
+    #[test]
+    fn marks_go_before_each_run_of_a_process_that_prints_several() {
+        let history = |seqs: &[u64]| History {
+            runs: from_journal(
+                &seqs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &seq)| start("x", i as u64 + 1, seq))
+                    .collect::<Vec<_>>(),
+            ),
+            legacy_only: false,
+        };
+        let histories: HashMap<String, History> = [
+            ("a".to_string(), history(&[10, 20, 30, 40])),
+            ("b".to_string(), history(&[5])),
+        ]
+        .into();
+        let cases: &[(&[(usize, u64)], &str)] = &[
+            // One run printed: nothing to mark.
+            (&[(0, 41), (0, 42)], "a@41 a@42"),
+            // The first line's run is named; run 3 printed nothing and is marked too.
+            (
+                &[(0, 15), (1, 16), (0, 45)],
+                "[a:1] a@15 b@16 [a:2] [a:3] [a:4] a@45",
+            ),
+            (&[(0, 21), (0, 31), (0, 32)], "[a:2] a@21 [a:3] a@31 a@32"),
+            // A line before any known run start belongs to none.
+            (&[(0, 1), (0, 11)], "a@1 a@11"),
+        ];
+        for (lines, want) in cases {
+            assert_eq!(render_marks(lines, &histories), *want, "{lines:?}");
+        }
+    }
+
     #[test]
     fn marker_lines_read_well() {
         let run = Run {
