@@ -510,14 +510,16 @@ fn warn_survivors(message: &str) -> &str {
     headline
 }
 
-/// Ask the daemon for its reverse proxy; says where it listens on stderr.
+/// Ask the daemon for its reverse proxy; says where it listens on stderr, in
+/// 0.6's words and without our prefix (`Proxy listening on http://localhost:9090`),
+/// since scripts look for that line.
 pub fn enable_proxy(conn: &mut Conn, port: Option<u16>) -> Result<()> {
     match conn.ask(
         &Request::EnableProxy { proxy_port: port },
         Duration::from_secs(10),
     )? {
         Response::Ok { message } => {
-            eprintln!("agent-procs: {message}");
+            eprintln!("{message}");
             Ok(())
         }
         other => unexpected(other).map(|_| ()),
@@ -1521,9 +1523,11 @@ fn session_clean() -> Result<i32> {
             crate::session::Cleaned::Removed { removed, kept } => {
                 let list: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
                 if !list.is_empty() {
-                    let _ = writeln!(
-                        text,
-                        "cleaned stale session: {name} (removed {})",
+                    // 0.6's line, exactly, on stdout (its tests and scripts compare
+                    // it); what went, on stderr.
+                    let _ = writeln!(text, "cleaned stale session: {name}");
+                    eprintln!(
+                        "agent-procs: note: session '{name}': removed {}",
                         list.join(", ")
                     );
                 }

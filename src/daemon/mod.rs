@@ -1042,6 +1042,7 @@ impl Daemon {
                     port_conflict: None,
                     run: 0,
                     run_seq: 0,
+                    awaiting_ready: false,
                     ready_reported: None,
                 };
                 self.procs.insert(proc);
@@ -2689,7 +2690,7 @@ impl Daemon {
                 ));
             }
             return Response::Ok {
-                message: format!("proxy already listening on http://localhost:{port}"),
+                message: format!("Proxy already listening on http://localhost:{port}"),
             };
         }
         let mut proxy = match crate::proxy::Proxy::bind(wanted) {
@@ -2711,7 +2712,7 @@ impl Daemon {
         }
         self.proxy = Some(proxy);
         Response::Ok {
-            message: format!("proxy listening on http://localhost:{port}"),
+            message: format!("Proxy listening on http://localhost:{port}"),
         }
     }
 
