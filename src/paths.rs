@@ -359,6 +359,19 @@ impl OwnDir {
         Ok(file)
     }
 
+    /// `open_append`, also readable (the run journal checks its last byte).
+    pub fn open_read_append(&self, name: &std::ffi::OsStr) -> io::Result<fs::File> {
+        use std::os::fd::AsFd;
+        let flags =
+            libc::O_RDWR | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let file = fs::File::from(
+            crate::sys::open_at(self.fd.as_fd(), name, flags)
+                .map_err(crate::error::not_following)?,
+        );
+        verify_file(&file)?;
+        Ok(file)
+    }
+
     /// `lstat` of `name` here (a link is reported as one, not followed).
     pub fn metadata(&self, name: &std::ffi::OsStr) -> io::Result<fs::Metadata> {
         use std::os::fd::AsFd;

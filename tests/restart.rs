@@ -72,8 +72,14 @@ fn holds_for(sb: &Sandbox, window: Duration, what: &str, steady: impl Fn(&Value)
 }
 
 /// Everything kept of a process's stdout, all runs, annotations included.
+/// Every kept line of every run, without the lines that mark where runs start
+/// (tests/logs_runs.rs checks those).
 fn all_logs(sb: &Sandbox, name: &str) -> String {
     sb.ok(&["logs", name, "--since", "start"])
+        .lines()
+        .filter(|l| !(l.starts_with("--- run ") && l.ends_with(" ---")))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 fn reasons(st: &Value) -> Vec<String> {

@@ -87,6 +87,10 @@ pub struct Proc {
     pub cpu_sample: Option<super::resources::CpuSample>,
     /// Who held the port when the last run died saying its address was in use.
     pub port_conflict: Option<String>,
+    /// The number of the current or last run in the run journal (0: none yet).
+    pub run: u64,
+    /// The sequence number its output starts from (taken before its first byte).
+    pub run_seq: u64,
     /// An `up` is checking its readiness condition: the proxy waits for it.
     pub awaiting_ready: bool,
     /// The `started_wall` of the run whose `ready` event was sent: a later `up`

@@ -55,7 +55,7 @@ pub const TOOLS: &str = concat!(
     r#""resources":{"type":"boolean","description":"add memory, CPU and ports for every process"}},"#,
     r#""additionalProperties":false},"#,
     r#""outputSchema":{"type":"object","properties":{"processes":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},"state":{"type":"string"}},"required":["name","state"]}},"notes":{"type":"array","items":{"type":"string"}}},"required":["processes"]}},"#,
-    r#"{"name":"logs","description":"Read a process's output (stdout and stderr, stderr lines marked err|), newest lines by default. Pass the returned cursor as after next time to get only new lines, oldest first; more: true means call again. Example: {\"name\":\"web\",\"grep\":\"error\",\"ignore_case\":true}","#,
+    r#"{"name":"logs","description":"Read a process's output (stdout and stderr, stderr lines marked err|): the newest lines of its latest run by default (since: \"start\" for every run). Pass the returned cursor as after next time to get only new lines, oldest first; more: true means call again. Example: {\"name\":\"web\",\"grep\":\"error\",\"ignore_case\":true}","#,
     r#""inputSchema":{"type":"object","properties":{"#,
     r#""name":{"type":"string","description":"process name or id (default: every process, lines marked [name])"},"#,
     r#""stream":{"type":"string","enum":["both","stdout","stderr"],"description":"default both"},"#,
@@ -825,16 +825,28 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
         json: false,
         max_bytes: None,
         cursor: false,
+        // The latest run, as `logs` shows; after a cursor, every run from there.
+        runs: None,
     };
-    let (sources, mut lines) = match client::read_logs(paths, &args) {
+    let client::LogsRead {
+        sources,
+        mut lines,
+        histories,
+    } = match client::read_logs(paths, &args) {
         Ok(read) => read,
         Err(e) => return Ok(Outcome::error(e.to_string())),
     };
     let mut more = paging && lines.len() > tail;
     lines.truncate(tail);
+    let marks = crate::logs::runs::marks(
+        &lines,
+        |i| sources.get(i).map(|s| s.process.as_str()),
+        &histories,
+    );
     let rendered: Vec<Vec<u8>> = lines
         .iter()
-        .map(|l| client::render_line(l, &sources, &args))
+        .zip(&marks)
+        .map(|(l, mark)| client::render_line(l, &sources, &args, mark))
         .collect();
     // Within the byte budget: the oldest lines when paging forward, else the newest.
     let mut total = 0;
