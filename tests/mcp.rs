@@ -377,6 +377,29 @@ fn logs_page_forward_with_a_cursor_and_keep_within_max_bytes() {
         (after["lines"].clone(), after["cursor"].clone()),
         (json!(0), json!(cursor))
     );
+
+    // As `logs` does: the latest run by default, every run with since start.
+    let again = server.call(40, "restart", json!({"name": "counter"}));
+    assert_eq!(again["result"]["isError"], false, "{again}");
+    let exited = server.call(
+        41,
+        "wait",
+        json!({"name": "counter", "exit": true, "timeout_s": 30}),
+    );
+    assert_eq!(exited["result"]["isError"], false, "{exited}");
+    let all = json!({"name": "counter", "stream": "stdout", "tail": 1000, "max_bytes": 100000});
+    let latest = logs(&mut server, 42, all.clone());
+    // The restart's annotation line, then the run's 120.
+    assert_eq!(latest["lines"], 121, "{latest}");
+    let text = latest["output"].as_str().unwrap();
+    assert!(
+        text.starts_with("[agent-procs] Restarted") && text.ends_with("\nline-120\n"),
+        "{text}"
+    );
+    let mut every = all;
+    every["since"] = json!("start");
+    let every = logs(&mut server, 43, every);
+    assert_eq!(every["lines"], 241, "{every}");
     assert_eq!(server.close(), 0);
 }
 
