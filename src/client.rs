@@ -1076,21 +1076,25 @@ pub struct LogsRead {
     pub histories: HashMap<String, logs::runs::History>,
 }
 
+impl LogsRead {
+    /// For each line, the run starts to mark before it (for `render_line`).
+    pub fn marks(&self) -> Vec<logs::runs::RunMark<'_>> {
+        logs::runs::marks(
+            &self.lines,
+            |i| self.sources.get(i).map(|s| s.process.as_str()),
+            &self.histories,
+        )
+    }
+}
+
 fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
-    let LogsRead {
-        sources,
-        lines,
-        histories,
-    } = read_logs(paths, args)?;
-    let marks = logs::runs::marks(
-        &lines,
-        |i| sources.get(i).map(|s| s.process.as_str()),
-        &histories,
-    );
+    let read = read_logs(paths, args)?;
+    let marks = read.marks();
+    let (sources, lines) = (&read.sources, &read.lines);
     let mut rendered: Vec<Vec<u8>> = lines
         .iter()
         .zip(&marks)
-        .map(|(line, mark)| render_line(line, &sources, args, mark))
+        .map(|(line, mark)| render_line(line, sources, args, mark))
         .collect();
     if let Some(budget) = args.max_bytes {
         let mut total = 0;

@@ -828,25 +828,18 @@ fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
         // The latest run, as `logs` shows; after a cursor, every run from there.
         runs: None,
     };
-    let client::LogsRead {
-        sources,
-        mut lines,
-        histories,
-    } = match client::read_logs(paths, &args) {
+    let mut read = match client::read_logs(paths, &args) {
         Ok(read) => read,
         Err(e) => return Ok(Outcome::error(e.to_string())),
     };
-    let mut more = paging && lines.len() > tail;
-    lines.truncate(tail);
-    let marks = crate::logs::runs::marks(
-        &lines,
-        |i| sources.get(i).map(|s| s.process.as_str()),
-        &histories,
-    );
+    let mut more = paging && read.lines.len() > tail;
+    read.lines.truncate(tail);
+    let marks = read.marks();
+    let (sources, lines) = (&read.sources, &read.lines);
     let rendered: Vec<Vec<u8>> = lines
         .iter()
         .zip(&marks)
-        .map(|(l, mark)| client::render_line(l, &sources, &args, mark))
+        .map(|(l, mark)| client::render_line(l, sources, &args, mark))
         .collect();
     // Within the byte budget: the oldest lines when paging forward, else the newest.
     let mut total = 0;
