@@ -42,9 +42,20 @@ completions:
 	$(BIN) completions fish > $(COMPDIR)/agent-procs.fish
 
 test:
+	@command -v python3 >/dev/null 2>&1 || { echo "make test needs python3 (the tests' backends and helpers are Python scripts): apt-get install python3" >&2; exit 1; }
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked
+
+# The black-box tests of agent-procs 0.6.3 (fetched by cargo from the crate
+# registry, built once under target/compat) against our release binary; a table
+# per test file, exit 1 on a failure (tests/compat/run.sh). `compat-baseline` runs
+# them against 0.6.3's own binary instead.
+compat: build
+	CARGO="$(CARGO)" tests/compat/run.sh $(abspath $(BIN))
+
+compat-baseline:
+	CARGO="$(CARGO)" tests/compat/run.sh --baseline
 
 # Man-page lint; .ci/run installs mandoc and runs this after `make test`.
 lint-man:
@@ -119,4 +130,4 @@ dist:
 clean:
 	$(CARGO) clean
 
-.PHONY: all build completions test lint lint-man fuzz fuzz-smoke fuzz-cmin install uninstall bench soak dist clean
+.PHONY: all build completions test compat compat-baseline lint lint-man fuzz fuzz-smoke fuzz-cmin install uninstall bench soak dist clean

@@ -2,7 +2,7 @@
 //! creates processes), send one request, print the answer. `logs` without
 //! `--follow` reads the files directly and works without a daemon.
 
-use crate::cli::{Command, Invocation, LogsArgs, RunArgs, SinceArg, WaitArgs};
+use crate::cli::{Command, Invocation, LogsArgs, RunArgs, Runs, SinceArg, WaitArgs};
 use crate::error::{Context, Error, Result};
 use crate::logs;
 use crate::logs::index::now_ms;
@@ -510,14 +510,16 @@ fn warn_survivors(message: &str) -> &str {
     headline
 }
 
-/// Ask the daemon for its reverse proxy; says where it listens on stderr.
+/// Ask the daemon for its reverse proxy; says where it listens on stderr, in
+/// 0.6's words and without our prefix (`Proxy listening on http://localhost:9090`),
+/// since scripts look for that line.
 pub fn enable_proxy(conn: &mut Conn, port: Option<u16>) -> Result<()> {
     match conn.ask(
         &Request::EnableProxy { proxy_port: port },
         Duration::from_secs(10),
     )? {
         Response::Ok { message } => {
-            eprintln!("agent-procs: {message}");
+            eprintln!("{message}");
             Ok(())
         }
         other => unexpected(other).map(|_| ()),
@@ -973,7 +975,7 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
             paths::check_process_name(&name).map_err(Error::Failed)?;
             vec![name]
         }
-        _ => logged_names(paths, streams)?,
+        _ => daemon_names(paths, streams)?,
     };
     let mut sources = Vec::new();
     for name in &names {
@@ -984,6 +986,29 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
             }
+        }
+    }
+    // The runs covered: the latest by default; every run from the position
+    // that --since or --after names.
+    let runs = match args.runs {
+        Some(Runs::All) => None,
+        Some(Runs::Last(n)) => Some(n),
+        None if args.since.is_some() || args.after.is_some() => None,
+        None => Some(1),
+    };
+    let mut histories: HashMap<String, logs::runs::History> = HashMap::new();
+    for name in &names {
+        let mine: Vec<&Source> = sources.iter().filter(|s| &s.process == name).collect();
+        if !mine.is_empty() {
+            histories.insert(
+                name.clone(),
+                logs::runs::History::load(&paths.log_dir, name, &mine),
+            );
+        }
+    }
+    for source in &mut sources {
+        if let Some(history) = histories.get(&source.process) {
+            source.floor = history.floor(runs);
         }
     }
     if sources.is_empty() && !args.all {
@@ -1023,9 +1048,15 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
     let lines = logs::query::run(&sources, &query)
         .context(|| format!("reading {}", paths.log_dir.display()))?;
 
+    let marks = logs::runs::marks(
+        &lines,
+        |i| sources.get(i).map(|s| s.process.as_str()),
+        &histories,
+    );
     let mut rendered: Vec<Vec<u8>> = lines
         .iter()
-        .map(|line| render_line(line, &sources, args))
+        .zip(&marks)
+        .map(|(line, mark)| render_line(line, &sources, args, mark))
         .collect();
     if let Some(budget) = args.max_bytes {
         let mut total = 0;
@@ -1064,8 +1095,14 @@ fn grep_status(args: &LogsArgs, matched: bool) -> i32 {
     i32::from(args.grep.is_some() && !matched)
 }
 
-/// One output line: `[time ]` + the process/stream mark + the bytes, or JSON.
-fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
+/// One output line: `[time ]` + the process/stream mark + the bytes, or JSON;
+/// in text, the run starts it follows are marked first.
+fn render_line(
+    line: &Line,
+    sources: &[Source],
+    args: &LogsArgs,
+    mark: &logs::runs::RunMark<'_>,
+) -> Vec<u8> {
     let Some(source) = sources.get(line.source) else {
         return Vec::new();
     };
@@ -1080,6 +1117,7 @@ fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
             line: &String::from_utf8_lossy(&line.bytes),
             cursor: line.pos.cursor(),
             context: line.context.then_some(true),
+            run: mark.number,
         };
         let mut out = serde_json::to_vec(&record).unwrap_or_default();
         out.push(b'\n');
@@ -1088,6 +1126,13 @@ fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
     let mut out = Vec::with_capacity(line.bytes.len() + 48);
     if line.group_start {
         out.extend_from_slice(b"--\n");
+    }
+    for run in &mark.starts {
+        if args.all {
+            out.extend_from_slice(format!("[{}] ", source.process).as_bytes());
+        }
+        out.extend_from_slice(logs::runs::marker(run).as_bytes());
+        out.push(b'\n');
     }
     if args.timestamps {
         out.extend_from_slice(time.as_bytes());
@@ -1117,6 +1162,9 @@ struct JsonLine<'a> {
     cursor: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     context: Option<bool>,
+    /// The number of the run the line belongs to, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<u64>,
 }
 
 /// The log file name for a target: the name itself, or, for an id like `p3` that
@@ -1144,6 +1192,21 @@ fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
         .ok()
         .flatten()
         .unwrap_or_else(|| target.to_string())
+}
+
+/// What `logs --all` covers: the processes of the running daemon, or of the
+/// last one (as its state.json names them); when that is not recorded (a
+/// daemon of an older version), every name with a log.
+fn daemon_names(paths: &SessionPaths, streams: &[Stream]) -> Result<Vec<String>> {
+    match logs::runs::daemon_names(&paths.state_file()) {
+        Some(mut names) => {
+            names.retain(|n| paths::check_process_name(n).is_ok());
+            names.sort_unstable();
+            names.dedup();
+            Ok(names)
+        }
+        None => logged_names(paths, streams),
+    }
 }
 
 /// Process names that have a current log for one of `streams`, sorted.
@@ -1191,6 +1254,12 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
         regex: args.regex,
         ignore_case: args.ignore_case,
         chunked: true,
+        // Also asks the daemon to mark run starts.
+        runs: Some(match args.runs {
+            None => 1,
+            Some(Runs::Last(n)) => n as u64,
+            Some(Runs::All) => 0,
+        }),
     };
     let mut conn = Conn::open(paths, false)?;
     conn.send(&request)?;
@@ -1454,9 +1523,11 @@ fn session_clean() -> Result<i32> {
             crate::session::Cleaned::Removed { removed, kept } => {
                 let list: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
                 if !list.is_empty() {
-                    let _ = writeln!(
-                        text,
-                        "cleaned stale session: {name} (removed {})",
+                    // 0.6's line, exactly, on stdout (its tests and scripts compare
+                    // it); what went, on stderr.
+                    let _ = writeln!(text, "cleaned stale session: {name}");
+                    eprintln!(
+                        "agent-procs: note: session '{name}': removed {}",
                         list.join(", ")
                     );
                 }

@@ -136,6 +136,11 @@ impl IndexReader {
         self.count
     }
 
+    /// The segment has an index file (else its one record is a stand-in).
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+
     pub fn get(&self, i: u64) -> Option<Record> {
         match &self.file {
             None => (i == 0).then_some(self.fallback),
