@@ -4,19 +4,10 @@
 //! reading /proc is `crate::procinfo`'s; this file decides what to say.
 
 use super::Daemon;
-use super::procs::{ProcId, State};
+use super::procs::{CpuSample, ProcId, State};
 use crate::procinfo::{self, Holder};
 use crate::protocol::{ProcessInfo, Stream};
 use std::time::{Duration, Instant};
-
-/// The CPU time of a process group at one reading, to measure the next against.
-#[derive(Debug, Clone, Copy)]
-pub struct CpuSample {
-    pgid: i32,
-    ticks: u64,
-    at: Instant,
-    percent: f64,
-}
 
 /// Readings closer together than this reuse the last percentage: CPU times
 /// come in clock ticks (10 ms), too coarse to measure a shorter span.
