@@ -16,7 +16,6 @@ pub mod glob;
 pub mod logs;
 pub mod paths;
 pub mod probe;
-pub mod procinfo;
 pub mod protocol;
 pub mod proxy;
 pub mod ratelimit;
