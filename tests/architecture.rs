@@ -13,6 +13,8 @@
 //! 2. A leaf (`LEAVES`) never imports the daemon, the CLI or a command
 //!    (`UPPER`): the parsers, the log store and the proxy must stay usable by
 //!    the fuzz targets and by any front end without dragging the program in.
+//! 3. Calls only one OS has (`OS_SPECIFIC`: /proc, inotify, prctl,
+//!    SO_PEERCRED, …) appear only under `src/sys/`.
 //!
 //! Code under `#[cfg(test)]` is not counted: a test may reach anywhere.
 
@@ -604,6 +606,78 @@ fn leaves_do_not_import_the_daemon_the_cli_or_a_command() {
         "a leaf imports the daemon, the CLI or a command (ARCHITECTURE.md: leaves \
          are {LEAVES:?}; pass what they need in, or move it down):\n  {}",
         bad.join("\n  ")
+    );
+}
+
+/// Calls and paths only one OS has: they belong in `src/sys/<os>.rs`.
+const OS_SPECIFIC: &[&str] = &[
+    "\"/proc",
+    "libc::inotify_",
+    "libc::IN_",
+    "libc::prctl",
+    "PR_SET_",
+    "SO_PEERCRED",
+    "libc::ucred",
+    "F_SETPIPE_SZ",
+    "O_PATH",
+    "malloc_trim",
+    "pipe2",
+];
+
+/// The places outside `src/sys/` that name an OS-specific call or path.
+fn os_specific_outside_sys(files: &[(String, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        if path.starts_with("src/sys/") {
+            continue;
+        }
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for needle in OS_SPECIFIC {
+                if line.contains(needle) {
+                    found.push(format!("{path}:{}: {needle}", n + 1));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn os_specific_calls_live_in_sys() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    source_files(&root.join("src"), &mut paths);
+    let files: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            (rel, text)
+        })
+        .collect();
+    let found = os_specific_outside_sys(&files);
+    assert!(
+        found.is_empty(),
+        "OS-specific calls outside src/sys/ (ARCHITECTURE.md: add a function to \
+         src/sys/linux.rs and call it as crate::sys::name):\n  {}",
+        found.join("\n  ")
+    );
+    // And the check itself sees one when it is there.
+    let planted = [(
+        "src/daemon/x.rs".to_string(),
+        "// libc::prctl in a comment\nlet s = std::fs::read(\"/proc/self/stat\");".to_string(),
+    )];
+    assert_eq!(
+        os_specific_outside_sys(&planted),
+        vec!["src/daemon/x.rs:2: \"/proc".to_string()]
     );
 }
 
