@@ -38,24 +38,53 @@ const UPPER: &[&str] = &[
     "export_cmd",
     "config_cmd",
     "completions",
+    "mcp",
+];
+
+/// The layers, bottom first (ARCHITECTURE.md, "The rooms"): a module imports
+/// only modules of lower layers, or of its own layer without a cycle. Every
+/// top-level module is in exactly one.
+const LAYERS: &[&[&str]] = &[
+    &["protocol", "yaml", "glob", "timefmt", "shell", "error"],
+    &["sys"],
+    &["paths"],
+    &["ratelimit", "probe", "session"],
+    &["logs"],
+    &["proxy"],
+    &["config", "export"],
+    &["daemon"],
+    &["cli", "completions"],
+    &[
+        "client",
+        "cmd",
+        "up_cmd",
+        "export_cmd",
+        "config_cmd",
+        "ui",
+        "mcp",
+    ],
 ];
 
 /// Import edges tolerated for now, each the back edge of a cycle that another
 /// piece of work removes. The test fails when an entry no longer exists in the
 /// code, so the list only shrinks.
 ///
-/// The CLI-side cycle: `client.rs` dispatches to `up`, `export` and the UI, and
-/// each of them imports `client` back for its connection. Branch `cmd` (issue
-/// 17) moves the commands into `src/cmd/` and the transport into `src/client/`,
-/// which ends it; empty this list when that lands.
+/// The CLI-side cycle: `client.rs` dispatches to `up`, `export`, the UI (and
+/// the MCP server, where that has landed), and each of them imports `client`
+/// back for its connection. Branch `cmd` (issue 17) moves the commands into
+/// `src/cmd/` and the transport into `src/client/`, which ends it; empty this
+/// list when that lands. An entry whose module does not exist is skipped.
 const KNOWN: &[(&str, &str)] = &[
     ("up_cmd", "client"),
     ("export_cmd", "client"),
     ("ui", "client"),
+    ("mcp", "client"),
 ];
 
 /// Directories whose files are checked for cycles among themselves.
-const SIBLING_DIRS: &[&str] = &["daemon", "ui", "logs", "proxy", "sys", "cmd", "client"];
+const SIBLING_DIRS: &[&str] = &[
+    "daemon", "ui", "logs", "proxy", "sys", "cmd", "client", "mcp",
+];
 
 type Graph = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
@@ -546,12 +575,16 @@ fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn crate_graph() -> Graph {
+type File = (PathBuf, Vec<String>, bool, String);
+
+/// Every source file: its path (relative to the crate), its module path,
+/// whether it is a `mod.rs`, and its text.
+fn crate_files() -> Vec<File> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = root.join("src");
     let mut paths = Vec::new();
     source_files(&src, &mut paths);
-    let files: Vec<_> = paths
+    let files: Vec<File> = paths
         .into_iter()
         .filter_map(|p| {
             let (module, is_dir_root) = module_of(&src, &p)?;
@@ -562,7 +595,45 @@ fn crate_graph() -> Graph {
         })
         .collect();
     assert!(files.len() > 20, "found only {} source files", files.len());
-    build(&files)
+    files
+}
+
+fn crate_graph() -> Graph {
+    build(&crate_files())
+}
+
+/// The top-level modules of the crate.
+fn top_modules() -> BTreeSet<String> {
+    crate_files()
+        .into_iter()
+        .filter_map(|(_, m, _, _)| m.first().cloned())
+        .collect()
+}
+
+/// Imports from a lower layer to a higher one: `(from, to, where)`; and the
+/// modules in no layer.
+fn against_the_layers(
+    g: &Graph,
+    modules: &BTreeSet<String>,
+) -> (Vec<(String, String, Vec<String>)>, Vec<String>) {
+    let layer = |m: &str| LAYERS.iter().position(|l| l.contains(&m));
+    let unplaced = modules
+        .iter()
+        .filter(|m| layer(m).is_none())
+        .cloned()
+        .collect();
+    let mut up = Vec::new();
+    for (from, tos) in g {
+        for (to, at) in tos {
+            let top = |x: &str| x.split("::").next().unwrap_or(x).to_string();
+            if let (Some(a), Some(b)) = (layer(&top(from)), layer(&top(to)))
+                && b > a
+            {
+                up.push((from.clone(), to.clone(), at.clone()));
+            }
+        }
+    }
+    (up, unplaced)
 }
 
 // ---------------------------------------------------------------------------
@@ -571,10 +642,11 @@ fn crate_graph() -> Graph {
 #[test]
 fn no_import_cycles() {
     let mut g = crate_graph();
+    let modules = top_modules();
     let mut stale = Vec::new();
     for (from, to) in KNOWN {
         let gone = g.get_mut(*from).and_then(|m| m.remove(*to)).is_none();
-        if gone {
+        if gone && modules.contains(*from) {
             stale.push(format!("{from} -> {to}"));
         }
     }
@@ -678,6 +750,26 @@ fn os_specific_calls_live_in_sys() {
     assert_eq!(
         os_specific_outside_sys(&planted),
         vec!["src/daemon/x.rs:2: \"/proc".to_string()]
+    );
+}
+
+#[test]
+fn imports_point_down_the_layers() {
+    let (up, unplaced) = against_the_layers(&crate_graph(), &top_modules());
+    assert!(
+        unplaced.is_empty(),
+        "modules in no layer: {unplaced:?}; add each to LAYERS in tests/architecture.rs \
+         and to the table in ARCHITECTURE.md"
+    );
+    let text: Vec<String> = up
+        .into_iter()
+        .map(|(from, to, at)| format!("{from} -> {to}: {}", at.join(", ")))
+        .collect();
+    assert!(
+        text.is_empty(),
+        "imports from a lower layer to a higher one (ARCHITECTURE.md, \"The rooms\"; \
+         pass what is needed in, or move it down):\n  {}",
+        text.join("\n  ")
     );
 }
 
@@ -840,4 +932,22 @@ fn finds_a_planted_upward_import_from_a_leaf() {
             ("logs".to_string(), "daemon".to_string()),
         ]
     );
+}
+
+#[test]
+fn finds_a_planted_import_up_the_layers_and_an_unplaced_module() {
+    let g = planted(&[
+        ("config.rs", "use crate::daemon::Daemon;"),
+        ("daemon/mod.rs", "use crate::config::Config;"),
+        ("paths.rs", "use crate::sys::euid;"),
+        ("newroom.rs", ""),
+    ]);
+    let modules: BTreeSet<String> = ["config", "daemon", "paths", "sys", "newroom"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (up, unplaced) = against_the_layers(&g, &modules);
+    let up: Vec<(String, String)> = up.into_iter().map(|(a, b, _)| (a, b)).collect();
+    assert_eq!(up, vec![("config".to_string(), "daemon".to_string())]);
+    assert_eq!(unplaced, vec!["newroom".to_string()]);
 }
