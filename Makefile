@@ -14,8 +14,23 @@ FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
 all: build
 
+# LINK=static (the default): glibc linked in, a static-pie executable. A CLI call
+# then starts without the dynamic loader (no libc.so/libgcc_s.so to map and
+# relocate), which is most of what a `status` costs beyond the round trip.
+# LINK=dynamic: glibc as a shared library, what plain `cargo build --release`
+# gives, for packagers whose distribution wants that. Both need only the Rust
+# toolchain and gcc (glibc's libc.a is in libc6-dev, which gcc pulls in).
+LINK ?= static
+ifeq ($(LINK),static)
+RELEASE_BUILD = $(CARGO) rustc --release --locked --bin agent-procs -- -C target-feature=+crt-static
+else ifeq ($(LINK),dynamic)
+RELEASE_BUILD = $(CARGO) build --release --locked
+else
+$(error LINK must be static or dynamic, not '$(LINK)')
+endif
+
 build:
-	$(CARGO) build --release --locked
+	$(RELEASE_BUILD)
 	$(MAKE) --no-print-directory completions
 
 # Shell completion scripts, written by the built binary for `install` to copy.

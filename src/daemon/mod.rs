@@ -1611,6 +1611,9 @@ impl Daemon {
             _ => {}
         }
         self.set_busy(client);
+        if pattern.is_some() {
+            self.prepare_indexes(id);
+        }
         let wait = self.waits.add(Wait {
             client,
             proc: id,
@@ -1621,6 +1624,21 @@ impl Daemon {
         });
         self.timers
             .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
+    }
+
+    /// A line of process `id` is awaited: its first line, which may be the one,
+    /// should not have to create the index files on its way to the waiter.
+    /// (A stream nobody waits on still gets its index only when it writes.)
+    fn prepare_indexes(&mut self, id: ProcId) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        for stream in STREAMS {
+            if let Some(output) = p.output(stream).filter(|o| o.pipe.is_some()) {
+                // A failure here is met again, and reported, by the first write.
+                let _ = output.sink.prepare_index();
+            }
+        }
     }
 
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.

@@ -369,9 +369,13 @@ impl Daemon {
                 false
             }
         };
+        let by_line = matches!(entry.ready, Readiness::Log(_));
         self.set_phase(run, i, Phase::Checking(id));
         if history {
             return self.up_ready(run, i);
+        }
+        if by_line {
+            self.prepare_indexes(id);
         }
         self.timers.arm(
             Instant::now() + timeout,

@@ -275,6 +275,15 @@ impl IndexWriter {
             .ok_or_else(|| io::ErrorKind::NotFound.into())
     }
 
+    /// Create the file now (with its magic, no record yet) when it does not
+    /// exist, so the first record costs a reopen, not a file creation. An
+    /// index without records reads as no index at all.
+    pub fn prepare(&mut self) -> io::Result<()> {
+        self.open().map(|_| ())?;
+        self.release();
+        Ok(())
+    }
+
     /// Close the file until the next record.
     pub fn release(&mut self) {
         self.file = None;
