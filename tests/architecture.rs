@@ -87,6 +87,8 @@ const SIBLING_DIRS: &[&str] = &[
 ];
 
 type Graph = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+/// An import found wrong: from, to, and where (`src/x.rs:12`).
+type Edge = (String, String, Vec<String>);
 
 // ---------------------------------------------------------------------------
 // Reading the source
@@ -543,7 +545,7 @@ fn describe(g: &Graph, cycle: &[String]) -> String {
 }
 
 /// Leaves importing something above them: `(leaf, upper, where)`.
-fn upward(g: &Graph) -> Vec<(String, String, Vec<String>)> {
+fn upward(g: &Graph) -> Vec<Edge> {
     let mut out = Vec::new();
     for (from, tos) in g {
         let top = from.split("::").next().unwrap_or(from);
@@ -612,10 +614,7 @@ fn top_modules() -> BTreeSet<String> {
 
 /// Imports from a lower layer to a higher one: `(from, to, where)`; and the
 /// modules in no layer.
-fn against_the_layers(
-    g: &Graph,
-    modules: &BTreeSet<String>,
-) -> (Vec<(String, String, Vec<String>)>, Vec<String>) {
+fn against_the_layers(g: &Graph, modules: &BTreeSet<String>) -> (Vec<Edge>, Vec<String>) {
     let layer = |m: &str| LAYERS.iter().position(|l| l.contains(&m));
     let unplaced = modules
         .iter()
