@@ -38,6 +38,8 @@ commands:
   export systemd|procfile [--dir D [--force]] [--user] [--only N,...]
                         write systemd units or a Procfile from agent-procs.yaml
   completions bash|zsh|fish     print a shell completion script
+  mcp                           serve the Model Context Protocol on stdin/stdout
+                        (for coding agents; session default: auto)
   help [COMMAND]                this help, or what COMMAND --help prints
 
 global options:
@@ -369,6 +371,19 @@ bash    source it from ~/.bashrc, or install it as
 zsh     install it as _agent-procs in a directory of $fpath
 fish    install it as share/fish/vendor_completions.d/agent-procs.fish";
 
+const MCP_USAGE: &str = "\
+usage: agent-procs mcp [--session NAME]
+
+Serve the Model Context Protocol over stdio (JSON-RPC, one message per line) for
+coding agents, with the tools start, up, stop, restart, down, status, logs and
+wait, as a client of the session's daemon. Processes keep running when the
+agent disconnects; only the down tool stops them. Register it with, e.g.,
+claude mcp add agent-procs -- agent-procs mcp
+
+options:
+  --session NAME  session to use (default: $AGENT_PROCS_SESSION, else auto:
+                  one derived from the git worktree of the current directory)";
+
 /// Every command name the parser knows, for the tests that keep help and man page in step.
 #[cfg(test)]
 pub const COMMANDS: &[&str] = &[
@@ -387,6 +402,7 @@ pub const COMMANDS: &[&str] = &[
     "config",
     "export",
     "completions",
+    "mcp",
 ];
 
 /// What a long flag takes after it, as completions need to know.
@@ -596,6 +612,13 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         flags: &[],
         takes_process: false,
     },
+    CommandSpec {
+        name: "mcp",
+        about: "serve the Model Context Protocol on stdin/stdout",
+        subcommands: &[],
+        flags: &[],
+        takes_process: false,
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -653,6 +676,8 @@ pub enum Command {
     Completions(Shell),
     Help(&'static str),
     Version,
+    /// `mcp`: the Model Context Protocol server on stdio.
+    Mcp,
     /// Internal: `agent-procs __daemon SESSION [--ready-fd N]`, started by the CLI.
     Daemon {
         ready_fd: Option<i32>,
@@ -988,6 +1013,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         "config" => parse_config(&mut p, &mut session)?,
         "export" => parse_export(&mut p, &mut session)?,
         "completions" => parse_completions(&mut p, &mut session)?,
+        "mcp" => {
+            while let Some(arg) = p.next().map_err(with_usage(MCP_USAGE))? {
+                common(other(arg), &mut p, &mut session, MCP_USAGE)?;
+            }
+            // Parallel agents in separate worktrees must never share a session.
+            let from_env = std::env::var(crate::session::ENV).is_ok_and(|e| !e.is_empty());
+            if session.session.is_empty() && !from_env {
+                session.session = crate::session::AUTO.into();
+            }
+            Command::Mcp
+        }
         "help" => parse_help(&mut p)?,
         "__daemon" => {
             let mut ready_fd = None;
@@ -1800,6 +1836,21 @@ mod tests {
     }
 
     #[test]
+    fn mcp_defaults_to_the_worktree_session() {
+        // `status` would be `default` here (the test below); `mcp` is `auto`.
+        let inv = parse_str("mcp").unwrap();
+        assert_eq!(inv.command, Command::Mcp);
+        assert!(
+            inv.session_root.is_some(),
+            "derived from a worktree: {inv:?}"
+        );
+        assert_ne!(inv.session, "default");
+        assert_eq!(parse_str("mcp --session a").unwrap().session, "a");
+        assert!(parse_str("mcp --json").is_err());
+        assert!(parse_str("mcp extra").is_err());
+    }
+
+    #[test]
     fn run_takes_its_options_and_joins_words() {
         let Command::Run(r) =
             command("run sleep --name web --env A=1 --env B=x=y --port 8000 --cwd /tmp")
@@ -2283,6 +2334,7 @@ mod tests {
             CONFIG_USAGE,
             EXPORT_USAGE,
             COMPLETIONS_USAGE,
+            MCP_USAGE,
         ];
         // The list above must name every usage constant of this file.
         let declared = include_str!("cli.rs")

@@ -70,6 +70,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         }
         Command::SessionList => return session_list(out),
         Command::Ui => return crate::ui::run(&inv.session),
+        Command::Mcp => return crate::mcp::run(&inv.session, inv.session_root),
         Command::SessionClean => return session_clean(),
         Command::Help(usage) => {
             println!("{usage}");
@@ -138,6 +139,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         | Command::Version
         | Command::Up(_)
         | Command::Ui
+        | Command::Mcp
         | Command::Daemon { .. } => Err(Error::Failed(
             "internal error: command reached the wrong handler".into(),
         )),
@@ -197,6 +199,11 @@ impl Conn {
             reader: BufReader::new(stream),
             socket: paths.socket.clone(),
         })
+    }
+
+    /// The socket itself, for a caller with a loop of its own (nothing has been read yet).
+    pub fn into_stream(self) -> UnixStream {
+        self.reader.into_inner()
     }
 
     pub fn send(&mut self, request: &Request) -> Result<()> {
@@ -356,6 +363,14 @@ fn start_daemon(paths: &SessionPaths) -> Result<()> {
 
 // ---- commands ----
 
+/// The environment a started process gets as its base, as the daemon is told.
+/// Only UTF-8 variables can travel in JSON; others are left out.
+pub fn caller_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
 fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> {
     let here = std::env::current_dir().context(|| "finding the current directory".into())?;
     let cwd = match args.cwd {
@@ -368,10 +383,7 @@ fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> 
             p.to_string_lossy()
         ))
     })?;
-    // Only UTF-8 variables can travel in JSON; others are left out.
-    let base_env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let base_env = caller_env();
     let overrides: HashMap<String, String> = args.env.into_iter().collect();
     let request = Request::Run {
         command: args.command,
@@ -960,7 +972,9 @@ pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>
     Ok(out)
 }
 
-fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
+/// The stored lines `logs` (without `--follow`) selects for `args`, and the
+/// sources they came from; shared with the MCP server's `logs` tool.
+pub fn read_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<LogsRead> {
     // Read without a daemon: the same checks it makes, or we would print what
     // another user planted in a dir open to them.
     paths::check_state_dirs(paths)?;
@@ -1047,16 +1061,40 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
     };
     let lines = logs::query::run(&sources, &query)
         .context(|| format!("reading {}", paths.log_dir.display()))?;
+    Ok(LogsRead {
+        sources,
+        lines,
+        histories,
+    })
+}
 
-    let marks = logs::runs::marks(
-        &lines,
-        |i| sources.get(i).map(|s| s.process.as_str()),
-        &histories,
-    );
+/// What `read_logs` found: the lines, the sources they came from, and each
+/// process's runs (to mark where a run starts).
+pub struct LogsRead {
+    pub sources: Vec<Source>,
+    pub lines: Vec<Line>,
+    pub histories: HashMap<String, logs::runs::History>,
+}
+
+impl LogsRead {
+    /// For each line, the run starts to mark before it (for `render_line`).
+    pub fn marks(&self) -> Vec<logs::runs::RunMark<'_>> {
+        logs::runs::marks(
+            &self.lines,
+            |i| self.sources.get(i).map(|s| s.process.as_str()),
+            &self.histories,
+        )
+    }
+}
+
+fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
+    let read = read_logs(paths, args)?;
+    let marks = read.marks();
+    let (sources, lines) = (&read.sources, &read.lines);
     let mut rendered: Vec<Vec<u8>> = lines
         .iter()
         .zip(&marks)
-        .map(|(line, mark)| render_line(line, &sources, args, mark))
+        .map(|(line, mark)| render_line(line, sources, args, mark))
         .collect();
     if let Some(budget) = args.max_bytes {
         let mut total = 0;
@@ -1097,7 +1135,7 @@ fn grep_status(args: &LogsArgs, matched: bool) -> i32 {
 
 /// One output line: `[time ]` + the process/stream mark + the bytes, or JSON;
 /// in text, the run starts it follows are marked first.
-fn render_line(
+pub fn render_line(
     line: &Line,
     sources: &[Source],
     args: &LogsArgs,
