@@ -20,6 +20,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// A partial request head must be complete within this, and a request body
@@ -36,8 +37,17 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Bytes waiting to be written to one side before the other side is not read.
 const HIGH_WATER: usize = 256 * 1024;
 
-/// Idle connections kept per backend port.
-pub const POOL_PER_PORT: usize = 32;
+/// Idle connections kept per backend port: as many as nginx's `keepalive 64`,
+/// so that a burst of up to 64 clients that each close after one request finds
+/// its backend connections still open (a connect and a close saved per request).
+pub const POOL_PER_PORT: usize = 64;
+/// While a response head is awaited, a read takes at most this much, so that
+/// most of a big body stays in the kernel for `splice` (a small response still
+/// comes in one read).
+const HEAD_READ: usize = 16 * 1024;
+/// Response bodies with at least this many bytes left move through a pipe with
+/// `splice(2)` instead of being read and written: two system calls, no copy.
+const SPLICE_MIN: u64 = 16 * 1024;
 
 /// Idle backend connections kept open by port after their client left, so that
 /// the next client need not connect again (as nginx's upstream keepalive).
@@ -109,6 +119,9 @@ pub struct Env<'a> {
     pub backends: &'a dyn Backends,
     pub pool: &'a mut Pool,
     pub proxy_port: u16,
+    /// The pipe response bodies are spliced through, empty between uses; None
+    /// when there is none (then bodies are read and written).
+    pub pipe: &'a mut Option<crate::sys::SplicePipe>,
 }
 
 /// What woke a connection up.
@@ -316,7 +329,7 @@ impl Conn {
         timeout: Duration,
         registry: &Registry,
     ) -> io::Result<Conn> {
-        let _ = client.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (see `Proxy::bind`).
         registry.register(&mut client, token(id, false), Interest::READABLE)?;
         Ok(Conn {
             id,
@@ -720,10 +733,19 @@ impl Conn {
                 return true;
             }
         }
-        // Response: backend → client, straight from the read buffer when nothing
-        // of an earlier read waits.
+        // Response: a big body through the pipe; else backend → client, straight
+        // from the read buffer when nothing of an earlier read waits.
+        if let Some(moved) = self.splice_body(registry, env, scratch) {
+            return progress | moved;
+        }
         if self.c_out.len() < HIGH_WATER {
-            match self.read_backend_raw(scratch) {
+            let awaiting_head = self.exchange.as_ref().is_some_and(|e| e.awaiting_head);
+            let limit = if awaiting_head && env.pipe.is_some() {
+                HEAD_READ.min(scratch.len())
+            } else {
+                scratch.len()
+            };
+            match self.read_backend_raw(&mut scratch[..limit]) {
                 Some(0) => {
                     self.backend_eof(registry, env);
                     return true;
@@ -742,6 +764,114 @@ impl Conn {
             }
         }
         progress
+    }
+
+    /// Splice the next part of a response body with a known length from the
+    /// backend to the client, when at least `SPLICE_MIN` of it is left and
+    /// nothing waits before it. None when that does not apply (read instead);
+    /// else whether anything happened.
+    ///
+    /// The pipe is shared by every connection, so it is left empty: what the
+    /// client does not take at once is read out of it into `c_out`, whose
+    /// high-water mark then stops reading the backend as for any other bytes.
+    fn splice_body(
+        &mut self,
+        registry: &Registry,
+        env: &mut Env,
+        scratch: &mut [u8],
+    ) -> Option<bool> {
+        let ex = self.exchange.as_ref()?;
+        let Body::Length(left) = ex.response else {
+            return None;
+        };
+        let b = self.backend.as_mut()?;
+        if ex.awaiting_head
+            || left < SPLICE_MIN
+            || !self.b_in.is_empty()
+            || self.c_out.len() > 0
+            || !b.readable
+            || !b.connected
+        {
+            return None;
+        }
+        let pipe = env.pipe.as_ref()?;
+        let want = usize::try_from(left).map_or(pipe.capacity, |l| l.min(pipe.capacity));
+        let n = match pipe.fill(b.stream.as_raw_fd(), want) {
+            // A short splice may mean the pipe ran out of slots, not that the
+            // socket is empty: only "would block" ends its readiness.
+            Ok(n) if n > 0 => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                b.readable = false;
+                return Some(false);
+            }
+            // End of file, or an error: cut off in the middle of the body.
+            Ok(_) | Err(_) => {
+                b.readable = false;
+                self.backend_eof(registry, env);
+                return Some(true);
+            }
+        };
+        let mut out = 0;
+        while out < n {
+            match pipe.drain_to(self.client.as_raw_fd(), n - out) {
+                Ok(0) => break,
+                Ok(k) => out += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // The client is gone: empty the pipe for the next one.
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        // What the client did not take waits in `c_out` (or is dropped if it left).
+        while out < n {
+            let chunk = (n - out).min(scratch.len());
+            match pipe.read_into(&mut scratch[..chunk]) {
+                Ok(k) if k > 0 => {
+                    if !self.done {
+                        self.c_out.push(&scratch[..k]);
+                    }
+                    out += k;
+                }
+                Ok(_) | Err(_) => {
+                    // Never seen; a pipe in an unknown state serves nobody again.
+                    *env.pipe = None;
+                    self.done = true;
+                    return Some(true);
+                }
+            }
+        }
+        if self.done {
+            return Some(true);
+        }
+        let Some(ex) = self.exchange.as_mut() else {
+            return Some(true);
+        };
+        ex.response = match left - n as u64 {
+            0 => Body::Done,
+            rest => Body::Length(rest),
+        };
+        if ex.response.done() {
+            // A short read proves the socket empty, which a short splice does
+            // not: only a backend with nothing more to say may serve again.
+            let spoiled = match self.backend.as_mut() {
+                Some(b) => match b.stream.read(&mut scratch[..1]) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        b.readable = false;
+                        false
+                    }
+                    // Bytes nobody asked for, its end of file, or an error.
+                    Ok(_) | Err(_) => true,
+                },
+                None => false,
+            };
+            self.finish_exchange(registry);
+            if spoiled {
+                self.drop_backend(registry);
+            }
+        }
+        Some(true)
     }
 
     /// Move what `b_in` holds of the response to the client.
