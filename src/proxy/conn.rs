@@ -48,6 +48,9 @@ const HEAD_READ: usize = 16 * 1024;
 /// Response bodies with at least this many bytes left move through a pipe with
 /// `splice(2)` instead of being read and written: two system calls, no copy.
 const SPLICE_MIN: u64 = 16 * 1024;
+/// Head buffers up to this size are kept for the next request; a bigger one
+/// (heads may have 64 KiB) is not held by an idle connection.
+const KEPT_HEAD: usize = 4096;
 
 /// Idle backend connections kept open by port after their client left, so that
 /// the next client need not connect again (as nginx's upstream keepalive).
@@ -63,6 +66,10 @@ pub struct Pool {
     by_port: std::collections::HashMap<u16, Vec<(u64, TcpStream)>>,
     /// Pooled connections by the id of their token, to their port.
     ports: std::collections::HashMap<u64, u16>,
+    /// Connections taken from the pool keep the token they were registered
+    /// under (re-registering would cost a system call per request): by that
+    /// token's id, the client connection that holds them now.
+    lent: std::collections::HashMap<u64, u64>,
 }
 
 impl Pool {
@@ -75,14 +82,25 @@ impl Pool {
         }
         idle.push((id, stream));
         self.ports.insert(id, port);
+        self.lent.remove(&id);
         true
     }
 
-    /// The most recently pooled connection to `port`.
-    fn take(&mut self, port: u16) -> Option<TcpStream> {
+    /// The most recently pooled connection to `port`, and the id of its token.
+    fn take(&mut self, port: u16) -> Option<(u64, TcpStream)> {
         let (id, stream) = self.by_port.get_mut(&port)?.pop()?;
         self.ports.remove(&id);
-        Some(stream)
+        Some((id, stream))
+    }
+
+    /// The client connection that holds the connection of token `id`, if lent.
+    pub fn holder(&self, id: u64) -> Option<u64> {
+        self.lent.get(&id).copied()
+    }
+
+    /// The connection of token `id` is no longer lent (closed, or back in the pool).
+    pub fn returned(&mut self, id: u64) {
+        self.lent.remove(&id);
     }
 
     /// Close the pooled connection of token `id`, if there is one.
@@ -247,6 +265,9 @@ impl Out {
 
 struct Backend {
     stream: TcpStream,
+    /// What it is registered under: this connection's backend token, or the
+    /// one it had in the pool.
+    token: Token,
     port: u16,
     connected: bool,
     /// Kept from an earlier exchange: it may have been closed under us.
@@ -310,6 +331,11 @@ pub struct Conn {
     exchange: Option<Exchange>,
     c_in: Vec<u8>,
     c_out: Out,
+    /// A rewritten request head is built here; it returns when its exchange
+    /// ends, so a keep-alive connection allocates no head per request.
+    head_buf: Vec<u8>,
+    /// The same for response heads.
+    response_head: Vec<u8>,
     b_in: Vec<u8>,
     b_out: Out,
     c_readable: bool,
@@ -317,6 +343,7 @@ pub struct Conn {
     c_hup: bool,
     c_watching_writes: bool,
     c_eof: bool,
+    released: Vec<u64>,
     deadline_hit: bool,
     done: bool,
 }
@@ -344,12 +371,15 @@ impl Conn {
             exchange: None,
             c_in: Vec::new(),
             c_out: Out::default(),
+            head_buf: Vec::new(),
+            response_head: Vec::new(),
             b_in: Vec::new(),
             b_out: Out::default(),
             c_readable: true,
             c_hup: false,
             c_watching_writes: false,
             c_eof: false,
+            released: Vec::new(),
             deadline_hit: false,
             done: false,
         })
@@ -410,7 +440,7 @@ impl Conn {
 
     /// Deregister and close; hands back the backend connection when it is idle
     /// and may serve another client.
-    pub fn close(&mut self) -> Option<(u16, TcpStream)> {
+    pub fn close(&mut self) -> Option<(Token, u16, TcpStream)> {
         // Closing a socket removes it from epoll: no deregistering (a system call
         // per connection). Ids are never reused, so a late event finds nobody.
         let idle = self.phase != Phase::Tunnel
@@ -419,18 +449,49 @@ impl Conn {
             && self.b_out.len() == 0;
         match self.backend.take() {
             // Unread readiness or a hang-up: bytes nobody asked for may wait in it.
-            Some(b) if idle && b.connected && !b.readable && !b.hup && !b.carried_body => {
-                Some((b.port, b.stream))
+            // Watched for writes, it would wake (and be evicted) for nothing.
+            Some(b)
+                if idle
+                    && b.connected
+                    && !b.readable
+                    && !b.hup
+                    && !b.carried_body
+                    && !b.watching_writes =>
+            {
+                Some((b.token, b.port, b.stream))
             }
-            Some(_) | None => None,
+            Some(b) => {
+                self.release(b.token);
+                None
+            }
+            None => None,
         }
     }
 
     fn drop_backend(&mut self, registry: &Registry) {
         if let Some(mut b) = self.backend.take() {
             let _ = registry.deregister(&mut b.stream);
+            self.release(b.token);
         }
         self.b_in.clear();
+    }
+
+    /// A backend connection taken from the pool is closed: its token is no
+    /// longer ours (`take_released` tells the pool).
+    fn release(&mut self, t: Token) {
+        if t != token(self.id, true) {
+            self.released.push(split_token(t).0);
+        }
+    }
+
+    /// Tokens of pooled connections this one took and has closed since asked last.
+    pub fn take_released(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// The token its backend connection is registered under, if it has one.
+    pub fn backend_token(&self) -> Option<Token> {
+        self.backend.as_ref().map(|b| b.token)
     }
 
     /// Make the progress possible now. Returns true when it stopped with work
@@ -579,8 +640,7 @@ impl Conn {
         }
         if self.b_out.len() == 0 {
             if b.watching_writes && b.connected {
-                let _ =
-                    registry.reregister(&mut b.stream, token(self.id, true), Interest::READABLE);
+                let _ = registry.reregister(&mut b.stream, b.token, Interest::READABLE);
                 b.watching_writes = false;
             }
             return false;
@@ -598,7 +658,7 @@ impl Conn {
                     } else {
                         Interest::READABLE
                     };
-                    let _ = registry.reregister(&mut b.stream, token(self.id, true), interest);
+                    let _ = registry.reregister(&mut b.stream, b.token, interest);
                     b.watching_writes = blocked;
                 }
                 wrote
@@ -633,7 +693,8 @@ impl Conn {
         if self.head_started.is_none() {
             self.head_started = Some(Instant::now());
         }
-        let mut head = Vec::new();
+        let mut head = std::mem::take(&mut self.head_buf);
+        head.clear();
         let request = match http::parse_request(&self.c_in, self.peer, &mut head) {
             Parsed::Partial => {
                 if self.c_eof {
@@ -899,15 +960,25 @@ impl Conn {
     /// they are, head and body in one write when nothing waits before them. Returns
     /// how many bytes of `data` were taken.
     fn relay(&mut self, registry: &Registry, data: &[u8]) -> usize {
+        // One buffer for the rewritten heads, kept from request to request.
+        let mut head = std::mem::take(&mut self.response_head);
+        let used = self.relay_with(registry, data, &mut head);
+        if head.capacity() <= KEPT_HEAD {
+            head.clear();
+            self.response_head = head;
+        }
+        used
+    }
+
+    fn relay_with(&mut self, registry: &Registry, data: &[u8], head: &mut Vec<u8>) -> usize {
         let mut at = 0;
-        let mut head = Vec::new();
         loop {
             let Some(ex) = self.exchange.as_mut() else {
                 return at;
             };
             head.clear();
             if ex.awaiting_head {
-                match http::parse_response(&data[at..], ex.is_head, ex.keep_alive, &mut head) {
+                match http::parse_response(&data[at..], ex.is_head, ex.keep_alive, head) {
                     Parsed::Partial => return at,
                     Parsed::Invalid(reject) => {
                         let name = ex.name.clone();
@@ -976,9 +1047,12 @@ impl Conn {
 
     /// The response is complete: keep or close each side, then the next request.
     fn finish_exchange(&mut self, registry: &Registry) {
-        let Some(ex) = self.exchange.take() else {
+        let Some(mut ex) = self.exchange.take() else {
             return;
         };
+        if ex.head.capacity() <= KEPT_HEAD {
+            self.head_buf = std::mem::take(&mut ex.head);
+        }
         if !ex.backend_keep_alive || !ex.request.done() || !self.b_in.is_empty() {
             self.drop_backend(registry);
         } else if let Some(b) = self.backend.as_mut() {
@@ -1116,8 +1190,8 @@ impl Conn {
         let Some(ex) = self.exchange.as_ref() else {
             return;
         };
-        let name = ex.name.clone();
-        let port = match env.backends.lookup(&name) {
+        let lookup = env.backends.lookup(&ex.name);
+        let port = match lookup {
             Lookup::Up(port) => port,
             Lookup::Soon(why) => return self.wait_for_backend(registry, why),
             Lookup::Down(why) => {
@@ -1128,6 +1202,7 @@ impl Conn {
                 return self.fail_request(registry, 502, body);
             }
             Lookup::Unknown => {
+                let name = self.exchange_name();
                 let body = format!(
                     "no process named '{name}' in this session\n\n{}",
                     super::routes_page(&env.backends.routes(), env.proxy_port)
@@ -1143,24 +1218,22 @@ impl Conn {
             self.drop_backend(registry);
         }
         let bodiless = self.exchange.as_ref().is_some_and(|e| e.bodiless);
-        if !reuse && let Some(stream) = take_pooled(env.pool, port, !bodiless) {
-            let mut stream = stream;
-            if registry
-                .reregister(&mut stream, token(self.id, true), Interest::READABLE)
-                .is_ok()
-            {
-                self.backend = Some(Backend {
-                    stream,
-                    port,
-                    connected: true,
-                    reused: true,
-                    sent: false,
-                    readable: false,
-                    hup: false,
-                    watching_writes: false,
-                    carried_body: false,
-                });
-            }
+        if !reuse && let Some((id, stream)) = take_pooled(env.pool, port, !bodiless) {
+            // It stays registered (readable only) under its token, whose events
+            // the proxy now routes here: no system call to take it.
+            env.pool.lent.insert(id, self.id);
+            self.backend = Some(Backend {
+                stream,
+                token: token(id, true),
+                port,
+                connected: true,
+                reused: true,
+                sent: false,
+                readable: false,
+                hup: false,
+                watching_writes: false,
+                carried_body: false,
+            });
         }
         let reuse = reuse || self.backend.is_some();
         if !reuse {
@@ -1179,6 +1252,7 @@ impl Conn {
                     );
                 }
                 Err(e) => {
+                    let name = self.exchange_name();
                     let why = format!(
                         "{name} is not accepting connections on 127.0.0.1:{port} ({})",
                         refusal(&e)
@@ -1195,6 +1269,7 @@ impl Conn {
                 )
                 .is_err()
             {
+                let name = self.exchange_name();
                 return self.fail_request(
                     registry,
                     502,
@@ -1203,6 +1278,7 @@ impl Conn {
             }
             self.backend = Some(Backend {
                 stream,
+                token: token(self.id, true),
                 port,
                 connected: false,
                 reused: false,
@@ -1219,14 +1295,19 @@ impl Conn {
             b.carried_body = true;
         }
         // The head goes first; body bytes follow as they come.
-        if self.b_out.len() == 0 {
-            let head = self
-                .exchange
-                .as_ref()
-                .map(|e| e.head.clone())
-                .unwrap_or_default();
-            self.b_out.push(&head);
+        if self.b_out.len() == 0
+            && let Some(ex) = self.exchange.as_ref()
+        {
+            self.b_out.push(&ex.head);
         }
+    }
+
+    /// The name of the process the current request is for (for messages).
+    fn exchange_name(&self) -> String {
+        self.exchange
+            .as_ref()
+            .map(|e| e.name.clone())
+            .unwrap_or_default()
     }
 
     fn wait_for_backend(&mut self, registry: &Registry, why: String) {
@@ -1396,17 +1477,17 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
 /// An idle pooled connection to `port`. With `check`, one the backend has not
 /// closed (a request with a body cannot be sent again; one without is retried
 /// on a new connection if the old one turns out closed, so it skips the check).
-fn take_pooled(pool: &mut Pool, port: u16, check: bool) -> Option<TcpStream> {
-    while let Some(mut stream) = pool.take(port) {
+fn take_pooled(pool: &mut Pool, port: u16, check: bool) -> Option<(u64, TcpStream)> {
+    while let Some((id, mut stream)) = pool.take(port) {
         if !check {
-            return Some(stream);
+            return Some((id, stream));
         }
         let mut byte = [0u8; 1];
         // Still open and silent: reading would block.
         if let Err(e) = stream.read(&mut byte)
             && e.kind() == io::ErrorKind::WouldBlock
         {
-            return Some(stream);
+            return Some((id, stream));
         }
     }
     None
@@ -1468,7 +1549,8 @@ mod tests {
         assert!(!pool.evict(2), "evicted twice");
         assert!(!pool.evict(7), "an id that was never pooled");
         assert_eq!(pool.held(), 2);
-        let got = pool.take(4000).expect("connection 1");
+        let (id, got) = pool.take(4000).expect("connection 1");
+        assert_eq!(id, 1, "the token it was pooled under");
         assert_eq!(local_port(&got), a_port, "not the evicted {b_port}");
         assert!(pool.take(4000).is_none());
         // Its id is no longer the pool's: a late event for it evicts nothing.
@@ -1477,6 +1559,24 @@ mod tests {
         assert!(pool.evict_any());
         assert_eq!(pool.held(), 0);
         assert!(!pool.evict_any());
+    }
+
+    #[test]
+    fn a_lent_connection_is_found_by_its_token_until_it_is_returned() {
+        let mut pool = Pool::default();
+        let (_l, a) = stream();
+        assert!(pool.put(5, 4000, a));
+        let (id, a) = take_pooled(&mut pool, 4000, true).expect("an open, silent connection");
+        assert_eq!(id, 5);
+        pool.lent.insert(id, 9);
+        assert_eq!(pool.holder(5), Some(9), "its events go to client 9");
+        // Back in the pool under the same token: events evict it again.
+        assert!(pool.put(5, 4000, a));
+        assert_eq!(pool.holder(5), None);
+        assert!(pool.evict(5));
+        pool.lent.insert(6, 9);
+        pool.returned(6);
+        assert_eq!(pool.holder(6), None, "closed by its holder");
     }
 
     #[test]
@@ -1498,7 +1598,7 @@ mod tests {
         assert!(pool.evict_any());
         // The oldest (id 0) went; the rest come out newest first.
         let mut seen = Vec::new();
-        while let Some(s) = pool.take(4000) {
+        while let Some((_, s)) = pool.take(4000) {
             seen.push(local_port(&s));
         }
         assert_eq!(seen.len(), POOL_PER_PORT - 1);

@@ -160,12 +160,28 @@ impl Proxy {
             }
             return;
         }
-        let (id, backend_side) = conn::split_token(token);
-        let Some(conn) = self.conns.get_mut(&id) else {
-            if backend_side {
-                // Bytes or a hang-up on an idle pooled connection: it is spoiled.
-                self.pool.evict(id);
+        let (mut id, backend_side) = conn::split_token(token);
+        if backend_side && !self.conns.contains_key(&id) {
+            // A connection from the pool keeps its token: whoever holds it now.
+            match self.pool.holder(id) {
+                Some(holder)
+                    if self
+                        .conns
+                        .get(&holder)
+                        .is_some_and(|c| c.backend_token() == Some(token)) =>
+                {
+                    id = holder;
+                }
+                _ => {
+                    // Bytes or a hang-up on an idle pooled connection: it is
+                    // spoiled. (Or a late event of one closed since.)
+                    self.pool.evict(id);
+                    self.pool.returned(id);
+                    return;
+                }
             }
+        }
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         conn.wake(if backend_side {
@@ -342,13 +358,22 @@ impl Proxy {
         if conn.run(registry, &mut env, &mut self.scratch) {
             self.again.push(id);
         }
+        for lent in conn.take_released() {
+            self.pool.returned(lent);
+        }
         if conn.finished() {
-            if let Some(mut conn) = self.conns.remove(&id)
-                && let Some((port, stream)) = conn.close()
-            {
-                // Still registered under this connection's token, which now
-                // finds the pool. A full pool closes it (closing deregisters).
-                self.pool.put(id, port, stream);
+            if let Some(mut conn) = self.conns.remove(&id) {
+                let kept = conn.close();
+                for lent in conn.take_released() {
+                    self.pool.returned(lent);
+                }
+                if let Some((token, port, stream)) = kept {
+                    // Still registered under its token, which now finds the
+                    // pool. A full pool closes it (closing deregisters).
+                    let (token_id, _) = conn::split_token(token);
+                    self.pool.returned(token_id);
+                    self.pool.put(token_id, port, stream);
+                }
             }
             // Room again: accept what waited in the backlog.
             if self.accept_paused.is_some() && self.room_for_one() {
