@@ -1006,12 +1006,12 @@ impl Conn {
                         if response.status == 101 {
                             // Whatever followed the head belongs to the tunnel.
                             self.phase = Phase::Tunnel;
-                            send(&mut self.client, &mut self.c_out, &head, &data[at..]);
+                            send(&mut self.client, &mut self.c_out, head, &data[at..]);
                             return data.len();
                         }
                         if (100..200).contains(&response.status) {
                             // An interim answer; the real one follows.
-                            send(&mut self.client, &mut self.c_out, &head, &[]);
+                            send(&mut self.client, &mut self.c_out, head, &[]);
                             continue;
                         }
                         ex.awaiting_head = false;
@@ -1035,7 +1035,7 @@ impl Conn {
                 }
             };
             if !head.is_empty() || !body.is_empty() {
-                send(&mut self.client, &mut self.c_out, &head, body);
+                send(&mut self.client, &mut self.c_out, head, body);
             }
             at += body.len();
             if ex.response.done() {
