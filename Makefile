@@ -14,8 +14,23 @@ FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
 all: build
 
+# LINK=static (the default): glibc linked in, a static-pie executable. A CLI call
+# then starts without the dynamic loader (no libc.so/libgcc_s.so to map and
+# relocate), which is most of what a `status` costs beyond the round trip.
+# LINK=dynamic: glibc as a shared library, what plain `cargo build --release`
+# gives, for packagers whose distribution wants that. Both need only the Rust
+# toolchain and gcc (glibc's libc.a is in libc6-dev, which gcc pulls in).
+LINK ?= static
+ifeq ($(LINK),static)
+RELEASE_BUILD = $(CARGO) rustc --release --locked --bin agent-procs -- -C target-feature=+crt-static
+else ifeq ($(LINK),dynamic)
+RELEASE_BUILD = $(CARGO) build --release --locked
+else
+$(error LINK must be static or dynamic, not '$(LINK)')
+endif
+
 build:
-	$(CARGO) build --release --locked
+	$(RELEASE_BUILD)
 	$(MAKE) --no-print-directory completions
 
 # Shell completion scripts, written by the built binary for `install` to copy.
@@ -27,9 +42,20 @@ completions:
 	$(BIN) completions fish > $(COMPDIR)/agent-procs.fish
 
 test:
+	@command -v python3 >/dev/null 2>&1 || { echo "make test needs python3 (the tests' backends and helpers are Python scripts): apt-get install python3" >&2; exit 1; }
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked
+
+# The black-box tests of agent-procs 0.6.3 (fetched by cargo from the crate
+# registry, built once under target/compat) against our release binary; a table
+# per test file, exit 1 on a failure (tests/compat/run.sh). `compat-baseline` runs
+# them against 0.6.3's own binary instead.
+compat: build
+	CARGO="$(CARGO)" tests/compat/run.sh $(abspath $(BIN))
+
+compat-baseline:
+	CARGO="$(CARGO)" tests/compat/run.sh --baseline
 
 # Man-page lint; .ci/run installs mandoc and runs this after `make test`.
 lint-man:
@@ -104,4 +130,4 @@ dist:
 clean:
 	$(CARGO) clean
 
-.PHONY: all build completions test lint lint-man fuzz fuzz-smoke fuzz-cmin install uninstall bench soak dist clean
+.PHONY: all build completions test compat compat-baseline lint lint-man fuzz fuzz-smoke fuzz-cmin install uninstall bench soak dist clean

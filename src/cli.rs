@@ -22,7 +22,7 @@ commands:
   events [--since SEQ] [--json] stream state changes as they happen
   logs NAME [--tail N] [--stderr] [--follow]
   logs --all [--tail N] [--stderr] [--follow]
-                        print a process's output (read from disk; --follow streams)
+                        print a process's latest run (read from disk; --follow streams)
   wait NAME --until PAT [--regex] [--timeout S]
   wait NAME --exit [--timeout S]
   wait NAME --port P | --http URL [--timeout S]
@@ -38,6 +38,8 @@ commands:
   export systemd|procfile [--dir D [--force]] [--user] [--only N,...]
                         write systemd units or a Procfile from agent-procs.yaml
   completions bash|zsh|fish     print a shell completion script
+  mcp                           serve the Model Context Protocol on stdin/stdout
+                        (for coding agents; session default: auto)
   help [COMMAND]                this help, or what COMMAND --help prints
 
 global options:
@@ -166,37 +168,45 @@ options:
   --session NAME  session to use (default: default)";
 
 const LOGS_USAGE: &str = "\
-usage: agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--since WHEN] [--after CURSOR]
-                        [--grep PAT [--regex] [--ignore-case] [--context N]]
+usage: agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--runs N|all] [--since WHEN]
+                        [--after CURSOR] [--grep PAT [--regex] [--ignore-case] [--context N]]
                         [--timestamps] [--json] [--max-bytes B] [--cursor]
-       agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--grep PAT [--regex] [--ignore-case]]
-                        --follow [--timeout S] [--lines N]
+       agent-procs logs NAME|--all [--stderr|--both] [--tail N] [--runs N|all]
+                        [--grep PAT [--regex] [--ignore-case]] --follow [--timeout S] [--lines N]
 
-Print a process's captured output. Without --follow the log files are read
+Print a process's captured output: its latest run (since it last started), unless
+--runs, --since or --after reach back. Without --follow the log files are read
 directly, so this works after the daemon is gone. Lines of several streams or
-processes are interleaved in the order the daemon received them.
+processes are interleaved in the order the daemon received them. When more than
+one run is printed, a line marks each start:
+  --- run 3 started 2026-12-07 16:40:01 UTC (pid 1234); previous run: exited 1 ---
 
 options:
   -n, --tail N    show the last N lines, or with --grep the last N matches
                   (default: 100, or everything with --since, --after or --grep)
+  --runs N|all    cover the last N runs of each process, or every run kept
+                  (default: 1, or all with --since or --after)
   --stderr        show stderr instead of stdout
   --both          show stdout and stderr; stderr lines are marked err| or [name:err]
-  --all           show every process, lines prefixed with [name]
-  --since WHEN    only output from WHEN on: 30s, 5m, 2h, 1d ago, restart (the
-                  latest start of the process) or start (everything kept)
-  --after CURSOR  only output after CURSOR (from --json or --cursor), so a poller
-                  never reads a line twice or misses one
+  --all           show every process of the running daemon (or of the last one),
+                  lines prefixed with [name]
+  --since WHEN    only output from WHEN on, across runs: 30s, 5m, 2h, 1d ago,
+                  restart (the latest start of the process) or start (everything kept)
+  --after CURSOR  only output after CURSOR (from --json or --cursor), across runs, so
+                  a poller never reads a line twice or misses one
   --grep PAT      only lines containing PAT; exit 1 when no line matches, as
                   grep does
   --regex         PAT is a regular expression
   --ignore-case   match PAT regardless of case
   --context N     with --grep: N lines around each match; groups separated by --
   --timestamps    prefix each line with the time it arrived (RFC 3339, UTC)
-  --json          JSON Lines: schema, process, stream, seq, time, line, cursor (+ context)
+  --json          JSON Lines: schema, process, stream, seq, time, line, cursor, run
+                  (+ context); no run markers
   --max-bytes B   print at most B bytes, keeping the newest lines; says on stderr
                   what was left out
   --cursor        print the cursor after the last line on stderr (cursor: X)
-  --follow        keep streaming new lines from the daemon
+  --follow        replay the tail of the latest run (or of --runs), then stream new
+                  lines from the daemon; a run that starts meanwhile is marked
   --timeout S     with --follow: stop after S seconds (default: 30)
   --lines N       with --follow: stop after N new lines
   --session NAME  session to use (default: default)";
@@ -361,6 +371,19 @@ bash    source it from ~/.bashrc, or install it as
 zsh     install it as _agent-procs in a directory of $fpath
 fish    install it as share/fish/vendor_completions.d/agent-procs.fish";
 
+const MCP_USAGE: &str = "\
+usage: agent-procs mcp [--session NAME]
+
+Serve the Model Context Protocol over stdio (JSON-RPC, one message per line) for
+coding agents, with the tools start, up, stop, restart, down, status, logs and
+wait, as a client of the session's daemon. Processes keep running when the
+agent disconnects; only the down tool stops them. Register it with, e.g.,
+claude mcp add agent-procs -- agent-procs mcp
+
+options:
+  --session NAME  session to use (default: $AGENT_PROCS_SESSION, else auto:
+                  one derived from the git worktree of the current directory)";
+
 /// Every command name the parser knows, for the tests that keep help and man page in step.
 #[cfg(test)]
 pub const COMMANDS: &[&str] = &[
@@ -379,6 +402,7 @@ pub const COMMANDS: &[&str] = &[
     "config",
     "export",
     "completions",
+    "mcp",
 ];
 
 /// What a long flag takes after it, as completions need to know.
@@ -499,6 +523,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
             ("json", Takes::Nothing),
             ("max-bytes", Takes::Word),
             ("cursor", Takes::Nothing),
+            ("runs", Takes::Word),
         ],
         takes_process: true,
     },
@@ -587,6 +612,13 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
         flags: &[],
         takes_process: false,
     },
+    CommandSpec {
+        name: "mcp",
+        about: "serve the Model Context Protocol on stdin/stdout",
+        subcommands: &[],
+        flags: &[],
+        takes_process: false,
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -644,6 +676,8 @@ pub enum Command {
     Completions(Shell),
     Help(&'static str),
     Version,
+    /// `mcp`: the Model Context Protocol server on stdio.
+    Mcp,
     /// Internal: `agent-procs __daemon SESSION [--ready-fd N]`, started by the CLI.
     Daemon {
         ready_fd: Option<i32>,
@@ -739,6 +773,16 @@ pub struct LogsArgs {
     pub json: bool,
     pub max_bytes: Option<usize>,
     pub cursor: bool,
+    /// `--runs N|all`: how many of the latest runs to cover (None: the latest
+    /// one, or every run with --since or --after).
+    pub runs: Option<Runs>,
+}
+
+/// `--runs`: the last N runs of each process, or all that are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    Last(usize),
+    All,
 }
 
 /// `--since`: a span back from now, the latest start, or all that is kept.
@@ -972,6 +1016,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         "config" => parse_config(&mut p, &mut session)?,
         "export" => parse_export(&mut p, &mut session)?,
         "completions" => parse_completions(&mut p, &mut session)?,
+        "mcp" => {
+            while let Some(arg) = p.next().map_err(with_usage(MCP_USAGE))? {
+                common(other(arg), &mut p, &mut session, MCP_USAGE)?;
+            }
+            // Parallel agents in separate worktrees must never share a session.
+            let from_env = std::env::var(crate::session::ENV).is_ok_and(|e| !e.is_empty());
+            if session.session.is_empty() && !from_env {
+                session.session = crate::session::AUTO.into();
+            }
+            Command::Mcp
+        }
         "help" => parse_help(&mut p)?,
         "__daemon" => {
             let mut ready_fd = None;
@@ -1440,6 +1495,7 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
         json: false,
         max_bytes: None,
         cursor: false,
+        runs: None,
     };
     while let Some(arg) = p.next().map_err(with_usage(u))? {
         let value = |p: &mut lexopt::Parser| p.value().map_err(with_usage(u));
@@ -1476,6 +1532,21 @@ fn parse_logs(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> 
                 a.max_bytes = Some(number(value(p)?, "--max-bytes", "a number of bytes", u)?)
             }
             Long("cursor") => a.cursor = true,
+            Long("runs") => {
+                let text = string(value(p)?, "--runs", u)?;
+                a.runs = Some(match text.parse::<usize>() {
+                    _ if text == "all" => Runs::All,
+                    Ok(n) if n > 0 => Runs::Last(n),
+                    _ => {
+                        return Err(usage_error(
+                            format!(
+                                "--runs takes a number of runs (1 or more) or all, not '{text}'"
+                            ),
+                            u,
+                        ));
+                    }
+                });
+            }
             Value(v) if a.target.is_none() => a.target = Some(string(v, "the process name", u)?),
             _ => common(other(arg), p, session, u)?,
         }
@@ -1765,6 +1836,21 @@ mod tests {
         assert_eq!(parse_str("--session a status").unwrap().session, "a");
         assert_eq!(parse_str("status --session b").unwrap().session, "b");
         assert_eq!(parse_str("status").unwrap().session, "default");
+    }
+
+    #[test]
+    fn mcp_defaults_to_the_worktree_session() {
+        // `status` would be `default` here (the test below); `mcp` is `auto`.
+        let inv = parse_str("mcp").unwrap();
+        assert_eq!(inv.command, Command::Mcp);
+        assert!(
+            inv.session_root.is_some(),
+            "derived from a worktree: {inv:?}"
+        );
+        assert_ne!(inv.session, "default");
+        assert_eq!(parse_str("mcp --session a").unwrap().session, "a");
+        assert!(parse_str("mcp --json").is_err());
+        assert!(parse_str("mcp extra").is_err());
     }
 
     #[test]
@@ -2251,6 +2337,7 @@ mod tests {
             CONFIG_USAGE,
             EXPORT_USAGE,
             COMPLETIONS_USAGE,
+            MCP_USAGE,
         ];
         // The list above must name every usage constant of this file.
         let declared = include_str!("cli.rs")

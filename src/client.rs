@@ -2,7 +2,7 @@
 //! creates processes), send one request, print the answer. `logs` without
 //! `--follow` reads the files directly and works without a daemon.
 
-use crate::cli::{Command, Invocation, LogsArgs, RunArgs, SinceArg, WaitArgs};
+use crate::cli::{Command, Invocation, LogsArgs, RunArgs, Runs, SinceArg, WaitArgs};
 use crate::error::{Context, Error, Result};
 use crate::logs;
 use crate::logs::index::now_ms;
@@ -70,6 +70,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         }
         Command::SessionList => return session_list(out),
         Command::Ui => return crate::ui::run(&inv.session),
+        Command::Mcp => return crate::mcp::run(&inv.session, inv.session_root),
         Command::SessionClean => return session_clean(),
         Command::Help(usage) => {
             println!("{usage}");
@@ -138,6 +139,7 @@ pub fn run(inv: Invocation) -> Result<i32> {
         | Command::Version
         | Command::Up(_)
         | Command::Ui
+        | Command::Mcp
         | Command::Daemon { .. } => Err(Error::Failed(
             "internal error: command reached the wrong handler".into(),
         )),
@@ -197,6 +199,11 @@ impl Conn {
             reader: BufReader::new(stream),
             socket: paths.socket.clone(),
         })
+    }
+
+    /// The socket itself, for a caller with a loop of its own (nothing has been read yet).
+    pub fn into_stream(self) -> UnixStream {
+        self.reader.into_inner()
     }
 
     pub fn send(&mut self, request: &Request) -> Result<()> {
@@ -356,6 +363,14 @@ fn start_daemon(paths: &SessionPaths) -> Result<()> {
 
 // ---- commands ----
 
+/// The environment a started process gets as its base, as the daemon is told.
+/// Only UTF-8 variables can travel in JSON; others are left out.
+pub fn caller_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
 fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> {
     let here = std::env::current_dir().context(|| "finding the current directory".into())?;
     let cwd = match args.cwd {
@@ -368,10 +383,7 @@ fn run_process(paths: &SessionPaths, args: RunArgs, out: Output) -> Result<i32> 
             p.to_string_lossy()
         ))
     })?;
-    // Only UTF-8 variables can travel in JSON; others are left out.
-    let base_env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let base_env = caller_env();
     let overrides: HashMap<String, String> = args.env.into_iter().collect();
     let request = Request::Run {
         command: args.command,
@@ -510,14 +522,16 @@ fn warn_survivors(message: &str) -> &str {
     headline
 }
 
-/// Ask the daemon for its reverse proxy; says where it listens on stderr.
+/// Ask the daemon for its reverse proxy; says where it listens on stderr, in
+/// 0.6's words and without our prefix (`Proxy listening on http://localhost:9090`),
+/// since scripts look for that line.
 pub fn enable_proxy(conn: &mut Conn, port: Option<u16>) -> Result<()> {
     match conn.ask(
         &Request::EnableProxy { proxy_port: port },
         Duration::from_secs(10),
     )? {
         Response::Ok { message } => {
-            eprintln!("agent-procs: {message}");
+            eprintln!("{message}");
             Ok(())
         }
         other => unexpected(other).map(|_| ()),
@@ -958,7 +972,9 @@ pub fn tail_of_run(paths: &SessionPaths, name: &str, n: usize) -> Result<Vec<u8>
     Ok(out)
 }
 
-fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
+/// The stored lines `logs` (without `--follow`) selects for `args`, and the
+/// sources they came from; shared with the MCP server's `logs` tool.
+pub fn read_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<LogsRead> {
     // Read without a daemon: the same checks it makes, or we would print what
     // another user planted in a dir open to them.
     paths::check_state_dirs(paths)?;
@@ -973,7 +989,7 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
             paths::check_process_name(&name).map_err(Error::Failed)?;
             vec![name]
         }
-        _ => logged_names(paths, streams)?,
+        _ => daemon_names(paths, streams)?,
     };
     let mut sources = Vec::new();
     for name in &names {
@@ -984,6 +1000,29 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
             }
+        }
+    }
+    // The runs covered: the latest by default; every run from the position
+    // that --since or --after names.
+    let runs = match args.runs {
+        Some(Runs::All) => None,
+        Some(Runs::Last(n)) => Some(n),
+        None if args.since.is_some() || args.after.is_some() => None,
+        None => Some(1),
+    };
+    let mut histories: HashMap<String, logs::runs::History> = HashMap::new();
+    for name in &names {
+        let mine: Vec<&Source> = sources.iter().filter(|s| &s.process == name).collect();
+        if !mine.is_empty() {
+            histories.insert(
+                name.clone(),
+                logs::runs::History::load(&paths.log_dir, name, &mine),
+            );
+        }
+    }
+    for source in &mut sources {
+        if let Some(history) = histories.get(&source.process) {
+            source.floor = history.floor(runs);
         }
     }
     if sources.is_empty() && !args.all {
@@ -1022,10 +1061,40 @@ fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
     };
     let lines = logs::query::run(&sources, &query)
         .context(|| format!("reading {}", paths.log_dir.display()))?;
+    Ok(LogsRead {
+        sources,
+        lines,
+        histories,
+    })
+}
 
+/// What `read_logs` found: the lines, the sources they came from, and each
+/// process's runs (to mark where a run starts).
+pub struct LogsRead {
+    pub sources: Vec<Source>,
+    pub lines: Vec<Line>,
+    pub histories: HashMap<String, logs::runs::History>,
+}
+
+impl LogsRead {
+    /// For each line, the run starts to mark before it (for `render_line`).
+    pub fn marks(&self) -> Vec<logs::runs::RunMark<'_>> {
+        logs::runs::marks(
+            &self.lines,
+            |i| self.sources.get(i).map(|s| s.process.as_str()),
+            &self.histories,
+        )
+    }
+}
+
+fn print_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<i32> {
+    let read = read_logs(paths, args)?;
+    let marks = read.marks();
+    let (sources, lines) = (&read.sources, &read.lines);
     let mut rendered: Vec<Vec<u8>> = lines
         .iter()
-        .map(|line| render_line(line, &sources, args))
+        .zip(&marks)
+        .map(|(line, mark)| render_line(line, sources, args, mark))
         .collect();
     if let Some(budget) = args.max_bytes {
         let mut total = 0;
@@ -1064,8 +1133,14 @@ fn grep_status(args: &LogsArgs, matched: bool) -> i32 {
     i32::from(args.grep.is_some() && !matched)
 }
 
-/// One output line: `[time ]` + the process/stream mark + the bytes, or JSON.
-fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
+/// One output line: `[time ]` + the process/stream mark + the bytes, or JSON;
+/// in text, the run starts it follows are marked first.
+pub fn render_line(
+    line: &Line,
+    sources: &[Source],
+    args: &LogsArgs,
+    mark: &logs::runs::RunMark<'_>,
+) -> Vec<u8> {
     let Some(source) = sources.get(line.source) else {
         return Vec::new();
     };
@@ -1080,6 +1155,7 @@ fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
             line: &String::from_utf8_lossy(&line.bytes),
             cursor: line.pos.cursor(),
             context: line.context.then_some(true),
+            run: mark.number,
         };
         let mut out = serde_json::to_vec(&record).unwrap_or_default();
         out.push(b'\n');
@@ -1088,6 +1164,13 @@ fn render_line(line: &Line, sources: &[Source], args: &LogsArgs) -> Vec<u8> {
     let mut out = Vec::with_capacity(line.bytes.len() + 48);
     if line.group_start {
         out.extend_from_slice(b"--\n");
+    }
+    for run in &mark.starts {
+        if args.all {
+            out.extend_from_slice(format!("[{}] ", source.process).as_bytes());
+        }
+        out.extend_from_slice(logs::runs::marker(run).as_bytes());
+        out.push(b'\n');
     }
     if args.timestamps {
         out.extend_from_slice(time.as_bytes());
@@ -1117,6 +1200,9 @@ struct JsonLine<'a> {
     cursor: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     context: Option<bool>,
+    /// The number of the run the line belongs to, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<u64>,
 }
 
 /// The log file name for a target: the name itself, or, for an id like `p3` that
@@ -1144,6 +1230,21 @@ fn log_name(paths: &SessionPaths, target: &str, stream: &str) -> String {
         .ok()
         .flatten()
         .unwrap_or_else(|| target.to_string())
+}
+
+/// What `logs --all` covers: the processes of the running daemon, or of the
+/// last one (as its state.json names them); when that is not recorded (a
+/// daemon of an older version), every name with a log.
+fn daemon_names(paths: &SessionPaths, streams: &[Stream]) -> Result<Vec<String>> {
+    match logs::runs::daemon_names(&paths.state_file()) {
+        Some(mut names) => {
+            names.retain(|n| paths::check_process_name(n).is_ok());
+            names.sort_unstable();
+            names.dedup();
+            Ok(names)
+        }
+        None => logged_names(paths, streams),
+    }
 }
 
 /// Process names that have a current log for one of `streams`, sorted.
@@ -1191,6 +1292,12 @@ fn follow_logs(paths: &SessionPaths, args: LogsArgs) -> Result<i32> {
         regex: args.regex,
         ignore_case: args.ignore_case,
         chunked: true,
+        // Also asks the daemon to mark run starts.
+        runs: Some(match args.runs {
+            None => 1,
+            Some(Runs::Last(n)) => n as u64,
+            Some(Runs::All) => 0,
+        }),
     };
     let mut conn = Conn::open(paths, false)?;
     conn.send(&request)?;
@@ -1454,9 +1561,11 @@ fn session_clean() -> Result<i32> {
             crate::session::Cleaned::Removed { removed, kept } => {
                 let list: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
                 if !list.is_empty() {
-                    let _ = writeln!(
-                        text,
-                        "cleaned stale session: {name} (removed {})",
+                    // 0.6's line, exactly, on stdout (its tests and scripts compare
+                    // it); what went, on stderr.
+                    let _ = writeln!(text, "cleaned stale session: {name}");
+                    eprintln!(
+                        "agent-procs: note: session '{name}': removed {}",
                         list.join(", ")
                     );
                 }

@@ -14,6 +14,7 @@ pub mod export;
 pub mod export_cmd;
 pub mod glob;
 pub mod logs;
+pub mod mcp;
 pub mod paths;
 pub mod probe;
 pub mod procinfo;

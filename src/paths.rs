@@ -142,7 +142,8 @@ fn fallback_state_dir() -> PathBuf {
 }
 
 /// Create `dir` (mode 0700) if it is missing, then refuse it unless it is a real
-/// directory, owned by us, with no group or other permission bits.
+/// directory, owned by us, that no group or other user can write to; one they
+/// can only read or enter is made 0700.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     match fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
@@ -152,7 +153,8 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     check_private_dir(dir)
 }
 
-/// The checks of `ensure_private_dir` on an existing directory; never follows a symlink.
+/// The checks of `ensure_private_dir` on an existing directory (and the repair of
+/// a mode that only lets others read it); never follows a symlink.
 pub fn check_private_dir(dir: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(dir).context(|| format!("checking {}", dir.display()))?;
     let shown = dir.display();
@@ -176,14 +178,40 @@ pub fn check_private_dir(dir: &Path) -> Result<()> {
             euid()
         )));
     }
-    if meta.mode() & 0o077 != 0 {
+    if meta.mode() & 0o022 != 0 {
         return Err(Error::Failed(format!(
             "{shown} has mode {:o}, open to other users, who may have planted files in it; \
              refusing to use it (remove it with: rm -rf {shown}; agent-procs recreates it)",
             meta.mode() & 0o7777
         )));
     }
+    if meta.mode() & 0o077 != 0 {
+        // Others could look inside but never write there (`mkdir` without a
+        // mode makes 755, as 0.6's tests do): nothing can have been planted, so
+        // closing it is safe.
+        close_dir(dir).context(|| {
+            format!(
+                "{shown} has mode {:o}, readable by other users, and making it private failed (fix with: chmod 700 {shown})",
+                meta.mode() & 0o7777
+            )
+        })?;
+    }
     Ok(())
+}
+
+/// `chmod 700` on our directory `dir` through a descriptor opened without
+/// following links, checking again through that descriptor that it is ours.
+fn close_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?;
+    let meta = file.metadata()?;
+    if !meta.is_dir() || meta.uid() != euid() || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::other("it changed while being checked"));
+    }
+    file.set_permissions(fs::Permissions::from_mode(0o700))
 }
 
 /// The checks of `check_private_dir` for the state dirs of `paths` that exist,
@@ -323,6 +351,19 @@ impl OwnDir {
         use std::os::fd::AsFd;
         let flags =
             libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let file = fs::File::from(
+            crate::sys::open_at(self.fd.as_fd(), name, flags)
+                .map_err(crate::error::not_following)?,
+        );
+        verify_file(&file)?;
+        Ok(file)
+    }
+
+    /// `open_append`, also readable (the run journal checks its last byte).
+    pub fn open_read_append(&self, name: &std::ffi::OsStr) -> io::Result<fs::File> {
+        use std::os::fd::AsFd;
+        let flags =
+            libc::O_RDWR | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
         let file = fs::File::from(
             crate::sys::open_at(self.fd.as_fd(), name, flags)
                 .map_err(crate::error::not_following)?,

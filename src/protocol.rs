@@ -149,6 +149,10 @@ pub enum Request {
         /// New: the client takes live lines in batches (`LogChunk`).
         #[serde(default)]
         chunked: bool,
+        /// New: replay from the start of the last N runs (0: every run kept);
+        /// absent: the latest run. Run starts in the replay are marked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runs: Option<u64>,
     },
     Wait {
         target: String,
@@ -581,6 +585,7 @@ flat_message!(RawRequest, RequestField, "internally tagged enum Request", {
     regex: bool,
     ignore_case: bool,
     chunked: bool,
+    runs: Option<u64>,
     until: Option<String>,
     exit: bool,
     http: Option<String>,
@@ -648,6 +653,7 @@ impl<'de> Deserialize<'de> for Request {
                 regex: r.regex,
                 ignore_case: r.ignore_case,
                 chunked: r.chunked,
+                runs: r.runs,
             },
             "Wait" => Request::Wait {
                 target: required(r.target, "target")?,
@@ -1008,6 +1014,7 @@ mod tests {
                     regex: true,
                     ignore_case: true,
                     chunked: true,
+                    runs: Some(3),
                 },
                 &[],
             ),
@@ -1247,6 +1254,7 @@ mod tests {
                 regex: false,
                 ignore_case: false,
                 chunked: false,
+                runs: None,
             })
         );
         assert_eq!(
@@ -1412,6 +1420,7 @@ mod tests {
                     regex: false,
                     ignore_case: false,
                     chunked: false,
+                    runs: None,
                 },
             ),
             (

@@ -197,7 +197,8 @@ pub fn clean(paths: &crate::paths::SessionPaths) -> Result<Cleaned> {
     }
     let mut removed = Vec::new();
     let mut kept = Vec::new();
-    // Each path, and whether it must be a socket (else a regular file).
+    // Each path, and whether it may be a socket (else only a regular file). A
+    // regular file of ours at the socket's path goes too, as with 0.6.
     for (path, socket) in [
         (&paths.socket, true),
         (&paths.pid_file, false),
@@ -207,7 +208,10 @@ pub fn clean(paths: &crate::paths::SessionPaths) -> Result<Cleaned> {
             continue;
         };
         let (right_kind, kind) = match socket {
-            true => (meta.file_type().is_socket(), "a socket"),
+            true => (
+                meta.file_type().is_socket() || meta.file_type().is_file(),
+                "a socket",
+            ),
             false => (meta.file_type().is_file(), "a regular file"),
         };
         if !right_kind || !ours(&meta) {

@@ -74,9 +74,7 @@ pub fn run(
     for p in chosen {
         processes.push(up_process(p)?);
     }
-    let base_env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let base_env = client::caller_env();
     let request = Request::Up {
         processes,
         base_env: Some(base_env),
@@ -197,7 +195,7 @@ pub fn select<'c>(config: &'c Config, only: &[String]) -> Result<Vec<&'c Process
         .collect())
 }
 
-fn up_process(p: &Process) -> Result<UpProcess> {
+pub fn up_process(p: &Process) -> Result<UpProcess> {
     let mut env = match &p.env_file {
         Some(file) => read_env_file(file)?,
         None => HashMap::new(),

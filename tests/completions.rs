@@ -7,21 +7,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Whether `shell` can be run here; says so on stderr when it cannot.
-fn installed(shell: &str) -> bool {
-    let found = Command::new(shell)
-        .args(["-c", "exit 0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("skipped: {shell} is not installed");
-    }
-    found
-}
-
 /// Write the script for `shell` into the sandbox and return its path.
 fn script(sb: &Sandbox, shell: &str, file: &str) -> PathBuf {
     let text = sb.ok(&["completions", shell]);
@@ -128,6 +113,9 @@ fn completions_refuses_an_unknown_shell() {
 
 #[test]
 fn bash_completes_commands_flags_and_subcommands() {
+    if !need(&["bash"], "bash") {
+        return;
+    }
     let sb = Sandbox::new();
     let path = script(&sb, "bash", "agent-procs.bash");
     let registered = shell_ok(
@@ -162,6 +150,9 @@ fn bash_completes_commands_flags_and_subcommands() {
 
 #[test]
 fn bash_completes_names_of_running_processes() {
+    if !need(&["bash"], "bash") {
+        return;
+    }
     let sb = Sandbox::new();
     let path = script(&sb, "bash", "agent-procs.bash");
     sb.start("web", "sleep 600");
@@ -182,7 +173,7 @@ fn bash_completes_names_of_running_processes() {
 
 #[test]
 fn zsh_script_parses_and_completes_commands_and_names() {
-    if !installed("zsh") {
+    if !need(&["zsh"], "zsh") {
         return;
     }
     let sb = Sandbox::new();
@@ -201,7 +192,7 @@ fn zsh_script_parses_and_completes_commands_and_names() {
 
 #[test]
 fn fish_completes_commands_flags_and_names() {
-    if !installed("fish") {
+    if !need(&["fish"], "fish") {
         return;
     }
     let sb = Sandbox::new();

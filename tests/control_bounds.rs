@@ -115,7 +115,7 @@ fn raise_fd_limit(need: u64) -> bool {
 fn past_4096_connections_new_ones_are_closed_until_one_leaves() {
     // 4096 connections on our side and the daemon's, plus what the other tests hold.
     if !raise_fd_limit(12_000) {
-        eprintln!("skipped: the hard descriptor limit is below the 12000 this test needs");
+        skip_notice("the hard descriptor limit is below the 12000 this test needs");
         return;
     }
     let sb = Sandbox::new();

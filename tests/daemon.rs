@@ -212,6 +212,27 @@ fn an_unsafe_runtime_dir_is_refused() {
 }
 
 #[test]
+fn a_runtime_dir_others_can_only_read_is_made_private() {
+    // 0.6's own tests make /tmp/agent-procs-<uid> with a plain mkdir (755).
+    let sb = Sandbox::new();
+    std::fs::create_dir(&sb.runtime).unwrap();
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode =
+        |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    sb.ok(&["session", "list"]);
+    assert_eq!(mode(&sb.runtime), 0o700);
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o750)).unwrap();
+    sb.start("x", "sleep 30");
+    assert_eq!(mode(&sb.runtime), 0o700);
+    // One that others could write to stays refused: anything may be planted there.
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let err = sb.fails(&["status"], 1);
+    assert!(err.contains("has mode 770, open to other users"), "{err}");
+    std::fs::set_permissions(&sb.runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    sb.ok(&["down"]);
+}
+
+#[test]
 fn files_are_private() {
     let sb = Sandbox::new();
     sb.start("x", "echo hi");
@@ -228,7 +249,10 @@ fn files_are_private() {
 #[test]
 fn another_uid_cannot_talk_to_the_daemon() {
     if !is_root() {
-        eprintln!("skipped: needs root to act as another uid");
+        skip_notice("needs root to act as another uid");
+        return;
+    }
+    if !need(&["setpriv", "python3"], "util-linux and python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -271,7 +295,10 @@ fn another_uid_cannot_talk_to_the_daemon() {
 #[test]
 fn the_cli_refuses_a_socket_served_by_another_uid() {
     if !is_root() {
-        eprintln!("skipped: needs root to act as another uid");
+        skip_notice("needs root to act as another uid");
+        return;
+    }
+    if !need(&["setpriv", "python3"], "util-linux and python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -386,6 +413,9 @@ fn parent_of(pid: i32) -> Option<i32> {
 
 #[test]
 fn an_orphaned_grandchild_is_adopted_and_reaped_by_the_daemon() {
+    if !need(&["setsid"], "util-linux") {
+        return;
+    }
     let sb = Sandbox::new();
     // The inner shell exits at once and leaves its child (in a session of its
     // own, so the stop of `parent` is no help) without a parent.

@@ -35,7 +35,10 @@ fn count_in(path: &Path, needle: &str) -> usize {
 #[test]
 fn a_full_log_disk_loses_output_but_neither_the_process_nor_the_daemon() {
     if !is_root() {
-        eprintln!("skipped: needs root to mount a tiny tmpfs in a private mount namespace");
+        skip_notice("needs root to mount a tiny tmpfs in a private mount namespace");
+        return;
+    }
+    if !need(&["unshare", "nsenter"], "util-linux") {
         return;
     }
     let sb = Sandbox::new();
@@ -64,7 +67,7 @@ fn a_full_log_disk_loses_output_but_neither_the_process_nor_the_daemon() {
     sb.isolate(&mut cmd);
     let out = run_bounded(cmd, CALL_LIMIT);
     if out.code == 99 || out.stderr.contains("unshare failed") {
-        eprintln!("skipped: cannot mount a tmpfs here: {}", out.stderr);
+        skip_notice(&format!("cannot mount a tmpfs here: {}", out.stderr));
         return;
     }
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -253,7 +256,10 @@ fn out_of_descriptors_the_control_socket_neither_spins_nor_sticks_nor_floods_the
 #[test]
 fn a_process_that_cannot_be_forked_is_a_clear_error_and_the_daemon_carries_on() {
     if !is_root() {
-        eprintln!("skipped: needs root to run the daemon as an unused uid under RLIMIT_NPROC");
+        skip_notice("needs root to run the daemon as an unused uid under RLIMIT_NPROC");
+        return;
+    }
+    if !need(&["prlimit", "setpriv"], "util-linux") {
         return;
     }
     // Root ignores RLIMIT_NPROC, so the daemon runs as a uid nobody else uses,

@@ -145,6 +145,9 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn a_process_that_left_the_group_is_reported_by_pid_and_command_after_the_stop() {
+    if !need(&["setsid"], "util-linux") {
+        return;
+    }
     let sb = Sandbox::new();
     // A daemonizing child (its own session) and an ordinary one.
     sb.start(

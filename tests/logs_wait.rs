@@ -252,3 +252,53 @@ fn wait_searches_every_segment_of_the_current_run() {
         "early-marker\n"
     );
 }
+
+/// A `wait --until` has the daemon create the process's index files up front
+/// (issue 19): the line it waits for then costs a reopen, not a file creation,
+/// between the child's print and the reply. An index with no record yet reads
+/// as none: the logs and the timing of the first line are what they were.
+#[test]
+fn a_pattern_wait_creates_the_index_before_the_first_line() {
+    let sb = Sandbox::new();
+    sb.start("quiet", "sleep 30");
+    let index = |name: &str, stream: &str| {
+        let mut path = sb.log(name, stream).into_os_string();
+        path.push(".idx");
+        std::path::PathBuf::from(path)
+    };
+    assert!(
+        !index("quiet", "stdout").exists(),
+        "created before any wait"
+    );
+    sb.fails(
+        &["wait", "quiet", "--until", "never", "--timeout", "0.3"],
+        1,
+    );
+    for stream in ["stdout", "stderr"] {
+        let bytes = read(&index("quiet", stream));
+        assert_eq!(
+            bytes, b"APIDX\0\0\x01",
+            "{stream}: not an index without records"
+        );
+    }
+    assert_eq!(sb.ok(&["logs", "quiet"]), "");
+    assert_eq!(sb.ok(&["logs", "quiet", "--since", "1m"]), "");
+
+    // The line that was awaited lands in the prepared index with its time.
+    sb.start("late", "sleep 1; echo READY; echo after; sleep 30");
+    assert_eq!(
+        sb.ok(&["wait", "late", "--until", "READY", "--timeout", "20"]),
+        "READY\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sb.ok(&["logs", "late", "--since", "1m"]) != "READY\nafter\n" {
+        assert!(Instant::now() < deadline, "the late lines never showed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        read(&index("late", "stdout")).len() > 8,
+        "no record was written"
+    );
+    assert_eq!(read(&index("late", "stderr")), b"APIDX\0\0\x01");
+    sb.ok(&["down"]);
+}

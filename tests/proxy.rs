@@ -173,6 +173,11 @@ fn hosts_that_name_nothing_routable_get_the_right_error() {
     let r = get(pp, &format!("nope.localhost:{pp}"), "/");
     assert_eq!(r.status, 502, "{r}");
     let body = r.text();
+    // 0.6's phrase, which scripts look for, comes first.
+    assert!(
+        body.starts_with("no running process named 'nope'"),
+        "the 502 lacks 0.6's phrase:\n{r}"
+    );
     assert!(
         body.contains("nope"),
         "the 502 does not name the process:\n{r}"
@@ -186,6 +191,10 @@ fn hosts_that_name_nothing_routable_get_the_right_error() {
     assert_eq!(r.status, 502, "{r}");
     let body = r.text();
     assert!(
+        body.starts_with("no running process named 'idle': "),
+        "the 502 lacks 0.6's phrase:\n{r}"
+    );
+    assert!(
         body.contains("idle")
             && ["stopped", "exited", "not running"]
                 .iter()
@@ -196,6 +205,10 @@ fn hosts_that_name_nothing_routable_get_the_right_error() {
     let r = get(pp, "quitter.localhost", "/");
     assert_eq!(r.status, 502, "{r}");
     let body = r.text();
+    assert!(
+        body.starts_with("no running process named 'quitter': "),
+        "the 502 lacks 0.6's phrase:\n{r}"
+    );
     assert!(
         body.contains("quitter") && body.contains("exited"),
         "the 502 does not say the process exited:\n{r}"
@@ -233,6 +246,63 @@ fn requests_wait_for_a_starting_backend_and_give_up_after_five_seconds() {
     assert!(
         took >= Duration::from_secs(4) && took <= Duration::from_secs(12),
         "the 503 came after {took:?}, not about 5 s"
+    );
+}
+
+/// Polls `status --json` until `name` has run for `secs` seconds (bounded).
+fn await_uptime(sb: &Sandbox, name: &str, secs: u64) {
+    let limit = Instant::now() + Duration::from_secs(secs + 30);
+    loop {
+        let st = sb.proc_status(name);
+        if st["uptime_secs"].as_u64().is_some_and(|u| u >= secs) {
+            return;
+        }
+        assert!(Instant::now() < limit, "{name} never ran {secs} s: {st}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_running_process_that_refuses_gets_502_at_once_but_an_unready_one_is_waited_for() {
+    let sb = sandbox();
+    // `deaf` runs but never listens; `unready` neither, and an `up` still waits
+    // for its readiness line.
+    let (_, pp) = run_proxied(&sb, "deaf", "sleep 60", Some(free_port()));
+    write(
+        &sb.root.join("agent-procs.yaml"),
+        &format!(
+            "processes:\n  unready:\n    cmd: sleep 60\n    port: {}\n    ready: never-printed\n    ready_timeout: 60\n",
+            free_port()
+        ),
+    );
+    let mut up = sb.command(&["up"]);
+    up.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut up = up.spawn().expect("starting up");
+    await_uptime(&sb, "deaf", 6);
+    await_uptime(&sb, "unready", 6);
+
+    // Past its first seconds, a refusal is a 502 at once, as in 0.6 and nginx.
+    let started = Instant::now();
+    let r = get(pp, "deaf.localhost", "/");
+    let took = started.elapsed();
+    assert_eq!(r.status, 502, "{r}");
+    assert!(
+        r.text().contains("deaf is not accepting connections"),
+        "the 502 gives no reason:\n{r}"
+    );
+    assert!(took < Duration::from_secs(3), "the 502 took {took:?}");
+
+    // Not ready yet for its `up`: held, then 503.
+    let started = Instant::now();
+    let r = get(pp, "unready.localhost", "/");
+    let took = started.elapsed();
+    let _ = up.kill();
+    let _ = up.wait();
+    assert_eq!(r.status, 503, "{r}");
+    assert!(
+        took >= Duration::from_secs(4),
+        "the 503 came after {took:?}"
     );
 }
 
@@ -1128,9 +1198,11 @@ fn ports_come_from_4000_to_4999_reach_the_environment_and_survive_a_restart() {
     let out = sb.run(&args);
     assert_eq!(out.code, 0, "{}", sb.report(&args, &out, "expected exit 0"));
     let pp = proxy_port_in(&out.stderr).unwrap_or_else(|| panic!("stderr: {:?}", out.stderr));
+    // 0.6's exact line, alone on its line: scripts grep for it.
     assert!(
         out.stderr
-            .contains(&format!("proxy listening on http://localhost:{pp}")),
+            .lines()
+            .any(|l| l == format!("Proxy listening on http://localhost:{pp}")),
         "{:?}",
         out.stderr
     );
@@ -1145,7 +1217,8 @@ fn ports_come_from_4000_to_4999_reach_the_environment_and_survive_a_restart() {
     assert_eq!(out.code, 0, "{}", sb.report(&args, &out, "expected exit 0"));
     assert!(
         out.stderr
-            .contains(&format!("proxy already listening on http://localhost:{pp}")),
+            .lines()
+            .any(|l| l == format!("Proxy already listening on http://localhost:{pp}")),
         "{:?}",
         out.stderr
     );
@@ -1220,7 +1293,9 @@ fn a_chosen_port_is_kept_for_the_name_across_daemons_while_it_is_free() {
     sb.ok(&["down"]);
     let squatter = std::net::TcpListener::bind(("127.0.0.1", api));
     if squatter.is_err() {
-        eprintln!("skipped the squatter half: port {api} was taken by someone else");
+        skip_notice(&format!(
+            "skipped the squatter half: port {api} was taken by someone else"
+        ));
         return;
     }
     run_proxied(&sb, "api", "sleep 60", None);
@@ -1248,7 +1323,22 @@ processes:
 "
         ),
     );
-    let out = sb.ok(&["up"]);
+    let run = sb.run(&["up"]);
+    assert_eq!(
+        run.code,
+        0,
+        "{}",
+        sb.report(&["up"], &run, "expected exit 0")
+    );
+    // 0.6's line on stderr, which scripts grep for.
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l == format!("Proxy listening on http://localhost:{proxy_port}")),
+        "{:?}",
+        run.stderr
+    );
+    let out = run.stdout;
     assert!(
         out.contains(&format!("http://web.localhost:{proxy_port}")),
         "up does not show the proxy URL:\n{out}"

@@ -59,7 +59,7 @@ fn a_state_directory_open_to_others_is_refused_with_the_fix() {
 #[test]
 fn a_runtime_directory_owned_by_someone_else_is_refused() {
     if !is_root() {
-        eprintln!("skipped: needs root to hand a directory to another uid");
+        skip_notice("needs root to hand a directory to another uid");
         return;
     }
     let sb = Sandbox::new();

@@ -12,13 +12,6 @@ use std::time::{Duration, Instant};
 /// How long any expected screen may take to appear.
 const PATIENCE: Duration = Duration::from_secs(15);
 
-fn have_tmux() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// A tmux server of our own running one pane; killed on drop.
 struct Pane {
     socket: String,
@@ -138,8 +131,7 @@ fn assert_cooked(file: &Path) {
 }
 
 fn setup() -> Option<Sandbox> {
-    if !have_tmux() {
-        eprintln!("skipped: tmux not installed");
+    if !need(&["tmux"], "tmux") {
         return None;
     }
     let sb = Sandbox::new();

@@ -82,6 +82,8 @@ struct Follow {
     /// The client takes live lines in batches; the batch being gathered.
     chunked: bool,
     batch: Option<Batch>,
+    /// Runs the replay covers (0: all) and, when set, run starts are marked.
+    runs: Option<u64>,
 }
 
 /// Live lines of one process and stream gathered for one `LogChunk`.
@@ -166,6 +168,9 @@ struct Daemon {
     state_file: Option<state::StateFile>,
     /// Sequence numbers for the log indexes, shared by every stream.
     clock: logs::index::SeqClock,
+    /// The last run number of each process name in the run journal, read at
+    /// the first start (None until then).
+    run_numbers: Option<HashMap<String, u64>>,
     /// The process table changed this turn; state.json is rewritten once, at its end.
     state_dirty: bool,
     /// Output pipes grown to spawn::PIPE_SIZE, and how many may be.
@@ -267,6 +272,7 @@ impl Daemon {
             state_dirty: false,
             state_file: None,
             clock: logs::index::SeqClock::default(),
+            run_numbers: None,
             read_buf: vec![0; 64 * 1024],
             ups: HashMap::new(),
             next_up: 0,
@@ -1034,6 +1040,9 @@ impl Daemon {
                     survivors: Vec::new(),
                     cpu_sample: None,
                     port_conflict: None,
+                    run: 0,
+                    run_seq: 0,
+                    awaiting_ready: false,
                     ready_reported: None,
                 };
                 self.procs.insert(proc);
@@ -1084,6 +1093,9 @@ impl Daemon {
         };
         // Retire the previous run's pipes (a setsid'd escapee may still hold them).
         self.close_outputs(id);
+        // The run begins here: every byte of it gets a later sequence number.
+        let run = self.next_run_number(&name);
+        let run_seq = self.clock.tick();
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
@@ -1152,6 +1164,8 @@ impl Daemon {
         p.pid = pid;
         p.pgid = pid as i32;
         p.started_wall = SystemTime::now();
+        p.run = run;
+        p.run_seq = run_seq;
         p.start_ticks = state::start_ticks(pid);
         p.port_conflict = None;
         p.cpu_sample = None;
@@ -1171,6 +1185,14 @@ impl Daemon {
             "{name} (p{id}) started, pid {pid}: {}",
             spec.command
         ));
+        self.journal(logs::runs::Entry {
+            p: name.clone(),
+            run,
+            start: Some(logs::index::now_ms()),
+            seq: Some(run_seq),
+            pid: Some(pid),
+            ..Default::default()
+        });
         // Recorded before anyone hears of it: if we are killed right after
         // answering, the next daemon must still find this process group.
         self.save_state();
@@ -1182,6 +1204,7 @@ impl Daemon {
                 None => started,
             },
         );
+        self.mark_run_start(id);
         // Followers and waits see the note as the first line of the new run.
         if let Some(note) = annotation {
             self.deliver_line(id, Stream::Stdout, note.as_bytes());
@@ -1196,6 +1219,88 @@ impl Daemon {
             port: spec.port,
             url,
             warning: None,
+        }
+    }
+
+    /// The number the next run of `name` gets: one more than the journal's last,
+    /// or than the runs in its logs when the journal has none (older logs).
+    fn next_run_number(&mut self, name: &str) -> u64 {
+        let log_dir = &self.paths.log_dir;
+        let numbers = self
+            .run_numbers
+            .get_or_insert_with(|| logs::runs::last_numbers(log_dir));
+        let last = match numbers.get(name) {
+            Some(&n) => n,
+            None => {
+                let streams = STREAMS.map(|s| (s, self.paths.log_file(name, s.name())));
+                logs::runs::count_in_logs(name, &streams)
+            }
+        };
+        // (A planted journal may say anything, u64::MAX included.)
+        let next = last.saturating_add(1);
+        numbers.insert(name.to_string(), next);
+        next
+    }
+
+    /// Tell the followers of `id` that asked for run markers that a run began.
+    fn mark_run_start(&mut self, id: ProcId) {
+        let wanted = |f: &Follow| f.runs.is_some() && f.target.is_none_or(|t| t == id);
+        if !self.follows.values().any(wanted) {
+            return;
+        }
+        let Some(p) = self.procs.get(id) else { return };
+        let previous = match p.sup.exits.back() {
+            Some(exit) => logs::runs::Previous::Ended(supervise::ended(exit)),
+            None if p.run <= 1 => logs::runs::Previous::None,
+            // Its last run was under an earlier daemon: the journal knows.
+            None => logs::runs::from_journal(&logs::runs::read(&self.paths.log_dir, Some(&p.name)))
+                .pop()
+                .map_or(logs::runs::Previous::Unknown, |r| r.previous),
+        };
+        let run = logs::runs::Run {
+            number: Some(p.run),
+            seq: p.run_seq,
+            start_ms: Some(logs::index::now_ms()),
+            pid: Some(p.pid),
+            previous,
+            journal: true,
+        };
+        let line = logs::runs::marker(&run);
+        let name = p.name.clone();
+        for (client, follow) in self.follows.iter_mut() {
+            if !wanted(follow) {
+                continue;
+            }
+            let Some(c) = self.clients.get_mut(client) else {
+                continue;
+            };
+            if let Some(batch) = follow.batch.take() {
+                send_batch(c, batch); // what came before goes first
+            }
+            c.send_follow(
+                &Response::LogLine {
+                    process: name.clone(),
+                    stream: marker_stream(follow),
+                    line: line.clone(),
+                },
+                1,
+            );
+        }
+    }
+
+    /// Append to the run journal; a failure is noted in daemon.log, nothing more.
+    /// Written relative to the log dir's descriptor, like the logs themselves.
+    fn journal(&mut self, entry: logs::runs::Entry) {
+        let dir = match self.log_dir.clone() {
+            Some(dir) => Ok(dir),
+            None => self.own_log_dir(),
+        };
+        if let Err(e) = dir.and_then(|dir| logs::runs::append(&dir, &entry)) {
+            self.note(&format!(
+                "writing {}: {}",
+                logs::runs::journal_path(&self.paths.log_dir).display(),
+                crate::error::describe_io(&e)
+            ));
         }
     }
 
@@ -1506,6 +1611,9 @@ impl Daemon {
             _ => {}
         }
         self.set_busy(client);
+        if pattern.is_some() {
+            self.prepare_indexes(id);
+        }
         let wait = self.waits.add(Wait {
             client,
             proc: id,
@@ -1516,6 +1624,21 @@ impl Daemon {
         });
         self.timers
             .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
+    }
+
+    /// A line of process `id` is awaited: its first line, which may be the one,
+    /// should not have to create the index files on its way to the waiter.
+    /// (A stream nobody waits on still gets its index only when it writes.)
+    fn prepare_indexes(&mut self, id: ProcId) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        for stream in STREAMS {
+            if let Some(output) = p.output(stream).filter(|o| o.pipe.is_some()) {
+                // A failure here is met again, and reported, by the first write.
+                let _ = output.sink.prepare_index();
+            }
+        }
     }
 
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
@@ -1600,6 +1723,7 @@ impl Daemon {
             regex,
             ignore_case,
             chunked,
+            runs,
             ..
         } = request
         else {
@@ -1634,6 +1758,7 @@ impl Daemon {
             grep,
             chunked,
             batch: None,
+            runs,
         };
         // Replay the tail and go live in the same turn: no gap, no duplicate.
         if tail > 0 {
@@ -1661,10 +1786,12 @@ impl Daemon {
             None => self.procs.ids(),
         };
         let mut sources = Vec::new();
+        let mut histories = HashMap::new();
         for id in ids {
             let Some(p) = self.procs.get(id) else {
                 continue;
             };
+            let first = sources.len();
             for stream in STREAMS {
                 let Some(output) = &p.outputs[procs::stream_index(stream)] else {
                     continue;
@@ -1673,11 +1800,23 @@ impl Daemon {
                     continue;
                 }
                 let limit = Some(output.sink.complete_len());
-                if let Ok(source) =
+                if let Ok(mut source) =
                     logs::query::Source::open_limited(&p.name, stream, &output.sink.path, limit)
                 {
+                    // The replay covers the current run, as `logs` does by default.
+                    source.floor = logs::query::Floor::Seq(p.run_seq);
                     sources.push(source);
                 }
+            }
+            // Earlier runs too: their starts come from the run journal.
+            if let Some(n) = follow.runs.filter(|&n| n != 1) {
+                let mine: Vec<&logs::query::Source> = sources[first..].iter().collect();
+                let history = logs::runs::History::load(&self.paths.log_dir, &p.name, &mine);
+                let floor = history.floor((n > 0).then_some(n as usize));
+                for source in &mut sources[first..] {
+                    source.floor = floor;
+                }
+                histories.insert(p.name.clone(), history);
             }
         }
         let filter = |line: &[u8]| follow.grep.as_ref().is_none_or(|g| g.matches(line));
@@ -1694,13 +1833,25 @@ impl Daemon {
             context: 0,
         };
         let lines = logs::query::run(&sources, &query).unwrap_or_default();
+        let marks = logs::runs::marks(
+            &lines,
+            |i| sources.get(i).map(|s| s.process.as_str()),
+            &histories,
+        );
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
-        for line in lines {
+        for (line, mark) in lines.into_iter().zip(marks) {
             let Some(source) = sources.get(line.source) else {
                 continue;
             };
+            for run in mark.starts {
+                c.send(&Response::LogLine {
+                    process: source.process.clone(),
+                    stream: marker_stream(follow),
+                    line: logs::runs::marker(run),
+                });
+            }
             c.send(&Response::LogLine {
                 process: source.process.clone(),
                 stream: source.stream,
@@ -2288,6 +2439,19 @@ impl Daemon {
         let ran_for = p.started_wall.elapsed().unwrap_or_default();
         let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
         let name = p.name.clone();
+        let ended = (p.run > 0).then(|| logs::runs::Entry {
+            p: name.clone(),
+            run: p.run,
+            end: Some(logs::index::now_ms()),
+            how: p.sup.exits.back().map(supervise::ended),
+            ..Default::default()
+        });
+        if let Some(entry) = ended {
+            self.journal(entry);
+        }
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
         let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
         match decision {
             _ if shutting_down => {}
@@ -2544,7 +2708,7 @@ impl Daemon {
                 ));
             }
             return Response::Ok {
-                message: format!("proxy already listening on http://localhost:{port}"),
+                message: format!("Proxy already listening on http://localhost:{port}"),
             };
         }
         let mut proxy = match crate::proxy::Proxy::bind(wanted) {
@@ -2566,7 +2730,7 @@ impl Daemon {
         }
         self.proxy = Some(proxy);
         Response::Ok {
-            message: format!("proxy listening on http://localhost:{port}"),
+            message: format!("Proxy listening on http://localhost:{port}"),
         }
     }
 
@@ -2809,6 +2973,7 @@ impl Daemon {
             .collect();
         let saved = state::SavedState {
             daemon_pid: std::process::id(),
+            names: Some(self.procs.iter().map(|p| p.name.clone()).collect()),
             processes,
             ports: self.chosen_ports.clone(),
             root: Some(self.home_cwd.display().to_string()),
@@ -2869,6 +3034,15 @@ fn send_batch(client: &mut Client, batch: Batch) {
         },
         lines,
     );
+}
+
+/// The stream a run marker is sent as: one the follower shows, unmarked.
+fn marker_stream(follow: &Follow) -> Stream {
+    if follow_wants(follow, Stream::Stdout) {
+        Stream::Stdout
+    } else {
+        Stream::Stderr
+    }
 }
 
 fn follow_wants(follow: &Follow, stream: Stream) -> bool {

@@ -87,6 +87,12 @@ pub struct Proc {
     pub cpu_sample: Option<super::resources::CpuSample>,
     /// Who held the port when the last run died saying its address was in use.
     pub port_conflict: Option<String>,
+    /// The number of the current or last run in the run journal (0: none yet).
+    pub run: u64,
+    /// The sequence number its output starts from (taken before its first byte).
+    pub run_seq: u64,
+    /// An `up` is checking its readiness condition: the proxy waits for it.
+    pub awaiting_ready: bool,
     /// The `started_wall` of the run whose `ready` event was sent: a later `up`
     /// that finds that run still going says nothing new about it.
     pub ready_reported: Option<SystemTime>,
@@ -146,7 +152,11 @@ impl Proc {
             State::Exited { exit } | State::Backoff { exit, .. } => {
                 (exit.code(), exit.signal_name(), None)
             }
-            State::Failed { .. } => (None, None, None),
+            // As in 0.6, a failed process keeps the code of its last exit.
+            State::Failed { .. } => match self.sup.exits.back() {
+                Some(e) => (e.exit.code(), e.exit.signal_name(), None),
+                None => (None, None, None),
+            },
         };
         let policy = self.spec.restart.as_ref();
         let rfc = crate::timefmt::rfc3339;
@@ -178,7 +188,8 @@ impl Proc {
             command: self.spec.command.clone(),
             port: self.spec.port,
             url: self.url(proxy_port),
-            restart_count: policy.map(|_| self.sup.restarts),
+            // null while 0, as in 0.6.
+            restart_count: (self.sup.restarts > 0).then_some(self.sup.restarts),
             max_restarts: policy.and_then(|p| p.max),
             restart_policy: policy.map(|p| p.mode_name().to_string()),
             watched: None,
@@ -301,6 +312,10 @@ impl ProcTable {
     }
 }
 
+/// How long after it starts a process counts as starting for the proxy, which
+/// holds a request for such a process up to 5 s when its port refuses.
+const STARTING_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the proxy sees of the processes: a name, a port and a state.
 impl crate::proxy::Backends for ProcTable {
     fn lookup(&self, name: &str) -> crate::proxy::Lookup {
@@ -321,6 +336,11 @@ impl crate::proxy::Backends for ProcTable {
             ));
         };
         match &p.state {
+            // Just started, or an `up` still waits for it to be ready: a refused
+            // connection is waited out. Later, it is a 502 at once.
+            State::Running { since, .. } if p.awaiting_ready || since.elapsed() < STARTING_FOR => {
+                Lookup::Starting(port)
+            }
             State::Running { .. } => Lookup::Up(port),
             State::Stopping { .. } | State::Backoff { .. } => {
                 Lookup::Soon(format!("{name} is stopping or restarting"))

@@ -10,6 +10,10 @@ use std::path::Path;
 #[derive(Debug, Serialize, Deserialize, Default)]
 pub struct SavedState {
     pub daemon_pid: u32,
+    /// Every process of the daemon, running or not: what `logs --all` covers,
+    /// also after the daemon is gone (see `logs::runs::daemon_names`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
     pub processes: Vec<SavedProc>,
     /// Ports the daemon chose for processes that did not name one, by process
     /// name, so a process gets the same port (and URL) again, also under the

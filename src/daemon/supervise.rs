@@ -208,6 +208,22 @@ impl Supervision {
     }
 }
 
+/// How a run ended, for the run journal: `exited 1`, `killed by SIGSEGV`,
+/// `stopped (killed by SIGTERM)`, `restarted after file change (exited 0)`.
+pub fn ended(record: &ExitRecord) -> String {
+    let how = match record.exit {
+        Exit::Code(c) => format!("exited {c}"),
+        Exit::Signal(_) => record.exit.describe(),
+    };
+    match record.reason {
+        Reason::Crashed => how,
+        Reason::Stopped => format!("stopped ({how})"),
+        Reason::Restarted => format!("restarted ({how})"),
+        Reason::KilledAfterTimeout => format!("stopped, did not exit in time ({how})"),
+        Reason::Watch => format!("restarted after file change ({how})"),
+    }
+}
+
 /// `[agent-procs] Restarted (exit 1, attempt 2/5)`.
 pub fn restarted_note(exit: Exit, attempt: u32, max: Option<u32>) -> String {
     let how = match exit {

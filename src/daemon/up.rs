@@ -265,7 +265,7 @@ impl Daemon {
         let Some(up) = self.ups.get(&run) else { return };
         if up.ready == up.entries.len() {
             let client = up.client;
-            self.ups.remove(&run);
+            self.up_remove(run);
             self.reply_later(
                 client,
                 &Response::Ok {
@@ -369,9 +369,13 @@ impl Daemon {
                 false
             }
         };
+        let by_line = matches!(entry.ready, Readiness::Log(_));
         self.set_phase(run, i, Phase::Checking(id));
         if history {
             return self.up_ready(run, i);
+        }
+        if by_line {
+            self.prepare_indexes(id);
         }
         self.timers.arm(
             Instant::now() + timeout,
@@ -513,7 +517,7 @@ impl Daemon {
     }
 
     fn up_fail(&mut self, run: u64, name: &str, reason: String) {
-        let Some(up) = self.ups.remove(&run) else {
+        let Some(up) = self.up_remove(run) else {
             return;
         };
         self.note(&format!("up failed: {name}: {reason}"));
@@ -533,9 +537,34 @@ impl Daemon {
     }
 
     fn set_phase(&mut self, run: u64, i: usize, phase: Phase) {
-        if let Some(up) = self.ups.get_mut(&run) {
-            up.set_phase(i, phase);
+        let Some(up) = self.ups.get_mut(&run) else {
+            return;
+        };
+        let old = up.entries.get(i).map(|e| e.phase);
+        up.set_phase(i, phase);
+        if let Some(Phase::Checking(id)) = old {
+            self.set_awaiting_ready(id, false);
         }
+        if let Phase::Checking(id) = phase {
+            self.set_awaiting_ready(id, true);
+        }
+    }
+
+    fn set_awaiting_ready(&mut self, id: ProcId, on: bool) {
+        if let Some(p) = self.procs.get_mut(id) {
+            p.awaiting_ready = on;
+        }
+    }
+
+    /// Ends run `run`: what it was still checking is no longer awaited.
+    fn up_remove(&mut self, run: u64) -> Option<UpRun> {
+        let up = self.ups.remove(&run)?;
+        for e in &up.entries {
+            if let Phase::Checking(id) = e.phase {
+                self.set_awaiting_ready(id, false);
+            }
+        }
+        Some(up)
     }
 
     /// A progress line to the client of `run`, written out at once.
@@ -562,7 +591,7 @@ impl Daemon {
             .map(|(r, _)| *r)
             .collect();
         for run in runs {
-            self.ups.remove(&run);
+            self.up_remove(run);
             self.note("up cancelled: its client went away");
             for probe in self
                 .probes

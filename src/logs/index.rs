@@ -136,6 +136,11 @@ impl IndexReader {
         self.count
     }
 
+    /// The segment has an index file (else its one record is a stand-in).
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+
     pub fn get(&self, i: u64) -> Option<Record> {
         match &self.file {
             None => (i == 0).then_some(self.fallback),
@@ -268,6 +273,15 @@ impl IndexWriter {
         self.file
             .as_mut()
             .ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+
+    /// Create the file now (with its magic, no record yet) when it does not
+    /// exist, so the first record costs a reopen, not a file creation. An
+    /// index without records reads as no index at all.
+    pub fn prepare(&mut self) -> io::Result<()> {
+        self.open().map(|_| ())?;
+        self.release();
+        Ok(())
     }
 
     /// Close the file until the next record.

@@ -6,6 +6,7 @@ pub mod literal;
 pub mod pattern;
 pub mod query;
 pub mod read;
+pub mod runs;
 pub mod store;
 
 /// Lines longer than this are split for matching and streaming; files keep every byte.

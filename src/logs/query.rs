@@ -54,6 +54,21 @@ pub struct Source {
     segments: Vec<Segment>,
     /// Read the newest segment only up to here (the daemon's last complete line).
     limit: Option<u64>,
+    /// The runs of the process this query covers (set by the caller).
+    pub floor: Floor,
+}
+
+/// Which runs of a process a query covers, as a place to start reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Floor {
+    /// Everything kept.
+    #[default]
+    Everything,
+    /// Lines from this sequence number on: the start of a run in the journal.
+    Seq(u64),
+    /// From the k-th newest segment that starts a run (k >= 1): logs of a
+    /// version without the run journal, where the index flags run starts.
+    Segments(usize),
 }
 
 struct Segment {
@@ -103,7 +118,60 @@ impl Source {
             stream,
             segments,
             limit,
+            floor: Floor::Everything,
         })
+    }
+
+    /// Segment number (oldest first) and offset where lines with a sequence
+    /// number of at least `seq` begin.
+    fn start_at_seq(&self, seq: u64) -> (usize, u64) {
+        for (i, seg) in self.segments.iter().enumerate() {
+            let last = seg.index.get(seg.index.len().saturating_sub(1));
+            if last.is_some_and(|r| r.seq >= seq) || i + 1 == self.segments.len() {
+                let at = seg.index.last_where(|r| r.seq < seq).map_or(0, |k| k + 1);
+                return match seg.index.get(at) {
+                    Some(r) => (i, r.offset),
+                    None => (i, u64::MAX), // nothing this recent: start past the end
+                };
+            }
+        }
+        (0, 0)
+    }
+
+    /// Where the `floor` of this source begins.
+    fn start_of_floor(&self) -> (usize, u64) {
+        match self.floor {
+            Floor::Everything => (0, 0),
+            Floor::Seq(seq) => self.start_at_seq(seq),
+            Floor::Segments(k) => self
+                .run_start_segments()
+                .get(k.saturating_sub(1))
+                .map_or((0, 0), |&i| (i, 0)),
+        }
+    }
+
+    /// Segments (oldest-first numbers) that begin a run, newest first. A
+    /// segment without an index is a whole run (nothing printed yet, or 0.6).
+    fn run_start_segments(&self) -> Vec<usize> {
+        (0..self.segments.len())
+            .rev()
+            .filter(|&i| self.segments[i].index.get(0).is_some_and(|r| r.run_start))
+            .collect()
+    }
+
+    /// For each run-start segment, newest first: the sequence number and time of
+    /// its first record, when it has an index.
+    pub fn run_starts(&self) -> Vec<Option<(u64, u64)>> {
+        self.run_start_segments()
+            .into_iter()
+            .map(|i| {
+                let seg = &self.segments[i];
+                seg.index
+                    .get(0)
+                    .filter(|_| seg.index.len() > 0 && seg.index.has_file())
+                    .map(|r| (r.seq, r.time_ms))
+            })
+            .collect()
     }
 
     /// Segment number (oldest first) and offset where lines at or after `time_ms` begin.
@@ -527,6 +595,7 @@ fn start_of(source: &Source, q: &Query<'_>) -> (usize, u64) {
         Since::Time(t) => source.start_since(t),
         Since::Run => source.start_of_run(),
     };
+    let since = since.max(source.start_of_floor());
     match q.after {
         Some(c) => since.max(source.start_after(c)),
         None => since,
@@ -666,10 +735,13 @@ fn tail_merged(sources: &[Source], n: usize, q: &Query<'_>) -> io::Result<Vec<Li
             continue;
         };
         let count = source.segments.len();
-        let floor = (q.since != Since::Everything || q.after.is_some()).then(|| {
-            let (seg_no, offset) = start_of(source, q);
-            (count - 1 - seg_no.min(count - 1), offset)
-        });
+        let floor = (q.since != Since::Everything
+            || q.after.is_some()
+            || source.floor != Floor::Everything)
+            .then(|| {
+                let (seg_no, offset) = start_of(source, q);
+                (count - 1 - seg_no.min(count - 1), offset)
+            });
         let located = tail_located_from(&newest.data, n, source.limit, floor)?;
         let mut cursor: Option<(usize, Vec<Record>, usize)> = None;
         for (from_newest, offset, bytes) in located {

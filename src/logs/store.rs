@@ -135,6 +135,13 @@ impl LogSink {
         })
     }
 
+    /// Someone waits for this stream's lines: create its index file ahead of
+    /// them. Creating a file on ext4 costs about 0.3 ms, which would otherwise
+    /// be paid between the child's first line and the reply to the wait.
+    pub fn prepare_index(&mut self) -> io::Result<()> {
+        self.index.prepare()
+    }
+
     /// A burst of output has been taken: let go of the index file until more comes.
     pub fn release(&mut self) {
         self.index.release();

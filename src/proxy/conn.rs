@@ -269,6 +269,8 @@ struct Backend {
     /// one it had in the pool.
     token: Token,
     port: u16,
+    /// Its process was starting when we dialled: a refusal is waited out.
+    starting: bool,
     connected: bool,
     /// Kept from an earlier exchange: it may have been closed under us.
     reused: bool,
@@ -1191,12 +1193,15 @@ impl Conn {
             return;
         };
         let lookup = env.backends.lookup(&ex.name);
-        let port = match lookup {
-            Lookup::Up(port) => port,
+        // 0.6's words first ("no running process named 'web'"), then ours.
+        let (port, starting) = match lookup {
+            Lookup::Up(port) => (port, false),
+            Lookup::Starting(port) => (port, true),
             Lookup::Soon(why) => return self.wait_for_backend(registry, why),
             Lookup::Down(why) => {
+                let name = self.exchange_name();
                 let body = format!(
-                    "{why}\n\n{}",
+                    "no running process named '{name}': {why}\n\n{}",
                     super::routes_page(&env.backends.routes(), env.proxy_port)
                 );
                 return self.fail_request(registry, 502, body);
@@ -1204,7 +1209,7 @@ impl Conn {
             Lookup::Unknown => {
                 let name = self.exchange_name();
                 let body = format!(
-                    "no process named '{name}' in this session\n\n{}",
+                    "no running process named '{name}': there is no process of that name in this session\n\n{}",
                     super::routes_page(&env.backends.routes(), env.proxy_port)
                 );
                 return self.fail_request(registry, 502, body);
@@ -1226,6 +1231,7 @@ impl Conn {
                 stream,
                 token: token(id, true),
                 port,
+                starting,
                 connected: true,
                 reused: true,
                 sent: false,
@@ -1257,7 +1263,7 @@ impl Conn {
                         "{name} is not accepting connections on 127.0.0.1:{port} ({})",
                         refusal(&e)
                     );
-                    return self.wait_for_backend(registry, why);
+                    return self.refused(registry, starting, why);
                 }
             };
             let _ = stream.set_nodelay(true);
@@ -1280,6 +1286,7 @@ impl Conn {
                 stream,
                 token: token(self.id, true),
                 port,
+                starting,
                 connected: false,
                 reused: false,
                 sent: false,
@@ -1324,18 +1331,32 @@ impl Conn {
     }
 
     fn connect_failed(&mut self, registry: &Registry, why: String) {
-        let (name, port) = match (self.exchange.as_ref(), self.backend.as_ref()) {
-            (Some(ex), Some(b)) => (ex.name.clone(), b.port),
+        let (name, port, starting) = match (self.exchange.as_ref(), self.backend.as_ref()) {
+            (Some(ex), Some(b)) => (ex.name.clone(), b.port, b.starting),
             _ => {
                 self.drop_backend(registry);
                 return;
             }
         };
         // Nothing was written: what waits in b_out goes to the next try.
-        self.wait_for_backend(
-            registry,
-            format!("{name} is not accepting connections on 127.0.0.1:{port} ({why})"),
-        );
+        let why = format!("{name} is not accepting connections on 127.0.0.1:{port} ({why})");
+        self.refused(registry, starting, why);
+    }
+
+    /// The backend's port refused the connection. A process that is still
+    /// starting is waited for (up to 5 s, then 503), and so is one this request
+    /// already waits for; one that has been running a while gets 502 at once,
+    /// as in 0.6 and nginx.
+    fn refused(&mut self, registry: &Registry, starting: bool, why: String) {
+        let held = self
+            .exchange
+            .as_ref()
+            .is_some_and(|e| !e.why_waiting.is_empty());
+        if starting || held {
+            self.wait_for_backend(registry, why);
+        } else {
+            self.fail_request(registry, 502, format!("{why}\n"));
+        }
     }
 
     /// Writing to the backend failed.

@@ -39,8 +39,11 @@ const TEST_TIMEOUT_VAR: &str = "AGENT_PROCS_TEST_HEAD_TIMEOUT_MS";
 
 /// What the proxy may know of a process.
 pub enum Lookup {
-    /// Running, serving on this port (if it accepts connections).
+    /// Running a while, serving on this port: a refused connection is a 502 at once.
     Up(u16),
+    /// Running, but started moments ago: a refused connection is waited out
+    /// (up to 5 s), as for `Soon`.
+    Starting(u16),
     /// Restarting or starting: worth waiting for (up to 5 s). The text says why.
     Soon(String),
     /// Exited, failed, or without a port: the text says what is wrong.

@@ -227,6 +227,7 @@ impl Ui {
             regex: false,
             ignore_case: false,
             chunked: true,
+            runs: None,
         };
         let mut follow = LineConn::open(&self.paths, &line(&follow_request))?;
         let mut events = LineConn::open(&self.paths, b"{\"type\":\"Events\"}\n")?;

@@ -340,6 +340,54 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Set to 1 (as .ci/run does) to make every program a test needs mandatory: a
+/// missing one fails the test instead of skipping it.
+pub const REQUIRE_TOOLS: &str = "AGENT_PROCS_REQUIRE_TOOLS";
+
+/// Say that the running test skips (all or part of itself) and why, where the
+/// person running `cargo test` sees it: straight to the terminal's stderr,
+/// past the test harness's capture of `eprintln!`.
+pub fn skip_notice(why: &str) {
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {name}: {why}");
+}
+
+/// Whether `program` is installed: an absolute path that exists, or a name
+/// found in a directory of $PATH.
+pub fn installed(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return runnable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| runnable(&dir.join(program))))
+}
+
+/// Whether every program in `programs` is installed. When one is missing the
+/// test should return: this says so visibly (`skip_notice`), or, with
+/// AGENT_PROCS_REQUIRE_TOOLS=1, fails the test with what to install.
+pub fn need(programs: &[&str], install: &str) -> bool {
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "{} not installed (install {install}; .ci/run does)",
+        missing.join(", ")
+    );
+    if std::env::var(REQUIRE_TOOLS).as_deref() == Ok("1") {
+        panic!("{why}, and {REQUIRE_TOOLS}=1 makes it mandatory");
+    }
+    skip_notice(&why);
+    false
+}
+
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
