@@ -1587,7 +1587,7 @@ mod tests {
         let mut pool = Pool::default();
         let (_l, a) = stream();
         assert!(pool.put(5, 4000, a));
-        let (id, a) = take_pooled(&mut pool, 4000, true).expect("an open, silent connection");
+        let (id, a) = take_pooled(&mut pool, 4000, false).expect("the pooled connection");
         assert_eq!(id, 5);
         pool.lent.insert(id, 9);
         assert_eq!(pool.holder(5), Some(9), "its events go to client 9");
