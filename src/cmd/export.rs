@@ -3,9 +3,9 @@
 //! files, then print them or write them into `--dir`, and say how to start them.
 
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::client::project;
 use crate::error::{Context, Error, Result};
 use crate::export::{self, File, Proc, Stack, Warning};
-use crate::up_cmd;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -42,22 +42,22 @@ struct JsonExport<'a> {
 }
 
 pub fn run(session: Option<&str>, args: ExportArgs) -> Result<i32> {
-    let path = up_cmd::locate(args.config.clone())?;
-    let config = up_cmd::load(&path)?;
+    let path = project::locate(args.config.clone())?;
+    let config = project::load(&path)?;
     let session = match (session, &config.session) {
         (Some(given), _) => given.to_string(),
         // `session: auto` names the worktree's session, as `up` does.
-        (None, Some(named)) => up_cmd::config_session(named, &path)?.0,
+        (None, Some(named)) => project::config_session(named, &path)?.0,
         (None, None) => "default".into(),
     };
     // It becomes part of file names; the config's own is checked when loaded.
     crate::paths::check_session_name(&session)?;
-    let chosen = up_cmd::select(&config, &args.only)?;
+    let chosen = project::select(&config, &args.only)?;
     let systemd = args.format == ExportFormat::Systemd;
     let mut resolved = Vec::with_capacity(chosen.len());
     for def in chosen {
         let mut env: BTreeMap<String, String> = match &def.env_file {
-            Some(file) => up_cmd::read_env_file(file)?.into_iter().collect(),
+            Some(file) => project::read_env_file(file)?.into_iter().collect(),
             None => BTreeMap::new(),
         };
         env.extend(def.env.iter().map(|(k, v)| (k.clone(), v.clone())));
