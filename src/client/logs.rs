@@ -62,48 +62,8 @@ pub fn read_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<LogsRead> {
         (false, true) => &[Stream::Stderr],
         (false, false) => &[Stream::Stdout],
     };
-    let names = match &args.target {
-        Some(target) if !args.all => {
-            let name = log_name(paths, target, streams[0].name());
-            paths::check_process_name(&name).map_err(Error::Failed)?;
-            vec![name]
-        }
-        _ => daemon_names(paths, streams)?,
-    };
-    let mut sources = Vec::new();
-    for name in &names {
-        for &stream in streams {
-            let path = paths.log_file(name, stream.name());
-            match Source::open(name, stream, &path) {
-                Ok(source) => sources.push(source),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
-            }
-        }
-    }
-    // The runs covered: the latest by default; every run from the position
-    // that --since or --after names.
-    let runs = match args.runs {
-        Some(Runs::All) => None,
-        Some(Runs::Last(n)) => Some(n),
-        None if args.since.is_some() || args.after.is_some() => None,
-        None => Some(1),
-    };
-    let mut histories: HashMap<String, logs::runs::History> = HashMap::new();
-    for name in &names {
-        let mine: Vec<&Source> = sources.iter().filter(|s| &s.process == name).collect();
-        if !mine.is_empty() {
-            histories.insert(
-                name.clone(),
-                logs::runs::History::load(&paths.log_dir, name, &mine),
-            );
-        }
-    }
-    for source in &mut sources {
-        if let Some(history) = histories.get(&source.process) {
-            source.floor = history.floor(runs);
-        }
-    }
+    let (names, mut sources) = open_sources(paths, args, streams)?;
+    let histories = run_histories(paths, args, &names, &mut sources);
     if sources.is_empty() && !args.all {
         let shown = streams
             .iter()
@@ -145,6 +105,67 @@ pub fn read_logs(paths: &SessionPaths, args: &LogsArgs) -> Result<LogsRead> {
         lines,
         histories,
     })
+}
+
+/// The processes `args` asks about, and their log files that exist.
+fn open_sources(
+    paths: &SessionPaths,
+    args: &LogsArgs,
+    streams: &[Stream],
+) -> Result<(Vec<String>, Vec<Source>)> {
+    let names = match &args.target {
+        Some(target) if !args.all => {
+            let name = log_name(paths, target, streams[0].name());
+            paths::check_process_name(&name).map_err(Error::Failed)?;
+            vec![name]
+        }
+        _ => daemon_names(paths, streams)?,
+    };
+    let mut sources = Vec::new();
+    for name in &names {
+        for &stream in streams {
+            let path = paths.log_file(name, stream.name());
+            match Source::open(name, stream, &path) {
+                Ok(source) => sources.push(source),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
+            }
+        }
+    }
+    Ok((names, sources))
+}
+
+/// Each process's runs, with each source's floor set to the first run shown.
+fn run_histories(
+    paths: &SessionPaths,
+    args: &LogsArgs,
+    names: &[String],
+    sources: &mut [Source],
+) -> HashMap<String, logs::runs::History> {
+    // The runs covered: the latest by default; every run from the position
+    // that --since or --after names.
+    let runs = match args.runs {
+        Some(Runs::All) => None,
+        Some(Runs::Last(n)) => Some(n),
+        None if args.since.is_some() || args.after.is_some() => None,
+        None => Some(1),
+    };
+    let mut histories: HashMap<String, logs::runs::History> = HashMap::new();
+    for name in names {
+        let mine: Vec<&Source> = sources.iter().filter(|s| &s.process == name).collect();
+        if !mine.is_empty() {
+            histories.insert(
+                name.clone(),
+                logs::runs::History::load(&paths.log_dir, name, &mine),
+            );
+        }
+    }
+    for source in sources.iter_mut() {
+        if let Some(history) = histories.get(&source.process) {
+            source.floor = history.floor(runs);
+        }
+    }
+    histories
 }
 
 /// What `read_logs` found: the lines, the sources they came from, and each

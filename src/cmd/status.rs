@@ -75,15 +75,31 @@ pub fn run(
 
 /// `status NAME`: one process in full, a field per line.
 fn status_detail(p: &ProcessInfo) -> String {
+    let mut fields = Vec::new();
+    run_fields(p, &mut fields);
+    setup_fields(p, &mut fields);
+    history_fields(p, &mut fields);
     let mut out = String::new();
-    let mut field = |key: &str, value: &str| {
+    for (key, value) in fields {
         let mut lines = value.lines();
         let _ = writeln!(out, "{key:<14}{}", lines.next().unwrap_or(""));
         for line in lines {
             let _ = writeln!(out, "{:<14}{line}", "");
         }
-    };
-    field("name", &format!("{} ({})", p.name, p.id));
+    }
+    out
+}
+
+/// The label and value of one line of `status NAME` (more lines when it has some).
+type Fields = Vec<(&'static str, String)>;
+
+fn field(fields: &mut Fields, key: &'static str, value: &str) {
+    fields.push((key, value.to_string()));
+}
+
+/// Name, state, pid and uptime.
+fn run_fields(p: &ProcessInfo, fields: &mut Fields) {
+    field(fields, "name", &format!("{} ({})", p.name, p.id));
     let mut state = p.state.clone();
     match (&p.exit_code, &p.exit_signal) {
         (Some(code), _) => state.push_str(&format!(", exit code {code}")),
@@ -96,7 +112,7 @@ fn status_detail(p: &ProcessInfo) -> String {
             crate::timefmt::seconds(Duration::from_millis(ms))
         ));
     }
-    field("state", &state);
+    field(fields, "state", &state);
     if p.pid != 0 {
         let mut pid = format!("{}", p.pid);
         if let Some(g) = p.pgid {
@@ -106,17 +122,22 @@ fn status_detail(p: &ProcessInfo) -> String {
             let s = if n == 1 { "" } else { "es" };
             pid.push_str(&format!(" of {n} process{s}"));
         }
-        field("pid", &pid);
+        field(fields, "pid", &pid);
     }
     if let Some(up) = p.uptime_secs {
-        field("uptime", &format_uptime(up));
+        field(fields, "uptime", &format_uptime(up));
     }
-    field("command", &p.command);
+}
+
+/// What it runs, where, with what, and what it uses.
+fn setup_fields(p: &ProcessInfo, fields: &mut Fields) {
+    field(fields, "command", &p.command);
     if let Some(cwd) = &p.cwd {
-        field("cwd", cwd);
+        field(fields, "cwd", cwd);
     }
     if let Some(keys) = &p.env_keys {
         field(
+            fields,
             "env",
             &if keys.is_empty() {
                 "-".to_string()
@@ -127,12 +148,13 @@ fn status_detail(p: &ProcessInfo) -> String {
     }
     if let Some(port) = p.port {
         match &p.url {
-            Some(url) => field("port", &format!("{port} ({url})")),
-            None => field("port", &port.to_string()),
+            Some(url) => field(fields, "port", &format!("{port} ({url})")),
+            None => field(fields, "port", &port.to_string()),
         }
     }
     if let Some(listening) = &p.listening {
         field(
+            fields,
             "listening",
             &if listening.is_empty() {
                 "-".to_string()
@@ -142,18 +164,22 @@ fn status_detail(p: &ProcessInfo) -> String {
         );
     }
     if let Some(rss) = p.rss_bytes {
-        field("memory", &format!("{} resident", format_bytes(rss)));
+        field(fields, "memory", &format!("{} resident", format_bytes(rss)));
     }
     if let Some(cpu) = p.cpu_percent {
-        field("cpu", &format!("{cpu:.1}%"));
+        field(fields, "cpu", &format!("{cpu:.1}%"));
     }
+}
+
+/// Restarts, past exits, conflicts, survivors and log files.
+fn history_fields(p: &ProcessInfo, fields: &mut Fields) {
     if let Some(policy) = &p.restart_policy {
         let count = match (p.restart_count, p.max_restarts) {
             (Some(c), Some(m)) => format!(", {c}/{m} restarts"),
             (Some(c), None) => format!(", {c} restarts"),
             _ => String::new(),
         };
-        field("restart", &format!("{policy}{count}"));
+        field(fields, "restart", &format!("{policy}{count}"));
     }
     if let Some(exits) = p.last_exits.as_ref().filter(|e| !e.is_empty()) {
         let lines: Vec<String> = exits
@@ -167,22 +193,21 @@ fn status_detail(p: &ProcessInfo) -> String {
                 format!("{}  {how}  {}", e.time, e.reason)
             })
             .collect();
-        field("last exits", &lines.join("\n"));
+        field(fields, "last exits", &lines.join("\n"));
     }
     if let Some(conflict) = &p.port_conflict {
-        field("port conflict", conflict);
+        field(fields, "port conflict", conflict);
     }
     if let Some(s) = p.survivors.as_ref().filter(|s| !s.is_empty()) {
         let list: Vec<String> = s
             .iter()
             .map(|s| format!("{} ({})", s.pid, s.command))
             .collect();
-        field("survivors", &list.join("\n"));
+        field(fields, "survivors", &list.join("\n"));
     }
     if let Some(files) = &p.log_files {
-        field("logs", &files.join("\n"));
+        field(fields, "logs", &files.join("\n"));
     }
-    out
 }
 
 #[cfg(test)]

@@ -54,65 +54,89 @@ pub fn run(
                 pid,
                 url,
                 warning,
-            } => {
-                // On stderr, so progress lines and JSON keep their shape.
-                if let Some(w) = &warning {
-                    eprintln!("agent-procs: warning: {name}: {w}");
-                }
-                let at = match &url {
-                    Some(url) => format!("(id: {id}, pid: {pid}, {url})"),
-                    None => format!("(id: {id}, pid: {pid})"),
-                };
-                let mut json = serde_json::json!({"event": event, "name": name, "id": id, "pid": pid, "url": url});
-                if let (Some(w), Some(object)) = (warning, json.as_object_mut()) {
-                    object.insert("warning".into(), w.into());
-                }
-                let line = match event.as_str() {
-                    "started" => format!("started {name} {at}"),
-                    "restarted" => format!("restarted {name} {at}: its definition changed"),
-                    "running" => format!("{name} is already running {at}"),
-                    "ready" => format!("{name} is ready"),
-                    other => format!("{name}: {other}"),
-                };
-                out.say(&line, json)?;
-            }
+            } => say_progress(out, &event, &name, &id, pid, url, warning)?,
             Response::Ok { message } => {
                 out.say(&message, serde_json::json!({"event": "done"}))?;
                 return Ok(0);
             }
             Response::UpFailed { name, reason } => {
-                eprintln!("agent-procs: up failed: {name} {reason}");
-                let started = !reason.starts_with("could not start");
-                if started {
-                    print_tail(&paths, &name);
-                }
-                if out.json {
-                    let tail = if started {
-                        client::tail_of_run(&paths, &name, TAIL_LINES).unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    };
-                    let lines: Vec<String> = String::from_utf8_lossy(&tail)
-                        .lines()
-                        .map(str::to_string)
-                        .collect();
-                    let json = serde_json::json!({"event": "failed", "name": name, "reason": reason, "log_tail": lines});
-                    out.say("", json)?;
-                }
-                eprintln!(
-                    "agent-procs: processes that started keep running; `agent-procs{} down` stops them",
-                    if session == "default" {
-                        String::new()
-                    } else {
-                        format!(" --session {session}")
-                    }
-                );
-                return Err(Error::Silent(1));
+                return report_failure(&paths, &session, out, &name, &reason);
             }
             Response::Error { code, message } => return Err(client::daemon_error(code, message)),
             other => return client::unexpected(other),
         }
     }
+}
+
+/// One step of `up` as it happens: a line, or a JSON object.
+fn say_progress(
+    out: Output,
+    event: &str,
+    name: &str,
+    id: &str,
+    pid: u32,
+    url: Option<String>,
+    warning: Option<String>,
+) -> Result<()> {
+    // On stderr, so progress lines and JSON keep their shape.
+    if let Some(w) = &warning {
+        eprintln!("agent-procs: warning: {name}: {w}");
+    }
+    let at = match &url {
+        Some(url) => format!("(id: {id}, pid: {pid}, {url})"),
+        None => format!("(id: {id}, pid: {pid})"),
+    };
+    let mut json =
+        serde_json::json!({"event": event, "name": name, "id": id, "pid": pid, "url": url});
+    if let (Some(w), Some(object)) = (warning, json.as_object_mut()) {
+        object.insert("warning".into(), w.into());
+    }
+    let line = match event {
+        "started" => format!("started {name} {at}"),
+        "restarted" => format!("restarted {name} {at}: its definition changed"),
+        "running" => format!("{name} is already running {at}"),
+        "ready" => format!("{name} is ready"),
+        other => format!("{name}: {other}"),
+    };
+    out.say(&line, json)?;
+    Ok(())
+}
+
+/// Why `up` failed, the failed process's last lines, and how to stop the rest.
+fn report_failure(
+    paths: &SessionPaths,
+    session: &str,
+    out: Output,
+    name: &str,
+    reason: &str,
+) -> Result<i32> {
+    eprintln!("agent-procs: up failed: {name} {reason}");
+    let started = !reason.starts_with("could not start");
+    if started {
+        print_tail(paths, name);
+    }
+    if out.json {
+        let tail = if started {
+            client::tail_of_run(paths, name, TAIL_LINES).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let lines: Vec<String> = String::from_utf8_lossy(&tail)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let json = serde_json::json!({"event": "failed", "name": name, "reason": reason, "log_tail": lines});
+        out.say("", json)?;
+    }
+    eprintln!(
+        "agent-procs: processes that started keep running; `agent-procs{} down` stops them",
+        if session == "default" {
+            String::new()
+        } else {
+            format!(" --session {session}")
+        }
+    );
+    Err(Error::Silent(1))
 }
 
 /// The last lines of the failed process's current run, both streams, on stderr.
