@@ -898,18 +898,15 @@ fn port(value: OsString, usage: &'static str) -> Result<u16> {
     Ok(port)
 }
 
-/// Quote one word for `sh` if it needs it; used to join `run -- a b c` and by
-/// `export procfile`.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(c, '_' | '-' | '.' | '/' | ':' | '=' | '@' | '%' | '+' | ',')
-        });
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+/// A parse error of the command line is a usage error with the top-level usage
+/// text (a command's own parser names its usage with `usage_error` instead).
+/// Here, not in `error.rs`, so the error type stays a leaf that knows no CLI.
+impl From<lexopt::Error> for Error {
+    fn from(err: lexopt::Error) -> Self {
+        Error::Usage {
+            msg: err.to_string(),
+            usage: USAGE,
+        }
     }
 }
 
@@ -1370,7 +1367,7 @@ fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
         1 => words.remove(0),
         _ => words
             .iter()
-            .map(|w| shell_quote(w))
+            .map(|w| crate::shell::quote(w))
             .collect::<Vec<_>>()
             .join(" "),
     };

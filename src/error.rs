@@ -88,15 +88,6 @@ impl<T> Context<T> for io::Result<T> {
     }
 }
 
-impl From<lexopt::Error> for Error {
-    fn from(err: lexopt::Error) -> Self {
-        Error::Usage {
-            msg: err.to_string(),
-            usage: crate::cli::USAGE,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

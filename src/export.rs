@@ -628,7 +628,7 @@ fn procfile_line(p: &Proc<'_>, base: &Path) -> Result<(String, Vec<Warning>), Ve
                 ),
             });
         } else {
-            assignments.push(crate::cli::shell_quote(&format!("{key}={value}")));
+            assignments.push(crate::shell::quote(&format!("{key}={value}")));
         }
     }
     if !refusals.is_empty() {
@@ -643,7 +643,7 @@ fn procfile_line(p: &Proc<'_>, base: &Path) -> Result<(String, Vec<Warning>), Ve
         def.cmd.clone()
     } else {
         let script = match &dir {
-            Some(dir) => format!("cd {} || exit; {}", crate::cli::shell_quote(dir), def.cmd),
+            Some(dir) => format!("cd {} || exit; {}", crate::shell::quote(dir), def.cmd),
             None => def.cmd.clone(),
         };
         let mut line = String::new();
@@ -752,7 +752,7 @@ fn relative_dir(cwd: &Path, base: &Path) -> Result<Option<String>, String> {
 /// trailing newlines are lost, which a script does not miss.
 fn sh_script(script: &str) -> String {
     if !script.chars().any(|c| c.is_control() && c != '\t') {
-        return crate::cli::shell_quote(script);
+        return crate::shell::quote(script);
     }
     let mut format = String::with_capacity(script.len() + 8);
     for c in script.chars() {
@@ -766,7 +766,7 @@ fn sh_script(script: &str) -> String {
             c => format.push(c),
         }
     }
-    format!("\"$(printf {})\"", crate::cli::shell_quote(&format))
+    format!("\"$(printf {})\"", crate::shell::quote(&format))
 }
 
 #[cfg(test)]

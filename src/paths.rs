@@ -375,8 +375,7 @@ impl OwnDir {
     /// `lstat` of `name` here (a link is reported as one, not followed).
     pub fn metadata(&self, name: &std::ffi::OsStr) -> io::Result<fs::Metadata> {
         use std::os::fd::AsFd;
-        let flags = libc::O_PATH | libc::O_NOFOLLOW;
-        fs::File::from(crate::sys::open_at(self.fd.as_fd(), name, flags)?).metadata()
+        crate::sys::metadata_at(self.fd.as_fd(), name)
     }
 
     pub fn rename(&self, from: &std::ffi::OsStr, to: &std::ffi::OsStr) -> io::Result<()> {

@@ -247,7 +247,7 @@ pub fn clean(paths: &crate::paths::SessionPaths) -> Result<Cleaned> {
 /// Whether `pid` runs `agent-procs __daemon SESSION`: a pid file naming a pid
 /// that was reused by something else does not keep a session alive.
 fn is_daemon_of(pid: u32, session: &str) -> bool {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+    let Some(raw) = crate::sys::cmdline(pid) else {
         return false;
     };
     let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();

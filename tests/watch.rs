@@ -75,6 +75,8 @@ fn a_write_restarts_with_an_annotation_and_a_read_does_not() {
 
     write(&sb.root.join("src/app.txt"), "v2");
     wait_restarted(&sb, first);
+    // Running is not yet printed: the new run's line may still be on its way.
+    sb.ok(&["wait", "app", "--until", "up"]);
     // The latest run, which begins with the note; with the one before, the
     // start of the new run is marked with how the last one ended.
     let logs = sb.ok(&["logs", "app", "--tail", "10"]);

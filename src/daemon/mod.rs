@@ -173,7 +173,7 @@ struct Daemon {
     run_numbers: Option<HashMap<String, u64>>,
     /// The process table changed this turn; state.json is rewritten once, at its end.
     state_dirty: bool,
-    /// Output pipes grown to spawn::PIPE_SIZE, and how many may be.
+    /// Output pipes grown to sys::PIPE_SIZE, and how many may be.
     big_pipes: usize,
     big_pipe_budget: usize,
     /// Accepting is paused for lack of descriptors until a RetryAccept timer
@@ -268,7 +268,7 @@ impl Daemon {
             accept_paused: false,
             notes: crate::ratelimit::NoteLimit::default(),
             big_pipes: 0,
-            big_pipe_budget: spawn::big_pipe_budget(),
+            big_pipe_budget: sys::big_pipe_budget(),
             state_dirty: false,
             state_file: None,
             clock: logs::index::SeqClock::default(),
@@ -1166,7 +1166,7 @@ impl Daemon {
         p.started_wall = SystemTime::now();
         p.run = run;
         p.run_seq = run_seq;
-        p.start_ticks = state::start_ticks(pid);
+        p.start_ticks = sys::start_ticks(pid);
         p.port_conflict = None;
         p.cpu_sample = None;
         p.state = State::Running {

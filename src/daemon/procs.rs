@@ -9,6 +9,16 @@ use crate::protocol::{ProcessInfo, Stream};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime};
 
+/// The CPU time of a process group at one reading, to measure the next against
+/// (taken and read by `resources.rs`; kept here, with the process it belongs to).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    pub(super) pgid: i32,
+    pub(super) ticks: u64,
+    pub(super) at: Instant,
+    pub(super) percent: f64,
+}
+
 pub type ProcId = u32;
 
 #[derive(Debug, Clone)]
@@ -84,7 +94,7 @@ pub struct Proc {
     /// What outlived the last stop outside the process group.
     pub survivors: Vec<super::survivors::Survivor>,
     /// The last CPU reading of a `status` that asked for resources.
-    pub cpu_sample: Option<super::resources::CpuSample>,
+    pub cpu_sample: Option<CpuSample>,
     /// Who held the port when the last run died saying its address was in use.
     pub port_conflict: Option<String>,
     /// The number of the current or last run in the run journal (0: none yet).

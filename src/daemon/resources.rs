@@ -1,22 +1,13 @@
 //! Resources and ports of the managed process groups, read from /proc only when
 //! a request asks (`status` with `resources` or a target, a `run --port`, an
 //! exit whose log says an address was in use): never on a timer. Parsing and
-//! reading /proc is `crate::procinfo`'s; this file decides what to say.
+//! reading /proc is `crate::sys::procinfo`'s; this file decides what to say.
 
 use super::Daemon;
-use super::procs::{ProcId, State};
-use crate::procinfo::{self, Holder};
+use super::procs::{CpuSample, ProcId, State};
 use crate::protocol::{ProcessInfo, Stream};
+use crate::sys::procinfo::{self, Holder};
 use std::time::{Duration, Instant};
-
-/// The CPU time of a process group at one reading, to measure the next against.
-#[derive(Debug, Clone, Copy)]
-pub struct CpuSample {
-    pgid: i32,
-    ticks: u64,
-    at: Instant,
-    percent: f64,
-}
 
 /// Readings closer together than this reuse the last percentage: CPU times
 /// come in clock ticks (10 ms), too coarse to measure a shorter span.
@@ -147,7 +138,7 @@ impl Daemon {
                 )
             };
         };
-        let mut about = vec![super::survivors::command_of(pid)];
+        let mut about = vec![crate::sys::command_of(pid)];
         about.retain(|c| !c.is_empty());
         if let Some((session, name)) = h.pgid.and_then(|g| self.owner_of_group(g)) {
             about.push(format!("session {session}, process {name}"));
@@ -193,7 +184,7 @@ impl Daemon {
             };
             let found = saved.processes.into_iter().find(|p| {
                 p.pgid == pgid
-                    && match (p.start_ticks, super::state::start_ticks(p.pid)) {
+                    && match (p.start_ticks, crate::sys::start_ticks(p.pid)) {
                         (Some(want), Some(now)) => want == now,
                         _ => true, // the leader is gone; its group lives on
                     }

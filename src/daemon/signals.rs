@@ -145,29 +145,7 @@ pub fn group_alive(pgid: i32, sid: i32) -> bool {
     if unsafe { libc::kill(-pgid, 0) } != 0 {
         return false; // ESRCH: nobody; EPERM: someone else's group
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    entries.flatten().any(|entry| {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            return false;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        // After the command name: state ppid pgrp session ...
-        let Some(rest) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace().skip(2);
-        let pgrp = fields.next().and_then(|f| f.parse::<i32>().ok());
-        let session = fields.next().and_then(|f| f.parse::<i32>().ok());
-        pgrp == Some(pgid) && session == Some(sid)
-    })
+    crate::sys::group_in_session(pgid, sid)
 }
 
 /// Our session id (the daemon's pid once it has called setsid).

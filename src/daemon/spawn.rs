@@ -174,7 +174,7 @@ pub fn spawn(spec: &Spec, name: &str, grow: bool) -> Result<Spawned, String> {
     let grown = grow
         && [&stdout, &stderr]
             .iter()
-            .all(|pipe| grow_pipe(pipe.as_raw_fd()));
+            .all(|pipe| crate::sys::grow_pipe(pipe.as_raw_fd()));
     // The reap loop owns exit statuses from here; dropping `Child` neither waits nor kills.
     Ok(Spawned {
         pid: child.id(),
@@ -182,33 +182,6 @@ pub fn spawn(spec: &Spec, name: &str, grow: bool) -> Result<Spawned, String> {
         stderr,
         grown,
     })
-}
-
-/// A bigger pipe lets a chatty child write more before the daemon must wake up:
-/// fewer wake-ups and reads per byte. Pages are only allocated as data waits in
-/// it, so a quiet child costs nothing. Refusals (pipe-max-size, the per-user
-/// pipe quota) leave the default 64 KiB, which works too.
-pub const PIPE_SIZE: libc::c_int = 1024 * 1024;
-
-fn grow_pipe(fd: std::os::fd::RawFd) -> bool {
-    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own changes only its capacity.
-    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) >= PIPE_SIZE }
-}
-
-/// How many grown pipes the daemon may hold: a quarter of the per-user pipe
-/// quota, because past that quota every new pipe of the user (a shell pipeline
-/// included) is cut to one page.
-pub fn big_pipe_budget() -> usize {
-    let soft_pages: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(16384);
-    let pages_per_pipe = PIPE_SIZE as usize / 4096;
-    if soft_pages == 0 {
-        64
-    } else {
-        soft_pages / 4 / pages_per_pipe
-    }
 }
 
 fn spawn_error(command: &str, err: &io::Error) -> String {

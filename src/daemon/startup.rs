@@ -19,12 +19,11 @@ impl ReadyPipe {
     /// held open by a daemon keeps whoever reads it waiting forever. Close every
     /// descriptor above stderr but `keep`.
     pub fn close_inherited(keep: Option<i32>) {
-        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        let Some(open) = crate::sys::open_descriptors() else {
             return;
         };
-        let fds: Vec<i32> = dir
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        let fds: Vec<i32> = open
+            .into_iter()
             .filter(|&fd| fd > 2 && Some(fd) != keep)
             .collect();
         for fd in fds {
@@ -77,10 +76,9 @@ pub fn detach() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // SAFETY: setsid takes no arguments; failing (already a group leader) is harmless.
     unsafe { libc::setsid() };
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
     // Orphaned grandchildren are then re-parented to us, so we reap them and see
     // when a stopped process group is really empty.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    crate::sys::set_child_subreaper();
 }
 
 /// Raise the soft descriptor limit to the hard one: each child costs four.

@@ -48,19 +48,6 @@ pub struct SavedProc {
     pub command: String,
 }
 
-/// Start time of `pid` in clock ticks since boot, from /proc/<pid>/stat.
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    use std::io::Read;
-    // One read into a fixed buffer: a stat line is a few hundred bytes.
-    let mut buf = [0u8; 1024];
-    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    let n = file.read(&mut buf).ok()?;
-    let stat = std::str::from_utf8(&buf[..n]).ok()?;
-    // The command name may hold spaces and parentheses; fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
 /// The open state file. Rewritten in place with one `pwrite` from offset 0, then
 /// truncated: a write(2) to a regular file is not cut short by our death, and the
 /// reader takes the first JSON value, so it sees the old or the new table, whole.
@@ -121,7 +108,8 @@ pub fn previous(path: &Path) -> Previous {
         .into_iter()
         .filter(|p| p.pgid > 1)
         .filter(|p| {
-            p.start_ticks.is_some_and(|t| start_ticks(p.pid) == Some(t))
+            p.start_ticks
+                .is_some_and(|t| crate::sys::start_ticks(p.pid) == Some(t))
                 || super::signals::group_alive(p.pgid, old_session)
         })
         .collect();
@@ -171,14 +159,5 @@ mod tests {
             .next();
         assert!(matches!(first, Some(Ok(SavedState { daemon_pid: 2, .. }))));
         std::fs::remove_file(path).unwrap();
-    }
-
-    #[test]
-    fn start_time_of_ourselves_is_readable_and_stable() {
-        let me = std::process::id();
-        let first = start_ticks(me);
-        assert!(first.is_some());
-        assert_eq!(first, start_ticks(me));
-        assert_eq!(start_ticks(u32::MAX), None);
     }
 }

@@ -4,9 +4,10 @@
 //! the children's subreaper, so after a stop such escapees are exactly the
 //! daemon's children that lead no managed process, with their descendants. Each
 //! child is told which process it belongs to by `MARKER` in its environment,
-//! which its escapees inherit. Found from /proc when a stop ends, never polled.
+//! which its escapees inherit. Found (through `crate::sys`) when a stop ends, never polled.
 
-use std::io::Read;
+use crate::sys::command_of;
+use crate::sys::procinfo::children;
 
 /// Set in every child's environment to the name of its process.
 pub const MARKER: &str = "AGENT_PROCS_NAME";
@@ -23,7 +24,7 @@ pub struct Survivor {
 
 impl Survivor {
     pub fn alive(&self) -> bool {
-        self.start_ticks.is_some() && super::state::start_ticks(self.pid as u32) == self.start_ticks
+        self.start_ticks.is_some() && crate::sys::start_ticks(self.pid as u32) == self.start_ticks
     }
 }
 
@@ -40,7 +41,7 @@ pub fn find(name: &str, is_leader: impl Fn(i32) -> bool) -> Vec<Survivor> {
         if found.len() == MAX_LISTED {
             break;
         }
-        let start_ticks = super::state::start_ticks(pid as u32);
+        let start_ticks = crate::sys::start_ticks(pid as u32);
         if start_ticks.is_none() {
             continue; // gone meanwhile
         }
@@ -55,65 +56,16 @@ pub fn find(name: &str, is_leader: impl Fn(i32) -> bool) -> Vec<Survivor> {
     found
 }
 
-/// The children of `pid`, from each of its threads' `children` file.
-fn children(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    let mut kids = Vec::new();
-    for task in tasks.flatten() {
-        let path = task.path().join("children");
-        if let Ok(text) = std::fs::read_to_string(path) {
-            kids.extend(
-                text.split_ascii_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    kids
-}
-
 /// Whether `pid`'s environment holds `MARKER=name`.
 fn marked(pid: i32, name: &str) -> bool {
-    let Ok(mut file) = std::fs::File::open(format!("/proc/{pid}/environ")) else {
+    // Environments are small; the cap keeps a hostile one from costing much.
+    let Some(environ) = crate::sys::environ(pid, 1 << 20) else {
         return false;
     };
-    let mut environ = Vec::new();
-    // Environments are small; the cap keeps a hostile one from costing much.
-    if file
-        .by_ref()
-        .take(1 << 20)
-        .read_to_end(&mut environ)
-        .is_err()
-    {
-        return false;
-    }
     let wanted = format!("{MARKER}={name}");
     environ
         .split(|&b| b == 0)
         .any(|entry| entry == wanted.as_bytes())
-}
-
-/// The command line of `pid`, as words joined by spaces, cut to 100 characters.
-pub fn command_of(pid: i32) -> String {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let words: Vec<String> = raw
-        .split(|&b| b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect();
-    let mut text = if words.is_empty() {
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|c| format!("[{}]", c.trim_end()))
-            .unwrap_or_default()
-    } else {
-        words.join(" ")
-    };
-    if let Some((cut, _)) = text.char_indices().nth(100) {
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
 }
 
 /// `pid 4242 (sleep 300)`, `pids 4242 (sleep 300), 4250 (tail -f x)`.

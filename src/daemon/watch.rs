@@ -10,22 +10,14 @@
 
 use super::procs::ProcId;
 use crate::glob::{self, Glob};
+use crate::sys::{self, DirEvent, DirWatch};
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The events that mean a file changed.
-const CHANGES: u32 = libc::IN_CREATE
-    | libc::IN_CLOSE_WRITE
-    | libc::IN_MOVED_FROM
-    | libc::IN_MOVED_TO
-    | libc::IN_DELETE
-    | libc::IN_ATTRIB;
 /// Directories watched for one process at most (a runaway tree is an error).
 pub const MAX_DIRS: usize = 100_000;
 /// How long one slice of adding watches may take: the loop serves its clients
@@ -80,7 +72,7 @@ pub enum Finished {
 }
 
 pub struct Watcher {
-    inotify: File,
+    inotify: DirWatch,
     dirs: HashMap<i32, Dir>,
     specs: HashMap<ProcId, Spec>,
     buf: Vec<u8>,
@@ -91,14 +83,8 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn new() -> io::Result<Watcher> {
-        // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Watcher {
-            // SAFETY: the descriptor is new and owned by nobody else.
-            inotify: unsafe { File::from_raw_fd(fd) },
+            inotify: DirWatch::new()?,
             dirs: HashMap::new(),
             specs: HashMap::new(),
             buf: vec![0; 64 * 1024],
@@ -108,7 +94,7 @@ impl Watcher {
     }
 
     pub fn fd(&self) -> RawFd {
-        self.inotify.as_raw_fd()
+        self.inotify.fd()
     }
 
     /// Watch the tree of `spec.root` for `proc` (replacing what it watched
@@ -178,12 +164,11 @@ impl Watcher {
         if self.specs.remove(&proc).is_none() {
             return;
         }
-        let fd = self.fd();
+        let inotify = &self.inotify;
         self.dirs.retain(|&wd, dir| {
             dir.procs.retain(|&p| p != proc);
             if dir.procs.is_empty() {
-                // SAFETY: removing a watch descriptor of our own inotify instance.
-                unsafe { libc::inotify_rm_watch(fd, wd) };
+                inotify.remove(wd);
                 return false;
             }
             true
@@ -219,7 +204,7 @@ impl Watcher {
                 ));
             }
         }
-        match self.add_watch(dir) {
+        match self.inotify.add(dir) {
             Ok(wd) => {
                 let entry = self.dirs.entry(wd).or_insert_with(|| Dir {
                     path: dir.to_path_buf(),
@@ -230,19 +215,9 @@ impl Watcher {
                     entry.procs.push(proc);
                 }
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_else(|_| "?".into());
-                return Err(format!(
-                    "the inotify watch limit (fs.inotify.max_user_watches = {limit}) is reached \
-                     watching {}; raise it with: sysctl fs.inotify.max_user_watches=524288, \
-                     or narrow the tree with --watch-ignore",
-                    dir.display()
-                ));
-            }
-            // Gone or unreadable meanwhile: nothing to watch there.
-            Err(_) => return Ok(()),
+            // Gone or unreadable meanwhile: nothing to watch there, unless
+            // the system's limit on watches is what refused.
+            Err(e) => return sys::watch_limit_error(&e, dir).map_or(Ok(()), Err),
         }
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Ok(());
@@ -255,18 +230,6 @@ impl Watcher {
             scan.todo.extend(subdirs);
         }
         Ok(())
-    }
-
-    fn add_watch(&self, dir: &Path) -> io::Result<i32> {
-        let path = CString::new(dir.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let mask = CHANGES | libc::IN_ONLYDIR | libc::IN_DONT_FOLLOW | libc::IN_EXCL_UNLINK;
-        // SAFETY: the path is NUL-terminated and outlives the call.
-        let wd = unsafe { libc::inotify_add_watch(self.fd(), path.as_ptr(), mask) };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(wd)
     }
 
     /// Read what happened; returns the processes whose watched files changed.
@@ -282,22 +245,14 @@ impl Watcher {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break, // would block: all read
             };
-            let mut at = 0;
-            // struct inotify_event { int wd; u32 mask; u32 cookie; u32 len; char name[len]; }
-            while at + 16 <= n {
-                let word = |i: usize| {
-                    let b = &self.buf[at + i..at + i + 4];
-                    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+            for event in sys::dir_events(&self.buf[..n]) {
+                let (wd, name, new_dir) = match event {
+                    DirEvent::Overflow => {
+                        overflow = true;
+                        continue;
+                    }
+                    DirEvent::Change { wd, name, new_dir } => (wd, name, new_dir),
                 };
-                let (wd, mask, len) = (word(0) as i32, word(4), word(12) as usize);
-                let name_end = (at + 16 + len).min(n);
-                let name = &self.buf[at + 16..name_end];
-                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                at = at + 16 + len;
-                if mask & libc::IN_Q_OVERFLOW != 0 {
-                    overflow = true;
-                    continue;
-                }
                 let Some(dir) = self.dirs.get(&wd) else {
                     continue;
                 };
@@ -305,7 +260,7 @@ impl Watcher {
                     continue;
                 }
                 let path = dir.path.join(std::ffi::OsStr::from_bytes(name));
-                if mask & libc::IN_ISDIR != 0 && mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
+                if new_dir {
                     new_dirs.push(path.clone());
                 }
                 for &proc in &dir.procs {

@@ -7,6 +7,7 @@
 mod conn;
 mod history;
 mod input;
+mod label;
 mod model;
 mod render;
 mod sanitize;

@@ -163,7 +163,7 @@ impl Model {
         let widest = self
             .procs
             .iter()
-            .map(|p| super::render::proc_label(p).chars().count() + 2)
+            .map(|p| super::label::proc_label(p).chars().count() + 2)
             .max()
             .unwrap_or(0);
         widest.clamp(16, (self.cols as usize / 2).max(16))

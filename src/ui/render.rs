@@ -2,9 +2,10 @@
 //! cells, each row exactly as wide as the terminal. Layout: a header row, the
 //! process list beside the selected process's output, a status bar.
 
+use super::label::{proc_label, state_mark};
 use super::model::{Link, Mode, Model};
-use super::style::{self, BOLD, DIM, REVERSE, Style, apply_sgr};
-use crate::protocol::{ProcessInfo, Stream};
+use super::style::{self, BOLD, DIM, MUTED, REVERSE, Style, apply_sgr};
+use crate::protocol::Stream;
 
 /// One terminal cell. A wide character fills its cell and the next, which holds
 /// `'\0'` (nothing is written for it).
@@ -29,7 +30,6 @@ const HEADER: Style = Style::fg(15).on(style::DARK_BG).with(BOLD);
 const BAR: Style = Style::fg(250).on(style::DARK_BG);
 const SELECTED_BG: u8 = 238;
 const STDERR: Style = Style::fg(style::YELLOW);
-const MUTED: Style = Style::fg(style::GRAY);
 
 const HELP: &[&str] = &[
     "j/k, Up/Down    select a process (mouse: click, wheel)",
@@ -122,36 +122,6 @@ fn put_ansi(row: &mut [Cell], start: usize, end: usize, text: &str, base: Style)
         rest = &rest[upto..];
     }
     col
-}
-
-/// The state mark of a process and its colour.
-fn state_mark(p: &ProcessInfo) -> (char, Style) {
-    match p.state.as_str() {
-        "running" => ('●', Style::fg(style::GREEN)),
-        "stopping" => ('◌', Style::fg(style::YELLOW)),
-        "backoff" => ('↻', Style::fg(style::YELLOW)),
-        "failed" => ('✗', Style::fg(style::RED).with(BOLD)),
-        "exited" if p.exit_code == Some(0) => ('✓', MUTED),
-        "exited" => ('✗', Style::fg(style::RED)),
-        _ => ('?', MUTED),
-    }
-}
-
-/// The list row of a process, mark included: `● api 2/5↻ W :3000`.
-pub fn proc_label(p: &ProcessInfo) -> String {
-    let mut label = format!("{} {}", state_mark(p).0, p.name);
-    match (p.restart_count, p.max_restarts) {
-        (Some(n), Some(max)) if n > 0 => label.push_str(&format!(" {n}/{max}↻")),
-        (Some(n), None) if n > 0 => label.push_str(&format!(" {n}↻")),
-        _ => {}
-    }
-    if p.watched == Some(true) {
-        label.push_str(" W");
-    }
-    if let Some(port) = p.port {
-        label.push_str(&format!(" :{port}"));
-    }
-    label
 }
 
 pub fn render(m: &Model) -> Frame {
@@ -373,6 +343,7 @@ fn draw_help(frame: &mut Frame, x0: usize, cols: usize, pane: usize) {
 mod tests {
     use super::*;
     use crate::logs::query::Position;
+    use crate::protocol::ProcessInfo;
     use crate::ui::model::{Fetch, PaneLine};
     use proptest::prelude::*;
 

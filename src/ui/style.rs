@@ -53,6 +53,9 @@ pub const YELLOW: u8 = 3;
 pub const GRAY: u8 = 8;
 pub const DARK_BG: u8 = 236;
 
+/// Secondary text: a finished process's mark, hints, the empty pane.
+pub const MUTED: Style = Style::fg(GRAY);
+
 /// Apply one SGR sequence's parameters (the text between `ESC [` and `m`) to
 /// `style`; a reset goes back to `base` (the line's own style, e.g. stderr's).
 pub fn apply_sgr(style: &mut Style, params: &str, base: Style) {
