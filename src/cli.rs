@@ -1231,38 +1231,13 @@ pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -
     };
     let mut best: Option<((usize, bool), &str)> = None;
     for candidate in candidates {
-        let d = edit_distance(&typed, candidate);
+        let d = crate::spelling::distance(&typed, candidate);
         let rank = (d, !candidate.starts_with(&typed));
         if d <= limit && best.is_none_or(|(b, _)| rank < b) {
             best = Some((rank, candidate));
         }
     }
     best.map(|(_, c)| c)
-}
-
-/// Optimal string alignment distance: insertions, deletions, substitutions and
-/// swaps of two adjacent characters each cost 1.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // Three rows: the one before the previous, the previous, the current.
-    let mut before: Vec<usize> = vec![0; b.len() + 1];
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        cur[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(before[j - 2] + 1);
-            }
-            cur[j] = d;
-        }
-        std::mem::swap(&mut before, &mut prev);
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }
 
 fn parse_run(p: &mut lexopt::Parser, session: &mut Globals) -> Result<Command> {
@@ -1954,10 +1929,6 @@ mod tests {
         for (typed, want) in cases {
             assert_eq!(closest(typed, commands()), want, "{typed}");
         }
-        assert_eq!(edit_distance("status", "status"), 0);
-        assert_eq!(edit_distance("stauts", "status"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod session;
 pub mod shell;
+pub mod spelling;
 pub mod sys;
 pub mod timefmt;
 pub mod ui;

@@ -34,7 +34,9 @@ const UPPER: &[&str] = &["daemon", "cli", "client", "cmd", "ui", "completions", 
 /// only modules of lower layers, or of its own layer without a cycle. Every
 /// top-level module is in exactly one.
 const LAYERS: &[&[&str]] = &[
-    &["protocol", "yaml", "glob", "timefmt", "shell", "error"],
+    &[
+        "protocol", "yaml", "glob", "timefmt", "shell", "spelling", "error",
+    ],
     &["sys"],
     &["paths"],
     &["ratelimit", "probe", "session"],

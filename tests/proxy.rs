@@ -1476,3 +1476,75 @@ fn a_client_that_does_not_read_slows_its_backend_instead_of_filling_the_daemon()
     assert_eq!(total, 128 << 20);
     assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200 OK\r\n"));
 }
+
+/// Byte i of the backend's `/bytes` bodies.
+fn pattern_byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+#[test]
+fn big_bodies_reach_a_slow_reader_exactly_and_the_connection_goes_on() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let mut c = Conn::open(pp);
+    // Bodies well past the pipe, past the socket buffers, and just past the
+    // size that is spliced; a small one and an echo after them, all pipelined.
+    let sizes = [3_000_000usize, 16 * 1024 + 1, 70_000, 100];
+    for n in sizes {
+        c.send(&request("GET", &format!("/bytes?n={n}"), &host, &[]));
+    }
+    c.send(&request("GET", "/echo", &host, &[]));
+    // A reader that is late: what the client cannot take yet waits in the proxy.
+    std::thread::sleep(Duration::from_millis(300));
+    for n in sizes {
+        let r = c.response(Duration::from_secs(20));
+        assert_eq!(r.status, 200, "{}", r.head);
+        assert_eq!(r.header("content-length"), Some(n.to_string().as_str()));
+        assert_eq!(r.body.len(), n, "a body of {n} bytes arrived cut or padded");
+        if let Some(i) = (0..n).find(|&i| r.body[i] != pattern_byte(i)) {
+            panic!("a body of {n} bytes differs from byte {i} on");
+        }
+    }
+    assert_eq!(c.response(SHORT).json()["name"], "web");
+}
+
+#[test]
+fn a_burst_of_closing_clients_finds_the_backend_connections_of_the_last_one() {
+    // As many clients at once as a benchmark's (and more than a pool of 32):
+    // each sends one request and closes, and the next burst must not connect
+    // to the backend again (a connect and a close per request otherwise).
+    const CLIENTS: usize = 48;
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let burst = || -> HashSet<u64> {
+        let mut conns: Vec<Conn> = (0..CLIENTS).map(|_| Conn::open(pp)).collect();
+        for c in &mut conns {
+            c.send(&request(
+                "GET",
+                "/pause?ms=400",
+                &host,
+                &["Connection: close"],
+            ));
+        }
+        let mut ports = HashSet::new();
+        for c in &mut conns {
+            let r = c.response(Duration::from_secs(20));
+            assert_eq!(r.status, 200, "{r}");
+            ports.insert(r.json()["peer_port"].as_u64().unwrap_or(0));
+            assert!(c.closes_within(SHORT), "the proxy kept a closing client");
+        }
+        ports
+    };
+    let first = burst();
+    let second = burst();
+    let fresh: Vec<_> = second.difference(&first).collect();
+    assert!(
+        fresh.is_empty(),
+        "{} of {} backend connections of the second burst were new ({} in the first)",
+        fresh.len(),
+        second.len(),
+        first.len()
+    );
+}

@@ -20,6 +20,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// A partial request head must be complete within this, and a request body
@@ -36,8 +37,20 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Bytes waiting to be written to one side before the other side is not read.
 const HIGH_WATER: usize = 256 * 1024;
 
-/// Idle connections kept per backend port.
-pub const POOL_PER_PORT: usize = 32;
+/// Idle connections kept per backend port: as many as nginx's `keepalive 64`,
+/// so that a burst of up to 64 clients that each close after one request finds
+/// its backend connections still open (a connect and a close saved per request).
+pub const POOL_PER_PORT: usize = 64;
+/// While a response head is awaited, a read takes at most this much, so that
+/// most of a big body stays in the kernel for `splice` (a small response still
+/// comes in one read).
+const HEAD_READ: usize = 16 * 1024;
+/// Response bodies with at least this many bytes left move through a pipe with
+/// `splice(2)` instead of being read and written: two system calls, no copy.
+const SPLICE_MIN: u64 = 16 * 1024;
+/// Head buffers up to this size are kept for the next request; a bigger one
+/// (heads may have 64 KiB) is not held by an idle connection.
+const KEPT_HEAD: usize = 4096;
 
 /// Idle backend connections kept open by port after their client left, so that
 /// the next client need not connect again (as nginx's upstream keepalive).
@@ -53,6 +66,10 @@ pub struct Pool {
     by_port: std::collections::HashMap<u16, Vec<(u64, TcpStream)>>,
     /// Pooled connections by the id of their token, to their port.
     ports: std::collections::HashMap<u64, u16>,
+    /// Connections taken from the pool keep the token they were registered
+    /// under (re-registering would cost a system call per request): by that
+    /// token's id, the client connection that holds them now.
+    lent: std::collections::HashMap<u64, u64>,
 }
 
 impl Pool {
@@ -65,14 +82,25 @@ impl Pool {
         }
         idle.push((id, stream));
         self.ports.insert(id, port);
+        self.lent.remove(&id);
         true
     }
 
-    /// The most recently pooled connection to `port`.
-    fn take(&mut self, port: u16) -> Option<TcpStream> {
+    /// The most recently pooled connection to `port`, and the id of its token.
+    fn take(&mut self, port: u16) -> Option<(u64, TcpStream)> {
         let (id, stream) = self.by_port.get_mut(&port)?.pop()?;
         self.ports.remove(&id);
-        Some(stream)
+        Some((id, stream))
+    }
+
+    /// The client connection that holds the connection of token `id`, if lent.
+    pub fn holder(&self, id: u64) -> Option<u64> {
+        self.lent.get(&id).copied()
+    }
+
+    /// The connection of token `id` is no longer lent (closed, or back in the pool).
+    pub fn returned(&mut self, id: u64) {
+        self.lent.remove(&id);
     }
 
     /// Close the pooled connection of token `id`, if there is one.
@@ -109,6 +137,9 @@ pub struct Env<'a> {
     pub backends: &'a dyn Backends,
     pub pool: &'a mut Pool,
     pub proxy_port: u16,
+    /// The pipe response bodies are spliced through, empty between uses; None
+    /// when there is none (then bodies are read and written).
+    pub pipe: &'a mut Option<crate::sys::SplicePipe>,
 }
 
 /// What woke a connection up.
@@ -234,6 +265,9 @@ impl Out {
 
 struct Backend {
     stream: TcpStream,
+    /// What it is registered under: this connection's backend token, or the
+    /// one it had in the pool.
+    token: Token,
     port: u16,
     /// Its process was starting when we dialled: a refusal is waited out.
     starting: bool,
@@ -299,6 +333,11 @@ pub struct Conn {
     exchange: Option<Exchange>,
     c_in: Vec<u8>,
     c_out: Out,
+    /// A rewritten request head is built here; it returns when its exchange
+    /// ends, so a keep-alive connection allocates no head per request.
+    head_buf: Vec<u8>,
+    /// The same for response heads.
+    response_head: Vec<u8>,
     b_in: Vec<u8>,
     b_out: Out,
     c_readable: bool,
@@ -306,6 +345,7 @@ pub struct Conn {
     c_hup: bool,
     c_watching_writes: bool,
     c_eof: bool,
+    released: Vec<u64>,
     deadline_hit: bool,
     done: bool,
 }
@@ -318,7 +358,7 @@ impl Conn {
         timeout: Duration,
         registry: &Registry,
     ) -> io::Result<Conn> {
-        let _ = client.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (see `Proxy::bind`).
         registry.register(&mut client, token(id, false), Interest::READABLE)?;
         Ok(Conn {
             id,
@@ -333,12 +373,15 @@ impl Conn {
             exchange: None,
             c_in: Vec::new(),
             c_out: Out::default(),
+            head_buf: Vec::new(),
+            response_head: Vec::new(),
             b_in: Vec::new(),
             b_out: Out::default(),
             c_readable: true,
             c_hup: false,
             c_watching_writes: false,
             c_eof: false,
+            released: Vec::new(),
             deadline_hit: false,
             done: false,
         })
@@ -399,7 +442,7 @@ impl Conn {
 
     /// Deregister and close; hands back the backend connection when it is idle
     /// and may serve another client.
-    pub fn close(&mut self) -> Option<(u16, TcpStream)> {
+    pub fn close(&mut self) -> Option<(Token, u16, TcpStream)> {
         // Closing a socket removes it from epoll: no deregistering (a system call
         // per connection). Ids are never reused, so a late event finds nobody.
         let idle = self.phase != Phase::Tunnel
@@ -408,18 +451,49 @@ impl Conn {
             && self.b_out.len() == 0;
         match self.backend.take() {
             // Unread readiness or a hang-up: bytes nobody asked for may wait in it.
-            Some(b) if idle && b.connected && !b.readable && !b.hup && !b.carried_body => {
-                Some((b.port, b.stream))
+            // Watched for writes, it would wake (and be evicted) for nothing.
+            Some(b)
+                if idle
+                    && b.connected
+                    && !b.readable
+                    && !b.hup
+                    && !b.carried_body
+                    && !b.watching_writes =>
+            {
+                Some((b.token, b.port, b.stream))
             }
-            Some(_) | None => None,
+            Some(b) => {
+                self.release(b.token);
+                None
+            }
+            None => None,
         }
     }
 
     fn drop_backend(&mut self, registry: &Registry) {
         if let Some(mut b) = self.backend.take() {
             let _ = registry.deregister(&mut b.stream);
+            self.release(b.token);
         }
         self.b_in.clear();
+    }
+
+    /// A backend connection taken from the pool is closed: its token is no
+    /// longer ours (`take_released` tells the pool).
+    fn release(&mut self, t: Token) {
+        if t != token(self.id, true) {
+            self.released.push(split_token(t).0);
+        }
+    }
+
+    /// Tokens of pooled connections this one took and has closed since asked last.
+    pub fn take_released(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// The token its backend connection is registered under, if it has one.
+    pub fn backend_token(&self) -> Option<Token> {
+        self.backend.as_ref().map(|b| b.token)
     }
 
     /// Make the progress possible now. Returns true when it stopped with work
@@ -568,8 +642,7 @@ impl Conn {
         }
         if self.b_out.len() == 0 {
             if b.watching_writes && b.connected {
-                let _ =
-                    registry.reregister(&mut b.stream, token(self.id, true), Interest::READABLE);
+                let _ = registry.reregister(&mut b.stream, b.token, Interest::READABLE);
                 b.watching_writes = false;
             }
             return false;
@@ -587,7 +660,7 @@ impl Conn {
                     } else {
                         Interest::READABLE
                     };
-                    let _ = registry.reregister(&mut b.stream, token(self.id, true), interest);
+                    let _ = registry.reregister(&mut b.stream, b.token, interest);
                     b.watching_writes = blocked;
                 }
                 wrote
@@ -622,7 +695,8 @@ impl Conn {
         if self.head_started.is_none() {
             self.head_started = Some(Instant::now());
         }
-        let mut head = Vec::new();
+        let mut head = std::mem::take(&mut self.head_buf);
+        head.clear();
         let request = match http::parse_request(&self.c_in, self.peer, &mut head) {
             Parsed::Partial => {
                 if self.c_eof {
@@ -722,10 +796,19 @@ impl Conn {
                 return true;
             }
         }
-        // Response: backend → client, straight from the read buffer when nothing
-        // of an earlier read waits.
+        // Response: a big body through the pipe; else backend → client, straight
+        // from the read buffer when nothing of an earlier read waits.
+        if let Some(moved) = self.splice_body(registry, env, scratch) {
+            return progress | moved;
+        }
         if self.c_out.len() < HIGH_WATER {
-            match self.read_backend_raw(scratch) {
+            let awaiting_head = self.exchange.as_ref().is_some_and(|e| e.awaiting_head);
+            let limit = if awaiting_head && env.pipe.is_some() {
+                HEAD_READ.min(scratch.len())
+            } else {
+                scratch.len()
+            };
+            match self.read_backend_raw(&mut scratch[..limit]) {
                 Some(0) => {
                     self.backend_eof(registry, env);
                     return true;
@@ -744,6 +827,114 @@ impl Conn {
             }
         }
         progress
+    }
+
+    /// Splice the next part of a response body with a known length from the
+    /// backend to the client, when at least `SPLICE_MIN` of it is left and
+    /// nothing waits before it. None when that does not apply (read instead);
+    /// else whether anything happened.
+    ///
+    /// The pipe is shared by every connection, so it is left empty: what the
+    /// client does not take at once is read out of it into `c_out`, whose
+    /// high-water mark then stops reading the backend as for any other bytes.
+    fn splice_body(
+        &mut self,
+        registry: &Registry,
+        env: &mut Env,
+        scratch: &mut [u8],
+    ) -> Option<bool> {
+        let ex = self.exchange.as_ref()?;
+        let Body::Length(left) = ex.response else {
+            return None;
+        };
+        let b = self.backend.as_mut()?;
+        if ex.awaiting_head
+            || left < SPLICE_MIN
+            || !self.b_in.is_empty()
+            || self.c_out.len() > 0
+            || !b.readable
+            || !b.connected
+        {
+            return None;
+        }
+        let pipe = env.pipe.as_ref()?;
+        let want = usize::try_from(left).map_or(pipe.capacity, |l| l.min(pipe.capacity));
+        let n = match pipe.fill(b.stream.as_raw_fd(), want) {
+            // A short splice may mean the pipe ran out of slots, not that the
+            // socket is empty: only "would block" ends its readiness.
+            Ok(n) if n > 0 => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                b.readable = false;
+                return Some(false);
+            }
+            // End of file, or an error: cut off in the middle of the body.
+            Ok(_) | Err(_) => {
+                b.readable = false;
+                self.backend_eof(registry, env);
+                return Some(true);
+            }
+        };
+        let mut out = 0;
+        while out < n {
+            match pipe.drain_to(self.client.as_raw_fd(), n - out) {
+                Ok(0) => break,
+                Ok(k) => out += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // The client is gone: empty the pipe for the next one.
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        // What the client did not take waits in `c_out` (or is dropped if it left).
+        while out < n {
+            let chunk = (n - out).min(scratch.len());
+            match pipe.read_into(&mut scratch[..chunk]) {
+                Ok(k) if k > 0 => {
+                    if !self.done {
+                        self.c_out.push(&scratch[..k]);
+                    }
+                    out += k;
+                }
+                Ok(_) | Err(_) => {
+                    // Never seen; a pipe in an unknown state serves nobody again.
+                    *env.pipe = None;
+                    self.done = true;
+                    return Some(true);
+                }
+            }
+        }
+        if self.done {
+            return Some(true);
+        }
+        let Some(ex) = self.exchange.as_mut() else {
+            return Some(true);
+        };
+        ex.response = match left - n as u64 {
+            0 => Body::Done,
+            rest => Body::Length(rest),
+        };
+        if ex.response.done() {
+            // A short read proves the socket empty, which a short splice does
+            // not: only a backend with nothing more to say may serve again.
+            let spoiled = match self.backend.as_mut() {
+                Some(b) => match b.stream.read(&mut scratch[..1]) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        b.readable = false;
+                        false
+                    }
+                    // Bytes nobody asked for, its end of file, or an error.
+                    Ok(_) | Err(_) => true,
+                },
+                None => false,
+            };
+            self.finish_exchange(registry);
+            if spoiled {
+                self.drop_backend(registry);
+            }
+        }
+        Some(true)
     }
 
     /// Move what `b_in` holds of the response to the client.
@@ -771,15 +962,25 @@ impl Conn {
     /// they are, head and body in one write when nothing waits before them. Returns
     /// how many bytes of `data` were taken.
     fn relay(&mut self, registry: &Registry, data: &[u8]) -> usize {
+        // One buffer for the rewritten heads, kept from request to request.
+        let mut head = std::mem::take(&mut self.response_head);
+        let used = self.relay_with(registry, data, &mut head);
+        if head.capacity() <= KEPT_HEAD {
+            head.clear();
+            self.response_head = head;
+        }
+        used
+    }
+
+    fn relay_with(&mut self, registry: &Registry, data: &[u8], head: &mut Vec<u8>) -> usize {
         let mut at = 0;
-        let mut head = Vec::new();
         loop {
             let Some(ex) = self.exchange.as_mut() else {
                 return at;
             };
             head.clear();
             if ex.awaiting_head {
-                match http::parse_response(&data[at..], ex.is_head, ex.keep_alive, &mut head) {
+                match http::parse_response(&data[at..], ex.is_head, ex.keep_alive, head) {
                     Parsed::Partial => return at,
                     Parsed::Invalid(reject) => {
                         let name = ex.name.clone();
@@ -807,12 +1008,12 @@ impl Conn {
                         if response.status == 101 {
                             // Whatever followed the head belongs to the tunnel.
                             self.phase = Phase::Tunnel;
-                            send(&mut self.client, &mut self.c_out, &head, &data[at..]);
+                            send(&mut self.client, &mut self.c_out, head, &data[at..]);
                             return data.len();
                         }
                         if (100..200).contains(&response.status) {
                             // An interim answer; the real one follows.
-                            send(&mut self.client, &mut self.c_out, &head, &[]);
+                            send(&mut self.client, &mut self.c_out, head, &[]);
                             continue;
                         }
                         ex.awaiting_head = false;
@@ -836,7 +1037,7 @@ impl Conn {
                 }
             };
             if !head.is_empty() || !body.is_empty() {
-                send(&mut self.client, &mut self.c_out, &head, body);
+                send(&mut self.client, &mut self.c_out, head, body);
             }
             at += body.len();
             if ex.response.done() {
@@ -848,9 +1049,12 @@ impl Conn {
 
     /// The response is complete: keep or close each side, then the next request.
     fn finish_exchange(&mut self, registry: &Registry) {
-        let Some(ex) = self.exchange.take() else {
+        let Some(mut ex) = self.exchange.take() else {
             return;
         };
+        if ex.head.capacity() <= KEPT_HEAD {
+            self.head_buf = std::mem::take(&mut ex.head);
+        }
         if !ex.backend_keep_alive || !ex.request.done() || !self.b_in.is_empty() {
             self.drop_backend(registry);
         } else if let Some(b) = self.backend.as_mut() {
@@ -988,13 +1192,14 @@ impl Conn {
         let Some(ex) = self.exchange.as_ref() else {
             return;
         };
-        let name = ex.name.clone();
+        let lookup = env.backends.lookup(&ex.name);
         // 0.6's words first ("no running process named 'web'"), then ours.
-        let (port, starting) = match env.backends.lookup(&name) {
+        let (port, starting) = match lookup {
             Lookup::Up(port) => (port, false),
             Lookup::Starting(port) => (port, true),
             Lookup::Soon(why) => return self.wait_for_backend(registry, why),
             Lookup::Down(why) => {
+                let name = self.exchange_name();
                 let body = format!(
                     "no running process named '{name}': {why}\n\n{}",
                     super::routes_page(&env.backends.routes(), env.proxy_port)
@@ -1002,6 +1207,7 @@ impl Conn {
                 return self.fail_request(registry, 502, body);
             }
             Lookup::Unknown => {
+                let name = self.exchange_name();
                 let body = format!(
                     "no running process named '{name}': there is no process of that name in this session\n\n{}",
                     super::routes_page(&env.backends.routes(), env.proxy_port)
@@ -1017,25 +1223,23 @@ impl Conn {
             self.drop_backend(registry);
         }
         let bodiless = self.exchange.as_ref().is_some_and(|e| e.bodiless);
-        if !reuse && let Some(stream) = take_pooled(env.pool, port, !bodiless) {
-            let mut stream = stream;
-            if registry
-                .reregister(&mut stream, token(self.id, true), Interest::READABLE)
-                .is_ok()
-            {
-                self.backend = Some(Backend {
-                    stream,
-                    port,
-                    starting,
-                    connected: true,
-                    reused: true,
-                    sent: false,
-                    readable: false,
-                    hup: false,
-                    watching_writes: false,
-                    carried_body: false,
-                });
-            }
+        if !reuse && let Some((id, stream)) = take_pooled(env.pool, port, !bodiless) {
+            // It stays registered (readable only) under its token, whose events
+            // the proxy now routes here: no system call to take it.
+            env.pool.lent.insert(id, self.id);
+            self.backend = Some(Backend {
+                stream,
+                token: token(id, true),
+                port,
+                starting,
+                connected: true,
+                reused: true,
+                sent: false,
+                readable: false,
+                hup: false,
+                watching_writes: false,
+                carried_body: false,
+            });
         }
         let reuse = reuse || self.backend.is_some();
         if !reuse {
@@ -1054,6 +1258,7 @@ impl Conn {
                     );
                 }
                 Err(e) => {
+                    let name = self.exchange_name();
                     let why = format!(
                         "{name} is not accepting connections on 127.0.0.1:{port} ({})",
                         refusal(&e)
@@ -1070,6 +1275,7 @@ impl Conn {
                 )
                 .is_err()
             {
+                let name = self.exchange_name();
                 return self.fail_request(
                     registry,
                     502,
@@ -1078,6 +1284,7 @@ impl Conn {
             }
             self.backend = Some(Backend {
                 stream,
+                token: token(self.id, true),
                 port,
                 starting,
                 connected: false,
@@ -1095,14 +1302,19 @@ impl Conn {
             b.carried_body = true;
         }
         // The head goes first; body bytes follow as they come.
-        if self.b_out.len() == 0 {
-            let head = self
-                .exchange
-                .as_ref()
-                .map(|e| e.head.clone())
-                .unwrap_or_default();
-            self.b_out.push(&head);
+        if self.b_out.len() == 0
+            && let Some(ex) = self.exchange.as_ref()
+        {
+            self.b_out.push(&ex.head);
         }
+    }
+
+    /// The name of the process the current request is for (for messages).
+    fn exchange_name(&self) -> String {
+        self.exchange
+            .as_ref()
+            .map(|e| e.name.clone())
+            .unwrap_or_default()
     }
 
     fn wait_for_backend(&mut self, registry: &Registry, why: String) {
@@ -1286,17 +1498,17 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
 /// An idle pooled connection to `port`. With `check`, one the backend has not
 /// closed (a request with a body cannot be sent again; one without is retried
 /// on a new connection if the old one turns out closed, so it skips the check).
-fn take_pooled(pool: &mut Pool, port: u16, check: bool) -> Option<TcpStream> {
-    while let Some(mut stream) = pool.take(port) {
+fn take_pooled(pool: &mut Pool, port: u16, check: bool) -> Option<(u64, TcpStream)> {
+    while let Some((id, mut stream)) = pool.take(port) {
         if !check {
-            return Some(stream);
+            return Some((id, stream));
         }
         let mut byte = [0u8; 1];
         // Still open and silent: reading would block.
         if let Err(e) = stream.read(&mut byte)
             && e.kind() == io::ErrorKind::WouldBlock
         {
-            return Some(stream);
+            return Some((id, stream));
         }
     }
     None
@@ -1358,7 +1570,8 @@ mod tests {
         assert!(!pool.evict(2), "evicted twice");
         assert!(!pool.evict(7), "an id that was never pooled");
         assert_eq!(pool.held(), 2);
-        let got = pool.take(4000).expect("connection 1");
+        let (id, got) = pool.take(4000).expect("connection 1");
+        assert_eq!(id, 1, "the token it was pooled under");
         assert_eq!(local_port(&got), a_port, "not the evicted {b_port}");
         assert!(pool.take(4000).is_none());
         // Its id is no longer the pool's: a late event for it evicts nothing.
@@ -1367,6 +1580,24 @@ mod tests {
         assert!(pool.evict_any());
         assert_eq!(pool.held(), 0);
         assert!(!pool.evict_any());
+    }
+
+    #[test]
+    fn a_lent_connection_is_found_by_its_token_until_it_is_returned() {
+        let mut pool = Pool::default();
+        let (_l, a) = stream();
+        assert!(pool.put(5, 4000, a));
+        let (id, a) = take_pooled(&mut pool, 4000, false).expect("the pooled connection");
+        assert_eq!(id, 5);
+        pool.lent.insert(id, 9);
+        assert_eq!(pool.holder(5), Some(9), "its events go to client 9");
+        // Back in the pool under the same token: events evict it again.
+        assert!(pool.put(5, 4000, a));
+        assert_eq!(pool.holder(5), None);
+        assert!(pool.evict(5));
+        pool.lent.insert(6, 9);
+        pool.returned(6);
+        assert_eq!(pool.holder(6), None, "closed by its holder");
     }
 
     #[test]
@@ -1388,7 +1619,7 @@ mod tests {
         assert!(pool.evict_any());
         // The oldest (id 0) went; the rest come out newest first.
         let mut seen = Vec::new();
-        while let Some(s) = pool.take(4000) {
+        while let Some((_, s)) = pool.take(4000) {
             seen.push(local_port(&s));
         }
         assert_eq!(seen.len(), POOL_PER_PORT - 1);

@@ -15,6 +15,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Where the proxy listens unless the config names a port.
@@ -31,6 +32,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Client connections held at most; past it the listener waits.
 const MAX_CONNS: usize = 16 * 1024;
+/// The size asked for the splice pipe: a 256 KiB body in one pair of calls.
+const SPLICE_PIPE: usize = 256 * 1024;
 /// Shortens the request head and body timeouts, for tests only.
 const TEST_TIMEOUT_VAR: &str = "AGENT_PROCS_TEST_HEAD_TIMEOUT_MS";
 
@@ -78,6 +81,9 @@ pub struct Proxy {
     /// Connections that stopped with work left; they run again next turn.
     again: Vec<u64>,
     pool: Pool,
+    /// Response bodies pass through it (`conn::Conn::splice_body`); None if it
+    /// could not be made (then they are copied).
+    pipe: Option<crate::sys::SplicePipe>,
     /// Descriptors the proxy may hold: client, backend and pooled sockets.
     fd_budget: usize,
     /// Request head and body timeout (`conn::REQUEST_TIMEOUT` but in tests).
@@ -109,6 +115,7 @@ impl Proxy {
             scratch: vec![0; 256 * 1024],
             again: Vec::new(),
             pool: Pool::default(),
+            pipe: crate::sys::SplicePipe::new(SPLICE_PIPE).ok(),
             fd_budget: fd_budget(crate::sys::fd_limit()),
             timeout: std::env::var(TEST_TIMEOUT_VAR)
                 .ok()
@@ -156,12 +163,28 @@ impl Proxy {
             }
             return;
         }
-        let (id, backend_side) = conn::split_token(token);
-        let Some(conn) = self.conns.get_mut(&id) else {
-            if backend_side {
-                // Bytes or a hang-up on an idle pooled connection: it is spoiled.
-                self.pool.evict(id);
+        let (mut id, backend_side) = conn::split_token(token);
+        if backend_side && !self.conns.contains_key(&id) {
+            // A connection from the pool keeps its token: whoever holds it now.
+            match self.pool.holder(id) {
+                Some(holder)
+                    if self
+                        .conns
+                        .get(&holder)
+                        .is_some_and(|c| c.backend_token() == Some(token)) =>
+                {
+                    id = holder;
+                }
+                _ => {
+                    // Bytes or a hang-up on an idle pooled connection: it is
+                    // spoiled. (Or a late event of one closed since.)
+                    self.pool.evict(id);
+                    self.pool.returned(id);
+                    return;
+                }
             }
+        }
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         conn.wake(if backend_side {
@@ -333,17 +356,27 @@ impl Proxy {
             backends,
             pool: &mut self.pool,
             proxy_port: self.port,
+            pipe: &mut self.pipe,
         };
         if conn.run(registry, &mut env, &mut self.scratch) {
             self.again.push(id);
         }
+        for lent in conn.take_released() {
+            self.pool.returned(lent);
+        }
         if conn.finished() {
-            if let Some(mut conn) = self.conns.remove(&id)
-                && let Some((port, stream)) = conn.close()
-            {
-                // Still registered under this connection's token, which now
-                // finds the pool. A full pool closes it (closing deregisters).
-                self.pool.put(id, port, stream);
+            if let Some(mut conn) = self.conns.remove(&id) {
+                let kept = conn.close();
+                for lent in conn.take_released() {
+                    self.pool.returned(lent);
+                }
+                if let Some((token, port, stream)) = kept {
+                    // Still registered under its token, which now finds the
+                    // pool. A full pool closes it (closing deregisters).
+                    let (token_id, _) = conn::split_token(token);
+                    self.pool.returned(token_id);
+                    self.pool.put(token_id, port, stream);
+                }
             }
             // Room again: accept what waited in the backlog.
             if self.accept_paused.is_some() && self.room_for_one() {
@@ -407,10 +440,16 @@ impl BindError {
 fn bind_pair(port: u16) -> Result<(TcpListener, Option<TcpListener>), BindError> {
     let v4 =
         TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(BindError::V4)?;
+    // Accepted connections inherit it: replies leave at once, and no system
+    // call per client sets it.
+    let _ = crate::sys::set_nodelay(v4.as_raw_fd());
     // The same port number: an automatic port of 0 means the one just chosen.
     let port = v4.local_addr().map_err(BindError::V4)?.port();
     match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
-        Ok(v6) => Ok((v4, Some(v6))),
+        Ok(v6) => {
+            let _ = crate::sys::set_nodelay(v6.as_raw_fd());
+            Ok((v4, Some(v6)))
+        }
         Err(e)
             if matches!(
                 e.raw_os_error(),
@@ -489,6 +528,37 @@ mod tests {
         ];
         for (limit, want) in table {
             assert_eq!(fd_budget(limit), want, "{limit:?}");
+        }
+    }
+
+    #[test]
+    fn accepted_clients_come_with_nagle_off() {
+        let (v4, v6) = bind_pair(0).expect("a free port");
+        let port = v4.local_addr().expect("address").port();
+        let _c4 = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connecting");
+        let accepted = accept_blocking(&v4);
+        assert!(accepted.nodelay().expect("TCP_NODELAY"), "127.0.0.1");
+        if let Some(v6) = v6 {
+            let _c6 =
+                std::net::TcpStream::connect((Ipv6Addr::LOCALHOST, port)).expect("connecting");
+            assert!(
+                accept_blocking(&v6).nodelay().expect("TCP_NODELAY"),
+                "[::1]"
+            );
+        }
+    }
+
+    /// The connection waiting on a non-blocking listener (bounded).
+    fn accept_blocking(l: &TcpListener) -> mio::net::TcpStream {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            match l.accept() {
+                Ok((s, _)) => return s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accepting: {e}"),
+            }
         }
     }
 

@@ -481,9 +481,111 @@ pub fn watch_limit_error(e: &io::Error, dir: &std::path::Path) -> Option<String>
     ))
 }
 
+/// Turn Nagle's algorithm off on a socket. Set on a listening socket, Linux
+/// hands it on to every connection accepted from it (no system call per client).
+pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int from the pointer we pass, of the size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// A non-blocking pipe that bytes pass through from one socket to another with
+/// `splice(2)`, without being copied into user space. The user keeps it empty
+/// between uses (see `proxy::conn`), so one pipe serves every connection.
+pub struct SplicePipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes it holds at most.
+    pub capacity: usize,
+}
+
+impl SplicePipe {
+    pub fn new(want: usize) -> io::Result<SplicePipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we pass.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let want = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
+        // SAFETY: F_SETPIPE_SZ and F_GETPIPE_SZ only resize or report the pipe's
+        // buffer. A refused size (over /proc/sys/fs/pipe-max-size) keeps the default.
+        let size = unsafe {
+            libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want);
+            libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ)
+        };
+        let capacity = usize::try_from(size).unwrap_or(0).max(4096);
+        Ok(SplicePipe {
+            read,
+            write,
+            capacity,
+        })
+    }
+
+    /// Move up to `len` bytes from the socket `from` into the pipe. Ok(0) at the
+    /// socket's end of file.
+    pub fn fill(&self, from: RawFd, len: usize) -> io::Result<usize> {
+        splice(from, self.write.as_raw_fd(), len)
+    }
+
+    /// Move up to `len` bytes of the pipe to the socket `to`.
+    pub fn drain_to(&self, to: RawFd, len: usize) -> io::Result<usize> {
+        splice(self.read.as_raw_fd(), to, len)
+    }
+
+    /// Read up to `buf.len()` bytes of the pipe into `buf` (what a socket did not take).
+    pub fn read_into(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: read writes at most buf.len() bytes into the buffer we own.
+        let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: splice moves bytes between two descriptors we hold open; the
+        // null offsets mean "the current position", which sockets and pipes need.
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        match usize::try_from(n) {
+            Ok(n) => return Ok(n),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
 
     #[test]
     fn start_time_of_ourselves_is_readable_and_stable() {
@@ -541,5 +643,83 @@ mod tests {
         // Records cut short are read only up to the end of the buffer.
         assert_eq!(dir_events(&buf[..20]).count(), 1);
         assert_eq!(dir_events(&buf[..10]).count(), 0);
+    }
+
+    /// Two ends of one loopback connection.
+    fn connection() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
+        let near = TcpStream::connect(listener.local_addr().expect("address")).expect("connecting");
+        let (far, _) = listener.accept().expect("accepting");
+        (near, far)
+    }
+
+    #[test]
+    fn a_splice_pipe_moves_socket_bytes_exactly_and_gives_back_what_was_not_sent() {
+        let pipe = SplicePipe::new(256 * 1024).expect("a pipe");
+        assert!(pipe.capacity >= 4096);
+        let (mut writer, from) = connection();
+        let (to, mut reader) = connection();
+        from.set_nonblocking(true).expect("non-blocking");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let feeder = std::thread::spawn(move || writer.write_all(&sent));
+        let mut got = Vec::new();
+        let mut moved = 0;
+        while moved < data.len() {
+            // Little at a time: the far socket must take it without a reader.
+            let want = (data.len() - moved).min(8192);
+            let n = match pipe.fill(from.as_raw_fd(), want) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                Err(e) => panic!("splicing in: {e}"),
+            };
+            assert!(n > 0, "end of file after {moved} bytes");
+            // Half goes to the socket, the rest is read back out of the pipe.
+            let mut out = 0;
+            while out < n / 2 {
+                out += pipe
+                    .drain_to(to.as_raw_fd(), n / 2 - out)
+                    .expect("splicing out");
+            }
+            let mut rest = vec![0u8; n - out];
+            let mut at = 0;
+            while at < rest.len() {
+                let k = pipe.read_into(&mut rest[at..]).expect("reading the pipe");
+                assert!(k > 0, "the pipe held less than was put in");
+                at += k;
+            }
+            let mut sent_part = vec![0u8; out];
+            reader
+                .read_exact(&mut sent_part)
+                .expect("reading the far socket");
+            got.extend_from_slice(&sent_part);
+            got.extend_from_slice(&rest);
+            moved += n;
+        }
+        feeder.join().expect("the feeder").expect("feeding");
+        assert!(got == data, "bytes were changed, lost or reordered");
+        let mut byte = [0u8; 1];
+        let empty = pipe.read_into(&mut byte).expect_err("an empty pipe");
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+        writer_closed(from, &pipe);
+    }
+
+    /// At the sending side's end of file, filling reports 0.
+    fn writer_closed(from: TcpStream, pipe: &SplicePipe) {
+        // The feeder's stream was dropped when its thread ended.
+        let mut tries = 0;
+        loop {
+            match pipe.fill(from.as_raw_fd(), 10) {
+                Ok(0) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && tries < 10_000 => {
+                    tries += 1;
+                    std::thread::yield_now();
+                }
+                other => panic!("expected end of file, got {other:?}"),
+            }
+        }
     }
 }

@@ -22,6 +22,8 @@ process a request reached. Routes:
                 request is then served as one (the CL.0 class of dev servers)
   /stale        after 300 ms, an answer marked X-Stale: smuggled
   /slow-continue  like /echo, but its 100 Continue comes only after 1.5 s
+  /pause        like /echo, answered only after ?ms=N milliseconds
+  /bytes        ?n=N bytes with a Content-Length, byte i being i % 251
 """
 
 import base64
@@ -251,6 +253,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/stale":
             time.sleep(0.3)
             self.reply(200, b"stale answer!", "text/plain", [("X-Stale", "smuggled")])
+        elif path == "/pause":
+            time.sleep(int(query.split("=", 1)[1]) / 1000 if query else 0.1)
+            self.echo()
+        elif path == "/bytes":
+            self.body()
+            n = int(query.split("=", 1)[1]) if query else 0
+            self.reply(200, bytes(i % 251 for i in range(n)), "application/octet-stream")
         elif path == "/page":
             self.body()
             self.reply(200, PAGE, "text/html; charset=utf-8")
