@@ -1,5 +1,5 @@
 //! `export`: a checked config turned into systemd units or a Procfile. Pure:
-//! `export_cmd.rs` reads env files, resolves paths and writes the result. What a
+//! `cmd/export.rs` reads env files, resolves paths and writes the result. What a
 //! target cannot express becomes a comment and a warning; what it cannot carry is
 //! refused, naming the key.
 

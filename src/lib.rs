@@ -5,13 +5,12 @@
 
 pub mod cli;
 pub mod client;
+pub mod cmd;
 pub mod completions;
 pub mod config;
-pub mod config_cmd;
 pub mod daemon;
 pub mod error;
 pub mod export;
-pub mod export_cmd;
 pub mod glob;
 pub mod logs;
 pub mod mcp;
@@ -26,12 +25,11 @@ pub mod spelling;
 pub mod sys;
 pub mod timefmt;
 pub mod ui;
-pub mod up_cmd;
 pub mod yaml;
 
 use error::Error;
 
-/// The whole program: argv -> `cli::parse` -> the client, or the daemon; the
+/// The whole program: argv -> `cli::parse` -> a command, or the daemon; the
 /// exit code it returns.
 pub fn main_entry() -> i32 {
     match cli::parse(std::env::args_os().skip(1)) {
@@ -40,7 +38,7 @@ pub fn main_entry() -> i32 {
             command: cli::Command::Daemon { ready_fd },
             ..
         }) => daemon::run(&session, ready_fd),
-        Ok(invocation) => report(client::run(invocation)),
+        Ok(invocation) => report(cmd::run(invocation)),
         Err(e) => report(Err(e)),
     }
 }

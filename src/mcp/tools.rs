@@ -463,15 +463,15 @@ fn up(a: &Args, _paths: &SessionPaths) -> Result<Plan, String> {
     };
     let timeout = a.seconds("timeout_s", 3600)?;
     let file =
-        crate::up_cmd::locate(a.string("config")?.map(Into::into)).map_err(|e| e.to_string())?;
+        client::project::locate(a.string("config")?.map(Into::into)).map_err(|e| e.to_string())?;
     let config = crate::config::Config::load(&file).map_err(|errors| {
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         all.join("\n")
     })?;
-    let chosen = crate::up_cmd::select(&config, &only).map_err(|e| e.to_string())?;
+    let chosen = client::project::select(&config, &only).map_err(|e| e.to_string())?;
     let mut processes = Vec::with_capacity(chosen.len());
     for p in chosen {
-        processes.push(crate::up_cmd::up_process(p).map_err(|e| e.to_string())?);
+        processes.push(client::project::up_process(p).map_err(|e| e.to_string())?);
     }
     let base_env = client::caller_env();
     let mut requests = Vec::new();

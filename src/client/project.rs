@@ -1,20 +1,13 @@
-//! `agent-procs up` on the CLI side: load and check the config, pick the
-//! processes (`--only` and what they depend on), read `env_file`s, hand the whole
-//! graph to the daemon, and print its progress. On failure, print why and the
-//! last lines the failed process wrote.
+//! The project file as the CLI reads it (`up`, `down`, `export`, the MCP
+//! tools): find it, load and check it, the session it names, the processes
+//! chosen with `--only`, and each as the daemon's `up` request carries it.
 
-use crate::cli::UpArgs;
-use crate::client::{self, Conn};
+use super::conn::millis;
 use crate::config::{self, Config, Process, Ready};
 use crate::error::{Context, Error, Result};
-use crate::paths::SessionPaths;
-use crate::protocol::{ReadyCheck, Request, Response, UpProcess};
+use crate::protocol::{ReadyCheck, UpProcess};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// Log lines shown with a failure.
-const TAIL_LINES: usize = 20;
 
 /// The config file: `--config PATH`, else the nearest `agent-procs.yaml`.
 pub fn locate(path: Option<PathBuf>) -> Result<PathBuf> {
@@ -53,109 +46,6 @@ pub fn config_session(
         .map_or_else(std::env::current_dir, |d| Ok(d.to_path_buf()));
     let chosen = crate::session::choose(Some(named.to_string()), None, || dir)?;
     Ok((chosen.name, chosen.root))
-}
-
-pub fn run(
-    session: Option<&str>,
-    root: Option<std::path::PathBuf>,
-    args: UpArgs,
-    out: client::Output,
-) -> Result<i32> {
-    let path = locate(args.config.clone())?;
-    let config = load(&path)?;
-    let (session, root) = match (session, &config.session) {
-        (Some(given), _) => (given.to_string(), root),
-        (None, Some(named)) => config_session(named, &path)?,
-        (None, None) => ("default".to_string(), None),
-    };
-    let paths = SessionPaths::new(&session)?.with_root(root);
-    let chosen = select(&config, &args.only)?;
-    let mut processes = Vec::with_capacity(chosen.len());
-    for p in chosen {
-        processes.push(up_process(p)?);
-    }
-    let base_env = client::caller_env();
-    let request = Request::Up {
-        processes,
-        base_env: Some(base_env),
-        timeout_ms: args
-            .timeout
-            .map(|t| t.as_millis().min(u64::MAX as u128) as u64),
-    };
-    let mut conn = Conn::open(&paths, true)?;
-    if args.proxy || config.proxy {
-        client::enable_proxy(&mut conn, config.proxy_port)?;
-    }
-    conn.send(&request)?;
-    loop {
-        // Each step has its own deadline in the daemon; this only guards against a hang.
-        match conn.recv(None)? {
-            Response::UpProgress {
-                event,
-                name,
-                id,
-                pid,
-                url,
-                warning,
-            } => {
-                // On stderr, so progress lines and JSON keep their shape.
-                if let Some(w) = &warning {
-                    eprintln!("agent-procs: warning: {name}: {w}");
-                }
-                let at = match &url {
-                    Some(url) => format!("(id: {id}, pid: {pid}, {url})"),
-                    None => format!("(id: {id}, pid: {pid})"),
-                };
-                let mut json = serde_json::json!({"event": event, "name": name, "id": id, "pid": pid, "url": url});
-                if let (Some(w), Some(object)) = (warning, json.as_object_mut()) {
-                    object.insert("warning".into(), w.into());
-                }
-                let line = match event.as_str() {
-                    "started" => format!("started {name} {at}"),
-                    "restarted" => format!("restarted {name} {at}: its definition changed"),
-                    "running" => format!("{name} is already running {at}"),
-                    "ready" => format!("{name} is ready"),
-                    other => format!("{name}: {other}"),
-                };
-                out.say(&line, json)?;
-            }
-            Response::Ok { message } => {
-                out.say(&message, serde_json::json!({"event": "done"}))?;
-                return Ok(0);
-            }
-            Response::UpFailed { name, reason } => {
-                eprintln!("agent-procs: up failed: {name} {reason}");
-                let started = !reason.starts_with("could not start");
-                if started {
-                    print_tail(&paths, &name);
-                }
-                if out.json {
-                    let tail = if started {
-                        client::tail_of_run(&paths, &name, TAIL_LINES).unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    };
-                    let lines: Vec<String> = String::from_utf8_lossy(&tail)
-                        .lines()
-                        .map(str::to_string)
-                        .collect();
-                    let json = serde_json::json!({"event": "failed", "name": name, "reason": reason, "log_tail": lines});
-                    out.say("", json)?;
-                }
-                eprintln!(
-                    "agent-procs: processes that started keep running; `agent-procs{} down` stops them",
-                    if session == "default" {
-                        String::new()
-                    } else {
-                        format!(" --session {session}")
-                    }
-                );
-                return Err(Error::Silent(1));
-            }
-            Response::Error { code, message } => return Err(client::daemon_error(code, message)),
-            other => return client::unexpected(other),
-        }
-    }
 }
 
 /// The processes to start, in file order: all, or those named and what they need.
@@ -260,10 +150,6 @@ pub fn up_process(p: &Process) -> Result<UpProcess> {
     })
 }
 
-fn millis(d: Duration) -> u64 {
-    d.as_millis().min(u64::MAX as u128) as u64
-}
-
 /// `KEY=VALUE` lines; blank lines and `#` comments are skipped, `export ` is
 /// allowed, and one pair of matching quotes around the value is removed.
 pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
@@ -303,19 +189,6 @@ fn parse_env(text: &str) -> std::result::Result<HashMap<String, String>, (usize,
         env.insert(key.to_string(), value.to_string());
     }
     Ok(env)
-}
-
-/// The last lines of the failed process's current run, both streams, on stderr.
-fn print_tail(paths: &SessionPaths, name: &str) {
-    match client::tail_of_run(paths, name, TAIL_LINES) {
-        Ok(text) if text.is_empty() => eprintln!("agent-procs: {name} wrote nothing"),
-        Ok(text) => {
-            eprintln!("agent-procs: last lines of {name} (stderr marked err|):");
-            let mut err = std::io::stderr().lock();
-            let _ = std::io::Write::write_all(&mut err, &text);
-        }
-        Err(e) => eprintln!("agent-procs: reading the logs of {name}: {e}"),
-    }
 }
 
 #[cfg(test)]

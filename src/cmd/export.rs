@@ -3,9 +3,10 @@
 //! files, then print them or write them into `--dir`, and say how to start them.
 
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::client::project;
+use crate::config::{Config, Process};
 use crate::error::{Context, Error, Result};
-use crate::export::{self, File, Proc, Stack, Warning};
-use crate::up_cmd;
+use crate::export::{self, Export, File, Proc, Stack, Warning};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -42,35 +43,28 @@ struct JsonExport<'a> {
 }
 
 pub fn run(session: Option<&str>, args: ExportArgs) -> Result<i32> {
-    let path = up_cmd::locate(args.config.clone())?;
-    let config = up_cmd::load(&path)?;
+    let path = project::locate(args.config.clone())?;
+    let config = project::load(&path)?;
     let session = match (session, &config.session) {
         (Some(given), _) => given.to_string(),
         // `session: auto` names the worktree's session, as `up` does.
-        (None, Some(named)) => up_cmd::config_session(named, &path)?.0,
+        (None, Some(named)) => project::config_session(named, &path)?.0,
         (None, None) => "default".into(),
     };
     // It becomes part of file names; the config's own is checked when loaded.
     crate::paths::check_session_name(&session)?;
-    let chosen = up_cmd::select(&config, &args.only)?;
     let systemd = args.format == ExportFormat::Systemd;
-    let mut resolved = Vec::with_capacity(chosen.len());
-    for def in chosen {
-        let mut env: BTreeMap<String, String> = match &def.env_file {
-            Some(file) => up_cmd::read_env_file(file)?.into_iter().collect(),
-            None => BTreeMap::new(),
-        };
-        env.extend(def.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let mut def = def.clone();
-        // WorkingDirectory= must be normalized: resolve `..` where the directory exists.
-        if systemd
-            && def.cwd.components().any(|c| c == Component::ParentDir)
-            && let Ok(real) = std::fs::canonicalize(&def.cwd)
-        {
-            def.cwd = real;
+    let resolved = resolve(&config, &args.only, systemd)?;
+    let dir = match &args.dir {
+        Some(dir) => {
+            Some(std::path::absolute(dir).context(|| format!("resolving {}", dir.display()))?)
         }
-        resolved.push((def, env));
-    }
+        None => None,
+    };
+    let prefix = args
+        .prefix
+        .clone()
+        .unwrap_or_else(|| export::default_prefix(&session));
     let stack = Stack {
         session: &session,
         file: &config.file,
@@ -84,45 +78,7 @@ pub fn run(session: Option<&str>, args: ExportArgs) -> Result<i32> {
             })
             .collect(),
     };
-    let dir = match &args.dir {
-        Some(dir) => {
-            Some(std::path::absolute(dir).context(|| format!("resolving {}", dir.display()))?)
-        }
-        None => None,
-    };
-    let prefix = args
-        .prefix
-        .clone()
-        .unwrap_or_else(|| export::default_prefix(&session));
-    let result = if systemd {
-        let opts = export::Systemd {
-            prefix: &prefix,
-            user: args.user,
-        };
-        export::systemd(&stack, &opts)
-    } else {
-        let base = dir
-            .clone()
-            .or_else(|| config.file.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("/"));
-        export::procfile(&stack, &base)
-    };
-    let exported = match result {
-        Ok(exported) => exported,
-        Err(refusals) => {
-            let what = if systemd {
-                "systemd units"
-            } else {
-                "a Procfile"
-            };
-            for r in &refusals {
-                eprintln!("agent-procs: {}: {r}", path.display());
-            }
-            eprintln!("agent-procs: nothing exported: {what} cannot carry the values above");
-            return Err(Error::Silent(1));
-        }
-    };
-
+    let exported = build(&stack, &args, dir.as_deref(), &prefix, &path)?;
     let written = match (&args.dir, &dir) {
         (Some(shown), Some(dir)) => Some(write_files(shown, dir, &exported.files, args.force)?),
         _ => None,
@@ -139,68 +95,159 @@ pub fn run(session: Option<&str>, args: ExportArgs) -> Result<i32> {
     } else {
         procfile_commands(shown_dir, &config.file)
     };
-    let shown_path = |file: &File| match shown_dir {
-        Some(d) => d.join(&file.name).display().to_string(),
-        None => file.name.clone(),
+    let shown = Shown {
+        exported: &exported,
+        written: written.as_deref(),
+        commands: &commands,
+        dir: shown_dir,
     };
-
     if args.json {
-        let files = exported
+        return shown.print_json();
+    }
+    shown.print_text(systemd, args.user, &prefix)
+}
+
+/// The chosen processes with their environments (env file, then `env`), their
+/// directories normalized for systemd.
+fn resolve(
+    config: &Config,
+    only: &[String],
+    systemd: bool,
+) -> Result<Vec<(Process, BTreeMap<String, String>)>> {
+    let chosen = project::select(config, only)?;
+    let mut resolved = Vec::with_capacity(chosen.len());
+    for def in chosen {
+        let mut env: BTreeMap<String, String> = match &def.env_file {
+            Some(file) => project::read_env_file(file)?.into_iter().collect(),
+            None => BTreeMap::new(),
+        };
+        env.extend(def.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut def = def.clone();
+        // WorkingDirectory= must be normalized: resolve `..` where the directory exists.
+        if systemd
+            && def.cwd.components().any(|c| c == Component::ParentDir)
+            && let Ok(real) = std::fs::canonicalize(&def.cwd)
+        {
+            def.cwd = real;
+        }
+        resolved.push((def, env));
+    }
+    Ok(resolved)
+}
+
+/// The files, or every value the format cannot carry (printed; exit 1).
+fn build(
+    stack: &Stack<'_>,
+    args: &ExportArgs,
+    dir: Option<&Path>,
+    prefix: &str,
+    path: &Path,
+) -> Result<Export> {
+    let systemd = args.format == ExportFormat::Systemd;
+    let result = if systemd {
+        let opts = export::Systemd {
+            prefix,
+            user: args.user,
+        };
+        export::systemd(stack, &opts)
+    } else {
+        let base = dir
+            .map(Path::to_path_buf)
+            .or_else(|| stack.file.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        export::procfile(stack, &base)
+    };
+    result.map_err(|refusals| {
+        let what = if systemd {
+            "systemd units"
+        } else {
+            "a Procfile"
+        };
+        for r in &refusals {
+            eprintln!("agent-procs: {}: {r}", path.display());
+        }
+        eprintln!("agent-procs: nothing exported: {what} cannot carry the values above");
+        Error::Silent(1)
+    })
+}
+
+/// What was exported and where it went, as printed.
+struct Shown<'a> {
+    exported: &'a Export,
+    written: Option<&'a [Written]>,
+    commands: &'a [String],
+    /// `--dir` as given.
+    dir: Option<&'a Path>,
+}
+
+impl Shown<'_> {
+    fn path(&self, file: &File) -> String {
+        match self.dir {
+            Some(d) => d.join(&file.name).display().to_string(),
+            None => file.name.clone(),
+        }
+    }
+
+    fn print_json(&self) -> Result<i32> {
+        let files = self
+            .exported
             .files
             .iter()
             .enumerate()
             .map(|(i, f)| JsonFile {
-                path: shown_path(f),
+                path: self.path(f),
                 contents: &f.contents,
                 mode: if f.private { "0600" } else { "0644" },
-                status: written.as_ref().and_then(|w| w.get(i).copied()),
+                status: self.written.and_then(|w| w.get(i).copied()),
             })
             .collect();
         let out = JsonExport {
             schema: SCHEMA,
             files,
-            warnings: &exported.warnings,
-            commands: &commands,
+            warnings: &self.exported.warnings,
+            commands: self.commands,
         };
         let text = serde_json::to_string(&out)
             .map_err(|e| Error::Failed(format!("encoding JSON: {e}")))?;
         crate::client::print_line(&text)?;
-        return Ok(0);
+        Ok(0)
     }
 
-    for w in &exported.warnings {
-        eprintln!("agent-procs: warning: {w}");
-    }
-    let mut hint = String::new();
-    match &written {
-        Some(written) => {
-            let mut out = String::new();
-            for (f, w) in exported.files.iter().zip(written) {
-                let verb = match w {
-                    Written::Created => "wrote",
-                    Written::Replaced => "replaced",
-                    Written::Unchanged => "unchanged",
-                };
-                out.push_str(&format!("{verb} {}\n", shown_path(f)));
-            }
-            out.push_str(&next_steps(systemd, args.user, true, &commands, &prefix));
-            print!("{out}");
+    fn print_text(&self, systemd: bool, user: bool, prefix: &str) -> Result<i32> {
+        for w in &self.exported.warnings {
+            eprintln!("agent-procs: warning: {w}");
         }
-        None => {
-            let mut out = String::new();
-            for (i, f) in exported.files.iter().enumerate() {
-                if i > 0 {
-                    out.push('\n');
+        let mut hint = String::new();
+        match self.written {
+            Some(written) => {
+                let mut out = String::new();
+                for (f, w) in self.exported.files.iter().zip(written) {
+                    let verb = match w {
+                        Written::Created => "wrote",
+                        Written::Replaced => "replaced",
+                        Written::Unchanged => "unchanged",
+                    };
+                    out.push_str(&format!("{verb} {}\n", self.path(f)));
                 }
-                out.push_str(&format!("# file: {}\n{}", f.name, f.contents));
+                out.push_str(&next_steps(systemd, user, true, self.commands, prefix));
+                print!("{out}");
             }
-            print!("{out}");
-            hint.push_str(&next_steps(systemd, args.user, false, &commands, &prefix));
+            None => {
+                let mut out = String::new();
+                for (i, f) in self.exported.files.iter().enumerate() {
+                    if i > 0 {
+                        out.push('\n');
+                    }
+                    out.push_str(&format!("# file: {}\n{}", f.name, f.contents));
+                }
+                print!("{out}");
+                hint.push_str(&next_steps(systemd, user, false, self.commands, prefix));
+            }
         }
+        let _ = std::io::stdout().flush();
+        eprint!("{hint}");
+        Ok(0)
     }
-    let _ = std::io::stdout().flush();
-    eprint!("{hint}");
-    Ok(0)
 }
 
 /// The words around the commands: where the files go, then what to run.
