@@ -28,6 +28,8 @@ use events::Change;
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
 use signals::Exit;
+/// For `agent-procs mcp`, which ends on the same signals through the same kind of pipe.
+pub(crate) use signals::signal_pipe;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::net::TcpListener;

@@ -40,11 +40,11 @@ pub struct Fault {
 }
 
 impl Fault {
-    pub fn new(id: &str, code: i64, message: impl Into<String>) -> Fault {
+    pub fn new(id: &str, code: i64, message: &str) -> Fault {
         Fault {
             id: id.to_string(),
             code,
-            message: message.into(),
+            message: message.to_string(),
             data: None,
         }
     }
@@ -53,7 +53,7 @@ impl Fault {
 /// Read one line as a JSON-RPC message.
 pub fn classify(line: &[u8]) -> Result<Message, Fault> {
     let value: Value = serde_json::from_slice(line)
-        .map_err(|e| Fault::new("null", PARSE_ERROR, format!("parse error: {e}")))?;
+        .map_err(|e| Fault::new("null", PARSE_ERROR, &format!("parse error: {e}")))?;
     let object = match value {
         Value::Object(object) => object,
         Value::Array(_) => {

@@ -16,7 +16,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::{Map, Value};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tools::{Job, Outcome, Plan, Step};
@@ -28,6 +28,10 @@ const FIRST_CALL: usize = 16;
 
 /// Longest message taken from the client; longer ones are answered and skipped.
 const MAX_MESSAGE: usize = 4 << 20;
+/// What one read takes, from stdin or the daemon. Reads loop until nothing is
+/// left, so a small buffer only costs more calls on long messages, and it keeps
+/// the stack (every page of it resident once touched) small.
+const READ_CHUNK: usize = 8 * 1024;
 /// How often a pending `wait` reports progress to a client that asked for it.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
@@ -99,22 +103,16 @@ impl Server {
     fn new(paths: SessionPaths) -> Result<Server> {
         let poll = Poll::new().context(|| "creating the event loop".into())?;
         // A duplicate of fd 0, read only when poll says it is readable, so its
-        // blocking mode (shared with whoever started us) is left alone.
-        let stdin = io::stdin()
-            .as_fd()
+        // blocking mode (shared with whoever started us) is left alone. Not
+        // through io::stdin(), whose buffered global this never needs.
+        // SAFETY: fd 0 is only borrowed for the duplication; a closed one
+        // makes that fail with EBADF.
+        let stdin = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) }
             .try_clone_to_owned()
             .context(|| "opening standard input".into())?;
         let stdin = std::fs::File::from(stdin);
-        let (read, write) =
-            std::os::unix::net::UnixStream::pair().context(|| "creating a pipe".into())?;
-        read.set_nonblocking(true)
-            .context(|| "creating a pipe".into())?;
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            let write = write.try_clone().context(|| "creating a pipe".into())?;
-            signal_hook::low_level::pipe::register(signal, write)
-                .context(|| "handling signals".into())?;
-        }
-        let mut signals = mio::net::UnixStream::from_std(read);
+        let mut signals = crate::daemon::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+            .context(|| "handling signals".into())?;
         let registry = poll.registry();
         registry
             .register(
@@ -176,7 +174,7 @@ impl Server {
 
     /// Read what the client sent; true at end of input.
     fn read_stdin(&mut self) -> Result<bool> {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = [0u8; READ_CHUNK];
         loop {
             // Edge-triggered: read until nothing is left, without blocking.
             if !crate::sys::wait_readable(&self.stdin, Duration::ZERO)
@@ -273,7 +271,7 @@ impl Server {
         method: &str,
         params: &Map<String, Value>,
     ) -> std::result::Result<Option<String>, Fault> {
-        let fault = |code, message: String| Fault::new(id, code, message);
+        let fault = |code, message: &str| Fault::new(id, code, message);
         // 2026-07-28: no handshake; each request names the revision. The
         // first request decides which way this connection speaks.
         let envelope = params.get("_meta").and_then(|m| m.get(ENVELOPE_VERSION));
@@ -304,7 +302,7 @@ impl Server {
             _ => None,
         };
         if let Some((code, message)) = problem {
-            let mut fault = fault(code, message.into());
+            let mut fault = fault(code, message);
             if code == jsonrpc::UNSUPPORTED_VERSION {
                 fault.data = Some(SUPPORTED.into());
             }
@@ -322,13 +320,13 @@ impl Server {
                 if self.version.is_some() {
                     return Err(fault(
                         jsonrpc::INVALID_REQUEST,
-                        "already initialized: initialize is sent once per connection".into(),
+                        "already initialized: initialize is sent once per connection",
                     ));
                 }
                 let Some(asked) = params.get("protocolVersion").and_then(Value::as_str) else {
                     return Err(fault(
                         jsonrpc::INVALID_PARAMS,
-                        format!(
+                        &format!(
                             "initialize needs params.protocolVersion, a string such as \"{}\"",
                             VERSIONS[0]
                         ),
@@ -347,7 +345,7 @@ impl Server {
             "ping" => Ok(Some("{}".into())),
             "tools/list" | "tools/call" if self.version.is_none() => Err(fault(
                 jsonrpc::INVALID_REQUEST,
-                format!("{method} before initialize: send initialize first"),
+                &format!("{method} before initialize: send initialize first"),
             )),
             "tools/list" => {
                 let mut list = tools::TOOLS.to_string();
@@ -361,7 +359,7 @@ impl Server {
             "tools/call" => self.call(id, params),
             _ => Err(fault(
                 jsonrpc::METHOD_NOT_FOUND,
-                format!(
+                &format!(
                     "unknown method '{method}': this server offers initialize, ping, tools/list and tools/call"
                 ),
             )),
@@ -373,26 +371,26 @@ impl Server {
         id: &str,
         params: &Map<String, Value>,
     ) -> std::result::Result<Option<String>, Fault> {
-        let invalid = |message: String| Fault::new(id, jsonrpc::INVALID_PARAMS, message);
+        let invalid = |message: &str| Fault::new(id, jsonrpc::INVALID_PARAMS, message);
         let Some(name) = params.get("name").and_then(Value::as_str) else {
             return Err(invalid(
-                "tools/call needs params.name: start, up, stop, restart, down, status, logs or wait".into(),
+                "tools/call needs params.name: start, up, stop, restart, down, status, logs or wait",
             ));
         };
         let empty = Map::new();
         let args = match params.get("arguments") {
             None | Some(Value::Null) => &empty,
             Some(Value::Object(args)) => args,
-            Some(_) => return Err(invalid("params.arguments must be an object".into())),
+            Some(_) => return Err(invalid("params.arguments must be an object")),
         };
         let plan = match tools::plan(name, args, &self.paths) {
             Ok(plan) => plan,
             // An unknown tool is a protocol error in every revision.
-            Err(problem) if problem.starts_with("unknown tool") => return Err(invalid(problem)),
+            Err(problem) if problem.starts_with("unknown tool") => return Err(invalid(&problem)),
             Err(problem) if self.version.is_some_and(bad_arguments_are_tool_errors) => {
                 return Ok(Some(Outcome::error(problem).to_json()));
             }
-            Err(problem) => return Err(invalid(problem)),
+            Err(problem) => return Err(invalid(&problem)),
         };
         let (requests, start, job) = match plan {
             Plan::Done(outcome) => return Ok(Some(outcome.to_json())),
@@ -469,7 +467,7 @@ impl Server {
             return Ok(()); // a late event for a call already answered or cancelled
         };
         let mut call = self.calls.swap_remove(at);
-        let mut buf = [0u8; 64 * 1024];
+        let mut buf = [0u8; READ_CHUNK];
         let mut eof = false;
         loop {
             match call.stream.read(&mut buf) {
@@ -543,12 +541,11 @@ impl Server {
             } = &call.job
             {
                 let elapsed = now.duration_since(call.started);
+                let total = timeout.as_secs_f64().ceil() as u64;
                 let message = format!(
-                    "waiting for {target} to {what} ({} s of {} s)",
+                    "waiting for {target} to {what} ({} s of {total} s)",
                     elapsed.as_secs(),
-                    timeout.as_secs_f64().ceil()
                 );
-                let total = timeout.as_secs_f64();
                 notes.extend(progress_note(call, &message, Some(total)));
             }
         }
@@ -568,8 +565,8 @@ impl Server {
 }
 
 /// A `notifications/progress` for a call whose client asked for progress. For
-/// a wait, progress is in seconds out of `total`; else it counts steps.
-fn progress_note(call: &mut Call, message: &str, total: Option<f64>) -> Option<Vec<u8>> {
+/// a wait, progress is in whole seconds out of `total`; else it counts steps.
+fn progress_note(call: &mut Call, message: &str, total: Option<u64>) -> Option<Vec<u8>> {
     let token = call.progress.as_ref()?;
     // Progress must grow with every notification.
     call.progress_sent += 1;
@@ -580,10 +577,7 @@ fn progress_note(call: &mut Call, message: &str, total: Option<f64>) -> Option<V
     match total {
         Some(total) => {
             let done = call.started.elapsed().as_secs().max(call.progress_sent);
-            params.push_str(&format!(
-                ",\"progress\":{done},\"total\":{}}}",
-                total.ceil()
-            ));
+            params.push_str(&format!(",\"progress\":{done},\"total\":{total}}}"));
         }
         None => params.push_str(&format!(",\"progress\":{}}}", call.progress_sent)),
     }

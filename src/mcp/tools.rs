@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// The longest `wait` an agent may ask for.
-pub const MAX_WAIT_SECS: f64 = 300.0;
+pub const MAX_WAIT_SECS: u64 = 300;
 
 /// The `tools/list` result, one line: short descriptions with examples, small defaults.
 pub const TOOLS: &str = concat!(
@@ -179,8 +179,8 @@ pub fn plan(name: &str, args: &Map<String, Value>, paths: &SessionPaths) -> Resu
         "start" => start(&a),
         "up" => up(&a, paths),
         "stop" => {
-            a.only(&["name", "timeout_s"])?;
-            let timeout = a.seconds("timeout_s", 3600.0)?;
+            a.only("name timeout_s")?;
+            let timeout = a.seconds("timeout_s", 3600)?;
             Ok(Plan::Ask {
                 requests: vec![Request::Stop {
                     target: a.name()?,
@@ -191,7 +191,7 @@ pub fn plan(name: &str, args: &Map<String, Value>, paths: &SessionPaths) -> Resu
             })
         }
         "restart" => {
-            a.only(&["name"])?;
+            a.only("name")?;
             Ok(Plan::Ask {
                 requests: vec![Request::Restart { target: a.name()? }],
                 start: false,
@@ -199,7 +199,7 @@ pub fn plan(name: &str, args: &Map<String, Value>, paths: &SessionPaths) -> Resu
             })
         }
         "down" => {
-            a.only(&[])?;
+            a.only("")?;
             Ok(Plan::Ask {
                 requests: vec![Request::Shutdown],
                 start: false,
@@ -207,7 +207,7 @@ pub fn plan(name: &str, args: &Map<String, Value>, paths: &SessionPaths) -> Resu
             })
         }
         "status" => {
-            a.only(&["name", "resources"])?;
+            a.only("name resources")?;
             let target = a.string("name")?;
             Ok(Plan::Ask {
                 job: Job::Status {
@@ -288,16 +288,18 @@ struct Args<'a> {
 }
 
 impl Args<'_> {
-    /// Refuse arguments the tool does not take.
-    fn only(&self, known: &[&str]) -> Result<(), String> {
-        match self.args.keys().find(|k| !known.contains(&k.as_str())) {
+    /// Refuse arguments the tool does not take; `known` names them, separated
+    /// by spaces (one string: an array of `&str` costs a relocation each).
+    fn only(&self, known: &str) -> Result<(), String> {
+        let taken = |key: &str| known.split(' ').any(|k| !k.is_empty() && k == key);
+        match self.args.keys().find(|k| !taken(k)) {
             Some(key) if known.is_empty() => {
                 Err(format!("{} takes no arguments, not '{key}'", self.tool))
             }
             Some(key) => Err(format!(
                 "{} has no argument '{key}'; it takes: {}",
                 self.tool,
-                known.join(", ")
+                known.replace(' ', ", ")
             )),
             None => Ok(()),
         }
@@ -343,11 +345,11 @@ impl Args<'_> {
     }
 
     /// A positive number of seconds up to `max`.
-    fn seconds(&self, key: &str, max: f64) -> Result<Option<Duration>, String> {
+    fn seconds(&self, key: &str, max: u64) -> Result<Option<Duration>, String> {
         match self.args.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => match v.as_f64() {
-                Some(s) if s > 0.0 && s <= max => Ok(Some(Duration::from_secs_f64(s))),
+                Some(s) if s > 0.0 && s <= max as f64 => Ok(Some(Duration::from_secs_f64(s))),
                 _ => Err(format!(
                     "{}: {key} must be a number of seconds above 0 and at most {max}, not {v}",
                     self.tool
@@ -358,16 +360,7 @@ impl Args<'_> {
 }
 
 fn start(a: &Args) -> Result<Plan, String> {
-    a.only(&[
-        "command",
-        "name",
-        "cwd",
-        "env",
-        "port",
-        "autorestart",
-        "max_restarts",
-        "restart_delay_ms",
-    ])?;
+    a.only("command name cwd env port autorestart max_restarts restart_delay_ms")?;
     let command = a.string("command")?.unwrap_or_default();
     if command.trim().is_empty() {
         return Err("start needs command: a shell command line, e.g. \"npm run dev\"".into());
@@ -456,7 +449,7 @@ fn start(a: &Args) -> Result<Plan, String> {
 const ONLY_NAMES: &str = "up: only must be a list of process names";
 
 fn up(a: &Args, _paths: &SessionPaths) -> Result<Plan, String> {
-    a.only(&["only", "config", "timeout_s"])?;
+    a.only("only config timeout_s")?;
     let only: Vec<String> = match a.args.get("only") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(names)) => {
@@ -468,7 +461,7 @@ fn up(a: &Args, _paths: &SessionPaths) -> Result<Plan, String> {
         }
         Some(_) => return Err(ONLY_NAMES.into()),
     };
-    let timeout = a.seconds("timeout_s", 3600.0)?;
+    let timeout = a.seconds("timeout_s", 3600)?;
     let file =
         client::project::locate(a.string("config")?.map(Into::into)).map_err(|e| e.to_string())?;
     let config = crate::config::Config::load(&file).map_err(|errors| {
@@ -503,15 +496,7 @@ fn up(a: &Args, _paths: &SessionPaths) -> Result<Plan, String> {
 }
 
 fn wait(a: &Args) -> Result<Plan, String> {
-    a.only(&[
-        "name",
-        "until",
-        "regex",
-        "exit",
-        "port",
-        "http",
-        "timeout_s",
-    ])?;
+    a.only("name until regex exit port http timeout_s")?;
     let target = a.name()?;
     let Some(timeout) = a.seconds("timeout_s", MAX_WAIT_SECS)? else {
         return Err(format!(
@@ -757,18 +742,7 @@ fn status(one: bool, reply: Response) -> Outcome {
 
 /// `logs`: the CLI's query over the files, with a budget and a cursor for paging.
 fn logs(a: &Args, paths: &SessionPaths) -> Result<Outcome, String> {
-    a.only(&[
-        "name",
-        "stream",
-        "tail",
-        "grep",
-        "regex",
-        "ignore_case",
-        "context",
-        "since",
-        "after",
-        "max_bytes",
-    ])?;
+    a.only("name stream tail grep regex ignore_case context since after max_bytes")?;
     let (stderr, both) = match a.string("stream")?.as_deref() {
         None | Some("both") => (false, true),
         Some("stdout") => (false, false),
@@ -1039,6 +1013,20 @@ mod tests {
             let got = problem(tool, json);
             assert!(got.contains(want), "{tool} {json}: {got}");
         }
+    }
+
+    #[test]
+    fn an_unknown_argument_is_answered_with_the_ones_the_tool_takes() {
+        assert_eq!(
+            problem("stop", r#"{"name":"web","force":true}"#),
+            "stop has no argument 'force'; it takes: name, timeout_s"
+        );
+        assert_eq!(
+            problem("restart", r#"{"nam":"web"}"#),
+            "restart has no argument 'nam'; it takes: name"
+        );
+        // A name is matched whole, not as a part of the list.
+        assert!(problem("stop", r#"{"name":"web","time":1}"#).contains("no argument 'time'"));
     }
 
     #[test]
