@@ -95,6 +95,28 @@ impl Server {
             "params": {"name": tool, "arguments": arguments}}))
     }
 
+    /// Close stdin, and return every line the server wrote before it exited
+    /// (0 is asserted), within `limit`.
+    fn lines_until_exit(mut self, limit: Duration) -> Vec<String> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + limit;
+        let mut lines = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server outlived its stdin: {lines:?}"
+            );
+        }
+        let status = self.child.wait().expect("waiting for the server");
+        assert_eq!(status.code(), Some(0), "{lines:?}");
+        lines
+    }
+
     /// Close stdin and wait for the exit status.
     fn close(mut self) -> i32 {
         drop(self.stdin.take());
@@ -546,4 +568,37 @@ fn the_official_python_sdk_drives_a_real_session() {
     );
     // down stopped the daemon too.
     assert_eq!(sb.daemon_pid(), None);
+}
+
+#[test]
+fn calls_sent_just_before_end_of_input_are_carried_out() {
+    // A script that pipes its requests in and closes stdin at once: the start
+    // and its answer are not lost, an observing wait is dropped, and the
+    // server exits 0 leaving the process running.
+    let sb = Sandbox::new();
+    let mut server = Server::start(&sb);
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
+    let start = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "start", "arguments": {"name": "piped", "command": "sleep 300"}}});
+    let wait = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "wait", "arguments": {"name": "piped", "until": "never", "timeout_s": 300}}});
+    server.send(&format!(
+        "{init}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n{start}\n{wait}"
+    ));
+    let lines = server.lines_until_exit(Duration::from_secs(20));
+    let answered: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let started = answered
+        .iter()
+        .find(|m| m["id"] == 1)
+        .unwrap_or_else(|| panic!("the start was not answered: {lines:?}"));
+    assert_eq!(started["result"]["isError"], false, "{started}");
+    assert!(
+        answered.iter().all(|m| m["id"] != 2),
+        "the wait was answered after the end of input: {lines:?}"
+    );
+    assert_eq!(sb.proc_status("piped")["state"], "running");
 }

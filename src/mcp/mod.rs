@@ -95,6 +95,8 @@ struct Server {
     modern: bool,
     /// Pending calls, few at a time.
     calls: Vec<Call>,
+    /// The client closed its end: no more input; exit once `calls` is empty.
+    input_closed: bool,
     next_token: usize,
     signals: mio::net::UnixStream,
 }
@@ -133,6 +135,7 @@ impl Server {
             version: None,
             modern: false,
             calls: Vec::new(),
+            input_closed: false,
             next_token: FIRST_CALL,
             signals,
         })
@@ -156,8 +159,8 @@ impl Server {
                 match event.token() {
                     // End of input: the client is gone. What runs keeps running.
                     STDIN => {
-                        if self.read_stdin()? {
-                            return Ok(0);
+                        if !self.input_closed && self.read_stdin()? {
+                            self.end_of_input();
                         }
                     }
                     SIGNALS => {
@@ -168,8 +171,33 @@ impl Server {
                     token => self.on_daemon(token)?,
                 }
             }
+            if self.input_closed && self.calls.is_empty() {
+                return Ok(0);
+            }
             self.send_progress(Instant::now())?;
         }
+    }
+
+    /// The client closed stdin. What it asked for is still carried out (a
+    /// `start` or `down` piped in just before the end must not be lost: the
+    /// daemon drops a request whose client hung up before it was read), but a
+    /// `wait` or `status` only observes, and nobody will read its answer, so
+    /// those end now. The loop exits when nothing is pending; what runs keeps
+    /// running.
+    fn end_of_input(&mut self) {
+        self.input_closed = true;
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&libc::STDIN_FILENO));
+        let registry = self.poll.registry();
+        self.calls.retain_mut(|call| {
+            let observes = matches!(call.job, Job::Wait { .. } | Job::Status { .. });
+            if observes {
+                let _ = registry.deregister(&mut call.stream);
+            }
+            !observes
+        });
     }
 
     /// Read what the client sent; true at end of input.
