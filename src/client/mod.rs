@@ -12,6 +12,8 @@ pub use conn::{
     Conn, caller_env, daemon_error, enable_proxy, millis, one_status, plain_status, unexpected,
 };
 pub use logs::{LogsRead, read_logs, tail_of_run};
+#[cfg(test)]
+pub(crate) use output::tests::row as test_process_row;
 pub use output::{
     Output, format_bytes, format_uptime, print_line, render_line, status_table, warn_survivors,
     write_stdout,

@@ -239,10 +239,11 @@ struct JsonLine<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(
+    /// A status row for tests of what prints one (here and in `cmd/status`).
+    pub(crate) fn row(
         name: &str,
         state: &str,
         exit_code: Option<i32>,

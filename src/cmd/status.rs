@@ -214,31 +214,7 @@ fn history_fields(p: &ProcessInfo, fields: &mut Fields) {
 mod tests {
     use super::*;
 
-    fn row(
-        name: &str,
-        state: &str,
-        exit_code: Option<i32>,
-        exit_signal: Option<&str>,
-    ) -> ProcessInfo {
-        ProcessInfo {
-            name: name.into(),
-            id: "p1".into(),
-            pid: 42,
-            state: state.into(),
-            exit_code,
-            uptime_secs: if state == "running" { Some(75) } else { None },
-            command: "x".into(),
-            port: None,
-            url: None,
-            restart_count: None,
-            max_restarts: None,
-            restart_policy: None,
-            watched: None,
-            exit_signal: exit_signal.map(str::to_string),
-            cwd: None,
-            ..ProcessInfo::default()
-        }
-    }
+    use crate::client::test_process_row as row;
 
     #[test]
     fn one_process_in_full_names_env_keys_only() {
