@@ -2,6 +2,7 @@
 //! poll registry. It accepts control connections, reads child output into logs,
 //! reaps children on SIGCHLD, fires deadlines, and answers requests.
 
+mod action;
 mod control;
 mod events;
 mod probes;
@@ -18,6 +19,7 @@ mod up;
 mod waits;
 mod watch;
 
+use action::Action;
 use crate::error::{Error, Result};
 use crate::logs::{self, store::LogSink};
 use crate::paths::{self, SessionPaths};
@@ -418,6 +420,30 @@ impl Daemon {
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
             Some(Slot::Probe(probe)) => self.probe_event(probe),
             None => {} // a source closed earlier in this turn
+        }
+    }
+
+    /// Carry out what components decided, in order. An action may lead to
+    /// more (a reply frees a client that had more requests queued).
+    fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                // ---- shared ----
+                Action::Note(msg) => self.note(&msg),
+                Action::Arm { at, timer } => self.timers.arm(at, timer),
+                Action::Emit { proc, change } => self.emit(proc, change),
+                Action::SaveState => self.state_dirty = true,
+                // ---- control ----
+                Action::Reply { client, response } => self.reply(client, &response),
+                Action::ReplyLater { client, response } => self.reply_later(client, &response),
+                // ---- lifecycle ----
+                // ---- output and follow ----
+                // ---- waits ----
+                // ---- up ----
+                // ---- probes ----
+                // ---- watch ----
+                // ---- proxy ----
+            }
         }
     }
 
@@ -2356,7 +2382,10 @@ impl Daemon {
                 Timer::Escalate { proc, generation } => self.escalate(proc, generation),
                 Timer::WaitDeadline { wait } => {
                     if let Some(w) = self.waits.remove(wait) {
-                        self.reply_later(w.client, &Response::WaitTimeout);
+                        self.apply(vec![Action::ReplyLater {
+                            client: w.client,
+                            response: Response::WaitTimeout,
+                        }]);
                     }
                 }
                 Timer::FollowDeadline { client, generation } => {

@@ -1,0 +1,41 @@
+//! What a component asks the loop to do. Components own their data and decide;
+//! they never touch `Poll`, sockets of other components, or each other. They
+//! return `Action`s and the loop (daemon/mod.rs, `apply`) carries them out,
+//! routing what one component produced to the next.
+//!
+//! Keep the variants grouped by the component that returns them most; a
+//! variant any component may return sits under "shared".
+
+use super::events::Change;
+use super::procs::ProcId;
+use super::timers::Timer;
+use crate::protocol::Response;
+use std::time::Instant;
+
+// Until every component returns actions, some variants have no constructor yet.
+#[allow(dead_code)]
+#[derive(Debug)]
+pub enum Action {
+    // ---- shared ----
+    /// One line in daemon.log.
+    Note(String),
+    /// Arm a timer in the loop's one deadline heap.
+    Arm { at: Instant, timer: Timer },
+    /// Number a state change of a process and stream it to event subscribers.
+    Emit { proc: ProcId, change: Change },
+    /// The process table changed: rewrite state.json once, at the end of the turn.
+    SaveState,
+
+    // ---- control ----
+    /// Answer a client and keep serving it (it was not busy).
+    Reply { client: usize, response: Response },
+    /// Answer a request that kept the client busy, and free the client.
+    ReplyLater { client: usize, response: Response },
+    // ---- lifecycle ----
+    // ---- output and follow ----
+    // ---- waits ----
+    // ---- up ----
+    // ---- probes ----
+    // ---- watch ----
+    // ---- proxy ----
+}
