@@ -19,12 +19,12 @@ mod up;
 mod waits;
 mod watch;
 
-use action::Action;
 use crate::error::{Error, Result};
 use crate::logs::{self, store::LogSink};
 use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
+use action::Action;
 use control::{Client, ReadOutcome};
 use events::Change;
 use mio::{Events, Interest, Poll, Token};
