@@ -290,11 +290,10 @@ fn a_pattern_wait_creates_the_index_before_the_first_line() {
         sb.ok(&["wait", "late", "--until", "READY", "--timeout", "20"]),
         "READY\n"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sb.ok(&["logs", "late", "--since", "1m"]) != "READY\nafter\n" {
-        assert!(Instant::now() < deadline, "the late lines never showed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(10), "the late lines", || {
+        let got = sb.ok(&["logs", "late", "--since", "1m"]);
+        done_or(got == "READY\nafter\n", got)
+    });
     assert!(
         read(&index("late", "stdout")).len() > 8,
         "no record was written"
