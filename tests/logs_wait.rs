@@ -174,9 +174,11 @@ fn a_child_that_closes_stdout_early_keeps_running() {
 #[test]
 fn follow_streams_live_lines_after_the_tail_without_gaps() {
     let sb = Sandbox::new();
+    // 200 ticks (2 s and more): the follow must find 40 still to come after
+    // its tail even when a loaded machine starts it late.
     sb.start(
         "ticker",
-        "i=0; while [ $i -lt 50 ]; do i=$((i+1)); echo tick $i; sleep 0.01; done; sleep 30",
+        "i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo tick $i; sleep 0.01; done; sleep 30",
     );
     sb.ok(&["wait", "ticker", "--until", "tick 5", "--timeout", "10"]);
     let out = sb.ok(&[
