@@ -5,6 +5,7 @@
 mod action;
 mod control;
 mod events;
+mod ids;
 mod probes;
 mod procs;
 mod resources;
@@ -623,7 +624,7 @@ impl Daemon {
         self.slots.remove(&Token(id));
         self.follows.remove(&id);
         self.subscribers.retain(|&c| c != id);
-        self.waits.drop_client(id);
+        self.waits.drop_client(ids::ClientId(id));
         self.up_drop_client(id);
         for p in &mut self.pending {
             match p {
@@ -1643,7 +1644,7 @@ impl Daemon {
             self.prepare_indexes(id);
         }
         let wait = self.waits.add(Wait {
-            client,
+            client: ids::ClientId(client),
             proc: id,
             pattern,
             pattern_text: until.unwrap_or_default(),
@@ -1694,14 +1695,14 @@ impl Daemon {
         }
         self.set_busy(client);
         let wait = self.waits.add(Wait {
-            client,
+            client: ids::ClientId(client),
             proc: id,
             pattern: None,
             pattern_text: probe.describe(),
             exit: false,
             probe: true,
         });
-        let probe = self.probes.add(probes::Owner::Wait(wait), id, probe);
+        let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
         self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
         self.timers
             .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
@@ -2012,7 +2013,7 @@ impl Daemon {
             let line = text
                 .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
                 .clone();
-            self.reply_later(wait.client, &Response::WaitMatch { line });
+            self.reply_later(wait.client.0, &Response::WaitMatch { line });
         }
         if self.follows.is_empty() {
             return;
@@ -2114,7 +2115,7 @@ impl Daemon {
             } else {
                 format!("{name} has exited ({outcome})")
             };
-            self.reply_later(wait.client, &Response::error(message));
+            self.reply_later(wait.client.0, &Response::error(message));
         }
         let followers: Vec<usize> = self
             .follows
@@ -2276,14 +2277,14 @@ impl Daemon {
                 "{name} has exited ({outcome}) before {} was ready",
                 wait.pattern_text
             );
-            self.reply_later(wait.client, &Response::error(message));
+            self.reply_later(wait.client.0, &Response::error(message));
         }
         for wait in self.waits.take_exit(id) {
             let response = Response::WaitExited {
                 exit_code: exit.code(),
                 exit_signal: exit.signal_name(),
             };
-            self.reply_later(wait.client, &response);
+            self.reply_later(wait.client.0, &response);
         }
         self.settle_pending();
         self.check_output_finished(id);
@@ -2383,7 +2384,7 @@ impl Daemon {
                 Timer::WaitDeadline { wait } => {
                     if let Some(w) = self.waits.remove(wait) {
                         self.apply(vec![Action::ReplyLater {
-                            client: w.client,
+                            client: w.client.0,
                             response: Response::WaitTimeout,
                         }]);
                     }
@@ -2865,7 +2866,7 @@ impl Daemon {
             return;
         };
         let owner_alive = match probe.owner {
-            probes::Owner::Wait(w) => self.waits.contains(w),
+            probes::Owner::Wait(w) => self.waits.contains(ids::WaitId(w)),
             probes::Owner::Up { run, .. } => self.ups.contains_key(&run),
         };
         let proc_alive = self
@@ -2961,9 +2962,9 @@ impl Daemon {
     fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
         match probe.owner {
             probes::Owner::Wait(w) => {
-                if let Some(wait) = self.waits.remove(w) {
+                if let Some(wait) = self.waits.remove(ids::WaitId(w)) {
                     let line = format!("{} is ready ({how})", probe.target.describe());
-                    self.reply_later(wait.client, &Response::WaitMatch { line });
+                    self.reply_later(wait.client.0, &Response::WaitMatch { line });
                 }
             }
             probes::Owner::Up { run, entry } => self.up_ready(run, entry),
