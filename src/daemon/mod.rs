@@ -203,10 +203,8 @@ struct Daemon {
     watcher: Option<watch::Watcher>,
     /// Processes with a change waiting out the debounce.
     watch_pending: HashSet<ProcId>,
-    /// State changes, numbered, for `Events` clients.
-    events: events::EventLog,
-    /// Clients streaming events.
-    subscribers: Vec<usize>,
+    /// State changes, numbered, and the clients streaming them.
+    events: events::Events,
     /// Told with every `status`: what this daemon did about a dead predecessor.
     status_notes: Vec<String>,
     /// Ports chosen for processes that named none, by name (kept in state.json).
@@ -286,8 +284,7 @@ impl Daemon {
             proxy: None,
             watcher: None,
             watch_pending: HashSet::new(),
-            events: events::EventLog::default(),
-            subscribers: Vec::new(),
+            events: events::Events::default(),
             status_notes: Vec::new(),
             chosen_ports: Default::default(),
             log_dir: None,
@@ -434,11 +431,14 @@ impl Daemon {
                 Action::Arm { at, timer } => self.timers.arm(at, timer),
                 Action::Emit { proc, change } => self.emit(proc, change),
                 Action::SaveState => self.state_dirty = true,
+                Action::Busy { client } => self.set_busy(client),
                 // ---- control ----
                 Action::Reply { client, response } => self.reply(client, &response),
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
                 // ---- output and follow ----
+                // ---- events ----
+                Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
                 // ---- up ----
                 // ---- probes ----
@@ -623,7 +623,7 @@ impl Daemon {
         }
         self.slots.remove(&Token(id));
         self.follows.remove(&id);
-        self.subscribers.retain(|&c| c != id);
+        self.events.drop_client(ids::ClientId(id));
         self.waits.drop_client(ids::ClientId(id));
         self.up_drop_client(id);
         for p in &mut self.pending {
@@ -747,27 +747,12 @@ impl Daemon {
             Request::Hello { .. } => {
                 self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
             }
-            Request::Events { since } => self.subscribe(client, since),
+            Request::Events { since } => {
+                let actions = self.events.subscribe(ids::ClientId(client), since);
+                self.apply(actions);
+            }
             Request::Unknown => self.reply(client, &Response::error("unknown request type")),
         }
-    }
-
-    /// Stream state changes to `client` from now on, after those past `since`.
-    fn subscribe(&mut self, client: usize, since: Option<u64>) {
-        self.set_busy(client);
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if let Some(since) = since {
-            let (missed, replay) = self.events.since(since);
-            if missed > 0 {
-                c.send(&events::lost(missed, since.saturating_add(missed)));
-            }
-            for event in replay {
-                c.send(event);
-            }
-        }
-        self.subscribers.push(client);
     }
 
     /// Number a state change of process `id` and stream it to the subscribers.
@@ -775,15 +760,19 @@ impl Daemon {
         let Some(p) = self.procs.get(id) else {
             return;
         };
-        let seq = self.events.last_seq() + 1;
-        let event = self.events.record(&p.name, id, change);
-        for client in &self.subscribers {
-            if let Some(c) = self.clients.get_mut(client) {
+        let actions = self.events.emit(&p.name, id, change);
+        self.apply(actions);
+    }
+
+    /// Write event `seq` to each subscriber that is still connected.
+    fn send_event(&mut self, to: &[ids::ClientId], event: &Response, seq: u64) {
+        for client in to {
+            if let Some(c) = self.clients.get_mut(&client.0) {
                 c.send_event(event, seq);
                 // What does not fit in the socket now goes on its writable edge; a
                 // broken connection is closed by the retry, not in the middle of this.
                 if c.flush().is_err() {
-                    self.retry.push(Token(*client));
+                    self.retry.push(Token(client.0));
                 }
             }
         }
