@@ -7,6 +7,7 @@
 //! variant any component may return sits under "shared".
 
 use super::events::Change;
+use super::ids::ClientId;
 use super::procs::ProcId;
 use super::timers::Timer;
 use crate::protocol::Response;
@@ -25,6 +26,9 @@ pub enum Action {
     Emit { proc: ProcId, change: Change },
     /// The process table changed: rewrite state.json once, at the end of the turn.
     SaveState,
+    /// The client's request is in progress: take no further request from it
+    /// until a `ReplyLater` frees it. (Added with the events component.)
+    Busy { client: usize },
 
     // ---- control ----
     /// Answer a client and keep serving it (it was not busy).
@@ -33,6 +37,13 @@ pub enum Action {
     ReplyLater { client: usize, response: Response },
     // ---- lifecycle ----
     // ---- output and follow ----
+    // ---- events ----
+    /// Stream event number `seq` to these subscribers.
+    SendEvent {
+        to: Vec<ClientId>,
+        event: Response,
+        seq: u64,
+    },
     // ---- waits ----
     // ---- up ----
     // ---- probes ----
