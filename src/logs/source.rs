@@ -261,7 +261,11 @@ pub(super) struct Forward<'a> {
 }
 
 impl<'a> Forward<'a> {
-    pub(super) fn new(source: &'a Source, source_no: usize, (seg_no, offset): (usize, u64)) -> Forward<'a> {
+    pub(super) fn new(
+        source: &'a Source,
+        source_no: usize,
+        (seg_no, offset): (usize, u64),
+    ) -> Forward<'a> {
         let mut f = Forward {
             source,
             source_no,
