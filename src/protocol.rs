@@ -899,6 +899,53 @@ mod tests {
         all
     }
 
+    /// Two definitions for `Up`: one with every field set, one with few.
+    fn up_processes(restart: RestartPolicy, watch: WatchConfig) -> Vec<UpProcess> {
+        vec![
+            UpProcess {
+                name: "db".into(),
+                command: "postgres".into(),
+                cwd: "/srv".into(),
+                env: env(&[("PGDATA", "/tmp/pg")]),
+                port: Some(5432),
+                depends_on: vec![],
+                ready: Some(ReadyCheck {
+                    tcp: Some(5432),
+                    ..ReadyCheck::default()
+                }),
+                ready_timeout_ms: Some(30_000),
+                stop_timeout_ms: Some(5_000),
+                stop_signal: Some("SIGINT".into()),
+                log_max_size: Some(4096),
+                log_max_files: Some(1),
+                restart: Some(restart),
+                watch: Some(watch),
+                oneshot: false,
+            },
+            UpProcess {
+                name: "web".into(),
+                command: "serve".into(),
+                cwd: "/srv/web".into(),
+                env: HashMap::new(),
+                port: None,
+                depends_on: strings(&["db"]),
+                ready: Some(ReadyCheck {
+                    log: Some("listening on \\d+".into()),
+                    regex: true,
+                    ..ReadyCheck::default()
+                }),
+                ready_timeout_ms: None,
+                stop_timeout_ms: None,
+                stop_signal: None,
+                log_max_size: None,
+                log_max_files: None,
+                restart: None,
+                watch: None,
+                oneshot: true,
+            },
+        ]
+    }
+
     /// `Run` and `Up`, with every field of a process definition set.
     fn requests_that_start_processes() -> Vec<(Request, &'static [&'static str])> {
         let restart = RestartPolicy {
@@ -933,49 +980,7 @@ mod tests {
             ),
             (
                 Request::Up {
-                    processes: vec![
-                        UpProcess {
-                            name: "db".into(),
-                            command: "postgres".into(),
-                            cwd: "/srv".into(),
-                            env: env(&[("PGDATA", "/tmp/pg")]),
-                            port: Some(5432),
-                            depends_on: vec![],
-                            ready: Some(ReadyCheck {
-                                tcp: Some(5432),
-                                ..ReadyCheck::default()
-                            }),
-                            ready_timeout_ms: Some(30_000),
-                            stop_timeout_ms: Some(5_000),
-                            stop_signal: Some("SIGINT".into()),
-                            log_max_size: Some(4096),
-                            log_max_files: Some(1),
-                            restart: Some(restart),
-                            watch: Some(watch),
-                            oneshot: false,
-                        },
-                        UpProcess {
-                            name: "web".into(),
-                            command: "serve".into(),
-                            cwd: "/srv/web".into(),
-                            env: HashMap::new(),
-                            port: None,
-                            depends_on: strings(&["db"]),
-                            ready: Some(ReadyCheck {
-                                log: Some("listening on \\d+".into()),
-                                regex: true,
-                                ..ReadyCheck::default()
-                            }),
-                            ready_timeout_ms: None,
-                            stop_timeout_ms: None,
-                            stop_signal: None,
-                            log_max_size: None,
-                            log_max_files: None,
-                            restart: None,
-                            watch: None,
-                            oneshot: true,
-                        },
-                    ],
+                    processes: up_processes(restart, watch),
                     base_env: Some(env(&[("HOME", "/root")])),
                     timeout_ms: Some(60_000),
                 },
