@@ -122,10 +122,10 @@ const KNOWN_LONG_FNS: &[(&str, &str)] = &[
     // The loop's long handlers (branch: daemon split).
     ("daemon/mod.rs", "start"),
     ("daemon/mod.rs", "handle"),
-    ("daemon/mod.rs", "run_process"),
     ("daemon/mod.rs", "respawn"),
     ("daemon/mod.rs", "read_output"),
     ("daemon/mod.rs", "supervise_exit"),
+    ("daemon/spec.rs", "bad_requests_are_refused_with_what_to_fix"),
     // The connection machine and the request parser (branch: proxy split).
     ("proxy/conn.rs", "step_head"),
     ("proxy/conn.rs", "splice_body"),
