@@ -125,7 +125,10 @@ const KNOWN_LONG_FNS: &[(&str, &str)] = &[
     ("daemon/mod.rs", "respawn"),
     ("daemon/mod.rs", "read_output"),
     ("daemon/mod.rs", "supervise_exit"),
-    ("daemon/spec.rs", "bad_requests_are_refused_with_what_to_fix"),
+    (
+        "daemon/spec.rs",
+        "bad_requests_are_refused_with_what_to_fix",
+    ),
     // The connection machine and the request parser (branch: proxy split).
     ("proxy/conn.rs", "step_head"),
     ("proxy/conn.rs", "splice_body"),
@@ -518,6 +521,11 @@ const SCAN_CASES: &[(&str, &[(&str, usize)])] = &[
         "fn a<T>(t: T)\nwhere\n    T: Fn() -> u8,\n{\n    t();\n}\n",
         &[("a", 6)],
     ),
+    // A quote inside a char or a string opens nothing.
+    (
+        "fn a() {\n    let q = '\"';\n    let s = \"'{\";\n}\n",
+        &[("a", 4)],
+    ),
     // `fn` inside a word, a string or a comment is none.
     (
         "fn a() {\n    let fnord = \"fn b() {\";\n    // fn c() {\n}\n",
@@ -557,4 +565,16 @@ fn the_scanner_leaves_out_the_test_module_only() {
     for (src, want) in CASES {
         assert_eq!(file_lines(src), *want, "in {src:?}");
     }
+}
+
+#[test]
+fn a_function_of_80_lines_passes_and_one_of_81_does_not() {
+    let of = |n: usize| format!("fn f() {{\n{}}}\n", "    x();\n".repeat(n - 2));
+    let lines = |n| functions(&of(n)).first().map(|f| f.lines);
+    assert_eq!(lines(80), Some(80));
+    assert_eq!(lines(81), Some(81));
+    assert_eq!(FN_LIMIT, 80, "the issue's limit");
+    let file = "fn f() {}\n".repeat(801);
+    assert_eq!(file_lines(&file), 801);
+    assert_eq!(FILE_LIMIT, 800, "the issue's limit");
 }
