@@ -427,29 +427,27 @@ fn an_orphaned_grandchild_is_adopted_and_reaped_by_the_daemon() {
     let orphan: i32 = line.trim().trim_start_matches("orphan ").parse().unwrap();
     let daemon = sb.daemon_pid().expect("the daemon's pid");
     // Adopted by the daemon (the subreaper), not by init.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match parent_of(orphan) {
-            Some(p) if p == daemon => break,
-            Some(p) => assert!(
-                std::time::Instant::now() < deadline,
-                "orphan {orphan} has parent {p}, not the daemon {daemon}"
-            ),
+    eventually(
+        Duration::from_secs(10),
+        &format!("the daemon {daemon} to adopt orphan {orphan}"),
+        || match parent_of(orphan) {
+            Some(p) if p == daemon => Ok(()),
+            Some(p) => Err(format!("its parent is {p}")),
             None => panic!("orphan {orphan} ended before it was seen adopted"),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        },
+    );
     // When it exits, the daemon reaps it: no zombie is left behind.
     assert!(wait_gone(orphan, Duration::from_secs(10)));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while parent_of(orphan).is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orphan {orphan} was left a zombie: {:?}",
-            zombie_children(daemon)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        Duration::from_secs(10),
+        &format!("orphan {orphan} to be reaped"),
+        || {
+            done_or(
+                parent_of(orphan).is_none(),
+                format!("zombies of the daemon: {:?}", zombie_children(daemon)),
+            )
+        },
+    );
     assert_eq!(zombie_children(daemon), Vec::<i32>::new());
 }
 
