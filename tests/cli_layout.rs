@@ -41,7 +41,7 @@ fn file_of(command: &str) -> &str {
 
 #[test]
 fn every_command_has_its_file_in_src_cmd() {
-    for spec in agent_procs::cli::COMMAND_TABLE {
+    for spec in agent_procs::cmd::COMMANDS {
         let file = src().join("cmd").join(format!("{}.rs", file_of(spec.name)));
         assert!(
             file.is_file(),
@@ -55,6 +55,34 @@ fn every_command_has_its_file_in_src_cmd() {
             dispatch.contains(&module),
             "src/cmd/mod.rs lacks `{module}`"
         );
+    }
+}
+
+/// A command's table entry, usage text and parser sit in its file, beside what
+/// it does; `cli.rs` keeps only what every command shares.
+#[test]
+fn each_command_declares_its_arguments_in_its_file() {
+    let cli = std::fs::read_to_string(src().join("cli.rs")).expect("src/cli.rs");
+    for spec in agent_procs::cmd::COMMANDS {
+        let path = src().join("cmd").join(format!("{}.rs", file_of(spec.name)));
+        let text = std::fs::read_to_string(&path).expect("the command's file");
+        let synopsis = spec.usage.lines().next().unwrap_or_default();
+        for (what, needle) in [
+            ("table entry", format!("    name: \"{}\",", spec.name)),
+            ("usage text", synopsis.to_string()),
+        ] {
+            assert!(
+                text.contains(&needle),
+                "{}: its {what} is not in {}",
+                spec.name,
+                path.display()
+            );
+            assert!(
+                !cli.contains(&needle),
+                "{}: its {what} is in src/cli.rs",
+                spec.name
+            );
+        }
     }
 }
 
@@ -83,14 +111,19 @@ fn arrows_point_down_from_the_commands() {
 }
 
 #[test]
-fn no_function_in_cmd_or_client_is_over_80_lines() {
+fn no_function_on_the_cli_side_is_over_80_lines() {
     let mut long = Vec::new();
+    let files = ["cli.rs", "completions.rs"].map(|f| {
+        let path = src().join(f);
+        let text = std::fs::read_to_string(&path).expect("a source file");
+        (path, text)
+    });
     for dir in ["cmd", "client"] {
-        for (path, text) in sources(dir) {
+        for (path, text) in sources(dir).into_iter().chain(files.clone()) {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
                 let trimmed = line.trim_start();
-                let is_fn = ["fn ", "pub fn ", "pub(crate) fn "]
+                let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn "]
                     .iter()
                     .any(|p| trimmed.starts_with(p));
                 if !is_fn || line.trim_end().ends_with(';') {
@@ -107,4 +140,32 @@ fn no_function_in_cmd_or_client_is_over_80_lines() {
         }
     }
     assert!(long.is_empty(), "functions over 80 lines: {long:#?}");
+}
+
+/// The CLI side's files stay readable: at most 800 non-blank lines each before
+/// the test module.
+#[test]
+fn no_file_on_the_cli_side_is_over_800_lines() {
+    let mut files: Vec<(PathBuf, String)> = ["cli.rs", "completions.rs"]
+        .iter()
+        .map(|f| {
+            let path = src().join(f);
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            (path, text)
+        })
+        .collect();
+    files.extend(sources("cmd"));
+    files.extend(sources("client"));
+    for (path, text) in files {
+        let code = text
+            .split("\n#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or(&text);
+        let lines = code.lines().filter(|l| !l.trim().is_empty()).count();
+        assert!(
+            lines <= 800,
+            "{} has {lines} non-blank lines",
+            path.display()
+        );
+    }
 }
