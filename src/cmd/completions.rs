@@ -50,3 +50,35 @@ pub fn run(shell: Shell) -> Result<i32> {
     print!("{}", crate::completions::script(shell, super::COMMANDS));
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Command, Shell};
+    use crate::cmd::testing::{command, parse_line};
+    use crate::error::Error;
+
+    #[test]
+    fn completions_take_one_known_shell() {
+        assert_eq!(
+            command("completions fish"),
+            Command::Completions(Shell::Fish)
+        );
+        let cases = [
+            (
+                "completions",
+                "completions needs a shell: bash, zsh or fish",
+            ),
+            (
+                "completions tcsh",
+                "unknown shell 'tcsh'; completions are for bash, zsh and fish",
+            ),
+            ("completions bash zsh", "unexpected argument 'zsh'"),
+        ];
+        for (line, want) in cases {
+            match parse_line(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+}

@@ -179,3 +179,36 @@ fn to_json(value: &impl Serialize, pretty: bool) -> Result<String> {
     };
     text.map_err(|e| Error::Failed(format!("encoding JSON: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Command;
+    use crate::cmd::testing::{command, parse_line};
+    use crate::error::Error;
+
+    #[test]
+    fn config_takes_a_subcommand_a_path_and_json() {
+        let parsed = |line| match command(line) {
+            Command::Config(args) => (args.show, args.path, args.json),
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(parsed("config check"), (false, None, false));
+        assert_eq!(
+            parsed("config --json check --config a/b.yaml"),
+            (false, Some("a/b.yaml".into()), true)
+        );
+        assert_eq!(parsed("config show --json"), (true, None, true));
+        let cases = [
+            ("config", "config needs a subcommand: check or show"),
+            ("config show", "config show prints JSON only; add --json"),
+            ("config up", "unknown config command 'up'"),
+            ("config check extra", "unexpected argument 'extra'"),
+        ];
+        for (line, want) in cases {
+            match parse_line(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+}

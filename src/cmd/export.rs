@@ -553,3 +553,53 @@ fn write_files(shown: &Path, dir: &Path, files: &[File], force: bool) -> Result<
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Command, ExportFormat};
+    use crate::cmd::testing::{command, parse_line};
+    use crate::error::Error;
+
+    #[test]
+    fn export_takes_a_format_and_its_flags() {
+        let Command::Export(a) =
+            command("export systemd --user --prefix shop --dir out --force --only api,web --json")
+        else {
+            panic!()
+        };
+        assert_eq!(a.format, ExportFormat::Systemd);
+        assert!(a.user && a.force && a.json);
+        assert_eq!(a.prefix.as_deref(), Some("shop"));
+        assert_eq!(a.dir, Some("out".into()));
+        assert_eq!(a.only, ["api", "web"]);
+        let Command::Export(a) = command("export procfile --config x.yaml") else {
+            panic!()
+        };
+        assert_eq!(a.format, ExportFormat::Procfile);
+        assert_eq!(a.config, Some("x.yaml".into()));
+        let cases = [
+            ("export", "export needs a format: systemd or procfile"),
+            (
+                "export upstart",
+                "unknown export format 'upstart'; export writes systemd or procfile",
+            ),
+            ("export procfile --user", "--user goes with export systemd"),
+            (
+                "export procfile --prefix p",
+                "--prefix goes with export systemd",
+            ),
+            ("export systemd --force", "--force goes with --dir"),
+            (
+                "export systemd --prefix a@b",
+                "--prefix takes letters, digits, '.', '_' and '-', not starting with '.' or '-', not 'a@b'",
+            ),
+            ("export systemd procfile", "unexpected argument 'procfile'"),
+        ];
+        for (line, want) in cases {
+            match parse_line(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+}

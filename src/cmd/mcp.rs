@@ -43,3 +43,24 @@ fn parse(a: &mut Args<'_>) -> Result<Command> {
 pub fn run(session: &str, root: Option<PathBuf>) -> Result<i32> {
     crate::mcp::run(session, root)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Command;
+    use crate::cmd::testing::parse_line;
+
+    #[test]
+    fn mcp_defaults_to_the_worktree_session() {
+        // `status` would be `default` here (the test below); `mcp` is `auto`.
+        let inv = parse_line("mcp").unwrap();
+        assert_eq!(inv.command, Command::Mcp);
+        assert!(
+            inv.session_root.is_some(),
+            "derived from a worktree: {inv:?}"
+        );
+        assert_ne!(inv.session, "default");
+        assert_eq!(parse_line("mcp --session a").unwrap().session, "a");
+        assert!(parse_line("mcp --json").is_err());
+        assert!(parse_line("mcp extra").is_err());
+    }
+}

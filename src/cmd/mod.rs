@@ -121,3 +121,22 @@ fn in_session(paths: &SessionPaths, command: Command, out: Output) -> Result<i32
         )),
     }
 }
+
+/// Reading a command line in the commands' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::cli::{Command, Invocation};
+    use crate::error::Result;
+
+    /// `line`, split at whitespace, read against the table.
+    pub fn parse_line(line: &str) -> Result<Invocation> {
+        super::parse(line.split_whitespace().map(std::ffi::OsString::from))
+    }
+
+    /// The command `line` parses to; a panic naming the error if it does not.
+    pub fn command(line: &str) -> Command {
+        parse_line(line)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .command
+    }
+}

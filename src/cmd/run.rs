@@ -362,3 +362,30 @@ fn say_started(
     out.say(&text, json)?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Command;
+    use crate::cmd::testing::command;
+
+    #[test]
+    fn run_takes_its_options_and_joins_words() {
+        let Command::Run(r) =
+            command("run sleep --name web --env A=1 --env B=x=y --port 8000 --cwd /tmp")
+        else {
+            panic!()
+        };
+        assert_eq!(r.command, "sleep");
+        assert_eq!(r.name.as_deref(), Some("web"));
+        assert_eq!(
+            r.env,
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        assert_eq!(r.port, Some(8000));
+        assert_eq!(r.cwd.as_deref(), Some("/tmp"));
+        let Command::Run(r) = command("run -- echo it's --name") else {
+            panic!()
+        };
+        assert_eq!(r.command, r"echo 'it'\''s' --name");
+    }
+}
