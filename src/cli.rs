@@ -391,7 +391,7 @@ impl Args<'_> {
         self.word(value, flag)
     }
 
-    /// The value of `flag` as a path, taken as it is.
+    /// The value of the option just read, as a path taken as it is.
     pub fn path(&mut self) -> Result<std::path::PathBuf> {
         self.value().map(std::path::PathBuf::from)
     }
