@@ -587,3 +587,51 @@ fn the_daemon_executable_run_by_hand_says_who_starts_it() {
         );
     }
 }
+
+/// Resident KiB of `pid`'s heap (`[heap]` in smaps).
+fn heap_rss_kib(pid: i32) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("reading smaps");
+    let mut in_heap = false;
+    for line in smaps.lines() {
+        // A mapping's header starts with its range, `start-end` in hex.
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            in_heap = line.trim_end().ends_with("[heap]");
+        }
+        if in_heap && let Some(kib) = line.strip_prefix("Rss:") {
+            return kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
+#[test]
+fn quiet_processes_leave_the_output_buffer_untouched() {
+    // Issue 19: the daemon's private memory. The 128 KiB buffer pipes are read
+    // into is mapped fresh, so an idle daemon whose processes print little has
+    // only the pages it read into resident, not the whole buffer.
+    let sb = Sandbox::new();
+    for i in 0..10 {
+        let out = run_bounded(
+            {
+                let mut cmd =
+                    sb.command(&["run", "--name", &format!("s{i}"), "echo hi; exec sleep 100"]);
+                cmd.env_clear().env("PATH", "/usr/bin:/bin");
+                sb.isolate(&mut cmd);
+                cmd
+            },
+            CALL_LIMIT,
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    sb.ok(&["status"]);
+    let pid = sb.daemon_pid().expect("the daemon's pid");
+    let heap = heap_rss_kib(pid);
+    assert!(heap > 0, "no [heap] in smaps");
+    assert!(heap < 128, "the daemon's heap has {heap} KiB resident");
+}

@@ -289,7 +289,7 @@ impl Daemon {
             state_file: None,
             clock: logs::index::SeqClock::default(),
             run_numbers: None,
-            read_buf: vec![0; 64 * 1024],
+            read_buf: vec![0; 128 * 1024],
             ups: HashMap::new(),
             next_up: 0,
             probes: probes::ProbeTable::default(),
