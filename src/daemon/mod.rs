@@ -5,6 +5,7 @@
 mod action;
 mod control;
 mod events;
+mod lifecycle;
 mod probes;
 mod procs;
 mod resources;
@@ -47,15 +48,11 @@ const SHUTDOWN_PIPE: Token = Token(2);
 const WATCH: Token = Token(3);
 /// Changes closer together than this restart a process once.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
-const WATCH_NOTE: &str = "[agent-procs] File changed, restarted";
 const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
 
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// After SIGKILL, how often to check (and re-send) until the group is gone.
-const KILL_RECHECK: Duration = Duration::from_secs(1);
-const MAX_KILLS: u32 = 5;
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
 const MAX_CLIENTS: usize = 4096;
@@ -438,6 +435,35 @@ impl Daemon {
                 Action::Reply { client, response } => self.reply(client, &response),
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
+                Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
+                Action::StopReason {
+                    proc,
+                    reason,
+                    replace,
+                } => {
+                    if let Some(p) = self.procs.get_mut(proc) {
+                        if replace {
+                            p.sup.stop_reason = Some(reason);
+                        } else {
+                            p.sup.stop_reason.get_or_insert(reason);
+                        }
+                    }
+                }
+                Action::ResetRestarts { proc } => {
+                    if let Some(p) = self.procs.get_mut(proc) {
+                        p.sup.reset();
+                    }
+                }
+                Action::CheckStop { proc } => self.check_stop_done(proc),
+                Action::Died { proc, exit } => self.died(proc, exit),
+                Action::Stopped { proc, exit } => self.stopped(proc, exit),
+                Action::Restart {
+                    proc,
+                    note,
+                    counted,
+                } => self.restart_now(proc, &note, counted),
+                Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
+                Action::Annotate { proc, note } => self.annotate(proc, &note),
                 // ---- output and follow ----
                 // ---- waits ----
                 // ---- up ----
@@ -965,13 +991,8 @@ impl Daemon {
         let spawned = match spawn::spawn(&spec, &name, grow) {
             Ok(s) => s,
             Err(msg) => {
-                self.note(&format!("{name}: {msg}"));
-                if let Some(p) = self.procs.get_mut(id) {
-                    p.state = State::Failed {
-                        reason: msg.clone(),
-                    };
-                }
-                self.emit(id, Change::new("failed").detail(msg.clone()));
+                let reason = msg.clone();
+                self.step(id, lifecycle::Event::SpawnFailed { reason });
                 return Response::error(msg);
             }
         };
@@ -980,6 +1001,68 @@ impl Daemon {
         // The run begins here: every byte of it gets a later sequence number.
         let run = self.next_run_number(&name);
         let run_seq = self.clock.tick();
+        let pid = spawned.pid;
+        let (outputs, failure) = self.open_outputs(id, &name, &spec, spawned, annotation);
+        let Some(p) = self.procs.get_mut(id) else {
+            return Response::error("process vanished");
+        };
+        p.outputs = outputs;
+        p.pid = pid;
+        p.pgid = pid as i32;
+        p.started_wall = SystemTime::now();
+        p.run = run;
+        p.run_seq = run_seq;
+        p.start_ticks = sys::start_ticks(pid);
+        p.port_conflict = None;
+        p.cpu_sample = None;
+        let now = Instant::now();
+        self.step(id, lifecycle::Event::Started { pid, now });
+        self.procs.set_pid(id, pid as i32);
+        if let Some(msg) = failure {
+            // Without its logs the process would run blind; stop it at once.
+            signals::kill_group(pid as i32, libc::SIGKILL);
+            self.note(&format!("{name}: {msg}"));
+            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
+            return Response::error(msg);
+        }
+        self.note(&format!(
+            "{name} (p{id}) started, pid {pid}: {}",
+            spec.command
+        ));
+        self.journal(logs::runs::Entry {
+            p: name.clone(),
+            run,
+            start: Some(logs::index::now_ms()),
+            seq: Some(run_seq),
+            pid: Some(pid),
+            ..Default::default()
+        });
+        // Recorded before anyone hears of it: if we are killed right after
+        // answering, the next daemon must still find this process group.
+        self.save_state();
+        self.announce_start(id, pid, annotation);
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
+        Response::RunOk {
+            name,
+            id: format!("p{id}"),
+            pid,
+            port: spec.port,
+            url,
+            warning: None,
+        }
+    }
+
+    /// The log sinks of a new run and its pipes registered with the loop; the
+    /// annotation goes first in the stdout log. A failure leaves that stream out.
+    fn open_outputs(
+        &mut self,
+        id: ProcId,
+        name: &str,
+        spec: &spec::Spec,
+        spawned: spawn::Spawned,
+        annotation: Option<&str>,
+    ) -> ([Option<Output>; 2], Option<String>) {
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
@@ -988,7 +1071,7 @@ impl Daemon {
             (Stream::Stdout, spawned.stdout),
             (Stream::Stderr, spawned.stderr),
         ]) {
-            let path = self.paths.log_file(&name, stream.name());
+            let path = self.paths.log_file(name, stream.name());
             let created = match &log_dir {
                 Ok(dir) => LogSink::create_in(dir.clone(), path.clone(), spec.log_limits),
                 Err(e) => Err(io::Error::new(
@@ -1040,46 +1123,12 @@ impl Daemon {
                 grown,
             });
         }
-        let pid = spawned.pid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return Response::error("process vanished");
-        };
-        p.outputs = outputs;
-        p.pid = pid;
-        p.pgid = pid as i32;
-        p.started_wall = SystemTime::now();
-        p.run = run;
-        p.run_seq = run_seq;
-        p.start_ticks = sys::start_ticks(pid);
-        p.port_conflict = None;
-        p.cpu_sample = None;
-        p.state = State::Running {
-            pid,
-            since: Instant::now(),
-        };
-        self.procs.set_pid(id, pid as i32);
-        if let Some(msg) = failure {
-            // Without its logs the process would run blind; stop it at once.
-            signals::kill_group(pid as i32, libc::SIGKILL);
-            self.note(&format!("{name}: {msg}"));
-            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
-            return Response::error(msg);
-        }
-        self.note(&format!(
-            "{name} (p{id}) started, pid {pid}: {}",
-            spec.command
-        ));
-        self.journal(logs::runs::Entry {
-            p: name.clone(),
-            run,
-            start: Some(logs::index::now_ms()),
-            seq: Some(run_seq),
-            pid: Some(pid),
-            ..Default::default()
-        });
-        // Recorded before anyone hears of it: if we are killed right after
-        // answering, the next daemon must still find this process group.
-        self.save_state();
+        (outputs, failure)
+    }
+
+    /// Tell subscribers and followers that a run began; waits and followers see
+    /// the annotation as its first line.
+    fn announce_start(&mut self, id: ProcId, pid: u32, annotation: Option<&str>) {
         let started = Change::new("started").pid(pid);
         self.emit(
             id,
@@ -1089,20 +1138,9 @@ impl Daemon {
             },
         );
         self.mark_run_start(id);
-        // Followers and waits see the note as the first line of the new run.
         if let Some(note) = annotation {
             self.deliver_line(id, Stream::Stdout, note.as_bytes());
             self.flush_followers();
-        }
-        let proxy_port = self.proxy.as_ref().map(|p| p.port());
-        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
-        Response::RunOk {
-            name,
-            id: format!("p{id}"),
-            pid,
-            port: spec.port,
-            url,
-            warning: None,
         }
     }
 
@@ -1235,86 +1273,40 @@ impl Daemon {
         }
     }
 
-    /// Send SIGTERM to the group and arm the SIGKILL deadline. Returns false when
-    /// there is nothing left to stop (the process and its whole group are gone).
+    /// Put process `id` through one step of the lifecycle table.
+    fn step(&mut self, id: ProcId, event: lifecycle::Event) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        let (state, actions) = lifecycle::on(p, event);
+        p.state = state;
+        self.apply(actions);
+    }
+
+    /// Whether the group of `id` lives on, asked only when its leader is gone.
+    fn leftovers(&self, id: ProcId) -> bool {
+        self.procs.get(id).is_some_and(|p| {
+            !matches!(
+                p.state,
+                State::Running { .. } | State::Stopping { leader: None, .. }
+            ) && signals::group_alive(p.pgid, self.sid)
+        })
+    }
+
+    /// Send the stop signal to the group and arm the SIGKILL deadline. Returns
+    /// false when there is nothing left to stop (the process and its group are gone).
     fn begin_stop(&mut self, id: ProcId, timeout: Duration) -> bool {
         self.generation += 1;
-        let generation = self.generation;
-        let Some(p) = self.procs.get_mut(id) else {
-            return false;
+        let event = lifecycle::Event::StopRequested {
+            timeout,
+            generation: self.generation,
+            group_alive: self.leftovers(id),
+            now: Instant::now(),
         };
-        let signal = if timeout.is_zero() {
-            libc::SIGKILL
-        } else {
-            p.spec.stop_signal
-        };
-        match p.state.clone() {
-            State::Running { pid, since } => {
-                p.state = State::Stopping {
-                    pid,
-                    since,
-                    leader: None,
-                    generation,
-                    kills: 0,
-                };
-            }
-            State::Stopping { .. } => {
-                // Already stopping: a shorter grace period may still apply.
-                if let State::Stopping { generation: g, .. } = p.state {
-                    self.timers.arm(
-                        Instant::now() + timeout,
-                        Timer::Escalate {
-                            proc: id,
-                            generation: g,
-                        },
-                    );
-                }
-                return true;
-            }
-            State::Exited { exit } if signals::group_alive(p.pgid, self.sid) => {
-                // The leader is gone but members of its group live on.
-                p.state = State::Stopping {
-                    pid: p.pid,
-                    since: Instant::now(),
-                    leader: Some(exit),
-                    generation,
-                    kills: 0,
-                };
-            }
-            State::Backoff { exit, .. } => {
-                // Waiting to restart: the stop cancels that, and ends what the dead
-                // leader left in its group.
-                p.state = State::Exited { exit };
-                if signals::group_alive(p.pgid, self.sid) {
-                    signals::kill_group(p.pgid, libc::SIGKILL);
-                }
-                self.state_dirty = true;
-                self.emit(id, Change::new("stopped").detail("restart cancelled"));
-                return false;
-            }
-            State::Exited { .. } | State::Failed { .. } => return false,
-        }
-        p.sup.stop_reason.get_or_insert(supervise::Reason::Stopped);
-        let (pgid, name, pid) = (p.pgid, p.name.clone(), p.pid);
-        signals::kill_group(pgid, signal);
-        self.note(&format!(
-            "stopping {name}: sent {} to process group {pgid}",
-            signals::signal_name(signal)
-        ));
-        self.emit(
-            id,
-            Change::new("stopping")
-                .pid(pid)
-                .detail(signals::signal_name(signal)),
-        );
-        self.timers.arm(
-            Instant::now() + timeout,
-            Timer::Escalate {
-                proc: id,
-                generation,
-            },
-        );
-        true
+        self.step(id, event);
+        self.procs
+            .get(id)
+            .is_some_and(|p| matches!(p.state, State::Stopping { .. }))
     }
 
     /// The grace period for stopping `id`: the one asked for, else its own, else 10 s.
@@ -1331,11 +1323,8 @@ impl Daemon {
         for id in self.procs.ids() {
             if let Some(p) = self.procs.get_mut(id) {
                 p.sup.disabled = true;
-                if let State::Backoff { exit, .. } = p.state {
-                    p.state = State::Exited { exit };
-                    self.state_dirty = true;
-                }
             }
+            self.step(id, lifecycle::Event::RestartCancelled);
             if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
                 remaining.insert(id);
                 self.deferred_stops.retain(|(d, _)| *d != id);
@@ -2020,84 +2009,61 @@ impl Daemon {
         for stream in STREAMS {
             self.read_output(id, stream, 16 * PIPE_BUDGET);
         }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        self.step(id, lifecycle::Event::LeaderExited { exit });
+    }
+
+    /// The leader died on its own (it was not being stopped): say how, and who
+    /// holds its port if that is why.
+    fn died(&mut self, id: ProcId, exit: Exit) {
+        let Some(p) = self.procs.get(id) else { return };
+        let (name, pid) = (p.name.clone(), p.pid);
+        // A server that died because its port was taken: say who has it.
+        let conflict = if exit.code() == Some(0) {
+            None
+        } else {
+            self.port_conflict(id)
         };
-        match p.state.clone() {
-            State::Stopping {
-                pid,
-                since,
-                generation,
-                kills,
-                ..
-            } => {
-                p.state = State::Stopping {
-                    pid,
-                    since,
-                    leader: Some(exit),
-                    generation,
-                    kills,
-                };
-                self.check_stop_done(id);
+        let mut exited = Change::new("exited")
+            .pid(pid)
+            .exit(exit.code(), exit.signal_name());
+        match &conflict {
+            Some(c) => {
+                self.note(&format!("{name} exited ({}); {c}", exit.describe()));
+                exited = exited.detail(c.clone());
             }
-            _ => {
-                p.state = State::Exited { exit };
-                let (name, pid) = (p.name.clone(), p.pid);
-                // A server that died because its port was taken: say who has it.
-                let conflict = if exit.code() == Some(0) {
-                    None
-                } else {
-                    self.port_conflict(id)
-                };
-                let mut exited = Change::new("exited")
-                    .pid(pid)
-                    .exit(exit.code(), exit.signal_name());
-                match &conflict {
-                    Some(c) => {
-                        self.note(&format!("{name} exited ({}); {c}", exit.describe()));
-                        exited = exited.detail(c.clone());
-                    }
-                    None => self.note(&format!("{name} exited ({})", exit.describe())),
-                }
-                if let Some(p) = self.procs.get_mut(id) {
-                    p.port_conflict = conflict;
-                }
-                self.state_dirty = true;
-                self.emit(id, exited);
-                self.exited(id, exit);
-            }
+            None => self.note(&format!("{name} exited ({})", exit.describe())),
         }
+        if let Some(p) = self.procs.get_mut(id) {
+            p.port_conflict = conflict;
+        }
+        self.state_dirty = true;
+        self.emit(id, exited);
+        self.exited(id, exit);
     }
 
     /// A stop is done once the leader is reaped and nobody is left in its group.
     fn check_stop_done(&mut self, id: ProcId) {
         let Some(p) = self.procs.get(id) else { return };
-        let State::Stopping {
-            leader: Some(exit),
-            kills,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if signals::group_alive(p.pgid, self.sid) && kills < MAX_KILLS {
+        if !matches!(
+            p.state,
+            State::Stopping {
+                leader: Some(_),
+                ..
+            }
+        ) {
             return;
         }
-        if kills >= MAX_KILLS {
-            self.note(&format!(
-                "{}: process group {} survived SIGKILL; giving up on it",
-                p.name, p.pgid
-            ));
-        }
-        let name = p.name.clone();
+        let group_alive = signals::group_alive(p.pgid, self.sid);
+        self.step(id, lifecycle::Event::GroupChecked { group_alive });
+    }
+
+    /// A stop finished: report it, and what outlived it outside the group.
+    fn stopped(&mut self, id: ProcId, exit: Exit) {
+        let name = self.proc_name(id);
         // The group is gone; what left it earlier may live on, re-parented to us.
         let survivors = survivors::find(&name, |pid| self.procs.is_leader(pid));
         let mut stopped = Change::new("stopped").exit(exit.code(), exit.signal_name());
         if let Some(p) = self.procs.get_mut(id) {
-            p.state = State::Exited { exit };
-            if kills > 0 {
-                p.sup.stop_reason = Some(supervise::Reason::KilledAfterTimeout);
-            }
             stopped = stopped.pid(p.pid);
             p.survivors = survivors;
         }
@@ -2276,40 +2242,12 @@ impl Daemon {
     }
 
     fn escalate(&mut self, id: ProcId, generation: u64) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::StopTimedOut {
+            generation,
+            group_alive: self.leftovers(id),
+            now: Instant::now(),
         };
-        let State::Stopping {
-            generation: current,
-            ref mut kills,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if current != generation {
-            return;
-        }
-        *kills += 1;
-        let (pgid, name, kills) = (p.pgid, p.name.clone(), *kills);
-        let leader_alive = matches!(p.state, State::Stopping { leader: None, .. });
-        // Once the leader is reaped, make sure the group number is still ours.
-        if leader_alive || signals::group_alive(pgid, self.sid) {
-            signals::kill_group(pgid, libc::SIGKILL);
-        }
-        if kills == 1 {
-            self.note(&format!(
-                "{name} did not stop in time; sent SIGKILL to process group {pgid}"
-            ));
-        }
-        self.timers.arm(
-            Instant::now() + KILL_RECHECK,
-            Timer::Escalate {
-                proc: id,
-                generation,
-            },
-        );
-        self.check_stop_done(id);
+        self.step(id, event);
     }
 
     // ---- restart policies ----
@@ -2319,15 +2257,14 @@ impl Daemon {
         self.generation += 1;
         let generation = self.generation;
         let now = Instant::now();
-        let shutting_down = self.shutting_down;
         let Some(p) = self.procs.get_mut(id) else {
             return;
         };
         let ran_for = p.started_wall.elapsed().unwrap_or_default();
         let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
-        let name = p.name.clone();
+        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
         let ended = (p.run > 0).then(|| logs::runs::Entry {
-            p: name.clone(),
+            p: p.name.clone(),
             run: p.run,
             end: Some(logs::index::now_ms()),
             how: p.sup.exits.back().map(supervise::ended),
@@ -2336,100 +2273,68 @@ impl Daemon {
         if let Some(entry) = ended {
             self.journal(entry);
         }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::Supervised {
+            exit,
+            decision,
+            base_delay,
+            generation,
+            shutting_down: self.shutting_down,
+            now,
         };
-        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
-        match decision {
-            _ if shutting_down => {}
-            supervise::Decision::Stay => {}
-            supervise::Decision::Restart { delay, attempt } => {
-                p.state = State::Backoff {
-                    exit,
-                    until: now + delay,
-                    generation,
-                };
-                self.timers.arm(
-                    now + delay,
-                    Timer::Restart {
-                        proc: id,
-                        generation,
-                    },
-                );
-                self.note(&format!(
-                    "{name} died ({}); restart {attempt} in {}",
-                    exit.describe(),
-                    crate::timefmt::seconds(delay)
-                ));
-                // `backoff` when exponential backoff stretched the delay.
-                let kind = if base_delay.is_some_and(|base| delay > base) {
-                    "backoff"
-                } else {
-                    "restarting"
-                };
-                self.emit(
-                    id,
-                    Change::new(kind)
-                        .exit(exit.code(), exit.signal_name())
-                        .delay_ms(delay.as_millis() as u64)
-                        .detail(format!("restart {attempt}")),
-                );
-            }
-            supervise::Decision::GiveUp { max } => {
-                let note = format!("[agent-procs] Max restarts ({max}) exhausted");
-                p.state = State::Failed {
-                    reason: format!("max restarts ({max}) exhausted"),
-                };
-                if let Some(out) = p.output(Stream::Stdout) {
-                    out.sink.annotate(&mut self.clock, &note, |_| {});
-                    out.sink.release();
-                }
-                self.note(&format!("{name}: {note}"));
-                self.deliver_line(id, Stream::Stdout, note.as_bytes());
-                self.flush_followers();
-                let reason = format!("max restarts ({max}) exhausted");
-                self.emit(
-                    id,
-                    Change::new("failed")
-                        .exit(exit.code(), exit.signal_name())
-                        .detail(reason),
-                );
-            }
-        }
-        self.state_dirty = true;
+        self.step(id, event);
     }
 
     /// The restart delay is over: start the process again, with the note first.
     fn auto_restart(&mut self, id: ProcId, generation: u64) {
-        if self.shutting_down {
-            return;
-        }
-        let sid = self.sid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::BackoffOver {
+            generation,
+            group_alive: self.leftovers(id),
+            shutting_down: self.shutting_down,
         };
-        let State::Backoff {
-            exit,
-            generation: current,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if current != generation {
-            return;
+        self.step(id, event);
+    }
+
+    /// Start `id` again now, with `note` first in its log; an automatic restart
+    /// (`counted`) counts against its policy and is noted.
+    fn restart_now(&mut self, id: ProcId, note: &str, counted: bool) {
+        if counted && let Some(p) = self.procs.get_mut(id) {
+            p.sup.restarts += 1;
         }
-        // What the dead leader left behind (a child holding its port) goes first.
-        if signals::group_alive(p.pgid, sid) {
-            signals::kill_group(p.pgid, libc::SIGKILL);
-        }
-        p.sup.restarts += 1;
-        let max = p.spec.restart.as_ref().and_then(|r| r.max);
-        let note = supervise::restarted_note(exit, p.sup.restarts, max);
-        let name = p.name.clone();
-        if let Response::RunOk { pid, .. } = self.respawn(id, Some(&note)) {
+        let name = self.proc_name(id);
+        if let Response::RunOk { pid, .. } = self.respawn(id, Some(note))
+            && counted
+        {
             self.note(&format!("{name} restarted, pid {pid}: {note}"));
         }
+    }
+
+    /// Stop `id`, then start it again with `note` once it is down.
+    fn stop_then_restart(&mut self, id: ProcId, note: &'static str) {
+        let timeout = self.stop_timeout(id, None);
+        if self.begin_stop(id, timeout) {
+            self.pending.push(Pending::Restart {
+                client: usize::MAX,
+                proc: id,
+                note,
+            });
+        } else {
+            self.respawn(id, Some(note));
+        }
+    }
+
+    /// A line of ours in the stdout log of `id`, seen by followers and waits as
+    /// the process's own.
+    fn annotate(&mut self, id: ProcId, note: &str) {
+        if let Some(out) = self
+            .procs
+            .get_mut(id)
+            .and_then(|p| p.output(Stream::Stdout))
+        {
+            out.sink.annotate(&mut self.clock, note, |_| {});
+            out.sink.release();
+        }
+        self.deliver_line(id, Stream::Stdout, note.as_bytes());
+        self.flush_followers();
     }
 
     // ---- file watching ----
@@ -2539,48 +2444,11 @@ impl Daemon {
     /// A watched file changed: restart the process (reviving it if it had failed),
     /// unless it was stopped by hand.
     fn watch_restart(&mut self, id: ProcId) {
-        if self.shutting_down {
-            return;
-        }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::WatchChanged {
+            group_alive: self.leftovers(id),
+            shutting_down: self.shutting_down,
         };
-        if p.sup.disabled {
-            return;
-        }
-        p.sup.reset();
-        let state = p.state.clone();
-        self.emit(id, Change::new("watch_triggered"));
-        self.emit(
-            id,
-            Change::new("restarting").delay_ms(0).detail("file changed"),
-        );
-        let sid = self.sid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        match state {
-            State::Running { .. } => {
-                p.sup.stop_reason = Some(supervise::Reason::Watch);
-                let timeout = self.stop_timeout(id, None);
-                if self.begin_stop(id, timeout) {
-                    self.pending.push(Pending::Restart {
-                        client: usize::MAX,
-                        proc: id,
-                        note: WATCH_NOTE,
-                    });
-                } else {
-                    self.respawn(id, Some(WATCH_NOTE));
-                }
-            }
-            State::Stopping { .. } => {} // already on its way down
-            State::Exited { .. } | State::Backoff { .. } | State::Failed { .. } => {
-                if signals::group_alive(p.pgid, sid) {
-                    signals::kill_group(p.pgid, libc::SIGKILL);
-                }
-                self.respawn(id, Some(WATCH_NOTE));
-            }
-        }
+        self.step(id, event);
     }
 
     // ---- the reverse proxy ----
