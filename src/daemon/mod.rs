@@ -14,6 +14,7 @@ mod spawn;
 mod spec;
 mod startup;
 mod state;
+mod stops;
 mod supervise;
 mod survivors;
 mod timers;
@@ -39,6 +40,7 @@ use std::io::{self, Read};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
+use stops::Pending;
 use timers::{Timer, Timers};
 use waits::{Pattern, Wait, WaitTable};
 
@@ -96,29 +98,6 @@ struct Batch {
     lines: u64,
 }
 
-/// A request that is answered later, when processes have finished stopping.
-enum Pending {
-    Stop {
-        client: usize,
-        proc: ProcId,
-        label: String,
-    },
-    Restart {
-        client: usize,
-        proc: ProcId,
-        /// The annotation the new run starts with.
-        note: &'static str,
-    },
-    StopAll {
-        client: usize,
-        remaining: HashSet<ProcId>,
-    },
-    Shutdown {
-        client: Option<usize>,
-        remaining: HashSet<ProcId>,
-    },
-}
-
 pub fn run(session: &str, ready_fd: Option<i32>) -> i32 {
     startup::ReadyPipe::close_inherited(ready_fd);
     let ready = startup::ReadyPipe::from_fd(ready_fd);
@@ -156,7 +135,8 @@ struct Daemon {
     follows: HashMap<usize, Follow>,
     procs: ProcTable,
     waits: WaitTable,
-    pending: Vec<Pending>,
+    /// Requests waiting for processes to stop, and stops waiting for dependents.
+    pending: stops::Stops,
     timers: Timers,
     retry: Vec<Token>,
     generation: u64,
@@ -191,9 +171,6 @@ struct Daemon {
     next_up: u64,
     /// TCP and HTTP readiness checks in progress.
     probes: probes::ProbeTable,
-    /// Processes a stop-all or shutdown stops once their dependents are gone,
-    /// with the grace period it asked for.
-    deferred_stops: Vec<(ProcId, Option<Duration>)>,
     /// The reverse proxy, once a client asked for it (nothing until then).
     proxy: Option<crate::proxy::Proxy>,
     /// inotify, once a process asked to be watched (nothing until then).
@@ -258,7 +235,7 @@ impl Daemon {
             follows: HashMap::new(),
             procs: ProcTable::default(),
             waits: WaitTable::default(),
-            pending: Vec::new(),
+            pending: stops::Stops::default(),
             timers: Timers::default(),
             retry: Vec::new(),
             generation: 0,
@@ -279,7 +256,6 @@ impl Daemon {
             ups: HashMap::new(),
             next_up: 0,
             probes: probes::ProbeTable::default(),
-            deferred_stops: Vec::new(),
             proxy: None,
             watcher: None,
             watch_pending: HashSet::new(),
@@ -1327,8 +1303,7 @@ impl Daemon {
             self.step(id, lifecycle::Event::RestartCancelled);
             if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
                 remaining.insert(id);
-                self.deferred_stops.retain(|(d, _)| *d != id);
-                self.deferred_stops.push((id, requested));
+                self.pending.defer(id, requested);
             } else if self.begin_stop(id, self.stop_timeout(id, requested)) {
                 // Exited leader, live group: nothing depends on leftovers.
                 remaining.insert(id);
@@ -1341,35 +1316,10 @@ impl Daemon {
     /// Stop the deferred processes that no live process depends on any more.
     fn release_deferred_stops(&mut self) {
         loop {
-            let live_needs: HashSet<&str> = self
-                .procs
-                .iter()
-                .filter(|p| p.state.is_alive())
-                .flat_map(|p| p.spec.depends_on.iter().map(String::as_str))
-                .collect();
-            let mut free: Vec<(ProcId, Option<Duration>)> = self
-                .deferred_stops
-                .iter()
-                .filter(|(id, _)| {
-                    self.procs
-                        .get(*id)
-                        .is_none_or(|p| !live_needs.contains(p.name.as_str()))
-                })
-                .copied()
-                .collect();
+            let free = self.pending.releasable(&self.procs);
             if free.is_empty() {
-                // Nothing is stopping, so nothing will free them (dependencies from
-                // two configs can form a cycle): stop the rest together.
-                let in_flight = self
-                    .procs
-                    .iter()
-                    .any(|p| matches!(p.state, State::Stopping { .. }));
-                if in_flight || self.deferred_stops.is_empty() {
-                    return;
-                }
-                free = self.deferred_stops.clone();
+                return;
             }
-            self.deferred_stops.retain(|d| !free.contains(d));
             for (id, requested) in free {
                 let timeout = self.stop_timeout(id, requested);
                 self.begin_stop(id, timeout);
@@ -2114,27 +2064,11 @@ impl Daemon {
 
     /// Answer every pending request whose processes have all stopped.
     fn settle_pending(&mut self) {
-        if !self.deferred_stops.is_empty() {
+        if self.pending.has_deferred() {
             self.release_deferred_stops();
         }
-        let stopped =
-            |procs: &ProcTable, id: ProcId| procs.get(id).is_none_or(|p| !p.state.is_alive());
-        let mut i = 0;
-        while i < self.pending.len() {
-            let done = match &mut self.pending[i] {
-                Pending::Stop { proc, .. } | Pending::Restart { proc, .. } => {
-                    stopped(&self.procs, *proc)
-                }
-                Pending::StopAll { remaining, .. } | Pending::Shutdown { remaining, .. } => {
-                    remaining.retain(|id| !stopped(&self.procs, *id));
-                    remaining.is_empty()
-                }
-            };
-            if !done {
-                i += 1;
-                continue;
-            }
-            match self.pending.remove(i) {
+        while let Some(settled) = self.pending.next_settled(&self.procs) {
+            match settled {
                 Pending::Stop {
                     client,
                     label,
