@@ -3,8 +3,7 @@
 //! restart timer, note, emit). Pure: the loop reads the OS (is the group alive?)
 //! into the event, assigns the state and carries out the actions.
 
-use super::action::Action;
-use super::events::Change;
+use super::action::{Action, Change};
 use super::procs::{Proc, State};
 use super::signals::{self, Exit};
 use super::supervise::{Decision, Reason};

@@ -5,6 +5,7 @@
 mod action;
 mod control;
 mod events;
+mod ids;
 mod lifecycle;
 mod probes;
 mod procs;
@@ -177,10 +178,8 @@ struct Daemon {
     watcher: Option<watch::Watcher>,
     /// Processes with a change waiting out the debounce.
     watch_pending: HashSet<ProcId>,
-    /// State changes, numbered, for `Events` clients.
-    events: events::EventLog,
-    /// Clients streaming events.
-    subscribers: Vec<usize>,
+    /// State changes, numbered, and the clients streaming them.
+    events: events::Events,
     /// Told with every `status`: what this daemon did about a dead predecessor.
     status_notes: Vec<String>,
     /// Ports chosen for processes that named none, by name (kept in state.json).
@@ -259,8 +258,7 @@ impl Daemon {
             proxy: None,
             watcher: None,
             watch_pending: HashSet::new(),
-            events: events::EventLog::default(),
-            subscribers: Vec::new(),
+            events: events::Events::default(),
             status_notes: Vec::new(),
             chosen_ports: Default::default(),
             log_dir: None,
@@ -407,6 +405,7 @@ impl Daemon {
                 Action::Arm { at, timer } => self.timers.arm(at, timer),
                 Action::Emit { proc, change } => self.emit(proc, change),
                 Action::SaveState => self.state_dirty = true,
+                Action::Busy { client } => self.set_busy(client),
                 // ---- control ----
                 Action::Reply { client, response } => self.reply(client, &response),
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
@@ -441,6 +440,8 @@ impl Daemon {
                 Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
                 Action::Annotate { proc, note } => self.annotate(proc, &note),
                 // ---- output and follow ----
+                // ---- events ----
+                Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
                 // ---- up ----
                 // ---- probes ----
@@ -625,8 +626,8 @@ impl Daemon {
         }
         self.slots.remove(&Token(id));
         self.follows.remove(&id);
-        self.subscribers.retain(|&c| c != id);
-        self.waits.drop_client(id);
+        self.events.drop_client(ids::ClientId(id));
+        self.waits.drop_client(ids::ClientId(id));
         self.up_drop_client(id);
         for p in &mut self.pending {
             match p {
@@ -749,27 +750,12 @@ impl Daemon {
             Request::Hello { .. } => {
                 self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
             }
-            Request::Events { since } => self.subscribe(client, since),
+            Request::Events { since } => {
+                let actions = self.events.subscribe(ids::ClientId(client), since);
+                self.apply(actions);
+            }
             Request::Unknown => self.reply(client, &Response::error("unknown request type")),
         }
-    }
-
-    /// Stream state changes to `client` from now on, after those past `since`.
-    fn subscribe(&mut self, client: usize, since: Option<u64>) {
-        self.set_busy(client);
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if let Some(since) = since {
-            let (missed, replay) = self.events.since(since);
-            if missed > 0 {
-                c.send(&events::lost(missed, since.saturating_add(missed)));
-            }
-            for event in replay {
-                c.send(event);
-            }
-        }
-        self.subscribers.push(client);
     }
 
     /// Number a state change of process `id` and stream it to the subscribers.
@@ -777,15 +763,19 @@ impl Daemon {
         let Some(p) = self.procs.get(id) else {
             return;
         };
-        let seq = self.events.last_seq() + 1;
-        let event = self.events.record(&p.name, id, change);
-        for client in &self.subscribers {
-            if let Some(c) = self.clients.get_mut(client) {
+        let actions = self.events.emit(&p.name, id, change);
+        self.apply(actions);
+    }
+
+    /// Write event `seq` to each subscriber that is still connected.
+    fn send_event(&mut self, to: &[ids::ClientId], event: &Response, seq: u64) {
+        for client in to {
+            if let Some(c) = self.clients.get_mut(&client.0) {
                 c.send_event(event, seq);
                 // What does not fit in the socket now goes on its writable edge; a
                 // broken connection is closed by the retry, not in the middle of this.
                 if c.flush().is_err() {
-                    self.retry.push(Token(*client));
+                    self.retry.push(Token(client.0));
                 }
             }
         }
@@ -1438,7 +1428,7 @@ impl Daemon {
             self.prepare_indexes(id);
         }
         let wait = self.waits.add(Wait {
-            client,
+            client: ids::ClientId(client),
             proc: id,
             pattern,
             pattern_text: until.unwrap_or_default(),
@@ -1489,14 +1479,14 @@ impl Daemon {
         }
         self.set_busy(client);
         let wait = self.waits.add(Wait {
-            client,
+            client: ids::ClientId(client),
             proc: id,
             pattern: None,
             pattern_text: probe.describe(),
             exit: false,
             probe: true,
         });
-        let probe = self.probes.add(probes::Owner::Wait(wait), id, probe);
+        let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
         self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
         self.timers
             .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
@@ -1807,7 +1797,7 @@ impl Daemon {
             let line = text
                 .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
                 .clone();
-            self.reply_later(wait.client, &Response::WaitMatch { line });
+            self.reply_later(wait.client.0, &Response::WaitMatch { line });
         }
         if self.follows.is_empty() {
             return;
@@ -1909,7 +1899,7 @@ impl Daemon {
             } else {
                 format!("{name} has exited ({outcome})")
             };
-            self.reply_later(wait.client, &Response::error(message));
+            self.reply_later(wait.client.0, &Response::error(message));
         }
         let followers: Vec<usize> = self
             .follows
@@ -2048,14 +2038,14 @@ impl Daemon {
                 "{name} has exited ({outcome}) before {} was ready",
                 wait.pattern_text
             );
-            self.reply_later(wait.client, &Response::error(message));
+            self.reply_later(wait.client.0, &Response::error(message));
         }
         for wait in self.waits.take_exit(id) {
             let response = Response::WaitExited {
                 exit_code: exit.code(),
                 exit_signal: exit.signal_name(),
             };
-            self.reply_later(wait.client, &response);
+            self.reply_later(wait.client.0, &response);
         }
         self.settle_pending();
         self.check_output_finished(id);
@@ -2139,7 +2129,7 @@ impl Daemon {
                 Timer::WaitDeadline { wait } => {
                     if let Some(w) = self.waits.remove(wait) {
                         self.apply(vec![Action::ReplyLater {
-                            client: w.client,
+                            client: w.client.0,
                             response: Response::WaitTimeout,
                         }]);
                     }
@@ -2523,7 +2513,7 @@ impl Daemon {
             return;
         };
         let owner_alive = match probe.owner {
-            probes::Owner::Wait(w) => self.waits.contains(w),
+            probes::Owner::Wait(w) => self.waits.contains(ids::WaitId(w)),
             probes::Owner::Up { run, .. } => self.ups.contains_key(&run),
         };
         let proc_alive = self
@@ -2619,9 +2609,9 @@ impl Daemon {
     fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
         match probe.owner {
             probes::Owner::Wait(w) => {
-                if let Some(wait) = self.waits.remove(w) {
+                if let Some(wait) = self.waits.remove(ids::WaitId(w)) {
                     let line = format!("{} is ready ({how})", probe.target.describe());
-                    self.reply_later(wait.client, &Response::WaitMatch { line });
+                    self.reply_later(wait.client.0, &Response::WaitMatch { line });
                 }
             }
             probes::Owner::Up { run, entry } => self.up_ready(run, entry),
