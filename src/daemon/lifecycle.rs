@@ -121,24 +121,10 @@ pub fn on(p: &Proc, event: Event) -> (State, Vec<Action>) {
             generation,
             group_alive,
             shutting_down,
-        } => match p.state {
-            State::Backoff {
-                exit,
-                generation: current,
-                ..
-            } if current == generation && !shutting_down => {
-                let mut actions = kill_leftovers(p, group_alive);
-                let max = p.spec.restart.as_ref().and_then(|r| r.max);
-                let attempt = p.sup.restarts + 1;
-                actions.push(Action::Restart {
-                    proc: p.id,
-                    note: super::supervise::restarted_note(exit, attempt, max),
-                    counted: true,
-                });
-                (p.state.clone(), actions)
-            }
-            _ => stay(),
-        },
+        } => (
+            p.state.clone(),
+            backoff_over(p, generation, group_alive, shutting_down),
+        ),
         Event::WatchChanged {
             group_alive,
             shutting_down,
@@ -146,6 +132,28 @@ pub fn on(p: &Proc, event: Event) -> (State, Vec<Action>) {
             p.state.clone(),
             watch_changed(p, group_alive, shutting_down),
         ),
+    }
+}
+
+/// The restart delay of `generation` is over: start again, with the note first.
+fn backoff_over(p: &Proc, generation: u64, group_alive: bool, shutting_down: bool) -> Vec<Action> {
+    match p.state {
+        State::Backoff {
+            exit,
+            generation: current,
+            ..
+        } if current == generation && !shutting_down => {
+            let mut actions = kill_leftovers(p, group_alive);
+            let max = p.spec.restart.as_ref().and_then(|r| r.max);
+            let attempt = p.sup.restarts + 1;
+            actions.push(Action::Restart {
+                proc: p.id,
+                note: super::supervise::restarted_note(exit, attempt, max),
+                counted: true,
+            });
+            actions
+        }
+        _ => Vec::new(),
     }
 }
 
