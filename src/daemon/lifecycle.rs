@@ -1010,6 +1010,63 @@ mod tests {
         ]);
     }
 
+    /// Each restart policy, from the exit through `supervise` to the state the
+    /// table lands in: (mode, exit code, restarts so far, stopped by us, state).
+    #[test]
+    fn every_policy_path_lands_in_its_state() {
+        let rows = [
+            (Mode::Never, 1, 0, None, "exited"),
+            (Mode::OnFailure, 0, 0, None, "exited"),
+            (Mode::OnFailure, 1, 0, None, "backoff"),
+            (Mode::OnFailure, 1, 3, None, "failed"),
+            (Mode::Always, 0, 0, None, "backoff"),
+            (Mode::Always, 1, 2, None, "backoff"),
+            (Mode::Always, 1, 3, None, "failed"),
+            (Mode::Always, 1, 0, Some(Reason::Stopped), "exited"),
+            (
+                Mode::Always,
+                1,
+                0,
+                Some(Reason::KilledAfterTimeout),
+                "exited",
+            ),
+            (Mode::Always, 1, 0, Some(Reason::Watch), "exited"),
+        ];
+        for (mode, code, restarts, stop_reason, expected) in rows {
+            let mut p = proc(exited(code));
+            if let Some(policy) = p.spec.restart.as_mut() {
+                policy.mode = mode;
+            }
+            p.sup.restarts = restarts;
+            p.sup.stop_reason = stop_reason;
+            let exit = Exit::Code(code);
+            let decision = p
+                .sup
+                .record(exit, Duration::ZERO, p.spec.restart.as_ref(), now());
+            let event = Event::Supervised {
+                exit,
+                decision,
+                base_delay: Some(Duration::from_millis(500)),
+                generation: 1,
+                shutting_down: false,
+                now: now(),
+            };
+            let (state, _) = on(&p, event);
+            let row = (mode, code, restarts, stop_reason);
+            assert_eq!(state.name(), expected, "{row:?}");
+        }
+        // A manual stop turns restarts off until the next start by hand.
+        let mut p = proc(exited(1));
+        p.sup.disabled = true;
+        let decision = p.sup.record(
+            Exit::Code(1),
+            Duration::ZERO,
+            p.spec.restart.as_ref(),
+            now(),
+        );
+        assert_eq!(decision, Decision::Stay);
+    }
+
     #[test]
     fn watch_restarts() {
         let changed = |group_alive, shutting_down| Event::WatchChanged {
