@@ -690,6 +690,12 @@ mod tests {
                 failed(),
                 vec![],
             ),
+        ]);
+    }
+
+    #[test]
+    fn stops_during_backoff() {
+        check(vec![
             (
                 "stop during backoff cancels the restart",
                 backoff(1),
@@ -872,30 +878,32 @@ mod tests {
         ]);
     }
 
+    /// What a restart in `ms` does: arm the timer, note, emit `kind`, save.
+    fn restart_in(ms: u64, kind: &'static str) -> Vec<Action> {
+        vec![
+            Action::Arm {
+                at: now() + Duration::from_millis(ms),
+                timer: Timer::Restart {
+                    proc: ID,
+                    generation: 3,
+                },
+            },
+            Action::Note(format!(
+                "web died (exit code 1); restart 2 in {}",
+                crate::timefmt::seconds(Duration::from_millis(ms))
+            )),
+            emit(
+                Change::new(kind)
+                    .exit(Some(1), None)
+                    .delay_ms(ms)
+                    .detail("restart 2"),
+            ),
+            Action::SaveState,
+        ]
+    }
+
     #[test]
     fn restart_policy_outcomes() {
-        let restart_in = |ms: u64, kind: &'static str| {
-            vec![
-                Action::Arm {
-                    at: now() + Duration::from_millis(ms),
-                    timer: Timer::Restart {
-                        proc: ID,
-                        generation: 3,
-                    },
-                },
-                Action::Note(format!(
-                    "web died (exit code 1); restart 2 in {}",
-                    crate::timefmt::seconds(Duration::from_millis(ms))
-                )),
-                emit(
-                    Change::new(kind)
-                        .exit(Some(1), None)
-                        .delay_ms(ms)
-                        .detail("restart 2"),
-                ),
-                Action::SaveState,
-            ]
-        };
         let restart = |ms| Decision::Restart {
             delay: Duration::from_millis(ms),
             attempt: 2,
