@@ -12,6 +12,8 @@
 
 use super::ids::ClientId;
 use super::procs::ProcId;
+use super::signals::Exit;
+use super::supervise::Reason;
 use super::timers::Timer;
 use crate::protocol::Response;
 use std::time::Instant;
@@ -39,6 +41,33 @@ pub enum Action {
     /// Answer a request that kept the client busy, and free the client.
     ReplyLater { client: usize, response: Response },
     // ---- lifecycle ----
+    /// Signal a process group (`kill(-pgid, signal)`).
+    KillGroup { pgid: i32, signal: i32 },
+    /// Record why the current run ends (`replace`: over a reason given earlier).
+    StopReason {
+        proc: ProcId,
+        reason: Reason,
+        replace: bool,
+    },
+    /// Started again by hand or by a change: restart counting starts over.
+    ResetRestarts { proc: ProcId },
+    /// The leader of a stopping process was reaped: see whether its group is gone.
+    CheckStop { proc: ProcId },
+    /// The leader died on its own: report the exit, then what follows an end.
+    Died { proc: ProcId, exit: Exit },
+    /// A stop finished: report it and what outlived it, then what follows an end.
+    Stopped { proc: ProcId, exit: Exit },
+    /// Start the process again with `note` first in its log; `counted`: an
+    /// automatic restart, which counts against the policy's maximum.
+    Restart {
+        proc: ProcId,
+        note: String,
+        counted: bool,
+    },
+    /// Stop the process, then start it again with `note` (no client waits).
+    StopThenRestart { proc: ProcId, note: &'static str },
+    /// A line of ours in the process's stdout log, delivered like its output.
+    Annotate { proc: ProcId, note: String },
     // ---- output and follow ----
     // ---- events ----
     /// Stream event number `seq` to these subscribers.

@@ -6,6 +6,7 @@ mod action;
 mod control;
 mod events;
 mod ids;
+mod lifecycle;
 mod probes;
 mod procs;
 mod resources;
@@ -14,6 +15,7 @@ mod spawn;
 mod spec;
 mod startup;
 mod state;
+mod stops;
 mod supervise;
 mod survivors;
 mod timers;
@@ -39,6 +41,7 @@ use std::io::{self, Read};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
+use stops::Pending;
 use timers::{Timer, Timers};
 use waits::{Pattern, Wait, WaitTable};
 
@@ -48,15 +51,11 @@ const SHUTDOWN_PIPE: Token = Token(2);
 const WATCH: Token = Token(3);
 /// Changes closer together than this restart a process once.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
-const WATCH_NOTE: &str = "[agent-procs] File changed, restarted";
 const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
 
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// After SIGKILL, how often to check (and re-send) until the group is gone.
-const KILL_RECHECK: Duration = Duration::from_secs(1);
-const MAX_KILLS: u32 = 5;
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
 const MAX_CLIENTS: usize = 4096;
@@ -98,29 +97,6 @@ struct Batch {
     stream: Stream,
     text: String,
     lines: u64,
-}
-
-/// A request that is answered later, when processes have finished stopping.
-enum Pending {
-    Stop {
-        client: usize,
-        proc: ProcId,
-        label: String,
-    },
-    Restart {
-        client: usize,
-        proc: ProcId,
-        /// The annotation the new run starts with.
-        note: &'static str,
-    },
-    StopAll {
-        client: usize,
-        remaining: HashSet<ProcId>,
-    },
-    Shutdown {
-        client: Option<usize>,
-        remaining: HashSet<ProcId>,
-    },
 }
 
 /// The daemon executable's whole program (`agent-procs-daemon __daemon SESSION
@@ -172,7 +148,8 @@ struct Daemon {
     follows: HashMap<usize, Follow>,
     procs: ProcTable,
     waits: WaitTable,
-    pending: Vec<Pending>,
+    /// Requests waiting for processes to stop, and stops waiting for dependents.
+    pending: stops::Stops,
     timers: Timers,
     retry: Vec<Token>,
     generation: u64,
@@ -207,9 +184,6 @@ struct Daemon {
     next_up: u64,
     /// TCP and HTTP readiness checks in progress.
     probes: probes::ProbeTable,
-    /// Processes a stop-all or shutdown stops once their dependents are gone,
-    /// with the grace period it asked for.
-    deferred_stops: Vec<(ProcId, Option<Duration>)>,
     /// The reverse proxy, once a client asked for it (nothing until then).
     proxy: Option<crate::proxy::Proxy>,
     /// inotify, once a process asked to be watched (nothing until then).
@@ -272,7 +246,7 @@ impl Daemon {
             follows: HashMap::new(),
             procs: ProcTable::default(),
             waits: WaitTable::default(),
-            pending: Vec::new(),
+            pending: stops::Stops::default(),
             timers: Timers::default(),
             retry: Vec::new(),
             generation: 0,
@@ -293,7 +267,6 @@ impl Daemon {
             ups: HashMap::new(),
             next_up: 0,
             probes: probes::ProbeTable::default(),
-            deferred_stops: Vec::new(),
             proxy: None,
             watcher: None,
             watch_pending: HashSet::new(),
@@ -449,6 +422,35 @@ impl Daemon {
                 Action::Reply { client, response } => self.reply(client, &response),
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
+                Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
+                Action::StopReason {
+                    proc,
+                    reason,
+                    replace,
+                } => {
+                    if let Some(p) = self.procs.get_mut(proc) {
+                        if replace {
+                            p.sup.stop_reason = Some(reason);
+                        } else {
+                            p.sup.stop_reason.get_or_insert(reason);
+                        }
+                    }
+                }
+                Action::ResetRestarts { proc } => {
+                    if let Some(p) = self.procs.get_mut(proc) {
+                        p.sup.reset();
+                    }
+                }
+                Action::CheckStop { proc } => self.check_stop_done(proc),
+                Action::Died { proc, exit } => self.died(proc, exit),
+                Action::Stopped { proc, exit } => self.stopped(proc, exit),
+                Action::Restart {
+                    proc,
+                    note,
+                    counted,
+                } => self.restart_now(proc, &note, counted),
+                Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
+                Action::Annotate { proc, note } => self.annotate(proc, &note),
                 // ---- output and follow ----
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
@@ -967,13 +969,8 @@ impl Daemon {
         let spawned = match spawn::spawn(&spec, &name, grow) {
             Ok(s) => s,
             Err(msg) => {
-                self.note(&format!("{name}: {msg}"));
-                if let Some(p) = self.procs.get_mut(id) {
-                    p.state = State::Failed {
-                        reason: msg.clone(),
-                    };
-                }
-                self.emit(id, Change::new("failed").detail(msg.clone()));
+                let reason = msg.clone();
+                self.step(id, lifecycle::Event::SpawnFailed { reason });
                 return Response::error(msg);
             }
         };
@@ -982,6 +979,68 @@ impl Daemon {
         // The run begins here: every byte of it gets a later sequence number.
         let run = self.next_run_number(&name);
         let run_seq = self.clock.tick();
+        let pid = spawned.pid;
+        let (outputs, failure) = self.open_outputs(id, &name, &spec, spawned, annotation);
+        let Some(p) = self.procs.get_mut(id) else {
+            return Response::error("process vanished");
+        };
+        p.outputs = outputs;
+        p.pid = pid;
+        p.pgid = pid as i32;
+        p.started_wall = SystemTime::now();
+        p.run = run;
+        p.run_seq = run_seq;
+        p.start_ticks = sys::start_ticks(pid);
+        p.port_conflict = None;
+        p.cpu_sample = None;
+        let now = Instant::now();
+        self.step(id, lifecycle::Event::Started { pid, now });
+        self.procs.set_pid(id, pid as i32);
+        if let Some(msg) = failure {
+            // Without its logs the process would run blind; stop it at once.
+            signals::kill_group(pid as i32, libc::SIGKILL);
+            self.note(&format!("{name}: {msg}"));
+            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
+            return Response::error(msg);
+        }
+        self.note(&format!(
+            "{name} (p{id}) started, pid {pid}: {}",
+            spec.command
+        ));
+        self.journal(logs::runs::Entry {
+            p: name.clone(),
+            run,
+            start: Some(logs::index::now_ms()),
+            seq: Some(run_seq),
+            pid: Some(pid),
+            ..Default::default()
+        });
+        // Recorded before anyone hears of it: if we are killed right after
+        // answering, the next daemon must still find this process group.
+        self.save_state();
+        self.announce_start(id, pid, annotation);
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
+        Response::RunOk {
+            name,
+            id: format!("p{id}"),
+            pid,
+            port: spec.port,
+            url,
+            warning: None,
+        }
+    }
+
+    /// The log sinks of a new run and its pipes registered with the loop; the
+    /// annotation goes first in the stdout log. A failure leaves that stream out.
+    fn open_outputs(
+        &mut self,
+        id: ProcId,
+        name: &str,
+        spec: &spec::Spec,
+        spawned: spawn::Spawned,
+        annotation: Option<&str>,
+    ) -> ([Option<Output>; 2], Option<String>) {
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
@@ -990,7 +1049,7 @@ impl Daemon {
             (Stream::Stdout, spawned.stdout),
             (Stream::Stderr, spawned.stderr),
         ]) {
-            let path = self.paths.log_file(&name, stream.name());
+            let path = self.paths.log_file(name, stream.name());
             let created = match &log_dir {
                 Ok(dir) => LogSink::create_in(dir.clone(), path.clone(), spec.log_limits),
                 Err(e) => Err(io::Error::new(
@@ -1042,46 +1101,12 @@ impl Daemon {
                 grown,
             });
         }
-        let pid = spawned.pid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return Response::error("process vanished");
-        };
-        p.outputs = outputs;
-        p.pid = pid;
-        p.pgid = pid as i32;
-        p.started_wall = SystemTime::now();
-        p.run = run;
-        p.run_seq = run_seq;
-        p.start_ticks = sys::start_ticks(pid);
-        p.port_conflict = None;
-        p.cpu_sample = None;
-        p.state = State::Running {
-            pid,
-            since: Instant::now(),
-        };
-        self.procs.set_pid(id, pid as i32);
-        if let Some(msg) = failure {
-            // Without its logs the process would run blind; stop it at once.
-            signals::kill_group(pid as i32, libc::SIGKILL);
-            self.note(&format!("{name}: {msg}"));
-            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
-            return Response::error(msg);
-        }
-        self.note(&format!(
-            "{name} (p{id}) started, pid {pid}: {}",
-            spec.command
-        ));
-        self.journal(logs::runs::Entry {
-            p: name.clone(),
-            run,
-            start: Some(logs::index::now_ms()),
-            seq: Some(run_seq),
-            pid: Some(pid),
-            ..Default::default()
-        });
-        // Recorded before anyone hears of it: if we are killed right after
-        // answering, the next daemon must still find this process group.
-        self.save_state();
+        (outputs, failure)
+    }
+
+    /// Tell subscribers and followers that a run began; waits and followers see
+    /// the annotation as its first line.
+    fn announce_start(&mut self, id: ProcId, pid: u32, annotation: Option<&str>) {
         let started = Change::new("started").pid(pid);
         self.emit(
             id,
@@ -1091,20 +1116,9 @@ impl Daemon {
             },
         );
         self.mark_run_start(id);
-        // Followers and waits see the note as the first line of the new run.
         if let Some(note) = annotation {
             self.deliver_line(id, Stream::Stdout, note.as_bytes());
             self.flush_followers();
-        }
-        let proxy_port = self.proxy.as_ref().map(|p| p.port());
-        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
-        Response::RunOk {
-            name,
-            id: format!("p{id}"),
-            pid,
-            port: spec.port,
-            url,
-            warning: None,
         }
     }
 
@@ -1237,86 +1251,40 @@ impl Daemon {
         }
     }
 
-    /// Send SIGTERM to the group and arm the SIGKILL deadline. Returns false when
-    /// there is nothing left to stop (the process and its whole group are gone).
+    /// Put process `id` through one step of the lifecycle table.
+    fn step(&mut self, id: ProcId, event: lifecycle::Event) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        let (state, actions) = lifecycle::on(p, event);
+        p.state = state;
+        self.apply(actions);
+    }
+
+    /// Whether the group of `id` lives on, asked only when its leader is gone.
+    fn leftovers(&self, id: ProcId) -> bool {
+        self.procs.get(id).is_some_and(|p| {
+            !matches!(
+                p.state,
+                State::Running { .. } | State::Stopping { leader: None, .. }
+            ) && signals::group_alive(p.pgid, self.sid)
+        })
+    }
+
+    /// Send the stop signal to the group and arm the SIGKILL deadline. Returns
+    /// false when there is nothing left to stop (the process and its group are gone).
     fn begin_stop(&mut self, id: ProcId, timeout: Duration) -> bool {
         self.generation += 1;
-        let generation = self.generation;
-        let Some(p) = self.procs.get_mut(id) else {
-            return false;
+        let event = lifecycle::Event::StopRequested {
+            timeout,
+            generation: self.generation,
+            group_alive: self.leftovers(id),
+            now: Instant::now(),
         };
-        let signal = if timeout.is_zero() {
-            libc::SIGKILL
-        } else {
-            p.spec.stop_signal
-        };
-        match p.state.clone() {
-            State::Running { pid, since } => {
-                p.state = State::Stopping {
-                    pid,
-                    since,
-                    leader: None,
-                    generation,
-                    kills: 0,
-                };
-            }
-            State::Stopping { .. } => {
-                // Already stopping: a shorter grace period may still apply.
-                if let State::Stopping { generation: g, .. } = p.state {
-                    self.timers.arm(
-                        Instant::now() + timeout,
-                        Timer::Escalate {
-                            proc: id,
-                            generation: g,
-                        },
-                    );
-                }
-                return true;
-            }
-            State::Exited { exit } if signals::group_alive(p.pgid, self.sid) => {
-                // The leader is gone but members of its group live on.
-                p.state = State::Stopping {
-                    pid: p.pid,
-                    since: Instant::now(),
-                    leader: Some(exit),
-                    generation,
-                    kills: 0,
-                };
-            }
-            State::Backoff { exit, .. } => {
-                // Waiting to restart: the stop cancels that, and ends what the dead
-                // leader left in its group.
-                p.state = State::Exited { exit };
-                if signals::group_alive(p.pgid, self.sid) {
-                    signals::kill_group(p.pgid, libc::SIGKILL);
-                }
-                self.state_dirty = true;
-                self.emit(id, Change::new("stopped").detail("restart cancelled"));
-                return false;
-            }
-            State::Exited { .. } | State::Failed { .. } => return false,
-        }
-        p.sup.stop_reason.get_or_insert(supervise::Reason::Stopped);
-        let (pgid, name, pid) = (p.pgid, p.name.clone(), p.pid);
-        signals::kill_group(pgid, signal);
-        self.note(&format!(
-            "stopping {name}: sent {} to process group {pgid}",
-            signals::signal_name(signal)
-        ));
-        self.emit(
-            id,
-            Change::new("stopping")
-                .pid(pid)
-                .detail(signals::signal_name(signal)),
-        );
-        self.timers.arm(
-            Instant::now() + timeout,
-            Timer::Escalate {
-                proc: id,
-                generation,
-            },
-        );
-        true
+        self.step(id, event);
+        self.procs
+            .get(id)
+            .is_some_and(|p| matches!(p.state, State::Stopping { .. }))
     }
 
     /// The grace period for stopping `id`: the one asked for, else its own, else 10 s.
@@ -1333,15 +1301,11 @@ impl Daemon {
         for id in self.procs.ids() {
             if let Some(p) = self.procs.get_mut(id) {
                 p.sup.disabled = true;
-                if let State::Backoff { exit, .. } = p.state {
-                    p.state = State::Exited { exit };
-                    self.state_dirty = true;
-                }
             }
+            self.step(id, lifecycle::Event::RestartCancelled);
             if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
                 remaining.insert(id);
-                self.deferred_stops.retain(|(d, _)| *d != id);
-                self.deferred_stops.push((id, requested));
+                self.pending.defer(id, requested);
             } else if self.begin_stop(id, self.stop_timeout(id, requested)) {
                 // Exited leader, live group: nothing depends on leftovers.
                 remaining.insert(id);
@@ -1354,35 +1318,10 @@ impl Daemon {
     /// Stop the deferred processes that no live process depends on any more.
     fn release_deferred_stops(&mut self) {
         loop {
-            let live_needs: HashSet<&str> = self
-                .procs
-                .iter()
-                .filter(|p| p.state.is_alive())
-                .flat_map(|p| p.spec.depends_on.iter().map(String::as_str))
-                .collect();
-            let mut free: Vec<(ProcId, Option<Duration>)> = self
-                .deferred_stops
-                .iter()
-                .filter(|(id, _)| {
-                    self.procs
-                        .get(*id)
-                        .is_none_or(|p| !live_needs.contains(p.name.as_str()))
-                })
-                .copied()
-                .collect();
+            let free = self.pending.releasable(&self.procs);
             if free.is_empty() {
-                // Nothing is stopping, so nothing will free them (dependencies from
-                // two configs can form a cycle): stop the rest together.
-                let in_flight = self
-                    .procs
-                    .iter()
-                    .any(|p| matches!(p.state, State::Stopping { .. }));
-                if in_flight || self.deferred_stops.is_empty() {
-                    return;
-                }
-                free = self.deferred_stops.clone();
+                return;
             }
-            self.deferred_stops.retain(|d| !free.contains(d));
             for (id, requested) in free {
                 let timeout = self.stop_timeout(id, requested);
                 self.begin_stop(id, timeout);
@@ -2022,84 +1961,61 @@ impl Daemon {
         for stream in STREAMS {
             self.read_output(id, stream, 16 * PIPE_BUDGET);
         }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        self.step(id, lifecycle::Event::LeaderExited { exit });
+    }
+
+    /// The leader died on its own (it was not being stopped): say how, and who
+    /// holds its port if that is why.
+    fn died(&mut self, id: ProcId, exit: Exit) {
+        let Some(p) = self.procs.get(id) else { return };
+        let (name, pid) = (p.name.clone(), p.pid);
+        // A server that died because its port was taken: say who has it.
+        let conflict = if exit.code() == Some(0) {
+            None
+        } else {
+            self.port_conflict(id)
         };
-        match p.state.clone() {
-            State::Stopping {
-                pid,
-                since,
-                generation,
-                kills,
-                ..
-            } => {
-                p.state = State::Stopping {
-                    pid,
-                    since,
-                    leader: Some(exit),
-                    generation,
-                    kills,
-                };
-                self.check_stop_done(id);
+        let mut exited = Change::new("exited")
+            .pid(pid)
+            .exit(exit.code(), exit.signal_name());
+        match &conflict {
+            Some(c) => {
+                self.note(&format!("{name} exited ({}); {c}", exit.describe()));
+                exited = exited.detail(c.clone());
             }
-            _ => {
-                p.state = State::Exited { exit };
-                let (name, pid) = (p.name.clone(), p.pid);
-                // A server that died because its port was taken: say who has it.
-                let conflict = if exit.code() == Some(0) {
-                    None
-                } else {
-                    self.port_conflict(id)
-                };
-                let mut exited = Change::new("exited")
-                    .pid(pid)
-                    .exit(exit.code(), exit.signal_name());
-                match &conflict {
-                    Some(c) => {
-                        self.note(&format!("{name} exited ({}); {c}", exit.describe()));
-                        exited = exited.detail(c.clone());
-                    }
-                    None => self.note(&format!("{name} exited ({})", exit.describe())),
-                }
-                if let Some(p) = self.procs.get_mut(id) {
-                    p.port_conflict = conflict;
-                }
-                self.state_dirty = true;
-                self.emit(id, exited);
-                self.exited(id, exit);
-            }
+            None => self.note(&format!("{name} exited ({})", exit.describe())),
         }
+        if let Some(p) = self.procs.get_mut(id) {
+            p.port_conflict = conflict;
+        }
+        self.state_dirty = true;
+        self.emit(id, exited);
+        self.exited(id, exit);
     }
 
     /// A stop is done once the leader is reaped and nobody is left in its group.
     fn check_stop_done(&mut self, id: ProcId) {
         let Some(p) = self.procs.get(id) else { return };
-        let State::Stopping {
-            leader: Some(exit),
-            kills,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if signals::group_alive(p.pgid, self.sid) && kills < MAX_KILLS {
+        if !matches!(
+            p.state,
+            State::Stopping {
+                leader: Some(_),
+                ..
+            }
+        ) {
             return;
         }
-        if kills >= MAX_KILLS {
-            self.note(&format!(
-                "{}: process group {} survived SIGKILL; giving up on it",
-                p.name, p.pgid
-            ));
-        }
-        let name = p.name.clone();
+        let group_alive = signals::group_alive(p.pgid, self.sid);
+        self.step(id, lifecycle::Event::GroupChecked { group_alive });
+    }
+
+    /// A stop finished: report it, and what outlived it outside the group.
+    fn stopped(&mut self, id: ProcId, exit: Exit) {
+        let name = self.proc_name(id);
         // The group is gone; what left it earlier may live on, re-parented to us.
         let survivors = survivors::find(&name, |pid| self.procs.is_leader(pid));
         let mut stopped = Change::new("stopped").exit(exit.code(), exit.signal_name());
         if let Some(p) = self.procs.get_mut(id) {
-            p.state = State::Exited { exit };
-            if kills > 0 {
-                p.sup.stop_reason = Some(supervise::Reason::KilledAfterTimeout);
-            }
             stopped = stopped.pid(p.pid);
             p.survivors = survivors;
         }
@@ -2150,27 +2066,11 @@ impl Daemon {
 
     /// Answer every pending request whose processes have all stopped.
     fn settle_pending(&mut self) {
-        if !self.deferred_stops.is_empty() {
+        if self.pending.has_deferred() {
             self.release_deferred_stops();
         }
-        let stopped =
-            |procs: &ProcTable, id: ProcId| procs.get(id).is_none_or(|p| !p.state.is_alive());
-        let mut i = 0;
-        while i < self.pending.len() {
-            let done = match &mut self.pending[i] {
-                Pending::Stop { proc, .. } | Pending::Restart { proc, .. } => {
-                    stopped(&self.procs, *proc)
-                }
-                Pending::StopAll { remaining, .. } | Pending::Shutdown { remaining, .. } => {
-                    remaining.retain(|id| !stopped(&self.procs, *id));
-                    remaining.is_empty()
-                }
-            };
-            if !done {
-                i += 1;
-                continue;
-            }
-            match self.pending.remove(i) {
+        while let Some(settled) = self.pending.next_settled(&self.procs) {
+            match settled {
                 Pending::Stop {
                     client,
                     label,
@@ -2278,40 +2178,12 @@ impl Daemon {
     }
 
     fn escalate(&mut self, id: ProcId, generation: u64) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::StopTimedOut {
+            generation,
+            group_alive: self.leftovers(id),
+            now: Instant::now(),
         };
-        let State::Stopping {
-            generation: current,
-            ref mut kills,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if current != generation {
-            return;
-        }
-        *kills += 1;
-        let (pgid, name, kills) = (p.pgid, p.name.clone(), *kills);
-        let leader_alive = matches!(p.state, State::Stopping { leader: None, .. });
-        // Once the leader is reaped, make sure the group number is still ours.
-        if leader_alive || signals::group_alive(pgid, self.sid) {
-            signals::kill_group(pgid, libc::SIGKILL);
-        }
-        if kills == 1 {
-            self.note(&format!(
-                "{name} did not stop in time; sent SIGKILL to process group {pgid}"
-            ));
-        }
-        self.timers.arm(
-            Instant::now() + KILL_RECHECK,
-            Timer::Escalate {
-                proc: id,
-                generation,
-            },
-        );
-        self.check_stop_done(id);
+        self.step(id, event);
     }
 
     // ---- restart policies ----
@@ -2321,15 +2193,14 @@ impl Daemon {
         self.generation += 1;
         let generation = self.generation;
         let now = Instant::now();
-        let shutting_down = self.shutting_down;
         let Some(p) = self.procs.get_mut(id) else {
             return;
         };
         let ran_for = p.started_wall.elapsed().unwrap_or_default();
         let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
-        let name = p.name.clone();
+        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
         let ended = (p.run > 0).then(|| logs::runs::Entry {
-            p: name.clone(),
+            p: p.name.clone(),
             run: p.run,
             end: Some(logs::index::now_ms()),
             how: p.sup.exits.back().map(supervise::ended),
@@ -2338,100 +2209,68 @@ impl Daemon {
         if let Some(entry) = ended {
             self.journal(entry);
         }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::Supervised {
+            exit,
+            decision,
+            base_delay,
+            generation,
+            shutting_down: self.shutting_down,
+            now,
         };
-        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
-        match decision {
-            _ if shutting_down => {}
-            supervise::Decision::Stay => {}
-            supervise::Decision::Restart { delay, attempt } => {
-                p.state = State::Backoff {
-                    exit,
-                    until: now + delay,
-                    generation,
-                };
-                self.timers.arm(
-                    now + delay,
-                    Timer::Restart {
-                        proc: id,
-                        generation,
-                    },
-                );
-                self.note(&format!(
-                    "{name} died ({}); restart {attempt} in {}",
-                    exit.describe(),
-                    crate::timefmt::seconds(delay)
-                ));
-                // `backoff` when exponential backoff stretched the delay.
-                let kind = if base_delay.is_some_and(|base| delay > base) {
-                    "backoff"
-                } else {
-                    "restarting"
-                };
-                self.emit(
-                    id,
-                    Change::new(kind)
-                        .exit(exit.code(), exit.signal_name())
-                        .delay_ms(delay.as_millis() as u64)
-                        .detail(format!("restart {attempt}")),
-                );
-            }
-            supervise::Decision::GiveUp { max } => {
-                let note = format!("[agent-procs] Max restarts ({max}) exhausted");
-                p.state = State::Failed {
-                    reason: format!("max restarts ({max}) exhausted"),
-                };
-                if let Some(out) = p.output(Stream::Stdout) {
-                    out.sink.annotate(&mut self.clock, &note, |_| {});
-                    out.sink.release();
-                }
-                self.note(&format!("{name}: {note}"));
-                self.deliver_line(id, Stream::Stdout, note.as_bytes());
-                self.flush_followers();
-                let reason = format!("max restarts ({max}) exhausted");
-                self.emit(
-                    id,
-                    Change::new("failed")
-                        .exit(exit.code(), exit.signal_name())
-                        .detail(reason),
-                );
-            }
-        }
-        self.state_dirty = true;
+        self.step(id, event);
     }
 
     /// The restart delay is over: start the process again, with the note first.
     fn auto_restart(&mut self, id: ProcId, generation: u64) {
-        if self.shutting_down {
-            return;
-        }
-        let sid = self.sid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::BackoffOver {
+            generation,
+            group_alive: self.leftovers(id),
+            shutting_down: self.shutting_down,
         };
-        let State::Backoff {
-            exit,
-            generation: current,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if current != generation {
-            return;
+        self.step(id, event);
+    }
+
+    /// Start `id` again now, with `note` first in its log; an automatic restart
+    /// (`counted`) counts against its policy and is noted.
+    fn restart_now(&mut self, id: ProcId, note: &str, counted: bool) {
+        if counted && let Some(p) = self.procs.get_mut(id) {
+            p.sup.restarts += 1;
         }
-        // What the dead leader left behind (a child holding its port) goes first.
-        if signals::group_alive(p.pgid, sid) {
-            signals::kill_group(p.pgid, libc::SIGKILL);
-        }
-        p.sup.restarts += 1;
-        let max = p.spec.restart.as_ref().and_then(|r| r.max);
-        let note = supervise::restarted_note(exit, p.sup.restarts, max);
-        let name = p.name.clone();
-        if let Response::RunOk { pid, .. } = self.respawn(id, Some(&note)) {
+        let name = self.proc_name(id);
+        if let Response::RunOk { pid, .. } = self.respawn(id, Some(note))
+            && counted
+        {
             self.note(&format!("{name} restarted, pid {pid}: {note}"));
         }
+    }
+
+    /// Stop `id`, then start it again with `note` once it is down.
+    fn stop_then_restart(&mut self, id: ProcId, note: &'static str) {
+        let timeout = self.stop_timeout(id, None);
+        if self.begin_stop(id, timeout) {
+            self.pending.push(Pending::Restart {
+                client: usize::MAX,
+                proc: id,
+                note,
+            });
+        } else {
+            self.respawn(id, Some(note));
+        }
+    }
+
+    /// A line of ours in the stdout log of `id`, seen by followers and waits as
+    /// the process's own.
+    fn annotate(&mut self, id: ProcId, note: &str) {
+        if let Some(out) = self
+            .procs
+            .get_mut(id)
+            .and_then(|p| p.output(Stream::Stdout))
+        {
+            out.sink.annotate(&mut self.clock, note, |_| {});
+            out.sink.release();
+        }
+        self.deliver_line(id, Stream::Stdout, note.as_bytes());
+        self.flush_followers();
     }
 
     // ---- file watching ----
@@ -2541,48 +2380,11 @@ impl Daemon {
     /// A watched file changed: restart the process (reviving it if it had failed),
     /// unless it was stopped by hand.
     fn watch_restart(&mut self, id: ProcId) {
-        if self.shutting_down {
-            return;
-        }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::WatchChanged {
+            group_alive: self.leftovers(id),
+            shutting_down: self.shutting_down,
         };
-        if p.sup.disabled {
-            return;
-        }
-        p.sup.reset();
-        let state = p.state.clone();
-        self.emit(id, Change::new("watch_triggered"));
-        self.emit(
-            id,
-            Change::new("restarting").delay_ms(0).detail("file changed"),
-        );
-        let sid = self.sid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        match state {
-            State::Running { .. } => {
-                p.sup.stop_reason = Some(supervise::Reason::Watch);
-                let timeout = self.stop_timeout(id, None);
-                if self.begin_stop(id, timeout) {
-                    self.pending.push(Pending::Restart {
-                        client: usize::MAX,
-                        proc: id,
-                        note: WATCH_NOTE,
-                    });
-                } else {
-                    self.respawn(id, Some(WATCH_NOTE));
-                }
-            }
-            State::Stopping { .. } => {} // already on its way down
-            State::Exited { .. } | State::Backoff { .. } | State::Failed { .. } => {
-                if signals::group_alive(p.pgid, sid) {
-                    signals::kill_group(p.pgid, libc::SIGKILL);
-                }
-                self.respawn(id, Some(WATCH_NOTE));
-            }
-        }
+        self.step(id, event);
     }
 
     // ---- the reverse proxy ----
