@@ -37,6 +37,9 @@ pub enum Action {
     ReplyLater { client: usize, response: Response },
     // ---- lifecycle ----
     // ---- output and follow ----
+    /// Lines of this process are awaited: create its index files now, not on
+    /// the way of its first line to the waiter.
+    PrepareIndexes { proc: ProcId },
     // ---- events ----
     /// Stream event number `seq` to these subscribers.
     SendEvent {

@@ -39,7 +39,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use timers::{Timer, Timers};
-use waits::{Pattern, Wait, WaitTable};
+use waits::Pattern;
 
 const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
@@ -158,7 +158,7 @@ struct Daemon {
     clients: HashMap<usize, Client>,
     follows: HashMap<usize, Follow>,
     procs: ProcTable,
-    waits: WaitTable,
+    waits: waits::Waits,
     pending: Vec<Pending>,
     timers: Timers,
     retry: Vec<Token>,
@@ -258,7 +258,7 @@ impl Daemon {
             clients: HashMap::new(),
             follows: HashMap::new(),
             procs: ProcTable::default(),
-            waits: WaitTable::default(),
+            waits: waits::Waits::default(),
             pending: Vec::new(),
             timers: Timers::default(),
             retry: Vec::new(),
@@ -437,6 +437,7 @@ impl Daemon {
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
                 // ---- output and follow ----
+                Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
@@ -1575,73 +1576,21 @@ impl Daemon {
         exit: bool,
         timeout: Duration,
     ) {
-        let Some(id) = self.procs.find(target) else {
+        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        let pattern = match until
-            .as_deref()
-            .map(|u| Pattern::new(u, regex, false))
-            .transpose()
-        {
-            Ok(p) => p,
-            Err(msg) => return self.reply(client, &Response::error(msg)),
-        };
-        if pattern.is_none() && !exit {
-            return self.reply(
-                client,
-                &Response::error("wait needs a pattern (until) or exit: true"),
-            );
-        }
-        // History first: the output of the current run, up to its last complete line.
-        if let Some(pattern) = &pattern
-            && let Some(line) = self.search_history(id, pattern)
-        {
-            return self.reply(
-                client,
-                &Response::WaitMatch {
-                    line: String::from_utf8_lossy(&line).into_owned(),
-                },
-            );
-        }
-        let Some(p) = self.procs.get(id) else { return };
-        match &p.state {
-            State::Exited { exit: status } | State::Backoff { exit: status, .. } if exit => {
-                let response = Response::WaitExited {
-                    exit_code: status.code(),
-                    exit_signal: status.signal_name(),
-                };
-                return self.reply(client, &response);
-            }
-            State::Exited { exit: status } if p.pipes_closed() => {
-                let message = format!(
-                    "{} has exited ({}) and its output never matched '{}'",
-                    p.name,
-                    p.outcome(*status),
-                    until.unwrap_or_default()
-                );
-                return self.reply(client, &Response::error(message));
-            }
-            State::Failed { reason } => {
-                let message = format!("{} is not running: {reason}", p.name);
-                return self.reply(client, &Response::error(message));
-            }
-            _ => {}
-        }
-        self.set_busy(client);
-        if pattern.is_some() {
-            self.prepare_indexes(id);
-        }
-        let wait = self.waits.add(Wait {
-            client: ids::ClientId(client),
-            proc: id,
-            pattern,
-            pattern_text: until.unwrap_or_default(),
+        let ask = waits::Ask {
+            until,
+            regex,
             exit,
-            probe: false,
-        });
-        self.timers
-            .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
+            timeout,
+        };
+        let subject = waits::Subject::of(p);
+        let actions = self
+            .waits
+            .request(ids::ClientId(client), &subject, ask, Instant::now());
+        self.apply(actions);
     }
 
     /// A line of process `id` is awaited: its first line, which may be the one,
@@ -1659,6 +1608,12 @@ impl Daemon {
         }
     }
 
+    /// The first line of the current run of `id` that matches (for `up`).
+    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
+        let p = self.procs.get(id)?;
+        waits::search_history(&waits::Subject::of(p).segments, pattern)
+    }
+
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
     fn probe_wait(
         &mut self,
@@ -1667,64 +1622,24 @@ impl Daemon {
         probe: crate::probe::Target,
         timeout: Duration,
     ) {
-        let Some(id) = self.procs.find(target) else {
+        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        let Some(p) = self.procs.get(id) else { return };
-        if !matches!(p.state, State::Running { .. }) {
-            let why = match &p.state {
-                State::Exited { exit } => format!("it exited ({})", p.outcome(*exit)),
-                State::Failed { reason } => reason.clone(),
-                State::Backoff { .. } => "it is waiting to be restarted".to_string(),
-                _ => "it is stopping".to_string(),
-            };
-            let message = format!("{} is not running: {why}", p.name);
-            return self.reply(client, &Response::error(message));
+        let (id, subject) = (p.id, waits::Subject::of(p));
+        let now = Instant::now();
+        let client = ids::ClientId(client);
+        match self
+            .waits
+            .probe(client, &subject, probe.describe(), timeout, now)
+        {
+            Err(actions) => self.apply(actions),
+            Ok((wait, actions)) => {
+                self.apply(actions);
+                let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
+                self.timers.arm(now, Timer::ProbeTry { probe });
+            }
         }
-        self.set_busy(client);
-        let wait = self.waits.add(Wait {
-            client: ids::ClientId(client),
-            proc: id,
-            pattern: None,
-            pattern_text: probe.describe(),
-            exit: false,
-            probe: true,
-        });
-        let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
-        self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
-        self.timers
-            .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
-    }
-
-    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
-        let p = self.procs.get(id)?;
-        // Every segment of the current run: it may have been rotated by size.
-        p.outputs
-            .iter()
-            .flatten()
-            .flat_map(|o| o.sink.run_segments())
-            .find_map(|(path, limit)| {
-                match pattern {
-                    Pattern::Substring(text) => logs::read::find_substring(&path, limit, text),
-                    Pattern::Regex(_, Some(literal)) => {
-                        // Only lines holding the literal can match: search for it first.
-                        let mut found = None;
-                        logs::read::for_each_match(&path, 0, limit, literal, |_, line| {
-                            if pattern.matches(line) {
-                                found = Some(line.to_vec());
-                            }
-                            found.is_none()
-                        })
-                        .map(|()| found)
-                    }
-                    Pattern::Regex(_, None) => {
-                        logs::read::find_line(&path, limit, |line| pattern.matches(line))
-                    }
-                }
-                .ok()
-                .flatten()
-            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1996,18 +1911,13 @@ impl Daemon {
         if !self.ups.is_empty() {
             self.up_line(id, line);
         }
-        let matched = self.waits.take_matching(id, line);
-        let mut text = None;
-        for wait in matched {
-            let line = text
-                .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
-                .clone();
-            self.reply_later(wait.client.0, &Response::WaitMatch { line });
-        }
+        let actions = self.waits.on_line(id, line);
+        self.apply(actions);
         if self.follows.is_empty() {
             return;
         }
         let name = self.proc_name(id);
+        let mut text = None;
         let mut finished = Vec::new();
         for (client, follow) in self.follows.iter_mut() {
             if follow.target.is_some_and(|t| t != id)
@@ -2090,22 +2000,8 @@ impl Daemon {
             return;
         }
         let Some(p) = self.procs.get(id) else { return };
-        let (name, outcome) = match &p.state {
-            State::Exited { exit } => (p.name.clone(), p.outcome(*exit)),
-            State::Failed { reason } => (p.name.clone(), reason.clone()),
-            _ => return,
-        };
-        for wait in self.waits.take_all_for(id) {
-            let message = if wait.pattern.is_some() {
-                format!(
-                    "{name} has exited ({outcome}) and its output never matched '{}'",
-                    wait.pattern_text
-                )
-            } else {
-                format!("{name} has exited ({outcome})")
-            };
-            self.reply_later(wait.client.0, &Response::error(message));
-        }
+        let actions = self.waits.on_output_finished(&waits::Subject::of(p));
+        self.apply(actions);
         let followers: Vec<usize> = self
             .follows
             .iter()
@@ -2256,25 +2152,12 @@ impl Daemon {
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
     fn exited(&mut self, id: ProcId, exit: Exit) {
         self.supervise_exit(id, exit);
-        for wait in self.waits.take_probes(id) {
-            let name = self.proc_name(id);
-            let outcome = self
-                .procs
-                .get(id)
-                .map_or_else(|| exit.describe(), |p| p.outcome(exit));
-            let message = format!(
-                "{name} has exited ({outcome}) before {} was ready",
-                wait.pattern_text
-            );
-            self.reply_later(wait.client.0, &Response::error(message));
-        }
-        for wait in self.waits.take_exit(id) {
-            let response = Response::WaitExited {
-                exit_code: exit.code(),
-                exit_signal: exit.signal_name(),
-            };
-            self.reply_later(wait.client.0, &response);
-        }
+        let outcome = self
+            .procs
+            .get(id)
+            .map_or_else(|| exit.describe(), |p| p.outcome(exit));
+        let actions = self.waits.on_exit(id, &self.proc_name(id), &outcome, exit);
+        self.apply(actions);
         self.settle_pending();
         self.check_output_finished(id);
         self.up_exited(id, exit);
@@ -2371,12 +2254,8 @@ impl Daemon {
             match timer {
                 Timer::Escalate { proc, generation } => self.escalate(proc, generation),
                 Timer::WaitDeadline { wait } => {
-                    if let Some(w) = self.waits.remove(wait) {
-                        self.apply(vec![Action::ReplyLater {
-                            client: w.client.0,
-                            response: Response::WaitTimeout,
-                        }]);
-                    }
+                    let actions = self.waits.on_deadline(wait);
+                    self.apply(actions);
                 }
                 Timer::FollowDeadline { client, generation } => {
                     if self
@@ -2951,10 +2830,9 @@ impl Daemon {
     fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
         match probe.owner {
             probes::Owner::Wait(w) => {
-                if let Some(wait) = self.waits.remove(ids::WaitId(w)) {
-                    let line = format!("{} is ready ({how})", probe.target.describe());
-                    self.reply_later(wait.client.0, &Response::WaitMatch { line });
-                }
+                let line = format!("{} is ready ({how})", probe.target.describe());
+                let actions = self.waits.on_ready(ids::WaitId(w), line);
+                self.apply(actions);
             }
             probes::Owner::Up { run, entry } => self.up_ready(run, entry),
         }
