@@ -6,7 +6,7 @@
 //! Keep the variants grouped by the component that returns them most; a
 //! variant any component may return sits under "shared".
 
-use super::events::Change;
+use super::change::Change;
 use super::ids::ClientId;
 use super::procs::ProcId;
 use super::timers::Timer;

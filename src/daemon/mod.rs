@@ -3,6 +3,7 @@
 //! reaps children on SIGCHLD, fires deadlines, and answers requests.
 
 mod action;
+mod change;
 mod control;
 mod events;
 mod follow;
