@@ -4,7 +4,9 @@
 //! It owns the ring and the subscriber list and returns the sends as actions.
 
 use super::action::Action;
-pub use super::change::Change;
+/// `Change` is part of the actions' vocabulary (action.rs), so that the
+/// components returning actions do not import each other through it.
+pub use super::action::Change;
 use super::ids::ClientId;
 use super::procs::ProcId;
 use crate::protocol::Response;
