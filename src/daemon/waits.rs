@@ -101,29 +101,8 @@ impl Waits {
             let line = String::from_utf8_lossy(&line).into_owned();
             return reply(Response::WaitMatch { line });
         }
-        let outcome = p.outcome.as_deref().unwrap_or_default();
-        match p.state {
-            State::Exited { exit: status } | State::Backoff { exit: status, .. } if ask.exit => {
-                return reply(Response::WaitExited {
-                    exit_code: status.code(),
-                    exit_signal: status.signal_name(),
-                });
-            }
-            State::Exited { .. } if p.pipes_closed => {
-                let message = format!(
-                    "{} has exited ({outcome}) and its output never matched '{}'",
-                    p.name,
-                    ask.until.unwrap_or_default()
-                );
-                return reply(Response::error(message));
-            }
-            State::Failed { .. } => {
-                return reply(Response::error(format!(
-                    "{} is not running: {outcome}",
-                    p.name
-                )));
-            }
-            _ => {}
+        if let Some(response) = settled(p, &ask) {
+            return reply(response);
         }
         let mut actions = vec![Action::Busy { client: client.0 }];
         if pattern.is_some() {
@@ -295,6 +274,30 @@ impl Waits {
 
     pub fn drop_client(&mut self, client: ClientId) {
         self.table.drop_client(client);
+    }
+}
+
+/// The answer to a wait the state of its process settles already: it exited
+/// (a wait for the exit), its output ended unmatched, or it failed.
+fn settled(p: &Subject, ask: &Ask) -> Option<Response> {
+    let outcome = p.outcome.as_deref().unwrap_or_default();
+    match p.state {
+        State::Exited { exit } | State::Backoff { exit, .. } if ask.exit => {
+            Some(Response::WaitExited {
+                exit_code: exit.code(),
+                exit_signal: exit.signal_name(),
+            })
+        }
+        State::Exited { .. } if p.pipes_closed => Some(Response::error(format!(
+            "{} has exited ({outcome}) and its output never matched '{}'",
+            p.name,
+            ask.until.as_deref().unwrap_or_default()
+        ))),
+        State::Failed { .. } => Some(Response::error(format!(
+            "{} is not running: {outcome}",
+            p.name
+        ))),
+        _ => None,
     }
 }
 
