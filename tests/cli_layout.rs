@@ -123,7 +123,6 @@ const KNOWN_LONG_FNS: &[(&str, &str)] = &[
     ("daemon/mod.rs", "start"),
     ("daemon/mod.rs", "handle"),
     ("daemon/mod.rs", "respawn"),
-    ("daemon/mod.rs", "read_output"),
     ("daemon/mod.rs", "supervise_exit"),
     (
         "daemon/spec.rs",
