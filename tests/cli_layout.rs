@@ -140,7 +140,6 @@ const KNOWN_LONG_FNS: &[(&str, &str)] = &[
     // The loop's long handlers (branch: daemon split).
     ("daemon/mod.rs", "start"),
     ("daemon/mod.rs", "handle"),
-    ("daemon/mod.rs", "read_output"),
     (
         "daemon/spec.rs",
         "bad_requests_are_refused_with_what_to_fix",

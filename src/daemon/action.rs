@@ -69,6 +69,20 @@ pub enum Action {
     /// A line of ours in the process's stdout log, delivered like its output.
     Annotate { proc: ProcId, note: String },
     // ---- output and follow ----
+    /// Lines of this process are awaited: create its index files now, not on
+    /// the way of its first line to the waiter.
+    PrepareIndexes { proc: ProcId },
+    /// Send live lines (`lines` of them) to a follower; counted as lost if its
+    /// socket is full.
+    FollowSend {
+        client: ClientId,
+        response: Response,
+        lines: u64,
+    },
+    /// Tell a follower how many lines it lost, before its end.
+    NoteLost { client: ClientId },
+    /// Write out what a follower was sent; a broken connection is closed.
+    Flush { client: ClientId },
     // ---- events ----
     /// Stream event number `seq` to these subscribers.
     SendEvent {

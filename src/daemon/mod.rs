@@ -5,8 +5,10 @@
 mod action;
 mod control;
 mod events;
+mod follow;
 mod ids;
 mod lifecycle;
+mod output;
 mod probes;
 mod procs;
 mod resources;
@@ -37,13 +39,13 @@ use signals::Exit;
 /// For `agent-procs mcp`, which ends on the same signals through the same kind of pipe.
 pub(crate) use signals::signal_pipe;
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
+use std::io;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use stops::Pending;
 use timers::{Timer, Timers};
-use waits::{Pattern, Wait, WaitTable};
+use waits::Pattern;
 
 const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
@@ -70,33 +72,6 @@ enum Slot {
     Client,
     Output(ProcId, Stream),
     Probe(u64),
-}
-
-/// A `logs --follow` in progress on a client.
-struct Follow {
-    target: Option<ProcId>,
-    stderr: bool,
-    all: bool,
-    remaining: Option<usize>,
-    /// Both streams (`--both`), whatever `stderr` and `all` say.
-    both: bool,
-    /// Only lines that match (`--grep`).
-    grep: Option<Pattern>,
-    /// Tells this follow's deadline apart from an earlier follow's on the same client.
-    generation: u64,
-    /// The client takes live lines in batches; the batch being gathered.
-    chunked: bool,
-    batch: Option<Batch>,
-    /// Runs the replay covers (0: all) and, when set, run starts are marked.
-    runs: Option<u64>,
-}
-
-/// Live lines of one process and stream gathered for one `LogChunk`.
-struct Batch {
-    process: String,
-    stream: Stream,
-    text: String,
-    lines: u64,
 }
 
 /// The daemon executable's whole program (`agent-procs-daemon __daemon SESSION
@@ -145,9 +120,10 @@ struct Daemon {
     slots: HashMap<Token, Slot>,
     next_token: usize,
     clients: HashMap<usize, Client>,
-    follows: HashMap<usize, Follow>,
+    /// `logs --follow` clients.
+    follow: follow::Followers,
     procs: ProcTable,
-    waits: WaitTable,
+    waits: waits::Waits,
     /// Requests waiting for processes to stop, and stops waiting for dependents.
     pending: stops::Stops,
     timers: Timers,
@@ -168,9 +144,8 @@ struct Daemon {
     run_numbers: Option<HashMap<String, u64>>,
     /// The process table changed this turn; state.json is rewritten once, at its end.
     state_dirty: bool,
-    /// Output pipes grown to sys::PIPE_SIZE, and how many may be.
-    big_pipes: usize,
-    big_pipe_budget: usize,
+    /// Reads child output into the logs; owns the budget of grown pipes.
+    capture: output::Capture,
     /// Accepting is paused for lack of descriptors until a RetryAccept timer
     /// fires (only one is ever armed).
     accept_paused: bool,
@@ -178,7 +153,6 @@ struct Daemon {
     notes: crate::ratelimit::NoteLimit,
     /// Our session: children stay in it, which is how we recognise their groups.
     sid: i32,
-    read_buf: Vec<u8>,
     /// `up` runs in progress, by number.
     ups: HashMap<u64, up::UpRun>,
     next_up: u64,
@@ -243,9 +217,9 @@ impl Daemon {
             slots: HashMap::new(),
             next_token: FIRST_DYNAMIC,
             clients: HashMap::new(),
-            follows: HashMap::new(),
+            follow: follow::Followers::default(),
             procs: ProcTable::default(),
-            waits: WaitTable::default(),
+            waits: waits::Waits::default(),
             pending: stops::Stops::default(),
             timers: Timers::default(),
             retry: Vec::new(),
@@ -257,13 +231,11 @@ impl Daemon {
             sid: signals::session_id(),
             accept_paused: false,
             notes: crate::ratelimit::NoteLimit::default(),
-            big_pipes: 0,
-            big_pipe_budget: sys::big_pipe_budget(),
+            capture: output::Capture::new(sys::big_pipe_budget()),
             state_dirty: false,
             state_file: None,
             clock: logs::index::SeqClock::default(),
             run_numbers: None,
-            read_buf: vec![0; 128 * 1024],
             ups: HashMap::new(),
             next_up: 0,
             probes: probes::ProbeTable::default(),
@@ -452,6 +424,30 @@ impl Daemon {
                 Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
                 Action::Annotate { proc, note } => self.annotate(proc, &note),
                 // ---- output and follow ----
+                Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
+                Action::FollowSend {
+                    client,
+                    response,
+                    lines,
+                } => {
+                    if let Some(c) = self.clients.get_mut(&client.0) {
+                        c.send_follow(&response, lines);
+                    }
+                }
+                Action::NoteLost { client } => {
+                    if let Some(c) = self.clients.get_mut(&client.0) {
+                        c.note_lost();
+                    }
+                }
+                Action::Flush { client } => {
+                    if self
+                        .clients
+                        .get_mut(&client.0)
+                        .is_some_and(|c| c.flush().is_err())
+                    {
+                        self.close_client(client.0);
+                    }
+                }
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
@@ -637,7 +633,7 @@ impl Daemon {
             let _ = self.poll.registry().deregister(&mut client.stream);
         }
         self.slots.remove(&Token(id));
-        self.follows.remove(&id);
+        self.follow.drop_client(ids::ClientId(id));
         self.events.drop_client(ids::ClientId(id));
         self.waits.drop_client(ids::ClientId(id));
         self.up_drop_client(id);
@@ -965,7 +961,7 @@ impl Daemon {
         };
         let spec = p.spec.clone();
         let name = p.name.clone();
-        let grow = self.big_pipes + 2 <= self.big_pipe_budget;
+        let grow = self.capture.may_grow_pipes();
         let spawned = match spawn::spawn(&spec, &name, grow) {
             Ok(s) => s,
             Err(msg) => {
@@ -1092,7 +1088,7 @@ impl Daemon {
             }
             self.slots.insert(token, Slot::Output(id, stream));
             if grown {
-                self.big_pipes += 1;
+                self.capture.pipe_grown();
             }
             *slot = Some(Output {
                 pipe: Some(pipe),
@@ -1144,48 +1140,13 @@ impl Daemon {
 
     /// Tell the followers of `id` that asked for run markers that a run began.
     fn mark_run_start(&mut self, id: ProcId) {
-        let wanted = |f: &Follow| f.runs.is_some() && f.target.is_none_or(|t| t == id);
-        if !self.follows.values().any(wanted) {
+        if !self.follow.wants_marks(id) {
             return;
         }
         let Some(p) = self.procs.get(id) else { return };
-        let previous = match p.sup.exits.back() {
-            Some(exit) => logs::runs::Previous::Ended(supervise::ended(exit)),
-            None if p.run <= 1 => logs::runs::Previous::None,
-            // Its last run was under an earlier daemon: the journal knows.
-            None => logs::runs::from_journal(&logs::runs::read(&self.paths.log_dir, Some(&p.name)))
-                .pop()
-                .map_or(logs::runs::Previous::Unknown, |r| r.previous),
-        };
-        let run = logs::runs::Run {
-            number: Some(p.run),
-            seq: p.run_seq,
-            start_ms: Some(logs::index::now_ms()),
-            pid: Some(p.pid),
-            previous,
-            journal: true,
-        };
-        let line = logs::runs::marker(&run);
-        let name = p.name.clone();
-        for (client, follow) in self.follows.iter_mut() {
-            if !wanted(follow) {
-                continue;
-            }
-            let Some(c) = self.clients.get_mut(client) else {
-                continue;
-            };
-            if let Some(batch) = follow.batch.take() {
-                send_batch(c, batch); // what came before goes first
-            }
-            c.send_follow(
-                &Response::LogLine {
-                    process: name.clone(),
-                    stream: marker_stream(follow),
-                    line: line.clone(),
-                },
-                1,
-            );
-        }
+        let marker = follow::run_marker(p, &self.paths.log_dir);
+        let actions = self.follow.on_run_start(id, &p.name, &marker);
+        self.apply(actions);
     }
 
     /// Append to the run journal; a failure is noted in daemon.log, nothing more.
@@ -1213,7 +1174,7 @@ impl Daemon {
                 let _ = self.poll.registry().deregister(&mut pipe);
             }
             if std::mem::take(&mut output.grown) {
-                self.big_pipes -= 1;
+                self.capture.pipe_released();
             }
             self.slots.remove(&output.token);
         }
@@ -1382,88 +1343,34 @@ impl Daemon {
         exit: bool,
         timeout: Duration,
     ) {
-        let Some(id) = self.procs.find(target) else {
+        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        let pattern = match until
-            .as_deref()
-            .map(|u| Pattern::new(u, regex, false))
-            .transpose()
-        {
-            Ok(p) => p,
-            Err(msg) => return self.reply(client, &Response::error(msg)),
-        };
-        if pattern.is_none() && !exit {
-            return self.reply(
-                client,
-                &Response::error("wait needs a pattern (until) or exit: true"),
-            );
-        }
-        // History first: the output of the current run, up to its last complete line.
-        if let Some(pattern) = &pattern
-            && let Some(line) = self.search_history(id, pattern)
-        {
-            return self.reply(
-                client,
-                &Response::WaitMatch {
-                    line: String::from_utf8_lossy(&line).into_owned(),
-                },
-            );
-        }
-        let Some(p) = self.procs.get(id) else { return };
-        match &p.state {
-            State::Exited { exit: status } | State::Backoff { exit: status, .. } if exit => {
-                let response = Response::WaitExited {
-                    exit_code: status.code(),
-                    exit_signal: status.signal_name(),
-                };
-                return self.reply(client, &response);
-            }
-            State::Exited { exit: status } if p.pipes_closed() => {
-                let message = format!(
-                    "{} has exited ({}) and its output never matched '{}'",
-                    p.name,
-                    p.outcome(*status),
-                    until.unwrap_or_default()
-                );
-                return self.reply(client, &Response::error(message));
-            }
-            State::Failed { reason } => {
-                let message = format!("{} is not running: {reason}", p.name);
-                return self.reply(client, &Response::error(message));
-            }
-            _ => {}
-        }
-        self.set_busy(client);
-        if pattern.is_some() {
-            self.prepare_indexes(id);
-        }
-        let wait = self.waits.add(Wait {
-            client: ids::ClientId(client),
-            proc: id,
-            pattern,
-            pattern_text: until.unwrap_or_default(),
+        let ask = waits::Ask {
+            until,
+            regex,
             exit,
-            probe: false,
-        });
-        self.timers
-            .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
+            timeout,
+        };
+        let subject = waits::Subject::of(p);
+        let actions = self
+            .waits
+            .request(ids::ClientId(client), &subject, ask, Instant::now());
+        self.apply(actions);
     }
 
-    /// A line of process `id` is awaited: its first line, which may be the one,
-    /// should not have to create the index files on its way to the waiter.
-    /// (A stream nobody waits on still gets its index only when it writes.)
+    /// A line of process `id` is awaited: create its index files now.
     fn prepare_indexes(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        for stream in STREAMS {
-            if let Some(output) = p.output(stream).filter(|o| o.pipe.is_some()) {
-                // A failure here is met again, and reported, by the first write.
-                let _ = output.sink.prepare_index();
-            }
+        if let Some(p) = self.procs.get_mut(id) {
+            output::prepare_indexes(p);
         }
+    }
+
+    /// The first line of the current run of `id` that matches (for `up`).
+    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
+        let p = self.procs.get(id)?;
+        waits::search_history(&waits::Subject::of(p).segments, pattern)
     }
 
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
@@ -1474,87 +1381,31 @@ impl Daemon {
         probe: crate::probe::Target,
         timeout: Duration,
     ) {
-        let Some(id) = self.procs.find(target) else {
+        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        let Some(p) = self.procs.get(id) else { return };
-        if !matches!(p.state, State::Running { .. }) {
-            let why = match &p.state {
-                State::Exited { exit } => format!("it exited ({})", p.outcome(*exit)),
-                State::Failed { reason } => reason.clone(),
-                State::Backoff { .. } => "it is waiting to be restarted".to_string(),
-                _ => "it is stopping".to_string(),
-            };
-            let message = format!("{} is not running: {why}", p.name);
-            return self.reply(client, &Response::error(message));
+        let (id, subject) = (p.id, waits::Subject::of(p));
+        let now = Instant::now();
+        let client = ids::ClientId(client);
+        match self
+            .waits
+            .probe(client, &subject, probe.describe(), timeout, now)
+        {
+            Err(actions) => self.apply(actions),
+            Ok((wait, actions)) => {
+                self.apply(actions);
+                let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
+                self.timers.arm(now, Timer::ProbeTry { probe });
+            }
         }
-        self.set_busy(client);
-        let wait = self.waits.add(Wait {
-            client: ids::ClientId(client),
-            proc: id,
-            pattern: None,
-            pattern_text: probe.describe(),
-            exit: false,
-            probe: true,
-        });
-        let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
-        self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
-        self.timers
-            .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
     }
 
-    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
-        let p = self.procs.get(id)?;
-        // Every segment of the current run: it may have been rotated by size.
-        p.outputs
-            .iter()
-            .flatten()
-            .flat_map(|o| o.sink.run_segments())
-            .find_map(|(path, limit)| {
-                match pattern {
-                    Pattern::Substring(text) => logs::read::find_substring(&path, limit, text),
-                    Pattern::Regex(_, Some(literal)) => {
-                        // Only lines holding the literal can match: search for it first.
-                        let mut found = None;
-                        logs::read::for_each_match(&path, 0, limit, literal, |_, line| {
-                            if pattern.matches(line) {
-                                found = Some(line.to_vec());
-                            }
-                            found.is_none()
-                        })
-                        .map(|()| found)
-                    }
-                    Pattern::Regex(_, None) => {
-                        logs::read::find_line(&path, limit, |line| pattern.matches(line))
-                    }
-                }
-                .ok()
-                .flatten()
-            })
-    }
-
-    #[allow(clippy::too_many_arguments)]
     fn follow_request(&mut self, client: usize, request: Request) {
-        let Request::Logs {
-            target,
-            tail,
-            stderr,
-            all,
-            timeout_secs,
-            lines,
-            both,
-            grep,
-            regex,
-            ignore_case,
-            chunked,
-            runs,
-            ..
-        } = request
-        else {
+        let Request::Logs { target, all, .. } = &request else {
             return;
         };
-        let target_id = match target.as_deref() {
+        let target = match target.as_deref() {
             Some(t) if !all => match self.procs.find(t) {
                 Some(id) => Some(id),
                 None => {
@@ -1564,216 +1415,47 @@ impl Daemon {
             },
             _ => None,
         };
-        let grep = match grep
-            .as_deref()
-            .map(|g| Pattern::new(g, regex, ignore_case))
-            .transpose()
-        {
-            Ok(g) => g,
-            Err(msg) => return self.reply(client, &Response::error(msg)),
+        let finished = target.is_some_and(|id| self.procs.get(id).is_some_and(output::finished));
+        let found = follow::Found {
+            target,
+            finished,
+            procs: &self.procs,
+            log_dir: &self.paths.log_dir,
         };
-        self.generation += 1;
-        let follow = Follow {
-            target: target_id,
-            stderr,
-            both,
-            all: all || target_id.is_none(),
-            remaining: lines,
-            generation: self.generation,
-            grep,
-            chunked,
-            batch: None,
-            runs,
-        };
-        // Replay the tail and go live in the same turn: no gap, no duplicate.
-        if tail > 0 {
-            self.replay(client, &follow, tail);
-        }
-        self.set_busy(client);
-        if let Some(secs) = timeout_secs {
-            let generation = follow.generation;
-            self.timers.arm(
-                Instant::now() + Duration::from_secs(secs),
-                Timer::FollowDeadline { client, generation },
-            );
-        }
-        self.follows.insert(client, follow);
-        if lines == Some(0) || target_id.is_some_and(|id| self.output_finished(id)) {
-            self.end_follow(client);
-        }
-    }
-
-    /// The last `tail` lines (or matches) a follower asked for, from the files,
-    /// in arrival order and up to the last complete line of each stream.
-    fn replay(&mut self, client: usize, follow: &Follow, tail: usize) {
-        let ids = match follow.target {
-            Some(id) => vec![id],
-            None => self.procs.ids(),
-        };
-        let mut sources = Vec::new();
-        let mut histories = HashMap::new();
-        for id in ids {
-            let Some(p) = self.procs.get(id) else {
-                continue;
-            };
-            let first = sources.len();
-            for stream in STREAMS {
-                let Some(output) = &p.outputs[procs::stream_index(stream)] else {
-                    continue;
-                };
-                if !follow_wants(follow, stream) {
-                    continue;
-                }
-                let limit = Some(output.sink.complete_len());
-                if let Ok(mut source) =
-                    logs::query::Source::open_limited(&p.name, stream, &output.sink.path, limit)
-                {
-                    // The replay covers the current run, as `logs` does by default.
-                    source.floor = logs::query::Floor::Seq(p.run_seq);
-                    sources.push(source);
-                }
-            }
-            // Earlier runs too: their starts come from the run journal.
-            if let Some(n) = follow.runs.filter(|&n| n != 1) {
-                let mine: Vec<&logs::query::Source> = sources[first..].iter().collect();
-                let history = logs::runs::History::load(&self.paths.log_dir, &p.name, &mine);
-                let floor = history.floor((n > 0).then_some(n as usize));
-                for source in &mut sources[first..] {
-                    source.floor = floor;
-                }
-                histories.insert(p.name.clone(), history);
-            }
-        }
-        let filter = |line: &[u8]| follow.grep.as_ref().is_none_or(|g| g.matches(line));
-        let plain = follow.grep.as_ref().and_then(Pattern::literal);
-        let query = logs::query::Query {
-            tail: Some(tail),
-            since: logs::query::Since::Everything,
-            after: None,
-            grep: follow
-                .grep
-                .as_ref()
-                .map(|_| &filter as logs::query::LineFilter<'_>),
-            plain,
-            context: 0,
-        };
-        let lines = logs::query::run(&sources, &query).unwrap_or_default();
-        let marks = logs::runs::marks(
-            &lines,
-            |i| sources.get(i).map(|s| s.process.as_str()),
-            &histories,
-        );
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        for (line, mark) in lines.into_iter().zip(marks) {
-            let Some(source) = sources.get(line.source) else {
-                continue;
-            };
-            for run in mark.starts {
-                c.send(&Response::LogLine {
-                    process: source.process.clone(),
-                    stream: marker_stream(follow),
-                    line: logs::runs::marker(run),
-                });
-            }
-            c.send(&Response::LogLine {
-                process: source.process.clone(),
-                stream: source.stream,
-                line: String::from_utf8_lossy(&line.bytes).into_owned(),
-            });
-        }
-    }
-
-    fn end_follow(&mut self, client: usize) {
-        if let Some(mut follow) = self.follows.remove(&client) {
-            if let Some(c) = self.clients.get_mut(&client) {
-                if let Some(batch) = follow.batch.take() {
-                    send_batch(c, batch);
-                }
-                c.note_lost(); // before the end, not after it
-            }
-            self.reply_later(client, &Response::LogEnd);
-        }
-    }
-
-    /// The process has exited for good and all its output has been read.
-    fn output_finished(&self, id: ProcId) -> bool {
-        self.procs.get(id).is_some_and(|p| {
-            matches!(p.state, State::Exited { .. } | State::Failed { .. }) && p.pipes_closed()
-        })
+        let client = ids::ClientId(client);
+        let actions = self.follow.request(client, request, &found, Instant::now());
+        self.apply(actions);
     }
 
     // ---- child output ----
 
     /// Read up to `budget` bytes from one pipe into its log, and pass the lines on.
     fn read_output(&mut self, id: ProcId, stream: Stream, budget: usize) {
-        let mut taken = 0;
-        let mut eof = false;
-        let mut buf = std::mem::take(&mut self.read_buf);
         // Lines are split out only for someone who wants them.
-        let interested = self.waits.any_pattern_for(id)
+        let wanted = self.waits.any_pattern_for(id)
             || self.up_wants_lines(id)
-            || self
-                .follows
-                .values()
-                .any(|f| f.target.is_none_or(|t| t == id) && follow_wants(f, stream));
-        let mut lines: Vec<Vec<u8>> = Vec::new();
-        let mut write_error = None;
-        {
-            let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
-                self.read_buf = buf;
-                return;
-            };
-            let Some(pipe) = output.pipe.as_mut() else {
-                self.read_buf = buf;
-                return;
-            };
-            while taken < budget {
-                match pipe.read(&mut buf) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        taken += n;
-                        let err = if interested {
-                            output.sink.append(&mut self.clock, &buf[..n], |line| {
-                                lines.push(line.to_vec())
-                            })
-                        } else {
-                            output.sink.append_quiet(&mut self.clock, &buf[..n])
-                        };
-                        write_error = write_error.or(err);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        eof = true;
-                        break;
-                    }
-                }
+            || self.follow.wants(id, stream);
+        let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
+            return;
+        };
+        let Some(pipe) = output.pipe.as_mut() else {
+            return;
+        };
+        let taken =
+            self.capture
+                .on_readable(pipe, &mut output.sink, &mut self.clock, wanted, budget);
+        if taken.eof {
+            if let Some(mut pipe) = output.pipe.take() {
+                let _ = self.poll.registry().deregister(&mut pipe);
             }
-            output.sink.release();
-            if eof {
-                output.sink.finish(|line| {
-                    if interested {
-                        lines.push(line.to_vec());
-                    }
-                });
-                if let Some(mut pipe) = output.pipe.take() {
-                    let _ = self.poll.registry().deregister(&mut pipe);
-                }
-                if std::mem::take(&mut output.grown) {
-                    self.big_pipes -= 1;
-                }
-                self.slots.remove(&output.token);
-            } else if taken >= budget {
-                self.retry.push(output.token);
+            if std::mem::take(&mut output.grown) {
+                self.capture.pipe_released();
             }
+            self.slots.remove(&output.token);
+        } else if taken.more {
+            self.retry.push(output.token);
         }
-        self.read_buf = buf;
-        if let Some(e) = write_error {
+        if let Some(e) = taken.write_error {
             let path = self.paths.log_file(&self.proc_name(id), stream.name());
             self.note(&format!(
                 "writing {}: {} (output is being lost)",
@@ -1781,13 +1463,16 @@ impl Daemon {
                 crate::error::describe_io(&e)
             ));
         }
-        for line in &lines {
-            self.deliver_line(id, stream, line);
-        }
-        if !lines.is_empty() {
+        if !taken.lines.is_empty() {
+            // One list of sends for every line of this read, not one per line.
+            let mut sends = Vec::new();
+            for line in &taken.lines {
+                self.route_line(id, stream, line, &mut sends);
+            }
+            self.apply(sends);
             self.flush_followers();
         }
-        if eof {
+        if taken.eof {
             self.check_output_finished(id);
         }
     }
@@ -1800,128 +1485,42 @@ impl Daemon {
     }
 
     fn deliver_line(&mut self, id: ProcId, stream: Stream, line: &[u8]) {
+        let mut sends = Vec::new();
+        self.route_line(id, stream, line, &mut sends);
+        self.apply(sends);
+    }
+
+    /// A line goes to `up` runs and waits (answered at once), and to followers
+    /// (their sends added to `sends`).
+    fn route_line(&mut self, id: ProcId, stream: Stream, line: &[u8], sends: &mut Vec<Action>) {
         if !self.ups.is_empty() {
             self.up_line(id, line);
         }
-        let matched = self.waits.take_matching(id, line);
-        let mut text = None;
-        for wait in matched {
-            let line = text
-                .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
-                .clone();
-            self.reply_later(wait.client.0, &Response::WaitMatch { line });
-        }
-        if self.follows.is_empty() {
+        let actions = self.waits.on_line(id, line);
+        self.apply(actions);
+        if self.follow.is_empty() {
             return;
         }
         let name = self.proc_name(id);
-        let mut finished = Vec::new();
-        for (client, follow) in self.follows.iter_mut() {
-            if follow.target.is_some_and(|t| t != id)
-                || !follow_wants(follow, stream)
-                || follow.grep.as_ref().is_some_and(|g| !g.matches(line))
-            {
-                continue;
-            }
-            let Some(c) = self.clients.get_mut(client) else {
-                continue;
-            };
-            if follow.chunked {
-                let same = follow
-                    .batch
-                    .as_ref()
-                    .is_some_and(|b| b.process == name && b.stream == stream);
-                if !same && let Some(batch) = follow.batch.take() {
-                    send_batch(c, batch);
-                }
-                let batch = follow.batch.get_or_insert_with(|| Batch {
-                    process: name.clone(),
-                    stream,
-                    text: String::new(),
-                    lines: 0,
-                });
-                if batch.lines > 0 {
-                    batch.text.push('\n');
-                }
-                batch.text.push_str(&String::from_utf8_lossy(line));
-                batch.lines += 1;
-            } else {
-                let line = text
-                    .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
-                    .clone();
-                c.send_follow(
-                    &Response::LogLine {
-                        process: name.clone(),
-                        stream,
-                        line,
-                    },
-                    1,
-                );
-            }
-            if let Some(left) = follow.remaining.as_mut() {
-                *left = left.saturating_sub(1);
-                if *left == 0 {
-                    finished.push(*client);
-                }
-            }
-        }
-        for client in finished {
-            self.end_follow(client);
-        }
+        self.follow.on_line(id, &name, stream, line, sends);
     }
 
     /// Send the batches gathered and write out what followers were sent: once
     /// per burst of output, not per line.
     fn flush_followers(&mut self) {
-        let mut broken = Vec::new();
-        for (client, follow) in self.follows.iter_mut() {
-            let Some(c) = self.clients.get_mut(client) else {
-                continue;
-            };
-            if let Some(batch) = follow.batch.take() {
-                send_batch(c, batch);
-            }
-            if c.flush().is_err() {
-                broken.push(*client);
-            }
-        }
-        for client in broken {
-            self.close_client(client);
-        }
+        let actions = self.follow.flush();
+        self.apply(actions);
     }
 
     /// When a process is gone for good and its pipes are drained, waits for its
     /// output can never match and followers of it are done.
     fn check_output_finished(&mut self, id: ProcId) {
-        if !self.output_finished(id) {
+        let Some(p) = self.procs.get(id).filter(|p| output::finished(p)) else {
             return;
-        }
-        let Some(p) = self.procs.get(id) else { return };
-        let (name, outcome) = match &p.state {
-            State::Exited { exit } => (p.name.clone(), p.outcome(*exit)),
-            State::Failed { reason } => (p.name.clone(), reason.clone()),
-            _ => return,
         };
-        for wait in self.waits.take_all_for(id) {
-            let message = if wait.pattern.is_some() {
-                format!(
-                    "{name} has exited ({outcome}) and its output never matched '{}'",
-                    wait.pattern_text
-                )
-            } else {
-                format!("{name} has exited ({outcome})")
-            };
-            self.reply_later(wait.client.0, &Response::error(message));
-        }
-        let followers: Vec<usize> = self
-            .follows
-            .iter()
-            .filter(|(_, f)| f.target == Some(id))
-            .map(|(c, _)| *c)
-            .collect();
-        for client in followers {
-            self.end_follow(client);
-        }
+        let mut actions = self.waits.on_output_finished(&waits::Subject::of(p));
+        actions.extend(self.follow.on_output_finished(id));
+        self.apply(actions);
     }
 
     // ---- children ----
@@ -2040,25 +1639,12 @@ impl Daemon {
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
     fn exited(&mut self, id: ProcId, exit: Exit) {
         self.supervise_exit(id, exit);
-        for wait in self.waits.take_probes(id) {
-            let name = self.proc_name(id);
-            let outcome = self
-                .procs
-                .get(id)
-                .map_or_else(|| exit.describe(), |p| p.outcome(exit));
-            let message = format!(
-                "{name} has exited ({outcome}) before {} was ready",
-                wait.pattern_text
-            );
-            self.reply_later(wait.client.0, &Response::error(message));
-        }
-        for wait in self.waits.take_exit(id) {
-            let response = Response::WaitExited {
-                exit_code: exit.code(),
-                exit_signal: exit.signal_name(),
-            };
-            self.reply_later(wait.client.0, &response);
-        }
+        let outcome = self
+            .procs
+            .get(id)
+            .map_or_else(|| exit.describe(), |p| p.outcome(exit));
+        let actions = self.waits.on_exit(id, &self.proc_name(id), &outcome, exit);
+        self.apply(actions);
         self.settle_pending();
         self.check_output_finished(id);
         self.up_exited(id, exit);
@@ -2139,21 +1725,12 @@ impl Daemon {
             match timer {
                 Timer::Escalate { proc, generation } => self.escalate(proc, generation),
                 Timer::WaitDeadline { wait } => {
-                    if let Some(w) = self.waits.remove(wait) {
-                        self.apply(vec![Action::ReplyLater {
-                            client: w.client.0,
-                            response: Response::WaitTimeout,
-                        }]);
-                    }
+                    let actions = self.waits.on_deadline(wait);
+                    self.apply(actions);
                 }
                 Timer::FollowDeadline { client, generation } => {
-                    if self
-                        .follows
-                        .get(&client)
-                        .is_some_and(|f| f.generation == generation)
-                    {
-                        self.end_follow(client);
-                    }
+                    let actions = self.follow.on_deadline(client, generation);
+                    self.apply(actions);
                 }
                 Timer::RetryAccept => self.accept_waiting(),
                 Timer::ProbeTry { probe } => self.probe_try(probe),
@@ -2621,10 +2198,9 @@ impl Daemon {
     fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
         match probe.owner {
             probes::Owner::Wait(w) => {
-                if let Some(wait) = self.waits.remove(ids::WaitId(w)) {
-                    let line = format!("{} is ready ({how})", probe.target.describe());
-                    self.reply_later(wait.client.0, &Response::WaitMatch { line });
-                }
+                let line = format!("{} is ready ({how})", probe.target.describe());
+                let actions = self.waits.on_ready(ids::WaitId(w), line);
+                self.apply(actions);
             }
             probes::Owner::Up { run, entry } => self.up_ready(run, entry),
         }
@@ -2712,37 +2288,5 @@ impl Daemon {
                 signals::kill_group(p.pgid, libc::SIGKILL);
             }
         }
-    }
-}
-
-fn send_batch(client: &mut Client, batch: Batch) {
-    let lines = batch.lines;
-    client.send_follow(
-        &Response::LogChunk {
-            process: batch.process,
-            stream: batch.stream,
-            lines: batch.text,
-        },
-        lines,
-    );
-}
-
-/// The stream a run marker is sent as: one the follower shows, unmarked.
-fn marker_stream(follow: &Follow) -> Stream {
-    if follow_wants(follow, Stream::Stdout) {
-        Stream::Stdout
-    } else {
-        Stream::Stderr
-    }
-}
-
-fn follow_wants(follow: &Follow, stream: Stream) -> bool {
-    if follow.both {
-        return true;
-    }
-    // 0.6's rule: --stderr shows stderr; a single process shows stdout; --all shows both.
-    match stream {
-        Stream::Stderr => follow.stderr || (follow.all && follow.target.is_none()),
-        Stream::Stdout => !follow.stderr,
     }
 }

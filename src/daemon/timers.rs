@@ -2,7 +2,7 @@
 //! fires for something that moved on (a stop that finished, a wait that matched)
 //! finds nothing to do, because each carries the generation it was armed for.
 
-use super::ids::WaitId;
+use super::ids::{ClientId, WaitId};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ pub enum Timer {
     /// A `wait` ran out of time.
     WaitDeadline { wait: WaitId },
     /// A `logs --follow` ran out of time.
-    FollowDeadline { client: usize, generation: u64 },
+    FollowDeadline { client: ClientId, generation: u64 },
     /// Stop waiting for the last replies to drain and exit.
     ExitDeadline,
     /// Try accepting again after running out of descriptors.
