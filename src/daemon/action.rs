@@ -7,6 +7,7 @@
 //! variant any component may return sits under "shared".
 
 use super::events::Change;
+use super::ids::ProbeId;
 use super::procs::ProcId;
 use super::timers::Timer;
 use crate::protocol::Response;
@@ -36,6 +37,21 @@ pub enum Action {
     // ---- waits ----
     // ---- up ----
     // ---- probes ----
+    /// Register the socket of a probe's new try (`ProbeTable::stream_mut`) and
+    /// say how that went (`ProbeTable::on_registered`).
+    ProbeRegister { probe: ProbeId },
+    /// Deregister and close the socket of a probe's try.
+    ProbeClose {
+        stream: mio::net::TcpStream,
+        token: Option<mio::Token>,
+    },
+    /// The target of `wait`'s probe is ready: answer the wait with `line`.
+    ProbeWaitReady { wait: u64, line: String },
+    /// The target of an `up` entry's probe is ready.
+    ProbeUpReady { run: u64, entry: usize },
     // ---- watch ----
+    // ---- persistence ----
+    /// SIGKILL a process group a previous daemon left behind.
+    KillOrphan { pgid: i32 },
     // ---- proxy ----
 }

@@ -5,8 +5,9 @@
 mod action;
 mod control;
 mod events;
-mod probes;
+mod ids;
 mod procs;
+mod readiness;
 mod resources;
 mod signals;
 mod spawn;
@@ -68,7 +69,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 enum Slot {
     Client,
     Output(ProcId, Stream),
-    Probe(u64),
+    Probe(ids::ProbeId),
 }
 
 /// A `logs --follow` in progress on a client.
@@ -168,15 +169,13 @@ struct Daemon {
     /// Everything is stopped; leave once replies are flushed or the grace ends.
     exiting: bool,
     uid: u32,
-    /// state.json, open for rewriting in place (None if it could not be opened).
-    state_file: Option<state::StateFile>,
+    /// state.json, the chosen ports, what status tells of a dead predecessor.
+    persist: state::Persistence,
     /// Sequence numbers for the log indexes, shared by every stream.
     clock: logs::index::SeqClock,
     /// The last run number of each process name in the run journal, read at
     /// the first start (None until then).
     run_numbers: Option<HashMap<String, u64>>,
-    /// The process table changed this turn; state.json is rewritten once, at its end.
-    state_dirty: bool,
     /// Output pipes grown to sys::PIPE_SIZE, and how many may be.
     big_pipes: usize,
     big_pipe_budget: usize,
@@ -192,7 +191,7 @@ struct Daemon {
     ups: HashMap<u64, up::UpRun>,
     next_up: u64,
     /// TCP and HTTP readiness checks in progress.
-    probes: probes::ProbeTable,
+    probes: readiness::ProbeTable,
     /// Processes a stop-all or shutdown stops once their dependents are gone,
     /// with the grace period it asked for.
     deferred_stops: Vec<(ProcId, Option<Duration>)>,
@@ -206,10 +205,6 @@ struct Daemon {
     events: events::EventLog,
     /// Clients streaming events.
     subscribers: Vec<usize>,
-    /// Told with every `status`: what this daemon did about a dead predecessor.
-    status_notes: Vec<String>,
-    /// Ports chosen for processes that named none, by name (kept in state.json).
-    chosen_ports: std::collections::BTreeMap<String, u16>,
     /// The log dir as last verified, shared by the sinks of the runs it holds.
     log_dir: Option<std::rc::Rc<paths::OwnDir>>,
 }
@@ -248,6 +243,7 @@ impl Daemon {
             .register(&mut shutdown_sig, SHUTDOWN_PIPE, Interest::READABLE)
             .map_err(io_err("registering signals"))?;
 
+        let persist = state::Persistence::new(paths.state_file(), &home_cwd);
         let mut daemon = Daemon {
             paths,
             poll,
@@ -273,38 +269,31 @@ impl Daemon {
             notes: crate::ratelimit::NoteLimit::default(),
             big_pipes: 0,
             big_pipe_budget: sys::big_pipe_budget(),
-            state_dirty: false,
-            state_file: None,
+            persist,
             clock: logs::index::SeqClock::default(),
             run_numbers: None,
             read_buf: vec![0; 64 * 1024],
             ups: HashMap::new(),
             next_up: 0,
-            probes: probes::ProbeTable::default(),
+            probes: readiness::ProbeTable::default(),
             deferred_stops: Vec::new(),
             proxy: None,
             watcher: None,
             watch_pending: HashSet::new(),
             events: events::EventLog::default(),
             subscribers: Vec::new(),
-            status_notes: Vec::new(),
-            chosen_ports: Default::default(),
             log_dir: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
             std::process::id()
         ));
-        daemon.stop_orphans();
-        let path = daemon.paths.state_file();
-        match state::StateFile::open(&path) {
-            Ok(file) => daemon.state_file = Some(file),
-            Err(e) => daemon.note(&format!(
-                "opening {}: {}; crash recovery is off",
-                path.display(),
-                crate::error::describe_io(&e)
-            )),
-        }
+        // Process groups a previous daemon left running when it was killed: stop them.
+        let previous = state::previous(&daemon.paths.state_file());
+        let actions = daemon.persist.adopt(previous, SystemTime::now());
+        daemon.apply(actions);
+        let actions = daemon.persist.open();
+        daemon.apply(actions);
         daemon.save_state();
         Ok(daemon)
     }
@@ -339,8 +328,7 @@ impl Daemon {
             if self.watcher.as_ref().is_some_and(|w| w.busy()) {
                 let _ = self.watch_slice(None);
             }
-            if self.state_dirty {
-                self.state_dirty = false;
+            if self.persist.take_dirty() {
                 self.save_state();
             }
             if self.exiting && self.clients.values().all(|c| !c.has_output()) {
@@ -418,7 +406,10 @@ impl Daemon {
                 }
             }
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
-            Some(Slot::Probe(probe)) => self.probe_event(probe),
+            Some(Slot::Probe(probe)) => {
+                let actions = self.probes.on_event(probe);
+                self.apply(actions);
+            }
             None => {} // a source closed earlier in this turn
         }
     }
@@ -432,7 +423,7 @@ impl Daemon {
                 Action::Note(msg) => self.note(&msg),
                 Action::Arm { at, timer } => self.timers.arm(at, timer),
                 Action::Emit { proc, change } => self.emit(proc, change),
-                Action::SaveState => self.state_dirty = true,
+                Action::SaveState => self.persist.mark_dirty(),
                 // ---- control ----
                 Action::Reply { client, response } => self.reply(client, &response),
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
@@ -441,7 +432,22 @@ impl Daemon {
                 // ---- waits ----
                 // ---- up ----
                 // ---- probes ----
+                Action::ProbeRegister { probe } => self.register_probe(probe),
+                Action::ProbeClose { mut stream, token } => {
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    if let Some(token) = token {
+                        self.slots.remove(&token);
+                    }
+                }
+                Action::ProbeWaitReady { wait, line } => {
+                    if let Some(wait) = self.waits.remove(wait) {
+                        self.reply_later(wait.client, &Response::WaitMatch { line });
+                    }
+                }
+                Action::ProbeUpReady { run, entry } => self.up_ready(run, entry),
                 // ---- watch ----
+                // ---- persistence ----
+                Action::KillOrphan { pgid } => signals::kill_group(pgid, libc::SIGKILL),
                 // ---- proxy ----
             }
         }
@@ -705,7 +711,7 @@ impl Daemon {
                 if resources || target.is_some() {
                     self.add_resources(&mut processes, target.is_some());
                 }
-                let notes = self.status_notes.clone();
+                let notes = self.persist.status_notes().to_vec();
                 self.reply(client, &Response::Status { processes, notes });
             }
             logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
@@ -1432,7 +1438,7 @@ impl Daemon {
                 if signals::group_alive(p.pgid, self.sid) {
                     signals::kill_group(p.pgid, libc::SIGKILL);
                 }
-                self.state_dirty = true;
+                self.persist.mark_dirty();
                 self.emit(id, Change::new("stopped").detail("restart cancelled"));
                 return false;
             }
@@ -1477,7 +1483,7 @@ impl Daemon {
                 p.sup.disabled = true;
                 if let State::Backoff { exit, .. } = p.state {
                     p.state = State::Exited { exit };
-                    self.state_dirty = true;
+                    self.persist.mark_dirty();
                 }
             }
             if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
@@ -1701,7 +1707,7 @@ impl Daemon {
             exit: false,
             probe: true,
         });
-        let probe = self.probes.add(probes::Owner::Wait(wait), id, probe);
+        let probe = self.probes.add(readiness::Owner::Wait(wait), id, probe);
         self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
         self.timers
             .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
@@ -2206,7 +2212,7 @@ impl Daemon {
                 if let Some(p) = self.procs.get_mut(id) {
                     p.port_conflict = conflict;
                 }
-                self.state_dirty = true;
+                self.persist.mark_dirty();
                 self.emit(id, exited);
                 self.exited(id, exit);
             }
@@ -2252,7 +2258,7 @@ impl Daemon {
         }
         self.emit(id, stopped);
         self.exited(id, exit);
-        self.state_dirty = true;
+        self.persist.mark_dirty();
     }
 
     /// What of process `id` outlived its last stop and still runs, as a sentence.
@@ -2404,7 +2410,12 @@ impl Daemon {
                     self.watch_pending.remove(&proc);
                     self.watch_restart(proc);
                 }
-                Timer::ProbeTimeout { probe, tries } => self.probe_timeout(probe, tries),
+                Timer::ProbeTimeout { probe, tries } => {
+                    let (waits, ups) = (&self.waits, &self.ups);
+                    let alive = |o| probe_owner_alive(o, waits, ups);
+                    let actions = self.probes.on_timeout(probe, tries, alive, &self.procs);
+                    self.apply(actions);
+                }
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
                 Timer::UpContinue { run } => self.up_advance(run),
@@ -2540,7 +2551,7 @@ impl Daemon {
                 );
             }
         }
-        self.state_dirty = true;
+        self.persist.mark_dirty();
     }
 
     /// The restart delay is over: start the process again, with the note first.
@@ -2786,9 +2797,10 @@ impl Daemon {
                 Err(_) => false,
             }
         };
-        let before = name.and_then(|n| self.chosen_ports.get(n).copied());
+        let before = name.and_then(|n| self.persist.chosen_ports().get(n).copied());
         let others: HashSet<u16> = self
-            .chosen_ports
+            .persist
+            .chosen_ports()
             .iter()
             .filter(|(n, _)| Some(n.as_str()) != name)
             .map(|(_, &p)| p)
@@ -2819,8 +2831,7 @@ impl Daemon {
             }
         };
         if let Some(name) = name {
-            self.chosen_ports.insert(name.to_string(), port);
-            self.state_dirty = true;
+            self.persist.choose_port(name, port);
         }
         Ok(port)
     }
@@ -2860,189 +2871,42 @@ impl Daemon {
     // ---- readiness probes ----
 
     /// Start the next try of `probe`, unless nobody waits for it any more.
-    fn probe_try(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
+    fn probe_try(&mut self, probe: ids::ProbeId) {
+        let (waits, ups) = (&self.waits, &self.ups);
+        let alive = |o| probe_owner_alive(o, waits, ups);
+        let actions = self.probes.on_try(probe, alive, &self.procs);
+        self.apply(actions);
+    }
+
+    /// Register the socket of `probe`'s new try, and tell the probe how it went.
+    fn register_probe(&mut self, probe: ids::ProbeId) {
+        let token = Token(self.next_token);
+        let Some(stream) = self.probes.stream_mut(probe) else {
             return;
         };
-        let owner_alive = match probe.owner {
-            probes::Owner::Wait(w) => self.waits.contains(w),
-            probes::Owner::Up { run, .. } => self.ups.contains_key(&run),
-        };
-        let proc_alive = self
-            .procs
-            .get(probe.proc)
-            .is_some_and(|p| matches!(p.state, State::Running { .. }));
-        if !owner_alive || !proc_alive || probe.attempt.is_some() {
-            // Its process exited: the exit paths tell the owner.
-            if !owner_alive || !proc_alive {
-                self.drop_probe(id);
-            }
-            return;
-        }
-        probe.tries += 1;
-        let tries = probe.tries;
-        match probes::Attempt::connect(&probe.target) {
-            Ok(mut attempt) => {
-                let token = Token(self.next_token);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registered = match self.poll.registry().register(stream, token, interest) {
+            Ok(()) => {
                 self.next_token += 1;
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                if let Err(e) = self
-                    .poll
-                    .registry()
-                    .register(&mut attempt.stream, token, interest)
-                {
-                    probe.last_error = Some(crate::error::describe_io(&e));
-                    self.timers.arm(
-                        Instant::now() + probes::PERIOD,
-                        Timer::ProbeTry { probe: id },
-                    );
-                    return;
-                }
-                probe.attempt = Some((attempt, token));
-                self.slots.insert(token, Slot::Probe(id));
-                self.timers.arm(
-                    Instant::now() + probes::TRY_TIMEOUT,
-                    Timer::ProbeTimeout { probe: id, tries },
-                );
+                self.slots.insert(token, Slot::Probe(probe));
+                Ok(token)
             }
-            Err(e) => {
-                probe.last_error = Some(crate::error::describe_io(&e));
-                self.timers.arm(
-                    Instant::now() + probes::PERIOD,
-                    Timer::ProbeTry { probe: id },
-                );
-            }
-        }
-    }
-
-    fn probe_event(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
+            Err(e) => Err(e),
         };
-        let Some((attempt, _)) = probe.attempt.as_mut() else {
-            return;
-        };
-        match attempt.step(&probe.target) {
-            probes::Step::Pending => {}
-            probes::Step::Ready(how) => {
-                self.end_attempt(id);
-                if let Some(probe) = self.probes.remove(id) {
-                    self.probe_succeeded(probe, how);
-                }
-            }
-            probes::Step::NotYet(why) => {
-                self.end_attempt(id);
-                if let Some(probe) = self.probes.get_mut(id) {
-                    probe.last_error = Some(why);
-                }
-                self.timers.arm(
-                    Instant::now() + probes::PERIOD,
-                    Timer::ProbeTry { probe: id },
-                );
-            }
-        }
+        let actions = self.probes.on_registered(probe, registered);
+        self.apply(actions);
     }
 
-    fn probe_timeout(&mut self, id: u64, tries: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
-        };
-        if probe.tries != tries || probe.attempt.is_none() {
-            return;
-        }
-        probe.last_error = Some(format!(
-            "no answer within {} s",
-            probes::TRY_TIMEOUT.as_secs()
-        ));
-        self.end_attempt(id);
-        self.probe_try(id);
-    }
-
-    fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
-        match probe.owner {
-            probes::Owner::Wait(w) => {
-                if let Some(wait) = self.waits.remove(w) {
-                    let line = format!("{} is ready ({how})", probe.target.describe());
-                    self.reply_later(wait.client, &Response::WaitMatch { line });
-                }
-            }
-            probes::Owner::Up { run, entry } => self.up_ready(run, entry),
-        }
-    }
-
-    /// Close the socket of the try in progress, if any.
-    fn end_attempt(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
-        };
-        if let Some((mut attempt, token)) = probe.attempt.take() {
-            let _ = self.poll.registry().deregister(&mut attempt.stream);
-            self.slots.remove(&token);
-        }
-    }
-
-    fn drop_probe(&mut self, id: u64) {
-        self.end_attempt(id);
-        self.probes.remove(id);
+    fn drop_probe(&mut self, probe: ids::ProbeId) {
+        let actions = self.probes.drop_probe(probe);
+        self.apply(actions);
     }
 
     // ---- persistence ----
 
-    fn save_state(&self) {
-        let processes = self
-            .procs
-            .iter()
-            .filter(|p| p.state.is_alive() || signals::group_alive(p.pgid, self.sid))
-            .map(|p| state::SavedProc {
-                name: p.name.clone(),
-                id: format!("p{}", p.id),
-                pid: p.pid,
-                pgid: p.pgid,
-                start_ticks: p.start_ticks,
-                command: p.spec.command.clone(),
-            })
-            .collect();
-        let saved = state::SavedState {
-            daemon_pid: std::process::id(),
-            names: Some(self.procs.iter().map(|p| p.name.clone()).collect()),
-            processes,
-            ports: self.chosen_ports.clone(),
-            root: Some(self.home_cwd.display().to_string()),
-        };
-        let Some(file) = &self.state_file else { return };
-        if let Err(e) = file.save(&saved) {
-            self.note(&format!(
-                "writing {}: {}",
-                self.paths.state_file().display(),
-                crate::error::describe_io(&e)
-            ));
-        }
-    }
-
-    /// Process groups a previous daemon left running when it was killed: stop them.
-    fn stop_orphans(&mut self) {
-        let state::Previous {
-            daemon_pid: old_daemon,
-            orphans,
-            ports,
-        } = state::previous(&self.paths.state_file());
-        self.chosen_ports = ports;
-        let mut stopped = Vec::new();
-        for orphan in orphans {
-            self.note(&format!(
-                "previous daemon died without stopping {} ({}, pid {}): sent SIGKILL to process group {}",
-                orphan.name, orphan.id, orphan.pid, orphan.pgid
-            ));
-            signals::kill_group(orphan.pgid, libc::SIGKILL);
-            stopped.push(format!("{} (pid {})", orphan.name, orphan.pid));
-        }
-        if !stopped.is_empty() {
-            let at = crate::timefmt::rfc3339(SystemTime::now());
-            self.status_notes.push(format!(
-                "the previous daemon (pid {old_daemon}) was killed without stopping its processes; at {at} this daemon stopped what was left of them: {}; their logs are kept (agent-procs logs NAME)",
-                stopped.join(", ")
-            ));
-        }
+    fn save_state(&mut self) {
+        let actions = self.persist.save(&self.procs, self.sid);
+        self.apply(actions);
     }
 
     /// Last resort on a fatal loop error: leave nothing running.
@@ -3084,6 +2948,18 @@ fn follow_wants(follow: &Follow, stream: Stream) -> bool {
     match stream {
         Stream::Stderr => follow.stderr || (follow.all && follow.target.is_none()),
         Stream::Stdout => !follow.stderr,
+    }
+}
+
+/// Whether the owner of a probe still waits for it.
+fn probe_owner_alive(
+    owner: readiness::Owner,
+    waits: &WaitTable,
+    ups: &HashMap<u64, up::UpRun>,
+) -> bool {
+    match owner {
+        readiness::Owner::Wait(w) => waits.contains(w),
+        readiness::Owner::Up { run, .. } => ups.contains_key(&run),
     }
 }
 

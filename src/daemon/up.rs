@@ -6,8 +6,8 @@
 //! The graph and its phases live here; the loop feeds in lines, exits, probe
 //! results and deadlines through the `up_*` methods.
 
-use super::probes::Owner;
 use super::procs::{ProcId, State};
+use super::readiness::Owner;
 use super::signals::Exit;
 use super::timers::Timer;
 use super::{Daemon, Pattern};
@@ -497,8 +497,8 @@ impl Daemon {
             .probes
             .owned_by(|o| o == Owner::Up { run, entry: i })
             .first()
-            .and_then(|&p| self.probes.get_mut(p))
-            .and_then(|p| p.last_error.clone());
+            .and_then(|&p| self.probes.last_error(p))
+            .map(str::to_string);
         let mut reason = match (entry, e.phase) {
             (None, Phase::Blocked) => "not started before the up --timeout ran out".to_string(),
             (None, _) => "not ready before the up --timeout ran out".to_string(),
