@@ -7,7 +7,7 @@
 //! variant any component may return sits under "shared".
 
 use super::events::Change;
-use super::ids::ProbeId;
+use super::ids::{ClientId, ProbeId, WaitId};
 use super::procs::ProcId;
 use super::timers::Timer;
 use crate::protocol::Response;
@@ -26,6 +26,9 @@ pub enum Action {
     Emit { proc: ProcId, change: Change },
     /// The process table changed: rewrite state.json once, at the end of the turn.
     SaveState,
+    /// The client's request is in progress: take no further request from it
+    /// until a `ReplyLater` frees it. (Added with the events component.)
+    Busy { client: usize },
 
     // ---- control ----
     /// Answer a client and keep serving it (it was not busy).
@@ -34,6 +37,13 @@ pub enum Action {
     ReplyLater { client: usize, response: Response },
     // ---- lifecycle ----
     // ---- output and follow ----
+    // ---- events ----
+    /// Stream event number `seq` to these subscribers.
+    SendEvent {
+        to: Vec<ClientId>,
+        event: Response,
+        seq: u64,
+    },
     // ---- waits ----
     // ---- up ----
     // ---- probes ----
@@ -46,7 +56,7 @@ pub enum Action {
         token: Option<mio::Token>,
     },
     /// The target of `wait`'s probe is ready: answer the wait with `line`.
-    ProbeWaitReady { wait: u64, line: String },
+    ProbeWaitReady { wait: WaitId, line: String },
     /// The target of an `up` entry's probe is ready.
     ProbeUpReady { run: u64, entry: usize },
     // ---- watch ----

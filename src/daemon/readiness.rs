@@ -8,7 +8,7 @@
 //! the timers, and tells the owner (`ProbeWaitReady`, `ProbeUpReady`).
 
 use super::action::Action;
-use super::ids::ProbeId;
+use super::ids::{ProbeId, WaitId};
 use super::procs::{ProcId, ProcTable, State};
 use super::timers::Timer;
 use crate::probe::{self, Target};
@@ -26,7 +26,7 @@ const HEAD_CAP: usize = 4096;
 /// Who learns the outcome of a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
-    Wait(u64),
+    Wait(WaitId),
     Up { run: u64, entry: usize },
 }
 
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn a_probe_whose_process_is_gone_ends_at_its_next_try() {
         let mut table = ProbeTable::default();
-        let id = table.add(Owner::Wait(3), 9, Target::tcp(1));
+        let id = table.add(Owner::Wait(WaitId(3)), 9, Target::tcp(1));
         let actions = table.on_try(id, |_| true, &ProcTable::default());
         assert!(actions.is_empty());
         assert!(table.owned_by(|_| true).is_empty());
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_ready_target_answers_the_owner_and_closes_the_socket() {
-        let (mut table, id, _listener) = probing(Owner::Wait(7));
+        let (mut table, id, _listener) = probing(Owner::Wait(WaitId(7)));
         let actions = table.on_registered(id, Ok(mio::Token(99)));
         assert!(matches!(
             actions[..],
@@ -382,7 +382,10 @@ mod tests {
         match &actions[..] {
             [
                 Action::ProbeClose { token, .. },
-                Action::ProbeWaitReady { wait: 7, line },
+                Action::ProbeWaitReady {
+                    wait: WaitId(7),
+                    line,
+                },
             ] => {
                 assert_eq!(*token, Some(mio::Token(99)));
                 assert!(line.ends_with("is ready (accepting connections)"), "{line}");
@@ -414,7 +417,7 @@ mod tests {
 
     #[test]
     fn a_try_that_cannot_be_registered_is_retried_later_with_the_reason() {
-        let (mut table, id, _listener) = probing(Owner::Wait(1));
+        let (mut table, id, _listener) = probing(Owner::Wait(WaitId(1)));
         let err = io::Error::from_raw_os_error(libc::ENOMEM);
         let actions = table.on_registered(id, Err(err));
         assert!(matches!(
@@ -427,7 +430,7 @@ mod tests {
 
     #[test]
     fn only_the_current_try_times_out() {
-        let (mut table, id, _listener) = probing(Owner::Wait(1));
+        let (mut table, id, _listener) = probing(Owner::Wait(WaitId(1)));
         // A timer of an earlier try: nothing happens.
         assert!(
             table
