@@ -60,6 +60,8 @@ pub enum Action {
     /// The target of an `up` entry's probe is ready.
     ProbeUpReady { run: u64, entry: usize },
     // ---- watch ----
+    /// A line from the daemon in `proc`'s stdout log (and to its followers).
+    WatchNote { proc: ProcId, note: String },
     // ---- persistence ----
     /// SIGKILL a process group a previous daemon left behind.
     KillOrphan { pgid: i32 },

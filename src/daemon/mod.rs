@@ -46,8 +46,6 @@ const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
 const SHUTDOWN_PIPE: Token = Token(2);
 const WATCH: Token = Token(3);
-/// Changes closer together than this restart a process once.
-const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
 const WATCH_NOTE: &str = "[agent-procs] File changed, restarted";
 const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
@@ -198,10 +196,8 @@ struct Daemon {
     deferred_stops: Vec<(ProcId, Option<Duration>)>,
     /// The reverse proxy, once a client asked for it (nothing until then).
     proxy: Option<crate::proxy::Proxy>,
-    /// inotify, once a process asked to be watched (nothing until then).
-    watcher: Option<watch::Watcher>,
-    /// Processes with a change waiting out the debounce.
-    watch_pending: HashSet<ProcId>,
+    /// File watching (`--watch`): inotify and the debounce.
+    watch: watch::FileWatch,
     /// State changes, numbered, and the clients streaming them.
     events: events::Events,
     /// The log dir as last verified, shared by the sinks of the runs it holds.
@@ -277,8 +273,7 @@ impl Daemon {
             probes: readiness::ProbeTable::default(),
             deferred_stops: Vec::new(),
             proxy: None,
-            watcher: None,
-            watch_pending: HashSet::new(),
+            watch: watch::FileWatch::default(),
             events: events::Events::default(),
             log_dir: None,
         };
@@ -323,8 +318,9 @@ impl Daemon {
         loop {
             // A huge tree to watch is added a slice per turn, so requests are
             // served in between (the poll below does not sleep while work remains).
-            if self.watcher.as_ref().is_some_and(|w| w.busy()) {
-                let _ = self.watch_slice(None);
+            if self.watch.busy() {
+                let (_, actions) = self.watch.slice(None, &self.procs);
+                self.apply(actions);
             }
             if self.persist.take_dirty() {
                 self.save_state();
@@ -333,7 +329,7 @@ impl Daemon {
                 return Ok(());
             }
             let now = Instant::now();
-            let watching = self.watcher.as_ref().is_some_and(|w| w.busy());
+            let watching = self.watch.busy();
             let timeout = if self.retry.is_empty() && !watching {
                 let proxy = self
                     .proxy
@@ -372,7 +368,10 @@ impl Daemon {
                         signals::drain_pipe(&mut self.sigchld);
                         self.reap_children();
                     }
-                    WATCH => self.watch_events(),
+                    WATCH => {
+                        let actions = self.watch.on_readable(Instant::now());
+                        self.apply(actions);
+                    }
                     SHUTDOWN_PIPE => {
                         signals::drain_pipe(&mut self.shutdown_sig);
                         self.note("received a termination signal; stopping every process");
@@ -447,6 +446,7 @@ impl Daemon {
                 }
                 Action::ProbeUpReady { run, entry } => self.up_ready(run, entry),
                 // ---- watch ----
+                Action::WatchNote { proc, note } => self.stdout_note(proc, &note),
                 // ---- persistence ----
                 Action::KillOrphan { pgid } => signals::kill_group(pgid, libc::SIGKILL),
                 // ---- proxy ----
@@ -699,14 +699,12 @@ impl Daemon {
                         }
                     },
                 };
-                if let Some(w) = &self.watcher {
-                    for row in &mut processes {
-                        if let Some(p) = self.procs.by_name(&row.name).and_then(|id| self.procs.get(id))
-                            && w.watching(p.id)
-                        {
-                            // A process stopped by hand is not restarted by changes.
-                            row.watched = Some(!p.sup.disabled);
-                        }
+                for row in &mut processes {
+                    if let Some(p) = self.procs.by_name(&row.name).and_then(|id| self.procs.get(id))
+                        && self.watch.watching(p.id)
+                    {
+                        // A process stopped by hand is not restarted by changes.
+                        row.watched = Some(!p.sup.disabled);
                     }
                 }
                 if resources || target.is_some() {
@@ -2252,7 +2250,7 @@ impl Daemon {
                 Timer::ProbeTry { probe } => self.probe_try(probe),
                 Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
                 Timer::WatchRestart { proc } => {
-                    self.watch_pending.remove(&proc);
+                    self.watch.debounced(proc);
                     self.watch_restart(proc);
                 }
                 Timer::ProbeTimeout { probe, tries } => {
@@ -2442,98 +2440,37 @@ impl Daemon {
         spec: Option<watch::Spec>,
     ) -> std::result::Result<(), String> {
         let Some(spec) = spec else {
-            if let Some(w) = self.watcher.as_mut() {
-                w.unwatch(id);
-            }
+            self.watch.unwatch(id);
             return Ok(());
         };
-        if self.watcher.is_none() {
-            let w = watch::Watcher::new().map_err(|e| {
-                format!(
-                    "starting file watching (inotify): {}",
-                    crate::error::describe_io(&e)
-                )
-            })?;
-            self.poll
+        if let Some(fd) = self.watch.start()? {
+            let source = &mut mio::unix::SourceFd(&fd);
+            if let Err(e) = self
+                .poll
                 .registry()
-                .register(&mut mio::unix::SourceFd(&w.fd()), WATCH, Interest::READABLE)
-                .map_err(|e| format!("watching the inotify descriptor: {e}"))?;
-            self.watcher = Some(w);
-        }
-        let Some(w) = self.watcher.as_mut() else {
-            return Ok(());
-        };
-        w.watch(id, spec);
-        // The first slice now: a tree that fits in it (most do) is watched before
-        // `run` answers, and its error is the answer. A bigger one goes on, a
-        // slice per loop turn (`run_loop`).
-        self.watch_slice(Some(id))
-    }
-
-    /// Add watches for one slice of time; say what finished. A failure of
-    /// `answering`'s tree is returned, for its `run` to report; one found later
-    /// goes to daemon.log and to the process's log.
-    fn watch_slice(&mut self, answering: Option<ProcId>) -> std::result::Result<(), String> {
-        let Some(w) = self.watcher.as_mut() else {
-            return Ok(());
-        };
-        let finished = w.work(watch::SLICE);
-        let described: Vec<(watch::Finished, Option<(String, String)>)> = finished
-            .into_iter()
-            .map(|f| {
-                let about = match &f {
-                    watch::Finished::Watching { proc, .. } => w.describe(*proc),
-                    watch::Finished::Failed { .. } => None,
-                };
-                (f, about)
-            })
-            .collect();
-        let mut answer = Ok(());
-        for (finished, about) in described {
-            match finished {
-                watch::Finished::Watching { proc, dirs } => {
-                    let name = self.proc_name(proc);
-                    let (root, patterns) = about.unwrap_or_default();
-                    self.note(&format!(
-                        "{name}: watching {dirs} directories under {root} for {patterns}"
-                    ));
-                }
-                watch::Finished::Failed { proc, msg } if Some(proc) == answering => {
-                    answer = Err(msg);
-                }
-                watch::Finished::Failed { proc, msg } => {
-                    let name = self.proc_name(proc);
-                    let note = format!("[agent-procs] Not watching files: {msg}");
-                    self.note(&format!("{name}: {note}"));
-                    if let Some(out) = self
-                        .procs
-                        .get_mut(proc)
-                        .and_then(|p| p.output(Stream::Stdout))
-                    {
-                        out.sink.annotate(&mut self.clock, &note, |_| {});
-                        out.sink.release();
-                    }
-                    self.deliver_line(proc, Stream::Stdout, note.as_bytes());
-                    self.flush_followers();
-                }
+                .register(source, WATCH, Interest::READABLE)
+            {
+                self.watch.abandon();
+                return Err(format!("watching the inotify descriptor: {e}"));
             }
         }
+        let (answer, actions) = self.watch.watch(id, spec, &self.procs);
+        self.apply(actions);
         answer
     }
 
-    fn watch_events(&mut self) {
-        let Some(w) = self.watcher.as_mut() else {
-            return;
-        };
-        let changed = w.read_changes();
-        for id in changed {
-            if self.watch_pending.insert(id) {
-                self.timers.arm(
-                    Instant::now() + WATCH_DEBOUNCE,
-                    Timer::WatchRestart { proc: id },
-                );
-            }
+    /// A line from the daemon in `proc`'s stdout log, and to its followers.
+    fn stdout_note(&mut self, proc: ProcId, note: &str) {
+        if let Some(out) = self
+            .procs
+            .get_mut(proc)
+            .and_then(|p| p.output(Stream::Stdout))
+        {
+            out.sink.annotate(&mut self.clock, note, |_| {});
+            out.sink.release();
         }
+        self.deliver_line(proc, Stream::Stdout, note.as_bytes());
+        self.flush_followers();
     }
 
     /// A watched file changed: restart the process (reviving it if it had failed),
