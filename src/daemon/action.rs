@@ -10,7 +10,7 @@ use super::events::Change;
 use super::ids::{ClientId, ProbeId, WaitId};
 use super::procs::ProcId;
 use super::timers::Timer;
-use crate::protocol::Response;
+use crate::protocol::{Request, Response};
 use std::time::Instant;
 
 // Until every component returns actions, some variants have no constructor yet.
@@ -46,6 +46,47 @@ pub enum Action {
     },
     // ---- waits ----
     // ---- up ----
+    /// Start the next entries of an `up` run (`Ups::advance`).
+    UpAdvance { run: u64 },
+    /// Start entry `entry` of `run` (`event`: started or restarted) and hand
+    /// the answer back (`Ups::on_spawned`).
+    UpSpawn {
+        run: u64,
+        entry: usize,
+        event: &'static str,
+        request: Box<Request>,
+    },
+    /// Stop `proc`'s run with another definition, for `entry` to replace it;
+    /// start the entry at once if there was nothing to stop.
+    UpStop {
+        run: u64,
+        entry: usize,
+        proc: ProcId,
+    },
+    /// A progress line for an `up` client, written out at once.
+    UpProgress { client: usize, response: Response },
+    /// Probe `target` for `entry` of `run` (its process is `proc`).
+    UpProbe {
+        run: u64,
+        entry: usize,
+        proc: ProcId,
+        target: crate::probe::Target,
+    },
+    /// Search what `proc` logged this run for the entry's pattern
+    /// (`Ups::log_pattern`), and hand back whether it is there (`Ups::on_history`).
+    UpSearchHistory {
+        run: u64,
+        entry: usize,
+        proc: ProcId,
+    },
+    /// Lines of `proc` are going to be searched as they come: ready its indexes.
+    UpPrepareIndexes { proc: ProcId },
+    /// Whether an `up` waits for `proc` to become ready (shown by status).
+    AwaitingReady { proc: ProcId, on: bool },
+    /// `proc` became ready: one `ready` event per run of it.
+    UpReadyEvent { proc: ProcId },
+    /// End the probes of `run`.
+    UpDropProbes { run: u64 },
     // ---- probes ----
     /// Register the socket of a probe's new try (`ProbeTable::stream_mut`) and
     /// say how that went (`ProbeTable::on_registered`).

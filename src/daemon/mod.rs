@@ -17,7 +17,7 @@ mod state;
 mod supervise;
 mod survivors;
 mod timers;
-mod up;
+mod up_run;
 mod waits;
 mod watch;
 
@@ -186,9 +186,8 @@ struct Daemon {
     /// Our session: children stay in it, which is how we recognise their groups.
     sid: i32,
     read_buf: Vec<u8>,
-    /// `up` runs in progress, by number.
-    ups: HashMap<u64, up::UpRun>,
-    next_up: u64,
+    /// `up` runs in progress.
+    ups: up_run::Ups,
     /// TCP and HTTP readiness checks in progress.
     probes: readiness::ProbeTable,
     /// Processes a stop-all or shutdown stops once their dependents are gone,
@@ -268,8 +267,7 @@ impl Daemon {
             clock: logs::index::SeqClock::default(),
             run_numbers: None,
             read_buf: vec![0; 64 * 1024],
-            ups: HashMap::new(),
-            next_up: 0,
+            ups: up_run::Ups::default(),
             probes: readiness::ProbeTable::default(),
             deferred_stops: Vec::new(),
             proxy: None,
@@ -431,6 +429,47 @@ impl Daemon {
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
                 // ---- up ----
+                Action::UpAdvance { run } => self.up_advance(run),
+                Action::UpSpawn {
+                    run,
+                    entry,
+                    event,
+                    request,
+                } => {
+                    let response = self.run_process(*request);
+                    self.with_ups(|ups, view| ups.on_spawned(run, entry, event, response, view));
+                }
+                Action::UpStop { run, entry, proc } => self.up_stop(run, entry, proc),
+                Action::UpProgress { client, response } => self.up_progress(client, &response),
+                Action::UpProbe {
+                    run,
+                    entry,
+                    proc,
+                    target,
+                } => {
+                    let probe = self
+                        .probes
+                        .add(readiness::Owner::Up { run, entry }, proc, target);
+                    self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
+                }
+                Action::UpSearchHistory { run, entry, proc } => {
+                    let found = (self.ups.log_pattern(run, entry))
+                        .is_some_and(|p| self.search_history(proc, p).is_some());
+                    self.with_ups(|ups, view| ups.on_history(run, entry, proc, found, view));
+                }
+                Action::UpPrepareIndexes { proc } => self.prepare_indexes(proc),
+                Action::AwaitingReady { proc, on } => {
+                    if let Some(p) = self.procs.get_mut(proc) {
+                        p.awaiting_ready = on;
+                    }
+                }
+                Action::UpReadyEvent { proc } => self.ready_event(proc),
+                Action::UpDropProbes { run } => {
+                    let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
+                    for probe in self.probes.owned_by(up) {
+                        self.drop_probe(probe);
+                    }
+                }
                 // ---- probes ----
                 Action::ProbeRegister { probe } => self.register_probe(probe),
                 Action::ProbeClose { mut stream, token } => {
@@ -674,7 +713,9 @@ impl Daemon {
                 self.reply(client, &response);
             }
             Request::Up { processes, base_env, timeout_ms } => {
-                self.up_request(client, processes, base_env, timeout_ms)
+                let stopping = self.shutting_down;
+                let actions = self.ups.request(client, processes, base_env, timeout_ms, stopping);
+                self.apply(actions);
             }
             Request::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
             Request::StopAll { timeout_ms } => {
@@ -796,12 +837,6 @@ impl Daemon {
             format!("session '{}' has: {}", self.paths.session, names.join(", "))
         };
         Response::not_found(format!("process not found: {target} ({known})"))
-    }
-
-    /// What a run request asks for, minus the caller's environment and name:
-    /// equal definitions start the same thing.
-    fn definition(&self, request: &Request) -> Option<String> {
-        spec::definition(request, &self.home_cwd)
     }
 
     fn run_process(&mut self, request: Request) -> Response {
@@ -2650,6 +2685,98 @@ impl Daemon {
         }
     }
 
+    // ---- up ----
+
+    /// Call the up component with what it may read, and carry out what it returns.
+    fn with_ups(&mut self, f: impl FnOnce(&mut up_run::Ups, &up_run::View) -> Vec<Action>) {
+        let view = up_run::View {
+            procs: &self.procs,
+            proxy_port: self.proxy.as_ref().map(|p| p.port()),
+            home_cwd: &self.home_cwd,
+        };
+        let actions = f(&mut self.ups, &view);
+        self.apply(actions);
+    }
+
+    fn up_advance(&mut self, run: u64) {
+        self.with_ups(|ups, view| ups.advance(run, view));
+    }
+
+    fn up_ready(&mut self, run: u64, entry: usize) {
+        self.with_ups(|ups, view| ups.ready(run, entry, view));
+    }
+
+    fn up_wants_lines(&self, id: ProcId) -> bool {
+        self.ups.wants_lines(id)
+    }
+
+    fn up_line(&mut self, id: ProcId, line: &[u8]) {
+        self.with_ups(|ups, view| ups.on_line(id, line, view));
+    }
+
+    fn up_exited(&mut self, id: ProcId, exit: Exit) {
+        self.with_ups(|ups, view| ups.on_exit(id, exit, view));
+    }
+
+    fn up_drop_client(&mut self, client: usize) {
+        let actions = self.ups.drop_client(client);
+        self.apply(actions);
+    }
+
+    /// An `up` readiness deadline passed: fail the run if an entry is late.
+    fn up_deadline(&mut self, run: u64, entry: Option<usize>) {
+        let Some((i, proc)) = self.ups.late(run, entry) else {
+            return;
+        };
+        let last_try = (self
+            .probes
+            .owned_by(|o| o == readiness::Owner::Up { run, entry: i }))
+        .first()
+        .and_then(|&p| self.probes.last_error(p))
+        .map(str::to_string);
+        let conflict = proc.and_then(|id| self.port_conflict(id));
+        let actions = self.ups.on_deadline(run, entry, i, last_try, conflict);
+        self.apply(actions);
+    }
+
+    /// Stop `proc` for entry `entry` of `run` to replace it; start the entry at
+    /// once if there is nothing to stop.
+    fn up_stop(&mut self, run: u64, entry: usize, proc: ProcId) {
+        if let Some(p) = self.procs.get_mut(proc) {
+            p.sup.stop_reason = Some(supervise::Reason::Restarted);
+        }
+        let timeout = self.stop_timeout(proc, None);
+        if !self.begin_stop(proc, timeout) {
+            let actions = self.ups.spawn(run, entry, "restarted");
+            self.apply(actions);
+        }
+    }
+
+    /// A progress line to an `up` client, written out at once.
+    fn up_progress(&mut self, client: usize, response: &Response) {
+        self.reply(client, response);
+        let broken = self
+            .clients
+            .get_mut(&client)
+            .is_some_and(|c| c.flush().is_err());
+        if broken {
+            self.close_client(client);
+        }
+    }
+
+    /// One `ready` event per run of a process, however many `up`s see it.
+    fn ready_event(&mut self, id: ProcId) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        if p.ready_reported == Some(p.started_wall) {
+            return;
+        }
+        p.ready_reported = Some(p.started_wall);
+        let change = events::Change::new("ready").pid(p.pid);
+        self.emit(id, change);
+    }
+
     // ---- readiness probes ----
 
     /// Start the next try of `probe`, unless nobody waits for it any more.
@@ -2734,13 +2861,9 @@ fn follow_wants(follow: &Follow, stream: Stream) -> bool {
 }
 
 /// Whether the owner of a probe still waits for it.
-fn probe_owner_alive(
-    owner: readiness::Owner,
-    waits: &WaitTable,
-    ups: &HashMap<u64, up::UpRun>,
-) -> bool {
+fn probe_owner_alive(owner: readiness::Owner, waits: &WaitTable, ups: &up_run::Ups) -> bool {
     match owner {
         readiness::Owner::Wait(w) => waits.contains(w),
-        readiness::Owner::Up { run, .. } => ups.contains_key(&run),
+        readiness::Owner::Up { run, .. } => ups.contains(run),
     }
 }
