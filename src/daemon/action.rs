@@ -5,8 +5,11 @@
 //!
 //! Keep the variants grouped by the component that returns them most; a
 //! variant any component may return sits under "shared".
+//!
+//! Every type an action carries is defined here or in a module that does
+//! not return actions (ids, procs, timers), so that action.rs stays below
+//! the components and no two of them meet in an import cycle.
 
-use super::events::Change;
 use super::ids::{ClientId, ProbeId, WaitId};
 use super::procs::ProcId;
 use super::timers::Timer;
@@ -107,4 +110,45 @@ pub enum Action {
     /// SIGKILL a process group a previous daemon left behind.
     KillOrphan { pgid: i32 },
     // ---- proxy ----
+}
+
+/// What happened to a process, before it gets its number and time.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Change {
+    pub event: &'static str,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<String>,
+    pub delay_ms: Option<u64>,
+    pub detail: Option<String>,
+}
+
+impl Change {
+    pub fn new(event: &'static str) -> Change {
+        Change {
+            event,
+            ..Change::default()
+        }
+    }
+
+    pub fn pid(mut self, pid: u32) -> Change {
+        self.pid = Some(pid);
+        self
+    }
+
+    pub fn exit(mut self, code: Option<i32>, signal: Option<String>) -> Change {
+        self.exit_code = code;
+        self.exit_signal = signal;
+        self
+    }
+
+    pub fn delay_ms(mut self, ms: u64) -> Change {
+        self.delay_ms = Some(ms);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Change {
+        self.detail = Some(detail.into());
+        self
+    }
 }

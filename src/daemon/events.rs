@@ -4,6 +4,9 @@
 //! It owns the ring and the subscriber list and returns the sends as actions.
 
 use super::action::Action;
+/// `Change` is part of the actions' vocabulary (action.rs), so that the
+/// components returning actions do not import each other through it.
+pub use super::action::Change;
 use super::ids::ClientId;
 use super::procs::ProcId;
 use crate::protocol::Response;
@@ -12,47 +15,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Events kept for replay. A client that was away for longer re-reads `status`.
 const KEPT: usize = 1024;
-
-/// What happened to a process, before it gets its number and time.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Change {
-    pub event: &'static str,
-    pub pid: Option<u32>,
-    pub exit_code: Option<i32>,
-    pub exit_signal: Option<String>,
-    pub delay_ms: Option<u64>,
-    pub detail: Option<String>,
-}
-
-impl Change {
-    pub fn new(event: &'static str) -> Change {
-        Change {
-            event,
-            ..Change::default()
-        }
-    }
-
-    pub fn pid(mut self, pid: u32) -> Change {
-        self.pid = Some(pid);
-        self
-    }
-
-    pub fn exit(mut self, code: Option<i32>, signal: Option<String>) -> Change {
-        self.exit_code = code;
-        self.exit_signal = signal;
-        self
-    }
-
-    pub fn delay_ms(mut self, ms: u64) -> Change {
-        self.delay_ms = Some(ms);
-        self
-    }
-
-    pub fn detail(mut self, detail: impl Into<String>) -> Change {
-        self.detail = Some(detail.into());
-        self
-    }
-}
 
 /// The event log and the clients streaming it.
 #[derive(Default)]
