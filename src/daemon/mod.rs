@@ -27,7 +27,7 @@ use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
 use action::Action;
-use control::{Client, ReadOutcome};
+use control::{Client, ReadOutcome, Route};
 use events::Change;
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
@@ -51,17 +51,13 @@ const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
 
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// After SIGKILL, how often to check (and re-send) until the group is gone.
 const KILL_RECHECK: Duration = Duration::from_secs(1);
 const MAX_KILLS: u32 = 5;
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
-const MAX_CLIENTS: usize = 4096;
 /// How long replies may take to drain once we decided to exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
-/// Pause before accepting again when out of descriptors.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Who owns a dynamic token.
 #[derive(Debug, Clone, Copy)]
@@ -167,7 +163,6 @@ struct Daemon {
     shutting_down: bool,
     /// Everything is stopped; leave once replies are flushed or the grace ends.
     exiting: bool,
-    uid: u32,
     /// state.json, the chosen ports, what status tells of a dead predecessor.
     persist: state::Persistence,
     /// Sequence numbers for the log indexes, shared by every stream.
@@ -178,11 +173,8 @@ struct Daemon {
     /// Output pipes grown to sys::PIPE_SIZE, and how many may be.
     big_pipes: usize,
     big_pipe_budget: usize,
-    /// Accepting is paused for lack of descriptors until a RetryAccept timer
-    /// fires (only one is ever armed).
-    accept_paused: bool,
-    /// Conditions that could repeat on every event are noted once a minute.
-    notes: crate::ratelimit::NoteLimit,
+    /// Decisions about connections and requests: admission, routing.
+    control: control::Control,
     /// Our session: children stay in it, which is how we recognise their groups.
     sid: i32,
     read_buf: Vec<u8>,
@@ -257,10 +249,8 @@ impl Daemon {
             home_cwd,
             shutting_down: false,
             exiting: false,
-            uid: paths::euid(),
             sid: signals::session_id(),
-            accept_paused: false,
-            notes: crate::ratelimit::NoteLimit::default(),
+            control: control::Control::new(paths::euid()),
             big_pipes: 0,
             big_pipe_budget: sys::big_pipe_budget(),
             persist,
@@ -508,23 +498,17 @@ impl Daemon {
 
     // ---- control connections ----
 
-    /// A note for a cause that may repeat per event: at most one a minute.
-    fn note_limited(&mut self, cause: &'static str, msg: &str) {
-        if let Some(held) = self.notes.allow(cause, Instant::now()) {
-            self.note(&crate::ratelimit::with_held(msg, held));
-        }
-    }
-
     /// Accept what waits, unless paused: a paused listener is retried by its one
     /// timer, not by every new connection's event (that would re-arm a timer each).
     fn accept_clients(&mut self) {
-        if !self.accept_paused {
+        if self.control.accepting() {
             self.accept_waiting();
         }
     }
 
+    /// Accept every queued connection the control component admits.
     fn accept_waiting(&mut self) {
-        self.accept_paused = false;
+        self.control.resume();
         loop {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(pair) => pair,
@@ -532,48 +516,22 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
                 Err(e) => {
-                    // EMFILE and friends: the connection stays queued in the backlog;
-                    // try again shortly rather than spinning on it.
-                    self.note_limited(
-                        "accept",
-                        &format!(
-                            "accepting a connection: {}; retrying every 100 ms",
-                            crate::error::describe_io(&e)
-                        ),
-                    );
-                    self.accept_paused = true;
-                    self.timers
-                        .arm(Instant::now() + ACCEPT_RETRY, Timer::RetryAccept);
-                    return;
+                    let actions = self.control.on_accept_error(&e, Instant::now());
+                    return self.apply(actions);
                 }
             };
             use std::os::fd::AsRawFd;
-            match crate::sys::peer_uid(stream.as_raw_fd()) {
-                Ok(uid) if uid == self.uid => {}
-                Ok(uid) => {
-                    self.note_limited("uid", &format!("refused a connection from uid {uid}"));
-                    continue;
-                }
-                Err(e) => {
-                    self.note_limited(
-                        "credentials",
-                        &format!("refused a connection: reading its credentials: {e}"),
-                    );
-                    continue;
-                }
-            }
-            if self.clients.len() >= MAX_CLIENTS {
-                self.note_limited(
-                    "cap",
-                    &format!("refused a connection: {MAX_CLIENTS} connections are open"),
-                );
+            let peer = crate::sys::peer_uid(stream.as_raw_fd());
+            if let Err(refused) = self.control.admit(peer, self.clients.len(), Instant::now()) {
+                self.apply(refused);
                 continue;
             }
             let token = self.new_token();
+            let interest = Interest::READABLE | Interest::WRITABLE;
             if self
                 .poll
                 .registry()
-                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .register(&mut stream, token, interest)
                 .is_err()
             {
                 continue;
@@ -688,116 +646,101 @@ impl Daemon {
 
     // ---- requests ----
 
+    /// Carry out one request: the control component says where it goes.
     fn handle(&mut self, client: usize, request: Request) {
-        // The CLI never half-closes: a peer that hung up before its request was
-        // read has gone (it gave up while the daemon was stalled, or was killed).
-        // Nobody would learn of a process started for it now, so none is.
-        if matches!(request, Request::Run { .. } | Request::Up { .. })
-            && self.clients.get(&client).is_some_and(|c| c.read_closed)
-        {
-            let what = match &request {
-                Request::Run { name, command, .. } => {
-                    format!("run of '{}'", name.as_deref().unwrap_or(command))
-                }
-                _ => "up".to_string(),
-            };
-            self.note_limited(
-                "gone",
-                &format!("dropped a {what}: its client hung up before it was read"),
-            );
-            return;
-        }
-        match request {
-            run @ Request::Run { .. } => {
-                let response = self.run_process(run);
+        let read_closed = self.clients.get(&client).is_some_and(|c| c.read_closed);
+        match self.control.route(request, read_closed, Instant::now()) {
+            Route::Dropped(actions) => self.apply(actions),
+            Route::Reply(response) => self.reply(client, &response),
+            Route::Run(run) => {
+                let response = self.run_process(*run);
                 self.reply(client, &response);
             }
-            Request::Up { processes, base_env, timeout_ms } => {
+            Route::Up {
+                processes,
+                base_env,
+                timeout_ms,
+            } => {
                 let stopping = self.shutting_down;
-                let actions = self.ups.request(client, processes, base_env, timeout_ms, stopping);
+                let actions = self
+                    .ups
+                    .request(client, processes, base_env, timeout_ms, stopping);
                 self.apply(actions);
             }
-            Request::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
-            Request::StopAll { timeout_ms } => {
-                let remaining = self.stop_all(timeout_ms.map(Duration::from_millis));
+            Route::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
+            Route::StopAll { timeout } => {
+                let remaining = self.stop_all(timeout);
                 if remaining.is_empty() {
-                    self.reply(client, &Response::Ok { message: "all processes stopped".into() });
+                    self.reply(
+                        client,
+                        &Response::Ok {
+                            message: "all processes stopped".into(),
+                        },
+                    );
                 } else {
                     self.set_busy(client);
                     self.pending.push(Pending::StopAll { client, remaining });
                 }
             }
-            Request::Restart { target } => self.restart_request(client, &target),
-            Request::Status { target, resources } => {
-                let proxy_port = self.proxy.as_ref().map(|p| p.port());
-                let mut processes = match &target {
-                    None => self.procs.status(Instant::now(), proxy_port),
-                    Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
-                        Some(p) => vec![p.info(Instant::now(), proxy_port)],
-                        None => {
-                            let response = self.not_found(t);
-                            return self.reply(client, &response);
-                        }
-                    },
-                };
-                for row in &mut processes {
-                    if let Some(p) = self.procs.by_name(&row.name).and_then(|id| self.procs.get(id))
-                        && self.watch.watching(p.id)
-                    {
-                        // A process stopped by hand is not restarted by changes.
-                        row.watched = Some(!p.sup.disabled);
-                    }
-                }
-                if resources || target.is_some() {
-                    self.add_resources(&mut processes, target.is_some());
-                }
-                let notes = self.persist.status_notes().to_vec();
-                self.reply(client, &Response::Status { processes, notes });
-            }
-            logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
-            Request::Logs { .. } => self.reply(
-                client,
-                &Response::error("logs without follow are read from the files directly; set follow: true to stream"),
-            ),
-            Request::Wait { target, until, regex, exit, timeout_secs, timeout_ms, port, http } => {
-                let timeout = timeout_ms
-                    .map(Duration::from_millis)
-                    .or(timeout_secs.map(Duration::from_secs))
-                    .unwrap_or(DEFAULT_WAIT_TIMEOUT);
-                let probe = match (port, http) {
-                    (None, None) => None,
-                    (Some(port), None) if port > 0 => Some(Ok(crate::probe::Target::tcp(port))),
-                    (Some(_), None) => Some(Err("port must be from 1 to 65535".to_string())),
-                    (None, Some(url)) => Some(crate::probe::http_target(&url)),
-                    (Some(_), Some(_)) => Some(Err("wait takes port or http, not both".to_string())),
-                };
-                match probe {
-                    None => self.wait_request(client, &target, until, regex, exit, timeout),
-                    Some(_) if until.is_some() || exit => self.reply(
-                        client,
-                        &Response::error("wait takes one of until, exit, port and http"),
-                    ),
-                    Some(Ok(probe)) => self.probe_wait(client, &target, probe, timeout),
-                    Some(Err(msg)) => self.reply(client, &Response::error(msg)),
-                }
-            }
-            Request::Shutdown => {
+            Route::Restart { target } => self.restart_request(client, &target),
+            Route::Status { target, resources } => self.status(client, target, resources),
+            Route::Follow(logs) => self.follow_request(client, *logs),
+            Route::Wait {
+                target,
+                until,
+                regex,
+                exit,
+                timeout,
+            } => self.wait_request(client, &target, until, regex, exit, timeout),
+            Route::Probe {
+                target,
+                probe,
+                timeout,
+            } => self.probe_wait(client, &target, probe, timeout),
+            Route::Shutdown => {
                 self.set_busy(client);
                 self.begin_shutdown(Some(client));
             }
-            Request::EnableProxy { proxy_port } => {
+            Route::EnableProxy(proxy_port) => {
                 let response = self.enable_proxy(proxy_port);
                 self.reply(client, &response);
             }
-            Request::Hello { .. } => {
-                self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
-            }
-            Request::Events { since } => {
+            Route::Subscribe { since } => {
                 let actions = self.events.subscribe(ids::ClientId(client), since);
                 self.apply(actions);
             }
-            Request::Unknown => self.reply(client, &Response::error("unknown request type")),
         }
+    }
+
+    /// The status table (of one process with `target`), with the notes.
+    fn status(&mut self, client: usize, target: Option<String>, resources: bool) {
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let mut processes = match &target {
+            None => self.procs.status(Instant::now(), proxy_port),
+            Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
+                Some(p) => vec![p.info(Instant::now(), proxy_port)],
+                None => {
+                    let response = self.not_found(t);
+                    return self.reply(client, &response);
+                }
+            },
+        };
+        for row in &mut processes {
+            if let Some(p) = self
+                .procs
+                .by_name(&row.name)
+                .and_then(|id| self.procs.get(id))
+                && self.watch.watching(p.id)
+            {
+                // A process stopped by hand is not restarted by changes.
+                row.watched = Some(!p.sup.disabled);
+            }
+        }
+        if resources || target.is_some() {
+            self.add_resources(&mut processes, target.is_some());
+        }
+        let notes = self.persist.status_notes().to_vec();
+        self.reply(client, &Response::Status { processes, notes });
     }
 
     /// Number a state change of process `id` and stream it to the subscribers.
