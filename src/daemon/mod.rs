@@ -419,67 +419,95 @@ impl Daemon {
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
                 // ---- up ----
-                Action::UpAdvance { run } => self.up_advance(run),
-                Action::UpSpawn {
-                    run,
-                    entry,
-                    event,
-                    request,
-                } => {
-                    let response = self.run_process(*request);
-                    self.with_ups(|ups, view| ups.on_spawned(run, entry, event, response, view));
-                }
-                Action::UpStop { run, entry, proc } => self.up_stop(run, entry, proc),
-                Action::UpProgress { client, response } => self.up_progress(client, &response),
-                Action::UpProbe {
-                    run,
-                    entry,
-                    proc,
-                    target,
-                } => {
-                    let probe = self
-                        .probes
-                        .add(readiness::Owner::Up { run, entry }, proc, target);
-                    self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
-                }
-                Action::UpSearchHistory { run, entry, proc } => {
-                    let found = (self.ups.log_pattern(run, entry))
-                        .is_some_and(|p| self.search_history(proc, p).is_some());
-                    self.with_ups(|ups, view| ups.on_history(run, entry, proc, found, view));
-                }
-                Action::UpPrepareIndexes { proc } => self.prepare_indexes(proc),
-                Action::AwaitingReady { proc, on } => {
-                    if let Some(p) = self.procs.get_mut(proc) {
-                        p.awaiting_ready = on;
-                    }
-                }
-                Action::UpReadyEvent { proc } => self.ready_event(proc),
-                Action::UpDropProbes { run } => {
-                    let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
-                    for probe in self.probes.owned_by(up) {
-                        self.drop_probe(probe);
-                    }
-                }
+                a @ (Action::UpAdvance { .. }
+                | Action::UpSpawn { .. }
+                | Action::UpStop { .. }
+                | Action::UpProgress { .. }
+                | Action::UpProbe { .. }
+                | Action::UpSearchHistory { .. }
+                | Action::UpPrepareIndexes { .. }
+                | Action::AwaitingReady { .. }
+                | Action::UpReadyEvent { .. }
+                | Action::UpDropProbes { .. }) => self.apply_up(a),
                 // ---- probes ----
-                Action::ProbeRegister { probe } => self.register_probe(probe),
-                Action::ProbeClose { mut stream, token } => {
-                    let _ = self.poll.registry().deregister(&mut stream);
-                    if let Some(token) = token {
-                        self.slots.remove(&token);
-                    }
-                }
-                Action::ProbeWaitReady { wait, line } => {
-                    if let Some(wait) = self.waits.remove(wait) {
-                        self.reply_later(wait.client.0, &Response::WaitMatch { line });
-                    }
-                }
-                Action::ProbeUpReady { run, entry } => self.up_ready(run, entry),
+                a @ (Action::ProbeRegister { .. }
+                | Action::ProbeClose { .. }
+                | Action::ProbeWaitReady { .. }
+                | Action::ProbeUpReady { .. }) => self.apply_probe(a),
                 // ---- watch ----
                 Action::WatchNote { proc, note } => self.stdout_note(proc, &note),
                 // ---- persistence ----
                 Action::KillOrphan { pgid } => signals::kill_group(pgid, libc::SIGKILL),
                 // ---- proxy ----
             }
+        }
+    }
+
+    /// Carry out what the up component asked for.
+    fn apply_up(&mut self, action: Action) {
+        match action {
+            Action::UpAdvance { run } => self.up_advance(run),
+            Action::UpSpawn {
+                run,
+                entry,
+                event,
+                request,
+            } => {
+                let response = self.run_process(*request);
+                self.with_ups(|ups, view| ups.on_spawned(run, entry, event, response, view));
+            }
+            Action::UpStop { run, entry, proc } => self.up_stop(run, entry, proc),
+            Action::UpProgress { client, response } => self.up_progress(client, &response),
+            Action::UpProbe {
+                run,
+                entry,
+                proc,
+                target,
+            } => {
+                let probe = self
+                    .probes
+                    .add(readiness::Owner::Up { run, entry }, proc, target);
+                self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
+            }
+            Action::UpSearchHistory { run, entry, proc } => {
+                let found = (self.ups.log_pattern(run, entry))
+                    .is_some_and(|p| self.search_history(proc, p).is_some());
+                self.with_ups(|ups, view| ups.on_history(run, entry, proc, found, view));
+            }
+            Action::UpPrepareIndexes { proc } => self.prepare_indexes(proc),
+            Action::AwaitingReady { proc, on } => {
+                if let Some(p) = self.procs.get_mut(proc) {
+                    p.awaiting_ready = on;
+                }
+            }
+            Action::UpReadyEvent { proc } => self.ready_event(proc),
+            Action::UpDropProbes { run } => {
+                let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
+                for probe in self.probes.owned_by(up) {
+                    self.drop_probe(probe);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Carry out what the probes component asked for.
+    fn apply_probe(&mut self, action: Action) {
+        match action {
+            Action::ProbeRegister { probe } => self.register_probe(probe),
+            Action::ProbeClose { mut stream, token } => {
+                let _ = self.poll.registry().deregister(&mut stream);
+                if let Some(token) = token {
+                    self.slots.remove(&token);
+                }
+            }
+            Action::ProbeWaitReady { wait, line } => {
+                if let Some(wait) = self.waits.remove(wait) {
+                    self.reply_later(wait.client.0, &Response::WaitMatch { line });
+                }
+            }
+            Action::ProbeUpReady { run, entry } => self.up_ready(run, entry),
+            _ => {}
         }
     }
 
