@@ -12,8 +12,9 @@
 
 use super::ids::{ClientId, ProbeId, WaitId};
 use super::procs::ProcId;
+use super::spec::Planned;
 use super::timers::Timer;
-use crate::protocol::{Request, Response};
+use crate::protocol::Response;
 use std::time::Instant;
 
 // Until every component returns actions, some variants have no constructor yet.
@@ -57,7 +58,7 @@ pub enum Action {
         run: u64,
         entry: usize,
         event: &'static str,
-        request: Box<Request>,
+        planned: Box<Planned>,
     },
     /// Stop `proc`'s run with another definition, for `entry` to replace it;
     /// start the entry at once if there was nothing to stop.

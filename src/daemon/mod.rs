@@ -451,9 +451,9 @@ impl Daemon {
                 run,
                 entry,
                 event,
-                request,
+                planned,
             } => {
-                let response = self.run_process(*request);
+                let response = self.run_planned(*planned);
                 self.with_ups(|ups, view| ups.on_spawned(run, entry, event, response, view));
             }
             Action::UpStop { run, entry, proc } => self.up_stop(run, entry, proc),
@@ -820,14 +820,24 @@ impl Daemon {
             home_cwd: &self.home_cwd,
             behind_proxy: self.proxy.is_some(),
         };
+        match spec::Spec::from_run(request, &ctx) {
+            Ok(planned) => self.run_planned(planned),
+            Err(msg) => Response::error(msg),
+        }
+    }
+
+    /// Start what a checked request planned (a `run`, or an `up` entry).
+    fn run_planned(&mut self, planned: spec::Planned) -> Response {
+        if self.shutting_down {
+            return Response::error(
+                "the daemon is shutting down; run the command again once it has exited",
+            );
+        }
         let spec::Planned {
             name,
             mut spec,
             watch,
-        } = match spec::Spec::from_run(request, &ctx) {
-            Ok(planned) => planned,
-            Err(msg) => return Response::error(msg),
-        };
+        } = planned;
         let existing = name.as_deref().and_then(|n| self.procs.by_name(n));
         if let Some(id) = existing
             && let Some(p) = self.procs.get(id)
@@ -2718,8 +2728,7 @@ impl Daemon {
         }
         let timeout = self.stop_timeout(proc, None);
         if !self.begin_stop(proc, timeout) {
-            let actions = self.ups.spawn(run, entry, "restarted");
-            self.apply(actions);
+            self.with_ups(|ups, view| ups.spawn(run, entry, "restarted", view));
         }
     }
 

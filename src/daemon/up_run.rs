@@ -13,6 +13,7 @@
 use super::action::Action;
 use super::procs::{ProcId, ProcTable, State};
 use super::signals::Exit;
+use super::spec::{Context, Spec};
 use super::timers::Timer;
 use super::waits::Pattern;
 use crate::probe::{self, Target};
@@ -332,7 +333,7 @@ impl Ups {
             .by_name(&entry.def.name)
             .and_then(|id| Some((id, view.procs.get(id)?)))
         else {
-            return self.spawn(run, i, "started");
+            return self.spawn(run, i, "started", view);
         };
         let request = run_request(&entry.def, None);
         let definition = super::spec::definition(&request, view.home_cwd);
@@ -361,25 +362,35 @@ impl Ups {
                 actions.extend(self.send(run, progress));
                 actions
             }
-            _ => self.spawn(run, i, "started"),
+            _ => self.spawn(run, i, "started", view),
         }
     }
 
-    /// Start entry `i` (`event`: `started` or `restarted`), through the loop.
-    pub fn spawn(&self, run: u64, i: usize, event: &'static str) -> Vec<Action> {
+    /// Start entry `i` (`event`: `started` or `restarted`), through the loop:
+    /// its definition is checked and planned here, as a `run` would be.
+    pub fn spawn(&mut self, run: u64, i: usize, event: &'static str, view: &View) -> Vec<Action> {
         let Some(up) = self.runs.get(&run) else {
             return Vec::new();
         };
         let Some(entry) = up.entries.get(i) else {
             return Vec::new();
         };
-        let request = run_request(&entry.def, up.base_env.clone());
-        vec![Action::UpSpawn {
-            run,
-            entry: i,
-            event,
-            request: Box::new(request),
-        }]
+        let ctx = Context {
+            home_cwd: view.home_cwd,
+            behind_proxy: view.proxy_port.is_some(),
+        };
+        match Spec::from_run(run_request(&entry.def, up.base_env.clone()), &ctx) {
+            Ok(planned) => vec![Action::UpSpawn {
+                run,
+                entry: i,
+                event,
+                planned: Box::new(planned),
+            }],
+            Err(message) => {
+                let name = entry.def.name.clone();
+                self.fail(run, &name, format!("could not start: {message}"))
+            }
+        }
     }
 
     /// The loop started entry `i` (or could not): tell the client, and watch
@@ -544,7 +555,7 @@ impl Ups {
             let name = entry.def.name.clone();
             let more = match (phase, &entry.ready) {
                 (Phase::Replacing(_), _) => {
-                    let mut actions = self.spawn(run, i, "restarted");
+                    let mut actions = self.spawn(run, i, "restarted", view);
                     // Ready at once when it has no readiness condition.
                     actions.push(Action::UpAdvance { run });
                     actions
@@ -822,12 +833,9 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::UpSpawn { request, event, .. } => match request.as_ref() {
-                    Request::Run { name, .. } => {
-                        Some(format!("spawn {} {event}", name.as_deref()?))
-                    }
-                    _ => None,
-                },
+                Action::UpSpawn { planned, event, .. } => {
+                    Some(format!("spawn {} {event}", planned.name.as_deref()?))
+                }
                 Action::UpProgress {
                     response: Response::UpProgress { event, name, .. },
                     ..
@@ -1012,6 +1020,24 @@ mod tests {
         assert!(ups.is_empty() && !ups.contains(1));
         let bad = ups.request(4, vec![proc("a", &["x"])], None, None, false);
         assert!(matches!(&bad[..], [Action::Reply { client: 4, .. }]));
+    }
+
+    #[test]
+    fn an_entry_that_cannot_be_planned_fails_the_run_before_anything_starts() {
+        let mut a = proc("a", &[]);
+        a.stop_signal = Some("BOGUS".into());
+        let mut ups = Ups::default();
+        let procs = ProcTable::default();
+        ups.request(1, vec![a], None, None, false);
+        let actions = ups.advance(1, &view(&procs));
+        assert_eq!(
+            said(&actions),
+            [
+                "failed a: could not start: unknown stop signal 'BOGUS' (try TERM, INT, HUP, QUIT or KILL)"
+            ]
+        );
+        assert!(!actions.iter().any(|a| matches!(a, Action::UpSpawn { .. })));
+        assert!(ups.is_empty());
     }
 
     #[test]
