@@ -7,7 +7,7 @@
 //! variant any component may return sits under "shared".
 //!
 //! Every type an action carries is defined here or in a module that does
-//! not return actions (ids, procs, timers), so that action.rs stays below
+//! not return actions (ids, procs, timers, spec), so that action.rs stays below
 //! the components and no two of them meet in an import cycle.
 
 use super::ids::{ClientId, ProbeId, WaitId};
