@@ -120,8 +120,6 @@ const KNOWN_LONG_FNS: &[(&str, &str)] = &[
     ("completions.rs", "zsh"),
     ("completions.rs", "fish"),
     // The loop's long handlers (branch: daemon split).
-    ("daemon/mod.rs", "start"),
-    ("daemon/mod.rs", "handle"),
     ("daemon/mod.rs", "respawn"),
     ("daemon/mod.rs", "read_output"),
     ("daemon/mod.rs", "supervise_exit"),
