@@ -313,15 +313,17 @@ impl Ups {
         if up.ready < up.entries.len() {
             return Vec::new();
         }
-        let Some(up) = self.remove(run, &mut Vec::new()) else {
-            return Vec::new();
+        let mut actions = Vec::new();
+        let Some(up) = self.remove(run, &mut actions) else {
+            return actions;
         };
-        vec![Action::ReplyLater {
+        actions.push(Action::ReplyLater {
             client: up.client,
             response: Response::Ok {
                 message: "all processes started".into(),
             },
-        }]
+        });
+        actions
     }
 
     fn start(&mut self, run: u64, i: usize, view: &View) -> Vec<Action> {
