@@ -9,8 +9,8 @@ mod follow;
 mod ids;
 mod lifecycle;
 mod output;
-mod probes;
 mod procs;
+mod readiness;
 mod resources;
 mod signals;
 mod spawn;
@@ -21,7 +21,7 @@ mod stops;
 mod supervise;
 mod survivors;
 mod timers;
-mod up;
+mod up_run;
 mod waits;
 mod watch;
 
@@ -31,7 +31,7 @@ use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
 use action::Action;
-use control::{Client, ReadOutcome};
+use control::{Client, ReadOutcome, Route};
 use events::Change;
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
@@ -51,27 +51,21 @@ const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
 const SHUTDOWN_PIPE: Token = Token(2);
 const WATCH: Token = Token(3);
-/// Changes closer together than this restart a process once.
-const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
 const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
 
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
-const MAX_CLIENTS: usize = 4096;
 /// How long replies may take to drain once we decided to exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
-/// Pause before accepting again when out of descriptors.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Who owns a dynamic token.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     Client,
     Output(ProcId, Stream),
-    Probe(u64),
+    Probe(ids::ProbeId),
 }
 
 /// The daemon executable's whole program (`agent-procs-daemon __daemon SESSION
@@ -134,42 +128,29 @@ struct Daemon {
     shutting_down: bool,
     /// Everything is stopped; leave once replies are flushed or the grace ends.
     exiting: bool,
-    uid: u32,
-    /// state.json, open for rewriting in place (None if it could not be opened).
-    state_file: Option<state::StateFile>,
+    /// state.json, the chosen ports, what status tells of a dead predecessor.
+    persist: state::Persistence,
     /// Sequence numbers for the log indexes, shared by every stream.
     clock: logs::index::SeqClock,
     /// The last run number of each process name in the run journal, read at
     /// the first start (None until then).
     run_numbers: Option<HashMap<String, u64>>,
-    /// The process table changed this turn; state.json is rewritten once, at its end.
-    state_dirty: bool,
     /// Reads child output into the logs; owns the budget of grown pipes.
     capture: output::Capture,
-    /// Accepting is paused for lack of descriptors until a RetryAccept timer
-    /// fires (only one is ever armed).
-    accept_paused: bool,
-    /// Conditions that could repeat on every event are noted once a minute.
-    notes: crate::ratelimit::NoteLimit,
+    /// Decisions about connections and requests: admission, routing.
+    control: control::Control,
     /// Our session: children stay in it, which is how we recognise their groups.
     sid: i32,
-    /// `up` runs in progress, by number.
-    ups: HashMap<u64, up::UpRun>,
-    next_up: u64,
+    /// `up` runs in progress.
+    ups: up_run::Ups,
     /// TCP and HTTP readiness checks in progress.
-    probes: probes::ProbeTable,
+    probes: readiness::ProbeTable,
     /// The reverse proxy, once a client asked for it (nothing until then).
     proxy: Option<crate::proxy::Proxy>,
-    /// inotify, once a process asked to be watched (nothing until then).
-    watcher: Option<watch::Watcher>,
-    /// Processes with a change waiting out the debounce.
-    watch_pending: HashSet<ProcId>,
+    /// File watching (`--watch`): inotify and the debounce.
+    watch: watch::FileWatch,
     /// State changes, numbered, and the clients streaming them.
     events: events::Events,
-    /// Told with every `status`: what this daemon did about a dead predecessor.
-    status_notes: Vec<String>,
-    /// Ports chosen for processes that named none, by name (kept in state.json).
-    chosen_ports: std::collections::BTreeMap<String, u16>,
     /// The log dir as last verified, shared by the sinks of the runs it holds.
     log_dir: Option<std::rc::Rc<paths::OwnDir>>,
 }
@@ -208,6 +189,7 @@ impl Daemon {
             .register(&mut shutdown_sig, SHUTDOWN_PIPE, Interest::READABLE)
             .map_err(io_err("registering signals"))?;
 
+        let persist = state::Persistence::new(paths.state_file(), &home_cwd);
         let mut daemon = Daemon {
             paths,
             poll,
@@ -227,40 +209,29 @@ impl Daemon {
             home_cwd,
             shutting_down: false,
             exiting: false,
-            uid: paths::euid(),
             sid: signals::session_id(),
-            accept_paused: false,
-            notes: crate::ratelimit::NoteLimit::default(),
+            control: control::Control::new(paths::euid()),
             capture: output::Capture::new(sys::big_pipe_budget()),
-            state_dirty: false,
-            state_file: None,
+            persist,
             clock: logs::index::SeqClock::default(),
             run_numbers: None,
-            ups: HashMap::new(),
-            next_up: 0,
-            probes: probes::ProbeTable::default(),
+            ups: up_run::Ups::default(),
+            probes: readiness::ProbeTable::default(),
             proxy: None,
-            watcher: None,
-            watch_pending: HashSet::new(),
+            watch: watch::FileWatch::default(),
             events: events::Events::default(),
-            status_notes: Vec::new(),
-            chosen_ports: Default::default(),
             log_dir: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
             std::process::id()
         ));
-        daemon.stop_orphans();
-        let path = daemon.paths.state_file();
-        match state::StateFile::open(&path) {
-            Ok(file) => daemon.state_file = Some(file),
-            Err(e) => daemon.note(&format!(
-                "opening {}: {}; crash recovery is off",
-                path.display(),
-                crate::error::describe_io(&e)
-            )),
-        }
+        // Process groups a previous daemon left running when it was killed: stop them.
+        let previous = state::previous(&daemon.paths.state_file());
+        let actions = daemon.persist.adopt(previous, SystemTime::now());
+        daemon.apply(actions);
+        let actions = daemon.persist.open();
+        daemon.apply(actions);
         daemon.save_state();
         Ok(daemon)
     }
@@ -292,18 +263,18 @@ impl Daemon {
         loop {
             // A huge tree to watch is added a slice per turn, so requests are
             // served in between (the poll below does not sleep while work remains).
-            if self.watcher.as_ref().is_some_and(|w| w.busy()) {
-                let _ = self.watch_slice(None);
+            if self.watch.busy() {
+                let (_, actions) = self.watch.slice(None, &self.procs);
+                self.apply(actions);
             }
-            if self.state_dirty {
-                self.state_dirty = false;
+            if self.persist.take_dirty() {
                 self.save_state();
             }
             if self.exiting && self.clients.values().all(|c| !c.has_output()) {
                 return Ok(());
             }
             let now = Instant::now();
-            let watching = self.watcher.as_ref().is_some_and(|w| w.busy());
+            let watching = self.watch.busy();
             let timeout = if self.retry.is_empty() && !watching {
                 let proxy = self
                     .proxy
@@ -342,7 +313,10 @@ impl Daemon {
                         signals::drain_pipe(&mut self.sigchld);
                         self.reap_children();
                     }
-                    WATCH => self.watch_events(),
+                    WATCH => {
+                        let actions = self.watch.on_readable(Instant::now());
+                        self.apply(actions);
+                    }
                     SHUTDOWN_PIPE => {
                         signals::drain_pipe(&mut self.shutdown_sig);
                         self.note("received a termination signal; stopping every process");
@@ -374,7 +348,10 @@ impl Daemon {
                 }
             }
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
-            Some(Slot::Probe(probe)) => self.probe_event(probe),
+            Some(Slot::Probe(probe)) => {
+                let actions = self.probes.on_event(probe);
+                self.apply(actions);
+            }
             None => {} // a source closed earlier in this turn
         }
     }
@@ -388,7 +365,7 @@ impl Daemon {
                 Action::Note(msg) => self.note(&msg),
                 Action::Arm { at, timer } => self.timers.arm(at, timer),
                 Action::Emit { proc, change } => self.emit(proc, change),
-                Action::SaveState => self.state_dirty = true,
+                Action::SaveState => self.persist.mark_dirty(),
                 Action::Busy { client } => self.set_busy(client),
                 // ---- control ----
                 Action::Reply { client, response } => self.reply(client, &response),
@@ -452,10 +429,94 @@ impl Daemon {
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
                 // ---- up ----
+                a @ (Action::UpAdvance { .. }
+                | Action::UpSpawn { .. }
+                | Action::UpStop { .. }
+                | Action::UpProgress { .. }
+                | Action::UpProbe { .. }
+                | Action::UpSearchHistory { .. }
+                | Action::UpPrepareIndexes { .. }
+                | Action::AwaitingReady { .. }
+                | Action::UpReadyEvent { .. }
+                | Action::UpDropProbes { .. }) => self.apply_up(a),
                 // ---- probes ----
+                a @ (Action::ProbeRegister { .. }
+                | Action::ProbeClose { .. }
+                | Action::ProbeWaitReady { .. }
+                | Action::ProbeUpReady { .. }) => self.apply_probe(a),
                 // ---- watch ----
+                Action::WatchNote { proc, note } => self.stdout_note(proc, &note),
+                // ---- persistence ----
+                Action::KillOrphan { pgid } => signals::kill_group(pgid, libc::SIGKILL),
                 // ---- proxy ----
             }
+        }
+    }
+
+    /// Carry out what the up component asked for.
+    fn apply_up(&mut self, action: Action) {
+        match action {
+            Action::UpAdvance { run } => self.up_advance(run),
+            Action::UpSpawn {
+                run,
+                entry,
+                event,
+                planned,
+            } => {
+                let response = self.run_planned(*planned);
+                self.with_ups(|ups, view| ups.on_spawned(run, entry, event, response, view));
+            }
+            Action::UpStop { run, entry, proc } => self.up_stop(run, entry, proc),
+            Action::UpProgress { client, response } => self.up_progress(client, &response),
+            Action::UpProbe {
+                run,
+                entry,
+                proc,
+                target,
+            } => {
+                let probe = self
+                    .probes
+                    .add(readiness::Owner::Up { run, entry }, proc, target);
+                self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
+            }
+            Action::UpSearchHistory { run, entry, proc } => {
+                let found = (self.ups.log_pattern(run, entry))
+                    .is_some_and(|p| self.search_history(proc, p).is_some());
+                self.with_ups(|ups, view| ups.on_history(run, entry, proc, found, view));
+            }
+            Action::UpPrepareIndexes { proc } => self.prepare_indexes(proc),
+            Action::AwaitingReady { proc, on } => {
+                if let Some(p) = self.procs.get_mut(proc) {
+                    p.awaiting_ready = on;
+                }
+            }
+            Action::UpReadyEvent { proc } => self.ready_event(proc),
+            Action::UpDropProbes { run } => {
+                let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
+                for probe in self.probes.owned_by(up) {
+                    self.drop_probe(probe);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Carry out what the probes component asked for.
+    fn apply_probe(&mut self, action: Action) {
+        match action {
+            Action::ProbeRegister { probe } => self.register_probe(probe),
+            Action::ProbeClose { mut stream, token } => {
+                let _ = self.poll.registry().deregister(&mut stream);
+                if let Some(token) = token {
+                    self.slots.remove(&token);
+                }
+            }
+            Action::ProbeWaitReady { wait, line } => {
+                let actions = self.waits.on_ready(wait, line);
+                self.apply(actions);
+            }
+            Action::ProbeUpReady { run, entry } => self.up_ready(run, entry),
+            _ => {}
         }
     }
 
@@ -474,23 +535,17 @@ impl Daemon {
 
     // ---- control connections ----
 
-    /// A note for a cause that may repeat per event: at most one a minute.
-    fn note_limited(&mut self, cause: &'static str, msg: &str) {
-        if let Some(held) = self.notes.allow(cause, Instant::now()) {
-            self.note(&crate::ratelimit::with_held(msg, held));
-        }
-    }
-
     /// Accept what waits, unless paused: a paused listener is retried by its one
     /// timer, not by every new connection's event (that would re-arm a timer each).
     fn accept_clients(&mut self) {
-        if !self.accept_paused {
+        if self.control.accepting() {
             self.accept_waiting();
         }
     }
 
+    /// Accept every queued connection the control component admits.
     fn accept_waiting(&mut self) {
-        self.accept_paused = false;
+        self.control.resume();
         loop {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(pair) => pair,
@@ -498,48 +553,22 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
                 Err(e) => {
-                    // EMFILE and friends: the connection stays queued in the backlog;
-                    // try again shortly rather than spinning on it.
-                    self.note_limited(
-                        "accept",
-                        &format!(
-                            "accepting a connection: {}; retrying every 100 ms",
-                            crate::error::describe_io(&e)
-                        ),
-                    );
-                    self.accept_paused = true;
-                    self.timers
-                        .arm(Instant::now() + ACCEPT_RETRY, Timer::RetryAccept);
-                    return;
+                    let actions = self.control.on_accept_error(&e, Instant::now());
+                    return self.apply(actions);
                 }
             };
             use std::os::fd::AsRawFd;
-            match crate::sys::peer_uid(stream.as_raw_fd()) {
-                Ok(uid) if uid == self.uid => {}
-                Ok(uid) => {
-                    self.note_limited("uid", &format!("refused a connection from uid {uid}"));
-                    continue;
-                }
-                Err(e) => {
-                    self.note_limited(
-                        "credentials",
-                        &format!("refused a connection: reading its credentials: {e}"),
-                    );
-                    continue;
-                }
-            }
-            if self.clients.len() >= MAX_CLIENTS {
-                self.note_limited(
-                    "cap",
-                    &format!("refused a connection: {MAX_CLIENTS} connections are open"),
-                );
+            let peer = crate::sys::peer_uid(stream.as_raw_fd());
+            if let Err(refused) = self.control.admit(peer, self.clients.len(), Instant::now()) {
+                self.apply(refused);
                 continue;
             }
             let token = self.new_token();
+            let interest = Interest::READABLE | Interest::WRITABLE;
             if self
                 .poll
                 .registry()
-                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .register(&mut stream, token, interest)
                 .is_err()
             {
                 continue;
@@ -654,116 +683,101 @@ impl Daemon {
 
     // ---- requests ----
 
+    /// Carry out one request: the control component says where it goes.
     fn handle(&mut self, client: usize, request: Request) {
-        // The CLI never half-closes: a peer that hung up before its request was
-        // read has gone (it gave up while the daemon was stalled, or was killed).
-        // Nobody would learn of a process started for it now, so none is.
-        if matches!(request, Request::Run { .. } | Request::Up { .. })
-            && self.clients.get(&client).is_some_and(|c| c.read_closed)
-        {
-            let what = match &request {
-                Request::Run { name, command, .. } => {
-                    format!("run of '{}'", name.as_deref().unwrap_or(command))
-                }
-                _ => "up".to_string(),
-            };
-            self.note_limited(
-                "gone",
-                &format!("dropped a {what}: its client hung up before it was read"),
-            );
-            return;
-        }
-        match request {
-            run @ Request::Run { .. } => {
-                let response = self.run_process(run);
+        let read_closed = self.clients.get(&client).is_some_and(|c| c.read_closed);
+        match self.control.route(request, read_closed, Instant::now()) {
+            Route::Dropped(actions) => self.apply(actions),
+            Route::Reply(response) => self.reply(client, &response),
+            Route::Run(run) => {
+                let response = self.run_process(*run);
                 self.reply(client, &response);
             }
-            Request::Up { processes, base_env, timeout_ms } => {
-                self.up_request(client, processes, base_env, timeout_ms)
+            Route::Up {
+                processes,
+                base_env,
+                timeout_ms,
+            } => {
+                let stopping = self.shutting_down;
+                let actions = self
+                    .ups
+                    .request(client, processes, base_env, timeout_ms, stopping);
+                self.apply(actions);
             }
-            Request::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
-            Request::StopAll { timeout_ms } => {
-                let remaining = self.stop_all(timeout_ms.map(Duration::from_millis));
+            Route::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
+            Route::StopAll { timeout } => {
+                let remaining = self.stop_all(timeout);
                 if remaining.is_empty() {
-                    self.reply(client, &Response::Ok { message: "all processes stopped".into() });
+                    self.reply(
+                        client,
+                        &Response::Ok {
+                            message: "all processes stopped".into(),
+                        },
+                    );
                 } else {
                     self.set_busy(client);
                     self.pending.push(Pending::StopAll { client, remaining });
                 }
             }
-            Request::Restart { target } => self.restart_request(client, &target),
-            Request::Status { target, resources } => {
-                let proxy_port = self.proxy.as_ref().map(|p| p.port());
-                let mut processes = match &target {
-                    None => self.procs.status(Instant::now(), proxy_port),
-                    Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
-                        Some(p) => vec![p.info(Instant::now(), proxy_port)],
-                        None => {
-                            let response = self.not_found(t);
-                            return self.reply(client, &response);
-                        }
-                    },
-                };
-                if let Some(w) = &self.watcher {
-                    for row in &mut processes {
-                        if let Some(p) = self.procs.by_name(&row.name).and_then(|id| self.procs.get(id))
-                            && w.watching(p.id)
-                        {
-                            // A process stopped by hand is not restarted by changes.
-                            row.watched = Some(!p.sup.disabled);
-                        }
-                    }
-                }
-                if resources || target.is_some() {
-                    self.add_resources(&mut processes, target.is_some());
-                }
-                let notes = self.status_notes.clone();
-                self.reply(client, &Response::Status { processes, notes });
-            }
-            logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
-            Request::Logs { .. } => self.reply(
-                client,
-                &Response::error("logs without follow are read from the files directly; set follow: true to stream"),
-            ),
-            Request::Wait { target, until, regex, exit, timeout_secs, timeout_ms, port, http } => {
-                let timeout = timeout_ms
-                    .map(Duration::from_millis)
-                    .or(timeout_secs.map(Duration::from_secs))
-                    .unwrap_or(DEFAULT_WAIT_TIMEOUT);
-                let probe = match (port, http) {
-                    (None, None) => None,
-                    (Some(port), None) if port > 0 => Some(Ok(crate::probe::Target::tcp(port))),
-                    (Some(_), None) => Some(Err("port must be from 1 to 65535".to_string())),
-                    (None, Some(url)) => Some(crate::probe::http_target(&url)),
-                    (Some(_), Some(_)) => Some(Err("wait takes port or http, not both".to_string())),
-                };
-                match probe {
-                    None => self.wait_request(client, &target, until, regex, exit, timeout),
-                    Some(_) if until.is_some() || exit => self.reply(
-                        client,
-                        &Response::error("wait takes one of until, exit, port and http"),
-                    ),
-                    Some(Ok(probe)) => self.probe_wait(client, &target, probe, timeout),
-                    Some(Err(msg)) => self.reply(client, &Response::error(msg)),
-                }
-            }
-            Request::Shutdown => {
+            Route::Restart { target } => self.restart_request(client, &target),
+            Route::Status { target, resources } => self.status(client, target, resources),
+            Route::Follow(logs) => self.follow_request(client, *logs),
+            Route::Wait {
+                target,
+                until,
+                regex,
+                exit,
+                timeout,
+            } => self.wait_request(client, &target, until, regex, exit, timeout),
+            Route::Probe {
+                target,
+                probe,
+                timeout,
+            } => self.probe_wait(client, &target, probe, timeout),
+            Route::Shutdown => {
                 self.set_busy(client);
                 self.begin_shutdown(Some(client));
             }
-            Request::EnableProxy { proxy_port } => {
+            Route::EnableProxy(proxy_port) => {
                 let response = self.enable_proxy(proxy_port);
                 self.reply(client, &response);
             }
-            Request::Hello { .. } => {
-                self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
-            }
-            Request::Events { since } => {
+            Route::Subscribe { since } => {
                 let actions = self.events.subscribe(ids::ClientId(client), since);
                 self.apply(actions);
             }
-            Request::Unknown => self.reply(client, &Response::error("unknown request type")),
         }
+    }
+
+    /// The status table (of one process with `target`), with the notes.
+    fn status(&mut self, client: usize, target: Option<String>, resources: bool) {
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let mut processes = match &target {
+            None => self.procs.status(Instant::now(), proxy_port),
+            Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
+                Some(p) => vec![p.info(Instant::now(), proxy_port)],
+                None => {
+                    let response = self.not_found(t);
+                    return self.reply(client, &response);
+                }
+            },
+        };
+        for row in &mut processes {
+            if let Some(p) = self
+                .procs
+                .by_name(&row.name)
+                .and_then(|id| self.procs.get(id))
+                && self.watch.watching(p.id)
+            {
+                // A process stopped by hand is not restarted by changes.
+                row.watched = Some(!p.sup.disabled);
+            }
+        }
+        if resources || target.is_some() {
+            self.add_resources(&mut processes, target.is_some());
+        }
+        let notes = self.persist.status_notes().to_vec();
+        self.reply(client, &Response::Status { processes, notes });
     }
 
     /// Number a state change of process `id` and stream it to the subscribers.
@@ -805,12 +819,6 @@ impl Daemon {
         Response::not_found(format!("process not found: {target} ({known})"))
     }
 
-    /// What a run request asks for, minus the caller's environment and name:
-    /// equal definitions start the same thing.
-    fn definition(&self, request: &Request) -> Option<String> {
-        spec::definition(request, &self.home_cwd)
-    }
-
     fn run_process(&mut self, request: Request) -> Response {
         if self.shutting_down {
             return Response::error(
@@ -821,14 +829,24 @@ impl Daemon {
             home_cwd: &self.home_cwd,
             behind_proxy: self.proxy.is_some(),
         };
+        match spec::Spec::from_run(request, &ctx) {
+            Ok(planned) => self.run_planned(planned),
+            Err(msg) => Response::error(msg),
+        }
+    }
+
+    /// Start what a checked request planned (a `run`, or an `up` entry).
+    fn run_planned(&mut self, planned: spec::Planned) -> Response {
+        if self.shutting_down {
+            return Response::error(
+                "the daemon is shutting down; run the command again once it has exited",
+            );
+        }
         let spec::Planned {
             name,
             mut spec,
             watch,
-        } = match spec::Spec::from_run(request, &ctx) {
-            Ok(planned) => planned,
-            Err(msg) => return Response::error(msg),
-        };
+        } = planned;
         let existing = name.as_deref().and_then(|n| self.procs.by_name(n));
         if let Some(id) = existing
             && let Some(p) = self.procs.get(id)
@@ -1395,7 +1413,7 @@ impl Daemon {
             Err(actions) => self.apply(actions),
             Ok((wait, actions)) => {
                 self.apply(actions);
-                let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
+                let probe = self.probes.add(readiness::Owner::Wait(wait), id, probe);
                 self.timers.arm(now, Timer::ProbeTry { probe });
             }
         }
@@ -1587,7 +1605,7 @@ impl Daemon {
         if let Some(p) = self.procs.get_mut(id) {
             p.port_conflict = conflict;
         }
-        self.state_dirty = true;
+        self.persist.mark_dirty();
         self.emit(id, exited);
         self.exited(id, exit);
     }
@@ -1625,7 +1643,7 @@ impl Daemon {
         }
         self.emit(id, stopped);
         self.exited(id, exit);
-        self.state_dirty = true;
+        self.persist.mark_dirty();
     }
 
     /// What of process `id` outlived its last stop and still runs, as a sentence.
@@ -1736,10 +1754,15 @@ impl Daemon {
                 Timer::ProbeTry { probe } => self.probe_try(probe),
                 Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
                 Timer::WatchRestart { proc } => {
-                    self.watch_pending.remove(&proc);
+                    self.watch.debounced(proc);
                     self.watch_restart(proc);
                 }
-                Timer::ProbeTimeout { probe, tries } => self.probe_timeout(probe, tries),
+                Timer::ProbeTimeout { probe, tries } => {
+                    let (waits, ups) = (&self.waits, &self.ups);
+                    let alive = |o| probe_owner_alive(o, waits, ups);
+                    let actions = self.probes.on_timeout(probe, tries, alive, &self.procs);
+                    self.apply(actions);
+                }
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
                 Timer::UpContinue { run } => self.up_advance(run),
@@ -1860,98 +1883,37 @@ impl Daemon {
         spec: Option<watch::Spec>,
     ) -> std::result::Result<(), String> {
         let Some(spec) = spec else {
-            if let Some(w) = self.watcher.as_mut() {
-                w.unwatch(id);
-            }
+            self.watch.unwatch(id);
             return Ok(());
         };
-        if self.watcher.is_none() {
-            let w = watch::Watcher::new().map_err(|e| {
-                format!(
-                    "starting file watching (inotify): {}",
-                    crate::error::describe_io(&e)
-                )
-            })?;
-            self.poll
+        if let Some(fd) = self.watch.start()? {
+            let source = &mut mio::unix::SourceFd(&fd);
+            if let Err(e) = self
+                .poll
                 .registry()
-                .register(&mut mio::unix::SourceFd(&w.fd()), WATCH, Interest::READABLE)
-                .map_err(|e| format!("watching the inotify descriptor: {e}"))?;
-            self.watcher = Some(w);
-        }
-        let Some(w) = self.watcher.as_mut() else {
-            return Ok(());
-        };
-        w.watch(id, spec);
-        // The first slice now: a tree that fits in it (most do) is watched before
-        // `run` answers, and its error is the answer. A bigger one goes on, a
-        // slice per loop turn (`run_loop`).
-        self.watch_slice(Some(id))
-    }
-
-    /// Add watches for one slice of time; say what finished. A failure of
-    /// `answering`'s tree is returned, for its `run` to report; one found later
-    /// goes to daemon.log and to the process's log.
-    fn watch_slice(&mut self, answering: Option<ProcId>) -> std::result::Result<(), String> {
-        let Some(w) = self.watcher.as_mut() else {
-            return Ok(());
-        };
-        let finished = w.work(watch::SLICE);
-        let described: Vec<(watch::Finished, Option<(String, String)>)> = finished
-            .into_iter()
-            .map(|f| {
-                let about = match &f {
-                    watch::Finished::Watching { proc, .. } => w.describe(*proc),
-                    watch::Finished::Failed { .. } => None,
-                };
-                (f, about)
-            })
-            .collect();
-        let mut answer = Ok(());
-        for (finished, about) in described {
-            match finished {
-                watch::Finished::Watching { proc, dirs } => {
-                    let name = self.proc_name(proc);
-                    let (root, patterns) = about.unwrap_or_default();
-                    self.note(&format!(
-                        "{name}: watching {dirs} directories under {root} for {patterns}"
-                    ));
-                }
-                watch::Finished::Failed { proc, msg } if Some(proc) == answering => {
-                    answer = Err(msg);
-                }
-                watch::Finished::Failed { proc, msg } => {
-                    let name = self.proc_name(proc);
-                    let note = format!("[agent-procs] Not watching files: {msg}");
-                    self.note(&format!("{name}: {note}"));
-                    if let Some(out) = self
-                        .procs
-                        .get_mut(proc)
-                        .and_then(|p| p.output(Stream::Stdout))
-                    {
-                        out.sink.annotate(&mut self.clock, &note, |_| {});
-                        out.sink.release();
-                    }
-                    self.deliver_line(proc, Stream::Stdout, note.as_bytes());
-                    self.flush_followers();
-                }
+                .register(source, WATCH, Interest::READABLE)
+            {
+                self.watch.abandon();
+                return Err(format!("watching the inotify descriptor: {e}"));
             }
         }
+        let (answer, actions) = self.watch.watch(id, spec, &self.procs);
+        self.apply(actions);
         answer
     }
 
-    fn watch_events(&mut self) {
-        let Some(w) = self.watcher.as_mut() else {
-            return;
-        };
-        let changed = w.read_changes();
-        for id in changed {
-            if self.watch_pending.insert(id) {
-                self.timers.arm(
-                    Instant::now() + WATCH_DEBOUNCE,
-                    Timer::WatchRestart { proc: id },
-                );
-            }
+    /// A line from the daemon in `proc`'s stdout log, and to its followers.
+    fn stdout_note(&mut self, proc: ProcId, note: &str) {
+        if let Some(out) = self
+            .procs
+            .get_mut(proc)
+            .and_then(|p| p.output(Stream::Stdout))
+        {
+            out.sink.annotate(&mut self.clock, note, |_| {});
+            out.sink.release();
         }
+        self.deliver_line(proc, Stream::Stdout, note.as_bytes());
+        self.flush_followers();
     }
 
     /// A watched file changed: restart the process (reviving it if it had failed),
@@ -2023,9 +1985,10 @@ impl Daemon {
                 Err(_) => false,
             }
         };
-        let before = name.and_then(|n| self.chosen_ports.get(n).copied());
+        let before = name.and_then(|n| self.persist.chosen_ports().get(n).copied());
         let others: HashSet<u16> = self
-            .chosen_ports
+            .persist
+            .chosen_ports()
             .iter()
             .filter(|(n, _)| Some(n.as_str()) != name)
             .map(|(_, &p)| p)
@@ -2056,8 +2019,7 @@ impl Daemon {
             }
         };
         if let Some(name) = name {
-            self.chosen_ports.insert(name.to_string(), port);
-            self.state_dirty = true;
+            self.persist.choose_port(name, port);
         }
         Ok(port)
     }
@@ -2094,191 +2056,136 @@ impl Daemon {
         }
     }
 
+    // ---- up ----
+
+    /// Call the up component with what it may read, and carry out what it returns.
+    fn with_ups(&mut self, f: impl FnOnce(&mut up_run::Ups, &up_run::View) -> Vec<Action>) {
+        let view = up_run::View {
+            procs: &self.procs,
+            proxy_port: self.proxy.as_ref().map(|p| p.port()),
+            home_cwd: &self.home_cwd,
+        };
+        let actions = f(&mut self.ups, &view);
+        self.apply(actions);
+    }
+
+    fn up_advance(&mut self, run: u64) {
+        self.with_ups(|ups, view| ups.advance(run, view));
+    }
+
+    fn up_ready(&mut self, run: u64, entry: usize) {
+        self.with_ups(|ups, view| ups.ready(run, entry, view));
+    }
+
+    fn up_wants_lines(&self, id: ProcId) -> bool {
+        self.ups.wants_lines(id)
+    }
+
+    fn up_line(&mut self, id: ProcId, line: &[u8]) {
+        self.with_ups(|ups, view| ups.on_line(id, line, view));
+    }
+
+    fn up_exited(&mut self, id: ProcId, exit: Exit) {
+        self.with_ups(|ups, view| ups.on_exit(id, exit, view));
+    }
+
+    fn up_drop_client(&mut self, client: usize) {
+        let actions = self.ups.drop_client(client);
+        self.apply(actions);
+    }
+
+    /// An `up` readiness deadline passed: fail the run if an entry is late.
+    fn up_deadline(&mut self, run: u64, entry: Option<usize>) {
+        let Some((i, proc)) = self.ups.late(run, entry) else {
+            return;
+        };
+        let last_try = (self
+            .probes
+            .owned_by(|o| o == readiness::Owner::Up { run, entry: i }))
+        .first()
+        .and_then(|&p| self.probes.last_error(p))
+        .map(str::to_string);
+        let conflict = proc.and_then(|id| self.port_conflict(id));
+        let actions = self.ups.on_deadline(run, entry, i, last_try, conflict);
+        self.apply(actions);
+    }
+
+    /// Stop `proc` for entry `entry` of `run` to replace it; start the entry at
+    /// once if there is nothing to stop.
+    fn up_stop(&mut self, run: u64, entry: usize, proc: ProcId) {
+        if let Some(p) = self.procs.get_mut(proc) {
+            p.sup.stop_reason = Some(supervise::Reason::Restarted);
+        }
+        let timeout = self.stop_timeout(proc, None);
+        if !self.begin_stop(proc, timeout) {
+            self.with_ups(|ups, view| ups.spawn(run, entry, "restarted", view));
+        }
+    }
+
+    /// A progress line to an `up` client, written out at once.
+    fn up_progress(&mut self, client: usize, response: &Response) {
+        self.reply(client, response);
+        let broken = self
+            .clients
+            .get_mut(&client)
+            .is_some_and(|c| c.flush().is_err());
+        if broken {
+            self.close_client(client);
+        }
+    }
+
+    /// One `ready` event per run of a process, however many `up`s see it.
+    fn ready_event(&mut self, id: ProcId) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        if p.ready_reported == Some(p.started_wall) {
+            return;
+        }
+        p.ready_reported = Some(p.started_wall);
+        let change = events::Change::new("ready").pid(p.pid);
+        self.emit(id, change);
+    }
+
     // ---- readiness probes ----
 
     /// Start the next try of `probe`, unless nobody waits for it any more.
-    fn probe_try(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
+    fn probe_try(&mut self, probe: ids::ProbeId) {
+        let (waits, ups) = (&self.waits, &self.ups);
+        let alive = |o| probe_owner_alive(o, waits, ups);
+        let actions = self.probes.on_try(probe, alive, &self.procs);
+        self.apply(actions);
+    }
+
+    /// Register the socket of `probe`'s new try, and tell the probe how it went.
+    fn register_probe(&mut self, probe: ids::ProbeId) {
+        let token = Token(self.next_token);
+        let Some(stream) = self.probes.stream_mut(probe) else {
             return;
         };
-        let owner_alive = match probe.owner {
-            probes::Owner::Wait(w) => self.waits.contains(ids::WaitId(w)),
-            probes::Owner::Up { run, .. } => self.ups.contains_key(&run),
-        };
-        let proc_alive = self
-            .procs
-            .get(probe.proc)
-            .is_some_and(|p| matches!(p.state, State::Running { .. }));
-        if !owner_alive || !proc_alive || probe.attempt.is_some() {
-            // Its process exited: the exit paths tell the owner.
-            if !owner_alive || !proc_alive {
-                self.drop_probe(id);
-            }
-            return;
-        }
-        probe.tries += 1;
-        let tries = probe.tries;
-        match probes::Attempt::connect(&probe.target) {
-            Ok(mut attempt) => {
-                let token = Token(self.next_token);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registered = match self.poll.registry().register(stream, token, interest) {
+            Ok(()) => {
                 self.next_token += 1;
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                if let Err(e) = self
-                    .poll
-                    .registry()
-                    .register(&mut attempt.stream, token, interest)
-                {
-                    probe.last_error = Some(crate::error::describe_io(&e));
-                    self.timers.arm(
-                        Instant::now() + probes::PERIOD,
-                        Timer::ProbeTry { probe: id },
-                    );
-                    return;
-                }
-                probe.attempt = Some((attempt, token));
-                self.slots.insert(token, Slot::Probe(id));
-                self.timers.arm(
-                    Instant::now() + probes::TRY_TIMEOUT,
-                    Timer::ProbeTimeout { probe: id, tries },
-                );
+                self.slots.insert(token, Slot::Probe(probe));
+                Ok(token)
             }
-            Err(e) => {
-                probe.last_error = Some(crate::error::describe_io(&e));
-                self.timers.arm(
-                    Instant::now() + probes::PERIOD,
-                    Timer::ProbeTry { probe: id },
-                );
-            }
-        }
-    }
-
-    fn probe_event(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
+            Err(e) => Err(e),
         };
-        let Some((attempt, _)) = probe.attempt.as_mut() else {
-            return;
-        };
-        match attempt.step(&probe.target) {
-            probes::Step::Pending => {}
-            probes::Step::Ready(how) => {
-                self.end_attempt(id);
-                if let Some(probe) = self.probes.remove(id) {
-                    self.probe_succeeded(probe, how);
-                }
-            }
-            probes::Step::NotYet(why) => {
-                self.end_attempt(id);
-                if let Some(probe) = self.probes.get_mut(id) {
-                    probe.last_error = Some(why);
-                }
-                self.timers.arm(
-                    Instant::now() + probes::PERIOD,
-                    Timer::ProbeTry { probe: id },
-                );
-            }
-        }
+        let actions = self.probes.on_registered(probe, registered);
+        self.apply(actions);
     }
 
-    fn probe_timeout(&mut self, id: u64, tries: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
-        };
-        if probe.tries != tries || probe.attempt.is_none() {
-            return;
-        }
-        probe.last_error = Some(format!(
-            "no answer within {} s",
-            probes::TRY_TIMEOUT.as_secs()
-        ));
-        self.end_attempt(id);
-        self.probe_try(id);
-    }
-
-    fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
-        match probe.owner {
-            probes::Owner::Wait(w) => {
-                let line = format!("{} is ready ({how})", probe.target.describe());
-                let actions = self.waits.on_ready(ids::WaitId(w), line);
-                self.apply(actions);
-            }
-            probes::Owner::Up { run, entry } => self.up_ready(run, entry),
-        }
-    }
-
-    /// Close the socket of the try in progress, if any.
-    fn end_attempt(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
-        };
-        if let Some((mut attempt, token)) = probe.attempt.take() {
-            let _ = self.poll.registry().deregister(&mut attempt.stream);
-            self.slots.remove(&token);
-        }
-    }
-
-    fn drop_probe(&mut self, id: u64) {
-        self.end_attempt(id);
-        self.probes.remove(id);
+    fn drop_probe(&mut self, probe: ids::ProbeId) {
+        let actions = self.probes.drop_probe(probe);
+        self.apply(actions);
     }
 
     // ---- persistence ----
 
-    fn save_state(&self) {
-        let processes = self
-            .procs
-            .iter()
-            .filter(|p| p.state.is_alive() || signals::group_alive(p.pgid, self.sid))
-            .map(|p| state::SavedProc {
-                name: p.name.clone(),
-                id: format!("p{}", p.id),
-                pid: p.pid,
-                pgid: p.pgid,
-                start_ticks: p.start_ticks,
-                command: p.spec.command.clone(),
-            })
-            .collect();
-        let saved = state::SavedState {
-            daemon_pid: std::process::id(),
-            names: Some(self.procs.iter().map(|p| p.name.clone()).collect()),
-            processes,
-            ports: self.chosen_ports.clone(),
-            root: Some(self.home_cwd.display().to_string()),
-        };
-        let Some(file) = &self.state_file else { return };
-        if let Err(e) = file.save(&saved) {
-            self.note(&format!(
-                "writing {}: {}",
-                self.paths.state_file().display(),
-                crate::error::describe_io(&e)
-            ));
-        }
-    }
-
-    /// Process groups a previous daemon left running when it was killed: stop them.
-    fn stop_orphans(&mut self) {
-        let state::Previous {
-            daemon_pid: old_daemon,
-            orphans,
-            ports,
-        } = state::previous(&self.paths.state_file());
-        self.chosen_ports = ports;
-        let mut stopped = Vec::new();
-        for orphan in orphans {
-            self.note(&format!(
-                "previous daemon died without stopping {} ({}, pid {}): sent SIGKILL to process group {}",
-                orphan.name, orphan.id, orphan.pid, orphan.pgid
-            ));
-            signals::kill_group(orphan.pgid, libc::SIGKILL);
-            stopped.push(format!("{} (pid {})", orphan.name, orphan.pid));
-        }
-        if !stopped.is_empty() {
-            let at = crate::timefmt::rfc3339(SystemTime::now());
-            self.status_notes.push(format!(
-                "the previous daemon (pid {old_daemon}) was killed without stopping its processes; at {at} this daemon stopped what was left of them: {}; their logs are kept (agent-procs logs NAME)",
-                stopped.join(", ")
-            ));
-        }
+    fn save_state(&mut self) {
+        let actions = self.persist.save(&self.procs, self.sid);
+        self.apply(actions);
     }
 
     /// Last resort on a fatal loop error: leave nothing running.
@@ -2288,5 +2195,13 @@ impl Daemon {
                 signals::kill_group(p.pgid, libc::SIGKILL);
             }
         }
+    }
+}
+
+/// Whether the owner of a probe still waits for it.
+fn probe_owner_alive(owner: readiness::Owner, waits: &waits::Waits, ups: &up_run::Ups) -> bool {
+    match owner {
+        readiness::Owner::Wait(w) => waits.contains(w),
+        readiness::Owner::Up { run, .. } => ups.contains(run),
     }
 }
