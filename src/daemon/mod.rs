@@ -372,23 +372,8 @@ impl Daemon {
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
                 Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
-                Action::StopReason {
-                    proc,
-                    reason,
-                    replace,
-                } => {
-                    if let Some(p) = self.procs.get_mut(proc) {
-                        if replace {
-                            p.sup.stop_reason = Some(reason);
-                        } else {
-                            p.sup.stop_reason.get_or_insert(reason);
-                        }
-                    }
-                }
-                Action::ResetRestarts { proc } => {
-                    if let Some(p) = self.procs.get_mut(proc) {
-                        p.sup.reset();
-                    }
+                a @ (Action::StopReason { .. } | Action::ResetRestarts { .. }) => {
+                    self.apply_supervision(a)
                 }
                 Action::CheckStop { proc } => self.check_stop_done(proc),
                 Action::Died { proc, exit } => self.died(proc, exit),
@@ -402,28 +387,9 @@ impl Daemon {
                 Action::Annotate { proc, note } => self.annotate(proc, &note),
                 // ---- output and follow ----
                 Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
-                Action::FollowSend {
-                    client,
-                    response,
-                    lines,
-                } => {
-                    if let Some(c) = self.clients.get_mut(&client.0) {
-                        c.send_follow(&response, lines);
-                    }
-                }
-                Action::NoteLost { client } => {
-                    if let Some(c) = self.clients.get_mut(&client.0) {
-                        c.note_lost();
-                    }
-                }
-                Action::Flush { client } => {
-                    if self
-                        .clients
-                        .get_mut(&client.0)
-                        .is_some_and(|c| c.flush().is_err())
-                    {
-                        self.close_client(client.0);
-                    }
+                a
+                @ (Action::FollowSend { .. } | Action::NoteLost { .. } | Action::Flush { .. }) => {
+                    self.apply_follow(a)
                 }
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
@@ -450,6 +416,60 @@ impl Daemon {
                 Action::KillOrphan { pgid } => signals::kill_group(pgid, libc::SIGKILL),
                 // ---- proxy ----
             }
+        }
+    }
+
+    /// Carry out what the lifecycle decided about a process's supervision.
+    fn apply_supervision(&mut self, action: Action) {
+        match action {
+            Action::StopReason {
+                proc,
+                reason,
+                replace,
+            } => {
+                if let Some(p) = self.procs.get_mut(proc) {
+                    if replace {
+                        p.sup.stop_reason = Some(reason);
+                    } else {
+                        p.sup.stop_reason.get_or_insert(reason);
+                    }
+                }
+            }
+            Action::ResetRestarts { proc } => {
+                if let Some(p) = self.procs.get_mut(proc) {
+                    p.sup.reset();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Carry out what the follow component asked for on a client.
+    fn apply_follow(&mut self, action: Action) {
+        match action {
+            Action::FollowSend {
+                client,
+                response,
+                lines,
+            } => {
+                if let Some(c) = self.clients.get_mut(&client.0) {
+                    c.send_follow(&response, lines);
+                }
+            }
+            Action::NoteLost { client } => {
+                if let Some(c) = self.clients.get_mut(&client.0) {
+                    c.note_lost();
+                }
+            }
+            Action::Flush { client }
+                if self
+                    .clients
+                    .get_mut(&client.0)
+                    .is_some_and(|c| c.flush().is_err()) =>
+            {
+                self.close_client(client.0);
+            }
+            _ => {}
         }
     }
 
