@@ -34,13 +34,19 @@ pub enum Action {
     SaveState,
     /// The client's request is in progress: take no further request from it
     /// until a `ReplyLater` frees it. (Added with the events component.)
-    Busy { client: usize },
+    Busy { client: ClientId },
 
     // ---- control ----
     /// Answer a client and keep serving it (it was not busy).
-    Reply { client: usize, response: Response },
+    Reply {
+        client: ClientId,
+        response: Response,
+    },
     /// Answer a request that kept the client busy, and free the client.
-    ReplyLater { client: usize, response: Response },
+    ReplyLater {
+        client: ClientId,
+        response: Response,
+    },
     // ---- lifecycle ----
     /// Signal a process group (`kill(-pgid, signal)`).
     KillGroup { pgid: i32, signal: i32 },
@@ -111,7 +117,10 @@ pub enum Action {
         proc: ProcId,
     },
     /// A progress line for an `up` client, written out at once.
-    UpProgress { client: usize, response: Response },
+    UpProgress {
+        client: ClientId,
+        response: Response,
+    },
     /// Probe `target` for `entry` of `run` (its process is `proc`).
     UpProbe {
         run: u64,

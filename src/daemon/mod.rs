@@ -3,6 +3,7 @@
 //! reaps children on SIGCHLD, fires deadlines, and answers requests.
 
 mod action;
+mod clients;
 mod control;
 mod events;
 mod follow;
@@ -31,8 +32,9 @@ use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
 use action::Action;
-use control::{Client, ReadOutcome, Route};
+use control::Route;
 use events::Change;
+use ids::ClientId;
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
 use signals::Exit;
@@ -113,7 +115,8 @@ struct Daemon {
     shutdown_sig: mio::net::UnixStream,
     slots: HashMap<Token, Slot>,
     next_token: usize,
-    clients: HashMap<usize, Client>,
+    /// Control connections and their buffers.
+    clients: clients::Clients,
     /// `logs --follow` clients.
     follow: follow::Followers,
     procs: ProcTable,
@@ -198,7 +201,7 @@ impl Daemon {
             shutdown_sig,
             slots: HashMap::new(),
             next_token: FIRST_DYNAMIC,
-            clients: HashMap::new(),
+            clients: clients::Clients::default(),
             follow: follow::Followers::default(),
             procs: ProcTable::default(),
             waits: waits::Waits::default(),
@@ -270,7 +273,7 @@ impl Daemon {
             if self.persist.take_dirty() {
                 self.save_state();
             }
-            if self.exiting && self.clients.values().all(|c| !c.has_output()) {
+            if self.exiting && self.clients.drained() {
                 return Ok(());
             }
             let now = Instant::now();
@@ -342,9 +345,9 @@ impl Daemon {
             Some(Slot::Client) => {
                 // A peer that hung up may still have left requests in the socket
                 // (a fire-and-forget StopAll): act on them, then let it go.
-                self.service_client(token.0, readable || hung_up);
+                self.service_client(ClientId(token.0), readable || hung_up);
                 if hung_up {
-                    self.close_client(token.0);
+                    self.close_client(ClientId(token.0));
                 }
             }
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
@@ -392,7 +395,10 @@ impl Daemon {
                     self.apply_follow(a)
                 }
                 // ---- events ----
-                Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
+                Action::SendEvent { to, event, seq } => {
+                    let broken = self.clients.send_event(&to, &event, seq);
+                    self.retry.extend(broken.into_iter().map(|c| Token(c.0)));
+                }
                 // ---- waits ----
                 // ---- up ----
                 a @ (Action::UpAdvance { .. }
@@ -451,23 +457,10 @@ impl Daemon {
                 client,
                 response,
                 lines,
-            } => {
-                if let Some(c) = self.clients.get_mut(&client.0) {
-                    c.send_follow(&response, lines);
-                }
-            }
-            Action::NoteLost { client } => {
-                if let Some(c) = self.clients.get_mut(&client.0) {
-                    c.note_lost();
-                }
-            }
-            Action::Flush { client }
-                if self
-                    .clients
-                    .get_mut(&client.0)
-                    .is_some_and(|c| c.flush().is_err()) =>
-            {
-                self.close_client(client.0);
+            } => self.clients.send_follow(client, &response, lines),
+            Action::NoteLost { client } => self.clients.note_lost(client),
+            Action::Flush { client } if self.clients.flush_broken(client) => {
+                self.close_client(client)
             }
             _ => {}
         }
@@ -594,108 +587,79 @@ impl Daemon {
                 continue;
             }
             self.slots.insert(token, Slot::Client);
-            self.clients.insert(token.0, Client::new(stream));
+            self.clients.add(ClientId(token.0), stream);
         }
     }
 
     /// Read what a client sent, answer what can be answered, write what is queued.
-    fn service_client(&mut self, id: usize, readable: bool) {
-        let mut more = false;
-        if readable {
-            let Some(client) = self.clients.get_mut(&id) else {
-                return;
-            };
-            if !client.read_closed {
-                match client.read_some() {
-                    Ok(ReadOutcome::Drained) => {}
-                    Ok(ReadOutcome::More) => more = true,
-                    Err(_) => return self.close_client(id),
-                }
-            }
-        }
-        self.process_requests(id);
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
+    fn service_client(&mut self, id: ClientId, readable: bool) {
+        let more = match self.clients.read(id, readable) {
+            clients::Read::Gone => return,
+            clients::Read::Broken => return self.close_client(id),
+            clients::Read::Done { more } => more,
         };
-        if client.flush().is_err() {
-            return self.close_client(id);
-        }
-        if client.finished() {
-            return self.close_client(id);
-        }
-        // Read on later if the budget ran out and the client can take requests again.
-        if more && client.ready_for_request() {
-            self.retry.push(Token(id));
+        self.process_requests(id);
+        match self.clients.after_service(id, more) {
+            clients::After::Keep => {}
+            clients::After::Retry => self.retry.push(Token(id.0)),
+            clients::After::Close => self.close_client(id),
         }
     }
 
-    fn process_requests(&mut self, id: usize) {
-        let mut handled = 0;
-        loop {
-            let Some(client) = self.clients.get_mut(&id) else {
-                return;
-            };
-            if !client.ready_for_request() || handled >= 64 {
-                if handled >= 64 {
-                    self.retry.push(Token(id));
-                }
-                return;
-            }
-            let Some(request) = client.next_request() else {
-                return;
-            };
-            handled += 1;
-            match request {
-                Ok(request) => self.handle(id, request),
-                Err(message) => client.send(&Response::error(message)),
+    /// Carry out the client's requests, a bounded number a turn.
+    fn process_requests(&mut self, id: ClientId) {
+        for _ in 0..clients::REQUESTS_PER_TURN {
+            match self.clients.next_request(id) {
+                clients::Next::Request(request) => self.handle(id, request),
+                clients::Next::Answered => {}
+                clients::Next::Idle => return,
             }
         }
+        self.retry.push(Token(id.0));
     }
 
-    /// Flush after a reply made outside `service_client` (a stop that finished, a
-    /// wait that matched), and take the client's next request, which waited.
-    fn after_reply(&mut self, id: usize) {
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.busy = false;
-        }
+    /// Reply to a request that kept the client busy, flush, and take the
+    /// client's next request, which waited.
+    fn reply_later(&mut self, id: impl Into<ClientId>, response: &Response) {
+        let id = id.into();
+        self.clients.send(id, response);
+        self.clients.set_busy(id, false);
         self.service_client(id, false);
         // The client may have sent more while busy; its edge was spent.
-        if self.clients.get(&id).is_some_and(|c| !c.read_closed) {
-            self.retry.push(Token(id));
+        if self.clients.reading(id) {
+            self.retry.push(Token(id.0));
         }
     }
 
-    fn reply(&mut self, id: usize, response: &Response) {
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.send(response);
-        }
+    fn reply(&mut self, id: impl Into<ClientId>, response: &Response) {
+        self.clients.send(id.into(), response);
     }
 
-    /// Reply to a request that kept the client busy, and free the client.
-    fn reply_later(&mut self, id: usize, response: &Response) {
-        self.reply(id, response);
-        self.after_reply(id);
+    fn set_busy(&mut self, id: impl Into<ClientId>) {
+        self.clients.set_busy(id.into(), true);
     }
 
-    fn close_client(&mut self, id: usize) {
-        if let Some(mut client) = self.clients.remove(&id) {
-            let _ = self.poll.registry().deregister(&mut client.stream);
+    /// Deregister a client's stream and tell every component that knew it.
+    fn close_client(&mut self, id: ClientId) {
+        if let Some(mut stream) = self.clients.remove(id) {
+            let _ = self.poll.registry().deregister(&mut stream);
         }
-        self.slots.remove(&Token(id));
-        self.follow.drop_client(ids::ClientId(id));
-        self.events.drop_client(ids::ClientId(id));
-        self.waits.drop_client(ids::ClientId(id));
-        self.up_drop_client(id);
+        self.slots.remove(&Token(id.0));
+        self.follow.drop_client(id);
+        self.events.drop_client(id);
+        self.waits.drop_client(id);
+        let actions = self.ups.drop_client(id);
+        self.apply(actions);
         for p in &mut self.pending {
             match p {
                 Pending::Stop { client, .. }
                 | Pending::Restart { client, .. }
                 | Pending::StopAll { client, .. }
-                    if *client == id =>
+                    if *client == id.0 =>
                 {
                     *client = usize::MAX;
                 }
-                Pending::Shutdown { client, .. } if *client == Some(id) => *client = None,
+                Pending::Shutdown { client, .. } if *client == Some(id.0) => *client = None,
                 _ => {}
             }
         }
@@ -704,8 +668,8 @@ impl Daemon {
     // ---- requests ----
 
     /// Carry out one request: the control component says where it goes.
-    fn handle(&mut self, client: usize, request: Request) {
-        let read_closed = self.clients.get(&client).is_some_and(|c| c.read_closed);
+    fn handle(&mut self, client: ClientId, request: Request) {
+        let read_closed = self.clients.read_closed(client);
         match self.control.route(request, read_closed, Instant::now()) {
             Route::Dropped(actions) => self.apply(actions),
             Route::Reply(response) => self.reply(client, &response),
@@ -724,7 +688,7 @@ impl Daemon {
                     .request(client, processes, base_env, timeout_ms, stopping);
                 self.apply(actions);
             }
-            Route::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
+            Route::Stop { target, timeout_ms } => self.stop_request(client.0, &target, timeout_ms),
             Route::StopAll { timeout } => {
                 let remaining = self.stop_all(timeout);
                 if remaining.is_empty() {
@@ -736,10 +700,13 @@ impl Daemon {
                     );
                 } else {
                     self.set_busy(client);
-                    self.pending.push(Pending::StopAll { client, remaining });
+                    self.pending.push(Pending::StopAll {
+                        client: client.0,
+                        remaining,
+                    });
                 }
             }
-            Route::Restart { target } => self.restart_request(client, &target),
+            Route::Restart { target } => self.restart_request(client.0, &target),
             Route::Status { target, resources } => self.status(client, target, resources),
             Route::Follow(logs) => self.follow_request(client, *logs),
             Route::Wait {
@@ -756,21 +723,21 @@ impl Daemon {
             } => self.probe_wait(client, &target, probe, timeout),
             Route::Shutdown => {
                 self.set_busy(client);
-                self.begin_shutdown(Some(client));
+                self.begin_shutdown(Some(client.0));
             }
             Route::EnableProxy(proxy_port) => {
                 let response = self.enable_proxy(proxy_port);
                 self.reply(client, &response);
             }
             Route::Subscribe { since } => {
-                let actions = self.events.subscribe(ids::ClientId(client), since);
+                let actions = self.events.subscribe(client, since);
                 self.apply(actions);
             }
         }
     }
 
     /// The status table (of one process with `target`), with the notes.
-    fn status(&mut self, client: usize, target: Option<String>, resources: bool) {
+    fn status(&mut self, client: ClientId, target: Option<String>, resources: bool) {
         let proxy_port = self.proxy.as_ref().map(|p| p.port());
         let mut processes = match &target {
             None => self.procs.status(Instant::now(), proxy_port),
@@ -807,26 +774,6 @@ impl Daemon {
         };
         let actions = self.events.emit(&p.name, id, change);
         self.apply(actions);
-    }
-
-    /// Write event `seq` to each subscriber that is still connected.
-    fn send_event(&mut self, to: &[ids::ClientId], event: &Response, seq: u64) {
-        for client in to {
-            if let Some(c) = self.clients.get_mut(&client.0) {
-                c.send_event(event, seq);
-                // What does not fit in the socket now goes on its writable edge; a
-                // broken connection is closed by the retry, not in the middle of this.
-                if c.flush().is_err() {
-                    self.retry.push(Token(client.0));
-                }
-            }
-        }
-    }
-
-    fn set_busy(&mut self, client: usize) {
-        if let Some(c) = self.clients.get_mut(&client) {
-            c.busy = true;
-        }
     }
 
     fn not_found(&self, target: &str) -> Response {
@@ -1374,7 +1321,7 @@ impl Daemon {
 
     fn wait_request(
         &mut self,
-        client: usize,
+        client: ClientId,
         target: &str,
         until: Option<String>,
         regex: bool,
@@ -1392,9 +1339,7 @@ impl Daemon {
             timeout,
         };
         let subject = waits::Subject::of(p);
-        let actions = self
-            .waits
-            .request(ids::ClientId(client), &subject, ask, Instant::now());
+        let actions = self.waits.request(client, &subject, ask, Instant::now());
         self.apply(actions);
     }
 
@@ -1414,7 +1359,7 @@ impl Daemon {
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
     fn probe_wait(
         &mut self,
-        client: usize,
+        client: ClientId,
         target: &str,
         probe: crate::probe::Target,
         timeout: Duration,
@@ -1425,7 +1370,6 @@ impl Daemon {
         };
         let (id, subject) = (p.id, waits::Subject::of(p));
         let now = Instant::now();
-        let client = ids::ClientId(client);
         match self
             .waits
             .probe(client, &subject, probe.describe(), timeout, now)
@@ -1439,7 +1383,7 @@ impl Daemon {
         }
     }
 
-    fn follow_request(&mut self, client: usize, request: Request) {
+    fn follow_request(&mut self, client: ClientId, request: Request) {
         let Request::Logs { target, all, .. } = &request else {
             return;
         };
@@ -1460,7 +1404,6 @@ impl Daemon {
             procs: &self.procs,
             log_dir: &self.paths.log_dir,
         };
-        let client = ids::ClientId(client);
         let actions = self.follow.request(client, request, &found, Instant::now());
         self.apply(actions);
     }
@@ -1788,10 +1731,7 @@ impl Daemon {
                 Timer::UpContinue { run } => self.up_advance(run),
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
-                    for client in self.clients.values_mut() {
-                        let _ = client.flush();
-                    }
-                    self.clients.clear();
+                    self.clients.drop_all();
                 }
             }
         }
@@ -2109,11 +2049,6 @@ impl Daemon {
         self.with_ups(|ups, view| ups.on_exit(id, exit, view));
     }
 
-    fn up_drop_client(&mut self, client: usize) {
-        let actions = self.ups.drop_client(client);
-        self.apply(actions);
-    }
-
     /// An `up` readiness deadline passed: fail the run if an entry is late.
     fn up_deadline(&mut self, run: u64, entry: Option<usize>) {
         let Some((i, proc)) = self.ups.late(run, entry) else {
@@ -2143,13 +2078,9 @@ impl Daemon {
     }
 
     /// A progress line to an `up` client, written out at once.
-    fn up_progress(&mut self, client: usize, response: &Response) {
+    fn up_progress(&mut self, client: ClientId, response: &Response) {
         self.reply(client, response);
-        let broken = self
-            .clients
-            .get_mut(&client)
-            .is_some_and(|c| c.flush().is_err());
-        if broken {
+        if self.clients.flush_broken(client) {
             self.close_client(client);
         }
     }

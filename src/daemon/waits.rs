@@ -74,12 +74,7 @@ impl Waits {
         ask: Ask,
         now: Instant,
     ) -> Vec<Action> {
-        let reply = |response| {
-            vec![Action::Reply {
-                client: client.0,
-                response,
-            }]
-        };
+        let reply = |response| vec![Action::Reply { client, response }];
         let pattern = match ask
             .until
             .as_deref()
@@ -104,7 +99,7 @@ impl Waits {
         if let Some(response) = settled(p, &ask) {
             return reply(response);
         }
-        let mut actions = vec![Action::Busy { client: client.0 }];
+        let mut actions = vec![Action::Busy { client }];
         if pattern.is_some() {
             actions.push(Action::PrepareIndexes { proc: p.id });
         }
@@ -143,10 +138,7 @@ impl Waits {
                 _ => "it is stopping".to_string(),
             };
             let response = Response::error(format!("{} is not running: {why}", p.name));
-            return Err(vec![Action::Reply {
-                client: client.0,
-                response,
-            }]);
+            return Err(vec![Action::Reply { client, response }]);
         }
         let wait = self.table.add(Wait {
             client,
@@ -160,7 +152,7 @@ impl Waits {
         Ok((
             wait,
             vec![
-                Action::Busy { client: client.0 },
+                Action::Busy { client },
                 Action::Arm {
                     at,
                     timer: Timer::WaitDeadline { wait },
@@ -180,7 +172,7 @@ impl Waits {
         matched
             .into_iter()
             .map(|w| Action::ReplyLater {
-                client: w.client.0,
+                client: w.client,
                 response: Response::WaitMatch { line: text.clone() },
             })
             .collect()
@@ -195,7 +187,7 @@ impl Waits {
                 wait.pattern_text
             );
             actions.push(Action::ReplyLater {
-                client: wait.client.0,
+                client: wait.client,
                 response: Response::error(message),
             });
         }
@@ -205,7 +197,7 @@ impl Waits {
                 exit_signal: exit.signal_name(),
             };
             actions.push(Action::ReplyLater {
-                client: wait.client.0,
+                client: wait.client,
                 response,
             });
         }
@@ -233,7 +225,7 @@ impl Waits {
                     format!("{name} has exited ({outcome})")
                 };
                 Action::ReplyLater {
-                    client: wait.client.0,
+                    client: wait.client,
                     response: Response::error(message),
                 }
             })
@@ -244,7 +236,7 @@ impl Waits {
     pub fn on_ready(&mut self, wait: WaitId, line: String) -> Vec<Action> {
         match self.table.remove(wait) {
             Some(w) => vec![Action::ReplyLater {
-                client: w.client.0,
+                client: w.client,
                 response: Response::WaitMatch { line },
             }],
             None => Vec::new(),
@@ -255,7 +247,7 @@ impl Waits {
     pub fn on_deadline(&mut self, wait: WaitId) -> Vec<Action> {
         match self.table.remove(wait) {
             Some(w) => vec![Action::ReplyLater {
-                client: w.client.0,
+                client: w.client,
                 response: Response::WaitTimeout,
             }],
             None => Vec::new(),
@@ -464,7 +456,9 @@ mod tests {
         );
         let wait = match &actions[..] {
             [
-                Action::Busy { client: 3 },
+                Action::Busy {
+                    client: ClientId(3),
+                },
                 Action::PrepareIndexes { proc: 7 },
                 Action::Arm {
                     at,
@@ -485,7 +479,7 @@ mod tests {
         match &waits.on_line(7, b"now ready")[..] {
             [
                 Action::ReplyLater {
-                    client: 3,
+                    client: ClientId(3),
                     response: Response::WaitMatch { line },
                 },
             ] => {
@@ -521,7 +515,7 @@ mod tests {
         assert!(matches!(
             &waits.on_deadline(*wait)[..],
             [Action::ReplyLater {
-                client: 1,
+                client: ClientId(1),
                 response: Response::WaitTimeout
             }]
         ));
@@ -555,7 +549,7 @@ mod tests {
         assert!(matches!(
             &actions[..],
             [Action::Reply {
-                client: 1,
+                client: ClientId(1),
                 response: Response::WaitExited {
                     exit_code: Some(3),
                     exit_signal: None
@@ -629,7 +623,7 @@ mod tests {
         assert!(matches!(
             &actions[1],
             Action::ReplyLater {
-                client: 2,
+                client: ClientId(2),
                 response: Response::WaitExited {
                     exit_code: None,
                     ..
@@ -680,7 +674,7 @@ mod tests {
         assert!(matches!(
             &waits.on_ready(wait, "port 1 is ready".into())[..],
             [Action::ReplyLater {
-                client: 1,
+                client: ClientId(1),
                 response: Response::WaitMatch { .. }
             }]
         ));
