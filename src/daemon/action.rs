@@ -69,6 +69,13 @@ pub enum Action {
     StopThenRestart { proc: ProcId, note: &'static str },
     /// A line of ours in the process's stdout log, delivered like its output.
     Annotate { proc: ProcId, note: String },
+    /// Start the process again now with `note` first in its log, and answer
+    /// `reply` (a client that asked for the restart) with how that went.
+    Respawn {
+        proc: ProcId,
+        note: &'static str,
+        reply: Option<usize>,
+    },
     // ---- output and follow ----
     /// Lines of this process are awaited: create its index files now, not on
     /// the way of its first line to the waiter.

@@ -19,6 +19,7 @@ mod startup;
 mod state;
 mod stops;
 mod supervise;
+mod supervisor;
 mod survivors;
 mod timers;
 mod up_run;
@@ -34,7 +35,7 @@ use action::Action;
 use control::{Client, ReadOutcome, Route};
 use events::Change;
 use mio::{Events, Interest, Poll, Token};
-use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
+use procs::{Output, Proc, ProcId, ProcTable, STREAMS};
 use signals::Exit;
 /// For `agent-procs mcp`, which ends on the same signals through the same kind of pipe.
 pub(crate) use signals::signal_pipe;
@@ -51,10 +52,7 @@ const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
 const SHUTDOWN_PIPE: Token = Token(2);
 const WATCH: Token = Token(3);
-const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
-
-const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
 /// How long replies may take to drain once we decided to exit.
@@ -118,11 +116,10 @@ struct Daemon {
     follow: follow::Followers,
     procs: ProcTable,
     waits: waits::Waits,
-    /// Requests waiting for processes to stop, and stops waiting for dependents.
-    pending: stops::Stops,
+    /// The stop and restart flows: requests waiting for stops, generations.
+    sup: supervisor::Supervisor,
     timers: Timers,
     retry: Vec<Token>,
-    generation: u64,
     /// Where relative and missing `cwd`s of old clients resolve: the daemon's start dir.
     home_cwd: PathBuf,
     shutting_down: bool,
@@ -139,8 +136,6 @@ struct Daemon {
     capture: output::Capture,
     /// Decisions about connections and requests: admission, routing.
     control: control::Control,
-    /// Our session: children stay in it, which is how we recognise their groups.
-    sid: i32,
     /// `up` runs in progress.
     ups: up_run::Ups,
     /// TCP and HTTP readiness checks in progress.
@@ -202,14 +197,12 @@ impl Daemon {
             follow: follow::Followers::default(),
             procs: ProcTable::default(),
             waits: waits::Waits::default(),
-            pending: stops::Stops::default(),
+            sup: supervisor::Supervisor::new(signals::session_id()),
             timers: Timers::default(),
             retry: Vec::new(),
-            generation: 0,
             home_cwd,
             shutting_down: false,
             exiting: false,
-            sid: signals::session_id(),
             control: control::Control::new(paths::euid()),
             capture: output::Capture::new(sys::big_pipe_budget()),
             persist,
@@ -385,6 +378,12 @@ impl Daemon {
                 } => self.restart_now(proc, &note, counted),
                 Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
                 Action::Annotate { proc, note } => self.annotate(proc, &note),
+                Action::Respawn { proc, note, reply } => {
+                    let response = self.respawn(proc, Some(note));
+                    if let Some(client) = reply {
+                        self.reply(client, &response);
+                    }
+                }
                 // ---- output and follow ----
                 Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
                 a
@@ -686,7 +685,7 @@ impl Daemon {
         self.events.drop_client(ids::ClientId(id));
         self.waits.drop_client(ids::ClientId(id));
         self.up_drop_client(id);
-        for p in &mut self.pending {
+        for p in &mut self.sup.pending {
             match p {
                 Pending::Stop { client, .. }
                 | Pending::Restart { client, .. }
@@ -726,18 +725,8 @@ impl Daemon {
             }
             Route::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
             Route::StopAll { timeout } => {
-                let remaining = self.stop_all(timeout);
-                if remaining.is_empty() {
-                    self.reply(
-                        client,
-                        &Response::Ok {
-                            message: "all processes stopped".into(),
-                        },
-                    );
-                } else {
-                    self.set_busy(client);
-                    self.pending.push(Pending::StopAll { client, remaining });
-                }
+                let actions = self.sup.stop_all_request(&mut self.procs, client, timeout);
+                self.apply(actions);
             }
             Route::Restart { target } => self.restart_request(client, &target),
             Route::Status { target, resources } => self.status(client, target, resources),
@@ -948,7 +937,7 @@ impl Daemon {
     /// Re-running an exited name replaces it, keeping its id; leftovers of its
     /// old process group belong to the run being replaced.
     fn rerun(&mut self, id: ProcId, spec: spec::Spec, watch: Option<watch::Spec>) -> Response {
-        let sid = self.sid;
+        let sid = self.sup.sid();
         if let Some(p) = self.procs.get_mut(id) {
             if signals::group_alive(p.pgid, sid) {
                 signals::kill_group(p.pgid, libc::SIGKILL);
@@ -1219,144 +1208,46 @@ impl Daemon {
     }
 
     fn stop_request(&mut self, client: usize, target: &str, timeout_ms: Option<u64>) {
-        let Some(id) = self.procs.find(target) else {
-            let response = self.not_found(target);
-            return self.reply(client, &response);
-        };
-        let timeout = self.stop_timeout(id, timeout_ms.map(Duration::from_millis));
-        // A stop by hand turns automatic restarts off until `restart` or `run`.
-        let mut was_down = None;
-        if let Some(p) = self.procs.get_mut(id) {
-            p.sup.disabled = true;
-            if matches!(p.state, State::Exited { .. } | State::Failed { .. }) {
-                was_down = Some(p.name.clone());
+        match (self.sup).stop_request(&mut self.procs, client, target, timeout_ms) {
+            Some(actions) => self.apply(actions),
+            None => {
+                let response = self.not_found(target);
+                self.reply(client, &response);
             }
-        }
-        if self.begin_stop(id, timeout) {
-            self.set_busy(client);
-            self.pending.push(Pending::Stop {
-                client,
-                proc: id,
-                label: target.to_string(),
-            });
-        } else {
-            // A second stop is not an error (the process is where it was asked
-            // to be), but it does not pretend to have stopped anything either.
-            let message = match was_down {
-                Some(name) => format!("{name} was not running"),
-                None => format!("stopped {target}"),
-            };
-            self.reply(client, &Response::Ok { message });
         }
     }
 
     /// Put process `id` through one step of the lifecycle table.
     fn step(&mut self, id: ProcId, event: lifecycle::Event) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        let (state, actions) = lifecycle::on(p, event);
-        p.state = state;
+        let mut actions = Vec::new();
+        supervisor::step(&mut self.procs, id, event, &mut actions);
         self.apply(actions);
-    }
-
-    /// Whether the group of `id` lives on, asked only when its leader is gone.
-    fn leftovers(&self, id: ProcId) -> bool {
-        self.procs.get(id).is_some_and(|p| {
-            !matches!(
-                p.state,
-                State::Running { .. } | State::Stopping { leader: None, .. }
-            ) && signals::group_alive(p.pgid, self.sid)
-        })
     }
 
     /// Send the stop signal to the group and arm the SIGKILL deadline. Returns
     /// false when there is nothing left to stop (the process and its group are gone).
     fn begin_stop(&mut self, id: ProcId, timeout: Duration) -> bool {
-        self.generation += 1;
-        let event = lifecycle::Event::StopRequested {
-            timeout,
-            generation: self.generation,
-            group_alive: self.leftovers(id),
-            now: Instant::now(),
-        };
-        self.step(id, event);
-        self.procs
-            .get(id)
-            .is_some_and(|p| matches!(p.state, State::Stopping { .. }))
+        let mut actions = Vec::new();
+        let stopping = (self.sup).begin_stop(&mut self.procs, id, timeout, &mut actions);
+        self.apply(actions);
+        stopping
     }
 
     /// The grace period for stopping `id`: the one asked for, else its own, else 10 s.
     fn stop_timeout(&self, id: ProcId, requested: Option<Duration>) -> Duration {
-        requested
-            .or_else(|| self.procs.get(id).and_then(|p| p.spec.stop_timeout))
-            .unwrap_or(DEFAULT_STOP_TIMEOUT)
-    }
-
-    /// Begin stopping every live process, dependents before what they depend on
-    /// (independent ones in parallel); returns those that must finish first.
-    fn stop_all(&mut self, requested: Option<Duration>) -> HashSet<ProcId> {
-        let mut remaining = HashSet::new();
-        for id in self.procs.ids() {
-            if let Some(p) = self.procs.get_mut(id) {
-                p.sup.disabled = true;
-            }
-            self.step(id, lifecycle::Event::RestartCancelled);
-            if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
-                remaining.insert(id);
-                self.pending.defer(id, requested);
-            } else if self.begin_stop(id, self.stop_timeout(id, requested)) {
-                // Exited leader, live group: nothing depends on leftovers.
-                remaining.insert(id);
-            }
-        }
-        self.release_deferred_stops();
-        remaining
-    }
-
-    /// Stop the deferred processes that no live process depends on any more.
-    fn release_deferred_stops(&mut self) {
-        loop {
-            let free = self.pending.releasable(&self.procs);
-            if free.is_empty() {
-                return;
-            }
-            for (id, requested) in free {
-                let timeout = self.stop_timeout(id, requested);
-                self.begin_stop(id, timeout);
-            }
-            // A process that was already gone may have freed others at once.
-        }
+        supervisor::stop_timeout(&self.procs, id, requested)
     }
 
     fn restart_request(&mut self, client: usize, target: &str) {
         if self.shutting_down {
             return self.reply(client, &Response::error("the daemon is shutting down"));
         }
-        let Some(id) = self.procs.find(target) else {
-            let response = self.not_found(target);
-            return self.reply(client, &response);
-        };
-        if let Some(p) = self.procs.get_mut(id) {
-            p.sup.reset();
-            p.sup.stop_reason = Some(supervise::Reason::Restarted);
-        }
-        self.emit(id, Change::new("restarting").delay_ms(0).detail("manual"));
-        let stopping = self.begin_stop(id, self.stop_timeout(id, None));
-        if !stopping && let Some(p) = self.procs.get_mut(id) {
-            // Not running: nothing ends with this reason; the next death is its own.
-            p.sup.stop_reason = None;
-        }
-        if stopping {
-            self.set_busy(client);
-            self.pending.push(Pending::Restart {
-                client,
-                proc: id,
-                note: MANUAL_NOTE,
-            });
-        } else {
-            let response = self.respawn(id, Some(MANUAL_NOTE));
-            self.reply(client, &response);
+        match self.sup.restart_request(&mut self.procs, client, target) {
+            Some(actions) => self.apply(actions),
+            None => {
+                let response = self.not_found(target);
+                self.reply(client, &response);
+            }
         }
     }
 
@@ -1365,8 +1256,8 @@ impl Daemon {
             self.note("shutting down");
         }
         self.shutting_down = true;
-        let remaining = self.stop_all(None);
-        self.pending.push(Pending::Shutdown { client, remaining });
+        let actions = self.sup.shutdown(&mut self.procs, client);
+        self.apply(actions);
         self.settle_pending();
     }
 
@@ -1573,21 +1464,7 @@ impl Daemon {
             // Other pids are orphans re-parented to us (we are a subreaper): reaped, done.
         }
         // Reaping group members may have emptied a group whose leader is already gone.
-        let stopping: Vec<ProcId> = self
-            .procs
-            .iter()
-            .filter(|p| {
-                matches!(
-                    p.state,
-                    State::Stopping {
-                        leader: Some(_),
-                        ..
-                    }
-                )
-            })
-            .map(|p| p.id)
-            .collect();
-        for id in stopping {
+        for id in supervisor::Supervisor::awaiting_group(&self.procs) {
             self.check_stop_done(id);
         }
     }
@@ -1632,18 +1509,8 @@ impl Daemon {
 
     /// A stop is done once the leader is reaped and nobody is left in its group.
     fn check_stop_done(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get(id) else { return };
-        if !matches!(
-            p.state,
-            State::Stopping {
-                leader: Some(_),
-                ..
-            }
-        ) {
-            return;
-        }
-        let group_alive = signals::group_alive(p.pgid, self.sid);
-        self.step(id, lifecycle::Event::GroupChecked { group_alive });
+        let actions = self.sup.check_stop_done(&mut self.procs, id);
+        self.apply(actions);
     }
 
     /// A stop finished: report it, and what outlived it outside the group.
@@ -1690,10 +1557,12 @@ impl Daemon {
 
     /// Answer every pending request whose processes have all stopped.
     fn settle_pending(&mut self) {
-        if self.pending.has_deferred() {
-            self.release_deferred_stops();
+        if self.sup.pending.has_deferred() {
+            let mut actions = Vec::new();
+            (self.sup).release_deferred_stops(&mut self.procs, &mut actions);
+            self.apply(actions);
         }
-        while let Some(settled) = self.pending.next_settled(&self.procs) {
+        while let Some(settled) = self.sup.pending.next_settled(&self.procs) {
             match settled {
                 Pending::Stop {
                     client,
@@ -1798,56 +1667,27 @@ impl Daemon {
     }
 
     fn escalate(&mut self, id: ProcId, generation: u64) {
-        let event = lifecycle::Event::StopTimedOut {
-            generation,
-            group_alive: self.leftovers(id),
-            now: Instant::now(),
-        };
-        self.step(id, event);
+        let actions = self.sup.escalate(&mut self.procs, id, generation);
+        self.apply(actions);
     }
 
     // ---- restart policies ----
 
     /// A run ended: record why, and restart it later or give up, as its policy says.
     fn supervise_exit(&mut self, id: ProcId, exit: Exit) {
-        self.generation += 1;
-        let generation = self.generation;
-        let now = Instant::now();
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        let ran_for = p.started_wall.elapsed().unwrap_or_default();
-        let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
-        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
-        let ended = (p.run > 0).then(|| logs::runs::Entry {
-            p: p.name.clone(),
-            run: p.run,
-            end: Some(logs::index::now_ms()),
-            how: p.sup.exits.back().map(supervise::ended),
-            ..Default::default()
-        });
+        let stopping = self.shutting_down;
+        let (ended, actions) = (self.sup).supervise_exit(&mut self.procs, id, exit, stopping);
         if let Some(entry) = ended {
             self.journal(entry);
         }
-        let event = lifecycle::Event::Supervised {
-            exit,
-            decision,
-            base_delay,
-            generation,
-            shutting_down: self.shutting_down,
-            now,
-        };
-        self.step(id, event);
+        self.apply(actions);
     }
 
     /// The restart delay is over: start the process again, with the note first.
     fn auto_restart(&mut self, id: ProcId, generation: u64) {
-        let event = lifecycle::Event::BackoffOver {
-            generation,
-            group_alive: self.leftovers(id),
-            shutting_down: self.shutting_down,
-        };
-        self.step(id, event);
+        let stopping = self.shutting_down;
+        let actions = (self.sup).auto_restart(&mut self.procs, id, generation, stopping);
+        self.apply(actions);
     }
 
     /// Start `id` again now, with `note` first in its log; an automatic restart
@@ -1866,16 +1706,8 @@ impl Daemon {
 
     /// Stop `id`, then start it again with `note` once it is down.
     fn stop_then_restart(&mut self, id: ProcId, note: &'static str) {
-        let timeout = self.stop_timeout(id, None);
-        if self.begin_stop(id, timeout) {
-            self.pending.push(Pending::Restart {
-                client: usize::MAX,
-                proc: id,
-                note,
-            });
-        } else {
-            self.respawn(id, Some(note));
-        }
+        let actions = self.sup.stop_then_restart(&mut self.procs, id, note);
+        self.apply(actions);
     }
 
     /// A line of ours in the stdout log of `id`, seen by followers and waits as
@@ -1939,11 +1771,9 @@ impl Daemon {
     /// A watched file changed: restart the process (reviving it if it had failed),
     /// unless it was stopped by hand.
     fn watch_restart(&mut self, id: ProcId) {
-        let event = lifecycle::Event::WatchChanged {
-            group_alive: self.leftovers(id),
-            shutting_down: self.shutting_down,
-        };
-        self.step(id, event);
+        let stopping = self.shutting_down;
+        let actions = self.sup.watch_restart(&mut self.procs, id, stopping);
+        self.apply(actions);
     }
 
     // ---- the reverse proxy ----
@@ -2204,17 +2034,13 @@ impl Daemon {
     // ---- persistence ----
 
     fn save_state(&mut self) {
-        let actions = self.persist.save(&self.procs, self.sid);
+        let actions = self.persist.save(&self.procs, self.sup.sid());
         self.apply(actions);
     }
 
     /// Last resort on a fatal loop error: leave nothing running.
     fn kill_everything(&mut self) {
-        for p in self.procs.iter() {
-            if p.state.is_alive() || signals::group_alive(p.pgid, self.sid) {
-                signals::kill_group(p.pgid, libc::SIGKILL);
-            }
-        }
+        self.sup.kill_everything(&self.procs);
     }
 }
 
