@@ -12,6 +12,7 @@ mod output;
 mod procs;
 mod readiness;
 mod resources;
+mod runs;
 mod signals;
 mod spawn;
 mod spec;
@@ -27,7 +28,7 @@ mod waits;
 mod watch;
 
 use crate::error::{Error, Result};
-use crate::logs::{self, store::LogSink};
+use crate::logs;
 use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
@@ -129,9 +130,8 @@ struct Daemon {
     persist: state::Persistence,
     /// Sequence numbers for the log indexes, shared by every stream.
     clock: logs::index::SeqClock,
-    /// The last run number of each process name in the run journal, read at
-    /// the first start (None until then).
-    run_numbers: Option<HashMap<String, u64>>,
+    /// Run numbers, the run journal, the log dir new runs' logs go in.
+    runs: runs::Runs,
     /// Reads child output into the logs; owns the budget of grown pipes.
     capture: output::Capture,
     /// Decisions about connections and requests: admission, routing.
@@ -146,8 +146,6 @@ struct Daemon {
     watch: watch::FileWatch,
     /// State changes, numbered, and the clients streaming them.
     events: events::Events,
-    /// The log dir as last verified, shared by the sinks of the runs it holds.
-    log_dir: Option<std::rc::Rc<paths::OwnDir>>,
 }
 
 impl Daemon {
@@ -185,6 +183,7 @@ impl Daemon {
             .map_err(io_err("registering signals"))?;
 
         let persist = state::Persistence::new(paths.state_file(), &home_cwd);
+        let runs = runs::Runs::new(paths.clone());
         let mut daemon = Daemon {
             paths,
             poll,
@@ -207,13 +206,12 @@ impl Daemon {
             capture: output::Capture::new(sys::big_pipe_budget()),
             persist,
             clock: logs::index::SeqClock::default(),
-            run_numbers: None,
+            runs,
             ups: up_run::Ups::default(),
             probes: readiness::ProbeTable::default(),
             proxy: None,
             watch: watch::FileWatch::default(),
             events: events::Events::default(),
-            log_dir: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -227,28 +225,6 @@ impl Daemon {
         daemon.apply(actions);
         daemon.save_state();
         Ok(daemon)
-    }
-
-    /// The log dir for a new run, opened by its path again and verified (a link
-    /// or a dir not privately ours there now is refused, never written through);
-    /// while it is the same dir, its one descriptor is shared with earlier runs.
-    fn own_log_dir(&mut self) -> io::Result<std::rc::Rc<paths::OwnDir>> {
-        let fresh = match paths::OwnDir::open(&self.paths.log_dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The log dir was deleted under us: make it again.
-                let _ = paths::ensure_state_dirs(&self.paths);
-                paths::OwnDir::open(&self.paths.log_dir)?
-            }
-            other => other?,
-        };
-        if let Some(held) = &self.log_dir
-            && held.same_as(&fresh)
-        {
-            return Ok(held.clone());
-        }
-        let dir = std::rc::Rc::new(fresh);
-        self.log_dir = Some(dir.clone());
-        Ok(dir)
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -1000,7 +976,7 @@ impl Daemon {
         // Retire the previous run's pipes (a setsid'd escapee may still hold them).
         self.close_outputs(id);
         // The run begins here: every byte of it gets a later sequence number.
-        let run = self.next_run_number(&name);
+        let run = self.runs.next_number(&name);
         let run_seq = self.clock.tick();
         let pid = spawned.pid;
         let (outputs, failure) = self.open_outputs(id, &name, &spec, spawned, annotation);
@@ -1067,44 +1043,19 @@ impl Daemon {
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
-        let log_dir = self.own_log_dir();
-        for (slot, (stream, pipe)) in outputs.iter_mut().zip([
+        let sinks = (self.runs).open_sinks(name, spec, annotation, &mut self.clock);
+        for ((slot, sink), (stream, mut pipe)) in outputs.iter_mut().zip(sinks).zip([
             (Stream::Stdout, spawned.stdout),
             (Stream::Stderr, spawned.stderr),
         ]) {
-            let path = self.paths.log_file(name, stream.name());
-            let created = match &log_dir {
-                Ok(dir) => LogSink::create_in(dir.clone(), path.clone(), spec.log_limits),
-                Err(e) => Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{}: {}",
-                        self.paths.log_dir.display(),
-                        crate::error::describe_io(e)
-                    ),
-                )),
-            };
-            let sink = match created {
-                Ok(mut s) => {
-                    // Before the child's first byte, which is still in the pipe.
-                    if let (Some(note), Stream::Stdout) = (annotation, stream) {
-                        s.annotate(&mut self.clock, note, |_| {});
-                        // Its index closes again until output flows.
-                        s.release();
-                    }
-                    s
-                }
-                Err(e) => {
-                    failure = Some(format!(
-                        "opening log {}: {}",
-                        path.display(),
-                        crate::error::describe_io(&e)
-                    ));
+            let sink = match sink {
+                Ok(sink) => sink,
+                Err(msg) => {
+                    failure = Some(msg);
                     continue;
                 }
             };
             let token = self.new_token();
-            let mut pipe = pipe;
             if let Err(e) = self
                 .poll
                 .registry()
@@ -1145,26 +1096,6 @@ impl Daemon {
         }
     }
 
-    /// The number the next run of `name` gets: one more than the journal's last,
-    /// or than the runs in its logs when the journal has none (older logs).
-    fn next_run_number(&mut self, name: &str) -> u64 {
-        let log_dir = &self.paths.log_dir;
-        let numbers = self
-            .run_numbers
-            .get_or_insert_with(|| logs::runs::last_numbers(log_dir));
-        let last = match numbers.get(name) {
-            Some(&n) => n,
-            None => {
-                let streams = STREAMS.map(|s| (s, self.paths.log_file(name, s.name())));
-                logs::runs::count_in_logs(name, &streams)
-            }
-        };
-        // (A planted journal may say anything, u64::MAX included.)
-        let next = last.saturating_add(1);
-        numbers.insert(name.to_string(), next);
-        next
-    }
-
     /// Tell the followers of `id` that asked for run markers that a run began.
     fn mark_run_start(&mut self, id: ProcId) {
         if !self.follow.wants_marks(id) {
@@ -1177,19 +1108,9 @@ impl Daemon {
     }
 
     /// Append to the run journal; a failure is noted in daemon.log, nothing more.
-    /// Written relative to the log dir's descriptor, like the logs themselves.
     fn journal(&mut self, entry: logs::runs::Entry) {
-        let dir = match self.log_dir.clone() {
-            Some(dir) => Ok(dir),
-            None => self.own_log_dir(),
-        };
-        if let Err(e) = dir.and_then(|dir| logs::runs::append(&dir, &entry)) {
-            self.note(&format!(
-                "writing {}: {}",
-                logs::runs::journal_path(&self.paths.log_dir).display(),
-                crate::error::describe_io(&e)
-            ));
-        }
+        let actions = self.runs.journal(entry);
+        self.apply(actions);
     }
 
     fn close_outputs(&mut self, id: ProcId) {
