@@ -58,6 +58,9 @@ pub enum Action {
     Died { proc: ProcId, exit: Exit },
     /// A stop finished: report it and what outlived it, then what follows an end.
     Stopped { proc: ProcId, exit: Exit },
+    /// The run ended and was reported: the restart policy decides, waits for
+    /// the exit and requests waiting for the stop are answered.
+    Ended { proc: ProcId, exit: Exit },
     /// Start the process again with `note` first in its log; `counted`: an
     /// automatic restart, which counts against the policy's maximum.
     Restart {

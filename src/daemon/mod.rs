@@ -347,6 +347,7 @@ impl Daemon {
                 Action::CheckStop { proc } => self.check_stop_done(proc),
                 Action::Died { proc, exit } => self.died(proc, exit),
                 Action::Stopped { proc, exit } => self.stopped(proc, exit),
+                Action::Ended { proc, exit } => self.exited(proc, exit),
                 Action::Restart {
                     proc,
                     note,
@@ -1402,30 +1403,14 @@ impl Daemon {
     /// The leader died on its own (it was not being stopped): say how, and who
     /// holds its port if that is why.
     fn died(&mut self, id: ProcId, exit: Exit) {
-        let Some(p) = self.procs.get(id) else { return };
-        let (name, pid) = (p.name.clone(), p.pid);
         // A server that died because its port was taken: say who has it.
         let conflict = if exit.code() == Some(0) {
             None
         } else {
             self.port_conflict(id)
         };
-        let mut exited = Change::new("exited")
-            .pid(pid)
-            .exit(exit.code(), exit.signal_name());
-        match &conflict {
-            Some(c) => {
-                self.note(&format!("{name} exited ({}); {c}", exit.describe()));
-                exited = exited.detail(c.clone());
-            }
-            None => self.note(&format!("{name} exited ({})", exit.describe())),
-        }
-        if let Some(p) = self.procs.get_mut(id) {
-            p.port_conflict = conflict;
-        }
-        self.persist.mark_dirty();
-        self.emit(id, exited);
-        self.exited(id, exit);
+        let actions = self.sup.died(&mut self.procs, id, exit, conflict);
+        self.apply(actions);
     }
 
     /// A stop is done once the leader is reaped and nobody is left in its group.
@@ -1439,27 +1424,8 @@ impl Daemon {
         let name = self.proc_name(id);
         // The group is gone; what left it earlier may live on, re-parented to us.
         let survivors = survivors::find(&name, |pid| self.procs.is_leader(pid));
-        let mut stopped = Change::new("stopped").exit(exit.code(), exit.signal_name());
-        if let Some(p) = self.procs.get_mut(id) {
-            stopped = stopped.pid(p.pid);
-            p.survivors = survivors;
-        }
-        self.note(&format!("{name} stopped ({})", exit.describe()));
-        if let Some(sentence) = self.survivor_sentence(id) {
-            self.note(&sentence);
-            stopped = stopped.detail(sentence);
-        }
-        self.emit(id, stopped);
-        self.exited(id, exit);
-        self.persist.mark_dirty();
-    }
-
-    /// What of process `id` outlived its last stop and still runs, as a sentence.
-    fn survivor_sentence(&self, id: ProcId) -> Option<String> {
-        let p = self.procs.get(id)?;
-        let alive: Vec<survivors::Survivor> =
-            p.survivors.iter().filter(|s| s.alive()).cloned().collect();
-        (!alive.is_empty()).then(|| survivors::sentence(&p.name, &alive))
+        let actions = self.sup.stopped(&mut self.procs, id, exit, survivors);
+        self.apply(actions);
     }
 
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
@@ -1491,7 +1457,7 @@ impl Daemon {
                     proc,
                 } => {
                     let mut message = format!("stopped {label}");
-                    if let Some(sentence) = self.survivor_sentence(proc) {
+                    if let Some(sentence) = supervisor::survivor_sentence(&self.procs, proc) {
                         message = format!("{message}\n{sentence}");
                     }
                     self.reply_later(client, &Response::Ok { message })
@@ -1509,12 +1475,7 @@ impl Daemon {
                     self.reply_later(client, &response);
                 }
                 Pending::StopAll { client, .. } => {
-                    let mut message = "all processes stopped".to_string();
-                    for id in self.procs.ids() {
-                        if let Some(sentence) = self.survivor_sentence(id) {
-                            message = format!("{message}\n{sentence}");
-                        }
-                    }
+                    let message = supervisor::with_survivors(&self.procs, "all processes stopped");
                     self.reply_later(client, &Response::Ok { message })
                 }
                 Pending::Shutdown { client, .. } => self.finish_shutdown(client),
@@ -1533,12 +1494,7 @@ impl Daemon {
         if let Some(client) = client {
             // What outlived the stops, one sentence a line after the first, as
             // stop-all says it, so `down` can name them on stderr.
-            let mut message = "daemon shutting down".to_string();
-            for id in self.procs.ids() {
-                if let Some(sentence) = self.survivor_sentence(id) {
-                    message = format!("{message}\n{sentence}");
-                }
-            }
+            let message = supervisor::with_survivors(&self.procs, "daemon shutting down");
             self.reply_later(client, &Response::Ok { message });
         }
         self.timers

@@ -12,6 +12,7 @@ use super::procs::{ProcId, ProcTable, State};
 use super::signals::{self, Exit};
 use super::stops::{Pending, Stops};
 use super::supervise::{self, Reason};
+use super::survivors;
 use crate::logs;
 use crate::protocol::Response;
 use std::collections::HashSet;
@@ -38,6 +39,26 @@ pub fn stop_timeout(procs: &ProcTable, id: ProcId, requested: Option<Duration>) 
     requested
         .or_else(|| procs.get(id).and_then(|p| p.spec.stop_timeout))
         .unwrap_or(DEFAULT_STOP_TIMEOUT)
+}
+
+/// What of process `id` outlived its last stop and still runs, as a sentence.
+pub fn survivor_sentence(procs: &ProcTable, id: ProcId) -> Option<String> {
+    let p = procs.get(id)?;
+    let alive: Vec<survivors::Survivor> =
+        p.survivors.iter().filter(|s| s.alive()).cloned().collect();
+    (!alive.is_empty()).then(|| survivors::sentence(&p.name, &alive))
+}
+
+/// `head`, then a line for each process with survivors of its last stop
+/// (what stop-all and a shutdown answer).
+pub fn with_survivors(procs: &ProcTable, head: &str) -> String {
+    let mut message = head.to_string();
+    for id in procs.ids() {
+        if let Some(sentence) = survivor_sentence(procs, id) {
+            message = format!("{message}\n{sentence}");
+        }
+    }
+    message
 }
 
 pub struct Supervisor {
@@ -385,6 +406,73 @@ impl Supervisor {
         (ended, out)
     }
 
+    /// The leader died on its own (it was not being stopped): say how, and who
+    /// holds its port if that is why (`conflict`, read by the loop for a failure).
+    pub fn died(
+        &self,
+        procs: &mut ProcTable,
+        id: ProcId,
+        exit: Exit,
+        conflict: Option<String>,
+    ) -> Vec<Action> {
+        let Some(p) = procs.get_mut(id) else {
+            return Vec::new();
+        };
+        let mut exited = Change::new("exited")
+            .pid(p.pid)
+            .exit(exit.code(), exit.signal_name());
+        let note = match &conflict {
+            Some(c) => {
+                exited = exited.detail(c.clone());
+                format!("{} exited ({}); {c}", p.name, exit.describe())
+            }
+            None => format!("{} exited ({})", p.name, exit.describe()),
+        };
+        p.port_conflict = conflict;
+        vec![
+            Action::Note(note),
+            Action::SaveState,
+            Action::Emit {
+                proc: id,
+                change: exited,
+            },
+            Action::Ended { proc: id, exit },
+        ]
+    }
+
+    /// A stop finished: report it, and what outlived it outside the group
+    /// (`survivors`, looked for by the loop once the group is gone).
+    pub fn stopped(
+        &self,
+        procs: &mut ProcTable,
+        id: ProcId,
+        exit: Exit,
+        survivors: Vec<survivors::Survivor>,
+    ) -> Vec<Action> {
+        let mut stopped = Change::new("stopped").exit(exit.code(), exit.signal_name());
+        let Some(p) = procs.get_mut(id) else {
+            return Vec::new();
+        };
+        stopped = stopped.pid(p.pid);
+        p.survivors = survivors;
+        let mut out = vec![Action::Note(format!(
+            "{} stopped ({})",
+            p.name,
+            exit.describe()
+        ))];
+        if let Some(sentence) = survivor_sentence(procs, id) {
+            out.push(Action::Note(sentence.clone()));
+            stopped = stopped.detail(sentence);
+        }
+        out.push(Action::Emit {
+            proc: id,
+            change: stopped,
+        });
+        out.push(Action::Ended { proc: id, exit });
+        out.push(Action::SaveState);
+        out
+    }
+
     /// Last resort on a fatal loop error: leave nothing running.
     pub fn kill_everything(&self, procs: &ProcTable) {
         for p in procs.iter() {
@@ -638,5 +726,55 @@ mod tests {
             a,
             Action::KillGroup { signal, .. } if *signal == libc::SIGKILL
         )));
+    }
+
+    #[test]
+    fn a_death_says_who_holds_the_port_and_then_ends_the_run() {
+        let mut procs = table(&[("web", false, &[])]);
+        let id = procs.find("web").unwrap();
+        let sup = Supervisor::new(NO_SESSION);
+        let conflict = Some("port 4000 is held by pid 77 (nc)".to_string());
+        let exit = Exit::Code(1);
+        let actions = sup.died(&mut procs, id, exit, conflict.clone());
+        assert!(
+            matches!(
+                &actions[0],
+                Action::Note(n) if n == "web exited (exit code 1); port 4000 is held by pid 77 (nc)"
+            ),
+            "{actions:?}"
+        );
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Emit { change, .. } if change.event == "exited"
+                && change.exit_code == Some(1)
+                && change.detail == conflict
+        )));
+        assert!(matches!(actions.last(), Some(Action::Ended { exit: e, .. }) if *e == exit));
+        assert_eq!(procs.get(id).unwrap().port_conflict, conflict);
+    }
+
+    #[test]
+    fn a_finished_stop_is_reported_before_the_run_ends() {
+        let mut procs = table(&[("web", false, &[])]);
+        let id = procs.find("web").unwrap();
+        let sup = Supervisor::new(NO_SESSION);
+        let exit = Exit::Signal(libc::SIGTERM);
+        let actions = sup.stopped(&mut procs, id, exit, Vec::new());
+        let order: Vec<&str> = actions
+            .iter()
+            .map(|a| match a {
+                Action::Note(_) => "note",
+                Action::Emit { .. } => "emit",
+                Action::Ended { .. } => "ended",
+                Action::SaveState => "save",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(order, ["note", "emit", "ended", "save"]);
+        // Nobody outlived it: stop-all says just that.
+        assert_eq!(
+            with_survivors(&procs, "all processes stopped"),
+            "all processes stopped"
+        );
     }
 }
