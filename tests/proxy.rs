@@ -1575,3 +1575,44 @@ fn a_burst_of_closing_clients_finds_the_backend_connections_of_the_last_one() {
         first.len()
     );
 }
+
+/// Continues a stopped daemon however the test ends.
+struct Stopped(i32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        kill(self.0, libc::SIGCONT);
+    }
+}
+
+/// A read that returns less than asked does not prove the socket empty: TCP
+/// ends a read at an urgent mark with bytes behind it, and no new readiness
+/// event comes for those. The proxy reads on until a read would block (it
+/// used to take the short read for empty and wait 10 s for a 408).
+#[test]
+fn a_request_behind_an_urgent_mark_is_read_without_another_event() {
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
+    let host = format!("web.localhost:{pp}");
+    let pid = sb.daemon_pid().expect("the daemon's pid");
+    let mut c = Conn::open(pp);
+    // Both parts arrive while the daemon is stopped: one event for them all.
+    kill(pid, libc::SIGSTOP);
+    let stopped = Stopped(pid);
+    let first = b"GET /echo HTTP/1.1\r\n!"; // the '!' is urgent: out of band
+    // SAFETY: send reads `first.len()` bytes from a live buffer.
+    let sent = unsafe {
+        libc::send(
+            std::os::fd::AsRawFd::as_raw_fd(&c.stream),
+            first.as_ptr().cast(),
+            first.len(),
+            libc::MSG_OOB,
+        )
+    };
+    assert_eq!(sent, first.len() as isize, "sending with MSG_OOB");
+    c.send(format!("Host: {host}\r\n\r\n").as_bytes());
+    drop(stopped);
+    let r = c.response(Duration::from_secs(8));
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["path"], "/echo", "{r}");
+}
