@@ -1,7 +1,14 @@
-//! The event log: every state change of a process gets the next sequence number
-//! and is kept in a short ring, so `events --since SEQ` can replay what a client
-//! missed. The loop in `mod.rs` streams each new event to its subscribers.
+//! The events component: every state change of a process gets the next
+//! sequence number and is kept in a short ring, so `events --since SEQ` can
+//! replay what a client missed, and each new event goes to the subscribers.
+//! It owns the ring and the subscriber list and returns the sends as actions.
 
+use super::action::Action;
+/// `Change` is part of the actions' vocabulary (action.rs), so that the
+/// components returning actions do not import each other through it.
+pub use super::action::Change;
+use super::ids::ClientId;
+use super::procs::ProcId;
 use crate::protocol::Response;
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,44 +16,56 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Events kept for replay. A client that was away for longer re-reads `status`.
 const KEPT: usize = 1024;
 
-/// What happened to a process, before it gets its number and time.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Change {
-    pub event: &'static str,
-    pub pid: Option<u32>,
-    pub exit_code: Option<i32>,
-    pub exit_signal: Option<String>,
-    pub delay_ms: Option<u64>,
-    pub detail: Option<String>,
+/// The event log and the clients streaming it.
+#[derive(Default)]
+pub struct Events {
+    log: EventLog,
+    subscribers: Vec<ClientId>,
 }
 
-impl Change {
-    pub fn new(event: &'static str) -> Change {
-        Change {
-            event,
-            ..Change::default()
+impl Events {
+    /// `events [--since SEQ]`: the client is busy from now on, first with what
+    /// it missed after `since` (if it said), then with each new event.
+    pub fn subscribe(&mut self, client: ClientId, since: Option<u64>) -> Vec<Action> {
+        let mut actions = vec![Action::Busy { client: client.0 }];
+        if let Some(since) = since {
+            let (missed, replay) = self.log.since(since);
+            if missed > 0 {
+                let response = lost(missed, since.saturating_add(missed));
+                actions.push(Action::Reply {
+                    client: client.0,
+                    response,
+                });
+            }
+            for event in replay {
+                let response = event.clone();
+                actions.push(Action::Reply {
+                    client: client.0,
+                    response,
+                });
+            }
         }
+        self.subscribers.push(client);
+        actions
     }
 
-    pub fn pid(mut self, pid: u32) -> Change {
-        self.pid = Some(pid);
-        self
+    /// Number a change of process `id` (named `name`) and stream it to the subscribers.
+    pub fn emit(&mut self, name: &str, id: ProcId, change: Change) -> Vec<Action> {
+        let seq = self.log.last_seq() + 1;
+        let event = self.log.record(name, id, change);
+        if self.subscribers.is_empty() {
+            return Vec::new();
+        }
+        vec![Action::SendEvent {
+            to: self.subscribers.clone(),
+            event: event.clone(),
+            seq,
+        }]
     }
 
-    pub fn exit(mut self, code: Option<i32>, signal: Option<String>) -> Change {
-        self.exit_code = code;
-        self.exit_signal = signal;
-        self
-    }
-
-    pub fn delay_ms(mut self, ms: u64) -> Change {
-        self.delay_ms = Some(ms);
-        self
-    }
-
-    pub fn detail(mut self, detail: impl Into<String>) -> Change {
-        self.detail = Some(detail.into());
-        self
+    /// The client has gone: stream nothing more to it.
+    pub fn drop_client(&mut self, client: ClientId) {
+        self.subscribers.retain(|&c| c != client);
     }
 }
 
@@ -129,6 +148,62 @@ mod tests {
                 _ => 0,
             })
             .collect()
+    }
+
+    #[test]
+    fn subscribers_get_what_they_missed_then_each_new_event_until_they_go() {
+        let mut events = Events::default();
+        // Nobody listens: the event is numbered and kept, and nothing is sent.
+        assert!(events.emit("api", 1, Change::new("started")).is_empty());
+        let actions = events.subscribe(ClientId(5), Some(0));
+        assert!(matches!(actions[0], Action::Busy { client: 5 }));
+        assert!(matches!(
+            &actions[1],
+            Action::Reply {
+                client: 5,
+                response: Response::Event { seq: 1, .. }
+            }
+        ));
+        assert_eq!(actions.len(), 2);
+        events.subscribe(ClientId(6), None);
+        let sent = events.emit("api", 1, Change::new("exited"));
+        match &sent[..] {
+            [
+                Action::SendEvent {
+                    to,
+                    seq: 2,
+                    event: Response::Event { event, .. },
+                },
+            ] => {
+                assert_eq!(to, &[ClientId(5), ClientId(6)]);
+                assert_eq!(event, "exited");
+            }
+            other => panic!("{other:?}"),
+        }
+        events.drop_client(ClientId(5));
+        match &events.emit("api", 1, Change::new("started"))[..] {
+            [Action::SendEvent { to, .. }] => assert_eq!(to, &[ClientId(6)]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_subscriber_that_fell_behind_the_ring_is_told_how_many_it_lost() {
+        let mut events = Events::default();
+        for _ in 0..KEPT + 3 {
+            events.emit("api", 1, Change::new("started"));
+        }
+        let actions = events.subscribe(ClientId(1), Some(0));
+        assert_eq!(actions.len(), 2 + KEPT);
+        match &actions[1] {
+            Action::Reply {
+                response: Response::Event { event, seq, .. },
+                ..
+            } => {
+                assert_eq!((event.as_str(), *seq), ("lost", 3));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -5,11 +5,13 @@
 mod action;
 mod control;
 mod events;
+mod ids;
 mod probes;
 mod procs;
 mod resources;
 mod signals;
 mod spawn;
+mod spec;
 mod startup;
 mod state;
 mod supervise;
@@ -202,10 +204,8 @@ struct Daemon {
     watcher: Option<watch::Watcher>,
     /// Processes with a change waiting out the debounce.
     watch_pending: HashSet<ProcId>,
-    /// State changes, numbered, for `Events` clients.
-    events: events::EventLog,
-    /// Clients streaming events.
-    subscribers: Vec<usize>,
+    /// State changes, numbered, and the clients streaming them.
+    events: events::Events,
     /// Told with every `status`: what this daemon did about a dead predecessor.
     status_notes: Vec<String>,
     /// Ports chosen for processes that named none, by name (kept in state.json).
@@ -285,8 +285,7 @@ impl Daemon {
             proxy: None,
             watcher: None,
             watch_pending: HashSet::new(),
-            events: events::EventLog::default(),
-            subscribers: Vec::new(),
+            events: events::Events::default(),
             status_notes: Vec::new(),
             chosen_ports: Default::default(),
             log_dir: None,
@@ -425,11 +424,14 @@ impl Daemon {
                 Action::Arm { at, timer } => self.timers.arm(at, timer),
                 Action::Emit { proc, change } => self.emit(proc, change),
                 Action::SaveState => self.state_dirty = true,
+                Action::Busy { client } => self.set_busy(client),
                 // ---- control ----
                 Action::Reply { client, response } => self.reply(client, &response),
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
                 // ---- output and follow ----
+                // ---- events ----
+                Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
                 // ---- up ----
                 // ---- probes ----
@@ -614,8 +616,8 @@ impl Daemon {
         }
         self.slots.remove(&Token(id));
         self.follows.remove(&id);
-        self.subscribers.retain(|&c| c != id);
-        self.waits.drop_client(id);
+        self.events.drop_client(ids::ClientId(id));
+        self.waits.drop_client(ids::ClientId(id));
         self.up_drop_client(id);
         for p in &mut self.pending {
             match p {
@@ -738,27 +740,12 @@ impl Daemon {
             Request::Hello { .. } => {
                 self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
             }
-            Request::Events { since } => self.subscribe(client, since),
+            Request::Events { since } => {
+                let actions = self.events.subscribe(ids::ClientId(client), since);
+                self.apply(actions);
+            }
             Request::Unknown => self.reply(client, &Response::error("unknown request type")),
         }
-    }
-
-    /// Stream state changes to `client` from now on, after those past `since`.
-    fn subscribe(&mut self, client: usize, since: Option<u64>) {
-        self.set_busy(client);
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if let Some(since) = since {
-            let (missed, replay) = self.events.since(since);
-            if missed > 0 {
-                c.send(&events::lost(missed, since.saturating_add(missed)));
-            }
-            for event in replay {
-                c.send(event);
-            }
-        }
-        self.subscribers.push(client);
     }
 
     /// Number a state change of process `id` and stream it to the subscribers.
@@ -766,15 +753,19 @@ impl Daemon {
         let Some(p) = self.procs.get(id) else {
             return;
         };
-        let seq = self.events.last_seq() + 1;
-        let event = self.events.record(&p.name, id, change);
-        for client in &self.subscribers {
-            if let Some(c) = self.clients.get_mut(client) {
+        let actions = self.events.emit(&p.name, id, change);
+        self.apply(actions);
+    }
+
+    /// Write event `seq` to each subscriber that is still connected.
+    fn send_event(&mut self, to: &[ids::ClientId], event: &Response, seq: u64) {
+        for client in to {
+            if let Some(c) = self.clients.get_mut(&client.0) {
                 c.send_event(event, seq);
                 // What does not fit in the socket now goes on its writable edge; a
                 // broken connection is closed by the retry, not in the middle of this.
                 if c.flush().is_err() {
-                    self.retry.push(Token(*client));
+                    self.retry.push(Token(client.0));
                 }
             }
         }
@@ -799,154 +790,28 @@ impl Daemon {
     /// What a run request asks for, minus the caller's environment and name:
     /// equal definitions start the same thing.
     fn definition(&self, request: &Request) -> Option<String> {
-        let Request::Run {
-            command,
-            cwd,
-            env,
-            port,
-            log_max_size,
-            log_max_files,
-            stop_timeout_ms,
-            stop_signal,
-            depends_on,
-            restart,
-            watch,
-            oneshot,
-            ..
-        } = request
-        else {
-            return None;
-        };
-        let cwd = match cwd {
-            Some(dir) => self.home_cwd.join(dir),
-            None => self.home_cwd.clone(),
-        };
-        let env: Option<std::collections::BTreeMap<&String, &String>> =
-            env.as_ref().map(|e| e.iter().collect());
-        let fields = (
-            command,
-            cwd,
-            env.unwrap_or_default(),
-            port,
-            log_max_size,
-            log_max_files,
-            stop_timeout_ms,
-            stop_signal.as_deref().and_then(signals::signal_number),
-            depends_on,
-            restart,
-            watch,
-            oneshot,
-        );
-        serde_json::to_string(&fields).ok()
+        spec::definition(request, &self.home_cwd)
     }
 
     fn run_process(&mut self, request: Request) -> Response {
-        let definition = self.definition(&request).unwrap_or_default();
-        let Request::Run {
-            command,
-            name,
-            cwd,
-            env,
-            port,
-            restart,
-            watch,
-            base_env,
-            log_max_size,
-            log_max_files,
-            stop_timeout_ms,
-            stop_signal,
-            depends_on,
-            oneshot,
-        } = request
-        else {
-            return Response::error("internal error: not a run request");
-        };
-        if oneshot && restart.as_ref().is_some_and(|r| r.mode == "always") {
-            return Response::error(
-                "a one-shot step runs to completion, so it cannot be restarted always; \
-                 use on-failure to retry it until it succeeds",
-            );
-        }
         if self.shutting_down {
             return Response::error(
                 "the daemon is shutting down; run the command again once it has exited",
             );
         }
-        let restart = match restart.as_ref().map(supervise::Policy::from_request) {
-            None => None,
-            Some(Ok(policy)) => policy,
-            Some(Err(msg)) => return Response::error(msg),
+        let ctx = spec::Context {
+            home_cwd: &self.home_cwd,
+            behind_proxy: self.proxy.is_some(),
         };
-        let watch = match watch.as_ref().map(watch_globs) {
-            None => None,
-            Some(Ok(globs)) => Some(globs),
-            Some(Err(msg)) => return Response::error(msg),
+        let spec::Planned {
+            name,
+            mut spec,
+            watch,
+        } = match spec::Spec::from_run(request, &ctx) {
+            Ok(planned) => planned,
+            Err(msg) => return Response::error(msg),
         };
-        if command.trim().is_empty() {
-            return Response::error("the command is empty");
-        }
-        if command.contains('\0') {
-            return Response::error("the command contains a NUL byte");
-        }
-        let env = env.unwrap_or_default();
-        // A bad name and a bad value are told apart: the value is what to fix
-        // when only it holds a NUL.
-        let bad_env = |map: &HashMap<String, String>| {
-            map.iter().find_map(|(k, v)| {
-                if k.is_empty() || k.contains(['=', '\0']) {
-                    Some(format!("invalid environment variable name {k:?}"))
-                } else if v.contains('\0') {
-                    Some(format!(
-                        "invalid value for environment variable {k:?}: it contains a NUL byte"
-                    ))
-                } else {
-                    None
-                }
-            })
-        };
-        if let Some(msg) = bad_env(&env).or_else(|| base_env.as_ref().and_then(bad_env)) {
-            return Response::error(msg);
-        }
-        let stop_signal = match stop_signal.as_deref() {
-            None => libc::SIGTERM,
-            Some(name) => match signals::signal_number(name) {
-                Some(sig) => sig,
-                None => {
-                    return Response::error(format!(
-                        "unknown stop signal '{name}' (try TERM, INT, HUP, QUIT or KILL)"
-                    ));
-                }
-            },
-        };
-        let cwd = match cwd {
-            Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir),
-            Some(dir) => self.home_cwd.join(dir),
-            None => self.home_cwd.clone(),
-        };
-        let watch = watch.map(|(patterns, ignore)| watch::Spec {
-            root: cwd.clone(),
-            patterns,
-            ignore,
-        });
-
-        let existing = match &name {
-            Some(n) => {
-                if let Err(msg) = paths::check_process_name(n) {
-                    return Response::error(msg);
-                }
-                let label = n
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                if self.proxy.is_some() && !label {
-                    return Response::error(format!(
-                        "behind the proxy a process name becomes NAME.localhost, so it must be \
-                         a DNS label (lower-case letters, digits and '-'), not '{n}'"
-                    ));
-                }
-                self.procs.by_name(n)
-            }
-            None => None,
-        };
+        let existing = name.as_deref().and_then(|n| self.procs.by_name(n));
         if let Some(id) = existing
             && let Some(p) = self.procs.get(id)
             && p.state.is_alive()
@@ -957,60 +822,63 @@ impl Daemon {
             ));
         }
         // Processes started from one shell share one copy of its environment.
-        let base_env = base_env.map(|env| {
+        spec.base_env = spec.base_env.map(|env| {
             self.procs
                 .iter()
                 .filter_map(|p| p.spec.base_env.as_ref())
-                .find(|known| ***known == env)
+                .find(|known| ***known == *env)
                 .cloned()
-                .unwrap_or_else(|| std::rc::Rc::new(env))
+                .unwrap_or(env)
         });
-        let asked_port = port;
-        // Behind the proxy every process needs a port: keep the one it had, or
-        // take a free one.
-        let port = match port {
-            Some(port) => Some(port),
-            None => {
-                let kept = existing
-                    .and_then(|id| self.procs.get(id))
-                    .and_then(|p| p.spec.port);
-                // Behind the proxy a re-run keeps its port, so its URL keeps working.
-                match (kept, &self.proxy) {
-                    (Some(port), Some(_)) => Some(port),
-                    (None, Some(_)) => match self.free_backend_port(name.as_deref()) {
-                        Ok(port) => Some(port),
-                        Err(message) => return Response::error(message),
-                    },
-                    (_, None) => None,
-                }
+        let asked_port = spec.port;
+        if asked_port.is_none() {
+            match self.backend_port(existing, name.as_deref()) {
+                Ok(port) => spec.port = port,
+                Err(message) => return Response::error(message),
             }
+        }
+        let watch = watch.map(|w| watch::Spec {
+            root: spec.cwd.clone(),
+            patterns: w.patterns,
+            ignore: w.ignore,
+        });
+        let taken = self.asked_port_taken(asked_port, existing);
+        let mut response = match existing {
+            Some(id) => self.rerun(id, spec, watch),
+            None => self.first_run(name, spec, watch),
         };
-        let defaults = logs::Limits::default();
-        let log_limits = logs::Limits {
-            max_size: log_max_size.unwrap_or(defaults.max_size).max(1),
-            keep: log_max_files
-                .unwrap_or(defaults.keep)
-                .min(logs::MAX_SEGMENTS),
-        };
-        let spec = spawn::Spec {
-            command,
-            cwd,
-            base_env,
-            env,
-            port,
-            log_limits,
-            stop_timeout: stop_timeout_ms.map(Duration::from_millis),
-            stop_signal,
-            depends_on,
-            restart,
-            definition,
-            oneshot,
-        };
-        // 0.6 did not look; a taken port is a warning, not a refusal, because
-        // the holder may be about to go, or the command may not use PORT at all.
-        // A port we chose was free already; a bind tells in microseconds whether
-        // an asked-for one is, and only a refusal costs reading the TCP tables.
-        let taken = asked_port
+        if let (Some(taken), Response::RunOk { name, warning, .. }) = (taken, &mut response) {
+            self.note(&format!("{name}: warning: {taken}"));
+            *warning = Some(taken);
+        }
+        response
+    }
+
+    /// Behind the proxy every process needs a port: a re-run keeps the one it
+    /// had, so its URL keeps working, or a free one is taken.
+    fn backend_port(
+        &mut self,
+        existing: Option<ProcId>,
+        name: Option<&str>,
+    ) -> std::result::Result<Option<u16>, String> {
+        if self.proxy.is_none() {
+            return Ok(None);
+        }
+        let kept = existing
+            .and_then(|id| self.procs.get(id))
+            .and_then(|p| p.spec.port);
+        match kept {
+            Some(port) => Ok(Some(port)),
+            None => self.free_backend_port(name).map(Some),
+        }
+    }
+
+    /// 0.6 did not look; a taken port is a warning, not a refusal, because
+    /// the holder may be about to go, or the command may not use PORT at all.
+    /// A port we chose was free already; a bind tells in microseconds whether
+    /// an asked-for one is, and only a refusal costs reading the TCP tables.
+    fn asked_port_taken(&self, asked: Option<u16>, existing: Option<ProcId>) -> Option<String> {
+        asked
             .filter(|&port| TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_err())
             .and_then(|port| {
                 let old_group = existing
@@ -1018,68 +886,46 @@ impl Daemon {
                     .map(|p| p.pgid)
                     .filter(|&g| g > 0);
                 self.port_taken(port, old_group)
-            });
-        let mut response = match existing {
-            Some(id) => {
-                // Re-running an exited name replaces it, keeping its id; leftovers of
-                // its old process group belong to the run being replaced.
-                let sid = self.sid;
-                if let Some(p) = self.procs.get_mut(id) {
-                    if signals::group_alive(p.pgid, sid) {
-                        signals::kill_group(p.pgid, libc::SIGKILL);
-                    }
-                    p.spec = spec;
-                    p.sup.reset();
-                }
-                if let Err(msg) = self.set_watch(id, watch) {
-                    return Response::error(msg);
-                }
-                self.respawn(id, None)
+            })
+    }
+
+    /// Re-running an exited name replaces it, keeping its id; leftovers of its
+    /// old process group belong to the run being replaced.
+    fn rerun(&mut self, id: ProcId, spec: spec::Spec, watch: Option<watch::Spec>) -> Response {
+        let sid = self.sid;
+        if let Some(p) = self.procs.get_mut(id) {
+            if signals::group_alive(p.pgid, sid) {
+                signals::kill_group(p.pgid, libc::SIGKILL);
             }
-            None => {
-                let id = self.procs.allocate_id();
-                let name = name.unwrap_or_else(|| format!("p{id}"));
-                if self.procs.by_name(&name).is_some() {
-                    return Response::error(format!(
-                        "process '{name}' already exists; choose a --name"
-                    ));
-                }
-                let proc = Proc {
-                    id,
-                    name,
-                    spec,
-                    state: State::Failed {
-                        reason: "not started".into(),
-                    },
-                    pgid: 0,
-                    pid: 0,
-                    started_wall: SystemTime::now(),
-                    start_ticks: None,
-                    outputs: [None, None],
-                    sup: supervise::Supervision::default(),
-                    survivors: Vec::new(),
-                    cpu_sample: None,
-                    port_conflict: None,
-                    run: 0,
-                    run_seq: 0,
-                    awaiting_ready: false,
-                    ready_reported: None,
-                };
-                self.procs.insert(proc);
-                if let Err(msg) = self.set_watch(id, watch) {
-                    self.procs_remove(id);
-                    return Response::error(msg);
-                }
-                let response = self.respawn(id, None);
-                if matches!(response, Response::Error { .. }) {
-                    self.procs_remove(id);
-                }
-                response
-            }
-        };
-        if let (Some(taken), Response::RunOk { name, warning, .. }) = (taken, &mut response) {
-            self.note(&format!("{name}: warning: {taken}"));
-            *warning = Some(taken);
+            p.spec = spec;
+            p.sup.reset();
+        }
+        if let Err(msg) = self.set_watch(id, watch) {
+            return Response::error(msg);
+        }
+        self.respawn(id, None)
+    }
+
+    /// A new name: a new entry in the table, removed again if it cannot start.
+    fn first_run(
+        &mut self,
+        name: Option<String>,
+        spec: spec::Spec,
+        watch: Option<watch::Spec>,
+    ) -> Response {
+        let id = self.procs.allocate_id();
+        let name = name.unwrap_or_else(|| format!("p{id}"));
+        if self.procs.by_name(&name).is_some() {
+            return Response::error(format!("process '{name}' already exists; choose a --name"));
+        }
+        self.procs.insert(Proc::new(id, name, spec));
+        if let Err(msg) = self.set_watch(id, watch) {
+            self.procs_remove(id);
+            return Response::error(msg);
+        }
+        let response = self.respawn(id, None);
+        if matches!(response, Response::Error { .. }) {
+            self.procs_remove(id);
         }
         response
     }
@@ -1635,7 +1481,7 @@ impl Daemon {
             self.prepare_indexes(id);
         }
         let wait = self.waits.add(Wait {
-            client,
+            client: ids::ClientId(client),
             proc: id,
             pattern,
             pattern_text: until.unwrap_or_default(),
@@ -1686,14 +1532,14 @@ impl Daemon {
         }
         self.set_busy(client);
         let wait = self.waits.add(Wait {
-            client,
+            client: ids::ClientId(client),
             proc: id,
             pattern: None,
             pattern_text: probe.describe(),
             exit: false,
             probe: true,
         });
-        let probe = self.probes.add(probes::Owner::Wait(wait), id, probe);
+        let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
         self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
         self.timers
             .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
@@ -2004,7 +1850,7 @@ impl Daemon {
             let line = text
                 .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
                 .clone();
-            self.reply_later(wait.client, &Response::WaitMatch { line });
+            self.reply_later(wait.client.0, &Response::WaitMatch { line });
         }
         if self.follows.is_empty() {
             return;
@@ -2106,7 +1952,7 @@ impl Daemon {
             } else {
                 format!("{name} has exited ({outcome})")
             };
-            self.reply_later(wait.client, &Response::error(message));
+            self.reply_later(wait.client.0, &Response::error(message));
         }
         let followers: Vec<usize> = self
             .follows
@@ -2268,14 +2114,14 @@ impl Daemon {
                 "{name} has exited ({outcome}) before {} was ready",
                 wait.pattern_text
             );
-            self.reply_later(wait.client, &Response::error(message));
+            self.reply_later(wait.client.0, &Response::error(message));
         }
         for wait in self.waits.take_exit(id) {
             let response = Response::WaitExited {
                 exit_code: exit.code(),
                 exit_signal: exit.signal_name(),
             };
-            self.reply_later(wait.client, &response);
+            self.reply_later(wait.client.0, &response);
         }
         self.settle_pending();
         self.check_output_finished(id);
@@ -2375,7 +2221,7 @@ impl Daemon {
                 Timer::WaitDeadline { wait } => {
                     if let Some(w) = self.waits.remove(wait) {
                         self.apply(vec![Action::ReplyLater {
-                            client: w.client,
+                            client: w.client.0,
                             response: Response::WaitTimeout,
                         }]);
                     }
@@ -2928,7 +2774,7 @@ impl Daemon {
             return;
         };
         let owner_alive = match probe.owner {
-            probes::Owner::Wait(w) => self.waits.contains(w),
+            probes::Owner::Wait(w) => self.waits.contains(ids::WaitId(w)),
             probes::Owner::Up { run, .. } => self.ups.contains_key(&run),
         };
         let proc_alive = self
@@ -3024,9 +2870,9 @@ impl Daemon {
     fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
         match probe.owner {
             probes::Owner::Wait(w) => {
-                if let Some(wait) = self.waits.remove(w) {
+                if let Some(wait) = self.waits.remove(ids::WaitId(w)) {
                     let line = format!("{} is ready ({how})", probe.target.describe());
-                    self.reply_later(wait.client, &Response::WaitMatch { line });
+                    self.reply_later(wait.client.0, &Response::WaitMatch { line });
                 }
             }
             probes::Owner::Up { run, entry } => self.up_ready(run, entry),
@@ -3148,21 +2994,4 @@ fn follow_wants(follow: &Follow, stream: Stream) -> bool {
         Stream::Stderr => follow.stderr || (follow.all && follow.target.is_none()),
         Stream::Stdout => !follow.stderr,
     }
-}
-
-/// The compiled `--watch` and `--watch-ignore` globs of a run request.
-fn watch_globs(
-    w: &crate::protocol::WatchConfig,
-) -> std::result::Result<(Vec<crate::glob::Glob>, Vec<crate::glob::Glob>), String> {
-    let compile = |flag: &str, list: &[String]| {
-        list.iter()
-            .map(|p| crate::glob::Glob::new(p).map_err(|e| format!("{flag} '{p}': {e}")))
-            .collect::<std::result::Result<Vec<_>, String>>()
-    };
-    if w.paths.is_empty() {
-        return Err("--watch needs at least one pattern".into());
-    }
-    let patterns = compile("--watch", &w.paths)?;
-    let ignore = compile("--watch-ignore", w.ignore.as_deref().unwrap_or_default())?;
-    Ok((patterns, ignore))
 }

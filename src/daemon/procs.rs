@@ -3,7 +3,7 @@
 //! rules; the loop in `mod.rs` does the system calls and registrations.
 
 use super::signals::Exit;
-use super::spawn::Spec;
+use super::spec::Spec;
 use crate::logs::store::LogSink;
 use crate::protocol::{ProcessInfo, Stream};
 use std::collections::{BTreeMap, HashMap};
@@ -109,6 +109,31 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// A process not started yet (`Failed` until its first run begins).
+    pub fn new(id: ProcId, name: String, spec: Spec) -> Proc {
+        Proc {
+            id,
+            name,
+            spec,
+            state: State::Failed {
+                reason: "not started".into(),
+            },
+            pgid: 0,
+            pid: 0,
+            started_wall: SystemTime::now(),
+            start_ticks: None,
+            outputs: [None, None],
+            sup: super::supervise::Supervision::default(),
+            survivors: Vec::new(),
+            cpu_sample: None,
+            port_conflict: None,
+            run: 0,
+            run_seq: 0,
+            awaiting_ready: false,
+            ready_reported: None,
+        }
+    }
+
     pub fn output(&mut self, stream: Stream) -> Option<&mut Output> {
         self.outputs[stream_index(stream)].as_mut()
     }

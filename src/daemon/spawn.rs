@@ -10,34 +10,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::rc::Rc;
 
-/// What to start; kept on the process so restarts start the same thing.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    pub command: String,
-    pub cwd: PathBuf,
-    /// The base environment (the caller's, or the daemon's for 0.6 clients);
-    /// shared between processes started from the same environment.
-    pub base_env: Option<Rc<HashMap<String, String>>>,
-    /// Overrides from `--env`; they win over everything.
-    pub env: HashMap<String, String>,
-    pub port: Option<u16>,
-    /// Segment size and number of old segments for this process's logs.
-    pub log_limits: crate::logs::Limits,
-    /// Grace period between `stop_signal` and SIGKILL; None: the daemon's default.
-    pub stop_timeout: Option<std::time::Duration>,
-    pub stop_signal: i32,
-    /// Names of the processes this one needs; it is stopped before them.
-    pub depends_on: Vec<String>,
-    /// A setup step that runs to completion.
-    pub oneshot: bool,
-    /// Start it again when it dies on its own (None: never).
-    pub restart: Option<super::supervise::Policy>,
-    /// What was asked for, minus the caller's environment: `up` leaves a running
-    /// process alone when this is unchanged and restarts it when it differs.
-    pub definition: String,
-}
+pub use super::spec::Spec;
 
 pub struct Spawned {
     pub pid: u32,

@@ -2,6 +2,7 @@
 //! fires for something that moved on (a stop that finished, a wait that matched)
 //! finds nothing to do, because each carries the generation it was armed for.
 
+use super::ids::WaitId;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ pub enum Timer {
     /// SIGKILL the group of this process if its stop (of this generation) is still pending.
     Escalate { proc: u32, generation: u64 },
     /// A `wait` ran out of time.
-    WaitDeadline { wait: u64 },
+    WaitDeadline { wait: WaitId },
     /// A `logs --follow` ran out of time.
     FollowDeadline { client: usize, generation: u64 },
     /// Stop waiting for the last replies to drain and exit.
@@ -83,13 +84,13 @@ mod tests {
         t.arm(now + Duration::from_secs(5), Timer::ExitDeadline);
         t.arm(
             now + Duration::from_secs(1),
-            Timer::WaitDeadline { wait: 7 },
+            Timer::WaitDeadline { wait: WaitId(7) },
         );
         assert_eq!(t.next_timeout(now), Some(Duration::from_secs(1)));
         assert_eq!(t.pop_due(now), None);
         assert_eq!(
             t.pop_due(now + Duration::from_secs(2)),
-            Some(Timer::WaitDeadline { wait: 7 })
+            Some(Timer::WaitDeadline { wait: WaitId(7) })
         );
         assert_eq!(t.pop_due(now + Duration::from_secs(2)), None);
         assert_eq!(

@@ -1,12 +1,13 @@
 //! Pending `wait` requests: what each waits for, and whether a line or an exit
 //! satisfies it. The loop feeds lines and exits in; replies go out through it.
 
+use super::ids::{ClientId, WaitId};
 use super::procs::ProcId;
 pub use crate::logs::pattern::Pattern;
 use std::collections::HashMap;
 
 pub struct Wait {
-    pub client: usize,
+    pub client: ClientId,
     pub proc: ProcId,
     pub pattern: Option<Pattern>,
     /// The pattern as the user gave it, for messages.
@@ -18,22 +19,23 @@ pub struct Wait {
 
 #[derive(Default)]
 pub struct WaitTable {
-    waits: HashMap<u64, Wait>,
+    waits: HashMap<WaitId, Wait>,
     next: u64,
 }
 
 impl WaitTable {
-    pub fn add(&mut self, wait: Wait) -> u64 {
+    pub fn add(&mut self, wait: Wait) -> WaitId {
         self.next += 1;
-        self.waits.insert(self.next, wait);
-        self.next
+        let id = WaitId(self.next);
+        self.waits.insert(id, wait);
+        id
     }
 
-    pub fn remove(&mut self, id: u64) -> Option<Wait> {
+    pub fn remove(&mut self, id: WaitId) -> Option<Wait> {
         self.waits.remove(&id)
     }
 
-    pub fn contains(&self, id: u64) -> bool {
+    pub fn contains(&self, id: WaitId) -> bool {
         self.waits.contains_key(&id)
     }
 
@@ -64,12 +66,12 @@ impl WaitTable {
         self.take_where(|w| w.proc == proc)
     }
 
-    pub fn drop_client(&mut self, client: usize) {
+    pub fn drop_client(&mut self, client: ClientId) {
         self.waits.retain(|_, w| w.client != client);
     }
 
     fn take_where(&mut self, pred: impl Fn(&Wait) -> bool) -> Vec<Wait> {
-        let ids: Vec<u64> = self
+        let ids: Vec<WaitId> = self
             .waits
             .iter()
             .filter(|(_, w)| pred(w))
@@ -90,7 +92,7 @@ mod tests {
         let mut t = WaitTable::default();
         let pattern = Some(Pattern::new("ready", false, false).unwrap());
         t.add(Wait {
-            client: 1,
+            client: ClientId(1),
             proc: 7,
             pattern,
             pattern_text: "ready".into(),
@@ -98,7 +100,7 @@ mod tests {
             probe: false,
         });
         t.add(Wait {
-            client: 2,
+            client: ClientId(2),
             proc: 7,
             pattern: None,
             pattern_text: String::new(),
