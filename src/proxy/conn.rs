@@ -17,14 +17,15 @@
 //! be written to the other side. Buffers stay bounded that way: a slow client
 //! slows its backend, never the daemon. Moving bytes is in `relay.rs`.
 
+mod backend;
 mod relay;
 #[cfg(test)]
 mod tests;
 
 use super::http::{self, Framing, Parsed, Route};
 use super::pool::Pool;
-use super::socket::{Socket, refusal};
-use super::{Backends, ConnId, Lookup, Side, Step, token};
+use super::socket::Socket;
+use super::{Backends, ConnId, Side, Step, token};
 use relay::{Body, Out};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -656,193 +657,6 @@ impl<S: Socket> Conn<S> {
             Phase::Tunnel => {}
             Phase::Closing | Phase::Draining => self.done = true,
         }
-    }
-
-    // ---- the backend ----
-
-    /// Connect to the process of the current exchange (or wait for it).
-    fn dial(&mut self, env: &mut Env<S>) {
-        let Some(ex) = self.exchange.as_ref() else {
-            return;
-        };
-        // 0.6's words first ("no running process named 'web'"), then ours.
-        let (port, starting) = match env.backends.lookup(&ex.name) {
-            Lookup::Up(port) => (port, false),
-            Lookup::Starting(port) => (port, true),
-            Lookup::Soon(why) => return self.wait_for_backend(why),
-            Lookup::Down(why) => return self.no_such_process(env, &why),
-            Lookup::Unknown => {
-                return self
-                    .no_such_process(env, "there is no process of that name in this session");
-            }
-        };
-        let reuse = self
-            .backend
-            .as_ref()
-            .is_some_and(|b| b.port == port && b.connected);
-        if !reuse {
-            self.drop_backend();
-            let bodiless = self.exchange.as_ref().is_some_and(|e| e.bodiless);
-            if let Some((id, stream)) = env.pool.lend(port, self.id, !bodiless) {
-                // It stays registered (readable only) under its token, whose
-                // events the proxy now routes here: no system call to take it.
-                self.backend = Some(Backend {
-                    stream,
-                    token_id: id,
-                    watch: Watch {
-                        registered: Some(false),
-                        writes: false,
-                    },
-                    port,
-                    starting,
-                    connected: true,
-                    reused: true,
-                    readable: false,
-                    hup: false,
-                    carried_body: false,
-                });
-            } else if !self.connect(port, starting) {
-                return;
-            }
-        }
-        if let (Some(ex), Some(b)) = (self.exchange.as_ref(), self.backend.as_mut()) {
-            b.carried_body |= ex.carries_body;
-            // The head goes first; body bytes follow as they come.
-            if self.b_out.len() == 0 {
-                self.b_out.push(&ex.head);
-            }
-        }
-    }
-
-    /// Start a new connection to `port`; false when that failed (and was answered).
-    fn connect(&mut self, port: u16, starting: bool) -> bool {
-        let stream = match S::connect(port) {
-            Ok(s) => s,
-            Err(e) if crate::sys::out_of_descriptors(&e) => {
-                // Not the backend's fault: say what is wrong, and do not wait.
-                let why = format!(
-                    "the proxy is out of file descriptors ({}); try again shortly\n",
-                    crate::error::describe_io(&e)
-                );
-                self.fail_request(503, why);
-                return false;
-            }
-            Err(e) => {
-                let name = self.exchange_name();
-                let why = format!(
-                    "{name} is not accepting connections on 127.0.0.1:{port} ({})",
-                    refusal(&e)
-                );
-                self.refused(starting, why);
-                return false;
-            }
-        };
-        self.backend = Some(Backend {
-            stream,
-            token_id: self.id,
-            // Writable tells when the connect completed.
-            watch: Watch {
-                registered: None,
-                writes: true,
-            },
-            port,
-            starting,
-            connected: false,
-            reused: false,
-            readable: true,
-            hup: false,
-            carried_body: false,
-        });
-        true
-    }
-
-    /// The name of the process the current request is for (for messages).
-    fn exchange_name(&self) -> String {
-        self.exchange
-            .as_ref()
-            .map(|e| e.name.clone())
-            .unwrap_or_default()
-    }
-
-    fn no_such_process(&mut self, env: &mut Env<S>, why: &str) {
-        let name = self.exchange_name();
-        let body = format!(
-            "no running process named '{name}': {why}\n\n{}",
-            super::routes_page(&env.backends.routes(), env.proxy_port)
-        );
-        self.fail_request(502, body);
-    }
-
-    fn wait_for_backend(&mut self, why: String) {
-        let now = Instant::now();
-        self.drop_backend();
-        let hold = self.limits.hold;
-        let Some(ex) = self.exchange.as_mut() else {
-            return;
-        };
-        if now >= ex.wait_until {
-            return self.fail_request(503, format!("{why}; gave up after {}\n", span(hold)));
-        }
-        ex.why_waiting = why;
-        ex.retry_at = Some((now + RETRY).min(ex.wait_until));
-    }
-
-    fn connect_failed(&mut self, why: String) {
-        let (name, port, starting) = match (self.exchange.as_ref(), self.backend.as_ref()) {
-            (Some(ex), Some(b)) => (ex.name.clone(), b.port, b.starting),
-            _ => {
-                self.drop_backend();
-                return;
-            }
-        };
-        // Nothing was written: what waits in b_out goes to the next try.
-        let why = format!("{name} is not accepting connections on 127.0.0.1:{port} ({why})");
-        self.refused(starting, why);
-    }
-
-    /// The backend's port refused the connection. A process that is still
-    /// starting is waited for (up to 5 s, then 503), and so is one this request
-    /// already waits for; one that has been running a while gets 502 at once,
-    /// as in 0.6 and nginx.
-    fn refused(&mut self, starting: bool, why: String) {
-        let held = self
-            .exchange
-            .as_ref()
-            .is_some_and(|e| !e.why_waiting.is_empty());
-        if starting || held {
-            self.wait_for_backend(why);
-        } else {
-            self.fail_request(502, format!("{why}\n"));
-        }
-    }
-
-    /// The backend closed (or reset) its connection, or writing to it failed.
-    fn backend_eof(&mut self, env: &mut Env<S>) {
-        let Some(ex) = self.exchange.as_mut() else {
-            self.drop_backend();
-            return;
-        };
-        let reused = self.backend.as_ref().is_some_and(|b| b.reused);
-        if ex.awaiting_head && !ex.answered && self.b_in.is_empty() {
-            if reused && ex.bodiless {
-                // A kept connection the backend had closed: try once more on a new one.
-                self.drop_backend();
-                self.b_out = Out::default();
-                self.dial(env);
-                return;
-            }
-            let name = ex.name.clone();
-            return self.bad_gateway(format!("{name} closed the connection without answering"));
-        }
-        if !ex.awaiting_head && matches!(ex.response, Body::UntilClose) {
-            ex.response = Body::Done;
-            ex.backend_keep_alive = false;
-            self.finish_exchange();
-            return;
-        }
-        // Cut off in the middle of a response: the client cannot be told otherwise.
-        self.drop_backend();
-        self.done = true;
     }
 
     // ---- our own answers ----

@@ -3,6 +3,7 @@
 //! side received and what the machine asked of the loop.
 
 use super::*;
+use crate::proxy::Lookup;
 use crate::proxy::socket::fake::{self, Fake};
 use std::net::Ipv4Addr;
 
