@@ -166,6 +166,8 @@ struct Exchange {
     /// The head as sent to the backend, for one retry on a stale kept connection.
     head: Vec<u8>,
     keep_alive: bool,
+    /// The client said `Connection: close` (or spoke HTTP/1.0 without keep-alive).
+    client_closes: bool,
     upgrade: bool,
     is_head: bool,
     /// The request had no body, so it can be sent again.
@@ -217,6 +219,9 @@ pub struct Conn<S> {
     /// would block.
     c_readable: bool,
     c_eof: bool,
+    /// The client asked to close after a request that was read whole, so it
+    /// has nothing more to send: closing needs no look for unread bytes.
+    expect_nothing: bool,
     released: Vec<ConnId>,
     deadline_hit: bool,
     done: bool,
@@ -245,6 +250,7 @@ impl<S: Socket> Conn<S> {
             b_out: Out::default(),
             c_readable: true,
             c_eof: false,
+            expect_nothing: false,
             released: Vec::new(),
             deadline_hit: false,
             done: false,
@@ -493,6 +499,7 @@ impl<S: Socket> Conn<S> {
             name,
             head,
             keep_alive: r.keep_alive,
+            client_closes: !r.keep_alive,
             upgrade: r.upgrade,
             is_head: r.is_head,
             bodiless: !has_body,
@@ -576,6 +583,7 @@ impl<S: Socket> Conn<S> {
             b.reused = true;
         }
         if !ex.keep_alive || !ex.request.done() || self.c_eof {
+            self.expect_nothing = ex.client_closes && ex.request.done();
             self.phase = Phase::Closing;
             self.since = Instant::now();
             return;
@@ -589,12 +597,15 @@ impl<S: Socket> Conn<S> {
         if self.c_out.len() > 0 {
             return false;
         }
-        // Whether the client sent more than we read: learn it before closing.
-        if self.c_in.is_empty() && self.c_readable && !self.c_eof {
+        // Whether the client sent more than we read: learn it before closing
+        // (as nginx, not after a client that said it was done: what it would
+        // send breaks the protocol, and only it can lose its answer to a reset).
+        if self.c_in.is_empty() && self.c_readable && !self.c_eof && !self.expect_nothing {
             self.read_client(scratch);
         }
         // Nothing unread: closing cannot reset the answer away.
-        if self.c_in.is_empty() && (!self.c_readable || self.c_eof) {
+        let unread = self.c_readable && !self.c_eof && !self.expect_nothing;
+        if self.c_in.is_empty() && !unread {
             self.done = true;
             return true;
         }
@@ -668,6 +679,7 @@ impl<S: Socket> Conn<S> {
         self.c_out.push(&out);
         self.since = Instant::now();
         self.head_started = None;
+        self.expect_nothing = false;
         self.phase = if keep { Phase::Head } else { Phase::Closing };
     }
 

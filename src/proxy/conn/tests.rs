@@ -588,3 +588,42 @@ fn bytes_left_in_the_backend_socket_after_a_response_spoil_it() {
         rig.client.sent()
     );
 }
+
+#[test]
+fn an_error_answer_looks_for_unread_bytes_but_a_finished_close_does_not() {
+    // After `Connection: close` and a whole request, nothing more may come:
+    // closing at once costs no read.
+    let mut rig = Rig::new();
+    let backend = Fake::default();
+    fake::expect_dial(&backend);
+    let close = "GET /a HTTP/1.1\r\nHost: web.localhost:9090\r\nConnection: close\r\n\r\n";
+    rig.client_sends(close.as_bytes());
+    let reads = rig.client.0.borrow().reads;
+    rig.backend_sends(&backend, OK.as_bytes());
+    assert!(rig.conn.finished());
+    assert_eq!(
+        rig.client.0.borrow().reads,
+        reads,
+        "read the client to close it"
+    );
+    assert!(!rig.client.0.borrow().shut);
+    // Our own error answer: the client may still be sending, so look first.
+    // One read brings exactly the head; more waits behind it.
+    let mut rig = Rig::new();
+    let head = b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+    rig.client.0.borrow_mut().chunk = Some(head.len());
+    rig.client.feed(head);
+    rig.client.feed(b"more");
+    rig.conn.ready(Side::Client, false);
+    rig.run();
+    assert!(
+        rig.client.sent().starts_with("HTTP/1.1 421 "),
+        "{}",
+        rig.client.sent()
+    );
+    assert!(
+        rig.client.0.borrow().shut,
+        "closed with bytes unread: a reset"
+    );
+    assert!(!rig.conn.finished());
+}
