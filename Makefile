@@ -6,6 +6,7 @@ MANDIR  ?= $(PREFIX)/share/man
 CARGO   ?= cargo
 BENCH   ?= ../shared/bench
 BIN     := target/release/agent-procs
+DAEMON  := target/release/agent-procs-daemon
 MANPAGES := man/agent-procs.1 man/agent-procs.yaml.5
 COMPDIR  := target/completions
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
@@ -14,23 +15,30 @@ FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
 all: build
 
-# LINK=static (the default): glibc linked in, a static-pie executable. A CLI call
-# then starts without the dynamic loader (no libc.so/libgcc_s.so to map and
-# relocate), which is most of what a `status` costs beyond the round trip.
-# LINK=dynamic: glibc as a shared library, what plain `cargo build --release`
-# gives, for packagers whose distribution wants that. Both need only the Rust
-# toolchain and gcc (glibc's libc.a is in libc6-dev, which gcc pulls in).
+# LINK=static (the default): the CLI links glibc statically, a static-pie
+# executable. A CLI call then starts without the dynamic loader (no
+# libc.so/libgcc_s.so to map and relocate), which is most of what a `status`
+# costs beyond the round trip. The daemon (agent-procs-daemon, which the CLI
+# starts from its own directory) stays dynamic: it starts once and lives long,
+# and with libc's pages shared with every other process its private memory is
+# only its own code and data.
+# LINK=dynamic: both with glibc as a shared library, what plain `cargo build
+# --release` gives, for packagers whose distribution wants that. Both need only
+# the Rust toolchain and gcc (glibc's libc.a is in libc6-dev, which gcc pulls in).
 LINK ?= static
 ifeq ($(LINK),static)
 RELEASE_BUILD = $(CARGO) rustc --release --locked --bin agent-procs -- -C target-feature=+crt-static
+DAEMON_BUILD  = $(CARGO) rustc --release --locked --bin agent-procs-daemon
 else ifeq ($(LINK),dynamic)
 RELEASE_BUILD = $(CARGO) build --release --locked
+DAEMON_BUILD  = @true
 else
 $(error LINK must be static or dynamic, not '$(LINK)')
 endif
 
 build:
 	$(RELEASE_BUILD)
+	$(DAEMON_BUILD)
 	$(MAKE) --no-print-directory completions
 
 # Shell completion scripts, written by the built binary for `install` to copy.
@@ -81,9 +89,10 @@ fuzz-cmin:
 	CARGO="$(CARGO)" fuzz/run.sh cmin
 
 install:
-	@test -x $(BIN) || { echo "run 'make build' first" >&2; exit 1; }
+	@test -x $(BIN) -a -x $(DAEMON) || { echo "run 'make build' first" >&2; exit 1; }
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/agent-procs
+	install -m 755 $(DAEMON) $(DESTDIR)$(BINDIR)/agent-procs-daemon
 	install -m 644 man/agent-procs.1 $(DESTDIR)$(MANDIR)/man1/agent-procs.1
 	install -m 644 man/agent-procs.yaml.5 $(DESTDIR)$(MANDIR)/man5/agent-procs.yaml.5
 	@if test -f $(COMPDIR)/agent-procs.bash; then \
@@ -94,7 +103,8 @@ install:
 	else echo "note: no completion scripts in $(COMPDIR) ('make completions'); not installing them" >&2; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/agent-procs $(DESTDIR)$(MANDIR)/man1/agent-procs.1 \
+	rm -f $(DESTDIR)$(BINDIR)/agent-procs $(DESTDIR)$(BINDIR)/agent-procs-daemon \
+		$(DESTDIR)$(MANDIR)/man1/agent-procs.1 \
 		$(DESTDIR)$(MANDIR)/man5/agent-procs.yaml.5
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/agent-procs $(DESTDIR)$(ZSHCOMPDIR)/_agent-procs \
 		$(DESTDIR)$(FISHCOMPDIR)/agent-procs.fish

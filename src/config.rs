@@ -263,6 +263,33 @@ impl Config {
 }
 
 /// One `depends_on` entry, remembered with its place for the checks that need every name.
+impl Process {
+    /// A process with no settings given: every default.
+    fn defaults(name: &str, dir: &Path) -> Process {
+        Process {
+            name: name.to_string(),
+            cmd: String::new(),
+            cwd: dir.to_path_buf(),
+            env: BTreeMap::new(),
+            env_file: None,
+            ready: None,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            depends_on: Vec::new(),
+            port: None,
+            autorestart: Autorestart::Never,
+            max_restarts: None,
+            restart_delay: DEFAULT_RESTART_DELAY,
+            watch: Vec::new(),
+            watch_ignore: Vec::new(),
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            stop_signal: "SIGTERM".into(),
+            log_max_size: crate::logs::MAX_SEGMENT,
+            log_max_files: crate::logs::KEEP_SEGMENTS,
+            oneshot: false,
+        }
+    }
+}
+
 struct Dep<'n> {
     from: usize,
     name: &'n str,
@@ -484,27 +511,7 @@ impl Checker<'_> {
             return self.wrong_type(node, &path, "a map of settings with at least 'cmd'");
         };
         let before = self.errors.len();
-        let mut p = Process {
-            name: name.name.clone(),
-            cmd: String::new(),
-            cwd: dir.to_path_buf(),
-            env: BTreeMap::new(),
-            env_file: None,
-            ready: None,
-            ready_timeout: DEFAULT_READY_TIMEOUT,
-            depends_on: Vec::new(),
-            port: None,
-            autorestart: Autorestart::Never,
-            max_restarts: None,
-            restart_delay: DEFAULT_RESTART_DELAY,
-            watch: Vec::new(),
-            watch_ignore: Vec::new(),
-            stop_timeout: DEFAULT_STOP_TIMEOUT,
-            stop_signal: "SIGTERM".into(),
-            log_max_size: crate::logs::MAX_SEGMENT,
-            log_max_files: crate::logs::KEEP_SEGMENTS,
-            oneshot: false,
-        };
+        let mut p = Process::defaults(&name.name, dir);
         let mut cmd = None;
         let mut oneshot_at = None;
         for (key, value) in entries {
@@ -527,81 +534,13 @@ impl Checker<'_> {
                 "ready_timeout" => {
                     p.ready_timeout = self.seconds(value, kp).unwrap_or(p.ready_timeout)
                 }
-                "depends_on" => {
-                    let mut listed = HashSet::new();
-                    for (dep, item, item_path) in self.strings(value, kp) {
-                        if !listed.insert(dep) {
-                            self.node::<()>(item, &item_path, format!("'{dep}' is listed twice"));
-                            continue;
-                        }
-                        p.depends_on.push(dep.to_string());
-                        deps.push(Dep {
-                            from: index,
-                            name: dep,
-                            at: (item.line, item.col),
-                            path: item_path,
-                        });
-                    }
-                }
+                "depends_on" => self.depends_on(value, kp, index, &mut p.depends_on, deps),
                 "port" => p.port = self.port(value, kp),
-                "autorestart" => {
-                    p.autorestart = match &value.value {
-                        Value::Str(s) if s == "always" => Autorestart::Always,
-                        Value::Str(s) if s == "on-failure" => Autorestart::OnFailure,
-                        Value::Str(s) if s == "never" => Autorestart::Never,
-                        Value::Str(s) => {
-                            self.node::<()>(
-                                value,
-                                kp,
-                                format!(
-                                    "unknown value '{s}' (expected always, on-failure or never)"
-                                ),
-                            );
-                            p.autorestart
-                        }
-                        _ => {
-                            self.wrong_type::<()>(value, kp, "always, on-failure or never");
-                            p.autorestart
-                        }
-                    }
-                }
-                "max_restarts" => {
-                    p.max_restarts = self
-                        .int(value, kp, 0, u32::MAX.into(), "a number of restarts")
-                        .and_then(|n| u32::try_from(n).ok())
-                }
-                "restart_delay" => {
-                    if let Some(ms) = self.int(value, kp, 0, 86_400_000, "a number of milliseconds")
-                    {
-                        p.restart_delay = Duration::from_millis(ms.unsigned_abs());
-                    }
-                }
-                "watch" => p.watch = self.pattern_list(value, kp),
-                "watch_ignore" => p.watch_ignore = self.pattern_list(value, kp),
-                "stop_timeout" => {
-                    p.stop_timeout = self.seconds(value, kp).unwrap_or(p.stop_timeout)
-                }
-                "stop_signal" => {
-                    if let Some(sig) = self.signal(value, kp) {
-                        p.stop_signal = sig;
-                    }
-                }
-                "log_max_size" => {
-                    if let Some(size) = self.size(value, kp) {
-                        p.log_max_size = size;
-                    }
-                }
                 "oneshot" => {
                     p.oneshot = self.boolean(value, kp).unwrap_or(false);
                     oneshot_at = Some((value.line, value.col));
                 }
-                "log_max_files" => {
-                    let max = crate::logs::MAX_SEGMENTS as i64;
-                    if let Some(n) = self.int(value, kp, 0, max, "a number of files") {
-                        p.log_max_files = n.unsigned_abs() as usize;
-                    }
-                }
-                _ => self.unknown_key(key, &path, PROCESS_KEYS),
+                _ => self.lifecycle(&mut p, key, value, kp, &path),
             }
         }
         match cmd {
@@ -616,25 +555,114 @@ impl Checker<'_> {
             None => {}
         }
         if let (true, Some(at)) = (p.oneshot, oneshot_at) {
-            let kp = join(&path, "oneshot");
-            match (&p.ready, p.autorestart) {
-                (_, Autorestart::Always) => self.at(
-                    at,
-                    &kp,
-                    "a one-shot step runs to completion, so it cannot have autorestart: always \
-                     (on-failure retries it until it succeeds)",
-                ),
-                (None, _) => p.ready = Some(Ready::Exit { exit: 0 }),
-                (Some(Ready::Exit { exit: 0 }), _) => {}
-                (Some(_), _) => self.at(
-                    at,
-                    &kp,
-                    "a one-shot step is ready when it exits with code 0; remove its ready: \
-                     (or drop oneshot: and use ready: {exit: N})",
-                ),
-            }
+            self.oneshot(&mut p, &path, at);
         }
         (self.errors.len() == before).then_some(p)
+    }
+
+    /// The settings of a process's life after it starts: restarts, watching,
+    /// stopping and its logs. Anything else is an unknown key.
+    fn lifecycle(&mut self, p: &mut Process, key: &Key, value: &Node, kp: &str, path: &str) {
+        match key.name.as_str() {
+            "autorestart" => p.autorestart = self.autorestart(value, kp).unwrap_or(p.autorestart),
+            "max_restarts" => {
+                p.max_restarts = self
+                    .int(value, kp, 0, u32::MAX.into(), "a number of restarts")
+                    .and_then(|n| u32::try_from(n).ok())
+            }
+            "restart_delay" => {
+                if let Some(ms) = self.int(value, kp, 0, 86_400_000, "a number of milliseconds") {
+                    p.restart_delay = Duration::from_millis(ms.unsigned_abs());
+                }
+            }
+            "watch" => p.watch = self.pattern_list(value, kp),
+            "watch_ignore" => p.watch_ignore = self.pattern_list(value, kp),
+            "stop_timeout" => p.stop_timeout = self.seconds(value, kp).unwrap_or(p.stop_timeout),
+            "stop_signal" => {
+                if let Some(sig) = self.signal(value, kp) {
+                    p.stop_signal = sig;
+                }
+            }
+            "log_max_size" => {
+                if let Some(size) = self.size(value, kp) {
+                    p.log_max_size = size;
+                }
+            }
+            "log_max_files" => {
+                let max = crate::logs::MAX_SEGMENTS as i64;
+                if let Some(n) = self.int(value, kp, 0, max, "a number of files") {
+                    p.log_max_files = n.unsigned_abs() as usize;
+                }
+            }
+            _ => self.unknown_key(key, path, PROCESS_KEYS),
+        }
+    }
+
+    /// `depends_on`: names, each once; checked against the processes later.
+    fn depends_on<'n>(
+        &mut self,
+        value: &'n Node,
+        kp: &str,
+        index: usize,
+        depends_on: &mut Vec<String>,
+        deps: &mut Vec<Dep<'n>>,
+    ) {
+        let mut listed = HashSet::new();
+        for (dep, item, item_path) in self.strings(value, kp) {
+            if !listed.insert(dep) {
+                self.node::<()>(item, &item_path, format!("'{dep}' is listed twice"));
+                continue;
+            }
+            depends_on.push(dep.to_string());
+            deps.push(Dep {
+                from: index,
+                name: dep,
+                at: (item.line, item.col),
+                path: item_path,
+            });
+        }
+    }
+
+    fn autorestart(&mut self, value: &Node, kp: &str) -> Option<Autorestart> {
+        match &value.value {
+            Value::Str(s) if s == "always" => Some(Autorestart::Always),
+            Value::Str(s) if s == "on-failure" => Some(Autorestart::OnFailure),
+            Value::Str(s) if s == "never" => Some(Autorestart::Never),
+            Value::Str(s) => {
+                self.node::<()>(
+                    value,
+                    kp,
+                    format!("unknown value '{s}' (expected always, on-failure or never)"),
+                );
+                None
+            }
+            _ => {
+                self.wrong_type::<()>(value, kp, "always, on-failure or never");
+                None
+            }
+        }
+    }
+
+    /// `oneshot: true`: ready when it exits with 0, so no other readiness and
+    /// no `autorestart: always`.
+    fn oneshot(&mut self, p: &mut Process, path: &str, at: (usize, usize)) {
+        let kp = join(path, "oneshot");
+        match (&p.ready, p.autorestart) {
+            (_, Autorestart::Always) => self.at(
+                at,
+                &kp,
+                "a one-shot step runs to completion, so it cannot have autorestart: always \
+                 (on-failure retries it until it succeeds)",
+            ),
+            (None, _) => p.ready = Some(Ready::Exit { exit: 0 }),
+            (Some(Ready::Exit { exit: 0 }), _) => {}
+            (Some(_), _) => self.at(
+                at,
+                &kp,
+                "a one-shot step is ready when it exits with code 0; remove its ready: \
+                 (or drop oneshot: and use ready: {exit: N})",
+            ),
+        }
     }
 
     /// Glob patterns, each checked now rather than when `up` starts the process.
@@ -697,6 +725,60 @@ impl Checker<'_> {
         env
     }
 
+    /// `ready: {http: URL}`: a URL the probe can reach.
+    fn ready_http(&mut self, value: &Node, kp: &str) -> Option<Ready> {
+        match &value.value {
+            Value::Str(url) => match crate::probe::http_target(url) {
+                Ok(_) => Some(Ready::Http { http: url.clone() }),
+                Err(why) => self.node(
+                    value,
+                    kp,
+                    format!("{why}; write it like http://127.0.0.1:8080/health"),
+                ),
+            },
+            _ => self.wrong_type(value, kp, "a URL starting with http://"),
+        }
+    }
+
+    /// `regex:` beside the readiness kind: only with `log`, whose pattern must
+    /// then compile.
+    fn with_regex(
+        &mut self,
+        mut kind: Ready,
+        regex: Option<(&Key, bool)>,
+        entries: &[(Key, Node)],
+        node: &Node,
+        path: &str,
+    ) -> Option<Ready> {
+        match (&mut kind, regex) {
+            (Ready::Log { log, regex }, Some((_, true))) => {
+                if let Err(e) = regex_lite::Regex::new(log) {
+                    let at = entries
+                        .iter()
+                        .find(|(k, _)| k.name == "log")
+                        .map_or((node.line, node.col), |(_, v)| (v.line, v.col));
+                    self.at(
+                        at,
+                        &join(path, "log"),
+                        format!("invalid regular expression: {e}"),
+                    );
+                    return None;
+                }
+                *regex = true;
+            }
+            (Ready::Log { .. }, _) | (_, None) => {}
+            (_, Some((key, _))) => {
+                self.at(
+                    (key.line, key.col),
+                    &join(path, "regex"),
+                    "regex goes with log",
+                );
+                return None;
+            }
+        }
+        Some(kind)
+    }
+
     fn ready(&mut self, node: &Node, path: &str) -> Option<Ready> {
         let entries = match &node.value {
             Value::Str(_) => {
@@ -732,17 +814,7 @@ impl Checker<'_> {
                     continue;
                 }
                 "tcp" => self.port(value, kp).map(|tcp| Ready::Tcp { tcp }),
-                "http" => match &value.value {
-                    Value::Str(url) => match crate::probe::http_target(url) {
-                        Ok(_) => Some(Ready::Http { http: url.clone() }),
-                        Err(why) => self.node(
-                            value,
-                            kp,
-                            format!("{why}; write it like http://127.0.0.1:8080/health"),
-                        ),
-                    },
-                    _ => self.wrong_type(value, kp, "a URL starting with http://"),
-                },
+                "http" => self.ready_http(value, kp),
                 "exit" => self
                     .int(value, kp, 0, 255, "an exit code")
                     .map(|code| Ready::Exit { exit: code as i32 }),
@@ -772,33 +844,7 @@ impl Checker<'_> {
             }
             return None;
         };
-        let mut kind = kind?;
-        match (&mut kind, regex) {
-            (Ready::Log { log, regex }, Some((_, true))) => {
-                if let Err(e) = regex_lite::Regex::new(log) {
-                    let at = entries
-                        .iter()
-                        .find(|(k, _)| k.name == "log")
-                        .map_or((node.line, node.col), |(_, v)| (v.line, v.col));
-                    self.at(
-                        at,
-                        &join(path, "log"),
-                        format!("invalid regular expression: {e}"),
-                    );
-                    return None;
-                }
-                *regex = true;
-            }
-            (Ready::Log { .. }, _) | (_, None) => {}
-            (_, Some((key, _))) => {
-                self.at(
-                    (key.line, key.col),
-                    &join(path, "regex"),
-                    "regex goes with log",
-                );
-                return None;
-            }
-        }
+        let kind = self.with_regex(kind?, regex, entries, node, path)?;
         (self.errors.len() == before).then_some(kind)
     }
 
@@ -1074,44 +1120,8 @@ mod tests {
         assert_eq!(web.watch_ignore, ["**/*.test.ts"]);
     }
 
-    #[test]
-    fn settings_take_every_documented_form() {
-        let config = ok(r#"
-processes:
-  a:
-    cmd: run
-    cwd: ./sub/./dir/
-    env: {INT: 1, NEG: -2, HEX: 0x10, FLOAT: 1.5, WHOLE: 2.0, EXP: 1e3, T: true, F: False, S: text, E: "", INF: .inf}
-    env_file: ../.env
-    ready: {log: "ready on \\d+", regex: true}
-    ready_timeout: 2.5
-    depends_on: b
-    stop_timeout: 1
-    stop_signal: sigint
-    log_max_size: 50 MiB
-    log_max_files: 100
-    watch: src
-    max_restarts: 0
-    restart_delay: 0
-  b:
-    cmd: run
-    cwd: /abs/path
-    ready: {tcp: 5432}
-    stop_signal: KILL
-    log_max_size: 1048576
-    log_max_files: 0
-  c: {cmd: run, ready: {http: "http://127.0.0.1:8080/health"}, log_max_size: 10MB}
-  d: {cmd: run, ready: {exit: 0}, log_max_size: 512k, autorestart: always}
-  e: {cmd: run, ready: {log: plain, regex: false}, log_max_size: 1G, env: ~, watch: ~, port: ~}
-"#);
-        let p = |name: &str| {
-            config
-                .processes
-                .iter()
-                .find(|p| p.name == name)
-                .unwrap_or_else(|| panic!("{name}"))
-        };
-        let a = p("a");
+    /// Process `a` of `settings_take_every_documented_form`: a key of each kind.
+    fn every_key_of_a(a: &Process) {
         assert_eq!(a.cwd, Path::new("/proj/sub/dir"));
         let env: Vec<(&str, &str)> = a
             .env
@@ -1151,6 +1161,46 @@ processes:
         assert_eq!(a.watch, ["src"]);
         assert_eq!(a.max_restarts, Some(0));
         assert_eq!(a.restart_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn settings_take_every_documented_form() {
+        let config = ok(r#"
+processes:
+  a:
+    cmd: run
+    cwd: ./sub/./dir/
+    env: {INT: 1, NEG: -2, HEX: 0x10, FLOAT: 1.5, WHOLE: 2.0, EXP: 1e3, T: true, F: False, S: text, E: "", INF: .inf}
+    env_file: ../.env
+    ready: {log: "ready on \\d+", regex: true}
+    ready_timeout: 2.5
+    depends_on: b
+    stop_timeout: 1
+    stop_signal: sigint
+    log_max_size: 50 MiB
+    log_max_files: 100
+    watch: src
+    max_restarts: 0
+    restart_delay: 0
+  b:
+    cmd: run
+    cwd: /abs/path
+    ready: {tcp: 5432}
+    stop_signal: KILL
+    log_max_size: 1048576
+    log_max_files: 0
+  c: {cmd: run, ready: {http: "http://127.0.0.1:8080/health"}, log_max_size: 10MB}
+  d: {cmd: run, ready: {exit: 0}, log_max_size: 512k, autorestart: always}
+  e: {cmd: run, ready: {log: plain, regex: false}, log_max_size: 1G, env: ~, watch: ~, port: ~}
+"#);
+        let p = |name: &str| {
+            config
+                .processes
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("{name}"))
+        };
+        every_key_of_a(p("a"));
         let b = p("b");
         assert_eq!(b.cwd, Path::new("/abs/path"));
         assert_eq!(b.ready, Some(Ready::Tcp { tcp: 5432 }));
@@ -1170,251 +1220,245 @@ processes:
         assert!(p("e").env.is_empty() && p("e").watch.is_empty() && p("e").port.is_none());
     }
 
+    /// Configs with problems, and every message each must give.
+    const PROBLEMS: &[(&str, &[&str])] = &[
+        (
+            "processes:\n  api:\n    cmd: x\n    autorestart: sometimes\n",
+            &[
+                "agent-procs.yaml:4:18: processes.api.autorestart: unknown value 'sometimes' (expected always, on-failure or never)",
+            ],
+        ),
+        (
+            "processes:\n  api:\n    cmd: x\n    autorestart: true\n",
+            &[
+                "agent-procs.yaml:4:18: processes.api.autorestart: expected always, on-failure or never, found a boolean",
+            ],
+        ),
+        (
+            "processes:\n  api:\n    cmd: x\n    depend_on: [db]\n  db:\n    cmd: y\n",
+            &[
+                "agent-procs.yaml:4:5: processes.api.depend_on: unknown key; did you mean 'depends_on'?",
+            ],
+        ),
+        (
+            "processes:\n  api:\n    cmd: x\n    CMD: y\n    Port: 1\n    autostart: always\n",
+            &[
+                "agent-procs.yaml:4:5: processes.api.CMD: unknown key; did you mean 'cmd'?",
+                "agent-procs.yaml:5:5: processes.api.Port: unknown key; did you mean 'port'?",
+                "agent-procs.yaml:6:5: processes.api.autostart: unknown key; did you mean 'autorestart'?",
+            ],
+        ),
+        (
+            "processes:\n  api:\n    cmd: x\n    colour: red\n",
+            &[
+                "agent-procs.yaml:4:5: processes.api.colour: unknown key (expected one of cmd, cwd, env, env_file, ready, ready_timeout, depends_on, port, autorestart, max_restarts, restart_delay, watch, watch_ignore, stop_timeout, stop_signal, log_max_size, log_max_files, oneshot)",
+            ],
+        ),
+        (
+            "procesess:\n  api:\n    cmd: x\n",
+            &[
+                "agent-procs.yaml:1:1: procesess: unknown key; did you mean 'processes'?",
+                "agent-procs.yaml:1:1: processes: missing; add a 'processes:' map with at least one process",
+            ],
+        ),
+        (
+            "timeout: 2\nprocesses: {a: {cmd: x}}\n",
+            &[
+                "agent-procs.yaml:1:1: timeout: unknown key (expected one of session, proxy, proxy_port, processes)",
+            ],
+        ),
+        (
+            "",
+            &[
+                "agent-procs.yaml:1:1: the file is empty; it needs a 'processes:' map with at least one process",
+            ],
+        ),
+        (
+            "- a\n- b\n",
+            &["agent-procs.yaml:1:1: expected a map of settings at the top level, found a list"],
+        ),
+        (
+            "processes:\n",
+            &["agent-procs.yaml:1:1: processes: needs at least one process"],
+        ),
+        (
+            "processes: {}\n",
+            &["agent-procs.yaml:1:1: processes: needs at least one process"],
+        ),
+        (
+            "processes: [a, b]\n",
+            &[
+                "agent-procs.yaml:1:12: processes: expected a map of process names to settings, found a list",
+            ],
+        ),
+        (
+            "processes:\n  api: npm start\n",
+            &[
+                "agent-procs.yaml:2:8: processes.api: expected a map of settings with at least 'cmd', found a string",
+            ],
+        ),
+        (
+            "processes:\n  api:\n    port: 80\n",
+            &[
+                "agent-procs.yaml:2:3: processes.api.cmd: missing; every process needs the command to run",
+            ],
+        ),
+        (
+            "processes:\n  api:\n    cmd:\n",
+            &["agent-procs.yaml:3:9: processes.api.cmd: expected a string, found null"],
+        ),
+        (
+            "processes:\n  api:\n    cmd: [npm, start]\n",
+            &["agent-procs.yaml:3:10: processes.api.cmd: expected a string, found a list"],
+        ),
+        (
+            "processes:\n  api:\n    cmd: ''\n",
+            &["agent-procs.yaml:3:10: processes.api.cmd: must not be empty"],
+        ),
+        (
+            "processes:\n  api:\n    cmd: \"a\\0b\"\n",
+            &["agent-procs.yaml:3:10: processes.api.cmd: must not contain a NUL character"],
+        ),
+        (
+            "processes:\n  \"a b\":\n    cmd: x\n  .hidden:\n    cmd: x\n",
+            &[
+                "agent-procs.yaml:2:3: processes: invalid process name 'a b': ' ' is not allowed; use letters, digits, '.', '_' and '-'",
+                "agent-procs.yaml:4:3: processes: invalid process name '.hidden': it must not start with '.' or '-'",
+            ],
+        ),
+        (
+            "processes:\n  api:\n    cmd: x\n    port: 70000\n  web:\n    cmd: x\n    port: 0\n  db:\n    cmd: x\n    port: \"5432\"\n",
+            &[
+                "agent-procs.yaml:4:11: processes.api.port: expected a port number from 1 to 65535, not 70000",
+                "agent-procs.yaml:7:11: processes.web.port: expected a port number from 1 to 65535, not 0",
+                "agent-procs.yaml:10:11: processes.db.port: expected a port number, found a string",
+            ],
+        ),
+        (
+            "proxy: yes\nproxy_port: 99999\nsession: 'bad/name'\nprocesses: {a: {cmd: x}}\n",
+            &[
+                "agent-procs.yaml:1:8: proxy: expected true or false, found 'yes' (YAML 1.2 reads yes/no/on/off as text)",
+                "agent-procs.yaml:2:13: proxy_port: expected a port number from 1 to 65535, not 99999",
+                "agent-procs.yaml:3:10: session: invalid session name 'bad/name': '/' is not allowed; use letters, digits, '.', '_' and '-'",
+            ],
+        ),
+        (
+            "proxy: 1\nprocesses: {a: {cmd: x}}\n",
+            &["agent-procs.yaml:1:8: proxy: expected true or false, found an integer"],
+        ),
+        (
+            "processes:\n  api:\n    cmd: x\n    env:\n      EMPTY:\n      LIST: [1]\n      MAP: {a: 1}\n      \"A=B\": 1\n      \"\": 2\n      NUL: \"\\0\"\n",
+            &[
+                "agent-procs.yaml:5:13: processes.api.env.EMPTY: expected a value, found null (write '' for an empty string)",
+                "agent-procs.yaml:6:13: processes.api.env.LIST: expected a string, number or boolean, found a list",
+                "agent-procs.yaml:7:12: processes.api.env.MAP: expected a string, number or boolean, found a map",
+                "agent-procs.yaml:8:7: processes.api.env.A=B: invalid variable name; it must be non-empty, without '=' or NUL",
+                "agent-procs.yaml:9:7: processes.api.env.: invalid variable name; it must be non-empty, without '=' or NUL",
+                "agent-procs.yaml:10:12: processes.api.env.NUL: must not contain a NUL character",
+            ],
+        ),
+        (
+            "processes:\n  api:\n    cmd: x\n    env: [A=1]\n",
+            &[
+                "agent-procs.yaml:4:10: processes.api.env: expected a map of variable names to values, found a list",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    ready: {log: up, tcp: 80}\n",
+            &[
+                "agent-procs.yaml:4:22: processes.a.ready: give only one of log, tcp, http and exit, not both 'log' and 'tcp'",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    ready: {regex: true}\n",
+            &["agent-procs.yaml:4:12: processes.a.ready: expected one of log, tcp, http or exit"],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    ready: {tcp: 80, regex: true}\n",
+            &["agent-procs.yaml:4:22: processes.a.ready.regex: regex goes with log"],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    ready:\n      log: \"(unclosed\"\n      regex: true\n",
+            &[
+                "agent-procs.yaml:5:12: processes.a.ready.log: invalid regular expression: found open group without closing ')'",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    ready: {http: \"https://x/\"}\n  b:\n    cmd: x\n    ready: {exit: 300}\n  c:\n    cmd: x\n    ready: [up]\n  d:\n    cmd: x\n    ready: {lgo: up}\n  e:\n    cmd: x\n    ready: ''\n",
+            &[
+                "agent-procs.yaml:4:19: processes.a.ready.http: invalid URL 'https://x/': only http:// URLs can be probed; write it like http://127.0.0.1:8080/health",
+                "agent-procs.yaml:7:19: processes.b.ready.exit: expected an exit code from 0 to 255, not 300",
+                "agent-procs.yaml:10:12: processes.c.ready: expected a log text or a map with one of log, tcp, http or exit, found a list",
+                "agent-procs.yaml:13:13: processes.d.ready.lgo: unknown key; did you mean 'log'?",
+                "agent-procs.yaml:16:12: processes.e.ready: must not be empty",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    ready_timeout: 0\n    stop_timeout: -1\n  b:\n    cmd: x\n    ready_timeout: soon\n    stop_timeout: .inf\n",
+            &[
+                "agent-procs.yaml:4:20: processes.a.ready_timeout: must be more than 0 seconds, not 0",
+                "agent-procs.yaml:5:19: processes.a.stop_timeout: must be more than 0 seconds, not -1",
+                "agent-procs.yaml:8:20: processes.b.ready_timeout: expected a number of seconds, found a string",
+                "agent-procs.yaml:9:19: processes.b.stop_timeout: must be at most 1000000000 seconds",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    stop_signal: TERMINATE\n    max_restarts: -1\n    restart_delay: 1s\n    log_max_size: lots\n    log_max_files: 101\n",
+            &[
+                "agent-procs.yaml:4:18: processes.a.stop_signal: unknown signal 'TERMINATE' (expected TERM, INT, HUP, QUIT, KILL, USR1 or USR2)",
+                "agent-procs.yaml:5:19: processes.a.max_restarts: expected a number of restarts from 0 to 4294967295, not -1",
+                "agent-procs.yaml:6:20: processes.a.restart_delay: expected a number of milliseconds, found a string",
+                "agent-procs.yaml:7:19: processes.a.log_max_size: expected a size above 0 such as 50MiB, 10MB or 512k, not 'lots'",
+                "agent-procs.yaml:8:20: processes.a.log_max_files: expected a number of files from 0 to 100, not 101",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    log_max_size: 0\n    stop_signal: 15\n",
+            &[
+                "agent-procs.yaml:4:19: processes.a.log_max_size: expected a size above 0 such as 50MiB, 10MB or 512k, not 0",
+                "agent-procs.yaml:5:18: processes.a.stop_signal: expected a signal name such as TERM, found an integer",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    watch: {src: 1}\n    watch_ignore: [ok, 1]\n",
+            &[
+                "agent-procs.yaml:4:12: processes.a.watch: expected a string or a list of strings, found a map",
+                "agent-procs.yaml:5:24: processes.a.watch_ignore[1]: expected a string, found an integer",
+            ],
+        ),
+        (
+            "processes:\n  db:\n    cmd: x\n  api:\n    cmd: x\n    depends_on: [dbb, api, db, db]\n  web:\n    cmd: x\n    depends_on: cache\n",
+            &[
+                "agent-procs.yaml:6:18: processes.api.depends_on[0]: no process named 'dbb'; did you mean 'db'?",
+                "agent-procs.yaml:6:23: processes.api.depends_on[1]: 'api' depends on itself",
+                "agent-procs.yaml:6:32: processes.api.depends_on[3]: 'db' is listed twice",
+                "agent-procs.yaml:9:17: processes.web.depends_on: no process named 'cache'",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n    depends_on: b\n  b:\n    cmd: x\n    depends_on: [a]\n",
+            &["agent-procs.yaml:4:17: processes.a.depends_on: dependency cycle: a -> b -> a"],
+        ),
+        (
+            "processes:\n  web: {cmd: x, depends_on: [api]}\n  api: {cmd: x, depends_on: [db]}\n  db: {cmd: x, depends_on: [web]}\n  ok: {cmd: x, depends_on: [db]}\n",
+            &[
+                "agent-procs.yaml:2:30: processes.web.depends_on[0]: dependency cycle: web -> api -> db -> web",
+            ],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n\tport: 1\n",
+            &["agent-procs.yaml:4:1: tab character in indentation; indent with spaces"],
+        ),
+        (
+            "processes:\n  a:\n    cmd: x\n  a:\n    cmd: y\n",
+            &["agent-procs.yaml:4:3: duplicate key 'a' (first on line 2); remove one of them"],
+        ),
+    ];
+
     #[test]
     fn every_problem_is_reported_with_file_line_column_and_key_path() {
-        let cases: Vec<(&str, Vec<&str>)> = vec![
-            (
-                "processes:\n  api:\n    cmd: x\n    autorestart: sometimes\n",
-                vec![
-                    "agent-procs.yaml:4:18: processes.api.autorestart: unknown value 'sometimes' (expected always, on-failure or never)",
-                ],
-            ),
-            (
-                "processes:\n  api:\n    cmd: x\n    autorestart: true\n",
-                vec![
-                    "agent-procs.yaml:4:18: processes.api.autorestart: expected always, on-failure or never, found a boolean",
-                ],
-            ),
-            (
-                "processes:\n  api:\n    cmd: x\n    depend_on: [db]\n  db:\n    cmd: y\n",
-                vec![
-                    "agent-procs.yaml:4:5: processes.api.depend_on: unknown key; did you mean 'depends_on'?",
-                ],
-            ),
-            (
-                "processes:\n  api:\n    cmd: x\n    CMD: y\n    Port: 1\n    autostart: always\n",
-                vec![
-                    "agent-procs.yaml:4:5: processes.api.CMD: unknown key; did you mean 'cmd'?",
-                    "agent-procs.yaml:5:5: processes.api.Port: unknown key; did you mean 'port'?",
-                    "agent-procs.yaml:6:5: processes.api.autostart: unknown key; did you mean 'autorestart'?",
-                ],
-            ),
-            (
-                "processes:\n  api:\n    cmd: x\n    colour: red\n",
-                vec![
-                    "agent-procs.yaml:4:5: processes.api.colour: unknown key (expected one of cmd, cwd, env, env_file, ready, ready_timeout, depends_on, port, autorestart, max_restarts, restart_delay, watch, watch_ignore, stop_timeout, stop_signal, log_max_size, log_max_files, oneshot)",
-                ],
-            ),
-            (
-                "procesess:\n  api:\n    cmd: x\n",
-                vec![
-                    "agent-procs.yaml:1:1: procesess: unknown key; did you mean 'processes'?",
-                    "agent-procs.yaml:1:1: processes: missing; add a 'processes:' map with at least one process",
-                ],
-            ),
-            (
-                "timeout: 2\nprocesses: {a: {cmd: x}}\n",
-                vec![
-                    "agent-procs.yaml:1:1: timeout: unknown key (expected one of session, proxy, proxy_port, processes)",
-                ],
-            ),
-            (
-                "",
-                vec![
-                    "agent-procs.yaml:1:1: the file is empty; it needs a 'processes:' map with at least one process",
-                ],
-            ),
-            (
-                "- a\n- b\n",
-                vec![
-                    "agent-procs.yaml:1:1: expected a map of settings at the top level, found a list",
-                ],
-            ),
-            (
-                "processes:\n",
-                vec!["agent-procs.yaml:1:1: processes: needs at least one process"],
-            ),
-            (
-                "processes: {}\n",
-                vec!["agent-procs.yaml:1:1: processes: needs at least one process"],
-            ),
-            (
-                "processes: [a, b]\n",
-                vec![
-                    "agent-procs.yaml:1:12: processes: expected a map of process names to settings, found a list",
-                ],
-            ),
-            (
-                "processes:\n  api: npm start\n",
-                vec![
-                    "agent-procs.yaml:2:8: processes.api: expected a map of settings with at least 'cmd', found a string",
-                ],
-            ),
-            (
-                "processes:\n  api:\n    port: 80\n",
-                vec![
-                    "agent-procs.yaml:2:3: processes.api.cmd: missing; every process needs the command to run",
-                ],
-            ),
-            (
-                "processes:\n  api:\n    cmd:\n",
-                vec!["agent-procs.yaml:3:9: processes.api.cmd: expected a string, found null"],
-            ),
-            (
-                "processes:\n  api:\n    cmd: [npm, start]\n",
-                vec!["agent-procs.yaml:3:10: processes.api.cmd: expected a string, found a list"],
-            ),
-            (
-                "processes:\n  api:\n    cmd: ''\n",
-                vec!["agent-procs.yaml:3:10: processes.api.cmd: must not be empty"],
-            ),
-            (
-                "processes:\n  api:\n    cmd: \"a\\0b\"\n",
-                vec!["agent-procs.yaml:3:10: processes.api.cmd: must not contain a NUL character"],
-            ),
-            (
-                "processes:\n  \"a b\":\n    cmd: x\n  .hidden:\n    cmd: x\n",
-                vec![
-                    "agent-procs.yaml:2:3: processes: invalid process name 'a b': ' ' is not allowed; use letters, digits, '.', '_' and '-'",
-                    "agent-procs.yaml:4:3: processes: invalid process name '.hidden': it must not start with '.' or '-'",
-                ],
-            ),
-            (
-                "processes:\n  api:\n    cmd: x\n    port: 70000\n  web:\n    cmd: x\n    port: 0\n  db:\n    cmd: x\n    port: \"5432\"\n",
-                vec![
-                    "agent-procs.yaml:4:11: processes.api.port: expected a port number from 1 to 65535, not 70000",
-                    "agent-procs.yaml:7:11: processes.web.port: expected a port number from 1 to 65535, not 0",
-                    "agent-procs.yaml:10:11: processes.db.port: expected a port number, found a string",
-                ],
-            ),
-            (
-                "proxy: yes\nproxy_port: 99999\nsession: 'bad/name'\nprocesses: {a: {cmd: x}}\n",
-                vec![
-                    "agent-procs.yaml:1:8: proxy: expected true or false, found 'yes' (YAML 1.2 reads yes/no/on/off as text)",
-                    "agent-procs.yaml:2:13: proxy_port: expected a port number from 1 to 65535, not 99999",
-                    "agent-procs.yaml:3:10: session: invalid session name 'bad/name': '/' is not allowed; use letters, digits, '.', '_' and '-'",
-                ],
-            ),
-            (
-                "proxy: 1\nprocesses: {a: {cmd: x}}\n",
-                vec!["agent-procs.yaml:1:8: proxy: expected true or false, found an integer"],
-            ),
-            (
-                "processes:\n  api:\n    cmd: x\n    env:\n      EMPTY:\n      LIST: [1]\n      MAP: {a: 1}\n      \"A=B\": 1\n      \"\": 2\n      NUL: \"\\0\"\n",
-                vec![
-                    "agent-procs.yaml:5:13: processes.api.env.EMPTY: expected a value, found null (write '' for an empty string)",
-                    "agent-procs.yaml:6:13: processes.api.env.LIST: expected a string, number or boolean, found a list",
-                    "agent-procs.yaml:7:12: processes.api.env.MAP: expected a string, number or boolean, found a map",
-                    "agent-procs.yaml:8:7: processes.api.env.A=B: invalid variable name; it must be non-empty, without '=' or NUL",
-                    "agent-procs.yaml:9:7: processes.api.env.: invalid variable name; it must be non-empty, without '=' or NUL",
-                    "agent-procs.yaml:10:12: processes.api.env.NUL: must not contain a NUL character",
-                ],
-            ),
-            (
-                "processes:\n  api:\n    cmd: x\n    env: [A=1]\n",
-                vec![
-                    "agent-procs.yaml:4:10: processes.api.env: expected a map of variable names to values, found a list",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    ready: {log: up, tcp: 80}\n",
-                vec![
-                    "agent-procs.yaml:4:22: processes.a.ready: give only one of log, tcp, http and exit, not both 'log' and 'tcp'",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    ready: {regex: true}\n",
-                vec![
-                    "agent-procs.yaml:4:12: processes.a.ready: expected one of log, tcp, http or exit",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    ready: {tcp: 80, regex: true}\n",
-                vec!["agent-procs.yaml:4:22: processes.a.ready.regex: regex goes with log"],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    ready:\n      log: \"(unclosed\"\n      regex: true\n",
-                vec![
-                    "agent-procs.yaml:5:12: processes.a.ready.log: invalid regular expression: found open group without closing ')'",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    ready: {http: \"https://x/\"}\n  b:\n    cmd: x\n    ready: {exit: 300}\n  c:\n    cmd: x\n    ready: [up]\n  d:\n    cmd: x\n    ready: {lgo: up}\n  e:\n    cmd: x\n    ready: ''\n",
-                vec![
-                    "agent-procs.yaml:4:19: processes.a.ready.http: invalid URL 'https://x/': only http:// URLs can be probed; write it like http://127.0.0.1:8080/health",
-                    "agent-procs.yaml:7:19: processes.b.ready.exit: expected an exit code from 0 to 255, not 300",
-                    "agent-procs.yaml:10:12: processes.c.ready: expected a log text or a map with one of log, tcp, http or exit, found a list",
-                    "agent-procs.yaml:13:13: processes.d.ready.lgo: unknown key; did you mean 'log'?",
-                    "agent-procs.yaml:16:12: processes.e.ready: must not be empty",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    ready_timeout: 0\n    stop_timeout: -1\n  b:\n    cmd: x\n    ready_timeout: soon\n    stop_timeout: .inf\n",
-                vec![
-                    "agent-procs.yaml:4:20: processes.a.ready_timeout: must be more than 0 seconds, not 0",
-                    "agent-procs.yaml:5:19: processes.a.stop_timeout: must be more than 0 seconds, not -1",
-                    "agent-procs.yaml:8:20: processes.b.ready_timeout: expected a number of seconds, found a string",
-                    "agent-procs.yaml:9:19: processes.b.stop_timeout: must be at most 1000000000 seconds",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    stop_signal: TERMINATE\n    max_restarts: -1\n    restart_delay: 1s\n    log_max_size: lots\n    log_max_files: 101\n",
-                vec![
-                    "agent-procs.yaml:4:18: processes.a.stop_signal: unknown signal 'TERMINATE' (expected TERM, INT, HUP, QUIT, KILL, USR1 or USR2)",
-                    "agent-procs.yaml:5:19: processes.a.max_restarts: expected a number of restarts from 0 to 4294967295, not -1",
-                    "agent-procs.yaml:6:20: processes.a.restart_delay: expected a number of milliseconds, found a string",
-                    "agent-procs.yaml:7:19: processes.a.log_max_size: expected a size above 0 such as 50MiB, 10MB or 512k, not 'lots'",
-                    "agent-procs.yaml:8:20: processes.a.log_max_files: expected a number of files from 0 to 100, not 101",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    log_max_size: 0\n    stop_signal: 15\n",
-                vec![
-                    "agent-procs.yaml:4:19: processes.a.log_max_size: expected a size above 0 such as 50MiB, 10MB or 512k, not 0",
-                    "agent-procs.yaml:5:18: processes.a.stop_signal: expected a signal name such as TERM, found an integer",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    watch: {src: 1}\n    watch_ignore: [ok, 1]\n",
-                vec![
-                    "agent-procs.yaml:4:12: processes.a.watch: expected a string or a list of strings, found a map",
-                    "agent-procs.yaml:5:24: processes.a.watch_ignore[1]: expected a string, found an integer",
-                ],
-            ),
-            (
-                "processes:\n  db:\n    cmd: x\n  api:\n    cmd: x\n    depends_on: [dbb, api, db, db]\n  web:\n    cmd: x\n    depends_on: cache\n",
-                vec![
-                    "agent-procs.yaml:6:18: processes.api.depends_on[0]: no process named 'dbb'; did you mean 'db'?",
-                    "agent-procs.yaml:6:23: processes.api.depends_on[1]: 'api' depends on itself",
-                    "agent-procs.yaml:6:32: processes.api.depends_on[3]: 'db' is listed twice",
-                    "agent-procs.yaml:9:17: processes.web.depends_on: no process named 'cache'",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n    depends_on: b\n  b:\n    cmd: x\n    depends_on: [a]\n",
-                vec![
-                    "agent-procs.yaml:4:17: processes.a.depends_on: dependency cycle: a -> b -> a",
-                ],
-            ),
-            (
-                "processes:\n  web: {cmd: x, depends_on: [api]}\n  api: {cmd: x, depends_on: [db]}\n  db: {cmd: x, depends_on: [web]}\n  ok: {cmd: x, depends_on: [db]}\n",
-                vec![
-                    "agent-procs.yaml:2:30: processes.web.depends_on[0]: dependency cycle: web -> api -> db -> web",
-                ],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n\tport: 1\n",
-                vec!["agent-procs.yaml:4:1: tab character in indentation; indent with spaces"],
-            ),
-            (
-                "processes:\n  a:\n    cmd: x\n  a:\n    cmd: y\n",
-                vec![
-                    "agent-procs.yaml:4:3: duplicate key 'a' (first on line 2); remove one of them",
-                ],
-            ),
-        ];
-        for (text, want) in cases {
-            assert_eq!(errors(text), want, "\n{text}");
+        for (text, want) in PROBLEMS {
+            assert_eq!(errors(text), *want, "\n{text}");
         }
     }
 

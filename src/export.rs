@@ -208,6 +208,51 @@ fn service(
     install: &str,
 ) -> Result<(File, Vec<Warning>), Vec<Refusal>> {
     let def = p.def;
+    let (name, cwd, env_lines) = unit_values(opts, p)?;
+    let mut warnings = Vec::new();
+    let mut warn = |key: &'static str, message: String| {
+        warnings.push(Warning {
+            process: Some(def.name.clone()),
+            key,
+            message,
+        })
+    };
+    let (oneshot, restart) = carried_over(def, &mut warn);
+    let mut text = header("systemd", stack.file);
+    for w in &warnings {
+        let _ = writeln!(text, "# {}", w.message);
+    }
+    if p.from_env_file {
+        let shown = def.env_file.as_deref().unwrap_or(Path::new(""));
+        let _ = writeln!(
+            text,
+            "# The variables of {} are copied below: keep this file private.",
+            comment_text(&shown.to_string_lossy())
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# The command gets systemd's environment, not your shell's: \
+         set PATH and the like under env: if it needs them."
+    );
+    unit_section(&mut text, stack, opts, def, target, restart);
+    service_section(&mut text, opts, def, oneshot, restart, &cwd, env_lines);
+    let _ = write!(text, "\n[Install]\nWantedBy={install}\n");
+    let file = File {
+        name,
+        contents: text,
+        private: p.from_env_file,
+    };
+    Ok((file, warnings))
+}
+
+/// The unit's name, working directory and `Environment=` lines, or why a unit
+/// cannot hold them.
+fn unit_values(
+    opts: &Systemd<'_>,
+    p: &Proc<'_>,
+) -> Result<(String, String, Vec<String>), Vec<Refusal>> {
+    let def = p.def;
     let base = format!("processes.{}", def.name);
     let mut refusals = Vec::new();
     let name = service_name(opts.prefix, &def.name);
@@ -252,15 +297,15 @@ fn service(
     if !refusals.is_empty() {
         return Err(refusals);
     }
+    Ok((name, cwd, env_lines))
+}
 
-    let mut warnings = Vec::new();
-    let mut warn = |key: &'static str, message: String| {
-        warnings.push(Warning {
-            process: Some(def.name.clone()),
-            key,
-            message,
-        })
-    };
+/// How readiness and restarts map onto systemd (`Type=oneshot` with its
+/// success code, `Restart=`), with a warning for each setting that does not.
+fn carried_over(
+    def: &Process,
+    warn: &mut impl FnMut(&'static str, String),
+) -> (Option<i32>, &'static str) {
     let oneshot = match &def.ready {
         Some(Ready::Exit { exit }) => {
             if *exit != 0 {
@@ -307,25 +352,19 @@ fn service(
             "watch is not carried over: systemd does not restart a unit when files change".into(),
         );
     }
-    log_warnings(def, &mut warn);
+    log_warnings(def, warn);
+    (oneshot, restart)
+}
 
-    let mut text = header("systemd", stack.file);
-    for w in &warnings {
-        let _ = writeln!(text, "# {}", w.message);
-    }
-    if p.from_env_file {
-        let shown = def.env_file.as_deref().unwrap_or(Path::new(""));
-        let _ = writeln!(
-            text,
-            "# The variables of {} are copied below: keep this file private.",
-            comment_text(&shown.to_string_lossy())
-        );
-    }
-    let _ = writeln!(
-        text,
-        "# The command gets systemd's environment, not your shell's: \
-         set PATH and the like under env: if it needs them."
-    );
+/// `[Unit]`: the description, dependencies, the target and the start limit.
+fn unit_section(
+    text: &mut String,
+    stack: &Stack<'_>,
+    opts: &Systemd<'_>,
+    def: &Process,
+    target: &str,
+    restart: &str,
+) {
     let _ = writeln!(text, "[Unit]");
     let _ = writeln!(
         text,
@@ -363,6 +402,18 @@ fn service(
             }
         }
     }
+}
+
+/// `[Service]`: how to run, restart and stop the command.
+fn service_section(
+    text: &mut String,
+    opts: &Systemd<'_>,
+    def: &Process,
+    oneshot: Option<i32>,
+    restart: &str,
+    cwd: &str,
+    env_lines: Vec<String>,
+) {
     let _ = writeln!(text, "\n[Service]");
     match oneshot {
         Some(code) => {
@@ -398,13 +449,6 @@ fn service(
             "# A system unit runs as root unless you add User= (and Group=)."
         );
     }
-    let _ = write!(text, "\n[Install]\nWantedBy={install}\n");
-    let file = File {
-        name,
-        contents: text,
-        private: p.from_env_file,
-    };
-    Ok((file, warnings))
 }
 
 fn restart_delay(def: &Process) -> Duration {
@@ -588,6 +632,45 @@ pub fn procfile(stack: &Stack<'_>, base: &Path) -> Result<Export, Vec<Refusal>> 
 
 fn procfile_line(p: &Proc<'_>, base: &Path) -> Result<(String, Vec<Warning>), Vec<Refusal>> {
     let def = p.def;
+    let (dir, assignments) = procfile_values(p, base)?;
+    // Lines start with a program, never a shell builtin: foreman hands the line
+    // to a runner that execs its first word. The cd happens inside `sh -c`,
+    // before the command, so a failed cd runs nothing, as under agent-procs.
+    let one_line = !def.cmd.chars().any(|c| c.is_control() && c != '\t');
+    let line = if dir.is_none() && assignments.is_empty() && one_line {
+        def.cmd.clone()
+    } else {
+        let script = match &dir {
+            Some(dir) => format!("cd {} || exit; {}", crate::shell::quote(dir), def.cmd),
+            None => def.cmd.clone(),
+        };
+        let mut line = String::new();
+        if !assignments.is_empty() {
+            let _ = write!(line, "env {} ", assignments.join(" "));
+        }
+        let _ = write!(line, "sh -c {}", sh_script(&script));
+        line
+    };
+
+    let mut warnings = Vec::new();
+    let mut warn = |key: &'static str, message: String| {
+        warnings.push(Warning {
+            process: Some(def.name.clone()),
+            key,
+            message,
+        })
+    };
+    procfile_warnings(def, &mut warn);
+    Ok((format!("{}: {line}", def.name), warnings))
+}
+
+/// The directory (relative to the Procfile's) and the `K=V` words of a
+/// Procfile line, or why a line cannot hold them.
+fn procfile_values(
+    p: &Proc<'_>,
+    base: &Path,
+) -> Result<(Option<String>, Vec<String>), Vec<Refusal>> {
+    let def = p.def;
     let path = format!("processes.{}", def.name);
     let mut refusals = Vec::new();
     if !def
@@ -634,34 +717,11 @@ fn procfile_line(p: &Proc<'_>, base: &Path) -> Result<(String, Vec<Warning>), Ve
     if !refusals.is_empty() {
         return Err(refusals);
     }
+    Ok((dir, assignments))
+}
 
-    // Lines start with a program, never a shell builtin: foreman hands the line
-    // to a runner that execs its first word. The cd happens inside `sh -c`,
-    // before the command, so a failed cd runs nothing, as under agent-procs.
-    let one_line = !def.cmd.chars().any(|c| c.is_control() && c != '\t');
-    let line = if dir.is_none() && assignments.is_empty() && one_line {
-        def.cmd.clone()
-    } else {
-        let script = match &dir {
-            Some(dir) => format!("cd {} || exit; {}", crate::shell::quote(dir), def.cmd),
-            None => def.cmd.clone(),
-        };
-        let mut line = String::new();
-        if !assignments.is_empty() {
-            let _ = write!(line, "env {} ", assignments.join(" "));
-        }
-        let _ = write!(line, "sh -c {}", sh_script(&script));
-        line
-    };
-
-    let mut warnings = Vec::new();
-    let mut warn = |key: &'static str, message: String| {
-        warnings.push(Warning {
-            process: Some(def.name.clone()),
-            key,
-            message,
-        })
-    };
+/// A warning for each setting a Procfile runner has no way to honour.
+fn procfile_warnings(def: &Process, warn: &mut impl FnMut(&'static str, String)) {
     if !def.depends_on.is_empty() {
         warn(
             "depends_on",
@@ -722,8 +782,7 @@ fn procfile_line(p: &Proc<'_>, base: &Path) -> Result<(String, Vec<Warning>), Ve
             "watch is not carried over: a Procfile runner does not watch files".into(),
         );
     }
-    log_warnings(def, &mut warn);
-    Ok((format!("{}: {line}", def.name), warnings))
+    log_warnings(def, warn);
 }
 
 /// Where a process runs, as `cd` in the Procfile needs it: None for the
@@ -839,28 +898,18 @@ processes:
     stop_timeout: 2.5
 "#;
 
-    #[test]
-    fn systemd_units_for_a_small_stack() {
-        let export = units(STACK, false);
-        let names: Vec<&str> = export.files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "ap-demo-db.service",
-                "ap-demo-migrate.service",
-                "ap-demo-api.service",
-                "ap-demo.target"
-            ]
-        );
-        let head = "# Generated by agent-procs export systemd from \"/srv/app/agent-procs.yaml\".\n\
+    const HEAD: &str = "# Generated by agent-procs export systemd from \"/srv/app/agent-procs.yaml\".\n\
                     # Edit that file and export again rather than editing this one.\n";
-        let env_note = "# The command gets systemd's environment, not your shell's: set PATH and the like under env: if it needs them.\n";
-        let kill_note = "# The stop signal goes to every process of the unit, as agent-procs signals the process group.\n";
-        let root_note = "# A system unit runs as root unless you add User= (and Group=).\n";
-        let db = format!(
-            "{head}\
+    const ENV_NOTE: &str = "# The command gets systemd's environment, not your shell's: set PATH and the like under env: if it needs them.\n";
+    const KILL_NOTE: &str = "# The stop signal goes to every process of the unit, as agent-procs signals the process group.\n";
+    const ROOT_NOTE: &str = "# A system unit runs as root unless you add User= (and Group=).\n";
+
+    /// The unit of `db`: a readiness systemd cannot carry.
+    fn db_unit() -> String {
+        format!(
+            "{HEAD}\
 # ready (tcp 5432) is not carried over: systemd counts the unit as started once its command runs, so units after it may start before it is ready
-{env_note}[Unit]
+{ENV_NOTE}[Unit]
 Description=agent-procs demo: db
 PartOf=ap-demo.target
 
@@ -869,16 +918,20 @@ Type=simple
 ExecStart=/bin/sh -c \"postgres -D data\"
 WorkingDirectory=/srv/app
 Restart=no
-{kill_note}KillMode=control-group
+{KILL_NOTE}KillMode=control-group
 KillSignal=SIGINT
 TimeoutStopSec=10s
-{root_note}
+{ROOT_NOTE}
 [Install]
 WantedBy=multi-user.target
 "
-        );
-        let migrate = format!(
-            "{head}{env_note}[Unit]
+        )
+    }
+
+    /// The unit of `migrate`: a one-shot step after db.
+    fn migrate_unit() -> String {
+        format!(
+            "{HEAD}{ENV_NOTE}[Unit]
 Description=agent-procs demo: migrate
 After=ap-demo-db.service
 Requires=ap-demo-db.service
@@ -891,16 +944,20 @@ TimeoutStartSec=120s
 ExecStart=/bin/sh -c \"./migrate up\"
 WorkingDirectory=/srv/app
 Restart=no
-{kill_note}KillMode=control-group
+{KILL_NOTE}KillMode=control-group
 KillSignal=SIGTERM
 TimeoutStopSec=10s
-{root_note}
+{ROOT_NOTE}
 [Install]
 WantedBy=multi-user.target
 "
-        );
-        let api = format!(
-            "{head}{env_note}[Unit]
+        )
+    }
+
+    /// The unit of `api`: restarts, a start limit and its environment.
+    fn api_unit() -> String {
+        format!(
+            "{HEAD}{ENV_NOTE}[Unit]
 Description=agent-procs demo: api
 After=ap-demo-db.service ap-demo-migrate.service
 Requires=ap-demo-db.service ap-demo-migrate.service
@@ -919,24 +976,43 @@ Environment=\"HOST=127.0.0.1\"
 Environment=\"PORT=8080\"
 Restart=on-failure
 RestartSec=500ms
-{kill_note}KillMode=control-group
+{KILL_NOTE}KillMode=control-group
 KillSignal=SIGTERM
 TimeoutStopSec=2500ms
-{root_note}
+{ROOT_NOTE}
 [Install]
 WantedBy=multi-user.target
 "
-        );
-        let target = format!(
-            "{head}[Unit]
+        )
+    }
+
+    /// The target that pulls the stack in.
+    fn target_unit() -> String {
+        format!(
+            "{HEAD}[Unit]
 Description=agent-procs demo
 Wants=ap-demo-db.service ap-demo-migrate.service ap-demo-api.service
 
 [Install]
 WantedBy=multi-user.target
 "
+        )
+    }
+
+    #[test]
+    fn systemd_units_for_a_small_stack() {
+        let export = units(STACK, false);
+        let names: Vec<&str> = export.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ap-demo-db.service",
+                "ap-demo-migrate.service",
+                "ap-demo-api.service",
+                "ap-demo.target"
+            ]
         );
-        let want = [db, migrate, api, target];
+        let want = [db_unit(), migrate_unit(), api_unit(), target_unit()];
         for (file, want) in export.files.iter().zip(&want) {
             assert_eq!(file.contents, *want, "{}", file.name);
             assert!(!file.private);

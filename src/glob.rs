@@ -757,6 +757,70 @@ mod tests {
         ]);
     }
 
+    /// Patterns refused, where (a byte offset) and why.
+    const INVALID: &[(&str, usize, &str)] = &[
+        ("", 0, "empty pattern; write '**' to match every file"),
+        ("a\0b", 1, "NUL byte in pattern; remove it"),
+        (
+            r"a\",
+            1,
+            r"'\' at the end escapes nothing; remove it or write '\\' for a backslash",
+        ),
+        (
+            r"[a\",
+            2,
+            r"'\' at the end escapes nothing; remove it or write '\\' for a backslash",
+        ),
+        (
+            "src[ab",
+            3,
+            r"unclosed '['; close it with ']' or escape it as '\['",
+        ),
+        (
+            "[]",
+            0,
+            r"unclosed '['; close it with ']' or escape it as '\['",
+        ),
+        (
+            "[!]",
+            0,
+            r"unclosed '['; close it with ']' or escape it as '\['",
+        ),
+        (
+            "x[a-",
+            1,
+            r"unclosed '['; close it with ']' or escape it as '\['",
+        ),
+        (
+            "é[",
+            2,
+            r"unclosed '['; close it with ']' or escape it as '\['",
+        ),
+        ("[z-a]", 1, "range 'z-a' is backwards; write it as 'a-z'"),
+        (
+            "*.{rs,py",
+            2,
+            r"unclosed '{'; close it with '}' or escape it as '\{'",
+        ),
+        (
+            "{a,{b}",
+            0,
+            r"unclosed '{'; close it with '}' or escape it as '\{'",
+        ),
+        (
+            "{{b",
+            1,
+            r"unclosed '{'; close it with '}' or escape it as '\{'",
+        ),
+        ("a}", 1, r"unmatched '}'; remove it or escape it as '\}'"),
+        (
+            r"\{a,b}",
+            5,
+            r"unmatched '}'; remove it or escape it as '\}'",
+        ),
+        ("{a}}", 3, r"unmatched '}'; remove it or escape it as '\}'"),
+    ];
+
     #[test]
     fn invalid_patterns_say_where_and_what_to_do() {
         let long = "a".repeat(MAX_LEN + 1);
@@ -765,72 +829,12 @@ mod tests {
         let wide = format!("{{{}}}", vec!["a"; MAX_ALTERNATIVES + 1].join(","));
         // 256 alternatives of 8 + 56 characters are 16384 in all; one more is too many.
         let bulky = "{a,b}".repeat(8) + &"x".repeat(57);
-        let table: &[(&str, usize, &str)] = &[
-            ("", 0, "empty pattern; write '**' to match every file"),
+        let limits: &[(&str, usize, &str)] = &[
             (
                 &long,
                 4096,
                 "pattern is longer than 4096 bytes; split it into several patterns",
             ),
-            ("a\0b", 1, "NUL byte in pattern; remove it"),
-            (
-                r"a\",
-                1,
-                r"'\' at the end escapes nothing; remove it or write '\\' for a backslash",
-            ),
-            (
-                r"[a\",
-                2,
-                r"'\' at the end escapes nothing; remove it or write '\\' for a backslash",
-            ),
-            (
-                "src[ab",
-                3,
-                r"unclosed '['; close it with ']' or escape it as '\['",
-            ),
-            (
-                "[]",
-                0,
-                r"unclosed '['; close it with ']' or escape it as '\['",
-            ),
-            (
-                "[!]",
-                0,
-                r"unclosed '['; close it with ']' or escape it as '\['",
-            ),
-            (
-                "x[a-",
-                1,
-                r"unclosed '['; close it with ']' or escape it as '\['",
-            ),
-            (
-                "é[",
-                2,
-                r"unclosed '['; close it with ']' or escape it as '\['",
-            ),
-            ("[z-a]", 1, "range 'z-a' is backwards; write it as 'a-z'"),
-            (
-                "*.{rs,py",
-                2,
-                r"unclosed '{'; close it with '}' or escape it as '\{'",
-            ),
-            (
-                "{a,{b}",
-                0,
-                r"unclosed '{'; close it with '}' or escape it as '\{'",
-            ),
-            (
-                "{{b",
-                1,
-                r"unclosed '{'; close it with '}' or escape it as '\{'",
-            ),
-            ("a}", 1, r"unmatched '}'; remove it or escape it as '\}'"),
-            (
-                r"\{a,b}",
-                5,
-                r"unmatched '}'; remove it or escape it as '\}'",
-            ),
-            ("{a}}", 3, r"unmatched '}'; remove it or escape it as '\}'"),
             (
                 &nested,
                 MAX_NESTING,
@@ -852,7 +856,7 @@ mod tests {
                 "braces expand the pattern to more than 16384 characters in all; split it into several patterns",
             ),
         ];
-        for &(pattern, pos, message) in table {
+        for &(pattern, pos, message) in INVALID.iter().chain(limits) {
             let want = GlobError {
                 pos,
                 message: message.to_string(),

@@ -29,10 +29,10 @@ pub mod yaml;
 
 use error::Error;
 
-/// The whole program: argv -> `cli::parse` -> a command, or the daemon; the
+/// The whole program: argv -> `cmd::parse` (`cli` with the command table) -> a command, or the daemon; the
 /// exit code it returns.
 pub fn main_entry() -> i32 {
-    match cli::parse(std::env::args_os().skip(1)) {
+    match cmd::parse(std::env::args_os().skip(1)) {
         Ok(cli::Invocation {
             session,
             command: cli::Command::Daemon { ready_fd },

@@ -894,6 +894,60 @@ mod tests {
     /// One request of every type with every field away from its default, and for
     /// each the fields that must be present.
     fn every_request() -> Vec<(Request, &'static [&'static str])> {
+        let mut all = requests_that_start_processes();
+        all.extend(requests_about_running_processes());
+        all
+    }
+
+    /// Two definitions for `Up`: one with every field set, one with few.
+    fn up_processes(restart: RestartPolicy, watch: WatchConfig) -> Vec<UpProcess> {
+        vec![
+            UpProcess {
+                name: "db".into(),
+                command: "postgres".into(),
+                cwd: "/srv".into(),
+                env: env(&[("PGDATA", "/tmp/pg")]),
+                port: Some(5432),
+                depends_on: vec![],
+                ready: Some(ReadyCheck {
+                    tcp: Some(5432),
+                    ..ReadyCheck::default()
+                }),
+                ready_timeout_ms: Some(30_000),
+                stop_timeout_ms: Some(5_000),
+                stop_signal: Some("SIGINT".into()),
+                log_max_size: Some(4096),
+                log_max_files: Some(1),
+                restart: Some(restart),
+                watch: Some(watch),
+                oneshot: false,
+            },
+            UpProcess {
+                name: "web".into(),
+                command: "serve".into(),
+                cwd: "/srv/web".into(),
+                env: HashMap::new(),
+                port: None,
+                depends_on: strings(&["db"]),
+                ready: Some(ReadyCheck {
+                    log: Some("listening on \\d+".into()),
+                    regex: true,
+                    ..ReadyCheck::default()
+                }),
+                ready_timeout_ms: None,
+                stop_timeout_ms: None,
+                stop_signal: None,
+                log_max_size: None,
+                log_max_files: None,
+                restart: None,
+                watch: None,
+                oneshot: true,
+            },
+        ]
+    }
+
+    /// `Run` and `Up`, with every field of a process definition set.
+    fn requests_that_start_processes() -> Vec<(Request, &'static [&'static str])> {
         let restart = RestartPolicy {
             mode: "on-failure".into(),
             max_restarts: Some(3),
@@ -926,54 +980,18 @@ mod tests {
             ),
             (
                 Request::Up {
-                    processes: vec![
-                        UpProcess {
-                            name: "db".into(),
-                            command: "postgres".into(),
-                            cwd: "/srv".into(),
-                            env: env(&[("PGDATA", "/tmp/pg")]),
-                            port: Some(5432),
-                            depends_on: vec![],
-                            ready: Some(ReadyCheck {
-                                tcp: Some(5432),
-                                ..ReadyCheck::default()
-                            }),
-                            ready_timeout_ms: Some(30_000),
-                            stop_timeout_ms: Some(5_000),
-                            stop_signal: Some("SIGINT".into()),
-                            log_max_size: Some(4096),
-                            log_max_files: Some(1),
-                            restart: Some(restart),
-                            watch: Some(watch),
-                            oneshot: false,
-                        },
-                        UpProcess {
-                            name: "web".into(),
-                            command: "serve".into(),
-                            cwd: "/srv/web".into(),
-                            env: HashMap::new(),
-                            port: None,
-                            depends_on: strings(&["db"]),
-                            ready: Some(ReadyCheck {
-                                log: Some("listening on \\d+".into()),
-                                regex: true,
-                                ..ReadyCheck::default()
-                            }),
-                            ready_timeout_ms: None,
-                            stop_timeout_ms: None,
-                            stop_signal: None,
-                            log_max_size: None,
-                            log_max_files: None,
-                            restart: None,
-                            watch: None,
-                            oneshot: true,
-                        },
-                    ],
+                    processes: up_processes(restart, watch),
                     base_env: Some(env(&[("HOME", "/root")])),
                     timeout_ms: Some(60_000),
                 },
                 &["processes"],
             ),
+        ]
+    }
+
+    /// The requests that act on what runs, and the session's own.
+    fn requests_about_running_processes() -> Vec<(Request, &'static [&'static str])> {
+        vec![
             (
                 Request::Stop {
                     target: "web".into(),
@@ -1045,6 +1063,13 @@ mod tests {
 
     /// One response of every type with every field set, and the fields each needs.
     fn every_response() -> Vec<(Response, &'static [&'static str])> {
+        let mut all = answers_to_commands();
+        all.extend(streamed_responses());
+        all
+    }
+
+    /// What `run`, `stop`, `status` and the like are answered with.
+    fn answers_to_commands() -> Vec<(Response, &'static [&'static str])> {
         vec![
             (
                 Response::Ok {
@@ -1095,6 +1120,12 @@ mod tests {
                 },
                 &["processes"],
             ),
+        ]
+    }
+
+    /// What logs, waits and `up` stream, errors, and the handshake.
+    fn streamed_responses() -> Vec<(Response, &'static [&'static str])> {
+        vec![
             (
                 Response::LogLine {
                     process: "web".into(),
@@ -1323,9 +1354,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn requests_of_agent_procs_0_6_decode_to_these_values() {
-        let cases: &[(&[u8], Request)] = &[
+    /// Requests of 0.6 with few fields.
+    fn plain_requests_of_0_6() -> Vec<(&'static [u8], Request)> {
+        vec![
             (
                 br#"{"type":"Status"}"#,
                 Request::Status {
@@ -1359,6 +1390,12 @@ mod tests {
                 br#"{"type":"EnableProxy","proxy_port":null}"#,
                 Request::EnableProxy { proxy_port: None },
             ),
+        ]
+    }
+
+    /// `Run` as 0.6 sent it, with and without its optional fields.
+    fn runs_of_0_6() -> Vec<(&'static [u8], Request)> {
+        vec![
             (
                 br#"{"type":"Run","command":"sleep 1","name":null,"cwd":null,"env":null,"port":null,"restart":null,"watch":null}"#,
                 Request::Run {
@@ -1405,6 +1442,12 @@ mod tests {
                     oneshot: false,
                 },
             ),
+        ]
+    }
+
+    /// `Logs` and `Wait` as 0.6 sent them.
+    fn logs_and_waits_of_0_6() -> Vec<(&'static [u8], Request)> {
+        vec![
             (
                 br#"{"type":"Logs","target":"web","tail":10,"follow":true,"stderr":false,"all":false,"timeout_secs":30,"lines":null}"#,
                 Request::Logs {
@@ -1436,8 +1479,18 @@ mod tests {
                     http: None,
                 },
             ),
-        ];
-        for (line, expected) in cases {
+        ]
+    }
+
+    #[test]
+    fn requests_of_agent_procs_0_6_decode_to_these_values() {
+        let cases = [
+            plain_requests_of_0_6(),
+            runs_of_0_6(),
+            logs_and_waits_of_0_6(),
+        ]
+        .concat();
+        for (line, expected) in &cases {
             assert_eq!(
                 decode_request(line).as_ref(),
                 Ok(expected),

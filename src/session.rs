@@ -182,19 +182,10 @@ pub fn clean(paths: &crate::paths::SessionPaths) -> Result<Cleaned> {
     if !locked || !still_at(&lock, lock_path) {
         return Ok(Cleaned::Starting);
     }
-    if std::os::unix::net::UnixStream::connect(&paths.socket).is_ok() {
+    if daemon_answers(paths) {
         return Ok(Cleaned::Running);
     }
     let ours = |meta: &std::fs::Metadata| meta.uid() == crate::sys::euid();
-    if let Ok(meta) = std::fs::symlink_metadata(&paths.pid_file)
-        && meta.is_file()
-        && ours(&meta)
-        && let Ok(text) = std::fs::read_to_string(&paths.pid_file)
-        && let Ok(pid) = text.trim().parse::<u32>()
-        && is_daemon_of(pid, &paths.session)
-    {
-        return Ok(Cleaned::Running);
-    }
     let mut removed = Vec::new();
     let mut kept = Vec::new();
     // Each path, and whether it may be a socket (else only a regular file). A
@@ -242,6 +233,25 @@ pub fn clean(paths: &crate::paths::SessionPaths) -> Result<Cleaned> {
         }
     }
     Ok(Cleaned::Removed { removed, kept })
+}
+
+/// Whether the session's daemon is alive: it answers on the socket, or the pid
+/// file (a regular file of ours) names a live daemon of this session.
+fn daemon_answers(paths: &crate::paths::SessionPaths) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if std::os::unix::net::UnixStream::connect(&paths.socket).is_ok() {
+        return true;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(&paths.pid_file)
+        && meta.is_file()
+        && meta.uid() == crate::sys::euid()
+        && let Ok(text) = std::fs::read_to_string(&paths.pid_file)
+        && let Ok(pid) = text.trim().parse::<u32>()
+        && is_daemon_of(pid, &paths.session)
+    {
+        return true;
+    }
+    false
 }
 
 /// Whether `pid` runs `agent-procs __daemon SESSION`: a pid file naming a pid

@@ -807,8 +807,9 @@ impl<'a> Parser<'a> {
     }
 
     /// A `|` or `>` block scalar in a collection at indent `n`; the cursor is on the indicator.
-    fn block_scalar(&mut self, n: i64) -> Result<Node> {
-        let at = self.here();
+    /// The block scalar's header: `|` or `>`, then a chomping indicator and an
+    /// indentation digit in either order, then at most a comment.
+    fn block_header(&mut self) -> Result<(bool, Chomp, Option<usize>)> {
         let literal = self.peek() == Some(b'|');
         self.bump();
         let mut chomp = Chomp::Clip;
@@ -839,15 +840,17 @@ impl<'a> Parser<'a> {
                 );
             }
         }
+        Ok((literal, chomp, explicit))
+    }
 
+    fn block_scalar(&mut self, n: i64) -> Result<Node> {
+        let at = self.here();
+        let (literal, chomp, explicit) = self.block_header()?;
         let base = n.max(0) as usize;
         let min = (n + 1).max(0) as usize; // a top-level scalar may use column 1
         let mut indent = explicit.map(|k| base + k);
         let bytes = self.src.as_bytes();
-        let mut out = String::new();
-        let mut pending = 0usize; // empty lines since the last text line
-        let mut had_text = false;
-        let mut prev_more = false; // the last text line started with a blank
+        let mut folded = Folded::new(literal);
         let mut max_blank = (0usize, 0usize); // most spaces on a leading empty line, and its line
         let mut pos = self.pos; // always at a '\n' or the end
         let mut line = self.line;
@@ -894,26 +897,7 @@ impl<'a> Parser<'a> {
             } else {
                 break; // a less indented line ends the scalar
             };
-            match content {
-                None => pending += 1,
-                Some(t) => {
-                    let more = t.starts_with([' ', '\t']);
-                    if had_text {
-                        if !literal && !prev_more && !more && pending == 0 {
-                            out.push(' ');
-                        } else {
-                            let extra = usize::from(literal || prev_more || more);
-                            out.extend(std::iter::repeat_n('\n', pending + extra));
-                        }
-                    } else {
-                        out.extend(std::iter::repeat_n('\n', pending));
-                    }
-                    out.push_str(t);
-                    pending = 0;
-                    had_text = true;
-                    prev_more = more;
-                }
-            }
+            folded.push(content);
             pos = eol;
             line += 1;
             last_start = Some(start);
@@ -923,20 +907,7 @@ impl<'a> Parser<'a> {
             self.pos = pos;
             self.line = line;
         }
-        match chomp {
-            Chomp::Strip => {}
-            Chomp::Clip => {
-                if had_text {
-                    out.push('\n');
-                }
-            }
-            Chomp::Keep => {
-                if had_text {
-                    out.push('\n');
-                }
-                out.extend(std::iter::repeat_n('\n', pending));
-            }
-        }
+        let out = folded.finish(chomp);
         self.next_line()?;
         Ok(str_node(out, at))
     }
@@ -1491,6 +1462,72 @@ pub fn format_float(f: f64) -> String {
     }
 }
 
+/// A block scalar's text as its lines come: kept (`|`) or folded (`>`).
+struct Folded {
+    literal: bool,
+    out: String,
+    /// Empty lines since the last text line.
+    pending: usize,
+    had_text: bool,
+    /// The last text line started with a blank (more indented: not folded).
+    prev_more: bool,
+}
+
+impl Folded {
+    fn new(literal: bool) -> Folded {
+        Folded {
+            literal,
+            out: String::new(),
+            pending: 0,
+            had_text: false,
+            prev_more: false,
+        }
+    }
+
+    /// One line of the scalar, its indentation removed; None for an empty one.
+    fn push(&mut self, content: Option<&str>) {
+        let Some(t) = content else {
+            self.pending += 1;
+            return;
+        };
+        let more = t.starts_with([' ', '\t']);
+        if self.had_text {
+            if !self.literal && !self.prev_more && !more && self.pending == 0 {
+                self.out.push(' ');
+            } else {
+                let extra = usize::from(self.literal || self.prev_more || more);
+                self.out
+                    .extend(std::iter::repeat_n('\n', self.pending + extra));
+            }
+        } else {
+            self.out.extend(std::iter::repeat_n('\n', self.pending));
+        }
+        self.out.push_str(t);
+        self.pending = 0;
+        self.had_text = true;
+        self.prev_more = more;
+    }
+
+    /// The text, its final line breaks chomped as the header said.
+    fn finish(mut self, chomp: Chomp) -> String {
+        match chomp {
+            Chomp::Strip => {}
+            Chomp::Clip => {
+                if self.had_text {
+                    self.out.push('\n');
+                }
+            }
+            Chomp::Keep => {
+                if self.had_text {
+                    self.out.push('\n');
+                }
+                self.out.extend(std::iter::repeat_n('\n', self.pending));
+            }
+        }
+        self.out
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1603,9 +1640,9 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn the_subset_parses_to_the_expected_trees() {
-        let cases: Vec<(&str, serde_json::Value)> = vec![
+    /// Block and flow collections.
+    fn collections() -> Vec<(&'static str, serde_json::Value)> {
+        vec![
             ("", json!(null)),
             ("# only a comment\n\n", json!(null)),
             ("a: 1\nb: two\n", json!({"a": 1, "b": "two"})),
@@ -1634,6 +1671,12 @@ pub(crate) mod tests {
             ("{a:1}", json!({"a:1": null})),
             ("a: [1,\n  2,\n  3\n  ]", json!({"a": [1, 2, 3]})),
             ("a: [x\n  y, z]", json!({"a": ["x y", "z"]})),
+        ]
+    }
+
+    /// Quoted and plain scalars: strings, booleans, nulls, numbers.
+    fn scalars() -> Vec<(&'static str, serde_json::Value)> {
+        vec![
             ("s: 'it''s'", json!({"s": "it's"})),
             (
                 r#"s: "a\tb\n\"q\" \\ \x41 \u00e9 \U0001F600 \/ \ ""#,
@@ -1671,6 +1714,12 @@ pub(crate) mod tests {
                 "[.inf, -.Inf, +.INF, .nan, .NaN, inf, nan]",
                 json!([".inf", "-.inf", ".inf", ".nan", ".nan", "inf", "nan"]),
             ),
+        ]
+    }
+
+    /// Literal and folded block scalars.
+    fn block_scalars() -> Vec<(&'static str, serde_json::Value)> {
+        vec![
             (
                 "s: |\n  line 1\n  line 2\n",
                 json!({"s": "line 1\nline 2\n"}),
@@ -1700,6 +1749,12 @@ pub(crate) mod tests {
                 "s: |  # comment\n  # not a comment\n",
                 json!({"s": "# not a comment\n"}),
             ),
+        ]
+    }
+
+    /// Comments, folding, documents, keys, tabs and odd characters.
+    fn layout() -> Vec<(&'static str, serde_json::Value)> {
+        vec![
             (
                 "a: 1 # c\n# full\nb: 'x' # c\nc: a#b\nd: \"#\"",
                 json!({"a": 1, "b": "x", "c": "a#b", "d": "#"}),
@@ -1748,7 +1803,12 @@ pub(crate) mod tests {
                 "\"1\": one\n'true': yes\n\"null\": x",
                 json!({"1": "one", "true": "yes", "null": "x"}),
             ),
-        ];
+        ]
+    }
+
+    #[test]
+    fn the_subset_parses_to_the_expected_trees() {
+        let cases = [collections(), scalars(), block_scalars(), layout()].concat();
         for (text, want) in cases {
             let ours = tree(text);
             assert_eq!(json_of(&ours), want, "{text:?}");
@@ -1821,290 +1881,292 @@ pub(crate) mod tests {
         assert!(matches!(items[2], Plain::Float(f) if f.is_nan()));
     }
 
+    /// YAML outside the subset, and the error that says so and what to do instead.
+    const OUTSIDE_THE_SUBSET: &[(&str, &str)] = &[
+        (
+            "a: &x 1",
+            "1:4: anchors ('&name') are not supported; repeat the value instead",
+        ),
+        (
+            "a: *x",
+            "1:4: aliases ('*name') are not supported; repeat the value instead",
+        ),
+        (
+            "a: !!str 1",
+            "1:4: tags ('!tag') are not supported; remove the tag (quote the value if it is a string)",
+        ),
+        (
+            "- !x\n",
+            "1:3: tags ('!tag') are not supported; remove the tag (quote the value if it is a string)",
+        ),
+        (
+            "a: 1\n---\nb: 2",
+            "2:1: a second document ('---') is not supported; keep one document per file",
+        ),
+        (
+            "a: 1\n...\n---\nb: 2",
+            "3:1: a second document ('---') is not supported; keep one document per file",
+        ),
+        (
+            "a: 1\n...\nb: 2",
+            "3:1: content after the end-of-document marker '...'; remove it or the marker",
+        ),
+        (
+            "%YAML 1.2\n---\na: 1",
+            "1:1: directives ('%YAML', '%TAG') are not supported; remove this line",
+        ),
+        ("--- a: 1", "1:5: put the document on the line after '---'"),
+        (
+            "a: 1\nb: 2\na: 3",
+            "3:1: duplicate key 'a' (first on line 1); remove one of them",
+        ),
+        (
+            "a: {b: 1, b: 2}",
+            "1:11: duplicate key 'b' (first on line 1); remove one of them",
+        ),
+        (
+            "a:\n\tb: 1",
+            "2:1: tab character in indentation; indent with spaces",
+        ),
+        (
+            "a:\n  \tb: 1",
+            "2:3: tab character in indentation; indent with spaces",
+        ),
+        (
+            "a:\n  b: 1\n c: 2",
+            "3:2: bad indentation: the keys of this map are in column 1; align this line with them",
+        ),
+        (
+            "a:\n  - x\n  b: 1",
+            "3:3: bad indentation: the keys of this map are in column 1; align this line with them",
+        ),
+        (
+            "- a:\n    - x\n   - y",
+            "3:4: bad indentation: the keys of this map are in column 3; align this line with them",
+        ),
+        (
+            "a: 1\n  b: 2",
+            "2:3: bad indentation: this 'key: value' is indented more than the keys of its map; align it with them",
+        ),
+        (
+            "  a: 1\nb: 2",
+            "2:1: expected the end of the document; check the indentation of this line",
+        ),
+        (
+            "a: \"abc",
+            "1:4: unterminated double-quoted string; add the closing '\"'",
+        ),
+        (
+            "a: 'abc\n  def",
+            "1:4: unterminated single-quoted string; add the closing \"'\"",
+        ),
+        (
+            "a: \"abc\n",
+            "1:4: unterminated quoted string; add the closing quote",
+        ),
+        (
+            "a: [1, 2",
+            "1:4: unterminated flow list; add the closing ']'",
+        ),
+        (
+            "a: {x: 1,\n  y: 2",
+            "1:4: unterminated flow map; add the closing '}'",
+        ),
+        (
+            "<<: {a: 1}",
+            "1:1: merge keys ('<<') are not supported; repeat the keys instead",
+        ),
+        (
+            "a:\n  <<: {a: 1}",
+            "2:3: merge keys ('<<') are not supported; repeat the keys instead",
+        ),
+        (
+            "a: b: c",
+            "1:5: ':' followed by a space is not allowed in an unquoted value; quote the value",
+        ),
+        (
+            "a: - b",
+            "1:4: a list cannot start on the line of its key; put '- item' on the next line, indented",
+        ),
+        (
+            "a: 1\n- b",
+            "2:1: expected 'key: value' at this indent, found a list item; indent the list under its key",
+        ),
+        (
+            "a: 1\nb:2",
+            "2:1: expected 'key: value'; put a space after ':'",
+        ),
+        (
+            "1: one",
+            "1:1: the key 1 is an integer in YAML; quote it (\"1\") to use it as a name",
+        ),
+        (
+            "a: 1\ntrue: x",
+            "2:1: the key true is a boolean in YAML; quote it (\"true\") to use it as a name",
+        ),
+        (
+            "a: {~: x}",
+            "1:5: the key ~ is null in YAML; quote it (\"~\") to use it as a name",
+        ),
+        (
+            "- 1.5: x",
+            "1:3: the key 1.5 is a number in YAML; quote it (\"1.5\") to use it as a name",
+        ),
+        (
+            "99999999999999999999: x",
+            "1:1: the key 99999999999999999999 is an integer in YAML; quote it (\"99999999999999999999\") to use it as a name",
+        ),
+        (
+            "a: 1\njust text",
+            "2:1: expected 'key: value' at this indent",
+        ),
+        (
+            "a: \"x\"\"y\"",
+            "1:7: unexpected text after the value; quote the whole value if it belongs to it",
+        ),
+        (
+            "a: [1] x",
+            "1:8: unexpected text after the value; quote the whole value if it belongs to it",
+        ),
+        (
+            "a: \"x\": 1",
+            "1:7: unexpected ':' after the value; a nested map goes on the next lines, indented",
+        ),
+        ("- \"a\":1", "1:6: put a space after ':'"),
+        ("a: \"x\"#c", "1:7: a comment needs a space before '#'"),
+        ("a: [x,#c\n]", "1:7: a comment needs a space before '#'"),
+        (
+            "? a\n: b",
+            "1:1: explicit keys ('? ') are not supported; write 'key: value'",
+        ),
+        (": b", "1:1: a key is missing before ':'"),
+        (
+            "a: @x",
+            "1:4: '@' cannot start an unquoted value; quote the value",
+        ),
+        (
+            "a: `x`",
+            "1:4: '`' cannot start an unquoted value; quote the value",
+        ),
+        (
+            "a: %x",
+            "1:4: '%' cannot start an unquoted value; quote the value",
+        ),
+        (
+            "a: ]",
+            "1:4: ']' cannot start an unquoted value; quote the value",
+        ),
+        (
+            "a: [b: 1]",
+            "1:6: 'key: value' pairs inside '[ ]' are not supported; wrap the pair in '{ }'",
+        ),
+        (
+            "a: [1,,2]",
+            "1:7: empty entry in a flow list; remove the extra ','",
+        ),
+        (
+            "a: {,}",
+            "1:5: empty entry in a flow map; remove the extra ','",
+        ),
+        (
+            "a: [1 [2]]",
+            "1:7: expected ',' or ']' in the flow list opened at line 1, column 4",
+        ),
+        (
+            "a: {x: 1 y: 2}",
+            "1:11: expected ',' or '}' in the flow map opened at line 1, column 4",
+        ),
+        (
+            "a: {[x]: 1}",
+            "1:5: a key must be a plain or quoted string, not a flow collection",
+        ),
+        (
+            "[x]: 1",
+            "1:1: a key must be a plain or quoted string, not a flow collection",
+        ),
+        ("\"a\nb\": 1", "1:1: a key must be on one line"),
+        (
+            "a: [- x]",
+            "1:5: a block list item ('- ') cannot appear inside '[ ]' or '{ }'; separate items with ','",
+        ),
+        (
+            "a: [|\n  x]",
+            "1:5: block scalars ('|', '>') cannot appear inside '[ ]' or '{ }'; use a quoted string",
+        ),
+        (
+            "a: [\nb]",
+            "2:1: bad indentation: the lines inside '[ ]' or '{ }' must be indented more than column 1",
+        ),
+        (
+            "a:\n  b: {\n    c: 1\n  }",
+            "4:3: bad indentation: the lines inside '[ ]' or '{ }' must be indented more than column 3",
+        ),
+        (
+            "a: 'x\nb'",
+            "2:1: bad indentation: the lines of a quoted string must be indented more than column 1",
+        ),
+        (
+            "a: 'x\n---\n'",
+            "2:1: document marker inside a quoted string; indent this line or close the quote",
+        ),
+        (
+            "a: [x,\n---\n]",
+            "2:1: document marker inside a flow list; close it with ']' first",
+        ),
+        (
+            "a: \"\\q\"",
+            "1:5: unknown escape '\\q' in a double-quoted string; write '\\\\' for a backslash",
+        ),
+        ("a: \"\\x4\"", "1:5: escape '\\x' needs 2 hex digits"),
+        ("a: \"\\u12\"", "1:5: escape '\\u' needs 4 hex digits"),
+        (
+            "a: \"\\uD800\"",
+            "1:5: escape '\\uD800' is not a valid Unicode character",
+        ),
+        (
+            "a: \"\\U00110000\"",
+            "1:5: escape '\\U00110000' is not a valid Unicode character",
+        ),
+        (
+            "a: 99999999999999999999",
+            "1:4: integer 99999999999999999999 does not fit in 64 bits; quote it to keep it as text",
+        ),
+        (
+            "a: 0x8000000000000000",
+            "1:4: integer 0x8000000000000000 does not fit in 64 bits; quote it to keep it as text",
+        ),
+        (
+            "a: |0\n  x",
+            "1:5: the indentation indicator must be 1 to 9, not 0",
+        ),
+        (
+            "a: |x\n  y",
+            "1:5: expected '-', '+', an indentation digit or a comment after the block scalar indicator; the text starts on the next line",
+        ),
+        (
+            "a: |\n\n    \n  x",
+            "3:1: a leading empty line of this block scalar has more spaces than its first text line; remove them",
+        ),
+        (
+            "a: x\u{7}",
+            "1:5: character U+0007 is not allowed in YAML text; write it as an escape in double quotes, like \"\\x07\"",
+        ),
+        (
+            "a: \"\u{feff}\u{fffe}\"",
+            "1:6: character U+FFFE is not allowed in YAML text; write it as an escape in double quotes, like \"\\uFFFE\"",
+        ),
+        (
+            "a: 1\rb: 2",
+            "1:5: carriage return without a line feed; save the file with \\n or \\r\\n line endings",
+        ),
+    ];
+
     #[test]
     fn outside_the_subset_is_an_error_saying_what_to_do() {
-        let cases = [
-            (
-                "a: &x 1",
-                "1:4: anchors ('&name') are not supported; repeat the value instead",
-            ),
-            (
-                "a: *x",
-                "1:4: aliases ('*name') are not supported; repeat the value instead",
-            ),
-            (
-                "a: !!str 1",
-                "1:4: tags ('!tag') are not supported; remove the tag (quote the value if it is a string)",
-            ),
-            (
-                "- !x\n",
-                "1:3: tags ('!tag') are not supported; remove the tag (quote the value if it is a string)",
-            ),
-            (
-                "a: 1\n---\nb: 2",
-                "2:1: a second document ('---') is not supported; keep one document per file",
-            ),
-            (
-                "a: 1\n...\n---\nb: 2",
-                "3:1: a second document ('---') is not supported; keep one document per file",
-            ),
-            (
-                "a: 1\n...\nb: 2",
-                "3:1: content after the end-of-document marker '...'; remove it or the marker",
-            ),
-            (
-                "%YAML 1.2\n---\na: 1",
-                "1:1: directives ('%YAML', '%TAG') are not supported; remove this line",
-            ),
-            ("--- a: 1", "1:5: put the document on the line after '---'"),
-            (
-                "a: 1\nb: 2\na: 3",
-                "3:1: duplicate key 'a' (first on line 1); remove one of them",
-            ),
-            (
-                "a: {b: 1, b: 2}",
-                "1:11: duplicate key 'b' (first on line 1); remove one of them",
-            ),
-            (
-                "a:\n\tb: 1",
-                "2:1: tab character in indentation; indent with spaces",
-            ),
-            (
-                "a:\n  \tb: 1",
-                "2:3: tab character in indentation; indent with spaces",
-            ),
-            (
-                "a:\n  b: 1\n c: 2",
-                "3:2: bad indentation: the keys of this map are in column 1; align this line with them",
-            ),
-            (
-                "a:\n  - x\n  b: 1",
-                "3:3: bad indentation: the keys of this map are in column 1; align this line with them",
-            ),
-            (
-                "- a:\n    - x\n   - y",
-                "3:4: bad indentation: the keys of this map are in column 3; align this line with them",
-            ),
-            (
-                "a: 1\n  b: 2",
-                "2:3: bad indentation: this 'key: value' is indented more than the keys of its map; align it with them",
-            ),
-            (
-                "  a: 1\nb: 2",
-                "2:1: expected the end of the document; check the indentation of this line",
-            ),
-            (
-                "a: \"abc",
-                "1:4: unterminated double-quoted string; add the closing '\"'",
-            ),
-            (
-                "a: 'abc\n  def",
-                "1:4: unterminated single-quoted string; add the closing \"'\"",
-            ),
-            (
-                "a: \"abc\n",
-                "1:4: unterminated quoted string; add the closing quote",
-            ),
-            (
-                "a: [1, 2",
-                "1:4: unterminated flow list; add the closing ']'",
-            ),
-            (
-                "a: {x: 1,\n  y: 2",
-                "1:4: unterminated flow map; add the closing '}'",
-            ),
-            (
-                "<<: {a: 1}",
-                "1:1: merge keys ('<<') are not supported; repeat the keys instead",
-            ),
-            (
-                "a:\n  <<: {a: 1}",
-                "2:3: merge keys ('<<') are not supported; repeat the keys instead",
-            ),
-            (
-                "a: b: c",
-                "1:5: ':' followed by a space is not allowed in an unquoted value; quote the value",
-            ),
-            (
-                "a: - b",
-                "1:4: a list cannot start on the line of its key; put '- item' on the next line, indented",
-            ),
-            (
-                "a: 1\n- b",
-                "2:1: expected 'key: value' at this indent, found a list item; indent the list under its key",
-            ),
-            (
-                "a: 1\nb:2",
-                "2:1: expected 'key: value'; put a space after ':'",
-            ),
-            (
-                "1: one",
-                "1:1: the key 1 is an integer in YAML; quote it (\"1\") to use it as a name",
-            ),
-            (
-                "a: 1\ntrue: x",
-                "2:1: the key true is a boolean in YAML; quote it (\"true\") to use it as a name",
-            ),
-            (
-                "a: {~: x}",
-                "1:5: the key ~ is null in YAML; quote it (\"~\") to use it as a name",
-            ),
-            (
-                "- 1.5: x",
-                "1:3: the key 1.5 is a number in YAML; quote it (\"1.5\") to use it as a name",
-            ),
-            (
-                "99999999999999999999: x",
-                "1:1: the key 99999999999999999999 is an integer in YAML; quote it (\"99999999999999999999\") to use it as a name",
-            ),
-            (
-                "a: 1\njust text",
-                "2:1: expected 'key: value' at this indent",
-            ),
-            (
-                "a: \"x\"\"y\"",
-                "1:7: unexpected text after the value; quote the whole value if it belongs to it",
-            ),
-            (
-                "a: [1] x",
-                "1:8: unexpected text after the value; quote the whole value if it belongs to it",
-            ),
-            (
-                "a: \"x\": 1",
-                "1:7: unexpected ':' after the value; a nested map goes on the next lines, indented",
-            ),
-            ("- \"a\":1", "1:6: put a space after ':'"),
-            ("a: \"x\"#c", "1:7: a comment needs a space before '#'"),
-            ("a: [x,#c\n]", "1:7: a comment needs a space before '#'"),
-            (
-                "? a\n: b",
-                "1:1: explicit keys ('? ') are not supported; write 'key: value'",
-            ),
-            (": b", "1:1: a key is missing before ':'"),
-            (
-                "a: @x",
-                "1:4: '@' cannot start an unquoted value; quote the value",
-            ),
-            (
-                "a: `x`",
-                "1:4: '`' cannot start an unquoted value; quote the value",
-            ),
-            (
-                "a: %x",
-                "1:4: '%' cannot start an unquoted value; quote the value",
-            ),
-            (
-                "a: ]",
-                "1:4: ']' cannot start an unquoted value; quote the value",
-            ),
-            (
-                "a: [b: 1]",
-                "1:6: 'key: value' pairs inside '[ ]' are not supported; wrap the pair in '{ }'",
-            ),
-            (
-                "a: [1,,2]",
-                "1:7: empty entry in a flow list; remove the extra ','",
-            ),
-            (
-                "a: {,}",
-                "1:5: empty entry in a flow map; remove the extra ','",
-            ),
-            (
-                "a: [1 [2]]",
-                "1:7: expected ',' or ']' in the flow list opened at line 1, column 4",
-            ),
-            (
-                "a: {x: 1 y: 2}",
-                "1:11: expected ',' or '}' in the flow map opened at line 1, column 4",
-            ),
-            (
-                "a: {[x]: 1}",
-                "1:5: a key must be a plain or quoted string, not a flow collection",
-            ),
-            (
-                "[x]: 1",
-                "1:1: a key must be a plain or quoted string, not a flow collection",
-            ),
-            ("\"a\nb\": 1", "1:1: a key must be on one line"),
-            (
-                "a: [- x]",
-                "1:5: a block list item ('- ') cannot appear inside '[ ]' or '{ }'; separate items with ','",
-            ),
-            (
-                "a: [|\n  x]",
-                "1:5: block scalars ('|', '>') cannot appear inside '[ ]' or '{ }'; use a quoted string",
-            ),
-            (
-                "a: [\nb]",
-                "2:1: bad indentation: the lines inside '[ ]' or '{ }' must be indented more than column 1",
-            ),
-            (
-                "a:\n  b: {\n    c: 1\n  }",
-                "4:3: bad indentation: the lines inside '[ ]' or '{ }' must be indented more than column 3",
-            ),
-            (
-                "a: 'x\nb'",
-                "2:1: bad indentation: the lines of a quoted string must be indented more than column 1",
-            ),
-            (
-                "a: 'x\n---\n'",
-                "2:1: document marker inside a quoted string; indent this line or close the quote",
-            ),
-            (
-                "a: [x,\n---\n]",
-                "2:1: document marker inside a flow list; close it with ']' first",
-            ),
-            (
-                "a: \"\\q\"",
-                "1:5: unknown escape '\\q' in a double-quoted string; write '\\\\' for a backslash",
-            ),
-            ("a: \"\\x4\"", "1:5: escape '\\x' needs 2 hex digits"),
-            ("a: \"\\u12\"", "1:5: escape '\\u' needs 4 hex digits"),
-            (
-                "a: \"\\uD800\"",
-                "1:5: escape '\\uD800' is not a valid Unicode character",
-            ),
-            (
-                "a: \"\\U00110000\"",
-                "1:5: escape '\\U00110000' is not a valid Unicode character",
-            ),
-            (
-                "a: 99999999999999999999",
-                "1:4: integer 99999999999999999999 does not fit in 64 bits; quote it to keep it as text",
-            ),
-            (
-                "a: 0x8000000000000000",
-                "1:4: integer 0x8000000000000000 does not fit in 64 bits; quote it to keep it as text",
-            ),
-            (
-                "a: |0\n  x",
-                "1:5: the indentation indicator must be 1 to 9, not 0",
-            ),
-            (
-                "a: |x\n  y",
-                "1:5: expected '-', '+', an indentation digit or a comment after the block scalar indicator; the text starts on the next line",
-            ),
-            (
-                "a: |\n\n    \n  x",
-                "3:1: a leading empty line of this block scalar has more spaces than its first text line; remove them",
-            ),
-            (
-                "a: x\u{7}",
-                "1:5: character U+0007 is not allowed in YAML text; write it as an escape in double quotes, like \"\\x07\"",
-            ),
-            (
-                "a: \"\u{feff}\u{fffe}\"",
-                "1:6: character U+FFFE is not allowed in YAML text; write it as an escape in double quotes, like \"\\uFFFE\"",
-            ),
-            (
-                "a: 1\rb: 2",
-                "1:5: carriage return without a line feed; save the file with \\n or \\r\\n line endings",
-            ),
-        ];
-        for (text, want) in cases {
+        for (text, want) in OUTSIDE_THE_SUBSET {
             match parse(text) {
                 Ok(node) => panic!("{text:?} parsed as {:?}", plain(&node)),
-                Err(e) => assert_eq!(e.to_string(), want, "{text:?}"),
+                Err(e) => assert_eq!(e.to_string(), *want, "{text:?}"),
             }
         }
     }

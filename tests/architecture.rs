@@ -335,7 +335,8 @@ fn module_of(src_dir: &Path, file: &Path) -> Option<(Vec<String>, bool)> {
     let last = parts.pop()?;
     let stem = last.strip_suffix(".rs")?;
     let is_dir_root = stem == "mod";
-    if parts.is_empty() && (stem == "lib" || stem == "main") {
+    // The crate roots: the library and the two executables' shims.
+    if parts.is_empty() && matches!(stem, "lib" | "main" | "daemon_main") {
         return Some((Vec::new(), true));
     }
     if !is_dir_root {

@@ -1,6 +1,7 @@
 //! `make build` links glibc statically by default (issue 19: a CLI call starts
 //! without the dynamic loader) and keeps a dynamic build for packagers
 //! (`LINK=dynamic`); anything else is refused with the two choices named.
+//! The daemon executable is built beside the CLI either way, and stays dynamic.
 //! Dry runs (`make -n`): nothing is built.
 
 use std::process::Command;
@@ -36,12 +37,23 @@ fn make_build_links_statically_unless_asked_for_a_dynamic_build() {
         "the default build is not static: {text}"
     );
     assert!(text.contains("--release --locked"), "{text}");
+    // The daemon executable is built too, dynamically (libc's pages shared).
+    let daemon = text
+        .lines()
+        .find(|l| l.contains("--bin agent-procs-daemon"))
+        .unwrap_or_else(|| panic!("the daemon executable is not built: {text}"));
+    assert!(
+        !daemon.contains("crt-static"),
+        "the daemon is static: {daemon}"
+    );
 
     let Some((ok, text)) = make_dry_run(&["build", "LINK=dynamic"]) else {
         return;
     };
     assert!(ok, "{text}");
+    // `cargo build` without --bin: the CLI and the daemon executable.
     assert!(text.contains("build --release --locked"), "{text}");
+    assert!(!text.contains("--bin"), "{text}");
     assert!(
         !text.contains("crt-static"),
         "LINK=dynamic is static: {text}"

@@ -8,9 +8,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Files in the sandbox's runtime dir, sorted (none when it does not exist).
@@ -257,15 +255,7 @@ fn events_until(sb: &Sandbox, marker: &str) -> Vec<Value> {
         .spawn()
         .expect("starting events");
     let stdout = events.stdout.take().expect("events stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = lines_of(stdout);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen: Vec<Value> = Vec::new();
     let found = loop {
@@ -413,12 +403,7 @@ fn start_with_escapee(sb: &Sandbox, name: &str, secs: &str) -> i32 {
         .trim()
         .parse()
         .unwrap();
-    let want = format!("sleep\0{secs}\0");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() != want.as_bytes() {
-        assert!(Instant::now() < deadline, "setsid never ran sleep");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    await_exec(pid, &format!("sleep {secs}"));
     pid
 }
 

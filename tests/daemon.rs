@@ -7,6 +7,8 @@ use common::*;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[test]
@@ -427,29 +429,27 @@ fn an_orphaned_grandchild_is_adopted_and_reaped_by_the_daemon() {
     let orphan: i32 = line.trim().trim_start_matches("orphan ").parse().unwrap();
     let daemon = sb.daemon_pid().expect("the daemon's pid");
     // Adopted by the daemon (the subreaper), not by init.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match parent_of(orphan) {
-            Some(p) if p == daemon => break,
-            Some(p) => assert!(
-                std::time::Instant::now() < deadline,
-                "orphan {orphan} has parent {p}, not the daemon {daemon}"
-            ),
+    eventually(
+        Duration::from_secs(10),
+        &format!("the daemon {daemon} to adopt orphan {orphan}"),
+        || match parent_of(orphan) {
+            Some(p) if p == daemon => Ok(()),
+            Some(p) => Err(format!("its parent is {p}")),
             None => panic!("orphan {orphan} ended before it was seen adopted"),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        },
+    );
     // When it exits, the daemon reaps it: no zombie is left behind.
     assert!(wait_gone(orphan, Duration::from_secs(10)));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while parent_of(orphan).is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orphan {orphan} was left a zombie: {:?}",
-            zombie_children(daemon)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        Duration::from_secs(10),
+        &format!("orphan {orphan} to be reaped"),
+        || {
+            done_or(
+                parent_of(orphan).is_none(),
+                format!("zombies of the daemon: {:?}", zombie_children(daemon)),
+            )
+        },
+    );
     assert_eq!(zombie_children(daemon), Vec::<i32>::new());
 }
 
@@ -495,4 +495,141 @@ fn the_daemon_raises_its_soft_descriptor_limit_to_the_hard_one() {
         Some(("4096".to_string(), "4096".to_string())),
         "the daemon did not raise its soft limit to the hard one"
     );
+}
+
+/// Where `pid`'s executable is.
+fn exe_of(pid: i32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/exe")).expect("reading the daemon's executable")
+}
+
+/// `session list --json` says the sandbox's session is running.
+fn listed_as_running(sb: &Sandbox, cli: &Path) -> bool {
+    let mut cmd = Command::new(cli);
+    sb.isolate(cmd.args(["session", "list", "--json"]));
+    let out = run_bounded(cmd, CALL_LIMIT);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("session list --json");
+    v["sessions"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|s| s["name"] == sb.session.as_str() && s["running"] == true)
+    })
+}
+
+#[test]
+fn the_daemon_runs_from_its_own_executable_beside_the_cli() {
+    // Issue 19: the daemon alone is a smaller program, so less private memory.
+    let sb = Sandbox::new();
+    sb.start("a", "sleep 100");
+    let pid = sb.daemon_pid().expect("the daemon's pid");
+    let exe = exe_of(pid);
+    assert_eq!(
+        exe.file_name().and_then(|n| n.to_str()),
+        Some("agent-procs-daemon"),
+        "the daemon runs {}",
+        exe.display()
+    );
+    assert_eq!(exe.parent(), Path::new(BIN).parent());
+    assert!(listed_as_running(&sb, Path::new(BIN)));
+    assert_eq!(sb.proc_status("a")["state"], "running");
+}
+
+#[test]
+fn without_the_daemon_executable_the_cli_runs_its_own_daemon_command() {
+    // An older install, or a CLI copied alone: `agent-procs __daemon` as before.
+    let sb = Sandbox::new();
+    let dir = sb.root.join("bin");
+    std::fs::create_dir(&dir).expect("creating a bin dir");
+    let cli = dir.join("agent-procs");
+    if std::fs::hard_link(BIN, &cli).is_err() {
+        std::fs::copy(BIN, &cli).expect("copying the CLI");
+    }
+    let mut cmd = Command::new(&cli);
+    sb.isolate(cmd.args(["run", "--name", "a", "sleep 100"]))
+        .current_dir(&sb.root)
+        .stdin(Stdio::null());
+    let out = run_bounded(cmd, CALL_LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let pid = sb.daemon_pid().expect("the daemon's pid");
+    assert_eq!(exe_of(pid), cli);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the daemon's cmdline");
+    assert!(
+        cmdline.windows(10).any(|w| w == b"\0__daemon\0"),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    assert!(listed_as_running(&sb, &cli));
+    assert_eq!(sb.proc_status("a")["state"], "running");
+}
+
+#[test]
+fn the_daemon_executable_run_by_hand_says_who_starts_it() {
+    for args in [
+        &[][..],
+        &["status"][..],
+        &["__daemon"][..],
+        &["__daemon", "s", "extra"][..],
+    ] {
+        let out = run_bounded(
+            {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent-procs-daemon"));
+                cmd.args(args).stdin(Stdio::null());
+                cmd
+            },
+            CALL_LIMIT,
+        );
+        assert_eq!(out.code, 64, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("started by agent-procs")
+                && out.stderr.contains("run agent-procs instead"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// Resident KiB of `pid`'s heap (`[heap]` in smaps).
+fn heap_rss_kib(pid: i32) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("reading smaps");
+    let mut in_heap = false;
+    for line in smaps.lines() {
+        // A mapping's header starts with its range, `start-end` in hex.
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            in_heap = line.trim_end().ends_with("[heap]");
+        }
+        if in_heap && let Some(kib) = line.strip_prefix("Rss:") {
+            return kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
+#[test]
+fn quiet_processes_leave_the_output_buffer_untouched() {
+    // Issue 19: the daemon's private memory. The 128 KiB buffer pipes are read
+    // into is mapped fresh, so an idle daemon whose processes print little has
+    // only the pages it read into resident, not the whole buffer.
+    let sb = Sandbox::new();
+    for i in 0..10 {
+        let out = run_bounded(
+            {
+                let mut cmd =
+                    sb.command(&["run", "--name", &format!("s{i}"), "echo hi; exec sleep 100"]);
+                cmd.env_clear().env("PATH", "/usr/bin:/bin");
+                sb.isolate(&mut cmd);
+                cmd
+            },
+            CALL_LIMIT,
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    sb.ok(&["status"]);
+    let pid = sb.daemon_pid().expect("the daemon's pid");
+    let heap = heap_rss_kib(pid);
+    assert!(heap > 0, "no [heap] in smaps");
+    assert!(heap < 128, "the daemon's heap has {heap} KiB resident");
 }

@@ -7,29 +7,8 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Poll `cond` until it holds or `limit` passes (files have no change event we can await).
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-fn count_in(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .matches(needle)
-        .count()
 }
 
 #[test]
@@ -76,12 +55,10 @@ fn a_full_log_disk_loses_output_but_neither_the_process_nor_the_daemon() {
     let seen = PathBuf::from(format!("/proc/{daemon}/root")).join(logs.strip_prefix("/").unwrap());
     let log = seen.join("w.stdout");
     let full = "no space left on device";
-    assert!(
-        eventually(Duration::from_secs(30), || count_in(&sb.daemon_log(), full)
-            > 0),
-        "the full disk was never reported; daemon.log:\n{}",
-        std::fs::read_to_string(sb.daemon_log()).unwrap_or_default()
-    );
+    eventually(Duration::from_secs(30), "the full disk reported", || {
+        let text = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+        done_or(text.contains(full), format!("daemon.log:\n{text}"))
+    });
     // The daemon keeps draining the pipe: the child writes on, 4 MiB past a full
     // disk (four times what the pipe holds), without being blocked.
     let at = |p: &Path| {
@@ -91,11 +68,13 @@ fn a_full_log_disk_loses_output_but_neither_the_process_nor_the_daemon() {
             .unwrap_or(0)
     };
     let start = at(&progress);
-    assert!(
-        eventually(Duration::from_secs(60), || at(&progress) > start + 4000),
-        "the child stopped making progress at line {} (from {start})",
-        at(&progress)
-    );
+    eventually(Duration::from_secs(60), "the child's progress", || {
+        let now = at(&progress);
+        done_or(
+            now > start + 4000,
+            format!("stuck at line {now} (from {start})"),
+        )
+    });
     assert_eq!(sb.proc_status("w")["state"], "running");
     // Said once, not once per write.
     let log_text = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
@@ -104,11 +83,10 @@ fn a_full_log_disk_loses_output_but_neither_the_process_nor_the_daemon() {
     // Space comes back: logging resumes, and the log says how much it lost.
     let stuck = file_len(&log);
     std::fs::remove_file(seen.join("ballast")).expect("removing the ballast");
-    assert!(
-        eventually(Duration::from_secs(30), || file_len(&log) > stuck + 4096),
-        "logging did not resume ({} bytes, was {stuck})",
-        file_len(&log)
-    );
+    eventually(Duration::from_secs(30), "logging to resume", || {
+        let now = file_len(&log);
+        done_or(now > stuck + 4096, format!("{now} bytes, was {stuck}"))
+    });
     let text = std::fs::read(&log).expect("reading the log");
     let text = String::from_utf8_lossy(&text);
     assert!(
@@ -185,25 +163,6 @@ impl Drop for Children {
     }
 }
 
-/// Raise this test process's soft descriptor limit to at least `need`.
-fn raise_fd_limit(need: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only into the struct we pass.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    assert!(
-        lim.rlim_max >= need,
-        "the hard descriptor limit is below {need}"
-    );
-    if lim.rlim_cur < need {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads the struct we pass.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    }
-}
-
 #[test]
 fn out_of_descriptors_the_control_socket_neither_spins_nor_sticks_nor_floods_the_log() {
     raise_fd_limit(400);
@@ -229,13 +188,16 @@ fn out_of_descriptors_the_control_socket_neither_spins_nor_sticks_nor_floods_the
         // 150 clients: more than the daemon has descriptors for, fewer than the
         // listen backlog holds, so every connect returns at once.
         let clients: Vec<_> = (0..150).map(|_| sb.connect()).collect();
-        assert!(
-            eventually(Duration::from_secs(20), || fd_count(daemon) >= 60),
-            "episode {episode}: the daemon holds {} descriptors of 64",
-            fd_count(daemon)
+        eventually(
+            Duration::from_secs(20),
+            &format!("episode {episode}: the clients to use up the daemon's 64 descriptors"),
+            || {
+                let held = fd_count(daemon);
+                done_or(held >= 60, format!("the daemon holds {held}"))
+            },
         );
         let before = cpu_time(daemon);
-        // A measuring window, not a wait for an event.
+        // A measuring window: nothing to await, the CPU it spends in 2 s is the point.
         std::thread::sleep(Duration::from_secs(2));
         let spent = cpu_time(daemon) - before;
         eprintln!("episode {episode}: {spent:?} of CPU in 2 s out of descriptors");

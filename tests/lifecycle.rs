@@ -162,16 +162,7 @@ fn a_process_that_left_the_group_is_reported_by_pid_and_command_after_the_stop()
     let _guard = KillOnDrop(escapee);
     let member = pid_after("member");
     // Until setsid has exec'd sleep, the escapee's command line is setsid's.
-    let exec_done = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::read(format!("/proc/{escapee}/cmdline")).unwrap_or_default()
-        != b"sleep\x00301\x00"
-    {
-        assert!(
-            std::time::Instant::now() < exec_done,
-            "setsid never ran sleep"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    await_exec(escapee, "sleep 301");
 
     // The answer on stdout stays one line; the escapee is named on stderr.
     let out = sb.run(&["stop", "tree"]);

@@ -99,11 +99,10 @@ fn automatic_restarts_are_runs_marked_with_pid_and_how_the_last_ended() {
     ]);
     let first_pid = parse_pid(&out);
     // `failed` comes with the last word in the log.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sb.proc_status("flaky")["state"] != "failed" {
-        assert!(std::time::Instant::now() < deadline, "flaky never failed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(20), "flaky to fail", || {
+        let st = sb.proc_status("flaky");
+        done_or(st["state"] == "failed", st)
+    });
     let all = sb.ok(&["logs", "flaky", "--runs", "all"]);
     let want_lines = [
         "attempt",

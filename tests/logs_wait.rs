@@ -174,9 +174,11 @@ fn a_child_that_closes_stdout_early_keeps_running() {
 #[test]
 fn follow_streams_live_lines_after_the_tail_without_gaps() {
     let sb = Sandbox::new();
+    // 200 ticks (2 s and more): the follow must find 40 still to come after
+    // its tail even when a loaded machine starts it late.
     sb.start(
         "ticker",
-        "i=0; while [ $i -lt 50 ]; do i=$((i+1)); echo tick $i; sleep 0.01; done; sleep 30",
+        "i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo tick $i; sleep 0.01; done; sleep 30",
     );
     sb.ok(&["wait", "ticker", "--until", "tick 5", "--timeout", "10"]);
     let out = sb.ok(&[
@@ -290,11 +292,10 @@ fn a_pattern_wait_creates_the_index_before_the_first_line() {
         sb.ok(&["wait", "late", "--until", "READY", "--timeout", "20"]),
         "READY\n"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sb.ok(&["logs", "late", "--since", "1m"]) != "READY\nafter\n" {
-        assert!(Instant::now() < deadline, "the late lines never showed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(Duration::from_secs(10), "the late lines", || {
+        let got = sb.ok(&["logs", "late", "--since", "1m"]);
+        done_or(got == "READY\nafter\n", got)
+    });
     assert!(
         read(&index("late", "stdout")).len() > 8,
         "no record was written"

@@ -10,9 +10,9 @@
 
 mod common;
 
-use common::{BIN, Sandbox};
+use common::{BIN, Sandbox, lines_of, wait_child};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -35,15 +35,7 @@ impl Server {
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("starting agent-procs mcp");
         let stdout = child.stdout.take().expect("its stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = lines_of(stdout);
         let stdin = child.stdin.take();
         Server {
             child,
@@ -102,15 +94,14 @@ impl Server {
         let deadline = Instant::now() + limit;
         let mut lines = Vec::new();
         loop {
-            match self.lines.recv_timeout(Duration::from_millis(50)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
                 Ok(line) => lines.push(line),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the server outlived its stdin: {lines:?}")
+                }
             }
-            assert!(
-                Instant::now() < deadline,
-                "the server outlived its stdin: {lines:?}"
-            );
         }
         let status = self.child.wait().expect("waiting for the server");
         assert_eq!(status.code(), Some(0), "{lines:?}");
@@ -120,14 +111,9 @@ impl Server {
     /// Close stdin and wait for the exit status.
     fn close(mut self) -> i32 {
         drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "the server outlived its stdin");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = wait_child(&mut self.child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("the server outlived its stdin"));
+        status.code().unwrap_or(-1)
     }
 }
 

@@ -6,7 +6,6 @@
 mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 /// Uids nobody else uses, one per role, so parallel tests do not meet.
@@ -49,24 +48,6 @@ fn loose_dirs(sb: &Sandbox) -> Vec<PathBuf> {
     dirs
 }
 
-/// A live process that belongs to nobody's session, and its start time.
-fn bystander() -> (std::process::Child, u32, u64) {
-    let child = std::process::Command::new("sleep")
-        .arg("300")
-        .process_group(0)
-        .spawn()
-        .expect("starting a bystander");
-    let pid = child.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("its stat");
-    let ticks = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.split(' ').nth(20))
-        .and_then(|t| t.parse().ok())
-        .expect("its start time");
-    (child, pid, ticks)
-}
-
 #[test]
 fn files_planted_while_a_dir_was_open_are_refused_after_chmod() {
     if !is_root() {
@@ -74,10 +55,7 @@ fn files_planted_while_a_dir_was_open_are_refused_after_chmod() {
         return;
     }
     let (mut victim, vpid, ticks) = bystander();
-    let table = format!(
-        "{{\"daemon_pid\":1,\"processes\":[{{\"name\":\"w\",\"id\":\"p1\",\"pid\":{vpid},\
-         \"pgid\":{vpid},\"start_ticks\":{ticks},\"command\":\"sleep 300\"}}]}}"
-    );
+    let table = planted_state("w", vpid, ticks);
     // (planted file, what a `run` does, what is said and where)
     let cases = [
         ("state.json", true, "state.json: it is owned by uid 64160"),
@@ -331,18 +309,15 @@ fn a_rotation_never_writes_through_a_link_that_replaced_the_log_dir() {
             std::fs::metadata(old.join(format!("w.stdout.{n}"))).is_ok_and(|m| m.ino() == current)
         })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !moved_twice() {
-        let through = names_in(&outside);
-        assert!(through.is_empty(), "written through the link: {through:?}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no rotation in {}: {:?}",
-            old.display(),
-            names_in(&old)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    eventually(
+        std::time::Duration::from_secs(30),
+        &format!("a rotation in {}", old.display()),
+        || {
+            let through = names_in(&outside);
+            assert!(through.is_empty(), "written through the link: {through:?}");
+            done_or(moved_twice(), format!("{:?}", names_in(&old)))
+        },
+    );
     assert_eq!(names_in(&outside), Vec::<String>::new());
     assert_eq!(sb.proc_status("w")["state"], "running");
 }

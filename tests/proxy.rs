@@ -10,73 +10,20 @@ mod client;
 mod common;
 
 use client::*;
+use common::backend::*;
 use common::*;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const BACKEND: &str = include_str!("proxy/backend.py");
-
-/// A sandbox with the test backend in its root (the cwd of every process).
-fn sandbox() -> Sandbox {
-    let sb = Sandbox::new();
-    write(&sb.root.join("backend.py"), BACKEND);
-    sb
-}
-
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("writing a test file");
-}
-
-/// `run COMMAND --name NAME [--port P] --proxy`; returns the output and the proxy port.
-fn run_proxied(sb: &Sandbox, name: &str, command: &str, port: Option<u16>) -> (Out, u16) {
-    run_proxied_env(sb, name, command, port, &[])
-}
-
-/// `run_proxied` with more environment, for the daemon it may start (which
-/// reads the test timeouts when its proxy starts).
-fn run_proxied_env(
-    sb: &Sandbox,
-    name: &str,
-    command: &str,
-    port: Option<u16>,
-    env: &[(&str, &str)],
-) -> (Out, u16) {
-    let port = port.map(|p| p.to_string());
-    let mut args = vec!["run", command, "--name", name];
-    if let Some(p) = &port {
-        args.extend(["--port", p]);
-    }
-    args.push("--proxy");
-    let mut cmd = sb.command(&args);
-    cmd.envs(env.iter().copied());
-    let out = run_bounded(cmd, CALL_LIMIT);
-    if out.code != 0 {
-        panic!("{}", sb.report(&args, &out, "expected exit 0"));
-    }
-    let both = format!("{}{}", out.stdout, out.stderr);
-    let Some(proxy) = proxy_port_in(&both) else {
-        panic!(
-            "{}",
-            sb.report(&args, &out, "no localhost:PORT in the output")
-        );
-    };
-    (out, proxy)
 }
 
 /// How long the proxy holds a request for a backend that is not up, in the
 /// tests that wait it out (5 s otherwise).
 const HOLD_MS: &str = "1500";
 const HOLD: Duration = Duration::from_millis(1500);
-
-/// Start the backend NAME on a port of its own behind the proxy and wait until
-/// it serves; returns (proxy port, backend port).
-fn serve(sb: &Sandbox, name: &str) -> (u16, u16) {
-    let port = free_port();
-    let (_, proxy) = run_proxied(sb, name, &format!("python3 backend.py {name}"), Some(port));
-    sb.ok(&["wait", name, "--until", "serving", "--timeout", "20"]);
-    (proxy, port)
-}
 
 /// The header values the backend received, by name (case-insensitive).
 fn received(echo: &serde_json::Value, name: &str) -> Vec<String> {
@@ -260,7 +207,7 @@ fn requests_wait_for_a_starting_backend() {
 fn a_starting_backend_that_never_listens_gets_503_after_the_hold() {
     let sb = sandbox();
     // Running but never listening: 503 after the hold (shortened here), with the reason.
-    let env = [("AGENT_PROCS_TEST_BACKEND_WAIT_MS", HOLD_MS)];
+    let env = [(HOLD_VAR, HOLD_MS)];
     let (_, pp) = run_proxied_env(&sb, "deaf", "sleep 60", Some(free_port()), &env);
     let started = Instant::now();
     let r = get(pp, "deaf.localhost", "/");
@@ -280,15 +227,14 @@ fn a_starting_backend_that_never_listens_gets_503_after_the_hold() {
 
 /// Polls `status --json` until `name` has run for `secs` seconds (bounded).
 fn await_uptime(sb: &Sandbox, name: &str, secs: u64) {
-    let limit = Instant::now() + Duration::from_secs(secs + 30);
-    loop {
-        let st = sb.proc_status(name);
-        if st["uptime_secs"].as_u64().is_some_and(|u| u >= secs) {
-            return;
-        }
-        assert!(Instant::now() < limit, "{name} never ran {secs} s: {st}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(secs + 30),
+        &format!("{name} to run {secs} s"),
+        || {
+            let st = sb.proc_status(name);
+            done_or(st["uptime_secs"].as_u64().is_some_and(|u| u >= secs), st)
+        },
+    );
 }
 
 #[test]
@@ -296,7 +242,7 @@ fn a_running_process_that_refuses_gets_502_at_once_but_an_unready_one_is_waited_
     let sb = sandbox();
     // `deaf` runs but never listens; `unready` neither, and an `up` still waits
     // for its readiness line.
-    let env = [("AGENT_PROCS_TEST_BACKEND_WAIT_MS", HOLD_MS)];
+    let env = [(HOLD_VAR, HOLD_MS)];
     let (_, pp) = run_proxied_env(&sb, "deaf", "sleep 60", Some(free_port()), &env);
     write(
         &sb.root.join("agent-procs.yaml"),
@@ -924,16 +870,18 @@ fn a_tunnel_passes_on_the_clients_half_close() {
     );
 }
 
-/// Takes about 10 s: the proxy's header-read timeout.
+/// The proxy's header-read timeout (10 s; here 4 s, through the test knob, so
+/// the test does not wait 10 s out).
 #[test]
 fn a_stalled_or_trickled_head_times_out_while_others_are_served() {
     let sb = sandbox();
-    let (pp, _) = serve(&sb, "web");
+    let timeout = Duration::from_secs(4);
+    let pp = serve_with_head_timeout(&sb, "web", timeout.as_millis() as u64);
     let host = format!("web.localhost:{pp}");
     let started = Instant::now();
     let mut stalled = Conn::open(pp);
     stalled.send(b"GET /echo HTTP/1.1\r\nHost: web.loc");
-    // Another sends one byte every half second, never finishing its head.
+    // Another sends one byte every quarter second, never finishing its head.
     let mut trickled = Conn::open(pp);
     trickled.send(b"GET /echo HTTP/1.1\r\nX-Slow: ");
     let mut writer = trickled.stream.try_clone().expect("cloning a socket");
@@ -946,7 +894,8 @@ fn a_stalled_or_trickled_head_times_out_while_others_are_served() {
             if writer.write_all(b"a").is_err() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(500));
+            // Pacing a slow client; nothing to wait for.
+            std::thread::sleep(Duration::from_millis(250));
         }
     });
 
@@ -970,33 +919,12 @@ fn a_stalled_or_trickled_head_times_out_while_others_are_served() {
         }
         let took = started.elapsed();
         assert!(
-            took >= Duration::from_secs(9),
-            "the {what} client was cut off after {took:?}, before 10 s"
+            took >= timeout * 9 / 10,
+            "the {what} client was cut off after {took:?}, before {timeout:?}"
         );
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     trickler.join().expect("the trickling thread");
-}
-
-/// Raise this process's soft descriptor limit to the hard one.
-fn raise_fd_limit(need: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only into the struct we pass.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    assert!(
-        lim.rlim_max >= need,
-        "the hard descriptor limit {} is below the {need} this test needs",
-        lim.rlim_max
-    );
-    if lim.rlim_cur < need {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads the struct we pass.
-        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-        assert_eq!(rc, 0, "raising the descriptor limit");
-    }
 }
 
 #[test]
@@ -1019,50 +947,13 @@ fn a_thousand_concurrent_connections_are_all_answered() {
     }
 }
 
-/// The soft "Max open files" of a process.
-fn fd_limit(pid: i32) -> Option<u64> {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[test]
 fn running_out_of_descriptors_neither_spins_nor_sticks() {
     raise_fd_limit(400);
     let sb = sandbox();
-    let port = free_port().to_string();
     // The first call starts the daemon, which inherits the low limits (hard too,
     // since the daemon raises its soft limit to the hard one).
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args([
-        "-c",
-        "ulimit -n 64 && exec \"$0\" \"$@\"",
-        BIN,
-        "run",
-        "python3 backend.py web",
-        "--name",
-        "web",
-        "--port",
-        &port,
-        "--proxy",
-    ])
-    .current_dir(&sb.root)
-    .stdin(std::process::Stdio::null());
-    sb.isolate(&mut cmd);
-    let out = run_bounded(cmd, CALL_LIMIT);
-    if out.code != 0 {
-        panic!(
-            "{}",
-            sb.report(&["run", "(ulimit -n 64)"], &out, "expected exit 0")
-        );
-    }
-    let pp = proxy_port_in(&format!("{}{}", out.stdout, out.stderr))
-        .unwrap_or_else(|| panic!("no localhost:PORT in {out:?}", out = out.stderr));
-    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let pp = serve_with_nofile(&sb, "web", 64);
     let daemon = sb.daemon_pid().expect("the daemon's pid");
     let limit = fd_limit(daemon);
     assert!(
@@ -1091,19 +982,18 @@ fn running_out_of_descriptors_neither_spins_nor_sticks() {
     );
     // The proxy keeps to its share of the descriptors (half of a limit this
     // low), so the daemon never runs out: the rest wait in the backlog.
-    let end = Instant::now() + Duration::from_secs(10);
-    while fd_count(daemon) < 36 {
-        assert!(
-            Instant::now() < end,
-            "the daemon holds only {} descriptors: the clients did not reach it",
-            fd_count(daemon)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the clients to reach the daemon (36 descriptors)",
+        || {
+            let held = fd_count(daemon);
+            done_or(held >= 36, format!("the daemon holds {held}"))
+        },
+    );
     let held = fd_count(daemon);
     assert!(held < 64, "the daemon holds {held} descriptors of 64");
     let before = cpu_time(daemon);
-    // A measuring window, not a wait for an event.
+    // A measuring window: nothing to await, the CPU it spends in 2 s is the point.
     std::thread::sleep(Duration::from_secs(2));
     let spent = cpu_time(daemon) - before;
     assert!(
@@ -1457,6 +1347,7 @@ fn a_client_that_does_not_read_slows_its_backend_instead_of_filling_the_daemon()
     let steady = std::time::Instant::now() + Duration::from_secs(20);
     // Wait until the backend is stuck (no progress for 1 s), boundedly.
     loop {
+        // Nothing to await: a stall is the absence of progress over a second.
         std::thread::sleep(Duration::from_secs(1));
         let now = sent();
         if now == last && now > 0 {
@@ -1522,7 +1413,7 @@ fn big_bodies_reach_a_slow_reader_exactly_and_the_connection_goes_on() {
         c.send(&request("GET", &format!("/bytes?n={n}"), &host, &[]));
     }
     c.send(&request("GET", "/echo", &host, &[]));
-    // A reader that is late: what the client cannot take yet waits in the proxy.
+    // Nothing to await: a reader that is late; what the client cannot take yet waits in the proxy.
     std::thread::sleep(Duration::from_millis(300));
     for n in sizes {
         let r = c.response(Duration::from_secs(20));

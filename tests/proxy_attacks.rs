@@ -8,34 +8,10 @@ mod client;
 mod common;
 
 use client::*;
+use common::backend::*;
 use common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-const BACKEND: &str = include_str!("proxy/backend.py");
-
-fn sandbox() -> Sandbox {
-    let sb = Sandbox::new();
-    std::fs::write(sb.root.join("backend.py"), BACKEND).expect("writing the backend");
-    sb
-}
-
-/// Start the backend NAME behind the proxy and wait until it serves; returns
-/// (proxy port, backend port).
-fn serve(sb: &Sandbox, name: &str) -> (u16, u16) {
-    let port = free_port();
-    let p = port.to_string();
-    let command = format!("python3 backend.py {name}");
-    let args = ["run", &command, "--name", name, "--port", &p, "--proxy"];
-    let out = sb.run(&args);
-    if out.code != 0 {
-        panic!("{}", sb.report(&args, &out, "expected exit 0"));
-    }
-    let proxy = proxy_port_in(&format!("{}{}", out.stdout, out.stderr))
-        .unwrap_or_else(|| panic!("{}", sb.report(&args, &out, "no localhost:PORT")));
-    sb.ok(&["wait", name, "--until", "serving", "--timeout", "20"]);
-    (proxy, port)
-}
 
 /// Lines in a file the backend appends to (0 while it does not exist).
 fn lines_in(path: &Path) -> usize {
@@ -44,15 +20,14 @@ fn lines_in(path: &Path) -> usize {
 
 /// Wait (bounded) until the backend has appended `n` lines to `path`.
 fn await_lines(path: &Path, n: usize) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while lines_in(path) < n {
-        assert!(
-            Instant::now() < end,
-            "{} never reached {n} lines",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(
+        Duration::from_secs(10),
+        &format!("{n} lines in {}", path.display()),
+        || {
+            let lines = lines_in(path);
+            done_or(lines >= n, lines)
+        },
+    );
 }
 
 /// B's answer must be B's own: the echo of exactly its request.
@@ -359,36 +334,6 @@ fn the_proxy_serves_the_ipv6_loopback_like_the_ipv4_one() {
     assert!(squat.is_err(), "[::1]:{pp} could be bound beside the proxy");
 }
 
-/// The soft "Max open files" of a process.
-fn fd_limit(pid: i32) -> Option<u64> {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Raise this process's soft descriptor limit to at least `need`.
-fn raise_own_fd_limit(need: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only into the struct we pass.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    assert!(
-        lim.rlim_max >= need,
-        "the hard descriptor limit is below {need}"
-    );
-    if lim.rlim_cur < need {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads the struct we pass.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    }
-}
-
 /// A CLI call that must answer within `limit`: (elapsed, output).
 fn timed(sb: &Sandbox, args: &[&str], limit: Duration) -> (Duration, Out) {
     let t = Instant::now();
@@ -401,27 +346,9 @@ fn timed(sb: &Sandbox, args: &[&str], limit: Duration) -> (Duration, Out) {
 /// so `status` and `run` (whose port probe needs a descriptor) still answer at once.
 #[test]
 fn a_flood_of_held_connections_leaves_status_and_run_their_descriptors() {
-    raise_own_fd_limit(1024);
+    raise_fd_limit(1024);
     let sb = sandbox();
-    let port = free_port().to_string();
-    let mut first = std::process::Command::new("prlimit");
-    first
-        .arg("--nofile=256:256")
-        .args([BIN, "run", "python3 backend.py web", "--name", "web"])
-        .args(["--port", &port, "--proxy"])
-        .current_dir(&sb.root)
-        .stdin(std::process::Stdio::null());
-    sb.isolate(&mut first);
-    let out = run_bounded(first, CALL_LIMIT);
-    assert_eq!(
-        out.code,
-        0,
-        "{}",
-        sb.report(&["run"], &out, "expected exit 0")
-    );
-    let pp = proxy_port_in(&format!("{}{}", out.stdout, out.stderr))
-        .unwrap_or_else(|| panic!("no localhost:PORT in {}", out.stdout));
-    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let pp = serve_with_nofile(&sb, "web", 256);
     let daemon = sb.daemon_pid().expect("the daemon's pid");
     assert_eq!(
         fd_limit(daemon),
@@ -454,15 +381,14 @@ fn a_flood_of_held_connections_leaves_status_and_run_their_descriptors() {
         std::fs::read_to_string(sb.daemon_log()).unwrap_or_default()
     );
     // The proxy takes connections until its share is used up.
-    let end = Instant::now() + Duration::from_secs(20);
-    while fd_count(daemon) < 180 {
-        assert!(
-            Instant::now() < end,
-            "the daemon holds only {} descriptors: the flood did not reach it",
-            fd_count(daemon)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the flood to reach the daemon (180 descriptors)",
+        || {
+            let held = fd_count(daemon);
+            done_or(held >= 180, format!("the daemon holds {held}"))
+        },
+    );
 
     let limit = Duration::from_secs(10);
     let (status_took, out) = timed(&sb, &["status"], limit);
@@ -527,15 +453,7 @@ fn a_flood_of_held_connections_leaves_status_and_run_their_descriptors() {
 #[test]
 fn a_stalled_request_body_times_out_and_a_slow_one_does_not() {
     let sb = sandbox();
-    let port = free_port().to_string();
-    let command = "python3 backend.py web";
-    let args = ["run", command, "--name", "web", "--port", &port, "--proxy"];
-    let mut first = sb.command(&args);
-    first.env("AGENT_PROCS_TEST_HEAD_TIMEOUT_MS", "700");
-    let out = run_bounded(first, CALL_LIMIT);
-    assert_eq!(out.code, 0, "{}", sb.report(&args, &out, "expected exit 0"));
-    let pp = proxy_port_in(&out.stdout).expect("the proxy port");
-    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let pp = serve_with_head_timeout(&sb, "web", 700);
     let host = format!("web.localhost:{pp}");
 
     let t = Instant::now();

@@ -5,13 +5,13 @@
 //! skips itself with a notice without it, unless AGENT_PROCS_REQUIRE_TOOLS=1.
 
 mod common;
+use common::backend::*;
 use common::*;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BACKEND: &str = include_str!("proxy/backend.py");
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Chromium gets this long before its whole process group is killed.
 const BROWSER_LIMIT: Duration = Duration::from_secs(90);
@@ -52,29 +52,8 @@ fn chromium_loads_a_page_and_echoes_over_a_websocket_through_the_proxy() {
     ) {
         return;
     }
-    let sb = Sandbox::new();
-    std::fs::write(sb.root.join("backend.py"), BACKEND).expect("writing the backend");
-    let port = free_port().to_string();
-    let args = [
-        "run",
-        "python3 backend.py web",
-        "--name",
-        "web",
-        "--port",
-        &port,
-        "--proxy",
-    ];
-    let out = sb.run(&args);
-    if out.code != 0 {
-        panic!("{}", sb.report(&args, &out, "expected exit 0"));
-    }
-    let Some(pp) = proxy_port_in(&format!("{}{}", out.stdout, out.stderr)) else {
-        panic!(
-            "{}",
-            sb.report(&args, &out, "no localhost:PORT in the output")
-        );
-    };
-    sb.ok(&["wait", "web", "--until", "serving", "--timeout", "20"]);
+    let sb = sandbox();
+    let (pp, _) = serve(&sb, "web");
 
     let home = sb.root.join("home");
     let profile = sb.root.join("profile");

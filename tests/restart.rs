@@ -27,21 +27,16 @@ fn daemon_log(sb: &Sandbox) -> String {
 }
 
 /// Poll the whole status until `done` holds for it; panic with the last one past SETTLE.
+/// Every POLL, not backing off: some states awaited last only a moment.
 fn await_status(sb: &Sandbox, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + SETTLE;
-    loop {
+    eventually_every(POLL, SETTLE, what, || {
         let all = sb.status();
         if done(&all) {
-            return all;
+            Ok(all)
+        } else {
+            Err(format!("{all:#}\ndaemon.log:\n{}", daemon_log(sb)))
         }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out waiting for {what}; last status:\n{all:#}\ndaemon.log:\n{}",
-                daemon_log(sb)
-            );
-        }
-        std::thread::sleep(POLL);
-    }
+    })
 }
 
 /// Poll one process's status until `done` holds for it.
@@ -58,17 +53,15 @@ fn find<'a>(all: &'a Value, name: &str) -> Option<&'a Value> {
 
 /// Poll for `window` and insist that `steady` holds on every look: for what must
 /// NOT happen (a restart), there is no event to wait for.
-fn holds_for(sb: &Sandbox, window: Duration, what: &str, steady: impl Fn(&Value) -> bool) {
-    let end = Instant::now() + window;
-    while Instant::now() < end {
+fn holds_for_status(sb: &Sandbox, window: Duration, what: &str, steady: impl Fn(&Value) -> bool) {
+    holds_for(window, what, || {
         let all = sb.status();
-        assert!(
-            steady(&all),
-            "{what} stopped holding; status:\n{all:#}\ndaemon.log:\n{}",
-            daemon_log(sb)
-        );
-        std::thread::sleep(POLL);
-    }
+        if steady(&all) {
+            Ok(())
+        } else {
+            Err(format!("{all:#}\ndaemon.log:\n{}", daemon_log(sb)))
+        }
+    });
 }
 
 /// Everything kept of a process's stdout, all runs, annotations included.
@@ -240,7 +233,7 @@ fn each_policy_restarts_exactly_the_deaths_it_should() {
     });
     // Settled for good: nothing restarts later (a wrong restart under `never`
     // would come after the default delay of 1000 ms).
-    holds_for(
+    holds_for_status(
         &sb,
         Duration::from_millis(1300),
         "the settled table",
@@ -512,17 +505,14 @@ fn exponential_backoff_doubles_the_delay_between_restarts() {
     }
     // The largest countdown seen in backoff, by restart_count, for each process.
     let mut seen: BTreeMap<&str, BTreeMap<u64, u64>> = BTreeMap::new();
-    let deadline = Instant::now() + SETTLE;
     let far_enough = |m: &BTreeMap<&str, BTreeMap<u64, u64>>, name: &str| -> bool {
         m.get(name).is_some_and(|c| c.keys().any(|&k| k >= 2))
     };
-    while !(far_enough(&seen, "exp") && far_enough(&seen, "flat")) {
-        assert!(
-            Instant::now() < deadline,
-            "never saw both in backoff after two restarts: {seen:?}\nstatus: {:#}\ndaemon.log:\n{}",
-            sb.status(),
-            daemon_log(&sb)
-        );
+    // Every POLL: a backoff of 100 ms is easily missed.
+    eventually_every(POLL, SETTLE, "both in backoff after two restarts", || {
+        if far_enough(&seen, "exp") && far_enough(&seen, "flat") {
+            return Ok(());
+        }
         let all = sb.status();
         for name in ["exp", "flat"] {
             let Some(st) = find(&all, name) else { continue };
@@ -540,8 +530,11 @@ fn exponential_backoff_doubles_the_delay_between_restarts() {
             let max = seen.entry(name).or_default().entry(count).or_insert(0);
             *max = (*max).max(ms);
         }
-        std::thread::sleep(POLL);
-    }
+        Err(format!(
+            "{seen:?}\nstatus: {all:#}\ndaemon.log:\n{}",
+            daemon_log(&sb)
+        ))
+    });
     let exp = &seen["exp"];
     for (&count, &ms) in exp {
         // Before restart k+1 the delay is 100 ms * 2^k, capped at 30 s.
@@ -594,7 +587,7 @@ fn stop_turns_auto_restart_off_and_restart_turns_it_back_on() {
     assert_eq!(st["state"], "exited", "{st}");
     assert_eq!(last_exit(&st)["reason"], "stopped", "{st}");
     // `always` would restart any exit; after a stop it must not, over six delays.
-    holds_for(
+    holds_for_status(
         &sb,
         Duration::from_millis(300),
         "svc staying stopped",

@@ -6,7 +6,6 @@
 mod common;
 use common::*;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 
 #[test]
 fn a_planted_pid_file_and_a_non_socket_at_the_socket_path_are_not_trusted() {
@@ -151,26 +150,8 @@ enum Planted {
 #[test]
 fn symbolic_links_planted_at_our_files_are_never_followed() {
     // A live process a planted state.json names as an orphan to kill.
-    let mut victim = std::process::Command::new("sleep")
-        .arg("300")
-        .process_group(0)
-        .spawn()
-        .expect("starting a bystander");
-    let vpid = victim.id();
-    let stat = std::fs::read_to_string(format!("/proc/{vpid}/stat")).expect("its stat");
-    let ticks: u64 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(20)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let table = format!(
-        "{{\"daemon_pid\":1,\"processes\":[{{\"name\":\"victim\",\"id\":\"p1\",\"pid\":{vpid},\
-         \"pgid\":{vpid},\"start_ticks\":{ticks},\"command\":\"sleep 300\"}}]}}"
-    );
+    let (mut victim, vpid, ticks) = bystander();
+    let table = planted_state("victim", vpid, ticks);
     let cases: [(&str, Planted, &str); 6] = [
         (
             "logs",
@@ -276,17 +257,14 @@ fn a_link_planted_where_a_deleted_log_dir_was_is_not_followed() {
     // A writer checks once a second that its file still has a name; then it
     // finds the link where the log dir was, and says so rather than follow it.
     let said = "w.stdout: it is a symbolic link, which agent-procs never follows";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::fs::read_to_string(sb.daemon_log())
-        .unwrap_or_default()
-        .contains(said)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no word of the link in daemon.log"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually(
+        std::time::Duration::from_secs(20),
+        "word of the link in daemon.log",
+        || {
+            let log = std::fs::read_to_string(sb.daemon_log()).unwrap_or_default();
+            done_or(log.contains(said), log)
+        },
+    );
     let written: Vec<_> = std::fs::read_dir(&outside)
         .unwrap()
         .flatten()

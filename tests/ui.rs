@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long any expected screen may take to appear.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -68,17 +68,14 @@ impl Pane {
 
     /// Poll the pane until `ok` holds, or fail showing the last screen.
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        eventually(PATIENCE, what, || {
             let screen = self.screen();
             if ok(&screen) {
-                return screen;
+                Ok(screen)
+            } else {
+                Err(format!("the pane shows:\n{screen}"))
             }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; the pane shows:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// The screen with its scrollback, oldest line first.
@@ -213,15 +210,14 @@ fn ui_selects_switches_streams_filters_restarts_and_quits() {
     let before = sb.proc_status("worker");
     pane.keys(&["r"]);
     pane.wait_text("Restarted (manual)");
-    let deadline = Instant::now() + PATIENCE;
-    let after = loop {
+    let after = eventually(PATIENCE, "worker to restart", || {
         let now = sb.proc_status("worker");
         if now["pid"] != before["pid"] && now["state"] == "running" {
-            break now;
+            Ok(now)
+        } else {
+            Err(now)
         }
-        assert!(Instant::now() < deadline, "no restart: {now}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     let restarted = |p: &serde_json::Value| {
         p["last_exits"].as_array().map_or(0, |a| {
             a.iter().filter(|e| e["reason"] == "restarted").count()
@@ -231,11 +227,10 @@ fn ui_selects_switches_streams_filters_restarts_and_quits() {
 
     // Stop the selected process, then start it again with `s`.
     pane.keys(&["x"]);
-    let deadline = Instant::now() + PATIENCE;
-    while sb.proc_status("worker")["state"] == "running" {
-        assert!(Instant::now() < deadline, "worker did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(PATIENCE, "worker to stop", || {
+        let now = sb.proc_status("worker");
+        done_or(now["state"] != "running", now)
+    });
     pane.wait_for("worker shown stopped", |s| s.contains("1 running"));
     pane.keys(&["s"]);
     pane.wait_for("worker shown running", |s| s.contains("2 running"));

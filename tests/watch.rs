@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Long enough for the 500 ms debounce and a restart, with room for a slow machine.
 const RESTART_WITHIN: Duration = Duration::from_secs(10);
@@ -35,23 +35,22 @@ fn pid(sb: &Sandbox) -> i64 {
 
 /// Wait until `app` runs with a pid other than `old`; the restarts it took.
 fn wait_restarted(sb: &Sandbox, old: i64) {
-    let deadline = Instant::now() + RESTART_WITHIN;
-    loop {
+    eventually(RESTART_WITHIN, "app to restart", || {
         let p = sb.proc_status("app");
-        if p["state"] == "running" && p["pid"].as_i64() != Some(old) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "app was not restarted: {p}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        done_or(p["state"] == "running" && p["pid"].as_i64() != Some(old), p)
+    });
 }
 
+/// Nothing to await for a restart that must not come: watch for QUIET_FOR,
+/// which outlasts the 500 ms debounce.
 fn assert_not_restarted(sb: &Sandbox, old: i64) {
-    let until = Instant::now() + QUIET_FOR;
-    while Instant::now() < until {
-        assert_eq!(pid(sb), old, "app restarted without a matching change");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    holds_for(QUIET_FOR, "app running without a restart", || {
+        let now = pid(sb);
+        done_or(
+            now == old,
+            format!("app restarted without a matching change: pid {now}, was {old}"),
+        )
+    });
 }
 
 fn write(path: &Path, text: &str) {
@@ -113,17 +112,21 @@ fn ignored_paths_change_nothing_and_new_directories_are_watched() {
     // A directory made after the start is watched too. The daemon adds it when it
     // hears of it, so a write that came first may go unseen: write until one counts.
     std::fs::create_dir_all(sb.root.join("src/new/deeper")).expect("mkdir");
-    let deadline = Instant::now() + RESTART_WITHIN;
     let mut n = 0;
-    while pid(&sb) == first {
-        assert!(
-            Instant::now() < deadline,
-            "a write in a new directory restarted nothing"
-        );
-        n += 1;
-        write(&sb.root.join("src/new/deeper/a.txt"), &n.to_string());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually_every(
+        Duration::from_millis(100),
+        RESTART_WITHIN,
+        "a write in a new directory to restart app",
+        || {
+            let now = pid(&sb);
+            if now != first {
+                return Ok(());
+            }
+            n += 1;
+            write(&sb.root.join("src/new/deeper/a.txt"), &n.to_string());
+            Err(format!("{n} writes, app still pid {now}"))
+        },
+    );
     wait_restarted(&sb, first);
 }
 
@@ -145,11 +148,10 @@ fn a_change_revives_a_failed_process_but_not_a_stopped_one() {
         "--restart-delay",
         "50",
     ]);
-    let deadline = Instant::now() + RESTART_WITHIN;
-    while sb.proc_status("app")["state"] != "failed" {
-        assert!(Instant::now() < deadline, "app never failed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(RESTART_WITHIN, "app to fail", || {
+        let app = sb.proc_status("app");
+        done_or(app["state"] == "failed", app)
+    });
     write(&sb.root.join("src/fixed"), "");
     let failed_pid = pid(&sb);
     wait_restarted(&sb, failed_pid);
@@ -165,15 +167,10 @@ fn a_change_revives_a_failed_process_but_not_a_stopped_one() {
     sb.ok(&["stop", "app"]);
     assert_eq!(sb.proc_status("app")["watched"], false);
     write(&sb.root.join("src/more"), "");
-    let until = Instant::now() + QUIET_FOR;
-    while Instant::now() < until {
-        assert_eq!(
-            sb.proc_status("app")["state"],
-            "exited",
-            "a stopped app restarted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    holds_for(QUIET_FOR, "a stopped app staying stopped", || {
+        let app = sb.proc_status("app");
+        done_or(app["state"] == "exited", app)
+    });
 }
 
 #[test]

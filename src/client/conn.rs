@@ -17,6 +17,9 @@ use std::time::Duration;
 /// How long the CLI waits for a daemon it started to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The daemon's own executable, looked for in the directory of ours.
+pub const DAEMON_EXE: &str = "agent-procs-daemon";
+
 /// Slack on top of a request's own deadline before the CLI gives up on the daemon.
 const REPLY_SLACK: Duration = Duration::from_secs(30);
 
@@ -193,21 +196,7 @@ fn start_daemon(paths: &SessionPaths) -> Result<()> {
     }
     let (mut ready_r, ready_w) = sys::pipe().context(|| "creating a pipe".into())?;
     sys::clear_cloexec(ready_w.as_raw_fd()).context(|| "preparing the readiness pipe".into())?;
-    let exe = std::env::current_exe().context(|| "finding our own executable".into())?;
-    let mut command = std::process::Command::new(&exe);
-    if let Some(root) = &paths.root {
-        command.current_dir(root);
-    }
-    let child = command
-        .arg("__daemon")
-        .arg(&paths.session)
-        .arg("--ready-fd")
-        .arg(ready_w.as_raw_fd().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context(|| format!("starting the daemon ({})", exe.display()))?;
+    let child = spawn_daemon(paths, ready_w.as_raw_fd())?;
     drop(ready_w);
     let log = paths.daemon_log();
     let mut said = Vec::new();
@@ -242,6 +231,41 @@ fn start_daemon(paths: &SessionPaths) -> Result<()> {
         ))),
         why => Err(Error::Failed(format!("starting the daemon: {why}"))),
     }
+}
+
+/// Start the daemon executable installed beside us, or (an older install,
+/// `cargo run` of the CLI alone) our own `__daemon` command, the same daemon.
+/// `ready_fd` is the readiness pipe's write end, inherited by the daemon.
+fn spawn_daemon(paths: &SessionPaths, ready_fd: i32) -> Result<std::process::Child> {
+    let exe = std::env::current_exe().context(|| "finding our own executable".into())?;
+    let daemon_exe = exe.with_file_name(DAEMON_EXE);
+    let start = |program: &std::path::Path| {
+        let mut command = std::process::Command::new(program);
+        if let Some(root) = &paths.root {
+            command.current_dir(root);
+        }
+        command
+            .arg("__daemon")
+            .arg(&paths.session)
+            .arg("--ready-fd")
+            .arg(ready_fd.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    };
+    match start(&daemon_exe) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            start(&exe)
+        }
+        other => other,
+    }
+    .context(|| format!("starting the daemon ({})", daemon_exe.display()))
 }
 
 /// The environment a started process gets as its base, as the daemon is told.

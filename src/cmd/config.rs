@@ -1,11 +1,63 @@
 //! `agent-procs config check|show`: find and load the config file, then print the
 //! verdict or the resolved config. No daemon is involved; the rules are in `config.rs`.
 
-use crate::cli::ConfigArgs;
+use crate::cli::{Args, Command, CommandSpec, ConfigArgs, Takes, common, other};
 use crate::config::{self, Config, ConfigError, Process};
 use crate::error::{Context, Error, Result};
+use lexopt::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+pub static CONFIG: CommandSpec = CommandSpec {
+    name: "config",
+    about: "validate agent-procs.yaml, or print it as JSON",
+    usage: CONFIG_USAGE,
+    subcommands: &["check", "show"],
+    flags: &[("config", Takes::Path), ("json", Takes::Nothing)],
+    takes_process: false,
+    parse,
+};
+
+const CONFIG_USAGE: &str = "\
+usage: agent-procs config check [--config PATH] [--json]
+       agent-procs config show [--config PATH] --json
+
+Read agent-procs.yaml (the nearest one in the current directory or a parent, or
+PATH) and check it without starting anything: YAML syntax, keys, types, values,
+process names and dependencies. Each problem is printed on stderr as
+FILE:LINE:COL: KEY.PATH: MESSAGE, all of them in one run.
+
+check   exit 0 and print FILE: ok (N processes), or exit 1 listing every problem
+show    print the resolved config as JSON: cwd absolute, env values as strings,
+        depends_on as lists, defaults filled in, and the start order
+
+options:
+  --config PATH   the config file to read instead of searching for agent-procs.yaml
+  --json          print the verdict (or, for show, the config) as JSON on stdout;
+                  show prints nothing but JSON, so it needs --json
+  --session NAME  session to use (default: default)";
+
+fn parse(a: &mut Args<'_>) -> Result<Command> {
+    let mut sub = None;
+    let mut path = None;
+    let mut json = false;
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Long("config") => path = Some(a.path()?),
+            Long("json") => json = true,
+            Value(v) if sub.is_none() => sub = Some(a.word(v, "the subcommand")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    let show = match sub.as_deref() {
+        Some("check") => false,
+        Some("show") if json => true,
+        Some("show") => return Err(a.error("config show prints JSON only; add --json")),
+        Some(other) => return Err(a.unknown_subcommand(other)),
+        None => return Err(a.error("config needs a subcommand: check or show")),
+    };
+    Ok(Command::Config(ConfigArgs { show, path, json }))
+}
 
 /// Version of the JSON shapes printed here; bumped only for breaking changes.
 const SCHEMA: u32 = 1;
@@ -126,4 +178,37 @@ fn to_json(value: &impl Serialize, pretty: bool) -> Result<String> {
         serde_json::to_string(value)
     };
     text.map_err(|e| Error::Failed(format!("encoding JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Command;
+    use crate::cmd::testing::{command, parse_line};
+    use crate::error::Error;
+
+    #[test]
+    fn config_takes_a_subcommand_a_path_and_json() {
+        let parsed = |line| match command(line) {
+            Command::Config(args) => (args.show, args.path, args.json),
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(parsed("config check"), (false, None, false));
+        assert_eq!(
+            parsed("config --json check --config a/b.yaml"),
+            (false, Some("a/b.yaml".into()), true)
+        );
+        assert_eq!(parsed("config show --json"), (true, None, true));
+        let cases = [
+            ("config", "config needs a subcommand: check or show"),
+            ("config show", "config show prints JSON only; add --json"),
+            ("config up", "unknown config command 'up'"),
+            ("config check extra", "unexpected argument 'extra'"),
+        ];
+        for (line, want) in cases {
+            match parse_line(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
 }

@@ -1,10 +1,48 @@
 //! `events`: stream the daemon's events, as text or JSON lines.
 
+use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
 use crate::client::{Conn, daemon_error, unexpected, write_stdout};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
 use crate::protocol::{Request, Response};
+use lexopt::prelude::*;
 use std::time::Duration;
+
+pub static EVENTS: CommandSpec = CommandSpec {
+    name: "events",
+    about: "stream state changes as they happen",
+    usage: EVENTS_USAGE,
+    subcommands: &[],
+    flags: &[("since", Takes::Word), ("json", Takes::Nothing)],
+    takes_process: false,
+    parse,
+};
+
+const EVENTS_USAGE: &str = "\
+usage: agent-procs events [--since SEQ] [--json]
+
+Print each state change of the session's processes as it happens: started,
+ready, exited, stopping, stopped, restarting, backoff, failed, watch_triggered. Each event
+has a sequence number; --since SEQ first replays the events after SEQ that the
+daemon still holds (the last 1024), so a reader that reconnects misses nothing.
+Runs until interrupted or until the daemon exits.
+
+options:
+  --since SEQ     replay the held events after sequence number SEQ first (0: all)
+  --json          print each event as one JSON object per line
+  --session NAME  session to use (default: default)";
+
+fn parse(a: &mut Args<'_>) -> Result<Command> {
+    let (mut since, mut json) = (None, false);
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Long("json") => json = true,
+            Long("since") => since = Some(a.number("--since", "a sequence number")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    Ok(Command::Events { since, json })
+}
 
 /// Stream the daemon's events until it exits (or stdout closes).
 pub fn run(paths: &SessionPaths, since: Option<u64>, json: bool) -> Result<i32> {

@@ -2,16 +2,118 @@
 //! does, pick the processes, read their env files, let `export.rs` build the
 //! files, then print them or write them into `--dir`, and say how to start them.
 
-use crate::cli::{ExportArgs, ExportFormat};
+use crate::cli::{Args, Command, CommandSpec, ExportArgs, ExportFormat, Takes, common, other};
 use crate::client::project;
 use crate::config::{Config, Process};
 use crate::error::{Context, Error, Result};
 use crate::export::{self, Export, File, Proc, Stack, Warning};
+use lexopt::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+
+pub static EXPORT: CommandSpec = CommandSpec {
+    name: "export",
+    about: "write systemd units or a Procfile from agent-procs.yaml",
+    usage: EXPORT_USAGE,
+    subcommands: &["systemd", "procfile"],
+    flags: &[
+        ("dir", Takes::Path),
+        ("force", Takes::Nothing),
+        ("user", Takes::Nothing),
+        ("prefix", Takes::Word),
+        ("only", Takes::Word),
+        ("config", Takes::Path),
+        ("json", Takes::Nothing),
+    ],
+    takes_process: false,
+    parse,
+};
+
+const EXPORT_USAGE: &str = "\
+usage: agent-procs export systemd [--user] [--prefix P] [--dir D [--force]]
+                                  [--only NAME,...] [--config PATH] [--json]
+       agent-procs export procfile [--dir D [--force]] [--only NAME,...]
+                                   [--config PATH] [--json]
+
+Turn agent-procs.yaml (the nearest one in the current directory or a parent, or
+PATH) into files for another supervisor, so the stack runs without agent-procs
+and without rewriting its definition. Nothing is started; no daemon is involved.
+
+systemd   one unit per process, PREFIX-NAME.service: After= and Requires= from
+          depends_on, Restart= from autorestart, Environment=, WorkingDirectory=,
+          KillSignal= and TimeoutStopSec=; ready: {exit: N} makes it Type=oneshot.
+          PREFIX.target wants them all. PREFIX is agent-procs-SESSION.
+procfile  a Procfile of NAME: COMMAND lines, for honcho, foreman or overmind
+
+Without --dir the files go to stdout, each after a `# file: NAME` line, and the
+commands to load and start them go to stderr. What the target cannot express
+(readiness checks, watch, the proxy, ...) is written as a comment and reported
+as a warning; a value it cannot carry is refused, naming the process and key.
+
+options:
+  --dir D         write the files into D (created if needed), mode 0644 (0600
+                  for files holding values from an env_file)
+  --force         replace files in D that exist with other contents
+  --user          systemd: units for systemctl --user (WantedBy=default.target
+                  instead of multi-user.target)
+  --prefix P      systemd: name the units P-NAME.service and P.target
+  --only NAME,... export only these (and what they depend on)
+  --config PATH   the config file to read instead of searching for agent-procs.yaml
+  --json          print {schema: 1, files: [{path, contents, mode}], warnings,
+                  commands} as JSON instead
+  --session NAME  session named in the units (default: the config's session,
+                  else default)";
+
+fn parse(a: &mut Args<'_>) -> Result<Command> {
+    let mut format = None;
+    let mut e = ExportArgs {
+        format: ExportFormat::Systemd,
+        config: None,
+        only: Vec::new(),
+        dir: None,
+        force: false,
+        user: false,
+        prefix: None,
+        json: false,
+    };
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Long("dir") => e.dir = Some(a.path()?),
+            Long("force") => e.force = true,
+            Long("user") => e.user = true,
+            Long("prefix") => e.prefix = Some(a.text("--prefix")?),
+            Long("only") => a.only(&mut e.only)?,
+            Long("config") => e.config = Some(a.path()?),
+            Long("json") => e.json = true,
+            Value(v) if format.is_none() => format = Some(a.word(v, "the format")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    e.format = match format.as_deref() {
+        Some("systemd") => ExportFormat::Systemd,
+        Some("procfile") => ExportFormat::Procfile,
+        Some(other) => {
+            return Err(a.error(format!(
+                "unknown export format '{other}'; export writes systemd or procfile"
+            )));
+        }
+        None => return Err(a.error("export needs a format: systemd or procfile")),
+    };
+    if e.format == ExportFormat::Procfile && (e.user || e.prefix.is_some()) {
+        let flag = if e.user { "--user" } else { "--prefix" };
+        return Err(a.error(format!("{flag} goes with export systemd")));
+    }
+    if e.force && e.dir.is_none() {
+        return Err(a.error("--force goes with --dir"));
+    }
+    if let Some(prefix) = &e.prefix {
+        export::check_prefix(prefix).map_err(|msg| a.error(msg))?;
+    }
+    Ok(Command::Export(e))
+}
 
 /// Version of the JSON shape printed here; bumped only for breaking changes.
 const SCHEMA: u32 = 1;
@@ -450,4 +552,54 @@ fn write_files(shown: &Path, dir: &Path, files: &[File], force: bool) -> Result<
         }
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Command, ExportFormat};
+    use crate::cmd::testing::{command, parse_line};
+    use crate::error::Error;
+
+    #[test]
+    fn export_takes_a_format_and_its_flags() {
+        let Command::Export(a) =
+            command("export systemd --user --prefix shop --dir out --force --only api,web --json")
+        else {
+            panic!()
+        };
+        assert_eq!(a.format, ExportFormat::Systemd);
+        assert!(a.user && a.force && a.json);
+        assert_eq!(a.prefix.as_deref(), Some("shop"));
+        assert_eq!(a.dir, Some("out".into()));
+        assert_eq!(a.only, ["api", "web"]);
+        let Command::Export(a) = command("export procfile --config x.yaml") else {
+            panic!()
+        };
+        assert_eq!(a.format, ExportFormat::Procfile);
+        assert_eq!(a.config, Some("x.yaml".into()));
+        let cases = [
+            ("export", "export needs a format: systemd or procfile"),
+            (
+                "export upstart",
+                "unknown export format 'upstart'; export writes systemd or procfile",
+            ),
+            ("export procfile --user", "--user goes with export systemd"),
+            (
+                "export procfile --prefix p",
+                "--prefix goes with export systemd",
+            ),
+            ("export systemd --force", "--force goes with --dir"),
+            (
+                "export systemd --prefix a@b",
+                "--prefix takes letters, digits, '.', '_' and '-', not starting with '.' or '-', not 'a@b'",
+            ),
+            ("export systemd procfile", "unexpected argument 'procfile'"),
+        ];
+        for (line, want) in cases {
+            match parse_line(line) {
+                Err(e @ Error::Usage { .. }) => assert_eq!(e.to_string(), want, "{line}"),
+                other => panic!("{line}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
 }

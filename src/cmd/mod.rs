@@ -18,10 +18,38 @@ pub mod ui;
 pub mod up;
 pub mod wait;
 
-use crate::cli::{Command, Invocation};
+use crate::cli::{Command, CommandSpec, Invocation};
 use crate::client::Output;
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
+
+/// The command table: every command, in the order `--help`, the completion
+/// menus and the man page list them. Each entry lives in its command's file,
+/// with its usage text and its parser; `cli` reads the command line with it,
+/// and `completions` writes the scripts from it.
+pub static COMMANDS: &[&CommandSpec] = &[
+    &run::RUN,
+    &stop::STOP,
+    &stop::STOP_ALL,
+    &run::RESTART,
+    &status::STATUS,
+    &events::EVENTS,
+    &logs::LOGS,
+    &wait::WAIT,
+    &up::UP,
+    &down::DOWN,
+    &ui::UI,
+    &session::SESSION,
+    &config::CONFIG,
+    &export::EXPORT,
+    &completions::COMPLETIONS,
+    &mcp::MCP,
+];
+
+/// Read a command line (without the program's name) against `COMMANDS`.
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Invocation> {
+    crate::cli::parse(args, COMMANDS)
+}
 
 /// Carry out one parsed command line (not the daemon's).
 pub fn run(inv: Invocation) -> Result<i32> {
@@ -91,5 +119,24 @@ fn in_session(paths: &SessionPaths, command: Command, out: Output) -> Result<i32
         | Command::Daemon { .. } => Err(Error::Failed(
             "internal error: command reached the wrong handler".into(),
         )),
+    }
+}
+
+/// Reading a command line in the commands' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::cli::{Command, Invocation};
+    use crate::error::Result;
+
+    /// `line`, split at whitespace, read against the table.
+    pub fn parse_line(line: &str) -> Result<Invocation> {
+        super::parse(line.split_whitespace().map(std::ffi::OsString::from))
+    }
+
+    /// The command `line` parses to; a panic naming the error if it does not.
+    pub fn command(line: &str) -> Command {
+        parse_line(line)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .command
     }
 }

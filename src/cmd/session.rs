@@ -1,11 +1,51 @@
 //! `session list` and `session clean`: the sessions in the runtime directory.
 
+use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
 use crate::client::{Conn, Output, write_stdout};
 use crate::error::{Context, Result};
 use crate::logs;
 use crate::paths::{self, SessionPaths};
+use lexopt::prelude::*;
 use std::fmt::Write as _;
 use std::io;
+
+pub static SESSION: CommandSpec = CommandSpec {
+    name: "session",
+    about: "list sessions, or remove stale ones",
+    usage: SESSION_USAGE,
+    subcommands: &["list", "clean"],
+    flags: &[("json", Takes::Nothing)],
+    takes_process: false,
+    parse,
+};
+
+const SESSION_USAGE: &str = "\
+usage: agent-procs session list
+       agent-procs session clean
+
+list    show every session with a pid file, and whether its daemon is running
+clean   for each session whose daemon is verifiably gone, remove its socket, pid
+        file, lock file and state directory (logs included), naming each; links
+        are not followed, files not owned by you are left
+
+options:
+  --json          list: print {schema: 1, sessions: [{name, running}]} as JSON";
+
+fn parse(a: &mut Args<'_>) -> Result<Command> {
+    let mut sub = None;
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Value(v) if sub.is_none() => sub = Some(a.word(v, "the subcommand")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    match sub.as_deref() {
+        Some("list") => Ok(Command::SessionList),
+        Some("clean") => Ok(Command::SessionClean),
+        Some(other) => Err(a.unknown_subcommand(other)),
+        None => Err(a.error("session needs a subcommand: list or clean")),
+    }
+}
 
 /// Sessions with a pid file in the runtime dir, sorted, with whether they answer.
 fn sessions() -> Result<Vec<(String, bool)>> {

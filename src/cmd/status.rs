@@ -1,11 +1,57 @@
 //! `status`: the table of every process, or one process in full; notes on stderr.
 
+use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
 use crate::client::{Conn, format_bytes, format_uptime, status_table, unexpected, write_stdout};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
 use crate::protocol::{ProcessInfo, Request, Response};
+use lexopt::prelude::*;
 use std::fmt::Write as _;
 use std::time::Duration;
+
+pub static STATUS: CommandSpec = CommandSpec {
+    name: "status",
+    about: "list processes and their states",
+    usage: STATUS_USAGE,
+    subcommands: &[],
+    flags: &[("resources", Takes::Nothing), ("json", Takes::Nothing)],
+    takes_process: true,
+    parse,
+};
+
+const STATUS_USAGE: &str = "\
+usage: agent-procs status [NAME] [--resources] [--json]
+
+List the session's processes with their pid, state, exit code and uptime.
+With NAME, show that one process in full: command, cwd, the names of the
+variables set for it (never their values), port and listening addresses,
+process group, memory, CPU, the last exits and its log files.
+
+options:
+  -r, --resources add what each process group uses, read from /proc now:
+                  PROCS (processes in the group), RSS (summed resident
+                  memory), CPU (% of one CPU since the previous reading, or
+                  since start) and LISTEN (TCP addresses it listens on)
+  --json          print a JSON array of processes instead of a table
+                  (with NAME, one object)
+  --session NAME  session to use (default: default)";
+
+fn parse(a: &mut Args<'_>) -> Result<Command> {
+    let (mut json, mut target, mut resources) = (false, None, false);
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Long("json") => json = true,
+            Long("resources") | Short('r') => resources = true,
+            Value(v) if target.is_none() => target = Some(a.word(v, "the process name")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    Ok(Command::Status {
+        json,
+        target,
+        resources,
+    })
+}
 
 pub fn run(
     paths: &SessionPaths,

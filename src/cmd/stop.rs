@@ -1,11 +1,92 @@
 //! `stop` and `stop-all`: the daemon's answer on stdout, what outlived the stop
 //! on stderr.
 
+use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
 use crate::client::{Conn, Output, millis, one_status, unexpected, warn_survivors};
 use crate::error::Result;
 use crate::paths::SessionPaths;
 use crate::protocol::{Request, Response};
+use lexopt::prelude::*;
 use std::time::Duration;
+
+pub static STOP: CommandSpec = CommandSpec {
+    name: "stop",
+    about: "stop a process and its process group",
+    usage: STOP_USAGE,
+    subcommands: &[],
+    flags: &[
+        ("timeout", Takes::Word),
+        ("json", Takes::Nothing),
+        ("quiet", Takes::Nothing),
+    ],
+    takes_process: true,
+    parse,
+};
+
+pub static STOP_ALL: CommandSpec = CommandSpec {
+    name: "stop-all",
+    about: "stop every process of the session",
+    usage: STOP_ALL_USAGE,
+    subcommands: &[],
+    flags: &[
+        ("timeout", Takes::Word),
+        ("json", Takes::Nothing),
+        ("quiet", Takes::Nothing),
+    ],
+    takes_process: false,
+    parse: parse_all,
+};
+
+const STOP_USAGE: &str = "\
+usage: agent-procs stop NAME|ID [--timeout S]
+
+Send SIGTERM to the process group, then SIGKILL after the grace period.
+Returns when the process has exited, printing `stopped NAME`; a process that
+had exited already gets `NAME was not running` (exit 0). Processes that left
+the group with setsid and outlived the stop are named on stderr.
+
+options:
+  --timeout S     grace period in seconds before SIGKILL (default: 10)
+  --json          print one JSON object, with schema: 1, instead of text:
+                  message, name, state, exit_code, exit_signal (+ survivors)
+  -q, --quiet     print nothing on success (errors still go to stderr)
+  --session NAME  session to use (default: default)";
+
+const STOP_ALL_USAGE: &str = "\
+usage: agent-procs stop-all [--timeout S]
+
+Stop every process of the session at once; returns when all have exited.
+
+options:
+  --timeout S     grace period in seconds before SIGKILL (default: 10)
+  --json          print one JSON object, with schema: 1, instead of text
+  -q, --quiet     print nothing on success (errors still go to stderr)
+  --session NAME  session to use (default: default)";
+
+fn parse(a: &mut Args<'_>) -> Result<Command> {
+    let mut target = None;
+    let mut timeout = None;
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Long("timeout") => timeout = Some(a.seconds("--timeout")?),
+            Value(v) if target.is_none() => target = Some(a.word(v, "the process name")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    let target = target.ok_or_else(|| a.error("missing process name or id"))?;
+    Ok(Command::Stop { target, timeout })
+}
+
+fn parse_all(a: &mut Args<'_>) -> Result<Command> {
+    let mut timeout = None;
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Long("timeout") => timeout = Some(a.seconds("--timeout")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    Ok(Command::StopAll { timeout })
+}
 
 /// `stop`: the daemon's first line on stdout (`stopped NAME`, `NAME was not
 /// running`), what outlived the stop on stderr; the JSON adds the process's name,

@@ -3,11 +3,65 @@
 //! graph to the daemon, and print its progress. On failure, print why and the
 //! last lines the failed process wrote.
 
-use crate::cli::UpArgs;
+use crate::cli::{Args, Command, CommandSpec, Takes, UpArgs, common, other};
 use crate::client::{self, Conn, Output, project};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
 use crate::protocol::{Request, Response};
+use lexopt::prelude::*;
+
+pub static UP: CommandSpec = CommandSpec {
+    name: "up",
+    about: "start the processes of agent-procs.yaml in dependency order",
+    usage: UP_USAGE,
+    subcommands: &[],
+    flags: &[
+        ("only", Takes::Word),
+        ("config", Takes::Path),
+        ("proxy", Takes::Nothing),
+        ("timeout", Takes::Word),
+        ("json", Takes::Nothing),
+        ("quiet", Takes::Nothing),
+    ],
+    takes_process: false,
+    parse,
+};
+
+const UP_USAGE: &str = "\
+usage: agent-procs up [--only NAME,...] [--config PATH] [--proxy] [--timeout S]
+
+Start the processes of agent-procs.yaml (the nearest one in the current directory
+or a parent, or PATH). Each starts as soon as everything in its depends_on is
+ready; progress is printed as it happens. Processes already running with the same
+definition are left alone; changed ones are restarted. If a process exits before
+it is ready, or is not ready in time (its ready_timeout, default 30 s), up exits 1
+naming it, the reason and its last 20 log lines; what did start keeps running.
+
+options:
+  --only NAME,... start only these (and what they depend on)
+  --config PATH   the config file to use instead of searching for agent-procs.yaml
+  --proxy         serve every process through the reverse proxy, as proxy: true does
+  --timeout S     fail if the whole stack is not ready within S seconds
+  --json          print JSON Lines, one object (with schema: 1) per step
+  -q, --quiet     print nothing on success (errors still go to stderr)
+  --session NAME  session to use (default: the config's session, else default)
+
+prints: started NAME (id: ID, pid: PID[, URL]), NAME is ready, ...,
+        all processes started";
+
+fn parse(a: &mut Args<'_>) -> Result<Command> {
+    let mut up = UpArgs::default();
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Long("only") => a.only(&mut up.only)?,
+            Long("config") => up.config = Some(a.path()?),
+            Long("proxy") => up.proxy = true,
+            Long("timeout") => up.timeout = Some(a.seconds("--timeout")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    Ok(Command::Up(up))
+}
 
 /// Log lines shown with a failure.
 const TAIL_LINES: usize = 20;

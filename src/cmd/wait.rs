@@ -1,11 +1,105 @@
 //! `wait`: until a process prints a line, exits, listens or answers HTTP.
 
-use crate::cli::WaitArgs;
+use crate::cli::{Args, Command, CommandSpec, Takes, WaitArgs, common, other};
 use crate::client::{Conn, Output, millis, unexpected};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
 use crate::protocol::{Request, Response};
+use lexopt::prelude::*;
 use std::time::Duration;
+
+pub static WAIT: CommandSpec = CommandSpec {
+    name: "wait",
+    about: "block until a line matches, the process exits, or it serves",
+    usage: WAIT_USAGE,
+    subcommands: &[],
+    flags: &[
+        ("until", Takes::Word),
+        ("regex", Takes::Nothing),
+        ("exit", Takes::Nothing),
+        ("success", Takes::Nothing),
+        ("port", Takes::Word),
+        ("http", Takes::Word),
+        ("timeout", Takes::Word),
+        ("json", Takes::Nothing),
+        ("quiet", Takes::Nothing),
+    ],
+    takes_process: true,
+    parse,
+};
+
+const WAIT_USAGE: &str = "\
+usage: agent-procs wait NAME --until PAT [--regex] [--timeout S]
+       agent-procs wait NAME --exit [--success] [--timeout S]
+       agent-procs wait NAME --port P | --http URL [--timeout S]
+
+Block until the process prints a line containing PAT (stdout or stderr, output
+since its last start included), until it exits, or until it serves: a TCP port
+on 127.0.0.1 accepts connections, or a URL answers 2xx or 3xx (tried every 250 ms).
+
+options:
+  --until PAT     wait for a line containing PAT
+  --regex         treat PAT as a regular expression
+  --exit          wait for the process to exit
+  --success       with --exit: exit 1 unless the process exited with code 0
+  --port P        wait until 127.0.0.1:P accepts a TCP connection
+  --http URL      wait until a GET of URL (http://, host localhost, 127.x.y.z
+                  or [::1]: loopback only) answers 2xx or 3xx
+  --timeout S     give up after S seconds and exit 1 (default: 30)
+  --json          print one JSON object, with schema: 1, instead of text
+  -q, --quiet     print nothing on success (errors still go to stderr)
+  --session NAME  session to use (default: default)
+
+prints: the matching line, `exited with code N`, `exited by SIGNAL`, or
+        `port P is ready (accepting connections)`, `URL is ready (HTTP 200)`";
+
+fn parse(a: &mut Args<'_>) -> Result<Command> {
+    let mut w = WaitArgs {
+        target: String::new(),
+        until: None,
+        regex: false,
+        exit: false,
+        success: false,
+        port: None,
+        http: None,
+        timeout: None,
+    };
+    let mut target = None;
+    while let Some(arg) = a.next_arg()? {
+        match arg {
+            Long("until") => w.until = Some(a.text("--until")?),
+            Long("regex") => w.regex = true,
+            Long("exit") => w.exit = true,
+            Long("success") => w.success = true,
+            Long("port") => w.port = Some(a.port()?),
+            Long("http") => {
+                let url = a.text("--http")?;
+                if let Err(why) = crate::probe::http_target(&url) {
+                    return Err(a.error(why));
+                }
+                w.http = Some(url);
+            }
+            Long("timeout") => w.timeout = Some(a.seconds("--timeout")?),
+            Value(v) if target.is_none() => target = Some(a.word(v, "the process name")?),
+            _ => common(other(arg), a)?,
+        }
+    }
+    w.target = target.ok_or_else(|| a.error("missing process name or id"))?;
+    let probes = usize::from(w.port.is_some()) + usize::from(w.http.is_some());
+    if probes > 1 || (probes == 1 && (w.until.is_some() || w.exit)) {
+        return Err(a.error("--port and --http go alone, not with each other, --until or --exit"));
+    }
+    if w.success && !w.exit {
+        return Err(a.error("--success goes with --exit"));
+    }
+    if w.until.is_none() && !w.exit && probes == 0 {
+        return Err(a.error("say what to wait for: --until PAT, --exit, --port P or --http URL"));
+    }
+    if w.regex && w.until.is_none() {
+        return Err(a.error("--regex goes with --until"));
+    }
+    Ok(Command::Wait(w))
+}
 
 pub fn run(paths: &SessionPaths, args: WaitArgs, out: Output) -> Result<i32> {
     let timeout = args.timeout.unwrap_or(Duration::from_secs(30));

@@ -123,6 +123,18 @@ enum Pending {
     },
 }
 
+/// The daemon executable's whole program (`agent-procs-daemon __daemon SESSION
+/// [--ready-fd N]`): no CLI parser, so the CLI's code stays out of that binary.
+pub fn main_entry() -> i32 {
+    match startup::parse_args(std::env::args_os().skip(1)) {
+        Ok((session, ready_fd)) => run(&session, ready_fd),
+        Err(e) => {
+            eprintln!("agent-procs: {e}");
+            64
+        }
+    }
+}
+
 pub fn run(session: &str, ready_fd: Option<i32>) -> i32 {
     startup::ReadyPipe::close_inherited(ready_fd);
     let ready = startup::ReadyPipe::from_fd(ready_fd);
@@ -277,7 +289,7 @@ impl Daemon {
             state_file: None,
             clock: logs::index::SeqClock::default(),
             run_numbers: None,
-            read_buf: vec![0; 64 * 1024],
+            read_buf: vec![0; 128 * 1024],
             ups: HashMap::new(),
             next_up: 0,
             probes: probes::ProbeTable::default(),

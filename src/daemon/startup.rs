@@ -177,3 +177,69 @@ pub fn remove_runtime_files(paths: &SessionPaths) {
         let _ = crate::session::remove_lock(&paths.lock_file);
     }
 }
+
+/// The daemon executable's arguments: `__daemon SESSION [--ready-fd N]`, as the
+/// CLI passes them (the same words as `agent-procs __daemon`, so `session list`
+/// recognises either by its command line). Anything else is a usage error that
+/// says who starts this program.
+pub fn parse_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<(String, Option<i32>)> {
+    let usage = || {
+        Error::Failed(
+            "agent-procs-daemon is started by agent-procs (usage: agent-procs-daemon __daemon SESSION [--ready-fd N]); run agent-procs instead"
+                .into(),
+        )
+    };
+    let mut args = args.into_iter();
+    if args.next().is_none_or(|a| a != "__daemon") {
+        return Err(usage());
+    }
+    let mut session = None;
+    let mut ready_fd = None;
+    while let Some(arg) = args.next() {
+        if arg == "--ready-fd" {
+            let fd = args.next().and_then(|v| v.to_str()?.parse::<i32>().ok());
+            ready_fd = Some(fd.ok_or_else(usage)?);
+        } else if session.is_none() {
+            session = Some(arg.into_string().map_err(|_| usage())?);
+        } else {
+            return Err(usage());
+        }
+    }
+    Ok((session.ok_or_else(usage)?, ready_fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+    use std::ffi::OsString;
+
+    fn parse(args: &[&str]) -> Option<(String, Option<i32>)> {
+        parse_args(args.iter().map(OsString::from)).ok()
+    }
+
+    #[test]
+    fn the_daemon_takes_the_words_the_cli_passes() {
+        assert_eq!(parse(&["__daemon", "s"]), Some(("s".into(), None)));
+        assert_eq!(
+            parse(&["__daemon", "s", "--ready-fd", "5"]),
+            Some(("s".into(), Some(5)))
+        );
+        assert_eq!(
+            parse(&["__daemon", "--ready-fd", "7", "s"]),
+            Some(("s".into(), Some(7)))
+        );
+        for bad in [
+            &[][..],
+            &["s"],
+            &["status"],
+            &["__daemon"],
+            &["__daemon", "s", "t"],
+            &["__daemon", "s", "--ready-fd"],
+            &["__daemon", "s", "--ready-fd", "x"],
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}

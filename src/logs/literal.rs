@@ -51,24 +51,7 @@ pub fn required_literal(pattern: &str) -> Option<String> {
             }
             '[' => {
                 keep_longest(&mut run, &mut best);
-                // Skip the class: a leading ']' or '^]' is a member, `\]` is escaped.
-                if chars.get(i) == Some(&'^') {
-                    i += 1;
-                }
-                if chars.get(i) == Some(&']') {
-                    i += 1;
-                }
-                loop {
-                    match chars.get(i) {
-                        None => return None,
-                        Some('\\') => i += 2,
-                        Some(']') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(_) => i += 1,
-                    }
-                }
+                i = after_class(&chars, i)?;
             }
             '(' => {
                 keep_longest(&mut run, &mut best);
@@ -86,13 +69,8 @@ pub fn required_literal(pattern: &str) -> Option<String> {
             }
             '+' => keep_longest(&mut run, &mut best),
             '{' => {
-                let close = chars[i..].iter().position(|&c| c == '}')? + i;
-                let body: String = chars[i..close].iter().collect();
-                let min = body.split(',').next()?.trim();
-                if min.is_empty() || !min.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                if min.parse::<u32>().ok()? == 0 {
+                let (min, close) = repetition(&chars, i)?;
+                if min == 0 {
                     run.pop();
                 }
                 keep_longest(&mut run, &mut best);
@@ -104,6 +82,36 @@ pub fn required_literal(pattern: &str) -> Option<String> {
     }
     keep_longest(&mut run, &mut best);
     (best.chars().count() >= 2).then_some(best)
+}
+
+/// Just inside a class's `[`: where the class ends (after its `]`). A leading
+/// `]` or `^]` is a member, `\]` is escaped. None when it never closes.
+fn after_class(chars: &[char], mut i: usize) -> Option<usize> {
+    if chars.get(i) == Some(&'^') {
+        i += 1;
+    }
+    if chars.get(i) == Some(&']') {
+        i += 1;
+    }
+    loop {
+        match chars.get(i)? {
+            '\\' => i += 2,
+            ']' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
+/// Just inside a `{`: the least number of repetitions, and where the `}` is.
+/// None for anything but `{N}`, `{N,}` or `{N,M}`.
+fn repetition(chars: &[char], i: usize) -> Option<(u32, usize)> {
+    let close = chars[i..].iter().position(|&c| c == '}')? + i;
+    let body: String = chars[i..close].iter().collect();
+    let min = body.split(',').next()?.trim();
+    if min.is_empty() || !min.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((min.parse::<u32>().ok()?, close))
 }
 
 fn keep_longest(run: &mut String, best: &mut String) {

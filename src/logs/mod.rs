@@ -7,6 +7,7 @@ pub mod pattern;
 pub mod query;
 pub mod read;
 pub mod runs;
+pub mod source;
 pub mod store;
 
 /// Lines longer than this are split for matching and streaming; files keep every byte.

@@ -2,411 +2,14 @@
 //! more processes, each line placed by its index record (sequence number, offset
 //! in the record, arrival time), merged in arrival order, then filtered by the
 //! pipeline since → after → grep → tail → context. Works on the files alone.
+//! Where the lines are (`Source`, `Position`, reading forward) is `source.rs`.
 
-use super::index::{IndexReader, Record};
-use super::read::{for_each_match, open_log, tail_located_from};
-use super::{MAX_LINE, existing_segments};
-use crate::protocol::Stream;
+use super::index::Record;
+use super::read::{for_each_match, tail_located_from};
+use super::source::Forward;
+pub use super::source::{Floor, Line, Position, Source};
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-
-/// Where a line starts, in a form that survives rotation and restarts: the
-/// sequence number of its index record and its byte offset within that record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Position {
-    pub seq: u64,
-    pub delta: u64,
-}
-
-impl Position {
-    /// A cursor as the user sees it: `SEQ.DELTA`.
-    pub fn cursor(&self) -> String {
-        format!("{}.{}", self.seq, self.delta)
-    }
-
-    pub fn parse(text: &str) -> Option<Position> {
-        let (seq, delta) = text.split_once('.')?;
-        Some(Position {
-            seq: seq.parse().ok()?,
-            delta: delta.parse().ok()?,
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    /// Which of the query's sources it came from.
-    pub source: usize,
-    pub pos: Position,
-    pub time_ms: u64,
-    pub bytes: Vec<u8>,
-    /// Shown only as context around a match.
-    pub context: bool,
-    /// A `--` goes before it: it starts a new group of matches.
-    pub group_start: bool,
-}
-
-/// One stream of one process, as stored: its segments, oldest first.
-pub struct Source {
-    pub process: String,
-    pub stream: Stream,
-    segments: Vec<Segment>,
-    /// Read the newest segment only up to here (the daemon's last complete line).
-    limit: Option<u64>,
-    /// The runs of the process this query covers (set by the caller).
-    pub floor: Floor,
-}
-
-/// Which runs of a process a query covers, as a place to start reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Floor {
-    /// Everything kept.
-    #[default]
-    Everything,
-    /// Lines from this sequence number on: the start of a run in the journal.
-    Seq(u64),
-    /// From the k-th newest segment that starts a run (k >= 1): logs of a
-    /// version without the run journal, where the index flags run starts.
-    Segments(usize),
-}
-
-struct Segment {
-    data: PathBuf,
-    index: IndexReader,
-}
-
-impl Source {
-    /// The stream whose current segment is `path`. `NotFound` when it has no log.
-    pub fn open(process: &str, stream: Stream, path: &Path) -> io::Result<Source> {
-        Source::open_limited(process, stream, path, None)
-    }
-
-    /// `open`, reading the current segment only up to `limit` bytes.
-    pub fn open_limited(
-        process: &str,
-        stream: Stream,
-        path: &Path,
-        limit: Option<u64>,
-    ) -> io::Result<Source> {
-        let mut segments: Vec<Segment> = Vec::new();
-        for data in existing_segments(path) {
-            // A segment we would refuse to open (a link, another user's file) is an
-            // error naming it, not a silent gap in the history.
-            match open_log(&data) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) if data == path => return Err(e),
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("{}: {}", data.display(), crate::error::describe_io(&e)),
-                    ));
-                }
-            }
-            segments.push(Segment {
-                index: IndexReader::open(&data),
-                data,
-            });
-        }
-        if segments.is_empty() {
-            return Err(io::ErrorKind::NotFound.into());
-        }
-        segments.reverse();
-        Ok(Source {
-            process: process.to_string(),
-            stream,
-            segments,
-            limit,
-            floor: Floor::Everything,
-        })
-    }
-
-    /// Segment number (oldest first) and offset where lines with a sequence
-    /// number of at least `seq` begin.
-    fn start_at_seq(&self, seq: u64) -> (usize, u64) {
-        for (i, seg) in self.segments.iter().enumerate() {
-            let last = seg.index.get(seg.index.len().saturating_sub(1));
-            if last.is_some_and(|r| r.seq >= seq) || i + 1 == self.segments.len() {
-                let at = seg.index.last_where(|r| r.seq < seq).map_or(0, |k| k + 1);
-                return match seg.index.get(at) {
-                    Some(r) => (i, r.offset),
-                    None => (i, u64::MAX), // nothing this recent: start past the end
-                };
-            }
-        }
-        (0, 0)
-    }
-
-    /// Where the `floor` of this source begins.
-    fn start_of_floor(&self) -> (usize, u64) {
-        match self.floor {
-            Floor::Everything => (0, 0),
-            Floor::Seq(seq) => self.start_at_seq(seq),
-            Floor::Segments(k) => self
-                .run_start_segments()
-                .get(k.saturating_sub(1))
-                .map_or((0, 0), |&i| (i, 0)),
-        }
-    }
-
-    /// Segments (oldest-first numbers) that begin a run, newest first. A
-    /// segment without an index is a whole run (nothing printed yet, or 0.6).
-    fn run_start_segments(&self) -> Vec<usize> {
-        (0..self.segments.len())
-            .rev()
-            .filter(|&i| self.segments[i].index.get(0).is_some_and(|r| r.run_start))
-            .collect()
-    }
-
-    /// For each run-start segment, newest first: the sequence number and time of
-    /// its first record, when it has an index.
-    pub fn run_starts(&self) -> Vec<Option<(u64, u64)>> {
-        self.run_start_segments()
-            .into_iter()
-            .map(|i| {
-                let seg = &self.segments[i];
-                seg.index
-                    .get(0)
-                    .filter(|_| seg.index.len() > 0 && seg.index.has_file())
-                    .map(|r| (r.seq, r.time_ms))
-            })
-            .collect()
-    }
-
-    /// Segment number (oldest first) and offset where lines at or after `time_ms` begin.
-    fn start_since(&self, time_ms: u64) -> (usize, u64) {
-        for (i, seg) in self.segments.iter().enumerate() {
-            let last = seg.index.get(seg.index.len().saturating_sub(1));
-            if last.is_some_and(|r| r.time_ms >= time_ms) || i + 1 == self.segments.len() {
-                let at = seg
-                    .index
-                    .last_where(|r| r.time_ms < time_ms)
-                    .map_or(0, |k| k + 1);
-                return match seg.index.get(at) {
-                    Some(r) => (i, r.offset),
-                    None => (i, u64::MAX), // nothing this recent: start past the end
-                };
-            }
-        }
-        (0, 0)
-    }
-
-    /// Where the newest run of the process began (its last run-start record).
-    fn start_of_run(&self) -> (usize, u64) {
-        for (i, seg) in self.segments.iter().enumerate().rev() {
-            if let Some(k) = last_run_start(&seg.index) {
-                return (i, seg.index.get(k).map_or(0, |r| r.offset));
-            }
-        }
-        (0, 0)
-    }
-
-    /// Segment and byte where the lines before `pos` end in this source: at the
-    /// line `pos` names when it is one of ours, else after the line that holds
-    /// the first byte written after `pos`. None when all of it comes later.
-    fn ceiling(&self, pos: Position) -> io::Result<Option<(usize, u64)>> {
-        for (i, seg) in self.segments.iter().enumerate().rev() {
-            if seg.index.get(0).is_none_or(|r| r.seq > pos.seq) {
-                continue;
-            }
-            let k = seg.index.last_where(|r| r.seq <= pos.seq).unwrap_or(0);
-            let Some(record) = seg.index.get(k) else {
-                return Ok(None);
-            };
-            if record.seq == pos.seq {
-                return Ok(Some((i, record.offset + pos.delta)));
-            }
-            let next = match seg.index.get(k + 1) {
-                Some(r) => r.offset,
-                None => return Ok(Some((i, u64::MAX))),
-            };
-            return Ok(Some((i, end_of_line_at(&seg.data, next)?)));
-        }
-        Ok(None)
-    }
-
-    /// Where lines after `cursor` may begin (lines at it are filtered out later).
-    fn start_after(&self, cursor: Position) -> (usize, u64) {
-        for (i, seg) in self.segments.iter().enumerate().rev() {
-            if seg.index.get(0).is_some_and(|r| r.seq <= cursor.seq) {
-                let k = seg.index.last_where(|r| r.seq <= cursor.seq).unwrap_or(0);
-                return (i, seg.index.get(k).map_or(0, |r| r.offset));
-            }
-        }
-        (0, 0)
-    }
-}
-
-fn last_run_start(index: &IndexReader) -> Option<u64> {
-    let mut found = None;
-    for (k, record) in index.iter_from(0).enumerate() {
-        if record.run_start {
-            found = Some(k as u64);
-        }
-    }
-    found
-}
-
-/// Lines of one source from a starting point onward, with their positions.
-struct Forward<'a> {
-    source: &'a Source,
-    source_no: usize,
-    seg_no: usize,
-    reader: Option<BufReader<io::Take<std::fs::File>>>,
-    offset: u64,
-    records: Vec<Record>,
-    record_at: usize,
-    /// Segment and offset where the line last returned begins.
-    last_start: (usize, u64),
-}
-
-impl<'a> Forward<'a> {
-    fn new(source: &'a Source, source_no: usize, (seg_no, offset): (usize, u64)) -> Forward<'a> {
-        let mut f = Forward {
-            source,
-            source_no,
-            seg_no,
-            reader: None,
-            offset,
-            records: Vec::new(),
-            record_at: 0,
-            last_start: (seg_no, offset),
-        };
-        f.open_segment(offset);
-        f
-    }
-
-    fn open_segment(&mut self, offset: u64) {
-        self.reader = None;
-        let Some(seg) = self.source.segments.get(self.seg_no) else {
-            return;
-        };
-        let Ok(mut file) = open_log(&seg.data) else {
-            return;
-        };
-        if file.seek(SeekFrom::Start(offset)).is_err() {
-            return;
-        }
-        let (first, _) = seg.index.at_offset(offset);
-        self.records = seg.index.iter_from(first).collect();
-        self.record_at = 0;
-        self.offset = offset;
-        let newest = self.seg_no + 1 == self.source.segments.len();
-        let len = match self.source.limit {
-            Some(limit) if newest => limit.saturating_sub(offset),
-            _ => u64::MAX,
-        };
-        let mut reader = BufReader::with_capacity(256 * 1024, io::Read::take(file, len));
-        if offset > 0 && !starts_line(&seg.data, offset) {
-            // Begun inside a line (a record starts mid-line): that line began earlier.
-            let mut skipped = Vec::new();
-            self.offset += read_line_capped(&mut reader, &mut skipped).unwrap_or(0) as u64;
-        }
-        self.reader = Some(reader);
-    }
-
-    fn next_line(&mut self) -> io::Result<Option<Line>> {
-        loop {
-            let Some(reader) = self.reader.as_mut() else {
-                if self.seg_no + 1 >= self.source.segments.len() {
-                    return Ok(None);
-                }
-                self.seg_no += 1;
-                self.open_segment(0);
-                continue;
-            };
-            let mut bytes = Vec::new();
-            let n = read_line_capped(reader, &mut bytes)?;
-            if n == 0 {
-                self.reader = None;
-                continue;
-            }
-            let start = self.offset;
-            self.last_start = (self.seg_no, start);
-            self.offset += n as u64;
-            while self
-                .records
-                .get(self.record_at + 1)
-                .is_some_and(|r| r.offset <= start)
-            {
-                self.record_at += 1;
-            }
-            let record = self.records.get(self.record_at).copied().unwrap_or(Record {
-                offset: 0,
-                seq: 0,
-                time_ms: 0,
-                run_start: false,
-            });
-            return Ok(Some(Line {
-                source: self.source_no,
-                pos: Position {
-                    seq: record.seq,
-                    delta: start.saturating_sub(record.offset),
-                },
-                time_ms: record.time_ms,
-                bytes,
-                context: false,
-                group_start: false,
-            }));
-        }
-    }
-}
-
-/// `offset` when a line starts there, else just past the end of the line that
-/// holds byte `offset - 1`.
-fn end_of_line_at(path: &Path, offset: u64) -> io::Result<u64> {
-    if offset == 0 || starts_line(path, offset) {
-        return Ok(offset);
-    }
-    let mut file = open_log(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
-    let mut skipped = Vec::new();
-    Ok(offset + read_line_capped(&mut reader, &mut skipped)? as u64)
-}
-
-/// Whether a line begins at `offset` of the file (the byte before is a newline).
-fn starts_line(path: &Path, offset: u64) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut before = [0u8; 1];
-    open_log(path)
-        .and_then(|f| f.read_exact_at(&mut before, offset - 1))
-        .is_ok_and(|()| before[0] == b'\n')
-}
-
-/// One line without its newline, at most MAX_LINE bytes (the rest is the next line,
-/// as the daemon splits it). Returns the bytes consumed, 0 at the end.
-fn read_line_capped(reader: &mut impl BufRead, out: &mut Vec<u8>) -> io::Result<usize> {
-    let mut consumed = 0;
-    loop {
-        let buf = match reader.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok(consumed);
-        }
-        let room = MAX_LINE - out.len();
-        match buf[..buf.len().min(room)].iter().position(|&b| b == b'\n') {
-            Some(at) => {
-                out.extend_from_slice(&buf[..at]);
-                reader.consume(at + 1);
-                return Ok(consumed + at + 1);
-            }
-            None => {
-                let take = buf.len().min(room);
-                out.extend_from_slice(&buf[..take]);
-                reader.consume(take);
-                consumed += take;
-                if out.len() >= MAX_LINE {
-                    return Ok(consumed);
-                }
-            }
-        }
-    }
-}
+use std::io;
 
 /// Byte substring search: scan for the first byte, then compare.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -621,62 +224,100 @@ fn locate(source: &Source, seg_no: usize, offset: u64) -> (Position, u64) {
 /// keep the last `tail` matches per source, merge, then read the context around
 /// them (one source only). Same result as the general path, much faster.
 fn grep_plain(sources: &[Source], needle: &str, q: &Query<'_>) -> io::Result<Vec<Line>> {
-    // (source, segment, offset, line) of each kept match.
-    let mut found: Vec<(Position, u64, usize, usize, u64, Vec<u8>)> = Vec::new();
+    let mut found: Vec<Match> = Vec::new();
     for (no, source) in sources.iter().enumerate() {
-        let (first_seg, first_offset) = start_of(source, q);
-        let mut kept: VecDeque<(Position, u64, usize, usize, u64, Vec<u8>)> = VecDeque::new();
-        for seg_no in first_seg..source.segments.len() {
-            let from = if seg_no == first_seg { first_offset } else { 0 };
-            let data = &source.segments[seg_no].data;
-            let limit = if seg_no + 1 == source.segments.len() {
-                source.limit.unwrap_or(u64::MAX)
-            } else {
-                u64::MAX
-            };
-            for_each_match(data, from, limit, needle, |offset, line| {
-                // `needle` may be only part of the pattern (a regex's literal).
-                if q.grep.is_some_and(|g| !g(line)) {
-                    return true;
-                }
-                let (pos, time) = locate(source, seg_no, offset);
-                if q.after.is_none_or(|c| pos > c) {
-                    kept.push_back((pos, time, no, seg_no, offset, line.to_vec()));
-                    if q.tail.is_some_and(|n| kept.len() > n) {
-                        kept.pop_front();
-                    }
-                }
-                true
-            })?;
-        }
-        found.extend(kept);
+        found.extend(matches_in(source, no, needle, q)?);
     }
-    found.sort_by_key(|m| (m.0, m.2));
+    found.sort_by_key(|m| (m.pos, m.source));
     if let Some(n) = q.tail {
         let skip = found.len().saturating_sub(n);
         found.drain(..skip);
     }
-    let plain =
-        |(pos, time_ms, source, _, _, bytes): (Position, u64, usize, usize, u64, Vec<u8>)| Line {
-            source,
-            pos,
-            time_ms,
-            bytes,
-            context: false,
-            group_start: false,
-        };
     if q.context == 0 {
-        return Ok(found.into_iter().map(plain).collect());
+        return Ok(found.into_iter().map(Match::into_line).collect());
     }
     // One source: add the lines around each match, windows merged.
-    let Some(source) = sources.first() else {
-        return Ok(Vec::new());
-    };
+    match sources.first() {
+        Some(source) => with_context(source, &found, q),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A line `grep_plain` kept, and where it lies in its source's segments.
+struct Match {
+    pos: Position,
+    time_ms: u64,
+    source: usize,
+    seg_no: usize,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl Match {
+    fn into_line(self) -> Line {
+        Line {
+            source: self.source,
+            pos: self.pos,
+            time_ms: self.time_ms,
+            bytes: self.bytes,
+            context: false,
+            group_start: false,
+        }
+    }
+}
+
+/// The last `tail` lines of one source (number `no`) that contain `needle`
+/// and pass the query's filter, oldest first.
+fn matches_in(
+    source: &Source,
+    no: usize,
+    needle: &str,
+    q: &Query<'_>,
+) -> io::Result<VecDeque<Match>> {
+    let (first_seg, first_offset) = start_of(source, q);
+    let mut kept: VecDeque<Match> = VecDeque::new();
+    for seg_no in first_seg..source.segments.len() {
+        let from = if seg_no == first_seg { first_offset } else { 0 };
+        let data = &source.segments[seg_no].data;
+        let limit = if seg_no + 1 == source.segments.len() {
+            source.limit.unwrap_or(u64::MAX)
+        } else {
+            u64::MAX
+        };
+        for_each_match(data, from, limit, needle, |offset, line| {
+            // `needle` may be only part of the pattern (a regex's literal).
+            if q.grep.is_some_and(|g| !g(line)) {
+                return true;
+            }
+            let (pos, time_ms) = locate(source, seg_no, offset);
+            if q.after.is_none_or(|c| pos > c) {
+                kept.push_back(Match {
+                    pos,
+                    time_ms,
+                    source: no,
+                    seg_no,
+                    offset,
+                    bytes: line.to_vec(),
+                });
+                if q.tail.is_some_and(|n| kept.len() > n) {
+                    kept.pop_front();
+                }
+            }
+            true
+        })?;
+    }
+    Ok(kept)
+}
+
+/// The matches of one source with `q.context` lines either side, windows that
+/// touch merged, a `--` before each group that does not follow on.
+fn with_context(source: &Source, found: &[Match], q: &Query<'_>) -> io::Result<Vec<Line>> {
+    // (segment, offset) -> (line, whether it matched)
     let mut lines: std::collections::BTreeMap<(usize, u64), (Vec<u8>, bool)> = Default::default();
-    for (_, _, _, seg_no, offset, bytes) in &found {
-        let end = offset + bytes.len() as u64 + 1;
+    for m in found {
+        let end = m.offset + m.bytes.len() as u64 + 1;
         // Lines before, into older segments if this one begins too soon.
-        let (mut seg, mut limit, mut need) = (*seg_no, *offset, q.context);
+        let (mut seg, mut limit, mut need) = (m.seg_no, m.offset, q.context);
         loop {
             let data = &source.segments[seg].data;
             let before = super::read::tail_located_in(data, need, limit)?;
@@ -690,7 +331,7 @@ fn grep_plain(sources: &[Source], needle: &str, q: &Query<'_>) -> io::Result<Vec
             seg -= 1;
             limit = u64::MAX;
         }
-        let mut forward = Forward::new(source, 0, (*seg_no, end));
+        let mut forward = Forward::new(source, 0, (m.seg_no, end));
         for _ in 0..q.context {
             let Some(line) = forward.next_line()? else {
                 break;
@@ -699,7 +340,7 @@ fn grep_plain(sources: &[Source], needle: &str, q: &Query<'_>) -> io::Result<Vec
                 .entry(forward.last_start)
                 .or_insert((line.bytes, false));
         }
-        lines.insert((*seg_no, *offset), (bytes.clone(), true));
+        lines.insert((m.seg_no, m.offset), (m.bytes.clone(), true));
     }
     let mut out = Vec::new();
     let mut next_expected: Option<(usize, u64)> = None;
@@ -906,6 +547,8 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Stream;
+    use std::path::Path;
 
     /// Run the collector over lines `0..n` where `matched` lines match; render as
     /// `m7` (match), `c6` (context) and `--` separators.

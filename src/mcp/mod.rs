@@ -300,8 +300,83 @@ impl Server {
         params: &Map<String, Value>,
     ) -> std::result::Result<Option<String>, Fault> {
         let fault = |code, message: &str| Fault::new(id, code, message);
-        // 2026-07-28: no handshake; each request names the revision. The
-        // first request decides which way this connection speaks.
+        self.check_envelope(id, method, params)?;
+        match method {
+            "server/discover" => Ok(Some(format!(
+                "{{\"supportedVersions\":[\"{MODERN}\"],\"ttlMs\":0,\"cacheScope\":\"private\",\"capabilities\":{{\"tools\":{{\"listChanged\":false}}}},\
+                 \"instructions\":{},\"_meta\":{{\"io.modelcontextprotocol/serverInfo\":\
+                 {{\"name\":\"agent-procs\",\"version\":\"{}\"}}}}}}",
+                jsonrpc::string(INSTRUCTIONS),
+                env!("CARGO_PKG_VERSION")
+            ))),
+            "initialize" => self.initialize(id, params),
+            "ping" => Ok(Some("{}".into())),
+            "tools/list" | "tools/call" if self.version.is_none() => Err(fault(
+                jsonrpc::INVALID_REQUEST,
+                &format!("{method} before initialize: send initialize first"),
+            )),
+            "tools/list" => {
+                let mut list = tools::TOOLS.to_string();
+                if self.modern {
+                    // 2026-07-28 caching hints: the list is fixed for this binary.
+                    list.pop();
+                    list.push_str(",\"ttlMs\":3600000,\"cacheScope\":\"private\"}");
+                }
+                Ok(Some(list))
+            }
+            "tools/call" => self.call(id, params),
+            _ => Err(fault(
+                jsonrpc::METHOD_NOT_FOUND,
+                &format!(
+                    "unknown method '{method}': this server offers initialize, ping, tools/list and tools/call"
+                ),
+            )),
+        }
+    }
+
+    /// `initialize`: once per connection, on the revision the client asked
+    /// for if it is one of `VERSIONS`.
+    fn initialize(
+        &mut self,
+        id: &str,
+        params: &Map<String, Value>,
+    ) -> std::result::Result<Option<String>, Fault> {
+        let fault = |code, message: &str| Fault::new(id, code, message);
+        if self.version.is_some() {
+            return Err(fault(
+                jsonrpc::INVALID_REQUEST,
+                "already initialized: initialize is sent once per connection",
+            ));
+        }
+        let Some(asked) = params.get("protocolVersion").and_then(Value::as_str) else {
+            return Err(fault(
+                jsonrpc::INVALID_PARAMS,
+                &format!(
+                    "initialize needs params.protocolVersion, a string such as \"{}\"",
+                    VERSIONS[0]
+                ),
+            ));
+        };
+        let version = negotiate(asked);
+        self.version = Some(version);
+        Ok(Some(format!(
+            "{{\"protocolVersion\":\"{version}\",\"capabilities\":{{\"tools\":{{\"listChanged\":false}}}},\
+             \"serverInfo\":{{\"name\":\"agent-procs\",\"title\":\"agent-procs\",\"version\":\"{}\"}},\
+             \"instructions\":{}}}",
+            env!("CARGO_PKG_VERSION"),
+            jsonrpc::string(INSTRUCTIONS)
+        )))
+    }
+
+    /// 2026-07-28: no handshake; each request names the revision. The first
+    /// request decides which way this connection speaks; a request that does
+    /// not fit that way is refused here.
+    fn check_envelope(
+        &mut self,
+        id: &str,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> std::result::Result<(), Fault> {
         let envelope = params.get("_meta").and_then(|m| m.get(ENVELOPE_VERSION));
         let initialize = method == "initialize";
         let problem = match envelope {
@@ -330,68 +405,13 @@ impl Server {
             _ => None,
         };
         if let Some((code, message)) = problem {
-            let mut fault = fault(code, message);
+            let mut fault = Fault::new(id, code, message);
             if code == jsonrpc::UNSUPPORTED_VERSION {
                 fault.data = Some(SUPPORTED.into());
             }
             return Err(fault);
         }
-        match method {
-            "server/discover" => Ok(Some(format!(
-                "{{\"supportedVersions\":[\"{MODERN}\"],\"ttlMs\":0,\"cacheScope\":\"private\",\"capabilities\":{{\"tools\":{{\"listChanged\":false}}}},\
-                 \"instructions\":{},\"_meta\":{{\"io.modelcontextprotocol/serverInfo\":\
-                 {{\"name\":\"agent-procs\",\"version\":\"{}\"}}}}}}",
-                jsonrpc::string(INSTRUCTIONS),
-                env!("CARGO_PKG_VERSION")
-            ))),
-            "initialize" => {
-                if self.version.is_some() {
-                    return Err(fault(
-                        jsonrpc::INVALID_REQUEST,
-                        "already initialized: initialize is sent once per connection",
-                    ));
-                }
-                let Some(asked) = params.get("protocolVersion").and_then(Value::as_str) else {
-                    return Err(fault(
-                        jsonrpc::INVALID_PARAMS,
-                        &format!(
-                            "initialize needs params.protocolVersion, a string such as \"{}\"",
-                            VERSIONS[0]
-                        ),
-                    ));
-                };
-                let version = negotiate(asked);
-                self.version = Some(version);
-                Ok(Some(format!(
-                    "{{\"protocolVersion\":\"{version}\",\"capabilities\":{{\"tools\":{{\"listChanged\":false}}}},\
-                     \"serverInfo\":{{\"name\":\"agent-procs\",\"title\":\"agent-procs\",\"version\":\"{}\"}},\
-                     \"instructions\":{}}}",
-                    env!("CARGO_PKG_VERSION"),
-                    jsonrpc::string(INSTRUCTIONS)
-                )))
-            }
-            "ping" => Ok(Some("{}".into())),
-            "tools/list" | "tools/call" if self.version.is_none() => Err(fault(
-                jsonrpc::INVALID_REQUEST,
-                &format!("{method} before initialize: send initialize first"),
-            )),
-            "tools/list" => {
-                let mut list = tools::TOOLS.to_string();
-                if self.modern {
-                    // 2026-07-28 caching hints: the list is fixed for this binary.
-                    list.pop();
-                    list.push_str(",\"ttlMs\":3600000,\"cacheScope\":\"private\"}");
-                }
-                Ok(Some(list))
-            }
-            "tools/call" => self.call(id, params),
-            _ => Err(fault(
-                jsonrpc::METHOD_NOT_FOUND,
-                &format!(
-                    "unknown method '{method}': this server offers initialize, ping, tools/list and tools/call"
-                ),
-            )),
-        }
+        Ok(())
     }
 
     fn call(

@@ -344,22 +344,7 @@ impl Model {
                     _ => Vec::new(),
                 };
             }
-            Mode::Filter { text, regex } => {
-                match key {
-                    Key::Char(c) => text.push(c),
-                    Key::Backspace => {
-                        text.pop();
-                    }
-                    Key::Tab => *regex = !*regex,
-                    Key::Enter => {
-                        let (text, regex) = (text.clone(), *regex);
-                        return self.apply_filter(text, regex);
-                    }
-                    Key::Esc | Key::Ctrl('c') => self.mode = Mode::Normal,
-                    _ => {}
-                }
-                return Vec::new();
-            }
+            Mode::Filter { .. } => return self.filter_key(key),
             Mode::Normal => {}
         }
         self.message = None;
@@ -422,6 +407,28 @@ impl Model {
             Key::Char('Q') => vec![Action::Quit { shutdown: true }],
             _ => Vec::new(),
         }
+    }
+
+    /// A key while the filter is being typed: edit it, switch regex, apply it
+    /// (Enter) or leave it as it was (Esc).
+    fn filter_key(&mut self, key: Key) -> Vec<Action> {
+        let Mode::Filter { text, regex } = &mut self.mode else {
+            return Vec::new();
+        };
+        match key {
+            Key::Char(c) => text.push(c),
+            Key::Backspace => {
+                text.pop();
+            }
+            Key::Tab => *regex = !*regex,
+            Key::Enter => {
+                let (text, regex) = (text.clone(), *regex);
+                return self.apply_filter(text, regex);
+            }
+            Key::Esc | Key::Ctrl('c') => self.mode = Mode::Normal,
+            _ => {}
+        }
+        Vec::new()
     }
 
     fn apply_filter(&mut self, text: String, regex: bool) -> Vec<Action> {

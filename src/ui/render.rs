@@ -150,7 +150,21 @@ pub fn render(m: &Model) -> Frame {
         put(row, out_x, cols, &output_title(m), HEADER);
     }
 
-    // Process list and separator.
+    draw_list(m, &mut frame, list_w, cols, pane);
+    draw_output(m, &mut frame, out_x, cols, pane);
+
+    if m.mode == Mode::Help {
+        draw_help(&mut frame, out_x, cols, pane);
+    }
+    if rows >= 2 {
+        draw_status(m, &mut frame[rows - 1]);
+    }
+    frame
+}
+
+/// The process list on the left, one row per process from `list_top`, the
+/// selected one highlighted, and the separator after it.
+fn draw_list(m: &Model, frame: &mut Frame, list_w: usize, cols: usize, pane: usize) {
     let top = m.list_top;
     for r in 0..pane {
         let Some(row) = frame.get_mut(r + 1) else {
@@ -185,8 +199,10 @@ pub fn render(m: &Model) -> Frame {
         let rest = label.split_once(' ').map_or("", |(_, r)| r);
         put(row, col + 1, list_w, rest, bg(Style::default()));
     }
+}
 
-    // Output pane.
+/// The output pane: the lines shown, stderr in its colour, or why there are none.
+fn draw_output(m: &Model, frame: &mut Frame, out_x: usize, cols: usize, pane: usize) {
     if m.lines.is_empty() && pane > 0 {
         let text = if m.procs.is_empty() {
             "no processes in this session"
@@ -209,14 +225,6 @@ pub fn render(m: &Model) -> Frame {
             put_ansi(row, out_x + 1, cols, &line.text, base);
         }
     }
-
-    if m.mode == Mode::Help {
-        draw_help(&mut frame, out_x, cols, pane);
-    }
-    if rows >= 2 {
-        draw_status(m, &mut frame[rows - 1]);
-    }
-    frame
 }
 
 fn output_title(m: &Model) -> String {

@@ -2,13 +2,15 @@
 //! the real binary run with bounded waits, and cleanup of everything it started.
 #![allow(dead_code)]
 
+pub mod backend;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agent-procs");
 /// No CLI call in a test may take longer than this; past it the call is killed.
@@ -84,6 +86,29 @@ impl Sandbox {
     /// Run the CLI and return what it did, killing it if it outlives CALL_LIMIT.
     pub fn run(&self, args: &[&str]) -> Out {
         run_bounded(self.command(args), CALL_LIMIT)
+    }
+
+    /// Run the CLI with at most `nofile` descriptors (soft and hard limit), so
+    /// that a daemon it starts inherits the limit and cannot raise it.
+    pub fn run_with_nofile(&self, nofile: u64, args: &[&str]) -> Out {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = self.command(args);
+        let lim = libc::rlimit {
+            rlim_cur: nofile,
+            rlim_max: nofile,
+        };
+        // SAFETY: between fork and exec the child only calls setrlimit, which is
+        // async-signal-safe, on a struct it owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            })
+        };
+        run_bounded(cmd, CALL_LIMIT)
     }
 
     /// Run the CLI and insist on exit 0; returns stdout.
@@ -434,4 +459,198 @@ pub fn rss_kib(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The first pause between two looks of `eventually` and `holds_for`; each
+/// pause doubles up to `MAX_PAUSE`, so a quick change is seen at once and a
+/// slow one costs few looks (a look is often a CLI call) on a loaded machine.
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_millis(100);
+
+/// The one polling helper: call `look` until it returns `Ok`, and return what
+/// it found; past `limit`, panic naming `what` and the last thing `look` saw
+/// (its `Err`). For state that has no event to await (a file's contents,
+/// `status --json`, /proc, a tmux pane); where there is one (a pidfd, a pipe,
+/// a channel, a socket), await it instead (`wait_gone`, `wait_child`).
+pub fn eventually<T, S: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    look: impl FnMut() -> Result<T, S>,
+) -> T {
+    poll(limit, FIRST_PAUSE, what, look)
+}
+
+/// `eventually`, looking every `pause` (no backing off): for a state that
+/// lasts only a moment (a backoff of 100 ms) and must not be missed.
+pub fn eventually_every<T, S: std::fmt::Display>(
+    pause: Duration,
+    limit: Duration,
+    what: &str,
+    look: impl FnMut() -> Result<T, S>,
+) -> T {
+    poll(limit, pause, what, look)
+}
+
+fn poll<T, S: std::fmt::Display>(
+    limit: Duration,
+    first_pause: Duration,
+    what: &str,
+    mut look: impl FnMut() -> Result<T, S>,
+) -> T {
+    let end = Instant::now() + limit;
+    let mut pause = first_pause;
+    loop {
+        let seen = match look() {
+            Ok(found) => return found,
+            Err(seen) => seen,
+        };
+        let now = Instant::now();
+        if now >= end {
+            panic!("timed out after {limit:?} waiting for {what}; last seen:\n{seen}");
+        }
+        // Polling: nothing to await (see `eventually`).
+        std::thread::sleep(pause.min(end - now));
+        pause = (pause * 2).min(MAX_PAUSE.max(first_pause));
+    }
+}
+
+/// `Ok(())` when `done`, else `seen` (what was seen instead): the usual `look`
+/// of `eventually` and `check` of `holds_for` for a condition.
+pub fn done_or<S>(done: bool, seen: S) -> Result<(), S> {
+    if done { Ok(()) } else { Err(seen) }
+}
+
+/// For what must NOT happen (a restart, a write): call `check` for the whole of
+/// `window` and panic, naming `what` and what it saw, the first time it fails.
+/// There is no event to await for something that does not happen.
+pub fn holds_for<S: std::fmt::Display>(
+    window: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<(), S>,
+) {
+    let end = Instant::now() + window;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        if let Err(seen) = check() {
+            panic!("{what} stopped holding; seen:\n{seen}");
+        }
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        // Watching for something that must not happen: nothing to await.
+        std::thread::sleep(pause.min(end - now));
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// Wait (on a pidfd, not polling) up to `limit` for a child we started to
+/// exit, and reap it; `None` if it is still running then.
+pub fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<ExitStatus> {
+    wait_gone(child.id() as i32, limit);
+    child.try_wait().expect("waiting for a child")
+}
+
+/// Raise this test process's soft descriptor limit to at least `need` (up to
+/// the hard limit, which must allow it), for tests that open many connections.
+pub fn raise_fd_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert!(
+        lim.rlim_max >= need,
+        "the hard descriptor limit {} is below the {need} this test needs",
+        lim.rlim_max
+    );
+    if lim.rlim_cur < need {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we pass.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        assert_eq!(rc, 0, "raising the descriptor limit to {}", lim.rlim_max);
+    }
+}
+
+/// The soft "Max open files" of a process.
+pub fn fd_limit(pid: i32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The command line of `pid` as /proc shows it: arguments joined by spaces.
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Wait until `pid` runs `command` (its command line, arguments joined by
+/// spaces): until it has exec'd, a forked child shows its parent's.
+pub fn await_exec(pid: i32, command: &str) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("pid {pid} to run `{command}`"),
+        || {
+            let now = cmdline(pid);
+            done_or(now == command, format!("its command line is `{now}`"))
+        },
+    );
+}
+
+/// A live process that belongs to nobody's session (for a planted state.json
+/// to name), and its start time in clock ticks; the test kills it.
+pub fn bystander() -> (std::process::Child, u32, u64) {
+    use std::os::unix::process::CommandExt;
+    // A group of its own, as a planted table names its pid as its group too.
+    let child = Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .expect("starting a bystander");
+    let pid = child.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("its stat");
+    let ticks = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split(' ').nth(20))
+        .and_then(|t| t.parse().ok())
+        .expect("its start time");
+    (child, pid, ticks)
+}
+
+/// A state.json of a dead daemon that names `pid`, started at `ticks`, as its
+/// process `name`: what an attacker plants to have it killed.
+pub fn planted_state(name: &str, pid: u32, ticks: u64) -> String {
+    format!(
+        "{{\"daemon_pid\":1,\"processes\":[{{\"name\":\"{name}\",\"id\":\"p1\",\"pid\":{pid},\
+         \"pgid\":{pid},\"start_ticks\":{ticks},\"command\":\"sleep 300\"}}]}}"
+    )
+}
+
+/// The lines `from` gives, read on a thread of their own, one message each:
+/// something a test can await with `recv_timeout`. The channel disconnects
+/// at the end of input (or at a read error).
+pub fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
