@@ -1,6 +1,6 @@
 //! Readiness probes without sockets: what a `tcp:` or `http:` check connects to,
 //! the request an HTTP check sends, and how its answer is judged. The daemon
-//! (`daemon/probes.rs`) does the non-blocking I/O on its loop.
+//! (`daemon/readiness.rs`) does the non-blocking I/O on its loop.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

@@ -136,11 +136,6 @@ const KNOWN_LONG_FILES: &[&str] = &[
 /// an entry that no longer offends fails the test.
 const KNOWN_LONG_FNS: &[(&str, &str)] = &[
     // The loop's long handlers (branch: daemon split).
-    ("daemon/mod.rs", "start"),
-    ("daemon/mod.rs", "handle"),
-    ("daemon/mod.rs", "respawn"),
-    ("daemon/mod.rs", "read_output"),
-    ("daemon/mod.rs", "supervise_exit"),
     (
         "daemon/spec.rs",
         "bad_requests_are_refused_with_what_to_fix",

@@ -7,11 +7,14 @@
 //! variant any component may return sits under "shared".
 //!
 //! Every type an action carries is defined here or in a module that does
-//! not return actions (ids, procs, timers), so that action.rs stays below
+//! not return actions (ids, procs, timers, spec), so that action.rs stays below
 //! the components and no two of them meet in an import cycle.
 
-use super::ids::ClientId;
+use super::ids::{ClientId, ProbeId, WaitId};
 use super::procs::ProcId;
+use super::signals::Exit;
+use super::spec::Planned;
+use super::supervise::Reason;
 use super::timers::Timer;
 use crate::protocol::Response;
 use std::time::Instant;
@@ -39,7 +42,48 @@ pub enum Action {
     /// Answer a request that kept the client busy, and free the client.
     ReplyLater { client: usize, response: Response },
     // ---- lifecycle ----
+    /// Signal a process group (`kill(-pgid, signal)`).
+    KillGroup { pgid: i32, signal: i32 },
+    /// Record why the current run ends (`replace`: over a reason given earlier).
+    StopReason {
+        proc: ProcId,
+        reason: Reason,
+        replace: bool,
+    },
+    /// Started again by hand or by a change: restart counting starts over.
+    ResetRestarts { proc: ProcId },
+    /// The leader of a stopping process was reaped: see whether its group is gone.
+    CheckStop { proc: ProcId },
+    /// The leader died on its own: report the exit, then what follows an end.
+    Died { proc: ProcId, exit: Exit },
+    /// A stop finished: report it and what outlived it, then what follows an end.
+    Stopped { proc: ProcId, exit: Exit },
+    /// Start the process again with `note` first in its log; `counted`: an
+    /// automatic restart, which counts against the policy's maximum.
+    Restart {
+        proc: ProcId,
+        note: String,
+        counted: bool,
+    },
+    /// Stop the process, then start it again with `note` (no client waits).
+    StopThenRestart { proc: ProcId, note: &'static str },
+    /// A line of ours in the process's stdout log, delivered like its output.
+    Annotate { proc: ProcId, note: String },
     // ---- output and follow ----
+    /// Lines of this process are awaited: create its index files now, not on
+    /// the way of its first line to the waiter.
+    PrepareIndexes { proc: ProcId },
+    /// Send live lines (`lines` of them) to a follower; counted as lost if its
+    /// socket is full.
+    FollowSend {
+        client: ClientId,
+        response: Response,
+        lines: u64,
+    },
+    /// Tell a follower how many lines it lost, before its end.
+    NoteLost { client: ClientId },
+    /// Write out what a follower was sent; a broken connection is closed.
+    Flush { client: ClientId },
     // ---- events ----
     /// Stream event number `seq` to these subscribers.
     SendEvent {
@@ -49,8 +93,66 @@ pub enum Action {
     },
     // ---- waits ----
     // ---- up ----
+    /// Start the next entries of an `up` run (`Ups::advance`).
+    UpAdvance { run: u64 },
+    /// Start entry `entry` of `run` (`event`: started or restarted) and hand
+    /// the answer back (`Ups::on_spawned`).
+    UpSpawn {
+        run: u64,
+        entry: usize,
+        event: &'static str,
+        planned: Box<Planned>,
+    },
+    /// Stop `proc`'s run with another definition, for `entry` to replace it;
+    /// start the entry at once if there was nothing to stop.
+    UpStop {
+        run: u64,
+        entry: usize,
+        proc: ProcId,
+    },
+    /// A progress line for an `up` client, written out at once.
+    UpProgress { client: usize, response: Response },
+    /// Probe `target` for `entry` of `run` (its process is `proc`).
+    UpProbe {
+        run: u64,
+        entry: usize,
+        proc: ProcId,
+        target: crate::probe::Target,
+    },
+    /// Search what `proc` logged this run for the entry's pattern
+    /// (`Ups::log_pattern`), and hand back whether it is there (`Ups::on_history`).
+    UpSearchHistory {
+        run: u64,
+        entry: usize,
+        proc: ProcId,
+    },
+    /// Lines of `proc` are going to be searched as they come: ready its indexes.
+    UpPrepareIndexes { proc: ProcId },
+    /// Whether an `up` waits for `proc` to become ready (shown by status).
+    AwaitingReady { proc: ProcId, on: bool },
+    /// `proc` became ready: one `ready` event per run of it.
+    UpReadyEvent { proc: ProcId },
+    /// End the probes of `run`.
+    UpDropProbes { run: u64 },
     // ---- probes ----
+    /// Register the socket of a probe's new try (`ProbeTable::stream_mut`) and
+    /// say how that went (`ProbeTable::on_registered`).
+    ProbeRegister { probe: ProbeId },
+    /// Deregister and close the socket of a probe's try.
+    ProbeClose {
+        stream: mio::net::TcpStream,
+        token: Option<mio::Token>,
+    },
+    /// The target of `wait`'s probe is ready: answer the wait with `line`.
+    ProbeWaitReady { wait: WaitId, line: String },
+    /// The target of an `up` entry's probe is ready.
+    ProbeUpReady { run: u64, entry: usize },
     // ---- watch ----
+    /// A line from the daemon in `proc`'s stdout log (and to its followers).
+    WatchNote { proc: ProcId, note: String },
+    // ---- persistence ----
+    /// SIGKILL a process group a previous daemon left behind.
+    KillOrphan { pgid: i32 },
     // ---- proxy ----
 }
 

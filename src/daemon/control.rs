@@ -1,9 +1,259 @@
-//! One control connection: bytes in, request lines out; responses in, bytes out.
-//! It buffers within caps and reports what it saw; the loop decides what to do.
-//! It never touches the poll registry or any other part of the daemon.
+//! The control component. `Control` decides about connections (whom to admit,
+//! when to pause accepting) and routes each request (`route`): wire types stop
+//! here, and the loop runs the one call a `Route` names. `Client` is one
+//! control connection: bytes in, request lines out; responses in, bytes out.
+//! It buffers within caps and reports what it saw. Neither touches the poll
+//! registry or any other part of the daemon.
 
-use crate::protocol::{self, MAX_REQUEST, Response};
+use super::action::Action;
+use super::timers::Timer;
+use crate::protocol::{self, MAX_REQUEST, Request, Response, UpProcess};
+use crate::ratelimit::NoteLimit;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+/// Connections open at once at most; more are refused (and noted).
+pub const MAX_CLIENTS: usize = 4096;
+/// Pause before accepting again when out of descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Decisions about control connections and requests.
+pub struct Control {
+    /// Only our own user may connect.
+    uid: u32,
+    /// Accepting is paused for lack of descriptors until a RetryAccept timer
+    /// fires (only one is ever armed).
+    paused: bool,
+    /// Conditions that could repeat on every event are noted once a minute.
+    notes: NoteLimit,
+}
+
+/// What a request asks of the daemon, checked: the loop runs one call for each.
+#[derive(Debug)]
+pub enum Route {
+    /// Not carried out: its client hung up before it was read. The actions
+    /// note that (at most once a minute).
+    Dropped(Vec<Action>),
+    /// Answer at once.
+    Reply(Response),
+    /// Start a process (the lifecycle checks the request: `Spec::from_run`).
+    Run(Box<Request>),
+    Up {
+        processes: Vec<UpProcess>,
+        base_env: Option<HashMap<String, String>>,
+        timeout_ms: Option<u64>,
+    },
+    Stop {
+        target: String,
+        timeout_ms: Option<u64>,
+    },
+    StopAll {
+        timeout: Option<Duration>,
+    },
+    Restart {
+        target: String,
+    },
+    Status {
+        target: Option<String>,
+        resources: bool,
+    },
+    /// `logs --follow` (the output component reads the request).
+    Follow(Box<Request>),
+    /// Wait for a line (`until`) or an exit of `target`.
+    Wait {
+        target: String,
+        until: Option<String>,
+        regex: bool,
+        exit: bool,
+        timeout: Duration,
+    },
+    /// Wait until `probe` answers for `target`.
+    Probe {
+        target: String,
+        probe: crate::probe::Target,
+        timeout: Duration,
+    },
+    Shutdown,
+    EnableProxy(Option<u16>),
+    Subscribe {
+        since: Option<u64>,
+    },
+}
+
+impl Control {
+    pub fn new(uid: u32) -> Control {
+        Control {
+            uid,
+            paused: false,
+            notes: NoteLimit::default(),
+        }
+    }
+
+    /// Whether to accept now: a paused listener is retried by its one timer,
+    /// not by every new connection's event (that would re-arm a timer each).
+    pub fn accepting(&self) -> bool {
+        !self.paused
+    }
+
+    /// The retry timer fired: accept again.
+    pub fn resume(&mut self) {
+        self.paused = false;
+    }
+
+    /// Accepting failed for want of resources (EMFILE and friends): the
+    /// connection stays queued in the backlog; try again shortly rather than
+    /// spinning on it.
+    pub fn on_accept_error(&mut self, e: &io::Error, now: Instant) -> Vec<Action> {
+        let mut actions = self.note_limited(
+            "accept",
+            format!(
+                "accepting a connection: {}; retrying every 100 ms",
+                crate::error::describe_io(e)
+            ),
+            now,
+        );
+        self.paused = true;
+        actions.push(Action::Arm {
+            at: now + ACCEPT_RETRY,
+            timer: Timer::RetryAccept,
+        });
+        actions
+    }
+
+    /// Whether to keep a connection from a peer of `peer_uid` while `open`
+    /// are open; a refusal says why (at most once a minute per cause).
+    pub fn admit(
+        &mut self,
+        peer_uid: io::Result<u32>,
+        open: usize,
+        now: Instant,
+    ) -> Result<(), Vec<Action>> {
+        let (cause, why) = match peer_uid {
+            Ok(uid) if uid == self.uid && open < MAX_CLIENTS => return Ok(()),
+            Ok(uid) if uid == self.uid => (
+                "cap",
+                format!("refused a connection: {MAX_CLIENTS} connections are open"),
+            ),
+            Ok(uid) => ("uid", format!("refused a connection from uid {uid}")),
+            Err(e) => (
+                "credentials",
+                format!("refused a connection: reading its credentials: {e}"),
+            ),
+        };
+        Err(self.note_limited(cause, why, now))
+    }
+
+    /// What `request` asks for. `read_closed`: its client hung up already.
+    pub fn route(&mut self, request: Request, read_closed: bool, now: Instant) -> Route {
+        // The CLI never half-closes: a peer that hung up before its request was
+        // read has gone (it gave up while the daemon was stalled, or was killed).
+        // Nobody would learn of a process started for it now, so none is.
+        if read_closed && matches!(request, Request::Run { .. } | Request::Up { .. }) {
+            let what = match &request {
+                Request::Run { name, command, .. } => {
+                    format!("run of '{}'", name.as_deref().unwrap_or(command))
+                }
+                _ => "up".to_string(),
+            };
+            let msg = format!("dropped a {what}: its client hung up before it was read");
+            return Route::Dropped(self.note_limited("gone", msg, now));
+        }
+        route(request)
+    }
+
+    /// A note for a cause that may repeat per event: at most one a minute.
+    fn note_limited(&mut self, cause: &'static str, msg: String, now: Instant) -> Vec<Action> {
+        match self.notes.allow(cause, now) {
+            Some(held) => vec![Action::Note(crate::ratelimit::with_held(&msg, held))],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Where a request goes, with its arguments checked.
+fn route(request: Request) -> Route {
+    match request {
+        run @ Request::Run { .. } => Route::Run(Box::new(run)),
+        Request::Up {
+            processes,
+            base_env,
+            timeout_ms,
+        } => Route::Up {
+            processes,
+            base_env,
+            timeout_ms,
+        },
+        Request::Stop { target, timeout_ms } => Route::Stop { target, timeout_ms },
+        Request::StopAll { timeout_ms } => Route::StopAll {
+            timeout: timeout_ms.map(Duration::from_millis),
+        },
+        Request::Restart { target } => Route::Restart { target },
+        Request::Status { target, resources } => Route::Status { target, resources },
+        logs @ Request::Logs { follow: true, .. } => Route::Follow(Box::new(logs)),
+        Request::Logs { .. } => Route::Reply(Response::error(
+            "logs without follow are read from the files directly; set follow: true to stream",
+        )),
+        wait @ Request::Wait { .. } => route_wait(wait),
+        Request::Shutdown => Route::Shutdown,
+        Request::EnableProxy { proxy_port } => Route::EnableProxy(proxy_port),
+        Request::Hello { .. } => Route::Reply(Response::Hello {
+            version: protocol::PROTOCOL_VERSION,
+        }),
+        Request::Events { since } => Route::Subscribe { since },
+        Request::Unknown => Route::Reply(Response::error("unknown request type")),
+    }
+}
+
+/// A `wait`: for a line or an exit, or for a port or URL to answer.
+fn route_wait(request: Request) -> Route {
+    let Request::Wait {
+        target,
+        until,
+        regex,
+        exit,
+        timeout_secs,
+        timeout_ms,
+        port,
+        http,
+    } = request
+    else {
+        return Route::Reply(Response::error("internal error: not a wait request"));
+    };
+    let timeout = timeout_ms
+        .map(Duration::from_millis)
+        .or(timeout_secs.map(Duration::from_secs))
+        .unwrap_or(DEFAULT_WAIT_TIMEOUT);
+    let probe = match (port, http) {
+        (None, None) => {
+            return Route::Wait {
+                target,
+                until,
+                regex,
+                exit,
+                timeout,
+            };
+        }
+        _ if until.is_some() || exit => {
+            return Route::Reply(Response::error(
+                "wait takes one of until, exit, port and http",
+            ));
+        }
+        (Some(port), None) if port > 0 => Ok(crate::probe::Target::tcp(port)),
+        (Some(_), None) => Err("port must be from 1 to 65535".to_string()),
+        (None, Some(url)) => crate::probe::http_target(&url),
+        (Some(_), Some(_)) => Err("wait takes port or http, not both".to_string()),
+    };
+    match probe {
+        Ok(probe) => Route::Probe {
+            target,
+            probe,
+            timeout,
+        },
+        Err(msg) => Route::Reply(Response::error(msg)),
+    }
+}
 
 /// Stop taking requests from a client whose unread responses pile up past this.
 const OUT_HIGH_WATER: usize = 1024 * 1024;
@@ -233,4 +483,127 @@ impl Client {
 
 fn too_large() -> String {
     format!("request longer than {MAX_REQUEST} bytes; skipped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(until: Option<&str>, exit: bool, port: Option<u16>, http: Option<&str>) -> Request {
+        Request::Wait {
+            target: "web".into(),
+            until: until.map(str::to_string),
+            regex: false,
+            exit,
+            timeout_secs: None,
+            timeout_ms: None,
+            port,
+            http: http.map(str::to_string),
+        }
+    }
+
+    fn error_of(route: Route) -> String {
+        match route {
+            Route::Reply(Response::Error { message, .. }) => message,
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_our_user_is_admitted_and_only_up_to_the_cap() {
+        let now = Instant::now();
+        let mut control = Control::new(1000);
+        assert!(control.admit(Ok(1000), 0, now).is_ok());
+        let refused = control.admit(Ok(0), 0, now).unwrap_err();
+        assert!(matches!(&refused[..], [Action::Note(n)] if n.contains("from uid 0")));
+        // The same cause again within the minute: refused without a note.
+        assert!(control.admit(Ok(0), 0, now).unwrap_err().is_empty());
+        let full = control.admit(Ok(1000), MAX_CLIENTS, now).unwrap_err();
+        assert!(matches!(&full[..], [Action::Note(n)] if n.contains("4096 connections are open")));
+        let unknown = control.admit(Err(io::Error::from_raw_os_error(libc::EBADF)), 0, now);
+        assert!(
+            matches!(&unknown.unwrap_err()[..], [Action::Note(n)] if n.contains("credentials"))
+        );
+    }
+
+    #[test]
+    fn out_of_descriptors_pauses_accepting_until_the_retry() {
+        let now = Instant::now();
+        let mut control = Control::new(1);
+        assert!(control.accepting());
+        let actions = control.on_accept_error(&io::Error::from_raw_os_error(libc::EMFILE), now);
+        assert!(matches!(&actions[0], Action::Note(n) if n.contains("retrying every 100 ms")));
+        assert!(matches!(
+            actions[1],
+            Action::Arm { at, timer: Timer::RetryAccept } if at == now + ACCEPT_RETRY
+        ));
+        assert!(!control.accepting());
+        control.resume();
+        assert!(control.accepting());
+    }
+
+    #[test]
+    fn a_run_whose_client_hung_up_is_dropped_with_a_note() {
+        let now = Instant::now();
+        let mut control = Control::new(1);
+        let up = Request::Up {
+            processes: Vec::new(),
+            base_env: None,
+            timeout_ms: None,
+        };
+        match control.route(up, true, now) {
+            Route::Dropped(actions) => assert!(matches!(
+                &actions[..],
+                [Action::Note(n)] if n == "dropped a up: its client hung up before it was read"
+            )),
+            other => panic!("{other:?}"),
+        }
+        // Anything else is still answered: the reply may be read after all.
+        assert!(matches!(
+            control.route(
+                Request::Status {
+                    target: None,
+                    resources: false
+                },
+                true,
+                now
+            ),
+            Route::Status { .. }
+        ));
+    }
+
+    #[test]
+    fn requests_are_routed_with_their_arguments_checked() {
+        let mut control = Control::new(1);
+        let mut route = |r| control.route(r, false, Instant::now());
+        assert!(matches!(
+            route(Request::StopAll { timeout_ms: Some(1500) }),
+            Route::StopAll { timeout: Some(t) } if t == Duration::from_millis(1500)
+        ));
+        assert!(matches!(
+            route(Request::Hello { version: 1 }),
+            Route::Reply(Response::Hello { .. })
+        ));
+        assert_eq!(error_of(route(Request::Unknown)), "unknown request type");
+        assert!(matches!(
+            route(wait(Some("ready"), false, None, None)),
+            Route::Wait { timeout, .. } if timeout == DEFAULT_WAIT_TIMEOUT
+        ));
+        assert!(matches!(
+            route(wait(None, false, Some(8080), None)),
+            Route::Probe { .. }
+        ));
+        assert_eq!(
+            error_of(route(wait(Some("x"), false, Some(1), None))),
+            "wait takes one of until, exit, port and http"
+        );
+        assert_eq!(
+            error_of(route(wait(None, false, Some(0), None))),
+            "port must be from 1 to 65535"
+        );
+        assert_eq!(
+            error_of(route(wait(None, false, Some(1), Some("http://127.0.0.1/")))),
+            "wait takes port or http, not both"
+        );
+    }
 }

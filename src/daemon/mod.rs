@@ -5,19 +5,23 @@
 mod action;
 mod control;
 mod events;
+mod follow;
 mod ids;
-mod probes;
+mod lifecycle;
+mod output;
 mod procs;
+mod readiness;
 mod resources;
 mod signals;
 mod spawn;
 mod spec;
 mod startup;
 mod state;
+mod stops;
 mod supervise;
 mod survivors;
 mod timers;
-mod up;
+mod up_run;
 mod waits;
 mod watch;
 
@@ -27,7 +31,7 @@ use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
 use action::Action;
-use control::{Client, ReadOutcome};
+use control::{Client, ReadOutcome, Route};
 use events::Change;
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
@@ -35,92 +39,33 @@ use signals::Exit;
 /// For `agent-procs mcp`, which ends on the same signals through the same kind of pipe.
 pub(crate) use signals::signal_pipe;
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
+use std::io;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
+use stops::Pending;
 use timers::{Timer, Timers};
-use waits::{Pattern, Wait, WaitTable};
+use waits::Pattern;
 
 const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
 const SHUTDOWN_PIPE: Token = Token(2);
 const WATCH: Token = Token(3);
-/// Changes closer together than this restart a process once.
-const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
-const WATCH_NOTE: &str = "[agent-procs] File changed, restarted";
 const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
 
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// After SIGKILL, how often to check (and re-send) until the group is gone.
-const KILL_RECHECK: Duration = Duration::from_secs(1);
-const MAX_KILLS: u32 = 5;
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
-const MAX_CLIENTS: usize = 4096;
 /// How long replies may take to drain once we decided to exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
-/// Pause before accepting again when out of descriptors.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Who owns a dynamic token.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     Client,
     Output(ProcId, Stream),
-    Probe(u64),
-}
-
-/// A `logs --follow` in progress on a client.
-struct Follow {
-    target: Option<ProcId>,
-    stderr: bool,
-    all: bool,
-    remaining: Option<usize>,
-    /// Both streams (`--both`), whatever `stderr` and `all` say.
-    both: bool,
-    /// Only lines that match (`--grep`).
-    grep: Option<Pattern>,
-    /// Tells this follow's deadline apart from an earlier follow's on the same client.
-    generation: u64,
-    /// The client takes live lines in batches; the batch being gathered.
-    chunked: bool,
-    batch: Option<Batch>,
-    /// Runs the replay covers (0: all) and, when set, run starts are marked.
-    runs: Option<u64>,
-}
-
-/// Live lines of one process and stream gathered for one `LogChunk`.
-struct Batch {
-    process: String,
-    stream: Stream,
-    text: String,
-    lines: u64,
-}
-
-/// A request that is answered later, when processes have finished stopping.
-enum Pending {
-    Stop {
-        client: usize,
-        proc: ProcId,
-        label: String,
-    },
-    Restart {
-        client: usize,
-        proc: ProcId,
-        /// The annotation the new run starts with.
-        note: &'static str,
-    },
-    StopAll {
-        client: usize,
-        remaining: HashSet<ProcId>,
-    },
-    Shutdown {
-        client: Option<usize>,
-        remaining: HashSet<ProcId>,
-    },
+    Probe(ids::ProbeId),
 }
 
 /// The daemon executable's whole program (`agent-procs-daemon __daemon SESSION
@@ -169,10 +114,12 @@ struct Daemon {
     slots: HashMap<Token, Slot>,
     next_token: usize,
     clients: HashMap<usize, Client>,
-    follows: HashMap<usize, Follow>,
+    /// `logs --follow` clients.
+    follow: follow::Followers,
     procs: ProcTable,
-    waits: WaitTable,
-    pending: Vec<Pending>,
+    waits: waits::Waits,
+    /// Requests waiting for processes to stop, and stops waiting for dependents.
+    pending: stops::Stops,
     timers: Timers,
     retry: Vec<Token>,
     generation: u64,
@@ -181,47 +128,29 @@ struct Daemon {
     shutting_down: bool,
     /// Everything is stopped; leave once replies are flushed or the grace ends.
     exiting: bool,
-    uid: u32,
-    /// state.json, open for rewriting in place (None if it could not be opened).
-    state_file: Option<state::StateFile>,
+    /// state.json, the chosen ports, what status tells of a dead predecessor.
+    persist: state::Persistence,
     /// Sequence numbers for the log indexes, shared by every stream.
     clock: logs::index::SeqClock,
     /// The last run number of each process name in the run journal, read at
     /// the first start (None until then).
     run_numbers: Option<HashMap<String, u64>>,
-    /// The process table changed this turn; state.json is rewritten once, at its end.
-    state_dirty: bool,
-    /// Output pipes grown to sys::PIPE_SIZE, and how many may be.
-    big_pipes: usize,
-    big_pipe_budget: usize,
-    /// Accepting is paused for lack of descriptors until a RetryAccept timer
-    /// fires (only one is ever armed).
-    accept_paused: bool,
-    /// Conditions that could repeat on every event are noted once a minute.
-    notes: crate::ratelimit::NoteLimit,
+    /// Reads child output into the logs; owns the budget of grown pipes.
+    capture: output::Capture,
+    /// Decisions about connections and requests: admission, routing.
+    control: control::Control,
     /// Our session: children stay in it, which is how we recognise their groups.
     sid: i32,
-    read_buf: Vec<u8>,
-    /// `up` runs in progress, by number.
-    ups: HashMap<u64, up::UpRun>,
-    next_up: u64,
+    /// `up` runs in progress.
+    ups: up_run::Ups,
     /// TCP and HTTP readiness checks in progress.
-    probes: probes::ProbeTable,
-    /// Processes a stop-all or shutdown stops once their dependents are gone,
-    /// with the grace period it asked for.
-    deferred_stops: Vec<(ProcId, Option<Duration>)>,
+    probes: readiness::ProbeTable,
     /// The reverse proxy, once a client asked for it (nothing until then).
     proxy: Option<crate::proxy::Proxy>,
-    /// inotify, once a process asked to be watched (nothing until then).
-    watcher: Option<watch::Watcher>,
-    /// Processes with a change waiting out the debounce.
-    watch_pending: HashSet<ProcId>,
+    /// File watching (`--watch`): inotify and the debounce.
+    watch: watch::FileWatch,
     /// State changes, numbered, and the clients streaming them.
     events: events::Events,
-    /// Told with every `status`: what this daemon did about a dead predecessor.
-    status_notes: Vec<String>,
-    /// Ports chosen for processes that named none, by name (kept in state.json).
-    chosen_ports: std::collections::BTreeMap<String, u16>,
     /// The log dir as last verified, shared by the sinks of the runs it holds.
     log_dir: Option<std::rc::Rc<paths::OwnDir>>,
 }
@@ -260,6 +189,7 @@ impl Daemon {
             .register(&mut shutdown_sig, SHUTDOWN_PIPE, Interest::READABLE)
             .map_err(io_err("registering signals"))?;
 
+        let persist = state::Persistence::new(paths.state_file(), &home_cwd);
         let mut daemon = Daemon {
             paths,
             poll,
@@ -269,53 +199,39 @@ impl Daemon {
             slots: HashMap::new(),
             next_token: FIRST_DYNAMIC,
             clients: HashMap::new(),
-            follows: HashMap::new(),
+            follow: follow::Followers::default(),
             procs: ProcTable::default(),
-            waits: WaitTable::default(),
-            pending: Vec::new(),
+            waits: waits::Waits::default(),
+            pending: stops::Stops::default(),
             timers: Timers::default(),
             retry: Vec::new(),
             generation: 0,
             home_cwd,
             shutting_down: false,
             exiting: false,
-            uid: paths::euid(),
             sid: signals::session_id(),
-            accept_paused: false,
-            notes: crate::ratelimit::NoteLimit::default(),
-            big_pipes: 0,
-            big_pipe_budget: sys::big_pipe_budget(),
-            state_dirty: false,
-            state_file: None,
+            control: control::Control::new(paths::euid()),
+            capture: output::Capture::new(sys::big_pipe_budget()),
+            persist,
             clock: logs::index::SeqClock::default(),
             run_numbers: None,
-            read_buf: vec![0; 128 * 1024],
-            ups: HashMap::new(),
-            next_up: 0,
-            probes: probes::ProbeTable::default(),
-            deferred_stops: Vec::new(),
+            ups: up_run::Ups::default(),
+            probes: readiness::ProbeTable::default(),
             proxy: None,
-            watcher: None,
-            watch_pending: HashSet::new(),
+            watch: watch::FileWatch::default(),
             events: events::Events::default(),
-            status_notes: Vec::new(),
-            chosen_ports: Default::default(),
             log_dir: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
             std::process::id()
         ));
-        daemon.stop_orphans();
-        let path = daemon.paths.state_file();
-        match state::StateFile::open(&path) {
-            Ok(file) => daemon.state_file = Some(file),
-            Err(e) => daemon.note(&format!(
-                "opening {}: {}; crash recovery is off",
-                path.display(),
-                crate::error::describe_io(&e)
-            )),
-        }
+        // Process groups a previous daemon left running when it was killed: stop them.
+        let previous = state::previous(&daemon.paths.state_file());
+        let actions = daemon.persist.adopt(previous, SystemTime::now());
+        daemon.apply(actions);
+        let actions = daemon.persist.open();
+        daemon.apply(actions);
         daemon.save_state();
         Ok(daemon)
     }
@@ -347,18 +263,18 @@ impl Daemon {
         loop {
             // A huge tree to watch is added a slice per turn, so requests are
             // served in between (the poll below does not sleep while work remains).
-            if self.watcher.as_ref().is_some_and(|w| w.busy()) {
-                let _ = self.watch_slice(None);
+            if self.watch.busy() {
+                let (_, actions) = self.watch.slice(None, &self.procs);
+                self.apply(actions);
             }
-            if self.state_dirty {
-                self.state_dirty = false;
+            if self.persist.take_dirty() {
                 self.save_state();
             }
             if self.exiting && self.clients.values().all(|c| !c.has_output()) {
                 return Ok(());
             }
             let now = Instant::now();
-            let watching = self.watcher.as_ref().is_some_and(|w| w.busy());
+            let watching = self.watch.busy();
             let timeout = if self.retry.is_empty() && !watching {
                 self.timers.next_timeout(now)
             } else {
@@ -389,7 +305,10 @@ impl Daemon {
                         signals::drain_pipe(&mut self.sigchld);
                         self.reap_children();
                     }
-                    WATCH => self.watch_events(),
+                    WATCH => {
+                        let actions = self.watch.on_readable(Instant::now());
+                        self.apply(actions);
+                    }
                     SHUTDOWN_PIPE => {
                         signals::drain_pipe(&mut self.shutdown_sig);
                         self.note("received a termination signal; stopping every process");
@@ -420,7 +339,10 @@ impl Daemon {
                 }
             }
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
-            Some(Slot::Probe(probe)) => self.probe_event(probe),
+            Some(Slot::Probe(probe)) => {
+                let actions = self.probes.on_event(probe);
+                self.apply(actions);
+            }
             None if crate::proxy::Proxy::owns(token.0) => self.proxy_again(token.0),
             None => {} // a source closed earlier in this turn
         }
@@ -435,21 +357,178 @@ impl Daemon {
                 Action::Note(msg) => self.note(&msg),
                 Action::Arm { at, timer } => self.timers.arm(at, timer),
                 Action::Emit { proc, change } => self.emit(proc, change),
-                Action::SaveState => self.state_dirty = true,
+                Action::SaveState => self.persist.mark_dirty(),
                 Action::Busy { client } => self.set_busy(client),
                 // ---- control ----
                 Action::Reply { client, response } => self.reply(client, &response),
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
+                Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
+                a @ (Action::StopReason { .. } | Action::ResetRestarts { .. }) => {
+                    self.apply_supervision(a)
+                }
+                Action::CheckStop { proc } => self.check_stop_done(proc),
+                Action::Died { proc, exit } => self.died(proc, exit),
+                Action::Stopped { proc, exit } => self.stopped(proc, exit),
+                Action::Restart {
+                    proc,
+                    note,
+                    counted,
+                } => self.restart_now(proc, &note, counted),
+                Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
+                Action::Annotate { proc, note } => self.annotate(proc, &note),
                 // ---- output and follow ----
+                Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
+                a
+                @ (Action::FollowSend { .. } | Action::NoteLost { .. } | Action::Flush { .. }) => {
+                    self.apply_follow(a)
+                }
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
                 // ---- up ----
+                a @ (Action::UpAdvance { .. }
+                | Action::UpSpawn { .. }
+                | Action::UpStop { .. }
+                | Action::UpProgress { .. }
+                | Action::UpProbe { .. }
+                | Action::UpSearchHistory { .. }
+                | Action::UpPrepareIndexes { .. }
+                | Action::AwaitingReady { .. }
+                | Action::UpReadyEvent { .. }
+                | Action::UpDropProbes { .. }) => self.apply_up(a),
                 // ---- probes ----
+                a @ (Action::ProbeRegister { .. }
+                | Action::ProbeClose { .. }
+                | Action::ProbeWaitReady { .. }
+                | Action::ProbeUpReady { .. }) => self.apply_probe(a),
                 // ---- watch ----
+                Action::WatchNote { proc, note } => self.stdout_note(proc, &note),
+                // ---- persistence ----
+                Action::KillOrphan { pgid } => signals::kill_group(pgid, libc::SIGKILL),
                 // ---- proxy ----
             }
+        }
+    }
+
+    /// Carry out what the lifecycle decided about a process's supervision.
+    fn apply_supervision(&mut self, action: Action) {
+        match action {
+            Action::StopReason {
+                proc,
+                reason,
+                replace,
+            } => {
+                if let Some(p) = self.procs.get_mut(proc) {
+                    if replace {
+                        p.sup.stop_reason = Some(reason);
+                    } else {
+                        p.sup.stop_reason.get_or_insert(reason);
+                    }
+                }
+            }
+            Action::ResetRestarts { proc } => {
+                if let Some(p) = self.procs.get_mut(proc) {
+                    p.sup.reset();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Carry out what the follow component asked for on a client.
+    fn apply_follow(&mut self, action: Action) {
+        match action {
+            Action::FollowSend {
+                client,
+                response,
+                lines,
+            } => {
+                if let Some(c) = self.clients.get_mut(&client.0) {
+                    c.send_follow(&response, lines);
+                }
+            }
+            Action::NoteLost { client } => {
+                if let Some(c) = self.clients.get_mut(&client.0) {
+                    c.note_lost();
+                }
+            }
+            Action::Flush { client }
+                if self
+                    .clients
+                    .get_mut(&client.0)
+                    .is_some_and(|c| c.flush().is_err()) =>
+            {
+                self.close_client(client.0);
+            }
+            _ => {}
+        }
+    }
+
+    /// Carry out what the up component asked for.
+    fn apply_up(&mut self, action: Action) {
+        match action {
+            Action::UpAdvance { run } => self.up_advance(run),
+            Action::UpSpawn {
+                run,
+                entry,
+                event,
+                planned,
+            } => {
+                let response = self.run_planned(*planned);
+                self.with_ups(|ups, view| ups.on_spawned(run, entry, event, response, view));
+            }
+            Action::UpStop { run, entry, proc } => self.up_stop(run, entry, proc),
+            Action::UpProgress { client, response } => self.up_progress(client, &response),
+            Action::UpProbe {
+                run,
+                entry,
+                proc,
+                target,
+            } => {
+                let probe = self
+                    .probes
+                    .add(readiness::Owner::Up { run, entry }, proc, target);
+                self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
+            }
+            Action::UpSearchHistory { run, entry, proc } => {
+                let found = (self.ups.log_pattern(run, entry))
+                    .is_some_and(|p| self.search_history(proc, p).is_some());
+                self.with_ups(|ups, view| ups.on_history(run, entry, proc, found, view));
+            }
+            Action::UpPrepareIndexes { proc } => self.prepare_indexes(proc),
+            Action::AwaitingReady { proc, on } => {
+                if let Some(p) = self.procs.get_mut(proc) {
+                    p.awaiting_ready = on;
+                }
+            }
+            Action::UpReadyEvent { proc } => self.ready_event(proc),
+            Action::UpDropProbes { run } => {
+                let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
+                for probe in self.probes.owned_by(up) {
+                    self.drop_probe(probe);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Carry out what the probes component asked for.
+    fn apply_probe(&mut self, action: Action) {
+        match action {
+            Action::ProbeRegister { probe } => self.register_probe(probe),
+            Action::ProbeClose { mut stream, token } => {
+                let _ = self.poll.registry().deregister(&mut stream);
+                if let Some(token) = token {
+                    self.slots.remove(&token);
+                }
+            }
+            Action::ProbeWaitReady { wait, line } => {
+                let actions = self.waits.on_ready(wait, line);
+                self.apply(actions);
+            }
+            Action::ProbeUpReady { run, entry } => self.up_ready(run, entry),
+            _ => {}
         }
     }
 
@@ -468,23 +547,17 @@ impl Daemon {
 
     // ---- control connections ----
 
-    /// A note for a cause that may repeat per event: at most one a minute.
-    fn note_limited(&mut self, cause: &'static str, msg: &str) {
-        if let Some(held) = self.notes.allow(cause, Instant::now()) {
-            self.note(&crate::ratelimit::with_held(msg, held));
-        }
-    }
-
     /// Accept what waits, unless paused: a paused listener is retried by its one
     /// timer, not by every new connection's event (that would re-arm a timer each).
     fn accept_clients(&mut self) {
-        if !self.accept_paused {
+        if self.control.accepting() {
             self.accept_waiting();
         }
     }
 
+    /// Accept every queued connection the control component admits.
     fn accept_waiting(&mut self) {
-        self.accept_paused = false;
+        self.control.resume();
         loop {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(pair) => pair,
@@ -492,48 +565,22 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
                 Err(e) => {
-                    // EMFILE and friends: the connection stays queued in the backlog;
-                    // try again shortly rather than spinning on it.
-                    self.note_limited(
-                        "accept",
-                        &format!(
-                            "accepting a connection: {}; retrying every 100 ms",
-                            crate::error::describe_io(&e)
-                        ),
-                    );
-                    self.accept_paused = true;
-                    self.timers
-                        .arm(Instant::now() + ACCEPT_RETRY, Timer::RetryAccept);
-                    return;
+                    let actions = self.control.on_accept_error(&e, Instant::now());
+                    return self.apply(actions);
                 }
             };
             use std::os::fd::AsRawFd;
-            match crate::sys::peer_uid(stream.as_raw_fd()) {
-                Ok(uid) if uid == self.uid => {}
-                Ok(uid) => {
-                    self.note_limited("uid", &format!("refused a connection from uid {uid}"));
-                    continue;
-                }
-                Err(e) => {
-                    self.note_limited(
-                        "credentials",
-                        &format!("refused a connection: reading its credentials: {e}"),
-                    );
-                    continue;
-                }
-            }
-            if self.clients.len() >= MAX_CLIENTS {
-                self.note_limited(
-                    "cap",
-                    &format!("refused a connection: {MAX_CLIENTS} connections are open"),
-                );
+            let peer = crate::sys::peer_uid(stream.as_raw_fd());
+            if let Err(refused) = self.control.admit(peer, self.clients.len(), Instant::now()) {
+                self.apply(refused);
                 continue;
             }
             let token = self.new_token();
+            let interest = Interest::READABLE | Interest::WRITABLE;
             if self
                 .poll
                 .registry()
-                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .register(&mut stream, token, interest)
                 .is_err()
             {
                 continue;
@@ -627,7 +674,7 @@ impl Daemon {
             let _ = self.poll.registry().deregister(&mut client.stream);
         }
         self.slots.remove(&Token(id));
-        self.follows.remove(&id);
+        self.follow.drop_client(ids::ClientId(id));
         self.events.drop_client(ids::ClientId(id));
         self.waits.drop_client(ids::ClientId(id));
         self.up_drop_client(id);
@@ -648,116 +695,101 @@ impl Daemon {
 
     // ---- requests ----
 
+    /// Carry out one request: the control component says where it goes.
     fn handle(&mut self, client: usize, request: Request) {
-        // The CLI never half-closes: a peer that hung up before its request was
-        // read has gone (it gave up while the daemon was stalled, or was killed).
-        // Nobody would learn of a process started for it now, so none is.
-        if matches!(request, Request::Run { .. } | Request::Up { .. })
-            && self.clients.get(&client).is_some_and(|c| c.read_closed)
-        {
-            let what = match &request {
-                Request::Run { name, command, .. } => {
-                    format!("run of '{}'", name.as_deref().unwrap_or(command))
-                }
-                _ => "up".to_string(),
-            };
-            self.note_limited(
-                "gone",
-                &format!("dropped a {what}: its client hung up before it was read"),
-            );
-            return;
-        }
-        match request {
-            run @ Request::Run { .. } => {
-                let response = self.run_process(run);
+        let read_closed = self.clients.get(&client).is_some_and(|c| c.read_closed);
+        match self.control.route(request, read_closed, Instant::now()) {
+            Route::Dropped(actions) => self.apply(actions),
+            Route::Reply(response) => self.reply(client, &response),
+            Route::Run(run) => {
+                let response = self.run_process(*run);
                 self.reply(client, &response);
             }
-            Request::Up { processes, base_env, timeout_ms } => {
-                self.up_request(client, processes, base_env, timeout_ms)
+            Route::Up {
+                processes,
+                base_env,
+                timeout_ms,
+            } => {
+                let stopping = self.shutting_down;
+                let actions = self
+                    .ups
+                    .request(client, processes, base_env, timeout_ms, stopping);
+                self.apply(actions);
             }
-            Request::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
-            Request::StopAll { timeout_ms } => {
-                let remaining = self.stop_all(timeout_ms.map(Duration::from_millis));
+            Route::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
+            Route::StopAll { timeout } => {
+                let remaining = self.stop_all(timeout);
                 if remaining.is_empty() {
-                    self.reply(client, &Response::Ok { message: "all processes stopped".into() });
+                    self.reply(
+                        client,
+                        &Response::Ok {
+                            message: "all processes stopped".into(),
+                        },
+                    );
                 } else {
                     self.set_busy(client);
                     self.pending.push(Pending::StopAll { client, remaining });
                 }
             }
-            Request::Restart { target } => self.restart_request(client, &target),
-            Request::Status { target, resources } => {
-                let proxy_port = self.proxy.as_ref().map(|p| p.port());
-                let mut processes = match &target {
-                    None => self.procs.status(Instant::now(), proxy_port),
-                    Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
-                        Some(p) => vec![p.info(Instant::now(), proxy_port)],
-                        None => {
-                            let response = self.not_found(t);
-                            return self.reply(client, &response);
-                        }
-                    },
-                };
-                if let Some(w) = &self.watcher {
-                    for row in &mut processes {
-                        if let Some(p) = self.procs.by_name(&row.name).and_then(|id| self.procs.get(id))
-                            && w.watching(p.id)
-                        {
-                            // A process stopped by hand is not restarted by changes.
-                            row.watched = Some(!p.sup.disabled);
-                        }
-                    }
-                }
-                if resources || target.is_some() {
-                    self.add_resources(&mut processes, target.is_some());
-                }
-                let notes = self.status_notes.clone();
-                self.reply(client, &Response::Status { processes, notes });
-            }
-            logs @ Request::Logs { follow: true, .. } => self.follow_request(client, logs),
-            Request::Logs { .. } => self.reply(
-                client,
-                &Response::error("logs without follow are read from the files directly; set follow: true to stream"),
-            ),
-            Request::Wait { target, until, regex, exit, timeout_secs, timeout_ms, port, http } => {
-                let timeout = timeout_ms
-                    .map(Duration::from_millis)
-                    .or(timeout_secs.map(Duration::from_secs))
-                    .unwrap_or(DEFAULT_WAIT_TIMEOUT);
-                let probe = match (port, http) {
-                    (None, None) => None,
-                    (Some(port), None) if port > 0 => Some(Ok(crate::probe::Target::tcp(port))),
-                    (Some(_), None) => Some(Err("port must be from 1 to 65535".to_string())),
-                    (None, Some(url)) => Some(crate::probe::http_target(&url)),
-                    (Some(_), Some(_)) => Some(Err("wait takes port or http, not both".to_string())),
-                };
-                match probe {
-                    None => self.wait_request(client, &target, until, regex, exit, timeout),
-                    Some(_) if until.is_some() || exit => self.reply(
-                        client,
-                        &Response::error("wait takes one of until, exit, port and http"),
-                    ),
-                    Some(Ok(probe)) => self.probe_wait(client, &target, probe, timeout),
-                    Some(Err(msg)) => self.reply(client, &Response::error(msg)),
-                }
-            }
-            Request::Shutdown => {
+            Route::Restart { target } => self.restart_request(client, &target),
+            Route::Status { target, resources } => self.status(client, target, resources),
+            Route::Follow(logs) => self.follow_request(client, *logs),
+            Route::Wait {
+                target,
+                until,
+                regex,
+                exit,
+                timeout,
+            } => self.wait_request(client, &target, until, regex, exit, timeout),
+            Route::Probe {
+                target,
+                probe,
+                timeout,
+            } => self.probe_wait(client, &target, probe, timeout),
+            Route::Shutdown => {
                 self.set_busy(client);
                 self.begin_shutdown(Some(client));
             }
-            Request::EnableProxy { proxy_port } => {
+            Route::EnableProxy(proxy_port) => {
                 let response = self.enable_proxy(proxy_port);
                 self.reply(client, &response);
             }
-            Request::Hello { .. } => {
-                self.reply(client, &Response::Hello { version: crate::protocol::PROTOCOL_VERSION })
-            }
-            Request::Events { since } => {
+            Route::Subscribe { since } => {
                 let actions = self.events.subscribe(ids::ClientId(client), since);
                 self.apply(actions);
             }
-            Request::Unknown => self.reply(client, &Response::error("unknown request type")),
         }
+    }
+
+    /// The status table (of one process with `target`), with the notes.
+    fn status(&mut self, client: usize, target: Option<String>, resources: bool) {
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let mut processes = match &target {
+            None => self.procs.status(Instant::now(), proxy_port),
+            Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
+                Some(p) => vec![p.info(Instant::now(), proxy_port)],
+                None => {
+                    let response = self.not_found(t);
+                    return self.reply(client, &response);
+                }
+            },
+        };
+        for row in &mut processes {
+            if let Some(p) = self
+                .procs
+                .by_name(&row.name)
+                .and_then(|id| self.procs.get(id))
+                && self.watch.watching(p.id)
+            {
+                // A process stopped by hand is not restarted by changes.
+                row.watched = Some(!p.sup.disabled);
+            }
+        }
+        if resources || target.is_some() {
+            self.add_resources(&mut processes, target.is_some());
+        }
+        let notes = self.persist.status_notes().to_vec();
+        self.reply(client, &Response::Status { processes, notes });
     }
 
     /// Number a state change of process `id` and stream it to the subscribers.
@@ -799,12 +831,6 @@ impl Daemon {
         Response::not_found(format!("process not found: {target} ({known})"))
     }
 
-    /// What a run request asks for, minus the caller's environment and name:
-    /// equal definitions start the same thing.
-    fn definition(&self, request: &Request) -> Option<String> {
-        spec::definition(request, &self.home_cwd)
-    }
-
     fn run_process(&mut self, request: Request) -> Response {
         if self.shutting_down {
             return Response::error(
@@ -815,14 +841,24 @@ impl Daemon {
             home_cwd: &self.home_cwd,
             behind_proxy: self.proxy.is_some(),
         };
+        match spec::Spec::from_run(request, &ctx) {
+            Ok(planned) => self.run_planned(planned),
+            Err(msg) => Response::error(msg),
+        }
+    }
+
+    /// Start what a checked request planned (a `run`, or an `up` entry).
+    fn run_planned(&mut self, planned: spec::Planned) -> Response {
+        if self.shutting_down {
+            return Response::error(
+                "the daemon is shutting down; run the command again once it has exited",
+            );
+        }
         let spec::Planned {
             name,
             mut spec,
             watch,
-        } = match spec::Spec::from_run(request, &ctx) {
-            Ok(planned) => planned,
-            Err(msg) => return Response::error(msg),
-        };
+        } = planned;
         let existing = name.as_deref().and_then(|n| self.procs.by_name(n));
         if let Some(id) = existing
             && let Some(p) = self.procs.get(id)
@@ -955,17 +991,12 @@ impl Daemon {
         };
         let spec = p.spec.clone();
         let name = p.name.clone();
-        let grow = self.big_pipes + 2 <= self.big_pipe_budget;
+        let grow = self.capture.may_grow_pipes();
         let spawned = match spawn::spawn(&spec, &name, grow) {
             Ok(s) => s,
             Err(msg) => {
-                self.note(&format!("{name}: {msg}"));
-                if let Some(p) = self.procs.get_mut(id) {
-                    p.state = State::Failed {
-                        reason: msg.clone(),
-                    };
-                }
-                self.emit(id, Change::new("failed").detail(msg.clone()));
+                let reason = msg.clone();
+                self.step(id, lifecycle::Event::SpawnFailed { reason });
                 return Response::error(msg);
             }
         };
@@ -974,6 +1005,68 @@ impl Daemon {
         // The run begins here: every byte of it gets a later sequence number.
         let run = self.next_run_number(&name);
         let run_seq = self.clock.tick();
+        let pid = spawned.pid;
+        let (outputs, failure) = self.open_outputs(id, &name, &spec, spawned, annotation);
+        let Some(p) = self.procs.get_mut(id) else {
+            return Response::error("process vanished");
+        };
+        p.outputs = outputs;
+        p.pid = pid;
+        p.pgid = pid as i32;
+        p.started_wall = SystemTime::now();
+        p.run = run;
+        p.run_seq = run_seq;
+        p.start_ticks = sys::start_ticks(pid);
+        p.port_conflict = None;
+        p.cpu_sample = None;
+        let now = Instant::now();
+        self.step(id, lifecycle::Event::Started { pid, now });
+        self.procs.set_pid(id, pid as i32);
+        if let Some(msg) = failure {
+            // Without its logs the process would run blind; stop it at once.
+            signals::kill_group(pid as i32, libc::SIGKILL);
+            self.note(&format!("{name}: {msg}"));
+            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
+            return Response::error(msg);
+        }
+        self.note(&format!(
+            "{name} (p{id}) started, pid {pid}: {}",
+            spec.command
+        ));
+        self.journal(logs::runs::Entry {
+            p: name.clone(),
+            run,
+            start: Some(logs::index::now_ms()),
+            seq: Some(run_seq),
+            pid: Some(pid),
+            ..Default::default()
+        });
+        // Recorded before anyone hears of it: if we are killed right after
+        // answering, the next daemon must still find this process group.
+        self.save_state();
+        self.announce_start(id, pid, annotation);
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
+        Response::RunOk {
+            name,
+            id: format!("p{id}"),
+            pid,
+            port: spec.port,
+            url,
+            warning: None,
+        }
+    }
+
+    /// The log sinks of a new run and its pipes registered with the loop; the
+    /// annotation goes first in the stdout log. A failure leaves that stream out.
+    fn open_outputs(
+        &mut self,
+        id: ProcId,
+        name: &str,
+        spec: &spec::Spec,
+        spawned: spawn::Spawned,
+        annotation: Option<&str>,
+    ) -> ([Option<Output>; 2], Option<String>) {
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
@@ -982,7 +1075,7 @@ impl Daemon {
             (Stream::Stdout, spawned.stdout),
             (Stream::Stderr, spawned.stderr),
         ]) {
-            let path = self.paths.log_file(&name, stream.name());
+            let path = self.paths.log_file(name, stream.name());
             let created = match &log_dir {
                 Ok(dir) => LogSink::create_in(dir.clone(), path.clone(), spec.log_limits),
                 Err(e) => Err(io::Error::new(
@@ -1025,7 +1118,7 @@ impl Daemon {
             }
             self.slots.insert(token, Slot::Output(id, stream));
             if grown {
-                self.big_pipes += 1;
+                self.capture.pipe_grown();
             }
             *slot = Some(Output {
                 pipe: Some(pipe),
@@ -1034,46 +1127,12 @@ impl Daemon {
                 grown,
             });
         }
-        let pid = spawned.pid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return Response::error("process vanished");
-        };
-        p.outputs = outputs;
-        p.pid = pid;
-        p.pgid = pid as i32;
-        p.started_wall = SystemTime::now();
-        p.run = run;
-        p.run_seq = run_seq;
-        p.start_ticks = sys::start_ticks(pid);
-        p.port_conflict = None;
-        p.cpu_sample = None;
-        p.state = State::Running {
-            pid,
-            since: Instant::now(),
-        };
-        self.procs.set_pid(id, pid as i32);
-        if let Some(msg) = failure {
-            // Without its logs the process would run blind; stop it at once.
-            signals::kill_group(pid as i32, libc::SIGKILL);
-            self.note(&format!("{name}: {msg}"));
-            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
-            return Response::error(msg);
-        }
-        self.note(&format!(
-            "{name} (p{id}) started, pid {pid}: {}",
-            spec.command
-        ));
-        self.journal(logs::runs::Entry {
-            p: name.clone(),
-            run,
-            start: Some(logs::index::now_ms()),
-            seq: Some(run_seq),
-            pid: Some(pid),
-            ..Default::default()
-        });
-        // Recorded before anyone hears of it: if we are killed right after
-        // answering, the next daemon must still find this process group.
-        self.save_state();
+        (outputs, failure)
+    }
+
+    /// Tell subscribers and followers that a run began; waits and followers see
+    /// the annotation as its first line.
+    fn announce_start(&mut self, id: ProcId, pid: u32, annotation: Option<&str>) {
         let started = Change::new("started").pid(pid);
         self.emit(
             id,
@@ -1083,20 +1142,9 @@ impl Daemon {
             },
         );
         self.mark_run_start(id);
-        // Followers and waits see the note as the first line of the new run.
         if let Some(note) = annotation {
             self.deliver_line(id, Stream::Stdout, note.as_bytes());
             self.flush_followers();
-        }
-        let proxy_port = self.proxy.as_ref().map(|p| p.port());
-        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
-        Response::RunOk {
-            name,
-            id: format!("p{id}"),
-            pid,
-            port: spec.port,
-            url,
-            warning: None,
         }
     }
 
@@ -1122,48 +1170,13 @@ impl Daemon {
 
     /// Tell the followers of `id` that asked for run markers that a run began.
     fn mark_run_start(&mut self, id: ProcId) {
-        let wanted = |f: &Follow| f.runs.is_some() && f.target.is_none_or(|t| t == id);
-        if !self.follows.values().any(wanted) {
+        if !self.follow.wants_marks(id) {
             return;
         }
         let Some(p) = self.procs.get(id) else { return };
-        let previous = match p.sup.exits.back() {
-            Some(exit) => logs::runs::Previous::Ended(supervise::ended(exit)),
-            None if p.run <= 1 => logs::runs::Previous::None,
-            // Its last run was under an earlier daemon: the journal knows.
-            None => logs::runs::from_journal(&logs::runs::read(&self.paths.log_dir, Some(&p.name)))
-                .pop()
-                .map_or(logs::runs::Previous::Unknown, |r| r.previous),
-        };
-        let run = logs::runs::Run {
-            number: Some(p.run),
-            seq: p.run_seq,
-            start_ms: Some(logs::index::now_ms()),
-            pid: Some(p.pid),
-            previous,
-            journal: true,
-        };
-        let line = logs::runs::marker(&run);
-        let name = p.name.clone();
-        for (client, follow) in self.follows.iter_mut() {
-            if !wanted(follow) {
-                continue;
-            }
-            let Some(c) = self.clients.get_mut(client) else {
-                continue;
-            };
-            if let Some(batch) = follow.batch.take() {
-                send_batch(c, batch); // what came before goes first
-            }
-            c.send_follow(
-                &Response::LogLine {
-                    process: name.clone(),
-                    stream: marker_stream(follow),
-                    line: line.clone(),
-                },
-                1,
-            );
-        }
+        let marker = follow::run_marker(p, &self.paths.log_dir);
+        let actions = self.follow.on_run_start(id, &p.name, &marker);
+        self.apply(actions);
     }
 
     /// Append to the run journal; a failure is noted in daemon.log, nothing more.
@@ -1191,7 +1204,7 @@ impl Daemon {
                 let _ = self.poll.registry().deregister(&mut pipe);
             }
             if std::mem::take(&mut output.grown) {
-                self.big_pipes -= 1;
+                self.capture.pipe_released();
             }
             self.slots.remove(&output.token);
         }
@@ -1229,86 +1242,40 @@ impl Daemon {
         }
     }
 
-    /// Send SIGTERM to the group and arm the SIGKILL deadline. Returns false when
-    /// there is nothing left to stop (the process and its whole group are gone).
+    /// Put process `id` through one step of the lifecycle table.
+    fn step(&mut self, id: ProcId, event: lifecycle::Event) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        let (state, actions) = lifecycle::on(p, event);
+        p.state = state;
+        self.apply(actions);
+    }
+
+    /// Whether the group of `id` lives on, asked only when its leader is gone.
+    fn leftovers(&self, id: ProcId) -> bool {
+        self.procs.get(id).is_some_and(|p| {
+            !matches!(
+                p.state,
+                State::Running { .. } | State::Stopping { leader: None, .. }
+            ) && signals::group_alive(p.pgid, self.sid)
+        })
+    }
+
+    /// Send the stop signal to the group and arm the SIGKILL deadline. Returns
+    /// false when there is nothing left to stop (the process and its group are gone).
     fn begin_stop(&mut self, id: ProcId, timeout: Duration) -> bool {
         self.generation += 1;
-        let generation = self.generation;
-        let Some(p) = self.procs.get_mut(id) else {
-            return false;
+        let event = lifecycle::Event::StopRequested {
+            timeout,
+            generation: self.generation,
+            group_alive: self.leftovers(id),
+            now: Instant::now(),
         };
-        let signal = if timeout.is_zero() {
-            libc::SIGKILL
-        } else {
-            p.spec.stop_signal
-        };
-        match p.state.clone() {
-            State::Running { pid, since } => {
-                p.state = State::Stopping {
-                    pid,
-                    since,
-                    leader: None,
-                    generation,
-                    kills: 0,
-                };
-            }
-            State::Stopping { .. } => {
-                // Already stopping: a shorter grace period may still apply.
-                if let State::Stopping { generation: g, .. } = p.state {
-                    self.timers.arm(
-                        Instant::now() + timeout,
-                        Timer::Escalate {
-                            proc: id,
-                            generation: g,
-                        },
-                    );
-                }
-                return true;
-            }
-            State::Exited { exit } if signals::group_alive(p.pgid, self.sid) => {
-                // The leader is gone but members of its group live on.
-                p.state = State::Stopping {
-                    pid: p.pid,
-                    since: Instant::now(),
-                    leader: Some(exit),
-                    generation,
-                    kills: 0,
-                };
-            }
-            State::Backoff { exit, .. } => {
-                // Waiting to restart: the stop cancels that, and ends what the dead
-                // leader left in its group.
-                p.state = State::Exited { exit };
-                if signals::group_alive(p.pgid, self.sid) {
-                    signals::kill_group(p.pgid, libc::SIGKILL);
-                }
-                self.state_dirty = true;
-                self.emit(id, Change::new("stopped").detail("restart cancelled"));
-                return false;
-            }
-            State::Exited { .. } | State::Failed { .. } => return false,
-        }
-        p.sup.stop_reason.get_or_insert(supervise::Reason::Stopped);
-        let (pgid, name, pid) = (p.pgid, p.name.clone(), p.pid);
-        signals::kill_group(pgid, signal);
-        self.note(&format!(
-            "stopping {name}: sent {} to process group {pgid}",
-            signals::signal_name(signal)
-        ));
-        self.emit(
-            id,
-            Change::new("stopping")
-                .pid(pid)
-                .detail(signals::signal_name(signal)),
-        );
-        self.timers.arm(
-            Instant::now() + timeout,
-            Timer::Escalate {
-                proc: id,
-                generation,
-            },
-        );
-        true
+        self.step(id, event);
+        self.procs
+            .get(id)
+            .is_some_and(|p| matches!(p.state, State::Stopping { .. }))
     }
 
     /// The grace period for stopping `id`: the one asked for, else its own, else 10 s.
@@ -1325,15 +1292,11 @@ impl Daemon {
         for id in self.procs.ids() {
             if let Some(p) = self.procs.get_mut(id) {
                 p.sup.disabled = true;
-                if let State::Backoff { exit, .. } = p.state {
-                    p.state = State::Exited { exit };
-                    self.state_dirty = true;
-                }
             }
+            self.step(id, lifecycle::Event::RestartCancelled);
             if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
                 remaining.insert(id);
-                self.deferred_stops.retain(|(d, _)| *d != id);
-                self.deferred_stops.push((id, requested));
+                self.pending.defer(id, requested);
             } else if self.begin_stop(id, self.stop_timeout(id, requested)) {
                 // Exited leader, live group: nothing depends on leftovers.
                 remaining.insert(id);
@@ -1346,35 +1309,10 @@ impl Daemon {
     /// Stop the deferred processes that no live process depends on any more.
     fn release_deferred_stops(&mut self) {
         loop {
-            let live_needs: HashSet<&str> = self
-                .procs
-                .iter()
-                .filter(|p| p.state.is_alive())
-                .flat_map(|p| p.spec.depends_on.iter().map(String::as_str))
-                .collect();
-            let mut free: Vec<(ProcId, Option<Duration>)> = self
-                .deferred_stops
-                .iter()
-                .filter(|(id, _)| {
-                    self.procs
-                        .get(*id)
-                        .is_none_or(|p| !live_needs.contains(p.name.as_str()))
-                })
-                .copied()
-                .collect();
+            let free = self.pending.releasable(&self.procs);
             if free.is_empty() {
-                // Nothing is stopping, so nothing will free them (dependencies from
-                // two configs can form a cycle): stop the rest together.
-                let in_flight = self
-                    .procs
-                    .iter()
-                    .any(|p| matches!(p.state, State::Stopping { .. }));
-                if in_flight || self.deferred_stops.is_empty() {
-                    return;
-                }
-                free = self.deferred_stops.clone();
+                return;
             }
-            self.deferred_stops.retain(|d| !free.contains(d));
             for (id, requested) in free {
                 let timeout = self.stop_timeout(id, requested);
                 self.begin_stop(id, timeout);
@@ -1435,88 +1373,34 @@ impl Daemon {
         exit: bool,
         timeout: Duration,
     ) {
-        let Some(id) = self.procs.find(target) else {
+        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        let pattern = match until
-            .as_deref()
-            .map(|u| Pattern::new(u, regex, false))
-            .transpose()
-        {
-            Ok(p) => p,
-            Err(msg) => return self.reply(client, &Response::error(msg)),
-        };
-        if pattern.is_none() && !exit {
-            return self.reply(
-                client,
-                &Response::error("wait needs a pattern (until) or exit: true"),
-            );
-        }
-        // History first: the output of the current run, up to its last complete line.
-        if let Some(pattern) = &pattern
-            && let Some(line) = self.search_history(id, pattern)
-        {
-            return self.reply(
-                client,
-                &Response::WaitMatch {
-                    line: String::from_utf8_lossy(&line).into_owned(),
-                },
-            );
-        }
-        let Some(p) = self.procs.get(id) else { return };
-        match &p.state {
-            State::Exited { exit: status } | State::Backoff { exit: status, .. } if exit => {
-                let response = Response::WaitExited {
-                    exit_code: status.code(),
-                    exit_signal: status.signal_name(),
-                };
-                return self.reply(client, &response);
-            }
-            State::Exited { exit: status } if p.pipes_closed() => {
-                let message = format!(
-                    "{} has exited ({}) and its output never matched '{}'",
-                    p.name,
-                    p.outcome(*status),
-                    until.unwrap_or_default()
-                );
-                return self.reply(client, &Response::error(message));
-            }
-            State::Failed { reason } => {
-                let message = format!("{} is not running: {reason}", p.name);
-                return self.reply(client, &Response::error(message));
-            }
-            _ => {}
-        }
-        self.set_busy(client);
-        if pattern.is_some() {
-            self.prepare_indexes(id);
-        }
-        let wait = self.waits.add(Wait {
-            client: ids::ClientId(client),
-            proc: id,
-            pattern,
-            pattern_text: until.unwrap_or_default(),
+        let ask = waits::Ask {
+            until,
+            regex,
             exit,
-            probe: false,
-        });
-        self.timers
-            .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
+            timeout,
+        };
+        let subject = waits::Subject::of(p);
+        let actions = self
+            .waits
+            .request(ids::ClientId(client), &subject, ask, Instant::now());
+        self.apply(actions);
     }
 
-    /// A line of process `id` is awaited: its first line, which may be the one,
-    /// should not have to create the index files on its way to the waiter.
-    /// (A stream nobody waits on still gets its index only when it writes.)
+    /// A line of process `id` is awaited: create its index files now.
     fn prepare_indexes(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        for stream in STREAMS {
-            if let Some(output) = p.output(stream).filter(|o| o.pipe.is_some()) {
-                // A failure here is met again, and reported, by the first write.
-                let _ = output.sink.prepare_index();
-            }
+        if let Some(p) = self.procs.get_mut(id) {
+            output::prepare_indexes(p);
         }
+    }
+
+    /// The first line of the current run of `id` that matches (for `up`).
+    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
+        let p = self.procs.get(id)?;
+        waits::search_history(&waits::Subject::of(p).segments, pattern)
     }
 
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
@@ -1527,87 +1411,31 @@ impl Daemon {
         probe: crate::probe::Target,
         timeout: Duration,
     ) {
-        let Some(id) = self.procs.find(target) else {
+        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
             let response = self.not_found(target);
             return self.reply(client, &response);
         };
-        let Some(p) = self.procs.get(id) else { return };
-        if !matches!(p.state, State::Running { .. }) {
-            let why = match &p.state {
-                State::Exited { exit } => format!("it exited ({})", p.outcome(*exit)),
-                State::Failed { reason } => reason.clone(),
-                State::Backoff { .. } => "it is waiting to be restarted".to_string(),
-                _ => "it is stopping".to_string(),
-            };
-            let message = format!("{} is not running: {why}", p.name);
-            return self.reply(client, &Response::error(message));
+        let (id, subject) = (p.id, waits::Subject::of(p));
+        let now = Instant::now();
+        let client = ids::ClientId(client);
+        match self
+            .waits
+            .probe(client, &subject, probe.describe(), timeout, now)
+        {
+            Err(actions) => self.apply(actions),
+            Ok((wait, actions)) => {
+                self.apply(actions);
+                let probe = self.probes.add(readiness::Owner::Wait(wait), id, probe);
+                self.timers.arm(now, Timer::ProbeTry { probe });
+            }
         }
-        self.set_busy(client);
-        let wait = self.waits.add(Wait {
-            client: ids::ClientId(client),
-            proc: id,
-            pattern: None,
-            pattern_text: probe.describe(),
-            exit: false,
-            probe: true,
-        });
-        let probe = self.probes.add(probes::Owner::Wait(wait.0), id, probe);
-        self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
-        self.timers
-            .arm(Instant::now() + timeout, Timer::WaitDeadline { wait });
     }
 
-    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
-        let p = self.procs.get(id)?;
-        // Every segment of the current run: it may have been rotated by size.
-        p.outputs
-            .iter()
-            .flatten()
-            .flat_map(|o| o.sink.run_segments())
-            .find_map(|(path, limit)| {
-                match pattern {
-                    Pattern::Substring(text) => logs::read::find_substring(&path, limit, text),
-                    Pattern::Regex(_, Some(literal)) => {
-                        // Only lines holding the literal can match: search for it first.
-                        let mut found = None;
-                        logs::read::for_each_match(&path, 0, limit, literal, |_, line| {
-                            if pattern.matches(line) {
-                                found = Some(line.to_vec());
-                            }
-                            found.is_none()
-                        })
-                        .map(|()| found)
-                    }
-                    Pattern::Regex(_, None) => {
-                        logs::read::find_line(&path, limit, |line| pattern.matches(line))
-                    }
-                }
-                .ok()
-                .flatten()
-            })
-    }
-
-    #[allow(clippy::too_many_arguments)]
     fn follow_request(&mut self, client: usize, request: Request) {
-        let Request::Logs {
-            target,
-            tail,
-            stderr,
-            all,
-            timeout_secs,
-            lines,
-            both,
-            grep,
-            regex,
-            ignore_case,
-            chunked,
-            runs,
-            ..
-        } = request
-        else {
+        let Request::Logs { target, all, .. } = &request else {
             return;
         };
-        let target_id = match target.as_deref() {
+        let target = match target.as_deref() {
             Some(t) if !all => match self.procs.find(t) {
                 Some(id) => Some(id),
                 None => {
@@ -1617,216 +1445,47 @@ impl Daemon {
             },
             _ => None,
         };
-        let grep = match grep
-            .as_deref()
-            .map(|g| Pattern::new(g, regex, ignore_case))
-            .transpose()
-        {
-            Ok(g) => g,
-            Err(msg) => return self.reply(client, &Response::error(msg)),
+        let finished = target.is_some_and(|id| self.procs.get(id).is_some_and(output::finished));
+        let found = follow::Found {
+            target,
+            finished,
+            procs: &self.procs,
+            log_dir: &self.paths.log_dir,
         };
-        self.generation += 1;
-        let follow = Follow {
-            target: target_id,
-            stderr,
-            both,
-            all: all || target_id.is_none(),
-            remaining: lines,
-            generation: self.generation,
-            grep,
-            chunked,
-            batch: None,
-            runs,
-        };
-        // Replay the tail and go live in the same turn: no gap, no duplicate.
-        if tail > 0 {
-            self.replay(client, &follow, tail);
-        }
-        self.set_busy(client);
-        if let Some(secs) = timeout_secs {
-            let generation = follow.generation;
-            self.timers.arm(
-                Instant::now() + Duration::from_secs(secs),
-                Timer::FollowDeadline { client, generation },
-            );
-        }
-        self.follows.insert(client, follow);
-        if lines == Some(0) || target_id.is_some_and(|id| self.output_finished(id)) {
-            self.end_follow(client);
-        }
-    }
-
-    /// The last `tail` lines (or matches) a follower asked for, from the files,
-    /// in arrival order and up to the last complete line of each stream.
-    fn replay(&mut self, client: usize, follow: &Follow, tail: usize) {
-        let ids = match follow.target {
-            Some(id) => vec![id],
-            None => self.procs.ids(),
-        };
-        let mut sources = Vec::new();
-        let mut histories = HashMap::new();
-        for id in ids {
-            let Some(p) = self.procs.get(id) else {
-                continue;
-            };
-            let first = sources.len();
-            for stream in STREAMS {
-                let Some(output) = &p.outputs[procs::stream_index(stream)] else {
-                    continue;
-                };
-                if !follow_wants(follow, stream) {
-                    continue;
-                }
-                let limit = Some(output.sink.complete_len());
-                if let Ok(mut source) =
-                    logs::query::Source::open_limited(&p.name, stream, &output.sink.path, limit)
-                {
-                    // The replay covers the current run, as `logs` does by default.
-                    source.floor = logs::query::Floor::Seq(p.run_seq);
-                    sources.push(source);
-                }
-            }
-            // Earlier runs too: their starts come from the run journal.
-            if let Some(n) = follow.runs.filter(|&n| n != 1) {
-                let mine: Vec<&logs::query::Source> = sources[first..].iter().collect();
-                let history = logs::runs::History::load(&self.paths.log_dir, &p.name, &mine);
-                let floor = history.floor((n > 0).then_some(n as usize));
-                for source in &mut sources[first..] {
-                    source.floor = floor;
-                }
-                histories.insert(p.name.clone(), history);
-            }
-        }
-        let filter = |line: &[u8]| follow.grep.as_ref().is_none_or(|g| g.matches(line));
-        let plain = follow.grep.as_ref().and_then(Pattern::literal);
-        let query = logs::query::Query {
-            tail: Some(tail),
-            since: logs::query::Since::Everything,
-            after: None,
-            grep: follow
-                .grep
-                .as_ref()
-                .map(|_| &filter as logs::query::LineFilter<'_>),
-            plain,
-            context: 0,
-        };
-        let lines = logs::query::run(&sources, &query).unwrap_or_default();
-        let marks = logs::runs::marks(
-            &lines,
-            |i| sources.get(i).map(|s| s.process.as_str()),
-            &histories,
-        );
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        for (line, mark) in lines.into_iter().zip(marks) {
-            let Some(source) = sources.get(line.source) else {
-                continue;
-            };
-            for run in mark.starts {
-                c.send(&Response::LogLine {
-                    process: source.process.clone(),
-                    stream: marker_stream(follow),
-                    line: logs::runs::marker(run),
-                });
-            }
-            c.send(&Response::LogLine {
-                process: source.process.clone(),
-                stream: source.stream,
-                line: String::from_utf8_lossy(&line.bytes).into_owned(),
-            });
-        }
-    }
-
-    fn end_follow(&mut self, client: usize) {
-        if let Some(mut follow) = self.follows.remove(&client) {
-            if let Some(c) = self.clients.get_mut(&client) {
-                if let Some(batch) = follow.batch.take() {
-                    send_batch(c, batch);
-                }
-                c.note_lost(); // before the end, not after it
-            }
-            self.reply_later(client, &Response::LogEnd);
-        }
-    }
-
-    /// The process has exited for good and all its output has been read.
-    fn output_finished(&self, id: ProcId) -> bool {
-        self.procs.get(id).is_some_and(|p| {
-            matches!(p.state, State::Exited { .. } | State::Failed { .. }) && p.pipes_closed()
-        })
+        let client = ids::ClientId(client);
+        let actions = self.follow.request(client, request, &found, Instant::now());
+        self.apply(actions);
     }
 
     // ---- child output ----
 
     /// Read up to `budget` bytes from one pipe into its log, and pass the lines on.
     fn read_output(&mut self, id: ProcId, stream: Stream, budget: usize) {
-        let mut taken = 0;
-        let mut eof = false;
-        let mut buf = std::mem::take(&mut self.read_buf);
         // Lines are split out only for someone who wants them.
-        let interested = self.waits.any_pattern_for(id)
+        let wanted = self.waits.any_pattern_for(id)
             || self.up_wants_lines(id)
-            || self
-                .follows
-                .values()
-                .any(|f| f.target.is_none_or(|t| t == id) && follow_wants(f, stream));
-        let mut lines: Vec<Vec<u8>> = Vec::new();
-        let mut write_error = None;
-        {
-            let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
-                self.read_buf = buf;
-                return;
-            };
-            let Some(pipe) = output.pipe.as_mut() else {
-                self.read_buf = buf;
-                return;
-            };
-            while taken < budget {
-                match pipe.read(&mut buf) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        taken += n;
-                        let err = if interested {
-                            output.sink.append(&mut self.clock, &buf[..n], |line| {
-                                lines.push(line.to_vec())
-                            })
-                        } else {
-                            output.sink.append_quiet(&mut self.clock, &buf[..n])
-                        };
-                        write_error = write_error.or(err);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        eof = true;
-                        break;
-                    }
-                }
+            || self.follow.wants(id, stream);
+        let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
+            return;
+        };
+        let Some(pipe) = output.pipe.as_mut() else {
+            return;
+        };
+        let taken =
+            self.capture
+                .on_readable(pipe, &mut output.sink, &mut self.clock, wanted, budget);
+        if taken.eof {
+            if let Some(mut pipe) = output.pipe.take() {
+                let _ = self.poll.registry().deregister(&mut pipe);
             }
-            output.sink.release();
-            if eof {
-                output.sink.finish(|line| {
-                    if interested {
-                        lines.push(line.to_vec());
-                    }
-                });
-                if let Some(mut pipe) = output.pipe.take() {
-                    let _ = self.poll.registry().deregister(&mut pipe);
-                }
-                if std::mem::take(&mut output.grown) {
-                    self.big_pipes -= 1;
-                }
-                self.slots.remove(&output.token);
-            } else if taken >= budget {
-                self.retry.push(output.token);
+            if std::mem::take(&mut output.grown) {
+                self.capture.pipe_released();
             }
+            self.slots.remove(&output.token);
+        } else if taken.more {
+            self.retry.push(output.token);
         }
-        self.read_buf = buf;
-        if let Some(e) = write_error {
+        if let Some(e) = taken.write_error {
             let path = self.paths.log_file(&self.proc_name(id), stream.name());
             self.note(&format!(
                 "writing {}: {} (output is being lost)",
@@ -1834,13 +1493,16 @@ impl Daemon {
                 crate::error::describe_io(&e)
             ));
         }
-        for line in &lines {
-            self.deliver_line(id, stream, line);
-        }
-        if !lines.is_empty() {
+        if !taken.lines.is_empty() {
+            // One list of sends for every line of this read, not one per line.
+            let mut sends = Vec::new();
+            for line in &taken.lines {
+                self.route_line(id, stream, line, &mut sends);
+            }
+            self.apply(sends);
             self.flush_followers();
         }
-        if eof {
+        if taken.eof {
             self.check_output_finished(id);
         }
     }
@@ -1853,128 +1515,42 @@ impl Daemon {
     }
 
     fn deliver_line(&mut self, id: ProcId, stream: Stream, line: &[u8]) {
+        let mut sends = Vec::new();
+        self.route_line(id, stream, line, &mut sends);
+        self.apply(sends);
+    }
+
+    /// A line goes to `up` runs and waits (answered at once), and to followers
+    /// (their sends added to `sends`).
+    fn route_line(&mut self, id: ProcId, stream: Stream, line: &[u8], sends: &mut Vec<Action>) {
         if !self.ups.is_empty() {
             self.up_line(id, line);
         }
-        let matched = self.waits.take_matching(id, line);
-        let mut text = None;
-        for wait in matched {
-            let line = text
-                .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
-                .clone();
-            self.reply_later(wait.client.0, &Response::WaitMatch { line });
-        }
-        if self.follows.is_empty() {
+        let actions = self.waits.on_line(id, line);
+        self.apply(actions);
+        if self.follow.is_empty() {
             return;
         }
         let name = self.proc_name(id);
-        let mut finished = Vec::new();
-        for (client, follow) in self.follows.iter_mut() {
-            if follow.target.is_some_and(|t| t != id)
-                || !follow_wants(follow, stream)
-                || follow.grep.as_ref().is_some_and(|g| !g.matches(line))
-            {
-                continue;
-            }
-            let Some(c) = self.clients.get_mut(client) else {
-                continue;
-            };
-            if follow.chunked {
-                let same = follow
-                    .batch
-                    .as_ref()
-                    .is_some_and(|b| b.process == name && b.stream == stream);
-                if !same && let Some(batch) = follow.batch.take() {
-                    send_batch(c, batch);
-                }
-                let batch = follow.batch.get_or_insert_with(|| Batch {
-                    process: name.clone(),
-                    stream,
-                    text: String::new(),
-                    lines: 0,
-                });
-                if batch.lines > 0 {
-                    batch.text.push('\n');
-                }
-                batch.text.push_str(&String::from_utf8_lossy(line));
-                batch.lines += 1;
-            } else {
-                let line = text
-                    .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned())
-                    .clone();
-                c.send_follow(
-                    &Response::LogLine {
-                        process: name.clone(),
-                        stream,
-                        line,
-                    },
-                    1,
-                );
-            }
-            if let Some(left) = follow.remaining.as_mut() {
-                *left = left.saturating_sub(1);
-                if *left == 0 {
-                    finished.push(*client);
-                }
-            }
-        }
-        for client in finished {
-            self.end_follow(client);
-        }
+        self.follow.on_line(id, &name, stream, line, sends);
     }
 
     /// Send the batches gathered and write out what followers were sent: once
     /// per burst of output, not per line.
     fn flush_followers(&mut self) {
-        let mut broken = Vec::new();
-        for (client, follow) in self.follows.iter_mut() {
-            let Some(c) = self.clients.get_mut(client) else {
-                continue;
-            };
-            if let Some(batch) = follow.batch.take() {
-                send_batch(c, batch);
-            }
-            if c.flush().is_err() {
-                broken.push(*client);
-            }
-        }
-        for client in broken {
-            self.close_client(client);
-        }
+        let actions = self.follow.flush();
+        self.apply(actions);
     }
 
     /// When a process is gone for good and its pipes are drained, waits for its
     /// output can never match and followers of it are done.
     fn check_output_finished(&mut self, id: ProcId) {
-        if !self.output_finished(id) {
+        let Some(p) = self.procs.get(id).filter(|p| output::finished(p)) else {
             return;
-        }
-        let Some(p) = self.procs.get(id) else { return };
-        let (name, outcome) = match &p.state {
-            State::Exited { exit } => (p.name.clone(), p.outcome(*exit)),
-            State::Failed { reason } => (p.name.clone(), reason.clone()),
-            _ => return,
         };
-        for wait in self.waits.take_all_for(id) {
-            let message = if wait.pattern.is_some() {
-                format!(
-                    "{name} has exited ({outcome}) and its output never matched '{}'",
-                    wait.pattern_text
-                )
-            } else {
-                format!("{name} has exited ({outcome})")
-            };
-            self.reply_later(wait.client.0, &Response::error(message));
-        }
-        let followers: Vec<usize> = self
-            .follows
-            .iter()
-            .filter(|(_, f)| f.target == Some(id))
-            .map(|(c, _)| *c)
-            .collect();
-        for client in followers {
-            self.end_follow(client);
-        }
+        let mut actions = self.waits.on_output_finished(&waits::Subject::of(p));
+        actions.extend(self.follow.on_output_finished(id));
+        self.apply(actions);
     }
 
     // ---- children ----
@@ -2014,84 +1590,61 @@ impl Daemon {
         for stream in STREAMS {
             self.read_output(id, stream, 16 * PIPE_BUDGET);
         }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        self.step(id, lifecycle::Event::LeaderExited { exit });
+    }
+
+    /// The leader died on its own (it was not being stopped): say how, and who
+    /// holds its port if that is why.
+    fn died(&mut self, id: ProcId, exit: Exit) {
+        let Some(p) = self.procs.get(id) else { return };
+        let (name, pid) = (p.name.clone(), p.pid);
+        // A server that died because its port was taken: say who has it.
+        let conflict = if exit.code() == Some(0) {
+            None
+        } else {
+            self.port_conflict(id)
         };
-        match p.state.clone() {
-            State::Stopping {
-                pid,
-                since,
-                generation,
-                kills,
-                ..
-            } => {
-                p.state = State::Stopping {
-                    pid,
-                    since,
-                    leader: Some(exit),
-                    generation,
-                    kills,
-                };
-                self.check_stop_done(id);
+        let mut exited = Change::new("exited")
+            .pid(pid)
+            .exit(exit.code(), exit.signal_name());
+        match &conflict {
+            Some(c) => {
+                self.note(&format!("{name} exited ({}); {c}", exit.describe()));
+                exited = exited.detail(c.clone());
             }
-            _ => {
-                p.state = State::Exited { exit };
-                let (name, pid) = (p.name.clone(), p.pid);
-                // A server that died because its port was taken: say who has it.
-                let conflict = if exit.code() == Some(0) {
-                    None
-                } else {
-                    self.port_conflict(id)
-                };
-                let mut exited = Change::new("exited")
-                    .pid(pid)
-                    .exit(exit.code(), exit.signal_name());
-                match &conflict {
-                    Some(c) => {
-                        self.note(&format!("{name} exited ({}); {c}", exit.describe()));
-                        exited = exited.detail(c.clone());
-                    }
-                    None => self.note(&format!("{name} exited ({})", exit.describe())),
-                }
-                if let Some(p) = self.procs.get_mut(id) {
-                    p.port_conflict = conflict;
-                }
-                self.state_dirty = true;
-                self.emit(id, exited);
-                self.exited(id, exit);
-            }
+            None => self.note(&format!("{name} exited ({})", exit.describe())),
         }
+        if let Some(p) = self.procs.get_mut(id) {
+            p.port_conflict = conflict;
+        }
+        self.persist.mark_dirty();
+        self.emit(id, exited);
+        self.exited(id, exit);
     }
 
     /// A stop is done once the leader is reaped and nobody is left in its group.
     fn check_stop_done(&mut self, id: ProcId) {
         let Some(p) = self.procs.get(id) else { return };
-        let State::Stopping {
-            leader: Some(exit),
-            kills,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if signals::group_alive(p.pgid, self.sid) && kills < MAX_KILLS {
+        if !matches!(
+            p.state,
+            State::Stopping {
+                leader: Some(_),
+                ..
+            }
+        ) {
             return;
         }
-        if kills >= MAX_KILLS {
-            self.note(&format!(
-                "{}: process group {} survived SIGKILL; giving up on it",
-                p.name, p.pgid
-            ));
-        }
-        let name = p.name.clone();
+        let group_alive = signals::group_alive(p.pgid, self.sid);
+        self.step(id, lifecycle::Event::GroupChecked { group_alive });
+    }
+
+    /// A stop finished: report it, and what outlived it outside the group.
+    fn stopped(&mut self, id: ProcId, exit: Exit) {
+        let name = self.proc_name(id);
         // The group is gone; what left it earlier may live on, re-parented to us.
         let survivors = survivors::find(&name, |pid| self.procs.is_leader(pid));
         let mut stopped = Change::new("stopped").exit(exit.code(), exit.signal_name());
         if let Some(p) = self.procs.get_mut(id) {
-            p.state = State::Exited { exit };
-            if kills > 0 {
-                p.sup.stop_reason = Some(supervise::Reason::KilledAfterTimeout);
-            }
             stopped = stopped.pid(p.pid);
             p.survivors = survivors;
         }
@@ -2102,7 +1655,7 @@ impl Daemon {
         }
         self.emit(id, stopped);
         self.exited(id, exit);
-        self.state_dirty = true;
+        self.persist.mark_dirty();
     }
 
     /// What of process `id` outlived its last stop and still runs, as a sentence.
@@ -2116,25 +1669,12 @@ impl Daemon {
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
     fn exited(&mut self, id: ProcId, exit: Exit) {
         self.supervise_exit(id, exit);
-        for wait in self.waits.take_probes(id) {
-            let name = self.proc_name(id);
-            let outcome = self
-                .procs
-                .get(id)
-                .map_or_else(|| exit.describe(), |p| p.outcome(exit));
-            let message = format!(
-                "{name} has exited ({outcome}) before {} was ready",
-                wait.pattern_text
-            );
-            self.reply_later(wait.client.0, &Response::error(message));
-        }
-        for wait in self.waits.take_exit(id) {
-            let response = Response::WaitExited {
-                exit_code: exit.code(),
-                exit_signal: exit.signal_name(),
-            };
-            self.reply_later(wait.client.0, &response);
-        }
+        let outcome = self
+            .procs
+            .get(id)
+            .map_or_else(|| exit.describe(), |p| p.outcome(exit));
+        let actions = self.waits.on_exit(id, &self.proc_name(id), &outcome, exit);
+        self.apply(actions);
         self.settle_pending();
         self.check_output_finished(id);
         self.up_exited(id, exit);
@@ -2142,27 +1682,11 @@ impl Daemon {
 
     /// Answer every pending request whose processes have all stopped.
     fn settle_pending(&mut self) {
-        if !self.deferred_stops.is_empty() {
+        if self.pending.has_deferred() {
             self.release_deferred_stops();
         }
-        let stopped =
-            |procs: &ProcTable, id: ProcId| procs.get(id).is_none_or(|p| !p.state.is_alive());
-        let mut i = 0;
-        while i < self.pending.len() {
-            let done = match &mut self.pending[i] {
-                Pending::Stop { proc, .. } | Pending::Restart { proc, .. } => {
-                    stopped(&self.procs, *proc)
-                }
-                Pending::StopAll { remaining, .. } | Pending::Shutdown { remaining, .. } => {
-                    remaining.retain(|id| !stopped(&self.procs, *id));
-                    remaining.is_empty()
-                }
-            };
-            if !done {
-                i += 1;
-                continue;
-            }
-            match self.pending.remove(i) {
+        while let Some(settled) = self.pending.next_settled(&self.procs) {
+            match settled {
                 Pending::Stop {
                     client,
                     label,
@@ -2231,30 +1755,26 @@ impl Daemon {
             match timer {
                 Timer::Escalate { proc, generation } => self.escalate(proc, generation),
                 Timer::WaitDeadline { wait } => {
-                    if let Some(w) = self.waits.remove(wait) {
-                        self.apply(vec![Action::ReplyLater {
-                            client: w.client.0,
-                            response: Response::WaitTimeout,
-                        }]);
-                    }
+                    let actions = self.waits.on_deadline(wait);
+                    self.apply(actions);
                 }
                 Timer::FollowDeadline { client, generation } => {
-                    if self
-                        .follows
-                        .get(&client)
-                        .is_some_and(|f| f.generation == generation)
-                    {
-                        self.end_follow(client);
-                    }
+                    let actions = self.follow.on_deadline(client, generation);
+                    self.apply(actions);
                 }
                 Timer::RetryAccept => self.accept_waiting(),
                 Timer::ProbeTry { probe } => self.probe_try(probe),
                 Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
                 Timer::WatchRestart { proc } => {
-                    self.watch_pending.remove(&proc);
+                    self.watch.debounced(proc);
                     self.watch_restart(proc);
                 }
-                Timer::ProbeTimeout { probe, tries } => self.probe_timeout(probe, tries),
+                Timer::ProbeTimeout { probe, tries } => {
+                    let (waits, ups) = (&self.waits, &self.ups);
+                    let alive = |o| probe_owner_alive(o, waits, ups);
+                    let actions = self.probes.on_timeout(probe, tries, alive, &self.procs);
+                    self.apply(actions);
+                }
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
                 Timer::UpContinue { run } => self.up_advance(run),
@@ -2272,40 +1792,12 @@ impl Daemon {
     }
 
     fn escalate(&mut self, id: ProcId, generation: u64) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::StopTimedOut {
+            generation,
+            group_alive: self.leftovers(id),
+            now: Instant::now(),
         };
-        let State::Stopping {
-            generation: current,
-            ref mut kills,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if current != generation {
-            return;
-        }
-        *kills += 1;
-        let (pgid, name, kills) = (p.pgid, p.name.clone(), *kills);
-        let leader_alive = matches!(p.state, State::Stopping { leader: None, .. });
-        // Once the leader is reaped, make sure the group number is still ours.
-        if leader_alive || signals::group_alive(pgid, self.sid) {
-            signals::kill_group(pgid, libc::SIGKILL);
-        }
-        if kills == 1 {
-            self.note(&format!(
-                "{name} did not stop in time; sent SIGKILL to process group {pgid}"
-            ));
-        }
-        self.timers.arm(
-            Instant::now() + KILL_RECHECK,
-            Timer::Escalate {
-                proc: id,
-                generation,
-            },
-        );
-        self.check_stop_done(id);
+        self.step(id, event);
     }
 
     // ---- restart policies ----
@@ -2315,15 +1807,14 @@ impl Daemon {
         self.generation += 1;
         let generation = self.generation;
         let now = Instant::now();
-        let shutting_down = self.shutting_down;
         let Some(p) = self.procs.get_mut(id) else {
             return;
         };
         let ran_for = p.started_wall.elapsed().unwrap_or_default();
         let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
-        let name = p.name.clone();
+        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
         let ended = (p.run > 0).then(|| logs::runs::Entry {
-            p: name.clone(),
+            p: p.name.clone(),
             run: p.run,
             end: Some(logs::index::now_ms()),
             how: p.sup.exits.back().map(supervise::ended),
@@ -2332,100 +1823,68 @@ impl Daemon {
         if let Some(entry) = ended {
             self.journal(entry);
         }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::Supervised {
+            exit,
+            decision,
+            base_delay,
+            generation,
+            shutting_down: self.shutting_down,
+            now,
         };
-        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
-        match decision {
-            _ if shutting_down => {}
-            supervise::Decision::Stay => {}
-            supervise::Decision::Restart { delay, attempt } => {
-                p.state = State::Backoff {
-                    exit,
-                    until: now + delay,
-                    generation,
-                };
-                self.timers.arm(
-                    now + delay,
-                    Timer::Restart {
-                        proc: id,
-                        generation,
-                    },
-                );
-                self.note(&format!(
-                    "{name} died ({}); restart {attempt} in {}",
-                    exit.describe(),
-                    crate::timefmt::seconds(delay)
-                ));
-                // `backoff` when exponential backoff stretched the delay.
-                let kind = if base_delay.is_some_and(|base| delay > base) {
-                    "backoff"
-                } else {
-                    "restarting"
-                };
-                self.emit(
-                    id,
-                    Change::new(kind)
-                        .exit(exit.code(), exit.signal_name())
-                        .delay_ms(delay.as_millis() as u64)
-                        .detail(format!("restart {attempt}")),
-                );
-            }
-            supervise::Decision::GiveUp { max } => {
-                let note = format!("[agent-procs] Max restarts ({max}) exhausted");
-                p.state = State::Failed {
-                    reason: format!("max restarts ({max}) exhausted"),
-                };
-                if let Some(out) = p.output(Stream::Stdout) {
-                    out.sink.annotate(&mut self.clock, &note, |_| {});
-                    out.sink.release();
-                }
-                self.note(&format!("{name}: {note}"));
-                self.deliver_line(id, Stream::Stdout, note.as_bytes());
-                self.flush_followers();
-                let reason = format!("max restarts ({max}) exhausted");
-                self.emit(
-                    id,
-                    Change::new("failed")
-                        .exit(exit.code(), exit.signal_name())
-                        .detail(reason),
-                );
-            }
-        }
-        self.state_dirty = true;
+        self.step(id, event);
     }
 
     /// The restart delay is over: start the process again, with the note first.
     fn auto_restart(&mut self, id: ProcId, generation: u64) {
-        if self.shutting_down {
-            return;
-        }
-        let sid = self.sid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::BackoffOver {
+            generation,
+            group_alive: self.leftovers(id),
+            shutting_down: self.shutting_down,
         };
-        let State::Backoff {
-            exit,
-            generation: current,
-            ..
-        } = p.state
-        else {
-            return;
-        };
-        if current != generation {
-            return;
+        self.step(id, event);
+    }
+
+    /// Start `id` again now, with `note` first in its log; an automatic restart
+    /// (`counted`) counts against its policy and is noted.
+    fn restart_now(&mut self, id: ProcId, note: &str, counted: bool) {
+        if counted && let Some(p) = self.procs.get_mut(id) {
+            p.sup.restarts += 1;
         }
-        // What the dead leader left behind (a child holding its port) goes first.
-        if signals::group_alive(p.pgid, sid) {
-            signals::kill_group(p.pgid, libc::SIGKILL);
-        }
-        p.sup.restarts += 1;
-        let max = p.spec.restart.as_ref().and_then(|r| r.max);
-        let note = supervise::restarted_note(exit, p.sup.restarts, max);
-        let name = p.name.clone();
-        if let Response::RunOk { pid, .. } = self.respawn(id, Some(&note)) {
+        let name = self.proc_name(id);
+        if let Response::RunOk { pid, .. } = self.respawn(id, Some(note))
+            && counted
+        {
             self.note(&format!("{name} restarted, pid {pid}: {note}"));
         }
+    }
+
+    /// Stop `id`, then start it again with `note` once it is down.
+    fn stop_then_restart(&mut self, id: ProcId, note: &'static str) {
+        let timeout = self.stop_timeout(id, None);
+        if self.begin_stop(id, timeout) {
+            self.pending.push(Pending::Restart {
+                client: usize::MAX,
+                proc: id,
+                note,
+            });
+        } else {
+            self.respawn(id, Some(note));
+        }
+    }
+
+    /// A line of ours in the stdout log of `id`, seen by followers and waits as
+    /// the process's own.
+    fn annotate(&mut self, id: ProcId, note: &str) {
+        if let Some(out) = self
+            .procs
+            .get_mut(id)
+            .and_then(|p| p.output(Stream::Stdout))
+        {
+            out.sink.annotate(&mut self.clock, note, |_| {});
+            out.sink.release();
+        }
+        self.deliver_line(id, Stream::Stdout, note.as_bytes());
+        self.flush_followers();
     }
 
     // ---- file watching ----
@@ -2438,145 +1897,47 @@ impl Daemon {
         spec: Option<watch::Spec>,
     ) -> std::result::Result<(), String> {
         let Some(spec) = spec else {
-            if let Some(w) = self.watcher.as_mut() {
-                w.unwatch(id);
-            }
+            self.watch.unwatch(id);
             return Ok(());
         };
-        if self.watcher.is_none() {
-            let w = watch::Watcher::new().map_err(|e| {
-                format!(
-                    "starting file watching (inotify): {}",
-                    crate::error::describe_io(&e)
-                )
-            })?;
-            self.poll
+        if let Some(fd) = self.watch.start()? {
+            let source = &mut mio::unix::SourceFd(&fd);
+            if let Err(e) = self
+                .poll
                 .registry()
-                .register(&mut mio::unix::SourceFd(&w.fd()), WATCH, Interest::READABLE)
-                .map_err(|e| format!("watching the inotify descriptor: {e}"))?;
-            self.watcher = Some(w);
-        }
-        let Some(w) = self.watcher.as_mut() else {
-            return Ok(());
-        };
-        w.watch(id, spec);
-        // The first slice now: a tree that fits in it (most do) is watched before
-        // `run` answers, and its error is the answer. A bigger one goes on, a
-        // slice per loop turn (`run_loop`).
-        self.watch_slice(Some(id))
-    }
-
-    /// Add watches for one slice of time; say what finished. A failure of
-    /// `answering`'s tree is returned, for its `run` to report; one found later
-    /// goes to daemon.log and to the process's log.
-    fn watch_slice(&mut self, answering: Option<ProcId>) -> std::result::Result<(), String> {
-        let Some(w) = self.watcher.as_mut() else {
-            return Ok(());
-        };
-        let finished = w.work(watch::SLICE);
-        let described: Vec<(watch::Finished, Option<(String, String)>)> = finished
-            .into_iter()
-            .map(|f| {
-                let about = match &f {
-                    watch::Finished::Watching { proc, .. } => w.describe(*proc),
-                    watch::Finished::Failed { .. } => None,
-                };
-                (f, about)
-            })
-            .collect();
-        let mut answer = Ok(());
-        for (finished, about) in described {
-            match finished {
-                watch::Finished::Watching { proc, dirs } => {
-                    let name = self.proc_name(proc);
-                    let (root, patterns) = about.unwrap_or_default();
-                    self.note(&format!(
-                        "{name}: watching {dirs} directories under {root} for {patterns}"
-                    ));
-                }
-                watch::Finished::Failed { proc, msg } if Some(proc) == answering => {
-                    answer = Err(msg);
-                }
-                watch::Finished::Failed { proc, msg } => {
-                    let name = self.proc_name(proc);
-                    let note = format!("[agent-procs] Not watching files: {msg}");
-                    self.note(&format!("{name}: {note}"));
-                    if let Some(out) = self
-                        .procs
-                        .get_mut(proc)
-                        .and_then(|p| p.output(Stream::Stdout))
-                    {
-                        out.sink.annotate(&mut self.clock, &note, |_| {});
-                        out.sink.release();
-                    }
-                    self.deliver_line(proc, Stream::Stdout, note.as_bytes());
-                    self.flush_followers();
-                }
+                .register(source, WATCH, Interest::READABLE)
+            {
+                self.watch.abandon();
+                return Err(format!("watching the inotify descriptor: {e}"));
             }
         }
+        let (answer, actions) = self.watch.watch(id, spec, &self.procs);
+        self.apply(actions);
         answer
     }
 
-    fn watch_events(&mut self) {
-        let Some(w) = self.watcher.as_mut() else {
-            return;
-        };
-        let changed = w.read_changes();
-        for id in changed {
-            if self.watch_pending.insert(id) {
-                self.timers.arm(
-                    Instant::now() + WATCH_DEBOUNCE,
-                    Timer::WatchRestart { proc: id },
-                );
-            }
+    /// A line from the daemon in `proc`'s stdout log, and to its followers.
+    fn stdout_note(&mut self, proc: ProcId, note: &str) {
+        if let Some(out) = self
+            .procs
+            .get_mut(proc)
+            .and_then(|p| p.output(Stream::Stdout))
+        {
+            out.sink.annotate(&mut self.clock, note, |_| {});
+            out.sink.release();
         }
+        self.deliver_line(proc, Stream::Stdout, note.as_bytes());
+        self.flush_followers();
     }
 
     /// A watched file changed: restart the process (reviving it if it had failed),
     /// unless it was stopped by hand.
     fn watch_restart(&mut self, id: ProcId) {
-        if self.shutting_down {
-            return;
-        }
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
+        let event = lifecycle::Event::WatchChanged {
+            group_alive: self.leftovers(id),
+            shutting_down: self.shutting_down,
         };
-        if p.sup.disabled {
-            return;
-        }
-        p.sup.reset();
-        let state = p.state.clone();
-        self.emit(id, Change::new("watch_triggered"));
-        self.emit(
-            id,
-            Change::new("restarting").delay_ms(0).detail("file changed"),
-        );
-        let sid = self.sid;
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        match state {
-            State::Running { .. } => {
-                p.sup.stop_reason = Some(supervise::Reason::Watch);
-                let timeout = self.stop_timeout(id, None);
-                if self.begin_stop(id, timeout) {
-                    self.pending.push(Pending::Restart {
-                        client: usize::MAX,
-                        proc: id,
-                        note: WATCH_NOTE,
-                    });
-                } else {
-                    self.respawn(id, Some(WATCH_NOTE));
-                }
-            }
-            State::Stopping { .. } => {} // already on its way down
-            State::Exited { .. } | State::Backoff { .. } | State::Failed { .. } => {
-                if signals::group_alive(p.pgid, sid) {
-                    signals::kill_group(p.pgid, libc::SIGKILL);
-                }
-                self.respawn(id, Some(WATCH_NOTE));
-            }
-        }
+        self.step(id, event);
     }
 
     // ---- the reverse proxy ----
@@ -2645,9 +2006,10 @@ impl Daemon {
                 Err(_) => false,
             }
         };
-        let before = name.and_then(|n| self.chosen_ports.get(n).copied());
+        let before = name.and_then(|n| self.persist.chosen_ports().get(n).copied());
         let others: HashSet<u16> = self
-            .chosen_ports
+            .persist
+            .chosen_ports()
             .iter()
             .filter(|(n, _)| Some(n.as_str()) != name)
             .map(|(_, &p)| p)
@@ -2678,8 +2040,7 @@ impl Daemon {
             }
         };
         if let Some(name) = name {
-            self.chosen_ports.insert(name.to_string(), port);
-            self.state_dirty = true;
+            self.persist.choose_port(name, port);
         }
         Ok(port)
     }
@@ -2778,192 +2139,136 @@ impl Daemon {
         }
     }
 
+    // ---- up ----
+
+    /// Call the up component with what it may read, and carry out what it returns.
+    fn with_ups(&mut self, f: impl FnOnce(&mut up_run::Ups, &up_run::View) -> Vec<Action>) {
+        let view = up_run::View {
+            procs: &self.procs,
+            proxy_port: self.proxy.as_ref().map(|p| p.port()),
+            home_cwd: &self.home_cwd,
+        };
+        let actions = f(&mut self.ups, &view);
+        self.apply(actions);
+    }
+
+    fn up_advance(&mut self, run: u64) {
+        self.with_ups(|ups, view| ups.advance(run, view));
+    }
+
+    fn up_ready(&mut self, run: u64, entry: usize) {
+        self.with_ups(|ups, view| ups.ready(run, entry, view));
+    }
+
+    fn up_wants_lines(&self, id: ProcId) -> bool {
+        self.ups.wants_lines(id)
+    }
+
+    fn up_line(&mut self, id: ProcId, line: &[u8]) {
+        self.with_ups(|ups, view| ups.on_line(id, line, view));
+    }
+
+    fn up_exited(&mut self, id: ProcId, exit: Exit) {
+        self.with_ups(|ups, view| ups.on_exit(id, exit, view));
+    }
+
+    fn up_drop_client(&mut self, client: usize) {
+        let actions = self.ups.drop_client(client);
+        self.apply(actions);
+    }
+
+    /// An `up` readiness deadline passed: fail the run if an entry is late.
+    fn up_deadline(&mut self, run: u64, entry: Option<usize>) {
+        let Some((i, proc)) = self.ups.late(run, entry) else {
+            return;
+        };
+        let last_try = (self
+            .probes
+            .owned_by(|o| o == readiness::Owner::Up { run, entry: i }))
+        .first()
+        .and_then(|&p| self.probes.last_error(p))
+        .map(str::to_string);
+        let conflict = proc.and_then(|id| self.port_conflict(id));
+        let actions = self.ups.on_deadline(run, entry, i, last_try, conflict);
+        self.apply(actions);
+    }
+
+    /// Stop `proc` for entry `entry` of `run` to replace it; start the entry at
+    /// once if there is nothing to stop.
+    fn up_stop(&mut self, run: u64, entry: usize, proc: ProcId) {
+        if let Some(p) = self.procs.get_mut(proc) {
+            p.sup.stop_reason = Some(supervise::Reason::Restarted);
+        }
+        let timeout = self.stop_timeout(proc, None);
+        if !self.begin_stop(proc, timeout) {
+            self.with_ups(|ups, view| ups.spawn(run, entry, "restarted", view));
+        }
+    }
+
+    /// A progress line to an `up` client, written out at once.
+    fn up_progress(&mut self, client: usize, response: &Response) {
+        self.reply(client, response);
+        let broken = self
+            .clients
+            .get_mut(&client)
+            .is_some_and(|c| c.flush().is_err());
+        if broken {
+            self.close_client(client);
+        }
+    }
+
+    /// One `ready` event per run of a process, however many `up`s see it.
+    fn ready_event(&mut self, id: ProcId) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        if p.ready_reported == Some(p.started_wall) {
+            return;
+        }
+        p.ready_reported = Some(p.started_wall);
+        let change = events::Change::new("ready").pid(p.pid);
+        self.emit(id, change);
+    }
+
     // ---- readiness probes ----
 
     /// Start the next try of `probe`, unless nobody waits for it any more.
-    fn probe_try(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
+    fn probe_try(&mut self, probe: ids::ProbeId) {
+        let (waits, ups) = (&self.waits, &self.ups);
+        let alive = |o| probe_owner_alive(o, waits, ups);
+        let actions = self.probes.on_try(probe, alive, &self.procs);
+        self.apply(actions);
+    }
+
+    /// Register the socket of `probe`'s new try, and tell the probe how it went.
+    fn register_probe(&mut self, probe: ids::ProbeId) {
+        let token = Token(self.next_token);
+        let Some(stream) = self.probes.stream_mut(probe) else {
             return;
         };
-        let owner_alive = match probe.owner {
-            probes::Owner::Wait(w) => self.waits.contains(ids::WaitId(w)),
-            probes::Owner::Up { run, .. } => self.ups.contains_key(&run),
-        };
-        let proc_alive = self
-            .procs
-            .get(probe.proc)
-            .is_some_and(|p| matches!(p.state, State::Running { .. }));
-        if !owner_alive || !proc_alive || probe.attempt.is_some() {
-            // Its process exited: the exit paths tell the owner.
-            if !owner_alive || !proc_alive {
-                self.drop_probe(id);
-            }
-            return;
-        }
-        probe.tries += 1;
-        let tries = probe.tries;
-        match probes::Attempt::connect(&probe.target) {
-            Ok(mut attempt) => {
-                let token = Token(self.next_token);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registered = match self.poll.registry().register(stream, token, interest) {
+            Ok(()) => {
                 self.next_token += 1;
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                if let Err(e) = self
-                    .poll
-                    .registry()
-                    .register(&mut attempt.stream, token, interest)
-                {
-                    probe.last_error = Some(crate::error::describe_io(&e));
-                    self.timers.arm(
-                        Instant::now() + probes::PERIOD,
-                        Timer::ProbeTry { probe: id },
-                    );
-                    return;
-                }
-                probe.attempt = Some((attempt, token));
-                self.slots.insert(token, Slot::Probe(id));
-                self.timers.arm(
-                    Instant::now() + probes::TRY_TIMEOUT,
-                    Timer::ProbeTimeout { probe: id, tries },
-                );
+                self.slots.insert(token, Slot::Probe(probe));
+                Ok(token)
             }
-            Err(e) => {
-                probe.last_error = Some(crate::error::describe_io(&e));
-                self.timers.arm(
-                    Instant::now() + probes::PERIOD,
-                    Timer::ProbeTry { probe: id },
-                );
-            }
-        }
-    }
-
-    fn probe_event(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
+            Err(e) => Err(e),
         };
-        let Some((attempt, _)) = probe.attempt.as_mut() else {
-            return;
-        };
-        match attempt.step(&probe.target) {
-            probes::Step::Pending => {}
-            probes::Step::Ready(how) => {
-                self.end_attempt(id);
-                if let Some(probe) = self.probes.remove(id) {
-                    self.probe_succeeded(probe, how);
-                }
-            }
-            probes::Step::NotYet(why) => {
-                self.end_attempt(id);
-                if let Some(probe) = self.probes.get_mut(id) {
-                    probe.last_error = Some(why);
-                }
-                self.timers.arm(
-                    Instant::now() + probes::PERIOD,
-                    Timer::ProbeTry { probe: id },
-                );
-            }
-        }
+        let actions = self.probes.on_registered(probe, registered);
+        self.apply(actions);
     }
 
-    fn probe_timeout(&mut self, id: u64, tries: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
-        };
-        if probe.tries != tries || probe.attempt.is_none() {
-            return;
-        }
-        probe.last_error = Some(format!(
-            "no answer within {} s",
-            probes::TRY_TIMEOUT.as_secs()
-        ));
-        self.end_attempt(id);
-        self.probe_try(id);
-    }
-
-    fn probe_succeeded(&mut self, probe: probes::Probe, how: String) {
-        match probe.owner {
-            probes::Owner::Wait(w) => {
-                if let Some(wait) = self.waits.remove(ids::WaitId(w)) {
-                    let line = format!("{} is ready ({how})", probe.target.describe());
-                    self.reply_later(wait.client.0, &Response::WaitMatch { line });
-                }
-            }
-            probes::Owner::Up { run, entry } => self.up_ready(run, entry),
-        }
-    }
-
-    /// Close the socket of the try in progress, if any.
-    fn end_attempt(&mut self, id: u64) {
-        let Some(probe) = self.probes.get_mut(id) else {
-            return;
-        };
-        if let Some((mut attempt, token)) = probe.attempt.take() {
-            let _ = self.poll.registry().deregister(&mut attempt.stream);
-            self.slots.remove(&token);
-        }
-    }
-
-    fn drop_probe(&mut self, id: u64) {
-        self.end_attempt(id);
-        self.probes.remove(id);
+    fn drop_probe(&mut self, probe: ids::ProbeId) {
+        let actions = self.probes.drop_probe(probe);
+        self.apply(actions);
     }
 
     // ---- persistence ----
 
-    fn save_state(&self) {
-        let processes = self
-            .procs
-            .iter()
-            .filter(|p| p.state.is_alive() || signals::group_alive(p.pgid, self.sid))
-            .map(|p| state::SavedProc {
-                name: p.name.clone(),
-                id: format!("p{}", p.id),
-                pid: p.pid,
-                pgid: p.pgid,
-                start_ticks: p.start_ticks,
-                command: p.spec.command.clone(),
-            })
-            .collect();
-        let saved = state::SavedState {
-            daemon_pid: std::process::id(),
-            names: Some(self.procs.iter().map(|p| p.name.clone()).collect()),
-            processes,
-            ports: self.chosen_ports.clone(),
-            root: Some(self.home_cwd.display().to_string()),
-        };
-        let Some(file) = &self.state_file else { return };
-        if let Err(e) = file.save(&saved) {
-            self.note(&format!(
-                "writing {}: {}",
-                self.paths.state_file().display(),
-                crate::error::describe_io(&e)
-            ));
-        }
-    }
-
-    /// Process groups a previous daemon left running when it was killed: stop them.
-    fn stop_orphans(&mut self) {
-        let state::Previous {
-            daemon_pid: old_daemon,
-            orphans,
-            ports,
-        } = state::previous(&self.paths.state_file());
-        self.chosen_ports = ports;
-        let mut stopped = Vec::new();
-        for orphan in orphans {
-            self.note(&format!(
-                "previous daemon died without stopping {} ({}, pid {}): sent SIGKILL to process group {}",
-                orphan.name, orphan.id, orphan.pid, orphan.pgid
-            ));
-            signals::kill_group(orphan.pgid, libc::SIGKILL);
-            stopped.push(format!("{} (pid {})", orphan.name, orphan.pid));
-        }
-        if !stopped.is_empty() {
-            let at = crate::timefmt::rfc3339(SystemTime::now());
-            self.status_notes.push(format!(
-                "the previous daemon (pid {old_daemon}) was killed without stopping its processes; at {at} this daemon stopped what was left of them: {}; their logs are kept (agent-procs logs NAME)",
-                stopped.join(", ")
-            ));
-        }
+    fn save_state(&mut self) {
+        let actions = self.persist.save(&self.procs, self.sid);
+        self.apply(actions);
     }
 
     /// Last resort on a fatal loop error: leave nothing running.
@@ -2976,34 +2281,10 @@ impl Daemon {
     }
 }
 
-fn send_batch(client: &mut Client, batch: Batch) {
-    let lines = batch.lines;
-    client.send_follow(
-        &Response::LogChunk {
-            process: batch.process,
-            stream: batch.stream,
-            lines: batch.text,
-        },
-        lines,
-    );
-}
-
-/// The stream a run marker is sent as: one the follower shows, unmarked.
-fn marker_stream(follow: &Follow) -> Stream {
-    if follow_wants(follow, Stream::Stdout) {
-        Stream::Stdout
-    } else {
-        Stream::Stderr
-    }
-}
-
-fn follow_wants(follow: &Follow, stream: Stream) -> bool {
-    if follow.both {
-        return true;
-    }
-    // 0.6's rule: --stderr shows stderr; a single process shows stdout; --all shows both.
-    match stream {
-        Stream::Stderr => follow.stderr || (follow.all && follow.target.is_none()),
-        Stream::Stdout => !follow.stderr,
+/// Whether the owner of a probe still waits for it.
+fn probe_owner_alive(owner: readiness::Owner, waits: &waits::Waits, ups: &up_run::Ups) -> bool {
+    match owner {
+        readiness::Owner::Wait(w) => waits.contains(w),
+        readiness::Owner::Up { run, .. } => ups.contains(run),
     }
 }

@@ -21,7 +21,7 @@ pub struct CpuSample {
 
 pub type ProcId = u32;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum State {
     Running {
         pid: u32,

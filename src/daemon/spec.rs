@@ -41,12 +41,14 @@ pub struct Spec {
 }
 
 /// The compiled `--watch` and `--watch-ignore` globs; the tree is the spec's cwd.
+#[derive(Debug)]
 pub struct Watch {
     pub patterns: Vec<Glob>,
     pub ignore: Vec<Glob>,
 }
 
 /// A checked run request: what to start, under which name, watching what.
+#[derive(Debug)]
 pub struct Planned {
     /// The name asked for (None: the daemon names it after its id).
     pub name: Option<String>,

@@ -2,7 +2,7 @@
 //! fires for something that moved on (a stop that finished, a wait that matched)
 //! finds nothing to do, because each carries the generation it was armed for.
 
-use super::ids::WaitId;
+use super::ids::{ClientId, ProbeId, WaitId};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ pub enum Timer {
     /// A `wait` ran out of time.
     WaitDeadline { wait: WaitId },
     /// A `logs --follow` ran out of time.
-    FollowDeadline { client: usize, generation: u64 },
+    FollowDeadline { client: ClientId, generation: u64 },
     /// Stop waiting for the last replies to drain and exit.
     ExitDeadline,
     /// Try accepting again after running out of descriptors.
@@ -24,9 +24,9 @@ pub enum Timer {
     /// The debounce after a watched file changed is over.
     WatchRestart { proc: u32 },
     /// Start the next try of a readiness probe.
-    ProbeTry { probe: u64 },
+    ProbeTry { probe: ProbeId },
     /// Give up on try number `tries` of a probe if it is still going.
-    ProbeTimeout { probe: u64, tries: u64 },
+    ProbeTimeout { probe: ProbeId, tries: u64 },
     /// Entry `entry` of an `up` run must be ready by now.
     ReadyDeadline { run: u64, entry: usize },
     /// The whole `up` run must be done by now (`up --timeout`).

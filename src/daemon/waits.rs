@@ -1,10 +1,332 @@
-//! Pending `wait` requests: what each waits for, and whether a line or an exit
-//! satisfies it. The loop feeds lines and exits in; replies go out through it.
+//! The waits component: pending `wait` requests, what each waits for, and
+//! whether a line, an exit, the end of output or its deadline settles it. It
+//! owns the table; the loop feeds lines and exits in and carries out the
+//! replies and timers it returns. It reads a process only through `Subject`.
 
+use super::action::Action;
 use super::ids::{ClientId, WaitId};
-use super::procs::ProcId;
+use super::procs::{Proc, ProcId, State};
+use super::signals::Exit;
+use super::timers::Timer;
+use crate::logs;
 pub use crate::logs::pattern::Pattern;
+use crate::protocol::Response;
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What a wait needs to know of its process, read from the table by the loop.
+pub struct Subject<'a> {
+    pub id: ProcId,
+    pub name: &'a str,
+    pub state: &'a State,
+    pub pipes_closed: bool,
+    /// How its last run ended, for messages (exited, backed off or failed).
+    pub outcome: Option<String>,
+    /// The log segments of its current run and how far each is complete.
+    pub segments: Vec<(PathBuf, u64)>,
+}
+
+impl Subject<'_> {
+    pub fn of(p: &Proc) -> Subject<'_> {
+        let outcome = match &p.state {
+            State::Exited { exit } | State::Backoff { exit, .. } => Some(p.outcome(*exit)),
+            State::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        Subject {
+            id: p.id,
+            name: &p.name,
+            state: &p.state,
+            pipes_closed: p.pipes_closed(),
+            outcome,
+            segments: p
+                .outputs
+                .iter()
+                .flatten()
+                .flat_map(|o| o.sink.run_segments())
+                .collect(),
+        }
+    }
+}
+
+/// What a `wait` asks for.
+pub struct Ask {
+    pub until: Option<String>,
+    pub regex: bool,
+    pub exit: bool,
+    pub timeout: Duration,
+}
+
+/// The pending waits, and what settles them.
+#[derive(Default)]
+pub struct Waits {
+    table: WaitTable,
+}
+
+impl Waits {
+    /// `wait --until/--exit`: answered now from the history or the state, or
+    /// kept until a line, the exit, the end of output or the deadline.
+    pub fn request(
+        &mut self,
+        client: ClientId,
+        p: &Subject,
+        ask: Ask,
+        now: Instant,
+    ) -> Vec<Action> {
+        let reply = |response| {
+            vec![Action::Reply {
+                client: client.0,
+                response,
+            }]
+        };
+        let pattern = match ask
+            .until
+            .as_deref()
+            .map(|u| Pattern::new(u, ask.regex, false))
+            .transpose()
+        {
+            Ok(pattern) => pattern,
+            Err(msg) => return reply(Response::error(msg)),
+        };
+        if pattern.is_none() && !ask.exit {
+            return reply(Response::error(
+                "wait needs a pattern (until) or exit: true",
+            ));
+        }
+        // History first: the output of the current run, up to its last complete line.
+        if let Some(pattern) = &pattern
+            && let Some(line) = search_history(&p.segments, pattern)
+        {
+            let line = String::from_utf8_lossy(&line).into_owned();
+            return reply(Response::WaitMatch { line });
+        }
+        if let Some(response) = settled(p, &ask) {
+            return reply(response);
+        }
+        let mut actions = vec![Action::Busy { client: client.0 }];
+        if pattern.is_some() {
+            actions.push(Action::PrepareIndexes { proc: p.id });
+        }
+        let wait = self.table.add(Wait {
+            client,
+            proc: p.id,
+            pattern,
+            pattern_text: ask.until.unwrap_or_default(),
+            exit: ask.exit,
+            probe: false,
+        });
+        let at = now + ask.timeout;
+        actions.push(Action::Arm {
+            at,
+            timer: Timer::WaitDeadline { wait },
+        });
+        actions
+    }
+
+    /// `wait --port/--http`: kept until the probe (which the loop starts for the
+    /// returned wait) succeeds, the process exits, or the deadline. `Err`: the
+    /// answer now, the process is not running.
+    pub fn probe(
+        &mut self,
+        client: ClientId,
+        p: &Subject,
+        describe: String,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<(WaitId, Vec<Action>), Vec<Action>> {
+        if !matches!(p.state, State::Running { .. }) {
+            let why = match (p.state, &p.outcome) {
+                (State::Exited { .. }, Some(outcome)) => format!("it exited ({outcome})"),
+                (State::Failed { .. }, Some(reason)) => reason.clone(),
+                (State::Backoff { .. }, _) => "it is waiting to be restarted".to_string(),
+                _ => "it is stopping".to_string(),
+            };
+            let response = Response::error(format!("{} is not running: {why}", p.name));
+            return Err(vec![Action::Reply {
+                client: client.0,
+                response,
+            }]);
+        }
+        let wait = self.table.add(Wait {
+            client,
+            proc: p.id,
+            pattern: None,
+            pattern_text: describe,
+            exit: false,
+            probe: true,
+        });
+        let at = now + timeout;
+        Ok((
+            wait,
+            vec![
+                Action::Busy { client: client.0 },
+                Action::Arm {
+                    at,
+                    timer: Timer::WaitDeadline { wait },
+                },
+            ],
+        ))
+    }
+
+    /// A line of process `id`: the waits it matches are answered with it.
+    /// (Nothing is allocated unless one matches.)
+    pub fn on_line(&mut self, id: ProcId, line: &[u8]) -> Vec<Action> {
+        let matched = self.table.take_matching(id, line);
+        if matched.is_empty() {
+            return Vec::new();
+        }
+        let text = String::from_utf8_lossy(line).into_owned();
+        matched
+            .into_iter()
+            .map(|w| Action::ReplyLater {
+                client: w.client.0,
+                response: Response::WaitMatch { line: text.clone() },
+            })
+            .collect()
+    }
+
+    /// Process `p.id`'s leader exited: probe waits fail, exit waits are answered.
+    pub fn on_exit(&mut self, id: ProcId, name: &str, outcome: &str, exit: Exit) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for wait in self.table.take_probes(id) {
+            let message = format!(
+                "{name} has exited ({outcome}) before {} was ready",
+                wait.pattern_text
+            );
+            actions.push(Action::ReplyLater {
+                client: wait.client.0,
+                response: Response::error(message),
+            });
+        }
+        for wait in self.table.take_exit(id) {
+            let response = Response::WaitExited {
+                exit_code: exit.code(),
+                exit_signal: exit.signal_name(),
+            };
+            actions.push(Action::ReplyLater {
+                client: wait.client.0,
+                response,
+            });
+        }
+        actions
+    }
+
+    /// Process `p` is gone for good and its output is drained: what still
+    /// waits on it can never be met.
+    pub fn on_output_finished(&mut self, p: &Subject) -> Vec<Action> {
+        if !matches!(p.state, State::Exited { .. } | State::Failed { .. }) {
+            return Vec::new();
+        }
+        let outcome = p.outcome.as_deref().unwrap_or_default();
+        let name = p.name;
+        self.table
+            .take_all_for(p.id)
+            .into_iter()
+            .map(|wait| {
+                let message = if wait.pattern.is_some() {
+                    format!(
+                        "{name} has exited ({outcome}) and its output never matched '{}'",
+                        wait.pattern_text
+                    )
+                } else {
+                    format!("{name} has exited ({outcome})")
+                };
+                Action::ReplyLater {
+                    client: wait.client.0,
+                    response: Response::error(message),
+                }
+            })
+            .collect()
+    }
+
+    /// A probe of wait `wait` succeeded.
+    pub fn on_ready(&mut self, wait: WaitId, line: String) -> Vec<Action> {
+        match self.table.remove(wait) {
+            Some(w) => vec![Action::ReplyLater {
+                client: w.client.0,
+                response: Response::WaitMatch { line },
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// The deadline of `wait` passed (if it is still waiting).
+    pub fn on_deadline(&mut self, wait: WaitId) -> Vec<Action> {
+        match self.table.remove(wait) {
+            Some(w) => vec![Action::ReplyLater {
+                client: w.client.0,
+                response: Response::WaitTimeout,
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether wait `wait` is still pending (its probe is still wanted).
+    pub fn contains(&self, wait: WaitId) -> bool {
+        self.table.contains(wait)
+    }
+
+    /// Whether a wait on `proc` looks at its lines (not only at its exit).
+    pub fn any_pattern_for(&self, proc: ProcId) -> bool {
+        self.table.any_pattern_for(proc)
+    }
+
+    pub fn drop_client(&mut self, client: ClientId) {
+        self.table.drop_client(client);
+    }
+}
+
+/// The answer to a wait the state of its process settles already: it exited
+/// (a wait for the exit), its output ended unmatched, or it failed.
+fn settled(p: &Subject, ask: &Ask) -> Option<Response> {
+    let outcome = p.outcome.as_deref().unwrap_or_default();
+    match p.state {
+        State::Exited { exit } | State::Backoff { exit, .. } if ask.exit => {
+            Some(Response::WaitExited {
+                exit_code: exit.code(),
+                exit_signal: exit.signal_name(),
+            })
+        }
+        State::Exited { .. } if p.pipes_closed => Some(Response::error(format!(
+            "{} has exited ({outcome}) and its output never matched '{}'",
+            p.name,
+            ask.until.as_deref().unwrap_or_default()
+        ))),
+        State::Failed { .. } => Some(Response::error(format!(
+            "{} is not running: {outcome}",
+            p.name
+        ))),
+        _ => None,
+    }
+}
+
+/// The first line of the current run (across rotated segments) that matches.
+pub fn search_history(segments: &[(PathBuf, u64)], pattern: &Pattern) -> Option<Vec<u8>> {
+    // Every segment of the current run: it may have been rotated by size.
+    segments.iter().find_map(|(path, limit)| {
+        let limit = *limit;
+        match pattern {
+            Pattern::Substring(text) => logs::read::find_substring(path, limit, text),
+            Pattern::Regex(_, Some(literal)) => {
+                // Only lines holding the literal can match: search for it first.
+                let mut found = None;
+                logs::read::for_each_match(path, 0, limit, literal, |_, line| {
+                    if pattern.matches(line) {
+                        found = Some(line.to_vec());
+                    }
+                    found.is_none()
+                })
+                .map(|()| found)
+            }
+            Pattern::Regex(_, None) => {
+                logs::read::find_line(path, limit, |line| pattern.matches(line))
+            }
+        }
+        .ok()
+        .flatten()
+    })
+}
 
 pub struct Wait {
     pub client: ClientId,
@@ -86,6 +408,284 @@ impl WaitTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn subject(state: &State, outcome: Option<&str>) -> Subject<'static> {
+        // Leaked so tests can hold the view as long as they like.
+        let state: &'static State = Box::leak(Box::new(state.clone()));
+        Subject {
+            id: 7,
+            name: "api",
+            state,
+            pipes_closed: false,
+            outcome: outcome.map(str::to_string),
+            segments: Vec::new(),
+        }
+    }
+
+    fn running() -> State {
+        State::Running {
+            pid: 42,
+            since: Instant::now(),
+        }
+    }
+
+    fn ask(until: Option<&str>, exit: bool) -> Ask {
+        Ask {
+            until: until.map(str::to_string),
+            regex: false,
+            exit,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn error_text(action: &Action) -> String {
+        match action {
+            Action::Reply {
+                response: Response::Error { message, .. },
+                ..
+            }
+            | Action::ReplyLater {
+                response: Response::Error { message, .. },
+                ..
+            } => message.clone(),
+            other => panic!("not an error reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wait_on_a_running_process_is_kept_and_answered_by_the_first_matching_line() {
+        let mut waits = Waits::default();
+        let now = Instant::now();
+        let actions = waits.request(
+            ClientId(3),
+            &subject(&running(), None),
+            ask(Some("ready"), false),
+            now,
+        );
+        let wait = match &actions[..] {
+            [
+                Action::Busy { client: 3 },
+                Action::PrepareIndexes { proc: 7 },
+                Action::Arm {
+                    at,
+                    timer: Timer::WaitDeadline { wait },
+                },
+            ] => {
+                assert_eq!(*at, now + Duration::from_secs(5));
+                *wait
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(waits.any_pattern_for(7));
+        assert!(waits.on_line(7, b"starting").is_empty());
+        assert!(
+            waits.on_line(8, b"ready").is_empty(),
+            "another process's line"
+        );
+        match &waits.on_line(7, b"now ready")[..] {
+            [
+                Action::ReplyLater {
+                    client: 3,
+                    response: Response::WaitMatch { line },
+                },
+            ] => {
+                assert_eq!(line, "now ready");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(waits.on_line(7, b"ready again").is_empty(), "answered once");
+        assert!(
+            waits.on_deadline(wait).is_empty(),
+            "a stale deadline does nothing"
+        );
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_of_time_gets_a_timeout_and_a_gone_client_gets_nothing() {
+        let mut waits = Waits::default();
+        let now = Instant::now();
+        let first = waits.request(
+            ClientId(1),
+            &subject(&running(), None),
+            ask(None, true),
+            now,
+        );
+        assert!(!waits.any_pattern_for(7), "an exit wait reads no lines");
+        let Some(Action::Arm {
+            timer: Timer::WaitDeadline { wait },
+            ..
+        }) = first.last()
+        else {
+            panic!("{first:?}");
+        };
+        assert!(matches!(
+            &waits.on_deadline(*wait)[..],
+            [Action::ReplyLater {
+                client: 1,
+                response: Response::WaitTimeout
+            }]
+        ));
+        waits.request(
+            ClientId(2),
+            &subject(&running(), None),
+            ask(None, true),
+            now,
+        );
+        waits.drop_client(ClientId(2));
+        assert!(
+            waits
+                .on_exit(7, "api", "exit code 0", Exit::Code(0))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn what_is_already_settled_is_answered_at_once() {
+        let mut waits = Waits::default();
+        let now = Instant::now();
+        let exited = State::Exited {
+            exit: Exit::Code(3),
+        };
+        let actions = waits.request(
+            ClientId(1),
+            &subject(&exited, Some("exit code 3")),
+            ask(None, true),
+            now,
+        );
+        assert!(matches!(
+            &actions[..],
+            [Action::Reply {
+                client: 1,
+                response: Response::WaitExited {
+                    exit_code: Some(3),
+                    exit_signal: None
+                }
+            }]
+        ));
+        let mut gone = subject(&exited, Some("exit code 3"));
+        gone.pipes_closed = true;
+        let actions = waits.request(ClientId(1), &gone, ask(Some("ready"), false), now);
+        assert_eq!(
+            error_text(&actions[0]),
+            "api has exited (exit code 3) and its output never matched 'ready'"
+        );
+        let failed = State::Failed {
+            reason: "no such file".into(),
+        };
+        let actions = waits.request(
+            ClientId(1),
+            &subject(&failed, Some("no such file")),
+            ask(Some("x"), false),
+            now,
+        );
+        assert_eq!(error_text(&actions[0]), "api is not running: no such file");
+        let actions = waits.request(
+            ClientId(1),
+            &subject(&running(), None),
+            ask(None, false),
+            now,
+        );
+        assert_eq!(
+            error_text(&actions[0]),
+            "wait needs a pattern (until) or exit: true"
+        );
+        let bad = Ask {
+            regex: true,
+            ..ask(Some("("), false)
+        };
+        let actions = waits.request(ClientId(1), &subject(&running(), None), bad, now);
+        assert_eq!(actions.len(), 1);
+        assert!(!waits.any_pattern_for(7), "nothing was kept");
+    }
+
+    #[test]
+    fn an_exit_answers_exit_waits_fails_probe_waits_and_the_end_of_output_fails_the_rest() {
+        let mut waits = Waits::default();
+        let now = Instant::now();
+        let run = running();
+        let (probe, _) = waits
+            .probe(
+                ClientId(1),
+                &subject(&run, None),
+                "port 8080".into(),
+                Duration::from_secs(5),
+                now,
+            )
+            .unwrap_or_else(|a| panic!("{a:?}"));
+        assert!(waits.contains(probe));
+        waits.request(ClientId(2), &subject(&run, None), ask(None, true), now);
+        waits.request(
+            ClientId(3),
+            &subject(&run, None),
+            ask(Some("ready"), false),
+            now,
+        );
+        let actions = waits.on_exit(7, "api", "killed by SIGKILL", Exit::Signal(9));
+        assert_eq!(actions.len(), 2);
+        assert_eq!(
+            error_text(&actions[0]),
+            "api has exited (killed by SIGKILL) before port 8080 was ready"
+        );
+        assert!(matches!(
+            &actions[1],
+            Action::ReplyLater {
+                client: 2,
+                response: Response::WaitExited {
+                    exit_code: None,
+                    ..
+                }
+            }
+        ));
+        assert!(!waits.contains(probe));
+        // Still running as far as the table says: output not finished yet.
+        assert!(waits.on_output_finished(&subject(&run, None)).is_empty());
+        let exited = State::Exited {
+            exit: Exit::Signal(9),
+        };
+        let actions = waits.on_output_finished(&subject(&exited, Some("killed by SIGKILL")));
+        assert_eq!(
+            error_text(&actions[0]),
+            "api has exited (killed by SIGKILL) and its output never matched 'ready'"
+        );
+        // A probe wait on a process that is not running is refused at once.
+        let refused = waits.probe(
+            ClientId(4),
+            &subject(&exited, Some("killed by SIGKILL")),
+            "port 1".into(),
+            Duration::ZERO,
+            now,
+        );
+        let Err(actions) = refused else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            error_text(&actions[0]),
+            "api is not running: it exited (killed by SIGKILL)"
+        );
+    }
+
+    #[test]
+    fn a_ready_probe_answers_its_wait_once() {
+        let mut waits = Waits::default();
+        let run = running();
+        let Ok((wait, _)) = waits.probe(
+            ClientId(1),
+            &subject(&run, None),
+            "port 1".into(),
+            Duration::ZERO,
+            Instant::now(),
+        ) else {
+            panic!("refused");
+        };
+        assert!(matches!(
+            &waits.on_ready(wait, "port 1 is ready".into())[..],
+            [Action::ReplyLater {
+                client: 1,
+                response: Response::WaitMatch { .. }
+            }]
+        ));
+        assert!(waits.on_ready(wait, "again".into()).is_empty());
+    }
 
     #[test]
     fn waits_are_taken_once() {

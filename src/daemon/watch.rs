@@ -8,10 +8,12 @@
 //! A tree is added in slices of bounded time (`work`), one per loop turn, so a
 //! huge tree (`--cwd /`, `**`) never holds up the daemon's other clients.
 
-use super::procs::ProcId;
+use super::action::Action;
+use super::procs::{ProcId, ProcTable};
+use super::timers::Timer;
 use crate::glob::{self, Glob};
 use crate::sys::{self, DirEvent, DirWatch};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -23,6 +25,133 @@ pub const MAX_DIRS: usize = 100_000;
 /// How long one slice of adding watches may take: the loop serves its clients
 /// between slices, so this bounds what a huge tree adds to their wait.
 pub const SLICE: Duration = Duration::from_millis(2);
+
+/// Changes closer together than this restart a process once.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// The watch component: the inotify `Watcher` (made when the first process
+/// asks), and the processes with a change waiting out the debounce. It says
+/// what to note and when to restart (`Timer::WatchRestart`); the loop registers
+/// the descriptor and routes the restart to the lifecycle.
+#[derive(Default)]
+pub struct FileWatch {
+    watcher: Option<Watcher>,
+    pending: HashSet<ProcId>,
+}
+
+impl FileWatch {
+    /// Make the inotify descriptor if there is none yet; its fd is returned
+    /// when it is new, for the loop to register (or, failing that, `abandon`).
+    pub fn start(&mut self) -> Result<Option<RawFd>, String> {
+        if self.watcher.is_some() {
+            return Ok(None);
+        }
+        let w = Watcher::new().map_err(|e| {
+            format!(
+                "starting file watching (inotify): {}",
+                crate::error::describe_io(&e)
+            )
+        })?;
+        let fd = w.fd();
+        self.watcher = Some(w);
+        Ok(Some(fd))
+    }
+
+    /// The descriptor could not be registered: drop it (the next watch tries again).
+    pub fn abandon(&mut self) {
+        self.watcher = None;
+    }
+
+    /// Stop watching for `proc`.
+    pub fn unwatch(&mut self, proc: ProcId) {
+        if let Some(w) = self.watcher.as_mut() {
+            w.unwatch(proc);
+        }
+    }
+
+    /// Watch `spec`'s tree for `proc` (after `start`), and add the first slice
+    /// now: a tree that fits in it (most do) is watched before `run` answers,
+    /// and its error is the answer. A bigger one goes on a slice per loop turn.
+    pub fn watch(
+        &mut self,
+        proc: ProcId,
+        spec: Spec,
+        procs: &ProcTable,
+    ) -> (Result<(), String>, Vec<Action>) {
+        match self.watcher.as_mut() {
+            Some(w) => w.watch(proc, spec),
+            None => return (Ok(()), Vec::new()),
+        }
+        self.slice(Some(proc), procs)
+    }
+
+    /// Whether watches are still to be added (the loop then polls without sleeping).
+    pub fn busy(&self) -> bool {
+        self.watcher.as_ref().is_some_and(|w| w.busy())
+    }
+
+    /// Whether `proc`'s tree is watched (for `status`).
+    pub fn watching(&self, proc: ProcId) -> bool {
+        self.watcher.as_ref().is_some_and(|w| w.watching(proc))
+    }
+
+    /// Add watches for one slice of time; say what finished. A failure of
+    /// `answering`'s tree is returned, for its `run` to report; one found later
+    /// goes to daemon.log and to the process's log (`WatchNote`).
+    pub fn slice(
+        &mut self,
+        answering: Option<ProcId>,
+        procs: &ProcTable,
+    ) -> (Result<(), String>, Vec<Action>) {
+        let mut answer = Ok(());
+        let mut actions = Vec::new();
+        let Some(w) = self.watcher.as_mut() else {
+            return (answer, actions);
+        };
+        let name = |proc| procs.get(proc).map(|p| p.name.as_str()).unwrap_or_default();
+        for finished in w.work(SLICE) {
+            match finished {
+                Finished::Watching { proc, dirs } => {
+                    let (root, patterns) = w.describe(proc).unwrap_or_default();
+                    actions.push(Action::Note(format!(
+                        "{}: watching {dirs} directories under {root} for {patterns}",
+                        name(proc)
+                    )));
+                }
+                Finished::Failed { proc, msg } if Some(proc) == answering => answer = Err(msg),
+                Finished::Failed { proc, msg } => {
+                    let note = format!("[agent-procs] Not watching files: {msg}");
+                    actions.push(Action::Note(format!("{}: {note}", name(proc))));
+                    actions.push(Action::WatchNote { proc, note });
+                }
+            }
+        }
+        (answer, actions)
+    }
+
+    /// The descriptor is readable: a changed process restarts once its
+    /// changes have settled (`DEBOUNCE` after the first).
+    pub fn on_readable(&mut self, now: Instant) -> Vec<Action> {
+        let Some(w) = self.watcher.as_mut() else {
+            return Vec::new();
+        };
+        let mut actions = Vec::new();
+        for proc in w.read_changes() {
+            if self.pending.insert(proc) {
+                actions.push(Action::Arm {
+                    at: now + DEBOUNCE,
+                    timer: Timer::WatchRestart { proc },
+                });
+            }
+        }
+        actions
+    }
+
+    /// The debounce of `proc` is over: later changes arm a new one.
+    pub fn debounced(&mut self, proc: ProcId) {
+        self.pending.remove(&proc);
+    }
+}
 
 /// What one process watches.
 #[derive(Debug, Clone)]
@@ -315,6 +444,82 @@ fn relative(root: &Path, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_restart_a_process_once_per_debounce() {
+        let root = tree("debounce", 1);
+        let mut fw = FileWatch::default();
+        assert!(fw.on_readable(Instant::now()).is_empty());
+        assert!(fw.start().unwrap().is_some());
+        // One descriptor for the daemon: the second start has nothing to register.
+        assert_eq!(fw.start(), Ok(None));
+        let procs = ProcTable::default();
+        let (answer, mut actions) = fw.watch(1, spec(&root), &procs);
+        assert_eq!(answer, Ok(()));
+        while fw.busy() {
+            actions.extend(fw.slice(Some(1), &procs).1);
+        }
+        assert!(matches!(&actions[..], [Action::Note(n)] if n.contains("watching 3 directories")));
+        assert!(fw.watching(1) && !fw.busy());
+        let now = Instant::now();
+        let changed = |fw: &mut FileWatch, file: &str| {
+            std::fs::write(root.join(file), "x").unwrap();
+            // The event is queued by the time write returns.
+            fw.on_readable(now)
+        };
+        let first = changed(&mut fw, "a");
+        assert!(matches!(
+            first[..],
+            [Action::Arm { at, timer: Timer::WatchRestart { proc: 1 } }] if at == now + DEBOUNCE
+        ));
+        // Within the debounce: no second restart.
+        assert!(changed(&mut fw, "b").is_empty());
+        fw.debounced(1);
+        assert_eq!(changed(&mut fw, "c").len(), 1);
+        fw.unwatch(1);
+        fw.debounced(1);
+        assert!(changed(&mut fw, "d").is_empty());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_tree_given_up_later_is_noted_in_the_process_log() {
+        let root = tree("later", 30);
+        let mut fw = FileWatch::default();
+        fw.start().unwrap();
+        if let Some(w) = fw.watcher.as_mut() {
+            w.max_dirs = 20;
+        }
+        let procs = ProcTable::default();
+        // Given up while answering its own `run`: the error is the answer (a
+        // loaded machine may need more than the first slice).
+        let (mut answer, mut actions) = fw.watch(4, spec(&root), &procs);
+        while fw.busy() {
+            let (more, notes) = fw.slice(Some(4), &procs);
+            answer = answer.and(more);
+            actions.extend(notes);
+        }
+        assert!(answer.is_err_and(|e| e.contains("more than 20 directories")));
+        assert!(actions.is_empty());
+        // Found in a later slice: noted in daemon.log and the process's log.
+        if let Some(w) = fw.watcher.as_mut() {
+            w.watch(5, spec(&root));
+        }
+        let mut actions = Vec::new();
+        while fw.busy() {
+            let (answer, notes) = fw.slice(None, &procs);
+            assert_eq!(answer, Ok(()));
+            actions.extend(notes);
+        }
+        match &actions[..] {
+            [Action::Note(n), Action::WatchNote { proc: 5, note }] => {
+                assert!(n.contains("Not watching files"));
+                assert!(note.starts_with("[agent-procs] Not watching files: "));
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
 
     fn tree(tag: &str, dirs: usize) -> PathBuf {
         let root = std::env::temp_dir().join(format!("ap-watch-{tag}-{}", std::process::id()));
