@@ -245,15 +245,7 @@ impl Daemon {
             let now = Instant::now();
             let watching = self.watch.busy();
             let timeout = if self.retry.is_empty() && !watching {
-                let proxy = self
-                    .proxy
-                    .as_ref()
-                    .and_then(|p| p.next_deadline())
-                    .map(|at| at.saturating_duration_since(now));
-                match (self.timers.next_timeout(now), proxy) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                self.timers.next_timeout(now)
             } else {
                 Some(Duration::ZERO)
             };
@@ -291,7 +283,7 @@ impl Daemon {
                         self.note("received a termination signal; stopping every process");
                         self.begin_shutdown(None);
                     }
-                    token if crate::proxy::Proxy::owns(token) => {
+                    Token(token) if crate::proxy::Proxy::owns(token) => {
                         self.proxy_event(token, event.is_read_closed() || event.is_error())
                     }
                     token => self.dispatch(
@@ -302,7 +294,6 @@ impl Daemon {
                 }
             }
             self.fire_due_timers();
-            self.fire_proxy();
         }
     }
 
@@ -321,6 +312,7 @@ impl Daemon {
                 let actions = self.probes.on_event(probe);
                 self.apply(actions);
             }
+            None if crate::proxy::Proxy::owns(token.0) => self.proxy_again(token.0),
             None => {} // a source closed earlier in this turn
         }
     }
@@ -1532,6 +1524,8 @@ impl Daemon {
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
                 Timer::UpContinue { run } => self.up_advance(run),
+                Timer::Proxy { conn, generation } => self.proxy_deadline(conn, generation),
+                Timer::ProxyAccept => self.proxy_accept(),
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
                     for client in self.clients.values_mut() {
@@ -1668,12 +1662,19 @@ impl Daemon {
                 message: format!("Proxy already listening on http://localhost:{port}"),
             };
         }
-        let mut proxy = match crate::proxy::Proxy::bind(wanted) {
+        let proxy = match crate::proxy::Proxy::bind(wanted) {
             Ok(proxy) => proxy,
             Err(msg) => return Response::error(msg),
         };
-        if let Err(e) = proxy.register(self.poll.registry()) {
-            return Response::error(format!("watching the proxy's socket: {e}"));
+        for (token, fd) in proxy.listeners() {
+            let mut source = mio::unix::SourceFd(&fd);
+            let watched =
+                self.poll
+                    .registry()
+                    .register(&mut source, Token(token), Interest::READABLE);
+            if let Err(e) = watched {
+                return Response::error(format!("watching the proxy's socket: {e}"));
+            }
         }
         let port = proxy.port();
         if proxy.on_ipv6() {
@@ -1751,35 +1752,97 @@ impl Daemon {
         Ok(port)
     }
 
-    fn proxy_event(&mut self, token: Token, hup: bool) {
-        let Some(proxy) = self.proxy.as_mut() else {
-            return;
-        };
-        let mut notes = Vec::new();
-        proxy.ready(self.poll.registry(), token, hup, &self.procs, &mut |n| {
-            notes.push(n.to_string())
-        });
-        for n in notes {
-            self.note(&n);
+    fn proxy_event(&mut self, token: usize, hup: bool) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.ready(token, hup, &self.procs);
+            self.apply_proxy();
         }
     }
 
-    fn fire_proxy(&mut self) {
-        let Some(proxy) = self.proxy.as_mut() else {
-            return;
-        };
-        if proxy.next_deadline().is_none_or(|at| at > Instant::now()) {
-            return;
+    /// A proxy connection that stopped with work left (`Step::Again`) goes on.
+    fn proxy_again(&mut self, token: usize) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.again(crate::proxy::conn_of(token), &self.procs);
+            self.apply_proxy();
         }
-        let mut notes = Vec::new();
-        proxy.fire(
-            self.poll.registry(),
-            Instant::now(),
-            &self.procs,
-            &mut |n| notes.push(n.to_string()),
-        );
-        for n in notes {
-            self.note(&n);
+    }
+
+    fn proxy_deadline(&mut self, conn: crate::proxy::ConnId, generation: u64) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.deadline(conn, generation, &self.procs);
+            self.apply_proxy();
+        }
+    }
+
+    fn proxy_accept(&mut self) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.accept_again();
+            self.apply_proxy();
+        }
+    }
+
+    /// Carry out what the proxy asked for, right after the call that asked
+    /// (the descriptors in its steps are open until it is called again).
+    fn apply_proxy(&mut self) {
+        use crate::proxy::Step;
+        loop {
+            let Some(proxy) = self.proxy.as_mut() else {
+                return;
+            };
+            let mut steps = proxy.take_steps();
+            if steps.is_empty() {
+                proxy.give_back(steps);
+                return;
+            }
+            let mut lost = Vec::new();
+            for step in steps.drain(..) {
+                match step {
+                    Step::Interest {
+                        token,
+                        fd,
+                        writable,
+                        add,
+                    } => {
+                        let interest = if writable {
+                            Interest::READABLE | Interest::WRITABLE
+                        } else {
+                            Interest::READABLE
+                        };
+                        let mut source = mio::unix::SourceFd(&fd);
+                        let registry = self.poll.registry();
+                        let watched = if add {
+                            registry.register(&mut source, Token(token), interest)
+                        } else {
+                            registry.reregister(&mut source, Token(token), interest)
+                        };
+                        if watched.is_err() {
+                            lost.push(token);
+                        }
+                    }
+                    Step::WaitUntil {
+                        conn,
+                        generation,
+                        at,
+                    } => self.timers.arm(at, Timer::Proxy { conn, generation }),
+                    Step::AcceptAt(at) => self.timers.arm(at, Timer::ProxyAccept),
+                    Step::Again(conn) => self
+                        .retry
+                        .push(Token(crate::proxy::token(conn, crate::proxy::Side::Client))),
+                    Step::Note(line) => self.note(&line),
+                }
+            }
+            let Some(proxy) = self.proxy.as_mut() else {
+                return;
+            };
+            proxy.give_back(steps);
+            if lost.is_empty() {
+                return;
+            }
+            // A socket that cannot be watched: its connection gives up (and
+            // asks for more, carried out on the next round).
+            for token in lost {
+                proxy.unwatchable(token, &self.procs);
+            }
         }
     }
 
