@@ -79,6 +79,15 @@ pub enum Action {
         note: &'static str,
         reply: Option<usize>,
     },
+    /// Write state.json now, not at the end of the turn (a new run's group).
+    SaveStateNow,
+    /// A run began: tell subscribers and followers; the annotation is its
+    /// first line for waits and followers.
+    RunStarted {
+        proc: ProcId,
+        pid: u32,
+        annotation: Option<String>,
+    },
     // ---- output and follow ----
     /// Lines of this process are awaited: create its index files now, not on
     /// the way of its first line to the waiter.

@@ -340,6 +340,12 @@ impl Daemon {
                 Action::Died { proc, exit } => self.died(proc, exit),
                 Action::Stopped { proc, exit } => self.stopped(proc, exit),
                 Action::Ended { proc, exit } => self.exited(proc, exit),
+                Action::SaveStateNow => self.save_state(),
+                Action::RunStarted {
+                    proc,
+                    pid,
+                    annotation,
+                } => self.announce_start(proc, pid, annotation.as_deref()),
                 Action::Restart {
                     proc,
                     note,
@@ -973,54 +979,18 @@ impl Daemon {
         let run_seq = self.clock.tick();
         let pid = spawned.pid;
         let (outputs, failure) = self.open_outputs(id, &name, &spec, spawned, annotation);
-        let Some(p) = self.procs.get_mut(id) else {
-            return Response::error("process vanished");
-        };
-        p.outputs = outputs;
-        p.pid = pid;
-        p.pgid = pid as i32;
-        p.started_wall = SystemTime::now();
-        p.run = run;
-        p.run_seq = run_seq;
-        p.start_ticks = sys::start_ticks(pid);
-        p.port_conflict = None;
-        p.cpu_sample = None;
-        let now = Instant::now();
-        self.step(id, lifecycle::Event::Started { pid, now });
-        self.procs.set_pid(id, pid as i32);
-        if let Some(msg) = failure {
-            // Without its logs the process would run blind; stop it at once.
-            signals::kill_group(pid as i32, libc::SIGKILL);
-            self.note(&format!("{name}: {msg}"));
-            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
-            return Response::error(msg);
-        }
-        self.note(&format!(
-            "{name} (p{id}) started, pid {pid}: {}",
-            spec.command
-        ));
-        self.journal(logs::runs::Entry {
-            p: name.clone(),
-            run,
-            start: Some(logs::index::now_ms()),
-            seq: Some(run_seq),
-            pid: Some(pid),
-            ..Default::default()
-        });
-        // Recorded before anyone hears of it: if we are killed right after
-        // answering, the next daemon must still find this process group.
-        self.save_state();
-        self.announce_start(id, pid, annotation);
-        let proxy_port = self.proxy.as_ref().map(|p| p.port());
-        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
-        Response::RunOk {
-            name,
-            id: format!("p{id}"),
+        let launch = runs::Launch {
             pid,
-            port: spec.port,
-            url,
-            warning: None,
-        }
+            run,
+            run_seq,
+            outputs,
+            failure,
+        };
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let (response, actions) =
+            (self.runs).begin(&mut self.procs, id, launch, annotation, proxy_port);
+        self.apply(actions);
+        response
     }
 
     /// The log sinks of a new run and its pipes registered with the loop; the

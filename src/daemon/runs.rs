@@ -4,15 +4,28 @@
 //! it touches files only (never the poll). A failure to write the journal is a
 //! note for daemon.log, returned as an action.
 
-use super::action::Action;
-use super::procs::STREAMS;
+use super::action::{Action, Change};
+use super::lifecycle::{self, Event};
+use super::procs::{Output, ProcId, ProcTable, STREAMS};
 use super::spec::Spec;
 use crate::logs::{self, store::LogSink};
 use crate::paths::{self, SessionPaths};
-use crate::protocol::Stream;
+use crate::protocol::{Response, Stream};
 use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+/// A new run as the loop made it: the spawned leader, its outputs (pipes
+/// registered, sinks open), its number and first sequence number, and what
+/// failed on the way (a stream left out).
+pub struct Launch {
+    pub pid: u32,
+    pub run: u64,
+    pub run_seq: u64,
+    pub outputs: [Option<Output>; 2],
+    pub failure: Option<String>,
+}
 
 pub struct Runs {
     paths: SessionPaths,
@@ -89,6 +102,87 @@ impl Runs {
                 crate::error::describe_io(&e)
             ))],
         }
+    }
+
+    /// Process `id` was spawned as `launch`: it runs now. Returns the `run`
+    /// answer, and the notes, the journal entry, the state written at once
+    /// (before anyone hears of it: if we are killed right after answering, the
+    /// next daemon must still find this group) and the start announced. A run
+    /// without its logs would run blind: it is killed at once and failed.
+    pub fn begin(
+        &mut self,
+        procs: &mut ProcTable,
+        id: ProcId,
+        launch: Launch,
+        annotation: Option<&str>,
+        proxy_port: Option<u16>,
+    ) -> (Response, Vec<Action>) {
+        let Launch {
+            pid,
+            run,
+            run_seq,
+            outputs,
+            failure,
+        } = launch;
+        let Some(p) = procs.get_mut(id) else {
+            return (Response::error("process vanished"), Vec::new());
+        };
+        p.outputs = outputs;
+        p.pid = pid;
+        p.pgid = pid as i32;
+        p.started_wall = SystemTime::now();
+        p.run = run;
+        p.run_seq = run_seq;
+        p.start_ticks = crate::sys::start_ticks(pid);
+        p.port_conflict = None;
+        p.cpu_sample = None;
+        let (state, mut out) = lifecycle::on(
+            p,
+            Event::Started {
+                pid,
+                now: Instant::now(),
+            },
+        );
+        p.state = state;
+        let (name, command, port) = (p.name.clone(), p.spec.command.clone(), p.spec.port);
+        let url = p.url(proxy_port);
+        procs.set_pid(id, pid as i32);
+        if let Some(msg) = failure {
+            out.push(Action::KillGroup {
+                pgid: pid as i32,
+                signal: libc::SIGKILL,
+            });
+            out.push(Action::Note(format!("{name}: {msg}")));
+            let change = Change::new("failed").pid(pid).detail(msg.clone());
+            out.push(Action::Emit { proc: id, change });
+            return (Response::error(msg), out);
+        }
+        out.push(Action::Note(format!(
+            "{name} (p{id}) started, pid {pid}: {command}"
+        )));
+        out.extend(self.journal(logs::runs::Entry {
+            p: name.clone(),
+            run,
+            start: Some(logs::index::now_ms()),
+            seq: Some(run_seq),
+            pid: Some(pid),
+            ..Default::default()
+        }));
+        out.push(Action::SaveStateNow);
+        out.push(Action::RunStarted {
+            proc: id,
+            pid,
+            annotation: annotation.map(str::to_string),
+        });
+        let response = Response::RunOk {
+            name,
+            id: format!("p{id}"),
+            pid,
+            port,
+            url,
+            warning: None,
+        };
+        (response, out)
     }
 
     /// The stdout and stderr sinks of a new run of `name`, in the dir verified
@@ -255,5 +349,73 @@ mod tests {
             assert!(msg.starts_with("opening log "), "{msg}");
             assert!(msg.contains("not-a-dir"), "{msg}");
         }
+    }
+
+    fn launch(failure: Option<&str>) -> Launch {
+        Launch {
+            pid: 900_123,
+            run: 4,
+            run_seq: 10,
+            outputs: [None, None],
+            failure: failure.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_run_begins_recorded_and_announced_in_that_order() {
+        let dir = Dir::new("begin");
+        let mut runs = Runs::new(paths(&dir.0));
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        procs.insert(super::super::procs::Proc::new(id, "web".into(), spec()));
+        let (response, actions) = runs.begin(&mut procs, id, launch(None), Some("hi"), None);
+        assert!(
+            matches!(response, Response::RunOk { pid: 900_123, .. }),
+            "{response:?}"
+        );
+        assert!(
+            matches!(
+                &actions[..],
+                [Action::Note(_), Action::SaveStateNow, Action::RunStarted { annotation: Some(a), .. }]
+                    if a == "hi"
+            ),
+            "{actions:?}"
+        );
+        let p = procs.get(id).unwrap();
+        assert_eq!((p.run, p.run_seq, p.pgid), (4, 10, 900_123));
+        assert!(p.state.is_alive());
+        assert!(procs.is_leader(900_123));
+        // The journal has the start, so the next daemon numbers on from it.
+        assert_eq!(Runs::new(paths(&dir.0)).next_number("web"), 5);
+    }
+
+    #[test]
+    fn a_run_without_its_logs_is_killed_and_failed_at_once() {
+        let dir = Dir::new("blind");
+        let mut runs = Runs::new(paths(&dir.0));
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        procs.insert(super::super::procs::Proc::new(id, "web".into(), spec()));
+        let (response, actions) = runs.begin(
+            &mut procs,
+            id,
+            launch(Some("opening log x: denied")),
+            None,
+            None,
+        );
+        assert!(matches!(response, Response::Error { .. }), "{response:?}");
+        assert!(matches!(
+            actions[0],
+            Action::KillGroup { pgid: 900_123, signal } if signal == libc::SIGKILL
+        ));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Emit { change, .. } if change.event == "failed"
+        )));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::RunStarted { .. }))
+        );
     }
 }
