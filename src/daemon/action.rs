@@ -73,12 +73,17 @@ pub enum Action {
     /// A line of ours in the process's stdout log, delivered like its output.
     Annotate { proc: ProcId, note: String },
     /// Start the process again now with `note` first in its log, and answer
-    /// `reply` (a client that asked for the restart) with how that went.
+    /// `reply` (a client that asked for the restart) with how that went;
+    /// `settled`: the restart waited for a stop (the client is busy, and a
+    /// start is noted).
     Respawn {
         proc: ProcId,
         note: &'static str,
         reply: Option<usize>,
+        settled: bool,
     },
+    /// Every process stopped for the shutdown: answer `client` and exit.
+    FinishShutdown { client: Option<usize> },
     /// Write state.json now, not at the end of the turn (a new run's group).
     SaveStateNow,
     /// A run began: tell subscribers and followers; the annotation is its

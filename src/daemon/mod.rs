@@ -352,13 +352,14 @@ impl Daemon {
                     counted,
                 } => self.restart_now(proc, &note, counted),
                 Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
-                Action::Annotate { proc, note } => self.annotate(proc, &note),
-                Action::Respawn { proc, note, reply } => {
-                    let response = self.respawn(proc, Some(note));
-                    if let Some(client) = reply {
-                        self.reply(client, &response);
-                    }
-                }
+                Action::Annotate { proc, note } => self.stdout_note(proc, &note),
+                Action::Respawn {
+                    proc,
+                    note,
+                    reply,
+                    settled,
+                } => self.restart_with(proc, note, reply, settled),
+                Action::FinishShutdown { client } => self.finish_shutdown(client),
                 // ---- output and follow ----
                 Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
                 a
@@ -1411,37 +1412,23 @@ impl Daemon {
             (self.sup).release_deferred_stops(&mut self.procs, &mut actions);
             self.apply(actions);
         }
-        while let Some(settled) = self.sup.pending.next_settled(&self.procs) {
-            match settled {
-                Pending::Stop {
-                    client,
-                    label,
-                    proc,
-                } => {
-                    let mut message = format!("stopped {label}");
-                    if let Some(sentence) = supervisor::survivor_sentence(&self.procs, proc) {
-                        message = format!("{message}\n{sentence}");
-                    }
-                    self.reply_later(client, &Response::Ok { message })
-                }
-                Pending::Restart { client, proc, note } => {
-                    let response = if self.shutting_down {
-                        Response::error("the daemon is shutting down")
-                    } else {
-                        self.respawn(proc, Some(note))
-                    };
-                    if let Response::RunOk { .. } = response {
-                        let name = self.proc_name(proc);
-                        self.note(&format!("{name}: {note}"));
-                    }
-                    self.reply_later(client, &response);
-                }
-                Pending::StopAll { client, .. } => {
-                    let message = supervisor::with_survivors(&self.procs, "all processes stopped");
-                    self.reply_later(client, &Response::Ok { message })
-                }
-                Pending::Shutdown { client, .. } => self.finish_shutdown(client),
-            }
+        while let Some(actions) = self.sup.settle_next(&self.procs, self.shutting_down) {
+            self.apply(actions);
+        }
+    }
+
+    /// Start `id` again with `note` first, and answer `reply` (if a client asked);
+    /// `settled`: it waited for a stop (its client is busy; a start is noted).
+    fn restart_with(&mut self, id: ProcId, note: &str, reply: Option<usize>, settled: bool) {
+        let response = self.respawn(id, Some(note));
+        if settled && let Response::RunOk { .. } = response {
+            let name = self.proc_name(id);
+            self.note(&format!("{name}: {note}"));
+        }
+        match reply {
+            Some(client) if settled => self.reply_later(client, &response),
+            Some(client) => self.reply(client, &response),
+            None => {}
         }
     }
 
@@ -1549,21 +1536,6 @@ impl Daemon {
     fn stop_then_restart(&mut self, id: ProcId, note: &'static str) {
         let actions = self.sup.stop_then_restart(&mut self.procs, id, note);
         self.apply(actions);
-    }
-
-    /// A line of ours in the stdout log of `id`, seen by followers and waits as
-    /// the process's own.
-    fn annotate(&mut self, id: ProcId, note: &str) {
-        if let Some(out) = self
-            .procs
-            .get_mut(id)
-            .and_then(|p| p.output(Stream::Stdout))
-        {
-            out.sink.annotate(&mut self.clock, note, |_| {});
-            out.sink.release();
-        }
-        self.deliver_line(id, Stream::Stdout, note.as_bytes());
-        self.flush_followers();
     }
 
     // ---- file watching ----

@@ -255,9 +255,43 @@ impl Supervisor {
                 proc: id,
                 note: MANUAL_NOTE,
                 reply: Some(client),
+                settled: false,
             });
         }
         Some(out)
+    }
+
+    /// The next request whose processes have all stopped, answered: one at a
+    /// time, as answering one (a restart) may start processes again.
+    pub fn settle_next(&mut self, procs: &ProcTable, shutting_down: bool) -> Option<Vec<Action>> {
+        let later = |client, response| vec![Action::ReplyLater { client, response }];
+        Some(match self.pending.next_settled(procs)? {
+            Pending::Stop {
+                client,
+                label,
+                proc,
+            } => {
+                let mut message = format!("stopped {label}");
+                if let Some(sentence) = survivor_sentence(procs, proc) {
+                    message = format!("{message}\n{sentence}");
+                }
+                later(client, Response::Ok { message })
+            }
+            Pending::Restart { client, .. } if shutting_down => {
+                later(client, Response::error("the daemon is shutting down"))
+            }
+            Pending::Restart { client, proc, note } => vec![Action::Respawn {
+                proc,
+                note,
+                reply: Some(client),
+                settled: true,
+            }],
+            Pending::StopAll { client, .. } => {
+                let message = with_survivors(procs, "all processes stopped");
+                later(client, Response::Ok { message })
+            }
+            Pending::Shutdown { client, .. } => vec![Action::FinishShutdown { client }],
+        })
     }
 
     /// Stop `id`, then start it again with `note` once it is down (no client waits).
@@ -280,6 +314,7 @@ impl Supervisor {
                 proc: id,
                 note,
                 reply: None,
+                settled: false,
             });
         }
         out
@@ -675,7 +710,7 @@ mod tests {
         let actions = sup.restart_request(&mut procs, 4, "web").unwrap();
         assert!(matches!(
             actions.last(),
-            Some(Action::Respawn { proc, note: MANUAL_NOTE, reply: Some(4) }) if *proc == id
+            Some(Action::Respawn { proc, note: MANUAL_NOTE, reply: Some(4), settled: false }) if *proc == id
         ));
         // Nothing ends with the restart's reason: the next death is its own.
         assert_eq!(procs.get(id).unwrap().sup.stop_reason, None);
@@ -776,5 +811,65 @@ mod tests {
             with_survivors(&procs, "all processes stopped"),
             "all processes stopped"
         );
+    }
+
+    #[test]
+    fn a_settled_restart_starts_again_unless_the_daemon_is_going_away() {
+        for shutting_down in [false, true] {
+            let mut procs = table(&[("web", true, &[])]);
+            let id = procs.find("web").unwrap();
+            let mut sup = Supervisor::new(NO_SESSION);
+            sup.restart_request(&mut procs, 4, "web").unwrap();
+            assert!(sup.settle_next(&procs, shutting_down).is_none());
+            procs.get_mut(id).unwrap().state = State::Exited {
+                exit: Exit::Code(0),
+            };
+            let actions = sup.settle_next(&procs, shutting_down).unwrap();
+            if shutting_down {
+                assert!(
+                    matches!(
+                        &actions[..],
+                        [Action::ReplyLater {
+                            client: 4,
+                            response: Response::Error { .. }
+                        }]
+                    ),
+                    "{actions:?}"
+                );
+            } else {
+                assert!(
+                    matches!(
+                        &actions[..],
+                        [Action::Respawn {
+                            reply: Some(4),
+                            settled: true,
+                            ..
+                        }]
+                    ),
+                    "{actions:?}"
+                );
+            }
+            assert!(
+                sup.settle_next(&procs, shutting_down).is_none(),
+                "settled twice"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shutdown_settles_into_finishing_once_everything_is_down() {
+        let mut procs = table(&[("web", true, &[])]);
+        let id = procs.find("web").unwrap();
+        let mut sup = Supervisor::new(NO_SESSION);
+        let actions = sup.shutdown(&mut procs, Some(9));
+        assert_eq!(killed(&actions).len(), 1);
+        assert!(sup.settle_next(&procs, true).is_none());
+        procs.get_mut(id).unwrap().state = State::Exited {
+            exit: Exit::Code(0),
+        };
+        assert!(matches!(
+            sup.settle_next(&procs, true).as_deref(),
+            Some([Action::FinishShutdown { client: Some(9) }])
+        ));
     }
 }
