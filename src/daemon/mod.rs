@@ -36,7 +36,7 @@ use action::Action;
 use control::{Client, ReadOutcome, Route};
 use events::Change;
 use mio::{Events, Interest, Poll, Token};
-use procs::{Output, Proc, ProcId, ProcTable, STREAMS};
+use procs::{Output, ProcId, ProcTable, STREAMS};
 use signals::Exit;
 /// For `agent-procs mcp`, which ends on the same signals through the same kind of pipe.
 pub(crate) use signals::signal_pipe;
@@ -833,24 +833,10 @@ impl Daemon {
             watch,
         } = planned;
         let existing = name.as_deref().and_then(|n| self.procs.by_name(n));
-        if let Some(id) = existing
-            && let Some(p) = self.procs.get(id)
-            && p.state.is_alive()
-        {
-            return Response::error(format!(
-                "process '{}' is already running (id p{}, pid {}); stop it first or choose another --name",
-                p.name, p.id, p.pid
-            ));
+        if let Some(refused) = supervisor::refuse_running(&self.procs, existing) {
+            return refused;
         }
-        // Processes started from one shell share one copy of its environment.
-        spec.base_env = spec.base_env.map(|env| {
-            self.procs
-                .iter()
-                .filter_map(|p| p.spec.base_env.as_ref())
-                .find(|known| ***known == *env)
-                .cloned()
-                .unwrap_or(env)
-        });
+        supervisor::share_env(&self.procs, &mut spec);
         let asked_port = spec.port;
         if asked_port.is_none() {
             match self.backend_port(existing, name.as_deref()) {
@@ -913,14 +899,8 @@ impl Daemon {
     /// Re-running an exited name replaces it, keeping its id; leftovers of its
     /// old process group belong to the run being replaced.
     fn rerun(&mut self, id: ProcId, spec: spec::Spec, watch: Option<watch::Spec>) -> Response {
-        let sid = self.sup.sid();
-        if let Some(p) = self.procs.get_mut(id) {
-            if signals::group_alive(p.pgid, sid) {
-                signals::kill_group(p.pgid, libc::SIGKILL);
-            }
-            p.spec = spec;
-            p.sup.reset();
-        }
+        let actions = self.sup.replace_spec(&mut self.procs, id, spec);
+        self.apply(actions);
         if let Err(msg) = self.set_watch(id, watch) {
             return Response::error(msg);
         }
@@ -934,26 +914,20 @@ impl Daemon {
         spec: spec::Spec,
         watch: Option<watch::Spec>,
     ) -> Response {
-        let id = self.procs.allocate_id();
-        let name = name.unwrap_or_else(|| format!("p{id}"));
-        if self.procs.by_name(&name).is_some() {
-            return Response::error(format!("process '{name}' already exists; choose a --name"));
-        }
-        self.procs.insert(Proc::new(id, name, spec));
+        let id = match supervisor::add(&mut self.procs, name, spec) {
+            Ok(id) => id,
+            Err(msg) => return Response::error(msg),
+        };
+        // Only a process that never started is removed; it has no pipes or logs.
         if let Err(msg) = self.set_watch(id, watch) {
-            self.procs_remove(id);
+            self.procs.remove_unstarted(id);
             return Response::error(msg);
         }
         let response = self.respawn(id, None);
         if matches!(response, Response::Error { .. }) {
-            self.procs_remove(id);
+            self.procs.remove_unstarted(id);
         }
         response
-    }
-
-    fn procs_remove(&mut self, id: ProcId) {
-        // Only a process that never started is removed; it has no pipes or logs.
-        self.procs.remove_unstarted(id);
     }
 
     /// Start (or start again) process `id` from its spec: new log segments, new

@@ -8,8 +8,9 @@
 
 use super::action::{Action, Change};
 use super::lifecycle::{self, Event};
-use super::procs::{ProcId, ProcTable, State};
+use super::procs::{Proc, ProcId, ProcTable, State};
 use super::signals::{self, Exit};
+use super::spec::Spec;
 use super::stops::{Pending, Stops};
 use super::supervise::{self, Reason};
 use super::survivors;
@@ -59,6 +60,42 @@ pub fn with_survivors(procs: &ProcTable, head: &str) -> String {
         }
     }
     message
+}
+
+/// A run of a name that is running now is refused, with what to do instead.
+pub fn refuse_running(procs: &ProcTable, existing: Option<ProcId>) -> Option<Response> {
+    let p = procs.get(existing?).filter(|p| p.state.is_alive())?;
+    Some(Response::error(format!(
+        "process '{}' is already running (id p{}, pid {}); stop it first or choose another --name",
+        p.name, p.id, p.pid
+    )))
+}
+
+/// Processes started from one shell share one copy of its environment.
+pub fn share_env(procs: &ProcTable, spec: &mut Spec) {
+    spec.base_env = spec.base_env.take().map(|env| {
+        procs
+            .iter()
+            .filter_map(|p| p.spec.base_env.as_ref())
+            .find(|known| ***known == *env)
+            .cloned()
+            .unwrap_or(env)
+    });
+}
+
+/// A new name: a new entry in the table, or why there cannot be one.
+pub fn add(
+    procs: &mut ProcTable,
+    name: Option<String>,
+    spec: Spec,
+) -> std::result::Result<ProcId, String> {
+    let id = procs.allocate_id();
+    let name = name.unwrap_or_else(|| format!("p{id}"));
+    if procs.by_name(&name).is_some() {
+        return Err(format!("process '{name}' already exists; choose a --name"));
+    }
+    procs.insert(Proc::new(id, name, spec));
+    Ok(id)
 }
 
 pub struct Supervisor {
@@ -113,6 +150,24 @@ impl Supervisor {
         procs
             .get(id)
             .is_some_and(|p| matches!(p.state, State::Stopping { .. }))
+    }
+
+    /// Re-running an exited name replaces its spec, keeping its id; leftovers
+    /// of its old process group belong to the run being replaced and go.
+    pub fn replace_spec(&self, procs: &mut ProcTable, id: ProcId, spec: Spec) -> Vec<Action> {
+        let Some(p) = procs.get_mut(id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if signals::group_alive(p.pgid, self.sid) {
+            out.push(Action::KillGroup {
+                pgid: p.pgid,
+                signal: libc::SIGKILL,
+            });
+        }
+        p.spec = spec;
+        p.sup.reset();
+        out
     }
 
     /// `stop NAME`: stop it and answer once it is down. A stop by hand turns
@@ -521,8 +576,6 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::procs::Proc;
-    use crate::daemon::spec::Spec;
     use crate::daemon::timers::Timer;
 
     /// No process group is in this session, so no group is ever alive.
@@ -871,5 +924,36 @@ mod tests {
             sup.settle_next(&procs, true).as_deref(),
             Some([Action::FinishShutdown { client: Some(9) }])
         ));
+    }
+
+    #[test]
+    fn a_run_of_a_running_name_is_refused_and_a_taken_name_is_not_added() {
+        let mut procs = table(&[("web", true, &[]), ("old", false, &[])]);
+        let web = procs.find("web");
+        assert!(matches!(
+            refuse_running(&procs, web),
+            Some(Response::Error { message, .. }) if message.contains("already running")
+        ));
+        assert!(refuse_running(&procs, procs.find("old")).is_none());
+        assert!(refuse_running(&procs, None).is_none());
+        let err = add(&mut procs, Some("web".into()), spec(&[])).unwrap_err();
+        assert!(err.contains("already exists"), "{err}");
+        let id = add(&mut procs, None, spec(&[])).unwrap();
+        assert_eq!(procs.find(&format!("p{id}")), Some(id));
+    }
+
+    #[test]
+    fn processes_from_one_shell_share_one_environment() {
+        use std::rc::Rc;
+        let mut procs = table(&[("web", true, &[])]);
+        let env: std::collections::HashMap<String, String> =
+            [("A".to_string(), "1".to_string())].into();
+        let id = procs.find("web").unwrap();
+        procs.get_mut(id).unwrap().spec.base_env = Some(Rc::new(env.clone()));
+        let mut fresh = spec(&[]);
+        fresh.base_env = Some(Rc::new(env));
+        share_env(&procs, &mut fresh);
+        let known = procs.get(id).unwrap().spec.base_env.as_ref().unwrap();
+        assert!(Rc::ptr_eq(known, fresh.base_env.as_ref().unwrap()));
     }
 }
