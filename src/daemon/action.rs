@@ -64,6 +64,9 @@ pub enum Action {
     Died { proc: ProcId, exit: Exit },
     /// A stop finished: report it and what outlived it, then what follows an end.
     Stopped { proc: ProcId, exit: Exit },
+    /// The run ended and was reported: the restart policy decides, waits for
+    /// the exit and requests waiting for the stop are answered.
+    Ended { proc: ProcId, exit: Exit },
     /// Start the process again with `note` first in its log; `counted`: an
     /// automatic restart, which counts against the policy's maximum.
     Restart {
@@ -75,6 +78,27 @@ pub enum Action {
     StopThenRestart { proc: ProcId, note: &'static str },
     /// A line of ours in the process's stdout log, delivered like its output.
     Annotate { proc: ProcId, note: String },
+    /// Start the process again now with `note` first in its log, and answer
+    /// `reply` (a client that asked for the restart) with how that went;
+    /// `settled`: the restart waited for a stop (the client is busy, and a
+    /// start is noted).
+    Respawn {
+        proc: ProcId,
+        note: &'static str,
+        reply: Option<ClientId>,
+        settled: bool,
+    },
+    /// Every process stopped for the shutdown: answer `client` and exit.
+    FinishShutdown { client: Option<ClientId> },
+    /// Write state.json now, not at the end of the turn (a new run's group).
+    SaveStateNow,
+    /// A run began: tell subscribers and followers; the annotation is its
+    /// first line for waits and followers.
+    RunStarted {
+        proc: ProcId,
+        pid: u32,
+        annotation: Option<String>,
+    },
     // ---- output and follow ----
     /// Lines of this process are awaited: create its index files now, not on
     /// the way of its first line to the waiter.

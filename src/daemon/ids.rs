@@ -16,14 +16,6 @@ pub struct ProbeId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WaitId(pub u64);
 
-/// The number of a client still kept as a bare number (the stops component's
-/// pending requests); the loop's reply helpers take either.
-impl From<usize> for ClientId {
-    fn from(n: usize) -> ClientId {
-        ClientId(n)
-    }
-}
-
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{}", self.0)

@@ -13,6 +13,7 @@ mod output;
 mod procs;
 mod readiness;
 mod resources;
+mod runs;
 mod signals;
 mod spawn;
 mod spec;
@@ -20,6 +21,7 @@ mod startup;
 mod state;
 mod stops;
 mod supervise;
+mod supervisor;
 mod survivors;
 mod timers;
 mod up_run;
@@ -27,7 +29,7 @@ mod waits;
 mod watch;
 
 use crate::error::{Error, Result};
-use crate::logs::{self, store::LogSink};
+use crate::logs;
 use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
@@ -36,7 +38,7 @@ use control::Route;
 use events::Change;
 use ids::ClientId;
 use mio::{Events, Interest, Poll, Token};
-use procs::{Output, Proc, ProcId, ProcTable, STREAMS, State};
+use procs::{Output, ProcId, ProcTable, STREAMS};
 use signals::Exit;
 /// For `agent-procs mcp`, which ends on the same signals through the same kind of pipe.
 pub(crate) use signals::signal_pipe;
@@ -53,10 +55,7 @@ const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
 const SHUTDOWN_PIPE: Token = Token(2);
 const WATCH: Token = Token(3);
-const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 const FIRST_DYNAMIC: usize = 16;
-
-const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
 /// How long replies may take to drain once we decided to exit.
@@ -121,11 +120,10 @@ struct Daemon {
     follow: follow::Followers,
     procs: ProcTable,
     waits: waits::Waits,
-    /// Requests waiting for processes to stop, and stops waiting for dependents.
-    pending: stops::Stops,
+    /// The stop and restart flows: requests waiting for stops, generations.
+    sup: supervisor::Supervisor,
     timers: Timers,
     retry: Vec<Token>,
-    generation: u64,
     /// Where relative and missing `cwd`s of old clients resolve: the daemon's start dir.
     home_cwd: PathBuf,
     shutting_down: bool,
@@ -135,15 +133,12 @@ struct Daemon {
     persist: state::Persistence,
     /// Sequence numbers for the log indexes, shared by every stream.
     clock: logs::index::SeqClock,
-    /// The last run number of each process name in the run journal, read at
-    /// the first start (None until then).
-    run_numbers: Option<HashMap<String, u64>>,
+    /// Run numbers, the run journal, the log dir new runs' logs go in.
+    runs: runs::Runs,
     /// Reads child output into the logs; owns the budget of grown pipes.
     capture: output::Capture,
     /// Decisions about connections and requests: admission, routing.
     control: control::Control,
-    /// Our session: children stay in it, which is how we recognise their groups.
-    sid: i32,
     /// `up` runs in progress.
     ups: up_run::Ups,
     /// TCP and HTTP readiness checks in progress.
@@ -154,8 +149,6 @@ struct Daemon {
     watch: watch::FileWatch,
     /// State changes, numbered, and the clients streaming them.
     events: events::Events,
-    /// The log dir as last verified, shared by the sinks of the runs it holds.
-    log_dir: Option<std::rc::Rc<paths::OwnDir>>,
 }
 
 impl Daemon {
@@ -193,6 +186,7 @@ impl Daemon {
             .map_err(io_err("registering signals"))?;
 
         let persist = state::Persistence::new(paths.state_file(), &home_cwd);
+        let runs = runs::Runs::new(paths.clone());
         let mut daemon = Daemon {
             paths,
             poll,
@@ -205,25 +199,22 @@ impl Daemon {
             follow: follow::Followers::default(),
             procs: ProcTable::default(),
             waits: waits::Waits::default(),
-            pending: stops::Stops::default(),
+            sup: supervisor::Supervisor::new(signals::session_id()),
             timers: Timers::default(),
             retry: Vec::new(),
-            generation: 0,
             home_cwd,
             shutting_down: false,
             exiting: false,
-            sid: signals::session_id(),
             control: control::Control::new(paths::euid()),
             capture: output::Capture::new(sys::big_pipe_budget()),
             persist,
             clock: logs::index::SeqClock::default(),
-            run_numbers: None,
+            runs,
             ups: up_run::Ups::default(),
             probes: readiness::ProbeTable::default(),
             proxy: None,
             watch: watch::FileWatch::default(),
             events: events::Events::default(),
-            log_dir: None,
         };
         daemon.note(&format!(
             "daemon {} started for session '{session}'",
@@ -237,28 +228,6 @@ impl Daemon {
         daemon.apply(actions);
         daemon.save_state();
         Ok(daemon)
-    }
-
-    /// The log dir for a new run, opened by its path again and verified (a link
-    /// or a dir not privately ours there now is refused, never written through);
-    /// while it is the same dir, its one descriptor is shared with earlier runs.
-    fn own_log_dir(&mut self) -> io::Result<std::rc::Rc<paths::OwnDir>> {
-        let fresh = match paths::OwnDir::open(&self.paths.log_dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The log dir was deleted under us: make it again.
-                let _ = paths::ensure_state_dirs(&self.paths);
-                paths::OwnDir::open(&self.paths.log_dir)?
-            }
-            other => other?,
-        };
-        if let Some(held) = &self.log_dir
-            && held.same_as(&fresh)
-        {
-            return Ok(held.clone());
-        }
-        let dir = std::rc::Rc::new(fresh);
-        self.log_dir = Some(dir.clone());
-        Ok(dir)
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -279,15 +248,7 @@ impl Daemon {
             let now = Instant::now();
             let watching = self.watch.busy();
             let timeout = if self.retry.is_empty() && !watching {
-                let proxy = self
-                    .proxy
-                    .as_ref()
-                    .and_then(|p| p.next_deadline())
-                    .map(|at| at.saturating_duration_since(now));
-                match (self.timers.next_timeout(now), proxy) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                self.timers.next_timeout(now)
             } else {
                 Some(Duration::ZERO)
             };
@@ -325,7 +286,7 @@ impl Daemon {
                         self.note("received a termination signal; stopping every process");
                         self.begin_shutdown(None);
                     }
-                    token if crate::proxy::Proxy::owns(token) => {
+                    Token(token) if crate::proxy::Proxy::owns(token) => {
                         self.proxy_event(token, event.is_read_closed() || event.is_error())
                     }
                     token => self.dispatch(
@@ -336,7 +297,6 @@ impl Daemon {
                 }
             }
             self.fire_due_timers();
-            self.fire_proxy();
         }
     }
 
@@ -355,6 +315,7 @@ impl Daemon {
                 let actions = self.probes.on_event(probe);
                 self.apply(actions);
             }
+            None if crate::proxy::Proxy::owns(token.0) => self.proxy_again(token.0),
             None => {} // a source closed earlier in this turn
         }
     }
@@ -381,13 +342,27 @@ impl Daemon {
                 Action::CheckStop { proc } => self.check_stop_done(proc),
                 Action::Died { proc, exit } => self.died(proc, exit),
                 Action::Stopped { proc, exit } => self.stopped(proc, exit),
+                Action::Ended { proc, exit } => self.exited(proc, exit),
+                Action::SaveStateNow => self.save_state(),
+                Action::RunStarted {
+                    proc,
+                    pid,
+                    annotation,
+                } => self.announce_start(proc, pid, annotation.as_deref()),
                 Action::Restart {
                     proc,
                     note,
                     counted,
                 } => self.restart_now(proc, &note, counted),
                 Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
-                Action::Annotate { proc, note } => self.annotate(proc, &note),
+                Action::Annotate { proc, note } => self.stdout_note(proc, &note),
+                Action::Respawn {
+                    proc,
+                    note,
+                    reply,
+                    settled,
+                } => self.restart_with(proc, note, reply, settled),
+                Action::FinishShutdown { client } => self.finish_shutdown(client),
                 // ---- output and follow ----
                 Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
                 a
@@ -620,8 +595,7 @@ impl Daemon {
 
     /// Reply to a request that kept the client busy, flush, and take the
     /// client's next request, which waited.
-    fn reply_later(&mut self, id: impl Into<ClientId>, response: &Response) {
-        let id = id.into();
+    fn reply_later(&mut self, id: ClientId, response: &Response) {
         self.clients.send(id, response);
         self.clients.set_busy(id, false);
         self.service_client(id, false);
@@ -631,12 +605,12 @@ impl Daemon {
         }
     }
 
-    fn reply(&mut self, id: impl Into<ClientId>, response: &Response) {
-        self.clients.send(id.into(), response);
+    fn reply(&mut self, id: ClientId, response: &Response) {
+        self.clients.send(id, response);
     }
 
-    fn set_busy(&mut self, id: impl Into<ClientId>) {
-        self.clients.set_busy(id.into(), true);
+    fn set_busy(&mut self, id: ClientId) {
+        self.clients.set_busy(id, true);
     }
 
     /// Deregister a client's stream and tell every component that knew it.
@@ -650,16 +624,16 @@ impl Daemon {
         self.waits.drop_client(id);
         let actions = self.ups.drop_client(id);
         self.apply(actions);
-        for p in &mut self.pending {
+        for p in &mut self.sup.pending {
             match p {
                 Pending::Stop { client, .. }
                 | Pending::Restart { client, .. }
                 | Pending::StopAll { client, .. }
-                    if *client == id.0 =>
+                    if *client == id =>
                 {
-                    *client = usize::MAX;
+                    *client = ClientId(usize::MAX);
                 }
-                Pending::Shutdown { client, .. } if *client == Some(id.0) => *client = None,
+                Pending::Shutdown { client, .. } if *client == Some(id) => *client = None,
                 _ => {}
             }
         }
@@ -688,25 +662,12 @@ impl Daemon {
                     .request(client, processes, base_env, timeout_ms, stopping);
                 self.apply(actions);
             }
-            Route::Stop { target, timeout_ms } => self.stop_request(client.0, &target, timeout_ms),
+            Route::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
             Route::StopAll { timeout } => {
-                let remaining = self.stop_all(timeout);
-                if remaining.is_empty() {
-                    self.reply(
-                        client,
-                        &Response::Ok {
-                            message: "all processes stopped".into(),
-                        },
-                    );
-                } else {
-                    self.set_busy(client);
-                    self.pending.push(Pending::StopAll {
-                        client: client.0,
-                        remaining,
-                    });
-                }
+                let actions = self.sup.stop_all_request(&mut self.procs, client, timeout);
+                self.apply(actions);
             }
-            Route::Restart { target } => self.restart_request(client.0, &target),
+            Route::Restart { target } => self.restart_request(client, &target),
             Route::Status { target, resources } => self.status(client, target, resources),
             Route::Follow(logs) => self.follow_request(client, *logs),
             Route::Wait {
@@ -723,7 +684,7 @@ impl Daemon {
             } => self.probe_wait(client, &target, probe, timeout),
             Route::Shutdown => {
                 self.set_busy(client);
-                self.begin_shutdown(Some(client.0));
+                self.begin_shutdown(Some(client));
             }
             Route::EnableProxy(proxy_port) => {
                 let response = self.enable_proxy(proxy_port);
@@ -815,24 +776,10 @@ impl Daemon {
             watch,
         } = planned;
         let existing = name.as_deref().and_then(|n| self.procs.by_name(n));
-        if let Some(id) = existing
-            && let Some(p) = self.procs.get(id)
-            && p.state.is_alive()
-        {
-            return Response::error(format!(
-                "process '{}' is already running (id p{}, pid {}); stop it first or choose another --name",
-                p.name, p.id, p.pid
-            ));
+        if let Some(refused) = supervisor::refuse_running(&self.procs, existing) {
+            return refused;
         }
-        // Processes started from one shell share one copy of its environment.
-        spec.base_env = spec.base_env.map(|env| {
-            self.procs
-                .iter()
-                .filter_map(|p| p.spec.base_env.as_ref())
-                .find(|known| ***known == *env)
-                .cloned()
-                .unwrap_or(env)
-        });
+        supervisor::share_env(&self.procs, &mut spec);
         let asked_port = spec.port;
         if asked_port.is_none() {
             match self.backend_port(existing, name.as_deref()) {
@@ -895,14 +842,8 @@ impl Daemon {
     /// Re-running an exited name replaces it, keeping its id; leftovers of its
     /// old process group belong to the run being replaced.
     fn rerun(&mut self, id: ProcId, spec: spec::Spec, watch: Option<watch::Spec>) -> Response {
-        let sid = self.sid;
-        if let Some(p) = self.procs.get_mut(id) {
-            if signals::group_alive(p.pgid, sid) {
-                signals::kill_group(p.pgid, libc::SIGKILL);
-            }
-            p.spec = spec;
-            p.sup.reset();
-        }
+        let actions = self.sup.replace_spec(&mut self.procs, id, spec);
+        self.apply(actions);
         if let Err(msg) = self.set_watch(id, watch) {
             return Response::error(msg);
         }
@@ -916,26 +857,20 @@ impl Daemon {
         spec: spec::Spec,
         watch: Option<watch::Spec>,
     ) -> Response {
-        let id = self.procs.allocate_id();
-        let name = name.unwrap_or_else(|| format!("p{id}"));
-        if self.procs.by_name(&name).is_some() {
-            return Response::error(format!("process '{name}' already exists; choose a --name"));
-        }
-        self.procs.insert(Proc::new(id, name, spec));
+        let id = match supervisor::add(&mut self.procs, name, spec) {
+            Ok(id) => id,
+            Err(msg) => return Response::error(msg),
+        };
+        // Only a process that never started is removed; it has no pipes or logs.
         if let Err(msg) = self.set_watch(id, watch) {
-            self.procs_remove(id);
+            self.procs.remove_unstarted(id);
             return Response::error(msg);
         }
         let response = self.respawn(id, None);
         if matches!(response, Response::Error { .. }) {
-            self.procs_remove(id);
+            self.procs.remove_unstarted(id);
         }
         response
-    }
-
-    fn procs_remove(&mut self, id: ProcId) {
-        // Only a process that never started is removed; it has no pipes or logs.
-        self.procs.remove_unstarted(id);
     }
 
     /// Start (or start again) process `id` from its spec: new log segments, new
@@ -958,58 +893,22 @@ impl Daemon {
         // Retire the previous run's pipes (a setsid'd escapee may still hold them).
         self.close_outputs(id);
         // The run begins here: every byte of it gets a later sequence number.
-        let run = self.next_run_number(&name);
+        let run = self.runs.next_number(&name);
         let run_seq = self.clock.tick();
         let pid = spawned.pid;
         let (outputs, failure) = self.open_outputs(id, &name, &spec, spawned, annotation);
-        let Some(p) = self.procs.get_mut(id) else {
-            return Response::error("process vanished");
-        };
-        p.outputs = outputs;
-        p.pid = pid;
-        p.pgid = pid as i32;
-        p.started_wall = SystemTime::now();
-        p.run = run;
-        p.run_seq = run_seq;
-        p.start_ticks = sys::start_ticks(pid);
-        p.port_conflict = None;
-        p.cpu_sample = None;
-        let now = Instant::now();
-        self.step(id, lifecycle::Event::Started { pid, now });
-        self.procs.set_pid(id, pid as i32);
-        if let Some(msg) = failure {
-            // Without its logs the process would run blind; stop it at once.
-            signals::kill_group(pid as i32, libc::SIGKILL);
-            self.note(&format!("{name}: {msg}"));
-            self.emit(id, Change::new("failed").pid(pid).detail(msg.clone()));
-            return Response::error(msg);
-        }
-        self.note(&format!(
-            "{name} (p{id}) started, pid {pid}: {}",
-            spec.command
-        ));
-        self.journal(logs::runs::Entry {
-            p: name.clone(),
-            run,
-            start: Some(logs::index::now_ms()),
-            seq: Some(run_seq),
-            pid: Some(pid),
-            ..Default::default()
-        });
-        // Recorded before anyone hears of it: if we are killed right after
-        // answering, the next daemon must still find this process group.
-        self.save_state();
-        self.announce_start(id, pid, annotation);
-        let proxy_port = self.proxy.as_ref().map(|p| p.port());
-        let url = self.procs.get(id).and_then(|p| p.url(proxy_port));
-        Response::RunOk {
-            name,
-            id: format!("p{id}"),
+        let launch = runs::Launch {
             pid,
-            port: spec.port,
-            url,
-            warning: None,
-        }
+            run,
+            run_seq,
+            outputs,
+            failure,
+        };
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let (response, actions) =
+            (self.runs).begin(&mut self.procs, id, launch, annotation, proxy_port);
+        self.apply(actions);
+        response
     }
 
     /// The log sinks of a new run and its pipes registered with the loop; the
@@ -1025,44 +924,19 @@ impl Daemon {
         let grown = spawned.grown;
         let mut outputs: [Option<Output>; 2] = [None, None];
         let mut failure = None;
-        let log_dir = self.own_log_dir();
-        for (slot, (stream, pipe)) in outputs.iter_mut().zip([
+        let sinks = (self.runs).open_sinks(name, spec, annotation, &mut self.clock);
+        for ((slot, sink), (stream, mut pipe)) in outputs.iter_mut().zip(sinks).zip([
             (Stream::Stdout, spawned.stdout),
             (Stream::Stderr, spawned.stderr),
         ]) {
-            let path = self.paths.log_file(name, stream.name());
-            let created = match &log_dir {
-                Ok(dir) => LogSink::create_in(dir.clone(), path.clone(), spec.log_limits),
-                Err(e) => Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{}: {}",
-                        self.paths.log_dir.display(),
-                        crate::error::describe_io(e)
-                    ),
-                )),
-            };
-            let sink = match created {
-                Ok(mut s) => {
-                    // Before the child's first byte, which is still in the pipe.
-                    if let (Some(note), Stream::Stdout) = (annotation, stream) {
-                        s.annotate(&mut self.clock, note, |_| {});
-                        // Its index closes again until output flows.
-                        s.release();
-                    }
-                    s
-                }
-                Err(e) => {
-                    failure = Some(format!(
-                        "opening log {}: {}",
-                        path.display(),
-                        crate::error::describe_io(&e)
-                    ));
+            let sink = match sink {
+                Ok(sink) => sink,
+                Err(msg) => {
+                    failure = Some(msg);
                     continue;
                 }
             };
             let token = self.new_token();
-            let mut pipe = pipe;
             if let Err(e) = self
                 .poll
                 .registry()
@@ -1103,26 +977,6 @@ impl Daemon {
         }
     }
 
-    /// The number the next run of `name` gets: one more than the journal's last,
-    /// or than the runs in its logs when the journal has none (older logs).
-    fn next_run_number(&mut self, name: &str) -> u64 {
-        let log_dir = &self.paths.log_dir;
-        let numbers = self
-            .run_numbers
-            .get_or_insert_with(|| logs::runs::last_numbers(log_dir));
-        let last = match numbers.get(name) {
-            Some(&n) => n,
-            None => {
-                let streams = STREAMS.map(|s| (s, self.paths.log_file(name, s.name())));
-                logs::runs::count_in_logs(name, &streams)
-            }
-        };
-        // (A planted journal may say anything, u64::MAX included.)
-        let next = last.saturating_add(1);
-        numbers.insert(name.to_string(), next);
-        next
-    }
-
     /// Tell the followers of `id` that asked for run markers that a run began.
     fn mark_run_start(&mut self, id: ProcId) {
         if !self.follow.wants_marks(id) {
@@ -1135,19 +989,9 @@ impl Daemon {
     }
 
     /// Append to the run journal; a failure is noted in daemon.log, nothing more.
-    /// Written relative to the log dir's descriptor, like the logs themselves.
     fn journal(&mut self, entry: logs::runs::Entry) {
-        let dir = match self.log_dir.clone() {
-            Some(dir) => Ok(dir),
-            None => self.own_log_dir(),
-        };
-        if let Err(e) = dir.and_then(|dir| logs::runs::append(&dir, &entry)) {
-            self.note(&format!(
-                "writing {}: {}",
-                logs::runs::journal_path(&self.paths.log_dir).display(),
-                crate::error::describe_io(&e)
-            ));
-        }
+        let actions = self.runs.journal(entry);
+        self.apply(actions);
     }
 
     fn close_outputs(&mut self, id: ProcId) {
@@ -1165,155 +1009,57 @@ impl Daemon {
         }
     }
 
-    fn stop_request(&mut self, client: usize, target: &str, timeout_ms: Option<u64>) {
-        let Some(id) = self.procs.find(target) else {
-            let response = self.not_found(target);
-            return self.reply(client, &response);
-        };
-        let timeout = self.stop_timeout(id, timeout_ms.map(Duration::from_millis));
-        // A stop by hand turns automatic restarts off until `restart` or `run`.
-        let mut was_down = None;
-        if let Some(p) = self.procs.get_mut(id) {
-            p.sup.disabled = true;
-            if matches!(p.state, State::Exited { .. } | State::Failed { .. }) {
-                was_down = Some(p.name.clone());
+    fn stop_request(&mut self, client: ClientId, target: &str, timeout_ms: Option<u64>) {
+        match (self.sup).stop_request(&mut self.procs, client, target, timeout_ms) {
+            Some(actions) => self.apply(actions),
+            None => {
+                let response = self.not_found(target);
+                self.reply(client, &response);
             }
-        }
-        if self.begin_stop(id, timeout) {
-            self.set_busy(client);
-            self.pending.push(Pending::Stop {
-                client,
-                proc: id,
-                label: target.to_string(),
-            });
-        } else {
-            // A second stop is not an error (the process is where it was asked
-            // to be), but it does not pretend to have stopped anything either.
-            let message = match was_down {
-                Some(name) => format!("{name} was not running"),
-                None => format!("stopped {target}"),
-            };
-            self.reply(client, &Response::Ok { message });
         }
     }
 
     /// Put process `id` through one step of the lifecycle table.
     fn step(&mut self, id: ProcId, event: lifecycle::Event) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        let (state, actions) = lifecycle::on(p, event);
-        p.state = state;
+        let mut actions = Vec::new();
+        supervisor::step(&mut self.procs, id, event, &mut actions);
         self.apply(actions);
-    }
-
-    /// Whether the group of `id` lives on, asked only when its leader is gone.
-    fn leftovers(&self, id: ProcId) -> bool {
-        self.procs.get(id).is_some_and(|p| {
-            !matches!(
-                p.state,
-                State::Running { .. } | State::Stopping { leader: None, .. }
-            ) && signals::group_alive(p.pgid, self.sid)
-        })
     }
 
     /// Send the stop signal to the group and arm the SIGKILL deadline. Returns
     /// false when there is nothing left to stop (the process and its group are gone).
     fn begin_stop(&mut self, id: ProcId, timeout: Duration) -> bool {
-        self.generation += 1;
-        let event = lifecycle::Event::StopRequested {
-            timeout,
-            generation: self.generation,
-            group_alive: self.leftovers(id),
-            now: Instant::now(),
-        };
-        self.step(id, event);
-        self.procs
-            .get(id)
-            .is_some_and(|p| matches!(p.state, State::Stopping { .. }))
+        let mut actions = Vec::new();
+        let stopping = (self.sup).begin_stop(&mut self.procs, id, timeout, &mut actions);
+        self.apply(actions);
+        stopping
     }
 
     /// The grace period for stopping `id`: the one asked for, else its own, else 10 s.
     fn stop_timeout(&self, id: ProcId, requested: Option<Duration>) -> Duration {
-        requested
-            .or_else(|| self.procs.get(id).and_then(|p| p.spec.stop_timeout))
-            .unwrap_or(DEFAULT_STOP_TIMEOUT)
+        supervisor::stop_timeout(&self.procs, id, requested)
     }
 
-    /// Begin stopping every live process, dependents before what they depend on
-    /// (independent ones in parallel); returns those that must finish first.
-    fn stop_all(&mut self, requested: Option<Duration>) -> HashSet<ProcId> {
-        let mut remaining = HashSet::new();
-        for id in self.procs.ids() {
-            if let Some(p) = self.procs.get_mut(id) {
-                p.sup.disabled = true;
-            }
-            self.step(id, lifecycle::Event::RestartCancelled);
-            if self.procs.get(id).is_some_and(|p| p.state.is_alive()) {
-                remaining.insert(id);
-                self.pending.defer(id, requested);
-            } else if self.begin_stop(id, self.stop_timeout(id, requested)) {
-                // Exited leader, live group: nothing depends on leftovers.
-                remaining.insert(id);
-            }
-        }
-        self.release_deferred_stops();
-        remaining
-    }
-
-    /// Stop the deferred processes that no live process depends on any more.
-    fn release_deferred_stops(&mut self) {
-        loop {
-            let free = self.pending.releasable(&self.procs);
-            if free.is_empty() {
-                return;
-            }
-            for (id, requested) in free {
-                let timeout = self.stop_timeout(id, requested);
-                self.begin_stop(id, timeout);
-            }
-            // A process that was already gone may have freed others at once.
-        }
-    }
-
-    fn restart_request(&mut self, client: usize, target: &str) {
+    fn restart_request(&mut self, client: ClientId, target: &str) {
         if self.shutting_down {
             return self.reply(client, &Response::error("the daemon is shutting down"));
         }
-        let Some(id) = self.procs.find(target) else {
-            let response = self.not_found(target);
-            return self.reply(client, &response);
-        };
-        if let Some(p) = self.procs.get_mut(id) {
-            p.sup.reset();
-            p.sup.stop_reason = Some(supervise::Reason::Restarted);
-        }
-        self.emit(id, Change::new("restarting").delay_ms(0).detail("manual"));
-        let stopping = self.begin_stop(id, self.stop_timeout(id, None));
-        if !stopping && let Some(p) = self.procs.get_mut(id) {
-            // Not running: nothing ends with this reason; the next death is its own.
-            p.sup.stop_reason = None;
-        }
-        if stopping {
-            self.set_busy(client);
-            self.pending.push(Pending::Restart {
-                client,
-                proc: id,
-                note: MANUAL_NOTE,
-            });
-        } else {
-            let response = self.respawn(id, Some(MANUAL_NOTE));
-            self.reply(client, &response);
+        match self.sup.restart_request(&mut self.procs, client, target) {
+            Some(actions) => self.apply(actions),
+            None => {
+                let response = self.not_found(target);
+                self.reply(client, &response);
+            }
         }
     }
 
-    fn begin_shutdown(&mut self, client: Option<usize>) {
+    fn begin_shutdown(&mut self, client: Option<ClientId>) {
         if !self.shutting_down {
             self.note("shutting down");
         }
         self.shutting_down = true;
-        let remaining = self.stop_all(None);
-        self.pending.push(Pending::Shutdown { client, remaining });
+        let actions = self.sup.shutdown(&mut self.procs, client);
+        self.apply(actions);
         self.settle_pending();
     }
 
@@ -1516,21 +1262,7 @@ impl Daemon {
             // Other pids are orphans re-parented to us (we are a subreaper): reaped, done.
         }
         // Reaping group members may have emptied a group whose leader is already gone.
-        let stopping: Vec<ProcId> = self
-            .procs
-            .iter()
-            .filter(|p| {
-                matches!(
-                    p.state,
-                    State::Stopping {
-                        leader: Some(_),
-                        ..
-                    }
-                )
-            })
-            .map(|p| p.id)
-            .collect();
-        for id in stopping {
+        for id in supervisor::Supervisor::awaiting_group(&self.procs) {
             self.check_stop_done(id);
         }
     }
@@ -1547,46 +1279,20 @@ impl Daemon {
     /// The leader died on its own (it was not being stopped): say how, and who
     /// holds its port if that is why.
     fn died(&mut self, id: ProcId, exit: Exit) {
-        let Some(p) = self.procs.get(id) else { return };
-        let (name, pid) = (p.name.clone(), p.pid);
         // A server that died because its port was taken: say who has it.
         let conflict = if exit.code() == Some(0) {
             None
         } else {
             self.port_conflict(id)
         };
-        let mut exited = Change::new("exited")
-            .pid(pid)
-            .exit(exit.code(), exit.signal_name());
-        match &conflict {
-            Some(c) => {
-                self.note(&format!("{name} exited ({}); {c}", exit.describe()));
-                exited = exited.detail(c.clone());
-            }
-            None => self.note(&format!("{name} exited ({})", exit.describe())),
-        }
-        if let Some(p) = self.procs.get_mut(id) {
-            p.port_conflict = conflict;
-        }
-        self.persist.mark_dirty();
-        self.emit(id, exited);
-        self.exited(id, exit);
+        let actions = self.sup.died(&mut self.procs, id, exit, conflict);
+        self.apply(actions);
     }
 
     /// A stop is done once the leader is reaped and nobody is left in its group.
     fn check_stop_done(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get(id) else { return };
-        if !matches!(
-            p.state,
-            State::Stopping {
-                leader: Some(_),
-                ..
-            }
-        ) {
-            return;
-        }
-        let group_alive = signals::group_alive(p.pgid, self.sid);
-        self.step(id, lifecycle::Event::GroupChecked { group_alive });
+        let actions = self.sup.check_stop_done(&mut self.procs, id);
+        self.apply(actions);
     }
 
     /// A stop finished: report it, and what outlived it outside the group.
@@ -1594,27 +1300,8 @@ impl Daemon {
         let name = self.proc_name(id);
         // The group is gone; what left it earlier may live on, re-parented to us.
         let survivors = survivors::find(&name, |pid| self.procs.is_leader(pid));
-        let mut stopped = Change::new("stopped").exit(exit.code(), exit.signal_name());
-        if let Some(p) = self.procs.get_mut(id) {
-            stopped = stopped.pid(p.pid);
-            p.survivors = survivors;
-        }
-        self.note(&format!("{name} stopped ({})", exit.describe()));
-        if let Some(sentence) = self.survivor_sentence(id) {
-            self.note(&sentence);
-            stopped = stopped.detail(sentence);
-        }
-        self.emit(id, stopped);
-        self.exited(id, exit);
-        self.persist.mark_dirty();
-    }
-
-    /// What of process `id` outlived its last stop and still runs, as a sentence.
-    fn survivor_sentence(&self, id: ProcId) -> Option<String> {
-        let p = self.procs.get(id)?;
-        let alive: Vec<survivors::Survivor> =
-            p.survivors.iter().filter(|s| s.alive()).cloned().collect();
-        (!alive.is_empty()).then(|| survivors::sentence(&p.name, &alive))
+        let actions = self.sup.stopped(&mut self.procs, id, exit, survivors);
+        self.apply(actions);
     }
 
     /// The process reached `Exited`: answer exit waits and requests that waited for it.
@@ -1633,49 +1320,32 @@ impl Daemon {
 
     /// Answer every pending request whose processes have all stopped.
     fn settle_pending(&mut self) {
-        if self.pending.has_deferred() {
-            self.release_deferred_stops();
+        if self.sup.pending.has_deferred() {
+            let mut actions = Vec::new();
+            (self.sup).release_deferred_stops(&mut self.procs, &mut actions);
+            self.apply(actions);
         }
-        while let Some(settled) = self.pending.next_settled(&self.procs) {
-            match settled {
-                Pending::Stop {
-                    client,
-                    label,
-                    proc,
-                } => {
-                    let mut message = format!("stopped {label}");
-                    if let Some(sentence) = self.survivor_sentence(proc) {
-                        message = format!("{message}\n{sentence}");
-                    }
-                    self.reply_later(client, &Response::Ok { message })
-                }
-                Pending::Restart { client, proc, note } => {
-                    let response = if self.shutting_down {
-                        Response::error("the daemon is shutting down")
-                    } else {
-                        self.respawn(proc, Some(note))
-                    };
-                    if let Response::RunOk { .. } = response {
-                        let name = self.proc_name(proc);
-                        self.note(&format!("{name}: {note}"));
-                    }
-                    self.reply_later(client, &response);
-                }
-                Pending::StopAll { client, .. } => {
-                    let mut message = "all processes stopped".to_string();
-                    for id in self.procs.ids() {
-                        if let Some(sentence) = self.survivor_sentence(id) {
-                            message = format!("{message}\n{sentence}");
-                        }
-                    }
-                    self.reply_later(client, &Response::Ok { message })
-                }
-                Pending::Shutdown { client, .. } => self.finish_shutdown(client),
-            }
+        while let Some(actions) = self.sup.settle_next(&self.procs, self.shutting_down) {
+            self.apply(actions);
         }
     }
 
-    fn finish_shutdown(&mut self, client: Option<usize>) {
+    /// Start `id` again with `note` first, and answer `reply` (if a client asked);
+    /// `settled`: it waited for a stop (its client is busy; a start is noted).
+    fn restart_with(&mut self, id: ProcId, note: &str, reply: Option<ClientId>, settled: bool) {
+        let response = self.respawn(id, Some(note));
+        if settled && let Response::RunOk { .. } = response {
+            let name = self.proc_name(id);
+            self.note(&format!("{name}: {note}"));
+        }
+        match reply {
+            Some(client) if settled => self.reply_later(client, &response),
+            Some(client) => self.reply(client, &response),
+            None => {}
+        }
+    }
+
+    fn finish_shutdown(&mut self, client: Option<ClientId>) {
         if self.exiting {
             return;
         }
@@ -1686,12 +1356,7 @@ impl Daemon {
         if let Some(client) = client {
             // What outlived the stops, one sentence a line after the first, as
             // stop-all says it, so `down` can name them on stderr.
-            let mut message = "daemon shutting down".to_string();
-            for id in self.procs.ids() {
-                if let Some(sentence) = self.survivor_sentence(id) {
-                    message = format!("{message}\n{sentence}");
-                }
-            }
+            let message = supervisor::with_survivors(&self.procs, "daemon shutting down");
             self.reply_later(client, &Response::Ok { message });
         }
         self.timers
@@ -1729,6 +1394,8 @@ impl Daemon {
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
                 Timer::UpContinue { run } => self.up_advance(run),
+                Timer::Proxy { conn, generation } => self.proxy_deadline(conn, generation),
+                Timer::ProxyAccept => self.proxy_accept(),
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
                     self.clients.drop_all();
@@ -1738,56 +1405,27 @@ impl Daemon {
     }
 
     fn escalate(&mut self, id: ProcId, generation: u64) {
-        let event = lifecycle::Event::StopTimedOut {
-            generation,
-            group_alive: self.leftovers(id),
-            now: Instant::now(),
-        };
-        self.step(id, event);
+        let actions = self.sup.escalate(&mut self.procs, id, generation);
+        self.apply(actions);
     }
 
     // ---- restart policies ----
 
     /// A run ended: record why, and restart it later or give up, as its policy says.
     fn supervise_exit(&mut self, id: ProcId, exit: Exit) {
-        self.generation += 1;
-        let generation = self.generation;
-        let now = Instant::now();
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        let ran_for = p.started_wall.elapsed().unwrap_or_default();
-        let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
-        let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
-        let ended = (p.run > 0).then(|| logs::runs::Entry {
-            p: p.name.clone(),
-            run: p.run,
-            end: Some(logs::index::now_ms()),
-            how: p.sup.exits.back().map(supervise::ended),
-            ..Default::default()
-        });
+        let stopping = self.shutting_down;
+        let (ended, actions) = (self.sup).supervise_exit(&mut self.procs, id, exit, stopping);
         if let Some(entry) = ended {
             self.journal(entry);
         }
-        let event = lifecycle::Event::Supervised {
-            exit,
-            decision,
-            base_delay,
-            generation,
-            shutting_down: self.shutting_down,
-            now,
-        };
-        self.step(id, event);
+        self.apply(actions);
     }
 
     /// The restart delay is over: start the process again, with the note first.
     fn auto_restart(&mut self, id: ProcId, generation: u64) {
-        let event = lifecycle::Event::BackoffOver {
-            generation,
-            group_alive: self.leftovers(id),
-            shutting_down: self.shutting_down,
-        };
-        self.step(id, event);
+        let stopping = self.shutting_down;
+        let actions = (self.sup).auto_restart(&mut self.procs, id, generation, stopping);
+        self.apply(actions);
     }
 
     /// Start `id` again now, with `note` first in its log; an automatic restart
@@ -1806,31 +1444,8 @@ impl Daemon {
 
     /// Stop `id`, then start it again with `note` once it is down.
     fn stop_then_restart(&mut self, id: ProcId, note: &'static str) {
-        let timeout = self.stop_timeout(id, None);
-        if self.begin_stop(id, timeout) {
-            self.pending.push(Pending::Restart {
-                client: usize::MAX,
-                proc: id,
-                note,
-            });
-        } else {
-            self.respawn(id, Some(note));
-        }
-    }
-
-    /// A line of ours in the stdout log of `id`, seen by followers and waits as
-    /// the process's own.
-    fn annotate(&mut self, id: ProcId, note: &str) {
-        if let Some(out) = self
-            .procs
-            .get_mut(id)
-            .and_then(|p| p.output(Stream::Stdout))
-        {
-            out.sink.annotate(&mut self.clock, note, |_| {});
-            out.sink.release();
-        }
-        self.deliver_line(id, Stream::Stdout, note.as_bytes());
-        self.flush_followers();
+        let actions = self.sup.stop_then_restart(&mut self.procs, id, note);
+        self.apply(actions);
     }
 
     // ---- file watching ----
@@ -1879,11 +1494,9 @@ impl Daemon {
     /// A watched file changed: restart the process (reviving it if it had failed),
     /// unless it was stopped by hand.
     fn watch_restart(&mut self, id: ProcId) {
-        let event = lifecycle::Event::WatchChanged {
-            group_alive: self.leftovers(id),
-            shutting_down: self.shutting_down,
-        };
-        self.step(id, event);
+        let stopping = self.shutting_down;
+        let actions = self.sup.watch_restart(&mut self.procs, id, stopping);
+        self.apply(actions);
     }
 
     // ---- the reverse proxy ----
@@ -1901,12 +1514,19 @@ impl Daemon {
                 message: format!("Proxy already listening on http://localhost:{port}"),
             };
         }
-        let mut proxy = match crate::proxy::Proxy::bind(wanted) {
+        let proxy = match crate::proxy::Proxy::bind(wanted) {
             Ok(proxy) => proxy,
             Err(msg) => return Response::error(msg),
         };
-        if let Err(e) = proxy.register(self.poll.registry()) {
-            return Response::error(format!("watching the proxy's socket: {e}"));
+        for (token, fd) in proxy.listeners() {
+            let mut source = mio::unix::SourceFd(&fd);
+            let watched =
+                self.poll
+                    .registry()
+                    .register(&mut source, Token(token), Interest::READABLE);
+            if let Err(e) = watched {
+                return Response::error(format!("watching the proxy's socket: {e}"));
+            }
         }
         let port = proxy.port();
         if proxy.on_ipv6() {
@@ -1984,35 +1604,97 @@ impl Daemon {
         Ok(port)
     }
 
-    fn proxy_event(&mut self, token: Token, hup: bool) {
-        let Some(proxy) = self.proxy.as_mut() else {
-            return;
-        };
-        let mut notes = Vec::new();
-        proxy.ready(self.poll.registry(), token, hup, &self.procs, &mut |n| {
-            notes.push(n.to_string())
-        });
-        for n in notes {
-            self.note(&n);
+    fn proxy_event(&mut self, token: usize, hup: bool) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.ready(token, hup, &self.procs);
+            self.apply_proxy();
         }
     }
 
-    fn fire_proxy(&mut self) {
-        let Some(proxy) = self.proxy.as_mut() else {
-            return;
-        };
-        if proxy.next_deadline().is_none_or(|at| at > Instant::now()) {
-            return;
+    /// A proxy connection that stopped with work left (`Step::Again`) goes on.
+    fn proxy_again(&mut self, token: usize) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.again(crate::proxy::conn_of(token), &self.procs);
+            self.apply_proxy();
         }
-        let mut notes = Vec::new();
-        proxy.fire(
-            self.poll.registry(),
-            Instant::now(),
-            &self.procs,
-            &mut |n| notes.push(n.to_string()),
-        );
-        for n in notes {
-            self.note(&n);
+    }
+
+    fn proxy_deadline(&mut self, conn: crate::proxy::ConnId, generation: u64) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.deadline(conn, generation, &self.procs);
+            self.apply_proxy();
+        }
+    }
+
+    fn proxy_accept(&mut self) {
+        if let Some(proxy) = self.proxy.as_mut() {
+            proxy.accept_again();
+            self.apply_proxy();
+        }
+    }
+
+    /// Carry out what the proxy asked for, right after the call that asked
+    /// (the descriptors in its steps are open until it is called again).
+    fn apply_proxy(&mut self) {
+        use crate::proxy::Step;
+        loop {
+            let Some(proxy) = self.proxy.as_mut() else {
+                return;
+            };
+            let mut steps = proxy.take_steps();
+            if steps.is_empty() {
+                proxy.give_back(steps);
+                return;
+            }
+            let mut lost = Vec::new();
+            for step in steps.drain(..) {
+                match step {
+                    Step::Interest {
+                        token,
+                        fd,
+                        writable,
+                        add,
+                    } => {
+                        let interest = if writable {
+                            Interest::READABLE | Interest::WRITABLE
+                        } else {
+                            Interest::READABLE
+                        };
+                        let mut source = mio::unix::SourceFd(&fd);
+                        let registry = self.poll.registry();
+                        let watched = if add {
+                            registry.register(&mut source, Token(token), interest)
+                        } else {
+                            registry.reregister(&mut source, Token(token), interest)
+                        };
+                        if watched.is_err() {
+                            lost.push(token);
+                        }
+                    }
+                    Step::WaitUntil {
+                        conn,
+                        generation,
+                        at,
+                    } => self.timers.arm(at, Timer::Proxy { conn, generation }),
+                    Step::AcceptAt(at) => self.timers.arm(at, Timer::ProxyAccept),
+                    Step::Again(conn) => self
+                        .retry
+                        .push(Token(crate::proxy::token(conn, crate::proxy::Side::Client))),
+                    Step::Note(line) => self.note(&line),
+                }
+            }
+            let Some(proxy) = self.proxy.as_mut() else {
+                return;
+            };
+            proxy.give_back(steps);
+            if lost.is_empty() {
+                return;
+            }
+            // A socket that cannot be watched: its connection gives up (and
+            // asks for more, carried out on the next round).
+            for token in lost {
+                proxy.unwatchable(token, &self.procs);
+            }
         }
     }
 
@@ -2135,17 +1817,13 @@ impl Daemon {
     // ---- persistence ----
 
     fn save_state(&mut self) {
-        let actions = self.persist.save(&self.procs, self.sid);
+        let actions = self.persist.save(&self.procs, self.sup.sid());
         self.apply(actions);
     }
 
     /// Last resort on a fatal loop error: leave nothing running.
     fn kill_everything(&mut self) {
-        for p in self.procs.iter() {
-            if p.state.is_alive() || signals::group_alive(p.pgid, self.sid) {
-                signals::kill_group(p.pgid, libc::SIGKILL);
-            }
-        }
+        self.sup.kill_everything(&self.procs);
     }
 }
 

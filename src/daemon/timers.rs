@@ -33,6 +33,13 @@ pub enum Timer {
     UpDeadline { run: u64 },
     /// Start the next processes of an `up` run that had more than one turn's worth.
     UpContinue { run: u64 },
+    /// A proxy connection's deadline (if it is still the one armed, by generation).
+    Proxy {
+        conn: crate::proxy::ConnId,
+        generation: u64,
+    },
+    /// The proxy may accept again after a pause.
+    ProxyAccept,
 }
 
 #[derive(Default)]

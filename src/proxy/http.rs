@@ -145,64 +145,23 @@ pub fn parse_request(buf: &[u8], peer: IpAddr, out: &mut Vec<u8>) -> Parsed<Requ
         return Parsed::Invalid(reject(400, why));
     }
     let info = HeadInfo::scan(headers);
-    let host = match info.host {
-        _ if info.host_count > 1 => return Parsed::Invalid(reject(400, "repeated Host header")),
-        None => return Parsed::Invalid(reject(400, "missing Host header")),
-        Some(b"") => return Parsed::Invalid(reject(400, "empty Host header")),
-        Some(value) => match std::str::from_utf8(value) {
-            Ok(host) => host,
-            Err(_) => return Parsed::Invalid(reject(400, "Host header is not UTF-8")),
-        },
+    let host = match request_host(&info) {
+        Ok(host) => host,
+        Err(reject) => return Parsed::Invalid(reject),
     };
-    let framing = match info.body() {
-        Err(why) => return Parsed::Invalid(reject(400, why)),
-        Ok(_) if info.te_count > 0 && minor == 0 => {
-            return Parsed::Invalid(reject(400, "Transfer-Encoding in an HTTP/1.0 request"));
-        }
-        Ok(Body::None) => Framing::Empty,
-        Ok(Body::Length(n)) => Framing::Length(n),
-        Ok(Body::Chunked) if info.te_codings == 1 => Framing::Chunked,
-        Ok(Body::Chunked | Body::NotChunked) => {
-            return Parsed::Invalid(reject(501, TE_UNSUPPORTED));
-        }
+    let framing = match request_framing(&info, minor) {
+        Ok(framing) => framing,
+        Err(reject) => return Parsed::Invalid(reject),
     };
     let upgrade = minor == 1 && info.conn_upgrade && info.upgrade_header;
-
-    out.clear();
-    out.extend_from_slice(first_line(head, head.len()));
-    out.extend_from_slice(b"\r\n");
-    for h in headers {
-        if info.is_dropped(h.name, headers, upgrade)
-            || is_forwarded(h.name)
-            || h.name.eq_ignore_ascii_case("transfer-encoding")
-        {
-            continue;
-        }
-        push_header(out, h.name.as_bytes(), h.value);
-    }
-    if framing == Framing::Chunked {
-        // Only the framing we track goes on, spelled one way.
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-    }
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("x-forwarded-for")
-            && !h.value.is_empty()
-            && !info.is_dropped(h.name, headers, upgrade)
-        {
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b", ");
-        }
-    }
-    push_peer(out, peer);
-    out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
-    out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
-    out.extend_from_slice(if upgrade {
-        b"Connection: upgrade\r\n\r\n"
-    } else {
-        b"Connection: keep-alive\r\n\r\n"
-    });
+    let forward = Forward {
+        head,
+        headers,
+        info: &info,
+        upgrade,
+        framing,
+    };
+    forward.write(peer, host, out);
 
     Parsed::Complete(Request {
         head_len,
@@ -214,6 +173,83 @@ pub fn parse_request(buf: &[u8], peer: IpAddr, out: &mut Vec<u8>) -> Parsed<Requ
         expect_continue: minor == 1 && info.expect_continue,
         is_head: method == "HEAD",
     })
+}
+
+/// The Host of a request: exactly one, not empty, UTF-8.
+fn request_host<'b>(info: &HeadInfo<'b>) -> Result<&'b str, Reject> {
+    match info.host {
+        _ if info.host_count > 1 => Err(reject(400, "repeated Host header")),
+        None => Err(reject(400, "missing Host header")),
+        Some(b"") => Err(reject(400, "empty Host header")),
+        Some(value) => {
+            std::str::from_utf8(value).map_err(|_| reject(400, "Host header is not UTF-8"))
+        }
+    }
+}
+
+/// How a request's body is delimited, or why it cannot be relayed.
+fn request_framing(info: &HeadInfo, minor: u8) -> Result<Framing, Reject> {
+    match info.body() {
+        Err(why) => Err(reject(400, why)),
+        Ok(_) if info.te_count > 0 && minor == 0 => {
+            Err(reject(400, "Transfer-Encoding in an HTTP/1.0 request"))
+        }
+        Ok(Body::None) => Ok(Framing::Empty),
+        Ok(Body::Length(n)) => Ok(Framing::Length(n)),
+        Ok(Body::Chunked) if info.te_codings == 1 => Ok(Framing::Chunked),
+        Ok(Body::Chunked | Body::NotChunked) => Err(reject(501, TE_UNSUPPORTED)),
+    }
+}
+
+/// A parsed request head, to be written for the backend.
+struct Forward<'h, 'b> {
+    head: &'h [u8],
+    headers: &'h [httparse::Header<'b>],
+    info: &'h HeadInfo<'b>,
+    upgrade: bool,
+    framing: Framing,
+}
+
+impl Forward<'_, '_> {
+    /// The head as the backend gets it (see `parse_request`).
+    fn write(&self, peer: IpAddr, host: &str, out: &mut Vec<u8>) {
+        let (headers, info, upgrade) = (self.headers, self.info, self.upgrade);
+        out.clear();
+        out.extend_from_slice(first_line(self.head, self.head.len()));
+        out.extend_from_slice(b"\r\n");
+        for h in headers {
+            if info.is_dropped(h.name, headers, upgrade)
+                || is_forwarded(h.name)
+                || h.name.eq_ignore_ascii_case("transfer-encoding")
+            {
+                continue;
+            }
+            push_header(out, h.name.as_bytes(), h.value);
+        }
+        if self.framing == Framing::Chunked {
+            // Only the framing we track goes on, spelled one way.
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        for h in headers {
+            if h.name.eq_ignore_ascii_case("x-forwarded-for")
+                && !h.value.is_empty()
+                && !info.is_dropped(h.name, headers, upgrade)
+            {
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b", ");
+            }
+        }
+        push_peer(out, peer);
+        out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+        out.extend_from_slice(if upgrade {
+            b"Connection: upgrade\r\n\r\n"
+        } else {
+            b"Connection: keep-alive\r\n\r\n"
+        });
+    }
 }
 
 /// Parse the response head at the start of `buf`, the answer to a request that

@@ -1,21 +1,24 @@
 //! The reverse proxy: `http://NAME.localhost:PORT` to the process named NAME.
 //!
-//! It runs on the daemon's loop. The daemon hands it readiness events for the
-//! tokens it owns (`owns`), asks it for its next deadline, and describes the
-//! processes through `Backends`; the proxy knows nothing else about them.
-//! `conn.rs` is one client connection's state machine, `http.rs` the protocol.
+//! It runs on the daemon's loop but never touches it: the loop hands it the
+//! readiness events of the tokens it owns (`owns`), the timers it asked for and
+//! the retries, and describes the processes through `Backends`; the proxy
+//! answers with `Step`s (watch this socket, wake me then, run me again) that
+//! the loop carries out. `conn.rs` is one client connection's state machine,
+//! `pool.rs` the idle backend connections, `http.rs` the protocol.
 
 pub mod conn;
 pub mod http;
+pub mod pool;
+pub mod socket;
 
-use conn::{Conn, Env, Pool, Wake};
-use mio::net::TcpListener;
-use mio::{Interest, Registry, Token};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use conn::{Conn, Env, Limits};
+use mio::net::{TcpListener, TcpStream};
+use pool::Pool;
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// Where the proxy listens unless the config names a port.
@@ -24,9 +27,9 @@ pub const PORTS: std::ops::RangeInclusive<u16> = 9090..=9190;
 pub const BACKEND_PORTS: std::ops::RangeInclusive<u16> = 4000..=4999;
 /// Proxy tokens start here, far above the daemon's own.
 pub const TOKEN_BASE: usize = 1 << 40;
-const LISTENER: Token = Token(TOKEN_BASE);
+const LISTENER: usize = TOKEN_BASE;
 /// The [::1] listener. Connection ids start at 1, so no connection has it.
-const LISTENER6: Token = Token(TOKEN_BASE + 1);
+const LISTENER6: usize = TOKEN_BASE + 1;
 /// Pause before accepting again when out of descriptors, doubled up to a second.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -34,8 +37,69 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 const MAX_CONNS: usize = 16 * 1024;
 /// The size asked for the splice pipe: a 256 KiB body in one pair of calls.
 const SPLICE_PIPE: usize = 256 * 1024;
-/// Shortens the request head and body timeouts, for tests only.
+/// Shorten the request head and body timeout, and the wait for a backend
+/// that is starting, for tests only (milliseconds).
 const TEST_TIMEOUT_VAR: &str = "AGENT_PROCS_TEST_HEAD_TIMEOUT_MS";
+const TEST_HOLD_VAR: &str = "AGENT_PROCS_TEST_BACKEND_WAIT_MS";
+
+/// A client connection of the proxy. Never reused, so a late event or timer
+/// for a closed connection finds nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// The two sockets of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+/// The token of one side of a connection.
+pub fn token(id: ConnId, side: Side) -> usize {
+    TOKEN_BASE + ((id.0 as usize) << 1) + usize::from(side == Side::Backend)
+}
+
+/// The connection a token of ours belongs to.
+pub fn conn_of(token: usize) -> ConnId {
+    split_token(token).0
+}
+
+fn split_token(token: usize) -> (ConnId, Side) {
+    let n = token.saturating_sub(TOKEN_BASE);
+    let side = if n & 1 == 1 {
+        Side::Backend
+    } else {
+        Side::Client
+    };
+    (ConnId((n >> 1) as u64), side)
+}
+
+/// What the proxy asks of the loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Watch socket `fd` under `token`, readable and, if `writable`, writable;
+    /// `add` it to the poll set, or else change what it is watched for. The
+    /// socket is open until the proxy is next called (closing one ends its
+    /// registration: there is no step for that).
+    Interest {
+        token: usize,
+        fd: RawFd,
+        writable: bool,
+        add: bool,
+    },
+    /// Call `deadline(conn, generation)` at `at`.
+    WaitUntil {
+        conn: ConnId,
+        generation: u64,
+        at: Instant,
+    },
+    /// Call `accept_again` at this time (accepting is paused).
+    AcceptAt(Instant),
+    /// The connection stopped with work left: call `again` on the next turn.
+    Again(ConnId),
+    /// A line for daemon.log.
+    Note(String),
+}
 
 /// What the proxy may know of a process.
 pub enum Lookup {
@@ -65,12 +129,10 @@ pub struct Proxy {
     /// the requests (cookies included) meant for us.
     listener6: Option<TcpListener>,
     port: u16,
-    conns: HashMap<u64, Conn>,
+    conns: HashMap<ConnId, Conn<TcpStream>>,
     next_id: u64,
-    /// (deadline, connection). A connection's `deadline()` is the truth and
-    /// `armed` says which entry counts, so a deadline that moves later costs no
-    /// push: the entry fires, finds it moved, and re-arms once.
-    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Counts timers asked for; a connection's `armed` says which one counts.
+    generation: u64,
     /// Accepting is paused until then (out of descriptors, or at the cap).
     accept_paused: Option<Instant>,
     backoff: Duration,
@@ -78,16 +140,24 @@ pub struct Proxy {
     notes: crate::ratelimit::NoteLimit,
     /// One read buffer for every connection: an idle connection owns no buffer.
     scratch: Vec<u8>,
-    /// Connections that stopped with work left; they run again next turn.
-    again: Vec<u64>,
-    pool: Pool,
-    /// Response bodies pass through it (`conn::Conn::splice_body`); None if it
-    /// could not be made (then they are copied).
+    pool: Pool<TcpStream>,
+    /// Response bodies pass through it (`conn::relay`); None if it could not
+    /// be made (then they are copied).
     pipe: Option<crate::sys::SplicePipe>,
     /// Descriptors the proxy may hold: client, backend and pooled sockets.
     fd_budget: usize,
-    /// Request head and body timeout (`conn::REQUEST_TIMEOUT` but in tests).
-    timeout: Duration,
+    limits: Limits,
+    /// What the loop must do, in order; it takes them after each call.
+    steps: Vec<Step>,
+}
+
+/// A test timeout from the environment, if set (milliseconds, more than 0).
+fn test_timeout(var: &str) -> Option<Duration> {
+    std::env::var(var)
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
 }
 
 impl Proxy {
@@ -108,29 +178,29 @@ impl Proxy {
             port,
             conns: HashMap::new(),
             next_id: 0,
-            deadlines: BinaryHeap::new(),
+            generation: 0,
             accept_paused: None,
             backoff: ACCEPT_BACKOFF,
             notes: crate::ratelimit::NoteLimit::default(),
             scratch: vec![0; 256 * 1024],
-            again: Vec::new(),
             pool: Pool::default(),
             pipe: crate::sys::SplicePipe::new(SPLICE_PIPE).ok(),
             fd_budget: fd_budget(crate::sys::fd_limit()),
-            timeout: std::env::var(TEST_TIMEOUT_VAR)
-                .ok()
-                .and_then(|ms| ms.parse::<u64>().ok())
-                .filter(|&ms| ms > 0)
-                .map_or(conn::REQUEST_TIMEOUT, Duration::from_millis),
+            limits: Limits {
+                request: test_timeout(TEST_TIMEOUT_VAR).unwrap_or(conn::REQUEST_TIMEOUT),
+                hold: test_timeout(TEST_HOLD_VAR).unwrap_or(conn::BACKEND_WAIT),
+            },
+            steps: Vec::new(),
         })
     }
 
-    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
-        registry.register(&mut self.listener, LISTENER, Interest::READABLE)?;
-        if let Some(l) = self.listener6.as_mut() {
-            registry.register(l, LISTENER6, Interest::READABLE)?;
+    /// The listening sockets to watch for readability: (token, descriptor).
+    pub fn listeners(&self) -> Vec<(usize, RawFd)> {
+        let mut all = vec![(LISTENER, self.listener.as_raw_fd())];
+        if let Some(l) = self.listener6.as_ref() {
+            all.push((LISTENER6, l.as_raw_fd()));
         }
-        Ok(())
+        all
     }
 
     /// Whether the proxy also listens on [::1] (IPv6 is up on this host).
@@ -142,36 +212,42 @@ impl Proxy {
         self.port
     }
 
-    pub fn owns(token: Token) -> bool {
-        token.0 >= TOKEN_BASE
+    pub fn owns(token: usize) -> bool {
+        token >= TOKEN_BASE
     }
 
-    /// A readiness event on one of our tokens.
-    pub fn ready(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        hup: bool,
-        backends: &dyn Backends,
-        note: &mut dyn FnMut(&str),
-    ) {
+    /// The steps of the last calls, for the loop to carry out; it hands the
+    /// emptied vector back (`give_back`), so a turn allocates nothing.
+    pub fn take_steps(&mut self) -> Vec<Step> {
+        std::mem::take(&mut self.steps)
+    }
+
+    pub fn give_back(&mut self, mut steps: Vec<Step>) {
+        steps.clear();
+        if self.steps.is_empty() {
+            self.steps = steps;
+        }
+    }
+
+    /// A readiness event on one of our tokens (`hup`: the peer closed, or an error).
+    pub fn ready(&mut self, token: usize, hup: bool, backends: &dyn Backends) {
         if token == LISTENER || token == LISTENER6 {
             // Only the listener that fired: the other one's accept would just
             // say EAGAIN, a system call per connection for nothing.
             if self.accept_paused.is_none() {
-                self.accept_from(token == LISTENER6, registry, note);
+                self.accept_from(token == LISTENER6);
             }
             return;
         }
-        let (mut id, backend_side) = conn::split_token(token);
-        if backend_side && !self.conns.contains_key(&id) {
+        let (mut id, side) = split_token(token);
+        if side == Side::Backend && !self.conns.contains_key(&id) {
             // A connection from the pool keeps its token: whoever holds it now.
             match self.pool.holder(id) {
                 Some(holder)
                     if self
                         .conns
                         .get(&holder)
-                        .is_some_and(|c| c.backend_token() == Some(token)) =>
+                        .is_some_and(|c| c.backend_token() == Some(id)) =>
                 {
                     id = holder;
                 }
@@ -187,104 +263,103 @@ impl Proxy {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        conn.wake(if backend_side {
-            Wake::Backend { hup }
+        conn.ready(side, hup);
+        self.drive(id, backends);
+    }
+
+    /// The socket of `token` could not be watched (`Step::Interest` failed).
+    pub fn unwatchable(&mut self, token: usize, backends: &dyn Backends) {
+        let (mut id, side) = split_token(token);
+        if side == Side::Backend
+            && let Some(holder) = self.pool.holder(id)
+        {
+            id = holder;
+        }
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.unwatchable(side);
+            self.drive(id, backends);
+        }
+    }
+
+    /// A connection that stopped with work left (`Step::Again`) runs on.
+    pub fn again(&mut self, conn: ConnId, backends: &dyn Backends) {
+        self.drive(conn, backends);
+    }
+
+    /// A timer of `Step::WaitUntil` is due.
+    pub fn deadline(&mut self, id: ConnId, generation: u64, backends: &dyn Backends) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.armed.is_none_or(|(_, g)| g != generation) {
+            return; // superseded by an earlier one
+        }
+        conn.armed = None;
+        if conn.deadline().is_some_and(|due| due <= Instant::now()) {
+            conn.deadline_passed();
+            self.drive(id, backends);
         } else {
-            Wake::Client { hup }
-        });
-        self.drive(registry, id, backends);
-    }
-
-    /// When the loop must wake up for us next.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.again.is_empty() {
-            return Some(Instant::now());
-        }
-        let conn = self.deadlines.peek().map(|Reverse((at, _))| *at);
-        match (conn, self.accept_paused) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+            self.arm(id);
         }
     }
 
-    /// Fire what is due: connection deadlines and a paused listener.
-    pub fn fire(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-        backends: &dyn Backends,
-        note: &mut dyn FnMut(&str),
-    ) {
-        if self.accept_paused.is_some_and(|at| at <= now) {
+    /// The pause of `Step::AcceptAt` may be over: accept what waited.
+    pub fn accept_again(&mut self) {
+        if self.accept_paused.is_some_and(|at| at <= Instant::now()) {
             self.accept_paused = None;
-            self.accept(registry, note);
-        }
-        for id in std::mem::take(&mut self.again) {
-            self.drive(registry, id, backends);
-        }
-        while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
-            let Some(conn) = self.conns.get_mut(&id) else {
-                continue;
-            };
-            if conn.armed != Some(at) {
-                continue; // superseded by an earlier entry
-            }
-            conn.armed = None;
-            if conn.deadline().is_some_and(|due| due <= now) {
-                conn.wake(Wake::Deadline);
-                self.drive(registry, id, backends);
-            } else {
-                self.arm(id);
+            // Both listeners: their edges were spent while the pause lasted.
+            self.accept_from(false);
+            if self.listener6.is_some() && self.accept_paused.is_none() {
+                self.accept_from(true);
             }
         }
     }
 
-    /// Make sure the heap holds an entry no later than the connection's deadline.
-    fn arm(&mut self, id: u64) {
+    /// Make sure a timer no later than the connection's deadline is asked for.
+    /// A deadline that moves later costs nothing: the timer fires, finds it
+    /// moved, and asks again once.
+    fn arm(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         if let Some(due) = conn.deadline()
-            && conn.armed.is_none_or(|at| due < at)
+            && conn.armed.is_none_or(|(at, _)| due < at)
         {
-            conn.armed = Some(due);
-            self.deadlines.push(Reverse((due, id)));
+            self.generation += 1;
+            conn.armed = Some((due, self.generation));
+            self.steps.push(Step::WaitUntil {
+                conn: id,
+                generation: self.generation,
+                at: due,
+            });
         }
     }
 
-    /// Accept what waits on both listeners, unless paused (after a pause, whose
-    /// edges were spent while it lasted).
-    fn accept(&mut self, registry: &Registry, note: &mut dyn FnMut(&str)) {
-        if self.accept_paused.is_some() {
-            return;
-        }
-        self.accept_from(false, registry, note);
-        if self.listener6.is_some() && self.accept_paused.is_none() {
-            self.accept_from(true, registry, note);
+    fn pause_accepting(&mut self, until: Instant) {
+        self.accept_paused = Some(until);
+        self.steps.push(Step::AcceptAt(until));
+    }
+
+    fn note(&mut self, cause: &'static str, msg: impl FnOnce() -> String) {
+        if let Some(held) = self.notes.allow(cause, Instant::now()) {
+            let line = crate::ratelimit::with_held(&msg(), held);
+            self.steps.push(Step::Note(line));
         }
     }
 
-    fn accept_from(&mut self, v6: bool, registry: &Registry, note: &mut dyn FnMut(&str)) {
+    fn accept_from(&mut self, v6: bool) {
         loop {
             if !self.room_for_one() {
                 // A closing connection resumes accepting; the backlog waits.
-                if let Some(held) = self.notes.allow("cap", Instant::now()) {
-                    note(&crate::ratelimit::with_held(
-                        &format!(
-                            "proxy: {} connections hold the {} descriptors the proxy may use \
-                             (of the daemon's {}); new ones wait until some close",
-                            self.conns.len(),
-                            self.fd_budget,
-                            crate::sys::fd_limit().map_or("unlimited".into(), |l| l.to_string()),
-                        ),
-                        held,
-                    ));
-                }
-                self.accept_paused = Some(Instant::now() + ACCEPT_BACKOFF_MAX);
+                let (open, budget) = (self.conns.len(), self.fd_budget);
+                self.note("cap", || {
+                    format!(
+                        "proxy: {open} connections hold the {budget} descriptors the proxy may \
+                         use (of the daemon's {}); new ones wait until some close",
+                        crate::sys::fd_limit().map_or("unlimited".into(), |l| l.to_string()),
+                    )
+                });
+                self.pause_accepting(Instant::now() + ACCEPT_BACKOFF_MAX);
                 return;
             }
             let listener = match (v6, self.listener6.as_ref()) {
@@ -296,34 +371,23 @@ impl Proxy {
                 Ok((stream, peer)) => {
                     self.backoff = ACCEPT_BACKOFF;
                     self.next_id += 1;
-                    let id = self.next_id;
-                    match Conn::new(id, stream, peer.ip(), self.timeout, registry) {
-                        Ok(conn) => {
-                            self.conns.insert(id, conn);
-                            self.arm(id);
-                        }
-                        Err(_) => continue, // the peer left already
-                    }
+                    let id = ConnId(self.next_id);
+                    let mut conn = Conn::new(id, stream, peer.ip(), self.limits);
+                    conn.sync(&mut self.steps);
+                    self.conns.insert(id, conn);
+                    self.arm(id);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) =>
-                {
-                    if let Some(held) = self.notes.allow("accept", Instant::now()) {
-                        note(&crate::ratelimit::with_held(
-                            &format!(
-                                "proxy: out of descriptors ({}); pausing accepts, {} connections open",
-                                crate::error::describe_io(&e),
-                                self.conns.len()
-                            ),
-                            held,
-                        ));
-                    }
-                    self.accept_paused = Some(Instant::now() + self.backoff);
+                Err(e) if crate::sys::out_of_descriptors(&e) || is_out_of_memory(&e) => {
+                    let open = self.conns.len();
+                    self.note("accept", || {
+                        format!(
+                            "proxy: out of descriptors ({}); pausing accepts, {open} connections open",
+                            crate::error::describe_io(&e),
+                        )
+                    });
+                    self.pause_accepting(Instant::now() + self.backoff);
                     self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     return;
                 }
@@ -348,7 +412,7 @@ impl Proxy {
     }
 
     /// Let a connection make all the progress it can, then retire it if done.
-    fn drive(&mut self, registry: &Registry, id: u64, backends: &dyn Backends) {
+    fn drive(&mut self, id: ConnId, backends: &dyn Backends) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -358,34 +422,40 @@ impl Proxy {
             proxy_port: self.port,
             pipe: &mut self.pipe,
         };
-        if conn.run(registry, &mut env, &mut self.scratch) {
-            self.again.push(id);
+        if conn.run(&mut env, &mut self.scratch) {
+            self.steps.push(Step::Again(id));
         }
         for lent in conn.take_released() {
             self.pool.returned(lent);
         }
-        if conn.finished() {
-            if let Some(mut conn) = self.conns.remove(&id) {
-                let kept = conn.close();
-                for lent in conn.take_released() {
-                    self.pool.returned(lent);
-                }
-                if let Some((token, port, stream)) = kept {
-                    // Still registered under its token, which now finds the
-                    // pool. A full pool closes it (closing deregisters).
-                    let (token_id, _) = conn::split_token(token);
-                    self.pool.returned(token_id);
-                    self.pool.put(token_id, port, stream);
-                }
-            }
-            // Room again: accept what waited in the backlog.
-            if self.accept_paused.is_some() && self.room_for_one() {
-                self.accept_paused = Some(Instant::now());
-            }
+        if !conn.finished() {
+            conn.sync(&mut self.steps);
+            self.arm(id);
             return;
         }
-        self.arm(id);
+        if let Some(mut conn) = self.conns.remove(&id) {
+            let kept = conn.close();
+            for lent in conn.take_released() {
+                self.pool.returned(lent);
+            }
+            if let Some((token_id, port, stream)) = kept {
+                // Still registered under its token, which now finds the
+                // pool. A full pool closes it (closing deregisters).
+                self.pool.returned(token_id);
+                self.pool.put(token_id, port, stream);
+            }
+        }
+        // Room again: accept what waited in the backlog.
+        if self.accept_paused.is_some() && self.room_for_one() {
+            self.pause_accepting(Instant::now());
+        }
     }
+}
+
+/// ENOBUFS and ENOMEM from accept: the kernel is short of memory for sockets,
+/// which, like running out of descriptors, passes.
+fn is_out_of_memory(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM))
 }
 
 /// Of `limit` descriptors, those the proxy may use: the rest of the daemon keeps

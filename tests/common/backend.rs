@@ -29,6 +29,35 @@ pub fn run_proxied(sb: &Sandbox, name: &str, command: &str, port: Option<u16>) -
     (out, proxy)
 }
 
+/// `run_proxied` with more environment for the daemon it may start, which
+/// reads the test knobs (`HOLD_VAR`, `HEAD_TIMEOUT_VAR`) when its proxy starts.
+pub fn run_proxied_env(
+    sb: &Sandbox,
+    name: &str,
+    command: &str,
+    port: Option<u16>,
+    env: &[(&str, &str)],
+) -> (Out, u16) {
+    let port = port.map(|p| p.to_string());
+    let mut args = vec!["run", command, "--name", name];
+    if let Some(p) = &port {
+        args.extend(["--port", p]);
+    }
+    args.push("--proxy");
+    let mut cmd = sb.command(&args);
+    cmd.envs(env.iter().copied());
+    let out = run_bounded(cmd, CALL_LIMIT);
+    if out.code != 0 {
+        panic!("{}", sb.report(&args, &out, "expected exit 0"));
+    }
+    let proxy = proxied_port(sb, &args, &out);
+    (out, proxy)
+}
+
+/// The daemon's test knob for how long the proxy holds a request for a
+/// process that is starting (5 s otherwise).
+pub const HOLD_VAR: &str = "AGENT_PROCS_TEST_BACKEND_WAIT_MS";
+
 /// The proxy port a `run --proxy` (or `up`) printed; panics with the call's report.
 pub fn proxied_port(sb: &Sandbox, args: &[&str], out: &Out) -> u16 {
     let both = format!("{}{}", out.stdout, out.stderr);
