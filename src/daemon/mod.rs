@@ -702,12 +702,9 @@ impl Daemon {
         let proxy_port = self.proxy.as_ref().map(|p| p.port());
         let mut processes = match &target {
             None => self.procs.status(Instant::now(), proxy_port),
-            Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
+            Some(t) => match self.find_for(client, t).and_then(|id| self.procs.get(id)) {
                 Some(p) => vec![p.info(Instant::now(), proxy_port)],
-                None => {
-                    let response = self.not_found(t);
-                    return self.reply(client, &response);
-                }
+                None => return,
             },
         };
         for row in &mut processes {
@@ -737,14 +734,18 @@ impl Daemon {
         self.apply(actions);
     }
 
-    fn not_found(&self, target: &str) -> Response {
-        let names = self.procs.names();
-        let known = if names.is_empty() {
-            format!("session '{}' has no processes", self.paths.session)
-        } else {
-            format!("session '{}' has: {}", self.paths.session, names.join(", "))
-        };
-        Response::not_found(format!("process not found: {target} ({known})"))
+    /// The process `target` names; None after telling the client which there are.
+    fn find_for(&mut self, client: ClientId, target: &str) -> Option<ProcId> {
+        let found = self.procs.find(target);
+        if found.is_none() {
+            self.not_found(client, target);
+        }
+        found
+    }
+
+    fn not_found(&mut self, client: ClientId, target: &str) {
+        let response = control::not_found(&self.paths.session, &self.procs.names(), target);
+        self.reply(client, &response);
     }
 
     fn run_process(&mut self, request: Request) -> Response {
@@ -1012,10 +1013,7 @@ impl Daemon {
     fn stop_request(&mut self, client: ClientId, target: &str, timeout_ms: Option<u64>) {
         match (self.sup).stop_request(&mut self.procs, client, target, timeout_ms) {
             Some(actions) => self.apply(actions),
-            None => {
-                let response = self.not_found(target);
-                self.reply(client, &response);
-            }
+            None => self.not_found(client, target),
         }
     }
 
@@ -1046,10 +1044,7 @@ impl Daemon {
         }
         match self.sup.restart_request(&mut self.procs, client, target) {
             Some(actions) => self.apply(actions),
-            None => {
-                let response = self.not_found(target);
-                self.reply(client, &response);
-            }
+            None => self.not_found(client, target),
         }
     }
 
@@ -1074,9 +1069,11 @@ impl Daemon {
         exit: bool,
         timeout: Duration,
     ) {
-        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
-            let response = self.not_found(target);
-            return self.reply(client, &response);
+        let Some(p) = self
+            .find_for(client, target)
+            .and_then(|id| self.procs.get(id))
+        else {
+            return;
         };
         let ask = waits::Ask {
             until,
@@ -1110,9 +1107,11 @@ impl Daemon {
         probe: crate::probe::Target,
         timeout: Duration,
     ) {
-        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
-            let response = self.not_found(target);
-            return self.reply(client, &response);
+        let Some(p) = self
+            .find_for(client, target)
+            .and_then(|id| self.procs.get(id))
+        else {
+            return;
         };
         let (id, subject) = (p.id, waits::Subject::of(p));
         let now = Instant::now();
@@ -1134,12 +1133,9 @@ impl Daemon {
             return;
         };
         let target = match target.as_deref() {
-            Some(t) if !all => match self.procs.find(t) {
+            Some(t) if !all => match self.find_for(client, t) {
                 Some(id) => Some(id),
-                None => {
-                    let response = self.not_found(t);
-                    return self.reply(client, &response);
-                }
+                None => return,
             },
             _ => None,
         };
