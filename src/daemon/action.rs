@@ -122,6 +122,12 @@ pub enum Action {
         seq: u64,
     },
     // ---- waits ----
+    /// Probe `target` for wait `wait` (its process is `proc`), first try now.
+    WaitProbe {
+        wait: WaitId,
+        proc: ProcId,
+        target: crate::probe::Target,
+    },
     // ---- up ----
     /// Start the next entries of an `up` run (`Ups::advance`).
     UpAdvance { run: u64 },

@@ -370,11 +370,12 @@ impl Daemon {
                     self.apply_follow(a)
                 }
                 // ---- events ----
-                Action::SendEvent { to, event, seq } => {
-                    let broken = self.clients.send_event(&to, &event, seq);
-                    self.retry.extend(broken.into_iter().map(|c| Token(c.0)));
-                }
+                Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
+                Action::WaitProbe { wait, proc, target } => {
+                    let probe = self.probes.add(readiness::Owner::Wait(wait), proc, target);
+                    self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
+                }
                 // ---- up ----
                 a @ (Action::UpAdvance { .. }
                 | Action::UpSpawn { .. }
@@ -611,6 +612,13 @@ impl Daemon {
 
     fn set_busy(&mut self, id: ClientId) {
         self.clients.set_busy(id, true);
+    }
+
+    /// Write event `seq` to its subscribers; a broken one is closed by a retry
+    /// on a later turn, not in the middle of this.
+    fn send_event(&mut self, to: &[ClientId], event: &Response, seq: u64) {
+        let broken = self.clients.send_event(to, event, seq);
+        self.retry.extend(broken.into_iter().map(|c| Token(c.0)));
     }
 
     /// Deregister a client's stream and tell every component that knew it.
@@ -1113,19 +1121,9 @@ impl Daemon {
         else {
             return;
         };
-        let (id, subject) = (p.id, waits::Subject::of(p));
-        let now = Instant::now();
-        match self
-            .waits
-            .probe(client, &subject, probe.describe(), timeout, now)
-        {
-            Err(actions) => self.apply(actions),
-            Ok((wait, actions)) => {
-                self.apply(actions);
-                let probe = self.probes.add(readiness::Owner::Wait(wait), id, probe);
-                self.timers.arm(now, Timer::ProbeTry { probe });
-            }
-        }
+        let subject = waits::Subject::of(p);
+        let actions = (self.waits).probe(client, &subject, probe, timeout, Instant::now());
+        self.apply(actions);
     }
 
     fn follow_request(&mut self, client: ClientId, request: Request) {

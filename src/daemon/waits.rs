@@ -119,17 +119,17 @@ impl Waits {
         actions
     }
 
-    /// `wait --port/--http`: kept until the probe (which the loop starts for the
-    /// returned wait) succeeds, the process exits, or the deadline. `Err`: the
-    /// answer now, the process is not running.
+    /// `wait --port/--http`: kept until the probe (which the loop starts on
+    /// `WaitProbe`) succeeds, the process exits, or the deadline; answered at
+    /// once when the process is not running.
     pub fn probe(
         &mut self,
         client: ClientId,
         p: &Subject,
-        describe: String,
+        target: crate::probe::Target,
         timeout: Duration,
         now: Instant,
-    ) -> Result<(WaitId, Vec<Action>), Vec<Action>> {
+    ) -> Vec<Action> {
         if !matches!(p.state, State::Running { .. }) {
             let why = match (p.state, &p.outcome) {
                 (State::Exited { .. }, Some(outcome)) => format!("it exited ({outcome})"),
@@ -138,27 +138,29 @@ impl Waits {
                 _ => "it is stopping".to_string(),
             };
             let response = Response::error(format!("{} is not running: {why}", p.name));
-            return Err(vec![Action::Reply { client, response }]);
+            return vec![Action::Reply { client, response }];
         }
         let wait = self.table.add(Wait {
             client,
             proc: p.id,
             pattern: None,
-            pattern_text: describe,
+            pattern_text: target.describe(),
             exit: false,
             probe: true,
         });
         let at = now + timeout;
-        Ok((
-            wait,
-            vec![
-                Action::Busy { client },
-                Action::Arm {
-                    at,
-                    timer: Timer::WaitDeadline { wait },
-                },
-            ],
-        ))
+        vec![
+            Action::Busy { client },
+            Action::Arm {
+                at,
+                timer: Timer::WaitDeadline { wait },
+            },
+            Action::WaitProbe {
+                wait,
+                proc: p.id,
+                target,
+            },
+        ]
     }
 
     /// A line of process `id`: the waits it matches are answered with it.
@@ -597,15 +599,14 @@ mod tests {
         let mut waits = Waits::default();
         let now = Instant::now();
         let run = running();
-        let (probe, _) = waits
-            .probe(
-                ClientId(1),
-                &subject(&run, None),
-                "port 8080".into(),
-                Duration::from_secs(5),
-                now,
-            )
-            .unwrap_or_else(|a| panic!("{a:?}"));
+        let actions = waits.probe(
+            ClientId(1),
+            &subject(&run, None),
+            port(8080),
+            Duration::from_secs(5),
+            now,
+        );
+        let probe = probe_of(&actions);
         assert!(waits.contains(probe));
         waits.request(ClientId(2), &subject(&run, None), ask(None, true), now);
         waits.request(
@@ -642,35 +643,48 @@ mod tests {
             "api has exited (killed by SIGKILL) and its output never matched 'ready'"
         );
         // A probe wait on a process that is not running is refused at once.
-        let refused = waits.probe(
+        let actions = waits.probe(
             ClientId(4),
             &subject(&exited, Some("killed by SIGKILL")),
-            "port 1".into(),
+            port(1),
             Duration::ZERO,
             now,
         );
-        let Err(actions) = refused else {
-            panic!("accepted")
-        };
+        assert_eq!(actions.len(), 1, "refused at once, nothing probed");
         assert_eq!(
             error_text(&actions[0]),
             "api is not running: it exited (killed by SIGKILL)"
         );
     }
 
+    fn port(n: u16) -> crate::probe::Target {
+        crate::probe::Target::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], n)))
+    }
+
+    /// The wait a `WaitProbe` asks the loop to probe for (last, after Busy and Arm).
+    fn probe_of(actions: &[Action]) -> WaitId {
+        match actions {
+            [
+                Action::Busy { .. },
+                Action::Arm { .. },
+                Action::WaitProbe { wait, proc: 7, .. },
+            ] => *wait,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_ready_probe_answers_its_wait_once() {
         let mut waits = Waits::default();
         let run = running();
-        let Ok((wait, _)) = waits.probe(
+        let actions = waits.probe(
             ClientId(1),
             &subject(&run, None),
-            "port 1".into(),
+            port(1),
             Duration::ZERO,
             Instant::now(),
-        ) else {
-            panic!("refused");
-        };
+        );
+        let wait = probe_of(&actions);
         assert!(matches!(
             &waits.on_ready(wait, "port 1 is ready".into())[..],
             [Action::ReplyLater {
