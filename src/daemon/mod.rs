@@ -483,7 +483,8 @@ impl Daemon {
             Action::UpDropProbes { run } => {
                 let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
                 for probe in self.probes.owned_by(up) {
-                    self.drop_probe(probe);
+                    let actions = self.probes.drop_probe(probe);
+                    self.apply(actions);
                 }
             }
             _ => {}
@@ -504,7 +505,9 @@ impl Daemon {
                 let actions = self.waits.on_ready(wait, line);
                 self.apply(actions);
             }
-            Action::ProbeUpReady { run, entry } => self.up_ready(run, entry),
+            Action::ProbeUpReady { run, entry } => {
+                self.with_ups(|ups, view| ups.ready(run, entry, view))
+            }
             _ => {}
         }
     }
@@ -1154,7 +1157,7 @@ impl Daemon {
     fn read_output(&mut self, id: ProcId, stream: Stream, budget: usize) {
         // Lines are split out only for someone who wants them.
         let wanted = self.waits.any_pattern_for(id)
-            || self.up_wants_lines(id)
+            || self.ups.wants_lines(id)
             || self.follow.wants(id, stream);
         let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
             return;
@@ -1709,14 +1712,6 @@ impl Daemon {
         self.with_ups(|ups, view| ups.advance(run, view));
     }
 
-    fn up_ready(&mut self, run: u64, entry: usize) {
-        self.with_ups(|ups, view| ups.ready(run, entry, view));
-    }
-
-    fn up_wants_lines(&self, id: ProcId) -> bool {
-        self.ups.wants_lines(id)
-    }
-
     fn up_line(&mut self, id: ProcId, line: &[u8]) {
         self.with_ups(|ups, view| ups.on_line(id, line, view));
     }
@@ -1763,15 +1758,9 @@ impl Daemon {
 
     /// One `ready` event per run of a process, however many `up`s see it.
     fn ready_event(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        if p.ready_reported == Some(p.started_wall) {
-            return;
+        if let Some(pid) = self.procs.get_mut(id).and_then(procs::Proc::mark_ready) {
+            self.emit(id, events::Change::new("ready").pid(pid));
         }
-        p.ready_reported = Some(p.started_wall);
-        let change = events::Change::new("ready").pid(p.pid);
-        self.emit(id, change);
     }
 
     // ---- readiness probes ----
@@ -1800,11 +1789,6 @@ impl Daemon {
             Err(e) => Err(e),
         };
         let actions = self.probes.on_registered(probe, registered);
-        self.apply(actions);
-    }
-
-    fn drop_probe(&mut self, probe: ids::ProbeId) {
-        let actions = self.probes.drop_probe(probe);
         self.apply(actions);
     }
 
