@@ -34,13 +34,19 @@ pub enum Action {
     SaveState,
     /// The client's request is in progress: take no further request from it
     /// until a `ReplyLater` frees it. (Added with the events component.)
-    Busy { client: usize },
+    Busy { client: ClientId },
 
     // ---- control ----
     /// Answer a client and keep serving it (it was not busy).
-    Reply { client: usize, response: Response },
+    Reply {
+        client: ClientId,
+        response: Response,
+    },
     /// Answer a request that kept the client busy, and free the client.
-    ReplyLater { client: usize, response: Response },
+    ReplyLater {
+        client: ClientId,
+        response: Response,
+    },
     // ---- lifecycle ----
     /// Signal a process group (`kill(-pgid, signal)`).
     KillGroup { pgid: i32, signal: i32 },
@@ -79,11 +85,11 @@ pub enum Action {
     Respawn {
         proc: ProcId,
         note: &'static str,
-        reply: Option<usize>,
+        reply: Option<ClientId>,
         settled: bool,
     },
     /// Every process stopped for the shutdown: answer `client` and exit.
-    FinishShutdown { client: Option<usize> },
+    FinishShutdown { client: Option<ClientId> },
     /// Write state.json now, not at the end of the turn (a new run's group).
     SaveStateNow,
     /// A run began: tell subscribers and followers; the annotation is its
@@ -116,6 +122,12 @@ pub enum Action {
         seq: u64,
     },
     // ---- waits ----
+    /// Probe `target` for wait `wait` (its process is `proc`), first try now.
+    WaitProbe {
+        wait: WaitId,
+        proc: ProcId,
+        target: crate::probe::Target,
+    },
     // ---- up ----
     /// Start the next entries of an `up` run (`Ups::advance`).
     UpAdvance { run: u64 },
@@ -135,7 +147,10 @@ pub enum Action {
         proc: ProcId,
     },
     /// A progress line for an `up` client, written out at once.
-    UpProgress { client: usize, response: Response },
+    UpProgress {
+        client: ClientId,
+        response: Response,
+    },
     /// Probe `target` for `entry` of `run` (its process is `proc`).
     UpProbe {
         run: u64,

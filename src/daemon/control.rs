@@ -485,9 +485,35 @@ fn too_large() -> String {
     format!("request longer than {MAX_REQUEST} bytes; skipped")
 }
 
+/// The answer to a request naming no process of the session: which there are,
+/// so the caller can correct the name.
+pub fn not_found(session: &str, names: &[&str], target: &str) -> Response {
+    let known = if names.is_empty() {
+        format!("session '{session}' has no processes")
+    } else {
+        format!("session '{session}' has: {}", names.join(", "))
+    };
+    Response::not_found(format!("process not found: {target} ({known})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_found_names_what_the_session_has() {
+        let msg = |r: Response| match r {
+            Response::Error { message, .. } => message,
+            other => panic!("{other:?}"),
+        };
+        let none = msg(not_found("dev", &[], "web"));
+        assert_eq!(
+            none,
+            "process not found: web (session 'dev' has no processes)"
+        );
+        let some = msg(not_found("dev", &["api", "db"], "web"));
+        assert_eq!(some, "process not found: web (session 'dev' has: api, db)");
+    }
 
     fn wait(until: Option<&str>, exit: bool, port: Option<u16>, http: Option<&str>) -> Request {
         Request::Wait {

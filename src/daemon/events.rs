@@ -27,22 +27,16 @@ impl Events {
     /// `events [--since SEQ]`: the client is busy from now on, first with what
     /// it missed after `since` (if it said), then with each new event.
     pub fn subscribe(&mut self, client: ClientId, since: Option<u64>) -> Vec<Action> {
-        let mut actions = vec![Action::Busy { client: client.0 }];
+        let mut actions = vec![Action::Busy { client }];
         if let Some(since) = since {
             let (missed, replay) = self.log.since(since);
             if missed > 0 {
                 let response = lost(missed, since.saturating_add(missed));
-                actions.push(Action::Reply {
-                    client: client.0,
-                    response,
-                });
+                actions.push(Action::Reply { client, response });
             }
             for event in replay {
                 let response = event.clone();
-                actions.push(Action::Reply {
-                    client: client.0,
-                    response,
-                });
+                actions.push(Action::Reply { client, response });
             }
         }
         self.subscribers.push(client);
@@ -156,11 +150,16 @@ mod tests {
         // Nobody listens: the event is numbered and kept, and nothing is sent.
         assert!(events.emit("api", 1, Change::new("started")).is_empty());
         let actions = events.subscribe(ClientId(5), Some(0));
-        assert!(matches!(actions[0], Action::Busy { client: 5 }));
+        assert!(matches!(
+            actions[0],
+            Action::Busy {
+                client: ClientId(5)
+            }
+        ));
         assert!(matches!(
             &actions[1],
             Action::Reply {
-                client: 5,
+                client: ClientId(5),
                 response: Response::Event { seq: 1, .. }
             }
         ));

@@ -120,10 +120,7 @@ impl Followers {
             Ok(g) => g,
             Err(msg) => {
                 let response = Response::error(msg);
-                return vec![Action::Reply {
-                    client: client.0,
-                    response,
-                }];
+                return vec![Action::Reply { client, response }];
             }
         };
         self.generation += 1;
@@ -143,7 +140,7 @@ impl Followers {
         if tail > 0 {
             replay(client, &follow, tail, found, &mut actions);
         }
-        actions.push(Action::Busy { client: client.0 });
+        actions.push(Action::Busy { client });
         if let Some(secs) = timeout_secs {
             let generation = follow.generation;
             actions.push(Action::Arm {
@@ -169,7 +166,7 @@ impl Followers {
         }
         actions.push(Action::NoteLost { client }); // before the end, not after it
         actions.push(Action::ReplyLater {
-            client: client.0,
+            client,
             response: Response::LogEnd,
         });
         actions
@@ -360,7 +357,7 @@ fn replay(client: ClientId, follow: &Follow, tail: usize, found: &Found, out: &m
         };
         for run in mark.starts {
             out.push(Action::Reply {
-                client: client.0,
+                client,
                 response: Response::LogLine {
                     process: source.process.clone(),
                     stream: marker_stream(follow),
@@ -369,7 +366,7 @@ fn replay(client: ClientId, follow: &Follow, tail: usize, found: &Found, out: &m
             });
         }
         out.push(Action::Reply {
-            client: client.0,
+            client,
             response: Response::LogLine {
                 process: source.process.clone(),
                 stream: source.stream,
@@ -508,7 +505,7 @@ mod tests {
                 Action::ReplyLater {
                     client,
                     response: Response::LogEnd,
-                } => Some(*client),
+                } => Some(client.0),
                 _ => None,
             })
             .collect()
@@ -518,7 +515,12 @@ mod tests {
     fn a_follower_gets_the_lines_of_its_process_and_stream_until_its_count() {
         let mut f = Followers::default();
         let actions = follow(&mut f, 1, logs(Some(2), false), false);
-        assert!(matches!(actions[0], Action::Busy { client: 1 }));
+        assert!(matches!(
+            actions[0],
+            Action::Busy {
+                client: ClientId(1)
+            }
+        ));
         assert!(matches!(
             actions[1],
             Action::Arm {
@@ -640,7 +642,7 @@ mod tests {
         assert!(matches!(
             &actions[..],
             [Action::Reply {
-                client: 1,
+                client: ClientId(1),
                 response: Response::Error { .. }
             }]
         ));

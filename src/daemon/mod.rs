@@ -3,6 +3,7 @@
 //! reaps children on SIGCHLD, fires deadlines, and answers requests.
 
 mod action;
+mod clients;
 mod control;
 mod events;
 mod follow;
@@ -33,8 +34,9 @@ use crate::paths::{self, SessionPaths};
 use crate::protocol::{Request, Response, Stream};
 use crate::sys;
 use action::Action;
-use control::{Client, ReadOutcome, Route};
+use control::Route;
 use events::Change;
+use ids::ClientId;
 use mio::{Events, Interest, Poll, Token};
 use procs::{Output, ProcId, ProcTable, STREAMS};
 use signals::Exit;
@@ -112,7 +114,8 @@ struct Daemon {
     shutdown_sig: mio::net::UnixStream,
     slots: HashMap<Token, Slot>,
     next_token: usize,
-    clients: HashMap<usize, Client>,
+    /// Control connections and their buffers.
+    clients: clients::Clients,
     /// `logs --follow` clients.
     follow: follow::Followers,
     procs: ProcTable,
@@ -192,7 +195,7 @@ impl Daemon {
             shutdown_sig,
             slots: HashMap::new(),
             next_token: FIRST_DYNAMIC,
-            clients: HashMap::new(),
+            clients: clients::Clients::default(),
             follow: follow::Followers::default(),
             procs: ProcTable::default(),
             waits: waits::Waits::default(),
@@ -239,7 +242,7 @@ impl Daemon {
             if self.persist.take_dirty() {
                 self.save_state();
             }
-            if self.exiting && self.clients.values().all(|c| !c.has_output()) {
+            if self.exiting && self.clients.drained() {
                 return Ok(());
             }
             let now = Instant::now();
@@ -302,9 +305,9 @@ impl Daemon {
             Some(Slot::Client) => {
                 // A peer that hung up may still have left requests in the socket
                 // (a fire-and-forget StopAll): act on them, then let it go.
-                self.service_client(token.0, readable || hung_up);
+                self.service_client(ClientId(token.0), readable || hung_up);
                 if hung_up {
-                    self.close_client(token.0);
+                    self.close_client(ClientId(token.0));
                 }
             }
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
@@ -369,6 +372,10 @@ impl Daemon {
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
                 // ---- waits ----
+                Action::WaitProbe { wait, proc, target } => {
+                    let probe = self.probes.add(readiness::Owner::Wait(wait), proc, target);
+                    self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
+                }
                 // ---- up ----
                 a @ (Action::UpAdvance { .. }
                 | Action::UpSpawn { .. }
@@ -426,23 +433,10 @@ impl Daemon {
                 client,
                 response,
                 lines,
-            } => {
-                if let Some(c) = self.clients.get_mut(&client.0) {
-                    c.send_follow(&response, lines);
-                }
-            }
-            Action::NoteLost { client } => {
-                if let Some(c) = self.clients.get_mut(&client.0) {
-                    c.note_lost();
-                }
-            }
-            Action::Flush { client }
-                if self
-                    .clients
-                    .get_mut(&client.0)
-                    .is_some_and(|c| c.flush().is_err()) =>
-            {
-                self.close_client(client.0);
+            } => self.clients.send_follow(client, &response, lines),
+            Action::NoteLost { client } => self.clients.note_lost(client),
+            Action::Flush { client } if self.clients.flush_broken(client) => {
+                self.close_client(client)
             }
             _ => {}
         }
@@ -489,7 +483,8 @@ impl Daemon {
             Action::UpDropProbes { run } => {
                 let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
                 for probe in self.probes.owned_by(up) {
-                    self.drop_probe(probe);
+                    let actions = self.probes.drop_probe(probe);
+                    self.apply(actions);
                 }
             }
             _ => {}
@@ -510,7 +505,9 @@ impl Daemon {
                 let actions = self.waits.on_ready(wait, line);
                 self.apply(actions);
             }
-            Action::ProbeUpReady { run, entry } => self.up_ready(run, entry),
+            Action::ProbeUpReady { run, entry } => {
+                self.with_ups(|ups, view| ups.ready(run, entry, view))
+            }
             _ => {}
         }
     }
@@ -569,98 +566,75 @@ impl Daemon {
                 continue;
             }
             self.slots.insert(token, Slot::Client);
-            self.clients.insert(token.0, Client::new(stream));
+            self.clients.add(ClientId(token.0), stream);
         }
     }
 
     /// Read what a client sent, answer what can be answered, write what is queued.
-    fn service_client(&mut self, id: usize, readable: bool) {
-        let mut more = false;
-        if readable {
-            let Some(client) = self.clients.get_mut(&id) else {
-                return;
-            };
-            if !client.read_closed {
-                match client.read_some() {
-                    Ok(ReadOutcome::Drained) => {}
-                    Ok(ReadOutcome::More) => more = true,
-                    Err(_) => return self.close_client(id),
-                }
-            }
-        }
-        self.process_requests(id);
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
+    fn service_client(&mut self, id: ClientId, readable: bool) {
+        let more = match self.clients.read(id, readable) {
+            clients::Read::Gone => return,
+            clients::Read::Broken => return self.close_client(id),
+            clients::Read::Done { more } => more,
         };
-        if client.flush().is_err() {
-            return self.close_client(id);
-        }
-        if client.finished() {
-            return self.close_client(id);
-        }
-        // Read on later if the budget ran out and the client can take requests again.
-        if more && client.ready_for_request() {
-            self.retry.push(Token(id));
+        self.process_requests(id);
+        match self.clients.after_service(id, more) {
+            clients::After::Keep => {}
+            clients::After::Retry => self.retry.push(Token(id.0)),
+            clients::After::Close => self.close_client(id),
         }
     }
 
-    fn process_requests(&mut self, id: usize) {
-        let mut handled = 0;
-        loop {
-            let Some(client) = self.clients.get_mut(&id) else {
-                return;
-            };
-            if !client.ready_for_request() || handled >= 64 {
-                if handled >= 64 {
-                    self.retry.push(Token(id));
-                }
-                return;
-            }
-            let Some(request) = client.next_request() else {
-                return;
-            };
-            handled += 1;
-            match request {
-                Ok(request) => self.handle(id, request),
-                Err(message) => client.send(&Response::error(message)),
+    /// Carry out the client's requests, a bounded number a turn.
+    fn process_requests(&mut self, id: ClientId) {
+        for _ in 0..clients::REQUESTS_PER_TURN {
+            match self.clients.next_request(id) {
+                clients::Next::Request(request) => self.handle(id, request),
+                clients::Next::Answered => {}
+                clients::Next::Idle => return,
             }
         }
+        self.retry.push(Token(id.0));
     }
 
-    /// Flush after a reply made outside `service_client` (a stop that finished, a
-    /// wait that matched), and take the client's next request, which waited.
-    fn after_reply(&mut self, id: usize) {
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.busy = false;
-        }
+    /// Reply to a request that kept the client busy, flush, and take the
+    /// client's next request, which waited.
+    fn reply_later(&mut self, id: ClientId, response: &Response) {
+        self.clients.send(id, response);
+        self.clients.set_busy(id, false);
         self.service_client(id, false);
         // The client may have sent more while busy; its edge was spent.
-        if self.clients.get(&id).is_some_and(|c| !c.read_closed) {
-            self.retry.push(Token(id));
+        if self.clients.reading(id) {
+            self.retry.push(Token(id.0));
         }
     }
 
-    fn reply(&mut self, id: usize, response: &Response) {
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.send(response);
-        }
+    fn reply(&mut self, id: ClientId, response: &Response) {
+        self.clients.send(id, response);
     }
 
-    /// Reply to a request that kept the client busy, and free the client.
-    fn reply_later(&mut self, id: usize, response: &Response) {
-        self.reply(id, response);
-        self.after_reply(id);
+    fn set_busy(&mut self, id: ClientId) {
+        self.clients.set_busy(id, true);
     }
 
-    fn close_client(&mut self, id: usize) {
-        if let Some(mut client) = self.clients.remove(&id) {
-            let _ = self.poll.registry().deregister(&mut client.stream);
+    /// Write event `seq` to its subscribers; a broken one is closed by a retry
+    /// on a later turn, not in the middle of this.
+    fn send_event(&mut self, to: &[ClientId], event: &Response, seq: u64) {
+        let broken = self.clients.send_event(to, event, seq);
+        self.retry.extend(broken.into_iter().map(|c| Token(c.0)));
+    }
+
+    /// Deregister a client's stream and tell every component that knew it.
+    fn close_client(&mut self, id: ClientId) {
+        if let Some(mut stream) = self.clients.remove(id) {
+            let _ = self.poll.registry().deregister(&mut stream);
         }
-        self.slots.remove(&Token(id));
-        self.follow.drop_client(ids::ClientId(id));
-        self.events.drop_client(ids::ClientId(id));
-        self.waits.drop_client(ids::ClientId(id));
-        self.up_drop_client(id);
+        self.slots.remove(&Token(id.0));
+        self.follow.drop_client(id);
+        self.events.drop_client(id);
+        self.waits.drop_client(id);
+        let actions = self.ups.drop_client(id);
+        self.apply(actions);
         for p in &mut self.sup.pending {
             match p {
                 Pending::Stop { client, .. }
@@ -668,7 +642,7 @@ impl Daemon {
                 | Pending::StopAll { client, .. }
                     if *client == id =>
                 {
-                    *client = usize::MAX;
+                    *client = ClientId(usize::MAX);
                 }
                 Pending::Shutdown { client, .. } if *client == Some(id) => *client = None,
                 _ => {}
@@ -679,8 +653,8 @@ impl Daemon {
     // ---- requests ----
 
     /// Carry out one request: the control component says where it goes.
-    fn handle(&mut self, client: usize, request: Request) {
-        let read_closed = self.clients.get(&client).is_some_and(|c| c.read_closed);
+    fn handle(&mut self, client: ClientId, request: Request) {
+        let read_closed = self.clients.read_closed(client);
         match self.control.route(request, read_closed, Instant::now()) {
             Route::Dropped(actions) => self.apply(actions),
             Route::Reply(response) => self.reply(client, &response),
@@ -728,23 +702,20 @@ impl Daemon {
                 self.reply(client, &response);
             }
             Route::Subscribe { since } => {
-                let actions = self.events.subscribe(ids::ClientId(client), since);
+                let actions = self.events.subscribe(client, since);
                 self.apply(actions);
             }
         }
     }
 
     /// The status table (of one process with `target`), with the notes.
-    fn status(&mut self, client: usize, target: Option<String>, resources: bool) {
+    fn status(&mut self, client: ClientId, target: Option<String>, resources: bool) {
         let proxy_port = self.proxy.as_ref().map(|p| p.port());
         let mut processes = match &target {
             None => self.procs.status(Instant::now(), proxy_port),
-            Some(t) => match self.procs.find(t).and_then(|id| self.procs.get(id)) {
+            Some(t) => match self.find_for(client, t).and_then(|id| self.procs.get(id)) {
                 Some(p) => vec![p.info(Instant::now(), proxy_port)],
-                None => {
-                    let response = self.not_found(t);
-                    return self.reply(client, &response);
-                }
+                None => return,
             },
         };
         for row in &mut processes {
@@ -774,34 +745,18 @@ impl Daemon {
         self.apply(actions);
     }
 
-    /// Write event `seq` to each subscriber that is still connected.
-    fn send_event(&mut self, to: &[ids::ClientId], event: &Response, seq: u64) {
-        for client in to {
-            if let Some(c) = self.clients.get_mut(&client.0) {
-                c.send_event(event, seq);
-                // What does not fit in the socket now goes on its writable edge; a
-                // broken connection is closed by the retry, not in the middle of this.
-                if c.flush().is_err() {
-                    self.retry.push(Token(client.0));
-                }
-            }
+    /// The process `target` names; None after telling the client which there are.
+    fn find_for(&mut self, client: ClientId, target: &str) -> Option<ProcId> {
+        let found = self.procs.find(target);
+        if found.is_none() {
+            self.not_found(client, target);
         }
+        found
     }
 
-    fn set_busy(&mut self, client: usize) {
-        if let Some(c) = self.clients.get_mut(&client) {
-            c.busy = true;
-        }
-    }
-
-    fn not_found(&self, target: &str) -> Response {
-        let names = self.procs.names();
-        let known = if names.is_empty() {
-            format!("session '{}' has no processes", self.paths.session)
-        } else {
-            format!("session '{}' has: {}", self.paths.session, names.join(", "))
-        };
-        Response::not_found(format!("process not found: {target} ({known})"))
+    fn not_found(&mut self, client: ClientId, target: &str) {
+        let response = control::not_found(&self.paths.session, &self.procs.names(), target);
+        self.reply(client, &response);
     }
 
     fn run_process(&mut self, request: Request) -> Response {
@@ -1066,13 +1021,10 @@ impl Daemon {
         }
     }
 
-    fn stop_request(&mut self, client: usize, target: &str, timeout_ms: Option<u64>) {
+    fn stop_request(&mut self, client: ClientId, target: &str, timeout_ms: Option<u64>) {
         match (self.sup).stop_request(&mut self.procs, client, target, timeout_ms) {
             Some(actions) => self.apply(actions),
-            None => {
-                let response = self.not_found(target);
-                self.reply(client, &response);
-            }
+            None => self.not_found(client, target),
         }
     }
 
@@ -1097,20 +1049,17 @@ impl Daemon {
         supervisor::stop_timeout(&self.procs, id, requested)
     }
 
-    fn restart_request(&mut self, client: usize, target: &str) {
+    fn restart_request(&mut self, client: ClientId, target: &str) {
         if self.shutting_down {
             return self.reply(client, &Response::error("the daemon is shutting down"));
         }
         match self.sup.restart_request(&mut self.procs, client, target) {
             Some(actions) => self.apply(actions),
-            None => {
-                let response = self.not_found(target);
-                self.reply(client, &response);
-            }
+            None => self.not_found(client, target),
         }
     }
 
-    fn begin_shutdown(&mut self, client: Option<usize>) {
+    fn begin_shutdown(&mut self, client: Option<ClientId>) {
         if !self.shutting_down {
             self.note("shutting down");
         }
@@ -1124,16 +1073,18 @@ impl Daemon {
 
     fn wait_request(
         &mut self,
-        client: usize,
+        client: ClientId,
         target: &str,
         until: Option<String>,
         regex: bool,
         exit: bool,
         timeout: Duration,
     ) {
-        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
-            let response = self.not_found(target);
-            return self.reply(client, &response);
+        let Some(p) = self
+            .find_for(client, target)
+            .and_then(|id| self.procs.get(id))
+        else {
+            return;
         };
         let ask = waits::Ask {
             until,
@@ -1142,9 +1093,7 @@ impl Daemon {
             timeout,
         };
         let subject = waits::Subject::of(p);
-        let actions = self
-            .waits
-            .request(ids::ClientId(client), &subject, ask, Instant::now());
+        let actions = self.waits.request(client, &subject, ask, Instant::now());
         self.apply(actions);
     }
 
@@ -1164,42 +1113,30 @@ impl Daemon {
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
     fn probe_wait(
         &mut self,
-        client: usize,
+        client: ClientId,
         target: &str,
         probe: crate::probe::Target,
         timeout: Duration,
     ) {
-        let Some(p) = self.procs.find(target).and_then(|id| self.procs.get(id)) else {
-            let response = self.not_found(target);
-            return self.reply(client, &response);
+        let Some(p) = self
+            .find_for(client, target)
+            .and_then(|id| self.procs.get(id))
+        else {
+            return;
         };
-        let (id, subject) = (p.id, waits::Subject::of(p));
-        let now = Instant::now();
-        let client = ids::ClientId(client);
-        match self
-            .waits
-            .probe(client, &subject, probe.describe(), timeout, now)
-        {
-            Err(actions) => self.apply(actions),
-            Ok((wait, actions)) => {
-                self.apply(actions);
-                let probe = self.probes.add(readiness::Owner::Wait(wait), id, probe);
-                self.timers.arm(now, Timer::ProbeTry { probe });
-            }
-        }
+        let subject = waits::Subject::of(p);
+        let actions = (self.waits).probe(client, &subject, probe, timeout, Instant::now());
+        self.apply(actions);
     }
 
-    fn follow_request(&mut self, client: usize, request: Request) {
+    fn follow_request(&mut self, client: ClientId, request: Request) {
         let Request::Logs { target, all, .. } = &request else {
             return;
         };
         let target = match target.as_deref() {
-            Some(t) if !all => match self.procs.find(t) {
+            Some(t) if !all => match self.find_for(client, t) {
                 Some(id) => Some(id),
-                None => {
-                    let response = self.not_found(t);
-                    return self.reply(client, &response);
-                }
+                None => return,
             },
             _ => None,
         };
@@ -1210,7 +1147,6 @@ impl Daemon {
             procs: &self.procs,
             log_dir: &self.paths.log_dir,
         };
-        let client = ids::ClientId(client);
         let actions = self.follow.request(client, request, &found, Instant::now());
         self.apply(actions);
     }
@@ -1221,7 +1157,7 @@ impl Daemon {
     fn read_output(&mut self, id: ProcId, stream: Stream, budget: usize) {
         // Lines are split out only for someone who wants them.
         let wanted = self.waits.any_pattern_for(id)
-            || self.up_wants_lines(id)
+            || self.ups.wants_lines(id)
             || self.follow.wants(id, stream);
         let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
             return;
@@ -1393,7 +1329,7 @@ impl Daemon {
 
     /// Start `id` again with `note` first, and answer `reply` (if a client asked);
     /// `settled`: it waited for a stop (its client is busy; a start is noted).
-    fn restart_with(&mut self, id: ProcId, note: &str, reply: Option<usize>, settled: bool) {
+    fn restart_with(&mut self, id: ProcId, note: &str, reply: Option<ClientId>, settled: bool) {
         let response = self.respawn(id, Some(note));
         if settled && let Response::RunOk { .. } = response {
             let name = self.proc_name(id);
@@ -1406,7 +1342,7 @@ impl Daemon {
         }
     }
 
-    fn finish_shutdown(&mut self, client: Option<usize>) {
+    fn finish_shutdown(&mut self, client: Option<ClientId>) {
         if self.exiting {
             return;
         }
@@ -1459,10 +1395,7 @@ impl Daemon {
                 Timer::ProxyAccept => self.proxy_accept(),
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
-                    for client in self.clients.values_mut() {
-                        let _ = client.flush();
-                    }
-                    self.clients.clear();
+                    self.clients.drop_all();
                 }
             }
         }
@@ -1779,25 +1712,12 @@ impl Daemon {
         self.with_ups(|ups, view| ups.advance(run, view));
     }
 
-    fn up_ready(&mut self, run: u64, entry: usize) {
-        self.with_ups(|ups, view| ups.ready(run, entry, view));
-    }
-
-    fn up_wants_lines(&self, id: ProcId) -> bool {
-        self.ups.wants_lines(id)
-    }
-
     fn up_line(&mut self, id: ProcId, line: &[u8]) {
         self.with_ups(|ups, view| ups.on_line(id, line, view));
     }
 
     fn up_exited(&mut self, id: ProcId, exit: Exit) {
         self.with_ups(|ups, view| ups.on_exit(id, exit, view));
-    }
-
-    fn up_drop_client(&mut self, client: usize) {
-        let actions = self.ups.drop_client(client);
-        self.apply(actions);
     }
 
     /// An `up` readiness deadline passed: fail the run if an entry is late.
@@ -1829,28 +1749,18 @@ impl Daemon {
     }
 
     /// A progress line to an `up` client, written out at once.
-    fn up_progress(&mut self, client: usize, response: &Response) {
+    fn up_progress(&mut self, client: ClientId, response: &Response) {
         self.reply(client, response);
-        let broken = self
-            .clients
-            .get_mut(&client)
-            .is_some_and(|c| c.flush().is_err());
-        if broken {
+        if self.clients.flush_broken(client) {
             self.close_client(client);
         }
     }
 
     /// One `ready` event per run of a process, however many `up`s see it.
     fn ready_event(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        if p.ready_reported == Some(p.started_wall) {
-            return;
+        if let Some(pid) = self.procs.get_mut(id).and_then(procs::Proc::mark_ready) {
+            self.emit(id, events::Change::new("ready").pid(pid));
         }
-        p.ready_reported = Some(p.started_wall);
-        let change = events::Change::new("ready").pid(p.pid);
-        self.emit(id, change);
     }
 
     // ---- readiness probes ----
@@ -1879,11 +1789,6 @@ impl Daemon {
             Err(e) => Err(e),
         };
         let actions = self.probes.on_registered(probe, registered);
-        self.apply(actions);
-    }
-
-    fn drop_probe(&mut self, probe: ids::ProbeId) {
-        let actions = self.probes.drop_probe(probe);
         self.apply(actions);
     }
 

@@ -109,6 +109,16 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// The current run became ready: its pid, for the one `ready` event of the
+    /// run, or None when that was sent already (another `up` saw it too).
+    pub fn mark_ready(&mut self) -> Option<u32> {
+        if self.ready_reported == Some(self.started_wall) {
+            return None;
+        }
+        self.ready_reported = Some(self.started_wall);
+        Some(self.pid)
+    }
+
     /// A process not started yet (`Failed` until its first run begins).
     pub fn new(id: ProcId, name: String, spec: Spec) -> Proc {
         Proc {
@@ -394,5 +404,34 @@ impl crate::proxy::Backends for ProcTable {
             .filter_map(|id| self.get(*id))
             .map(|p| (p.name.clone(), p.spec.port, p.state.name().to_string()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_reported_ready_once_and_the_next_run_again() {
+        let spec = Spec {
+            command: "server".into(),
+            cwd: "/".into(),
+            base_env: None,
+            env: Default::default(),
+            port: None,
+            log_limits: Default::default(),
+            stop_timeout: None,
+            stop_signal: libc::SIGTERM,
+            depends_on: Vec::new(),
+            oneshot: false,
+            restart: None,
+            definition: String::new(),
+        };
+        let mut p = Proc::new(1, "api".into(), spec);
+        p.pid = 42;
+        assert_eq!(p.mark_ready(), Some(42));
+        assert_eq!(p.mark_ready(), None, "a second up says nothing new");
+        p.started_wall += std::time::Duration::from_secs(1);
+        assert_eq!(p.mark_ready(), Some(42), "a new run is ready anew");
     }
 }

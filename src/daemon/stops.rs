@@ -2,6 +2,7 @@
 //! `down`), and the stops deferred until dependents are gone. It decides which
 //! request is settled and which stop may begin; the loop signals and answers.
 
+use super::ids::ClientId;
 use super::procs::{ProcId, ProcTable, State};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -10,22 +11,22 @@ use std::time::Duration;
 #[derive(Debug, PartialEq)]
 pub enum Pending {
     Stop {
-        client: usize,
+        client: ClientId,
         proc: ProcId,
         label: String,
     },
     Restart {
-        client: usize,
+        client: ClientId,
         proc: ProcId,
         /// The annotation the new run starts with.
         note: &'static str,
     },
     StopAll {
-        client: usize,
+        client: ClientId,
         remaining: HashSet<ProcId>,
     },
     Shutdown {
-        client: Option<usize>,
+        client: Option<ClientId>,
         remaining: HashSet<ProcId>,
     },
 }
@@ -231,23 +232,26 @@ mod tests {
         let ids = procs.ids();
         let mut stops = Stops::default();
         stops.push(Pending::Stop {
-            client: 1,
+            client: ClientId(1),
             proc: ids[0],
             label: "a".into(),
         });
         stops.push(Pending::StopAll {
-            client: 2,
+            client: ClientId(2),
             remaining: ids.iter().copied().collect(),
         });
         stops.push(Pending::Restart {
-            client: 3,
+            client: ClientId(3),
             proc: ids[2],
             note: "n",
         });
         // c is down already: its restart is settled, the others wait.
         assert!(matches!(
             stops.next_settled(&procs),
-            Some(Pending::Restart { client: 3, .. })
+            Some(Pending::Restart {
+                client: ClientId(3),
+                ..
+            })
         ));
         assert_eq!(stops.next_settled(&procs), None);
         set(
@@ -259,13 +263,19 @@ mod tests {
         );
         assert!(matches!(
             stops.next_settled(&procs),
-            Some(Pending::Stop { client: 1, .. })
+            Some(Pending::Stop {
+                client: ClientId(1),
+                ..
+            })
         ));
         assert_eq!(stops.next_settled(&procs), None, "b still runs");
         set(&mut procs, ids[1], State::Failed { reason: "x".into() });
         assert!(matches!(
             stops.next_settled(&procs),
-            Some(Pending::StopAll { client: 2, .. })
+            Some(Pending::StopAll {
+                client: ClientId(2),
+                ..
+            })
         ));
         assert_eq!(stops.next_settled(&procs), None);
     }
@@ -274,7 +284,7 @@ mod tests {
     fn a_client_that_left_is_forgotten_but_its_request_kept() {
         let mut stops = Stops::default();
         stops.push(Pending::Shutdown {
-            client: Some(4),
+            client: Some(ClientId(4)),
             remaining: HashSet::new(),
         });
         for p in &mut stops {

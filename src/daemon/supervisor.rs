@@ -7,6 +7,7 @@
 //! that go with each step for the loop to carry out.
 
 use super::action::{Action, Change};
+use super::ids::ClientId;
 use super::lifecycle::{self, Event};
 use super::procs::{Proc, ProcId, ProcTable, State};
 use super::signals::{self, Exit};
@@ -175,7 +176,7 @@ impl Supervisor {
     pub fn stop_request(
         &mut self,
         procs: &mut ProcTable,
-        client: usize,
+        client: ClientId,
         target: &str,
         timeout_ms: Option<u64>,
     ) -> Option<Vec<Action>> {
@@ -213,7 +214,7 @@ impl Supervisor {
     pub fn stop_all_request(
         &mut self,
         procs: &mut ProcTable,
-        client: usize,
+        client: ClientId,
         requested: Option<Duration>,
     ) -> Vec<Action> {
         let mut out = Vec::new();
@@ -271,7 +272,7 @@ impl Supervisor {
     }
 
     /// Stop everything for a shutdown; answer `client` (if any) once all is down.
-    pub fn shutdown(&mut self, procs: &mut ProcTable, client: Option<usize>) -> Vec<Action> {
+    pub fn shutdown(&mut self, procs: &mut ProcTable, client: Option<ClientId>) -> Vec<Action> {
         let mut out = Vec::new();
         let remaining = self.stop_all(procs, None, &mut out);
         self.pending.push(Pending::Shutdown { client, remaining });
@@ -283,7 +284,7 @@ impl Supervisor {
     pub fn restart_request(
         &mut self,
         procs: &mut ProcTable,
-        client: usize,
+        client: ClientId,
         target: &str,
     ) -> Option<Vec<Action>> {
         let id = procs.find(target)?;
@@ -360,7 +361,7 @@ impl Supervisor {
         let timeout = stop_timeout(procs, id, None);
         if self.begin_stop(procs, id, timeout, &mut out) {
             self.pending.push(Pending::Restart {
-                client: usize::MAX,
+                client: ClientId(usize::MAX),
                 proc: id,
                 note,
             });
@@ -649,8 +650,14 @@ mod tests {
     fn stopping_an_unknown_name_is_left_to_the_not_found_answer() {
         let mut procs = table(&[("web", true, &[])]);
         let mut sup = Supervisor::new(NO_SESSION);
-        assert!(sup.stop_request(&mut procs, 1, "nope", None).is_none());
-        assert!(sup.restart_request(&mut procs, 1, "nope").is_none());
+        assert!(
+            sup.stop_request(&mut procs, ClientId(1), "nope", None)
+                .is_none()
+        );
+        assert!(
+            sup.restart_request(&mut procs, ClientId(1), "nope")
+                .is_none()
+        );
         // Nothing was touched: web still runs, with restarts on.
         let web = procs.get(procs.find("web").unwrap()).unwrap();
         assert!(matches!(web.state, State::Running { .. }));
@@ -662,13 +669,16 @@ mod tests {
         let mut procs = table(&[("web", true, &[])]);
         let id = procs.find("web").unwrap();
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.stop_request(&mut procs, 3, "web", Some(250)).unwrap();
+        let actions = sup
+            .stop_request(&mut procs, ClientId(3), "web", Some(250))
+            .unwrap();
         assert_eq!(killed(&actions), vec![procs.get(id).unwrap().pgid]);
-        assert!(
-            actions
-                .iter()
-                .any(|a| matches!(a, Action::Busy { client: 3 }))
-        );
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Busy {
+                client: ClientId(3)
+            }
+        )));
         assert!(replies(&actions).is_empty(), "answered before it stopped");
         assert!(procs.get(id).unwrap().sup.disabled);
         // The asked grace period is the one armed.
@@ -684,7 +694,9 @@ mod tests {
     fn stopping_what_is_down_answers_at_once_without_pretending() {
         let mut procs = table(&[("web", false, &[])]);
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.stop_request(&mut procs, 3, "web", None).unwrap();
+        let actions = sup
+            .stop_request(&mut procs, ClientId(3), "web", None)
+            .unwrap();
         assert_eq!(replies(&actions), vec!["web was not running".to_string()]);
         assert!(killed(&actions).is_empty());
         assert!(!actions.iter().any(|a| matches!(a, Action::Busy { .. })));
@@ -706,7 +718,7 @@ mod tests {
         );
         let pgid = |procs: &ProcTable, id| procs.get(id).unwrap().pgid;
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.stop_all_request(&mut procs, 5, None);
+        let actions = sup.stop_all_request(&mut procs, ClientId(5), None);
         let mut first = killed(&actions);
         first.sort();
         let mut expected = vec![pgid(&procs, api), pgid(&procs, cache)];
@@ -716,11 +728,12 @@ mod tests {
             procs.get(db).unwrap().state,
             State::Running { .. }
         ));
-        assert!(
-            actions
-                .iter()
-                .any(|a| matches!(a, Action::Busy { client: 5 }))
-        );
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Busy {
+                client: ClientId(5)
+            }
+        )));
 
         // api is down: db's stop is released.
         procs.get_mut(api).unwrap().state = State::Exited {
@@ -742,7 +755,10 @@ mod tests {
         }
         assert!(matches!(
             sup.pending.next_settled(&procs),
-            Some(Pending::StopAll { client: 5, .. })
+            Some(Pending::StopAll {
+                client: ClientId(5),
+                ..
+            })
         ));
     }
 
@@ -750,7 +766,7 @@ mod tests {
     fn stop_all_of_nothing_running_answers_at_once() {
         let mut procs = table(&[("web", false, &[])]);
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.stop_all_request(&mut procs, 2, None);
+        let actions = sup.stop_all_request(&mut procs, ClientId(2), None);
         assert_eq!(replies(&actions), vec!["all processes stopped".to_string()]);
         assert!(sup.pending.next_settled(&procs).is_none());
     }
@@ -760,10 +776,10 @@ mod tests {
         let mut procs = table(&[("web", false, &[])]);
         let id = procs.find("web").unwrap();
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.restart_request(&mut procs, 4, "web").unwrap();
+        let actions = sup.restart_request(&mut procs, ClientId(4), "web").unwrap();
         assert!(matches!(
             actions.last(),
-            Some(Action::Respawn { proc, note: MANUAL_NOTE, reply: Some(4), settled: false }) if *proc == id
+            Some(Action::Respawn { proc, note: MANUAL_NOTE, reply: Some(ClientId(4)), settled: false }) if *proc == id
         ));
         // Nothing ends with the restart's reason: the next death is its own.
         assert_eq!(procs.get(id).unwrap().sup.stop_reason, None);
@@ -774,7 +790,7 @@ mod tests {
         let mut procs = table(&[("web", true, &[])]);
         let id = procs.find("web").unwrap();
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.restart_request(&mut procs, 4, "web").unwrap();
+        let actions = sup.restart_request(&mut procs, ClientId(4), "web").unwrap();
         assert!(matches!(
             actions.first(),
             Some(Action::Emit { change, .. }) if change.event == "restarting"
@@ -791,7 +807,7 @@ mod tests {
         assert_eq!(
             sup.pending.next_settled(&procs),
             Some(Pending::Restart {
-                client: 4,
+                client: ClientId(4),
                 proc: id,
                 note: MANUAL_NOTE
             })
@@ -872,7 +888,7 @@ mod tests {
             let mut procs = table(&[("web", true, &[])]);
             let id = procs.find("web").unwrap();
             let mut sup = Supervisor::new(NO_SESSION);
-            sup.restart_request(&mut procs, 4, "web").unwrap();
+            sup.restart_request(&mut procs, ClientId(4), "web").unwrap();
             assert!(sup.settle_next(&procs, shutting_down).is_none());
             procs.get_mut(id).unwrap().state = State::Exited {
                 exit: Exit::Code(0),
@@ -883,7 +899,7 @@ mod tests {
                     matches!(
                         &actions[..],
                         [Action::ReplyLater {
-                            client: 4,
+                            client: ClientId(4),
                             response: Response::Error { .. }
                         }]
                     ),
@@ -894,7 +910,7 @@ mod tests {
                     matches!(
                         &actions[..],
                         [Action::Respawn {
-                            reply: Some(4),
+                            reply: Some(ClientId(4)),
                             settled: true,
                             ..
                         }]
@@ -914,7 +930,7 @@ mod tests {
         let mut procs = table(&[("web", true, &[])]);
         let id = procs.find("web").unwrap();
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.shutdown(&mut procs, Some(9));
+        let actions = sup.shutdown(&mut procs, Some(ClientId(9)));
         assert_eq!(killed(&actions).len(), 1);
         assert!(sup.settle_next(&procs, true).is_none());
         procs.get_mut(id).unwrap().state = State::Exited {
@@ -922,7 +938,9 @@ mod tests {
         };
         assert!(matches!(
             sup.settle_next(&procs, true).as_deref(),
-            Some([Action::FinishShutdown { client: Some(9) }])
+            Some([Action::FinishShutdown {
+                client: Some(ClientId(9))
+            }])
         ));
     }
 

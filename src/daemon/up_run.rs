@@ -11,6 +11,7 @@
 //! `up` is `cmd/up.rs` and `client/project.rs`.)
 
 use super::action::Action;
+use super::ids::ClientId;
 use super::procs::{ProcId, ProcTable, State};
 use super::signals::Exit;
 use super::spec::{Context, Spec};
@@ -30,7 +31,7 @@ const STARTS_PER_TURN: usize = 32;
 /// One `up` request in progress. The bookkeeping keeps every step proportional
 /// to what changed, so a huge graph cannot stall the loop.
 pub struct UpRun {
-    pub client: usize,
+    pub client: ClientId,
     pub entries: Vec<Entry>,
     pub base_env: Option<HashMap<String, String>>,
     /// For each entry, the entries that depend on it.
@@ -47,7 +48,11 @@ pub struct UpRun {
 }
 
 impl UpRun {
-    fn new(client: usize, entries: Vec<Entry>, base_env: Option<HashMap<String, String>>) -> UpRun {
+    fn new(
+        client: ClientId,
+        entries: Vec<Entry>,
+        base_env: Option<HashMap<String, String>>,
+    ) -> UpRun {
         let mut dependents = vec![Vec::new(); entries.len()];
         for (i, e) in entries.iter().enumerate() {
             for &d in &e.deps {
@@ -254,7 +259,7 @@ impl Ups {
     /// An `Up` request: check the graph, then start what has no dependencies.
     pub fn request(
         &mut self,
-        client: usize,
+        client: ClientId,
         processes: Vec<UpProcess>,
         base_env: Option<HashMap<String, String>>,
         timeout_ms: Option<u64>,
@@ -710,7 +715,7 @@ impl Ups {
     }
 
     /// The client went away: its runs end (nothing more is started for them).
-    pub fn drop_client(&mut self, client: usize) -> Vec<Action> {
+    pub fn drop_client(&mut self, client: ClientId) -> Vec<Action> {
         let runs: Vec<u64> = self
             .runs
             .iter()
@@ -861,8 +866,19 @@ mod tests {
         let (a, b) = (proc("a", &[]), proc("b", &["a"]));
         let mut ups = Ups::default();
         let mut procs = ProcTable::default();
-        let actions = ups.request(5, vec![a.clone(), b.clone()], None, Some(1000), false);
-        assert!(matches!(actions[0], Action::Busy { client: 5 }));
+        let actions = ups.request(
+            ClientId(5),
+            vec![a.clone(), b.clone()],
+            None,
+            Some(1000),
+            false,
+        );
+        assert!(matches!(
+            actions[0],
+            Action::Busy {
+                client: ClientId(5)
+            }
+        ));
         assert!(matches!(
             actions[1],
             Action::Arm {
@@ -900,7 +916,7 @@ mod tests {
         });
         let mut ups = Ups::default();
         let mut procs = ProcTable::default();
-        ups.request(1, vec![a.clone()], None, None, false);
+        ups.request(ClientId(1), vec![a.clone()], None, None, false);
         ups.advance(1, &view(&procs));
         let id = started(&mut procs, &a, running());
         let ok = run_ok("a", 101);
@@ -927,7 +943,7 @@ mod tests {
         assert!(!ups.wants_lines(id));
 
         // A second run of it that exits first fails, and says how it exited.
-        ups.request(2, vec![a.clone()], None, None, false);
+        ups.request(ClientId(2), vec![a.clone()], None, None, false);
         procs.get_mut(id).unwrap().state = running();
         let actions = ups.advance(2, &view(&procs));
         // Running with the same definition: checked, its log searched first.
@@ -957,7 +973,7 @@ mod tests {
         let id = started(&mut procs, &a, running());
         let mut changed = a.clone();
         changed.command = "sleep 9".into();
-        ups.request(1, vec![changed], None, None, false);
+        ups.request(ClientId(1), vec![changed], None, None, false);
         assert_eq!(
             said(&ups.advance(1, &view(&procs))),
             [format!("stop p{id}")]
@@ -976,7 +992,13 @@ mod tests {
         });
         let mut ups = Ups::default();
         let mut procs = ProcTable::default();
-        ups.request(1, vec![a.clone(), proc("b", &["a"])], None, None, false);
+        ups.request(
+            ClientId(1),
+            vec![a.clone(), proc("b", &["a"])],
+            None,
+            None,
+            false,
+        );
         ups.advance(1, &view(&procs));
         let id = started(&mut procs, &a, running());
         let ok = run_ok("a", 101);
@@ -1004,24 +1026,30 @@ mod tests {
     #[test]
     fn a_client_that_goes_away_ends_its_runs_and_a_stopping_daemon_starts_none() {
         let mut ups = Ups::default();
-        let actions = ups.request(3, vec![proc("a", &[])], None, None, true);
+        let actions = ups.request(ClientId(3), vec![proc("a", &[])], None, None, true);
         assert!(matches!(
             &actions[..],
             [Action::Reply {
-                client: 3,
+                client: ClientId(3),
                 response: Response::Error { .. }
             }]
         ));
-        ups.request(3, vec![proc("a", &[])], None, None, false);
-        let actions = ups.drop_client(3);
+        ups.request(ClientId(3), vec![proc("a", &[])], None, None, false);
+        let actions = ups.drop_client(ClientId(3));
         assert!(
             actions
                 .iter()
                 .any(|a| matches!(a, Action::UpDropProbes { run: 1 }))
         );
         assert!(ups.is_empty() && !ups.contains(1));
-        let bad = ups.request(4, vec![proc("a", &["x"])], None, None, false);
-        assert!(matches!(&bad[..], [Action::Reply { client: 4, .. }]));
+        let bad = ups.request(ClientId(4), vec![proc("a", &["x"])], None, None, false);
+        assert!(matches!(
+            &bad[..],
+            [Action::Reply {
+                client: ClientId(4),
+                ..
+            }]
+        ));
     }
 
     #[test]
@@ -1030,7 +1058,7 @@ mod tests {
         a.stop_signal = Some("BOGUS".into());
         let mut ups = Ups::default();
         let procs = ProcTable::default();
-        ups.request(1, vec![a], None, None, false);
+        ups.request(ClientId(1), vec![a], None, None, false);
         let actions = ups.advance(1, &view(&procs));
         assert_eq!(
             said(&actions),
@@ -1048,7 +1076,7 @@ mod tests {
         let graph = names.iter().map(|n| proc(n, &[])).collect();
         let mut ups = Ups::default();
         let procs = ProcTable::default();
-        ups.request(1, graph, None, None, false);
+        ups.request(ClientId(1), graph, None, None, false);
         let mut spawned = 0;
         loop {
             let actions = ups.advance(1, &view(&procs));

@@ -74,12 +74,7 @@ impl Waits {
         ask: Ask,
         now: Instant,
     ) -> Vec<Action> {
-        let reply = |response| {
-            vec![Action::Reply {
-                client: client.0,
-                response,
-            }]
-        };
+        let reply = |response| vec![Action::Reply { client, response }];
         let pattern = match ask
             .until
             .as_deref()
@@ -104,7 +99,7 @@ impl Waits {
         if let Some(response) = settled(p, &ask) {
             return reply(response);
         }
-        let mut actions = vec![Action::Busy { client: client.0 }];
+        let mut actions = vec![Action::Busy { client }];
         if pattern.is_some() {
             actions.push(Action::PrepareIndexes { proc: p.id });
         }
@@ -124,17 +119,17 @@ impl Waits {
         actions
     }
 
-    /// `wait --port/--http`: kept until the probe (which the loop starts for the
-    /// returned wait) succeeds, the process exits, or the deadline. `Err`: the
-    /// answer now, the process is not running.
+    /// `wait --port/--http`: kept until the probe (which the loop starts on
+    /// `WaitProbe`) succeeds, the process exits, or the deadline; answered at
+    /// once when the process is not running.
     pub fn probe(
         &mut self,
         client: ClientId,
         p: &Subject,
-        describe: String,
+        target: crate::probe::Target,
         timeout: Duration,
         now: Instant,
-    ) -> Result<(WaitId, Vec<Action>), Vec<Action>> {
+    ) -> Vec<Action> {
         if !matches!(p.state, State::Running { .. }) {
             let why = match (p.state, &p.outcome) {
                 (State::Exited { .. }, Some(outcome)) => format!("it exited ({outcome})"),
@@ -143,30 +138,29 @@ impl Waits {
                 _ => "it is stopping".to_string(),
             };
             let response = Response::error(format!("{} is not running: {why}", p.name));
-            return Err(vec![Action::Reply {
-                client: client.0,
-                response,
-            }]);
+            return vec![Action::Reply { client, response }];
         }
         let wait = self.table.add(Wait {
             client,
             proc: p.id,
             pattern: None,
-            pattern_text: describe,
+            pattern_text: target.describe(),
             exit: false,
             probe: true,
         });
         let at = now + timeout;
-        Ok((
-            wait,
-            vec![
-                Action::Busy { client: client.0 },
-                Action::Arm {
-                    at,
-                    timer: Timer::WaitDeadline { wait },
-                },
-            ],
-        ))
+        vec![
+            Action::Busy { client },
+            Action::Arm {
+                at,
+                timer: Timer::WaitDeadline { wait },
+            },
+            Action::WaitProbe {
+                wait,
+                proc: p.id,
+                target,
+            },
+        ]
     }
 
     /// A line of process `id`: the waits it matches are answered with it.
@@ -180,7 +174,7 @@ impl Waits {
         matched
             .into_iter()
             .map(|w| Action::ReplyLater {
-                client: w.client.0,
+                client: w.client,
                 response: Response::WaitMatch { line: text.clone() },
             })
             .collect()
@@ -195,7 +189,7 @@ impl Waits {
                 wait.pattern_text
             );
             actions.push(Action::ReplyLater {
-                client: wait.client.0,
+                client: wait.client,
                 response: Response::error(message),
             });
         }
@@ -205,7 +199,7 @@ impl Waits {
                 exit_signal: exit.signal_name(),
             };
             actions.push(Action::ReplyLater {
-                client: wait.client.0,
+                client: wait.client,
                 response,
             });
         }
@@ -233,7 +227,7 @@ impl Waits {
                     format!("{name} has exited ({outcome})")
                 };
                 Action::ReplyLater {
-                    client: wait.client.0,
+                    client: wait.client,
                     response: Response::error(message),
                 }
             })
@@ -244,7 +238,7 @@ impl Waits {
     pub fn on_ready(&mut self, wait: WaitId, line: String) -> Vec<Action> {
         match self.table.remove(wait) {
             Some(w) => vec![Action::ReplyLater {
-                client: w.client.0,
+                client: w.client,
                 response: Response::WaitMatch { line },
             }],
             None => Vec::new(),
@@ -255,7 +249,7 @@ impl Waits {
     pub fn on_deadline(&mut self, wait: WaitId) -> Vec<Action> {
         match self.table.remove(wait) {
             Some(w) => vec![Action::ReplyLater {
-                client: w.client.0,
+                client: w.client,
                 response: Response::WaitTimeout,
             }],
             None => Vec::new(),
@@ -464,7 +458,9 @@ mod tests {
         );
         let wait = match &actions[..] {
             [
-                Action::Busy { client: 3 },
+                Action::Busy {
+                    client: ClientId(3),
+                },
                 Action::PrepareIndexes { proc: 7 },
                 Action::Arm {
                     at,
@@ -485,7 +481,7 @@ mod tests {
         match &waits.on_line(7, b"now ready")[..] {
             [
                 Action::ReplyLater {
-                    client: 3,
+                    client: ClientId(3),
                     response: Response::WaitMatch { line },
                 },
             ] => {
@@ -521,7 +517,7 @@ mod tests {
         assert!(matches!(
             &waits.on_deadline(*wait)[..],
             [Action::ReplyLater {
-                client: 1,
+                client: ClientId(1),
                 response: Response::WaitTimeout
             }]
         ));
@@ -555,7 +551,7 @@ mod tests {
         assert!(matches!(
             &actions[..],
             [Action::Reply {
-                client: 1,
+                client: ClientId(1),
                 response: Response::WaitExited {
                     exit_code: Some(3),
                     exit_signal: None
@@ -603,15 +599,14 @@ mod tests {
         let mut waits = Waits::default();
         let now = Instant::now();
         let run = running();
-        let (probe, _) = waits
-            .probe(
-                ClientId(1),
-                &subject(&run, None),
-                "port 8080".into(),
-                Duration::from_secs(5),
-                now,
-            )
-            .unwrap_or_else(|a| panic!("{a:?}"));
+        let actions = waits.probe(
+            ClientId(1),
+            &subject(&run, None),
+            port(8080),
+            Duration::from_secs(5),
+            now,
+        );
+        let probe = probe_of(&actions);
         assert!(waits.contains(probe));
         waits.request(ClientId(2), &subject(&run, None), ask(None, true), now);
         waits.request(
@@ -629,7 +624,7 @@ mod tests {
         assert!(matches!(
             &actions[1],
             Action::ReplyLater {
-                client: 2,
+                client: ClientId(2),
                 response: Response::WaitExited {
                     exit_code: None,
                     ..
@@ -648,39 +643,52 @@ mod tests {
             "api has exited (killed by SIGKILL) and its output never matched 'ready'"
         );
         // A probe wait on a process that is not running is refused at once.
-        let refused = waits.probe(
+        let actions = waits.probe(
             ClientId(4),
             &subject(&exited, Some("killed by SIGKILL")),
-            "port 1".into(),
+            port(1),
             Duration::ZERO,
             now,
         );
-        let Err(actions) = refused else {
-            panic!("accepted")
-        };
+        assert_eq!(actions.len(), 1, "refused at once, nothing probed");
         assert_eq!(
             error_text(&actions[0]),
             "api is not running: it exited (killed by SIGKILL)"
         );
     }
 
+    fn port(n: u16) -> crate::probe::Target {
+        crate::probe::Target::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], n)))
+    }
+
+    /// The wait a `WaitProbe` asks the loop to probe for (last, after Busy and Arm).
+    fn probe_of(actions: &[Action]) -> WaitId {
+        match actions {
+            [
+                Action::Busy { .. },
+                Action::Arm { .. },
+                Action::WaitProbe { wait, proc: 7, .. },
+            ] => *wait,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_ready_probe_answers_its_wait_once() {
         let mut waits = Waits::default();
         let run = running();
-        let Ok((wait, _)) = waits.probe(
+        let actions = waits.probe(
             ClientId(1),
             &subject(&run, None),
-            "port 1".into(),
+            port(1),
             Duration::ZERO,
             Instant::now(),
-        ) else {
-            panic!("refused");
-        };
+        );
+        let wait = probe_of(&actions);
         assert!(matches!(
             &waits.on_ready(wait, "port 1 is ready".into())[..],
             [Action::ReplyLater {
-                client: 1,
+                client: ClientId(1),
                 response: Response::WaitMatch { .. }
             }]
         ));
