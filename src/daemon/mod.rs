@@ -759,7 +759,12 @@ impl Daemon {
             }
         }
         if resources || target.is_some() {
-            self.add_resources(&mut processes, target.is_some());
+            resources::add_resources(
+                &mut self.procs,
+                &self.paths,
+                &mut processes,
+                target.is_some(),
+            );
         }
         let notes = self.persist.status_notes().to_vec();
         self.reply(client, &Response::Status { processes, notes });
@@ -892,7 +897,7 @@ impl Daemon {
                     .and_then(|id| self.procs.get(id))
                     .map(|p| p.pgid)
                     .filter(|&g| g > 0);
-                self.port_taken(port, old_group)
+                resources::port_taken(&self.procs, &self.paths, port, old_group)
             })
     }
 
@@ -1344,7 +1349,7 @@ impl Daemon {
         let conflict = if exit.code() == Some(0) {
             None
         } else {
-            self.port_conflict(id)
+            resources::port_conflict(&self.procs, &self.paths, id)
         };
         let actions = self.sup.died(&mut self.procs, id, exit, conflict);
         self.apply(actions);
@@ -1811,7 +1816,7 @@ impl Daemon {
         .first()
         .and_then(|&p| self.probes.last_error(p))
         .map(str::to_string);
-        let conflict = proc.and_then(|id| self.port_conflict(id));
+        let conflict = proc.and_then(|id| resources::port_conflict(&self.procs, &self.paths, id));
         let actions = self.ups.on_deadline(run, entry, i, last_try, conflict);
         self.apply(actions);
     }
