@@ -16,6 +16,7 @@ mod runs;
 mod signals;
 mod spawn;
 mod spec;
+mod starts;
 mod startup;
 mod state;
 mod stops;
@@ -42,7 +43,6 @@ use signals::Exit;
 pub(crate) use signals::signal_pipe;
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use stops::Pending;
@@ -811,9 +811,7 @@ impl Daemon {
 
     fn run_process(&mut self, request: Request) -> Response {
         if self.shutting_down {
-            return Response::error(
-                "the daemon is shutting down; run the command again once it has exited",
-            );
+            return starts::shutting_down();
         }
         let ctx = spec::Context {
             home_cwd: &self.home_cwd,
@@ -827,78 +825,28 @@ impl Daemon {
 
     /// Start what a checked request planned (a `run`, or an `up` entry).
     fn run_planned(&mut self, planned: spec::Planned) -> Response {
-        if self.shutting_down {
-            return Response::error(
-                "the daemon is shutting down; run the command again once it has exited",
-            );
-        }
-        let spec::Planned {
-            name,
-            mut spec,
-            watch,
-        } = planned;
-        let existing = name.as_deref().and_then(|n| self.procs.by_name(n));
-        if let Some(refused) = supervisor::refuse_running(&self.procs, existing) {
-            return refused;
-        }
-        supervisor::share_env(&self.procs, &mut spec);
-        let asked_port = spec.port;
-        if asked_port.is_none() {
-            match self.backend_port(existing, name.as_deref()) {
-                Ok(port) => spec.port = port,
+        let behind_proxy = self.proxy.is_some();
+        let mut start =
+            match starts::prepare(&self.procs, planned, self.shutting_down, behind_proxy) {
+                Ok(start) => start,
+                Err(refused) => return *refused,
+            };
+        if start.choose_port {
+            match self.free_backend_port(start.name.as_deref()) {
+                Ok(port) => start.spec.port = Some(port),
                 Err(message) => return Response::error(message),
             }
         }
-        let watch = watch.map(|w| watch::Spec {
-            root: spec.cwd.clone(),
-            patterns: w.patterns,
-            ignore: w.ignore,
-        });
-        let taken = self.asked_port_taken(asked_port, existing);
+        let (asked, existing) = (start.asked_port, start.existing);
+        let taken = resources::asked_port_taken(&self.procs, &self.paths, asked, existing);
         let mut response = match existing {
-            Some(id) => self.rerun(id, spec, watch),
-            None => self.first_run(name, spec, watch),
+            Some(id) => self.rerun(id, start.spec, start.watch),
+            None => self.first_run(start.name, start.spec, start.watch),
         };
-        if let (Some(taken), Response::RunOk { name, warning, .. }) = (taken, &mut response) {
-            self.note(&format!("{name}: warning: {taken}"));
-            *warning = Some(taken);
+        if let Some(line) = starts::warn_taken(&mut response, taken) {
+            self.note(&line);
         }
         response
-    }
-
-    /// Behind the proxy every process needs a port: a re-run keeps the one it
-    /// had, so its URL keeps working, or a free one is taken.
-    fn backend_port(
-        &mut self,
-        existing: Option<ProcId>,
-        name: Option<&str>,
-    ) -> std::result::Result<Option<u16>, String> {
-        if self.proxy.is_none() {
-            return Ok(None);
-        }
-        let kept = existing
-            .and_then(|id| self.procs.get(id))
-            .and_then(|p| p.spec.port);
-        match kept {
-            Some(port) => Ok(Some(port)),
-            None => self.free_backend_port(name).map(Some),
-        }
-    }
-
-    /// 0.6 did not look; a taken port is a warning, not a refusal, because
-    /// the holder may be about to go, or the command may not use PORT at all.
-    /// A port we chose was free already; a bind tells in microseconds whether
-    /// an asked-for one is, and only a refusal costs reading the TCP tables.
-    fn asked_port_taken(&self, asked: Option<u16>, existing: Option<ProcId>) -> Option<String> {
-        asked
-            .filter(|&port| TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_err())
-            .and_then(|port| {
-                let old_group = existing
-                    .and_then(|id| self.procs.get(id))
-                    .map(|p| p.pgid)
-                    .filter(|&g| g > 0);
-                resources::port_taken(&self.procs, &self.paths, port, old_group)
-            })
     }
 
     /// Re-running an exited name replaces it, keeping its id; leftovers of its

@@ -8,6 +8,7 @@ use super::procs::{CpuSample, ProcId, ProcTable, State};
 use crate::paths::SessionPaths;
 use crate::protocol::{ProcessInfo, Stream};
 use crate::sys::procinfo::{self, Holder};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// Readings closer together than this reuse the last percentage: CPU times
@@ -108,6 +109,27 @@ fn add_details(procs: &ProcTable, paths: &SessionPaths, row: &mut ProcessInfo) {
     if row.pgid.is_none() && p.pgid > 0 {
         row.pgid = Some(p.pgid);
     }
+}
+
+/// 0.6 did not look; a taken port is a warning, not a refusal, because
+/// the holder may be about to go, or the command may not use PORT at all.
+/// A port we chose was free already; a bind tells in microseconds whether
+/// an asked-for one is, and only a refusal costs reading the TCP tables.
+pub(super) fn asked_port_taken(
+    procs: &ProcTable,
+    paths: &SessionPaths,
+    asked: Option<u16>,
+    existing: Option<ProcId>,
+) -> Option<String> {
+    asked
+        .filter(|&port| TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_err())
+        .and_then(|port| {
+            let old_group = existing
+                .and_then(|id| procs.get(id))
+                .map(|p| p.pgid)
+                .filter(|&g| g > 0);
+            port_taken(procs, paths, port, old_group)
+        })
 }
 
 /// `port 3000 is already in use: 127.0.0.1:3000 is held by pid 4242 (...)`,
