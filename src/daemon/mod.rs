@@ -56,8 +56,6 @@ const WATCH: Token = Token(3);
 const FIRST_DYNAMIC: usize = 16;
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
-/// How long replies may take to drain once we decided to exit.
-const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Who owns a dynamic token.
 #[derive(Debug, Clone, Copy)]
@@ -1365,16 +1363,9 @@ impl Daemon {
         }
         // Free the session name first, so a new daemon can start as soon as we answer.
         startup::remove_runtime_files(&self.paths);
-        self.note("all processes stopped; daemon exiting");
         self.exiting = true;
-        if let Some(client) = client {
-            // What outlived the stops, one sentence a line after the first, as
-            // stop-all says it, so `down` can name them on stderr.
-            let message = supervisor::with_survivors(&self.procs, "daemon shutting down");
-            self.reply_later(client, &Response::Ok { message });
-        }
-        self.timers
-            .arm(Instant::now() + EXIT_GRACE, Timer::ExitDeadline);
+        let actions = supervisor::shutdown_done(&self.procs, client, Instant::now());
+        self.apply(actions);
     }
 
     // ---- timers ----
