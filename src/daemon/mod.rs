@@ -1487,14 +1487,7 @@ impl Daemon {
 
     /// A line from the daemon in `proc`'s stdout log, and to its followers.
     fn stdout_note(&mut self, proc: ProcId, note: &str) {
-        if let Some(out) = self
-            .procs
-            .get_mut(proc)
-            .and_then(|p| p.output(Stream::Stdout))
-        {
-            out.sink.annotate(&mut self.clock, note, |_| {});
-            out.sink.release();
-        }
+        runs::annotate(&mut self.procs, proc, &mut self.clock, note);
         self.deliver_line(proc, Stream::Stdout, note.as_bytes());
         self.flush_followers();
     }
