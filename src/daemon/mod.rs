@@ -1007,11 +1007,8 @@ impl Daemon {
             return;
         };
         for output in p.outputs.iter_mut().flatten() {
-            if let Some(mut pipe) = output.pipe.take() {
+            if let Some(mut pipe) = self.capture.retire(output) {
                 let _ = self.poll.registry().deregister(&mut pipe);
-            }
-            if std::mem::take(&mut output.grown) {
-                self.capture.pipe_released();
             }
             self.slots.remove(&output.token);
         }
@@ -1184,11 +1181,8 @@ impl Daemon {
             self.capture
                 .on_readable(pipe, &mut output.sink, &mut self.clock, wanted, budget);
         if taken.eof {
-            if let Some(mut pipe) = output.pipe.take() {
+            if let Some(mut pipe) = self.capture.retire(output) {
                 let _ = self.poll.registry().deregister(&mut pipe);
-            }
-            if std::mem::take(&mut output.grown) {
-                self.capture.pipe_released();
             }
             self.slots.remove(&output.token);
         } else if taken.more {
