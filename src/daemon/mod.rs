@@ -17,6 +17,7 @@ mod runs;
 mod signals;
 mod spawn;
 mod spec;
+mod starts;
 mod startup;
 mod state;
 mod stops;
@@ -44,7 +45,6 @@ use signals::Exit;
 pub(crate) use signals::signal_pipe;
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use stops::Pending;
@@ -58,8 +58,6 @@ const WATCH: Token = Token(3);
 const FIRST_DYNAMIC: usize = 16;
 /// Bytes taken from one child pipe per wake-up, so a flood cannot starve the rest.
 const PIPE_BUDGET: usize = 256 * 1024;
-/// How long replies may take to drain once we decided to exit.
-const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Who owns a dynamic token.
 #[derive(Debug, Clone, Copy)]
@@ -730,7 +728,12 @@ impl Daemon {
             }
         }
         if resources || target.is_some() {
-            self.add_resources(&mut processes, target.is_some());
+            resources::add_resources(
+                &mut self.procs,
+                &self.paths,
+                &mut processes,
+                target.is_some(),
+            );
         }
         let notes = self.persist.status_notes().to_vec();
         self.reply(client, &Response::Status { processes, notes });
@@ -761,9 +764,7 @@ impl Daemon {
 
     fn run_process(&mut self, request: Request) -> Response {
         if self.shutting_down {
-            return Response::error(
-                "the daemon is shutting down; run the command again once it has exited",
-            );
+            return starts::shutting_down();
         }
         let ctx = spec::Context {
             home_cwd: &self.home_cwd,
@@ -777,78 +778,28 @@ impl Daemon {
 
     /// Start what a checked request planned (a `run`, or an `up` entry).
     fn run_planned(&mut self, planned: spec::Planned) -> Response {
-        if self.shutting_down {
-            return Response::error(
-                "the daemon is shutting down; run the command again once it has exited",
-            );
-        }
-        let spec::Planned {
-            name,
-            mut spec,
-            watch,
-        } = planned;
-        let existing = name.as_deref().and_then(|n| self.procs.by_name(n));
-        if let Some(refused) = supervisor::refuse_running(&self.procs, existing) {
-            return refused;
-        }
-        supervisor::share_env(&self.procs, &mut spec);
-        let asked_port = spec.port;
-        if asked_port.is_none() {
-            match self.backend_port(existing, name.as_deref()) {
-                Ok(port) => spec.port = port,
+        let behind_proxy = self.proxy.is_some();
+        let mut start =
+            match starts::prepare(&self.procs, planned, self.shutting_down, behind_proxy) {
+                Ok(start) => start,
+                Err(refused) => return *refused,
+            };
+        if start.choose_port {
+            match self.free_backend_port(start.name.as_deref()) {
+                Ok(port) => start.spec.port = Some(port),
                 Err(message) => return Response::error(message),
             }
         }
-        let watch = watch.map(|w| watch::Spec {
-            root: spec.cwd.clone(),
-            patterns: w.patterns,
-            ignore: w.ignore,
-        });
-        let taken = self.asked_port_taken(asked_port, existing);
+        let (asked, existing) = (start.asked_port, start.existing);
+        let taken = resources::asked_port_taken(&self.procs, &self.paths, asked, existing);
         let mut response = match existing {
-            Some(id) => self.rerun(id, spec, watch),
-            None => self.first_run(name, spec, watch),
+            Some(id) => self.rerun(id, start.spec, start.watch),
+            None => self.first_run(start.name, start.spec, start.watch),
         };
-        if let (Some(taken), Response::RunOk { name, warning, .. }) = (taken, &mut response) {
-            self.note(&format!("{name}: warning: {taken}"));
-            *warning = Some(taken);
+        if let Some(line) = starts::warn_taken(&mut response, taken) {
+            self.note(&line);
         }
         response
-    }
-
-    /// Behind the proxy every process needs a port: a re-run keeps the one it
-    /// had, so its URL keeps working, or a free one is taken.
-    fn backend_port(
-        &mut self,
-        existing: Option<ProcId>,
-        name: Option<&str>,
-    ) -> std::result::Result<Option<u16>, String> {
-        if self.proxy.is_none() {
-            return Ok(None);
-        }
-        let kept = existing
-            .and_then(|id| self.procs.get(id))
-            .and_then(|p| p.spec.port);
-        match kept {
-            Some(port) => Ok(Some(port)),
-            None => self.free_backend_port(name).map(Some),
-        }
-    }
-
-    /// 0.6 did not look; a taken port is a warning, not a refusal, because
-    /// the holder may be about to go, or the command may not use PORT at all.
-    /// A port we chose was free already; a bind tells in microseconds whether
-    /// an asked-for one is, and only a refusal costs reading the TCP tables.
-    fn asked_port_taken(&self, asked: Option<u16>, existing: Option<ProcId>) -> Option<String> {
-        asked
-            .filter(|&port| TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_err())
-            .and_then(|port| {
-                let old_group = existing
-                    .and_then(|id| self.procs.get(id))
-                    .map(|p| p.pgid)
-                    .filter(|&g| g > 0);
-                self.port_taken(port, old_group)
-            })
     }
 
     /// Re-running an exited name replaces it, keeping its id; leftovers of its
@@ -1011,11 +962,8 @@ impl Daemon {
             return;
         };
         for output in p.outputs.iter_mut().flatten() {
-            if let Some(mut pipe) = output.pipe.take() {
+            if let Some(mut pipe) = self.capture.retire(output) {
                 let _ = self.poll.registry().deregister(&mut pipe);
-            }
-            if std::mem::take(&mut output.grown) {
-                self.capture.pipe_released();
             }
             self.slots.remove(&output.token);
         }
@@ -1169,11 +1117,8 @@ impl Daemon {
             self.capture
                 .on_readable(pipe, &mut output.sink, &mut self.clock, wanted, budget);
         if taken.eof {
-            if let Some(mut pipe) = output.pipe.take() {
+            if let Some(mut pipe) = self.capture.retire(output) {
                 let _ = self.poll.registry().deregister(&mut pipe);
-            }
-            if std::mem::take(&mut output.grown) {
-                self.capture.pipe_released();
             }
             self.slots.remove(&output.token);
         } else if taken.more {
@@ -1280,7 +1225,7 @@ impl Daemon {
         let conflict = if exit.code() == Some(0) {
             None
         } else {
-            self.port_conflict(id)
+            resources::port_conflict(&self.procs, &self.paths, id)
         };
         let actions = self.sup.died(&mut self.procs, id, exit, conflict);
         self.apply(actions);
@@ -1348,16 +1293,9 @@ impl Daemon {
         }
         // Free the session name first, so a new daemon can start as soon as we answer.
         startup::remove_runtime_files(&self.paths);
-        self.note("all processes stopped; daemon exiting");
         self.exiting = true;
-        if let Some(client) = client {
-            // What outlived the stops, one sentence a line after the first, as
-            // stop-all says it, so `down` can name them on stderr.
-            let message = supervisor::with_survivors(&self.procs, "daemon shutting down");
-            self.reply_later(client, &Response::Ok { message });
-        }
-        self.timers
-            .arm(Instant::now() + EXIT_GRACE, Timer::ExitDeadline);
+        let actions = supervisor::shutdown_done(&self.procs, client, Instant::now());
+        self.apply(actions);
     }
 
     // ---- timers ----
@@ -1476,14 +1414,7 @@ impl Daemon {
 
     /// A line from the daemon in `proc`'s stdout log, and to its followers.
     fn stdout_note(&mut self, proc: ProcId, note: &str) {
-        if let Some(out) = self
-            .procs
-            .get_mut(proc)
-            .and_then(|p| p.output(Stream::Stdout))
-        {
-            out.sink.annotate(&mut self.clock, note, |_| {});
-            out.sink.release();
-        }
+        runs::annotate(&mut self.procs, proc, &mut self.clock, note);
         self.deliver_line(proc, Stream::Stdout, note.as_bytes());
         self.flush_followers();
     }
@@ -1731,7 +1662,7 @@ impl Daemon {
         .first()
         .and_then(|&p| self.probes.last_error(p))
         .map(str::to_string);
-        let conflict = proc.and_then(|id| self.port_conflict(id));
+        let conflict = proc.and_then(|id| resources::port_conflict(&self.procs, &self.paths, id));
         let actions = self.ups.on_deadline(run, entry, i, last_try, conflict);
         self.apply(actions);
     }

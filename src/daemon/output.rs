@@ -4,7 +4,7 @@
 //! the pipe budget; the loop passes the pipe and the log it registered and
 //! routes the lines (to waits, `up`, followers) and the end of file.
 
-use super::procs::{Proc, State};
+use super::procs::{Output, Proc, State};
 use crate::logs::index::SeqClock;
 use crate::logs::store::LogSink;
 use std::io::{self, Read};
@@ -109,6 +109,16 @@ impl Capture {
     pub fn pipe_released(&mut self) {
         self.big_pipes = self.big_pipes.saturating_sub(1);
     }
+
+    /// Retire one stream's pipe (at end of file, or when a new run replaces
+    /// it): its place in the budget of grown pipes is freed, once, and the
+    /// pipe, if still open, is handed back for the loop to deregister.
+    pub fn retire(&mut self, output: &mut Output) -> Option<mio::unix::pipe::Receiver> {
+        if std::mem::take(&mut output.grown) {
+            self.pipe_released();
+        }
+        output.pipe.take()
+    }
 }
 
 /// The process has exited for good and all its output has been read.
@@ -200,5 +210,32 @@ mod tests {
         capture.pipe_released();
         assert!(capture.may_grow_pipes());
         assert!(!Capture::new(1).may_grow_pipes());
+    }
+
+    #[test]
+    fn a_retired_grown_pipe_frees_its_place_once() {
+        let (dir, sink) = sink("retire");
+        let mut capture = Capture::new(2);
+        capture.pipe_grown();
+        capture.pipe_grown();
+        assert!(!capture.may_grow_pipes());
+        let mut output = Output {
+            pipe: None,
+            token: mio::Token(99),
+            sink,
+            grown: true,
+        };
+        assert!(capture.retire(&mut output).is_none(), "no pipe was open");
+        assert!(!output.grown);
+        // Retired again (end of file, then a new run): nothing more is freed.
+        assert!(capture.retire(&mut output).is_none());
+        capture.pipe_released();
+        assert!(capture.may_grow_pipes(), "both places are free");
+        capture.pipe_grown();
+        assert!(
+            !capture.may_grow_pipes(),
+            "only one was freed by the retire"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -227,6 +227,16 @@ impl Runs {
     }
 }
 
+/// A line of ours (a watch note, why a restart was skipped) in process `id`'s
+/// stdout log, stamped by `clock`; its index closes again until output flows.
+/// The loop delivers the same line to the followers and waits.
+pub fn annotate(procs: &mut ProcTable, id: ProcId, clock: &mut logs::index::SeqClock, note: &str) {
+    if let Some(out) = procs.get_mut(id).and_then(|p| p.output(Stream::Stdout)) {
+        out.sink.annotate(clock, note, |_| {});
+        out.sink.release();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +343,31 @@ mod tests {
         assert_eq!(stdout.lines().next(), Some(note));
         let stderr = std::fs::read_to_string(dir.0.join("web.stderr")).unwrap();
         assert_eq!(stderr, "");
+    }
+
+    #[test]
+    fn a_note_goes_into_the_current_runs_stdout_log_after_its_output() {
+        let dir = Dir::new("annotate");
+        let mut runs = Runs::new(paths(&dir.0));
+        let mut clock = logs::index::SeqClock::default();
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        let mut p = super::super::procs::Proc::new(id, "web".into(), spec());
+        let [out, _] = runs.open_sinks("web", &spec(), Some("first"), &mut clock);
+        p.outputs[0] = Some(Output {
+            pipe: None,
+            token: mio::Token(99),
+            sink: out.unwrap(),
+            grown: false,
+        });
+        procs.insert(p);
+        annotate(&mut procs, id, &mut clock, "[agent-procs] watch: note");
+        // A process without logs (or gone) takes no note and does not fail.
+        annotate(&mut procs, id + 1, &mut clock, "lost");
+        drop(procs);
+        let stdout = std::fs::read_to_string(dir.0.join("web.stdout")).unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines, ["first", "[agent-procs] watch: note"]);
     }
 
     #[test]

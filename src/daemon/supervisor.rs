@@ -15,6 +15,7 @@ use super::spec::Spec;
 use super::stops::{Pending, Stops};
 use super::supervise::{self, Reason};
 use super::survivors;
+use super::timers::Timer;
 use crate::logs;
 use crate::protocol::Response;
 use std::collections::HashSet;
@@ -61,6 +62,26 @@ pub fn with_survivors(procs: &ProcTable, head: &str) -> String {
         }
     }
     message
+}
+
+/// How long replies may take to drain once we decided to exit.
+pub const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Every process stopped for a shutdown: say so, answer `client` with what
+/// outlived the stops (one sentence a line after the first, as stop-all says
+/// it, so `down` can name them on stderr), and arm the exit.
+pub fn shutdown_done(procs: &ProcTable, client: Option<ClientId>, now: Instant) -> Vec<Action> {
+    let mut out = vec![Action::Note("all processes stopped; daemon exiting".into())];
+    if let Some(client) = client {
+        let message = with_survivors(procs, "daemon shutting down");
+        let response = Response::Ok { message };
+        out.push(Action::ReplyLater { client, response });
+    }
+    out.push(Action::Arm {
+        at: now + EXIT_GRACE,
+        timer: Timer::ExitDeadline,
+    });
+    out
 }
 
 /// A run of a name that is running now is refused, with what to do instead.
@@ -621,6 +642,25 @@ mod tests {
             t.insert(p);
         }
         t
+    }
+
+    #[test]
+    fn a_finished_shutdown_is_noted_answered_and_ends_after_a_grace() {
+        let t = table(&[("api", false, &[])]);
+        let now = Instant::now();
+        let actions = shutdown_done(&t, Some(ClientId(7)), now);
+        assert!(matches!(&actions[0], Action::Note(n) if n.contains("daemon exiting")));
+        assert!(matches!(
+            &actions[1],
+            Action::ReplyLater { client: ClientId(7), response: Response::Ok { message } }
+                if message.starts_with("daemon shutting down")
+        ));
+        assert!(matches!(
+            actions[2],
+            Action::Arm { at, timer: Timer::ExitDeadline } if at == now + EXIT_GRACE
+        ));
+        // Without a client (a signal) nobody is answered.
+        assert_eq!(shutdown_done(&t, None, now).len(), 2);
     }
 
     fn killed(actions: &[Action]) -> Vec<i32> {
