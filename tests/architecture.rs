@@ -926,3 +926,143 @@ fn finds_a_planted_import_up_the_layers_and_an_unplaced_module() {
     assert_eq!(up, vec![("config".to_string(), "daemon".to_string())]);
     assert_eq!(unplaced, vec!["newroom".to_string()]);
 }
+
+/// Needles that mean "registers with or waits on the poll".
+const POLL_NEEDLES: &[&str] = &[
+    "Registry",
+    "Poll::new",
+    ".register(",
+    ".reregister(",
+    ".deregister(",
+    "poll.poll(",
+];
+
+/// The places in the daemon and the proxy, other than the daemon's loop, that
+/// touch the poll: the loop is the only one (issue 17).
+fn poll_outside_the_loop(files: &[(String, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        let in_daemon = path.starts_with("src/daemon/") || path.starts_with("src/proxy/");
+        if !in_daemon || path == "src/daemon/mod.rs" {
+            continue;
+        }
+        for (n, line) in drop_cfg_test(text).lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for needle in POLL_NEEDLES {
+                if line.contains(needle) {
+                    found.push(format!("{path}:{}: {needle}", n + 1));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `super::NAME` in a component (a file of daemon/ other than mod.rs) where
+/// NAME is not a sibling module: the component reaches into the loop.
+fn components_reaching_into_the_loop(files: &[(String, String)]) -> Vec<String> {
+    let siblings: BTreeSet<String> = files
+        .iter()
+        .filter_map(|(p, _)| p.strip_prefix("src/daemon/"))
+        .filter_map(|f| f.strip_suffix(".rs"))
+        .filter(|f| !f.contains('/') && *f != "mod")
+        .map(str::to_string)
+        .collect();
+    let mut found = Vec::new();
+    for (path, text) in files {
+        let Some(file) = path.strip_prefix("src/daemon/") else {
+            continue;
+        };
+        if file == "mod.rs" || file.contains('/') {
+            continue;
+        }
+        let stripped = strip(&drop_cfg_test(text));
+        let mut rest = stripped.as_str();
+        while let Some(at) = rest.find("super::") {
+            rest = &rest[at + "super::".len()..];
+            let names: Vec<String> = if let Some(inner) = rest.strip_prefix('{') {
+                let end = inner.find('}').unwrap_or(inner.len());
+                inner[..end]
+                    .split(',')
+                    .map(|s| s.trim().split("::").next().unwrap_or("").trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                vec![rest[..end].to_string()]
+            };
+            for name in names {
+                if !siblings.contains(&name) && name != "self" {
+                    found.push(format!("{path}: super::{name}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn src_texts() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    source_files(&root.join("src"), &mut paths);
+    paths
+        .iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned();
+            (rel, std::fs::read_to_string(p).unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_daemon_loop_touches_the_poll() {
+    let found = poll_outside_the_loop(&src_texts());
+    assert!(
+        found.is_empty(),
+        "the poll touched outside src/daemon/mod.rs (ARCHITECTURE.md: a component \
+         returns an action and the loop registers, re-arms or deregisters):\n  {}",
+        found.join("\n  ")
+    );
+    let planted = [(
+        "src/proxy/x.rs".to_string(),
+        "// registry.register( in a comment\nfn f(r: &mio::Registry) {}".to_string(),
+    )];
+    assert_eq!(
+        poll_outside_the_loop(&planted),
+        vec!["src/proxy/x.rs:2: Registry".to_string()]
+    );
+}
+
+#[test]
+fn components_do_not_reach_into_the_loop() {
+    let found = components_reaching_into_the_loop(&src_texts());
+    assert!(
+        found.is_empty(),
+        "daemon components import what daemon/mod.rs defines (ARCHITECTURE.md: a \
+         component takes its inputs as arguments and returns actions):\n  {}",
+        found.join("\n  ")
+    );
+    let planted = [
+        (
+            "src/daemon/a.rs".to_string(),
+            "use super::{b::X, Daemon};".to_string(),
+        ),
+        (
+            "src/daemon/b.rs".to_string(),
+            "use super::a::Y;".to_string(),
+        ),
+        ("src/daemon/mod.rs".to_string(), "mod a; mod b;".to_string()),
+    ];
+    assert_eq!(
+        components_reaching_into_the_loop(&planted),
+        vec!["src/daemon/a.rs: super::Daemon".to_string()]
+    );
+}
