@@ -413,20 +413,7 @@ mod tests {
 
     #[test]
     fn a_run_is_reported_ready_once_and_the_next_run_again() {
-        let spec = Spec {
-            command: "server".into(),
-            cwd: "/".into(),
-            base_env: None,
-            env: Default::default(),
-            port: None,
-            log_limits: Default::default(),
-            stop_timeout: None,
-            stop_signal: libc::SIGTERM,
-            depends_on: Vec::new(),
-            oneshot: false,
-            restart: None,
-            definition: String::new(),
-        };
+        let spec = Spec::for_test("server");
         let mut p = Proc::new(1, "api".into(), spec);
         p.pid = 42;
         assert_eq!(p.mark_ready(), Some(42));

@@ -329,18 +329,9 @@ mod tests {
         let mut t = ProcTable::default();
         let id = t.allocate_id();
         let spec = Spec {
-            command: "server".into(),
-            cwd: "/".into(),
-            base_env: None,
             env: [("FOO".to_string(), "1".to_string())].into_iter().collect(),
             port: Some(3000),
-            log_limits: Default::default(),
-            stop_timeout: None,
-            stop_signal: libc::SIGTERM,
-            depends_on: Vec::new(),
-            oneshot: false,
-            restart: None,
-            definition: String::new(),
+            ..Spec::for_test("server")
         };
         let mut p = Proc::new(id, "api".into(), spec);
         p.pid = 4242;

@@ -277,20 +277,7 @@ mod tests {
     }
 
     fn spec() -> Spec {
-        Spec {
-            command: "server".into(),
-            cwd: "/".into(),
-            base_env: None,
-            env: Default::default(),
-            port: None,
-            log_limits: Default::default(),
-            stop_timeout: None,
-            stop_signal: libc::SIGTERM,
-            depends_on: Vec::new(),
-            oneshot: false,
-            restart: None,
-            definition: String::new(),
-        }
+        Spec::for_test("server")
     }
 
     fn started(name: &str, run: u64) -> logs::runs::Entry {

@@ -40,6 +40,28 @@ pub struct Spec {
     pub definition: String,
 }
 
+#[cfg(test)]
+impl Spec {
+    /// A plain spec for the daemon's unit tests: `command` in `/`, no port, no
+    /// policy, the default logs and signal. Tests change what they are about.
+    pub fn for_test(command: &str) -> Spec {
+        Spec {
+            command: command.into(),
+            cwd: "/".into(),
+            base_env: None,
+            env: Default::default(),
+            port: None,
+            log_limits: Default::default(),
+            stop_timeout: None,
+            stop_signal: libc::SIGTERM,
+            depends_on: Vec::new(),
+            oneshot: false,
+            restart: None,
+            definition: String::new(),
+        }
+    }
+}
+
 /// The compiled `--watch` and `--watch-ignore` globs; the tree is the spec's cwd.
 #[derive(Debug)]
 pub struct Watch {

@@ -130,18 +130,8 @@ mod tests {
         for (name, alive, needs) in procs {
             let id = t.allocate_id();
             let spec = Spec {
-                command: "x".into(),
-                cwd: "/".into(),
-                base_env: None,
-                env: Default::default(),
-                port: None,
-                log_limits: Default::default(),
-                stop_timeout: None,
-                stop_signal: libc::SIGTERM,
                 depends_on: needs.iter().map(|n| n.to_string()).collect(),
-                oneshot: false,
-                restart: None,
-                definition: String::new(),
+                ..Spec::for_test("x")
             };
             let mut p = Proc::new(id, name.to_string(), spec);
             p.state = if *alive {

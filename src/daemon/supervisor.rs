@@ -605,18 +605,8 @@ mod tests {
 
     fn spec(needs: &[&str]) -> Spec {
         Spec {
-            command: "server".into(),
-            cwd: "/".into(),
-            base_env: None,
-            env: Default::default(),
-            port: None,
-            log_limits: Default::default(),
-            stop_timeout: None,
-            stop_signal: libc::SIGTERM,
             depends_on: needs.iter().map(|n| n.to_string()).collect(),
-            oneshot: false,
-            restart: None,
-            definition: String::new(),
+            ..Spec::for_test("server")
         }
     }
 
