@@ -263,6 +263,20 @@ impl Followers {
         self.follows.values().any(|f| marks(f, id))
     }
 
+    /// A run of process `id` began: when a follower asked for run markers, it
+    /// is told, with how the previous run ended (read from `procs`, or from the
+    /// run journal in `log_dir` when that run was under an earlier daemon).
+    pub fn on_run_began(&mut self, procs: &ProcTable, id: ProcId, log_dir: &Path) -> Vec<Action> {
+        if !self.wants_marks(id) {
+            return Vec::new();
+        }
+        let Some(p) = procs.get(id) else {
+            return Vec::new();
+        };
+        let marker = run_marker(p, log_dir);
+        self.on_run_start(id, &p.name, &marker)
+    }
+
     /// A run of `name` began: followers that asked for run markers are told,
     /// after what came before.
     pub fn on_run_start(&mut self, id: ProcId, name: &str, marker: &str) -> Vec<Action> {
@@ -628,6 +642,22 @@ mod tests {
             sent(&actions),
             vec![(2, "chunk:last words".into()), (2, "--- run 2 ---".into())]
         );
+    }
+
+    #[test]
+    fn a_run_start_is_marked_only_when_a_follower_asked_and_the_process_exists() {
+        let mut f = Followers::default();
+        let procs = ProcTable::default();
+        let log_dir = Path::new("/nonexistent");
+        follow(&mut f, 1, logs(None, false), false);
+        assert!(f.on_run_began(&procs, 7, log_dir).is_empty());
+        let mut marked = logs(None, true);
+        if let Request::Logs { runs, .. } = &mut marked {
+            *runs = Some(1);
+        }
+        follow(&mut f, 2, marked, false);
+        // Asked for, but the process is gone from the table: nothing to mark.
+        assert!(f.on_run_began(&procs, 7, log_dir).is_empty());
     }
 
     #[test]

@@ -933,22 +933,12 @@ impl Daemon {
                 None => started,
             },
         );
-        self.mark_run_start(id);
+        let actions = (self.follow).on_run_began(&self.procs, id, &self.paths.log_dir);
+        self.apply(actions);
         if let Some(note) = annotation {
             self.deliver_line(id, Stream::Stdout, note.as_bytes());
             self.flush_followers();
         }
-    }
-
-    /// Tell the followers of `id` that asked for run markers that a run began.
-    fn mark_run_start(&mut self, id: ProcId) {
-        if !self.follow.wants_marks(id) {
-            return;
-        }
-        let Some(p) = self.procs.get(id) else { return };
-        let marker = follow::run_marker(p, &self.paths.log_dir);
-        let actions = self.follow.on_run_start(id, &p.name, &marker);
-        self.apply(actions);
     }
 
     /// Append to the run journal; a failure is noted in daemon.log, nothing more.
