@@ -708,33 +708,25 @@ impl Daemon {
 
     /// The status table (of one process with `target`), with the notes.
     fn status(&mut self, client: ClientId, target: Option<String>, resources: bool) {
-        let proxy_port = self.proxy.as_ref().map(|p| p.port());
-        let mut processes = match &target {
-            None => self.procs.status(Instant::now(), proxy_port),
-            Some(t) => match self.find_for(client, t).and_then(|id| self.procs.get(id)) {
-                Some(p) => vec![p.info(Instant::now(), proxy_port)],
+        let target = match &target {
+            None => None,
+            Some(t) => Some(match self.find_for(client, t) {
+                Some(id) => id,
                 None => return,
-            },
+            }),
         };
-        for row in &mut processes {
-            if let Some(p) = self
-                .procs
-                .by_name(&row.name)
-                .and_then(|id| self.procs.get(id))
-                && self.watch.watching(p.id)
-            {
-                // A process stopped by hand is not restarted by changes.
-                row.watched = Some(!p.sup.disabled);
-            }
-        }
-        if resources || target.is_some() {
-            resources::add_resources(
-                &mut self.procs,
-                &self.paths,
-                &mut processes,
-                target.is_some(),
-            );
-        }
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let watch = &self.watch;
+        let Some(processes) = resources::status_rows(
+            &mut self.procs,
+            &self.paths,
+            target,
+            proxy_port,
+            resources,
+            |id| watch.watching(id),
+        ) else {
+            return;
+        };
         let notes = self.persist.status_notes().to_vec();
         self.reply(client, &Response::Status { processes, notes });
     }
@@ -1646,12 +1638,7 @@ impl Daemon {
         let Some((i, proc)) = self.ups.late(run, entry) else {
             return;
         };
-        let last_try = (self
-            .probes
-            .owned_by(|o| o == readiness::Owner::Up { run, entry: i }))
-        .first()
-        .and_then(|&p| self.probes.last_error(p))
-        .map(str::to_string);
+        let last_try = (self.probes).last_error_of(readiness::Owner::Up { run, entry: i });
         let conflict = proc.and_then(|id| resources::port_conflict(&self.procs, &self.paths, id));
         let actions = self.ups.on_deadline(run, entry, i, last_try, conflict);
         self.apply(actions);

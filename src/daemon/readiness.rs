@@ -94,6 +94,12 @@ impl ProbeTable {
         self.probes.get(&id)?.last_error.as_deref()
     }
 
+    /// What the last try of `owner`'s probe said went wrong (its first probe's).
+    pub fn last_error_of(&self, owner: Owner) -> Option<String> {
+        let first = *self.owned_by(|o| o == owner).first()?;
+        self.last_error(first).map(str::to_string)
+    }
+
     /// Probes that belong to `owner`.
     pub fn owned_by(&self, pred: impl Fn(Owner) -> bool) -> Vec<ProbeId> {
         self.probes
@@ -426,6 +432,17 @@ mod tests {
         ));
         assert!(table.last_error(id).is_some());
         assert!(table.stream_mut(id).is_none());
+    }
+
+    #[test]
+    fn a_late_up_entry_is_told_its_probes_last_error() {
+        let (mut table, id, _listener) = probing(Owner::Up { run: 1, entry: 0 });
+        let owner = Owner::Up { run: 1, entry: 0 };
+        assert_eq!(table.last_error_of(owner), None);
+        let err = io::Error::from_raw_os_error(libc::ENOMEM);
+        let _ = table.on_registered(id, Err(err));
+        assert!(table.last_error_of(owner).is_some());
+        assert_eq!(table.last_error_of(Owner::Up { run: 1, entry: 1 }), None);
     }
 
     #[test]

@@ -18,6 +18,35 @@ const MIN_CPU_WINDOW: Duration = Duration::from_millis(250);
 /// How many of the last lines of each stream are searched for "address in use".
 const CONFLICT_LINES: usize = 20;
 
+/// The rows of `status` (of `target` only, if given; None if it is gone):
+/// `watching` says whose files are watched, and `resources` or a target adds
+/// what /proc says.
+pub(super) fn status_rows(
+    procs: &mut ProcTable,
+    paths: &SessionPaths,
+    target: Option<ProcId>,
+    proxy_port: Option<u16>,
+    resources: bool,
+    watching: impl Fn(ProcId) -> bool,
+) -> Option<Vec<ProcessInfo>> {
+    let mut rows = match target {
+        None => procs.status(Instant::now(), proxy_port),
+        Some(id) => vec![procs.get(id)?.info(Instant::now(), proxy_port)],
+    };
+    for row in &mut rows {
+        if let Some(p) = procs.by_name(&row.name).and_then(|id| procs.get(id))
+            && watching(p.id)
+        {
+            // A process stopped by hand is not restarted by changes.
+            row.watched = Some(!p.sup.disabled);
+        }
+    }
+    if resources || target.is_some() {
+        add_resources(procs, paths, &mut rows, target.is_some());
+    }
+    Some(rows)
+}
+
 /// Fill in the /proc fields of `rows` (the live ones): members found from
 /// the leaders down, the TCP tables read at most once; with `full`, also
 /// what `status NAME` shows.
@@ -363,6 +392,28 @@ mod tests {
             ]
         );
         assert_eq!(row.pgid, Some(4242));
+    }
+
+    #[test]
+    fn status_marks_watched_processes_unless_stopped_by_hand() {
+        let mut procs = table();
+        let paths = paths(PathBuf::from("/nonexistent/sessions/web"));
+        let rows = |procs: &mut ProcTable, watched: bool| {
+            let rows = status_rows(procs, &paths, None, None, false, |_| watched);
+            rows.unwrap_or_default()[0].watched
+        };
+        assert_eq!(rows(&mut procs, false), None);
+        assert_eq!(rows(&mut procs, true), Some(true));
+        let id = procs
+            .by_name("api")
+            .unwrap_or_else(|| panic!("api is in the table"));
+        if let Some(p) = procs.get_mut(id) {
+            p.sup.disabled = true;
+        }
+        assert_eq!(rows(&mut procs, true), Some(false));
+        // A target gone since it was found: no table, the caller answers nothing.
+        let gone = procs.allocate_id();
+        assert!(status_rows(&mut procs, &paths, Some(gone), None, false, |_| true).is_none());
     }
 
     #[test]
