@@ -695,21 +695,7 @@ fn os_specific_outside_sys(files: &[(String, String)]) -> Vec<String> {
 
 #[test]
 fn os_specific_calls_live_in_sys() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut paths = Vec::new();
-    source_files(&root.join("src"), &mut paths);
-    let files: Vec<(String, String)> = paths
-        .iter()
-        .map(|p| {
-            let rel = p
-                .strip_prefix(root)
-                .unwrap_or(p)
-                .to_string_lossy()
-                .into_owned();
-            let text = std::fs::read_to_string(p).unwrap_or_default();
-            (rel, text)
-        })
-        .collect();
+    let files = src_texts();
     let found = os_specific_outside_sys(&files);
     assert!(
         found.is_empty(),

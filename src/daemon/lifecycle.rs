@@ -456,23 +456,13 @@ mod tests {
 
     fn proc(state: State) -> Proc {
         let spec = Spec {
-            command: "server".into(),
-            cwd: "/".into(),
-            base_env: None,
-            env: Default::default(),
-            port: None,
-            log_limits: Default::default(),
-            stop_timeout: None,
-            stop_signal: libc::SIGTERM,
-            depends_on: Vec::new(),
-            oneshot: false,
             restart: Some(Policy {
                 mode: Mode::Always,
                 max: Some(3),
                 delay: Duration::from_millis(500),
                 exponential: false,
             }),
-            definition: String::new(),
+            ..Spec::for_test("server")
         };
         let mut p = Proc::new(ID, "web".into(), spec);
         p.state = state;
