@@ -15,6 +15,6 @@ pub use logs::{LogsRead, read_logs, tail_of_run};
 #[cfg(test)]
 pub(crate) use output::tests::row as test_process_row;
 pub use output::{
-    Output, format_bytes, format_uptime, print_line, render_line, status_table, warn_survivors,
-    write_stdout,
+    Output, format_bytes, format_uptime, print_line, render_line, status_table, wait_exit_text,
+    warn_survivors, write_stdout,
 };

@@ -131,6 +131,15 @@ pub fn status_table(processes: &[ProcessInfo], resources: bool) -> String {
 }
 
 /// `812K`, `23.4M`, `1.2G`: resident memory, as ps and top print it.
+/// How a waited-for process ended, as `wait --exit` says it (and the MCP `wait`).
+pub fn wait_exit_text(exit_code: Option<i32>, exit_signal: Option<&str>) -> String {
+    match (exit_code, exit_signal) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("exited by {signal}"),
+        (None, None) => "exited by signal".to_string(),
+    }
+}
+
 pub fn format_bytes(bytes: u64) -> String {
     const K: f64 = 1024.0;
     let b = bytes as f64;

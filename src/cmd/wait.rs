@@ -123,11 +123,7 @@ pub fn run(paths: &SessionPaths, args: WaitArgs, out: Output) -> Result<i32> {
             exit_code,
             exit_signal,
         } => {
-            let text = match (exit_code, &exit_signal) {
-                (Some(code), _) => format!("exited with code {code}"),
-                (None, Some(signal)) => format!("exited by {signal}"),
-                (None, None) => "exited by signal".to_string(),
-            };
+            let text = crate::client::wait_exit_text(exit_code, exit_signal.as_deref());
             let json = serde_json::json!({"event": "exit", "exit_code": exit_code, "exit_signal": exit_signal});
             if args.success && exit_code != Some(0) {
                 // The exit is what was asked about, so it is said as usual; the

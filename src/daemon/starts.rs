@@ -94,18 +94,9 @@ mod tests {
 
     fn spec(port: Option<u16>) -> Spec {
         Spec {
-            command: "server".into(),
             cwd: "/srv/app".into(),
-            base_env: None,
-            env: Default::default(),
             port,
-            log_limits: Default::default(),
-            stop_timeout: None,
-            stop_signal: libc::SIGTERM,
-            depends_on: Vec::new(),
-            oneshot: false,
-            restart: None,
-            definition: String::new(),
+            ..Spec::for_test("server")
         }
     }
 

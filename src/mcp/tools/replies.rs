@@ -85,11 +85,7 @@ fn waited(target: &str, what: &str, timeout: Duration, reply: Response) -> Outco
             exit_code,
             exit_signal,
         } => {
-            let text = match (exit_code, &exit_signal) {
-                (Some(code), _) => format!("exited with code {code}"),
-                (None, Some(signal)) => format!("exited by {signal}"),
-                (None, None) => "exited by a signal".to_string(),
-            };
+            let text = client::wait_exit_text(exit_code, exit_signal.as_deref());
             let json = Obj::new()
                 .str("event", "exit")
                 .opt("exit_code", exit_code.as_ref().map(|c| c as _))
