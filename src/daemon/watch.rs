@@ -41,7 +41,7 @@ pub struct FileWatch {
 
 impl FileWatch {
     /// Make the inotify descriptor if there is none yet; its fd is returned
-    /// when it is new, for the loop to register (or, failing that, `abandon`).
+    /// when it is new, for the loop to register (and say how that went, `registered`).
     pub fn start(&mut self) -> Result<Option<RawFd>, String> {
         if self.watcher.is_some() {
             return Ok(None);
@@ -57,9 +57,29 @@ impl FileWatch {
         Ok(Some(fd))
     }
 
-    /// The descriptor could not be registered: drop it (the next watch tries again).
-    pub fn abandon(&mut self) {
-        self.watcher = None;
+    /// How registering the new descriptor (`start`) went. Failing, it is
+    /// dropped (the next watch tries again) and that is the error.
+    pub fn registered(&mut self, watched: io::Result<()>) -> Result<(), String> {
+        watched.map_err(|e| {
+            self.watcher = None;
+            format!("watching the inotify descriptor: {e}")
+        })
+    }
+
+    /// Watch `spec`'s tree for `proc` (`watch`), or stop watching for it (None).
+    pub fn set(
+        &mut self,
+        proc: ProcId,
+        spec: Option<Spec>,
+        procs: &ProcTable,
+    ) -> (Result<(), String>, Vec<Action>) {
+        match spec {
+            Some(spec) => self.watch(proc, spec, procs),
+            None => {
+                self.unwatch(proc);
+                (Ok(()), Vec::new())
+            }
+        }
     }
 
     /// Stop watching for `proc`.
