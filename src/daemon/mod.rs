@@ -753,11 +753,8 @@ impl Daemon {
     }
 
     fn run_process(&mut self, request: Request) -> Response {
-        let ctx = spec::Context {
-            home_cwd: &self.home_cwd,
-            behind_proxy: self.proxy.is_some(),
-        };
-        match starts::plan(request, &ctx, self.shutting_down) {
+        let behind_proxy = self.proxy.is_some();
+        match starts::plan(request, &self.home_cwd, behind_proxy, self.shutting_down) {
             Ok(planned) => self.run_planned(planned),
             Err(refused) => *refused,
         }
@@ -765,11 +762,8 @@ impl Daemon {
 
     /// Start what a checked request planned (a `run`, or an `up` entry).
     fn run_planned(&mut self, planned: spec::Planned) -> Response {
-        let now = starts::Now {
-            shutting_down: self.shutting_down,
-            behind_proxy: self.proxy.is_some(),
-            chosen: self.persist.chosen_ports(),
-        };
+        let chosen = self.persist.chosen_ports();
+        let now = starts::Now::new(self.shutting_down, self.proxy.is_some(), chosen);
         let start = match starts::admit(&self.procs, &self.paths, planned, now, starts::can_bind) {
             Ok(start) => start,
             Err(refused) => return *refused,
@@ -778,20 +772,18 @@ impl Daemon {
             self.persist.choose_port(name, *port);
         }
         let existing = start.existing;
-        let (id, actions) =
-            match (self.sup).admit(&mut self.procs, existing, start.name, start.spec) {
-                Ok(admitted) => admitted,
-                Err(msg) => return Response::error(msg),
-            };
+        let admitted = (self.sup).admit(&mut self.procs, existing, start.name, start.spec);
+        let (id, actions) = match admitted {
+            Ok(admitted) => admitted,
+            Err(msg) => return Response::error(msg),
+        };
         self.apply(actions);
         let mut response = match self.set_watch(id, start.watch) {
             Ok(()) => self.respawn(id, None),
             Err(msg) => Response::error(msg),
         };
-        let taken = start.taken;
-        if let Some(line) = starts::started(&mut self.procs, id, existing, &mut response, taken) {
-            self.note(&line);
-        }
+        let actions = starts::started(&mut self.procs, id, existing, &mut response, start.taken);
+        self.apply(actions);
         response
     }
 
@@ -818,11 +810,8 @@ impl Daemon {
             let Some(pipe) = out.pipe.as_mut().filter(|_| out.token == procs::UNWATCHED) else {
                 continue;
             };
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(pipe, token, Interest::READABLE)
-            {
+            let registry = self.poll.registry();
+            if let Err(e) = registry.register(pipe, token, Interest::READABLE) {
                 self.runs.unwatchable(&mut self.procs, id, stream, &e);
                 continue;
             }
@@ -837,9 +826,7 @@ impl Daemon {
     /// Deregister a pipe that was read, forget its token, free its place in the
     /// budget of grown pipes.
     fn unwatch_pipe(&mut self, pipe: Option<mio::unix::pipe::Receiver>, token: Token, grown: bool) {
-        if let Some(mut pipe) = pipe {
-            let _ = self.poll.registry().deregister(&mut pipe);
-        }
+        let _ = pipe.map(|mut pipe| self.poll.registry().deregister(&mut pipe));
         self.slots.remove(&token);
         if grown {
             self.capture.pipe_released();
@@ -1265,14 +1252,10 @@ impl Daemon {
         id: ProcId,
         spec: Option<watch::Spec>,
     ) -> std::result::Result<(), String> {
-        if spec.is_some()
-            && let Some(fd) = self.watch.start()?
-        {
+        if let Some(fd) = self.watch.start_for(spec.is_some())? {
             let source = &mut mio::unix::SourceFd(&fd);
-            let watched = self
-                .poll
-                .registry()
-                .register(source, WATCH, Interest::READABLE);
+            let registry = self.poll.registry();
+            let watched = registry.register(source, WATCH, Interest::READABLE);
             self.watch.registered(watched)?;
         }
         let (answer, actions) = self.watch.set(id, spec, &self.procs);

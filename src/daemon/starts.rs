@@ -9,13 +9,14 @@ use super::action::Action;
 use super::ids::ClientId;
 use super::procs::{ProcId, ProcTable};
 use super::resources;
-use super::spec::{Planned, Spec};
+use super::spec::{Context, Planned, Spec};
 use super::supervisor;
 use super::watch;
 use crate::paths::SessionPaths;
 use crate::protocol::{Request, Response};
 use std::collections::{BTreeMap, HashSet};
 use std::io;
+use std::path::Path;
 
 /// A start the table allows, for the loop to carry out.
 #[derive(Debug)]
@@ -46,16 +47,32 @@ pub struct Now<'a> {
     pub chosen: &'a BTreeMap<String, u16>,
 }
 
-/// Check a `run` request and plan its start; refused while shutting down.
+impl<'a> Now<'a> {
+    pub fn new(shutting_down: bool, behind_proxy: bool, chosen: &'a BTreeMap<String, u16>) -> Self {
+        Now {
+            shutting_down,
+            behind_proxy,
+            chosen,
+        }
+    }
+}
+
+/// Check a `run` request and plan its start (relative and missing `cwd`s
+/// resolve in `home_cwd`); refused while shutting down.
 pub fn plan(
     request: Request,
-    ctx: &super::spec::Context,
+    home_cwd: &Path,
+    behind_proxy: bool,
     is_shutting_down: bool,
 ) -> Result<Planned, Box<Response>> {
     if is_shutting_down {
         return Err(Box::new(shutting_down()));
     }
-    Spec::from_run(request, ctx).map_err(|msg| Box::new(Response::error(msg)))
+    let ctx = Context {
+        home_cwd,
+        behind_proxy,
+    };
+    Spec::from_run(request, &ctx).map_err(|msg| Box::new(Response::error(msg)))
 }
 
 /// `prepare`, then a free port for a process behind the proxy that has none
@@ -200,19 +217,22 @@ pub fn warn_taken(response: &mut Response, taken: Option<String>) -> Option<Stri
 }
 
 /// After a start: a new name whose start failed leaves no entry (it never
-/// ran: no pipes, no logs), and a taken port is the answer's warning. Returns
-/// the line for daemon.log.
+/// ran: no pipes, no logs), and a taken port is the answer's warning, and
+/// a `Note` for daemon.log.
 pub fn started(
     procs: &mut ProcTable,
     id: ProcId,
     start_existing: Option<ProcId>,
     response: &mut Response,
     taken: Option<String>,
-) -> Option<String> {
+) -> Vec<Action> {
     if start_existing.is_none() && matches!(response, Response::Error { .. }) {
         procs.remove_unstarted(id);
     }
     warn_taken(response, taken)
+        .map(Action::Note)
+        .into_iter()
+        .collect()
 }
 
 /// Why a process starts again, and so what follows its start.
@@ -495,11 +515,11 @@ mod tests {
         let mut t = table();
         let api = t.by_name("api").expect("api");
         let mut failed = Response::error("no such directory");
-        assert_eq!(started(&mut t, api, Some(api), &mut failed, None), None);
+        assert!(started(&mut t, api, Some(api), &mut failed, None).is_empty());
         assert!(t.get(api).is_some(), "a re-run keeps its entry");
         let id = t.allocate_id();
         t.insert(Proc::new(id, "new".into(), spec(None)));
-        assert_eq!(started(&mut t, id, None, &mut failed, None), None);
+        assert!(started(&mut t, id, None, &mut failed, None).is_empty());
         assert!(t.by_name("new").is_none(), "a new name that never ran goes");
     }
 
