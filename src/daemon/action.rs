@@ -92,11 +92,10 @@ pub enum Action {
     FinishShutdown { client: Option<ClientId> },
     /// Write state.json now, not at the end of the turn (a new run's group).
     SaveStateNow,
-    /// A run began: tell subscribers and followers; the annotation is its
-    /// first line for waits and followers.
+    /// A run began: tell followers; the annotation is its first line for
+    /// waits and followers.
     RunStarted {
         proc: ProcId,
-        pid: u32,
         annotation: Option<String>,
     },
     // ---- output and follow ----
@@ -120,6 +119,17 @@ pub enum Action {
         to: Vec<ClientId>,
         event: Response,
         seq: u64,
+    },
+    // ---- starts (runs) ----
+    /// Register the pipes of `proc`'s outputs that are not yet (`UNWATCHED`);
+    /// one that cannot be is left out (`Runs::unwatchable`).
+    WatchOutputs { proc: ProcId },
+    /// Deregister a pipe the loop read (it closes when dropped) and forget its
+    /// token; `grown`: its place in the budget of grown pipes is free again.
+    UnwatchPipe {
+        pipe: Option<mio::unix::pipe::Receiver>,
+        token: mio::Token,
+        grown: bool,
     },
     // ---- waits ----
     /// Probe `target` for wait `wait` (its process is `proc`), first try now.

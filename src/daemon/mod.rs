@@ -36,14 +36,13 @@ use crate::protocol::{Request, Response, Stream};
 use crate::sys;
 use action::Action;
 use control::Route;
-use events::Change;
 use ids::ClientId;
 use mio::{Events, Interest, Poll, Token};
-use procs::{Output, ProcId, ProcTable, STREAMS};
+use procs::{ProcId, ProcTable, STREAMS};
 use signals::Exit;
 /// For `agent-procs mcp`, which ends on the same signals through the same kind of pipe.
 pub(crate) use signals::signal_pipe;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -342,16 +341,12 @@ impl Daemon {
                 Action::Stopped { proc, exit } => self.stopped(proc, exit),
                 Action::Ended { proc, exit } => self.exited(proc, exit),
                 Action::SaveStateNow => self.save_state(),
-                Action::RunStarted {
-                    proc,
-                    pid,
-                    annotation,
-                } => self.announce_start(proc, pid, annotation.as_deref()),
+                Action::RunStarted { proc, annotation } => self.run_started(proc, annotation),
                 Action::Restart {
                     proc,
                     note,
                     counted,
-                } => self.restart_now(proc, &note, counted),
+                } => self.restart(proc, &note, starts::Then::Policy { counted }),
                 Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
                 Action::Annotate { proc, note } => self.stdout_note(proc, &note),
                 Action::Respawn {
@@ -359,7 +354,7 @@ impl Daemon {
                     note,
                     reply,
                     settled,
-                } => self.restart_with(proc, note, reply, settled),
+                } => self.restart(proc, note, starts::Then::Answer { reply, settled }),
                 Action::FinishShutdown { client } => self.finish_shutdown(client),
                 // ---- output and follow ----
                 Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
@@ -369,6 +364,9 @@ impl Daemon {
                 }
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
+                // ---- starts (runs) ----
+                Action::WatchOutputs { proc } => self.watch_outputs(proc),
+                Action::UnwatchPipe { pipe, token, grown } => self.unwatch_pipe(pipe, token, grown),
                 // ---- waits ----
                 Action::WaitProbe { wait, proc, target } => {
                     let probe = self.probes.add(readiness::Owner::Wait(wait), proc, target);
@@ -755,176 +753,89 @@ impl Daemon {
     }
 
     fn run_process(&mut self, request: Request) -> Response {
-        if self.shutting_down {
-            return starts::shutting_down();
-        }
-        let ctx = spec::Context {
-            home_cwd: &self.home_cwd,
-            behind_proxy: self.proxy.is_some(),
-        };
-        match spec::Spec::from_run(request, &ctx) {
+        let behind_proxy = self.proxy.is_some();
+        match starts::plan(request, &self.home_cwd, behind_proxy, self.shutting_down) {
             Ok(planned) => self.run_planned(planned),
-            Err(msg) => Response::error(msg),
+            Err(refused) => *refused,
         }
     }
 
     /// Start what a checked request planned (a `run`, or an `up` entry).
     fn run_planned(&mut self, planned: spec::Planned) -> Response {
-        let behind_proxy = self.proxy.is_some();
-        let mut start =
-            match starts::prepare(&self.procs, planned, self.shutting_down, behind_proxy) {
-                Ok(start) => start,
-                Err(refused) => return *refused,
-            };
-        if start.choose_port {
-            match self.free_backend_port(start.name.as_deref()) {
-                Ok(port) => start.spec.port = Some(port),
-                Err(message) => return Response::error(message),
-            }
-        }
-        let (asked, existing) = (start.asked_port, start.existing);
-        let taken = resources::asked_port_taken(&self.procs, &self.paths, asked, existing);
-        let mut response = match existing {
-            Some(id) => self.rerun(id, start.spec, start.watch),
-            None => self.first_run(start.name, start.spec, start.watch),
+        let chosen = self.persist.chosen_ports();
+        let now = starts::Now::new(self.shutting_down, self.proxy.is_some(), chosen);
+        let start = match starts::admit(&self.procs, &self.paths, planned, now, starts::can_bind) {
+            Ok(start) => start,
+            Err(refused) => return *refused,
         };
-        if let Some(line) = starts::warn_taken(&mut response, taken) {
-            self.note(&line);
+        if let Some((name, port)) = &start.chosen {
+            self.persist.choose_port(name, *port);
         }
-        response
-    }
-
-    /// Re-running an exited name replaces it, keeping its id; leftovers of its
-    /// old process group belong to the run being replaced.
-    fn rerun(&mut self, id: ProcId, spec: spec::Spec, watch: Option<watch::Spec>) -> Response {
-        let actions = self.sup.replace_spec(&mut self.procs, id, spec);
-        self.apply(actions);
-        if let Err(msg) = self.set_watch(id, watch) {
-            return Response::error(msg);
-        }
-        self.respawn(id, None)
-    }
-
-    /// A new name: a new entry in the table, removed again if it cannot start.
-    fn first_run(
-        &mut self,
-        name: Option<String>,
-        spec: spec::Spec,
-        watch: Option<watch::Spec>,
-    ) -> Response {
-        let id = match supervisor::add(&mut self.procs, name, spec) {
-            Ok(id) => id,
+        let existing = start.existing;
+        let admitted = (self.sup).admit(&mut self.procs, existing, start.name, start.spec);
+        let (id, actions) = match admitted {
+            Ok(admitted) => admitted,
             Err(msg) => return Response::error(msg),
         };
-        // Only a process that never started is removed; it has no pipes or logs.
-        if let Err(msg) = self.set_watch(id, watch) {
-            self.procs.remove_unstarted(id);
-            return Response::error(msg);
-        }
-        let response = self.respawn(id, None);
-        if matches!(response, Response::Error { .. }) {
-            self.procs.remove_unstarted(id);
-        }
-        response
-    }
-
-    /// Start (or start again) process `id` from its spec: new log segments, new
-    /// pipes registered with the loop, state Running. Returns the `run` answer.
-    fn respawn(&mut self, id: ProcId, annotation: Option<&str>) -> Response {
-        let Some(p) = self.procs.get(id) else {
-            return Response::error("process vanished");
+        self.apply(actions);
+        let mut response = match self.set_watch(id, start.watch) {
+            Ok(()) => self.respawn(id, None),
+            Err(msg) => Response::error(msg),
         };
-        let spec = p.spec.clone();
-        let name = p.name.clone();
-        let grow = self.capture.may_grow_pipes();
-        let spawned = match spawn::spawn(&spec, &name, grow) {
-            Ok(s) => s,
-            Err(msg) => {
-                let reason = msg.clone();
-                self.step(id, lifecycle::Event::SpawnFailed { reason });
-                return Response::error(msg);
-            }
-        };
-        // Retire the previous run's pipes (a setsid'd escapee may still hold them).
-        self.close_outputs(id);
-        // The run begins here: every byte of it gets a later sequence number.
-        let run = self.runs.next_number(&name);
-        let run_seq = self.clock.tick();
-        let pid = spawned.pid;
-        let (outputs, failure) = self.open_outputs(id, &name, &spec, spawned, annotation);
-        let launch = runs::Launch {
-            pid,
-            run,
-            run_seq,
-            outputs,
-            failure,
-        };
-        let proxy_port = self.proxy.as_ref().map(|p| p.port());
-        let (response, actions) =
-            (self.runs).begin(&mut self.procs, id, launch, annotation, proxy_port);
+        let actions = starts::started(&mut self.procs, id, existing, &mut response, start.taken);
         self.apply(actions);
         response
     }
 
-    /// The log sinks of a new run and its pipes registered with the loop; the
-    /// annotation goes first in the stdout log. A failure leaves that stream out.
-    fn open_outputs(
-        &mut self,
-        id: ProcId,
-        name: &str,
-        spec: &spec::Spec,
-        spawned: spawn::Spawned,
-        annotation: Option<&str>,
-    ) -> ([Option<Output>; 2], Option<String>) {
-        let grown = spawned.grown;
-        let mut outputs: [Option<Output>; 2] = [None, None];
-        let mut failure = None;
-        let sinks = (self.runs).open_sinks(name, spec, annotation, &mut self.clock);
-        for ((slot, sink), (stream, mut pipe)) in outputs.iter_mut().zip(sinks).zip([
-            (Stream::Stdout, spawned.stdout),
-            (Stream::Stderr, spawned.stderr),
-        ]) {
-            let sink = match sink {
-                Ok(sink) => sink,
-                Err(msg) => {
-                    failure = Some(msg);
-                    continue;
-                }
-            };
-            let token = self.new_token();
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(&mut pipe, token, Interest::READABLE)
-            {
-                failure = Some(format!("watching the output of {name}: {e}"));
-                continue;
-            }
-            self.slots.insert(token, Slot::Output(id, stream));
-            if grown {
-                self.capture.pipe_grown();
-            }
-            *slot = Some(Output {
-                pipe: Some(pipe),
-                token,
-                sink,
-                grown,
-            });
-        }
-        (outputs, failure)
+    /// Start (or start again) process `id` from its spec, `note` first in its
+    /// log: launched by the runs component, its pipes registered, begun.
+    fn respawn(&mut self, id: ProcId, note: Option<&str>) -> Response {
+        let grow = self.capture.may_grow_pipes();
+        let actions = (self.runs).launch(&mut self.procs, id, note, grow, &mut self.clock);
+        self.apply(actions);
+        let proxy_port = self.proxy.as_ref().map(|p| p.port());
+        let (response, actions) = (self.runs).begin(&mut self.procs, id, note, proxy_port);
+        self.apply(actions);
+        response
     }
 
-    /// Tell subscribers and followers that a run began; waits and followers see
-    /// the annotation as its first line.
-    fn announce_start(&mut self, id: ProcId, pid: u32, annotation: Option<&str>) {
-        let started = Change::new("started").pid(pid);
-        self.emit(
-            id,
-            match annotation {
-                Some(note) => started.detail(note.trim_start_matches("[agent-procs] ")),
-                None => started,
-            },
-        );
+    /// Register the pipes of `id`'s outputs not registered yet; one that cannot
+    /// be is left out of the run, which then fails (`Runs::unwatchable`).
+    fn watch_outputs(&mut self, id: ProcId) {
+        for stream in STREAMS {
+            let token = self.new_token();
+            let Some(out) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
+                continue;
+            };
+            let Some(pipe) = out.pipe.as_mut().filter(|_| out.token == procs::UNWATCHED) else {
+                continue;
+            };
+            let registry = self.poll.registry();
+            if let Err(e) = registry.register(pipe, token, Interest::READABLE) {
+                self.runs.unwatchable(&mut self.procs, id, stream, &e);
+                continue;
+            }
+            out.token = token;
+            self.slots.insert(token, Slot::Output(id, stream));
+            if out.grown {
+                self.capture.pipe_grown();
+            }
+        }
+    }
+
+    /// Deregister a pipe that was read, forget its token, free its place in the
+    /// budget of grown pipes.
+    fn unwatch_pipe(&mut self, pipe: Option<mio::unix::pipe::Receiver>, token: Token, grown: bool) {
+        let _ = pipe.map(|mut pipe| self.poll.registry().deregister(&mut pipe));
+        self.slots.remove(&token);
+        if grown {
+            self.capture.pipe_released();
+        }
+    }
+
+    /// A run began: followers may want its marker; waits and followers see the
+    /// annotation as its first line.
+    fn run_started(&mut self, id: ProcId, annotation: Option<String>) {
         let actions = (self.follow).on_run_began(&self.procs, id, &self.paths.log_dir);
         self.apply(actions);
         if let Some(note) = annotation {
@@ -933,22 +844,18 @@ impl Daemon {
         }
     }
 
+    /// Start `id` again with `note` first in its log; what follows is `then`'s.
+    fn restart(&mut self, id: ProcId, note: &str, then: starts::Then) {
+        starts::count_restart(&mut self.procs, id, then);
+        let response = self.respawn(id, Some(note));
+        let actions = starts::restarted(&self.procs, id, note, then, response);
+        self.apply(actions);
+    }
+
     /// Append to the run journal; a failure is noted in daemon.log, nothing more.
     fn journal(&mut self, entry: logs::runs::Entry) {
         let actions = self.runs.journal(entry);
         self.apply(actions);
-    }
-
-    fn close_outputs(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get_mut(id) else {
-            return;
-        };
-        for output in p.outputs.iter_mut().flatten() {
-            if let Some(mut pipe) = self.capture.retire(output) {
-                let _ = self.poll.registry().deregister(&mut pipe);
-            }
-            self.slots.remove(&output.token);
-        }
     }
 
     fn stop_request(&mut self, client: ClientId, target: &str, timeout_ms: Option<u64>) {
@@ -1254,21 +1161,6 @@ impl Daemon {
         }
     }
 
-    /// Start `id` again with `note` first, and answer `reply` (if a client asked);
-    /// `settled`: it waited for a stop (its client is busy; a start is noted).
-    fn restart_with(&mut self, id: ProcId, note: &str, reply: Option<ClientId>, settled: bool) {
-        let response = self.respawn(id, Some(note));
-        if settled && let Response::RunOk { .. } = response {
-            let name = self.proc_name(id);
-            self.note(&format!("{name}: {note}"));
-        }
-        match reply {
-            Some(client) if settled => self.reply_later(client, &response),
-            Some(client) => self.reply(client, &response),
-            None => {}
-        }
-    }
-
     fn finish_shutdown(&mut self, client: Option<ClientId>) {
         if self.exiting {
             return;
@@ -1345,20 +1237,6 @@ impl Daemon {
         self.apply(actions);
     }
 
-    /// Start `id` again now, with `note` first in its log; an automatic restart
-    /// (`counted`) counts against its policy and is noted.
-    fn restart_now(&mut self, id: ProcId, note: &str, counted: bool) {
-        if counted && let Some(p) = self.procs.get_mut(id) {
-            p.sup.restarts += 1;
-        }
-        let name = self.proc_name(id);
-        if let Response::RunOk { pid, .. } = self.respawn(id, Some(note))
-            && counted
-        {
-            self.note(&format!("{name} restarted, pid {pid}: {note}"));
-        }
-    }
-
     /// Stop `id`, then start it again with `note` once it is down.
     fn stop_then_restart(&mut self, id: ProcId, note: &'static str) {
         let actions = self.sup.stop_then_restart(&mut self.procs, id, note);
@@ -1374,22 +1252,13 @@ impl Daemon {
         id: ProcId,
         spec: Option<watch::Spec>,
     ) -> std::result::Result<(), String> {
-        let Some(spec) = spec else {
-            self.watch.unwatch(id);
-            return Ok(());
-        };
-        if let Some(fd) = self.watch.start()? {
+        if let Some(fd) = self.watch.start_for(spec.is_some())? {
             let source = &mut mio::unix::SourceFd(&fd);
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(source, WATCH, Interest::READABLE)
-            {
-                self.watch.abandon();
-                return Err(format!("watching the inotify descriptor: {e}"));
-            }
+            let registry = self.poll.registry();
+            let watched = registry.register(source, WATCH, Interest::READABLE);
+            self.watch.registered(watched)?;
         }
-        let (answer, actions) = self.watch.watch(id, spec, &self.procs);
+        let (answer, actions) = self.watch.set(id, spec, &self.procs);
         self.apply(actions);
         answer
     }
@@ -1452,66 +1321,6 @@ impl Daemon {
         Response::Ok {
             message: format!("Proxy listening on http://localhost:{port}"),
         }
-    }
-
-    /// A port of 4000-4999 that no process of the session has and nobody listens
-    /// on, for process `name`: the one chosen for that name before (by this daemon
-    /// or the last one) while it is free, else one not chosen for another name,
-    /// else any. The choice is remembered in state.json.
-    /// Out of descriptors, the probe cannot tell, and that is the error.
-    fn free_backend_port(&mut self, name: Option<&str>) -> std::result::Result<u16, String> {
-        let taken: HashSet<u16> = self.procs.iter().filter_map(|p| p.spec.port).collect();
-        let no_fds = std::cell::Cell::new(None);
-        let free = |p: u16| {
-            if taken.contains(&p) || no_fds.get().is_some() {
-                return false;
-            }
-            match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)) {
-                Ok(_) => true,
-                Err(e) if sys::out_of_descriptors(&e) => {
-                    no_fds.set(e.raw_os_error());
-                    false
-                }
-                Err(_) => false,
-            }
-        };
-        let before = name.and_then(|n| self.persist.chosen_ports().get(n).copied());
-        let others: HashSet<u16> = self
-            .persist
-            .chosen_ports()
-            .iter()
-            .filter(|(n, _)| Some(n.as_str()) != name)
-            .map(|(_, &p)| p)
-            .collect();
-        let port = before
-            .filter(|&p| free(p))
-            .or_else(|| {
-                crate::proxy::BACKEND_PORTS
-                    .clone()
-                    .filter(|p| !others.contains(p))
-                    .find(|&p| free(p))
-            })
-            .or_else(|| crate::proxy::BACKEND_PORTS.clone().find(|&p| free(p)));
-        let port = match (port, no_fds.take()) {
-            (Some(port), _) => port,
-            (None, Some(errno)) => {
-                let why = crate::error::describe_io(&io::Error::from_raw_os_error(errno));
-                return Err(format!(
-                    "cannot look for a free port for the process: the daemon is out of file \
-                     descriptors ({why}); try again once some connections have closed, or give \
-                     it a port with --port"
-                ));
-            }
-            (None, None) => {
-                return Err(
-                    "no free port in 4000-4999 for the process; give it one with --port".into(),
-                );
-            }
-        };
-        if let Some(name) = name {
-            self.persist.choose_port(name, port);
-        }
-        Ok(port)
     }
 
     fn proxy_event(&mut self, token: usize, hup: bool) {

@@ -67,6 +67,9 @@ impl State {
     }
 }
 
+/// The token of an output whose pipe the loop has not registered yet.
+pub const UNWATCHED: mio::Token = mio::Token(usize::MAX);
+
 /// One output stream of the current run: the pipe (until EOF) and its log.
 pub struct Output {
     pub pipe: Option<mio::unix::pipe::Receiver>,

@@ -1,12 +1,15 @@
-//! A run's files: the log dir its sinks are created in (verified again for each
-//! run, its descriptor shared while it is the same dir), its log sinks, its
-//! number, and the run journal. It owns the run numbers and the held log dir;
-//! it touches files only (never the poll). A failure to write the journal is a
-//! note for daemon.log, returned as an action.
+//! A run's start and its files: spawning it from its spec, the log dir its
+//! sinks are created in (verified again for each run, its descriptor shared
+//! while it is the same dir), its log sinks, its number, and the run journal.
+//! It owns the run numbers, the held log dir and the start in progress; it
+//! spawns and touches files (never the poll: the loop registers the pipes it
+//! puts in the table, and deregisters the ones it retires). A failure to write
+//! the journal is a note for daemon.log, returned as an action.
 
 use super::action::{Action, Change};
 use super::lifecycle::{self, Event};
-use super::procs::{Output, ProcId, ProcTable, STREAMS};
+use super::procs::{Output, ProcId, ProcTable, STREAMS, UNWATCHED};
+use super::spawn;
 use super::spec::Spec;
 use crate::logs::{self, store::LogSink};
 use crate::paths::{self, SessionPaths};
@@ -16,15 +19,13 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
-/// A new run as the loop made it: the spawned leader, its outputs (pipes
-/// registered, sinks open), its number and first sequence number, and what
-/// failed on the way (a stream left out).
-pub struct Launch {
+/// A run being started: its spawned leader, its number and first sequence
+/// number, and what failed on the way for each stream (left out).
+struct Launch {
     pub pid: u32,
     pub run: u64,
     pub run_seq: u64,
-    pub outputs: [Option<Output>; 2],
-    pub failure: Option<String>,
+    pub failures: [Option<String>; 2],
 }
 
 pub struct Runs {
@@ -34,6 +35,9 @@ pub struct Runs {
     numbers: Option<HashMap<String, u64>>,
     /// The log dir as last verified, shared by the sinks of the runs it holds.
     log_dir: Option<Rc<paths::OwnDir>>,
+    /// The start in progress, from `launch` to `begin` (the spawn's error if
+    /// it failed; None: no such process).
+    launching: Option<Result<Launch, String>>,
 }
 
 impl Runs {
@@ -42,6 +46,7 @@ impl Runs {
             paths,
             numbers: None,
             log_dir: None,
+            launching: None,
         }
     }
 
@@ -104,50 +109,130 @@ impl Runs {
         }
     }
 
-    /// Process `id` was spawned as `launch`: it runs now. Returns the `run`
-    /// answer, and the notes, the journal entry, the state written at once
-    /// (before anyone hears of it: if we are killed right after answering, the
-    /// next daemon must still find this group) and the start announced. A run
-    /// without its logs would run blind: it is killed at once and failed.
+    /// Start (or start again) process `id` from its spec, `grow`ing its pipes
+    /// if the budget allows: spawn it, retire the last run's pipes, number the
+    /// run, open its sinks (`annotation` first in the stdout log) and put its
+    /// outputs in the table with their pipes, for the loop to register. Returns
+    /// `UnwatchPipe` for each retired pipe and `WatchOutputs`, or the failed
+    /// spawn's step; then the loop calls `begin`.
+    pub fn launch(
+        &mut self,
+        procs: &mut ProcTable,
+        id: ProcId,
+        annotation: Option<&str>,
+        grow: bool,
+        clock: &mut logs::index::SeqClock,
+    ) -> Vec<Action> {
+        self.launching = None;
+        let Some(p) = procs.get_mut(id) else {
+            return Vec::new();
+        };
+        let spawned = match spawn::spawn(&p.spec, &p.name, grow) {
+            Ok(s) => s,
+            Err(msg) => {
+                let (state, actions) = lifecycle::on(
+                    p,
+                    Event::SpawnFailed {
+                        reason: msg.clone(),
+                    },
+                );
+                p.state = state;
+                self.launching = Some(Err(msg));
+                return actions;
+            }
+        };
+        // Retire the previous run's pipes (a setsid'd escapee may still hold them).
+        let mut out: Vec<Action> = (p.outputs.iter_mut().flatten())
+            .map(|o| Action::UnwatchPipe {
+                pipe: o.pipe.take(),
+                token: o.token,
+                grown: std::mem::take(&mut o.grown),
+            })
+            .collect();
+        // The run begins here: every byte of it gets a later sequence number.
+        let run = self.next_number(&p.name);
+        let run_seq = clock.tick();
+        let sinks = self.open_sinks(&p.name, &p.spec, annotation, clock);
+        let mut outputs: [Option<Output>; 2] = [None, None];
+        let mut failures: [Option<String>; 2] = [None, None];
+        let pipes = [spawned.stdout, spawned.stderr];
+        for (i, (sink, pipe)) in sinks.into_iter().zip(pipes).enumerate() {
+            match sink {
+                Ok(sink) => {
+                    outputs[i] = Some(Output {
+                        pipe: Some(pipe),
+                        token: UNWATCHED,
+                        sink,
+                        grown: spawned.grown,
+                    })
+                }
+                Err(msg) => failures[i] = Some(msg),
+            }
+        }
+        // The last run's sinks close only now, after the new ones are open.
+        p.outputs = outputs;
+        out.push(Action::WatchOutputs { proc: id });
+        let pid = spawned.pid;
+        self.launching = Some(Ok(Launch {
+            pid,
+            run,
+            run_seq,
+            failures,
+        }));
+        out
+    }
+
+    /// The loop could not register the pipe of `stream` of the run being
+    /// started: that stream is left out, and the run fails in `begin`.
+    pub fn unwatchable(
+        &mut self,
+        procs: &mut ProcTable,
+        id: ProcId,
+        stream: Stream,
+        e: &io::Error,
+    ) {
+        let Some(p) = procs.get_mut(id) else {
+            return;
+        };
+        let i = super::procs::stream_index(stream);
+        p.outputs[i] = None;
+        if let Some(Ok(launch)) = &mut self.launching {
+            launch.failures[i] = Some(format!("watching the output of {}: {e}", p.name));
+        }
+    }
+
+    /// Process `id` was launched: it runs now. Returns the `run` answer, and
+    /// the notes, the journal entry, the state written at once (before anyone
+    /// hears of it: if we are killed right after answering, the next daemon
+    /// must still find this group) and the start announced. A run without
+    /// its logs would run blind: it is killed at once and failed.
     pub fn begin(
         &mut self,
         procs: &mut ProcTable,
         id: ProcId,
-        launch: Launch,
         annotation: Option<&str>,
         proxy_port: Option<u16>,
     ) -> (Response, Vec<Action>) {
+        let launch = match self.launching.take() {
+            Some(Ok(launch)) => launch,
+            Some(Err(msg)) => return (Response::error(msg), Vec::new()),
+            None => return (Response::error("process vanished"), Vec::new()),
+        };
+        let Some(p) = procs.get_mut(id) else {
+            return (Response::error("process vanished"), Vec::new());
+        };
+        let mut out = running(p, &launch);
         let Launch {
             pid,
             run,
             run_seq,
-            outputs,
-            failure,
+            failures: [out_failure, err_failure],
         } = launch;
-        let Some(p) = procs.get_mut(id) else {
-            return (Response::error("process vanished"), Vec::new());
-        };
-        p.outputs = outputs;
-        p.pid = pid;
-        p.pgid = pid as i32;
-        p.started_wall = SystemTime::now();
-        p.run = run;
-        p.run_seq = run_seq;
-        p.start_ticks = crate::sys::start_ticks(pid);
-        p.port_conflict = None;
-        p.cpu_sample = None;
-        let (state, mut out) = lifecycle::on(
-            p,
-            Event::Started {
-                pid,
-                now: Instant::now(),
-            },
-        );
-        p.state = state;
         let (name, command, port) = (p.name.clone(), p.spec.command.clone(), p.spec.port);
         let url = p.url(proxy_port);
         procs.set_pid(id, pid as i32);
-        if let Some(msg) = failure {
+        // The last stream's failure is the one told (stderr's, then stdout's).
+        if let Some(msg) = err_failure.or(out_failure) {
             out.push(Action::KillGroup {
                 pgid: pid as i32,
                 signal: libc::SIGKILL,
@@ -169,9 +254,14 @@ impl Runs {
             ..Default::default()
         }));
         out.push(Action::SaveStateNow);
+        let started = Change::new("started").pid(pid);
+        let change = match annotation {
+            Some(note) => started.detail(note.trim_start_matches("[agent-procs] ")),
+            None => started,
+        };
+        out.push(Action::Emit { proc: id, change });
         out.push(Action::RunStarted {
             proc: id,
-            pid,
             annotation: annotation.map(str::to_string),
         });
         let response = Response::RunOk {
@@ -227,6 +317,24 @@ impl Runs {
     }
 }
 
+/// `p` runs `launch` now: its pid, group, run and start time, and the
+/// lifecycle's step to running.
+fn running(p: &mut super::procs::Proc, launch: &Launch) -> Vec<Action> {
+    let pid = launch.pid;
+    p.pid = pid;
+    p.pgid = pid as i32;
+    p.started_wall = SystemTime::now();
+    p.run = launch.run;
+    p.run_seq = launch.run_seq;
+    p.start_ticks = crate::sys::start_ticks(pid);
+    p.port_conflict = None;
+    p.cpu_sample = None;
+    let now = Instant::now();
+    let (state, out) = lifecycle::on(p, Event::Started { pid, now });
+    p.state = state;
+    out
+}
+
 /// A line of ours (a watch note, why a restart was skipped) in process `id`'s
 /// stdout log, stamped by `clock`; its index closes again until output flows.
 /// The loop delivers the same line to the followers and waits.
@@ -240,6 +348,7 @@ pub fn annotate(procs: &mut ProcTable, id: ProcId, clock: &mut logs::index::SeqC
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::procs::State;
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
 
@@ -373,24 +482,28 @@ mod tests {
         }
     }
 
-    fn launch(failure: Option<&str>) -> Launch {
-        Launch {
+    /// `web` in a table, and `runs` as `launch` leaves it for `begin`: pid
+    /// 900123, run 4 from sequence 10, and `failure` on stdout if any.
+    fn launched(runs: &mut Runs, failure: Option<&str>) -> (ProcTable, ProcId) {
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        procs.insert(super::super::procs::Proc::new(id, "web".into(), spec()));
+        runs.launching = Some(Ok(Launch {
             pid: 900_123,
             run: 4,
             run_seq: 10,
-            outputs: [None, None],
-            failure: failure.map(str::to_string),
-        }
+            failures: [failure.map(str::to_string), None],
+        }));
+        (procs, id)
     }
 
     #[test]
     fn a_run_begins_recorded_and_announced_in_that_order() {
         let dir = Dir::new("begin");
         let mut runs = Runs::new(paths(&dir.0));
-        let mut procs = ProcTable::default();
-        let id = procs.allocate_id();
-        procs.insert(super::super::procs::Proc::new(id, "web".into(), spec()));
-        let (response, actions) = runs.begin(&mut procs, id, launch(None), Some("hi"), None);
+        let (mut procs, id) = launched(&mut runs, None);
+        let note = "[agent-procs] Restarted (manual)";
+        let (response, actions) = runs.begin(&mut procs, id, Some(note), None);
         assert!(
             matches!(response, Response::RunOk { pid: 900_123, .. }),
             "{response:?}"
@@ -398,8 +511,15 @@ mod tests {
         assert!(
             matches!(
                 &actions[..],
-                [Action::Note(_), Action::SaveStateNow, Action::RunStarted { annotation: Some(a), .. }]
-                    if a == "hi"
+                [
+                    Action::Note(_),
+                    Action::SaveStateNow,
+                    Action::Emit { change, .. },
+                    Action::RunStarted { annotation: Some(a), .. },
+                ] if a == note
+                    && change.event == "started"
+                    && change.pid == Some(900_123)
+                    && change.detail.as_deref() == Some("Restarted (manual)")
             ),
             "{actions:?}"
         );
@@ -415,16 +535,8 @@ mod tests {
     fn a_run_without_its_logs_is_killed_and_failed_at_once() {
         let dir = Dir::new("blind");
         let mut runs = Runs::new(paths(&dir.0));
-        let mut procs = ProcTable::default();
-        let id = procs.allocate_id();
-        procs.insert(super::super::procs::Proc::new(id, "web".into(), spec()));
-        let (response, actions) = runs.begin(
-            &mut procs,
-            id,
-            launch(Some("opening log x: denied")),
-            None,
-            None,
-        );
+        let (mut procs, id) = launched(&mut runs, Some("opening log x: denied"));
+        let (response, actions) = runs.begin(&mut procs, id, None, None);
         assert!(matches!(response, Response::Error { .. }), "{response:?}");
         assert!(matches!(
             actions[0],
@@ -438,6 +550,70 @@ mod tests {
             !actions
                 .iter()
                 .any(|a| matches!(a, Action::RunStarted { .. }))
+        );
+    }
+
+    #[test]
+    fn a_pipe_the_loop_cannot_watch_leaves_its_stream_out_and_fails_the_run() {
+        let dir = Dir::new("unwatchable");
+        let mut runs = Runs::new(paths(&dir.0));
+        // stdout's sink failed to open, then stderr's pipe could not be watched:
+        // the last stream's failure is the one told, as when both were one loop.
+        let (mut procs, id) = launched(&mut runs, Some("opening log x: denied"));
+        let [_, err] = runs.open_sinks("web", &spec(), None, &mut Default::default());
+        procs.get_mut(id).unwrap().outputs[1] = Some(Output {
+            pipe: None,
+            token: UNWATCHED,
+            sink: err.unwrap(),
+            grown: false,
+        });
+        let full = io::Error::from_raw_os_error(libc::ENOSPC);
+        runs.unwatchable(&mut procs, id, Stream::Stderr, &full);
+        assert!(procs.get(id).unwrap().outputs[1].is_none(), "left out");
+        let (response, actions) = runs.begin(&mut procs, id, None, None);
+        let Response::Error { message, .. } = response else {
+            panic!("the run should fail: {response:?}");
+        };
+        assert!(
+            message.starts_with("watching the output of web: "),
+            "{message}"
+        );
+        assert!(matches!(
+            actions[0],
+            Action::KillGroup { pgid: 900_123, .. }
+        ));
+    }
+
+    #[test]
+    fn a_start_that_could_not_spawn_or_find_its_process_is_an_error() {
+        let dir = Dir::new("nospawn");
+        let mut runs = Runs::new(paths(&dir.0));
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        let spec = Spec {
+            cwd: dir.0.join("gone"),
+            ..spec()
+        };
+        procs.insert(super::super::procs::Proc::new(id, "web".into(), spec));
+        let mut clock = logs::index::SeqClock::default();
+        let actions = runs.launch(&mut procs, id, None, false, &mut clock);
+        // The lifecycle's step for a failed spawn: noted and a `failed` event.
+        assert!(
+            matches!(&actions[..], [Action::Note(_), Action::Emit { change, .. }] if change.event == "failed"),
+            "{actions:?}"
+        );
+        assert!(matches!(procs.get(id).unwrap().state, State::Failed { .. }));
+        let (response, after) = runs.begin(&mut procs, id, None, None);
+        assert!(matches!(response, Response::Error { .. }), "{response:?}");
+        assert!(after.is_empty());
+        // No such process: nothing is launched and `begin` says so.
+        assert!(
+            runs.launch(&mut procs, id + 1, None, false, &mut clock)
+                .is_empty()
+        );
+        let (response, _) = runs.begin(&mut procs, id + 1, None, None);
+        assert!(
+            matches!(response, Response::Error { message, .. } if message.contains("vanished"))
         );
     }
 }

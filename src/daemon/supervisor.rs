@@ -174,22 +174,31 @@ impl Supervisor {
             .is_some_and(|p| matches!(p.state, State::Stopping { .. }))
     }
 
-    /// Re-running an exited name replaces its spec, keeping its id; leftovers
-    /// of its old process group belong to the run being replaced and go.
-    pub fn replace_spec(&self, procs: &mut ProcTable, id: ProcId, spec: Spec) -> Vec<Action> {
-        let Some(p) = procs.get_mut(id) else {
-            return Vec::new();
+    /// The entry a start goes into. A new name gets a new one (`add`).
+    /// Re-running an exited name (`existing`) replaces its spec, keeping its id;
+    /// leftovers of its old process group belong to the run being replaced and go.
+    pub fn admit(
+        &self,
+        procs: &mut ProcTable,
+        existing: Option<ProcId>,
+        name: Option<String>,
+        spec: Spec,
+    ) -> std::result::Result<(ProcId, Vec<Action>), String> {
+        let Some(id) = existing else {
+            return add(procs, name, spec).map(|id| (id, Vec::new()));
         };
         let mut out = Vec::new();
-        if signals::group_alive(p.pgid, self.sid) {
-            out.push(Action::KillGroup {
-                pgid: p.pgid,
-                signal: libc::SIGKILL,
-            });
+        if let Some(p) = procs.get_mut(id) {
+            if signals::group_alive(p.pgid, self.sid) {
+                out.push(Action::KillGroup {
+                    pgid: p.pgid,
+                    signal: libc::SIGKILL,
+                });
+            }
+            p.spec = spec;
+            p.sup.reset();
         }
-        p.spec = spec;
-        p.sup.reset();
-        out
+        Ok((id, out))
     }
 
     /// `stop NAME`: stop it and answer once it is down. A stop by hand turns

@@ -40,10 +40,11 @@ pub struct FileWatch {
 }
 
 impl FileWatch {
-    /// Make the inotify descriptor if there is none yet; its fd is returned
-    /// when it is new, for the loop to register (or, failing that, `abandon`).
-    pub fn start(&mut self) -> Result<Option<RawFd>, String> {
-        if self.watcher.is_some() {
+    /// Make the inotify descriptor if `wanted` and there is none yet; its fd
+    /// is returned when it is new, for the loop to register (and say how that
+    /// went, `registered`).
+    pub fn start_for(&mut self, wanted: bool) -> Result<Option<RawFd>, String> {
+        if !wanted || self.watcher.is_some() {
             return Ok(None);
         }
         let w = Watcher::new().map_err(|e| {
@@ -57,9 +58,29 @@ impl FileWatch {
         Ok(Some(fd))
     }
 
-    /// The descriptor could not be registered: drop it (the next watch tries again).
-    pub fn abandon(&mut self) {
-        self.watcher = None;
+    /// How registering the new descriptor (`start`) went. Failing, it is
+    /// dropped (the next watch tries again) and that is the error.
+    pub fn registered(&mut self, watched: io::Result<()>) -> Result<(), String> {
+        watched.map_err(|e| {
+            self.watcher = None;
+            format!("watching the inotify descriptor: {e}")
+        })
+    }
+
+    /// Watch `spec`'s tree for `proc` (`watch`), or stop watching for it (None).
+    pub fn set(
+        &mut self,
+        proc: ProcId,
+        spec: Option<Spec>,
+        procs: &ProcTable,
+    ) -> (Result<(), String>, Vec<Action>) {
+        match spec {
+            Some(spec) => self.watch(proc, spec, procs),
+            None => {
+                self.unwatch(proc);
+                (Ok(()), Vec::new())
+            }
+        }
     }
 
     /// Stop watching for `proc`.
@@ -450,9 +471,9 @@ mod tests {
         let root = tree("debounce", 1);
         let mut fw = FileWatch::default();
         assert!(fw.on_readable(Instant::now()).is_empty());
-        assert!(fw.start().unwrap().is_some());
+        assert!(fw.start_for(true).unwrap().is_some());
         // One descriptor for the daemon: the second start has nothing to register.
-        assert_eq!(fw.start(), Ok(None));
+        assert_eq!(fw.start_for(true), Ok(None));
         let procs = ProcTable::default();
         let (answer, mut actions) = fw.watch(1, spec(&root), &procs);
         assert_eq!(answer, Ok(()));
@@ -486,7 +507,7 @@ mod tests {
     fn a_tree_given_up_later_is_noted_in_the_process_log() {
         let root = tree("later", 30);
         let mut fw = FileWatch::default();
-        fw.start().unwrap();
+        fw.start_for(true).unwrap();
         if let Some(w) = fw.watcher.as_mut() {
             w.max_dirs = 20;
         }
