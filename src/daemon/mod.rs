@@ -369,24 +369,17 @@ impl Daemon {
                 }
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
-                // ---- waits ----
-                Action::WaitProbe { wait, proc, target } => {
-                    let probe = self.probes.add(readiness::Owner::Wait(wait), proc, target);
-                    self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
-                }
                 // ---- up ----
                 a @ (Action::UpAdvance { .. }
                 | Action::UpSpawn { .. }
                 | Action::UpStop { .. }
-                | Action::UpProgress { .. }
-                | Action::UpProbe { .. }
                 | Action::UpSearchHistory { .. }
-                | Action::UpPrepareIndexes { .. }
                 | Action::AwaitingReady { .. }
                 | Action::UpReadyEvent { .. }
                 | Action::UpDropProbes { .. }) => self.apply_up(a),
                 // ---- probes ----
-                a @ (Action::ProbeRegister { .. }
+                a @ (Action::Probe { .. }
+                | Action::ProbeRegister { .. }
                 | Action::ProbeClose { .. }
                 | Action::ProbeWaitReady { .. }
                 | Action::ProbeUpReady { .. }) => self.apply_probe(a),
@@ -443,7 +436,7 @@ impl Daemon {
     /// Carry out what the up component asked for.
     fn apply_up(&mut self, action: Action) {
         match action {
-            Action::UpAdvance { run } => self.up_advance(run),
+            Action::UpAdvance { run } => self.with_ups(|u, v| u.advance(run, v)),
             Action::UpSpawn {
                 run,
                 entry,
@@ -451,39 +444,28 @@ impl Daemon {
                 planned,
             } => {
                 let response = self.run_planned(*planned);
-                self.with_ups(|ups, view| ups.on_spawned(run, entry, event, response, view));
+                self.with_ups(|u, v| u.on_spawned(run, entry, event, response, v));
             }
-            Action::UpStop { run, entry, proc } => self.up_stop(run, entry, proc),
-            Action::UpProgress { client, response } => self.up_progress(client, &response),
-            Action::UpProbe {
-                run,
-                entry,
-                proc,
-                target,
-            } => {
-                let probe = self
-                    .probes
-                    .add(readiness::Owner::Up { run, entry }, proc, target);
-                self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
+            // Nothing was left to stop: the entry starts at once.
+            Action::UpStop { run, entry, proc }
+                if !self.begin_stop(proc, self.stop_timeout(proc, None)) =>
+            {
+                self.with_ups(|u, v| u.spawn(run, entry, "restarted", v))
             }
             Action::UpSearchHistory { run, entry, proc } => {
                 let found = (self.ups.log_pattern(run, entry))
                     .is_some_and(|p| self.search_history(proc, p).is_some());
-                self.with_ups(|ups, view| ups.on_history(run, entry, proc, found, view));
+                self.with_ups(|u, v| u.on_history(run, entry, proc, found, v));
             }
-            Action::UpPrepareIndexes { proc } => self.prepare_indexes(proc),
-            Action::AwaitingReady { proc, on } => {
-                if let Some(p) = self.procs.get_mut(proc) {
-                    p.awaiting_ready = on;
+            Action::AwaitingReady { proc, on } => self.procs.set_awaiting_ready(proc, on),
+            Action::UpReadyEvent { proc } => {
+                if let Some(pid) = self.procs.mark_ready(proc) {
+                    self.emit(proc, events::Change::new("ready").pid(pid));
                 }
             }
-            Action::UpReadyEvent { proc } => self.ready_event(proc),
             Action::UpDropProbes { run } => {
-                let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
-                for probe in self.probes.owned_by(up) {
-                    let actions = self.probes.drop_probe(probe);
-                    self.apply(actions);
-                }
+                let actions = self.probes.drop_run(run);
+                self.apply(actions);
             }
             _ => {}
         }
@@ -492,7 +474,27 @@ impl Daemon {
     /// Carry out what the probes component asked for.
     fn apply_probe(&mut self, action: Action) {
         match action {
-            Action::ProbeRegister { probe } => self.register_probe(probe),
+            Action::Probe {
+                owner,
+                proc,
+                target,
+            } => {
+                let actions = self.probes.start(owner, proc, target);
+                self.apply(actions);
+            }
+            Action::ProbeRegister { probe } => {
+                let token = Token(self.next_token);
+                let Some(stream) = self.probes.stream_mut(probe) else {
+                    return;
+                };
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                let registered = (self.poll.registry().register(stream, token, interest))
+                    .map(|()| self.slots.insert(token, Slot::Probe(probe)))
+                    .map(|_| token);
+                self.next_token += registered.is_ok() as usize;
+                let actions = self.probes.on_registered(probe, registered);
+                self.apply(actions);
+            }
             Action::ProbeClose { mut stream, token } => {
                 let _ = self.poll.registry().deregister(&mut stream);
                 if let Some(token) = token {
@@ -503,9 +505,7 @@ impl Daemon {
                 let actions = self.waits.on_ready(wait, line);
                 self.apply(actions);
             }
-            Action::ProbeUpReady { run, entry } => {
-                self.with_ups(|ups, view| ups.ready(run, entry, view))
-            }
+            Action::ProbeUpReady { run, entry } => self.with_ups(|u, v| u.ready(run, entry, v)),
             _ => {}
         }
     }
@@ -1145,7 +1145,7 @@ impl Daemon {
     /// (their sends added to `sends`).
     fn route_line(&mut self, id: ProcId, stream: Stream, line: &[u8], sends: &mut Vec<Action>) {
         if !self.ups.is_empty() {
-            self.up_line(id, line);
+            self.with_ups(|u, v| u.on_line(id, line, v));
         }
         let actions = self.waits.on_line(id, line);
         self.apply(actions);
@@ -1239,7 +1239,7 @@ impl Daemon {
         self.apply(actions);
         self.settle_pending();
         self.check_output_finished(id);
-        self.up_exited(id, exit);
+        self.with_ups(|u, v| u.on_exit(id, exit, v));
     }
 
     /// Answer every pending request whose processes have all stopped.
@@ -1296,7 +1296,13 @@ impl Daemon {
                     self.apply(actions);
                 }
                 Timer::RetryAccept => self.accept_waiting(),
-                Timer::ProbeTry { probe } => self.probe_try(probe),
+                Timer::ProbeTry { probe } => {
+                    let (waits, ups) = (&self.waits, &self.ups);
+                    let alive =
+                        |o| readiness::owner_alive(o, |w| waits.contains(w), |r| ups.contains(r));
+                    let actions = self.probes.on_try(probe, alive, &self.procs);
+                    self.apply(actions);
+                }
                 Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
                 Timer::WatchRestart { proc } => {
                     self.watch.debounced(proc);
@@ -1304,13 +1310,14 @@ impl Daemon {
                 }
                 Timer::ProbeTimeout { probe, tries } => {
                     let (waits, ups) = (&self.waits, &self.ups);
-                    let alive = |o| probe_owner_alive(o, waits, ups);
+                    let alive =
+                        |o| readiness::owner_alive(o, |w| waits.contains(w), |r| ups.contains(r));
                     let actions = self.probes.on_timeout(probe, tries, alive, &self.procs);
                     self.apply(actions);
                 }
                 Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
                 Timer::UpDeadline { run } => self.up_deadline(run, None),
-                Timer::UpContinue { run } => self.up_advance(run),
+                Timer::UpContinue { run } => self.with_ups(|u, v| u.advance(run, v)),
                 Timer::Proxy { conn, generation } => self.proxy_deadline(conn, generation),
                 Timer::ProxyAccept => self.proxy_accept(),
                 Timer::ExitDeadline => {
@@ -1621,82 +1628,12 @@ impl Daemon {
         self.apply(actions);
     }
 
-    fn up_advance(&mut self, run: u64) {
-        self.with_ups(|ups, view| ups.advance(run, view));
-    }
-
-    fn up_line(&mut self, id: ProcId, line: &[u8]) {
-        self.with_ups(|ups, view| ups.on_line(id, line, view));
-    }
-
-    fn up_exited(&mut self, id: ProcId, exit: Exit) {
-        self.with_ups(|ups, view| ups.on_exit(id, exit, view));
-    }
-
     /// An `up` readiness deadline passed: fail the run if an entry is late.
     fn up_deadline(&mut self, run: u64, entry: Option<usize>) {
-        let Some((i, proc)) = self.ups.late(run, entry) else {
-            return;
-        };
-        let last_try = (self.probes).last_error_of(readiness::Owner::Up { run, entry: i });
-        let conflict = proc.and_then(|id| resources::port_conflict(&self.procs, &self.paths, id));
-        let actions = self.ups.on_deadline(run, entry, i, last_try, conflict);
-        self.apply(actions);
-    }
-
-    /// Stop `proc` for entry `entry` of `run` to replace it; start the entry at
-    /// once if there is nothing to stop.
-    fn up_stop(&mut self, run: u64, entry: usize, proc: ProcId) {
-        if let Some(p) = self.procs.get_mut(proc) {
-            p.sup.stop_reason = Some(supervise::Reason::Restarted);
-        }
-        let timeout = self.stop_timeout(proc, None);
-        if !self.begin_stop(proc, timeout) {
-            self.with_ups(|ups, view| ups.spawn(run, entry, "restarted", view));
-        }
-    }
-
-    /// A progress line to an `up` client, written out at once.
-    fn up_progress(&mut self, client: ClientId, response: &Response) {
-        self.reply(client, response);
-        if self.clients.flush_broken(client) {
-            self.close_client(client);
-        }
-    }
-
-    /// One `ready` event per run of a process, however many `up`s see it.
-    fn ready_event(&mut self, id: ProcId) {
-        if let Some(pid) = self.procs.get_mut(id).and_then(procs::Proc::mark_ready) {
-            self.emit(id, events::Change::new("ready").pid(pid));
-        }
-    }
-
-    // ---- readiness probes ----
-
-    /// Start the next try of `probe`, unless nobody waits for it any more.
-    fn probe_try(&mut self, probe: ids::ProbeId) {
-        let (waits, ups) = (&self.waits, &self.ups);
-        let alive = |o| probe_owner_alive(o, waits, ups);
-        let actions = self.probes.on_try(probe, alive, &self.procs);
-        self.apply(actions);
-    }
-
-    /// Register the socket of `probe`'s new try, and tell the probe how it went.
-    fn register_probe(&mut self, probe: ids::ProbeId) {
-        let token = Token(self.next_token);
-        let Some(stream) = self.probes.stream_mut(probe) else {
-            return;
-        };
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        let registered = match self.poll.registry().register(stream, token, interest) {
-            Ok(()) => {
-                self.next_token += 1;
-                self.slots.insert(token, Slot::Probe(probe));
-                Ok(token)
-            }
-            Err(e) => Err(e),
-        };
-        let actions = self.probes.on_registered(probe, registered);
+        let (probes, procs, paths) = (&self.probes, &self.procs, &self.paths);
+        let last_try = |i| probes.last_error_of(readiness::Owner::Up { run, entry: i });
+        let conflict = |id| resources::port_conflict(procs, paths, id);
+        let actions = self.ups.on_deadline(run, entry, last_try, conflict);
         self.apply(actions);
     }
 
@@ -1710,13 +1647,5 @@ impl Daemon {
     /// Last resort on a fatal loop error: leave nothing running.
     fn kill_everything(&mut self) {
         self.sup.kill_everything(&self.procs);
-    }
-}
-
-/// Whether the owner of a probe still waits for it.
-fn probe_owner_alive(owner: readiness::Owner, waits: &waits::Waits, ups: &up_run::Ups) -> bool {
-    match owner {
-        readiness::Owner::Wait(w) => waits.contains(w),
-        readiness::Owner::Up { run, .. } => ups.contains(run),
     }
 }

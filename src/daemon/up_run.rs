@@ -11,10 +11,11 @@
 //! `up` is `cmd/up.rs` and `client/project.rs`.)
 
 use super::action::Action;
-use super::ids::ClientId;
+use super::ids::{ClientId, ProbeOwner};
 use super::procs::{ProcId, ProcTable, State};
 use super::signals::Exit;
 use super::spec::{Context, Spec};
+use super::supervise::Reason;
 use super::timers::Timer;
 use super::waits::Pattern;
 use crate::probe::{self, Target};
@@ -353,6 +354,11 @@ impl Ups {
             }
             (State::Running { .. } | State::Stopping { .. }, _) => {
                 let mut actions = self.set_phase(run, i, Phase::Replacing(id));
+                actions.push(Action::StopReason {
+                    proc: id,
+                    reason: Reason::Restarted,
+                    replace: true,
+                });
                 actions.push(Action::UpStop {
                     run,
                     entry: i,
@@ -457,11 +463,10 @@ impl Ups {
                     proc: id,
                 });
             }
-            Readiness::Log(_) => actions.push(Action::UpPrepareIndexes { proc: id }),
+            Readiness::Log(_) => actions.push(Action::PrepareIndexes { proc: id }),
             Readiness::Exit(_) => {}
-            Readiness::Probe(target) => actions.push(Action::UpProbe {
-                run,
-                entry: i,
+            Readiness::Probe(target) => actions.push(Action::Probe {
+                owner: ProbeOwner::Up { run, entry: i },
                 proc: id,
                 target: target.clone(),
             }),
@@ -495,7 +500,7 @@ impl Ups {
         if found {
             return self.ready(run, i, view);
         }
-        vec![Action::UpPrepareIndexes { proc: id }]
+        vec![Action::PrepareIndexes { proc: id }]
     }
 
     /// Entry `i` of `run` is ready.
@@ -589,7 +594,7 @@ impl Ups {
 
     /// A readiness deadline passed (`entry`, or the whole run's with None):
     /// the entry that is late, if one is, and its process if it runs.
-    pub fn late(&self, run: u64, entry: Option<usize>) -> Option<(usize, Option<ProcId>)> {
+    fn late(&self, run: u64, entry: Option<usize>) -> Option<(usize, Option<ProcId>)> {
         let up = self.runs.get(&run)?;
         let late = up.entries.iter().enumerate().find(|(i, e)| {
             entry.is_none_or(|only| only == *i) && matches!(e.phase, Phase::Checking(_))
@@ -614,16 +619,20 @@ impl Ups {
         Some((i, proc))
     }
 
-    /// Fail `run` because entry `i` is late (see `late`); `last_try` is why its
-    /// probe's last try failed, `conflict` what its output says of its port.
+    /// A readiness deadline passed (`entry`, or the whole run's with None):
+    /// fail `run` if an entry is late (see `late`). Asked only then:
+    /// `last_try`, why the late entry's probe last failed, and `conflict`,
+    /// what the output of its process (if it runs) says of its port.
     pub fn on_deadline(
         &mut self,
         run: u64,
         entry: Option<usize>,
-        i: usize,
-        last_try: Option<String>,
-        conflict: Option<String>,
+        last_try: impl FnOnce(usize) -> Option<String>,
+        conflict: impl FnOnce(ProcId) -> Option<String>,
     ) -> Vec<Action> {
+        let Some((i, proc)) = self.late(run, entry) else {
+            return Vec::new();
+        };
         let Some(e) = self.runs.get(&run).and_then(|u| u.entries.get(i)) else {
             return Vec::new();
         };
@@ -639,11 +648,11 @@ impl Ups {
                 format!("not ready after {}", crate::timefmt::seconds(limit))
             }
         };
-        if let Some(why) = last_try {
+        if let Some(why) = last_try(i) {
             reason.push_str(&format!(" (last try: {why})"));
         }
         // Still running, but its output may say why it never got ready.
-        if let Some(c) = conflict {
+        if let Some(c) = proc.and_then(conflict) {
             reason.push_str(&format!("; {c}"));
         }
         self.fail(run, &name, reason)
@@ -706,10 +715,13 @@ impl Ups {
     /// A progress line to the client of `run`, written out at once.
     fn send(&self, run: u64, response: Response) -> Vec<Action> {
         match self.runs.get(&run) {
-            Some(up) => vec![Action::UpProgress {
-                client: up.client,
-                response,
-            }],
+            Some(up) => vec![
+                Action::Reply {
+                    client: up.client,
+                    response,
+                },
+                Action::Flush { client: up.client },
+            ],
             None => Vec::new(),
         }
     }
@@ -843,7 +855,7 @@ mod tests {
                 Action::UpSpawn { planned, event, .. } => {
                     Some(format!("spawn {} {event}", planned.name.as_deref()?))
                 }
-                Action::UpProgress {
+                Action::Reply {
                     response: Response::UpProgress { event, name, .. },
                     ..
                 } => Some(format!("{event} {name}")),
@@ -896,6 +908,16 @@ mod tests {
         let ok = run_ok("a", 101);
         let actions = ups.on_spawned(1, 0, "started", ok, &view(&procs));
         assert_eq!(said(&actions), ["started a"]);
+        // A progress line is written out at once, not at the end of the turn.
+        let sent = actions
+            .iter()
+            .position(|a| matches!(a, Action::Reply { .. }));
+        assert!(matches!(
+            actions[sent.expect("a progress line") + 1],
+            Action::Flush {
+                client: ClientId(5)
+            }
+        ));
         assert_eq!(said(&ups.advance(1, &view(&procs))), ["spawn b started"]);
         started(&mut procs, &b, running());
         let ok = run_ok("b", 102);
@@ -929,7 +951,7 @@ mod tests {
         assert!(
             actions
                 .iter()
-                .any(|a| matches!(a, Action::UpPrepareIndexes { .. }))
+                .any(|a| matches!(a, Action::PrepareIndexes { proc } if *proc == id))
         );
         assert!(ups.wants_lines(id));
         assert!(ups.on_line(id, b"starting", &view(&procs)).is_empty());
@@ -974,10 +996,21 @@ mod tests {
         let mut changed = a.clone();
         changed.command = "sleep 9".into();
         ups.request(ClientId(1), vec![changed], None, None, false);
-        assert_eq!(
-            said(&ups.advance(1, &view(&procs))),
-            [format!("stop p{id}")]
-        );
+        let actions = ups.advance(1, &view(&procs));
+        assert_eq!(said(&actions), [format!("stop p{id}")]);
+        // Its stop is a restart, said before the stop begins.
+        assert!(matches!(
+            &actions[..],
+            [
+                Action::StopReason {
+                    proc,
+                    reason: Reason::Restarted,
+                    replace: true,
+                },
+                Action::UpStop { proc: stopped, .. },
+                ..
+            ] if *proc == id && *stopped == id
+        ));
         // Its old run is gone: the new one starts.
         let actions = ups.on_exit(id, Exit::Signal(libc::SIGTERM), &view(&procs));
         assert_eq!(said(&actions), ["spawn a restarted"]);
@@ -1006,14 +1039,25 @@ mod tests {
         assert!(
             actions
                 .iter()
-                .any(|a| matches!(a, Action::UpProbe { entry: 0, .. }))
+                .any(|a| matches!(a, Action::Probe { owner: ProbeOwner::Up { run: 1, entry: 0 }, proc, .. } if *proc == id))
         );
         assert_eq!(ups.late(1, Some(1)), None);
         assert_eq!(ups.late(1, Some(0)), Some((0, Some(id))));
-        let actions = ups.on_deadline(1, Some(0), 0, Some("connection refused".into()), None);
+        // Entry 1 is not late: nothing is asked, nothing fails.
+        let not_late = |_: usize| -> Option<String> { panic!("asked of an entry not late") };
+        let not_late_proc = |_: ProcId| -> Option<String> { panic!("asked of a process not late") };
+        assert!(
+            ups.on_deadline(1, Some(1), not_late, not_late_proc)
+                .is_empty()
+        );
+        let last_try = |i| (i == 0).then(|| "connection refused".to_string());
+        let conflict = |p| (p == id).then(|| "port 4000 is held by pid 7 (nc)".to_string());
+        let actions = ups.on_deadline(1, Some(0), last_try, conflict);
         assert_eq!(
             said(&actions),
-            ["failed a: not ready after 30s (last try: connection refused)"]
+            [
+                "failed a: not ready after 30s (last try: connection refused); port 4000 is held by pid 7 (nc)"
+            ]
         );
         assert!(
             actions
