@@ -140,17 +140,6 @@ pub enum Action {
         entry: usize,
         proc: ProcId,
     },
-    /// Search what `proc` logged this run for the entry's pattern
-    /// (`Ups::log_pattern`), and hand back whether it is there (`Ups::on_history`).
-    UpSearchHistory {
-        run: u64,
-        entry: usize,
-        proc: ProcId,
-    },
-    /// Whether an `up` waits for `proc` to become ready (shown by status).
-    AwaitingReady { proc: ProcId, on: bool },
-    /// `proc` became ready: one `ready` event per run of it.
-    UpReadyEvent { proc: ProcId },
     /// End the probes of `run`.
     UpDropProbes { run: u64 },
     // ---- probes ----

@@ -49,7 +49,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use stops::Pending;
 use timers::{Timer, Timers};
-use waits::Pattern;
 
 const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
@@ -373,9 +372,6 @@ impl Daemon {
                 a @ (Action::UpAdvance { .. }
                 | Action::UpSpawn { .. }
                 | Action::UpStop { .. }
-                | Action::UpSearchHistory { .. }
-                | Action::AwaitingReady { .. }
-                | Action::UpReadyEvent { .. }
                 | Action::UpDropProbes { .. }) => self.apply_up(a),
                 // ---- probes ----
                 a @ (Action::Probe { .. }
@@ -451,17 +447,6 @@ impl Daemon {
                 if !self.begin_stop(proc, self.stop_timeout(proc, None)) =>
             {
                 self.with_ups(|u, v| u.spawn(run, entry, "restarted", v))
-            }
-            Action::UpSearchHistory { run, entry, proc } => {
-                let found = (self.ups.log_pattern(run, entry))
-                    .is_some_and(|p| self.search_history(proc, p).is_some());
-                self.with_ups(|u, v| u.on_history(run, entry, proc, found, v));
-            }
-            Action::AwaitingReady { proc, on } => self.procs.set_awaiting_ready(proc, on),
-            Action::UpReadyEvent { proc } => {
-                if let Some(pid) = self.procs.mark_ready(proc) {
-                    self.emit(proc, events::Change::new("ready").pid(pid));
-                }
             }
             Action::UpDropProbes { run } => {
                 let actions = self.probes.drop_run(run);
@@ -631,7 +616,7 @@ impl Daemon {
         self.follow.drop_client(id);
         self.events.drop_client(id);
         self.waits.drop_client(id);
-        let actions = self.ups.drop_client(id);
+        let actions = self.ups.drop_client(id, &mut self.procs);
         self.apply(actions);
         for p in &mut self.sup.pending {
             match p {
@@ -1034,12 +1019,6 @@ impl Daemon {
         }
     }
 
-    /// The first line of the current run of `id` that matches (for `up`).
-    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
-        let p = self.procs.get(id)?;
-        waits::search_history(&waits::Subject::of(p).segments, pattern)
-    }
-
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
     fn probe_wait(
         &mut self,
@@ -1315,8 +1294,10 @@ impl Daemon {
                     let actions = self.probes.on_timeout(probe, tries, alive, &self.procs);
                     self.apply(actions);
                 }
-                Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
-                Timer::UpDeadline { run } => self.up_deadline(run, None),
+                Timer::ReadyDeadline { run, entry } => {
+                    self.with_ups(|u, v| u.on_deadline(run, Some(entry), v))
+                }
+                Timer::UpDeadline { run } => self.with_ups(|u, v| u.on_deadline(run, None, v)),
                 Timer::UpContinue { run } => self.with_ups(|u, v| u.advance(run, v)),
                 Timer::Proxy { conn, generation } => self.proxy_deadline(conn, generation),
                 Timer::ProxyAccept => self.proxy_accept(),
@@ -1617,23 +1598,17 @@ impl Daemon {
 
     // ---- up ----
 
-    /// Call the up component with what it may read, and carry out what it returns.
-    fn with_ups(&mut self, f: impl FnOnce(&mut up_run::Ups, &up_run::View) -> Vec<Action>) {
-        let view = up_run::View {
-            procs: &self.procs,
+    /// Call the up component with its view, and carry out what it returns.
+    fn with_ups(&mut self, f: impl FnOnce(&mut up_run::Ups, &mut up_run::View) -> Vec<Action>) {
+        let (probes, paths) = (&self.probes, &self.paths);
+        let mut view = up_run::View {
+            procs: &mut self.procs,
             proxy_port: self.proxy.as_ref().map(|p| p.port()),
             home_cwd: &self.home_cwd,
+            last_try: &|owner| probes.last_error_of(owner),
+            port_conflict: &|procs, id| resources::port_conflict(procs, paths, id),
         };
-        let actions = f(&mut self.ups, &view);
-        self.apply(actions);
-    }
-
-    /// An `up` readiness deadline passed: fail the run if an entry is late.
-    fn up_deadline(&mut self, run: u64, entry: Option<usize>) {
-        let (probes, procs, paths) = (&self.probes, &self.procs, &self.paths);
-        let last_try = |i| probes.last_error_of(readiness::Owner::Up { run, entry: i });
-        let conflict = |id| resources::port_conflict(procs, paths, id);
-        let actions = self.ups.on_deadline(run, entry, last_try, conflict);
+        let actions = f(&mut self.ups, &mut view);
         self.apply(actions);
     }
 
