@@ -368,17 +368,16 @@ impl Daemon {
                 }
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
-                // ---- up ----
-                a @ (Action::UpAdvance { .. }
-                | Action::UpSpawn { .. }
+                // ---- up and probes ----
+                Action::UpAdvance { run } => self.with_ups(|u, v| u.advance(run, v)),
+                Action::UpDropProbes { run } => self.act(|d| d.probes.drop_run(run)),
+                Action::ProbeWaitReady { wait, line } => self.act(|d| d.waits.on_ready(wait, line)),
+                Action::ProbeUpReady { run, entry } => self.with_ups(|u, v| u.ready(run, entry, v)),
+                a @ (Action::UpSpawn { .. }
                 | Action::UpStop { .. }
-                | Action::UpDropProbes { .. }) => self.apply_up(a),
-                // ---- probes ----
-                a @ (Action::Probe { .. }
+                | Action::Probe { .. }
                 | Action::ProbeRegister { .. }
-                | Action::ProbeClose { .. }
-                | Action::ProbeWaitReady { .. }
-                | Action::ProbeUpReady { .. }) => self.apply_probe(a),
+                | Action::ProbeClose { .. }) => self.apply_up(a),
                 // ---- watch ----
                 Action::WatchNote { proc, note } => self.stdout_note(proc, &note),
                 // ---- persistence ----
@@ -429,10 +428,10 @@ impl Daemon {
         }
     }
 
-    /// Carry out what the up component asked for.
+    /// Start an `up` entry or stop what it replaces; start, register or
+    /// close a probe.
     fn apply_up(&mut self, action: Action) {
         match action {
-            Action::UpAdvance { run } => self.with_ups(|u, v| u.advance(run, v)),
             Action::UpSpawn {
                 run,
                 entry,
@@ -448,37 +447,23 @@ impl Daemon {
             {
                 self.with_ups(|u, v| u.spawn(run, entry, "restarted", v))
             }
-            Action::UpDropProbes { run } => {
-                let actions = self.probes.drop_run(run);
-                self.apply(actions);
-            }
-            _ => {}
-        }
-    }
-
-    /// Carry out what the probes component asked for.
-    fn apply_probe(&mut self, action: Action) {
-        match action {
             Action::Probe {
                 owner,
                 proc,
                 target,
-            } => {
-                let actions = self.probes.start(owner, proc, target);
-                self.apply(actions);
-            }
+            } => self.act(|d| d.probes.start(owner, proc, target)),
             Action::ProbeRegister { probe } => {
-                let token = Token(self.next_token);
                 let Some(stream) = self.probes.stream_mut(probe) else {
                     return;
                 };
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                let registered = (self.poll.registry().register(stream, token, interest))
-                    .map(|()| self.slots.insert(token, Slot::Probe(probe)))
-                    .map(|_| token);
-                self.next_token += registered.is_ok() as usize;
-                let actions = self.probes.on_registered(probe, registered);
-                self.apply(actions);
+                let (token, registry) = (Token(self.next_token), self.poll.registry());
+                let rw = Interest::READABLE | Interest::WRITABLE;
+                let registered = registry.register(stream, token, rw).map(|()| token);
+                if registered.is_ok() {
+                    self.next_token += 1;
+                    self.slots.insert(token, Slot::Probe(probe));
+                }
+                self.act(|d| d.probes.on_registered(probe, registered));
             }
             Action::ProbeClose { mut stream, token } => {
                 let _ = self.poll.registry().deregister(&mut stream);
@@ -486,13 +471,14 @@ impl Daemon {
                     self.slots.remove(&token);
                 }
             }
-            Action::ProbeWaitReady { wait, line } => {
-                let actions = self.waits.on_ready(wait, line);
-                self.apply(actions);
-            }
-            Action::ProbeUpReady { run, entry } => self.with_ups(|u, v| u.ready(run, entry, v)),
             _ => {}
         }
+    }
+
+    /// Carry out what a component returns (`self.act(|d| d.component.on_x(..))`).
+    fn act(&mut self, f: impl FnOnce(&mut Daemon) -> Vec<Action>) {
+        let actions = f(self);
+        self.apply(actions);
     }
 
     fn new_token(&mut self) -> Token {
