@@ -1586,13 +1586,12 @@ impl Daemon {
 
     /// Call the up component with its view, and carry out what it returns.
     fn with_ups(&mut self, f: impl FnOnce(&mut up_run::Ups, &mut up_run::View) -> Vec<Action>) {
-        let (probes, paths) = (&self.probes, &self.paths);
         let mut view = up_run::View {
             procs: &mut self.procs,
             proxy_port: self.proxy.as_ref().map(|p| p.port()),
             home_cwd: &self.home_cwd,
-            last_try: &|owner| probes.last_error_of(owner),
-            port_conflict: &|procs, id| resources::port_conflict(procs, paths, id),
+            last_try: &|owner| self.probes.last_error_of(owner),
+            port_conflict: &|procs, id| resources::port_conflict(procs, &self.paths, id),
         };
         let actions = f(&mut self.ups, &mut view);
         self.apply(actions);

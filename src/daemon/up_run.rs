@@ -5,10 +5,11 @@
 //! start keeps running.
 //!
 //! It owns the runs in progress (`UpRun`s) and decides; the loop feeds in
-//! lines, exits, probe results and deadlines, carries out the starts, stops,
-//! probes and replies it returns, and hands back what came of a start
-//! (`on_spawned`) or a search of the log (`on_history`). (The CLI side of
-//! `up` is `cmd/up.rs` and `client/project.rs`.)
+//! lines, exits, probe results and deadlines through a `View` (the process
+//! table, where it marks what it awaits and what became ready), carries out
+//! the starts, stops, probes and replies it returns, and hands back what came
+//! of a start (`on_spawned`). (The CLI side of `up` is `cmd/up.rs` and
+//! `client/project.rs`.)
 
 use super::action::{Action, Change};
 use super::ids::{ClientId, ProbeOwner};
