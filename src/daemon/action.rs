@@ -10,7 +10,7 @@
 //! not return actions (ids, procs, timers, spec), so that action.rs stays below
 //! the components and no two of them meet in an import cycle.
 
-use super::ids::{ClientId, ProbeId, WaitId};
+use super::ids::{ClientId, ProbeId, ProbeOwner, WaitId};
 use super::procs::ProcId;
 use super::signals::Exit;
 use super::spec::Planned;
@@ -131,13 +131,6 @@ pub enum Action {
         token: mio::Token,
         grown: bool,
     },
-    // ---- waits ----
-    /// Probe `target` for wait `wait` (its process is `proc`), first try now.
-    WaitProbe {
-        wait: WaitId,
-        proc: ProcId,
-        target: crate::probe::Target,
-    },
     // ---- up ----
     /// Start the next entries of an `up` run (`Ups::advance`).
     UpAdvance { run: u64 },
@@ -149,41 +142,24 @@ pub enum Action {
         event: &'static str,
         planned: Box<Planned>,
     },
-    /// Stop `proc`'s run with another definition, for `entry` to replace it;
-    /// start the entry at once if there was nothing to stop.
+    /// Begin stopping `proc` (its own grace period; its `StopReason` comes
+    /// first), for `entry` of `run` to replace it: start the entry at once
+    /// (`Ups::spawn`) if there was nothing to stop.
     UpStop {
         run: u64,
         entry: usize,
         proc: ProcId,
     },
-    /// A progress line for an `up` client, written out at once.
-    UpProgress {
-        client: ClientId,
-        response: Response,
-    },
-    /// Probe `target` for `entry` of `run` (its process is `proc`).
-    UpProbe {
-        run: u64,
-        entry: usize,
-        proc: ProcId,
-        target: crate::probe::Target,
-    },
-    /// Search what `proc` logged this run for the entry's pattern
-    /// (`Ups::log_pattern`), and hand back whether it is there (`Ups::on_history`).
-    UpSearchHistory {
-        run: u64,
-        entry: usize,
-        proc: ProcId,
-    },
-    /// Lines of `proc` are going to be searched as they come: ready its indexes.
-    UpPrepareIndexes { proc: ProcId },
-    /// Whether an `up` waits for `proc` to become ready (shown by status).
-    AwaitingReady { proc: ProcId, on: bool },
-    /// `proc` became ready: one `ready` event per run of it.
-    UpReadyEvent { proc: ProcId },
     /// End the probes of `run`.
     UpDropProbes { run: u64 },
     // ---- probes ----
+    /// Probe `target` for `owner` (a wait or an `up` entry; its process is
+    /// `proc`), first try now.
+    Probe {
+        owner: ProbeOwner,
+        proc: ProcId,
+        target: crate::probe::Target,
+    },
     /// Register the socket of a probe's new try (`ProbeTable::stream_mut`) and
     /// say how that went (`ProbeTable::on_registered`).
     ProbeRegister { probe: ProbeId },

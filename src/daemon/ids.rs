@@ -16,6 +16,14 @@ pub struct ProbeId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WaitId(pub u64);
 
+/// Who learns the outcome of a readiness probe: a `wait --port/--http`, or
+/// entry `entry` of `up` run `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOwner {
+    Wait(WaitId),
+    Up { run: u64, entry: usize },
+}
+
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{}", self.0)

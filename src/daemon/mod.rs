@@ -48,7 +48,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use stops::Pending;
 use timers::{Timer, Timers};
-use waits::Pattern;
 
 const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
@@ -367,27 +366,16 @@ impl Daemon {
                 // ---- starts (runs) ----
                 Action::WatchOutputs { proc } => self.watch_outputs(proc),
                 Action::UnwatchPipe { pipe, token, grown } => self.unwatch_pipe(pipe, token, grown),
-                // ---- waits ----
-                Action::WaitProbe { wait, proc, target } => {
-                    let probe = self.probes.add(readiness::Owner::Wait(wait), proc, target);
-                    self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
-                }
-                // ---- up ----
-                a @ (Action::UpAdvance { .. }
-                | Action::UpSpawn { .. }
+                // ---- up and probes ----
+                Action::UpAdvance { run } => self.with_ups(|u, v| u.advance(run, v)),
+                Action::UpDropProbes { run } => self.act(|d| d.probes.drop_run(run)),
+                Action::ProbeWaitReady { wait, line } => self.act(|d| d.waits.on_ready(wait, line)),
+                Action::ProbeUpReady { run, entry } => self.with_ups(|u, v| u.ready(run, entry, v)),
+                a @ (Action::UpSpawn { .. }
                 | Action::UpStop { .. }
-                | Action::UpProgress { .. }
-                | Action::UpProbe { .. }
-                | Action::UpSearchHistory { .. }
-                | Action::UpPrepareIndexes { .. }
-                | Action::AwaitingReady { .. }
-                | Action::UpReadyEvent { .. }
-                | Action::UpDropProbes { .. }) => self.apply_up(a),
-                // ---- probes ----
-                a @ (Action::ProbeRegister { .. }
-                | Action::ProbeClose { .. }
-                | Action::ProbeWaitReady { .. }
-                | Action::ProbeUpReady { .. }) => self.apply_probe(a),
+                | Action::Probe { .. }
+                | Action::ProbeRegister { .. }
+                | Action::ProbeClose { .. }) => self.apply_up(a),
                 // ---- watch ----
                 Action::WatchNote { proc, note } => self.stdout_note(proc, &note),
                 // ---- persistence ----
@@ -438,10 +426,10 @@ impl Daemon {
         }
     }
 
-    /// Carry out what the up component asked for.
+    /// Start an `up` entry or stop what it replaces; start, register or
+    /// close a probe.
     fn apply_up(&mut self, action: Action) {
         match action {
-            Action::UpAdvance { run } => self.up_advance(run),
             Action::UpSpawn {
                 run,
                 entry,
@@ -449,63 +437,46 @@ impl Daemon {
                 planned,
             } => {
                 let response = self.run_planned(*planned);
-                self.with_ups(|ups, view| ups.on_spawned(run, entry, event, response, view));
+                self.with_ups(|u, v| u.on_spawned(run, entry, event, response, v));
             }
-            Action::UpStop { run, entry, proc } => self.up_stop(run, entry, proc),
-            Action::UpProgress { client, response } => self.up_progress(client, &response),
-            Action::UpProbe {
-                run,
-                entry,
+            // Nothing was left to stop: the entry starts at once.
+            Action::UpStop { run, entry, proc }
+                if !self.begin_stop(proc, self.stop_timeout(proc, None)) =>
+            {
+                self.with_ups(|u, v| u.spawn(run, entry, "restarted", v))
+            }
+            Action::Probe {
+                owner,
                 proc,
                 target,
-            } => {
-                let probe = self
-                    .probes
-                    .add(readiness::Owner::Up { run, entry }, proc, target);
-                self.timers.arm(Instant::now(), Timer::ProbeTry { probe });
-            }
-            Action::UpSearchHistory { run, entry, proc } => {
-                let found = (self.ups.log_pattern(run, entry))
-                    .is_some_and(|p| self.search_history(proc, p).is_some());
-                self.with_ups(|ups, view| ups.on_history(run, entry, proc, found, view));
-            }
-            Action::UpPrepareIndexes { proc } => self.prepare_indexes(proc),
-            Action::AwaitingReady { proc, on } => {
-                if let Some(p) = self.procs.get_mut(proc) {
-                    p.awaiting_ready = on;
+            } => self.act(|d| d.probes.start(owner, proc, target)),
+            Action::ProbeRegister { probe } => {
+                let Some(stream) = self.probes.stream_mut(probe) else {
+                    return;
+                };
+                let (token, registry) = (Token(self.next_token), self.poll.registry());
+                let rw = Interest::READABLE | Interest::WRITABLE;
+                let registered = registry.register(stream, token, rw).map(|()| token);
+                if registered.is_ok() {
+                    self.next_token += 1;
+                    self.slots.insert(token, Slot::Probe(probe));
                 }
+                self.act(|d| d.probes.on_registered(probe, registered));
             }
-            Action::UpReadyEvent { proc } => self.ready_event(proc),
-            Action::UpDropProbes { run } => {
-                let up = |o| matches!(o, readiness::Owner::Up { run: r, .. } if r == run);
-                for probe in self.probes.owned_by(up) {
-                    let actions = self.probes.drop_probe(probe);
-                    self.apply(actions);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Carry out what the probes component asked for.
-    fn apply_probe(&mut self, action: Action) {
-        match action {
-            Action::ProbeRegister { probe } => self.register_probe(probe),
             Action::ProbeClose { mut stream, token } => {
                 let _ = self.poll.registry().deregister(&mut stream);
                 if let Some(token) = token {
                     self.slots.remove(&token);
                 }
             }
-            Action::ProbeWaitReady { wait, line } => {
-                let actions = self.waits.on_ready(wait, line);
-                self.apply(actions);
-            }
-            Action::ProbeUpReady { run, entry } => {
-                self.with_ups(|ups, view| ups.ready(run, entry, view))
-            }
             _ => {}
         }
+    }
+
+    /// Carry out what a component returns (`self.act(|d| d.component.on_x(..))`).
+    fn act(&mut self, f: impl FnOnce(&mut Daemon) -> Vec<Action>) {
+        let actions = f(self);
+        self.apply(actions);
     }
 
     fn new_token(&mut self) -> Token {
@@ -629,7 +600,7 @@ impl Daemon {
         self.follow.drop_client(id);
         self.events.drop_client(id);
         self.waits.drop_client(id);
-        let actions = self.ups.drop_client(id);
+        let actions = self.ups.drop_client(id, &mut self.procs);
         self.apply(actions);
         for p in &mut self.sup.pending {
             match p {
@@ -941,12 +912,6 @@ impl Daemon {
         }
     }
 
-    /// The first line of the current run of `id` that matches (for `up`).
-    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
-        let p = self.procs.get(id)?;
-        waits::search_history(&waits::Subject::of(p).segments, pattern)
-    }
-
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
     fn probe_wait(
         &mut self,
@@ -1052,7 +1017,7 @@ impl Daemon {
     /// (their sends added to `sends`).
     fn route_line(&mut self, id: ProcId, stream: Stream, line: &[u8], sends: &mut Vec<Action>) {
         if !self.ups.is_empty() {
-            self.up_line(id, line);
+            self.with_ups(|u, v| u.on_line(id, line, v));
         }
         let actions = self.waits.on_line(id, line);
         self.apply(actions);
@@ -1146,7 +1111,7 @@ impl Daemon {
         self.apply(actions);
         self.settle_pending();
         self.check_output_finished(id);
-        self.up_exited(id, exit);
+        self.with_ups(|u, v| u.on_exit(id, exit, v));
     }
 
     /// Answer every pending request whose processes have all stopped.
@@ -1188,7 +1153,13 @@ impl Daemon {
                     self.apply(actions);
                 }
                 Timer::RetryAccept => self.accept_waiting(),
-                Timer::ProbeTry { probe } => self.probe_try(probe),
+                Timer::ProbeTry { probe } => {
+                    let (waits, ups) = (&self.waits, &self.ups);
+                    let alive =
+                        |o| readiness::owner_alive(o, |w| waits.contains(w), |r| ups.contains(r));
+                    let actions = self.probes.on_try(probe, alive, &self.procs);
+                    self.apply(actions);
+                }
                 Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
                 Timer::WatchRestart { proc } => {
                     self.watch.debounced(proc);
@@ -1196,13 +1167,16 @@ impl Daemon {
                 }
                 Timer::ProbeTimeout { probe, tries } => {
                     let (waits, ups) = (&self.waits, &self.ups);
-                    let alive = |o| probe_owner_alive(o, waits, ups);
+                    let alive =
+                        |o| readiness::owner_alive(o, |w| waits.contains(w), |r| ups.contains(r));
                     let actions = self.probes.on_timeout(probe, tries, alive, &self.procs);
                     self.apply(actions);
                 }
-                Timer::ReadyDeadline { run, entry } => self.up_deadline(run, Some(entry)),
-                Timer::UpDeadline { run } => self.up_deadline(run, None),
-                Timer::UpContinue { run } => self.up_advance(run),
+                Timer::ReadyDeadline { run, entry } => {
+                    self.with_ups(|u, v| u.on_deadline(run, Some(entry), v))
+                }
+                Timer::UpDeadline { run } => self.with_ups(|u, v| u.on_deadline(run, None, v)),
+                Timer::UpContinue { run } => self.with_ups(|u, v| u.advance(run, v)),
                 Timer::Proxy { conn, generation } => self.proxy_deadline(conn, generation),
                 Timer::ProxyAccept => self.proxy_accept(),
                 Timer::ExitDeadline => {
@@ -1419,93 +1393,16 @@ impl Daemon {
 
     // ---- up ----
 
-    /// Call the up component with what it may read, and carry out what it returns.
-    fn with_ups(&mut self, f: impl FnOnce(&mut up_run::Ups, &up_run::View) -> Vec<Action>) {
-        let view = up_run::View {
-            procs: &self.procs,
+    /// Call the up component with its view, and carry out what it returns.
+    fn with_ups(&mut self, f: impl FnOnce(&mut up_run::Ups, &mut up_run::View) -> Vec<Action>) {
+        let mut view = up_run::View {
+            procs: &mut self.procs,
             proxy_port: self.proxy.as_ref().map(|p| p.port()),
             home_cwd: &self.home_cwd,
+            last_try: &|owner| self.probes.last_error_of(owner),
+            port_conflict: &|procs, id| resources::port_conflict(procs, &self.paths, id),
         };
-        let actions = f(&mut self.ups, &view);
-        self.apply(actions);
-    }
-
-    fn up_advance(&mut self, run: u64) {
-        self.with_ups(|ups, view| ups.advance(run, view));
-    }
-
-    fn up_line(&mut self, id: ProcId, line: &[u8]) {
-        self.with_ups(|ups, view| ups.on_line(id, line, view));
-    }
-
-    fn up_exited(&mut self, id: ProcId, exit: Exit) {
-        self.with_ups(|ups, view| ups.on_exit(id, exit, view));
-    }
-
-    /// An `up` readiness deadline passed: fail the run if an entry is late.
-    fn up_deadline(&mut self, run: u64, entry: Option<usize>) {
-        let Some((i, proc)) = self.ups.late(run, entry) else {
-            return;
-        };
-        let last_try = (self.probes).last_error_of(readiness::Owner::Up { run, entry: i });
-        let conflict = proc.and_then(|id| resources::port_conflict(&self.procs, &self.paths, id));
-        let actions = self.ups.on_deadline(run, entry, i, last_try, conflict);
-        self.apply(actions);
-    }
-
-    /// Stop `proc` for entry `entry` of `run` to replace it; start the entry at
-    /// once if there is nothing to stop.
-    fn up_stop(&mut self, run: u64, entry: usize, proc: ProcId) {
-        if let Some(p) = self.procs.get_mut(proc) {
-            p.sup.stop_reason = Some(supervise::Reason::Restarted);
-        }
-        let timeout = self.stop_timeout(proc, None);
-        if !self.begin_stop(proc, timeout) {
-            self.with_ups(|ups, view| ups.spawn(run, entry, "restarted", view));
-        }
-    }
-
-    /// A progress line to an `up` client, written out at once.
-    fn up_progress(&mut self, client: ClientId, response: &Response) {
-        self.reply(client, response);
-        if self.clients.flush_broken(client) {
-            self.close_client(client);
-        }
-    }
-
-    /// One `ready` event per run of a process, however many `up`s see it.
-    fn ready_event(&mut self, id: ProcId) {
-        if let Some(pid) = self.procs.get_mut(id).and_then(procs::Proc::mark_ready) {
-            self.emit(id, events::Change::new("ready").pid(pid));
-        }
-    }
-
-    // ---- readiness probes ----
-
-    /// Start the next try of `probe`, unless nobody waits for it any more.
-    fn probe_try(&mut self, probe: ids::ProbeId) {
-        let (waits, ups) = (&self.waits, &self.ups);
-        let alive = |o| probe_owner_alive(o, waits, ups);
-        let actions = self.probes.on_try(probe, alive, &self.procs);
-        self.apply(actions);
-    }
-
-    /// Register the socket of `probe`'s new try, and tell the probe how it went.
-    fn register_probe(&mut self, probe: ids::ProbeId) {
-        let token = Token(self.next_token);
-        let Some(stream) = self.probes.stream_mut(probe) else {
-            return;
-        };
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        let registered = match self.poll.registry().register(stream, token, interest) {
-            Ok(()) => {
-                self.next_token += 1;
-                self.slots.insert(token, Slot::Probe(probe));
-                Ok(token)
-            }
-            Err(e) => Err(e),
-        };
-        let actions = self.probes.on_registered(probe, registered);
+        let actions = f(&mut self.ups, &mut view);
         self.apply(actions);
     }
 
@@ -1519,13 +1416,5 @@ impl Daemon {
     /// Last resort on a fatal loop error: leave nothing running.
     fn kill_everything(&mut self) {
         self.sup.kill_everything(&self.procs);
-    }
-}
-
-/// Whether the owner of a probe still waits for it.
-fn probe_owner_alive(owner: readiness::Owner, waits: &waits::Waits, ups: &up_run::Ups) -> bool {
-    match owner {
-        readiness::Owner::Wait(w) => waits.contains(w),
-        readiness::Owner::Up { run, .. } => ups.contains(run),
     }
 }

@@ -332,6 +332,19 @@ impl ProcTable {
         self.by_pid.contains_key(&pid)
     }
 
+    /// Whether an `up` is checking `id`'s readiness (the proxy waits for it).
+    pub fn set_awaiting_ready(&mut self, id: ProcId, on: bool) {
+        if let Some(p) = self.get_mut(id) {
+            p.awaiting_ready = on;
+        }
+    }
+
+    /// `id`'s current run became ready: its pid, for the one `ready` event of
+    /// the run (`Proc::mark_ready`); None for a process that is gone.
+    pub fn mark_ready(&mut self, id: ProcId) -> Option<u32> {
+        self.get_mut(id)?.mark_ready()
+    }
+
     pub fn take_pid(&mut self, pid: i32) -> Option<ProcId> {
         self.by_pid.remove(&pid)
     }
@@ -423,5 +436,23 @@ mod tests {
         assert_eq!(p.mark_ready(), None, "a second up says nothing new");
         p.started_wall += std::time::Duration::from_secs(1);
         assert_eq!(p.mark_ready(), Some(42), "a new run is ready anew");
+    }
+
+    #[test]
+    fn the_table_marks_readiness_of_the_processes_it_has() {
+        let mut table = ProcTable::default();
+        let id = table.allocate_id();
+        let mut p = Proc::new(id, "api".into(), Spec::for_test("server"));
+        p.pid = 42;
+        table.insert(p);
+        table.set_awaiting_ready(id, true);
+        assert!(table.get(id).is_some_and(|p| p.awaiting_ready));
+        table.set_awaiting_ready(id, false);
+        assert!(table.get(id).is_some_and(|p| !p.awaiting_ready));
+        assert_eq!(table.mark_ready(id), Some(42));
+        assert_eq!(table.mark_ready(id), None);
+        // A process that is gone: nothing to mark, nothing to report.
+        table.set_awaiting_ready(id + 1, true);
+        assert_eq!(table.mark_ready(id + 1), None);
     }
 }

@@ -23,12 +23,9 @@ pub const TRY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Enough for any status line.
 const HEAD_CAP: usize = 4096;
 
-/// Who learns the outcome of a probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
-    Wait(WaitId),
-    Up { run: u64, entry: usize },
-}
+/// Who learns the outcome of a probe (defined with the ids, so that actions
+/// can carry it).
+pub use super::ids::ProbeOwner as Owner;
 
 pub struct Probe {
     pub owner: Owner,
@@ -87,6 +84,15 @@ impl ProbeTable {
             },
         );
         id
+    }
+
+    /// A new probe for `owner` of `proc`'s `target`, its first try now.
+    pub fn start(&mut self, owner: Owner, proc: ProcId, target: Target) -> Vec<Action> {
+        let probe = self.add(owner, proc, target);
+        vec![Action::Arm {
+            at: Instant::now(),
+            timer: Timer::ProbeTry { probe },
+        }]
     }
 
     /// Why the last try of `id` failed, if one did.
@@ -232,6 +238,15 @@ impl ProbeTable {
         actions
     }
 
+    /// End the probes of `up` run `run` (it finished or failed).
+    pub fn drop_run(&mut self, run: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for probe in self.owned_by(|o| matches!(o, Owner::Up { run: r, .. } if r == run)) {
+            actions.extend(self.drop_probe(probe));
+        }
+        actions
+    }
+
     /// Close the socket of the try in progress, if any.
     fn end_attempt(&mut self, id: ProbeId) -> Vec<Action> {
         let Some(probe) = self.probes.get_mut(&id) else {
@@ -244,6 +259,15 @@ impl ProbeTable {
             }],
             None => Vec::new(),
         }
+    }
+}
+
+/// Whether `owner` still waits for its probe, told by the loop's two
+/// membership tests: is the wait pending, is the `up` run in progress.
+pub fn owner_alive(owner: Owner, wait: impl Fn(WaitId) -> bool, up: impl Fn(u64) -> bool) -> bool {
+    match owner {
+        Owner::Wait(w) => wait(w),
+        Owner::Up { run, .. } => up(run),
     }
 }
 
@@ -474,5 +498,55 @@ mod tests {
             [Action::ProbeClose { .. }]
         ));
         assert!(table.drop_probe(id).is_empty());
+    }
+
+    #[test]
+    fn a_probe_starts_with_a_try_now_for_its_owner() {
+        let mut table = ProbeTable::default();
+        let owner = Owner::Up { run: 4, entry: 1 };
+        let before = Instant::now();
+        let actions = table.start(owner, 9, Target::tcp(1));
+        let [
+            Action::Arm {
+                at,
+                timer: Timer::ProbeTry { probe },
+            },
+        ] = actions[..]
+        else {
+            panic!("{actions:?}");
+        };
+        assert!(at >= before && at <= Instant::now(), "the first try is now");
+        assert_eq!(table.owned_by(|o| o == owner), vec![probe]);
+    }
+
+    #[test]
+    fn the_end_of_an_up_run_ends_its_probes_only() {
+        let (mut table, id, _listener) = probing(Owner::Up { run: 1, entry: 0 });
+        let idle = table.add(Owner::Up { run: 1, entry: 2 }, 1, Target::tcp(1));
+        let other = table.add(Owner::Up { run: 2, entry: 0 }, 1, Target::tcp(1));
+        let wait = table.add(Owner::Wait(WaitId(1)), 1, Target::tcp(1));
+        // The try in progress is closed; the idle probe just goes.
+        assert!(matches!(table.drop_run(1)[..], [Action::ProbeClose { .. }]));
+        let mut left = table.owned_by(|_| true);
+        left.sort();
+        assert_eq!(left, vec![other, wait]);
+        assert!(table.last_error(id).is_none() && table.last_error(idle).is_none());
+        assert!(table.drop_run(1).is_empty());
+    }
+
+    #[test]
+    fn a_probe_is_wanted_while_its_wait_or_up_run_is() {
+        let waits = [WaitId(1)];
+        let runs = [3];
+        let alive = |o| owner_alive(o, |w| waits.contains(&w), |r| runs.contains(&r));
+        let cases = [
+            (Owner::Wait(WaitId(1)), true),
+            (Owner::Wait(WaitId(2)), false),
+            (Owner::Up { run: 3, entry: 7 }, true),
+            (Owner::Up { run: 1, entry: 0 }, false),
+        ];
+        for (owner, wanted) in cases {
+            assert_eq!(alive(owner), wanted, "{owner:?}");
+        }
     }
 }

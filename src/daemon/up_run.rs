@@ -5,16 +5,18 @@
 //! start keeps running.
 //!
 //! It owns the runs in progress (`UpRun`s) and decides; the loop feeds in
-//! lines, exits, probe results and deadlines, carries out the starts, stops,
-//! probes and replies it returns, and hands back what came of a start
-//! (`on_spawned`) or a search of the log (`on_history`). (The CLI side of
-//! `up` is `cmd/up.rs` and `client/project.rs`.)
+//! lines, exits, probe results and deadlines through a `View` (the process
+//! table, where it marks what it awaits and what became ready), carries out
+//! the starts, stops, probes and replies it returns, and hands back what came
+//! of a start (`on_spawned`). (The CLI side of `up` is `cmd/up.rs` and
+//! `client/project.rs`.)
 
-use super::action::Action;
-use super::ids::ClientId;
+use super::action::{Action, Change};
+use super::ids::{ClientId, ProbeOwner};
 use super::procs::{ProcId, ProcTable, State};
 use super::signals::Exit;
 use super::spec::{Context, Spec};
+use super::supervise::Reason;
 use super::timers::Timer;
 use super::waits::Pattern;
 use crate::probe::{self, Target};
@@ -231,12 +233,17 @@ fn plan(processes: Vec<UpProcess>) -> Result<Vec<Entry>, String> {
     Ok(entries)
 }
 
-/// What the component may read of the daemon.
+/// What the component may read of the daemon, and the process table, where
+/// it marks what it waits for (`awaiting_ready`) and what became ready.
 pub struct View<'a> {
-    pub procs: &'a ProcTable,
+    pub procs: &'a mut ProcTable,
     pub proxy_port: Option<u16>,
     /// Where relative `cwd`s resolve, to compare definitions.
     pub home_cwd: &'a Path,
+    /// Why the last try of an entry's probe failed (asked of a late entry).
+    pub last_try: &'a dyn Fn(ProbeOwner) -> Option<String>,
+    /// What the output of a process says of its port (asked of a late entry).
+    pub port_conflict: &'a dyn Fn(&ProcTable, ProcId) -> Option<String>,
 }
 
 /// The component: every `up` run in progress, by number.
@@ -294,7 +301,7 @@ impl Ups {
 
     /// Start the next entry whose dependencies are all ready (the loop comes
     /// back with `UpAdvance` until none is left); finish when all are ready.
-    pub fn advance(&mut self, run: u64, view: &View) -> Vec<Action> {
+    pub fn advance(&mut self, run: u64, view: &mut View) -> Vec<Action> {
         let Some(up) = self.runs.get_mut(&run) else {
             return Vec::new();
         };
@@ -318,20 +325,18 @@ impl Ups {
         if up.ready < up.entries.len() {
             return Vec::new();
         }
-        let mut actions = Vec::new();
-        let Some(up) = self.remove(run, &mut actions) else {
-            return actions;
+        let Some(up) = self.remove(run, view.procs) else {
+            return Vec::new();
         };
-        actions.push(Action::ReplyLater {
+        vec![Action::ReplyLater {
             client: up.client,
             response: Response::Ok {
                 message: "all processes started".into(),
             },
-        });
-        actions
+        }]
     }
 
-    fn start(&mut self, run: u64, i: usize, view: &View) -> Vec<Action> {
+    fn start(&mut self, run: u64, i: usize, view: &mut View) -> Vec<Action> {
         let Some(entry) = self.runs.get(&run).and_then(|u| u.entries.get(i)) else {
             return Vec::new();
         };
@@ -348,26 +353,31 @@ impl Ups {
         match (&p.state, &entry.ready) {
             (State::Running { .. }, _) if same => {
                 let mut actions = self.send(run, progress("running", p, view.proxy_port));
-                actions.extend(self.check(run, i, id, false));
+                actions.extend(self.check(run, i, id, false, view));
                 actions
             }
             (State::Running { .. } | State::Stopping { .. }, _) => {
-                let mut actions = self.set_phase(run, i, Phase::Replacing(id));
-                actions.push(Action::UpStop {
-                    run,
-                    entry: i,
-                    proc: id,
-                });
-                actions
+                self.set_phase(run, i, Phase::Replacing(id), view.procs);
+                vec![
+                    Action::StopReason {
+                        proc: id,
+                        reason: Reason::Restarted,
+                        replace: true,
+                    },
+                    Action::UpStop {
+                        run,
+                        entry: i,
+                        proc: id,
+                    },
+                ]
             }
             (State::Exited { exit }, Readiness::Exit(code))
                 if same && exit.code() == Some(*code) =>
             {
                 // A setup step that already did its job with this definition.
                 let progress = progress("ready", p, view.proxy_port);
-                let mut actions = self.set_phase(run, i, Phase::Ready);
-                actions.extend(self.send(run, progress));
-                actions
+                self.set_phase(run, i, Phase::Ready, view.procs);
+                self.send(run, progress)
             }
             _ => self.spawn(run, i, "started", view),
         }
@@ -375,7 +385,13 @@ impl Ups {
 
     /// Start entry `i` (`event`: `started` or `restarted`), through the loop:
     /// its definition is checked and planned here, as a `run` would be.
-    pub fn spawn(&mut self, run: u64, i: usize, event: &'static str, view: &View) -> Vec<Action> {
+    pub fn spawn(
+        &mut self,
+        run: u64,
+        i: usize,
+        event: &'static str,
+        view: &mut View,
+    ) -> Vec<Action> {
         let Some(up) = self.runs.get(&run) else {
             return Vec::new();
         };
@@ -395,7 +411,12 @@ impl Ups {
             }],
             Err(message) => {
                 let name = entry.def.name.clone();
-                self.fail(run, &name, format!("could not start: {message}"))
+                self.fail(
+                    run,
+                    &name,
+                    format!("could not start: {message}"),
+                    view.procs,
+                )
             }
         }
     }
@@ -408,7 +429,7 @@ impl Ups {
         i: usize,
         event: &str,
         response: Response,
-        view: &View,
+        view: &mut View,
     ) -> Vec<Action> {
         let Some(name) = self.name(run, i) else {
             return Vec::new();
@@ -426,19 +447,33 @@ impl Ups {
                     }
                     actions = self.send(run, progress);
                 }
-                actions.extend(self.check(run, i, id, true));
+                actions.extend(self.check(run, i, id, true, view));
                 actions
             }
-            Response::Error { message, .. } => {
-                self.fail(run, &name, format!("could not start: {message}"))
+            Response::Error { message, .. } => self.fail(
+                run,
+                &name,
+                format!("could not start: {message}"),
+                view.procs,
+            ),
+            _ => {
+                let why = "internal error: unexpected start result".into();
+                self.fail(run, &name, why, view.procs)
             }
-            _ => self.fail(run, &name, "internal error: unexpected start result".into()),
         }
     }
 
     /// Begin watching entry `i`, whose process `id` runs, for readiness.
-    /// `fresh`: it was just started, so it has no output yet.
-    fn check(&mut self, run: u64, i: usize, id: ProcId, fresh: bool) -> Vec<Action> {
+    /// `fresh`: it was just started, so it has no output yet; otherwise what
+    /// it logged this run may already say it is ready.
+    fn check(
+        &mut self,
+        run: u64,
+        i: usize,
+        id: ProcId,
+        fresh: bool,
+        view: &mut View,
+    ) -> Vec<Action> {
         let Some(entry) = self.runs.get(&run).and_then(|u| u.entries.get(i)) else {
             return Vec::new();
         };
@@ -447,70 +482,51 @@ impl Ups {
             .ready_timeout_ms
             .map_or(DEFAULT_READY_TIMEOUT, Duration::from_millis);
         let mut actions = Vec::new();
+        let mut logged = false;
         match &entry.ready {
-            Readiness::Started => return self.set_phase(run, i, Phase::Ready),
-            Readiness::Log(_) if !fresh => {
-                // The loop searches what it wrote already, and comes back.
-                actions.push(Action::UpSearchHistory {
-                    run,
-                    entry: i,
-                    proc: id,
-                });
+            Readiness::Started => {
+                self.set_phase(run, i, Phase::Ready, view.procs);
+                return actions;
             }
-            Readiness::Log(_) => actions.push(Action::UpPrepareIndexes { proc: id }),
+            Readiness::Log(pattern) if !fresh && logged_this_run(view.procs, id, pattern) => {
+                logged = true
+            }
+            Readiness::Log(_) => actions.push(Action::PrepareIndexes { proc: id }),
             Readiness::Exit(_) => {}
-            Readiness::Probe(target) => actions.push(Action::UpProbe {
-                run,
-                entry: i,
+            Readiness::Probe(target) => actions.push(Action::Probe {
+                owner: ProbeOwner::Up { run, entry: i },
                 proc: id,
                 target: target.clone(),
             }),
         }
-        let mut all = self.set_phase(run, i, Phase::Checking(id));
-        all.append(&mut actions);
-        all.push(Action::Arm {
+        self.set_phase(run, i, Phase::Checking(id), view.procs);
+        if logged {
+            return self.ready(run, i, view);
+        }
+        actions.push(Action::Arm {
             at: Instant::now() + timeout,
             timer: Timer::ReadyDeadline { run, entry: i },
         });
-        all
-    }
-
-    /// The log pattern entry `i` waits for, for the loop to search the log with.
-    pub fn log_pattern(&self, run: u64, i: usize) -> Option<&Pattern> {
-        match &self.runs.get(&run)?.entries.get(i)?.ready {
-            Readiness::Log(pattern) => Some(pattern),
-            _ => None,
-        }
-    }
-
-    /// What the search of process `id`'s log for entry `i` found.
-    pub fn on_history(
-        &mut self,
-        run: u64,
-        i: usize,
-        id: ProcId,
-        found: bool,
-        view: &View,
-    ) -> Vec<Action> {
-        if found {
-            return self.ready(run, i, view);
-        }
-        vec![Action::UpPrepareIndexes { proc: id }]
+        actions
     }
 
     /// Entry `i` of `run` is ready.
-    pub fn ready(&mut self, run: u64, i: usize, view: &View) -> Vec<Action> {
+    pub fn ready(&mut self, run: u64, i: usize, view: &mut View) -> Vec<Action> {
         let Some(up) = self.runs.get(&run) else {
             return Vec::new();
         };
         let Some(Phase::Checking(id)) = up.entries.get(i).map(|e| e.phase) else {
             return Vec::new();
         };
-        let mut actions = self.set_phase(run, i, Phase::Ready);
+        self.set_phase(run, i, Phase::Ready, view.procs);
+        let mut actions = Vec::new();
         if let Some(p) = view.procs.get(id) {
-            actions.extend(self.send(run, progress("ready", p, view.proxy_port)));
-            // One `ready` event per run of the process, however many `up`s see it.
-            actions.push(Action::UpReadyEvent { proc: id });
+            actions = self.send(run, progress("ready", p, view.proxy_port));
+        }
+        // One `ready` event per run of the process, however many `up`s see it.
+        if let Some(pid) = view.procs.mark_ready(id) {
+            let change = Change::new("ready").pid(pid);
+            actions.push(Action::Emit { proc: id, change });
         }
         actions.push(Action::UpAdvance { run });
         actions
@@ -526,7 +542,7 @@ impl Ups {
     }
 
     /// A line of process `id`. Nothing allocated unless it makes an entry ready.
-    pub fn on_line(&mut self, id: ProcId, line: &[u8], view: &View) -> Vec<Action> {
+    pub fn on_line(&mut self, id: ProcId, line: &[u8], view: &mut View) -> Vec<Action> {
         let matched: Vec<(u64, usize)> = self
             .runs
             .iter()
@@ -545,7 +561,7 @@ impl Ups {
     }
 
     /// Process `id` has exited (or finished stopping).
-    pub fn on_exit(&mut self, id: ProcId, exit: Exit, view: &View) -> Vec<Action> {
+    pub fn on_exit(&mut self, id: ProcId, exit: Exit, view: &mut View) -> Vec<Action> {
         let affected: Vec<(u64, usize, Phase)> = self
             .runs
             .iter()
@@ -572,14 +588,14 @@ impl Ups {
                 }
                 (_, Readiness::Exit(code)) => {
                     let reason = format!("{} (expected exit code {code})", exited(exit));
-                    self.fail(run, &name, reason)
+                    self.fail(run, &name, reason, view.procs)
                 }
                 _ => {
                     let mut reason = format!("{} before it was ready", exited(exit));
                     if let Some(c) = view.procs.get(id).and_then(|p| p.port_conflict.as_ref()) {
                         reason.push_str(&format!("; {c}"));
                     }
-                    self.fail(run, &name, reason)
+                    self.fail(run, &name, reason, view.procs)
                 }
             };
             actions.extend(more);
@@ -589,7 +605,7 @@ impl Ups {
 
     /// A readiness deadline passed (`entry`, or the whole run's with None):
     /// the entry that is late, if one is, and its process if it runs.
-    pub fn late(&self, run: u64, entry: Option<usize>) -> Option<(usize, Option<ProcId>)> {
+    fn late(&self, run: u64, entry: Option<usize>) -> Option<(usize, Option<ProcId>)> {
         let up = self.runs.get(&run)?;
         let late = up.entries.iter().enumerate().find(|(i, e)| {
             entry.is_none_or(|only| only == *i) && matches!(e.phase, Phase::Checking(_))
@@ -614,16 +630,13 @@ impl Ups {
         Some((i, proc))
     }
 
-    /// Fail `run` because entry `i` is late (see `late`); `last_try` is why its
-    /// probe's last try failed, `conflict` what its output says of its port.
-    pub fn on_deadline(
-        &mut self,
-        run: u64,
-        entry: Option<usize>,
-        i: usize,
-        last_try: Option<String>,
-        conflict: Option<String>,
-    ) -> Vec<Action> {
+    /// A readiness deadline passed (`entry`, or the whole run's with None):
+    /// fail `run` if an entry is late (see `late`), saying why its probe's
+    /// last try failed and what its process's output says of its port.
+    pub fn on_deadline(&mut self, run: u64, entry: Option<usize>, view: &mut View) -> Vec<Action> {
+        let Some((i, proc)) = self.late(run, entry) else {
+            return Vec::new();
+        };
         let Some(e) = self.runs.get(&run).and_then(|u| u.entries.get(i)) else {
             return Vec::new();
         };
@@ -639,61 +652,54 @@ impl Ups {
                 format!("not ready after {}", crate::timefmt::seconds(limit))
             }
         };
-        if let Some(why) = last_try {
+        if let Some(why) = (view.last_try)(ProbeOwner::Up { run, entry: i }) {
             reason.push_str(&format!(" (last try: {why})"));
         }
         // Still running, but its output may say why it never got ready.
-        if let Some(c) = conflict {
+        if let Some(c) = proc.and_then(|id| (view.port_conflict)(view.procs, id)) {
             reason.push_str(&format!("; {c}"));
         }
-        self.fail(run, &name, reason)
+        self.fail(run, &name, reason, view.procs)
     }
 
-    fn fail(&mut self, run: u64, name: &str, reason: String) -> Vec<Action> {
-        let mut actions = Vec::new();
-        let Some(up) = self.remove(run, &mut actions) else {
-            return actions;
-        };
-        actions.push(Action::Note(format!("up failed: {name}: {reason}")));
-        actions.push(Action::UpDropProbes { run });
-        actions.push(Action::ReplyLater {
-            client: up.client,
-            response: Response::UpFailed {
-                name: name.to_string(),
-                reason,
-            },
-        });
-        actions
-    }
-
-    fn set_phase(&mut self, run: u64, i: usize, phase: Phase) -> Vec<Action> {
-        let Some(up) = self.runs.get_mut(&run) else {
+    fn fail(&mut self, run: u64, name: &str, reason: String, procs: &mut ProcTable) -> Vec<Action> {
+        let Some(up) = self.remove(run, procs) else {
             return Vec::new();
         };
-        let old = up.entries.get(i).map(|e| e.phase);
+        vec![
+            Action::Note(format!("up failed: {name}: {reason}")),
+            Action::UpDropProbes { run },
+            Action::ReplyLater {
+                client: up.client,
+                response: Response::UpFailed {
+                    name: name.to_string(),
+                    reason,
+                },
+            },
+        ]
+    }
+
+    /// Entry `i` of `run` moves to `phase`; the process it checks is marked
+    /// as awaited (`awaiting_ready`) while it does.
+    fn set_phase(&mut self, run: u64, i: usize, phase: Phase, procs: &mut ProcTable) {
+        let Some(up) = self.runs.get_mut(&run) else {
+            return;
+        };
+        if let Some(Phase::Checking(id)) = up.entries.get(i).map(|e| e.phase) {
+            procs.set_awaiting_ready(id, false);
+        }
         up.set_phase(i, phase);
-        let mut actions = Vec::new();
-        if let Some(Phase::Checking(id)) = old {
-            actions.push(Action::AwaitingReady {
-                proc: id,
-                on: false,
-            });
-        }
         if let Phase::Checking(id) = phase {
-            actions.push(Action::AwaitingReady { proc: id, on: true });
+            procs.set_awaiting_ready(id, true);
         }
-        actions
     }
 
     /// Ends run `run`: what it was still checking is no longer awaited.
-    fn remove(&mut self, run: u64, actions: &mut Vec<Action>) -> Option<UpRun> {
+    fn remove(&mut self, run: u64, procs: &mut ProcTable) -> Option<UpRun> {
         let up = self.runs.remove(&run)?;
         for e in &up.entries {
             if let Phase::Checking(id) = e.phase {
-                actions.push(Action::AwaitingReady {
-                    proc: id,
-                    on: false,
-                });
+                procs.set_awaiting_ready(id, false);
             }
         }
         Some(up)
@@ -706,16 +712,19 @@ impl Ups {
     /// A progress line to the client of `run`, written out at once.
     fn send(&self, run: u64, response: Response) -> Vec<Action> {
         match self.runs.get(&run) {
-            Some(up) => vec![Action::UpProgress {
-                client: up.client,
-                response,
-            }],
+            Some(up) => vec![
+                Action::Reply {
+                    client: up.client,
+                    response,
+                },
+                Action::Flush { client: up.client },
+            ],
             None => Vec::new(),
         }
     }
 
     /// The client went away: its runs end (nothing more is started for them).
-    pub fn drop_client(&mut self, client: ClientId) -> Vec<Action> {
+    pub fn drop_client(&mut self, client: ClientId, procs: &mut ProcTable) -> Vec<Action> {
         let runs: Vec<u64> = self
             .runs
             .iter()
@@ -724,7 +733,7 @@ impl Ups {
             .collect();
         let mut actions = Vec::new();
         for run in runs {
-            self.remove(run, &mut actions);
+            self.remove(run, procs);
             actions.push(Action::Note("up cancelled: its client went away".into()));
             actions.push(Action::UpDropProbes { run });
         }
@@ -763,6 +772,14 @@ fn run_request(def: &UpProcess, base_env: Option<HashMap<String, String>>) -> Re
 }
 
 /// `exited with code 1`, `killed by SIGSEGV`.
+/// Whether process `id` logged a line matching `pattern` in its current run.
+fn logged_this_run(procs: &ProcTable, id: ProcId, pattern: &Pattern) -> bool {
+    let Some(p) = procs.get(id) else {
+        return false;
+    };
+    super::waits::search_history(&super::waits::Subject::of(p).segments, pattern).is_some()
+}
+
 fn exited(exit: Exit) -> String {
     match exit {
         Exit::Code(c) => format!("exited with code {c}"),
@@ -827,12 +844,18 @@ mod tests {
         }
     }
 
-    fn view(procs: &ProcTable) -> View<'_> {
+    fn view(procs: &mut ProcTable) -> View<'_> {
         View {
             procs,
             proxy_port: None,
             home_cwd: Path::new("/"),
+            last_try: &|_| None,
+            port_conflict: &|_, _| None,
         }
+    }
+
+    fn awaited(procs: &ProcTable, id: ProcId) -> bool {
+        procs.get(id).is_some_and(|p| p.awaiting_ready)
     }
 
     /// The names of the entries the actions start, and the events sent.
@@ -843,7 +866,7 @@ mod tests {
                 Action::UpSpawn { planned, event, .. } => {
                     Some(format!("spawn {} {event}", planned.name.as_deref()?))
                 }
-                Action::UpProgress {
+                Action::Reply {
                     response: Response::UpProgress { event, name, .. },
                     ..
                 } => Some(format!("{event} {name}")),
@@ -888,20 +911,33 @@ mod tests {
         ));
         assert!(matches!(actions[2], Action::UpAdvance { run: 1 }));
         // Only `a` is free to start.
-        let actions = ups.advance(1, &view(&procs));
+        let actions = ups.advance(1, &mut view(&mut procs));
         assert_eq!(said(&actions), ["spawn a started"]);
-        assert!(said(&ups.advance(1, &view(&procs))).is_empty());
+        assert!(said(&ups.advance(1, &mut view(&mut procs))).is_empty());
         // Started (no readiness condition): ready at once, and `b` is free.
         started(&mut procs, &a, running());
         let ok = run_ok("a", 101);
-        let actions = ups.on_spawned(1, 0, "started", ok, &view(&procs));
+        let actions = ups.on_spawned(1, 0, "started", ok, &mut view(&mut procs));
         assert_eq!(said(&actions), ["started a"]);
-        assert_eq!(said(&ups.advance(1, &view(&procs))), ["spawn b started"]);
+        // A progress line is written out at once, not at the end of the turn.
+        let sent = actions
+            .iter()
+            .position(|a| matches!(a, Action::Reply { .. }));
+        assert!(matches!(
+            actions[sent.expect("a progress line") + 1],
+            Action::Flush {
+                client: ClientId(5)
+            }
+        ));
+        assert_eq!(
+            said(&ups.advance(1, &mut view(&mut procs))),
+            ["spawn b started"]
+        );
         started(&mut procs, &b, running());
         let ok = run_ok("b", 102);
-        ups.on_spawned(1, 1, "started", ok, &view(&procs));
+        ups.on_spawned(1, 1, "started", ok, &mut view(&mut procs));
         assert_eq!(
-            said(&ups.advance(1, &view(&procs))),
+            said(&ups.advance(1, &mut view(&mut procs))),
             ["all processes started"]
         );
         assert!(ups.is_empty());
@@ -917,43 +953,52 @@ mod tests {
         let mut ups = Ups::default();
         let mut procs = ProcTable::default();
         ups.request(ClientId(1), vec![a.clone()], None, None, false);
-        ups.advance(1, &view(&procs));
+        ups.advance(1, &mut view(&mut procs));
         let id = started(&mut procs, &a, running());
         let ok = run_ok("a", 101);
-        let actions = ups.on_spawned(1, 0, "started", ok, &view(&procs));
+        let actions = ups.on_spawned(1, 0, "started", ok, &mut view(&mut procs));
+        assert!(awaited(&procs, id), "the proxy waits for it meanwhile");
         assert!(
             actions
                 .iter()
-                .any(|a| matches!(a, Action::AwaitingReady { on: true, .. }))
-        );
-        assert!(
-            actions
-                .iter()
-                .any(|a| matches!(a, Action::UpPrepareIndexes { .. }))
+                .any(|a| matches!(a, Action::PrepareIndexes { proc } if *proc == id))
         );
         assert!(ups.wants_lines(id));
-        assert!(ups.on_line(id, b"starting", &view(&procs)).is_empty());
-        let actions = ups.on_line(id, b"listening on 80", &view(&procs));
-        assert_eq!(said(&actions), ["ready a"]);
         assert!(
-            actions
-                .iter()
-                .any(|a| matches!(a, Action::UpReadyEvent { .. }))
+            ups.on_line(id, b"starting", &mut view(&mut procs))
+                .is_empty()
         );
+        let actions = ups.on_line(id, b"listening on 80", &mut view(&mut procs));
+        assert_eq!(said(&actions), ["ready a"]);
+        assert!(!awaited(&procs, id));
+        // One `ready` event for the run, with its pid.
+        let ready = |a: &Action| {
+            matches!(a, Action::Emit { proc, change } if *proc == id
+                && change.event == "ready" && change.pid == Some(100 + id))
+        };
+        assert_eq!(actions.iter().filter(|a| ready(a)).count(), 1);
         assert!(!ups.wants_lines(id));
 
-        // A second run of it that exits first fails, and says how it exited.
+        // A second `up` of it finds it running with the same definition.
         ups.request(ClientId(2), vec![a.clone()], None, None, false);
         procs.get_mut(id).unwrap().state = running();
-        let actions = ups.advance(2, &view(&procs));
-        // Running with the same definition: checked, its log searched first.
+        let actions = ups.advance(2, &mut view(&mut procs));
+        // Running with the same definition: checked; its log (it has none
+        // here) does not say it is ready, so its lines are awaited.
         assert_eq!(said(&actions), ["running a"]);
         assert!(
             actions
                 .iter()
-                .any(|a| matches!(a, Action::UpSearchHistory { .. }))
+                .any(|a| matches!(a, Action::PrepareIndexes { proc } if *proc == id))
         );
-        let actions = ups.on_exit(id, Exit::Code(3), &view(&procs));
+        // The same run seen ready by a second `up`: no second event.
+        let actions = ups.on_line(id, b"listening again", &mut view(&mut procs));
+        assert_eq!(said(&actions), ["ready a"]);
+        assert!(!actions.iter().any(|a| matches!(a, Action::Emit { .. })));
+        // A third, while it exits first, fails, and says how it exited.
+        ups.request(ClientId(3), vec![a.clone()], None, None, false);
+        ups.advance(3, &mut view(&mut procs));
+        let actions = ups.on_exit(id, Exit::Code(3), &mut view(&mut procs));
         assert_eq!(
             said(&actions),
             ["failed a: exited with code 3 before it was ready"]
@@ -961,8 +1006,9 @@ mod tests {
         assert!(
             actions
                 .iter()
-                .any(|a| matches!(a, Action::UpDropProbes { run: 2 }))
+                .any(|a| matches!(a, Action::UpDropProbes { run: 3 }))
         );
+        assert!(!awaited(&procs, id));
     }
 
     #[test]
@@ -974,12 +1020,23 @@ mod tests {
         let mut changed = a.clone();
         changed.command = "sleep 9".into();
         ups.request(ClientId(1), vec![changed], None, None, false);
-        assert_eq!(
-            said(&ups.advance(1, &view(&procs))),
-            [format!("stop p{id}")]
-        );
+        let actions = ups.advance(1, &mut view(&mut procs));
+        assert_eq!(said(&actions), [format!("stop p{id}")]);
+        // Its stop is a restart, said before the stop begins.
+        assert!(matches!(
+            &actions[..],
+            [
+                Action::StopReason {
+                    proc,
+                    reason: Reason::Restarted,
+                    replace: true,
+                },
+                Action::UpStop { proc: stopped, .. },
+                ..
+            ] if *proc == id && *stopped == id
+        ));
         // Its old run is gone: the new one starts.
-        let actions = ups.on_exit(id, Exit::Signal(libc::SIGTERM), &view(&procs));
+        let actions = ups.on_exit(id, Exit::Signal(libc::SIGTERM), &mut view(&mut procs));
         assert_eq!(said(&actions), ["spawn a restarted"]);
     }
 
@@ -999,26 +1056,41 @@ mod tests {
             None,
             false,
         );
-        ups.advance(1, &view(&procs));
+        ups.advance(1, &mut view(&mut procs));
         let id = started(&mut procs, &a, running());
         let ok = run_ok("a", 101);
-        let actions = ups.on_spawned(1, 0, "started", ok, &view(&procs));
+        let actions = ups.on_spawned(1, 0, "started", ok, &mut view(&mut procs));
         assert!(
             actions
                 .iter()
-                .any(|a| matches!(a, Action::UpProbe { entry: 0, .. }))
+                .any(|a| matches!(a, Action::Probe { owner: ProbeOwner::Up { run: 1, entry: 0 }, proc, .. } if *proc == id))
         );
         assert_eq!(ups.late(1, Some(1)), None);
         assert_eq!(ups.late(1, Some(0)), Some((0, Some(id))));
-        let actions = ups.on_deadline(1, Some(0), 0, Some("connection refused".into()), None);
+        // Entry 1 is not late: nothing fails.
+        assert!(
+            ups.on_deadline(1, Some(1), &mut view(&mut procs))
+                .is_empty()
+        );
+        let last_try = |o| {
+            (o == ProbeOwner::Up { run: 1, entry: 0 }).then(|| "connection refused".to_string())
+        };
+        let conflict = |_: &ProcTable, p| (p == id).then(|| "port 4000 is held by pid 7".into());
+        let mut late = View {
+            last_try: &last_try,
+            port_conflict: &conflict,
+            ..view(&mut procs)
+        };
+        let actions = ups.on_deadline(1, Some(0), &mut late);
         assert_eq!(
             said(&actions),
-            ["failed a: not ready after 30s (last try: connection refused)"]
+            [
+                "failed a: not ready after 30s (last try: connection refused); port 4000 is held by pid 7"
+            ]
         );
         assert!(
-            actions
-                .iter()
-                .any(|a| matches!(a, Action::AwaitingReady { on: false, .. }))
+            !awaited(&procs, id),
+            "no longer awaited once the run failed"
         );
         assert!(ups.is_empty());
     }
@@ -1035,7 +1107,7 @@ mod tests {
             }]
         ));
         ups.request(ClientId(3), vec![proc("a", &[])], None, None, false);
-        let actions = ups.drop_client(ClientId(3));
+        let actions = ups.drop_client(ClientId(3), &mut ProcTable::default());
         assert!(
             actions
                 .iter()
@@ -1057,9 +1129,9 @@ mod tests {
         let mut a = proc("a", &[]);
         a.stop_signal = Some("BOGUS".into());
         let mut ups = Ups::default();
-        let procs = ProcTable::default();
+        let mut procs = ProcTable::default();
         ups.request(ClientId(1), vec![a], None, None, false);
-        let actions = ups.advance(1, &view(&procs));
+        let actions = ups.advance(1, &mut view(&mut procs));
         assert_eq!(
             said(&actions),
             [
@@ -1075,11 +1147,11 @@ mod tests {
         let names: Vec<String> = (0..STARTS_PER_TURN + 5).map(|i| format!("p{i}")).collect();
         let graph = names.iter().map(|n| proc(n, &[])).collect();
         let mut ups = Ups::default();
-        let procs = ProcTable::default();
+        let mut procs = ProcTable::default();
         ups.request(ClientId(1), graph, None, None, false);
         let mut spawned = 0;
         loop {
-            let actions = ups.advance(1, &view(&procs));
+            let actions = ups.advance(1, &mut view(&mut procs));
             spawned += actions
                 .iter()
                 .filter(|a| matches!(a, Action::UpSpawn { .. }))

@@ -4,7 +4,7 @@
 //! replies and timers it returns. It reads a process only through `Subject`.
 
 use super::action::Action;
-use super::ids::{ClientId, WaitId};
+use super::ids::{ClientId, ProbeOwner, WaitId};
 use super::procs::{Proc, ProcId, State};
 use super::signals::Exit;
 use super::timers::Timer;
@@ -120,7 +120,7 @@ impl Waits {
     }
 
     /// `wait --port/--http`: kept until the probe (which the loop starts on
-    /// `WaitProbe`) succeeds, the process exits, or the deadline; answered at
+    /// `Probe`) succeeds, the process exits, or the deadline; answered at
     /// once when the process is not running.
     pub fn probe(
         &mut self,
@@ -155,8 +155,8 @@ impl Waits {
                 at,
                 timer: Timer::WaitDeadline { wait },
             },
-            Action::WaitProbe {
-                wait,
+            Action::Probe {
+                owner: ProbeOwner::Wait(wait),
                 proc: p.id,
                 target,
             },
@@ -661,13 +661,17 @@ mod tests {
         crate::probe::Target::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], n)))
     }
 
-    /// The wait a `WaitProbe` asks the loop to probe for (last, after Busy and Arm).
+    /// The wait a `Probe` asks the loop to probe for (last, after Busy and Arm).
     fn probe_of(actions: &[Action]) -> WaitId {
         match actions {
             [
                 Action::Busy { .. },
                 Action::Arm { .. },
-                Action::WaitProbe { wait, proc: 7, .. },
+                Action::Probe {
+                    owner: ProbeOwner::Wait(wait),
+                    proc: 7,
+                    ..
+                },
             ] => *wait,
             other => panic!("{other:?}"),
         }
