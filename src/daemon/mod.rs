@@ -9,6 +9,7 @@ mod events;
 mod follow;
 mod ids;
 mod lifecycle;
+mod lines;
 mod output;
 mod procs;
 mod readiness;
@@ -49,7 +50,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use stops::Pending;
 use timers::{Timer, Timers};
-use waits::Pattern;
 
 const LISTENER: Token = Token(0);
 const SIGCHLD_PIPE: Token = Token(1);
@@ -362,7 +362,8 @@ impl Daemon {
                 } => self.restart_with(proc, note, reply, settled),
                 Action::FinishShutdown { client } => self.finish_shutdown(client),
                 // ---- output and follow ----
-                Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
+                Action::PrepareIndexes { proc } => output::prepare_indexes(&mut self.procs, proc),
+                Action::Output(a) => self.apply_output(a),
                 a
                 @ (Action::FollowSend { .. } | Action::NoteLost { .. } | Action::Flush { .. }) => {
                     self.apply_follow(a)
@@ -468,10 +469,10 @@ impl Daemon {
             }
             Action::UpSearchHistory { run, entry, proc } => {
                 let found = (self.ups.log_pattern(run, entry))
-                    .is_some_and(|p| self.search_history(proc, p).is_some());
+                    .is_some_and(|p| waits::search_run(&self.procs, proc, p).is_some());
                 self.with_ups(|ups, view| ups.on_history(run, entry, proc, found, view));
             }
-            Action::UpPrepareIndexes { proc } => self.prepare_indexes(proc),
+            Action::UpPrepareIndexes { proc } => output::prepare_indexes(&mut self.procs, proc),
             Action::AwaitingReady { proc, on } => {
                 if let Some(p) = self.procs.get_mut(proc) {
                     p.awaiting_ready = on;
@@ -1027,19 +1028,6 @@ impl Daemon {
         self.apply(actions);
     }
 
-    /// A line of process `id` is awaited: create its index files now.
-    fn prepare_indexes(&mut self, id: ProcId) {
-        if let Some(p) = self.procs.get_mut(id) {
-            output::prepare_indexes(p);
-        }
-    }
-
-    /// The first line of the current run of `id` that matches (for `up`).
-    fn search_history(&self, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
-        let p = self.procs.get(id)?;
-        waits::search_history(&waits::Subject::of(p).segments, pattern)
-    }
-
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
     fn probe_wait(
         &mut self,
@@ -1085,46 +1073,42 @@ impl Daemon {
 
     /// Read up to `budget` bytes from one pipe into its log, and pass the lines on.
     fn read_output(&mut self, id: ProcId, stream: Stream, budget: usize) {
-        // Lines are split out only for someone who wants them.
-        let wanted = self.waits.any_pattern_for(id)
-            || self.ups.wants_lines(id)
-            || self.follow.wants(id, stream);
-        let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
+        let wanted = self.router().wanted(id, stream);
+        let Some(p) = self.procs.get_mut(id) else {
             return;
         };
-        let Some(pipe) = output.pipe.as_mut() else {
-            return;
-        };
-        let taken =
-            self.capture
-                .on_readable(pipe, &mut output.sink, &mut self.clock, wanted, budget);
-        if taken.eof {
-            if let Some(mut pipe) = self.capture.retire(output) {
-                let _ = self.poll.registry().deregister(&mut pipe);
+        let mut actions = (self.capture).read(p, stream, &mut self.clock, wanted, budget);
+        self.router().after_read(id, stream, &mut actions);
+        self.apply(actions);
+    }
+
+    /// Carry out what the capture and the line router asked for.
+    fn apply_output(&mut self, action: action::OutputAction) {
+        match action {
+            action::OutputAction::Unwatch { pipe, token } => {
+                if let Some(mut pipe) = pipe {
+                    let _ = self.poll.registry().deregister(&mut pipe);
+                }
+                self.slots.remove(&token);
             }
-            self.slots.remove(&output.token);
-        } else if taken.more {
-            self.retry.push(output.token);
+            action::OutputAction::ReadAgain { token } => self.retry.push(token),
+            action::OutputAction::FlushFollowers => self.flush_followers(),
+            action::OutputAction::Ended { proc } => self.check_output_finished(proc),
         }
-        if let Some(e) = taken.write_error {
-            let path = self.paths.log_file(&self.proc_name(id), stream.name());
-            self.note(&format!(
-                "writing {}: {} (output is being lost)",
-                path.display(),
-                crate::error::describe_io(&e)
-            ));
-        }
-        if !taken.lines.is_empty() {
-            // One list of sends for every line of this read, not one per line.
-            let mut sends = Vec::new();
-            for line in &taken.lines {
-                self.route_line(id, stream, line, &mut sends);
-            }
-            self.apply(sends);
-            self.flush_followers();
-        }
-        if taken.eof {
-            self.check_output_finished(id);
+    }
+
+    /// The takers of lines (`up`, waits, followers) with what they read.
+    fn router(&mut self) -> lines::Router<'_> {
+        lines::Router {
+            waits: &mut self.waits,
+            ups: &mut self.ups,
+            follow: &mut self.follow,
+            view: up_run::View {
+                procs: &self.procs,
+                proxy_port: self.proxy.as_ref().map(|p| p.port()),
+                home_cwd: &self.home_cwd,
+            },
+            capture: &self.capture,
         }
     }
 
@@ -1136,41 +1120,17 @@ impl Daemon {
     }
 
     fn deliver_line(&mut self, id: ProcId, stream: Stream, line: &[u8]) {
-        let mut sends = Vec::new();
-        self.route_line(id, stream, line, &mut sends);
-        self.apply(sends);
-    }
-
-    /// A line goes to `up` runs and waits (answered at once), and to followers
-    /// (their sends added to `sends`).
-    fn route_line(&mut self, id: ProcId, stream: Stream, line: &[u8], sends: &mut Vec<Action>) {
-        if !self.ups.is_empty() {
-            self.up_line(id, line);
-        }
-        let actions = self.waits.on_line(id, line);
+        let actions = self.router().line(id, stream, line);
         self.apply(actions);
-        if self.follow.is_empty() {
-            return;
-        }
-        let name = self.proc_name(id);
-        self.follow.on_line(id, &name, stream, line, sends);
     }
 
-    /// Send the batches gathered and write out what followers were sent: once
-    /// per burst of output, not per line.
     fn flush_followers(&mut self) {
         let actions = self.follow.flush();
         self.apply(actions);
     }
 
-    /// When a process is gone for good and its pipes are drained, waits for its
-    /// output can never match and followers of it are done.
     fn check_output_finished(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get(id).filter(|p| output::finished(p)) else {
-            return;
-        };
-        let mut actions = self.waits.on_output_finished(&waits::Subject::of(p));
-        actions.extend(self.follow.on_output_finished(id));
+        let actions = self.router().output_finished(id);
         self.apply(actions);
     }
 
@@ -1623,10 +1583,6 @@ impl Daemon {
 
     fn up_advance(&mut self, run: u64) {
         self.with_ups(|ups, view| ups.advance(run, view));
-    }
-
-    fn up_line(&mut self, id: ProcId, line: &[u8]) {
-        self.with_ups(|ups, view| ups.on_line(id, line, view));
     }
 
     fn up_exited(&mut self, id: ProcId, exit: Exit) {

@@ -5,7 +5,7 @@
 
 use super::action::Action;
 use super::ids::{ClientId, WaitId};
-use super::procs::{Proc, ProcId, State};
+use super::procs::{Proc, ProcId, ProcTable, State};
 use super::signals::Exit;
 use super::timers::Timer;
 use crate::logs;
@@ -293,6 +293,11 @@ fn settled(p: &Subject, ask: &Ask) -> Option<Response> {
         ))),
         _ => None,
     }
+}
+
+/// The first line of the current run of process `id` that matches (for `up`).
+pub fn search_run(procs: &ProcTable, id: ProcId, pattern: &Pattern) -> Option<Vec<u8>> {
+    search_history(&Subject::of(procs.get(id)?).segments, pattern)
 }
 
 /// The first line of the current run (across rotated segments) that matches.
