@@ -175,7 +175,12 @@ impl Capture {
                 }
             }
         }
-        sink.release();
+        // An index prepared for a waiter stays open while lines are wanted.
+        if wanted && !eof {
+            sink.release();
+        } else {
+            sink.let_go();
+        }
         if eof {
             sink.finish(|line| {
                 if wanted {
