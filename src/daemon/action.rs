@@ -214,6 +214,9 @@ pub enum OutputAction {
     /// A pipe of `proc` reached its end: if the process is gone for good and
     /// drained, waits on its output fail and its followers end.
     Ended { proc: ProcId },
+    /// Nobody waits on the lines of `proc` any more: close the index files
+    /// held open for a waiter (`prepare_indexes`).
+    LetGo { proc: ProcId },
 }
 
 /// What happened to a process, before it gets its number and time.

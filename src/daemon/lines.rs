@@ -29,11 +29,13 @@ impl Router<'_> {
     }
 
     /// After a read: every line the capture kept, then the followers' flush
-    /// (once per read), then, at end of file, whether the output is finished.
+    /// (once per read), the indexes let go once the last waiter is answered,
+    /// then, at end of file, whether the output is finished.
     /// `up` and waits answer line by line; what followers are sent comes after
     /// the last line.
     pub fn after_read(&mut self, id: ProcId, stream: Stream, out: &mut Vec<Action>) {
         let capture = self.capture;
+        let waited = self.waits.any_pattern_for(id) || self.ups.wants_lines(id);
         let mut sends = Vec::new();
         let mut any = false;
         for line in capture.lines() {
@@ -43,6 +45,10 @@ impl Router<'_> {
         out.append(&mut sends);
         if any && !self.follow.is_empty() {
             out.push(Action::Output(OutputAction::FlushFollowers));
+        }
+        // The last waiter on this process was answered: its indexes close.
+        if waited && !self.waits.any_pattern_for(id) && !self.ups.wants_lines(id) {
+            out.push(Action::Output(OutputAction::LetGo { proc: id }));
         }
         if capture.ended() {
             out.push(Action::Output(OutputAction::Ended { proc: id }));
@@ -175,6 +181,7 @@ mod tests {
                 } => format!("{} sent {line}", client.0),
                 Action::Output(OutputAction::FlushFollowers) => "flush".into(),
                 Action::Output(OutputAction::Ended { proc }) => format!("ended {proc}"),
+                Action::Output(OutputAction::LetGo { proc }) => format!("let go {proc}"),
                 Action::NoteLost { client } => format!("{} lost", client.0),
                 other => format!("{other:?}"),
             })
@@ -215,6 +222,7 @@ mod tests {
                 "2 sent ready",
                 "2 sent more",
                 "flush",
+                "let go 7",
                 "ended 7"
             ]
         );

@@ -1094,6 +1094,7 @@ impl Daemon {
             action::OutputAction::ReadAgain { token } => self.retry.push(token),
             action::OutputAction::FlushFollowers => self.flush_followers(),
             action::OutputAction::Ended { proc } => self.check_output_finished(proc),
+            action::OutputAction::LetGo { proc } => output::let_go(&mut self.procs, proc),
         }
     }
 

@@ -241,6 +241,14 @@ pub fn prepare_indexes(procs: &mut ProcTable, id: ProcId) {
     }
 }
 
+/// Nobody waits on the lines of process `id` any more: its index files are
+/// no longer held open (an idle process holds no index descriptor).
+pub fn let_go(procs: &mut ProcTable, id: ProcId) {
+    if let Some(p) = procs.get_mut(id) {
+        p.outputs.iter_mut().flatten().for_each(|o| o.sink.let_go());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
