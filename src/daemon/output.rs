@@ -17,11 +17,19 @@ use std::io::{self, Read};
 /// while someone wanted its lines leaves no high-water mark behind).
 const KEEP_LINES: usize = 64 * 1024;
 
+/// Reads within a wake's budget (the loop's `PIPE_BUDGET`) answer first: a
+/// short read (the pipe was empty after it) that completed wanted lines ends
+/// the read, so the loop answers a wait before the read that would find the
+/// pipe empty, and reads on next turn (`ReadAgain`). A drain (the loop's read
+/// at a leader's exit, with a larger budget) reads to the end at once.
+const ANSWER_FIRST_WITHIN: usize = 256 * 1024;
+
 /// What one wake-up of a pipe did.
 struct Taken {
     /// The pipe reached end of file (or failed): the loop deregisters it.
     eof: bool,
-    /// The budget ran out before the pipe was drained: read on next turn.
+    /// The budget ran out, or lines are to be answered first, before the pipe
+    /// was found empty: read on next turn.
     more: bool,
     /// Writing the log failed: the output is being lost.
     write_error: Option<io::Error>,
@@ -149,6 +157,7 @@ impl Capture {
     ) -> Taken {
         let mut taken = 0;
         let mut eof = false;
+        let mut answer_first = false;
         let lines = &mut self.lines;
         let mut write_error = None;
         let buf = &mut self.read_buf;
@@ -160,12 +169,18 @@ impl Capture {
                 }
                 Ok(n) => {
                     taken += n;
+                    let kept = lines.ends.len();
                     let err = if wanted {
                         sink.append(clock, &buf[..n], |line| lines.push(line))
                     } else {
                         sink.append_quiet(clock, &buf[..n])
                     };
                     write_error = write_error.or(err);
+                    answer_first =
+                        budget <= ANSWER_FIRST_WITHIN && n < buf.len() && lines.ends.len() > kept;
+                    if answer_first {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -190,7 +205,7 @@ impl Capture {
         }
         Taken {
             eof,
-            more: !eof && taken >= budget,
+            more: !eof && (taken >= budget || answer_first),
             write_error,
         }
     }
@@ -385,6 +400,53 @@ mod tests {
         let none = capture.read(&mut p, Stream::Stderr, &mut clock, true, 1 << 20);
         assert!(none.is_empty() && kept(&capture).is_empty());
         drop(sender);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn wanted_lines_are_answered_before_the_read_that_finds_the_pipe_empty() {
+        let (dir, mut p, mut sender) = proc_with_pipe("first", false);
+        write(&mut sender, b"ready\n");
+        let mut capture = Capture::new(0);
+        let mut clock = SeqClock::default();
+        let wake = ANSWER_FIRST_WITHIN;
+        let actions = capture.read(&mut p, Stream::Stdout, &mut clock, true, wake);
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [Action::Output(OutputAction::ReadAgain {
+                    token: mio::Token(40)
+                })]
+            ),
+            "{actions:?}"
+        );
+        assert_eq!(kept(&capture), vec![b"ready".to_vec()]);
+        // Next turn: the read that finds it empty, and nothing more to do.
+        assert!(
+            capture
+                .read(&mut p, Stream::Stdout, &mut clock, true, wake)
+                .is_empty()
+        );
+        // A partial line is not an answer; nor are lines nobody wants.
+        write(&mut sender, b"par");
+        assert!(
+            capture
+                .read(&mut p, Stream::Stdout, &mut clock, true, wake)
+                .is_empty()
+        );
+        write(&mut sender, b"tial\n");
+        assert!(
+            capture
+                .read(&mut p, Stream::Stdout, &mut clock, false, wake)
+                .is_empty()
+        );
+        // At the end of the pipe, the line before it is kept and the end is seen.
+        write(&mut sender, b"last\n");
+        drop(sender);
+        let end = capture.read(&mut p, Stream::Stdout, &mut clock, true, wake);
+        assert!(!capture.ended() && end.len() == 1, "{end:?}");
+        let end = capture.read(&mut p, Stream::Stdout, &mut clock, true, wake);
+        assert!(capture.ended(), "{end:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 
