@@ -406,6 +406,26 @@ fn an_idle_process_costs_the_daemon_four_descriptors() {
     assert_eq!(fd_count(daemon) - before, 5 * 4);
 }
 
+#[test]
+fn a_process_whose_wait_was_answered_costs_four_descriptors_again() {
+    let sb = Sandbox::new();
+    sb.start("first", "echo hi; sleep 300");
+    sb.ok(&["wait", "first", "--until", "hi"]);
+    let daemon = sb.daemon_pid().unwrap();
+    let mut s = sb.connect();
+    let status = b"{\"type\":\"Status\"}\n";
+    assert_eq!(ask(&mut s, status)["type"], "Status");
+    let before = fd_count(daemon);
+    let run =
+        b"{\"type\":\"Run\",\"command\":\"sleep 1; echo ready; sleep 300\",\"name\":\"late\"}\n";
+    assert_eq!(ask(&mut s, run)["type"], "RunOk");
+    // The wait holds the indexes open for the awaited line; its answer lets them go.
+    sb.ok(&["wait", "late", "--until", "ready", "--timeout", "20"]);
+    assert_eq!(ask(&mut s, status)["type"], "Status");
+    assert_eq!(ask(&mut s, status)["type"], "Status");
+    assert_eq!(fd_count(daemon) - before, 4);
+}
+
 /// The parent pid in /proc/PID/stat, or None once the process is reaped.
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

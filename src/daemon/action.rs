@@ -113,6 +113,8 @@ pub enum Action {
     NoteLost { client: ClientId },
     /// Write out what a follower was sent; a broken connection is closed.
     Flush { client: ClientId },
+    /// What the output component and the line router ask (`OutputAction`).
+    Output(OutputAction),
     // ---- events ----
     /// Stream event number `seq` to these subscribers.
     SendEvent {
@@ -179,6 +181,28 @@ pub enum Action {
     /// SIGKILL a process group a previous daemon left behind.
     KillOrphan { pgid: i32 },
     // ---- proxy ----
+}
+
+/// The output component's actions: one arm of `apply` carries them out.
+#[derive(Debug)]
+pub enum OutputAction {
+    /// A child's pipe is done with (end of file, or retired): deregister it
+    /// (when still open) and free its token.
+    Unwatch {
+        pipe: Option<mio::unix::pipe::Receiver>,
+        token: mio::Token,
+    },
+    /// A pipe's budget ran out with more to read: read it again next turn.
+    ReadAgain { token: mio::Token },
+    /// Send the followers' gathered batches and write out what they were sent
+    /// (`Followers::flush`): once per read, not per line.
+    FlushFollowers,
+    /// A pipe of `proc` reached its end: if the process is gone for good and
+    /// drained, waits on its output fail and its followers end.
+    Ended { proc: ProcId },
+    /// Nobody waits on the lines of `proc` any more: close the index files
+    /// held open for a waiter (`prepare_indexes`).
+    LetGo { proc: ProcId },
 }
 
 /// What happened to a process, before it gets its number and time.

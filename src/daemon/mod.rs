@@ -9,6 +9,7 @@ mod events;
 mod follow;
 mod ids;
 mod lifecycle;
+mod lines;
 mod output;
 mod procs;
 mod readiness;
@@ -356,7 +357,8 @@ impl Daemon {
                 } => self.restart(proc, note, starts::Then::Answer { reply, settled }),
                 Action::FinishShutdown { client } => self.finish_shutdown(client),
                 // ---- output and follow ----
-                Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
+                Action::PrepareIndexes { proc } => output::prepare_indexes(&mut self.procs, proc),
+                Action::Output(a) => self.apply_output(a),
                 a
                 @ (Action::FollowSend { .. } | Action::NoteLost { .. } | Action::Flush { .. }) => {
                     self.apply_follow(a)
@@ -905,13 +907,6 @@ impl Daemon {
         self.apply(actions);
     }
 
-    /// A line of process `id` is awaited: create its index files now.
-    fn prepare_indexes(&mut self, id: ProcId) {
-        if let Some(p) = self.procs.get_mut(id) {
-            output::prepare_indexes(p);
-        }
-    }
-
     /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
     fn probe_wait(
         &mut self,
@@ -957,47 +952,47 @@ impl Daemon {
 
     /// Read up to `budget` bytes from one pipe into its log, and pass the lines on.
     fn read_output(&mut self, id: ProcId, stream: Stream, budget: usize) {
-        // Lines are split out only for someone who wants them.
-        let wanted = self.waits.any_pattern_for(id)
-            || self.ups.wants_lines(id)
-            || self.follow.wants(id, stream);
-        let Some(output) = self.procs.get_mut(id).and_then(|p| p.output(stream)) else {
+        let wanted = self.with_router(|r| r.wanted(id, stream));
+        let Some(p) = self.procs.get_mut(id) else {
             return;
         };
-        let Some(pipe) = output.pipe.as_mut() else {
-            return;
+        let mut actions = (self.capture).read(p, stream, &mut self.clock, wanted, budget);
+        self.with_router(|r| r.after_read(id, stream, &mut actions));
+        self.apply(actions);
+    }
+
+    /// Carry out what the capture and the line router asked for.
+    fn apply_output(&mut self, action: action::OutputAction) {
+        match action {
+            action::OutputAction::Unwatch { pipe, token } => {
+                if let Some(mut pipe) = pipe {
+                    let _ = self.poll.registry().deregister(&mut pipe);
+                }
+                self.slots.remove(&token);
+            }
+            action::OutputAction::ReadAgain { token } => self.retry.push(token),
+            action::OutputAction::FlushFollowers => self.flush_followers(),
+            action::OutputAction::Ended { proc } => self.check_output_finished(proc),
+            action::OutputAction::LetGo { proc } => output::let_go(&mut self.procs, proc),
+        }
+    }
+
+    /// The takers of lines (`up`, waits, followers) with what they read.
+    fn with_router<R>(&mut self, f: impl FnOnce(&mut lines::Router) -> R) -> R {
+        let mut router = lines::Router {
+            waits: &mut self.waits,
+            ups: &mut self.ups,
+            follow: &mut self.follow,
+            view: up_run::View {
+                procs: &mut self.procs,
+                proxy_port: self.proxy.as_ref().map(|p| p.port()),
+                home_cwd: &self.home_cwd,
+                last_try: &|owner| self.probes.last_error_of(owner),
+                port_conflict: &|procs, id| resources::port_conflict(procs, &self.paths, id),
+            },
+            capture: &self.capture,
         };
-        let taken =
-            self.capture
-                .on_readable(pipe, &mut output.sink, &mut self.clock, wanted, budget);
-        if taken.eof {
-            if let Some(mut pipe) = self.capture.retire(output) {
-                let _ = self.poll.registry().deregister(&mut pipe);
-            }
-            self.slots.remove(&output.token);
-        } else if taken.more {
-            self.retry.push(output.token);
-        }
-        if let Some(e) = taken.write_error {
-            let path = self.paths.log_file(&self.proc_name(id), stream.name());
-            self.note(&format!(
-                "writing {}: {} (output is being lost)",
-                path.display(),
-                crate::error::describe_io(&e)
-            ));
-        }
-        if !taken.lines.is_empty() {
-            // One list of sends for every line of this read, not one per line.
-            let mut sends = Vec::new();
-            for line in &taken.lines {
-                self.route_line(id, stream, line, &mut sends);
-            }
-            self.apply(sends);
-            self.flush_followers();
-        }
-        if taken.eof {
-            self.check_output_finished(id);
-        }
+        f(&mut router)
     }
 
     fn proc_name(&self, id: ProcId) -> String {
@@ -1008,41 +1003,17 @@ impl Daemon {
     }
 
     fn deliver_line(&mut self, id: ProcId, stream: Stream, line: &[u8]) {
-        let mut sends = Vec::new();
-        self.route_line(id, stream, line, &mut sends);
-        self.apply(sends);
-    }
-
-    /// A line goes to `up` runs and waits (answered at once), and to followers
-    /// (their sends added to `sends`).
-    fn route_line(&mut self, id: ProcId, stream: Stream, line: &[u8], sends: &mut Vec<Action>) {
-        if !self.ups.is_empty() {
-            self.with_ups(|u, v| u.on_line(id, line, v));
-        }
-        let actions = self.waits.on_line(id, line);
+        let actions = self.with_router(|r| r.line(id, stream, line));
         self.apply(actions);
-        if self.follow.is_empty() {
-            return;
-        }
-        let name = self.proc_name(id);
-        self.follow.on_line(id, &name, stream, line, sends);
     }
 
-    /// Send the batches gathered and write out what followers were sent: once
-    /// per burst of output, not per line.
     fn flush_followers(&mut self) {
         let actions = self.follow.flush();
         self.apply(actions);
     }
 
-    /// When a process is gone for good and its pipes are drained, waits for its
-    /// output can never match and followers of it are done.
     fn check_output_finished(&mut self, id: ProcId) {
-        let Some(p) = self.procs.get(id).filter(|p| output::finished(p)) else {
-            return;
-        };
-        let mut actions = self.waits.on_output_finished(&waits::Subject::of(p));
-        actions.extend(self.follow.on_output_finished(id));
+        let actions = self.with_router(|r| r.output_finished(id));
         self.apply(actions);
     }
 

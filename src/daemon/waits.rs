@@ -3,7 +3,7 @@
 //! owns the table; the loop feeds lines and exits in and carries out the
 //! replies and timers it returns. It reads a process only through `Subject`.
 
-use super::action::Action;
+use super::action::{Action, OutputAction};
 use super::ids::{ClientId, ProbeOwner, WaitId};
 use super::procs::{Proc, ProcId, State};
 use super::signals::Exit;
@@ -246,14 +246,21 @@ impl Waits {
     }
 
     /// The deadline of `wait` passed (if it is still waiting).
+    /// When it was the last wait on its process's lines, the index files
+    /// held open for it close (`LetGo`).
     pub fn on_deadline(&mut self, wait: WaitId) -> Vec<Action> {
-        match self.table.remove(wait) {
-            Some(w) => vec![Action::ReplyLater {
-                client: w.client,
-                response: Response::WaitTimeout,
-            }],
-            None => Vec::new(),
+        let Some(w) = self.table.remove(wait) else {
+            return Vec::new();
+        };
+        let mut actions = vec![Action::ReplyLater {
+            client: w.client,
+            response: Response::WaitTimeout,
+        }];
+        if w.pattern.is_some() && !self.table.any_pattern_for(w.proc) {
+            let proc = w.proc;
+            actions.push(Action::Output(OutputAction::LetGo { proc }));
         }
+        actions
     }
 
     /// Whether wait `wait` is still pending (its probe is still wanted).
@@ -532,6 +539,41 @@ mod tests {
             waits
                 .on_exit(7, "api", "exit code 0", Exit::Code(0))
                 .is_empty()
+        );
+    }
+
+    fn deadline_of(actions: &[Action]) -> WaitId {
+        match actions.last() {
+            Some(Action::Arm {
+                timer: Timer::WaitDeadline { wait },
+                ..
+            }) => *wait,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_last_pattern_wait_to_time_out_lets_its_indexes_go() {
+        let mut waits = Waits::default();
+        let now = Instant::now();
+        let p = subject(&running(), None);
+        let first = deadline_of(&waits.request(ClientId(1), &p, ask(Some("a"), false), now));
+        let second = deadline_of(&waits.request(ClientId(2), &p, ask(Some("b"), false), now));
+        let exit = deadline_of(&waits.request(ClientId(3), &p, ask(None, true), now));
+        assert!(
+            matches!(&waits.on_deadline(first)[..], [Action::ReplyLater { .. }]),
+            "another wait still reads the lines"
+        );
+        assert!(matches!(
+            &waits.on_deadline(second)[..],
+            [
+                Action::ReplyLater { .. },
+                Action::Output(OutputAction::LetGo { proc: 7 })
+            ]
+        ));
+        assert!(
+            matches!(&waits.on_deadline(exit)[..], [Action::ReplyLater { .. }]),
+            "an exit wait held no index"
         );
     }
 

@@ -222,12 +222,15 @@ impl Iterator for RecordIter<'_> {
 /// Appends records for one segment, coalescing a stream's consecutive chunks.
 /// The file is open only while its stream is writing: the daemon closes it when
 /// a burst of output has been read (`release`), so an idle process holds no
-/// descriptor for its indexes.
+/// descriptor for its indexes. An index someone waits on (`prepare`) stays
+/// open until `let_go`, so an awaited line costs no reopen.
 pub struct IndexWriter {
     path: PathBuf,
     /// The log dir, held open: the file is created relative to it.
     dir: Rc<OwnDir>,
     file: Option<File>,
+    /// Prepared for an awaited line: `release` leaves the file open.
+    held: bool,
     last_seq: u64,
     last_time: u64,
     /// The next record is the first of a run.
@@ -243,6 +246,7 @@ impl IndexWriter {
             path: index_path(segment),
             dir,
             file: None,
+            held: false,
             last_seq: u64::MAX,
             last_time: 0,
             run_start: false,
@@ -276,16 +280,25 @@ impl IndexWriter {
     }
 
     /// Create the file now (with its magic, no record yet) when it does not
-    /// exist, so the first record costs a reopen, not a file creation. An
-    /// index without records reads as no index at all.
+    /// exist, and keep it open until `let_go`, so the awaited record costs
+    /// neither a file creation nor a reopen. An index without records reads
+    /// as no index at all.
     pub fn prepare(&mut self) -> io::Result<()> {
-        self.open().map(|_| ())?;
-        self.release();
+        self.open()?;
+        self.held = true;
         Ok(())
     }
 
-    /// Close the file until the next record.
+    /// Close the file until the next record, unless it is held (`prepare`).
     pub fn release(&mut self) {
+        if !self.held {
+            self.file = None;
+        }
+    }
+
+    /// Nobody waits any more: close the file even if it was held.
+    pub fn let_go(&mut self) {
+        self.held = false;
         self.file = None;
     }
 
@@ -392,6 +405,35 @@ mod tests {
             all.windows(2)
                 .all(|w| w[0].seq < w[1].seq && w[0].offset <= w[1].offset)
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_prepared_index_is_written_without_reopening_until_let_go() {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("ap-idx-held-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let own = Rc::new(OwnDir::open(&dir).unwrap());
+        let seg = dir.join("x.stdout");
+        let idx = index_path(&seg);
+        let mut clock = SeqClock::default();
+        let mut w = IndexWriter::create(own, &seg);
+        w.prepare().unwrap();
+        assert!(idx.exists(), "created ahead of the first record");
+        // Its name goes: a writer that reopened would create it again.
+        std::fs::remove_file(&idx).unwrap();
+        w.note(&mut clock, 0, true).unwrap();
+        w.release();
+        w.note(&mut clock, 10, true).unwrap();
+        assert!(!idx.exists(), "held open across records and a release");
+        w.let_go();
+        w.note(&mut clock, 20, true).unwrap();
+        assert!(idx.exists(), "reopened (created) once let go");
+        w.release();
+        std::fs::remove_file(&idx).unwrap();
+        w.note(&mut clock, 30, true).unwrap();
+        assert!(idx.exists(), "an unheld index is closed by release");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
