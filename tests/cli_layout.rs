@@ -140,11 +140,6 @@ const KNOWN_LONG_FNS: &[(&str, &str)] = &[
         "daemon/spec.rs",
         "bad_requests_are_refused_with_what_to_fix",
     ),
-    // The request parser's table test (branch: proxy split).
-    (
-        "proxy/http.rs",
-        "bad_requests_are_refused_with_their_status",
-    ),
 ];
 
 /// The source with the insides of comments, strings, raw strings and char

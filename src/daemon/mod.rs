@@ -284,7 +284,8 @@ impl Daemon {
                         self.begin_shutdown(None);
                     }
                     Token(token) if crate::proxy::Proxy::owns(token) => {
-                        self.proxy_event(token, event.is_read_closed() || event.is_error())
+                        let hup = event.is_read_closed() || event.is_error();
+                        self.drive_proxy(|p, procs| p.ready(token, hup, procs));
                     }
                     token => self.dispatch(
                         token,
@@ -312,7 +313,9 @@ impl Daemon {
                 let actions = self.probes.on_event(probe);
                 self.apply(actions);
             }
-            None if crate::proxy::Proxy::owns(token.0) => self.proxy_again(token.0),
+            None if crate::proxy::Proxy::owns(token.0) => {
+                self.drive_proxy(|p, procs| p.again(token.0, procs));
+            }
             None => {} // a source closed earlier in this turn
         }
     }
@@ -1148,8 +1151,9 @@ impl Daemon {
                 }
                 Timer::UpDeadline { run } => self.with_ups(|u, v| u.on_deadline(run, None, v)),
                 Timer::UpContinue { run } => self.with_ups(|u, v| u.advance(run, v)),
-                Timer::Proxy { conn, generation } => self.proxy_deadline(conn, generation),
-                Timer::ProxyAccept => self.proxy_accept(),
+                Timer::Proxy(wake) => {
+                    self.drive_proxy(|p, procs| p.wake(wake, procs));
+                }
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
                     self.clients.drop_all();
@@ -1225,74 +1229,21 @@ impl Daemon {
 
     // ---- the reverse proxy ----
 
+    /// A client asked for the proxy: a new one answers once its listeners are watched.
     fn enable_proxy(&mut self, wanted: Option<u16>) -> Response {
-        if let Some(proxy) = &self.proxy {
-            let port = proxy.port();
-            if wanted.is_some_and(|w| w != port) {
-                return Response::error(format!(
-                    "the proxy of this session already listens on port {port}; \
-                     stop the session (agent-procs down) to move it"
-                ));
-            }
-            return Response::Ok {
-                message: format!("Proxy already listening on http://localhost:{port}"),
-            };
+        if let Some(answer) = crate::proxy::Proxy::enable(&mut self.proxy, wanted) {
+            return answer;
         }
-        let proxy = match crate::proxy::Proxy::bind(wanted) {
-            Ok(proxy) => proxy,
-            Err(msg) => return Response::error(msg),
-        };
-        for (token, fd) in proxy.listeners() {
-            let mut source = mio::unix::SourceFd(&fd);
-            let watched =
-                self.poll
-                    .registry()
-                    .register(&mut source, Token(token), Interest::READABLE);
-            if let Err(e) = watched {
-                return Response::error(format!("watching the proxy's socket: {e}"));
-            }
-        }
-        let port = proxy.port();
-        if proxy.on_ipv6() {
-            self.note(&format!(
-                "proxy listening on 127.0.0.1:{port} and [::1]:{port}"
-            ));
-        } else {
-            self.note(&format!(
-                "proxy listening on 127.0.0.1:{port} (no IPv6 loopback on this host)"
-            ));
-        }
-        self.proxy = Some(proxy);
-        Response::Ok {
-            message: format!("Proxy listening on http://localhost:{port}"),
-        }
+        self.apply_proxy();
+        let answer = crate::proxy::Proxy::opened(&mut self.proxy);
+        self.apply_proxy();
+        answer
     }
 
-    fn proxy_event(&mut self, token: usize, hup: bool) {
+    /// Call the proxy with the process table, and carry out the steps it leaves.
+    fn drive_proxy(&mut self, f: impl FnOnce(&mut crate::proxy::Proxy, &ProcTable)) {
         if let Some(proxy) = self.proxy.as_mut() {
-            proxy.ready(token, hup, &self.procs);
-            self.apply_proxy();
-        }
-    }
-
-    /// A proxy connection that stopped with work left (`Step::Again`) goes on.
-    fn proxy_again(&mut self, token: usize) {
-        if let Some(proxy) = self.proxy.as_mut() {
-            proxy.again(crate::proxy::conn_of(token), &self.procs);
-            self.apply_proxy();
-        }
-    }
-
-    fn proxy_deadline(&mut self, conn: crate::proxy::ConnId, generation: u64) {
-        if let Some(proxy) = self.proxy.as_mut() {
-            proxy.deadline(conn, generation, &self.procs);
-            self.apply_proxy();
-        }
-    }
-
-    fn proxy_accept(&mut self) {
-        if let Some(proxy) = self.proxy.as_mut() {
-            proxy.accept_again();
+            f(proxy, &self.procs);
             self.apply_proxy();
         }
     }
@@ -1300,30 +1251,17 @@ impl Daemon {
     /// Carry out what the proxy asked for, right after the call that asked
     /// (the descriptors in its steps are open until it is called again).
     fn apply_proxy(&mut self) {
-        use crate::proxy::Step;
-        loop {
-            let Some(proxy) = self.proxy.as_mut() else {
-                return;
-            };
-            let mut steps = proxy.take_steps();
-            if steps.is_empty() {
-                proxy.give_back(steps);
-                return;
-            }
+        use crate::proxy::{Proxy, Step};
+        while let Some(mut steps) = self.proxy.as_mut().and_then(Proxy::take_steps) {
             let mut lost = Vec::new();
             for step in steps.drain(..) {
                 match step {
                     Step::Interest {
                         token,
                         fd,
-                        writable,
+                        interest,
                         add,
                     } => {
-                        let interest = if writable {
-                            Interest::READABLE | Interest::WRITABLE
-                        } else {
-                            Interest::READABLE
-                        };
                         let mut source = mio::unix::SourceFd(&fd);
                         let registry = self.poll.registry();
                         let watched = if add {
@@ -1331,19 +1269,12 @@ impl Daemon {
                         } else {
                             registry.reregister(&mut source, Token(token), interest)
                         };
-                        if watched.is_err() {
-                            lost.push(token);
+                        if let Err(e) = watched {
+                            lost.push((token, e));
                         }
                     }
-                    Step::WaitUntil {
-                        conn,
-                        generation,
-                        at,
-                    } => self.timers.arm(at, Timer::Proxy { conn, generation }),
-                    Step::AcceptAt(at) => self.timers.arm(at, Timer::ProxyAccept),
-                    Step::Again(conn) => self
-                        .retry
-                        .push(Token(crate::proxy::token(conn, crate::proxy::Side::Client))),
+                    Step::WaitUntil(at, wake) => self.timers.arm(at, Timer::Proxy(wake)),
+                    Step::Again(token) => self.retry.push(Token(token)),
                     Step::Note(line) => self.note(&line),
                 }
             }
@@ -1351,13 +1282,10 @@ impl Daemon {
                 return;
             };
             proxy.give_back(steps);
-            if lost.is_empty() {
-                return;
-            }
             // A socket that cannot be watched: its connection gives up (and
             // asks for more, carried out on the next round).
-            for token in lost {
-                proxy.unwatchable(token, &self.procs);
+            for (token, e) in lost {
+                proxy.unwatchable(token, &e, &self.procs);
             }
         }
     }

@@ -33,13 +33,8 @@ pub enum Timer {
     UpDeadline { run: u64 },
     /// Start the next processes of an `up` run that had more than one turn's worth.
     UpContinue { run: u64 },
-    /// A proxy connection's deadline (if it is still the one armed, by generation).
-    Proxy {
-        conn: crate::proxy::ConnId,
-        generation: u64,
-    },
-    /// The proxy may accept again after a pause.
-    ProxyAccept,
+    /// The proxy asked to be woken (a connection's deadline, or accepting again).
+    Proxy(crate::proxy::Wake),
 }
 
 #[derive(Default)]

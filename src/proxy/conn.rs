@@ -96,7 +96,11 @@ impl Watch {
         Some(Step::Interest {
             token,
             fd,
-            writable: self.writes,
+            interest: if self.writes {
+                mio::Interest::READABLE | mio::Interest::WRITABLE
+            } else {
+                mio::Interest::READABLE
+            },
             add,
         })
     }

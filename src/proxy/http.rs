@@ -980,17 +980,22 @@ mod tests {
         }
     }
 
+    /// Each request is refused with its status and reason, and `out` is untouched.
+    fn assert_refused<R: AsRef<[u8]> + std::fmt::Debug>(table: Vec<(R, u16, &str)>) {
+        for (raw, status, reason) in table {
+            let (parsed, out) = request(raw.as_ref());
+            let want = Parsed::Invalid(Reject {
+                status,
+                reason: reason.to_owned(),
+            });
+            assert_eq!(parsed, want, "{raw:?}");
+            assert_eq!(out, b"left over", "{raw:?}: out touched");
+        }
+    }
+
+    /// Content-Length and Transfer-Encoding that could smuggle a request.
     #[test]
-    fn bad_requests_are_refused_with_their_status() {
-        let many_headers: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
-        let many_headers = format!("GET / HTTP/1.1\r\nHost: a.localhost\r\n{many_headers}\r\n");
-        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_REQUEST_LINE));
-        let long_partial = format!("GET /{}", "a".repeat(MAX_REQUEST_LINE));
-        let long_head = format!(
-            "GET / HTTP/1.1\r\nHost: a.localhost\r\nX: {}",
-            "v".repeat(MAX_HEAD)
-        );
-        let long_head = &long_head[..MAX_HEAD];
+    fn bad_framing_is_refused_with_its_status() {
         let get = "GET / HTTP/1.1\r\nHost: a.localhost\r\n";
         #[rustfmt::skip]
         let table: Vec<(String, u16, &str)> = vec![
@@ -1022,6 +1027,16 @@ mod tests {
             (format!("{get}Transfer-Encoding: chunked,\r\n\r\n"), 400, "malformed Transfer-Encoding"),
             (format!("{get}Transfer-Encoding: \r\n\r\n"), 400, "malformed Transfer-Encoding"),
             (s("GET / HTTP/1.0\r\nHost: a.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"), 400, "Transfer-Encoding in an HTTP/1.0 request"),
+        ];
+        assert_refused(table);
+    }
+
+    /// Header lines: folding, bare CR, Host, names and values.
+    #[test]
+    fn bad_heads_are_refused_with_their_status() {
+        let get = "GET / HTTP/1.1\r\nHost: a.localhost\r\n";
+        #[rustfmt::skip]
+        let table: Vec<(String, u16, &str)> = vec![
             (format!("{get}X-A: 1\r\n folded\r\n\r\n"), 400, "obsolete line folding in head"),
             (format!("{get}X-A: 1\r\n\tfolded\r\n\r\n"), 400, "obsolete line folding in head"),
             (format!("{get}X-A: 1\rX-B: 2\r\n\r\n"), 400, "bare CR in head"),
@@ -1034,6 +1049,18 @@ mod tests {
             (format!("{get}Host: a.localhost\r\n\r\n"), 400, "repeated Host header"),
             (format!("{get}host: b.localhost\r\n\r\n"), 400, "repeated Host header"),
             (s("GET / HTTP/1.1\r\nHost:\r\n\r\n"), 400, "empty Host header"),
+            (s("GET / HTTP/1.1\r\nHost : a.localhost\r\n\r\n"), 400, "invalid header name"),
+            (format!("{get}: empty\r\n\r\n"), 400, "invalid header name"),
+            (format!("{get}X-A: a\x00b\r\n\r\n"), 400, "invalid byte in a header value"),
+        ];
+        assert_refused(table);
+    }
+
+    /// The request line: targets of a forward proxy, versions, its syntax.
+    #[test]
+    fn bad_request_lines_are_refused_with_their_status() {
+        #[rustfmt::skip]
+        let table: Vec<(String, u16, &str)> = vec![
             (s("GET http://a.localhost/ HTTP/1.1\r\nHost: a.localhost\r\n\r\n"), 400, "absolute-form request target: this is not a forward proxy"),
             (s("GET a.localhost:80 HTTP/1.1\r\nHost: a.localhost\r\n\r\n"), 400, "authority-form request target: this is not a forward proxy"),
             (s("GET a/b HTTP/1.1\r\nHost: a.localhost\r\n\r\n"), 400, "malformed request target"),
@@ -1049,37 +1076,41 @@ mod tests {
             (s("GET / HTTP/1.10\r\nHost: a.localhost\r\n\r\n"), 400, "malformed line ending"),
             (s("GET  / HTTP/1.1\r\nHost: a.localhost\r\n\r\n"), 400, "malformed request line"),
             (s("GET /\r\n\r\n"), 400, "malformed request line"),
-            (s("GET / HTTP/1.1\r\nHost : a.localhost\r\n\r\n"), 400, "invalid header name"),
-            (format!("{get}: empty\r\n\r\n"), 400, "invalid header name"),
-            (format!("{get}X-A: a\x00b\r\n\r\n"), 400, "invalid byte in a header value"),
-            (many_headers, 431, "more than 100 header fields"),
-            (long_head.to_owned(), 431, "request head over 64 KiB"),
-            (long_line, 414, "request line over 8 KiB"),
-            (long_partial, 414, "request line over 8 KiB"),
         ];
-        let mut table: Vec<(Vec<u8>, u16, &str)> = table
-            .into_iter()
-            .map(|(raw, status, reason)| (raw.into_bytes(), status, reason))
-            .collect();
-        table.push((
-            b"GET / HTTP/1.1\r\nHost: \xff.localhost\r\n\r\n".to_vec(),
-            400,
-            "Host header is not UTF-8",
-        ));
-        table.push((
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
-            400,
-            "malformed request line",
-        ));
-        for (raw, status, reason) in table {
-            let (parsed, out) = request(&raw);
-            let want = Parsed::Invalid(Reject {
-                status,
-                reason: reason.to_owned(),
-            });
-            assert_eq!(parsed, want, "{raw:?}");
-            assert_eq!(out, b"left over", "{raw:?}: out touched");
-        }
+        assert_refused(table);
+    }
+
+    /// Heads over the limits, and bytes that are not text (a TLS hello).
+    #[test]
+    fn oversized_and_binary_requests_are_refused_with_their_status() {
+        let many_headers: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many_headers = format!("GET / HTTP/1.1\r\nHost: a.localhost\r\n{many_headers}\r\n");
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_REQUEST_LINE));
+        let long_partial = format!("GET /{}", "a".repeat(MAX_REQUEST_LINE));
+        let long_head = format!(
+            "GET / HTTP/1.1\r\nHost: a.localhost\r\nX: {}",
+            "v".repeat(MAX_HEAD)
+        );
+        let long_head = &long_head[..MAX_HEAD];
+        let host: &[u8] = b"GET / HTTP/1.1\r\nHost: \xff.localhost\r\n\r\n";
+        let tls: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+        let table: Vec<(Vec<u8>, u16, &str)> = vec![
+            (
+                many_headers.into_bytes(),
+                431,
+                "more than 100 header fields",
+            ),
+            (
+                long_head.as_bytes().to_vec(),
+                431,
+                "request head over 64 KiB",
+            ),
+            (long_line.into_bytes(), 414, "request line over 8 KiB"),
+            (long_partial.into_bytes(), 414, "request line over 8 KiB"),
+            (host.to_vec(), 400, "Host header is not UTF-8"),
+            (tls.to_vec(), 400, "malformed request line"),
+        ];
+        assert_refused(table);
     }
 
     #[test]

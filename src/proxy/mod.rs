@@ -12,6 +12,7 @@ pub mod http;
 pub mod pool;
 pub mod socket;
 
+use crate::protocol::Response;
 use conn::{Conn, Env, Limits};
 use mio::net::{TcpListener, TcpStream};
 use pool::Pool;
@@ -77,28 +78,33 @@ fn split_token(token: usize) -> (ConnId, Side) {
 /// What the proxy asks of the loop.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Watch socket `fd` under `token`, readable and, if `writable`, writable;
-    /// `add` it to the poll set, or else change what it is watched for. The
+    /// Watch socket `fd` under `token` for `interest` (readable, and writable
+    /// while a write waits); `add` it to the poll set, or else change what it
+    /// is watched for. The
     /// socket is open until the proxy is next called (closing one ends its
     /// registration: there is no step for that).
     Interest {
         token: usize,
         fd: RawFd,
-        writable: bool,
+        interest: mio::Interest,
         add: bool,
     },
-    /// Call `deadline(conn, generation)` at `at`.
-    WaitUntil {
-        conn: ConnId,
-        generation: u64,
-        at: Instant,
-    },
-    /// Call `accept_again` at this time (accepting is paused).
-    AcceptAt(Instant),
-    /// The connection stopped with work left: call `again` on the next turn.
-    Again(ConnId),
+    /// Call `wake` with this at that time.
+    WaitUntil(Instant, Wake),
+    /// The connection of this (client) token stopped with work left: call
+    /// `again` with the token on the next turn.
+    Again(usize),
     /// A line for daemon.log.
     Note(String),
+}
+
+/// Why the proxy asked to be woken (`Step::WaitUntil`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Wake {
+    /// A connection's deadline, if it is still the one armed (by generation).
+    Conn { conn: ConnId, generation: u64 },
+    /// Accepting may resume after a pause.
+    Accept,
 }
 
 /// What the proxy may know of a process.
@@ -149,6 +155,8 @@ pub struct Proxy {
     limits: Limits,
     /// What the loop must do, in order; it takes them after each call.
     steps: Vec<Step>,
+    /// A listener could not be watched: why (`opened` answers with it).
+    deaf: Option<String>,
 }
 
 /// A test timeout from the environment, if set (milliseconds, more than 0).
@@ -191,21 +199,65 @@ impl Proxy {
                 hold: test_timeout(TEST_HOLD_VAR).unwrap_or(conn::BACKEND_WAIT),
             },
             steps: Vec::new(),
+            deaf: None,
         })
     }
 
-    /// The listening sockets to watch for readability: (token, descriptor).
-    pub fn listeners(&self) -> Vec<(usize, RawFd)> {
-        let mut all = vec![(LISTENER, self.listener.as_raw_fd())];
-        if let Some(l) = self.listener6.as_ref() {
-            all.push((LISTENER6, l.as_raw_fd()));
+    /// A client asked for the proxy, on `wanted` or any port of `PORTS`;
+    /// `session` holds the session's proxy, if it has one, and one that
+    /// listens stays where it is. The answer, or None for a new proxy, put in
+    /// `session`, whose first steps watch its listeners: carry them out, then
+    /// answer with `opened`.
+    pub fn enable(session: &mut Option<Proxy>, wanted: Option<u16>) -> Option<Response> {
+        if let Some(port) = session.as_ref().map(|p| p.port) {
+            if wanted.is_some_and(|w| w != port) {
+                return Some(Response::error(format!(
+                    "the proxy of this session already listens on port {port}; \
+                     stop the session (agent-procs down) to move it"
+                )));
+            }
+            return Some(Response::Ok {
+                message: format!("Proxy already listening on http://localhost:{port}"),
+            });
         }
-        all
+        let mut proxy = match Proxy::bind(wanted) {
+            Ok(proxy) => proxy,
+            Err(msg) => return Some(Response::error(msg)),
+        };
+        let watch = |token, l: &TcpListener| Step::Interest {
+            token,
+            fd: l.as_raw_fd(),
+            interest: mio::Interest::READABLE,
+            add: true,
+        };
+        proxy.steps.push(watch(LISTENER, &proxy.listener));
+        if let Some(l) = &proxy.listener6 {
+            proxy.steps.push(watch(LISTENER6, l));
+        }
+        *session = Some(proxy);
+        None
     }
 
-    /// Whether the proxy also listens on [::1] (IPv6 is up on this host).
-    pub fn on_ipv6(&self) -> bool {
-        self.listener6.is_some()
+    /// After the first steps of a new proxy: the answer, and the note for
+    /// daemon.log (a step). If a listener could not be watched, the proxy is
+    /// dropped and the answer says why.
+    pub fn opened(session: &mut Option<Proxy>) -> Response {
+        let Some(proxy) = session.as_mut() else {
+            return Response::error("the proxy is gone");
+        };
+        if let Some(why) = proxy.deaf.take() {
+            *session = None;
+            return Response::error(why);
+        }
+        let port = proxy.port;
+        proxy.steps.push(Step::Note(if proxy.listener6.is_some() {
+            format!("proxy listening on 127.0.0.1:{port} and [::1]:{port}")
+        } else {
+            format!("proxy listening on 127.0.0.1:{port} (no IPv6 loopback on this host)")
+        }));
+        Response::Ok {
+            message: format!("Proxy listening on http://localhost:{port}"),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -216,10 +268,13 @@ impl Proxy {
         token >= TOKEN_BASE
     }
 
-    /// The steps of the last calls, for the loop to carry out; it hands the
-    /// emptied vector back (`give_back`), so a turn allocates nothing.
-    pub fn take_steps(&mut self) -> Vec<Step> {
-        std::mem::take(&mut self.steps)
+    /// The steps of the last calls, if any, for the loop to carry out; it
+    /// hands the emptied vector back (`give_back`), so a turn allocates nothing.
+    pub fn take_steps(&mut self) -> Option<Vec<Step>> {
+        if self.steps.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.steps))
     }
 
     pub fn give_back(&mut self, mut steps: Vec<Step>) {
@@ -267,8 +322,15 @@ impl Proxy {
         self.drive(id, backends);
     }
 
-    /// The socket of `token` could not be watched (`Step::Interest` failed).
-    pub fn unwatchable(&mut self, token: usize, backends: &dyn Backends) {
+    /// The socket of `token` could not be watched (`Step::Interest` failed
+    /// with `e`). A listener's failure is the answer of `opened`.
+    pub fn unwatchable(&mut self, token: usize, e: &io::Error, backends: &dyn Backends) {
+        if token == LISTENER || token == LISTENER6 {
+            if self.deaf.is_none() {
+                self.deaf = Some(format!("watching the proxy's socket: {e}"));
+            }
+            return;
+        }
         let (mut id, side) = split_token(token);
         if side == Side::Backend
             && let Some(holder) = self.pool.holder(id)
@@ -282,12 +344,19 @@ impl Proxy {
     }
 
     /// A connection that stopped with work left (`Step::Again`) runs on.
-    pub fn again(&mut self, conn: ConnId, backends: &dyn Backends) {
-        self.drive(conn, backends);
+    pub fn again(&mut self, token: usize, backends: &dyn Backends) {
+        self.drive(conn_of(token), backends);
     }
 
     /// A timer of `Step::WaitUntil` is due.
-    pub fn deadline(&mut self, id: ConnId, generation: u64, backends: &dyn Backends) {
+    pub fn wake(&mut self, wake: Wake, backends: &dyn Backends) {
+        match wake {
+            Wake::Conn { conn, generation } => self.deadline(conn, generation, backends),
+            Wake::Accept => self.accept_again(),
+        }
+    }
+
+    fn deadline(&mut self, id: ConnId, generation: u64, backends: &dyn Backends) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -303,8 +372,8 @@ impl Proxy {
         }
     }
 
-    /// The pause of `Step::AcceptAt` may be over: accept what waited.
-    pub fn accept_again(&mut self) {
+    /// The pause of accepting may be over: accept what waited.
+    fn accept_again(&mut self) {
         if self.accept_paused.is_some_and(|at| at <= Instant::now()) {
             self.accept_paused = None;
             // Both listeners: their edges were spent while the pause lasted.
@@ -327,17 +396,17 @@ impl Proxy {
         {
             self.generation += 1;
             conn.armed = Some((due, self.generation));
-            self.steps.push(Step::WaitUntil {
+            let wake = Wake::Conn {
                 conn: id,
                 generation: self.generation,
-                at: due,
-            });
+            };
+            self.steps.push(Step::WaitUntil(due, wake));
         }
     }
 
     fn pause_accepting(&mut self, until: Instant) {
         self.accept_paused = Some(until);
-        self.steps.push(Step::AcceptAt(until));
+        self.steps.push(Step::WaitUntil(until, Wake::Accept));
     }
 
     fn note(&mut self, cause: &'static str, msg: impl FnOnce() -> String) {
@@ -423,7 +492,7 @@ impl Proxy {
             pipe: &mut self.pipe,
         };
         if conn.run(&mut env, &mut self.scratch) {
-            self.steps.push(Step::Again(id));
+            self.steps.push(Step::Again(token(id, Side::Client)));
         }
         for lent in conn.take_released() {
             self.pool.returned(lent);
@@ -583,6 +652,110 @@ mod tests {
         let held = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).ok()?;
         let port = held.local_addr().ok()?.port();
         Some((held, port))
+    }
+
+    /// No processes: the tests below never reach a backend.
+    struct NoBackends;
+
+    impl Backends for NoBackends {
+        fn lookup(&self, _: &str) -> Lookup {
+            Lookup::Unknown
+        }
+        fn routes(&self) -> Vec<(String, Option<u16>, String)> {
+            Vec::new()
+        }
+    }
+
+    /// A session's new proxy, on a free port, with its first steps.
+    fn enabled() -> (Option<Proxy>, Vec<Step>) {
+        let mut session = None;
+        let answer = Proxy::enable(&mut session, Some(0));
+        assert!(
+            answer.is_none(),
+            "a new proxy answers after `opened`: {answer:?}"
+        );
+        let steps = session.as_mut().and_then(Proxy::take_steps);
+        (session, steps.expect("its first steps"))
+    }
+
+    #[test]
+    fn a_new_proxy_asks_for_its_listeners_then_notes_where_it_listens() {
+        let (mut session, steps) = enabled();
+        let proxy = session.as_ref().expect("kept in the session");
+        let (port, v6) = (proxy.port, proxy.listener6.is_some());
+        let mut want = vec![(LISTENER, proxy.listener.as_raw_fd())];
+        if let Some(l) = &proxy.listener6 {
+            want.push((LISTENER6, l.as_raw_fd()));
+        }
+        let got: Vec<_> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Interest {
+                    token,
+                    fd,
+                    interest,
+                    add: true,
+                } if *interest == mio::Interest::READABLE => (*token, *fd),
+                other => panic!("not a listener to watch: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, want);
+        let message = format!("Proxy listening on http://localhost:{port}");
+        assert_eq!(Proxy::opened(&mut session), Response::Ok { message });
+        let note = match v6 {
+            true => format!("proxy listening on 127.0.0.1:{port} and [::1]:{port}"),
+            false => format!("proxy listening on 127.0.0.1:{port} (no IPv6 loopback on this host)"),
+        };
+        let steps = session.as_mut().and_then(Proxy::take_steps);
+        assert_eq!(steps, Some(vec![Step::Note(note)]));
+    }
+
+    #[test]
+    fn a_listener_that_cannot_be_watched_drops_the_proxy_with_the_reason() {
+        let (mut session, _) = enabled();
+        let full = io::Error::from_raw_os_error(libc::ENOSPC);
+        if let Some(proxy) = session.as_mut() {
+            proxy.unwatchable(LISTENER, &full, &NoBackends);
+        }
+        let answer = Proxy::opened(&mut session);
+        let Response::Error { message, .. } = answer else {
+            panic!("answered {answer:?}");
+        };
+        assert_eq!(message, format!("watching the proxy's socket: {full}"));
+        assert!(
+            session.is_none(),
+            "the proxy is dropped, its port free again"
+        );
+    }
+
+    #[test]
+    fn asking_again_keeps_the_proxy_where_it_listens() {
+        let (mut session, _) = enabled();
+        let port = session.as_ref().map_or(0, |p| p.port);
+        let other = port.wrapping_add(1);
+        let already = format!("Proxy already listening on http://localhost:{port}");
+        let moved = format!(
+            "the proxy of this session already listens on port {port}; \
+             stop the session (agent-procs down) to move it"
+        );
+        let table = [
+            (
+                None,
+                Response::Ok {
+                    message: already.clone(),
+                },
+            ),
+            (Some(port), Response::Ok { message: already }),
+            (Some(other), Response::error(moved)),
+        ];
+        for (wanted, want) in table {
+            assert_eq!(
+                Proxy::enable(&mut session, wanted),
+                Some(want),
+                "{wanted:?}"
+            );
+            assert_eq!(session.as_ref().map(|p| p.port), Some(port), "{wanted:?}");
+        }
     }
 
     #[test]

@@ -470,10 +470,10 @@ fn writability_is_watched_only_while_a_write_waits() {
             .filter_map(|s| match s {
                 Step::Interest {
                     token,
-                    writable,
+                    interest,
                     add,
                     ..
-                } => Some((*token, *writable, *add)),
+                } => Some((*token, interest.is_writable(), *add)),
                 _ => None,
             })
             .collect()
