@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn waits_answer_line_by_line_and_followers_get_the_read_then_one_flush() {
-        let procs = table(running());
+        let mut procs = table(running());
         let (mut waits, mut ups, mut follow) = Default::default();
         waiting(&mut waits, &procs);
         following(&mut follow, &procs);
@@ -201,9 +201,11 @@ mod tests {
             ups: &mut ups,
             follow: &mut follow,
             view: View {
-                procs: &procs,
+                procs: &mut procs,
                 proxy_port: None,
                 home_cwd: Path::new("/"),
+                last_try: &|_| None,
+                port_conflict: &|_, _| None,
             },
             capture: &capture,
         };
@@ -234,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_read_nobody_looks_at_costs_no_action() {
-        let procs = table(running());
+        let mut procs = table(running());
         let (mut waits, mut ups, mut follow) = Default::default();
         let mut capture = Capture::new(0);
         capture.keep_for_test(&[], false);
@@ -243,9 +245,11 @@ mod tests {
             ups: &mut ups,
             follow: &mut follow,
             view: View {
-                procs: &procs,
+                procs: &mut procs,
                 proxy_port: None,
                 home_cwd: Path::new("/"),
+                last_try: &|_| None,
+                port_conflict: &|_, _| None,
             },
             capture: &capture,
         };
@@ -267,7 +271,7 @@ mod tests {
         let (mut waits, mut ups, mut follow) = Default::default();
         waiting(&mut waits, &running);
         following(&mut follow, &running);
-        let procs = table(State::Exited {
+        let mut procs = table(State::Exited {
             exit: Exit::Code(1),
         });
         let capture = Capture::new(0);
@@ -276,9 +280,11 @@ mod tests {
             ups: &mut ups,
             follow: &mut follow,
             view: View {
-                procs: &procs,
+                procs: &mut procs,
                 proxy_port: None,
                 home_cwd: Path::new("/"),
+                last_try: &|_| None,
+                port_conflict: &|_, _| None,
             },
             capture: &capture,
         };
