@@ -158,7 +158,9 @@ fn ui_selects_switches_streams_filters_restarts_and_quits() {
     );
 
     // The first process is selected, its stdout shown; escape sequences other
-    // than colours were dropped (no title, no clear).
+    // than colours were dropped (no title, no clear). The footer's counts come
+    // with the first status, which may be drawn after the first log lines.
+    pane.wait_text("2 running");
     let screen = pane.wait_text("api says hello");
     assert!(screen.contains("api · stdout · live"), "{screen}");
     assert!(
