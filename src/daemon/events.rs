@@ -8,7 +8,7 @@ use super::action::Action;
 /// components returning actions do not import each other through it.
 pub use super::action::Change;
 use super::ids::ClientId;
-use super::procs::ProcId;
+use super::procs::{ProcId, ProcTable};
 use crate::protocol::Response;
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,6 +41,15 @@ impl Events {
         }
         self.subscribers.push(client);
         actions
+    }
+
+    /// Number a change of process `id` of `procs` and stream it to the
+    /// subscribers (nothing for a process no longer in the table).
+    pub fn on_change(&mut self, procs: &ProcTable, id: ProcId, change: Change) -> Vec<Action> {
+        match procs.get(id) {
+            Some(p) => self.emit(&p.name, id, change),
+            None => Vec::new(),
+        }
     }
 
     /// Number a change of process `id` (named `name`) and stream it to the subscribers.

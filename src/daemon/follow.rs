@@ -6,6 +6,7 @@
 
 use super::action::Action;
 use super::ids::ClientId;
+use super::output;
 use super::procs::{self, Proc, ProcId, ProcTable, STREAMS};
 use super::supervise;
 use super::timers::Timer;
@@ -65,6 +66,19 @@ pub struct Found<'a> {
     pub finished: bool,
     pub procs: &'a ProcTable,
     pub log_dir: &'a Path,
+}
+
+impl Found<'_> {
+    /// What a follow of `target` (None: all) finds in `procs`.
+    pub fn of<'a>(target: Option<ProcId>, procs: &'a ProcTable, log_dir: &'a Path) -> Found<'a> {
+        let finished = target.is_some_and(|id| procs.get(id).is_some_and(output::finished));
+        Found {
+            target,
+            finished,
+            procs,
+            log_dir,
+        }
+    }
 }
 
 /// The follows in progress, by client.

@@ -5,7 +5,7 @@
 
 use super::action::Action;
 use super::ids::{ClientId, WaitId};
-use super::procs::{Proc, ProcId, State};
+use super::procs::{Proc, ProcId, ProcTable, State};
 use super::signals::Exit;
 use super::timers::Timer;
 use crate::logs;
@@ -51,11 +51,22 @@ impl Subject<'_> {
 }
 
 /// What a `wait` asks for.
+#[derive(Debug)]
 pub struct Ask {
     pub until: Option<String>,
     pub regex: bool,
     pub exit: bool,
     pub timeout: Duration,
+}
+
+/// A `wait`, routed: for a line or an exit, or for a port or URL to answer.
+#[derive(Debug)]
+pub enum WaitFor {
+    Output(Ask),
+    Probe {
+        target: crate::probe::Target,
+        timeout: Duration,
+    },
 }
 
 /// The pending waits, and what settles them.
@@ -65,6 +76,25 @@ pub struct Waits {
 }
 
 impl Waits {
+    /// A routed `wait` for process `id` (`request` or `probe`).
+    pub fn on_request(
+        &mut self,
+        client: ClientId,
+        procs: &ProcTable,
+        id: ProcId,
+        wait: WaitFor,
+        now: Instant,
+    ) -> Vec<Action> {
+        let Some(p) = procs.get(id) else {
+            return Vec::new();
+        };
+        let p = &Subject::of(p);
+        match wait {
+            WaitFor::Output(ask) => self.request(client, p, ask, now),
+            WaitFor::Probe { target, timeout } => self.probe(client, p, target, timeout, now),
+        }
+    }
+
     /// `wait --until/--exit`: answered now from the history or the state, or
     /// kept until a line, the exit, the end of output or the deadline.
     pub fn request(
