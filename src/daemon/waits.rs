@@ -5,7 +5,7 @@
 
 use super::action::Action;
 use super::ids::{ClientId, WaitId};
-use super::procs::{Proc, ProcId, ProcTable, State};
+use super::procs::{Proc, ProcId, State};
 use super::signals::Exit;
 use super::timers::Timer;
 use crate::logs;
@@ -80,7 +80,7 @@ impl Waits {
     pub fn on_request(
         &mut self,
         client: ClientId,
-        procs: &ProcTable,
+        procs: &super::procs::ProcTable,
         id: ProcId,
         wait: WaitFor,
         now: Instant,
