@@ -287,4 +287,27 @@ mod tests {
             .unwrap_or(Response::Unknown);
         assert_eq!(back, event);
     }
+
+    #[test]
+    fn a_change_is_named_from_the_table_and_one_of_a_process_gone_is_dropped() {
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        let spec = crate::daemon::spec::Spec::for_test("x");
+        procs.insert(crate::daemon::procs::Proc::new(id, "api".into(), spec));
+        let mut events = Events::default();
+        events.subscribe(ClientId(3), None);
+        match &events.on_change(&procs, id, Change::new("started"))[..] {
+            [Action::SendEvent { event, seq: 1, .. }] => {
+                assert!(matches!(event, Response::Event { name, .. } if name == "api"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let gone = procs.allocate_id();
+        assert!(
+            events
+                .on_change(&procs, gone, Change::new("exited"))
+                .is_empty()
+        );
+        assert_eq!(events.log.last_seq(), 1, "not numbered either");
+    }
 }

@@ -751,4 +751,32 @@ mod tests {
         assert_eq!(t.take_exit(7).len(), 1);
         assert!(!t.any_pattern_for(7));
     }
+
+    #[test]
+    fn a_routed_wait_reads_its_process_from_the_table() {
+        let mut procs = crate::daemon::procs::ProcTable::default();
+        let id = procs.allocate_id();
+        let spec = crate::daemon::spec::Spec::for_test("x");
+        procs.insert(Proc::new(id, "api".into(), spec));
+        let mut waits = Waits::default();
+        let now = Instant::now();
+        // Not running: a probe wait is answered at once, naming the process.
+        let probe = WaitFor::Probe {
+            target: port(9),
+            timeout: Duration::from_secs(1),
+        };
+        let actions = waits.on_request(ClientId(1), &procs, id, probe, now);
+        assert!(error_text(&actions[0]).starts_with("api is not running"));
+        let output = WaitFor::Output(ask(None, false));
+        let actions = waits.on_request(ClientId(1), &procs, id, output, now);
+        assert!(error_text(&actions[0]).contains("needs a pattern"));
+        // A process gone since it was routed: nothing to answer for.
+        let gone = procs.allocate_id();
+        let output = WaitFor::Output(ask(Some("x"), false));
+        assert!(
+            waits
+                .on_request(ClientId(1), &procs, gone, output, now)
+                .is_empty()
+        );
+    }
 }
