@@ -524,7 +524,7 @@ fn too_large() -> String {
 
 /// The answer to a request naming no process of the session: which there are,
 /// so the caller can correct the name.
-pub fn not_found(session: &str, names: &[&str], target: &str) -> Response {
+fn not_found(session: &str, names: &[&str], target: &str) -> Response {
     let known = if names.is_empty() {
         format!("session '{session}' has no processes")
     } else {
