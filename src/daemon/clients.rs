@@ -4,6 +4,7 @@
 //! (deregister its stream and tell the components that knew the client).
 //! Writing replies, follow lines and events to a client happens here.
 
+use super::action::Action;
 use super::control::{Client, ReadOutcome};
 use super::ids::ClientId;
 use crate::protocol::{Request, Response};
@@ -154,6 +155,22 @@ impl Clients {
         self.map.get_mut(&id).is_some_and(|c| c.flush().is_err())
     }
 
+    /// Carry out a follow's action on its client (send lines, tell of lost
+    /// ones, write out); returns the client if its connection broke, to close.
+    pub fn on_follow(&mut self, action: Action) -> Option<ClientId> {
+        match action {
+            Action::FollowSend {
+                client,
+                response,
+                lines,
+            } => self.send_follow(client, &response, lines),
+            Action::NoteLost { client } => self.note_lost(client),
+            Action::Flush { client } if self.flush_broken(client) => return Some(client),
+            _ => {}
+        }
+        None
+    }
+
     pub fn send_follow(&mut self, id: ClientId, response: &Response, lines: u64) {
         if let Some(c) = self.map.get_mut(&id) {
             c.send_follow(response, lines);
@@ -229,6 +246,38 @@ mod tests {
         assert!(answer.contains("\"Error\""), "{answer}");
         assert_eq!(clients.read(id, true), Read::Gone);
         assert!(clients.drained());
+    }
+
+    #[test]
+    fn a_follower_is_sent_its_lines_and_a_broken_one_is_handed_back_to_close() {
+        let (mut clients, mut peer) = pair();
+        let id = ClientId(20);
+        let response = Response::error("a line");
+        let send = Action::FollowSend {
+            client: id,
+            response,
+            lines: 1,
+        };
+        assert_eq!(clients.on_follow(send), None);
+        assert_eq!(clients.on_follow(Action::Flush { client: id }), None);
+        let mut got = [0u8; 256];
+        let n = peer.read(&mut got).expect("read");
+        assert!(String::from_utf8_lossy(&got[..n]).contains("a line"));
+        drop(peer);
+        let again = Action::FollowSend {
+            client: id,
+            response: Response::error("lost"),
+            lines: 1,
+        };
+        assert_eq!(clients.on_follow(again), None);
+        assert_eq!(clients.on_follow(Action::Flush { client: id }), Some(id));
+        // A client gone already: nothing to do, nothing to close.
+        assert_eq!(
+            clients.on_follow(Action::Flush {
+                client: ClientId(99)
+            }),
+            None
+        );
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The control component. `Control` decides about connections (whom to admit,
 //! when to pause accepting) and routes each request (`route`): wire types stop
-//! here, and the loop runs the one call a `Route` names. `Client` is one
+//! here, the process a request names is found here (or the not-found answer
+//! built), and the loop runs the one call a `Route` names. `Client` is one
 //! control connection: bytes in, request lines out; responses in, bytes out.
 //! It buffers within caps and reports what it saw. Neither touches the poll
 //! registry or any other part of the daemon.
 
 use super::action::Action;
+use super::procs::{ProcId, ProcTable};
 use super::timers::Timer;
+use super::waits::{Ask, WaitFor};
 use crate::protocol::{self, MAX_REQUEST, Request, Response, UpProcess};
 use crate::ratelimit::NoteLimit;
 use std::collections::HashMap;
@@ -30,7 +33,17 @@ pub struct Control {
     notes: NoteLimit,
 }
 
-/// What a request asks of the daemon, checked: the loop runs one call for each.
+/// What routing reads of the daemon.
+pub struct View<'a> {
+    /// The processes a request may name.
+    pub procs: &'a ProcTable,
+    /// The session's name, for the not-found answer.
+    pub session: &'a str,
+    pub shutting_down: bool,
+}
+
+/// What a request asks of the daemon, checked, with the process it names
+/// found: the loop runs one call for each.
 #[derive(Debug)]
 pub enum Route {
     /// Not carried out: its client hung up before it was read. The actions
@@ -40,41 +53,28 @@ pub enum Route {
     Reply(Response),
     /// Start a process (the lifecycle checks the request: `Spec::from_run`).
     Run(Box<Request>),
-    Up {
-        processes: Vec<UpProcess>,
-        base_env: Option<HashMap<String, String>>,
-        timeout_ms: Option<u64>,
-    },
-    Stop {
-        target: String,
-        timeout_ms: Option<u64>,
-    },
+    /// `up`: the processes, the environment they share, the timeout (ms).
+    Up(Vec<UpProcess>, Option<HashMap<String, String>>, Option<u64>),
+    /// Stop a process; the name it was asked by (for the answer); the grace (ms).
+    Stop(ProcId, String, Option<u64>),
     StopAll {
         timeout: Option<Duration>,
     },
     Restart {
-        target: String,
+        proc: ProcId,
     },
     Status {
-        target: Option<String>,
+        target: Option<ProcId>,
         resources: bool,
     },
-    /// `logs --follow` (the output component reads the request).
-    Follow(Box<Request>),
-    /// Wait for a line (`until`) or an exit of `target`.
-    Wait {
-        target: String,
-        until: Option<String>,
-        regex: bool,
-        exit: bool,
-        timeout: Duration,
+    /// `logs --follow` of `target` (None: every process; the follow component
+    /// reads the request).
+    Follow {
+        request: Box<Request>,
+        target: Option<ProcId>,
     },
-    /// Wait until `probe` answers for `target`.
-    Probe {
-        target: String,
-        probe: crate::probe::Target,
-        timeout: Duration,
-    },
+    /// Wait for a line, an exit, a port or a URL of a process.
+    Wait(ProcId, WaitFor),
     Shutdown,
     EnableProxy(Option<u16>),
     Subscribe {
@@ -102,10 +102,18 @@ impl Control {
         self.paused = false;
     }
 
-    /// Accepting failed for want of resources (EMFILE and friends): the
-    /// connection stays queued in the backlog; try again shortly rather than
-    /// spinning on it.
-    pub fn on_accept_error(&mut self, e: &io::Error, now: Instant) -> Vec<Action> {
+    /// Accepting failed: None to accept on (interrupted, or a peer that gave
+    /// up while queued), else stop accepting and carry out the actions (none
+    /// when the queue is empty). For want of resources (EMFILE and friends)
+    /// the connection stays queued in the backlog: try again shortly rather
+    /// than spinning on it.
+    pub fn on_accept_error(&mut self, e: &io::Error, now: Instant) -> Option<Vec<Action>> {
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return Some(Vec::new()),
+            io::ErrorKind::Interrupted => return None,
+            _ if e.raw_os_error() == Some(libc::ECONNABORTED) => return None,
+            _ => {}
+        }
         let mut actions = self.note_limited(
             "accept",
             format!(
@@ -119,7 +127,7 @@ impl Control {
             at: now + ACCEPT_RETRY,
             timer: Timer::RetryAccept,
         });
-        actions
+        Some(actions)
     }
 
     /// Whether to keep a connection from a peer of `peer_uid` while `open`
@@ -146,7 +154,13 @@ impl Control {
     }
 
     /// What `request` asks for. `read_closed`: its client hung up already.
-    pub fn route(&mut self, request: Request, read_closed: bool, now: Instant) -> Route {
+    pub fn route(
+        &mut self,
+        request: Request,
+        read_closed: bool,
+        view: &View,
+        now: Instant,
+    ) -> Route {
         // The CLI never half-closes: a peer that hung up before its request was
         // read has gone (it gave up while the daemon was stalled, or was killed).
         // Nobody would learn of a process started for it now, so none is.
@@ -160,7 +174,7 @@ impl Control {
             let msg = format!("dropped a {what}: its client hung up before it was read");
             return Route::Dropped(self.note_limited("gone", msg, now));
         }
-        route(request)
+        route(request, view)
     }
 
     /// A note for a cause that may repeat per event: at most one a minute.
@@ -172,42 +186,75 @@ impl Control {
     }
 }
 
-/// Where a request goes, with its arguments checked.
-fn route(request: Request) -> Route {
-    match request {
-        run @ Request::Run { .. } => Route::Run(Box::new(run)),
+/// A request answered where it is routed (boxed: it is the rare way).
+type Answer = Box<Response>;
+
+fn answer(message: impl Into<String>) -> Answer {
+    Box::new(Response::error(message))
+}
+
+/// The process `target` names, or the answer that names the ones there are.
+fn find(view: &View, target: &str) -> Result<ProcId, Answer> {
+    (view.procs.find(target))
+        .ok_or_else(|| Box::new(not_found(view.session, &view.procs.names(), target)))
+}
+
+/// Where a request goes, with its arguments checked and its process found.
+fn route(request: Request, view: &View) -> Route {
+    let routed = match request {
+        run @ Request::Run { .. } => Ok(Route::Run(Box::new(run))),
         Request::Up {
             processes,
             base_env,
             timeout_ms,
-        } => Route::Up {
-            processes,
-            base_env,
-            timeout_ms,
-        },
-        Request::Stop { target, timeout_ms } => Route::Stop { target, timeout_ms },
-        Request::StopAll { timeout_ms } => Route::StopAll {
+        } => Ok(Route::Up(processes, base_env, timeout_ms)),
+        Request::Stop { target, timeout_ms } => {
+            find(view, &target).map(|proc| Route::Stop(proc, target, timeout_ms))
+        }
+        Request::StopAll { timeout_ms } => Ok(Route::StopAll {
             timeout: timeout_ms.map(Duration::from_millis),
-        },
-        Request::Restart { target } => Route::Restart { target },
-        Request::Status { target, resources } => Route::Status { target, resources },
-        logs @ Request::Logs { follow: true, .. } => Route::Follow(Box::new(logs)),
-        Request::Logs { .. } => Route::Reply(Response::error(
-            "logs without follow are read from the files directly; set follow: true to stream",
-        )),
-        wait @ Request::Wait { .. } => route_wait(wait),
-        Request::Shutdown => Route::Shutdown,
-        Request::EnableProxy { proxy_port } => Route::EnableProxy(proxy_port),
-        Request::Hello { .. } => Route::Reply(Response::Hello {
-            version: protocol::PROTOCOL_VERSION,
         }),
-        Request::Events { since } => Route::Subscribe { since },
-        Request::Unknown => Route::Reply(Response::error("unknown request type")),
-    }
+        Request::Restart { .. } if view.shutting_down => Err(answer("the daemon is shutting down")),
+        Request::Restart { target } => find(view, &target).map(|proc| Route::Restart { proc }),
+        Request::Status { target, resources } => match target.map(|t| find(view, &t)) {
+            Some(Err(answer)) => Err(answer),
+            found => Ok(Route::Status {
+                target: found.and_then(Result::ok),
+                resources,
+            }),
+        },
+        logs @ Request::Logs { follow: true, .. } => route_follow(logs, view),
+        Request::Logs { .. } => Ok(Route::Reply(Response::error(
+            "logs without follow are read from the files directly; set follow: true to stream",
+        ))),
+        wait @ Request::Wait { .. } => route_wait(wait, view),
+        Request::Shutdown => Ok(Route::Shutdown),
+        Request::EnableProxy { proxy_port } => Ok(Route::EnableProxy(proxy_port)),
+        Request::Hello { .. } => Ok(Route::Reply(Response::Hello {
+            version: protocol::PROTOCOL_VERSION,
+        })),
+        Request::Events { since } => Ok(Route::Subscribe { since }),
+        Request::Unknown => Ok(Route::Reply(Response::error("unknown request type"))),
+    };
+    routed.unwrap_or_else(|answer| Route::Reply(*answer))
+}
+
+/// `logs --follow`: of the one process it names, unless `all`.
+fn route_follow(request: Request, view: &View) -> Result<Route, Answer> {
+    let target = match &request {
+        Request::Logs {
+            target: Some(t),
+            all: false,
+            ..
+        } => Some(find(view, t)?),
+        _ => None,
+    };
+    let request = Box::new(request);
+    Ok(Route::Follow { request, target })
 }
 
 /// A `wait`: for a line or an exit, or for a port or URL to answer.
-fn route_wait(request: Request) -> Route {
+fn route_wait(request: Request, view: &View) -> Result<Route, Answer> {
     let Request::Wait {
         target,
         until,
@@ -219,40 +266,30 @@ fn route_wait(request: Request) -> Route {
         http,
     } = request
     else {
-        return Route::Reply(Response::error("internal error: not a wait request"));
+        return Err(answer("internal error: not a wait request"));
     };
     let timeout = timeout_ms
         .map(Duration::from_millis)
         .or(timeout_secs.map(Duration::from_secs))
         .unwrap_or(DEFAULT_WAIT_TIMEOUT);
     let probe = match (port, http) {
-        (None, None) => {
-            return Route::Wait {
-                target,
-                until,
-                regex,
-                exit,
-                timeout,
-            };
-        }
-        _ if until.is_some() || exit => {
-            return Route::Reply(Response::error(
-                "wait takes one of until, exit, port and http",
-            ));
-        }
-        (Some(port), None) if port > 0 => Ok(crate::probe::Target::tcp(port)),
+        (None, None) => Ok(None),
+        _ if until.is_some() || exit => Err("wait takes one of until, exit, port and http".into()),
+        (Some(port), None) if port > 0 => Ok(Some(crate::probe::Target::tcp(port))),
         (Some(_), None) => Err("port must be from 1 to 65535".to_string()),
-        (None, Some(url)) => crate::probe::http_target(&url),
+        (None, Some(url)) => crate::probe::http_target(&url).map(Some),
         (Some(_), Some(_)) => Err("wait takes port or http, not both".to_string()),
     };
-    match probe {
-        Ok(probe) => Route::Probe {
-            target,
-            probe,
+    let wait = match probe.map_err(answer)? {
+        Some(target) => WaitFor::Probe { target, timeout },
+        None => WaitFor::Output(Ask {
+            until,
+            regex,
+            exit,
             timeout,
-        },
-        Err(msg) => Route::Reply(Response::error(msg)),
-    }
+        }),
+    };
+    Ok(Route::Wait(find(view, &target)?, wait))
 }
 
 /// Stop taking requests from a client whose unread responses pile up past this.
@@ -487,7 +524,7 @@ fn too_large() -> String {
 
 /// The answer to a request naming no process of the session: which there are,
 /// so the caller can correct the name.
-pub fn not_found(session: &str, names: &[&str], target: &str) -> Response {
+fn not_found(session: &str, names: &[&str], target: &str) -> Response {
     let known = if names.is_empty() {
         format!("session '{session}' has no processes")
     } else {
@@ -515,9 +552,40 @@ mod tests {
         assert_eq!(some, "process not found: web (session 'dev' has: api, db)");
     }
 
+    fn view(procs: &ProcTable, shutting_down: bool) -> View<'_> {
+        View {
+            procs,
+            session: "dev",
+            shutting_down,
+        }
+    }
+
+    /// A table with one process, web.
+    fn web() -> ProcTable {
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        let spec = crate::daemon::spec::Spec::for_test("x");
+        procs.insert(crate::daemon::procs::Proc::new(id, "web".into(), spec));
+        procs
+    }
+
+    fn decode(json: &str) -> Request {
+        protocol::decode_request(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
     fn wait(until: Option<&str>, exit: bool, port: Option<u16>, http: Option<&str>) -> Request {
+        wait_for("web", until, exit, port, http)
+    }
+
+    fn wait_for(
+        target: &str,
+        until: Option<&str>,
+        exit: bool,
+        port: Option<u16>,
+        http: Option<&str>,
+    ) -> Request {
         Request::Wait {
-            target: "web".into(),
+            target: target.into(),
             until: until.map(str::to_string),
             regex: false,
             exit,
@@ -557,7 +625,19 @@ mod tests {
         let now = Instant::now();
         let mut control = Control::new(1);
         assert!(control.accepting());
-        let actions = control.on_accept_error(&io::Error::from_raw_os_error(libc::EMFILE), now);
+        let error = |errno| io::Error::from_raw_os_error(errno);
+        // Nothing queued, or a connection gone before it was taken: no pause.
+        assert!(
+            matches!(control.on_accept_error(&error(libc::EAGAIN), now), Some(a) if a.is_empty())
+        );
+        assert!(control.on_accept_error(&error(libc::EINTR), now).is_none());
+        assert!(
+            control
+                .on_accept_error(&error(libc::ECONNABORTED), now)
+                .is_none()
+        );
+        assert!(control.accepting());
+        let actions = control.on_accept_error(&error(libc::EMFILE), now).unwrap();
         assert!(matches!(&actions[0], Action::Note(n) if n.contains("retrying every 100 ms")));
         assert!(matches!(
             actions[1],
@@ -577,7 +657,8 @@ mod tests {
             base_env: None,
             timeout_ms: None,
         };
-        match control.route(up, true, now) {
+        let procs = ProcTable::default();
+        match control.route(up, true, &view(&procs, false), now) {
             Route::Dropped(actions) => assert!(matches!(
                 &actions[..],
                 [Action::Note(n)] if n == "dropped a up: its client hung up before it was read"
@@ -592,6 +673,7 @@ mod tests {
                     resources: false
                 },
                 true,
+                &view(&procs, false),
                 now
             ),
             Route::Status { .. }
@@ -601,7 +683,8 @@ mod tests {
     #[test]
     fn requests_are_routed_with_their_arguments_checked() {
         let mut control = Control::new(1);
-        let mut route = |r| control.route(r, false, Instant::now());
+        let procs = web();
+        let mut route = |r| control.route(r, false, &view(&procs, false), Instant::now());
         assert!(matches!(
             route(Request::StopAll { timeout_ms: Some(1500) }),
             Route::StopAll { timeout: Some(t) } if t == Duration::from_millis(1500)
@@ -613,11 +696,11 @@ mod tests {
         assert_eq!(error_of(route(Request::Unknown)), "unknown request type");
         assert!(matches!(
             route(wait(Some("ready"), false, None, None)),
-            Route::Wait { timeout, .. } if timeout == DEFAULT_WAIT_TIMEOUT
+            Route::Wait(_, WaitFor::Output(Ask { timeout, .. })) if timeout == DEFAULT_WAIT_TIMEOUT
         ));
         assert!(matches!(
             route(wait(None, false, Some(8080), None)),
-            Route::Probe { .. }
+            Route::Wait(_, WaitFor::Probe { .. })
         ));
         assert_eq!(
             error_of(route(wait(Some("x"), false, Some(1), None))),
@@ -630,6 +713,72 @@ mod tests {
         assert_eq!(
             error_of(route(wait(None, false, Some(1), Some("http://127.0.0.1/")))),
             "wait takes port or http, not both"
+        );
+    }
+
+    #[test]
+    fn the_process_a_request_names_is_found_where_it_is_routed() {
+        let mut control = Control::new(1);
+        let procs = web();
+        let id = procs.find("web").unwrap();
+        let mut route = |r, shutting_down| {
+            control.route(r, false, &view(&procs, shutting_down), Instant::now())
+        };
+        let missing = "process not found: nope (session 'dev' has: web)";
+        // By name or by id; the answer says it as it was asked.
+        assert!(matches!(
+            route(decode(r#"{"type":"Stop","target":"web"}"#), false),
+            Route::Stop(proc, label, None) if proc == id && label == "web"
+        ));
+        assert!(matches!(
+            route(decode(&format!(r#"{{"type":"Restart","target":"p{id}"}}"#)), false),
+            Route::Restart { proc } if proc == id
+        ));
+        for request in [
+            r#"{"type":"Stop","target":"nope"}"#,
+            r#"{"type":"Restart","target":"nope"}"#,
+            r#"{"type":"Status","target":"nope"}"#,
+            r#"{"type":"Logs","target":"nope","follow":true}"#,
+        ] {
+            assert_eq!(
+                error_of(route(decode(request), false)),
+                missing,
+                "{request}"
+            );
+        }
+        assert!(matches!(
+            route(decode(r#"{"type":"Status"}"#), false),
+            Route::Status { target: None, .. }
+        ));
+        assert!(matches!(
+            route(decode(r#"{"type":"Status","target":"web"}"#), false),
+            Route::Status { target: Some(proc), .. } if proc == id
+        ));
+        // `all` follows every process: the name is not looked up.
+        assert!(matches!(
+            route(
+                decode(r#"{"type":"Logs","target":"nope","all":true,"follow":true}"#),
+                false
+            ),
+            Route::Follow { target: None, .. }
+        ));
+        assert!(matches!(
+            route(decode(r#"{"type":"Logs","target":"web","follow":true}"#), false),
+            Route::Follow { target: Some(proc), .. } if proc == id
+        ));
+        // A wait's arguments are checked before its name.
+        assert_eq!(
+            error_of(route(wait_for("nope", None, false, Some(0), None), false)),
+            "port must be from 1 to 65535"
+        );
+        assert_eq!(
+            error_of(route(wait_for("nope", Some("x"), false, None, None), false)),
+            missing
+        );
+        // A restart while shutting down is refused before its name is looked up.
+        assert_eq!(
+            error_of(route(decode(r#"{"type":"Restart","target":"nope"}"#), true)),
+            "the daemon is shutting down"
         );
     }
 }

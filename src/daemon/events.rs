@@ -8,7 +8,7 @@ use super::action::Action;
 /// components returning actions do not import each other through it.
 pub use super::action::Change;
 use super::ids::ClientId;
-use super::procs::ProcId;
+use super::procs::{ProcId, ProcTable};
 use crate::protocol::Response;
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,6 +41,15 @@ impl Events {
         }
         self.subscribers.push(client);
         actions
+    }
+
+    /// Number a change of process `id` of `procs` and stream it to the
+    /// subscribers (nothing for a process no longer in the table).
+    pub fn on_change(&mut self, procs: &ProcTable, id: ProcId, change: Change) -> Vec<Action> {
+        match procs.get(id) {
+            Some(p) => self.emit(&p.name, id, change),
+            None => Vec::new(),
+        }
     }
 
     /// Number a change of process `id` (named `name`) and stream it to the subscribers.
@@ -277,5 +286,28 @@ mod tests {
             .ok()
             .unwrap_or(Response::Unknown);
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn a_change_is_named_from_the_table_and_one_of_a_process_gone_is_dropped() {
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        let spec = crate::daemon::spec::Spec::for_test("x");
+        procs.insert(crate::daemon::procs::Proc::new(id, "api".into(), spec));
+        let mut events = Events::default();
+        events.subscribe(ClientId(3), None);
+        match &events.on_change(&procs, id, Change::new("started"))[..] {
+            [Action::SendEvent { event, seq: 1, .. }] => {
+                assert!(matches!(event, Response::Event { name, .. } if name == "api"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let gone = procs.allocate_id();
+        assert!(
+            events
+                .on_change(&procs, gone, Change::new("exited"))
+                .is_empty()
+        );
+        assert_eq!(events.log.last_seq(), 1, "not numbered either");
     }
 }

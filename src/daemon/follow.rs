@@ -6,6 +6,7 @@
 
 use super::action::Action;
 use super::ids::ClientId;
+use super::output;
 use super::procs::{self, Proc, ProcId, ProcTable, STREAMS};
 use super::supervise;
 use super::timers::Timer;
@@ -65,6 +66,19 @@ pub struct Found<'a> {
     pub finished: bool,
     pub procs: &'a ProcTable,
     pub log_dir: &'a Path,
+}
+
+impl Found<'_> {
+    /// What a follow of `target` (None: all) finds in `procs`.
+    pub fn of<'a>(target: Option<ProcId>, procs: &'a ProcTable, log_dir: &'a Path) -> Found<'a> {
+        let finished = target.is_some_and(|id| procs.get(id).is_some_and(output::finished));
+        Found {
+            target,
+            finished,
+            procs,
+            log_dir,
+        }
+    }
 }
 
 /// The follows in progress, by client.
@@ -678,5 +692,30 @@ mod tests {
         ));
         assert!(f.is_empty());
         f.drop_client(ClientId(1));
+    }
+
+    #[test]
+    fn a_followed_process_is_finished_once_it_exited_and_its_pipes_are_read() {
+        let mut procs = ProcTable::default();
+        let id = procs.allocate_id();
+        let spec = crate::daemon::spec::Spec::for_test("x");
+        procs.insert(Proc::new(id, "api".into(), spec));
+        let dir = Path::new("/nonexistent");
+        if let Some(p) = procs.get_mut(id) {
+            p.state = procs::State::Running {
+                pid: 42,
+                since: Instant::now(),
+            };
+        }
+        assert!(!Found::of(Some(id), &procs, dir).finished, "running");
+        if let Some(p) = procs.get_mut(id) {
+            p.state = procs::State::Exited {
+                exit: crate::daemon::signals::Exit::Code(0),
+            };
+        }
+        assert!(Found::of(Some(id), &procs, dir).finished);
+        // Following every process never ends on its own.
+        let all = Found::of(None, &procs, dir);
+        assert!(all.target.is_none() && !all.finished);
     }
 }

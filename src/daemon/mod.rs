@@ -47,7 +47,6 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
-use stops::Pending;
 use timers::{Timer, Timers};
 
 const LISTENER: Token = Token(0);
@@ -330,9 +329,9 @@ impl Daemon {
                 Action::Arm { at, timer } => self.timers.arm(at, timer),
                 Action::Emit { proc, change } => self.emit(proc, change),
                 Action::SaveState => self.persist.mark_dirty(),
-                Action::Busy { client } => self.set_busy(client),
+                Action::Busy { client } => self.clients.set_busy(client, true),
                 // ---- control ----
-                Action::Reply { client, response } => self.reply(client, &response),
+                Action::Reply { client, response } => self.clients.send(client, &response),
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
                 Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
@@ -364,7 +363,9 @@ impl Daemon {
                 Action::Output(a) => self.apply_output(a),
                 a
                 @ (Action::FollowSend { .. } | Action::NoteLost { .. } | Action::Flush { .. }) => {
-                    self.apply_follow(a)
+                    if let Some(broken) = self.clients.on_follow(a) {
+                        self.close_client(broken);
+                    }
                 }
                 // ---- events ----
                 Action::SendEvent { to, event, seq } => self.send_event(&to, &event, seq),
@@ -410,22 +411,6 @@ impl Daemon {
                 if let Some(p) = self.procs.get_mut(proc) {
                     p.sup.reset();
                 }
-            }
-            _ => {}
-        }
-    }
-
-    /// Carry out what the follow component asked for on a client.
-    fn apply_follow(&mut self, action: Action) {
-        match action {
-            Action::FollowSend {
-                client,
-                response,
-                lines,
-            } => self.clients.send_follow(client, &response, lines),
-            Action::NoteLost { client } => self.clients.note_lost(client),
-            Action::Flush { client } if self.clients.flush_broken(client) => {
-                self.close_client(client)
             }
             _ => {}
         }
@@ -499,74 +484,62 @@ impl Daemon {
 
     // ---- control connections ----
 
-    /// Accept what waits, unless paused: a paused listener is retried by its one
-    /// timer, not by every new connection's event (that would re-arm a timer each).
+    /// Accept what waits, unless paused (then its one timer retries).
     fn accept_clients(&mut self) {
         if self.control.accepting() {
             self.accept_waiting();
         }
     }
 
-    /// Accept every queued connection the control component admits.
+    /// Accept and register every queued connection the control component admits.
     fn accept_waiting(&mut self) {
         self.control.resume();
         loop {
-            let (mut stream, _) = match self.listener.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
-                Err(e) => {
-                    let actions = self.control.on_accept_error(&e, Instant::now());
-                    return self.apply(actions);
-                }
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) => match self.control.on_accept_error(&e, Instant::now()) {
+                    Some(actions) => return self.apply(actions),
+                    None => continue,
+                },
             };
-            use std::os::fd::AsRawFd;
-            let peer = crate::sys::peer_uid(stream.as_raw_fd());
+            let peer = sys::peer_uid(std::os::fd::AsRawFd::as_raw_fd(&stream));
             if let Err(refused) = self.control.admit(peer, self.clients.len(), Instant::now()) {
                 self.apply(refused);
                 continue;
             }
-            let token = self.new_token();
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if self
-                .poll
-                .registry()
-                .register(&mut stream, token, interest)
-                .is_err()
-            {
-                continue;
+            let (token, interest) = (self.new_token(), Interest::READABLE | Interest::WRITABLE);
+            let registry = self.poll.registry();
+            if registry.register(&mut stream, token, interest).is_ok() {
+                self.slots.insert(token, Slot::Client);
+                self.clients.add(ClientId(token.0), stream);
             }
-            self.slots.insert(token, Slot::Client);
-            self.clients.add(ClientId(token.0), stream);
         }
     }
 
-    /// Read what a client sent, answer what can be answered, write what is queued.
+    /// Read what a client sent, carry out its requests (a bounded number a turn), write out.
     fn service_client(&mut self, id: ClientId, readable: bool) {
         let more = match self.clients.read(id, readable) {
             clients::Read::Gone => return,
             clients::Read::Broken => return self.close_client(id),
             clients::Read::Done { more } => more,
         };
-        self.process_requests(id);
+        let left_over =
+            (0..clients::REQUESTS_PER_TURN).all(|_| match self.clients.next_request(id) {
+                clients::Next::Request(request) => {
+                    self.handle(id, request);
+                    true
+                }
+                clients::Next::Answered => true,
+                clients::Next::Idle => false,
+            });
+        if left_over {
+            self.retry.push(Token(id.0));
+        }
         match self.clients.after_service(id, more) {
             clients::After::Keep => {}
             clients::After::Retry => self.retry.push(Token(id.0)),
             clients::After::Close => self.close_client(id),
         }
-    }
-
-    /// Carry out the client's requests, a bounded number a turn.
-    fn process_requests(&mut self, id: ClientId) {
-        for _ in 0..clients::REQUESTS_PER_TURN {
-            match self.clients.next_request(id) {
-                clients::Next::Request(request) => self.handle(id, request),
-                clients::Next::Answered => {}
-                clients::Next::Idle => return,
-            }
-        }
-        self.retry.push(Token(id.0));
     }
 
     /// Reply to a request that kept the client busy, flush, and take the
@@ -581,16 +554,7 @@ impl Daemon {
         }
     }
 
-    fn reply(&mut self, id: ClientId, response: &Response) {
-        self.clients.send(id, response);
-    }
-
-    fn set_busy(&mut self, id: ClientId) {
-        self.clients.set_busy(id, true);
-    }
-
-    /// Write event `seq` to its subscribers; a broken one is closed by a retry
-    /// on a later turn, not in the middle of this.
+    /// Write event `seq` to its subscribers; a broken one is closed by a later turn's retry.
     fn send_event(&mut self, to: &[ClientId], event: &Response, seq: u64) {
         let broken = self.clients.send_event(to, event, seq);
         self.retry.extend(broken.into_iter().map(|c| Token(c.0)));
@@ -607,125 +571,67 @@ impl Daemon {
         self.waits.drop_client(id);
         let actions = self.ups.drop_client(id, &mut self.procs);
         self.apply(actions);
-        for p in &mut self.sup.pending {
-            match p {
-                Pending::Stop { client, .. }
-                | Pending::Restart { client, .. }
-                | Pending::StopAll { client, .. }
-                    if *client == id =>
-                {
-                    *client = ClientId(usize::MAX);
-                }
-                Pending::Shutdown { client, .. } if *client == Some(id) => *client = None,
-                _ => {}
-            }
-        }
+        self.sup.drop_client(id);
     }
 
     // ---- requests ----
 
-    /// Carry out one request: the control component says where it goes.
-    fn handle(&mut self, client: ClientId, request: Request) {
-        let read_closed = self.clients.read_closed(client);
-        match self.control.route(request, read_closed, Instant::now()) {
-            Route::Dropped(actions) => self.apply(actions),
-            Route::Reply(response) => self.reply(client, &response),
-            Route::Run(run) => {
-                let response = self.run_process(*run);
-                self.reply(client, &response);
-            }
-            Route::Up {
-                processes,
-                base_env,
-                timeout_ms,
-            } => {
-                let stopping = self.shutting_down;
-                let actions = self
-                    .ups
-                    .request(client, processes, base_env, timeout_ms, stopping);
-                self.apply(actions);
-            }
-            Route::Stop { target, timeout_ms } => self.stop_request(client, &target, timeout_ms),
-            Route::StopAll { timeout } => {
-                let actions = self.sup.stop_all_request(&mut self.procs, client, timeout);
-                self.apply(actions);
-            }
-            Route::Restart { target } => self.restart_request(client, &target),
-            Route::Status { target, resources } => self.status(client, target, resources),
-            Route::Follow(logs) => self.follow_request(client, *logs),
-            Route::Wait {
-                target,
-                until,
-                regex,
-                exit,
-                timeout,
-            } => self.wait_request(client, &target, until, regex, exit, timeout),
-            Route::Probe {
-                target,
-                probe,
-                timeout,
-            } => self.probe_wait(client, &target, probe, timeout),
-            Route::Shutdown => {
-                self.set_busy(client);
-                self.begin_shutdown(Some(client));
-            }
-            Route::EnableProxy(proxy_port) => {
-                let response = self.enable_proxy(proxy_port);
-                self.reply(client, &response);
-            }
-            Route::Subscribe { since } => {
-                let actions = self.events.subscribe(client, since);
-                self.apply(actions);
-            }
-        }
-    }
-
-    /// The status table (of one process with `target`), with the notes.
-    fn status(&mut self, client: ClientId, target: Option<String>, resources: bool) {
-        let target = match &target {
-            None => None,
-            Some(t) => Some(match self.find_for(client, t) {
-                Some(id) => id,
-                None => return,
-            }),
-        };
-        let proxy_port = self.proxy.as_ref().map(|p| p.port());
-        let watch = &self.watch;
-        let Some(processes) = resources::status_rows(
-            &mut self.procs,
-            &self.paths,
-            target,
-            proxy_port,
-            resources,
-            |id| watch.watching(id),
-        ) else {
-            return;
-        };
-        let notes = self.persist.status_notes().to_vec();
-        self.reply(client, &Response::Status { processes, notes });
-    }
-
     /// Number a state change of process `id` and stream it to the subscribers.
     fn emit(&mut self, id: ProcId, change: events::Change) {
-        let Some(p) = self.procs.get(id) else {
-            return;
-        };
-        let actions = self.events.emit(&p.name, id, change);
+        let actions = self.events.on_change(&self.procs, id, change);
         self.apply(actions);
     }
 
-    /// The process `target` names; None after telling the client which there are.
-    fn find_for(&mut self, client: ClientId, target: &str) -> Option<ProcId> {
-        let found = self.procs.find(target);
-        if found.is_none() {
-            self.not_found(client, target);
-        }
-        found
+    /// Carry out one request: the control component says where it goes (and
+    /// finds the process it names), the owning component decides.
+    fn handle(&mut self, client: ClientId, request: Request) {
+        let (read_closed, now) = (self.clients.read_closed(client), Instant::now());
+        let view = control::View {
+            procs: &self.procs,
+            session: &self.paths.session,
+            shutting_down: self.shutting_down,
+        };
+        let actions = match self.control.route(request, read_closed, &view, now) {
+            Route::Dropped(actions) => actions,
+            Route::Reply(response) => return self.clients.send(client, &response),
+            Route::Run(run) => {
+                let response = self.run_process(*run);
+                return self.clients.send(client, &response);
+            }
+            Route::Up(p, env, ms) => self.ups.request(client, p, env, ms, self.shutting_down),
+            Route::Stop(id, name, t) => self.sup.stop_request(&mut self.procs, client, id, name, t),
+            Route::StopAll { timeout: t } => self.sup.stop_all_request(&mut self.procs, client, t),
+            Route::Restart { proc } => self.sup.restart_request(&mut self.procs, client, proc),
+            Route::Status { target, resources } => {
+                let (watch, port) = (&self.watch, self.proxy.as_ref().map(|p| p.port()));
+                let (ask, watching) = ((target, resources, port), |id| watch.watching(id));
+                let notes = self.persist.status_notes();
+                let status = resources::status(&mut self.procs, &self.paths, ask, watching, notes);
+                return self.clients.send(client, &status);
+            }
+            Route::Follow { request, target } => {
+                let found = follow::Found::of(target, &self.procs, &self.paths.log_dir);
+                self.follow.request(client, *request, &found, now)
+            }
+            Route::Wait(proc, wait) => self.waits.on_request(client, &self.procs, proc, wait, now),
+            Route::Shutdown => return self.begin_shutdown(Some(client)),
+            Route::EnableProxy(proxy_port) => {
+                let response = self.enable_proxy(proxy_port);
+                return self.clients.send(client, &response);
+            }
+            Route::Subscribe { since } => self.events.subscribe(client, since),
+        };
+        self.apply(actions);
     }
 
-    fn not_found(&mut self, client: ClientId, target: &str) {
-        let response = control::not_found(&self.paths.session, &self.procs.names(), target);
-        self.reply(client, &response);
+    /// Stop everything and leave, answering `client` (if it asked) at the end.
+    fn begin_shutdown(&mut self, client: Option<ClientId>) {
+        if !std::mem::replace(&mut self.shutting_down, true) {
+            self.note("shutting down");
+        }
+        let actions = self.sup.shutdown(&mut self.procs, client);
+        self.apply(actions);
+        self.settle_pending();
     }
 
     fn run_process(&mut self, request: Request) -> Response {
@@ -834,13 +740,6 @@ impl Daemon {
         self.apply(actions);
     }
 
-    fn stop_request(&mut self, client: ClientId, target: &str, timeout_ms: Option<u64>) {
-        match (self.sup).stop_request(&mut self.procs, client, target, timeout_ms) {
-            Some(actions) => self.apply(actions),
-            None => self.not_found(client, target),
-        }
-    }
-
     /// Put process `id` through one step of the lifecycle table.
     fn step(&mut self, id: ProcId, event: lifecycle::Event) {
         let mut actions = Vec::new();
@@ -860,95 +759,6 @@ impl Daemon {
     /// The grace period for stopping `id`: the one asked for, else its own, else 10 s.
     fn stop_timeout(&self, id: ProcId, requested: Option<Duration>) -> Duration {
         supervisor::stop_timeout(&self.procs, id, requested)
-    }
-
-    fn restart_request(&mut self, client: ClientId, target: &str) {
-        if self.shutting_down {
-            return self.reply(client, &Response::error("the daemon is shutting down"));
-        }
-        match self.sup.restart_request(&mut self.procs, client, target) {
-            Some(actions) => self.apply(actions),
-            None => self.not_found(client, target),
-        }
-    }
-
-    fn begin_shutdown(&mut self, client: Option<ClientId>) {
-        if !self.shutting_down {
-            self.note("shutting down");
-        }
-        self.shutting_down = true;
-        let actions = self.sup.shutdown(&mut self.procs, client);
-        self.apply(actions);
-        self.settle_pending();
-    }
-
-    // ---- waits and follows ----
-
-    fn wait_request(
-        &mut self,
-        client: ClientId,
-        target: &str,
-        until: Option<String>,
-        regex: bool,
-        exit: bool,
-        timeout: Duration,
-    ) {
-        let Some(p) = self
-            .find_for(client, target)
-            .and_then(|id| self.procs.get(id))
-        else {
-            return;
-        };
-        let ask = waits::Ask {
-            until,
-            regex,
-            exit,
-            timeout,
-        };
-        let subject = waits::Subject::of(p);
-        let actions = self.waits.request(client, &subject, ask, Instant::now());
-        self.apply(actions);
-    }
-
-    /// `wait --port` / `--http`: probe until ready, the process exits, or time is up.
-    fn probe_wait(
-        &mut self,
-        client: ClientId,
-        target: &str,
-        probe: crate::probe::Target,
-        timeout: Duration,
-    ) {
-        let Some(p) = self
-            .find_for(client, target)
-            .and_then(|id| self.procs.get(id))
-        else {
-            return;
-        };
-        let subject = waits::Subject::of(p);
-        let actions = (self.waits).probe(client, &subject, probe, timeout, Instant::now());
-        self.apply(actions);
-    }
-
-    fn follow_request(&mut self, client: ClientId, request: Request) {
-        let Request::Logs { target, all, .. } = &request else {
-            return;
-        };
-        let target = match target.as_deref() {
-            Some(t) if !all => match self.find_for(client, t) {
-                Some(id) => Some(id),
-                None => return,
-            },
-            _ => None,
-        };
-        let finished = target.is_some_and(|id| self.procs.get(id).is_some_and(output::finished));
-        let found = follow::Found {
-            target,
-            finished,
-            procs: &self.procs,
-            log_dir: &self.paths.log_dir,
-        };
-        let actions = self.follow.request(client, request, &found, Instant::now());
-        self.apply(actions);
     }
 
     // ---- child output ----

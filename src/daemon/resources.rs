@@ -6,7 +6,7 @@
 
 use super::procs::{CpuSample, ProcId, ProcTable, State};
 use crate::paths::SessionPaths;
-use crate::protocol::{ProcessInfo, Stream};
+use crate::protocol::{ProcessInfo, Response, Stream};
 use crate::sys::procinfo::{self, Holder};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -45,6 +45,22 @@ pub(super) fn status_rows(
         add_resources(procs, paths, &mut rows, target.is_some());
     }
     Some(rows)
+}
+
+/// The answer to `status` (of `target` only, if given; `resources`: with what
+/// /proc says, behind a proxy on `proxy_port`): the rows of `status_rows`, and
+/// `notes`. The target was found by the request's routing, in the same turn.
+pub(super) fn status(
+    procs: &mut ProcTable,
+    paths: &SessionPaths,
+    (target, resources, proxy_port): (Option<ProcId>, bool, Option<u16>),
+    watching: impl Fn(ProcId) -> bool,
+    notes: &[String],
+) -> Response {
+    let rows = status_rows(procs, paths, target, proxy_port, resources, watching);
+    let processes = rows.unwrap_or_default();
+    let notes = notes.to_vec();
+    Response::Status { processes, notes }
 }
 
 /// Fill in the /proc fields of `rows` (the live ones): members found from

@@ -41,16 +41,6 @@ pub struct Stops {
     deferred: Vec<Deferred>,
 }
 
-impl<'a> IntoIterator for &'a mut Stops {
-    type Item = &'a mut Pending;
-    type IntoIter = std::slice::IterMut<'a, Pending>;
-
-    /// The pending requests, for re-pointing those of a client that went away.
-    fn into_iter(self) -> Self::IntoIter {
-        self.pending.iter_mut()
-    }
-}
-
 fn stopped(procs: &ProcTable, id: ProcId) -> bool {
     procs.get(id).is_none_or(|p| !p.state.is_alive())
 }
@@ -101,6 +91,24 @@ impl Stops {
         }
         self.deferred.retain(|d| !free.contains(d));
         free
+    }
+
+    /// Client `id` went away: its requests still complete (the stops go on),
+    /// answered to nobody.
+    pub fn drop_client(&mut self, id: ClientId) {
+        for p in &mut self.pending {
+            match p {
+                Pending::Stop { client, .. }
+                | Pending::Restart { client, .. }
+                | Pending::StopAll { client, .. }
+                    if *client == id =>
+                {
+                    *client = ClientId(usize::MAX);
+                }
+                Pending::Shutdown { client, .. } if *client == Some(id) => *client = None,
+                _ => {}
+            }
+        }
     }
 
     /// The first request whose processes have all stopped, taken off the list.
@@ -277,11 +285,15 @@ mod tests {
             client: Some(ClientId(4)),
             remaining: HashSet::new(),
         });
-        for p in &mut stops {
-            if let Pending::Shutdown { client, .. } = p {
-                *client = None;
-            }
-        }
+        stops.push(Pending::StopAll {
+            client: ClientId(4),
+            remaining: HashSet::new(),
+        });
+        stops.push(Pending::StopAll {
+            client: ClientId(5),
+            remaining: HashSet::new(),
+        });
+        stops.drop_client(ClientId(4));
         let procs = table(&[]);
         assert_eq!(
             stops.next_settled(&procs),
@@ -290,5 +302,18 @@ mod tests {
                 remaining: HashSet::new()
             })
         );
+        let nobody = ClientId(usize::MAX);
+        assert!(matches!(
+            stops.next_settled(&procs),
+            Some(Pending::StopAll { client, .. }) if client == nobody
+        ));
+        // Another client's request is still answered to it.
+        assert!(matches!(
+            stops.next_settled(&procs),
+            Some(Pending::StopAll {
+                client: ClientId(5),
+                ..
+            })
+        ));
     }
 }

@@ -201,16 +201,16 @@ impl Supervisor {
         Ok((id, out))
     }
 
-    /// `stop NAME`: stop it and answer once it is down. A stop by hand turns
-    /// automatic restarts off until `restart` or `run`. `None`: no such process.
+    /// `stop NAME` (process `id`, named `target`): stop it and answer once it
+    /// is down. A stop by hand turns automatic restarts off until `restart` or `run`.
     pub fn stop_request(
         &mut self,
         procs: &mut ProcTable,
         client: ClientId,
-        target: &str,
+        id: ProcId,
+        target: String,
         timeout_ms: Option<u64>,
-    ) -> Option<Vec<Action>> {
-        let id = procs.find(target)?;
+    ) -> Vec<Action> {
         let timeout = stop_timeout(procs, id, timeout_ms.map(Duration::from_millis));
         let mut was_down = None;
         if let Some(p) = procs.get_mut(id) {
@@ -225,7 +225,7 @@ impl Supervisor {
             self.pending.push(Pending::Stop {
                 client,
                 proc: id,
-                label: target.to_string(),
+                label: target,
             });
         } else {
             // A second stop is not an error (the process is where it was asked
@@ -237,7 +237,7 @@ impl Supervisor {
             let response = Response::Ok { message };
             out.push(Action::Reply { client, response });
         }
-        Some(out)
+        out
     }
 
     /// `stop-all`: answer at once if nothing runs, else once everything stopped.
@@ -301,23 +301,26 @@ impl Supervisor {
         }
     }
 
-    /// Stop everything for a shutdown; answer `client` (if any) once all is down.
+    /// Stop everything for a shutdown; answer `client` (if any, busy until
+    /// then) once all is down.
     pub fn shutdown(&mut self, procs: &mut ProcTable, client: Option<ClientId>) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Some(client) = client {
+            out.push(Action::Busy { client });
+        }
         let remaining = self.stop_all(procs, None, &mut out);
         self.pending.push(Pending::Shutdown { client, remaining });
         out
     }
 
-    /// `restart NAME`: stop it, and start it again once it is down (at once if
-    /// it is not running). `None`: no such process.
+    /// `restart NAME` (process `id`): stop it, and start it again once it is
+    /// down (at once if it is not running).
     pub fn restart_request(
         &mut self,
         procs: &mut ProcTable,
         client: ClientId,
-        target: &str,
-    ) -> Option<Vec<Action>> {
-        let id = procs.find(target)?;
+        id: ProcId,
+    ) -> Vec<Action> {
         if let Some(p) = procs.get_mut(id) {
             p.sup.reset();
             p.sup.stop_reason = Some(Reason::Restarted);
@@ -344,7 +347,12 @@ impl Supervisor {
                 settled: false,
             });
         }
-        Some(out)
+        out
+    }
+
+    /// Client `id` went away: what it asked for goes on, answered to nobody.
+    pub fn drop_client(&mut self, id: ClientId) {
+        self.pending.drop_client(id);
     }
 
     /// The next request whose processes have all stopped, answered: one at a
@@ -686,31 +694,11 @@ mod tests {
     }
 
     #[test]
-    fn stopping_an_unknown_name_is_left_to_the_not_found_answer() {
-        let mut procs = table(&[("web", true, &[])]);
-        let mut sup = Supervisor::new(NO_SESSION);
-        assert!(
-            sup.stop_request(&mut procs, ClientId(1), "nope", None)
-                .is_none()
-        );
-        assert!(
-            sup.restart_request(&mut procs, ClientId(1), "nope")
-                .is_none()
-        );
-        // Nothing was touched: web still runs, with restarts on.
-        let web = procs.get(procs.find("web").unwrap()).unwrap();
-        assert!(matches!(web.state, State::Running { .. }));
-        assert!(!web.sup.disabled);
-    }
-
-    #[test]
     fn a_stop_waits_for_the_process_and_keeps_the_client_busy() {
         let mut procs = table(&[("web", true, &[])]);
         let id = procs.find("web").unwrap();
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup
-            .stop_request(&mut procs, ClientId(3), "web", Some(250))
-            .unwrap();
+        let actions = sup.stop_request(&mut procs, ClientId(3), id, "web".into(), Some(250));
         assert_eq!(killed(&actions), vec![procs.get(id).unwrap().pgid]);
         assert!(actions.iter().any(|a| matches!(
             a,
@@ -733,9 +721,8 @@ mod tests {
     fn stopping_what_is_down_answers_at_once_without_pretending() {
         let mut procs = table(&[("web", false, &[])]);
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup
-            .stop_request(&mut procs, ClientId(3), "web", None)
-            .unwrap();
+        let id = procs.find("web").unwrap();
+        let actions = sup.stop_request(&mut procs, ClientId(3), id, "web".into(), None);
         assert_eq!(replies(&actions), vec!["web was not running".to_string()]);
         assert!(killed(&actions).is_empty());
         assert!(!actions.iter().any(|a| matches!(a, Action::Busy { .. })));
@@ -815,7 +802,7 @@ mod tests {
         let mut procs = table(&[("web", false, &[])]);
         let id = procs.find("web").unwrap();
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.restart_request(&mut procs, ClientId(4), "web").unwrap();
+        let actions = sup.restart_request(&mut procs, ClientId(4), id);
         assert!(matches!(
             actions.last(),
             Some(Action::Respawn { proc, note: MANUAL_NOTE, reply: Some(ClientId(4)), settled: false }) if *proc == id
@@ -829,7 +816,7 @@ mod tests {
         let mut procs = table(&[("web", true, &[])]);
         let id = procs.find("web").unwrap();
         let mut sup = Supervisor::new(NO_SESSION);
-        let actions = sup.restart_request(&mut procs, ClientId(4), "web").unwrap();
+        let actions = sup.restart_request(&mut procs, ClientId(4), id);
         assert!(matches!(
             actions.first(),
             Some(Action::Emit { change, .. }) if change.event == "restarting"
@@ -927,7 +914,7 @@ mod tests {
             let mut procs = table(&[("web", true, &[])]);
             let id = procs.find("web").unwrap();
             let mut sup = Supervisor::new(NO_SESSION);
-            sup.restart_request(&mut procs, ClientId(4), "web").unwrap();
+            sup.restart_request(&mut procs, ClientId(4), id);
             assert!(sup.settle_next(&procs, shutting_down).is_none());
             procs.get_mut(id).unwrap().state = State::Exited {
                 exit: Exit::Code(0),
@@ -970,7 +957,18 @@ mod tests {
         let id = procs.find("web").unwrap();
         let mut sup = Supervisor::new(NO_SESSION);
         let actions = sup.shutdown(&mut procs, Some(ClientId(9)));
+        // The client asked to go down: it waits for that, asking nothing more.
+        assert!(matches!(
+            actions.first(),
+            Some(Action::Busy {
+                client: ClientId(9)
+            })
+        ));
         assert_eq!(killed(&actions).len(), 1);
+        // A signal asked: nobody to keep busy.
+        let mut other = Supervisor::new(NO_SESSION);
+        let by_signal = other.shutdown(&mut table(&[]), None);
+        assert!(!by_signal.iter().any(|a| matches!(a, Action::Busy { .. })));
         assert!(sup.settle_next(&procs, true).is_none());
         procs.get_mut(id).unwrap().state = State::Exited {
             exit: Exit::Code(0),

@@ -51,11 +51,22 @@ impl Subject<'_> {
 }
 
 /// What a `wait` asks for.
+#[derive(Debug)]
 pub struct Ask {
     pub until: Option<String>,
     pub regex: bool,
     pub exit: bool,
     pub timeout: Duration,
+}
+
+/// A `wait`, routed: for a line or an exit, or for a port or URL to answer.
+#[derive(Debug)]
+pub enum WaitFor {
+    Output(Ask),
+    Probe {
+        target: crate::probe::Target,
+        timeout: Duration,
+    },
 }
 
 /// The pending waits, and what settles them.
@@ -65,6 +76,25 @@ pub struct Waits {
 }
 
 impl Waits {
+    /// A routed `wait` for process `id` (`request` or `probe`).
+    pub fn on_request(
+        &mut self,
+        client: ClientId,
+        procs: &super::procs::ProcTable,
+        id: ProcId,
+        wait: WaitFor,
+        now: Instant,
+    ) -> Vec<Action> {
+        let Some(p) = procs.get(id) else {
+            return Vec::new();
+        };
+        let p = &Subject::of(p);
+        match wait {
+            WaitFor::Output(ask) => self.request(client, p, ask, now),
+            WaitFor::Probe { target, timeout } => self.probe(client, p, target, timeout, now),
+        }
+    }
+
     /// `wait --until/--exit`: answered now from the history or the state, or
     /// kept until a line, the exit, the end of output or the deadline.
     pub fn request(
@@ -766,5 +796,33 @@ mod tests {
         assert!(t.take_matching(7, b"ready again").is_empty());
         assert_eq!(t.take_exit(7).len(), 1);
         assert!(!t.any_pattern_for(7));
+    }
+
+    #[test]
+    fn a_routed_wait_reads_its_process_from_the_table() {
+        let mut procs = crate::daemon::procs::ProcTable::default();
+        let id = procs.allocate_id();
+        let spec = crate::daemon::spec::Spec::for_test("x");
+        procs.insert(Proc::new(id, "api".into(), spec));
+        let mut waits = Waits::default();
+        let now = Instant::now();
+        // Not running: a probe wait is answered at once, naming the process.
+        let probe = WaitFor::Probe {
+            target: port(9),
+            timeout: Duration::from_secs(1),
+        };
+        let actions = waits.on_request(ClientId(1), &procs, id, probe, now);
+        assert!(error_text(&actions[0]).starts_with("api is not running"));
+        let output = WaitFor::Output(ask(None, false));
+        let actions = waits.on_request(ClientId(1), &procs, id, output, now);
+        assert!(error_text(&actions[0]).contains("needs a pattern"));
+        // A process gone since it was routed: nothing to answer for.
+        let gone = procs.allocate_id();
+        let output = WaitFor::Output(ask(Some("x"), false));
+        assert!(
+            waits
+                .on_request(ClientId(1), &procs, gone, output, now)
+                .is_empty()
+        );
     }
 }
