@@ -362,7 +362,7 @@ impl Daemon {
                 Action::ExitWaits { proc, exit } => self.exit_waits(proc, exit),
                 Action::Settle => self.settle_pending(),
                 Action::OutputFinished { proc } => self.check_output_finished(proc),
-                Action::UpExited { proc, exit } => self.up_exited(proc, exit),
+                Action::UpExited { proc, exit } => self.with_ups(|u, v| u.on_exit(proc, exit, v)),
                 // ---- output and follow ----
                 Action::PrepareIndexes { proc } => self.prepare_indexes(proc),
                 a
@@ -1549,10 +1549,6 @@ impl Daemon {
 
     fn up_line(&mut self, id: ProcId, line: &[u8]) {
         self.with_ups(|ups, view| ups.on_line(id, line, view));
-    }
-
-    fn up_exited(&mut self, id: ProcId, exit: Exit) {
-        self.with_ups(|ups, view| ups.on_exit(id, exit, view));
     }
 
     /// An `up` readiness deadline passed: fail the run if an entry is late.
