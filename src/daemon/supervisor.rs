@@ -1,10 +1,12 @@
 //! The stop and restart flows of the process lifecycle: who is stopped, in
-//! what order, with which grace period, and which request waits for it. It
-//! owns the stop generation, the requests waiting for stops (`stops::Stops`)
-//! and our session id; it reads the OS only to ask whether a process group
-//! still has members. It steps processes through the lifecycle table
-//! (`lifecycle::on`) on the table the loop passes in, and returns the actions
-//! that go with each step for the loop to carry out.
+//! what order, with which grace period, and which request waits for it; and
+//! what follows a leader's exit, in order (`on_exit`). It owns the stop
+//! generation, the requests waiting for stops (`stops::Stops`) and our
+//! session id; it reads the OS to ask whether a process group still has
+//! members and, at an exit, who holds a dead server's port (`resources`) and
+//! what outlived a stop (`survivors`). It steps processes through the
+//! lifecycle table (`lifecycle::on`) on the table the loop passes in, and
+//! returns the actions that go with each step for the loop to carry out.
 
 use super::action::{Action, Change};
 use super::ids::ClientId;
