@@ -51,21 +51,26 @@ pub enum Action {
     /// Signal a process group (`kill(-pgid, signal)`).
     KillGroup { pgid: i32, signal: i32 },
     /// Record why the current run ends (`replace`: over a reason given earlier).
+    /// Set by the supervisor's `step`; never reaches the loop.
     StopReason {
         proc: ProcId,
         reason: Reason,
         replace: bool,
     },
     /// Started again by hand or by a change: restart counting starts over.
+    /// Set by the supervisor's `step`; never reaches the loop.
     ResetRestarts { proc: ProcId },
     /// The leader of a stopping process was reaped: see whether its group is gone.
     CheckStop { proc: ProcId },
     /// The leader died on its own: report the exit, then what follows an end.
+    /// Carried through by the supervisor (`on_exit`); never reaches the loop.
     Died { proc: ProcId, exit: Exit },
     /// A stop finished: report it and what outlived it, then what follows an end.
+    /// Carried through by the supervisor; never reaches the loop.
     Stopped { proc: ProcId, exit: Exit },
     /// The run ended and was reported: the restart policy decides, waits for
-    /// the exit and requests waiting for the stop are answered.
+    /// the exit and requests waiting for the stop are answered. Carried
+    /// through by the supervisor; never reaches the loop.
     Ended { proc: ProcId, exit: Exit },
     /// Start the process again with `note` first in its log; `counted`: an
     /// automatic restart, which counts against the policy's maximum.
@@ -75,6 +80,7 @@ pub enum Action {
         counted: bool,
     },
     /// Stop the process, then start it again with `note` (no client waits).
+    /// Carried through by the supervisor (`watch_restart`); never reaches the loop.
     StopThenRestart { proc: ProcId, note: &'static str },
     /// A line of ours in the process's stdout log, delivered like its output.
     Annotate { proc: ProcId, note: String },
@@ -98,6 +104,18 @@ pub enum Action {
         proc: ProcId,
         annotation: Option<String>,
     },
+    // ---- exits (the supervisor's decision at an exit, in order) ----
+    /// Append the end of a run to the run journal (the runs component).
+    Journal(crate::logs::runs::Entry),
+    /// Answer the waits for `proc`'s exit (and its probes' waits) with how it ended.
+    ExitWaits { proc: ProcId, exit: Exit },
+    /// Answer every request whose processes have all stopped, one at a time.
+    Settle,
+    /// If `proc` is gone for good and its pipes are drained, its waits and
+    /// followers are done (the output component).
+    OutputFinished { proc: ProcId },
+    /// Tell the `up` runs that `proc` exited.
+    UpExited { proc: ProcId, exit: Exit },
     // ---- output and follow ----
     /// Lines of this process are awaited: create its index files now, not on
     /// the way of its first line to the waiter.

@@ -87,7 +87,8 @@ pub fn run(session: &str, ready_fd: Option<i32>) -> i32 {
                 Ok(()) => 0,
                 Err(e) => {
                     daemon.note(&format!("fatal: {e}"));
-                    daemon.kill_everything();
+                    // Last resort: leave nothing running.
+                    daemon.sup.kill_everything(&daemon.procs);
                     1
                 }
             };
@@ -335,13 +336,10 @@ impl Daemon {
                 Action::ReplyLater { client, response } => self.reply_later(client, &response),
                 // ---- lifecycle ----
                 Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
-                a @ (Action::StopReason { .. } | Action::ResetRestarts { .. }) => {
-                    self.apply_supervision(a)
-                }
-                Action::CheckStop { proc } => self.check_stop_done(proc),
-                Action::Died { proc, exit } => self.died(proc, exit),
-                Action::Stopped { proc, exit } => self.stopped(proc, exit),
-                Action::Ended { proc, exit } => self.exited(proc, exit),
+                Action::CheckStop { proc } => self.check_stop(proc),
+                Action::StopReason { .. } | Action::ResetRestarts { .. } => {}
+                Action::Died { .. } | Action::Stopped { .. } | Action::Ended { .. } => {}
+                Action::StopThenRestart { .. } => {} // these three: done by the supervisor
                 Action::SaveStateNow => self.save_state(),
                 Action::RunStarted { proc, annotation } => self.run_started(proc, annotation),
                 Action::Restart {
@@ -349,7 +347,6 @@ impl Daemon {
                     note,
                     counted,
                 } => self.restart(proc, &note, starts::Then::Policy { counted }),
-                Action::StopThenRestart { proc, note } => self.stop_then_restart(proc, note),
                 Action::Annotate { proc, note } => self.stdout_note(proc, &note),
                 Action::Respawn {
                     proc,
@@ -358,6 +355,11 @@ impl Daemon {
                     settled,
                 } => self.restart(proc, note, starts::Then::Answer { reply, settled }),
                 Action::FinishShutdown { client } => self.finish_shutdown(client),
+                Action::Journal(entry) => self.journal(entry),
+                Action::ExitWaits { proc, exit } => self.exit_waits(proc, exit),
+                Action::Settle => self.settle_pending(),
+                Action::OutputFinished { proc } => self.check_output_finished(proc),
+                Action::UpExited { proc, exit } => self.with_ups(|u, v| u.on_exit(proc, exit, v)),
                 // ---- output and follow ----
                 Action::PrepareIndexes { proc } => output::prepare_indexes(&mut self.procs, proc),
                 Action::Output(a) => self.apply_output(a),
@@ -388,31 +390,6 @@ impl Daemon {
                 Action::KillOrphan { pgid } => signals::kill_group(pgid, libc::SIGKILL),
                 // ---- proxy ----
             }
-        }
-    }
-
-    /// Carry out what the lifecycle decided about a process's supervision.
-    fn apply_supervision(&mut self, action: Action) {
-        match action {
-            Action::StopReason {
-                proc,
-                reason,
-                replace,
-            } => {
-                if let Some(p) = self.procs.get_mut(proc) {
-                    if replace {
-                        p.sup.stop_reason = Some(reason);
-                    } else {
-                        p.sup.stop_reason.get_or_insert(reason);
-                    }
-                }
-            }
-            Action::ResetRestarts { proc } => {
-                if let Some(p) = self.procs.get_mut(proc) {
-                    p.sup.reset();
-                }
-            }
-            _ => {}
         }
     }
 
@@ -740,13 +717,6 @@ impl Daemon {
         self.apply(actions);
     }
 
-    /// Put process `id` through one step of the lifecycle table.
-    fn step(&mut self, id: ProcId, event: lifecycle::Event) {
-        let mut actions = Vec::new();
-        supervisor::step(&mut self.procs, id, event, &mut actions);
-        self.apply(actions);
-    }
-
     /// Send the stop signal to the group and arm the SIGKILL deadline. Returns
     /// false when there is nothing left to stop (the process and its group are gone).
     fn begin_stop(&mut self, id: ProcId, timeout: Duration) -> bool {
@@ -808,13 +778,6 @@ impl Daemon {
         f(&mut router)
     }
 
-    fn proc_name(&self, id: ProcId) -> String {
-        self.procs
-            .get(id)
-            .map(|p| p.name.clone())
-            .unwrap_or_default()
-    }
-
     fn deliver_line(&mut self, id: ProcId, stream: Stream, line: &[u8]) {
         let actions = self.with_router(|r| r.line(id, stream, line));
         self.apply(actions);
@@ -836,75 +799,46 @@ impl Daemon {
         let mut reaped = Vec::new();
         signals::reap(|pid, exit| reaped.push((pid, exit)));
         for (pid, exit) in reaped {
-            if let Some(id) = self.procs.take_pid(pid) {
-                self.leader_exited(id, exit);
-            }
             // Other pids are orphans re-parented to us (we are a subreaper): reaped, done.
-        }
-        // Reaping group members may have emptied a group whose leader is already gone.
-        for id in supervisor::Supervisor::awaiting_group(&self.procs) {
-            self.check_stop_done(id);
-        }
-    }
-
-    fn leader_exited(&mut self, id: ProcId, exit: Exit) {
-        // Everything the leader wrote is in the pipes now: take it before reporting
-        // the exit, so `wait --exit` followed by `logs` sees all of it.
-        for stream in STREAMS {
-            self.read_output(id, stream, 16 * PIPE_BUDGET);
-        }
-        self.step(id, lifecycle::Event::LeaderExited { exit });
-    }
-
-    /// The leader died on its own (it was not being stopped): say how, and who
-    /// holds its port if that is why.
-    fn died(&mut self, id: ProcId, exit: Exit) {
-        // A server that died because its port was taken: say who has it.
-        let conflict = if exit.code() == Some(0) {
-            None
-        } else {
-            resources::port_conflict(&self.procs, &self.paths, id)
-        };
-        let actions = self.sup.died(&mut self.procs, id, exit, conflict);
-        self.apply(actions);
-    }
-
-    /// A stop is done once the leader is reaped and nobody is left in its group.
-    fn check_stop_done(&mut self, id: ProcId) {
-        let actions = self.sup.check_stop_done(&mut self.procs, id);
-        self.apply(actions);
-    }
-
-    /// A stop finished: report it, and what outlived it outside the group.
-    fn stopped(&mut self, id: ProcId, exit: Exit) {
-        let name = self.proc_name(id);
-        // The group is gone; what left it earlier may live on, re-parented to us.
-        let survivors = survivors::find(&name, |pid| self.procs.is_leader(pid));
-        let actions = self.sup.stopped(&mut self.procs, id, exit, survivors);
-        self.apply(actions);
-    }
-
-    /// The process reached `Exited`: answer exit waits and requests that waited for it.
-    fn exited(&mut self, id: ProcId, exit: Exit) {
-        self.supervise_exit(id, exit);
-        let outcome = self
-            .procs
-            .get(id)
-            .map_or_else(|| exit.describe(), |p| p.outcome(exit));
-        let actions = self.waits.on_exit(id, &self.proc_name(id), &outcome, exit);
-        self.apply(actions);
-        self.settle_pending();
-        self.check_output_finished(id);
-        self.with_ups(|u, v| u.on_exit(id, exit, v));
-    }
-
-    /// Answer every pending request whose processes have all stopped.
-    fn settle_pending(&mut self) {
-        if self.sup.pending.has_deferred() {
-            let mut actions = Vec::new();
-            (self.sup).release_deferred_stops(&mut self.procs, &mut actions);
+            let Some(id) = self.procs.take_pid(pid) else {
+                continue;
+            };
+            // Everything the leader wrote is in the pipes now: take it before reporting
+            // the exit, so `wait --exit` followed by `logs` sees all of it.
+            for stream in STREAMS {
+                self.read_output(id, stream, 16 * PIPE_BUDGET);
+            }
+            let view = supervisor::ExitView::new(&self.paths, self.shutting_down);
+            let actions = self.sup.on_exit(&mut self.procs, id, exit, view);
             self.apply(actions);
         }
+        // Reaping group members may have emptied a group whose leader is already gone.
+        let checks = supervisor::check_groups(&self.procs);
+        self.apply(checks);
+    }
+
+    /// A stopping process whose leader is reaped: is its group gone yet?
+    fn check_stop(&mut self, id: ProcId) {
+        let view = supervisor::ExitView::new(&self.paths, self.shutting_down);
+        let actions = self.sup.check_stop_done(&mut self.procs, id, view);
+        self.apply(actions);
+    }
+
+    /// Answer the waits for `id`'s exit with how it ended.
+    fn exit_waits(&mut self, id: ProcId, exit: Exit) {
+        let p = self.procs.get(id);
+        let outcome = p.map_or_else(|| exit.describe(), |p| p.outcome(exit));
+        let name = p.map_or("", |p| p.name.as_str());
+        let actions = self.waits.on_exit(id, name, &outcome, exit);
+        self.apply(actions);
+    }
+
+    /// Begin the deferred stops nothing depends on any more, then answer every
+    /// pending request whose processes have all stopped, one at a time.
+    fn settle_pending(&mut self) {
+        let mut actions = Vec::new();
+        (self.sup).release_deferred_stops(&mut self.procs, &mut actions);
+        self.apply(actions);
         while let Some(actions) = self.sup.settle_next(&self.procs, self.shutting_down) {
             self.apply(actions);
         }
@@ -927,7 +861,10 @@ impl Daemon {
         let now = Instant::now();
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
-                Timer::Escalate { proc, generation } => self.escalate(proc, generation),
+                Timer::Escalate { proc, generation } => {
+                    let actions = self.sup.escalate(&mut self.procs, proc, generation);
+                    self.apply(actions);
+                }
                 Timer::WaitDeadline { wait } => {
                     let actions = self.waits.on_deadline(wait);
                     self.apply(actions);
@@ -944,10 +881,17 @@ impl Daemon {
                     let actions = self.probes.on_try(probe, alive, &self.procs);
                     self.apply(actions);
                 }
-                Timer::Restart { proc, generation } => self.auto_restart(proc, generation),
+                Timer::Restart { proc, generation } => {
+                    let stopping = self.shutting_down;
+                    let actions =
+                        (self.sup).auto_restart(&mut self.procs, proc, generation, stopping);
+                    self.apply(actions);
+                }
                 Timer::WatchRestart { proc } => {
                     self.watch.debounced(proc);
-                    self.watch_restart(proc);
+                    let stopping = self.shutting_down;
+                    let actions = self.sup.watch_restart(&mut self.procs, proc, stopping);
+                    self.apply(actions);
                 }
                 Timer::ProbeTimeout { probe, tries } => {
                     let (waits, ups) = (&self.waits, &self.ups);
@@ -970,36 +914,6 @@ impl Daemon {
                 }
             }
         }
-    }
-
-    fn escalate(&mut self, id: ProcId, generation: u64) {
-        let actions = self.sup.escalate(&mut self.procs, id, generation);
-        self.apply(actions);
-    }
-
-    // ---- restart policies ----
-
-    /// A run ended: record why, and restart it later or give up, as its policy says.
-    fn supervise_exit(&mut self, id: ProcId, exit: Exit) {
-        let stopping = self.shutting_down;
-        let (ended, actions) = (self.sup).supervise_exit(&mut self.procs, id, exit, stopping);
-        if let Some(entry) = ended {
-            self.journal(entry);
-        }
-        self.apply(actions);
-    }
-
-    /// The restart delay is over: start the process again, with the note first.
-    fn auto_restart(&mut self, id: ProcId, generation: u64) {
-        let stopping = self.shutting_down;
-        let actions = (self.sup).auto_restart(&mut self.procs, id, generation, stopping);
-        self.apply(actions);
-    }
-
-    /// Stop `id`, then start it again with `note` once it is down.
-    fn stop_then_restart(&mut self, id: ProcId, note: &'static str) {
-        let actions = self.sup.stop_then_restart(&mut self.procs, id, note);
-        self.apply(actions);
     }
 
     // ---- file watching ----
@@ -1027,14 +941,6 @@ impl Daemon {
         runs::annotate(&mut self.procs, proc, &mut self.clock, note);
         self.deliver_line(proc, Stream::Stdout, note.as_bytes());
         self.flush_followers();
-    }
-
-    /// A watched file changed: restart the process (reviving it if it had failed),
-    /// unless it was stopped by hand.
-    fn watch_restart(&mut self, id: ProcId) {
-        let stopping = self.shutting_down;
-        let actions = self.sup.watch_restart(&mut self.procs, id, stopping);
-        self.apply(actions);
     }
 
     // ---- the reverse proxy ----
@@ -1120,10 +1026,5 @@ impl Daemon {
     fn save_state(&mut self) {
         let actions = self.persist.save(&self.procs, self.sup.sid());
         self.apply(actions);
-    }
-
-    /// Last resort on a fatal loop error: leave nothing running.
-    fn kill_everything(&mut self) {
-        self.sup.kill_everything(&self.procs);
     }
 }

@@ -1,15 +1,18 @@
 //! The stop and restart flows of the process lifecycle: who is stopped, in
-//! what order, with which grace period, and which request waits for it. It
-//! owns the stop generation, the requests waiting for stops (`stops::Stops`)
-//! and our session id; it reads the OS only to ask whether a process group
-//! still has members. It steps processes through the lifecycle table
-//! (`lifecycle::on`) on the table the loop passes in, and returns the actions
-//! that go with each step for the loop to carry out.
+//! what order, with which grace period, and which request waits for it; and
+//! what follows a leader's exit, in order (`on_exit`). It owns the stop
+//! generation, the requests waiting for stops (`stops::Stops`) and our
+//! session id; it reads the OS to ask whether a process group still has
+//! members and, at an exit, who holds a dead server's port (`resources`) and
+//! what outlived a stop (`survivors`). It steps processes through the
+//! lifecycle table (`lifecycle::on`) on the table the loop passes in, and
+//! returns the actions that go with each step for the loop to carry out.
 
 use super::action::{Action, Change};
 use super::ids::ClientId;
 use super::lifecycle::{self, Event};
 use super::procs::{Proc, ProcId, ProcTable, State};
+use super::resources;
 use super::signals::{self, Exit};
 use super::spec::Spec;
 use super::stops::{Pending, Stops};
@@ -17,6 +20,7 @@ use super::supervise::{self, Reason};
 use super::survivors;
 use super::timers::Timer;
 use crate::logs;
+use crate::paths::SessionPaths;
 use crate::protocol::Response;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -26,15 +30,65 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The note a manual restart writes before the new run's first byte.
 pub const MANUAL_NOTE: &str = "[agent-procs] Restarted (manual)";
 
-/// Put process `id` through one step of the lifecycle table: its state is set
-/// here, the actions of the step are added to `out`.
+/// Put process `id` through one step of the lifecycle table: its state and
+/// what the step changes of its supervision (why the run ends, the restart
+/// count starting over) are set here; the other actions are added to `out`.
 pub fn step(procs: &mut ProcTable, id: ProcId, event: Event, out: &mut Vec<Action>) {
     let Some(p) = procs.get_mut(id) else {
         return;
     };
     let (state, actions) = lifecycle::on(p, event);
     p.state = state;
-    out.extend(actions);
+    for action in actions {
+        match action {
+            Action::StopReason {
+                reason, replace, ..
+            } => {
+                if replace {
+                    p.sup.stop_reason = Some(reason);
+                } else {
+                    p.sup.stop_reason.get_or_insert(reason);
+                }
+            }
+            Action::ResetRestarts { .. } => p.sup.reset(),
+            action => out.push(action),
+        }
+    }
+}
+
+/// What the decisions at an exit read besides the table: where the logs are
+/// (to tell why a server died) and whether the daemon is shutting down.
+#[derive(Clone, Copy)]
+pub struct ExitView<'a> {
+    pub paths: &'a SessionPaths,
+    pub shutting_down: bool,
+}
+
+impl ExitView<'_> {
+    pub fn new(paths: &SessionPaths, shutting_down: bool) -> ExitView<'_> {
+        ExitView {
+            paths,
+            shutting_down,
+        }
+    }
+}
+
+/// A stop check for each process whose leader is reaped but whose stop is
+/// not done yet (reaping group members may have emptied its group).
+pub fn check_groups(procs: &ProcTable) -> Vec<Action> {
+    procs
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.state,
+                State::Stopping {
+                    leader: Some(_),
+                    ..
+                }
+            )
+        })
+        .map(|p| Action::CheckStop { proc: p.id })
+        .collect()
 }
 
 /// The grace period for stopping `id`: the one asked for, else its own, else 10 s.
@@ -288,6 +342,9 @@ impl Supervisor {
 
     /// Stop the deferred processes that no live process depends on any more.
     pub fn release_deferred_stops(&mut self, procs: &mut ProcTable, out: &mut Vec<Action>) {
+        if !self.pending.has_deferred() {
+            return;
+        }
         loop {
             let free = self.pending.releasable(procs);
             if free.is_empty() {
@@ -414,8 +471,14 @@ impl Supervisor {
         out
     }
 
-    /// A stop is done once the leader is reaped and nobody is left in its group.
-    pub fn check_stop_done(&self, procs: &mut ProcTable, id: ProcId) -> Vec<Action> {
+    /// A stop is done once the leader is reaped and nobody is left in its
+    /// group: then it is reported and the run's end decided (`carry`).
+    pub fn check_stop_done(
+        &mut self,
+        procs: &mut ProcTable,
+        id: ProcId,
+        view: ExitView,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         let Some(p) = procs.get(id) else { return out };
         if !matches!(
@@ -428,25 +491,75 @@ impl Supervisor {
             return out;
         }
         let group_alive = signals::group_alive(p.pgid, self.sid);
-        step(procs, id, Event::GroupChecked { group_alive }, &mut out);
+        let mut steps = Vec::new();
+        step(procs, id, Event::GroupChecked { group_alive }, &mut steps);
+        self.carry(procs, steps, view, &mut out);
         out
     }
 
-    /// Processes whose leader is reaped but whose stop is not done yet.
-    pub fn awaiting_group(procs: &ProcTable) -> Vec<ProcId> {
-        procs
-            .iter()
-            .filter(|p| {
-                matches!(
-                    p.state,
-                    State::Stopping {
-                        leader: Some(_),
-                        ..
-                    }
-                )
-            })
-            .map(|p| p.id)
-            .collect()
+    /// The leader of `id` was reaped (the loop has drained its pipes): the
+    /// whole exit, in order. A death is reported (with who holds its port, if
+    /// that is why), or a stop is checked for being done; the run's end is
+    /// decided by its policy; then the loop answers waits for the exit and
+    /// requests waiting for stops, ends its output and tells the `up` runs.
+    pub fn on_exit(
+        &mut self,
+        procs: &mut ProcTable,
+        id: ProcId,
+        exit: Exit,
+        view: ExitView,
+    ) -> Vec<Action> {
+        let mut steps = Vec::new();
+        step(procs, id, Event::LeaderExited { exit }, &mut steps);
+        let mut out = Vec::new();
+        self.carry(procs, steps, view, &mut out);
+        out
+    }
+
+    /// Carry a step's reports through: a stop check, a death, a finished stop
+    /// and the end of a run become what they lead to; the rest goes to `out`
+    /// for the loop, in order.
+    fn carry(
+        &mut self,
+        procs: &mut ProcTable,
+        actions: Vec<Action>,
+        view: ExitView,
+        out: &mut Vec<Action>,
+    ) {
+        for action in actions {
+            match action {
+                Action::CheckStop { proc } => {
+                    let checked = self.check_stop_done(procs, proc, view);
+                    out.extend(checked);
+                }
+                Action::Died { proc, exit } => {
+                    // A server that died because its port was taken: say who has it.
+                    let conflict = match exit.code() {
+                        Some(0) => None,
+                        _ => resources::port_conflict(procs, view.paths, proc),
+                    };
+                    let reports = self.died(procs, proc, exit, conflict);
+                    self.carry(procs, reports, view, out);
+                }
+                Action::Stopped { proc, exit } => {
+                    let name = procs.get(proc).map(|p| p.name.clone()).unwrap_or_default();
+                    // The group is gone; what left it earlier may live on, re-parented to us.
+                    let survivors = survivors::find(&name, |pid| procs.is_leader(pid));
+                    let reports = self.stopped(procs, proc, exit, survivors);
+                    self.carry(procs, reports, view, out);
+                }
+                Action::Ended { proc, exit } => {
+                    out.extend(self.supervise_exit(procs, proc, exit, view.shutting_down));
+                    out.extend([
+                        Action::ExitWaits { proc, exit },
+                        Action::Settle,
+                        Action::OutputFinished { proc },
+                        Action::UpExited { proc, exit },
+                    ]);
+                }
+                action => out.push(action),
+            }
+        }
     }
 
     /// The grace period (or a SIGKILL recheck) of stop `generation` ran out.
@@ -482,7 +595,7 @@ impl Supervisor {
     /// A watched file changed: restart the process (reviving it if it had
     /// failed), unless it was stopped by hand.
     pub fn watch_restart(
-        &self,
+        &mut self,
         procs: &mut ProcTable,
         id: ProcId,
         shutting_down: bool,
@@ -491,38 +604,48 @@ impl Supervisor {
             group_alive: self.leftovers(procs, id),
             shutting_down,
         };
+        let mut steps = Vec::new();
+        step(procs, id, event, &mut steps);
         let mut out = Vec::new();
-        step(procs, id, event, &mut out);
+        for action in steps {
+            match action {
+                Action::StopThenRestart { proc, note } => {
+                    out.extend(self.stop_then_restart(procs, proc, note));
+                }
+                action => out.push(action),
+            }
+        }
         out
     }
 
     /// A run ended: record why, and restart it later or give up, as its policy
-    /// says. Returns the run journal's entry for the end (written before the
-    /// actions are carried out) and the actions.
-    pub fn supervise_exit(
+    /// says. The run journal's entry for the end comes first (`Journal`).
+    fn supervise_exit(
         &mut self,
         procs: &mut ProcTable,
         id: ProcId,
         exit: Exit,
         shutting_down: bool,
-    ) -> (Option<logs::runs::Entry>, Vec<Action>) {
+    ) -> Vec<Action> {
         self.generation += 1;
         let generation = self.generation;
         let now = Instant::now();
         let mut out = Vec::new();
         let Some(p) = procs.get_mut(id) else {
-            return (None, out);
+            return out;
         };
         let ran_for = p.started_wall.elapsed().unwrap_or_default();
         let decision = p.sup.record(exit, ran_for, p.spec.restart.as_ref(), now);
         let base_delay = p.spec.restart.as_ref().map(|r| r.delay);
-        let ended = (p.run > 0).then(|| logs::runs::Entry {
-            p: p.name.clone(),
-            run: p.run,
-            end: Some(logs::index::now_ms()),
-            how: p.sup.exits.back().map(supervise::ended),
-            ..Default::default()
-        });
+        if p.run > 0 {
+            out.push(Action::Journal(logs::runs::Entry {
+                p: p.name.clone(),
+                run: p.run,
+                end: Some(logs::index::now_ms()),
+                how: p.sup.exits.back().map(supervise::ended),
+                ..Default::default()
+            }));
+        }
         let event = Event::Supervised {
             exit,
             decision,
@@ -532,7 +655,7 @@ impl Supervisor {
             now,
         };
         step(procs, id, event, &mut out);
-        (ended, out)
+        out
     }
 
     /// The leader died on its own (it was not being stopped): say how, and who
@@ -1010,5 +1133,217 @@ mod tests {
         share_env(&procs, &mut fresh);
         let known = procs.get(id).unwrap().spec.base_env.as_ref().unwrap();
         assert!(Rc::ptr_eq(known, fresh.base_env.as_ref().unwrap()));
+    }
+
+    fn always() -> supervise::Policy {
+        supervise::Policy {
+            mode: supervise::Mode::Always,
+            max: None,
+            delay: Duration::from_secs(1),
+            exponential: false,
+        }
+    }
+
+    fn paths() -> SessionPaths {
+        let dir = std::path::PathBuf::from("/nonexistent/agent-procs-test");
+        SessionPaths {
+            session: "web".into(),
+            runtime_dir: dir.join("run"),
+            socket: dir.join("run/web.sock"),
+            pid_file: dir.join("run/web.pid"),
+            lock_file: dir.join("run/web.lock"),
+            log_dir: dir.join("logs"),
+            state_dir: dir,
+            root: None,
+        }
+    }
+
+    /// Each action by its kind, to check an exit's order.
+    fn kinds(actions: &[Action]) -> Vec<&'static str> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Note(_) => "note",
+                Action::SaveState => "save",
+                Action::Emit { change, .. } => change.event,
+                Action::Journal(_) => "journal",
+                Action::Arm { .. } => "arm",
+                Action::ExitWaits { .. } => "waits",
+                Action::Settle => "settle",
+                Action::OutputFinished { .. } => "output",
+                Action::UpExited { .. } => "up",
+                Action::KillGroup { .. } => "kill",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_death_is_reported_decided_and_routed_in_one_list_in_order() {
+        let mut procs = table(&[("web", true, &[])]);
+        let id = procs.find("web").unwrap();
+        procs.get_mut(id).unwrap().run = 1;
+        let mut sup = Supervisor::new(NO_SESSION);
+        let paths = paths();
+        let view = ExitView {
+            paths: &paths,
+            shutting_down: false,
+        };
+        let exit = Exit::Code(1);
+        let actions = sup.on_exit(&mut procs, id, exit, view);
+        assert_eq!(
+            kinds(&actions),
+            [
+                "note", "save", "exited", "journal", "save", "waits", "settle", "output", "up"
+            ],
+            "{actions:?}"
+        );
+        assert!(matches!(&actions[3], Action::Journal(e) if e.p == "web" && e.run == 1));
+        let p = procs.get(id).unwrap();
+        assert!(matches!(p.state, State::Exited { exit: e } if e == exit));
+        assert_eq!(p.sup.exits.back().map(|r| r.reason), Some(Reason::Crashed));
+    }
+
+    #[test]
+    fn a_restart_policy_arms_the_restart_within_the_exit() {
+        let mut procs = table(&[("web", true, &[])]);
+        let id = procs.find("web").unwrap();
+        procs.get_mut(id).unwrap().spec.restart = Some(always());
+        let mut sup = Supervisor::new(NO_SESSION);
+        let paths = paths();
+        let view = ExitView {
+            paths: &paths,
+            shutting_down: false,
+        };
+        let actions = sup.on_exit(&mut procs, id, Exit::Code(1), view);
+        assert_eq!(
+            kinds(&actions),
+            [
+                "note",
+                "save",
+                "exited",
+                "arm",
+                "note",
+                "restarting",
+                "save",
+                "waits",
+                "settle",
+                "output",
+                "up"
+            ],
+            "{actions:?}"
+        );
+        assert!(matches!(
+            procs.get(id).unwrap().state,
+            State::Backoff { .. }
+        ));
+        // The same exit while shutting down is recorded, not restarted.
+        let mut procs = table(&[("web", true, &[])]);
+        procs.get_mut(id).unwrap().spec.restart = Some(always());
+        let view = ExitView {
+            paths: &paths,
+            shutting_down: true,
+        };
+        let actions = sup.on_exit(&mut procs, id, Exit::Code(1), view);
+        assert!(!kinds(&actions).contains(&"arm"), "{actions:?}");
+        assert!(matches!(procs.get(id).unwrap().state, State::Exited { .. }));
+    }
+
+    #[test]
+    fn a_stop_ends_at_the_leaders_exit_once_its_group_is_gone() {
+        let mut procs = table(&[("web", true, &[])]);
+        let id = procs.find("web").unwrap();
+        let mut sup = Supervisor::new(NO_SESSION);
+        let mut out = Vec::new();
+        assert!(sup.begin_stop(&mut procs, id, Duration::from_secs(5), &mut out));
+        // The step recorded why the run ends itself; it is not the loop's to do.
+        assert_eq!(kinds(&out), ["kill", "note", "stopping", "arm"], "{out:?}");
+        assert_eq!(
+            procs.get(id).unwrap().sup.stop_reason,
+            Some(Reason::Stopped)
+        );
+        let paths = paths();
+        let view = ExitView {
+            paths: &paths,
+            shutting_down: false,
+        };
+        let exit = Exit::Signal(libc::SIGTERM);
+        let actions = sup.on_exit(&mut procs, id, exit, view);
+        assert_eq!(
+            kinds(&actions),
+            [
+                "note", "stopped", "save", "waits", "settle", "output", "up", "save"
+            ],
+            "{actions:?}"
+        );
+        let p = procs.get(id).unwrap();
+        assert!(matches!(p.state, State::Exited { exit: e } if e == exit));
+        assert_eq!(p.sup.exits.back().map(|r| r.reason), Some(Reason::Stopped));
+        // Nothing is left to check.
+        assert!(check_groups(&procs).is_empty());
+    }
+
+    #[test]
+    fn a_reaped_leader_of_a_stop_is_checked_until_its_group_is_gone() {
+        let mut procs = table(&[("web", true, &[]), ("db", true, &[])]);
+        let web = procs.find("web").unwrap();
+        procs.get_mut(web).unwrap().state = State::Stopping {
+            pid: 1,
+            since: Instant::now(),
+            leader: Some(Exit::Code(0)),
+            generation: 1,
+            kills: 0,
+        };
+        assert!(matches!(
+            &check_groups(&procs)[..],
+            [Action::CheckStop { proc }] if *proc == web
+        ));
+        let mut sup = Supervisor::new(NO_SESSION);
+        let paths = paths();
+        let view = ExitView {
+            paths: &paths,
+            shutting_down: false,
+        };
+        // Its group is gone (none is in our session): the stop is over.
+        let actions = sup.check_stop_done(&mut procs, web, view);
+        assert!(kinds(&actions).contains(&"stopped"), "{actions:?}");
+        assert!(check_groups(&procs).is_empty());
+        // A running process has nothing to check.
+        let db = procs.find("db").unwrap();
+        assert!(sup.check_stop_done(&mut procs, db, view).is_empty());
+    }
+
+    #[test]
+    fn a_watch_change_stops_a_running_process_to_start_it_again() {
+        let mut procs = table(&[("web", true, &[])]);
+        let id = procs.find("web").unwrap();
+        procs.get_mut(id).unwrap().sup.restarts = 3;
+        let mut sup = Supervisor::new(NO_SESSION);
+        let actions = sup.watch_restart(&mut procs, id, false);
+        assert_eq!(
+            kinds(&actions),
+            [
+                "watch_triggered",
+                "restarting",
+                "kill",
+                "note",
+                "stopping",
+                "arm"
+            ],
+            "{actions:?}"
+        );
+        let p = procs.get(id).unwrap();
+        // Counting starts over and the run ends for the watch, set in the step.
+        assert_eq!(p.sup.restarts, 0);
+        assert_eq!(p.sup.stop_reason, Some(Reason::Watch));
+        assert!(matches!(p.state, State::Stopping { .. }));
+        // Once it is down, it starts again with the watch's note.
+        procs.get_mut(id).unwrap().state = State::Exited {
+            exit: Exit::Code(0),
+        };
+        assert!(matches!(
+            &sup.settle_next(&procs, false).unwrap()[..],
+            [Action::Respawn { note, .. }] if *note == lifecycle::WATCH_NOTE
+        ));
     }
 }
