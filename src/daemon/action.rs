@@ -1,6 +1,6 @@
 //! What a component asks the loop to do. Components own their data and decide;
 //! they never touch `Poll`, sockets of other components, or each other. They
-//! return `Action`s and the loop (daemon/mod.rs, `apply`) carries them out,
+//! return `Action`s and the loop (daemon/event_loop.rs, `apply`) carries them out,
 //! routing what one component produced to the next.
 //!
 //! Keep the variants grouped by the component that returns them most; a

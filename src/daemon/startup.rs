@@ -67,6 +67,47 @@ fn set_cloexec(fd: i32) {
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
 }
 
+/// What a daemon opens before its loop: its session's paths, the directory
+/// relative `cwd`s resolve against, the control socket and the signal pipes.
+pub struct Opened {
+    pub paths: SessionPaths,
+    pub home_cwd: std::path::PathBuf,
+    pub listener: mio::net::UnixListener,
+    pub sigchld: mio::net::UnixStream,
+    pub shutdown_sig: mio::net::UnixStream,
+}
+
+/// Become the daemon of `session`: private dirs, detached, stdio redirected,
+/// the descriptor limit raised, the signal pipes installed, the socket bound
+/// and the pid file written.
+pub fn open(session: &str) -> Result<Opened> {
+    let paths = SessionPaths::new(session)?;
+    paths::ensure_private_dir(&paths.runtime_dir)?;
+    paths::ensure_state_dirs(&paths)?;
+    detach();
+    redirect_stdio(&paths)?;
+    raise_fd_limit();
+    let home_cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    // Do not keep the caller's directory busy (an unmount, a deleted checkout).
+    let _ = std::env::set_current_dir("/");
+    let installing = |what: &str| {
+        let what = format!("installing the {what} handler");
+        move |err: io::Error| Error::Io { what, err }
+    };
+    let sigchld = super::signals::signal_pipe(&[libc::SIGCHLD]).map_err(installing("SIGCHLD"))?;
+    let shutdown_sig = super::signals::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .map_err(installing("SIGTERM"))?;
+    let listener = bind_socket(&paths.socket)?;
+    write_pid_file(&paths)?;
+    Ok(Opened {
+        paths,
+        home_cwd,
+        listener,
+        sigchld,
+        shutdown_sig,
+    })
+}
+
 /// Leave the caller's session and process group, so Ctrl-C in its terminal
 /// (or the end of a CI step's group) does not reach us.
 pub fn detach() {
