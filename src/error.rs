@@ -18,7 +18,7 @@ pub enum Error {
     /// Anything else that went wrong, already worded for the user (exit 1).
     Failed(String),
     /// `--help` for a command: print this usage on stdout and exit 0.
-    Help(&'static str),
+    Help(String),
     /// The message has been printed already; exit with this code.
     Silent(i32),
 }
