@@ -1378,6 +1378,19 @@ mod tests {
                 "agent-procs(1) does not document --{flag}"
             );
         }
+        // A one-letter form is tagged beside its long flag, as `.BR \-q ", " \-\-quiet`.
+        for f in COMMAND_TABLE.iter().flat_map(|spec| spec.flags) {
+            let Some(c) = f.short else { continue };
+            let long = format!(r"\-\-{}", f.name.replace('-', r"\-"));
+            let short = format!(r"\-{c}");
+            assert!(
+                page.lines()
+                    .any(|line| line.contains(&long)
+                        && line.split([' ', '"']).any(|word| word == short)),
+                "agent-procs(1) does not give -{c} beside --{}",
+                f.name
+            );
+        }
         // COMPATIBILITY names the 0.6 options this version does not have yet; they
         // must stay unknown to the parser until they are documented properly.
         let not_yet: [&str; 0] = [];
