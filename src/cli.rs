@@ -121,9 +121,10 @@ impl Flag {
     }
 
     /// Its lines in the options section: `  -q, --quiet     print …`, the help
-    /// starting in column 18, under the flag when the flag is wider.
+    /// indented by 18 columns, and under the flag when the flag is too wide.
     fn write_option(&self, out: &mut String) {
         const COLUMN: usize = 16;
+        let indent = " ".repeat(COLUMN + 2);
         let start = out.len();
         out.push_str("  ");
         if let Some(c) = self.short {
@@ -140,9 +141,9 @@ impl Flag {
             out.extend(std::iter::repeat_n(' ', COLUMN - width));
         } else {
             out.push('\n');
-            out.push_str(&" ".repeat(COLUMN + 2));
+            out.push_str(&indent);
         }
-        out.push_str(&self.help.replace('\n', "\n                  "));
+        out.push_str(&self.help.replace('\n', &format!("\n{indent}")));
     }
 }
 
