@@ -66,31 +66,163 @@ pub enum Takes {
     Path,
 }
 
+/// One flag of a command, as its table entry holds it: what the parser takes
+/// (tests keep the two in step), what the completion scripts offer, and the
+/// flag's lines in the options section of `--help`.
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    /// The long name, without the `--`.
+    pub name: &'static str,
+    /// The one-letter form, as `q` for `-q, --quiet`.
+    pub short: Option<char>,
+    pub takes: Takes,
+    /// What the options section calls the value (`N`, `PATH`); "" for none.
+    pub value: &'static str,
+    /// The help beside the flag; each `\n` starts a line under it.
+    pub help: &'static str,
+}
+
+impl Flag {
+    /// `--name`, taking nothing.
+    pub const fn switch(name: &'static str, help: &'static str) -> Flag {
+        Flag {
+            name,
+            short: None,
+            takes: Takes::Nothing,
+            value: "",
+            help,
+        }
+    }
+
+    /// `--name VALUE`, a value with nothing to offer.
+    pub const fn word(name: &'static str, value: &'static str, help: &'static str) -> Flag {
+        Flag {
+            takes: Takes::Word,
+            value,
+            ..Flag::switch(name, help)
+        }
+    }
+
+    /// `--name PATH`, a file or directory name.
+    pub const fn path(name: &'static str, value: &'static str, help: &'static str) -> Flag {
+        Flag {
+            takes: Takes::Path,
+            value,
+            ..Flag::switch(name, help)
+        }
+    }
+
+    /// The same flag, also taken as `-c`.
+    pub const fn or_short(self, c: char) -> Flag {
+        Flag {
+            short: Some(c),
+            ..self
+        }
+    }
+
+    /// Its lines in the options section: `  -q, --quiet     print …`, the help
+    /// indented by 18 columns, and under the flag when the flag is too wide.
+    fn write_option(&self, out: &mut String) {
+        const COLUMN: usize = 16;
+        let indent = " ".repeat(COLUMN + 2);
+        let start = out.len();
+        out.push_str("  ");
+        if let Some(c) = self.short {
+            out.extend(['-', c, ',', ' ']);
+        }
+        out.push_str("--");
+        out.push_str(self.name);
+        if !self.value.is_empty() {
+            out.push(' ');
+            out.push_str(self.value);
+        }
+        let width = out.len() - start - 2;
+        if width < COLUMN {
+            out.extend(std::iter::repeat_n(' ', COLUMN - width));
+        } else {
+            out.push('\n');
+            out.push_str(&indent);
+        }
+        out.push_str(&self.help.replace('\n', &format!("\n{indent}")));
+    }
+}
+
+/// `--session NAME` as most commands show it.
+pub const SESSION_FLAG: Flag = Flag::word("session", "NAME", "session to use (default: default)");
+/// `-q, --quiet`, for the commands that print a result.
+pub const QUIET_FLAG: Flag = Flag::switch(
+    "quiet",
+    "print nothing on success (errors still go to stderr)",
+)
+.or_short('q');
+/// `--json` for the commands whose result is one object.
+pub const JSON_FLAG: Flag = Flag::switch(
+    "json",
+    "print one JSON object, with schema: 1, instead of text",
+);
+
 /// One command: the entry of the command table (`cmd::COMMANDS`) that drives
 /// `--help` and `help CMD`, the did-you-mean suggestions, the completion
 /// scripts and the man-page check. Each command's file in `cmd/` declares its
-/// own; unit tests keep `flags` in step with `parse` and with `usage`.
+/// own; unit tests keep `flags` in step with `parse` and with the man page.
 pub struct CommandSpec {
     pub name: &'static str,
     /// One line for completion menus.
     pub about: &'static str,
-    /// What `COMMAND --help` prints; its first paragraph is the synopsis a
-    /// usage error repeats.
+    /// What `COMMAND --help` prints above its options; its first paragraph
+    /// is the synopsis a usage error repeats.
     pub usage: &'static str,
+    /// What `COMMAND --help` prints below its options ("" for nothing).
+    pub after: &'static str,
     /// Words that may stand first after the command, as in `session list`.
     pub subcommands: &'static [&'static str],
-    /// Long flags without the `--`, besides `COMMON_FLAGS`.
-    pub flags: &'static [(&'static str, Takes)],
+    /// Its flags, in the order its options section lists them. `COMMON_FLAGS`
+    /// not listed here are taken all the same, and not shown.
+    pub flags: &'static [Flag],
     /// The first plain argument names a process.
     pub takes_process: bool,
     /// Reads the arguments after the command's name.
     pub parse: fn(&mut Args<'_>) -> Result<Command>,
 }
 
+impl CommandSpec {
+    /// What `COMMAND --help` and `help COMMAND` print: the usage, the options
+    /// section written from `flags`, and what comes after it.
+    pub fn help(&self) -> String {
+        let mut out = String::from(self.usage);
+        if !self.flags.is_empty() {
+            out.push_str("\n\noptions:");
+            for flag in self.flags {
+                out.push('\n');
+                flag.write_option(&mut out);
+            }
+        }
+        if !self.after.is_empty() {
+            out.push_str("\n\n");
+            out.push_str(self.after);
+        }
+        out
+    }
+
+    /// Its own flags, then the `COMMON_FLAGS` it does not list: every long
+    /// flag it takes, for completions and suggestions.
+    pub fn all_flags(&self) -> impl Iterator<Item = &'static Flag> {
+        let own = self.flags;
+        own.iter().chain(
+            COMMON_FLAGS
+                .iter()
+                .filter(|c| !own.iter().any(|f| f.name == c.name)),
+        )
+    }
+}
+
 /// Flags every command takes, before or after it.
-pub const COMMON_FLAGS: &[(&str, Takes)] = &[("session", Takes::Word), ("help", Takes::Nothing)];
+pub const COMMON_FLAGS: &[Flag] = &[
+    SESSION_FLAG,
+    Flag::switch("help", "show this help").or_short('h'),
+];
 /// Flags taken only before the command, besides `COMMON_FLAGS`.
-pub const TOP_FLAGS: &[(&str, Takes)] = &[("version", Takes::Nothing)];
+pub const TOP_FLAGS: &[Flag] = &[Flag::switch("version", "show the version").or_short('V')];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
@@ -145,7 +277,7 @@ pub enum Command {
     Config(ConfigArgs),
     Export(ExportArgs),
     Completions(Shell),
-    Help(&'static str),
+    Help(String),
     Version,
     /// `mcp`: the Model Context Protocol server on stdio.
     Mcp,
@@ -491,7 +623,9 @@ pub fn common(arg: Other, a: &mut Args<'_>) -> Result<()> {
             a.globals.quiet = true;
             Ok(())
         }
-        Other::Help => Err(Error::Help(a.usage)),
+        Other::Help => Err(Error::Help(
+            a.spec.map_or_else(|| a.usage.into(), CommandSpec::help),
+        )),
         Other::Stray(msg) => Err(a.error(msg)),
         Other::Unknown(flag) => Err(unknown_option(&flag, a.spec)),
     }
@@ -537,7 +671,7 @@ fn before_command(
         };
         match arg {
             Long("session") => globals.session = session_name(p.value()?, USAGE)?,
-            Short('h') | Long("help") => return Ok(Err(Command::Help(USAGE))),
+            Short('h') | Long("help") => return Ok(Err(Command::Help(USAGE.into()))),
             Short('V') | Long("version") => return Ok(Err(Command::Version)),
             Value(cmd) => return Ok(Ok(string(cmd, "the command", USAGE)?)),
             Long(flag) => return Err(unknown_option(&format!("--{flag}"), None)),
@@ -618,12 +752,12 @@ fn parse_help(a: &mut Args<'_>, commands: &'static [&'static CommandSpec]) -> Re
         }
     }
     let Some(topic) = topic else {
-        return Ok(Command::Help(USAGE));
+        return Ok(Command::Help(USAGE.into()));
     };
     match parse([topic, OsString::from("--help")], commands) {
         Err(Error::Help(usage)) => Ok(Command::Help(usage)),
         Err(e) => Err(e),
-        Ok(_) => Ok(Command::Help(USAGE)),
+        Ok(_) => Ok(Command::Help(USAGE.into())),
     }
 }
 
@@ -655,9 +789,9 @@ fn parse_daemon(a: &mut Args<'_>) -> Result<Command> {
 /// `unknown option '--jsn' for status; did you mean '--json'?`, or, with nothing
 /// close, where to look. One line, no usage dump: the hint is the useful part.
 fn unknown_option(flag: &str, spec: Option<&CommandSpec>) -> Error {
-    let own: &[(&str, Takes)] = spec.map_or(TOP_FLAGS, |s| s.flags);
+    let own = spec.map_or(TOP_FLAGS, |s| s.flags);
     let close = flag.strip_prefix("--").and_then(|typed| {
-        let flags = own.iter().chain(COMMON_FLAGS).map(|(f, _)| *f);
+        let flags = own.iter().chain(COMMON_FLAGS).map(|f| f.name);
         closest(typed, flags)
     });
     let (for_command, help) = match spec {
@@ -888,7 +1022,7 @@ mod tests {
             let Err(Error::Help(usage)) = parse_str(&format!("{} --help", spec.name)) else {
                 panic!("{} --help gives no usage", spec.name)
             };
-            assert_eq!(usage, spec.usage, "{}", spec.name);
+            assert_eq!(usage, spec.help(), "{}", spec.name);
             let name = usage
                 .strip_prefix("usage: agent-procs ")
                 .and_then(|rest| rest.split_whitespace().next());
@@ -903,8 +1037,8 @@ mod tests {
 
     #[test]
     fn help_command_is_the_commands_own_help() {
-        assert_eq!(command("help"), Command::Help(USAGE));
-        assert_eq!(command("help help"), Command::Help(USAGE));
+        assert_eq!(command("help"), Command::Help(USAGE.into()));
+        assert_eq!(command("help help"), Command::Help(USAGE.into()));
         for spec in COMMAND_TABLE {
             let Err(Error::Help(usage)) = parse_str(&format!("{} --help", spec.name)) else {
                 panic!("{} --help gives no usage", spec.name)
@@ -945,11 +1079,11 @@ mod tests {
 
     #[test]
     fn help_and_version_are_commands_of_their_own() {
-        assert_eq!(command("--help"), Command::Help(USAGE));
+        assert_eq!(command("--help"), Command::Help(USAGE.into()));
         assert_eq!(command("-V"), Command::Version);
         assert!(matches!(
             parse_str("logs --help"),
-            Err(Error::Help(u)) if u == crate::cmd::logs::LOGS.usage
+            Err(Error::Help(u)) if u == crate::cmd::logs::LOGS.help()
         ));
     }
 
@@ -979,6 +1113,19 @@ mod tests {
         matches!(result, Err(Error::Usage { msg, .. }) if refusals.iter().any(|r| msg.contains(r)))
     }
 
+    /// The command with its first subcommand or a process name: where a flag
+    /// of `spec` can stand.
+    fn head_of(spec: &CommandSpec) -> String {
+        let mut head = spec.name.to_string();
+        if let Some(sub) = spec.subcommands.first() {
+            head = format!("{head} {sub}");
+        }
+        if spec.takes_process {
+            head = format!("{head} web");
+        }
+        head
+    }
+
     #[test]
     fn completion_table_agrees_with_the_parser() {
         let names: Vec<&str> = COMMAND_TABLE.iter().map(|c| c.name).collect();
@@ -988,24 +1135,23 @@ mod tests {
                 let line = format!("{} {sub}", spec.name);
                 assert!(!refuses_flag(&parse_str(&line)), "{line} is refused");
             }
-            // The command with its first subcommand or a process name, then the flag.
-            let mut head = spec.name.to_string();
-            if let Some(sub) = spec.subcommands.first() {
-                head = format!("{head} {sub}");
-            }
-            if spec.takes_process {
-                head = format!("{head} web");
-            }
-            for &(flag, takes) in spec.flags.iter().chain(COMMON_FLAGS) {
+            let head = head_of(spec);
+            for f in spec.flags.iter().chain(COMMON_FLAGS) {
+                let flag = f.name;
                 // Accepted, though the line may still fail a later check.
-                let given = match takes {
+                let given = match f.takes {
                     Takes::Nothing => format!("{head} --{flag}"),
                     Takes::Word | Takes::Path => format!("{head} --{flag}=1"),
                 };
                 let result = parse_str(&given);
                 assert!(!refuses_flag(&result), "{given}: {result:?}");
+                if let Some(c) = f.short {
+                    let short = given.replace(&format!("--{flag}"), &format!("-{c}"));
+                    let same = parse_str(&short);
+                    assert!(!refuses_flag(&same), "{short}: {same:?}");
+                }
                 // And it takes a value exactly when the table says so.
-                let (wrong, want) = match takes {
+                let (wrong, want) = match f.takes {
                     Takes::Nothing if flag == "help" => continue, // ends parsing at once
                     Takes::Nothing => (format!("{head} --{flag}=1"), "unexpected argument for"),
                     Takes::Word | Takes::Path => (format!("{head} --{flag}"), "missing argument"),
@@ -1020,40 +1166,108 @@ mod tests {
         assert_eq!(parse_str("--session=s status").unwrap().session, "s");
     }
 
+    /// The flags an options section shows: each entry's long name, and its
+    /// one-letter form as `-c`.
+    fn options_shown(help: &str) -> std::collections::BTreeSet<String> {
+        let section = help
+            .split("\n\noptions:\n")
+            .nth(1)
+            .and_then(|s| s.split("\n\n").next())
+            .unwrap_or_default();
+        let mut shown = std::collections::BTreeSet::new();
+        for line in section.lines().filter(|l| l.starts_with("  -")) {
+            for word in line.split_whitespace().take(2) {
+                let word = word.trim_end_matches(',');
+                if let Some(long) = word.strip_prefix("--") {
+                    shown.insert(long.to_string());
+                } else if word.len() == 2 && word.starts_with('-') {
+                    shown.insert(word.to_string());
+                }
+            }
+        }
+        shown
+    }
+
+    /// Whether the parser takes `flag` (`--long` or `-c`) after `head`: its
+    /// value may be missing, but it is neither unknown nor refused for the command.
+    fn parser_takes(head: &str, flag: &str) -> bool {
+        let refusals = ["unknown option", "does not go with this command"];
+        let result = parse_str(&format!("{head} {flag}"));
+        !matches!(&result, Err(Error::Usage { msg, .. }) if refusals.iter().any(|r| msg.contains(r)))
+    }
+
+    /// Every flag the parser takes is in the command's options section, and
+    /// every flag there is taken: the section is read back from `--help` as
+    /// printed, and the parser is asked about every flag any command has and
+    /// every letter. Only `--help` and `--session`, which every command takes
+    /// and the top-level help lists, may be left out.
+    #[test]
+    fn options_section_shows_exactly_the_flags_the_parser_takes() {
+        let mut candidates: std::collections::BTreeSet<String> = (b'a'..=b'z')
+            .chain(b'A'..=b'Z')
+            .map(|c| format!("-{}", c as char))
+            .collect();
+        for spec in COMMAND_TABLE {
+            candidates.extend(spec.flags.iter().map(|f| format!("--{}", f.name)));
+        }
+        candidates.extend(TOP_FLAGS.iter().map(|f| format!("--{}", f.name)));
+        let mut wrong = Vec::new();
+        for spec in COMMAND_TABLE {
+            let shown = options_shown(&spec.help());
+            let head = head_of(spec);
+            for flag in &candidates {
+                let is_shown = shown.contains(flag.trim_start_matches("--"));
+                let common = ["--help", "-h", "--session"].contains(&flag.as_str());
+                let taken = parser_takes(&head, flag);
+                if !(is_shown == taken || (common && taken)) {
+                    wrong.push(format!(
+                        "{}: the parser {} {flag}, its options section {}",
+                        spec.name,
+                        if taken { "takes" } else { "refuses" },
+                        if is_shown { "shows it" } else { "does not" },
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
     #[test]
     fn completion_table_has_every_flag_of_the_usage_texts() {
         let mut kinds = std::collections::BTreeMap::new();
-        for &(flag, takes) in COMMON_FLAGS.iter().chain(TOP_FLAGS) {
-            kinds.insert(flag, takes);
+        for f in COMMON_FLAGS.iter().chain(TOP_FLAGS) {
+            kinds.insert(f.name, f.takes);
         }
         for spec in COMMAND_TABLE {
-            let Err(Error::Help(usage)) = parse_str(&format!("{} --help", spec.name)) else {
+            let Err(Error::Help(help)) = parse_str(&format!("{} --help", spec.name)) else {
                 panic!("{} --help gives no usage", spec.name)
             };
-            let own: std::collections::BTreeSet<&str> = spec.flags.iter().map(|f| f.0).collect();
-            let in_usage = long_flags(usage, "-");
-            for flag in &in_usage {
+            let own: std::collections::BTreeSet<&str> = spec.flags.iter().map(|f| f.name).collect();
+            // The synopsis and the prose name no flag the table lacks.
+            for flag in &long_flags(&help, "-") {
                 let known =
-                    own.contains(flag.as_str()) || COMMON_FLAGS.iter().any(|(f, _)| f == flag);
+                    own.contains(flag.as_str()) || COMMON_FLAGS.iter().any(|f| f.name == flag);
                 assert!(
                     known,
                     "{} --{flag} is in its usage, not in COMMAND_TABLE",
                     spec.name
                 );
             }
-            for flag in &own {
-                assert!(
-                    in_usage.contains(*flag),
-                    "{} --{flag} is in COMMAND_TABLE, not in its usage",
-                    spec.name
-                );
-            }
-            // The scripts skip a flag's value by the flag's name alone.
-            for &(flag, takes) in spec.flags {
-                let first = *kinds.entry(flag).or_insert(takes);
+            for f in spec.flags {
+                // The scripts skip a flag's value by the flag's name alone.
+                let first = *kinds.entry(f.name).or_insert(f.takes);
                 assert_eq!(
-                    first, takes,
-                    "--{flag} takes different things in different commands"
+                    first, f.takes,
+                    "--{} takes different things in different commands",
+                    f.name
+                );
+                // A value is named exactly when one is taken.
+                assert_eq!(
+                    f.value.is_empty(),
+                    f.takes == Takes::Nothing,
+                    "{} --{}",
+                    spec.name,
+                    f.name
                 );
             }
             // Menus show these in single quotes.
@@ -1065,6 +1279,27 @@ mod tests {
                 "--{flag} is in USAGE, not in the table"
             );
         }
+    }
+
+    #[test]
+    fn options_are_written_in_two_columns() {
+        let mut out = String::new();
+        Flag::word("tail", "N", "show the last N lines\nor more")
+            .or_short('n')
+            .write_option(&mut out);
+        assert_eq!(
+            out,
+            "  -n, --tail N    show the last N lines\n                  or more"
+        );
+        // A flag as wide as the column puts its help under it.
+        let mut out = String::new();
+        Flag::word("max-restarts", "N", "give up").write_option(&mut out);
+        assert_eq!(out, "  --max-restarts N\n                  give up");
+        let mut out = String::new();
+        Flag::switch("resources", "add")
+            .or_short('r')
+            .write_option(&mut out);
+        assert_eq!(out, "  -r, --resources add");
     }
 
     /// The long options in `text`: `--word` with `dash` standing for one hyphen
@@ -1101,9 +1336,9 @@ mod tests {
     fn man_page_documents_every_command_and_flag() {
         let page = include_str!("../man/agent-procs.1");
         // The top-level usage and every command's, from the table.
-        let usages: Vec<&str> = [USAGE]
+        let usages: Vec<String> = [USAGE.to_string()]
             .into_iter()
-            .chain(COMMAND_TABLE.iter().map(|spec| spec.usage))
+            .chain(COMMAND_TABLE.iter().map(|spec| spec.help()))
             .collect();
 
         // Every command is the tag of an entry in COMMANDS.
@@ -1142,6 +1377,19 @@ mod tests {
             assert!(
                 in_page.contains(flag),
                 "agent-procs(1) does not document --{flag}"
+            );
+        }
+        // A one-letter form is tagged beside its long flag, as `.BR \-q ", " \-\-quiet`.
+        for f in COMMAND_TABLE.iter().flat_map(|spec| spec.flags) {
+            let Some(c) = f.short else { continue };
+            let long = format!(r"\-\-{}", f.name.replace('-', r"\-"));
+            let short = format!(r"\-{c}");
+            assert!(
+                page.lines()
+                    .any(|line| line.contains(&long)
+                        && line.split([' ', '"']).any(|word| word == short)),
+                "agent-procs(1) does not give -{c} beside --{}",
+                f.name
             );
         }
         // COMPATIBILITY names the 0.6 options this version does not have yet; they

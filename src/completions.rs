@@ -19,13 +19,9 @@ pub fn script(shell: Shell, commands: &[&CommandSpec]) -> String {
     }
 }
 
-/// `--flag` for each flag a command takes, the common ones last.
+/// `--flag` for each flag a command takes, the common ones it does not list last.
 fn command_flags(spec: &CommandSpec) -> Vec<String> {
-    spec.flags
-        .iter()
-        .chain(COMMON_FLAGS)
-        .map(|(flag, _)| format!("--{flag}"))
-        .collect()
+    spec.all_flags().map(|f| format!("--{}", f.name)).collect()
 }
 
 /// `--flag` for each flag taken before any command.
@@ -33,7 +29,7 @@ fn top_flags() -> Vec<String> {
     COMMON_FLAGS
         .iter()
         .chain(TOP_FLAGS)
-        .map(|(flag, _)| format!("--{flag}"))
+        .map(|f| format!("--{}", f.name))
         .collect()
 }
 
@@ -46,8 +42,8 @@ fn flags_taking(commands: &[&CommandSpec], kind: Takes) -> Vec<String> {
         .flat_map(|spec| spec.flags)
         .chain(COMMON_FLAGS)
         .chain(TOP_FLAGS)
-        .filter(|&&(flag, takes)| takes == kind && flag != "session")
-        .map(|(flag, _)| format!("--{flag}"))
+        .filter(|f| f.takes == kind && f.name != "session")
+        .map(|f| format!("--{}", f.name))
         .collect();
     flags.sort_unstable();
     flags.dedup();
@@ -308,8 +304,8 @@ fn fish(commands: &[&CommandSpec]) -> String {
             "complete -c agent-procs -n '{condition}' -l {flag}{value}"
         );
     };
-    for &(flag, takes) in COMMON_FLAGS.iter().chain(TOP_FLAGS) {
-        flag_line(&mut out, "__agent_procs_at ''", flag, takes);
+    for f in COMMON_FLAGS.iter().chain(TOP_FLAGS) {
+        flag_line(&mut out, "__agent_procs_at ''", f.name, f.takes);
     }
     for spec in commands {
         let _ = writeln!(
@@ -320,8 +316,8 @@ fn fish(commands: &[&CommandSpec]) -> String {
     }
     for spec in commands {
         let at = format!("__agent_procs_at {}", spec.name);
-        for &(flag, takes) in spec.flags.iter().chain(COMMON_FLAGS) {
-            flag_line(&mut out, &at, flag, takes);
+        for f in spec.all_flags() {
+            flag_line(&mut out, &at, f.name, f.takes);
         }
         if !spec.subcommands.is_empty() {
             let _ = writeln!(
@@ -350,8 +346,9 @@ mod tests {
             let text = script(shell, crate::cmd::COMMANDS);
             for spec in crate::cmd::COMMANDS {
                 assert!(text.contains(spec.name), "{shell:?}: {}", spec.name);
-                for (flag, _) in spec.flags {
-                    assert!(text.contains(flag), "{shell:?}: {} --{flag}", spec.name);
+                for flag in spec.flags {
+                    let name = flag.name;
+                    assert!(text.contains(name), "{shell:?}: {} --{name}", spec.name);
                 }
                 for sub in spec.subcommands {
                     assert!(text.contains(sub), "{shell:?}: {} {sub}", spec.name);

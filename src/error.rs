@@ -17,8 +17,8 @@ pub enum Error {
     NotFound(String),
     /// Anything else that went wrong, already worded for the user (exit 1).
     Failed(String),
-    /// `--help` for a command: print this usage on stdout and exit 0.
-    Help(&'static str),
+    /// `--help` for a command: print this help on stdout and exit 0.
+    Help(String),
     /// The message has been printed already; exit with this code.
     Silent(i32),
 }

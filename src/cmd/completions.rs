@@ -9,6 +9,7 @@ pub static COMPLETIONS: CommandSpec = CommandSpec {
     name: "completions",
     about: "print a shell completion script",
     usage: COMPLETIONS_USAGE,
+    after: "",
     subcommands: &["bash", "zsh", "fish"],
     flags: &[],
     takes_process: false,

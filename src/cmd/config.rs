@@ -1,7 +1,7 @@
 //! `agent-procs config check|show`: find and load the config file, then print the
 //! verdict or the resolved config. No daemon is involved; the rules are in `config.rs`.
 
-use crate::cli::{Args, Command, CommandSpec, ConfigArgs, Takes, common, other};
+use crate::cli::{Args, Command, CommandSpec, ConfigArgs, Flag, SESSION_FLAG, common, other};
 use crate::config::{self, Config, ConfigError, Process};
 use crate::error::{Context, Error, Result};
 use lexopt::prelude::*;
@@ -12,8 +12,21 @@ pub static CONFIG: CommandSpec = CommandSpec {
     name: "config",
     about: "validate agent-procs.yaml, or print it as JSON",
     usage: CONFIG_USAGE,
+    after: "",
     subcommands: &["check", "show"],
-    flags: &[("config", Takes::Path), ("json", Takes::Nothing)],
+    flags: &[
+        Flag::path(
+            "config",
+            "PATH",
+            "the config file to read instead of searching for agent-procs.yaml",
+        ),
+        Flag::switch(
+            "json",
+            "print the verdict (or, for show, the config) as JSON on stdout;\n\
+             show prints nothing but JSON, so it needs --json",
+        ),
+        SESSION_FLAG,
+    ],
     takes_process: false,
     parse,
 };
@@ -29,13 +42,7 @@ FILE:LINE:COL: KEY.PATH: MESSAGE, all of them in one run.
 
 check   exit 0 and print FILE: ok (N processes), or exit 1 listing every problem
 show    print the resolved config as JSON: cwd absolute, env values as strings,
-        depends_on as lists, defaults filled in, and the start order
-
-options:
-  --config PATH   the config file to read instead of searching for agent-procs.yaml
-  --json          print the verdict (or, for show, the config) as JSON on stdout;
-                  show prints nothing but JSON, so it needs --json
-  --session NAME  session to use (default: default)";
+        depends_on as lists, defaults filled in, and the start order";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     let mut sub = None;

@@ -1,6 +1,6 @@
 //! `down`: stop every process and the daemon, and return once it is gone.
 
-use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
+use crate::cli::{Args, Command, CommandSpec, Flag, JSON_FLAG, QUIET_FLAG, common, other};
 use crate::client::{Conn, Output, project, unexpected, warn_survivors};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
@@ -13,11 +13,21 @@ pub static DOWN: CommandSpec = CommandSpec {
     name: "down",
     about: "stop everything and shut the daemon down",
     usage: DOWN_USAGE,
+    after: "",
     subcommands: &[],
     flags: &[
-        ("config", Takes::Path),
-        ("json", Takes::Nothing),
-        ("quiet", Takes::Nothing),
+        Flag::path(
+            "config",
+            "PATH",
+            "read the session name from this config file",
+        ),
+        JSON_FLAG,
+        QUIET_FLAG,
+        Flag::word(
+            "session",
+            "NAME",
+            "session to use (default: the config's session, else default)",
+        ),
     ],
     takes_process: false,
     parse,
@@ -30,13 +40,7 @@ Stop every process of the session (dependents before what they depend on, each
 with its stop_timeout) and shut its daemon down; its socket, pid and lock files
 go, its logs stay. Processes that left their group with setsid and outlived
 the stops are named on stderr. With no daemon running there is nothing to do,
-and down says so and exits 0.
-
-options:
-  --config PATH   read the session name from this config file
-  --json          print one JSON object, with schema: 1, instead of text
-  -q, --quiet     print nothing on success (errors still go to stderr)
-  --session NAME  session to use (default: the config's session, else default)";
+and down says so and exits 0.";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     let mut config = None;

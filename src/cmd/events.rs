@@ -1,6 +1,6 @@
 //! `events`: stream the daemon's events, as text or JSON lines.
 
-use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
+use crate::cli::{Args, Command, CommandSpec, Flag, SESSION_FLAG, common, other};
 use crate::client::{Conn, daemon_error, unexpected, write_stdout};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
@@ -12,8 +12,17 @@ pub static EVENTS: CommandSpec = CommandSpec {
     name: "events",
     about: "stream state changes as they happen",
     usage: EVENTS_USAGE,
+    after: "",
     subcommands: &[],
-    flags: &[("since", Takes::Word), ("json", Takes::Nothing)],
+    flags: &[
+        Flag::word(
+            "since",
+            "SEQ",
+            "replay the held events after sequence number SEQ first (0: all)",
+        ),
+        Flag::switch("json", "print each event as one JSON object per line"),
+        SESSION_FLAG,
+    ],
     takes_process: false,
     parse,
 };
@@ -25,12 +34,7 @@ Print each state change of the session's processes as it happens: started,
 ready, exited, stopping, stopped, restarting, backoff, failed, watch_triggered. Each event
 has a sequence number; --since SEQ first replays the events after SEQ that the
 daemon still holds (the last 1024), so a reader that reconnects misses nothing.
-Runs until interrupted or until the daemon exits.
-
-options:
-  --since SEQ     replay the held events after sequence number SEQ first (0: all)
-  --json          print each event as one JSON object per line
-  --session NAME  session to use (default: default)";
+Runs until interrupted or until the daemon exits.";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     let (mut since, mut json) = (None, false);

@@ -2,7 +2,7 @@
 //! does, pick the processes, read their env files, let `export.rs` build the
 //! files, then print them or write them into `--dir`, and say how to start them.
 
-use crate::cli::{Args, Command, CommandSpec, ExportArgs, ExportFormat, Takes, common, other};
+use crate::cli::{Args, Command, CommandSpec, ExportArgs, ExportFormat, Flag, common, other};
 use crate::client::project;
 use crate::config::{Config, Process};
 use crate::error::{Context, Error, Result};
@@ -18,15 +18,47 @@ pub static EXPORT: CommandSpec = CommandSpec {
     name: "export",
     about: "write systemd units or a Procfile from agent-procs.yaml",
     usage: EXPORT_USAGE,
+    after: "",
     subcommands: &["systemd", "procfile"],
     flags: &[
-        ("dir", Takes::Path),
-        ("force", Takes::Nothing),
-        ("user", Takes::Nothing),
-        ("prefix", Takes::Word),
-        ("only", Takes::Word),
-        ("config", Takes::Path),
-        ("json", Takes::Nothing),
+        Flag::path(
+            "dir",
+            "D",
+            "write the files into D (created if needed), mode 0644 (0600\n\
+             for files holding values from an env_file)",
+        ),
+        Flag::switch("force", "replace files in D that exist with other contents"),
+        Flag::switch(
+            "user",
+            "systemd: units for systemctl --user (WantedBy=default.target\n\
+             instead of multi-user.target)",
+        ),
+        Flag::word(
+            "prefix",
+            "P",
+            "systemd: name the units P-NAME.service and P.target",
+        ),
+        Flag::word(
+            "only",
+            "NAME,...",
+            "export only these (and what they depend on)",
+        ),
+        Flag::path(
+            "config",
+            "PATH",
+            "the config file to read instead of searching for agent-procs.yaml",
+        ),
+        Flag::switch(
+            "json",
+            "print {schema: 1, files: [{path, contents, mode}], warnings,\n\
+             commands} as JSON instead",
+        ),
+        Flag::word(
+            "session",
+            "NAME",
+            "session named in the units (default: the config's session,\n\
+             else default)",
+        ),
     ],
     takes_process: false,
     parse,
@@ -51,21 +83,7 @@ procfile  a Procfile of NAME: COMMAND lines, for honcho, foreman or overmind
 Without --dir the files go to stdout, each after a `# file: NAME` line, and the
 commands to load and start them go to stderr. What the target cannot express
 (readiness checks, watch, the proxy, ...) is written as a comment and reported
-as a warning; a value it cannot carry is refused, naming the process and key.
-
-options:
-  --dir D         write the files into D (created if needed), mode 0644 (0600
-                  for files holding values from an env_file)
-  --force         replace files in D that exist with other contents
-  --user          systemd: units for systemctl --user (WantedBy=default.target
-                  instead of multi-user.target)
-  --prefix P      systemd: name the units P-NAME.service and P.target
-  --only NAME,... export only these (and what they depend on)
-  --config PATH   the config file to read instead of searching for agent-procs.yaml
-  --json          print {schema: 1, files: [{path, contents, mode}], warnings,
-                  commands} as JSON instead
-  --session NAME  session named in the units (default: the config's session,
-                  else default)";
+as a warning; a value it cannot carry is refused, naming the process and key.";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     let mut format = None;

@@ -1,7 +1,8 @@
 //! `logs`: print from the files (no daemon needed), or follow through the daemon.
 
 use crate::cli::{
-    Args, Command, CommandSpec, LogsArgs, Runs, SinceArg, Takes, common, other, parse_since,
+    Args, Command, CommandSpec, Flag, LogsArgs, Runs, SESSION_FLAG, SinceArg, common, other,
+    parse_since,
 };
 use crate::client::{Conn, daemon_error, read_logs, render_line, unexpected, write_stdout};
 use crate::error::Result;
@@ -15,26 +16,90 @@ pub static LOGS: CommandSpec = CommandSpec {
     name: "logs",
     about: "print the output of a process",
     usage: LOGS_USAGE,
+    after: "",
     subcommands: &[],
     flags: &[
-        ("tail", Takes::Word),
-        ("stderr", Takes::Nothing),
-        ("both", Takes::Nothing),
-        ("all", Takes::Nothing),
-        ("follow", Takes::Nothing),
-        ("timeout", Takes::Word),
-        ("lines", Takes::Word),
-        ("since", Takes::Word),
-        ("after", Takes::Word),
-        ("grep", Takes::Word),
-        ("regex", Takes::Nothing),
-        ("ignore-case", Takes::Nothing),
-        ("context", Takes::Word),
-        ("timestamps", Takes::Nothing),
-        ("json", Takes::Nothing),
-        ("max-bytes", Takes::Word),
-        ("cursor", Takes::Nothing),
-        ("runs", Takes::Word),
+        Flag::word(
+            "tail",
+            "N",
+            "show the last N lines, or with --grep the last N matches\n\
+             (default: 100, or everything with --since, --after or --grep)",
+        )
+        .or_short('n'),
+        Flag::word(
+            "runs",
+            "N|all",
+            "cover the last N runs of each process, or every run kept\n\
+             (default: 1, or all with --since or --after)",
+        ),
+        Flag::switch("stderr", "show stderr instead of stdout"),
+        Flag::switch(
+            "both",
+            "show stdout and stderr; stderr lines are marked err| or [name:err]",
+        ),
+        Flag::switch(
+            "all",
+            "show every process of the running daemon (or of the last one),\n\
+             lines prefixed with [name]",
+        ),
+        Flag::word(
+            "since",
+            "WHEN",
+            "only output from WHEN on, across runs: 30s, 5m, 2h, 1d ago,\n\
+             restart (the latest start of the process) or start (everything kept)",
+        ),
+        Flag::word(
+            "after",
+            "CURSOR",
+            "only output after CURSOR (from --json or --cursor), across runs, so\n\
+             a poller never reads a line twice or misses one",
+        ),
+        Flag::word(
+            "grep",
+            "PAT",
+            "only lines containing PAT; exit 1 when no line matches, as\n\
+             grep does",
+        ),
+        Flag::switch("regex", "PAT is a regular expression"),
+        Flag::switch("ignore-case", "match PAT regardless of case").or_short('i'),
+        Flag::word(
+            "context",
+            "N",
+            "with --grep: N lines around each match; groups separated by --",
+        )
+        .or_short('C'),
+        Flag::switch(
+            "timestamps",
+            "prefix each line with the time it arrived (RFC 3339, UTC)",
+        ),
+        Flag::switch(
+            "json",
+            "JSON Lines: schema, process, stream, seq, time, line, cursor, run\n\
+             (+ context); no run markers",
+        ),
+        Flag::word(
+            "max-bytes",
+            "B",
+            "print at most B bytes, keeping the newest lines; says on stderr\n\
+             what was left out",
+        ),
+        Flag::switch(
+            "cursor",
+            "print the cursor after the last line on stderr (cursor: X)",
+        ),
+        Flag::switch(
+            "follow",
+            "replay the tail of the latest run (or of --runs), then stream new\n\
+             lines from the daemon; a run that starts meanwhile is marked",
+        )
+        .or_short('f'),
+        Flag::word(
+            "timeout",
+            "S",
+            "with --follow: stop after S seconds (default: 30)",
+        ),
+        Flag::word("lines", "N", "with --follow: stop after N new lines"),
+        SESSION_FLAG,
     ],
     takes_process: true,
     parse,
@@ -52,37 +117,7 @@ Print a process's captured output: its latest run (since it last started), unles
 directly, so this works after the daemon is gone. Lines of several streams or
 processes are interleaved in the order the daemon received them. When more than
 one run is printed, a line marks each start:
-  --- run 3 started 2026-12-07 16:40:01 UTC (pid 1234); previous run: exited 1 ---
-
-options:
-  -n, --tail N    show the last N lines, or with --grep the last N matches
-                  (default: 100, or everything with --since, --after or --grep)
-  --runs N|all    cover the last N runs of each process, or every run kept
-                  (default: 1, or all with --since or --after)
-  --stderr        show stderr instead of stdout
-  --both          show stdout and stderr; stderr lines are marked err| or [name:err]
-  --all           show every process of the running daemon (or of the last one),
-                  lines prefixed with [name]
-  --since WHEN    only output from WHEN on, across runs: 30s, 5m, 2h, 1d ago,
-                  restart (the latest start of the process) or start (everything kept)
-  --after CURSOR  only output after CURSOR (from --json or --cursor), across runs, so
-                  a poller never reads a line twice or misses one
-  --grep PAT      only lines containing PAT; exit 1 when no line matches, as
-                  grep does
-  --regex         PAT is a regular expression
-  --ignore-case   match PAT regardless of case
-  --context N     with --grep: N lines around each match; groups separated by --
-  --timestamps    prefix each line with the time it arrived (RFC 3339, UTC)
-  --json          JSON Lines: schema, process, stream, seq, time, line, cursor, run
-                  (+ context); no run markers
-  --max-bytes B   print at most B bytes, keeping the newest lines; says on stderr
-                  what was left out
-  --cursor        print the cursor after the last line on stderr (cursor: X)
-  --follow        replay the tail of the latest run (or of --runs), then stream new
-                  lines from the daemon; a run that starts meanwhile is marked
-  --timeout S     with --follow: stop after S seconds (default: 30)
-  --lines N       with --follow: stop after N new lines
-  --session NAME  session to use (default: default)";
+  --- run 3 started 2026-12-07 16:40:01 UTC (pid 1234); previous run: exited 1 ---";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     let mut l = LogsArgs {

@@ -1,7 +1,7 @@
 //! `mcp`: the Model Context Protocol server on stdio; its implementation is
 //! `crate::mcp`.
 
-use crate::cli::{Args, Command, CommandSpec, common, other};
+use crate::cli::{Args, Command, CommandSpec, Flag, common, other};
 use crate::error::Result;
 use std::path::PathBuf;
 
@@ -9,8 +9,14 @@ pub static MCP: CommandSpec = CommandSpec {
     name: "mcp",
     about: "serve the Model Context Protocol on stdin/stdout",
     usage: MCP_USAGE,
+    after: "",
     subcommands: &[],
-    flags: &[],
+    flags: &[Flag::word(
+        "session",
+        "NAME",
+        "session to use (default: $AGENT_PROCS_SESSION, else auto:\n\
+             one derived from the git worktree of the current directory)",
+    )],
     takes_process: false,
     parse,
 };
@@ -22,11 +28,7 @@ Serve the Model Context Protocol over stdio (JSON-RPC, one message per line) for
 coding agents, with the tools start, up, stop, restart, down, status, logs and
 wait, as a client of the session's daemon. Processes keep running when the
 agent disconnects; only the down tool stops them. Register it with, e.g.,
-claude mcp add agent-procs -- agent-procs mcp
-
-options:
-  --session NAME  session to use (default: $AGENT_PROCS_SESSION, else auto:
-                  one derived from the git worktree of the current directory)";
+claude mcp add agent-procs -- agent-procs mcp";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     while let Some(arg) = a.next_arg()? {

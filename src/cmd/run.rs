@@ -1,7 +1,10 @@
 //! `run` and `restart`: start a process (the daemon starts when none runs) or
 //! start it again, and say where it runs.
 
-use crate::cli::{Args, Command, CommandSpec, RestartArgs, RunArgs, Takes, common, other};
+use crate::cli::{
+    Args, Command, CommandSpec, Flag, JSON_FLAG, QUIET_FLAG, RestartArgs, RunArgs, SESSION_FLAG,
+    common, other,
+};
 use crate::client::{Conn, Output, caller_env, enable_proxy, one_status, unexpected};
 use crate::error::{Context, Error, Result};
 use crate::paths::SessionPaths;
@@ -14,23 +17,84 @@ pub static RUN: CommandSpec = CommandSpec {
     name: "run",
     about: "start a command in the background",
     usage: RUN_USAGE,
+    after: RUN_PRINTS,
     subcommands: &[],
     flags: &[
-        ("name", Takes::Word),
-        ("cwd", Takes::Path),
-        ("env", Takes::Word),
-        ("port", Takes::Word),
-        ("log-max-size", Takes::Word),
-        ("proxy", Takes::Nothing),
-        ("oneshot", Takes::Nothing),
-        ("autorestart", Takes::Word),
-        ("watch", Takes::Word),
-        ("watch-ignore", Takes::Word),
-        ("max-restarts", Takes::Word),
-        ("restart-delay", Takes::Word),
-        ("backoff", Takes::Word),
-        ("json", Takes::Nothing),
-        ("quiet", Takes::Nothing),
+        Flag::word(
+            "name",
+            "N",
+            "name of the process (default: its id, p1, p2, ...)",
+        ),
+        Flag::path(
+            "cwd",
+            "DIR",
+            "working directory (default: the current directory)",
+        ),
+        Flag::word(
+            "env",
+            "K=V",
+            "set a variable in the process's environment (repeatable)",
+        ),
+        Flag::word(
+            "port",
+            "P",
+            "the port the process listens on; sets PORT=P and HOST=127.0.0.1;\n\
+             if something listens there already, a warning names its pid",
+        ),
+        Flag::switch(
+            "proxy",
+            "serve it at http://N.localhost:PORT through the session's reverse\n\
+             proxy (127.0.0.1 and [::1], first free port from 9090); without\n\
+             --port the process gets a free port from 4000-4999",
+        ),
+        Flag::switch(
+            "oneshot",
+            "a setup step that runs to completion (status --json says\n\
+             oneshot: true); `agent-procs wait` tells if it succeeded",
+        ),
+        Flag::word(
+            "autorestart",
+            "MODE",
+            "restart it when it exits: always, on-failure (a non-zero exit or\n\
+             a signal), or never (the default); a stop turns it off until restart",
+        ),
+        Flag::word(
+            "max-restarts",
+            "N",
+            "give up after N automatic restarts (state failed); default no limit",
+        ),
+        Flag::word(
+            "restart-delay",
+            "MS",
+            "wait this long before each automatic restart (default 1000)",
+        ),
+        Flag::word(
+            "backoff",
+            "exponential",
+            "double the delay after each quick death, up to 30 s; reset after\n\
+             30 s up",
+        ),
+        Flag::word(
+            "watch",
+            "GLOB",
+            "restart it when a file under its directory that matches GLOB\n\
+             changes (repeatable; * and ? within a path segment, ** across\n\
+             segments, [a-z], {a,b}; a pattern without / matches file names\n\
+             at any depth); .git, node_modules, target, __pycache__ are ignored",
+        ),
+        Flag::word(
+            "watch-ignore",
+            "GLOB",
+            "leave out files (and directories) matching GLOB (repeatable)",
+        ),
+        Flag::word(
+            "log-max-size",
+            "SIZE",
+            "rotate each log stream at SIZE bytes (512k, 10MB, 50MiB; default 50MiB)",
+        ),
+        JSON_FLAG,
+        QUIET_FLAG,
+        SESSION_FLAG,
     ],
     takes_process: false,
     parse,
@@ -40,8 +104,17 @@ pub static RESTART: CommandSpec = CommandSpec {
     name: "restart",
     about: "stop, then start again with the same settings",
     usage: RESTART_USAGE,
+    after: "",
     subcommands: &[],
-    flags: &[("json", Takes::Nothing), ("quiet", Takes::Nothing)],
+    flags: &[
+        Flag::switch(
+            "json",
+            "print one JSON object, with schema: 1, instead of text:\n\
+             name, id, pid, port, url, state, exit_code",
+        ),
+        QUIET_FLAG,
+        SESSION_FLAG,
+    ],
     takes_process: true,
     parse: parse_restart,
 };
@@ -55,41 +128,10 @@ usage: agent-procs run CMD [--name N] [--cwd DIR] [--env K=V]... [--port P] [--p
 Start CMD in the background under the session's daemon, starting the daemon if needed.
 CMD runs with your current directory and environment. A command without shell syntax
 is executed directly; anything else runs under sh -c. Several words after -- are
-quoted and joined, so `run -- python3 -m http.server` works.
+quoted and joined, so `run -- python3 -m http.server` works.";
 
-options:
-  --name N        name of the process (default: its id, p1, p2, ...)
-  --cwd DIR       working directory (default: the current directory)
-  --env K=V       set a variable in the process's environment (repeatable)
-  --port P        the port the process listens on; sets PORT=P and HOST=127.0.0.1;
-                  if something listens there already, a warning names its pid
-  --proxy         serve it at http://N.localhost:PORT through the session's reverse
-                  proxy (127.0.0.1 and [::1], first free port from 9090); without
-                  --port the process gets a free port from 4000-4999
-  --oneshot       a setup step that runs to completion (status --json says
-                  oneshot: true); `agent-procs wait` tells if it succeeded
-  --autorestart MODE
-                  restart it when it exits: always, on-failure (a non-zero exit or
-                  a signal), or never (the default); a stop turns it off until restart
-  --max-restarts N
-                  give up after N automatic restarts (state failed); default no limit
-  --restart-delay MS
-                  wait this long before each automatic restart (default 1000)
-  --backoff exponential
-                  double the delay after each quick death, up to 30 s; reset after
-                  30 s up
-  --watch GLOB    restart it when a file under its directory that matches GLOB
-                  changes (repeatable; * and ? within a path segment, ** across
-                  segments, [a-z], {a,b}; a pattern without / matches file names
-                  at any depth); .git, node_modules, target, __pycache__ are ignored
-  --watch-ignore GLOB
-                  leave out files (and directories) matching GLOB (repeatable)
-  --log-max-size SIZE
-                  rotate each log stream at SIZE bytes (512k, 10MB, 50MiB; default 50MiB)
-  --json          print one JSON object, with schema: 1, instead of text
-  -q, --quiet     print nothing on success (errors still go to stderr)
-  --session NAME  session to use (default: default)
-
+/// Below the options of `run --help`.
+const RUN_PRINTS: &str = "\
 prints: NAME (id: ID, pid: PID), with the URL http://127.0.0.1:P added when --port is
 given, or http://NAME.localhost:PORT behind the proxy";
 
@@ -97,13 +139,7 @@ const RESTART_USAGE: &str = "\
 usage: agent-procs restart NAME|ID
 
 Stop the process (if it is running) and start it again with the same command,
-directory, environment and id. The old logs are rotated to NAME.stdout.1.
-
-options:
-  --json          print one JSON object, with schema: 1, instead of text:
-                  name, id, pid, port, url, state, exit_code
-  -q, --quiet     print nothing on success (errors still go to stderr)
-  --session NAME  session to use (default: default)";
+directory, environment and id. The old logs are rotated to NAME.stdout.1.";
 
 /// `--autorestart` and the settings that go with it, as given.
 #[derive(Default)]

@@ -1,6 +1,6 @@
 //! `session list` and `session clean`: the sessions in the runtime directory.
 
-use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
+use crate::cli::{Args, Command, CommandSpec, Flag, common, other};
 use crate::client::{Conn, Output, write_stdout};
 use crate::error::{Context, Result};
 use crate::logs;
@@ -13,8 +13,15 @@ pub static SESSION: CommandSpec = CommandSpec {
     name: "session",
     about: "list sessions, or remove stale ones",
     usage: SESSION_USAGE,
+    after: "",
     subcommands: &["list", "clean"],
-    flags: &[("json", Takes::Nothing)],
+    flags: &[
+        Flag::switch(
+            "json",
+            "list: print {schema: 1, sessions: [{name, running}]} as JSON",
+        ),
+        Flag::switch("quiet", "list: print nothing (errors still go to stderr)").or_short('q'),
+    ],
     takes_process: false,
     parse,
 };
@@ -26,10 +33,7 @@ usage: agent-procs session list
 list    show every session with a pid file, and whether its daemon is running
 clean   for each session whose daemon is verifiably gone, remove its socket, pid
         file, lock file and state directory (logs included), naming each; links
-        are not followed, files not owned by you are left
-
-options:
-  --json          list: print {schema: 1, sessions: [{name, running}]} as JSON";
+        are not followed, files not owned by you are left";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     let mut sub = None;

@@ -1,6 +1,6 @@
 //! `status`: the table of every process, or one process in full; notes on stderr.
 
-use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
+use crate::cli::{Args, Command, CommandSpec, Flag, SESSION_FLAG, common, other};
 use crate::client::{Conn, format_bytes, format_uptime, status_table, unexpected, write_stdout};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
@@ -13,8 +13,24 @@ pub static STATUS: CommandSpec = CommandSpec {
     name: "status",
     about: "list processes and their states",
     usage: STATUS_USAGE,
+    after: "",
     subcommands: &[],
-    flags: &[("resources", Takes::Nothing), ("json", Takes::Nothing)],
+    flags: &[
+        Flag::switch(
+            "resources",
+            "add what each process group uses, read from /proc now:\n\
+             PROCS (processes in the group), RSS (summed resident\n\
+             memory), CPU (% of one CPU since the previous reading, or\n\
+             since start) and LISTEN (TCP addresses it listens on)",
+        )
+        .or_short('r'),
+        Flag::switch(
+            "json",
+            "print a JSON array of processes instead of a table\n\
+             (with NAME, one object)",
+        ),
+        SESSION_FLAG,
+    ],
     takes_process: true,
     parse,
 };
@@ -25,16 +41,7 @@ usage: agent-procs status [NAME] [--resources] [--json]
 List the session's processes with their pid, state, exit code and uptime.
 With NAME, show that one process in full: command, cwd, the names of the
 variables set for it (never their values), port and listening addresses,
-process group, memory, CPU, the last exits and its log files.
-
-options:
-  -r, --resources add what each process group uses, read from /proc now:
-                  PROCS (processes in the group), RSS (summed resident
-                  memory), CPU (% of one CPU since the previous reading, or
-                  since start) and LISTEN (TCP addresses it listens on)
-  --json          print a JSON array of processes instead of a table
-                  (with NAME, one object)
-  --session NAME  session to use (default: default)";
+process group, memory, CPU, the last exits and its log files.";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     let (mut json, mut target, mut resources) = (false, None, false);

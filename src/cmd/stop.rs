@@ -1,7 +1,9 @@
 //! `stop` and `stop-all`: the daemon's answer on stdout, what outlived the stop
 //! on stderr.
 
-use crate::cli::{Args, Command, CommandSpec, Takes, common, other};
+use crate::cli::{
+    Args, Command, CommandSpec, Flag, JSON_FLAG, QUIET_FLAG, SESSION_FLAG, common, other,
+};
 use crate::client::{Conn, Output, millis, one_status, unexpected, warn_survivors};
 use crate::error::Result;
 use crate::paths::SessionPaths;
@@ -13,11 +15,21 @@ pub static STOP: CommandSpec = CommandSpec {
     name: "stop",
     about: "stop a process and its process group",
     usage: STOP_USAGE,
+    after: "",
     subcommands: &[],
     flags: &[
-        ("timeout", Takes::Word),
-        ("json", Takes::Nothing),
-        ("quiet", Takes::Nothing),
+        Flag::word(
+            "timeout",
+            "S",
+            "grace period in seconds before SIGKILL (default: 10)",
+        ),
+        Flag::switch(
+            "json",
+            "print one JSON object, with schema: 1, instead of text:\n\
+             message, name, state, exit_code, exit_signal (+ survivors)",
+        ),
+        QUIET_FLAG,
+        SESSION_FLAG,
     ],
     takes_process: true,
     parse,
@@ -27,11 +39,17 @@ pub static STOP_ALL: CommandSpec = CommandSpec {
     name: "stop-all",
     about: "stop every process of the session",
     usage: STOP_ALL_USAGE,
+    after: "",
     subcommands: &[],
     flags: &[
-        ("timeout", Takes::Word),
-        ("json", Takes::Nothing),
-        ("quiet", Takes::Nothing),
+        Flag::word(
+            "timeout",
+            "S",
+            "grace period in seconds before SIGKILL (default: 10)",
+        ),
+        JSON_FLAG,
+        QUIET_FLAG,
+        SESSION_FLAG,
     ],
     takes_process: false,
     parse: parse_all,
@@ -43,25 +61,12 @@ usage: agent-procs stop NAME|ID [--timeout S]
 Send SIGTERM to the process group, then SIGKILL after the grace period.
 Returns when the process has exited, printing `stopped NAME`; a process that
 had exited already gets `NAME was not running` (exit 0). Processes that left
-the group with setsid and outlived the stop are named on stderr.
-
-options:
-  --timeout S     grace period in seconds before SIGKILL (default: 10)
-  --json          print one JSON object, with schema: 1, instead of text:
-                  message, name, state, exit_code, exit_signal (+ survivors)
-  -q, --quiet     print nothing on success (errors still go to stderr)
-  --session NAME  session to use (default: default)";
+the group with setsid and outlived the stop are named on stderr.";
 
 const STOP_ALL_USAGE: &str = "\
 usage: agent-procs stop-all [--timeout S]
 
-Stop every process of the session at once; returns when all have exited.
-
-options:
-  --timeout S     grace period in seconds before SIGKILL (default: 10)
-  --json          print one JSON object, with schema: 1, instead of text
-  -q, --quiet     print nothing on success (errors still go to stderr)
-  --session NAME  session to use (default: default)";
+Stop every process of the session at once; returns when all have exited.";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     let mut target = None;

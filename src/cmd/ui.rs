@@ -1,14 +1,19 @@
 //! `ui`: the terminal UI; its implementation is `crate::ui`.
 
-use crate::cli::{Args, Command, CommandSpec, common, other};
+use crate::cli::{Args, Command, CommandSpec, Flag, common, other};
 use crate::error::Result;
 
 pub static UI: CommandSpec = CommandSpec {
     name: "ui",
     about: "watch and control processes in a terminal UI",
     usage: UI_USAGE,
+    after: "",
     subcommands: &[],
-    flags: &[],
+    flags: &[Flag::word(
+        "session",
+        "NAME",
+        "session to watch (default: default)",
+    )],
     takes_process: false,
     parse,
 };
@@ -28,10 +33,7 @@ keys:
   /               filter lines (Tab makes it a regex); Esc clears it
   r, s, x, X      restart, start, stop the selected process; stop all
   ?               help
-  q, Q            quit; quit and shut the daemon down (like down)
-
-options:
-  --session NAME  session to watch (default: default)";
+  q, Q            quit; quit and shut the daemon down (like down)";
 
 fn parse(a: &mut Args<'_>) -> Result<Command> {
     while let Some(arg) = a.next_arg()? {

@@ -3,7 +3,7 @@
 //! graph to the daemon, and print its progress. On failure, print why and the
 //! last lines the failed process wrote.
 
-use crate::cli::{Args, Command, CommandSpec, Takes, UpArgs, common, other};
+use crate::cli::{Args, Command, CommandSpec, Flag, QUIET_FLAG, UpArgs, common, other};
 use crate::client::{self, Conn, Output, project};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
@@ -14,14 +14,38 @@ pub static UP: CommandSpec = CommandSpec {
     name: "up",
     about: "start the processes of agent-procs.yaml in dependency order",
     usage: UP_USAGE,
+    after: UP_PRINTS,
     subcommands: &[],
     flags: &[
-        ("only", Takes::Word),
-        ("config", Takes::Path),
-        ("proxy", Takes::Nothing),
-        ("timeout", Takes::Word),
-        ("json", Takes::Nothing),
-        ("quiet", Takes::Nothing),
+        Flag::word(
+            "only",
+            "NAME,...",
+            "start only these (and what they depend on)",
+        ),
+        Flag::path(
+            "config",
+            "PATH",
+            "the config file to use instead of searching for agent-procs.yaml",
+        ),
+        Flag::switch(
+            "proxy",
+            "serve every process through the reverse proxy, as proxy: true does",
+        ),
+        Flag::word(
+            "timeout",
+            "S",
+            "fail if the whole stack is not ready within S seconds",
+        ),
+        Flag::switch(
+            "json",
+            "print JSON Lines, one object (with schema: 1) per step",
+        ),
+        QUIET_FLAG,
+        Flag::word(
+            "session",
+            "NAME",
+            "session to use (default: the config's session, else default)",
+        ),
     ],
     takes_process: false,
     parse,
@@ -35,17 +59,10 @@ or a parent, or PATH). Each starts as soon as everything in its depends_on is
 ready; progress is printed as it happens. Processes already running with the same
 definition are left alone; changed ones are restarted. If a process exits before
 it is ready, or is not ready in time (its ready_timeout, default 30 s), up exits 1
-naming it, the reason and its last 20 log lines; what did start keeps running.
+naming it, the reason and its last 20 log lines; what did start keeps running.";
 
-options:
-  --only NAME,... start only these (and what they depend on)
-  --config PATH   the config file to use instead of searching for agent-procs.yaml
-  --proxy         serve every process through the reverse proxy, as proxy: true does
-  --timeout S     fail if the whole stack is not ready within S seconds
-  --json          print JSON Lines, one object (with schema: 1) per step
-  -q, --quiet     print nothing on success (errors still go to stderr)
-  --session NAME  session to use (default: the config's session, else default)
-
+/// Below the options of `up --help`.
+const UP_PRINTS: &str = "\
 prints: started NAME (id: ID, pid: PID[, URL]), NAME is ready, ...,
         all processes started";
 

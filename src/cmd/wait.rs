@@ -1,6 +1,8 @@
 //! `wait`: until a process prints a line, exits, listens or answers HTTP.
 
-use crate::cli::{Args, Command, CommandSpec, Takes, WaitArgs, common, other};
+use crate::cli::{
+    Args, Command, CommandSpec, Flag, JSON_FLAG, QUIET_FLAG, SESSION_FLAG, WaitArgs, common, other,
+};
 use crate::client::{Conn, Output, millis, unexpected};
 use crate::error::{Error, Result};
 use crate::paths::SessionPaths;
@@ -12,17 +14,35 @@ pub static WAIT: CommandSpec = CommandSpec {
     name: "wait",
     about: "block until a line matches, the process exits, or it serves",
     usage: WAIT_USAGE,
+    after: WAIT_PRINTS,
     subcommands: &[],
     flags: &[
-        ("until", Takes::Word),
-        ("regex", Takes::Nothing),
-        ("exit", Takes::Nothing),
-        ("success", Takes::Nothing),
-        ("port", Takes::Word),
-        ("http", Takes::Word),
-        ("timeout", Takes::Word),
-        ("json", Takes::Nothing),
-        ("quiet", Takes::Nothing),
+        Flag::word("until", "PAT", "wait for a line containing PAT"),
+        Flag::switch("regex", "treat PAT as a regular expression"),
+        Flag::switch("exit", "wait for the process to exit"),
+        Flag::switch(
+            "success",
+            "with --exit: exit 1 unless the process exited with code 0",
+        ),
+        Flag::word(
+            "port",
+            "P",
+            "wait until 127.0.0.1:P accepts a TCP connection",
+        ),
+        Flag::word(
+            "http",
+            "URL",
+            "wait until a GET of URL (http://, host localhost, 127.x.y.z\n\
+             or [::1]: loopback only) answers 2xx or 3xx",
+        ),
+        Flag::word(
+            "timeout",
+            "S",
+            "give up after S seconds and exit 1 (default: 30)",
+        ),
+        JSON_FLAG,
+        QUIET_FLAG,
+        SESSION_FLAG,
     ],
     takes_process: true,
     parse,
@@ -35,21 +55,10 @@ usage: agent-procs wait NAME --until PAT [--regex] [--timeout S]
 
 Block until the process prints a line containing PAT (stdout or stderr, output
 since its last start included), until it exits, or until it serves: a TCP port
-on 127.0.0.1 accepts connections, or a URL answers 2xx or 3xx (tried every 250 ms).
+on 127.0.0.1 accepts connections, or a URL answers 2xx or 3xx (tried every 250 ms).";
 
-options:
-  --until PAT     wait for a line containing PAT
-  --regex         treat PAT as a regular expression
-  --exit          wait for the process to exit
-  --success       with --exit: exit 1 unless the process exited with code 0
-  --port P        wait until 127.0.0.1:P accepts a TCP connection
-  --http URL      wait until a GET of URL (http://, host localhost, 127.x.y.z
-                  or [::1]: loopback only) answers 2xx or 3xx
-  --timeout S     give up after S seconds and exit 1 (default: 30)
-  --json          print one JSON object, with schema: 1, instead of text
-  -q, --quiet     print nothing on success (errors still go to stderr)
-  --session NAME  session to use (default: default)
-
+/// Below the options of `wait --help`.
+const WAIT_PRINTS: &str = "\
 prints: the matching line, `exited with code N`, `exited by SIGNAL`, or
         `port P is ready (accepting connections)`, `URL is ready (HTTP 200)`";
 
