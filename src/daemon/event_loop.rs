@@ -280,7 +280,17 @@ impl Daemon {
                 // ---- lifecycle ----
                 Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
                 Action::CheckStop { proc } => self.check_stop(proc),
-                Action::StopReason { .. } | Action::ResetRestarts { .. } => {}
+                // From `up` (an entry replaced); the lifecycle's are set by `supervisor::step`.
+                Action::StopReason {
+                    proc,
+                    reason,
+                    replace,
+                } => {
+                    if let Some(p) = self.procs.get_mut(proc) {
+                        p.sup.set_stop_reason(reason, replace);
+                    }
+                }
+                Action::ResetRestarts { .. } => {} // by `supervisor::step` only
                 Action::Died { .. } | Action::Stopped { .. } | Action::Ended { .. } => {}
                 Action::StopThenRestart { .. } => {} // these three: done by the supervisor
                 Action::SaveStateNow => self.save_state(),
