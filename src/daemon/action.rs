@@ -204,12 +204,6 @@ pub enum Action {
 /// The output component's actions: one arm of `apply` carries them out.
 #[derive(Debug)]
 pub enum OutputAction {
-    /// A child's pipe is done with (end of file, or retired): deregister it
-    /// (when still open) and free its token.
-    Unwatch {
-        pipe: Option<mio::unix::pipe::Receiver>,
-        token: mio::Token,
-    },
     /// A pipe's budget ran out with more to read: read it again next turn.
     ReadAgain { token: mio::Token },
     /// Send the followers' gathered batches and write out what they were sent

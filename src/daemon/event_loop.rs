@@ -205,14 +205,11 @@ impl Daemon {
                 sys::trim_heap();
             }
             match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    return Err(Error::Io {
-                        what: "waiting for events".into(),
-                        err,
-                    });
-                }
+                polled => polled.map_err(|err| Error::Io {
+                    what: "waiting for events".into(),
+                    err,
+                })?,
             }
             for token in std::mem::take(&mut self.retry) {
                 self.dispatch(token, true, false);
@@ -224,10 +221,7 @@ impl Daemon {
                         signals::drain_pipe(&mut self.sigchld);
                         self.reap_children();
                     }
-                    WATCH => {
-                        let actions = self.watch.on_readable(Instant::now());
-                        self.apply(actions);
-                    }
+                    WATCH => self.act(|d| d.watch.on_readable(Instant::now())),
                     SHUTDOWN_PIPE => {
                         signals::drain_pipe(&mut self.shutdown_sig);
                         self.note("received a termination signal; stopping every process");
@@ -259,10 +253,7 @@ impl Daemon {
                 }
             }
             Some(Slot::Output(proc, stream)) => self.read_output(proc, stream, PIPE_BUDGET),
-            Some(Slot::Probe(probe)) => {
-                let actions = self.probes.on_event(probe);
-                self.apply(actions);
-            }
+            Some(Slot::Probe(probe)) => self.act(|d| d.probes.on_event(probe)),
             None if crate::proxy::Proxy::owns(token.0) => {
                 self.drive_proxy(|p, procs| p.again(token.0, procs));
             }
@@ -289,7 +280,17 @@ impl Daemon {
                 // ---- lifecycle ----
                 Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
                 Action::CheckStop { proc } => self.check_stop(proc),
-                Action::StopReason { .. } | Action::ResetRestarts { .. } => {}
+                // From `up` (an entry replaced); the lifecycle's are set by `supervisor::step`.
+                Action::StopReason {
+                    proc,
+                    reason,
+                    replace,
+                } => {
+                    if let Some(p) = self.procs.get_mut(proc) {
+                        p.sup.set_stop_reason(reason, replace);
+                    }
+                }
+                Action::ResetRestarts { .. } => {} // by `supervisor::step` only
                 Action::Died { .. } | Action::Stopped { .. } | Action::Ended { .. } => {}
                 Action::StopThenRestart { .. } => {} // these three: done by the supervisor
                 Action::SaveStateNow => self.save_state(),
@@ -678,12 +679,6 @@ impl Daemon {
     /// Carry out what the capture and the line router asked for.
     fn apply_output(&mut self, action: action::OutputAction) {
         match action {
-            action::OutputAction::Unwatch { pipe, token } => {
-                if let Some(mut pipe) = pipe {
-                    let _ = self.poll.registry().deregister(&mut pipe);
-                }
-                self.slots.remove(&token);
-            }
             action::OutputAction::ReadAgain { token } => self.retry.push(token),
             action::OutputAction::FlushFollowers => self.act(|d| d.follow.flush()),
             action::OutputAction::Ended { proc } => {
@@ -786,16 +781,11 @@ impl Daemon {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Escalate { proc, generation } => {
-                    let actions = self.sup.escalate(&mut self.procs, proc, generation);
-                    self.apply(actions);
+                    self.act(|d| d.sup.escalate(&mut d.procs, proc, generation))
                 }
-                Timer::WaitDeadline { wait } => {
-                    let actions = self.waits.on_deadline(wait);
-                    self.apply(actions);
-                }
+                Timer::WaitDeadline { wait } => self.act(|d| d.waits.on_deadline(wait)),
                 Timer::FollowDeadline { client, generation } => {
-                    let actions = self.follow.on_deadline(client, generation);
-                    self.apply(actions);
+                    self.act(|d| d.follow.on_deadline(client, generation))
                 }
                 Timer::RetryAccept => self.accept_waiting(),
                 Timer::ProbeTry { probe } => {
@@ -805,17 +795,11 @@ impl Daemon {
                     let actions = self.probes.on_try(probe, alive, &self.procs);
                     self.apply(actions);
                 }
-                Timer::Restart { proc, generation } => {
-                    let stopping = self.shutting_down;
-                    let actions =
-                        (self.sup).auto_restart(&mut self.procs, proc, generation, stopping);
-                    self.apply(actions);
-                }
+                Timer::Restart { proc, generation } => self
+                    .act(|d| (d.sup).auto_restart(&mut d.procs, proc, generation, d.shutting_down)),
                 Timer::WatchRestart { proc } => {
                     self.watch.debounced(proc);
-                    let stopping = self.shutting_down;
-                    let actions = self.sup.watch_restart(&mut self.procs, proc, stopping);
-                    self.apply(actions);
+                    self.act(|d| d.sup.watch_restart(&mut d.procs, proc, d.shutting_down));
                 }
                 Timer::ProbeTimeout { probe, tries } => {
                     let (waits, ups) = (&self.waits, &self.ups);
@@ -829,9 +813,7 @@ impl Daemon {
                 }
                 Timer::UpDeadline { run } => self.with_ups(|u, v| u.on_deadline(run, None, v)),
                 Timer::UpContinue { run } => self.with_ups(|u, v| u.advance(run, v)),
-                Timer::Proxy(wake) => {
-                    self.drive_proxy(|p, procs| p.wake(wake, procs));
-                }
+                Timer::Proxy(wake) => self.drive_proxy(|p, procs| p.wake(wake, procs)),
                 Timer::ExitDeadline => {
                     // Replies that could not be delivered in time are dropped.
                     self.clients.drop_all();

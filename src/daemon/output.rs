@@ -3,7 +3,7 @@
 //! the budget of pipes grown to `sys::PIPE_SIZE`. It owns the read buffer, the
 //! lines of the last read and the pipe budget. Given a process and a stream, it
 //! reads, retires the pipe at end of file and returns what the loop does next
-//! (`Unwatch`, `ReadAgain`, `Note`); the loop hands the lines it kept
+//! (`UnwatchPipe`, `ReadAgain`, `Note`); the loop hands the lines it kept
 //! (`lines`) to the router (`daemon/lines.rs`).
 
 use super::action::{Action, OutputAction};
@@ -86,7 +86,7 @@ impl Capture {
 
     /// One wake-up of `stream` of `p`: read up to `budget` bytes into its log,
     /// keeping the lines when `wanted` (a wait, an `up` or a follower looks at
-    /// them). At end of file the pipe is retired: `Unwatch`; a budget
+    /// them). At end of file the pipe is retired: `UnwatchPipe`; a budget
     /// used up: `ReadAgain`; a log that refuses bytes: `Note`.
     pub fn read(
         &mut self,
@@ -109,7 +109,9 @@ impl Capture {
         if taken.eof {
             let pipe = self.retire(output);
             let token = output.token;
-            actions.push(Action::Output(OutputAction::Unwatch { pipe, token }));
+            // `retire` freed its place in the budget of grown pipes.
+            let grown = false;
+            actions.push(Action::UnwatchPipe { pipe, token, grown });
         } else if taken.more {
             let token = output.token;
             actions.push(Action::Output(OutputAction::ReadAgain { token }));
@@ -344,10 +346,11 @@ mod tests {
         assert!(
             matches!(
                 actions.as_slice(),
-                [Action::Output(OutputAction::Unwatch {
+                [Action::UnwatchPipe {
                     pipe: Some(_),
-                    token: mio::Token(40)
-                })]
+                    token: mio::Token(40),
+                    grown: false
+                }]
             ),
             "{actions:?}"
         );

@@ -140,6 +140,15 @@ impl Supervision {
         self.streak = 0;
     }
 
+    /// Why the run ends: `replace` overrides a reason already given.
+    pub fn set_stop_reason(&mut self, reason: Reason, replace: bool) {
+        if replace {
+            self.stop_reason = Some(reason);
+        } else {
+            self.stop_reason.get_or_insert(reason);
+        }
+    }
+
     /// Record the end of a run that lasted `ran_for` and decide what follows.
     pub fn record(
         &mut self,

@@ -43,13 +43,7 @@ pub fn step(procs: &mut ProcTable, id: ProcId, event: Event, out: &mut Vec<Actio
         match action {
             Action::StopReason {
                 reason, replace, ..
-            } => {
-                if replace {
-                    p.sup.stop_reason = Some(reason);
-                } else {
-                    p.sup.stop_reason.get_or_insert(reason);
-                }
-            }
+            } => p.sup.set_stop_reason(reason, replace),
             Action::ResetRestarts { .. } => p.sup.reset(),
             action => out.push(action),
         }
