@@ -280,19 +280,9 @@ impl Daemon {
                 // ---- lifecycle ----
                 Action::KillGroup { pgid, signal } => signals::kill_group(pgid, signal),
                 Action::CheckStop { proc } => self.check_stop(proc),
-                // From `up` (an entry replaced); the lifecycle's are set by `supervisor::step`.
-                Action::StopReason {
-                    proc,
-                    reason,
-                    replace,
-                } => {
-                    if let Some(p) = self.procs.get_mut(proc) {
-                        p.sup.set_stop_reason(reason, replace);
-                    }
-                }
-                Action::ResetRestarts { .. } => {} // by `supervisor::step` only
-                Action::Died { .. } | Action::Stopped { .. } | Action::Ended { .. } => {}
-                Action::StopThenRestart { .. } => {} // these three: done by the supervisor
+                // Done by `supervisor::step` and `carry` as they step a process.
+                Action::ResetRestarts { .. } | Action::Died { .. } | Action::Stopped { .. } => {}
+                Action::Ended { .. } | Action::StopThenRestart { .. } => {}
                 Action::SaveStateNow => self.save_state(),
                 Action::RunStarted { proc, annotation } => self.run_started(proc, annotation),
                 Action::Restart {
@@ -335,6 +325,7 @@ impl Daemon {
                 Action::ProbeWaitReady { wait, line } => self.act(|d| d.waits.on_ready(wait, line)),
                 Action::ProbeUpReady { run, entry } => self.with_ups(|u, v| u.ready(run, entry, v)),
                 a @ (Action::UpSpawn { .. }
+                | Action::StopReason { .. }
                 | Action::UpStop { .. }
                 | Action::Probe { .. }
                 | Action::ProbeRegister { .. }
@@ -360,6 +351,16 @@ impl Daemon {
             } => {
                 let response = self.run_planned(*planned);
                 self.with_ups(|u, v| u.on_spawned(run, entry, event, response, v));
+            }
+            // Up replaces an entry; the lifecycle's reasons are set by `supervisor::step`.
+            Action::StopReason {
+                proc,
+                reason,
+                replace,
+            } => {
+                if let Some(p) = self.procs.get_mut(proc) {
+                    p.sup.set_stop_reason(reason, replace);
+                }
             }
             Action::UpStop { run, entry, proc } => {
                 let timeout = supervisor::stop_timeout(&self.procs, proc, None);

@@ -381,6 +381,14 @@ mod tests {
                 set!(name = Some(".hidden".into())),
                 "invalid process name '.hidden'",
             ),
+        ];
+        assert_refused(table);
+        assert!(plan(Request::Shutdown).is_err());
+    }
+
+    #[test]
+    fn bad_watch_patterns_are_refused_with_what_to_fix() {
+        let table: Vec<(Request, &str)> = vec![
             (
                 set!(
                     watch = Some(WatchConfig {
@@ -409,13 +417,17 @@ mod tests {
                 "--watch-ignore '['",
             ),
         ];
+        assert_refused(table);
+    }
+
+    /// Each request is refused with an error that starts as expected.
+    fn assert_refused(table: Vec<(Request, &str)>) {
         for (request, expected) in table {
             match plan(request) {
                 Ok(_) => panic!("accepted; expected an error starting {expected:?}"),
                 Err(msg) => assert!(msg.starts_with(expected), "{msg:?} vs {expected:?}"),
             }
         }
-        assert!(plan(Request::Shutdown).is_err());
     }
 
     #[test]
