@@ -1021,13 +1021,23 @@ fn only_the_daemon_loop_touches_the_poll() {
          returns an action and the loop registers, re-arms or deregisters):\n  {}",
         found.join("\n  ")
     );
-    let planted = [(
-        "src/proxy/x.rs".to_string(),
-        "// registry.register( in a comment\nfn f(r: &mio::Registry) {}".to_string(),
-    )];
+    let planted = [
+        (
+            "src/proxy/x.rs".to_string(),
+            "// registry.register( in a comment\nfn f(r: &mio::Registry) {}".to_string(),
+        ),
+        // The loop's routing table is part of the loop, but not of its I/O.
+        (
+            "src/daemon/event_loop/route.rs".to_string(),
+            "fn g(r: &mio::Registry) {}".to_string(),
+        ),
+    ];
     assert_eq!(
         poll_outside_the_loop(&planted),
-        vec!["src/proxy/x.rs:2: Registry".to_string()]
+        vec![
+            "src/proxy/x.rs:2: Registry".to_string(),
+            "src/daemon/event_loop/route.rs:1: Registry".to_string()
+        ]
     );
 }
 
