@@ -188,6 +188,30 @@ mod tests {
             .collect()
     }
 
+    /// The router over these takers, with an `up` view that asks nothing.
+    fn router<'a>(
+        waits: &'a mut Waits,
+        ups: &'a mut Ups,
+        follow: &'a mut Followers,
+        procs: &'a mut ProcTable,
+        capture: &'a Capture,
+    ) -> Router<'a> {
+        let view = View {
+            procs,
+            proxy_port: None,
+            home_cwd: Path::new("/"),
+            last_try: &|_| None,
+            port_conflict: &|_, _| None,
+        };
+        Router {
+            waits,
+            ups,
+            follow,
+            view,
+            capture,
+        }
+    }
+
     #[test]
     fn waits_answer_line_by_line_and_followers_get_the_read_then_one_flush() {
         let mut procs = table(running());
@@ -196,19 +220,7 @@ mod tests {
         following(&mut follow, &procs);
         let mut capture = Capture::new(0);
         capture.keep_for_test(&[b"boot", b"ready", b"more"], true);
-        let mut router = Router {
-            waits: &mut waits,
-            ups: &mut ups,
-            follow: &mut follow,
-            view: View {
-                procs: &mut procs,
-                proxy_port: None,
-                home_cwd: Path::new("/"),
-                last_try: &|_| None,
-                port_conflict: &|_, _| None,
-            },
-            capture: &capture,
-        };
+        let mut router = router(&mut waits, &mut ups, &mut follow, &mut procs, &capture);
         assert!(router.wanted(7, Stream::Stdout));
         assert!(
             !router.wanted(8, Stream::Stdout),
@@ -240,19 +252,7 @@ mod tests {
         let (mut waits, mut ups, mut follow) = Default::default();
         let mut capture = Capture::new(0);
         capture.keep_for_test(&[], false);
-        let mut router = Router {
-            waits: &mut waits,
-            ups: &mut ups,
-            follow: &mut follow,
-            view: View {
-                procs: &mut procs,
-                proxy_port: None,
-                home_cwd: Path::new("/"),
-                last_try: &|_| None,
-                port_conflict: &|_, _| None,
-            },
-            capture: &capture,
-        };
+        let mut router = router(&mut waits, &mut ups, &mut follow, &mut procs, &capture);
         assert!(!router.wanted(7, Stream::Stdout));
         let mut out = Vec::new();
         router.after_read(7, Stream::Stdout, &mut out);
@@ -275,19 +275,7 @@ mod tests {
             exit: Exit::Code(1),
         });
         let capture = Capture::new(0);
-        let mut router = Router {
-            waits: &mut waits,
-            ups: &mut ups,
-            follow: &mut follow,
-            view: View {
-                procs: &mut procs,
-                proxy_port: None,
-                home_cwd: Path::new("/"),
-                last_try: &|_| None,
-                port_conflict: &|_, _| None,
-            },
-            capture: &capture,
-        };
+        let mut router = router(&mut waits, &mut ups, &mut follow, &mut procs, &capture);
         let out = said(&router.output_finished(7));
         assert_eq!(out.len(), 3, "{out:?}");
         assert!(
