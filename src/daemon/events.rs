@@ -80,7 +80,7 @@ pub struct EventLog {
 
 impl EventLog {
     /// Number the change, keep it, and return the event to send.
-    pub fn record(&mut self, name: &str, id: u32, change: Change) -> &Response {
+    pub fn record(&mut self, name: &str, id: ProcId, change: Change) -> &Response {
         self.last_seq += 1;
         if self.recent.len() == KEPT {
             self.recent.pop_front();
@@ -157,7 +157,11 @@ mod tests {
     fn subscribers_get_what_they_missed_then_each_new_event_until_they_go() {
         let mut events = Events::default();
         // Nobody listens: the event is numbered and kept, and nothing is sent.
-        assert!(events.emit("api", 1, Change::new("started")).is_empty());
+        assert!(
+            events
+                .emit("api", ProcId(1), Change::new("started"))
+                .is_empty()
+        );
         let actions = events.subscribe(ClientId(5), Some(0));
         assert!(matches!(
             actions[0],
@@ -174,7 +178,7 @@ mod tests {
         ));
         assert_eq!(actions.len(), 2);
         events.subscribe(ClientId(6), None);
-        let sent = events.emit("api", 1, Change::new("exited"));
+        let sent = events.emit("api", ProcId(1), Change::new("exited"));
         match &sent[..] {
             [
                 Action::SendEvent {
@@ -189,7 +193,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         events.drop_client(ClientId(5));
-        match &events.emit("api", 1, Change::new("started"))[..] {
+        match &events.emit("api", ProcId(1), Change::new("started"))[..] {
             [Action::SendEvent { to, .. }] => assert_eq!(to, &[ClientId(6)]),
             other => panic!("{other:?}"),
         }
@@ -199,7 +203,7 @@ mod tests {
     fn a_subscriber_that_fell_behind_the_ring_is_told_how_many_it_lost() {
         let mut events = Events::default();
         for _ in 0..KEPT + 3 {
-            events.emit("api", 1, Change::new("started"));
+            events.emit("api", ProcId(1), Change::new("started"));
         }
         let actions = events.subscribe(ClientId(1), Some(0));
         assert_eq!(actions.len(), 2 + KEPT);
@@ -221,7 +225,7 @@ mod tests {
         let (missed, none) = log.since(0);
         assert_eq!((missed, seqs(none)), (0, vec![]));
         for _ in 0..5 {
-            log.record("api", 1, Change::new("started").pid(42));
+            log.record("api", ProcId(1), Change::new("started").pid(42));
         }
         assert_eq!(log.last_seq(), 5);
         let (missed, after) = log.since(2);
@@ -240,7 +244,7 @@ mod tests {
         let mut log = EventLog::default();
         let total = KEPT as u64 + 10;
         for _ in 0..total {
-            log.record("api", 1, Change::new("exited").exit(Some(1), None));
+            log.record("api", ProcId(1), Change::new("exited").exit(Some(1), None));
         }
         let (missed, after) = log.since(0);
         let after = seqs(after);
@@ -260,7 +264,7 @@ mod tests {
         let event = log
             .record(
                 "web",
-                3,
+                ProcId(3),
                 Change::new("backoff")
                     .exit(None, Some("SIGKILL".into()))
                     .delay_ms(2000),

@@ -499,7 +499,7 @@ mod tests {
     fn follow(f: &mut Followers, client: usize, request: Request, finished: bool) -> Vec<Action> {
         let procs = ProcTable::default();
         let found = Found {
-            target: Some(7),
+            target: Some(ProcId(7)),
             finished,
             procs: &procs,
             log_dir: Path::new("/nonexistent"),
@@ -559,19 +559,19 @@ mod tests {
                 ..
             }
         ));
-        assert!(f.wants(7, Stream::Stdout));
+        assert!(f.wants(ProcId(7), Stream::Stdout));
         assert!(
-            !f.wants(7, Stream::Stderr),
+            !f.wants(ProcId(7), Stream::Stderr),
             "one process: stdout only, as 0.6"
         );
-        assert!(!f.wants(8, Stream::Stdout));
+        assert!(!f.wants(ProcId(8), Stream::Stdout));
         let mut out = Vec::new();
-        f.on_line(8, "db", Stream::Stdout, b"other", &mut out);
-        f.on_line(7, "api", Stream::Stderr, b"err", &mut out);
+        f.on_line(ProcId(8), "db", Stream::Stdout, b"other", &mut out);
+        f.on_line(ProcId(7), "api", Stream::Stderr, b"err", &mut out);
         assert!(out.is_empty());
-        f.on_line(7, "api", Stream::Stdout, b"one", &mut out);
-        f.on_line(7, "api", Stream::Stdout, b"two", &mut out);
-        f.on_line(7, "api", Stream::Stdout, b"three", &mut out);
+        f.on_line(ProcId(7), "api", Stream::Stdout, b"one", &mut out);
+        f.on_line(ProcId(7), "api", Stream::Stdout, b"two", &mut out);
+        f.on_line(ProcId(7), "api", Stream::Stdout, b"three", &mut out);
         assert_eq!(sent(&out), vec![(1, "one".into()), (1, "two".into())]);
         assert_eq!(ended(&out), vec![1]);
         // The lost-lines note goes just before the end.
@@ -591,7 +591,7 @@ mod tests {
         follow(&mut f, 2, logs(None, true), false);
         let mut out = Vec::new();
         for line in [&b"a"[..], b"b", b"c"] {
-            f.on_line(7, "api", Stream::Stdout, line, &mut out);
+            f.on_line(ProcId(7), "api", Stream::Stdout, line, &mut out);
         }
         assert!(out.is_empty(), "gathered, not sent per line");
         let flushed = f.flush();
@@ -627,8 +627,8 @@ mod tests {
         assert_eq!(ended(&f.on_deadline(ClientId(1), generation + 1)), vec![1]);
 
         follow(&mut f, 3, logs(None, false), false);
-        assert!(f.on_output_finished(8).is_empty());
-        assert_eq!(ended(&f.on_output_finished(7)), vec![3]);
+        assert!(f.on_output_finished(ProcId(8)).is_empty());
+        assert_eq!(ended(&f.on_output_finished(ProcId(7))), vec![3]);
 
         assert_eq!(ended(&follow(&mut f, 4, logs(None, false), true)), vec![4]);
         assert_eq!(
@@ -647,11 +647,11 @@ mod tests {
             *runs = Some(1);
         }
         follow(&mut f, 2, marked, false);
-        assert!(f.wants_marks(7));
-        assert!(!f.wants_marks(8));
+        assert!(f.wants_marks(ProcId(7)));
+        assert!(!f.wants_marks(ProcId(8)));
         let mut out = Vec::new();
-        f.on_line(7, "api", Stream::Stdout, b"last words", &mut out);
-        let actions = f.on_run_start(7, "api", "--- run 2 ---");
+        f.on_line(ProcId(7), "api", Stream::Stdout, b"last words", &mut out);
+        let actions = f.on_run_start(ProcId(7), "api", "--- run 2 ---");
         assert_eq!(
             sent(&actions),
             vec![(2, "chunk:last words".into()), (2, "--- run 2 ---".into())]
@@ -664,14 +664,14 @@ mod tests {
         let procs = ProcTable::default();
         let log_dir = Path::new("/nonexistent");
         follow(&mut f, 1, logs(None, false), false);
-        assert!(f.on_run_began(&procs, 7, log_dir).is_empty());
+        assert!(f.on_run_began(&procs, ProcId(7), log_dir).is_empty());
         let mut marked = logs(None, true);
         if let Request::Logs { runs, .. } = &mut marked {
             *runs = Some(1);
         }
         follow(&mut f, 2, marked, false);
         // Asked for, but the process is gone from the table: nothing to mark.
-        assert!(f.on_run_began(&procs, 7, log_dir).is_empty());
+        assert!(f.on_run_began(&procs, ProcId(7), log_dir).is_empty());
     }
 
     #[test]

@@ -448,6 +448,7 @@ fn watch_changed(p: &Proc, group_alive: bool, shutting_down: bool) -> Vec<Action
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::procs::ProcId;
     use crate::daemon::spec::Spec;
     use crate::daemon::supervise::{Mode, Policy};
 
@@ -464,7 +465,7 @@ mod tests {
             }),
             ..Spec::for_test("server")
         };
-        let mut p = Proc::new(ID, "web".into(), spec);
+        let mut p = Proc::new(ProcId(ID), "web".into(), spec);
         p.state = state;
         p.pid = PID;
         p.pgid = PID as i32;
@@ -534,19 +535,22 @@ mod tests {
         Action::Arm {
             at: now() + Duration::from_millis(ms),
             timer: Timer::Escalate {
-                proc: ID,
+                proc: ProcId(ID),
                 generation,
             },
         }
     }
 
     fn emit(change: Change) -> Action {
-        Action::Emit { proc: ID, change }
+        Action::Emit {
+            proc: ProcId(ID),
+            change,
+        }
     }
 
     fn stop_reason(reason: Reason, replace: bool) -> Action {
         Action::StopReason {
-            proc: ID,
+            proc: ProcId(ID),
             reason,
             replace,
         }
@@ -734,7 +738,7 @@ mod tests {
                 Event::LeaderExited { exit: code(3) },
                 exited(3),
                 vec![Action::Died {
-                    proc: ID,
+                    proc: ProcId(ID),
                     exit: code(3),
                 }],
             ),
@@ -743,7 +747,7 @@ mod tests {
                 stopping(None, 9, 0),
                 Event::LeaderExited { exit: code(0) },
                 stopping(Some(code(0)), 9, 0),
-                vec![Action::CheckStop { proc: ID }],
+                vec![Action::CheckStop { proc: ProcId(ID) }],
             ),
             (
                 "leader gone, group still there: keep stopping",
@@ -765,7 +769,7 @@ mod tests {
                 Event::GroupChecked { group_alive: false },
                 exited(0),
                 vec![Action::Stopped {
-                    proc: ID,
+                    proc: ProcId(ID),
                     exit: code(0),
                 }],
             ),
@@ -779,7 +783,7 @@ mod tests {
                 vec![
                     stop_reason(Reason::KilledAfterTimeout, true),
                     Action::Stopped {
-                        proc: ID,
+                        proc: ProcId(ID),
                         exit: Exit::Signal(9),
                     },
                 ],
@@ -795,7 +799,7 @@ mod tests {
                     )),
                     stop_reason(Reason::KilledAfterTimeout, true),
                     Action::Stopped {
-                        proc: ID,
+                        proc: ProcId(ID),
                         exit: code(0),
                     },
                 ],
@@ -808,7 +812,7 @@ mod tests {
         let recheck = |generation| Action::Arm {
             at: now() + KILL_RECHECK,
             timer: Timer::Escalate {
-                proc: ID,
+                proc: ProcId(ID),
                 generation,
             },
         };
@@ -830,7 +834,7 @@ mod tests {
                     kill(libc::SIGKILL),
                     first_note,
                     recheck(9),
-                    Action::CheckStop { proc: ID },
+                    Action::CheckStop { proc: ProcId(ID) },
                 ],
             ),
             (
@@ -841,7 +845,7 @@ mod tests {
                 vec![
                     kill(libc::SIGKILL),
                     recheck(9),
-                    Action::CheckStop { proc: ID },
+                    Action::CheckStop { proc: ProcId(ID) },
                 ],
             ),
             (
@@ -849,7 +853,7 @@ mod tests {
                 stopping(Some(Exit::Code(0)), 9, 1),
                 timed_out(9, false),
                 stopping(Some(Exit::Code(0)), 9, 2),
-                vec![recheck(9), Action::CheckStop { proc: ID }],
+                vec![recheck(9), Action::CheckStop { proc: ProcId(ID) }],
             ),
             (
                 "a timer of an earlier stop",
@@ -874,7 +878,7 @@ mod tests {
             Action::Arm {
                 at: now() + Duration::from_millis(ms),
                 timer: Timer::Restart {
-                    proc: ID,
+                    proc: ProcId(ID),
                     generation: 3,
                 },
             },
@@ -936,7 +940,7 @@ mod tests {
                 vec![
                     Action::Note("web: [agent-procs] Max restarts (3) exhausted".into()),
                     Action::Annotate {
-                        proc: ID,
+                        proc: ProcId(ID),
                         note: "[agent-procs] Max restarts (3) exhausted".into(),
                     },
                     emit(
@@ -965,7 +969,7 @@ mod tests {
             shutting_down,
         };
         let restart = || Action::Restart {
-            proc: ID,
+            proc: ProcId(ID),
             note: "[agent-procs] Restarted (exit 1, attempt 1/3)".into(),
             counted: true,
         };
@@ -1073,20 +1077,20 @@ mod tests {
         };
         let head = || {
             vec![
-                Action::ResetRestarts { proc: ID },
+                Action::ResetRestarts { proc: ProcId(ID) },
                 emit(Change::new("watch_triggered")),
                 emit(Change::new("restarting").delay_ms(0).detail("file changed")),
             ]
         };
         let restart = || Action::Restart {
-            proc: ID,
+            proc: ProcId(ID),
             note: WATCH_NOTE.into(),
             counted: false,
         };
         let mut running_then = head();
         running_then.push(stop_reason(Reason::Watch, true));
         running_then.push(Action::StopThenRestart {
-            proc: ID,
+            proc: ProcId(ID),
             note: WATCH_NOTE,
         });
         let mut revived = head();

@@ -113,7 +113,7 @@ mod tests {
     /// Process 7, `api`, in `state`, with no log (nothing in its history).
     fn table(state: State) -> ProcTable {
         let mut procs = ProcTable::default();
-        let mut p = Proc::new(7, "api".into(), Spec::for_test("true"));
+        let mut p = Proc::new(ProcId(7), "api".into(), Spec::for_test("true"));
         p.state = state;
         procs.insert(p);
         procs
@@ -134,7 +134,9 @@ mod tests {
             exit: false,
             timeout: Duration::from_secs(5),
         };
-        let p = procs.get(7).unwrap_or_else(|| panic!("no process 7"));
+        let p = procs
+            .get(ProcId(7))
+            .unwrap_or_else(|| panic!("no process 7"));
         waits.request(ClientId(1), &Subject::of(p), ask, Instant::now());
     }
 
@@ -156,7 +158,7 @@ mod tests {
             runs: None,
         };
         let found = Found {
-            target: Some(7),
+            target: Some(ProcId(7)),
             finished: false,
             procs,
             log_dir: Path::new("/nonexistent"),
@@ -221,13 +223,13 @@ mod tests {
         let mut capture = Capture::new(0);
         capture.keep_for_test(&[b"boot", b"ready", b"more"], true);
         let mut router = router(&mut waits, &mut ups, &mut follow, &mut procs, &capture);
-        assert!(router.wanted(7, Stream::Stdout));
+        assert!(router.wanted(ProcId(7), Stream::Stdout));
         assert!(
-            !router.wanted(8, Stream::Stdout),
+            !router.wanted(ProcId(8), Stream::Stdout),
             "nobody looks at process 8"
         );
         let mut out = Vec::new();
-        router.after_read(7, Stream::Stdout, &mut out);
+        router.after_read(ProcId(7), Stream::Stdout, &mut out);
         assert_eq!(
             said(&out),
             [
@@ -241,7 +243,7 @@ mod tests {
             ]
         );
         assert!(
-            !router.wanted(7, Stream::Stderr),
+            !router.wanted(ProcId(7), Stream::Stderr),
             "the follower takes stdout only"
         );
     }
@@ -253,16 +255,19 @@ mod tests {
         let mut capture = Capture::new(0);
         capture.keep_for_test(&[], false);
         let mut router = router(&mut waits, &mut ups, &mut follow, &mut procs, &capture);
-        assert!(!router.wanted(7, Stream::Stdout));
+        assert!(!router.wanted(ProcId(7), Stream::Stdout));
         let mut out = Vec::new();
-        router.after_read(7, Stream::Stdout, &mut out);
+        router.after_read(ProcId(7), Stream::Stdout, &mut out);
         assert_eq!(out.capacity(), 0, "nothing allocated");
         assert!(
             router
-                .line(7, Stream::Stdout, b"[agent-procs] note")
+                .line(ProcId(7), Stream::Stdout, b"[agent-procs] note")
                 .is_empty()
         );
-        assert!(router.output_finished(7).is_empty(), "still running");
+        assert!(
+            router.output_finished(ProcId(7)).is_empty(),
+            "still running"
+        );
     }
 
     #[test]
@@ -276,13 +281,13 @@ mod tests {
         });
         let capture = Capture::new(0);
         let mut router = router(&mut waits, &mut ups, &mut follow, &mut procs, &capture);
-        let out = said(&router.output_finished(7));
+        let out = said(&router.output_finished(ProcId(7)));
         assert_eq!(out.len(), 3, "{out:?}");
         assert!(
             out[0].starts_with("1 end") && out[0].contains("never matched 'ready'"),
             "{out:?}"
         );
         assert_eq!(out[1..], ["2 lost", "2 end LogEnd"]);
-        assert!(router.output_finished(7).is_empty(), "told once");
+        assert!(router.output_finished(ProcId(7)).is_empty(), "told once");
     }
 }

@@ -317,7 +317,11 @@ mod tests {
     fn proc_with_pipe(name: &str, grown: bool) -> (std::path::PathBuf, Proc, std::fs::File) {
         let (dir, sink) = sink(name);
         let (sender, receiver) = mio::unix::pipe::new().unwrap_or_else(|e| panic!("{e}"));
-        let mut p = Proc::new(7, "web".into(), crate::daemon::spec::Spec::for_test("true"));
+        let mut p = Proc::new(
+            ProcId(7),
+            "web".into(),
+            crate::daemon::spec::Spec::for_test("true"),
+        );
         p.outputs[0] = Some(Output {
             pipe: Some(receiver),
             token: mio::Token(40),

@@ -19,7 +19,15 @@ pub struct CpuSample {
     pub(super) percent: f64,
 }
 
-pub type ProcId = u32;
+/// A process's number in the session's table (`p1`, `p2`, … by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ProcId(pub u32);
+
+impl std::fmt::Display for ProcId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
@@ -279,7 +287,7 @@ pub struct ProcTable {
 
 impl ProcTable {
     pub fn allocate_id(&mut self) -> ProcId {
-        self.next_id += 1;
+        self.next_id.0 += 1;
         self.next_id
     }
 
@@ -291,7 +299,7 @@ impl ProcTable {
     /// Forget a process that never started; its id is handed out again if it was the last.
     pub fn remove_unstarted(&mut self, id: ProcId) -> Option<Proc> {
         if self.next_id == id {
-            self.next_id -= 1;
+            self.next_id.0 -= 1;
         }
         self.remove(id)
     }
@@ -318,7 +326,7 @@ impl ProcTable {
     /// A name, or an id of the form `pN`, as 0.6 accepts both.
     pub fn find(&self, target: &str) -> Option<ProcId> {
         self.by_name(target).or_else(|| {
-            let id = target.strip_prefix('p')?.parse::<ProcId>().ok()?;
+            let id = ProcId(target.strip_prefix('p')?.parse().ok()?);
             self.procs.contains_key(&id).then_some(id)
         })
     }
@@ -430,7 +438,7 @@ mod tests {
     #[test]
     fn a_run_is_reported_ready_once_and_the_next_run_again() {
         let spec = Spec::for_test("server");
-        let mut p = Proc::new(1, "api".into(), spec);
+        let mut p = Proc::new(ProcId(1), "api".into(), spec);
         p.pid = 42;
         assert_eq!(p.mark_ready(), Some(42));
         assert_eq!(p.mark_ready(), None, "a second up says nothing new");
@@ -452,7 +460,7 @@ mod tests {
         assert_eq!(table.mark_ready(id), Some(42));
         assert_eq!(table.mark_ready(id), None);
         // A process that is gone: nothing to mark, nothing to report.
-        table.set_awaiting_ready(id + 1, true);
-        assert_eq!(table.mark_ready(id + 1), None);
+        table.set_awaiting_ready(ProcId(id.0 + 1), true);
+        assert_eq!(table.mark_ready(ProcId(id.0 + 1)), None);
     }
 }

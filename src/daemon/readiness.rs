@@ -372,7 +372,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut table = ProbeTable::default();
-        let id = table.add(owner, 1, Target::tcp(port));
+        let id = table.add(owner, ProcId(1), Target::tcp(port));
         let probe = table.probes.get_mut(&id).unwrap();
         probe.tries = 1;
         probe.attempt = Some((Attempt::connect(&probe.target).unwrap(), None));
@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn a_probe_whose_process_is_gone_ends_at_its_next_try() {
         let mut table = ProbeTable::default();
-        let id = table.add(Owner::Wait(WaitId(3)), 9, Target::tcp(1));
+        let id = table.add(Owner::Wait(WaitId(3)), ProcId(9), Target::tcp(1));
         let actions = table.on_try(id, |_| true, &ProcTable::default());
         assert!(actions.is_empty());
         assert!(table.owned_by(|_| true).is_empty());
@@ -505,7 +505,7 @@ mod tests {
         let mut table = ProbeTable::default();
         let owner = Owner::Up { run: 4, entry: 1 };
         let before = Instant::now();
-        let actions = table.start(owner, 9, Target::tcp(1));
+        let actions = table.start(owner, ProcId(9), Target::tcp(1));
         let [
             Action::Arm {
                 at,
@@ -522,9 +522,9 @@ mod tests {
     #[test]
     fn the_end_of_an_up_run_ends_its_probes_only() {
         let (mut table, id, _listener) = probing(Owner::Up { run: 1, entry: 0 });
-        let idle = table.add(Owner::Up { run: 1, entry: 2 }, 1, Target::tcp(1));
-        let other = table.add(Owner::Up { run: 2, entry: 0 }, 1, Target::tcp(1));
-        let wait = table.add(Owner::Wait(WaitId(1)), 1, Target::tcp(1));
+        let idle = table.add(Owner::Up { run: 1, entry: 2 }, ProcId(1), Target::tcp(1));
+        let other = table.add(Owner::Up { run: 2, entry: 0 }, ProcId(1), Target::tcp(1));
+        let wait = table.add(Owner::Wait(WaitId(1)), ProcId(1), Target::tcp(1));
         // The try in progress is closed; the idle probe just goes.
         assert!(matches!(table.drop_run(1)[..], [Action::ProbeClose { .. }]));
         let mut left = table.owned_by(|_| true);

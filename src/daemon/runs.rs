@@ -459,7 +459,7 @@ mod tests {
         procs.insert(p);
         annotate(&mut procs, id, &mut clock, "[agent-procs] watch: note");
         // A process without logs (or gone) takes no note and does not fail.
-        annotate(&mut procs, id + 1, &mut clock, "lost");
+        annotate(&mut procs, ProcId(id.0 + 1), &mut clock, "lost");
         drop(procs);
         let stdout = std::fs::read_to_string(dir.0.join("web.stdout")).unwrap();
         let lines: Vec<&str> = stdout.lines().collect();
@@ -608,10 +608,10 @@ mod tests {
         assert!(after.is_empty());
         // No such process: nothing is launched and `begin` says so.
         assert!(
-            runs.launch(&mut procs, id + 1, None, false, &mut clock)
+            runs.launch(&mut procs, ProcId(id.0 + 1), None, false, &mut clock)
                 .is_empty()
         );
-        let (response, _) = runs.begin(&mut procs, id + 1, None, None);
+        let (response, _) = runs.begin(&mut procs, ProcId(id.0 + 1), None, None);
         assert!(
             matches!(response, Response::Error { message, .. } if message.contains("vanished"))
         );

@@ -314,7 +314,7 @@ mod tests {
             let id = t.allocate_id();
             let mut p = Proc::new(id, name.into(), spec(port));
             if running {
-                p.pid = 900_000 + id;
+                p.pid = 900_000 + id.0;
                 p.pgid = p.pid as i32;
                 p.state = State::Running {
                     pid: p.pid,

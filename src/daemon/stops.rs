@@ -144,7 +144,7 @@ mod tests {
             let mut p = Proc::new(id, name.to_string(), spec);
             p.state = if *alive {
                 State::Running {
-                    pid: 100 + id,
+                    pid: 100 + id.0,
                     since: Instant::now(),
                 }
             } else {

@@ -751,7 +751,7 @@ mod tests {
             let id = t.allocate_id();
             let mut p = Proc::new(id, name.to_string(), spec(needs));
             // Made-up groups: the actions that signal them are only looked at.
-            p.pid = 900_000 + id;
+            p.pid = 900_000 + id.0;
             p.pgid = p.pid as i32;
             p.state = if *running {
                 State::Running {

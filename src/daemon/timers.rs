@@ -3,6 +3,7 @@
 //! finds nothing to do, because each carries the generation it was armed for.
 
 use super::ids::{ClientId, ProbeId, WaitId};
+use super::procs::ProcId;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
     /// SIGKILL the group of this process if its stop (of this generation) is still pending.
-    Escalate { proc: u32, generation: u64 },
+    Escalate { proc: ProcId, generation: u64 },
     /// A `wait` ran out of time.
     WaitDeadline { wait: WaitId },
     /// A `logs --follow` ran out of time.
@@ -20,9 +21,9 @@ pub enum Timer {
     /// Try accepting again after running out of descriptors.
     RetryAccept,
     /// A restart policy's delay is over (if the process still waits, in this generation).
-    Restart { proc: u32, generation: u64 },
+    Restart { proc: ProcId, generation: u64 },
     /// The debounce after a watched file changed is over.
-    WatchRestart { proc: u32 },
+    WatchRestart { proc: ProcId },
     /// Start the next try of a readiness probe.
     ProbeTry { probe: ProbeId },
     /// Give up on try number `tries` of a probe if it is still going.

@@ -821,7 +821,7 @@ mod tests {
         let id = procs.allocate_id();
         let mut p = super::super::procs::Proc::new(id, def.name.clone(), planned.spec);
         p.state = state;
-        p.pid = 100 + id;
+        p.pid = 100 + id.0;
         procs.insert(p);
         id
     }
@@ -974,7 +974,7 @@ mod tests {
         // One `ready` event for the run, with its pid.
         let ready = |a: &Action| {
             matches!(a, Action::Emit { proc, change } if *proc == id
-                && change.event == "ready" && change.pid == Some(100 + id))
+                && change.event == "ready" && change.pid == Some(100 + id.0))
         };
         assert_eq!(actions.iter().filter(|a| ready(a)).count(), 1);
         assert!(!ups.wants_lines(id));

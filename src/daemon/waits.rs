@@ -444,7 +444,7 @@ mod tests {
         // Leaked so tests can hold the view as long as they like.
         let state: &'static State = Box::leak(Box::new(state.clone()));
         Subject {
-            id: 7,
+            id: ProcId(7),
             name: "api",
             state,
             pipes_closed: false,
@@ -498,7 +498,7 @@ mod tests {
                 Action::Busy {
                     client: ClientId(3),
                 },
-                Action::PrepareIndexes { proc: 7 },
+                Action::PrepareIndexes { proc: ProcId(7) },
                 Action::Arm {
                     at,
                     timer: Timer::WaitDeadline { wait },
@@ -509,13 +509,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         };
-        assert!(waits.any_pattern_for(7));
-        assert!(waits.on_line(7, b"starting").is_empty());
+        assert!(waits.any_pattern_for(ProcId(7)));
+        assert!(waits.on_line(ProcId(7), b"starting").is_empty());
         assert!(
-            waits.on_line(8, b"ready").is_empty(),
+            waits.on_line(ProcId(8), b"ready").is_empty(),
             "another process's line"
         );
-        match &waits.on_line(7, b"now ready")[..] {
+        match &waits.on_line(ProcId(7), b"now ready")[..] {
             [
                 Action::ReplyLater {
                     client: ClientId(3),
@@ -526,7 +526,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(waits.on_line(7, b"ready again").is_empty(), "answered once");
+        assert!(
+            waits.on_line(ProcId(7), b"ready again").is_empty(),
+            "answered once"
+        );
         assert!(
             waits.on_deadline(wait).is_empty(),
             "a stale deadline does nothing"
@@ -543,7 +546,10 @@ mod tests {
             ask(None, true),
             now,
         );
-        assert!(!waits.any_pattern_for(7), "an exit wait reads no lines");
+        assert!(
+            !waits.any_pattern_for(ProcId(7)),
+            "an exit wait reads no lines"
+        );
         let Some(Action::Arm {
             timer: Timer::WaitDeadline { wait },
             ..
@@ -567,7 +573,7 @@ mod tests {
         waits.drop_client(ClientId(2));
         assert!(
             waits
-                .on_exit(7, "api", "exit code 0", Exit::Code(0))
+                .on_exit(ProcId(7), "api", "exit code 0", Exit::Code(0))
                 .is_empty()
         );
     }
@@ -598,7 +604,7 @@ mod tests {
             &waits.on_deadline(second)[..],
             [
                 Action::ReplyLater { .. },
-                Action::Output(OutputAction::LetGo { proc: 7 })
+                Action::Output(OutputAction::LetGo { proc: ProcId(7) })
             ]
         ));
         assert!(
@@ -663,7 +669,7 @@ mod tests {
         };
         let actions = waits.request(ClientId(1), &subject(&running(), None), bad, now);
         assert_eq!(actions.len(), 1);
-        assert!(!waits.any_pattern_for(7), "nothing was kept");
+        assert!(!waits.any_pattern_for(ProcId(7)), "nothing was kept");
     }
 
     #[test]
@@ -687,7 +693,7 @@ mod tests {
             ask(Some("ready"), false),
             now,
         );
-        let actions = waits.on_exit(7, "api", "killed by SIGKILL", Exit::Signal(9));
+        let actions = waits.on_exit(ProcId(7), "api", "killed by SIGKILL", Exit::Signal(9));
         assert_eq!(actions.len(), 2);
         assert_eq!(
             error_text(&actions[0]),
@@ -741,7 +747,7 @@ mod tests {
                 Action::Arm { .. },
                 Action::Probe {
                     owner: ProbeOwner::Wait(wait),
-                    proc: 7,
+                    proc: ProcId(7),
                     ..
                 },
             ] => *wait,
@@ -777,7 +783,7 @@ mod tests {
         let pattern = Some(Pattern::new("ready", false, false).unwrap());
         t.add(Wait {
             client: ClientId(1),
-            proc: 7,
+            proc: ProcId(7),
             pattern,
             pattern_text: "ready".into(),
             exit: false,
@@ -785,17 +791,17 @@ mod tests {
         });
         t.add(Wait {
             client: ClientId(2),
-            proc: 7,
+            proc: ProcId(7),
             pattern: None,
             pattern_text: String::new(),
             exit: true,
             probe: false,
         });
-        assert!(t.take_matching(7, b"not yet").is_empty());
-        assert_eq!(t.take_matching(7, b"now ready").len(), 1);
-        assert!(t.take_matching(7, b"ready again").is_empty());
-        assert_eq!(t.take_exit(7).len(), 1);
-        assert!(!t.any_pattern_for(7));
+        assert!(t.take_matching(ProcId(7), b"not yet").is_empty());
+        assert_eq!(t.take_matching(ProcId(7), b"now ready").len(), 1);
+        assert!(t.take_matching(ProcId(7), b"ready again").is_empty());
+        assert_eq!(t.take_exit(ProcId(7)).len(), 1);
+        assert!(!t.any_pattern_for(ProcId(7)));
     }
 
     #[test]

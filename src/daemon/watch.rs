@@ -475,13 +475,13 @@ mod tests {
         // One descriptor for the daemon: the second start has nothing to register.
         assert_eq!(fw.start_for(true), Ok(None));
         let procs = ProcTable::default();
-        let (answer, mut actions) = fw.watch(1, spec(&root), &procs);
+        let (answer, mut actions) = fw.watch(ProcId(1), spec(&root), &procs);
         assert_eq!(answer, Ok(()));
         while fw.busy() {
-            actions.extend(fw.slice(Some(1), &procs).1);
+            actions.extend(fw.slice(Some(ProcId(1)), &procs).1);
         }
         assert!(matches!(&actions[..], [Action::Note(n)] if n.contains("watching 3 directories")));
-        assert!(fw.watching(1) && !fw.busy());
+        assert!(fw.watching(ProcId(1)) && !fw.busy());
         let now = Instant::now();
         let changed = |fw: &mut FileWatch, file: &str| {
             std::fs::write(root.join(file), "x").unwrap();
@@ -491,14 +491,14 @@ mod tests {
         let first = changed(&mut fw, "a");
         assert!(matches!(
             first[..],
-            [Action::Arm { at, timer: Timer::WatchRestart { proc: 1 } }] if at == now + DEBOUNCE
+            [Action::Arm { at, timer: Timer::WatchRestart { proc: ProcId(1) } }] if at == now + DEBOUNCE
         ));
         // Within the debounce: no second restart.
         assert!(changed(&mut fw, "b").is_empty());
-        fw.debounced(1);
+        fw.debounced(ProcId(1));
         assert_eq!(changed(&mut fw, "c").len(), 1);
-        fw.unwatch(1);
-        fw.debounced(1);
+        fw.unwatch(ProcId(1));
+        fw.debounced(ProcId(1));
         assert!(changed(&mut fw, "d").is_empty());
         std::fs::remove_dir_all(root).unwrap();
     }
@@ -514,9 +514,9 @@ mod tests {
         let procs = ProcTable::default();
         // Given up while answering its own `run`: the error is the answer (a
         // loaded machine may need more than the first slice).
-        let (mut answer, mut actions) = fw.watch(4, spec(&root), &procs);
+        let (mut answer, mut actions) = fw.watch(ProcId(4), spec(&root), &procs);
         while fw.busy() {
-            let (more, notes) = fw.slice(Some(4), &procs);
+            let (more, notes) = fw.slice(Some(ProcId(4)), &procs);
             answer = answer.and(more);
             actions.extend(notes);
         }
@@ -524,7 +524,7 @@ mod tests {
         assert!(actions.is_empty());
         // Found in a later slice: noted in daemon.log and the process's log.
         if let Some(w) = fw.watcher.as_mut() {
-            w.watch(5, spec(&root));
+            w.watch(ProcId(5), spec(&root));
         }
         let mut actions = Vec::new();
         while fw.busy() {
@@ -533,7 +533,13 @@ mod tests {
             actions.extend(notes);
         }
         match &actions[..] {
-            [Action::Note(n), Action::WatchNote { proc: 5, note }] => {
+            [
+                Action::Note(n),
+                Action::WatchNote {
+                    proc: ProcId(5),
+                    note,
+                },
+            ] => {
                 assert!(n.contains("Not watching files"));
                 assert!(note.starts_with("[agent-procs] Not watching files: "));
             }
@@ -563,7 +569,7 @@ mod tests {
     fn a_tree_is_added_in_slices_and_reported_once_whole() {
         let root = tree("slices", 60);
         let mut w = Watcher::new().unwrap();
-        w.watch(1, spec(&root));
+        w.watch(ProcId(1), spec(&root));
         assert!(w.busy());
         // A zero budget still makes progress: the clock is read every 16 dirs.
         let mut slices = 0;
@@ -575,7 +581,13 @@ mod tests {
         }
         assert!(slices > 1, "the tree was added in one slice");
         // The root, d0..d6 and 60 leaves.
-        assert_eq!(finished, vec![Finished::Watching { proc: 1, dirs: 68 }]);
+        assert_eq!(
+            finished,
+            vec![Finished::Watching {
+                proc: ProcId(1),
+                dirs: 68
+            }]
+        );
         std::fs::remove_dir_all(root).unwrap();
     }
 
@@ -584,12 +596,12 @@ mod tests {
         let root = tree("cap", 30);
         let mut w = Watcher::new().unwrap();
         w.max_dirs = 20;
-        w.watch(1, spec(&root));
+        w.watch(ProcId(1), spec(&root));
         let finished = w.work(Duration::from_secs(10));
         let [Finished::Failed { proc, msg }] = finished.as_slice() else {
             panic!("{finished:?}");
         };
-        assert_eq!(*proc, 1);
+        assert_eq!(*proc, ProcId(1));
         assert_eq!(
             msg,
             &format!(
@@ -597,7 +609,7 @@ mod tests {
                 root.display()
             )
         );
-        assert!(!w.busy() && !w.watching(1) && w.dirs.is_empty());
+        assert!(!w.busy() && !w.watching(ProcId(1)) && w.dirs.is_empty());
         std::fs::remove_dir_all(root).unwrap();
     }
 }
