@@ -387,16 +387,25 @@ fn a_socket_path_too_long_for_sun_path_is_a_clear_error() {
     );
 }
 
-#[test]
-fn an_idle_process_costs_the_daemon_four_descriptors() {
-    let sb = Sandbox::new();
+const STATUS: &[u8] = b"{\"type\":\"Status\"}\n";
+
+/// A daemon with one process whose first line was awaited, a connection to it
+/// that has been answered once, and the daemon's descriptor count then.
+fn settled_daemon(sb: &Sandbox) -> (i32, std::os::unix::net::UnixStream, usize) {
     sb.start("first", "echo hi; sleep 300");
     sb.ok(&["wait", "first", "--until", "hi"]);
     let daemon = sb.daemon_pid().unwrap();
     let mut s = sb.connect();
-    let status = b"{\"type\":\"Status\"}\n";
-    assert_eq!(ask(&mut s, status)["type"], "Status");
+    assert_eq!(ask(&mut s, STATUS)["type"], "Status");
     let before = fd_count(daemon);
+    (daemon, s, before)
+}
+
+#[test]
+fn an_idle_process_costs_the_daemon_four_descriptors() {
+    let sb = Sandbox::new();
+    let (daemon, mut s, before) = settled_daemon(&sb);
+    let status = STATUS;
     for i in 0..5 {
         let run = format!("{{\"type\":\"Run\",\"command\":\"sleep 300\",\"name\":\"s{i}\"}}\n");
         assert_eq!(ask(&mut s, run.as_bytes())["type"], "RunOk");
@@ -409,13 +418,8 @@ fn an_idle_process_costs_the_daemon_four_descriptors() {
 #[test]
 fn a_process_whose_wait_was_answered_costs_four_descriptors_again() {
     let sb = Sandbox::new();
-    sb.start("first", "echo hi; sleep 300");
-    sb.ok(&["wait", "first", "--until", "hi"]);
-    let daemon = sb.daemon_pid().unwrap();
-    let mut s = sb.connect();
-    let status = b"{\"type\":\"Status\"}\n";
-    assert_eq!(ask(&mut s, status)["type"], "Status");
-    let before = fd_count(daemon);
+    let (daemon, mut s, before) = settled_daemon(&sb);
+    let status = STATUS;
     let run =
         b"{\"type\":\"Run\",\"command\":\"sleep 1; echo ready; sleep 300\",\"name\":\"late\"}\n";
     assert_eq!(ask(&mut s, run)["type"], "RunOk");
